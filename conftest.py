@@ -1,0 +1,37 @@
+"""Headless pyworkflow set-up for the test suite (see ../shared/SCIPION_NOTES.md).
+
+pyworkflow reads its environment once, at import, so everything is set here before any
+test module is collected.
+"""
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+_ROOT = Path(tempfile.mkdtemp(prefix="deepalign-scipion-"))
+_HOME = _ROOT / "scipion_home"
+(_HOME / "config").mkdir(parents=True)
+(_HOME / "config" / "hosts.conf").write_text(
+    "[localhost]\n"
+    "PARALLEL_COMMAND = mpirun -np %_(JOB_NODES)d %_(COMMAND)s\n"
+    "NAME = SCIPION_DEEPALIGN_TESTS\n"
+    "CANCEL_COMMAND = kill %_(JOB_ID)s\n"
+    "CHECK_COMMAND = ps -p %_(JOB_ID)s\n"
+    "SUBMIT_COMMAND = bash %_(JOB_SCRIPT)s\n"
+    "SUBMIT_PREFIX = scipion\n"
+    "QUEUE_FOR_JOBS = N\n"
+)
+_defaults = {
+    "SCIPION_HOME": str(_HOME),
+    "SCIPION_USER_DATA": str(_ROOT / "user_data"),
+    "SCIPION_DOMAIN": "pwem",
+    "SCIPION_PYTHON": sys.executable,
+    "SCIPION_TEST_NOSYNC": "True",
+    "SCIPION_NOTIFY": "False",
+    "MPLBACKEND": "Agg",
+    "TF_CPP_MIN_LOG_LEVEL": "2",
+    "KERAS_BACKEND": os.environ.get("KERAS_BACKEND", "tensorflow"),
+}
+for _key, _value in _defaults.items():
+    os.environ.setdefault(_key, _value)
+os.environ["SCIPION_HOME"] = str(_HOME)
