@@ -1,0 +1,277 @@
+"""Conversion between Scipion objects and the core's arrays: the ONLY place where a Scipion
+``Transform`` meets a core pose.
+
+Scipion's projection alignment (``ALIGN_PROJ``)
+-----------------------------------------------
+A core pose is ``(rot, tilt, psi)`` in degrees and a RELION-style shift ``s = (sx, sy)`` in
+pixels (see :mod:`scipion_deepalign.core.geometry`). With ``A = euler_to_matrix(angles)`` the
+particle is the projection along ``A`` translated by ``-s``; as a homogeneous map from volume
+coordinates to particle-image coordinates this is ``F = [[A, -s], [0, 1]]`` (``s`` padded
+with ``sz = 0``).
+
+For ``ALIGN_PROJ`` Scipion (Xmipp and RELION plugins alike) stores the **inverse** of ``F``::
+
+    M = F^-1 = [[A.T, A.T @ s],
+                [0,   1      ]]
+
+so the rotation block is the transpose of the ZYZ matrix and ``M[:3, 3]`` is the shift rotated
+back into the map frame, not the shift itself. Going back: ``A = M[:3, :3].T`` and
+``s = A @ M[:3, 3]`` (its z component is 0 for a projection pose). This equals the Xmipp
+plugin's ``matrixFromGeometry(shifts, angles, inverseTransform=True)``; the test suite checks it
+against ``pwem.convert.transformations`` and ``pwem.emlib.Euler_angles2matrix``.
+``Transform.getEulerAngles()`` / ``getShifts()`` use other conventions: never use them for poses.
+"""
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+
+import numpy as np
+
+from .core.geometry import euler_to_matrix, matrix_to_euler
+from .core.particles import CTFParams, Particles
+
+__all__ = [
+    "pose_to_matrix",
+    "matrix_to_pose",
+    "set_particle_pose",
+    "read_set_poses",
+    "ctf_from_particles",
+    "ctf_from_particle",
+    "read_set_images",
+    "set_to_core",
+    "STACK_EXTENSIONS_MRC",
+]
+
+#: image file endings read directly with mrcfile (others go through pwem's ImageHandler)
+STACK_EXTENSIONS_MRC = (".mrc", ".mrcs", ".st", ".map")
+
+
+def pose_to_matrix(angles_deg, shifts_px) -> np.ndarray:
+    """Scipion ``ALIGN_PROJ`` matrices of core poses (see the module docstring).
+
+    Parameters
+    ----------
+    angles_deg : array_like of shape (..., 3)
+        ``(rot, tilt, psi)`` in degrees.
+    shifts_px : array_like of shape (..., 2)
+        RELION-style ``(shift_x, shift_y)`` in pixels.
+
+    Returns
+    -------
+    ndarray of shape (..., 4, 4)
+        ``[[A.T, A.T @ s], [0, 1]]``.
+    """
+    angles = np.asarray(angles_deg, dtype=np.float64)
+    shifts = np.asarray(shifts_px, dtype=np.float64)
+    if shifts.shape[-1] != 2:
+        raise ValueError(f"shifts_px must have shape (..., 2), got {shifts.shape}")
+    a = euler_to_matrix(angles)
+    batch = np.broadcast_shapes(a.shape[:-2], shifts.shape[:-1])
+    a = np.broadcast_to(a, batch + (3, 3))
+    s3 = np.zeros(batch + (3,))
+    s3[..., :2] = shifts
+    m = np.zeros(batch + (4, 4))
+    m[..., :3, :3] = np.swapaxes(a, -1, -2)
+    m[..., :3, 3] = np.einsum("...ji,...j->...i", a, s3)  # A.T @ s
+    m[..., 3, 3] = 1.0
+    return m
+
+
+def matrix_to_pose(matrix) -> tuple[np.ndarray, np.ndarray]:
+    """Core pose of Scipion ``ALIGN_PROJ`` matrices, inverse of :func:`pose_to_matrix`.
+
+    Parameters
+    ----------
+    matrix : array_like of shape (..., 4, 4)
+
+    Returns
+    -------
+    angles_deg : ndarray of shape (..., 3)
+    shifts_px : ndarray of shape (..., 2)
+        Any out-of-plane component of the shift (nonzero only for matrices that are not
+        projection poses) is dropped.
+    """
+    m = np.asarray(matrix, dtype=np.float64)
+    if m.shape[-2:] != (4, 4):
+        raise ValueError(f"matrix must have shape (..., 4, 4), got {m.shape}")
+    a = np.swapaxes(m[..., :3, :3], -1, -2)
+    shifts = np.einsum("...ij,...j->...i", a, m[..., :3, 3])
+    return matrix_to_euler(a), shifts[..., :2]
+
+
+def set_particle_pose(particle, angles_deg, shifts_px) -> None:
+    """Give a Scipion particle the projection pose ``(angles_deg (3,), shifts_px (2,))``.
+
+    The containing set must be marked with ``setAlignmentProj()`` by the caller.
+    """
+    from pwem.objects import Transform
+
+    particle.setTransform(Transform(pose_to_matrix(angles_deg, shifts_px)))
+
+
+def read_set_poses(set_of_particles) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Item ids and poses of a SetOfParticles with projection alignment.
+
+    Returns
+    -------
+    ids : ndarray of shape (N,) int
+    angles_deg : ndarray of shape (N, 3)
+    shifts_px : ndarray of shape (N, 2)
+
+    Raises
+    ------
+    ValueError
+        If the set has no projection alignment or an item has no transform.
+    """
+    if not set_of_particles.hasAlignmentProj():
+        raise ValueError("set_of_particles has no projection alignment (ALIGN_PROJ)")
+    ids, matrices = [], []
+    for particle in set_of_particles.iterItems():
+        transform = particle.getTransform()
+        if transform is None:
+            raise ValueError(f"particle {particle.getObjId()} of set_of_particles has no pose")
+        ids.append(particle.getObjId())
+        matrices.append(transform.getMatrix())
+    if not ids:
+        return np.zeros(0, int), np.zeros((0, 3)), np.zeros((0, 2))
+    angles, shifts = matrix_to_pose(np.array(matrices))
+    return np.asarray(ids, dtype=np.int64), angles, shifts
+
+
+def ctf_from_particles(particles, acquisition=None) -> CTFParams | None:
+    """Core CTF parameters of an iterable of Scipion particles (None if any lacks a CTF).
+
+    Parameters
+    ----------
+    particles : iterable of pwem.objects.Particle
+    acquisition : pwem.objects.Acquisition, optional
+        Voltage, Cs and amplitude contrast; defaults to the first particle's acquisition.
+    """
+    du, dv, dang, phase = [], [], [], []
+    first = None
+    for particle in particles:
+        first = first or particle
+        ctf = particle.getCTF() if particle.hasCTF() else None
+        if ctf is None:
+            return None
+        du.append(ctf.getDefocusU())
+        dv.append(ctf.getDefocusV())
+        dang.append(ctf.getDefocusAngle())
+        phase.append(ctf.getPhaseShift() or 0.0)
+    if first is None:
+        return None
+    acq = acquisition if acquisition is not None else first.getAcquisition()
+    return CTFParams(
+        defocus_u_a=du, defocus_v_a=dv, defocus_angle_deg=dang,
+        voltage_kv=float(acq.getVoltage() or 300.0),
+        cs_mm=float(acq.getSphericalAberration() or 2.7),
+        amplitude_contrast=float(acq.getAmplitudeContrast() or 0.1),
+        phase_shift_deg=phase if any(phase) else None,
+    )
+
+
+def ctf_from_particle(particle, acquisition=None) -> CTFParams | None:
+    """Core CTF parameters (N = 1) of one Scipion particle, None without a CTF."""
+    return ctf_from_particles([particle], acquisition)
+
+
+def read_set_images(set_of_particles) -> np.ndarray:
+    """All images of a SetOfParticles in iteration order, ``ndarray (N, B, B) float32``.
+
+    MRC stacks are read with mrcfile (memory-mapped, one open per file); other formats go
+    through pwem's ImageHandler.
+    """
+    locations = [p.getLocation() for p in set_of_particles.iterItems()]
+    return _read_locations(locations)
+
+
+def _read_locations(locations) -> np.ndarray:
+    import mrcfile
+
+    images = [None] * len(locations)
+    by_file = OrderedDict()
+    for i, (index, filename) in enumerate(locations):
+        by_file.setdefault(_strip_suffix(filename), []).append((i, index))
+    for filename, items in by_file.items():
+        if not os.path.exists(filename):
+            raise ValueError(f"image file of set_of_particles not found: {filename}")
+        if filename.lower().endswith(STACK_EXTENSIONS_MRC):
+            with mrcfile.mmap(filename, mode="r", permissive=True) as mrc:
+                data = mrc.data
+                if data.ndim == 2:
+                    data = data[None]
+                for i, index in items:
+                    images[i] = np.array(data[max(index, 1) - 1], dtype=np.float32)
+        else:
+            from pwem.emlib.image import ImageHandler
+
+            handler = ImageHandler()
+            for i, index in items:
+                images[i] = np.asarray(handler.read((index, filename)).getData(), np.float32)
+    if not images:
+        return np.zeros((0, 0, 0), np.float32)
+    return np.stack(images)
+
+
+def _strip_suffix(filename: str) -> str:
+    # Scipion may append ':mrcs' / ':mrc' to force a format
+    return filename.split(":")[0] if ":" in os.path.basename(filename) else filename
+
+
+def set_to_core(set_of_particles, out_dir, *, stack_name="particles.mrcs",
+                star_name="particles.star") -> Particles:
+    """Write a SetOfParticles as ONE ``.mrcs`` stack and a RELION 3.1 STAR file.
+
+    Poses (when the set has projection alignment) and CTF (when every particle has one) go
+    into the STAR file; the Scipion item ids go to the extra column ``deepalignItemId`` so
+    results can be matched back to the items.
+
+    Parameters
+    ----------
+    set_of_particles : pwem.objects.SetOfParticles
+    out_dir : str
+        Folder for ``stack_name`` and ``star_name`` (created if missing).
+
+    Returns
+    -------
+    Particles
+        The metadata written, ``root = out_dir``.
+
+    Raises
+    ------
+    ValueError
+        If the set is empty or has no sampling rate.
+    """
+    from .core.io.star import write_particles
+
+    n = set_of_particles.getSize()
+    if not n:
+        raise ValueError("set_of_particles is empty")
+    pixel_size_a = set_of_particles.getSamplingRate()
+    if not pixel_size_a:
+        raise ValueError("set_of_particles has no sampling rate")
+    os.makedirs(out_dir, exist_ok=True)
+    items = [p.clone() for p in set_of_particles.iterItems()]
+    ids = np.array([p.getObjId() for p in items], dtype=np.int64)
+    images = _read_locations([p.getLocation() for p in items])
+    angles = shifts = None
+    if set_of_particles.hasAlignmentProj():
+        matrices = [p.getTransform().getMatrix() for p in items]
+        angles, shifts = matrix_to_pose(np.array(matrices))
+    ctf = None
+    if set_of_particles.hasCTF():
+        ctf = ctf_from_particles(items, set_of_particles.getAcquisition())
+    particles = Particles(
+        image_names=[f"{i + 1:06d}@{stack_name}" for i in range(len(items))],
+        pixel_size_a=float(pixel_size_a),
+        box_px=int(images.shape[-1]),
+        angles_deg=angles,
+        shifts_px=shifts,
+        ctf=ctf,
+        extra={"deepalignItemId": ids},
+        root=str(out_dir),
+    )
+    write_particles(os.path.join(out_dir, stack_name), os.path.join(out_dir, star_name),
+                    images, particles)
+    return particles

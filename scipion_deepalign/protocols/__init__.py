@@ -1,0 +1,1 @@
+"""DeepAlign protocols, visible at this module's top level for pyworkflow's discovery."""
