@@ -130,8 +130,10 @@ def write_particles_sqlite(sqlite_path, stack_path, particles: Particles, *,
         item.setAcquisition(acquisition.clone())
         if ctf is not None:
             model = CTFModel()
-            model.setStandardDefocus(float(ctf.defocus_u_a[i]), float(ctf.defocus_v_a[i]),
-                                     float(ctf.defocus_angle_deg[i]))
+            # values kept as given (setStandardDefocus would swap U/V and turn the angle)
+            model.setDefocusU(float(ctf.defocus_u_a[i]))
+            model.setDefocusV(float(ctf.defocus_v_a[i]))
+            model.setDefocusAngle(float(ctf.defocus_angle_deg[i]))
             item.setCTF(model)
         if with_poses and particles.has_poses:
             set_particle_pose(item, particles.angles_deg[i], shifts[i])

@@ -1,0 +1,198 @@
+"""convert: Scipion ALIGN_PROJ matrices <-> core poses, checked against pwem's own Euler code."""
+import numpy as np
+import pytest
+
+from scipion_deepalign.convert import (
+    ctf_from_particles,
+    matrix_to_pose,
+    pose_to_matrix,
+    read_set_poses,
+    set_particle_pose,
+    set_to_core,
+)
+from scipion_deepalign.core.geometry import euler_to_matrix, random_angles_deg
+from scipion_deepalign.core.particles import CTFParams, Particles
+
+N_POSES = 250
+
+
+@pytest.fixture(scope="module")
+def poses():
+    rng = np.random.default_rng(7)
+    angles = random_angles_deg(N_POSES, rng)
+    shifts = rng.uniform(-8.0, 8.0, (N_POSES, 2))
+    return angles, shifts
+
+
+def _assert_same_rotation(angles_a, angles_b, *, atol=1e-9):
+    # Euler triplets are not unique (poles): compare the rotations they describe
+    np.testing.assert_allclose(euler_to_matrix(angles_a), euler_to_matrix(angles_b), atol=atol)
+
+
+def test_round_trip_many_random_poses(poses):
+    angles, shifts = poses
+    back_angles, back_shifts = matrix_to_pose(pose_to_matrix(angles, shifts))
+    _assert_same_rotation(back_angles, angles)
+    np.testing.assert_allclose(back_shifts, shifts, atol=1e-9)
+
+
+def test_rotation_block_is_transpose_of_xmipp_euler_matrix(poses):
+    emlib = pytest.importorskip("pwem.emlib")
+    angles, shifts = poses
+    matrices = pose_to_matrix(angles, shifts)
+    for a, m in zip(angles, matrices):
+        xmipp = np.array(emlib.Euler_angles2matrix(*a))
+        np.testing.assert_allclose(m[:3, :3], xmipp.T, atol=1e-12)
+
+
+def test_matches_scipion_inverse_transform_recipe(poses):
+    """Independent oracle: the Xmipp/RELION plugins' inverse-transform construction with
+    pwem.convert.transformations (negated angles, static ZYZ, translation -shift, inverted)."""
+    tfs = pytest.importorskip("pwem.convert.transformations")
+    angles, shifts = poses
+    ours = pose_to_matrix(angles, shifts)
+    for a, s, m in zip(angles, shifts, ours):
+        forward = tfs.euler_matrix(*(-np.deg2rad(a)), axes="szyz")
+        forward[:3, 3] = -np.array([s[0], s[1], 0.0])
+        np.testing.assert_allclose(m, np.linalg.inv(forward), atol=1e-10)
+        # and back: pwem's euler_from_matrix of the inverse gives the same rotation
+        inv = np.linalg.inv(m)
+        back = -np.rad2deg(tfs.euler_from_matrix(inv, axes="szyz"))
+        _assert_same_rotation(back, a)
+        np.testing.assert_allclose(-tfs.translation_from_matrix(inv)[:2], s, atol=1e-10)
+
+
+def test_xmipp_matrix_to_angles_agrees(poses):
+    emlib = pytest.importorskip("pwem.emlib")
+    angles, shifts = poses
+    back_angles, _ = matrix_to_pose(pose_to_matrix(angles[:50], shifts[:50]))
+    for a, b in zip(angles[:50], back_angles):
+        xa = np.array(emlib.Euler_matrix2angles(np.array(emlib.Euler_angles2matrix(*a))))
+        _assert_same_rotation(xa, b)
+
+
+def test_pure_shift_by_hand():
+    m = pose_to_matrix([0.0, 0.0, 0.0], [3.0, -2.0])
+    expected = np.eye(4)
+    expected[:3, 3] = [3.0, -2.0, 0.0]
+    np.testing.assert_allclose(m, expected, atol=1e-12)
+
+
+def test_pure_rotation_by_hand():
+    # rot = 90: passive A = Rz(90) = [[0, 1, 0], [-1, 0, 0], [0, 0, 1]]; Scipion stores A.T
+    m = pose_to_matrix([90.0, 0.0, 0.0], [0.0, 0.0])
+    expected = np.eye(4)
+    expected[:3, :3] = [[0, -1, 0], [1, 0, 0], [0, 0, 1]]
+    np.testing.assert_allclose(m, expected, atol=1e-12)
+    # tilt = 90 about y: A = [[0, 0, -1], [0, 1, 0], [1, 0, 0]], projection direction +x
+    m = pose_to_matrix([0.0, 90.0, 0.0], [0.0, 0.0])
+    np.testing.assert_allclose(m[:3, :3], [[0, 0, 1], [0, 1, 0], [-1, 0, 0]], atol=1e-12)
+
+
+def test_rotation_and_shift_by_hand():
+    # the translation is the shift rotated back to the map frame: A.T @ (1, 0, 0) = (0, 1, 0)
+    m = pose_to_matrix([90.0, 0.0, 0.0], [1.0, 0.0])
+    np.testing.assert_allclose(m[:3, 3], [0.0, 1.0, 0.0], atol=1e-12)
+    angles, shifts = matrix_to_pose(m)
+    _assert_same_rotation(angles, [90.0, 0.0, 0.0])  # returned as (0, 0, 90) at the pole
+    np.testing.assert_allclose(shifts, [1.0, 0.0], atol=1e-12)
+
+
+def test_bad_shapes_are_named():
+    with pytest.raises(ValueError, match="shifts_px"):
+        pose_to_matrix([0, 0, 0], [1, 2, 3])
+    with pytest.raises(ValueError, match="matrix"):
+        matrix_to_pose(np.eye(3))
+
+
+# --------------------------------------------------------------------- Scipion sets
+def _truth(n=12, box=24, seed=3):
+    rng = np.random.default_rng(seed)
+    ctf = CTFParams(defocus_u_a=rng.uniform(8000, 20000, n),
+                    defocus_v_a=rng.uniform(8000, 20000, n),
+                    defocus_angle_deg=rng.uniform(0, 180, n), voltage_kv=200.0, cs_mm=2.0,
+                    amplitude_contrast=0.07)
+    return Particles(image_names=[f"{i + 1:06d}@x.mrcs" for i in range(n)], pixel_size_a=2.5,
+                     box_px=box, angles_deg=random_angles_deg(n, rng),
+                     shifts_px=rng.uniform(-3, 3, (n, 2)), ctf=ctf)
+
+
+def _write_set(tmp_path, truth, *, with_poses=True):
+    import mrcfile
+    from pwem.objects import SetOfParticles
+
+    from scipion_deepalign.tests.scipion_helpers import write_particles_sqlite
+
+    rng = np.random.default_rng(0)
+    images = rng.normal(size=(len(truth), truth.box_px, truth.box_px)).astype(np.float32)
+    stack = tmp_path / "stack.mrcs"
+    with mrcfile.new(stack) as mrc:
+        mrc.set_data(images)
+    sqlite = str(tmp_path / "parts.sqlite")
+    write_particles_sqlite(sqlite, str(stack), truth, with_poses=with_poses)
+    parts = SetOfParticles(filename=sqlite)
+    parts.loadAllProperties()
+    return parts, images
+
+
+def test_set_poses_round_trip_through_sqlite(tmp_path):
+    truth = _truth()
+    parts, _ = _write_set(tmp_path, truth)
+    ids, angles, shifts = read_set_poses(parts)
+    np.testing.assert_array_equal(ids, np.arange(1, len(truth) + 1))
+    _assert_same_rotation(angles, truth.angles_deg, atol=1e-6)
+    np.testing.assert_allclose(shifts, truth.shifts_px, atol=1e-6)
+
+
+def test_set_particle_pose_writes_inverse_transform():
+    from pwem.objects import Particle
+
+    p = Particle()
+    set_particle_pose(p, [10.0, 20.0, 30.0], [1.5, -0.5])
+    np.testing.assert_allclose(p.getTransform().getMatrix(),
+                               pose_to_matrix([10.0, 20.0, 30.0], [1.5, -0.5]))
+
+
+def test_read_set_poses_needs_projection_alignment(tmp_path):
+    parts, _ = _write_set(tmp_path, _truth(), with_poses=False)
+    with pytest.raises(ValueError, match="projection alignment"):
+        read_set_poses(parts)
+
+
+def test_ctf_from_particles(tmp_path):
+    truth = _truth()
+    parts, _ = _write_set(tmp_path, truth)
+    ctf = ctf_from_particles(parts.iterItems(), parts.getAcquisition())
+    np.testing.assert_allclose(ctf.defocus_u_a, truth.ctf.defocus_u_a)
+    np.testing.assert_allclose(ctf.defocus_v_a, truth.ctf.defocus_v_a)
+    np.testing.assert_allclose(ctf.defocus_angle_deg, truth.ctf.defocus_angle_deg)
+    assert (ctf.voltage_kv, ctf.cs_mm, ctf.amplitude_contrast) == (200.0, 2.0, 0.07)
+
+
+def test_set_to_core_writes_stack_and_star(tmp_path):
+    pytest.importorskip("scipion_deepalign.core.io.images")
+    from scipion_deepalign.core.io.star import load_images, read_particles_star
+
+    truth = _truth()
+    parts, images = _write_set(tmp_path, truth)
+    out = tmp_path / "core"
+    written = set_to_core(parts, str(out))
+    assert len(written) == len(truth)
+    back = read_particles_star(out / "particles.star")
+    np.testing.assert_allclose(back.pixel_size_a, 2.5)
+    assert back.box_px == truth.box_px
+    _assert_same_rotation(back.angles_deg, truth.angles_deg, atol=1e-5)
+    np.testing.assert_allclose(back.shifts_px, truth.shifts_px, atol=1e-4)
+    np.testing.assert_allclose(back.ctf.defocus_u_a, truth.ctf.defocus_u_a, rtol=1e-6)
+    np.testing.assert_array_equal(back.extra["deepalignItemId"].astype(int),
+                                  np.arange(1, len(truth) + 1))
+    np.testing.assert_allclose(load_images(back), images, atol=1e-6)
+
+
+def test_set_to_core_rejects_empty_set(tmp_path):
+    from pwem.objects import SetOfParticles
+
+    empty = SetOfParticles(filename=str(tmp_path / "empty.sqlite"))
+    empty.setSamplingRate(1.0)
+    with pytest.raises(ValueError, match="empty"):
+        set_to_core(empty, str(tmp_path / "out"))
