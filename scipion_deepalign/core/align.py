@@ -1,0 +1,349 @@
+"""Correlation alignment of particles against reference galleries, regional or global.
+
+Each particle is compared with the gallery of every region in its hint list (``region_hints``,
+typically the top-k regions predicted by the CNN) or, in global mode, with one gallery over
+the whole asymmetric unit. A comparison is one (particle, direction, in-plane angle) triple;
+the shift search inside a disc of ``max_shift_px`` is done at once by FFT cross-correlation
+and is not counted separately. The score is a normalised cross-correlation
+(:mod:`scipion_deepalign.core.matching`); the best pose (optionally the N best, with
+weights) is kept, and the shift of the best pose is refined to sub-pixel precision.
+
+Poses follow :mod:`scipion_deepalign.core.geometry`: the particle is approximately
+``translate_images(project(volume, angles_deg), -shifts_px)``. Shifts are returned in
+pixels of the ORIGINAL images even when the search ran on a downsampled box.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import matching
+from .backend import get_array_module, is_out_of_memory, to_numpy
+from .gallery import Gallery, GalleryCache, build_galleries, default_step_deg, psi_grid_deg
+from .validation_align import validate_inputs
+
+__all__ = ["AlignmentResult", "align_particles"]
+
+logger = logging.getLogger(__name__)
+
+_BLOCK_ELEMENTS = 1 << 23  # bound on n * m * B * B per correlation block (~100 MB float32)
+
+
+@dataclass
+class AlignmentResult:
+    """Poses found by :func:`align_particles`.
+
+    Attributes
+    ----------
+    angles_deg : ndarray of shape (N, 3)
+        ``(rot, tilt, psi)`` in degrees.
+    shifts_px : ndarray of shape (N, 2)
+        ``(shift_x, shift_y)`` in pixels of the original images (RELION origin convention).
+    score : ndarray of shape (N,)
+        Normalised cross-correlation of the best pose.
+    region : ndarray of shape (N,) int
+        0-based region of the best pose's direction; -1 in global mode.
+    n_comparisons : int
+        Number of (particle, direction, in-plane angle) correlations computed.
+    n_best_angles_deg, n_best_shifts_px, n_best_scores, n_best_weights : ndarray or None
+        The ``n_best`` best poses, shapes (N, n, 3), (N, n, 2), (N, n), (N, n); weights sum to 1
+        per particle (see :func:`significance_weights`). ``None`` when ``n_best == 1``.
+    info : dict
+        Search settings actually used (box, pixel size, steps, backend, timings).
+    """
+
+    angles_deg: np.ndarray
+    shifts_px: np.ndarray
+    score: np.ndarray
+    region: np.ndarray
+    n_comparisons: int
+    n_best_angles_deg: np.ndarray | None = None
+    n_best_shifts_px: np.ndarray | None = None
+    n_best_scores: np.ndarray | None = None
+    n_best_weights: np.ndarray | None = None
+    info: dict = field(default_factory=dict)
+
+
+def significance_weights(scores: np.ndarray, *, temperature: float = 0.01) -> np.ndarray:
+    """Weights of the N best poses, ``exp((cc - cc_best) / temperature)`` normalised.
+
+    Parameters
+    ----------
+    scores : ndarray of shape (N, n)
+        Correlations, best first.
+    temperature : float
+        Correlation difference that lowers a weight by a factor e.
+
+    Returns
+    -------
+    ndarray of shape (N, n), rows summing to 1.
+    """
+    s = np.asarray(scores, dtype=np.float64)
+    w = np.exp((s - s.max(axis=1, keepdims=True)) / temperature)
+    return w / w.sum(axis=1, keepdims=True)
+
+
+def align_particles(images, volume, *, pixel_size_a, max_shift_px, ctf=None, symmetry="c1",
+                    region_hints=None, centres_deg=None, step_deg=None, psi_step_deg=None,
+                    target_resolution_a=None, device="auto", batch_size=256, n_best=1,
+                    ctf_mode="apply", volume_pixel_size_a=None, mask_radius_px=None,
+                    cache_dir=None) -> AlignmentResult:
+    """Assign a pose to every particle by correlation with projections of ``volume``.
+
+    Parameters
+    ----------
+    images : ndarray of shape (N, B, B)
+        Particles (not CTF-corrected), pixel size ``pixel_size_a``.
+    volume : ndarray of shape (B, B, B)
+        Reference map on the same box and pixel size.
+    pixel_size_a : float
+        Pixel size of ``images`` (and of ``volume``) in Angstrom.
+    max_shift_px : float
+        Largest shift searched, in original pixels (at most half the box).
+    ctf : CTFParams or None
+        Per-particle CTF of ``images``; ``None`` for CTF-free images.
+    symmetry : str
+        Point group of the map ("c1", "c4", "d2", ...).
+    region_hints : int array of shape (N, k) or None
+        0-based regions to search per particle; ``None`` searches the whole asymmetric
+        unit (global mode).
+    centres_deg : ndarray of shape (R, 2) or None
+        Region centres, required with ``region_hints``. In global mode, when given, the
+        global gallery is the union of the region grids (same directions as regional mode).
+    step_deg : float or None
+        Direction grid step; default the angle that moves a point at the mask radius by one
+        pixel of the search box.
+    psi_step_deg : float or None
+        In-plane step; default ``step_deg``.
+    target_resolution_a : float or None
+        Downsample images and map so that Nyquist matches this resolution (see
+        :func:`projection.downsampled_geometry`); ``None`` keeps the full box.
+    device : {"auto", "cpu", "gpu"}
+    batch_size : int
+        Particles per correlation block (lowered automatically to bound memory, halved on
+        out-of-memory errors).
+    n_best : int
+        Number of best poses kept per particle.
+    ctf_mode : {"apply", "flip"}
+        ``"apply"``: the particle's CTF is applied to the references (matched filter, the
+        default: it scored better than phase flipping on noisy simulated data, see
+        ``docs/benchmarks_align.md``); ``"flip"``: phase-flipped particles against plain
+        references.
+    volume_pixel_size_a : float or None
+        Pixel size of the map, checked against ``pixel_size_a`` when given.
+    mask_radius_px : float or None
+        Radius of the circular mask in original pixels; default 0.45 of the box.
+    cache_dir : str or None
+        Folder to keep gallery projections as ``.npy`` between runs.
+
+    Returns
+    -------
+    AlignmentResult
+
+    Raises
+    ------
+    ValueError
+        Naming the parameter, for inconsistent inputs (checked before any heavy work).
+    """
+    t0 = time.perf_counter()
+    images = np.asarray(images, dtype=np.float32)
+    volume = np.asarray(volume, dtype=np.float32)
+    checked = validate_inputs(
+        images, volume, pixel_size_a=pixel_size_a, max_shift_px=max_shift_px, ctf=ctf,
+        symmetry=symmetry, region_hints=region_hints, centres_deg=centres_deg,
+        step_deg=step_deg, psi_step_deg=psi_step_deg, target_resolution_a=target_resolution_a,
+        device=device, batch_size=batch_size, n_best=n_best, ctf_mode=ctf_mode,
+        volume_pixel_size_a=volume_pixel_size_a, mask_radius_px=mask_radius_px)
+    symmetry, region_hints, centres_deg = checked
+    xp = get_array_module(device)
+    n, box = images.shape[0], images.shape[-1]
+
+    # --- search box -------------------------------------------------------------------------
+    from .imageops import fourier_crop, fourier_crop_volume
+
+    small, pixel_small = box, float(pixel_size_a)
+    if target_resolution_a is not None:
+        from .projection import downsampled_geometry
+        small, pixel_small = downsampled_geometry(box, pixel_size_a, target_resolution_a)
+        small = int(small)
+    scale = box / small
+    if small < box:
+        images = np.asarray(fourier_crop(images, small), dtype=np.float32)
+        volume = np.asarray(fourier_crop_volume(volume, small), dtype=np.float32)
+    radius_small = (0.45 * box if mask_radius_px is None else mask_radius_px) / scale
+    step = default_step_deg(radius_small) if step_deg is None else float(step_deg)
+    psi = psi_grid_deg(step if psi_step_deg is None else float(psi_step_deg))
+    offsets, flat_index = matching.shift_window(small, max_shift_px / scale)
+    mask_np = matching.soft_mask(small, radius_small)
+    mask = xp.asarray(mask_np)
+
+    # --- galleries ----------------------------------------------------------------------------
+    cache = GalleryCache(cache_dir)
+    t_gal = time.perf_counter()
+    if region_hints is None:
+        galleries = build_galleries(volume, symmetry=symmetry, step_deg=step,
+                                    centres_deg=centres_deg, cache=cache)
+        if len(galleries) > 1:
+            galleries = [Gallery(-1, np.concatenate([g.directions_deg for g in galleries]),
+                                 np.concatenate([g.projections for g in galleries]))]
+        members = [np.arange(n)]
+    else:
+        used = np.unique(region_hints)
+        galleries = build_galleries(volume, symmetry=symmetry, step_deg=step,
+                                    centres_deg=centres_deg, regions=used, cache=cache)
+        members = [np.flatnonzero((region_hints == g.region).any(axis=1)) for g in galleries]
+    t_gal = time.perf_counter() - t_gal
+    dir_offset = np.cumsum([0] + [len(g) for g in galleries])
+    all_dirs = np.concatenate([g.directions_deg for g in galleries])
+    dir_region = np.concatenate([np.full(len(g), g.region) for g in galleries])
+
+    # --- particles ------------------------------------------------------------------------------
+    ctf_half = None
+    if ctf is not None:
+        from .ctf import ctf_images
+        ctf_half = np.asarray(ctf_images(small, pixel_small, ctf),
+                              dtype=np.float32)[:, :, : small // 2 + 1]
+    apply_mode = ctf is not None and ctf_mode == "apply"
+
+    best_score = np.full((n, n_best), -np.inf, dtype=np.float32)
+    best_ref = np.zeros((n, n_best), dtype=np.int64)  # global direction index * P + psi index
+    best_shift = np.zeros((n, n_best), dtype=np.int64)
+    n_comparisons = 0
+    n_psi = len(psi)
+    state = {"batch": int(batch_size)}
+    for gal, idx, offset in zip(galleries, members, dir_offset[:-1]):
+        if len(idx) == 0 or len(gal) == 0:
+            continue
+        dirs_per_chunk = max(1, _BLOCK_ELEMENTS // (n_psi * small * small * 8))
+        for d0 in range(0, len(gal), dirs_per_chunk):
+            refs = _rotated(gal.projections[d0:d0 + dirs_per_chunk], psi)
+            ref_conj, ref_power = matching.prepare_references(refs, xp=xp, mask=mask,
+                                                              with_power=apply_mode)
+            n_comparisons += _match_chunk(
+                xp, images, idx, ctf_half, ctf_mode, mask, ref_conj, ref_power, flat_index,
+                small, state, best_score, best_ref, best_shift,
+                ref_base=(offset + d0) * n_psi)
+
+    # --- poses ------------------------------------------------------------------------------------
+    dir_index, psi_index = best_ref // n_psi, best_ref % n_psi
+    psi_deg = (psi[psi_index] + 180.0) % 360.0 - 180.0
+    angles = np.concatenate([all_dirs[dir_index], psi_deg[..., None]], axis=-1)
+    shifts_small = -offsets[best_shift][..., ::-1].astype(np.float64)  # (x, y) = -(dx, dy)
+    shifts_small[:, 0] -= _subpixel(xp, images, ctf_half, ctf_mode, mask, volume,
+                                    angles[:, 0], offsets[best_shift[:, 0]])[:, ::-1]
+    shifts = shifts_small * scale
+    region = dir_region[dir_index[:, 0]] if region_hints is not None else np.full(n, -1)
+    result = AlignmentResult(
+        angles_deg=angles[:, 0], shifts_px=shifts[:, 0], score=best_score[:, 0].astype(np.float64),
+        region=region.astype(np.int64), n_comparisons=int(n_comparisons),
+        info=dict(box_px=small, pixel_size_a=pixel_small, scale=scale, step_deg=step,
+                  psi_step_deg=360.0 / n_psi, n_directions=len(all_dirs), n_psi=n_psi,
+                  n_shifts=len(offsets), backend=xp.__name__, gallery_seconds=t_gal,
+                  seconds=time.perf_counter() - t0, ctf_mode=ctf_mode if ctf else None))
+    if n_best > 1:
+        result.n_best_angles_deg = angles
+        result.n_best_shifts_px = shifts
+        result.n_best_scores = best_score.astype(np.float64)
+        result.n_best_weights = significance_weights(best_score)
+    logger.info("aligned %d particles: %d comparisons in %.1f s (%s)", n, n_comparisons,
+                result.info["seconds"], xp.__name__)
+    return result
+
+
+def _rotated(projections, psi):
+    from .gallery import rotate_to_psi
+    refs = rotate_to_psi(projections, psi)
+    return refs.reshape(-1, refs.shape[-2], refs.shape[-1])
+
+
+def _particle_block(xp, images, sel, ctf_half, ctf_mode, mask):
+    ctf_sel = None if ctf_half is None else ctf_half[sel]
+    return matching.prepare_particles(images[sel], xp=xp, mask=mask, ctf_half=ctf_sel,
+                                      ctf_mode=ctf_mode)
+
+
+def _match_chunk(xp, images, idx, ctf_half, ctf_mode, mask, ref_conj, ref_power, flat_index,
+                 box, state, best_score, best_ref, best_shift, *, ref_base):
+    """Correlate particles ``idx`` with one reference chunk; merge into the running best."""
+    m = ref_conj.shape[0]
+    start = 0
+    while start < len(idx):
+        nb = max(1, min(state["batch"], _BLOCK_ELEMENTS // (m * box * box)))
+        sel = idx[start:start + nb]
+        try:
+            spectra, power = _particle_block(xp, images, sel, ctf_half, ctf_mode, mask)
+            score, shift = matching.correlate_block(
+                spectra, ref_conj, flat_index, xp=xp, box_px=box,
+                particle_power=power, ref_power=ref_power if power is not None else None)
+            score, shift = to_numpy(score), to_numpy(shift)
+        except Exception as exc:
+            if not is_out_of_memory(exc) or nb == 1:
+                raise
+            state["batch"] = max(1, nb // 2)
+            logger.warning("out of memory with %d particles per block; retrying with %d",
+                           nb, state["batch"])
+            _free_gpu_memory(xp)
+            continue
+        _merge_best(score, shift, sel, ref_base, best_score, best_ref, best_shift)
+        start += len(sel)
+    return len(idx) * m
+
+
+def _merge_best(score, shift, sel, ref_base, best_score, best_ref, best_shift):
+    k = best_score.shape[1]
+    if k == 1:
+        j = np.argmax(score, axis=1)
+        s = score[np.arange(len(sel)), j]
+        better = s > best_score[sel, 0]
+        rows = sel[better]
+        best_score[rows, 0] = s[better]
+        best_ref[rows, 0] = ref_base + j[better]
+        best_shift[rows, 0] = shift[better, j[better]]
+        return
+    take = min(k, score.shape[1])
+    top = np.argpartition(-score, take - 1, axis=1)[:, :take]
+    all_s = np.concatenate([best_score[sel], np.take_along_axis(score, top, 1)], axis=1)
+    all_r = np.concatenate([best_ref[sel], ref_base + top], axis=1)
+    all_h = np.concatenate([best_shift[sel], np.take_along_axis(shift, top, 1)], axis=1)
+    order = np.argsort(-all_s, axis=1, kind="stable")[:, :k]
+    best_score[sel] = np.take_along_axis(all_s, order, 1)
+    best_ref[sel] = np.take_along_axis(all_r, order, 1)
+    best_shift[sel] = np.take_along_axis(all_h, order, 1)
+
+
+def _subpixel(xp, images, ctf_half, ctf_mode, mask, volume, angles, offsets_yx):
+    """Parabolic sub-pixel correction ``(dy, dx)`` of the best correlation peak, each in ±0.5."""
+    from .projection import project
+
+    n, box = images.shape[0], images.shape[-1]
+    out = np.zeros((n, 2))
+    fft = matching.fft_module(xp)
+    for start in range(0, n, 256):
+        sel = np.arange(start, min(n, start + 256))
+        spectra, _ = _particle_block(xp, images, sel, ctf_half, ctf_mode, mask)
+        refs = np.asarray(project(volume, angles[sel]), dtype=np.float32)
+        ref_conj, _ = matching.prepare_references(refs, xp=xp, mask=mask)
+        corr = to_numpy(fft.irfft2(spectra * ref_conj, s=(box, box)))
+        for axis in (0, 1):
+            peak = offsets_yx[sel]
+            vals = []
+            for d in (-1, 0, 1):
+                p = peak.copy()
+                p[:, axis] += d
+                vals.append(corr[np.arange(len(sel)), p[:, 0] % box, p[:, 1] % box])
+            lo, mid, hi = vals
+            den = lo - 2 * mid + hi
+            frac = np.where(den < -1e-12, 0.5 * (lo - hi) / np.where(den < -1e-12, den, -1.0), 0.0)
+            out[sel, axis] = np.clip(frac, -0.5, 0.5)
+    return out
+
+
+def _free_gpu_memory(xp):
+    if xp is not np:
+        try:
+            xp.get_default_memory_pool().free_all_blocks()
+        except Exception:  # pragma: no cover - best effort
+            pass

@@ -1,0 +1,196 @@
+"""Reference galleries: projections of the reference map on fine direction grids.
+
+A gallery holds, for one region (or for the whole asymmetric unit in global mode), the
+directions ``(rot, tilt)`` of a fine even grid and the projections of the (downsampled)
+reference map at those directions with ``psi = 0``. In-plane rotated copies are made on
+demand by :func:`rotate_to_psi`. Poses follow :mod:`scipion_deepalign.core.geometry`.
+
+Galleries are cached per run in memory (:class:`GalleryCache`) and optionally on disk as
+``.npy`` files in a cache folder, keyed by a digest of the map and the grid.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = [
+    "Gallery",
+    "GalleryCache",
+    "default_step_deg",
+    "global_directions_deg",
+    "build_galleries",
+    "rotate_to_psi",
+    "psi_grid_deg",
+]
+
+
+@dataclass
+class Gallery:
+    """Projections of one region's direction grid.
+
+    Attributes
+    ----------
+    region : int
+        0-based region index, or -1 for the global (whole asymmetric unit) gallery.
+    directions_deg : ndarray of shape (M, 2)
+        ``(rot, tilt)`` in degrees.
+    projections : ndarray of shape (M, B, B) float32
+        Projections at ``(rot, tilt, 0)`` on the gallery box.
+    """
+
+    region: int
+    directions_deg: np.ndarray
+    projections: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.directions_deg)
+
+
+def default_step_deg(radius_px: float) -> float:
+    """Angular step that moves a point at ``radius_px`` from the centre by one pixel.
+
+    Parameters
+    ----------
+    radius_px : float
+        Particle radius in pixels of the box the search runs on.
+
+    Returns
+    -------
+    float
+        ``degrees(1 / radius_px)``.
+    """
+    if radius_px <= 0:
+        raise ValueError(f"radius_px must be positive, got {radius_px}")
+    return float(np.rad2deg(1.0 / radius_px))
+
+
+def psi_grid_deg(psi_step_deg: float) -> np.ndarray:
+    """Even in-plane angles covering 360 degrees, ``(P,)`` in [0, 360)."""
+    if not psi_step_deg > 0:
+        raise ValueError(f"psi_step_deg must be positive, got {psi_step_deg}")
+    n = max(1, int(round(360.0 / psi_step_deg)))
+    return np.arange(n) * (360.0 / n)
+
+
+def global_directions_deg(symmetry: str, step_deg: float) -> np.ndarray:
+    """Even directions ``(M, 2)`` over the asymmetric unit of ``symmetry``."""
+    from .geometry import projection_direction
+    from .regions import sphere_grid_deg
+    from .symmetry import in_asymmetric_unit
+
+    grid = np.asarray(sphere_grid_deg(step_deg), dtype=np.float64)
+    keep = np.asarray(in_asymmetric_unit(projection_direction(grid), symmetry), dtype=bool)
+    return grid[keep]
+
+
+def rotate_to_psi(projections: np.ndarray, psi_deg: np.ndarray) -> np.ndarray:
+    """In-plane rotated copies: the projection at ``(rot, tilt, psi)`` for every ``psi``.
+
+    Parameters
+    ----------
+    projections : ndarray of shape (M, B, B)
+        Projections at ``psi = 0``.
+    psi_deg : ndarray of shape (P,)
+
+    Returns
+    -------
+    ndarray of shape (M, P, B, B) float32
+        By :mod:`geometry`, image coordinates of pose psi are ``Rz(psi)`` (passive) applied to
+        those of psi 0, i.e. the content turns clockwise by psi in the x-right/y-up frame;
+        ``imageops.rotate_images`` turns counter-clockwise, hence the minus sign.
+    """
+    from .imageops import rotate_images
+
+    m, box = projections.shape[0], projections.shape[-1]
+    psi = np.asarray(psi_deg, dtype=np.float64)
+    stack = np.repeat(projections[:, None], len(psi), axis=1).reshape(-1, box, box)
+    angles = np.tile(-psi, m)
+    out = rotate_images(stack, angles)
+    return np.asarray(out, dtype=np.float32).reshape(m, len(psi), box, box)
+
+
+def _volume_digest(volume: np.ndarray) -> str:
+    h = hashlib.sha1(np.ascontiguousarray(volume, dtype=np.float32).tobytes())
+    h.update(str(volume.shape).encode())
+    return h.hexdigest()[:16]
+
+
+class GalleryCache:
+    """Per-run cache of gallery projections, in memory and optionally as ``.npy`` files.
+
+    Parameters
+    ----------
+    cache_dir : str or None
+        Folder for ``gallery_<digest>.npy`` files; ``None`` keeps everything in memory.
+    """
+
+    def __init__(self, cache_dir: str | None = None):
+        self.cache_dir = cache_dir
+        self._memory: dict = {}
+        if cache_dir is not None:
+            os.makedirs(cache_dir, exist_ok=True)
+
+    def projections(self, volume: np.ndarray, directions_deg: np.ndarray) -> np.ndarray:
+        """Projections ``(M, B, B)`` of ``volume`` at ``(rot, tilt, 0)``, computed once."""
+        from .projection import project
+
+        dirs = np.asarray(directions_deg, dtype=np.float64).reshape(-1, 2)
+        h = hashlib.sha1(_volume_digest(volume).encode())
+        h.update(np.round(dirs, 6).tobytes())
+        key = h.hexdigest()[:20]
+        if key in self._memory:
+            return self._memory[key]
+        path = None
+        if self.cache_dir is not None:
+            path = os.path.join(self.cache_dir, f"gallery_{key}.npy")
+            if os.path.exists(path):
+                self._memory[key] = np.load(path)
+                return self._memory[key]
+        angles = np.concatenate([dirs, np.zeros((len(dirs), 1))], axis=1)
+        proj = np.asarray(project(volume, angles), dtype=np.float32) if len(dirs) else \
+            np.zeros((0,) + volume.shape[1:], np.float32)
+        if path is not None:
+            np.save(path, proj)
+        self._memory[key] = proj
+        return proj
+
+
+def build_galleries(volume: np.ndarray, *, symmetry: str, step_deg: float,
+                    centres_deg: np.ndarray | None = None, regions=None,
+                    cache: GalleryCache | None = None) -> list:
+    """Galleries of the regions in ``regions`` (regional) or one global gallery.
+
+    Parameters
+    ----------
+    volume : ndarray of shape (B, B, B)
+        Reference map on the gallery box (already downsampled).
+    symmetry : str
+    step_deg : float
+        Spacing of the fine direction grid in degrees.
+    centres_deg : ndarray of shape (R, 2) or None
+        Region centres; ``None`` gives the global gallery over the asymmetric unit.
+    regions : iterable of int or None
+        Regions to build (all when ``None``); ignored in global mode.
+    cache : GalleryCache or None
+
+    Returns
+    -------
+    list of Gallery
+        In regional mode ``galleries[i]`` is region ``regions[i]`` (same order).
+    """
+    cache = cache or GalleryCache()
+    if centres_deg is None:
+        dirs = global_directions_deg(symmetry, step_deg)
+        return [Gallery(-1, dirs, cache.projections(volume, dirs))]
+    from .regions import region_direction_grids
+
+    grids = region_direction_grids(np.asarray(centres_deg, dtype=np.float64), symmetry, step_deg)
+    wanted = range(len(grids)) if regions is None else [int(r) for r in regions]
+    out = []
+    for r in wanted:
+        dirs = np.asarray(grids[r], dtype=np.float64).reshape(-1, 2)
+        out.append(Gallery(r, dirs, cache.projections(volume, dirs)))
+    return out
