@@ -1,0 +1,145 @@
+"""Contrast transfer function: RELION's formula and sign, and the usual corrections.
+
+For spatial frequency ``s`` (1/Angstrom) at azimuth ``theta`` (angle from the image x axis),
+
+``CTF = -sin(chi)``, ``chi = -pi * lambda * dF(theta) * s^2 + pi / 2 * Cs * lambda^3 * s^4
+- phase_shift - atan(Q / sqrt(1 - Q^2))``,
+
+with ``dF(theta) = (U + V) / 2 + (U - V) / 2 * cos(2 * (theta - defocus_angle))`` (positive
+underfocus, Angstrom), ``Cs`` converted from mm to Angstrom and the relativistic electron
+wavelength ``lambda = 12.2643247 / sqrt(V * (1 + 0.978466e-6 * V))`` Angstrom for ``V`` volts.
+At ``s = 0`` the CTF equals the amplitude contrast ``Q`` (positive: density is positive as in
+RELION's images). Images are in ``np.fft.fft2`` layout (DC at ``[0, 0]``), ``x`` on the last axis.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .particles import CTFParams
+
+__all__ = [
+    "electron_wavelength_a",
+    "ctf_images",
+    "apply_ctf",
+    "phase_flip",
+    "wiener_filter",
+]
+
+
+def electron_wavelength_a(voltage_kv: float) -> float:
+    """Relativistic electron wavelength in Angstrom for an acceleration voltage in kV."""
+    if not voltage_kv > 0:
+        raise ValueError(f"voltage_kv must be > 0, got {voltage_kv!r}")
+    volts = voltage_kv * 1e3
+    return 12.2643247 / np.sqrt(volts * (1.0 + volts * 0.978466e-6))
+
+
+def ctf_images(box_px: int, pixel_size_a: float, ctf: CTFParams) -> np.ndarray:
+    """CTF of every particle of ``ctf`` on the Fourier grid of a ``box_px`` image.
+
+    Parameters
+    ----------
+    box_px : int
+    pixel_size_a : float
+        Pixel size in Angstrom.
+    ctf : CTFParams
+        N particles' parameters.
+
+    Returns
+    -------
+    ndarray of shape (N, box_px, box_px), float32
+        In ``np.fft.fft2`` layout (DC at ``[0, 0]``); real and even in frequency.
+    """
+    if int(box_px) != box_px or box_px < 1:
+        raise ValueError(f"box_px must be a positive integer, got {box_px!r}")
+    if not pixel_size_a > 0:
+        raise ValueError(f"pixel_size_a must be > 0, got {pixel_size_a!r}")
+    if not 0 <= ctf.amplitude_contrast < 1:
+        raise ValueError(f"amplitude_contrast must be in [0, 1), got {ctf.amplitude_contrast}")
+    lam = electron_wavelength_a(ctf.voltage_kv)
+    cs_a = ctf.cs_mm * 1e7
+    freq = np.fft.fftfreq(int(box_px), d=pixel_size_a)
+    sx, sy = freq[None, :], freq[:, None]
+    s2 = (sx ** 2 + sy ** 2)[None]
+    theta = np.arctan2(sy, sx)[None]
+    u = ctf.defocus_u_a[:, None, None]
+    v = ctf.defocus_v_a[:, None, None]
+    ang = np.deg2rad(ctf.defocus_angle_deg)[:, None, None]
+    defocus = 0.5 * (u + v) + 0.5 * (u - v) * np.cos(2.0 * (theta - ang))
+    q = ctf.amplitude_contrast
+    chi = (-np.pi * lam * defocus * s2 + 0.5 * np.pi * cs_a * lam ** 3 * s2 ** 2
+           - np.arctan(q / np.sqrt(1.0 - q * q)))
+    if ctf.phase_shift_deg is not None:
+        chi = chi - np.deg2rad(ctf.phase_shift_deg)[:, None, None]
+    return (-np.sin(chi)).astype(np.float32)
+
+
+def _check_pair(images, ctf_imgs):
+    img = np.asarray(images)
+    if img.ndim == 2:
+        img = img[None]
+    c = np.asarray(ctf_imgs)
+    if c.ndim == 2:
+        c = c[None]
+    if img.ndim != 3 or c.shape[-2:] != img.shape[-2:] or len(c) not in (1, len(img)):
+        raise ValueError(f"ctf_imgs of shape {np.shape(ctf_imgs)} do not match images of shape "
+                         f"{np.shape(images)}")
+    return img.astype(np.float32, copy=False), c
+
+
+def _filter(images, weights) -> np.ndarray:
+    spec = np.fft.fft2(images)
+    return np.fft.ifft2(spec * weights).real.astype(np.float32)
+
+
+def apply_ctf(images, ctf_imgs) -> np.ndarray:
+    """Multiply the spectra of images by their CTFs (what the microscope does).
+
+    Parameters
+    ----------
+    images : ndarray of shape (N, B, B)
+    ctf_imgs : ndarray of shape (N, B, B) or (B, B)
+        From :func:`ctf_images`.
+
+    Returns
+    -------
+    ndarray of shape (N, B, B), float32
+    """
+    img, c = _check_pair(images, ctf_imgs)
+    return _filter(img, c)
+
+
+def phase_flip(images, ctf_imgs) -> np.ndarray:
+    """Flip the phases where the CTF is negative (multiply spectra by ``sign(CTF)``).
+
+    Parameters
+    ----------
+    images : ndarray of shape (N, B, B)
+    ctf_imgs : ndarray of shape (N, B, B) or (B, B)
+
+    Returns
+    -------
+    ndarray of shape (N, B, B), float32
+    """
+    img, c = _check_pair(images, ctf_imgs)
+    return _filter(img, np.where(c < 0, -1.0, 1.0).astype(np.float32))
+
+
+def wiener_filter(images, ctf_imgs, *, snr: float) -> np.ndarray:
+    """Wiener CTF correction ``CTF / (CTF^2 + 1 / snr)`` of the spectra.
+
+    Parameters
+    ----------
+    images : ndarray of shape (N, B, B)
+    ctf_imgs : ndarray of shape (N, B, B) or (B, B)
+    snr : float
+        Assumed spectral signal-to-noise ratio (> 0); large values approach full inversion.
+
+    Returns
+    -------
+    ndarray of shape (N, B, B), float32
+    """
+    if not snr > 0:
+        raise ValueError(f"snr must be > 0, got {snr!r}")
+    img, c = _check_pair(images, ctf_imgs)
+    return _filter(img, c / (c * c + 1.0 / snr))

@@ -1,0 +1,268 @@
+"""Operations on stacks of square images ``(N, Y, X)``: shifts, rotations, Fourier cropping,
+masks and normalisation.
+
+Positions are measured from the box centre ``N // 2`` (see :mod:`scipion_deepalign.core.geometry`),
+``x`` along the last axis and ``y`` along the one before. Every function is vectorised over the
+stack and returns float32.
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+__all__ = [
+    "translate_images",
+    "translate_volume",
+    "rotate_images",
+    "fourier_crop",
+    "fourier_crop_volume",
+    "circular_mask",
+    "normalise_images",
+]
+
+
+def _as_stack(images, name="images") -> np.ndarray:
+    arr = np.asarray(images)
+    if arr.ndim == 2:
+        arr = arr[None]
+    if arr.ndim != 3:
+        raise ValueError(f"{name} must have shape (N, Y, X) or (Y, X), got {arr.shape}")
+    return arr
+
+
+def _per_image(values, n: int, width: int, name: str) -> np.ndarray:
+    v = np.asarray(values, dtype=np.float64)
+    if width == 1:
+        if v.ndim == 0:
+            v = np.full(n, float(v))
+        if v.shape != (n,):
+            raise ValueError(f"{name} must have shape ({n},) or be a scalar, "
+                             f"got {np.shape(values)}")
+        return v
+    if v.shape == (width,):
+        v = np.broadcast_to(v, (n, width))
+    if v.shape != (n, width):
+        raise ValueError(f"{name} must have shape ({n}, {width}) or ({width},), "
+                         f"got {np.shape(values)}")
+    return v
+
+
+def translate_images(images, offsets_px) -> np.ndarray:
+    """Move the content of each image by a (sub-pixel) offset, by a Fourier phase shift.
+
+    ``out(x) = in(x - offset)``: content at the centre ends up at ``centre + offset``. The shift
+    is periodic (what leaves one edge enters the other). A particle with RELION origin ``shift``
+    is ``translate_images(projection, -shift)``; ``translate_images(particle, +shift)`` centres it.
+
+    Parameters
+    ----------
+    images : ndarray of shape (N, Y, X) or (Y, X)
+    offsets_px : array_like of shape (N, 2) or (2,)
+        ``(offset_x, offset_y)`` in pixels.
+
+    Returns
+    -------
+    ndarray of shape (N, Y, X), float32
+    """
+    stack = _as_stack(images)
+    n, ny, nx = stack.shape
+    off = _per_image(offsets_px, n, 2, "offsets_px")
+    ky = np.fft.fftfreq(ny)[None, :, None]
+    kx = np.fft.rfftfreq(nx)[None, None, :]
+    phase = np.exp(-2j * np.pi * (kx * off[:, 0, None, None] + ky * off[:, 1, None, None]))
+    spec = np.fft.rfft2(stack.astype(np.float32, copy=False)) * phase.astype(np.complex64)
+    return np.fft.irfft2(spec, s=(ny, nx)).astype(np.float32)
+
+
+def translate_volume(volume, offset_xyz_px) -> np.ndarray:
+    """Move the content of a volume by ``(dx, dy, dz)`` voxels (Fourier phase shift).
+
+    ``out(r) = in(r - offset)``, periodic.
+
+    Parameters
+    ----------
+    volume : ndarray of shape (Z, Y, X)
+    offset_xyz_px : array_like of shape (3,)
+        ``(offset_x, offset_y, offset_z)`` in voxels.
+
+    Returns
+    -------
+    ndarray of shape (Z, Y, X), float32
+    """
+    vol = np.asarray(volume, dtype=np.float32)
+    if vol.ndim != 3:
+        raise ValueError(f"volume must have shape (Z, Y, X), got {vol.shape}")
+    off = np.asarray(offset_xyz_px, dtype=np.float64)
+    if off.shape != (3,):
+        raise ValueError(f"offset_xyz_px must have shape (3,), got {off.shape}")
+    kz = np.fft.fftfreq(vol.shape[0])[:, None, None]
+    ky = np.fft.fftfreq(vol.shape[1])[None, :, None]
+    kx = np.fft.rfftfreq(vol.shape[2])[None, None, :]
+    phase = np.exp(-2j * np.pi * (kx * off[0] + ky * off[1] + kz * off[2]))
+    return np.fft.irfftn(np.fft.rfftn(vol) * phase, s=vol.shape).astype(np.float32)
+
+
+def rotate_images(images, angles_deg, *, order: int = 3) -> np.ndarray:
+    """Rotate each image in-plane about its centre ``N // 2``.
+
+    The sign is the one of ``psi``: for any map ``V`` and pose ``(rot, tilt, psi)``,
+    ``rotate_images(project(V, (rot, tilt, psi)), alpha) == project(V, (rot, tilt, psi + alpha))``.
+    In the mathematical frame (x right, y up, i.e. displayed with row 0 at the bottom) the
+    content turns **clockwise** by ``alpha``; displayed with row 0 at the top (``imshow``
+    default, y down) it turns counter-clockwise. Formally ``out(x) = in(R(alpha) x)`` with
+    ``R(alpha) = [[cos, -sin], [sin, cos]]`` acting on ``(x, y)``.
+
+    Parameters
+    ----------
+    images : ndarray of shape (N, Y, X) or (Y, X)
+    angles_deg : array_like of shape (N,) or scalar
+    order : int
+        Spline order of the interpolation (scipy.ndimage), 3 by default.
+
+    Returns
+    -------
+    ndarray of shape (N, Y, X), float32
+        Pixels whose source lies outside the box are 0.
+    """
+    stack = _as_stack(images).astype(np.float32, copy=False)
+    n, ny, nx = stack.shape
+    ang = np.deg2rad(_per_image(angles_deg, n, 1, "angles_deg"))
+    cy, cx = ny // 2, nx // 2
+    yy, xx = np.mgrid[0:ny, 0:nx].astype(np.float64)
+    yy -= cy
+    xx -= cx
+    out = np.empty_like(stack)
+    for i in range(n):
+        c, s = np.cos(ang[i]), np.sin(ang[i])
+        src_x = c * xx - s * yy + cx
+        src_y = s * xx + c * yy + cy
+        out[i] = ndimage.map_coordinates(stack[i], [src_y, src_x], order=order,
+                                         mode="grid-constant", cval=0.0)
+    return out
+
+
+def _crop_or_pad_centred(spec: np.ndarray, new_shape) -> np.ndarray:
+    """Crop or zero-pad the trailing axes of a centred (DC at n // 2) array, centre kept."""
+    out = np.zeros(spec.shape[:spec.ndim - len(new_shape)] + tuple(new_shape), dtype=spec.dtype)
+    src, dst = [Ellipsis], [Ellipsis]
+    for n_old, n_new in zip(spec.shape[-len(new_shape):], new_shape):
+        m = min(n_old, n_new)
+        a_old = n_old // 2 - m // 2
+        a_new = n_new // 2 - m // 2
+        src.append(slice(a_old, a_old + m))
+        dst.append(slice(a_new, a_new + m))
+    out[tuple(dst)] = spec[tuple(src)]
+    return out
+
+
+def _fourier_resize(data: np.ndarray, new_box: int, ndim: int) -> np.ndarray:
+    axes = tuple(range(-ndim, 0))
+    old = data.shape[-1]
+    spec = np.fft.fftshift(np.fft.fftn(np.fft.ifftshift(data, axes=axes), axes=axes), axes=axes)
+    spec = _crop_or_pad_centred(spec, (new_box,) * ndim)
+    out = np.fft.fftshift(np.fft.ifftn(np.fft.ifftshift(spec, axes=axes), axes=axes), axes=axes)
+    return (out.real * (new_box / old) ** ndim).astype(np.float32)
+
+
+def _check_box(new_box, name="new_box") -> int:
+    if int(new_box) != new_box or new_box < 1:
+        raise ValueError(f"{name} must be a positive integer, got {new_box!r}")
+    return int(new_box)
+
+
+def fourier_crop(images, new_box: int) -> np.ndarray:
+    """Resample images to ``new_box`` pixels by cropping (or zero-padding) their spectrum.
+
+    Cropping downsamples (pixel size grows by ``old / new``) and low-passes at the new Nyquist;
+    padding upsamples by band-limited interpolation. The centre pixel ``N // 2`` stays at the
+    centre ``new_box // 2`` and pixel *values* keep their level (the mean is unchanged; the
+    integral scales with the pixel area).
+
+    Parameters
+    ----------
+    images : ndarray of shape (N, B, B) or (B, B)
+    new_box : int
+
+    Returns
+    -------
+    ndarray of shape (N, new_box, new_box), float32
+    """
+    stack = _as_stack(images)
+    if stack.shape[1] != stack.shape[2]:
+        raise ValueError(f"images must be square, got {stack.shape}")
+    return _fourier_resize(stack, _check_box(new_box), 2)
+
+
+def fourier_crop_volume(volume, new_box: int) -> np.ndarray:
+    """Resample a cubic volume to ``new_box`` voxels by cropping (or padding) its spectrum.
+
+    Same rules as :func:`fourier_crop`: centre ``B // 2`` kept at ``new_box // 2``, voxel
+    values keep their level.
+
+    Parameters
+    ----------
+    volume : ndarray of shape (B, B, B)
+    new_box : int
+
+    Returns
+    -------
+    ndarray of shape (new_box, new_box, new_box), float32
+    """
+    vol = np.asarray(volume)
+    if vol.ndim != 3 or len(set(vol.shape)) != 1:
+        raise ValueError(f"volume must be cubic (B, B, B), got {vol.shape}")
+    return _fourier_resize(vol, _check_box(new_box), 3)
+
+
+def circular_mask(box: int, radius_px: float) -> np.ndarray:
+    """Boolean disc of radius ``radius_px`` about the centre ``box // 2``.
+
+    Parameters
+    ----------
+    box : int
+    radius_px : float
+        Pixels at distance ``<= radius_px`` from the centre are True.
+
+    Returns
+    -------
+    ndarray of shape (box, box), bool
+    """
+    box = _check_box(box, "box")
+    if radius_px < 0:
+        raise ValueError(f"radius_px must be >= 0, got {radius_px}")
+    c = np.arange(box) - box // 2
+    return (c[None, :] ** 2 + c[:, None] ** 2) <= radius_px ** 2
+
+
+def normalise_images(images, *, mask_radius_px: float | None = None) -> np.ndarray:
+    """Standard cryo-EM normalisation of each image.
+
+    With ``mask_radius_px``, the mean and standard deviation are those of the *background*, the
+    pixels outside the disc of that radius (RELION/Xmipp convention): after normalisation the
+    background has mean 0 and std 1. Without it, the whole image gets mean 0 and std 1.
+    Constant images are only centred (std taken as 1).
+
+    Parameters
+    ----------
+    images : ndarray of shape (N, Y, X) or (Y, X)
+    mask_radius_px : float, optional
+
+    Returns
+    -------
+    ndarray of shape (N, Y, X), float32
+    """
+    stack = _as_stack(images).astype(np.float32, copy=False)
+    if mask_radius_px is None:
+        sel = stack.reshape(len(stack), -1)
+    else:
+        if stack.shape[1] != stack.shape[2]:
+            raise ValueError(f"images must be square with mask_radius_px, got {stack.shape}")
+        outside = ~circular_mask(stack.shape[-1], mask_radius_px)
+        if not outside.any():
+            raise ValueError(f"mask_radius_px={mask_radius_px} leaves no background pixels in a "
+                             f"{stack.shape[-1]} px box")
+        sel = stack[:, outside]
+    mean = sel.mean(axis=1, dtype=np.float64)
+    std = sel.std(axis=1, dtype=np.float64)
+    std = np.where(std > 0, std, 1.0)
+    return ((stack - mean[:, None, None]) / std[:, None, None]).astype(np.float32)

@@ -1,0 +1,207 @@
+"""Fourier-slice projector and the downsampling rule.
+
+The projection of a map ``V`` at pose ``A`` is ``p(x, y) = sum_z V(A.T @ (x, y, z))`` (see
+:mod:`scipion_deepalign.core.geometry`), in voxel units (line integrals in voxels). It is
+computed by the central-slice theorem: the map is zero-padded (``padding`` times), pre-divided by
+the real-space apodisation of trilinear interpolation (``sinc^2`` per axis), Fourier transformed
+once; each projection is the inverse 2D transform of the half central slice sampled at
+``A.T @ (kx, ky, 0)``, cropped back to the box.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .geometry import euler_to_matrix
+
+__all__ = ["project", "downsampled_geometry", "VolumeSpectrum"]
+
+# Bytes of working memory per interpolated Fourier sample (coordinates, indices, weights, values).
+_BYTES_PER_SAMPLE = 160
+
+
+class VolumeSpectrum:
+    """Padded, apodisation-corrected, centred 3D spectrum of a map, reusable for many projections.
+
+    Parameters
+    ----------
+    volume : ndarray of shape (B, B, B)
+        Indexed ``[z, y, x]``, centre at ``B // 2``.
+    padding : int
+        Zero-padding factor (2 by default).
+    """
+
+    def __init__(self, volume, *, padding: int = 2):
+        vol = np.asarray(volume, dtype=np.float32)
+        if vol.ndim != 3 or len(set(vol.shape)) != 1:
+            raise ValueError(f"volume must be cubic (B, B, B), got {vol.shape}")
+        if int(padding) != padding or padding < 1:
+            raise ValueError(f"padding must be a positive integer, got {padding!r}")
+        box = vol.shape[0]
+        pad_box = int(padding) * box
+        pad_box += pad_box % 2  # even padded box: simple Nyquist handling
+        self.box_px = box
+        self.pad_box_px = pad_box
+        start = pad_box // 2 - box // 2
+        padded = np.zeros((pad_box,) * 3, dtype=np.float32)
+        padded[start:start + box, start:start + box, start:start + box] = vol
+        # Trilinear interpolation of the spectrum multiplies real space by sinc^2 per axis.
+        r = (np.arange(pad_box) - pad_box // 2) / pad_box
+        apod = np.sinc(r).astype(np.float32) ** 2
+        padded /= apod[:, None, None] * apod[None, :, None] * apod[None, None, :]
+        spec = np.fft.fftshift(np.fft.fftn(np.fft.ifftshift(padded)))
+        self.spectrum = spec.astype(np.complex64)
+        self._flat = self.spectrum.reshape(-1)
+
+    def slices(self, matrices, shifts_px=None) -> np.ndarray:
+        """Half central slices in ``np.fft.rfft2`` layout (origin at the padded image centre).
+
+        Parameters
+        ----------
+        matrices : ndarray of shape (N, 3, 3)
+        shifts_px : ndarray of shape (N, 2), optional
+
+        Returns
+        -------
+        ndarray of shape (N, P, P // 2 + 1), complex64
+        """
+        p = self.pad_box_px
+        ky = (np.fft.fftfreq(p) * p).astype(np.float32)
+        kx = np.arange(p // 2 + 1, dtype=np.float32)
+        kyy, kxx = np.meshgrid(ky, kx, indexing="ij")
+        m = np.asarray(matrices, dtype=np.float32)
+        # k3 = A.T @ (kx, ky, 0): components along map x, y, z
+        k3 = (m[:, 0, :, None, None] * kxx + m[:, 1, :, None, None] * kyy)  # (N, 3, P, P/2+1)
+        c = p // 2
+        fx, fy, fz = k3[:, 0] + c, k3[:, 1] + c, k3[:, 2] + c
+        x0 = np.floor(fx)
+        y0 = np.floor(fy)
+        z0 = np.floor(fz)
+        wx, wy, wz = fx - x0, fy - y0, fz - z0
+        x0, y0, z0 = x0.astype(np.int64), y0.astype(np.int64), z0.astype(np.int64)
+        inside = ((x0 >= 0) & (x0 < p - 1) & (y0 >= 0) & (y0 < p - 1)
+                  & (z0 >= 0) & (z0 < p - 1))
+        x0 = np.where(inside, x0, 0)
+        y0 = np.where(inside, y0, 0)
+        z0 = np.where(inside, z0, 0)
+        base = (z0 * p + y0) * p + x0
+        out = np.zeros(base.shape, dtype=np.complex64)
+        for dz in (0, 1):
+            wzz = wz if dz else 1 - wz
+            for dy in (0, 1):
+                wyz = wzz * (wy if dy else 1 - wy)
+                for dx in (0, 1):
+                    w = wyz * (wx if dx else 1 - wx)
+                    out += w * self._flat[base + ((dz * p + dy) * p + dx)]
+        out[~inside] = 0
+        if shifts_px is not None:
+            sh = np.asarray(shifts_px, dtype=np.float32)
+            # image = translate(projection, -shift): multiply by exp(+2 pi i k.shift / P)
+            ramp = np.exp((2j * np.pi / p) * (kxx * sh[:, 0, None, None]
+                                              + kyy * sh[:, 1, None, None]))
+            out *= ramp.astype(np.complex64)
+        return out
+
+    def project(self, matrices, shifts_px=None) -> np.ndarray:
+        """Projections (N, B, B) float32 for rotation matrices (N, 3, 3)."""
+        p, b = self.pad_box_px, self.box_px
+        half = self.slices(matrices, shifts_px)
+        img = np.fft.irfft2(half, s=(p, p))
+        img = np.fft.fftshift(img, axes=(-2, -1))
+        start = p // 2 - b // 2
+        return img[:, start:start + b, start:start + b].astype(np.float32)
+
+
+def project(volume, angles_deg, *, shifts_px=None, batch_size: int | None = None,
+            padding: int = 2, memory_mb: float = 256.0) -> np.ndarray:
+    """Projections of a map at the given poses (Fourier-slice, trilinear, apodisation-corrected).
+
+    Parameters
+    ----------
+    volume : ndarray of shape (B, B, B) or VolumeSpectrum
+        Map indexed ``[z, y, x]``, centre at ``B // 2``. Pass a :class:`VolumeSpectrum` to reuse
+        the padded transform across calls.
+    angles_deg : array_like of shape (N, 3) or (3,)
+        ``(rot, tilt, psi)`` in degrees (convention of :mod:`scipion_deepalign.core.geometry`).
+    shifts_px : array_like of shape (N, 2), optional
+        RELION origins ``(shift_x, shift_y)`` in pixels: the result is the projection translated
+        by ``-shift`` (as a particle image is).
+    batch_size : int, optional
+        Projections computed at once; by default chosen to keep the work arrays within
+        ``memory_mb``.
+    padding : int
+        Zero-padding factor of the map before its Fourier transform.
+    memory_mb : float
+        Working-memory budget used to pick ``batch_size``.
+
+    Returns
+    -------
+    ndarray of shape (N, B, B), float32
+        Line integrals in voxel units (``sum_z`` of voxel values).
+    """
+    spec = volume if isinstance(volume, VolumeSpectrum) else VolumeSpectrum(volume,
+                                                                            padding=padding)
+    ang = np.asarray(angles_deg, dtype=np.float64)
+    if ang.ndim == 1:
+        ang = ang[None]
+    if ang.ndim != 2 or ang.shape[1] != 3:
+        raise ValueError(f"angles_deg must have shape (N, 3), got {np.shape(angles_deg)}")
+    n = len(ang)
+    sh = None
+    if shifts_px is not None:
+        sh = np.asarray(shifts_px, dtype=np.float64)
+        if sh.ndim == 1:
+            sh = sh[None]
+        if sh.shape != (n, 2):
+            raise ValueError(f"shifts_px must have shape ({n}, 2), got {np.shape(shifts_px)}")
+    if batch_size is None:
+        p = spec.pad_box_px
+        per_image = p * (p // 2 + 1) * _BYTES_PER_SAMPLE + p * p * 8
+        batch_size = max(1, int(memory_mb * 2 ** 20 // per_image))
+    if int(batch_size) != batch_size or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    mats = euler_to_matrix(ang)
+    out = np.empty((n, spec.box_px, spec.box_px), dtype=np.float32)
+    for s in range(0, n, int(batch_size)):
+        e = min(n, s + int(batch_size))
+        out[s:e] = spec.project(mats[s:e], None if sh is None else sh[s:e])
+    return out
+
+
+def downsampled_geometry(box_px: int, pixel_size_a: float,
+                         target_resolution_a: float) -> tuple[int, float]:
+    """Smallest even box whose Nyquist still reaches ``target_resolution_a``.
+
+    The new pixel is about ``target_resolution_a / 2`` (Nyquist), never smaller than the input
+    pixel: ``new_box = even number >= box * 2 * pixel / target`` (rounded up, at most the
+    largest even number ``<= box``) and ``new_pixel = pixel * box / new_box``, so that the field
+    of view is unchanged. Use the pair with :func:`~.imageops.fourier_crop`.
+
+    Parameters
+    ----------
+    box_px : int
+    pixel_size_a : float
+    target_resolution_a : float
+        Finest detail to keep, in Angstrom; must be at least ``2 * pixel_size_a``.
+
+    Returns
+    -------
+    (new_box_px, new_pixel_size_a) : (int, float)
+    """
+    if int(box_px) != box_px or box_px < 2:
+        raise ValueError(f"box_px must be an integer >= 2, got {box_px!r}")
+    if not pixel_size_a > 0:
+        raise ValueError(f"pixel_size_a must be > 0, got {pixel_size_a!r}")
+    if not target_resolution_a > 0:
+        raise ValueError(f"target_resolution_a must be > 0, got {target_resolution_a!r}")
+    nyquist = 2.0 * pixel_size_a
+    if target_resolution_a < nyquist * (1 - 1e-9):
+        raise ValueError(
+            f"target_resolution_a={target_resolution_a} Å is finer than the data allow: the "
+            f"Nyquist of {pixel_size_a} Å pixels is {nyquist} Å")
+    box_px = int(box_px)
+    new_box = math.ceil(box_px * nyquist / target_resolution_a - 1e-9)
+    new_box = max(2, new_box + new_box % 2)
+    new_box = min(new_box, box_px - box_px % 2)
+    return new_box, pixel_size_a * box_px / new_box
