@@ -1,0 +1,314 @@
+"""Training data of the regional classifiers: preprocessing, splits, augmentation, batches.
+
+Preprocessing (the same at training and prediction time, :func:`preprocess_images`):
+Fourier-crop the particles to the network's input box (chosen by
+:func:`~scipion_deepalign.core.projection.downsampled_geometry` from a target resolution, or
+given directly), normalise them (zero mean, unit standard deviation in the background
+outside a circle of radius ``box/2 - 1``) and, for training particles with known shifts,
+centre them. Every image fed to a network, augmented or not, is multiplied by the same
+circular mask (:func:`mask_images`), so that the corners an in-plane rotation fills with
+zeros look the same at training and prediction time.
+
+Augmentation (:func:`augment_images`): a random in-plane rotation (uniform in [0, 360) deg;
+it keeps the projection direction, so the region label is unchanged) and a random shift
+(uniform in a square of half-side ``max_shift_px``, in input pixels).
+
+Batches: :class:`RegionBatches` (one region: half positives, half negatives, both
+augmented) and :class:`SharedBatches` (all regions, class-balanced, one-hot labels). Item
+``i`` of epoch ``e`` is drawn from ``numpy.random.default_rng((seed, e, i))``, so batches do
+not depend on the order in which they are asked for.
+"""
+from __future__ import annotations
+
+import math
+
+import keras
+import numpy as np
+
+from ..imageops import (
+    circular_mask,
+    fourier_crop,
+    normalise_images,
+    rotate_images,
+    translate_images,
+)
+from ..projection import downsampled_geometry
+
+__all__ = ["input_geometry", "preprocess_images", "mask_images", "augment_images",
+           "split_by_particle", "RegionBatches", "SharedBatches", "region_validation_data",
+           "shared_validation_data"]
+
+
+def input_geometry(box_px: int, pixel_size_a: float, *, target_resolution_a=None,
+                   target_box_px=None) -> tuple[int, float]:
+    """Side and pixel size of the network input.
+
+    Parameters
+    ----------
+    box_px : int
+        Side of the particle images.
+    pixel_size_a : float
+        Their pixel size in Angstrom.
+    target_resolution_a : float, optional
+        Resolution to keep (downsampling rule of ``projection.downsampled_geometry``).
+    target_box_px : int, optional
+        Input side given directly (used instead of ``target_resolution_a``); at most
+        ``box_px``.
+
+    Returns
+    -------
+    (input_box_px, input_pixel_size_a) : (int, float)
+    """
+    box_px = int(box_px)
+    if not pixel_size_a or pixel_size_a <= 0:
+        raise ValueError(f"pixel_size_a must be positive, got {pixel_size_a}")
+    if target_box_px is not None:
+        target_box_px = int(target_box_px)
+        if not 8 <= target_box_px <= box_px:
+            raise ValueError(f"target_box_px must be between 8 and the particle box {box_px}, "
+                             f"got {target_box_px}")
+        return target_box_px, float(pixel_size_a) * box_px / target_box_px
+    if target_resolution_a is None:
+        return box_px, float(pixel_size_a)
+    new_box, new_pixel = downsampled_geometry(box_px, pixel_size_a, target_resolution_a)
+    if new_box < 8:
+        raise ValueError(f"target_resolution_a={target_resolution_a} A leaves a {new_box} px "
+                         "input box; the network needs at least 8 px")
+    return int(new_box), float(new_pixel)
+
+
+def preprocess_images(images, *, input_box_px: int, shifts_px=None) -> np.ndarray:
+    """Fourier-crop, (optionally) centre and normalise particle images.
+
+    Parameters
+    ----------
+    images : ndarray of shape (N, B, B)
+    input_box_px : int
+        Side after Fourier cropping.
+    shifts_px : ndarray of shape (N, 2), optional
+        Known shifts in pixels of the original box (RELION convention): the images are
+        translated by ``+shift`` (scaled to the input box), which centres them.
+
+    Returns
+    -------
+    ndarray of shape (N, input_box_px, input_box_px) float32
+    """
+    images = np.asarray(images, dtype=np.float32)
+    if images.ndim != 3 or images.shape[1] != images.shape[2]:
+        raise ValueError(f"images must have shape (N, B, B), got {images.shape}")
+    box = images.shape[1]
+    out = images if input_box_px == box else fourier_crop(images, int(input_box_px))
+    if shifts_px is not None:
+        shifts = np.asarray(shifts_px, dtype=np.float64)
+        if shifts.shape != (len(images), 2):
+            raise ValueError(f"shifts_px must have shape ({len(images)}, 2), got {shifts.shape}")
+        if np.any(shifts != 0):
+            out = translate_images(out, shifts * (input_box_px / box))
+    out = normalise_images(out, mask_radius_px=input_box_px / 2 - 1)
+    return np.asarray(out, dtype=np.float32)
+
+
+def _mask(box_px: int) -> np.ndarray:
+    return np.asarray(circular_mask(box_px, box_px / 2), dtype=np.float32)
+
+
+def mask_images(images) -> np.ndarray:
+    """Multiply images by the circular mask of radius ``box/2`` and add a channel axis.
+
+    Parameters
+    ----------
+    images : ndarray of shape (N, B, B)
+
+    Returns
+    -------
+    ndarray of shape (N, B, B, 1) float32, the network input
+    """
+    images = np.asarray(images, dtype=np.float32)
+    return (images * _mask(images.shape[-1]))[..., None]
+
+
+def augment_images(images, rng: np.random.Generator, *, max_shift_px: float) -> np.ndarray:
+    """Random in-plane rotation and shift of each image, then the input mask.
+
+    Parameters
+    ----------
+    images : ndarray of shape (N, B, B)
+    rng : numpy Generator
+    max_shift_px : float
+        Half-side of the square the shifts are drawn from, in pixels.
+
+    Returns
+    -------
+    ndarray of shape (N, B, B, 1) float32
+    """
+    n = len(images)
+    out = rotate_images(images, rng.uniform(0.0, 360.0, n))
+    if max_shift_px > 0:
+        out = translate_images(out, rng.uniform(-max_shift_px, max_shift_px, (n, 2)))
+    return mask_images(out)
+
+
+def split_by_particle(labels, validation_fraction: float, rng: np.random.Generator):
+    """Hold out a fraction of the particles of every region for validation.
+
+    Parameters
+    ----------
+    labels : ndarray of shape (N,) int
+        Region of each particle.
+    validation_fraction : float in [0, 1)
+    rng : numpy Generator
+
+    Returns
+    -------
+    (train_index, validation_index) : ndarrays of int, sorted, disjoint
+    """
+    if not 0 <= validation_fraction < 1:
+        raise ValueError(f"validation_fraction must be in [0, 1), got {validation_fraction}")
+    labels = np.asarray(labels)
+    val = []
+    for region in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == region))
+        n_val = int(round(validation_fraction * len(members)))
+        if n_val >= len(members):  # keep at least one particle for training
+            n_val = len(members) - 1
+        val.append(members[:n_val])
+    val = np.sort(np.concatenate(val)) if val else np.zeros(0, int)
+    train = np.setdiff1d(np.arange(len(labels)), val)
+    return train, val.astype(int)
+
+
+class RegionBatches(keras.utils.PyDataset):
+    """Balanced, augmented batches for one region's binary classifier.
+
+    Parameters
+    ----------
+    images : ndarray of shape (N, B, B)
+        Preprocessed training images.
+    is_positive : ndarray of shape (N,) bool
+        True for the region's particles.
+    batch_size : int
+        Images per batch, half positive and half negative.
+    positives_per_epoch : int
+        Augmented positives per epoch (as many negatives); ``len(self)`` is
+        ``ceil(2 * positives_per_epoch / batch_size)``.
+    max_shift_px : float
+    seed : int
+    """
+
+    def __init__(self, images, is_positive, *, batch_size, positives_per_epoch, max_shift_px,
+                 seed):
+        super().__init__(workers=1, use_multiprocessing=False)
+        self.images = np.asarray(images, dtype=np.float32)
+        is_positive = np.asarray(is_positive, dtype=bool)
+        self.positives = np.flatnonzero(is_positive)
+        self.negatives = np.flatnonzero(~is_positive)
+        if len(self.positives) == 0 or len(self.negatives) == 0:
+            raise ValueError("a region needs at least one positive and one negative particle")
+        self.batch_size = int(batch_size)
+        self.n_batches = max(1, math.ceil(2 * int(positives_per_epoch) / self.batch_size))
+        self.max_shift_px = float(max_shift_px)
+        self.seed = int(seed)
+        self.epoch = 0
+
+    def __len__(self):
+        return self.n_batches
+
+    def __getitem__(self, index):
+        rng = np.random.default_rng((self.seed, self.epoch, int(index)))
+        n_pos = self.batch_size // 2
+        n_neg = self.batch_size - n_pos
+        chosen = np.concatenate([rng.choice(self.positives, n_pos),
+                                 rng.choice(self.negatives, n_neg)])
+        x = augment_images(self.images[chosen], rng, max_shift_px=self.max_shift_px)
+        y = np.concatenate([np.ones(n_pos), np.zeros(n_neg)]).astype(np.float32)[:, None]
+        return x, y
+
+    def on_epoch_end(self):
+        self.epoch += 1
+
+
+class SharedBatches(keras.utils.PyDataset):
+    """Class-balanced, augmented batches with one-hot labels for the shared network.
+
+    Each image is drawn by first choosing a region uniformly among those with training
+    particles, then one of its particles.
+
+    Parameters
+    ----------
+    images : ndarray of shape (N, B, B)
+    labels : ndarray of shape (N,) int
+        0-based region of each particle.
+    n_regions : int
+    batch_size : int
+    samples_per_epoch : int
+    max_shift_px : float
+    seed : int
+    """
+
+    def __init__(self, images, labels, *, n_regions, batch_size, samples_per_epoch,
+                 max_shift_px, seed):
+        super().__init__(workers=1, use_multiprocessing=False)
+        self.images = np.asarray(images, dtype=np.float32)
+        labels = np.asarray(labels, dtype=int)
+        self.n_regions = int(n_regions)
+        self.members = [np.flatnonzero(labels == r) for r in range(self.n_regions)]
+        self.present = np.array([r for r in range(self.n_regions) if len(self.members[r])])
+        if len(self.present) == 0:
+            raise ValueError("no training particles")
+        self.batch_size = int(batch_size)
+        self.n_batches = max(1, math.ceil(int(samples_per_epoch) / self.batch_size))
+        self.max_shift_px = float(max_shift_px)
+        self.seed = int(seed)
+        self.epoch = 0
+
+    def __len__(self):
+        return self.n_batches
+
+    def __getitem__(self, index):
+        rng = np.random.default_rng((self.seed, self.epoch, int(index)))
+        regions = rng.choice(self.present, self.batch_size)
+        chosen = np.array([rng.choice(self.members[r]) for r in regions])
+        x = augment_images(self.images[chosen], rng, max_shift_px=self.max_shift_px)
+        y = np.zeros((self.batch_size, self.n_regions), np.float32)
+        y[np.arange(self.batch_size), regions] = 1.0
+        return x, y
+
+    def on_epoch_end(self):
+        self.epoch += 1
+
+
+def region_validation_data(images, is_positive):
+    """Held-out images, labels and class-balancing weights for one region.
+
+    Parameters
+    ----------
+    images : ndarray of shape (M, B, B)
+        Preprocessed validation particles (not augmented).
+    is_positive : ndarray of shape (M,) bool
+
+    Returns
+    -------
+    (x (M, B, B, 1), y (M, 1), sample_weight (M,)) or None when ``M == 0``
+        Positives and negatives weigh half each in total (mean weight 1).
+    """
+    is_positive = np.asarray(is_positive, dtype=bool)
+    m = len(is_positive)
+    if m == 0:
+        return None
+    n_pos = is_positive.sum()
+    n_neg = m - n_pos
+    weights = np.ones(m, np.float32)
+    if n_pos and n_neg:
+        weights[is_positive] = m / (2.0 * n_pos)
+        weights[~is_positive] = m / (2.0 * n_neg)
+    return mask_images(images), is_positive.astype(np.float32)[:, None], weights
+
+
+def shared_validation_data(images, labels, n_regions: int):
+    """Held-out images and one-hot labels for the shared network (None when empty)."""
+    labels = np.asarray(labels, dtype=int)
+    if len(labels) == 0:
+        return None
+    y = np.zeros((len(labels), int(n_regions)), np.float32)
+    y[np.arange(len(labels)), labels] = 1.0
+    return mask_images(images), y

@@ -1,0 +1,147 @@
+"""The regional CNN classifier of DeepAlign (paper §2.2) and a shared-trunk variant.
+
+Architecture (Jiménez-Moreno et al., J. Struct. Biol. 2021, and Xmipp's code): the input is
+one particle image downsampled to the target resolution, one channel, of side ``box``;
+
+* Conv2D 16 filters, kernel ``k1 ≈ box/3``  → BatchNormalization → MaxPooling 2×2
+* Conv2D 32 filters, kernel ``k2 ≈ box/10`` → BatchNormalization → MaxPooling 2×2
+* Conv2D 64 filters, kernel ``k3 ≈ box/20`` → BatchNormalization → MaxPooling 2×2
+* Dropout 0.2 → Flatten → Dense 256 ReLU → Dense 1 sigmoid (probability that the particle's
+  projection direction lies in the region), trained with Adam.
+
+Kernel rounding (:func:`kernel_sizes`): ``round(box / d)``, raised to at least 3, and an even
+value is raised by one to make it odd (so the kernel has a centre pixel). Convolutions use
+``"same"`` padding with ReLU activations, so small boxes (24 px) still go through three
+poolings; Xmipp used ``"valid"`` padding, which needs boxes of roughly 60 px or more.
+
+The shared-trunk network (beyond the paper) keeps the same convolutional trunk and dense
+layer but ends in ``R`` sigmoid outputs, one per region (multi-label output), so one
+network is trained once for all regions.
+
+Only ``keras`` (Keras 3) is imported: the module runs on any Keras backend.
+"""
+from __future__ import annotations
+
+import keras
+
+__all__ = ["kernel_sizes", "build_regional_model", "build_shared_model", "compile_model",
+           "LOSSES"]
+
+#: Accepted loss names and the Keras loss each one stands for.
+LOSSES = {"mae": "mean_absolute_error", "bce": "binary_crossentropy",
+          "binary_crossentropy": "binary_crossentropy",
+          "mean_absolute_error": "mean_absolute_error"}
+
+_FILTERS = (16, 32, 64)
+_DIVISORS = (3, 10, 20)
+
+
+def kernel_sizes(box_px: int) -> tuple[int, int, int]:
+    """Side of the three convolution kernels for an input of ``box_px`` pixels.
+
+    Parameters
+    ----------
+    box_px : int
+        Side of the (downsampled) input image.
+
+    Returns
+    -------
+    tuple of three odd ints
+        ``round(box/3)``, ``round(box/10)``, ``round(box/20)``, each at least 3 and made odd
+        by adding one when even.
+    """
+    box_px = int(box_px)
+    if box_px < 8:
+        raise ValueError(f"box_px must be at least 8 pixels for three 2x2 poolings, got {box_px}")
+    sizes = []
+    for divisor in _DIVISORS:
+        k = max(3, int(round(box_px / divisor)))
+        sizes.append(k + 1 if k % 2 == 0 else k)
+    return tuple(sizes)
+
+
+def _trunk(inputs, box_px: int):
+    x = inputs
+    for n_filters, k in zip(_FILTERS, kernel_sizes(box_px)):
+        x = keras.layers.Conv2D(n_filters, k, padding="same", activation="relu")(x)
+        x = keras.layers.BatchNormalization()(x)
+        x = keras.layers.MaxPooling2D(pool_size=2)(x)
+    x = keras.layers.Dropout(0.2)(x)
+    x = keras.layers.Flatten()(x)
+    return keras.layers.Dense(256, activation="relu")(x)
+
+
+def build_regional_model(box_px: int, *, name: str = "deepalign_region") -> keras.Model:
+    """One region's binary classifier (uncompiled).
+
+    Parameters
+    ----------
+    box_px : int
+        Side of the input images; the input shape is ``(box_px, box_px, 1)``.
+    name : str
+        Keras model name.
+
+    Returns
+    -------
+    keras.Model
+        Maps ``(N, box_px, box_px, 1)`` float32 to ``(N, 1)`` probabilities.
+    """
+    inputs = keras.Input(shape=(int(box_px), int(box_px), 1), name="image")
+    outputs = keras.layers.Dense(1, activation="sigmoid", name="probability")(
+        _trunk(inputs, box_px))
+    return keras.Model(inputs, outputs, name=name)
+
+
+def build_shared_model(box_px: int, n_regions: int, *,
+                       name: str = "deepalign_shared") -> keras.Model:
+    """Shared-trunk network with one sigmoid output per region (uncompiled).
+
+    Parameters
+    ----------
+    box_px : int
+        Side of the input images.
+    n_regions : int
+        Number of regions ``R``.
+
+    Returns
+    -------
+    keras.Model
+        Maps ``(N, box_px, box_px, 1)`` to ``(N, R)`` independent probabilities.
+    """
+    if int(n_regions) < 1:
+        raise ValueError(f"n_regions must be at least 1, got {n_regions}")
+    inputs = keras.Input(shape=(int(box_px), int(box_px), 1), name="image")
+    outputs = keras.layers.Dense(int(n_regions), activation="sigmoid", name="probabilities")(
+        _trunk(inputs, box_px))
+    return keras.Model(inputs, outputs, name=name)
+
+
+def compile_model(model: keras.Model, *, loss: str = "bce", learning_rate: float = 0.001,
+                  shared: bool = False) -> keras.Model:
+    """Compile with Adam, the chosen loss and an ``accuracy`` metric.
+
+    Parameters
+    ----------
+    model : keras.Model
+    loss : {"mae", "bce"}
+        Mean absolute error (Xmipp's code) or binary cross-entropy.
+    learning_rate : float
+        Adam learning rate (paper 0.002, Xmipp 0.001).
+    shared : bool
+        For the shared network ``accuracy`` is the categorical accuracy (the highest output is
+        the true region); otherwise the binary accuracy at 0.5.
+
+    Returns
+    -------
+    keras.Model
+        The same model, compiled.
+    """
+    if loss not in LOSSES:
+        raise ValueError(f"loss must be one of {sorted(LOSSES)}, got {loss!r}")
+    if not learning_rate > 0:
+        raise ValueError(f"learning_rate must be positive, got {learning_rate}")
+    metric = (keras.metrics.CategoricalAccuracy(name="accuracy") if shared
+              else keras.metrics.BinaryAccuracy(name="accuracy"))
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=float(learning_rate)),
+                  loss=LOSSES[loss], weighted_metrics=[metric])
+    return model

@@ -1,0 +1,145 @@
+"""Region probabilities of particles from a trained model folder (paper §2.3).
+
+Every particle goes through every region's classifier (or the shared network) in chunks of
+``chunk_size`` images, so memory stays bounded whatever the number of particles. The images
+are preprocessed exactly as at training time, with the geometry stored in ``config.json``
+(no shifts: particles to assign have unknown shifts, which the training augmentation
+covers). Regions skipped at training for having too few particles get probability 0.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from .config import SHARED_MODEL, history_path, model_path, read_model_config
+from .data import mask_images, preprocess_images
+
+__all__ = ["load_models", "predict_probabilities", "predict_regions"]
+
+
+def load_models(model_dir):
+    """Load the networks of a model folder.
+
+    Parameters
+    ----------
+    model_dir : str or Path
+
+    Returns
+    -------
+    meta : dict
+        Contents of ``config.json``.
+    models : keras.Model or list of (keras.Model or None)
+        The shared network, or one model per region (None for a region skipped at training).
+    """
+    model_dir = Path(model_dir)
+    meta = read_model_config(model_dir)
+    if meta["config"]["network"] == "shared":
+        path = model_dir / SHARED_MODEL
+        if not path.exists():
+            raise ValueError(f"model_dir {model_dir} has no {SHARED_MODEL}: training is not "
+                             "finished (run deepalign train again to complete it)")
+        return meta, keras.models.load_model(path)
+    models, missing = [], []
+    for region in range(1, meta["n_regions"] + 1):
+        path = model_path(model_dir, region)
+        if path.exists():
+            models.append(keras.models.load_model(path))
+            continue
+        hist = history_path(model_dir, region)
+        skipped = False
+        if hist.exists():
+            with open(hist) as handle:
+                skipped = bool(json.load(handle).get("skipped"))
+        if not skipped:
+            missing.append(region)
+        models.append(None)
+    if missing:
+        raise ValueError(f"model_dir {model_dir} lacks the models of regions {missing}: "
+                         "training is not finished (run deepalign train again to complete it)")
+    return meta, models
+
+
+def _check_images(images, meta) -> np.ndarray:
+    images = np.asarray(images, dtype=np.float32)
+    if images.ndim != 3 or images.shape[1] != images.shape[2]:
+        raise ValueError(f"images must have shape (N, B, B), got {images.shape}")
+    if images.shape[1] != meta["box_px"]:
+        raise ValueError(f"images have a {images.shape[1]} px box but the model was trained "
+                         f"on {meta['box_px']} px particles")
+    return images
+
+
+def predict_probabilities(images, model_dir, *, batch_size: int = 256,
+                          chunk_size: int = 4096, models=None) -> np.ndarray:
+    """Probability that each particle's direction lies in each region.
+
+    Parameters
+    ----------
+    images : ndarray of shape (N, B, B)
+        Particles with the box they were trained with.
+    model_dir : str or Path
+    batch_size : int
+        Images per network call.
+    chunk_size : int
+        Images preprocessed and held at once.
+    models : tuple, optional
+        ``load_models(model_dir)`` already done (to reuse loaded networks).
+
+    Returns
+    -------
+    ndarray of shape (N, R) float32
+        Column ``r`` is region ``r + 1`` of ``regions.star``.
+    """
+    if int(batch_size) < 1 or int(chunk_size) < 1:
+        raise ValueError("batch_size and chunk_size must be positive, "
+                         f"got {batch_size} and {chunk_size}")
+    meta, nets = models if models is not None else load_models(model_dir)
+    images = _check_images(images, meta)
+    n_regions = meta["n_regions"]
+    out = np.zeros((len(images), n_regions), np.float32)
+    for start in range(0, len(images), int(chunk_size)):
+        stop = min(start + int(chunk_size), len(images))
+        x = mask_images(preprocess_images(images[start:stop],
+                                          input_box_px=meta["input_box_px"]))
+        if isinstance(nets, list):
+            for region, net in enumerate(nets):
+                if net is not None:
+                    out[start:stop, region] = net.predict(
+                        x, batch_size=int(batch_size), verbose=0)[:, 0]
+        else:
+            out[start:stop] = nets.predict(x, batch_size=int(batch_size), verbose=0)
+    return out
+
+
+def predict_regions(images, model_dir, *, top_k: int = 2, batch_size: int = 256,
+                    chunk_size: int = 4096):
+    """The ``top_k`` most probable regions of each particle, best first.
+
+    Parameters
+    ----------
+    images : ndarray of shape (N, B, B)
+    model_dir : str or Path
+    top_k : int
+        Regions kept per particle, ``1 <= top_k <= R``.
+    batch_size, chunk_size : int
+        See :func:`predict_probabilities`.
+
+    Returns
+    -------
+    regions : ndarray of shape (N, top_k) int
+        **0-based** region indices (add 1 for the numbers of ``regions.star``).
+    probabilities : ndarray of shape (N, top_k) float32
+        Their probabilities, non-increasing along each row.
+    """
+    meta = read_model_config(model_dir)
+    n_regions = meta["n_regions"]
+    if int(top_k) != top_k or not 1 <= top_k <= n_regions:
+        raise ValueError(f"top_k must be between 1 and the number of regions ({n_regions}), "
+                         f"got {top_k}")
+    probs = predict_probabilities(images, model_dir, batch_size=batch_size,
+                                  chunk_size=chunk_size)
+    order = np.argsort(-probs, axis=1, kind="stable")[:, :int(top_k)]
+    return order.astype(int), np.take_along_axis(probs, order, axis=1)

@@ -1,0 +1,326 @@
+"""Training of the regional classifiers (paper §2.1–2.3), resumable region by region.
+
+Every particle is labelled with its nearest region centre (symmetry-aware,
+:func:`~scipion_deepalign.core.regions.assign_regions`). For region ``r`` the positives are
+its particles and the negatives all the others; a stratified fraction of the particles is
+held out for validation and early stopping. Each model is written atomically as soon as it
+is trained, and a later call with the same folder and configuration skips the regions whose
+model (or skip record) already exists, so a killed run continues where it stopped and the
+Scipion protocol can train each region in its own step, process or GPU.
+
+Regions with fewer than ``min_particles_per_region`` training particles are **skipped** with
+a warning and a ``history_NNNN.json`` that records why; prediction gives them probability 0.
+
+Reproducibility: the split, the batches and the weights are seeded from ``config.seed`` and
+the region number (``keras.utils.set_random_seed`` before each model), so a region gets the
+same network whichever subset of regions a call trains. On CPU with TensorFlow, repeated
+runs agree to float32 round-off; bit-identical results would also need
+``TF_DETERMINISTIC_OPS=1`` (and on GPU, deterministic cuDNN kernels).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from ..regions import assign_regions, region_centres_deg
+from .config import (
+    CONFIG_FILE,
+    REGIONS_FILE,
+    SHARED_HISTORY,
+    SHARED_MODEL,
+    TrainConfig,
+    history_path,
+    model_path,
+    read_model_config,
+    write_json_atomic,
+)
+from .data import (
+    RegionBatches,
+    SharedBatches,
+    input_geometry,
+    preprocess_images,
+    region_validation_data,
+    shared_validation_data,
+    split_by_particle,
+)
+from .model import build_regional_model, build_shared_model, compile_model
+
+__all__ = ["TrainReport", "train_regions"]
+
+logger = logging.getLogger(__name__)
+_FORMAT_VERSION = 1
+
+
+@dataclass
+class TrainReport:
+    """What a call of :func:`train_regions` did.
+
+    Attributes
+    ----------
+    out_dir : str
+    network : str
+    n_regions : int
+    trained : list of int
+        1-based regions trained by this call (all regions when the shared network was).
+    reused : list of int
+        Regions whose model (or skip record) was already in ``out_dir``.
+    too_few : list of int
+        Regions skipped for having fewer than ``min_particles_per_region`` particles.
+    histories : dict
+        Region number (or ``"shared"``) to its history dict, for models trained now.
+    seconds : float
+    """
+
+    out_dir: str
+    network: str
+    n_regions: int
+    trained: list = field(default_factory=list)
+    reused: list = field(default_factory=list)
+    too_few: list = field(default_factory=list)
+    histories: dict = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def _check_inputs(images, angles_deg, shifts_px):
+    images = np.asarray(images)
+    if images.ndim != 3 or images.shape[1] != images.shape[2]:
+        raise ValueError(f"images must have shape (N, B, B), got {images.shape}")
+    if angles_deg is None:
+        raise ValueError("angles_deg is None: training particles need poses")
+    angles = np.asarray(angles_deg, dtype=np.float64)
+    if angles.ndim != 2 or angles.shape[0] != len(images) or angles.shape[1] not in (2, 3):
+        raise ValueError(f"angles_deg must have shape ({len(images)}, 3), got {angles.shape}")
+    if not np.all(np.isfinite(angles)):
+        raise ValueError("angles_deg holds NaN or infinite values")
+    if shifts_px is not None and np.asarray(shifts_px).shape != (len(images), 2):
+        raise ValueError(f"shifts_px must have shape ({len(images)}, 2), "
+                         f"got {np.asarray(shifts_px).shape}")
+    return images, angles
+
+
+def _metadata(config, images, angles, symmetry, spacing_deg, n_regions, input_box, input_px):
+    digest = hashlib.sha1(np.round(angles, 3).astype(np.float64).tobytes())
+    digest.update(str(images.shape).encode())
+    return {
+        "format_version": _FORMAT_VERSION,
+        "config": config.to_dict(),
+        "symmetry": symmetry,
+        "spacing_deg": float(spacing_deg),
+        "n_regions": int(n_regions),
+        "box_px": int(images.shape[1]),
+        "input_box_px": int(input_box),
+        "input_pixel_size_a": float(input_px),
+        "n_particles": int(len(images)),
+        "poses_sha1": digest.hexdigest(),
+        "keras_backend": keras.backend.backend(),
+    }
+
+
+def _prepare_out_dir(out_dir: Path, meta: dict, centres) -> None:
+    from ..io.star import write_regions_star
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    config_file = out_dir / CONFIG_FILE
+    if config_file.exists():
+        old = read_model_config(out_dir)
+        ignore = {"keras_backend"}
+        differs = sorted(k for k in set(old) | set(meta)
+                         if k not in ignore and old.get(k) != meta.get(k))
+        if differs:
+            detail = ", ".join(differs)
+            if "config" in differs:
+                detail += " (" + ", ".join(
+                    k for k in meta["config"]
+                    if old.get("config", {}).get(k) != meta["config"][k]) + ")"
+            raise ValueError(f"out_dir {out_dir} holds models trained with another "
+                             f"configuration or data set (differs: {detail}); use a new folder")
+    else:
+        write_json_atomic(config_file, meta)
+    if not (out_dir / REGIONS_FILE).exists():
+        tmp = out_dir / f".{REGIONS_FILE}.{os.getpid()}.tmp"
+        write_regions_star(str(tmp), centres, symmetry=meta["symmetry"],
+                           spacing_deg=meta["spacing_deg"])
+        os.replace(tmp, out_dir / REGIONS_FILE)
+
+
+def _region_done(out_dir: Path, region: int) -> bool:
+    """A region is done when its model exists or it was skipped for too few particles."""
+    if model_path(out_dir, region).exists():
+        return True
+    hist = history_path(out_dir, region)
+    if hist.exists():
+        with open(hist) as handle:
+            return bool(json.load(handle).get("skipped"))
+    return False
+
+
+def _save_model_atomic(model, path: Path) -> None:
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.keras")
+    model.save(tmp)
+    os.replace(tmp, path)
+
+
+class _ProgressLogger(keras.callbacks.Callback):
+    """Logs every epoch and forwards it to the user's ``progress`` callable."""
+
+    def __init__(self, label, position, total, epochs, progress):
+        super().__init__()
+        self.label, self.position, self.total = label, position, total
+        self.epochs, self.progress = epochs, progress
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = {k: float(v) for k, v in (logs or {}).items()}
+        text = " ".join(f"{k}={v:.4f}" for k, v in sorted(logs.items()))
+        logger.info("%s (%d of %d): epoch %d/%d %s", self.label, self.position, self.total,
+                    epoch + 1, self.epochs, text)
+        if self.progress is not None:
+            self.progress({"model": self.label, "position": self.position,
+                           "total": self.total, "epoch": epoch + 1, "epochs": self.epochs,
+                           "logs": logs})
+
+
+def _fit(model, batches, validation, config, label, position, total, progress):
+    callbacks = [_ProgressLogger(label, position, total, config.epochs, progress)]
+    if validation is not None and config.patience > 0:
+        callbacks.append(keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=config.patience, restore_best_weights=True))
+    history = model.fit(batches, epochs=config.epochs, validation_data=validation,
+                        callbacks=callbacks, verbose=0)
+    return {k: [float(v) for v in values] for k, values in history.history.items()}
+
+
+def train_regions(images, angles_deg, *, out_dir, symmetry="c1", spacing_deg=30.0,
+                  config: TrainConfig | None = None, shifts_px=None, regions=None,
+                  progress=None) -> TrainReport:
+    """Train the region classifiers of a set of particles with known poses.
+
+    Parameters
+    ----------
+    images : ndarray of shape (N, B, B)
+        Training particles (full size; they are downsampled as ``config`` says).
+    angles_deg : ndarray of shape (N, 3)
+        Their poses ``(rot, tilt, psi)``, see :mod:`scipion_deepalign.core.geometry`.
+    out_dir : str or Path
+        Model folder (layout in :mod:`.config`); created if needed.
+    symmetry : str
+        Point group; regions cover its asymmetric unit.
+    spacing_deg : float
+        Angular spacing of the region centres.
+    config : TrainConfig, optional
+    shifts_px : ndarray of shape (N, 2), optional
+        Known shifts (RELION convention); training images are centred with them.
+    regions : sequence of int, optional
+        1-based regions to train (all by default); ``network="shared"`` ignores it.
+    progress : callable, optional
+        Called after every epoch with a dict ``model, position, total, epoch, epochs, logs``.
+
+    Returns
+    -------
+    TrainReport
+    """
+    start = time.perf_counter()
+    config = config or TrainConfig()
+    images, angles = _check_inputs(images, angles_deg, shifts_px)
+    if not 0 < float(spacing_deg) <= 180:
+        raise ValueError(f"spacing_deg must be in (0, 180], got {spacing_deg}")
+    centres = np.asarray(region_centres_deg(spacing_deg, symmetry))
+    n_regions = len(centres)
+    if n_regions < 2:
+        raise ValueError(f"spacing_deg={spacing_deg} gives {n_regions} region for symmetry "
+                         f"{symmetry}; at least 2 are needed to classify")
+    input_box, input_px = input_geometry(
+        images.shape[1], config.pixel_size_a or 1.0,
+        target_resolution_a=config.target_resolution_a, target_box_px=config.target_box_px)
+    wanted = list(range(1, n_regions + 1)) if regions is None else [int(r) for r in regions]
+    bad = [r for r in wanted if not 1 <= r <= n_regions]
+    if bad:
+        raise ValueError(f"regions {bad} out of range: there are {n_regions} regions (1-based)")
+    out_dir = Path(out_dir)
+    meta = _metadata(config, images, angles, symmetry, spacing_deg, n_regions, input_box,
+                     input_px)
+    _prepare_out_dir(out_dir, meta, centres)
+    report = TrainReport(out_dir=str(out_dir), network=config.network, n_regions=n_regions)
+
+    if config.network == "shared":
+        if (out_dir / SHARED_MODEL).exists():
+            report.reused = list(range(1, n_regions + 1))
+            report.seconds = time.perf_counter() - start
+            return report
+        todo = ["shared"]
+    else:
+        todo = [r for r in wanted if not _region_done(out_dir, r)]
+        report.reused = [r for r in wanted if r not in todo]
+        if not todo:
+            report.seconds = time.perf_counter() - start
+            return report
+
+    labels, _ = assign_regions(angles, centres, symmetry)
+    labels = np.asarray(labels, dtype=int)
+    split_rng = np.random.default_rng(config.seed)
+    train_idx, val_idx = split_by_particle(labels, config.validation_fraction, split_rng)
+    logger.info("preprocessing %d particles to %d px (%.3g A/px)", len(images), input_box,
+                input_px)
+    x = preprocess_images(images, input_box_px=input_box, shifts_px=shifts_px)
+    x_train, y_train = x[train_idx], labels[train_idx]
+    x_val, y_val = x[val_idx], labels[val_idx]
+    max_shift = config.max_shift_fraction * input_box
+
+    if todo == ["shared"]:
+        keras.utils.set_random_seed(config.seed)
+        model = compile_model(build_shared_model(input_box, n_regions), loss=config.loss,
+                              learning_rate=config.learning_rate, shared=True)
+        batches = SharedBatches(x_train, y_train, n_regions=n_regions,
+                                batch_size=config.batch_size,
+                                samples_per_epoch=config.positives_per_region * n_regions,
+                                max_shift_px=max_shift, seed=config.seed)
+        t0 = time.perf_counter()
+        history = _fit(model, batches, shared_validation_data(x_val, y_val, n_regions),
+                       config, "shared network", 1, 1, progress)
+        history.update(region="shared", n_particles=int(len(train_idx)),
+                       n_particles_per_region=np.bincount(y_train, minlength=n_regions).tolist(),
+                       seconds=time.perf_counter() - t0)
+        write_json_atomic(out_dir / SHARED_HISTORY, history)
+        _save_model_atomic(model, out_dir / SHARED_MODEL)
+        report.trained = list(range(1, n_regions + 1))
+        report.histories["shared"] = history
+        report.seconds = time.perf_counter() - start
+        return report
+
+    for position, region in enumerate(todo, start=1):
+        is_pos = y_train == region - 1
+        n_pos = int(is_pos.sum())
+        if n_pos < config.min_particles_per_region or n_pos == len(is_pos):
+            logger.warning("region %d has %d training particles (< %d): skipped, its "
+                           "probability will be 0", region, n_pos,
+                           config.min_particles_per_region)
+            write_json_atomic(history_path(out_dir, region), {
+                "region": region, "n_particles": n_pos, "seconds": 0.0,
+                "skipped": f"fewer than {config.min_particles_per_region} training particles"})
+            report.too_few.append(region)
+            continue
+        logger.info("region %d of %d (%d of %d to train now): %d positives, %d negatives",
+                    region, n_regions, position, len(todo), n_pos, len(is_pos) - n_pos)
+        t0 = time.perf_counter()
+        keras.utils.set_random_seed(config.seed * 10007 + region)
+        model = compile_model(build_regional_model(input_box), loss=config.loss,
+                              learning_rate=config.learning_rate)
+        batches = RegionBatches(x_train, is_pos, batch_size=config.batch_size,
+                                positives_per_epoch=config.positives_per_region,
+                                max_shift_px=max_shift, seed=config.seed * 10007 + region)
+        history = _fit(model, batches, region_validation_data(x_val, y_val == region - 1),
+                       config, f"region {region}", position, len(todo), progress)
+        history.update(region=region, n_particles=n_pos, seconds=time.perf_counter() - t0)
+        write_json_atomic(history_path(out_dir, region), history)
+        _save_model_atomic(model, model_path(out_dir, region))
+        report.trained.append(region)
+        report.histories[region] = history
+    report.seconds = time.perf_counter() - start
+    return report
