@@ -204,8 +204,7 @@ def align_particles(images, volume, *, pixel_size_a, max_shift_px, ctf=None, sym
     ctf_half = None
     if ctf is not None:
         from .ctf import ctf_images
-        ctf_half = np.asarray(ctf_images(small, pixel_small, ctf),
-                              dtype=np.float32)[:, :, : small // 2 + 1]
+        ctf_half = matching.ctf_half_plane(ctf_images(small, pixel_small, ctf))
     apply_mode = ctf is not None and ctf_mode == "apply"
 
     best_score = np.full((n, n_best), -np.inf, dtype=np.float32)

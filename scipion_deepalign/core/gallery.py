@@ -98,16 +98,15 @@ def rotate_to_psi(projections: np.ndarray, psi_deg: np.ndarray) -> np.ndarray:
     Returns
     -------
     ndarray of shape (M, P, B, B) float32
-        By :mod:`geometry`, image coordinates of pose psi are ``Rz(psi)`` (passive) applied to
-        those of psi 0, i.e. the content turns clockwise by psi in the x-right/y-up frame;
-        ``imageops.rotate_images`` turns counter-clockwise, hence the minus sign.
+        ``imageops.rotate_images`` by ``psi`` turns the projection at ``(rot, tilt, 0)`` into
+        the one at ``(rot, tilt, psi)`` (its documented sign).
     """
     from .imageops import rotate_images
 
     m, box = projections.shape[0], projections.shape[-1]
     psi = np.asarray(psi_deg, dtype=np.float64)
     stack = np.repeat(projections[:, None], len(psi), axis=1).reshape(-1, box, box)
-    angles = np.tile(-psi, m)
+    angles = np.tile(psi, m)
     out = rotate_images(stack, angles)
     return np.asarray(out, dtype=np.float32).reshape(m, len(psi), box, box)
 

@@ -12,8 +12,8 @@ CTF handling (``ctf_mode``):
 
 * ``"apply"``: the particle's CTF is applied to every reference. It is done on the particle
   side, which gives the same numerator because the CTF is real
-  (``<img, CTF*ref> = <CTF*img, ref>``); the norm of ``CTF*ref`` comes from the radial
-  power spectra of CTF and reference (exact for non-astigmatic CTFs).
+  (``<img, CTF*ref> = <CTF*img, ref>``); the norm of ``CTF*ref`` comes, exactly, from the
+  squared CTF and the power spectrum of the reference by Parseval (one matrix product).
 * ``"flip"``: the particle is phase-flipped and compared with the plain references.
 """
 from __future__ import annotations
@@ -24,7 +24,8 @@ __all__ = [
     "CTF_MODES",
     "fft_module",
     "shift_window",
-    "radial_shells",
+    "half_plane_weights",
+    "ctf_half_plane",
     "soft_mask",
     "normalise_masked",
     "prepare_particles",
@@ -68,25 +69,34 @@ def shift_window(box_px: int, max_shift_px: float) -> tuple[np.ndarray, np.ndarr
     return offsets, flat
 
 
-def radial_shells(box_px: int) -> tuple[np.ndarray, np.ndarray, int]:
-    """Shell index and half-plane weight of every ``rfft2`` coefficient.
+def half_plane_weights(box_px: int) -> np.ndarray:
+    """How many coefficients of the full ``fft2`` plane each ``rfft2`` one stands for.
 
     Returns
     -------
-    shell : ndarray of shape (B, B // 2 + 1) int
-        Rounded radius in Fourier pixels.
-    weight : ndarray of shape (B, B // 2 + 1) float32
-        How many coefficients of the full ``fft2`` plane each one stands for (1 or 2).
-    n_shells : int
+    ndarray of shape (B, B // 2 + 1) float32
+        2 for the columns mirrored in the full plane, 1 for column 0 (and B / 2 for even B).
     """
-    ky = np.fft.fftfreq(box_px) * box_px
-    kx = np.fft.rfftfreq(box_px) * box_px
-    shell = np.rint(np.hypot(ky[:, None], kx[None, :])).astype(np.int64)
-    weight = np.full(shell.shape, 2.0, dtype=np.float32)
+    weight = np.full((box_px, box_px // 2 + 1), 2.0, dtype=np.float32)
     weight[:, 0] = 1.0
     if box_px % 2 == 0:
         weight[:, -1] = 1.0
-    return shell, weight, int(shell.max()) + 1
+    return weight
+
+
+def ctf_half_plane(ctf_full) -> np.ndarray:
+    """CTF images in ``fft2`` layout ``(n, B, B)`` -> ``rfft2`` layout ``(n, B, B // 2 + 1)``.
+
+    For even boxes the Nyquist row and column are set to 0: an astigmatic CTF is not
+    Hermitian-symmetric there, and a real filter must be.
+    """
+    ctf_full = np.asarray(ctf_full, dtype=np.float32)
+    box = ctf_full.shape[-1]
+    half = np.array(ctf_full[..., : box // 2 + 1])
+    if box % 2 == 0:
+        half[..., box // 2, :] = 0.0
+        half[..., :, box // 2] = 0.0
+    return half
 
 
 def soft_mask(box_px: int, radius_px: float, *, edge_px: float = 2.0) -> np.ndarray:
@@ -123,8 +133,8 @@ def prepare_particles(images, *, xp, mask, ctf_half=None, ctf_mode="apply"):
     Returns
     -------
     spectra : complex64 array of shape (n, B, B // 2 + 1)
-    ctf_power : float32 array of shape (n, S) or None
-        Mean squared CTF per radial shell (``"apply"`` only).
+    ctf_power : float32 array of shape (n, B * (B // 2 + 1)) or None
+        Squared CTF per coefficient (``"apply"`` only).
     """
     fft = fft_module(xp)
     x = normalise_masked(xp.asarray(images, dtype=xp.float32), mask, xp)
@@ -134,42 +144,32 @@ def prepare_particles(images, *, xp, mask, ctf_half=None, ctf_mode="apply"):
     ctf_half = xp.asarray(ctf_half, dtype=xp.float32)
     if ctf_mode == "flip":
         return spectra * xp.sign(ctf_half), None
-    shells = _shell_matrix(images.shape[-1], xp)
-    counts = shells.sum(axis=0)
-    power = (ctf_half * ctf_half).reshape(len(ctf_half), -1) @ shells
-    power /= xp.maximum(counts, 1.0)
+    power = (ctf_half * ctf_half).reshape(len(ctf_half), -1)
     return spectra * ctf_half, power
 
 
-def _shell_matrix(box_px, xp):
-    """``(B * (B // 2 + 1), S)`` float32: weight of each ``rfft2`` coefficient in each shell."""
-    shell, weight, n_shells = radial_shells(box_px)
-    onehot = shell.ravel()[:, None] == np.arange(n_shells)[None, :]
-    return xp.asarray(onehot * weight.ravel()[:, None], dtype=xp.float32)
-
-
 def prepare_references(refs, *, xp, mask, with_power=False):
-    """Conjugate spectra of normalised references and, optionally, their shell power.
+    """Conjugate spectra of normalised references and, optionally, their power spectra.
 
     Parameters
     ----------
     refs : ndarray of shape (m, B, B)
     with_power : bool
-        Also return the power per radial shell, summed over the full ``fft2`` plane,
-        shape (m, S), for the ``"apply"`` CTF norm.
+        Also return the power spectrum, weighted for the full ``fft2`` plane, shape
+        (m, B * (B // 2 + 1)), for the ``"apply"`` CTF norm.
 
     Returns
     -------
     conj_spectra : complex64 array of shape (m, B, B // 2 + 1)
-    power : float32 array of shape (m, S) or None
+    power : float32 array of shape (m, B * (B // 2 + 1)) or None
     """
     fft = fft_module(xp)
     x = normalise_masked(xp.asarray(refs, dtype=xp.float32), mask, xp)
     spectra = fft.rfft2(x).astype(xp.complex64)
     power = None
     if with_power:
-        sq = (spectra.real ** 2 + spectra.imag ** 2).reshape(len(refs), -1)
-        power = sq @ _shell_matrix(refs.shape[-1], xp)
+        weight = xp.asarray(half_plane_weights(refs.shape[-1]).ravel())
+        power = (spectra.real ** 2 + spectra.imag ** 2).reshape(len(refs), -1) * weight
     return xp.conj(spectra), power
 
 
@@ -183,9 +183,9 @@ def correlate_block(particle_spectra, ref_conj_spectra, flat_index, *, xp, box_p
     ref_conj_spectra : complex array of shape (m, B, B // 2 + 1)
     flat_index : int array of shape (K,)
         From :func:`shift_window`.
-    particle_power, ref_power : arrays of shape (n, S), (m, S) or None
-        Given together in ``"apply"`` CTF mode; the score is then divided by the norm of
-        ``CTF_i * ref_j``.
+    particle_power, ref_power : arrays of shape (n, F), (m, F) or None
+        Given together in ``"apply"`` CTF mode; the score is then divided by the exact norm
+        of ``CTF_i * ref_j`` (Parseval, one matrix product).
 
     Returns
     -------
