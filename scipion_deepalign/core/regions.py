@@ -1,0 +1,255 @@
+"""Regions of projection directions: centres, nearest-centre labels, per-region grids.
+
+DeepAlign splits the asymmetric unit of projection directions into regions, one CNN per
+region. Directions follow :mod:`scipion_deepalign.core.geometry` (``(rot, tilt)`` in degrees,
+direction ``(sin t cos r, sin t sin r, cos t)``); symmetry and the asymmetric unit follow
+:mod:`scipion_deepalign.core.symmetry`.
+
+Grid
+----
+:func:`sphere_grid_deg` is an icosahedral geodesic grid: an icosahedron with vertices at the
+poles and at ``tilt = 63.435`` (``rot = 0, 72, ...``) and ``116.565`` (``rot = 36, 108, ...``)
+degrees, each triangular face split into ``n**2`` triangles, points projected on the sphere.
+Frequency ``n = max(1, round(63.435 / step_deg))`` gives ``10 n**2 + 2`` directions whose
+neighbours are about ``step_deg`` apart (63.435 degrees is the icosahedron's edge).
+
+Region centres
+--------------
+:func:`region_centres_deg` keeps the grid directions of spacing ``spacing_deg`` that lie in the
+asymmetric unit (boundary included), and drops any that is equivalent under the group to one
+already kept. The count is therefore about ``(10 n**2 + 2) / G`` for a group of ``G``
+operators, a little more because boundary directions are kept: c1 gives 42 regions at 30
+degrees and 92 at 20 degrees; d7 gives 9 at 20 degrees. Every direction of the sphere is
+within about ``spacing_deg`` of a centre once symmetry is taken into account.
+"""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from .geometry import direction_to_euler, projection_direction
+from .symmetry import (
+    in_asymmetric_unit,
+    normalise_symmetry,
+    symmetry_matrices,
+)
+
+__all__ = [
+    "MIN_SPACING_DEG",
+    "MAX_SPACING_DEG",
+    "sphere_grid_deg",
+    "region_centres_deg",
+    "count_regions",
+    "assign_regions",
+    "region_direction_grids",
+]
+
+MIN_SPACING_DEG = 5.0
+MAX_SPACING_DEG = 90.0
+_ICOSA_EDGE_DEG = float(np.rad2deg(np.arctan(2.0)))  # 63.435
+_CHUNK_ELEMENTS = 2_000_000
+
+
+def _icosahedron():
+    """Vertices (12, 3) and faces (20, 3) of an icosahedron with vertices at the poles."""
+    t = np.arctan(2.0)
+    rots = np.deg2rad(np.arange(5) * 72.0)
+    upper = np.stack([np.sin(t) * np.cos(rots), np.sin(t) * np.sin(rots),
+                      np.full(5, np.cos(t))], -1)
+    lower = np.stack([np.sin(t) * np.cos(rots + np.pi / 5), np.sin(t) * np.sin(rots + np.pi / 5),
+                      np.full(5, -np.cos(t))], -1)
+    verts = np.vstack([[0.0, 0.0, 1.0], upper, lower, [0.0, 0.0, -1.0]])
+    faces = []
+    for k in range(5):
+        u0, u1 = 1 + k, 1 + (k + 1) % 5
+        l0, l1 = 6 + k, 6 + (k + 1) % 5
+        faces += [(0, u0, u1), (u0, l0, u1), (u1, l0, l1), (11, l1, l0)]
+    return verts, np.array(faces)
+
+
+@functools.lru_cache(maxsize=32)
+def _geodesic_directions(freq: int) -> np.ndarray:
+    verts, faces = _icosahedron()
+    i, j = np.meshgrid(np.arange(freq + 1), np.arange(freq + 1), indexing="ij")
+    keep = i + j <= freq
+    bary = np.stack([freq - i[keep] - j[keep], i[keep], j[keep]], -1) / freq  # (P, 3)
+    pts = np.einsum("pk,fkc->fpc", bary, verts[faces]).reshape(-1, 3)
+    pts /= np.linalg.norm(pts, axis=1, keepdims=True)
+    _, first = np.unique(np.round(pts, 8) + 0.0, axis=0, return_index=True)
+    pts = pts[np.sort(first)]
+    # Order from +z to -z, then by rot, so that region numbers read top-down.
+    ang = direction_to_euler(pts)
+    order = np.lexsort((np.round(np.mod(ang[:, 0], 360.0), 6), np.round(ang[:, 1], 6)))
+    out = pts[order]
+    out.setflags(write=False)
+    return out
+
+
+def _frequency(step_deg) -> int:
+    step = float(step_deg)
+    if not np.isfinite(step) or step <= 0:
+        raise ValueError(f"step_deg must be a positive number of degrees, got {step_deg!r}")
+    return max(1, int(round(_ICOSA_EDGE_DEG / step)))
+
+
+def _grid_directions(step_deg) -> np.ndarray:
+    return _geodesic_directions(_frequency(step_deg))
+
+
+def sphere_grid_deg(step_deg) -> np.ndarray:
+    """Even directions over the whole sphere (icosahedral geodesic grid).
+
+    Parameters
+    ----------
+    step_deg : float
+        Wanted spacing between neighbouring directions, degrees.
+
+    Returns
+    -------
+    ndarray of shape (10 n**2 + 2, 2)
+        ``(rot, tilt)`` in degrees, ``n = max(1, round(63.435 / step_deg))``, ordered from
+        ``tilt = 0`` to ``180``. Poles have ``rot = 0``.
+    """
+    return direction_to_euler(_grid_directions(step_deg))
+
+
+def _check_spacing(spacing_deg) -> float:
+    try:
+        spacing = float(spacing_deg)
+    except (TypeError, ValueError):
+        spacing = np.nan
+    if not (MIN_SPACING_DEG <= spacing <= MAX_SPACING_DEG):
+        raise ValueError(f"spacing_deg must be between {MIN_SPACING_DEG:g} and "
+                         f"{MAX_SPACING_DEG:g} degrees, got {spacing_deg!r}")
+    return spacing
+
+
+def _unique_under_group(dirs, mats, tol=1e-6):
+    """Keep the first of every set of directions equivalent under the group (mask (M,))."""
+    keep = np.ones(len(dirs), dtype=bool)
+    for k in range(len(dirs)):
+        if not keep[k]:
+            continue
+        images = mats @ dirs[k]  # (G, 3)
+        later = np.arange(k + 1, len(dirs))
+        close = (dirs[later] @ images.T).max(axis=1) > 1.0 - tol
+        keep[later[close]] = False
+    return keep
+
+
+@functools.lru_cache(maxsize=64)
+def _centres_cached(freq: int, symmetry: str) -> np.ndarray:
+    dirs = _geodesic_directions(freq)
+    inside = dirs[in_asymmetric_unit(dirs, symmetry, tol_deg=1e-4)]
+    inside = inside[_unique_under_group(inside, symmetry_matrices(symmetry))]
+    out = direction_to_euler(inside)
+    out.setflags(write=False)
+    return out
+
+
+def region_centres_deg(spacing_deg, symmetry="c1") -> np.ndarray:
+    """Centres of the regions covering the asymmetric unit.
+
+    Parameters
+    ----------
+    spacing_deg : float
+        Angular spacing between neighbouring centres, 5 to 90 degrees (the paper's
+        "span" of the regions). The number of regions is about ``(10 n**2 + 2) / G`` with
+        ``n = round(63.435 / spacing_deg)`` and ``G`` the group order (see the module
+        docstring): c1 -> 42 at 30 degrees, 92 at 20; d7 -> 9 at 20.
+    symmetry : str
+        Point group (see :func:`~scipion_deepalign.core.symmetry.normalise_symmetry`).
+
+    Returns
+    -------
+    ndarray of shape (R, 2)
+        ``(rot, tilt)`` in degrees, all in the asymmetric unit, no two equivalent.
+    """
+    spacing = _check_spacing(spacing_deg)
+    return _centres_cached(_frequency(spacing), normalise_symmetry(symmetry)).copy()
+
+
+def count_regions(spacing_deg, symmetry="c1") -> int:
+    """Number of regions :func:`region_centres_deg` gives (for previews before training)."""
+    return len(region_centres_deg(spacing_deg, symmetry))
+
+
+def _nearest_centre(dirs, centre_dirs, mats):
+    """Labels (N,) and symmetry-aware distances (N,) of unit directions to unit centres."""
+    # images[g, r] = S_g c_r; distance of d to the orbit of c_r is min_g angle(d, S_g c_r)
+    images = np.einsum("gij,rj->gri", mats, centre_dirs).reshape(-1, 3)
+    n_img = len(images)
+    labels = np.empty(len(dirs), dtype=np.int64)
+    dist = np.empty(len(dirs))
+    step = max(1, _CHUNK_ELEMENTS // n_img)
+    for start in range(0, len(dirs), step):
+        d = dirs[start:start + step]
+        best = np.argmax(d @ images.T, axis=1)
+        labels[start:start + step] = best % len(centre_dirs)
+        nearest = images[best]
+        cross = np.linalg.norm(np.cross(d, nearest), axis=1)
+        dist[start:start + step] = np.rad2deg(np.arctan2(cross, np.sum(d * nearest, axis=1)))
+    return labels, dist
+
+
+def _centre_directions(centres_deg):
+    c = np.asarray(centres_deg, dtype=np.float64)
+    if c.ndim != 2 or c.shape[1] not in (2, 3) or len(c) == 0:
+        raise ValueError(f"centres_deg must have shape (R, 2) with R >= 1, got {c.shape}")
+    return projection_direction(c[:, :2])
+
+
+def assign_regions(angles_deg, centres_deg, symmetry="c1"):
+    """Nearest region centre of each pose, symmetry-aware.
+
+    Parameters
+    ----------
+    angles_deg : array_like of shape (N, 2) or (N, 3)
+        ``(rot, tilt[, psi])`` in degrees; ``psi`` is ignored.
+    centres_deg : array_like of shape (R, 2)
+    symmetry : str
+
+    Returns
+    -------
+    labels : ndarray of shape (N,) int
+        0-based index of the nearest centre (over all symmetry-equivalent directions).
+    distance_deg : ndarray of shape (N,)
+        Angle to that centre, degrees.
+    """
+    a = np.asarray(angles_deg, dtype=np.float64)
+    if a.ndim != 2 or a.shape[1] not in (2, 3):
+        raise ValueError(f"angles_deg must have shape (N, 2) or (N, 3), got {a.shape}")
+    return _nearest_centre(projection_direction(a), _centre_directions(centres_deg),
+                           symmetry_matrices(symmetry))
+
+
+def region_direction_grids(centres_deg, symmetry="c1", step_deg=5.0) -> list:
+    """Fine directions of each region (for reference galleries).
+
+    Parameters
+    ----------
+    centres_deg : array_like of shape (R, 2)
+    symmetry : str
+    step_deg : float
+        Spacing of the fine geodesic grid, degrees.
+
+    Returns
+    -------
+    list of R ndarrays of shape (M_r, 2)
+        ``(rot, tilt)`` in degrees of the fine directions whose nearest centre is region
+        ``r``. Each fine direction is first moved to its equivalent nearest to its centre,
+        so a region's directions form one patch; directions equivalent to one already kept
+        are dropped, so together the grids hold each direction of the asymmetric unit once.
+    """
+    mats = symmetry_matrices(symmetry)
+    centre_dirs = _centre_directions(centres_deg)
+    fine = _grid_directions(step_deg)
+    fine = fine[in_asymmetric_unit(fine, symmetry, tol_deg=1e-4)]
+    fine = fine[_unique_under_group(fine, mats)] if len(mats) > 1 else fine
+    labels, _ = _nearest_centre(fine, centre_dirs, mats)
+    # Move each direction to the equivalent nearest its centre: argmax_g (S_g d) . c.
+    images = np.einsum("gij,nj->ngi", mats, fine)
+    best = np.argmax(np.einsum("ngi,ni->ng", images, centre_dirs[labels]), axis=1)
+    moved = images[np.arange(len(fine)), best]
+    return [direction_to_euler(moved[labels == r]) for r in range(len(centre_dirs))]
