@@ -59,6 +59,10 @@ class DeepAlignProtConsensus(ProtProcessParticles):
                       validators=[params.Positive], label="Angular threshold (deg)",
                       help="Largest angle between projection directions for two poses to "
                            "agree.")
+        form.addParam("maxInplaneDeg", params.FloatParam, default=-1,
+                      expertLevel=params.LEVEL_ADVANCED, label="In-plane threshold (deg)",
+                      help="Largest in-plane angle difference once the directions are aligned. "
+                           "-1: the same as the angular threshold.")
         form.addParam("maxShiftPx", params.FloatParam, default=-1,
                       label="Shift threshold (px)",
                       help="Largest shift difference, in pixels, for two poses to agree. "
@@ -102,46 +106,43 @@ class DeepAlignProtConsensus(ProtProcessParticles):
         poses = [np.load(self._getFileName("poses", index=i))
                  for i in range(len(self.inputSets))]
         common_ids, index_lists = match_particles([p["ids"] for p in poses])
-        angle_sets = [p["angles_deg"][idx] for p, idx in zip(poses, index_lists)]
-        shift_sets = [p["shifts_px"][idx] for p, idx in zip(poses, index_lists)]
         use_shifts = self.maxShiftPx.get() > 0
+        max_inplane = self.maxInplaneDeg.get()
         min_agree = self.minAgree.get()
         result = angular_consensus(
-            angle_sets, symmetry=self._symmetry(), max_angle_deg=self.maxAngleDeg.get(),
-            shift_sets=shift_sets if use_shifts else None,
+            [p["angles_deg"][idx] for p, idx in zip(poses, index_lists)],
+            symmetry=self._symmetry(), max_angle_deg=self.maxAngleDeg.get(),
+            max_inplane_deg=max_inplane if max_inplane >= 0 else None,
+            shift_sets=[p["shifts_px"][idx] for p, idx in zip(poses, index_lists)],
             max_shift_px=self.maxShiftPx.get() if use_shifts else None,
             min_agree=min_agree if min_agree > 0 else None)
 
-        # Per particle, the largest difference over the pairs of inputs.
-        direction = np.asarray(result.direction_diff_deg).reshape(len(common_ids), -1)
-        inplane = np.asarray(result.inplane_diff_deg).reshape(len(common_ids), -1)
-        shift = (np.linalg.norm(np.asarray(shift_sets[0]) - np.asarray(shift_sets[1]), axis=-1)
-                 [:, None] if result.shift_diff_px is None
-                 else np.asarray(result.shift_diff_px).reshape(len(common_ids), -1))
-        agree = np.asarray(result.agree, dtype=bool)
-        np.savez(self._getFileName("result"), ids=np.asarray(common_ids), agree=agree,
-                 direction_diff_deg=direction, inplane_diff_deg=inplane, shift_diff_px=shift)
-        self._writeCsv(common_ids, agree, direction, inplane, shift)
-        max_direction = direction.max(axis=1)
+        np.savez(self._getFileName("result"), ids=np.asarray(common_ids, dtype=np.int64),
+                 agree=result.agree, pairs=np.asarray(result.pairs, dtype=np.int64),
+                 direction_diff_deg=result.direction_diff_deg,
+                 inplane_diff_deg=result.inplane_diff_deg, shift_diff_px=result.shift_diff_px)
+        self._writeCsv(common_ids, result)
+        fractions = result.fraction_below(DIFF_THRESHOLDS_DEG)
         stats = {
             "n_inputs": [int(len(p["ids"])) for p in poses],
             "n_common": int(len(common_ids)),
-            "n_agree": int(agree.sum()),
-            "fraction_under_deg": {f"{t:g}": float(np.mean(max_direction < t))
-                                   if len(max_direction) else 0.0
-                                   for t in DIFF_THRESHOLDS_DEG},
-            "median_angle_diff_deg": float(np.median(max_direction))
-            if len(max_direction) else None,
+            "n_agree": int(result.agree.sum()),
+            "pairs": [[int(i) + 1, int(j) + 1] for i, j in result.pairs],
+            "fraction_under_deg": {f"{t:g}": np.asarray(f).tolist()
+                                   for t, f in fractions.items()},
+            "median_angle_diff_deg": np.median(result.direction_diff_deg, axis=0).tolist(),
         }
         with open(self._getFileName("stats"), "w") as fh:
             json.dump(stats, fh, indent=1)
 
     def createOutputStep(self):
-        data = np.load(self._getFileName("result"))
+        data = self.getDifferences()
         row_of_id = {int(i): row for row, i in enumerate(data["ids"])}
-        direction = data["direction_diff_deg"].max(axis=1)
-        inplane = data["inplane_diff_deg"].max(axis=1)
-        shift = data["shift_diff_px"].max(axis=1)
+        # Attributes: the largest difference between the kept input and the others.
+        columns = [p for p, pair in enumerate(data["pairs"]) if self._keepIndex() in pair]
+        direction = data["direction_diff_deg"][:, columns].max(axis=1)
+        inplane = data["inplane_diff_deg"][:, columns].max(axis=1)
+        shift = data["shift_diff_px"][:, columns].max(axis=1)
         agree = data["agree"]
 
         source = self._inputSets()[self._keepIndex()]
@@ -207,10 +208,12 @@ class DeepAlignProtConsensus(ProtProcessParticles):
                  f"Agreeing within {self.maxAngleDeg.get():g} deg: {n_agree} "
                  f"({100.0 * n_agree / max(n_common, 1):.1f} %); disagreeing: "
                  f"{n_common - n_agree}."]
-        lines.append("Fraction with angular difference under " + ", ".join(
-            f"{t} deg: {100.0 * f:.1f} %" for t, f in stats["fraction_under_deg"].items()) + ".")
-        if stats["median_angle_diff_deg"] is not None:
-            lines.append(f"Median angular difference: {stats['median_angle_diff_deg']:.2f} deg.")
+        for p, (i, j) in enumerate(stats["pairs"]):
+            fractions = ", ".join(f"{t} deg: {100.0 * f[p]:.1f} %"
+                                  for t, f in stats["fraction_under_deg"].items())
+            lines.append(f"Inputs {i} and {j}: median angular difference "
+                         f"{stats['median_angle_diff_deg'][p]:.2f} deg; fraction under "
+                         f"{fractions}.")
         return lines
 
     # --------------------------- UTILS functions -------------------------------------------
@@ -224,22 +227,20 @@ class DeepAlignProtConsensus(ProtProcessParticles):
         from scipion_deepalign.core.symmetry import normalise_symmetry
         return normalise_symmetry(self.symmetryGroup.get())
 
-    def _writeCsv(self, ids, agree, direction, inplane, shift):
-        pairs = [f"{a + 1}-{b + 1}" for a in range(len(self.inputSets))
-                 for b in range(a + 1, len(self.inputSets))]
-        if len(pairs) != direction.shape[1]:
-            pairs = [str(k + 1) for k in range(direction.shape[1])]
+    def _writeCsv(self, ids, result):
+        pairs = [f"{i + 1}-{j + 1}" for i, j in result.pairs]
         with open(self._getFileName("csv"), "w", newline="") as fh:
             writer = csv.writer(fh)
             writer.writerow(["particle_id", "agree"]
                             + [f"angle_diff_deg_{p}" for p in pairs]
                             + [f"inplane_diff_deg_{p}" for p in pairs]
-                            + [f"shift_diff_px_{k + 1}" for k in range(shift.shape[1])])
-            for row in range(len(ids)):
-                writer.writerow([int(ids[row]), int(agree[row])]
-                                + [f"{v:.4f}" for v in direction[row]]
-                                + [f"{v:.4f}" for v in inplane[row]]
-                                + [f"{v:.4f}" for v in shift[row]])
+                            + [f"shift_diff_px_{p}" for p in pairs])
+            for row, item_id in enumerate(ids):
+                values = np.concatenate([result.direction_diff_deg[row],
+                                         result.inplane_diff_deg[row],
+                                         result.shift_diff_px[row]])
+                writer.writerow([int(item_id), int(result.agree[row])]
+                                + [f"{v:.4f}" for v in values])
 
     def getStats(self):
         """Counts and fractions written by the consensus step (dict, see the summary)."""

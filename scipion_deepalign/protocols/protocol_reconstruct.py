@@ -175,10 +175,8 @@ class DeepAlignProtReconstruct(ProtReconstruct3D):
         """Half-set label (0 or 1) of each particle, in id order."""
         if self.halfSplit.get() == SPLIT_EVEN_ODD:
             return (np.asarray(ids) % 2 == 0).astype(np.int8)
-        rng = np.random.default_rng(self.splitSeed.get())
-        labels = np.zeros(len(ids), dtype=np.int8)
-        labels[rng.permutation(len(ids))[len(ids) // 2:]] = 1
-        return labels
+        from scipion_deepalign.core.reconstruct import half_subsets
+        return half_subsets(len(ids), seed=self.splitSeed.get()) - 1
 
     def _readFsc(self):
         self._createFilenameTemplates()
