@@ -51,6 +51,9 @@ def _open_mmap(path: str):
     except ValueError as exc:
         reason = str(exc)
         if not any(r in reason for r in _OLD_STYLE_REASONS):
+            if "mmap length" in reason:  # numpy's words for a short data block
+                reason = (f"data block truncated: the file has {os.path.getsize(path)} bytes, "
+                          "fewer than its header announces")
             raise ValueError(f"{path}: not a readable MRC file ({reason})") from exc
     except Exception as exc:  # mrcfile raises various errors on garbage
         raise ValueError(f"{path}: not a readable MRC file ({exc})") from exc
