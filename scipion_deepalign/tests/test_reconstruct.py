@@ -1,0 +1,117 @@
+"""Direct Fourier inversion against the phantom that made the particles."""
+import numpy as np
+import pytest
+
+from scipion_deepalign.core.fsc import fsc_curve
+from scipion_deepalign.core.reconstruct import half_subsets, reconstruct, reconstruct_half_maps
+from scipion_deepalign.core.simulate import make_phantom, simulate_particles
+
+BOX, PIXEL_A = 32, 4.0
+NYQUIST_SHELL = BOX // 2
+
+
+@pytest.fixture(scope="module")
+def phantom():
+    return make_phantom(BOX, seed=0)
+
+
+@pytest.fixture(scope="module")
+def exact(phantom):
+    return simulate_particles(phantom, 400, pixel_size_a=PIXEL_A, snr=np.inf, ctf=False,
+                              max_shift_px=3.0, seed=1)
+
+
+@pytest.fixture(scope="module")
+def noisy_ctf(phantom):
+    return simulate_particles(phantom, 500, pixel_size_a=PIXEL_A, snr=0.5, ctf=True,
+                              max_shift_px=2.0, seed=2, defocus_range_a=(5000.0, 15000.0))
+
+
+def _fsc(a, b):
+    return fsc_curve(a, b, pixel_size_a=PIXEL_A).fsc
+
+
+def test_exact_projections_reproduce_phantom(phantom, exact):
+    images, parts = exact
+    rec = reconstruct(images, parts.angles_deg, shifts_px=parts.shifts_px, pixel_size_a=PIXEL_A)
+    assert rec.shape == (BOX,) * 3 and rec.dtype == np.float32
+    fsc = _fsc(rec, phantom)
+    assert np.all(fsc[:int(0.6 * NYQUIST_SHELL) + 1] >= 0.9)
+    # same scale as the phantom (gridding correction, normalisation)
+    scale = np.sum(rec * phantom) / np.sum(phantom * phantom)
+    assert scale == pytest.approx(1.0, abs=0.08)
+
+
+def test_shift_sign_matters(phantom, exact):
+    images, parts = exact
+    wrong = reconstruct(images, parts.angles_deg, shifts_px=-parts.shifts_px,
+                        pixel_size_a=PIXEL_A)
+    assert _fsc(wrong, phantom)[6] < 0.5
+
+
+def test_ctf_and_noise(phantom, noisy_ctf):
+    images, parts = noisy_ctf
+    corrected = reconstruct(images, parts.angles_deg, shifts_px=parts.shifts_px, ctf=parts.ctf,
+                            pixel_size_a=PIXEL_A)
+    plain = reconstruct(images, parts.angles_deg, shifts_px=parts.shifts_px,
+                        pixel_size_a=PIXEL_A)
+    fsc_corr, fsc_plain = _fsc(corrected, phantom), _fsc(plain, phantom)
+    assert np.all(fsc_corr[:int(0.4 * NYQUIST_SHELL) + 1] >= 0.85)
+    # without CTF correction the curve goes negative past the first CTF zeros
+    assert fsc_plain[8:].min() < 0
+    assert fsc_corr[8:12].mean() > fsc_plain[8:12].mean() + 0.3
+
+
+@pytest.mark.parametrize("symmetry", ["c4", "d2"])
+def test_symmetry_improves_and_is_pose_invariant(symmetry):
+    from scipion_deepalign.core.symmetry import to_asymmetric_unit
+    vol = make_phantom(BOX, symmetry=symmetry, seed=0)
+    images, parts = simulate_particles(vol, 120, pixel_size_a=PIXEL_A, snr=0.3, ctf=False,
+                                       seed=3)
+    sym = reconstruct(images, parts.angles_deg, pixel_size_a=PIXEL_A, symmetry=symmetry)
+    asym = reconstruct(images, parts.angles_deg, pixel_size_a=PIXEL_A)
+    shells = slice(3, 11)
+    assert _fsc(sym, vol)[shells].mean() > _fsc(asym, vol)[shells].mean() + 0.05
+    moved = to_asymmetric_unit(parts.angles_deg, symmetry)
+    assert np.abs(moved - parts.angles_deg).max() > 10  # the poses really change
+    again = reconstruct(images, moved, pixel_size_a=PIXEL_A, symmetry=symmetry)
+    np.testing.assert_allclose(again, sym, atol=1e-4 * np.abs(sym).max())
+
+
+def test_half_maps(phantom, exact):
+    images, parts = exact
+    images, angles, shifts = images[:120], parts.angles_deg[:120], parts.shifts_px[:120]
+    subsets = half_subsets(120, seed=4)
+    assert np.sum(subsets == 1) == 60 and set(np.unique(subsets)) == {1, 2}
+    h1, h2, full = reconstruct_half_maps(images, angles, shifts_px=shifts, pixel_size_a=PIXEL_A,
+                                         subsets=subsets)
+    sel = subsets == 1
+    np.testing.assert_allclose(
+        h1, reconstruct(images[sel], angles[sel], shifts_px=shifts[sel], pixel_size_a=PIXEL_A),
+        atol=1e-5)
+    np.testing.assert_allclose(
+        full, reconstruct(images, angles, shifts_px=shifts, pixel_size_a=PIXEL_A), atol=1e-5)
+    # the 0/1 labels of half_index give the same halves
+    g1, g2, _ = reconstruct_half_maps(images, angles, shifts_px=shifts, pixel_size_a=PIXEL_A,
+                                      half_index=subsets - 1)
+    np.testing.assert_array_equal(g2, h2)
+    assert _fsc(h1, h2)[:8].min() > 0.9
+
+
+def test_bad_inputs(exact):
+    images, parts = exact
+    with pytest.raises(ValueError, match=r"angles_deg must have shape \(5, 3\)"):
+        reconstruct(images[:5], None, pixel_size_a=PIXEL_A)
+    with pytest.raises(ValueError, match=r"shifts_px must have shape \(5, 2\)"):
+        reconstruct(images[:5], parts.angles_deg[:5], shifts_px=np.zeros((4, 2)),
+                    pixel_size_a=PIXEL_A)
+    with pytest.raises(ValueError, match="images must have shape"):
+        reconstruct(images[0], parts.angles_deg[:1], pixel_size_a=PIXEL_A)
+    with pytest.raises(ValueError, match="subsets"):
+        reconstruct_half_maps(images[:5], parts.angles_deg[:5], pixel_size_a=PIXEL_A,
+                              subsets=np.array([1, 2, 3, 1, 2]))
+    with pytest.raises(ValueError, match="half 2 has no particles"):
+        reconstruct_half_maps(images[:3], parts.angles_deg[:3], pixel_size_a=PIXEL_A,
+                              subsets=np.ones(3, dtype=int))
+    with pytest.raises(ValueError, match="symmetry"):
+        reconstruct(images[:3], parts.angles_deg[:3], pixel_size_a=PIXEL_A, symmetry="x7")
