@@ -27,11 +27,13 @@ from __future__ import annotations
 import functools
 
 import numpy as np
+from scipy.spatial import cKDTree
 
 from .geometry import direction_to_euler, projection_direction
 from .symmetry import (
     in_asymmetric_unit,
     normalise_symmetry,
+    reference_direction,
     symmetry_matrices,
 )
 
@@ -49,6 +51,8 @@ MIN_SPACING_DEG = 5.0
 MAX_SPACING_DEG = 90.0
 _ICOSA_EDGE_DEG = float(np.rad2deg(np.arctan(2.0)))  # 63.435
 _CHUNK_ELEMENTS = 2_000_000
+_FILL_REFINE = 4
+_COVER_FRACTION = 0.8  # centres are added until all directions are this close (x spacing)
 
 
 def _icosahedron():
@@ -126,24 +130,67 @@ def _check_spacing(spacing_deg) -> float:
 
 
 def _unique_under_group(dirs, mats, tol=1e-6):
-    """Keep the first of every set of directions equivalent under the group (mask (M,))."""
+    """Mask (M,) keeping the first of every set of directions equivalent under the group."""
     keep = np.ones(len(dirs), dtype=bool)
-    for k in range(len(dirs)):
-        if not keep[k]:
-            continue
-        images = mats @ dirs[k]  # (G, 3)
-        later = np.arange(k + 1, len(dirs))
-        close = (dirs[later] @ images.T).max(axis=1) > 1.0 - tol
-        keep[later[close]] = False
+    if len(mats) == 1 or len(dirs) == 0:
+        return keep
+    tree = cKDTree(dirs)
+    for s_mat in mats[1:]:
+        dist, j = tree.query(dirs @ s_mat.T, distance_upper_bound=tol)
+        i = np.nonzero(np.isfinite(dist) & (j != np.arange(len(dirs))))[0]
+        keep[np.maximum(i, j[i])] = False
     return keep
 
 
-@functools.lru_cache(maxsize=64)
-def _centres_cached(freq: int, symmetry: str) -> np.ndarray:
+def _asymmetric_grid(freq, symmetry, mats):
+    """Geodesic directions in the asymmetric unit, no two equivalent, shape (M, 3)."""
     dirs = _geodesic_directions(freq)
-    inside = dirs[in_asymmetric_unit(dirs, symmetry, tol_deg=1e-4)]
-    inside = inside[_unique_under_group(inside, symmetry_matrices(symmetry))]
-    out = direction_to_euler(inside)
+    dirs = dirs[in_asymmetric_unit(dirs, symmetry, tol_deg=1e-4)]
+    return dirs[_unique_under_group(dirs, mats)]
+
+
+def _fill_gaps(kept, freq, symmetry, mats, bound_deg):
+    """Add directions until every direction is within ``bound_deg`` of an image of one.
+
+    Filtering a geodesic grid to the asymmetric unit leaves holes along the boundary where the
+    grid does not share the group's symmetry. Directions of a grid ``_FILL_REFINE`` times finer
+    (whole sphere, symmetry-aware distances) are added farthest-first, moved into the unit,
+    until none is farther than ``bound_deg``. Returns ``kept`` with the additions appended,
+    shape (M', 3).
+    """
+    cand = _geodesic_directions(_FILL_REFINE * freq)
+    images = np.einsum("gij,mj->gmi", mats, kept).reshape(-1, 3)
+    chord, _ = cKDTree(images).query(cand)
+    dist = np.rad2deg(2.0 * np.arcsin(np.clip(chord / 2.0, 0.0, 1.0)))
+    far = dist > bound_deg
+    cand, dist = cand[far], dist[far]
+    added = []
+    cos_bound = np.cos(np.deg2rad(bound_deg))
+    while len(cand):
+        k = int(np.argmax(dist))
+        new = cand[k]
+        ref_scores = mats @ _reference(symmetry)  # (S.T d) . r = d . (S r): move into the unit
+        added.append(mats[int(np.argmax(ref_scores @ new))].T @ new)
+        cos_new = (cand @ (mats @ new).T).max(axis=1)
+        dist = np.minimum(dist, np.rad2deg(np.arccos(np.clip(cos_new, -1.0, 1.0))))
+        left = cos_new < cos_bound
+        left &= dist > bound_deg
+        cand, dist = cand[left], dist[left]
+    return np.vstack([kept] + [np.array(added)] * bool(added))
+
+
+@functools.lru_cache(maxsize=64)
+def _reference(symmetry):
+    return reference_direction(symmetry)
+
+
+@functools.lru_cache(maxsize=64)
+def _centres_cached(freq: int, symmetry: str, bound_deg: float) -> np.ndarray:
+    mats = symmetry_matrices(symmetry)
+    dirs = _asymmetric_grid(freq, symmetry, mats)
+    if len(mats) > 1:
+        dirs = _fill_gaps(dirs, freq, symmetry, mats, bound_deg)
+    out = direction_to_euler(dirs)
     out.setflags(write=False)
     return out
 
@@ -167,7 +214,8 @@ def region_centres_deg(spacing_deg, symmetry="c1") -> np.ndarray:
         ``(rot, tilt)`` in degrees, all in the asymmetric unit, no two equivalent.
     """
     spacing = _check_spacing(spacing_deg)
-    return _centres_cached(_frequency(spacing), normalise_symmetry(symmetry)).copy()
+    return _centres_cached(_frequency(spacing), normalise_symmetry(symmetry),
+                           _COVER_FRACTION * spacing).copy()
 
 
 def count_regions(spacing_deg, symmetry="c1") -> int:
@@ -244,9 +292,11 @@ def region_direction_grids(centres_deg, symmetry="c1", step_deg=5.0) -> list:
     """
     mats = symmetry_matrices(symmetry)
     centre_dirs = _centre_directions(centres_deg)
-    fine = _grid_directions(step_deg)
-    fine = fine[in_asymmetric_unit(fine, symmetry, tol_deg=1e-4)]
-    fine = fine[_unique_under_group(fine, mats)] if len(mats) > 1 else fine
+    freq = _frequency(step_deg)
+    fine = _asymmetric_grid(freq, normalise_symmetry(symmetry), mats)
+    if len(mats) > 1:
+        fine = _fill_gaps(fine, freq, normalise_symmetry(symmetry), mats,
+                          _COVER_FRACTION * _ICOSA_EDGE_DEG / freq)
     labels, _ = _nearest_centre(fine, centre_dirs, mats)
     # Move each direction to the equivalent nearest its centre: argmax_g (S_g d) . c.
     images = np.einsum("gij,nj->ngi", mats, fine)
