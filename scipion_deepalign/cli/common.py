@@ -88,13 +88,17 @@ positive_float = _typed(float, lambda v: v > 0, "positive")
 
 
 def setup_logging(verbose: int = 0) -> logging.Logger:
-    """Log to stderr: warnings by default, progress lines (INFO) with ``-v``, DEBUG with ``-vv``."""
+    """Log to stderr: warnings by default, progress lines (INFO) with ``-v``, DEBUG with ``-vv``.
+
+    Configures the ``deepalign`` logger (commands) and ``scipion_deepalign`` (the loggers of
+    core modules, ``logging.getLogger(__name__)``); returns the former.
+    """
     level = logging.WARNING if verbose <= 0 else logging.INFO if verbose == 1 else logging.DEBUG
-    logger = logging.getLogger(LOG_NAME)
-    logger.handlers[:] = []
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s deepalign: %(message)s", "%H:%M:%S"))
-    logger.addHandler(handler)
-    logger.setLevel(level)
-    logger.propagate = False
-    return logger
+    for name in (LOG_NAME, "scipion_deepalign"):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = [handler]
+        logger.setLevel(level)
+        logger.propagate = False
+    return logging.getLogger(LOG_NAME)

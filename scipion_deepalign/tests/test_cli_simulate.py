@@ -85,6 +85,14 @@ def test_simulate_phantom_outputs_reread_to_truth(tmp_path, capsys):
     assert _ncc(images, clean_particle_images(ref, wrong)).max() < 0.9
 
 
+def test_verbose_gives_progress_lines(tmp_path, capsys):
+    argv = ["simulate", "--out", str(tmp_path), "--n", "2", "--box", "16", "--no-ctf"]
+    assert cli.main(argv) == 0
+    assert "simulating" not in capsys.readouterr().err
+    assert cli.main(["-v"] + argv) == 0
+    assert "deepalign: simulating 2 particles" in capsys.readouterr().err
+
+
 def test_simulate_volume_resampled_no_ctf(tmp_path, capsys):
     vol = make_phantom(32, seed=1)
     write_mrc(tmp_path / "map.mrc", vol, pixel_size_a=2.0)

@@ -184,6 +184,10 @@ def test_write_rejects_bad_extra(tmp_path):
     with pytest.raises(ValueError, match="'bad-name'.*identifier"):
         write_particles_star(tmp_path / "p.star", p)
     p = _particles()
+    p.extra["rlnMicrographName"][1] = "two words"
+    with pytest.raises(ValueError, match="'rlnMicrographName': text values"):
+        write_particles_star(tmp_path / "p.star", p)
+    p = _particles()
     p.extra["deepalignScore"] = np.zeros(2)
     with pytest.raises(ValueError, match="extra column 'deepalignScore' has shape"):
         write_particles_star(tmp_path / "p.star", p)

@@ -117,6 +117,8 @@ def _float(block, name, path):
 # ----------------------------------------------------------------------------- read
 def _particle_block(blocks, path):
     if "particles" in blocks:
+        if "rlnImageName" not in blocks["particles"]:
+            raise ValueError(f"{path}: data_particles has no rlnImageName column")
         return blocks["particles"]
     for name, block in blocks.items():
         if name != "optics" and "rlnImageName" in block:
@@ -361,6 +363,9 @@ def write_particles_star(path, particles: Particles) -> None:
         v = np.asarray(v)
         if v.shape != (n,):
             raise ValueError(f"extra column {c!r} has shape {v.shape}, expected ({n},)")
+        if v.dtype.kind in "USO" and any(not str(x) or len(str(x).split()) != 1 for x in v):
+            raise ValueError(f"extra column {c!r}: text values must be non-empty and free of "
+                             "white space to be written to STAR")
         cols[c] = v
     write_star_blocks(path, {"optics": optics, "particles": cols})
 
