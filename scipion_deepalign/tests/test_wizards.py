@@ -123,23 +123,23 @@ class _Form:
 def test_downsampling_wizard_shows_geometry():
     from scipion_deepalign.wizards import DeepAlignDownsamplingWizard
 
-    protocol = _Protocol(particles=_Particles(96, 1.5, 500), targetResolution=6.0)
+    protocol = _Protocol(particles=_Particles(96, 1.5, 500), targetResolutionA=6.0)
     wizard = DeepAlignDownsamplingWizard()
     preview = wizard.preview(protocol)
     assert (preview.new_box_px, preview.new_pixel_size_a) == (48, pytest.approx(3.0))
     form = _Form(protocol)
-    wizard.show(form, "targetResolution")
+    wizard.show(form, "targetResolutionA")
     assert form.warnings == [] and "48 px" in form.infos[0]
 
 
 def test_downsampling_wizard_warns_without_particles_or_below_nyquist():
     from scipion_deepalign.wizards import DeepAlignDownsamplingWizard
 
-    form = _Form(_Protocol(targetResolution=6.0))
-    DeepAlignDownsamplingWizard().show(form, "targetResolution")
+    form = _Form(_Protocol(targetResolutionA=6.0))
+    DeepAlignDownsamplingWizard().show(form, "targetResolutionA")
     assert form.infos == [] and "input particles" in form.warnings[0]
-    form = _Form(_Protocol(particles=_Particles(96, 2.0, 10), targetResolution=3.0))
-    DeepAlignDownsamplingWizard().show(form, "targetResolution")
+    form = _Form(_Protocol(particles=_Particles(96, 2.0, 10), targetResolutionA=3.0))
+    DeepAlignDownsamplingWizard().show(form, "targetResolutionA")
     assert "Nyquist" in form.warnings[0]
 
 
@@ -147,21 +147,21 @@ def test_regions_wizard_counts_regions():
     from scipion_deepalign.core.regions import count_regions
     from scipion_deepalign.wizards import DeepAlignRegionsWizard
 
-    protocol = _Protocol(particles=_Particles(64, 2.0, 3000), regionSpacing=20.0,
+    protocol = _Protocol(particles=_Particles(64, 2.0, 3000), regionSpacingDeg=20.0,
                          symmetryGroup="d2")
     form = _Form(protocol)
-    DeepAlignRegionsWizard().show(form, "regionSpacing")
+    DeepAlignRegionsWizard().show(form, "regionSpacingDeg")
     n = count_regions(20.0, "d2")
     assert f"{n} region" in form.infos[0] and f"{3000 / n:.0f} per region" in form.infos[0]
 
 
-def test_max_shift_wizard_converts_to_pixels():
+def test_max_shift_wizard_converts_to_angstrom():
     from scipion_deepalign.wizards import DeepAlignMaxShiftWizard
 
-    protocol = _Protocol(particles=_Particles(80, 2.5, 10), maxShift=10.0)
+    protocol = _Protocol(particles=_Particles(80, 2.5, 10), maxShiftPx=4.0)
     shown = DeepAlignMaxShiftWizard().preview(protocol)
-    assert shown.shift_px == pytest.approx(4.0)
-    assert "4.00 px" in shown.message() and "5 % of the 80 px box" in shown.message()
+    assert shown.shift_a == pytest.approx(10.0)
+    assert "10.0 A" in shown.message() and "5 % of the 80 px box" in shown.message()
 
 
 def test_wizard_targets_name_existing_parameters():
@@ -169,5 +169,8 @@ def test_wizard_targets_name_existing_parameters():
 
     for wizard in (wizards.DeepAlignDownsamplingWizard, wizards.DeepAlignRegionsWizard,
                    wizards.DeepAlignMaxShiftWizard):
+        assert wizard._targets, f"{wizard.__name__} targets no protocol"
         for protocol_class, names in wizard._targets:
             assert all(protocol_class().getParam(n) is not None for n in names)
+    targeted = {cls.__name__ for cls, _ in wizards.DeepAlignDownsamplingWizard._targets}
+    assert "DeepAlignProtTrain" in targeted

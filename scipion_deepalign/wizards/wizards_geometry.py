@@ -4,24 +4,25 @@ Each wizard reads the form, calls a function of :mod:`scipion_deepalign.core.wiz
 (tested on its own) and shows the answer; ``preview(protocol)`` returns that answer without
 any GUI so it can be tested headless.
 
-Assumed parameter names of the training/alignment protocols (``DeepAlignProtTrain``,
-``DeepAlignProtAlign``, ``DeepAlignProtRefine``): ``targetResolution`` (A),
-``regionSpacing`` (deg), ``symmetryGroup``, ``maxShift`` (A) and one particles pointer among
-:data:`PARTICLE_PARAMS`. A wizard targets only the protocols that define its parameter.
+Parameter names of the training/alignment protocols (``DeepAlignProtTrain``,
+``DeepAlignProtAlign``, ``DeepAlignProtRefine``...): ``targetResolutionA`` (A),
+``regionSpacingDeg`` (deg), ``symmetryGroup``, ``maxShiftPx`` (px) and one particles pointer
+among :data:`PARTICLE_PARAMS`. A wizard targets only the protocols whose form has its
+parameter.
 """
 from pyworkflow.wizard import Wizard
 
 from scipion_deepalign.core.wizard_math import (
     downsampling_preview,
     regions_preview,
-    shift_angstrom_to_px,
+    shift_px_to_angstrom,
 )
 
 __all__ = ["DeepAlignDownsamplingWizard", "DeepAlignRegionsWizard", "DeepAlignMaxShiftWizard",
            "PARTICLE_PARAMS", "PROTOCOL_NAMES"]
 
 #: pointer parameters searched, in order, for the particles a protocol works on
-PARTICLE_PARAMS = ("inputParticles", "inputTrainSet", "inputTrainParticles", "inputSet")
+PARTICLE_PARAMS = ("inputTrainingParticles", "inputParticles", "inputSet")
 #: protocol classes (in :mod:`scipion_deepalign.protocols`) the wizards may target
 PROTOCOL_NAMES = ("DeepAlignProtTrain", "DeepAlignProtAlign", "DeepAlignProtRefine",
                   "DeepAlignProtPredict")
@@ -92,7 +93,7 @@ class _DeepAlignWizard(Wizard):
 
 class DeepAlignDownsamplingWizard(_DeepAlignWizard):
     """Show the box and pixel size the images get at the chosen target resolution."""
-    param_name = "targetResolution"
+    param_name = "targetResolutionA"
     _targets = _targets(param_name)
 
     def preview(self, protocol):
@@ -108,7 +109,7 @@ class DeepAlignDownsamplingWizard(_DeepAlignWizard):
 
 class DeepAlignRegionsWizard(_DeepAlignWizard):
     """Show how many regions (networks) the spacing and symmetry give."""
-    param_name = "regionSpacing"
+    param_name = "regionSpacingDeg"
     _targets = _targets(param_name)
 
     def preview(self, protocol):
@@ -121,23 +122,25 @@ class DeepAlignRegionsWizard(_DeepAlignWizard):
 
 
 class _ShiftMessage:
-    def __init__(self, shift_a, shift_px, pixel_size_a, box_px):
-        self.shift_a, self.shift_px = shift_a, shift_px
+    def __init__(self, shift_px, shift_a, pixel_size_a, box_px):
+        self.shift_px, self.shift_a = shift_px, shift_a
         self.pixel_size_a, self.box_px = pixel_size_a, box_px
 
     def message(self):
-        return (f"A maximum shift of {self.shift_a:g} A is {self.shift_px:.2f} px at "
+        return (f"A maximum shift of {self.shift_px:g} px is {self.shift_a:.1f} A at "
                 f"{self.pixel_size_a:.3g} A/px ({100 * self.shift_px / self.box_px:.0f} % of the "
                 f"{self.box_px} px box).")
 
 
 class DeepAlignMaxShiftWizard(_DeepAlignWizard):
-    """Show the maximum shift (Angstrom) in pixels of the input particles."""
-    param_name = "maxShift"
+    """Show the maximum shift (pixels of the input particles) in Angstrom."""
+    param_name = "maxShiftPx"
     _targets = _targets(param_name)
 
     def preview(self, protocol):
         box_px, pixel_size_a, _ = _particle_geometry(protocol)
-        shift_a = getattr(protocol, self.param_name).get()
-        return _ShiftMessage(shift_a, shift_angstrom_to_px(shift_a, pixel_size_a),
+        shift_px = getattr(protocol, self.param_name).get()
+        if shift_px is None:
+            raise ValueError("Set the maximum shift first.")
+        return _ShiftMessage(shift_px, shift_px_to_angstrom(shift_px, pixel_size_a),
                              pixel_size_a, box_px)
