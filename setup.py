@@ -36,7 +36,7 @@ setup(
         "dev": ["pytest", "ruff"],
     },
     entry_points={
-        "pyworkflow.plugin": ["deepalign = scipion_deepalign"],
+        "pyworkflow.plugin": ["scipion_deepalign = scipion_deepalign"],
         "console_scripts": ["deepalign = scipion_deepalign.cli:main"],
     },
     classifiers=[
