@@ -9,11 +9,7 @@ DEEPALIGN_PYTHON = "DEEPALIGN_PYTHON"
 #: network kinds offered by the training form, in the order of the form's choices
 NETWORK_KINDS = ("regional", "shared")
 #: training losses offered by the form, in the order of the form's choices
-LOSSES = ("binary_crossentropy", "focal")
-
-#: sane range of the region spacing (degrees) accepted by the forms
-MIN_SPACING_DEG = 5.0
-MAX_SPACING_DEG = 120.0
+LOSSES = ("bce", "mae")
 
 #: names of the per-particle attributes written on output items
 REGION_ATTR = "_deepalign_region%d"

@@ -40,6 +40,7 @@ __all__ = [
     "ctf_from_particle",
     "read_set_images",
     "set_to_core",
+    "volume_to_core",
     "STACK_EXTENSIONS_MRC",
 ]
 
@@ -220,7 +221,7 @@ def _strip_suffix(filename: str) -> str:
 
 
 def set_to_core(set_of_particles, out_dir, *, stack_name="particles.mrcs",
-                star_name="particles.star") -> Particles:
+                star_name="particles.star", extra_attributes=None) -> Particles:
     """Write a SetOfParticles as ONE ``.mrcs`` stack and a RELION 3.1 STAR file.
 
     Poses (when the set has projection alignment) and CTF (when every particle has one) go
@@ -232,6 +233,9 @@ def set_to_core(set_of_particles, out_dir, *, stack_name="particles.mrcs",
     set_of_particles : pwem.objects.SetOfParticles
     out_dir : str
         Folder for ``stack_name`` and ``star_name`` (created if missing).
+    extra_attributes : dict of str to str, optional
+        Item attributes to copy into STAR columns, ``{attribute: column}``, e.g.
+        ``{"_deepalign_region1": "deepalignRegion1"}``; every item must have them.
 
     Returns
     -------
@@ -259,6 +263,12 @@ def set_to_core(set_of_particles, out_dir, *, stack_name="particles.mrcs",
     if set_of_particles.hasAlignmentProj():
         matrices = [p.getTransform().getMatrix() for p in items]
         angles, shifts = matrix_to_pose(np.array(matrices))
+    extra = {"deepalignItemId": ids}
+    for attribute, column in (extra_attributes or {}).items():
+        values = [getattr(p, attribute, None) for p in items]
+        if any(v is None for v in values):
+            raise ValueError(f"some particles of set_of_particles lack attribute {attribute}")
+        extra[column] = np.array([v.get() for v in values])
     ctf = None
     if set_of_particles.hasCTF():
         ctf = ctf_from_particles(items, set_of_particles.getAcquisition())
@@ -269,9 +279,37 @@ def set_to_core(set_of_particles, out_dir, *, stack_name="particles.mrcs",
         angles_deg=angles,
         shifts_px=shifts,
         ctf=ctf,
-        extra={"deepalignItemId": ids},
+        extra=extra,
         root=str(out_dir),
     )
     write_particles(os.path.join(out_dir, stack_name), os.path.join(out_dir, star_name),
                     images, particles)
     return particles
+
+
+def volume_to_core(volume, out_path) -> tuple[int, float]:
+    """Write a Scipion Volume as a plain MRC map for the core.
+
+    Returns
+    -------
+    (box_px, pixel_size_a) : (int, float)
+    """
+    from .core.io.mrc import write_mrc
+
+    filename = _strip_suffix(volume.getFileName())
+    if not os.path.exists(filename):
+        raise ValueError(f"volume file not found: {filename}")
+    pixel_size_a = float(volume.getSamplingRate())
+    if filename.lower().endswith(STACK_EXTENSIONS_MRC):
+        import mrcfile
+
+        with mrcfile.mmap(filename, mode="r", permissive=True) as mrc:
+            data = np.array(mrc.data, dtype=np.float32)
+    else:
+        from pwem.emlib.image import ImageHandler
+
+        data = np.asarray(ImageHandler().read(volume).getData(), np.float32)
+    if data.ndim != 3 or len(set(data.shape)) != 1:
+        raise ValueError(f"volume {filename} must be a cube, got shape {data.shape}")
+    write_mrc(out_path, data, pixel_size_a=pixel_size_a)
+    return int(data.shape[-1]), pixel_size_a

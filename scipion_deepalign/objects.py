@@ -18,25 +18,27 @@ class DeepAlignModel(EMObject):
     modelDir : folder of the model
     symmetry : point group, e.g. ``"c1"``
     spacingDeg : region spacing in degrees
-    boxPx, pixelSizeA : box and pixel size of the (downsampled) training images
-    inputBoxPx, inputPixelSizeA : box and pixel size of the particles it was trained from
+    networkBoxPx, networkPixelSizeA : box and pixel size of the network input (downsampled)
+    particleBoxPx, particlePixelSizeA : box and pixel size of the particles it was trained on
     numberOfRegions : number of regions (one classifier each, or one shared network)
     networkKind : ``"regional"`` or ``"shared"``
     """
 
     REGIONS_FILE = "regions.star"
 
-    def __init__(self, modelDir=None, **kwargs):
+    def __init__(self, modelDir=None, *, symmetry=None, spacingDeg=None, numberOfRegions=None,
+                 networkBoxPx=None, networkPixelSizeA=None, particleBoxPx=None,
+                 particlePixelSizeA=None, networkKind="regional", **kwargs):
         EMObject.__init__(self, **kwargs)
         self._modelDir = pwobj.String(modelDir)
-        self._symmetry = pwobj.String(kwargs.get("symmetry"))
-        self._spacingDeg = pwobj.Float(kwargs.get("spacingDeg"))
-        self._boxPx = pwobj.Integer(kwargs.get("boxPx"))
-        self._pixelSizeA = pwobj.Float(kwargs.get("pixelSizeA"))
-        self._inputBoxPx = pwobj.Integer(kwargs.get("inputBoxPx"))
-        self._inputPixelSizeA = pwobj.Float(kwargs.get("inputPixelSizeA"))
-        self._numberOfRegions = pwobj.Integer(kwargs.get("numberOfRegions"))
-        self._networkKind = pwobj.String(kwargs.get("networkKind", "regional"))
+        self._symmetry = pwobj.String(symmetry)
+        self._spacingDeg = pwobj.Float(spacingDeg)
+        self._numberOfRegions = pwobj.Integer(numberOfRegions)
+        self._networkBoxPx = pwobj.Integer(networkBoxPx)
+        self._networkPixelSizeA = pwobj.Float(networkPixelSizeA)
+        self._particleBoxPx = pwobj.Integer(particleBoxPx)
+        self._particlePixelSizeA = pwobj.Float(particlePixelSizeA)
+        self._networkKind = pwobj.String(networkKind)
 
     def getModelDir(self):
         return self._modelDir.get()
@@ -50,17 +52,17 @@ class DeepAlignModel(EMObject):
     def getSpacingDeg(self):
         return self._spacingDeg.get()
 
-    def getBoxPx(self):
-        return self._boxPx.get()
+    def getNetworkBoxPx(self):
+        return self._networkBoxPx.get()
 
-    def getPixelSizeA(self):
-        return self._pixelSizeA.get()
+    def getNetworkPixelSizeA(self):
+        return self._networkPixelSizeA.get()
 
-    def getInputBoxPx(self):
-        return self._inputBoxPx.get()
+    def getParticleBoxPx(self):
+        return self._particleBoxPx.get()
 
-    def getInputPixelSizeA(self):
-        return self._inputPixelSizeA.get()
+    def getParticlePixelSizeA(self):
+        return self._particlePixelSizeA.get()
 
     def getNumberOfRegions(self):
         return self._numberOfRegions.get()
@@ -68,10 +70,25 @@ class DeepAlignModel(EMObject):
     def getNetworkKind(self):
         return self._networkKind.get()
 
+    @classmethod
+    def fromModelDir(cls, model_dir, **kwargs):
+        """The object describing a model folder written by ``deepalign train``."""
+        from .core.cnn.config import read_model_config
+
+        meta = read_model_config(model_dir)
+        config = meta.get("config", {})
+        return cls(modelDir=os.path.abspath(model_dir), symmetry=meta["symmetry"],
+                   spacingDeg=meta["spacing_deg"], numberOfRegions=meta["n_regions"],
+                   networkBoxPx=meta["input_box_px"],
+                   networkPixelSizeA=meta["input_pixel_size_a"],
+                   particleBoxPx=meta["box_px"],
+                   particlePixelSizeA=config.get("pixel_size_a"),
+                   networkKind=config.get("network", "regional"), **kwargs)
+
     def getFiles(self):
         return {self.getModelDir()}
 
     def __str__(self):
         return (f"DeepAlignModel ({self.getNumberOfRegions()} regions, "
-                f"{self.getSymmetry()}, {self.getSpacingDeg()} deg, box {self.getBoxPx()} px "
-                f"at {self.getPixelSizeA()} A)")
+                f"{self.getSymmetry()}, {self.getSpacingDeg()} deg, network input "
+                f"{self.getNetworkBoxPx()} px at {self.getNetworkPixelSizeA():.3g} A)")

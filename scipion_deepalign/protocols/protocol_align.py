@@ -1,0 +1,218 @@
+"""Correlation alignment inside the predicted regions (``deepalign align``), as a protocol
+and as the mixin the refine protocol reuses."""
+import json
+import os
+from enum import Enum
+
+import numpy as np
+import pyworkflow.protocol.params as params
+from pwem.objects import SetOfParticles
+
+from .. import constants as cts
+from ..objects import DeepAlignModel
+from .protocol_base import DeepAlignProtBase, hints_model_dir, region_hints_count
+from .protocol_predict import PredictSteps, _modelGeometryErrors
+
+__all__ = ["AlignSteps", "DeepAlignProtAlign"]
+
+
+class AlignSteps:
+    """Form piece, steps, checks and summary of the alignment (mixin).
+
+    The protocol using it has ``inputParticles``, ``inputVolume``, ``symmetryGroup``,
+    ``angularStepDeg`` and ``maxShiftPx`` parameters.
+    """
+
+    def _defineAlignParams(self, form):
+        form.addParam("angularStepDeg", params.FloatParam, default=5.0,
+                      label="Angular step (deg)",
+                      help="Spacing of the reference projections inside the chosen regions "
+                           "(and of the in-plane search).")
+        form.addParam("maxShiftPx", params.FloatParam, default=10.0,
+                      label="Max shift (px)",
+                      help="Largest particle shift searched, in pixels of the input "
+                           "particles; at most half the box.")
+
+    def _alignFilenames(self):
+        return {"reference": self._getExtraPath("reference.mrc"),
+                "aligned_star": self._getExtraPath("aligned.star"),
+                "align_report": self._getExtraPath("alignment_summary.json")}
+
+    def convertVolumeStep(self):
+        from ..convert import volume_to_core
+
+        volume_to_core(self.inputVolume.get(), self._getFileName("reference"))
+
+    def alignStep(self, particles_star, model_dir):
+        self._runDeepAlign("align", [
+            "--particles", particles_star,
+            "--model", model_dir,
+            "--volume", self._getFileName("reference"),
+            "--symmetry", self.symmetryGroup.get(),
+            "--step", self.angularStepDeg.get(),
+            "--max-shift", self.maxShiftPx.get(),
+            "--device", "gpu" if self._gpuIds() else "cpu",
+            "--out", self._getFileName("aligned_star")])
+
+    def _createAlignedOutput(self, outputs_enum):
+        from ..convert import read_set_poses
+
+        particles = self.inputParticles.get()
+        out = self._particlesWithResults(particles, self._getFileName("aligned_star"),
+                                         poses=True, score=True)
+        self._defineOutputs(**{outputs_enum.outputParticles.name: out})
+        self._defineSourceRelation(self.inputParticles, out)
+        self._defineSourceRelation(self.inputVolume, out)
+        report = {"n_aligned": out.getSize(), "n_input": particles.getSize()}
+        scores = [getattr(p, cts.SCORE_ATTR).get() for p in out.iterItems()]
+        report["median_score"] = float(np.median(scores)) if scores else None
+        if particles.hasAlignmentProj():
+            from ..core.symmetry import symmetric_direction_distance_deg
+
+            ids_in, ang_in, _ = read_set_poses(particles)
+            ids_out, ang_out, _ = read_set_poses(out)
+            index = {int(i): r for r, i in enumerate(ids_in)}
+            rows = [index[int(i)] for i in ids_out]
+            change = symmetric_direction_distance_deg(ang_in[rows], ang_out,
+                                                      self.symmetryGroup.get())
+            report["median_direction_change_deg"] = float(np.median(change))
+        with open(self._getFileName("align_report"), "w") as fh:
+            json.dump(report, fh)
+        return out
+
+    def _alignmentReport(self):
+        path = self._getFileName("align_report")
+        if not os.path.exists(path):
+            return []
+        with open(path) as fh:
+            report = json.load(fh)
+        lines = [f"Aligned {report['n_aligned']} of {report['n_input']} particles; median "
+                 f"correlation score {report['median_score']:.3f}."]
+        if "median_direction_change_deg" in report:
+            lines.append("Median change of projection direction from the input alignment: "
+                         f"{report['median_direction_change_deg']:.1f} deg.")
+        return lines
+
+    def _validateAlignment(self, model_symmetry=None):
+        from ..core.symmetry import normalise_symmetry
+
+        errors = self._emptySetErrors(input=self.inputParticles)
+        particles, volume = self.inputParticles.get(), self.inputVolume.get()
+        if particles is not None and volume is not None:
+            errors += self._geometryMismatch("reference volume", volume, "particles",
+                                             particles)
+        if particles is not None and particles.getXDim():
+            half = particles.getXDim() / 2
+            if self.maxShiftPx.get() is None or not 0 <= self.maxShiftPx.get() <= half:
+                errors.append(f"Max shift {self.maxShiftPx.get()} px must be between 0 and "
+                              f"half the box ({half:g} px).")
+        if self.angularStepDeg.get() is None or not 0 < self.angularStepDeg.get() <= 30:
+            errors.append(f"Angular step must be in (0, 30] deg, got {self.angularStepDeg.get()}.")
+        if model_symmetry:
+            try:
+                if normalise_symmetry(model_symmetry) != normalise_symmetry(
+                        self.symmetryGroup.get()):
+                    errors.append(f"The model was trained for symmetry {model_symmetry}, "
+                                  f"not {self.symmetryGroup.get()}.")
+            except ValueError:
+                pass  # reported by _symmetryErrors
+        return errors
+
+
+class DeepAlignProtAlign(AlignSteps, PredictSteps, DeepAlignProtBase):
+    """Assign angles and shifts by correlation with a reference, searching only the regions
+    DeepAlign predicted for each particle.
+
+    The regions come from the particles (output of DeepAlign predict) or are predicted on
+    the fly with a trained model. Output: the particles with a 3D alignment (ALIGN_PROJ, at
+    the input sampling) and ``_deepalign_score``.
+    """
+
+    _label = "align"
+
+    class outputs(Enum):
+        outputParticles = SetOfParticles
+
+    _possibleOutputs = outputs
+
+    def _defineParams(self, form):
+        form.addSection(label="Input")
+        form.addParam("inputParticles", params.PointerParam, pointerClass="SetOfParticles",
+                      important=True, label="Particles",
+                      help="Particles with predicted regions (DeepAlign predict), or any "
+                           "particles when a trained model is given.")
+        form.addParam("inputModel", params.PointerParam, pointerClass="DeepAlignModel",
+                      allowsNull=True, label="Trained model (optional)",
+                      help="If given, the regions are predicted now with this model (the "
+                           "particles' own predicted regions are not used).")
+        self._definePredictParams(form)
+        form.addParam("inputVolume", params.PointerParam, pointerClass="Volume",
+                      important=True, label="Reference volume",
+                      help="Same box and pixel size as the particles.")
+        self._defineSymmetryParam(form)
+        form.addSection(label="Alignment")
+        self._defineAlignParams(form)
+        self._defineComputeParams(form, threads=1)
+
+    def _createFilenameTemplates(self):
+        self._updateFilenamesDict({**self._predictFilenames(), **self._alignFilenames()})
+
+    def _insertAllSteps(self):
+        self._createFilenameTemplates()
+        convert = self._insertFunctionStep(self.convertInputStep, needsGPU=False)
+        volume = self._insertFunctionStep(self.convertVolumeStep, needsGPU=False)
+        before = [convert, volume]
+        star = self._getFileName("input_star")
+        if self._usesInputModel():
+            before = [self._insertFunctionStep(self.predictStep, prerequisites=before,
+                                               needsGPU=True)]
+            star = self._getFileName("predicted_star")
+        align = self._insertFunctionStep(self.alignStep, star, self._alignModelDir(),
+                                         prerequisites=before, needsGPU=True)
+        self._insertFunctionStep(self.createOutputStep, prerequisites=[align], needsGPU=False)
+
+    def convertInputStep(self):
+        from ..convert import set_to_core
+
+        extra = {}
+        if not self._usesInputModel():
+            from .protocol_base import RESULT_COLUMNS
+
+            for j in range(1, region_hints_count(self.inputParticles.get()) + 1):
+                extra[cts.REGION_ATTR % j] = RESULT_COLUMNS["region"] % j
+                extra[cts.REGION_PROB_ATTR % j] = RESULT_COLUMNS["region_prob"] % j
+        set_to_core(self.inputParticles.get(), self._getFileName("input_dir"),
+                    extra_attributes=extra)
+
+    def createOutputStep(self):
+        self._createAlignedOutput(self.outputs)
+
+    # ------------------------------------------------------------- utils
+    def _alignModelDir(self):
+        if self._usesInputModel():
+            return self._modelDir()
+        return hints_model_dir(self.inputParticles.get())
+
+    # ------------------------------------------------------------- info
+    def _validate(self):
+        errors = self._symmetryErrors()
+        particles = self.inputParticles.get()
+        model = self.inputModel.get() if self._usesInputModel() else None
+        symmetry = None
+        if model is not None:
+            errors += self._validatePrediction(model.getNumberOfRegions())
+            if particles is not None:
+                errors += _modelGeometryErrors(model, particles)
+            symmetry = model.getSymmetry()
+        elif particles is not None:
+            model_dir = hints_model_dir(particles)
+            if not region_hints_count(particles) or not model_dir:
+                errors.append("The particles carry no predicted regions (run DeepAlign "
+                              "predict on them first) and no trained model was given.")
+            elif os.path.isdir(model_dir):
+                symmetry = DeepAlignModel.fromModelDir(model_dir).getSymmetry()
+        return errors + self._validateAlignment(symmetry)
+
+    def _summary(self):
+        self._createFilenameTemplates()
+        return self._alignmentReport() or ["Alignment not finished yet."]

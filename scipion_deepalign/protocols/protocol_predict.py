@@ -1,0 +1,141 @@
+"""Region prediction with a trained model (``deepalign predict``), as a protocol and as the
+mixin the align and refine protocols reuse."""
+from enum import Enum
+
+import numpy as np
+import pyworkflow.protocol.params as params
+from pwem.objects import SetOfParticles
+
+from .. import constants as cts
+from .protocol_base import DeepAlignProtBase
+
+__all__ = ["PredictSteps", "DeepAlignProtPredict"]
+
+
+class PredictSteps:
+    """Form piece, steps and checks of the region prediction (mixin).
+
+    The protocol using it has ``inputParticles`` and ``topK`` parameters and a model folder
+    from :meth:`DeepAlignProtBase._modelDir`.
+    """
+
+    def _definePredictParams(self, form, *, condition=None):
+        form.addParam("topK", params.IntParam, default=2, condition=condition,
+                      label="Regions kept per particle (k)",
+                      help="The k most probable regions of each particle are kept (and "
+                           "searched by the alignment). Paper and Xmipp: 2.")
+
+    def _predictFilenames(self):
+        return {"input_dir": self._getExtraPath("input"),
+                "input_star": self._getExtraPath("input", "particles.star"),
+                "predicted_star": self._getExtraPath("predicted.star")}
+
+    def convertInputStep(self):
+        from ..convert import set_to_core
+
+        set_to_core(self.inputParticles.get(), self._getFileName("input_dir"))
+
+    def predictStep(self):
+        self._runDeepAlign("predict", [
+            "--particles", self._getFileName("input_star"),
+            "--model", self._modelDir(),
+            "--top-k", self.topK.get(),
+            "--out", self._getFileName("predicted_star")])
+
+    def _validatePrediction(self, n_regions):
+        """Errors about ``topK`` given the number of regions of the model (None: unknown)."""
+        k = self.topK.get()
+        if k is None or k < 1:
+            return ["The number of regions kept per particle (k) must be at least 1."]
+        if n_regions is not None and k > n_regions:
+            return [f"k = {k} regions per particle is more than the {n_regions} regions of "
+                    "the model."]
+        return []
+
+    @staticmethod
+    def _predictionReport(out_set, k):
+        """Summary lines on predicted regions: how many distinct, mean top probability."""
+        if out_set is None or not k:
+            return []
+        top, prob = [], []
+        for item in out_set.iterItems():
+            top.append(getattr(item, cts.REGION_ATTR % 1).get())
+            prob.append(getattr(item, cts.REGION_PROB_ATTR % 1).get())
+        if not top:
+            return []
+        counts = np.bincount(np.asarray(top))
+        return [f"{len(top)} particles: top region probability mean {np.mean(prob):.3f}, "
+                f"median {np.median(prob):.3f}; {np.count_nonzero(counts)} regions "
+                f"predicted first (largest holds {counts.max()} particles)."]
+
+
+class DeepAlignProtPredict(PredictSteps, DeepAlignProtBase):
+    """Predict the k most likely angular regions of every particle with a trained model.
+
+    Output particles carry ``_deepalign_region1..k`` (1-based region numbers of the model's
+    ``regions.star``) and ``_deepalign_regionProb1..k``; the align protocol searches there.
+    """
+
+    _label = "predict regions"
+
+    class outputs(Enum):
+        outputParticles = SetOfParticles
+
+    _possibleOutputs = outputs
+
+    def _defineParams(self, form):
+        form.addSection(label="Input")
+        form.addParam("inputParticles", params.PointerParam, pointerClass="SetOfParticles",
+                      important=True, label="Particles")
+        form.addParam("inputModel", params.PointerParam, pointerClass="DeepAlignModel",
+                      important=True, label="Trained model",
+                      help="Output of the DeepAlign train (or refine) protocol.")
+        self._definePredictParams(form)
+        self._defineComputeParams(form, threads=1)
+
+    def _createFilenameTemplates(self):
+        self._updateFilenamesDict(self._predictFilenames())
+
+    def _insertAllSteps(self):
+        self._createFilenameTemplates()
+        convert = self._insertFunctionStep(self.convertInputStep, needsGPU=False)
+        predict = self._insertFunctionStep(self.predictStep, prerequisites=[convert],
+                                           needsGPU=True)
+        self._insertFunctionStep(self.createOutputStep, prerequisites=[predict],
+                                 needsGPU=False)
+
+    def createOutputStep(self):
+        out = self._particlesWithResults(self.inputParticles.get(),
+                                         self._getFileName("predicted_star"),
+                                         top_k=self.topK.get(), model_dir=self._modelDir())
+        self._defineOutputs(**{self.outputs.outputParticles.name: out})
+        self._defineSourceRelation(self.inputParticles, out)
+        self._defineSourceRelation(self.inputModel, out)
+
+    def _validate(self):
+        errors = self._emptySetErrors(input=self.inputParticles)
+        model = self.inputModel.get()
+        particles = self.inputParticles.get()
+        if model is not None:
+            errors += self._validatePrediction(model.getNumberOfRegions())
+            if particles is not None:
+                errors += _modelGeometryErrors(model, particles)
+        return errors
+
+    def _summary(self):
+        out = getattr(self, self.outputs.outputParticles.name, None)
+        if out is None:
+            return ["Prediction not finished yet."]
+        return self._predictionReport(out, self.topK.get())
+
+
+def _modelGeometryErrors(model, particles):
+    """Particles must have the field of view the model was trained on."""
+    box, pixel = particles.getXDim(), particles.getSamplingRate()
+    m_box, m_pixel = model.getParticleBoxPx(), model.getParticlePixelSizeA()
+    if not (box and pixel and m_box and m_pixel):
+        return []
+    if abs(box * pixel - m_box * m_pixel) > 0.02 * m_box * m_pixel:
+        return [f"The particles ({box} px at {pixel:g} A) do not have the field of view the "
+                f"model was trained on ({m_box} px at {m_pixel:g} A)."]
+    return []

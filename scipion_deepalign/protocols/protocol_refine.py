@@ -1,0 +1,112 @@
+"""The one-form DeepAlign path: train (or reuse a model) -> predict -> align."""
+from enum import Enum
+
+import pyworkflow.protocol.params as params
+from pwem.objects import SetOfParticles
+
+from ..objects import DeepAlignModel
+from .protocol_align import AlignSteps
+from .protocol_base import DeepAlignProtBase
+from .protocol_predict import PredictSteps, _modelGeometryErrors
+from .protocol_train import TrainSteps
+
+__all__ = ["DeepAlignProtRefine"]
+
+
+class DeepAlignProtRefine(TrainSteps, AlignSteps, PredictSteps, DeepAlignProtBase):
+    """Angular assignment of a whole data set with DeepAlign in one protocol.
+
+    Regional CNNs are trained on a pre-aligned subset (or a trained model is reused), the
+    top-k regions of every particle are predicted, and angles and shifts are assigned by
+    correlation with the reference inside those regions. Outputs: the aligned particles
+    (ALIGN_PROJ at the input sampling, ``_deepalign_score``, ``_deepalign_region1..k``) and,
+    when trained here, the model.
+    """
+
+    _label = "refine (train, predict, align)"
+
+    class outputs(Enum):
+        outputParticles = SetOfParticles
+        outputModel = DeepAlignModel
+
+    _possibleOutputs = outputs
+
+    # ------------------------------------------------------------- params
+    def _defineParams(self, form):
+        form.addSection(label="Input")
+        form.addParam("inputParticles", params.PointerParam, pointerClass="SetOfParticles",
+                      important=True, label="Particles to align")
+        form.addParam("inputVolume", params.PointerParam, pointerClass="Volume",
+                      important=True, label="Reference volume",
+                      help="Same box and pixel size as the particles.")
+        self._defineSymmetryParam(form)
+        form.addParam("trainModel", params.BooleanParam, default=True,
+                      label="Train a new model?",
+                      help="Yes: train on a pre-aligned subset. No: reuse a trained model.")
+        form.addParam("inputTrainingParticles", params.PointerParam,
+                      pointerClass="SetOfParticles", pointerCondition="hasAlignmentProj",
+                      condition="trainModel", allowsNull=True, label="Training particles",
+                      help="About 10% of the particles, already aligned by another method.")
+        form.addParam("inputModel", params.PointerParam, pointerClass="DeepAlignModel",
+                      condition="not trainModel", allowsNull=True, label="Trained model")
+        form.addSection(label="Training")
+        self._defineTrainParams(form, condition="trainModel")
+        form.addSection(label="Alignment")
+        self._definePredictParams(form)
+        self._defineAlignParams(form)
+        self._defineComputeParams(form)
+
+    # ------------------------------------------------------------- steps
+    def _createFilenameTemplates(self):
+        self._updateFilenamesDict({**self._trainFilenames(), **self._predictFilenames(),
+                                   **self._alignFilenames()})
+
+    def _insertAllSteps(self):
+        self._createFilenameTemplates()
+        trained = self._insertTrainSteps() if self.trainModel.get() else []
+        convert = self._insertFunctionStep(self.convertInputStep, needsGPU=False)
+        volume = self._insertFunctionStep(self.convertVolumeStep, needsGPU=False)
+        predict = self._insertFunctionStep(self.predictStep, prerequisites=trained + [convert],
+                                           needsGPU=True)
+        align = self._insertFunctionStep(self.alignStep, self._getFileName("predicted_star"),
+                                         self._modelDir(), prerequisites=[predict, volume],
+                                         needsGPU=True)
+        self._insertFunctionStep(self.createOutputStep, prerequisites=[align], needsGPU=False)
+
+    def createOutputStep(self):
+        if self.trainModel.get():
+            self._createModelOutput()
+        self._createAlignedOutput(self.outputs)
+
+    # ------------------------------------------------------------- utils
+    def _usesInputModel(self):
+        return not self.trainModel.get()
+
+    # ------------------------------------------------------------- info
+    def _validate(self):
+        errors = self._symmetryErrors()
+        model_symmetry = None
+        if self.trainModel.get():
+            errors += self._validateTraining()
+            if not errors:
+                errors += self._validatePrediction(self._numberOfRegions())
+            train_set, particles = self.inputTrainingParticles.get(), self.inputParticles.get()
+            if train_set is not None and particles is not None:
+                errors += self._geometryMismatch("training particles", train_set,
+                                                 "particles", particles)
+        else:
+            model = self.inputModel.get()
+            if model is None:
+                errors.append("Choose a trained model, or train a new one.")
+            else:
+                errors += self._validatePrediction(model.getNumberOfRegions())
+                model_symmetry = model.getSymmetry()
+                if self.inputParticles.get() is not None:
+                    errors += _modelGeometryErrors(model, self.inputParticles.get())
+        return errors + self._validateAlignment(model_symmetry)
+
+    def _summary(self):
+        self._createFilenameTemplates()
+        lines = self._trainingReport(self._getFileName("model_dir")) if self.trainModel.get() \
+            else []
+        return lines + (self._alignmentReport() or ["Alignment not finished yet."])

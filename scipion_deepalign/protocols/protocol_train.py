@@ -1,0 +1,235 @@
+"""Training of the regional classifiers (``deepalign train``), as a protocol and as the
+mixin that :class:`~.protocol_refine.DeepAlignProtRefine` reuses."""
+import glob
+import json
+import os
+from enum import Enum
+
+import numpy as np
+import pyworkflow.protocol.params as params
+
+from .. import constants as cts
+from ..objects import DeepAlignModel
+from .protocol_base import DeepAlignProtBase
+
+__all__ = ["TrainSteps", "DeepAlignProtTrain"]
+
+
+class TrainSteps:
+    """Form section, steps, checks and summary of the training (mixin).
+
+    The protocol using it has ``inputTrainingParticles`` and ``symmetryGroup`` parameters
+    and derives from :class:`DeepAlignProtBase`.
+    """
+
+    # ------------------------------------------------------------- params
+    def _defineTrainParams(self, form, *, condition=None):
+        form.addParam("regionSpacingDeg", params.FloatParam, default=30.0, condition=condition,
+                      label="Region spacing (deg)",
+                      help="Angular distance between neighbouring region centres; each region "
+                           "gets its own classifier. 30 deg gives 42 regions for c1. "
+                           "Sane values: 5 to 90 deg.")
+        form.addParam("targetResolutionA", params.FloatParam, default=8.0, condition=condition,
+                      label="Target resolution (A)",
+                      help="Particles are Fourier-cropped so that Nyquist reaches this "
+                           "resolution; must be at least twice the pixel size.")
+        form.addParam("numberOfEpochs", params.IntParam, default=10, condition=condition,
+                      label="Epochs", help="Maximum epochs per network (early stopping).")
+        form.addParam("batchSize", params.IntParam, default=128, condition=condition,
+                      expertLevel=params.LEVEL_ADVANCED, label="Batch size")
+        form.addParam("positivesPerRegion", params.IntParam, default=10000,
+                      condition=condition, expertLevel=params.LEVEL_ADVANCED,
+                      label="Augmented positives per region",
+                      help="Rotated/shifted copies of a region's particles seen per epoch "
+                           "(as many negatives).")
+        form.addParam("networkKind", params.EnumParam, default=0, condition=condition,
+                      choices=list(cts.NETWORK_KINDS), expertLevel=params.LEVEL_ADVANCED,
+                      label="Network",
+                      help="regional: one binary classifier per region (paper); shared: one "
+                           "network with a shared trunk for all regions.")
+        form.addParam("lossFunction", params.EnumParam, default=0, condition=condition,
+                      choices=list(cts.LOSSES), expertLevel=params.LEVEL_ADVANCED,
+                      label="Loss", help="bce: binary cross-entropy; mae: mean absolute error.")
+        form.addParam("learningRate", params.FloatParam, default=0.001, condition=condition,
+                      expertLevel=params.LEVEL_ADVANCED, label="Learning rate")
+        form.addParam("regionsPerStep", params.IntParam, default=1, condition=condition,
+                      expertLevel=params.LEVEL_ADVANCED, label="Regions per step",
+                      help="Regions trained by one step (one process, one GPU). 1 spreads "
+                           "the work most; more saves process start-up time.")
+
+    # ------------------------------------------------------------- steps
+    def _trainFilenames(self):
+        return {"train_dir": self._getExtraPath("train"),
+                "train_star": self._getExtraPath("train", "particles.star"),
+                "model_dir": self._getExtraPath("model")}
+
+    def _numberOfRegions(self):
+        from ..core.regions import count_regions
+
+        return count_regions(self.regionSpacingDeg.get(), self.symmetryGroup.get())
+
+    def _regionChunks(self):
+        if cts.NETWORK_KINDS[self.networkKind.get()] == "shared":
+            return [[]]  # one step trains the shared network
+        regions = list(range(1, self._numberOfRegions() + 1))
+        size = max(1, self.regionsPerStep.get())
+        return [regions[i:i + size] for i in range(0, len(regions), size)]
+
+    def _insertTrainSteps(self, prerequisites=()):
+        """Serial conversion, then one parallel step per chunk of regions; returns their ids."""
+        convert = self._insertFunctionStep(self.convertTrainingStep,
+                                           prerequisites=list(prerequisites), needsGPU=False)
+        return [self._insertFunctionStep(self.trainRegionsStep, chunk,
+                                         prerequisites=[convert], needsGPU=True)
+                for chunk in self._regionChunks()]
+
+    def convertTrainingStep(self):
+        from ..convert import set_to_core
+
+        set_to_core(self.inputTrainingParticles.get(), self._getFileName("train_dir"))
+
+    def trainRegionsStep(self, regions):
+        args = ["--particles", self._getFileName("train_star"),
+                "--out", self._getFileName("model_dir"),
+                "--symmetry", self.symmetryGroup.get(),
+                "--spacing", self.regionSpacingDeg.get(),
+                "--target-resolution", self.targetResolutionA.get(),
+                "--epochs", self.numberOfEpochs.get(),
+                "--batch-size", self.batchSize.get(),
+                "--positives", self.positivesPerRegion.get(),
+                "--network", cts.NETWORK_KINDS[self.networkKind.get()],
+                "--loss", cts.LOSSES[self.lossFunction.get()],
+                "--learning-rate", self.learningRate.get()]
+        if regions:
+            args += ["--regions"] + list(regions)
+        self._runDeepAlign("train", args)
+
+    def _createModelOutput(self):
+        model = DeepAlignModel.fromModelDir(self._getFileName("model_dir"))
+        self._defineOutputs(**{DeepAlignProtTrain.outputs.outputModel.name: model})
+        self._defineSourceRelation(self.inputTrainingParticles, model)
+        return model
+
+    # ------------------------------------------------------------- checks
+    def _validateTraining(self):
+        from ..core.projection import downsampled_geometry
+        from ..core.regions import MAX_SPACING_DEG, MIN_SPACING_DEG
+
+        train_set = self.inputTrainingParticles.get()
+        if train_set is None:
+            return ["Choose the training particles."]
+        errors = self._emptySetErrors(training=self.inputTrainingParticles)
+        if not train_set.hasAlignmentProj():
+            errors.append("The training particles have no 3D projection alignment "
+                          "(angles): align them first (e.g. RELION, cryoSPARC, Xmipp).")
+        spacing = self.regionSpacingDeg.get()
+        if spacing is None or not MIN_SPACING_DEG <= spacing <= MAX_SPACING_DEG:
+            errors.append(f"Region spacing must be between {MIN_SPACING_DEG:g} and "
+                          f"{MAX_SPACING_DEG:g} deg, got {spacing}.")
+        pixel, box = train_set.getSamplingRate(), train_set.getXDim()
+        if pixel and box:
+            try:
+                downsampled_geometry(box, pixel, self.targetResolutionA.get())
+            except ValueError:
+                errors.append(f"Target resolution {self.targetResolutionA.get():g} A cannot "
+                              f"be reached with {pixel:g} A pixels (Nyquist "
+                              f"{2 * pixel:g} A): choose at least {2 * pixel:g} A.")
+        for name in ("numberOfEpochs", "batchSize", "positivesPerRegion", "regionsPerStep"):
+            if getattr(self, name).get() < 1:
+                errors.append(f"{self.getParam(name).label.get()} must be at least 1.")
+        return errors
+
+    # ------------------------------------------------------------- info
+    def _trainingReport(self, model_dir):
+        """Lines on trained regions, validation accuracy and time (empty before training)."""
+        histories = []
+        for path in sorted(glob.glob(os.path.join(model_dir, "history_*.json"))):
+            with open(path) as fh:
+                histories.append(json.load(fh))
+        trained = [h for h in histories if not h.get("skipped")]
+        skipped = [h.get("region") for h in histories if h.get("skipped")]
+        if not trained:
+            return []
+        lines = [f"Networks trained: {len(trained)}"
+                 + (f" (regions skipped for too few particles: {skipped})" if skipped else "")]
+        acc = [max(h["val_accuracy"]) for h in trained if h.get("val_accuracy")]
+        if acc:
+            lines.append(f"Validation accuracy: mean {np.mean(acc):.3f}, min {np.min(acc):.3f}")
+        secs = [h["seconds"] for h in trained if "seconds" in h]
+        if secs:
+            lines.append(f"Training time per network: {np.mean(secs):.1f} s "
+                         f"(total {np.sum(secs):.0f} s)")
+        return lines
+
+    def _geometrySummary(self):
+        from ..core.projection import downsampled_geometry
+
+        train_set = self.inputTrainingParticles.get()
+        try:
+            box, pixel = downsampled_geometry(train_set.getXDim(), train_set.getSamplingRate(),
+                                              self.targetResolutionA.get())
+        except (ValueError, TypeError, AttributeError):
+            return []
+        return [f"Network input: {box} px at {pixel:.3g} A/px "
+                f"({self._numberOfRegions()} regions)"]
+
+
+class DeepAlignProtTrain(TrainSteps, DeepAlignProtBase):
+    """Train DeepAlign's regional classifiers on particles with known angles.
+
+    The projection sphere (its asymmetric unit) is cut into regions; a CNN per region learns
+    to tell its particles from the rest. The trained model is an output that the predict,
+    align and refine protocols can reuse.
+    """
+
+    _label = "train"
+
+    class outputs(Enum):
+        outputModel = DeepAlignModel
+
+    _possibleOutputs = outputs
+
+    # ------------------------------------------------------------- params
+    def _defineParams(self, form):
+        form.addSection(label="Input")
+        form.addParam("inputTrainingParticles", params.PointerParam,
+                      pointerClass="SetOfParticles", pointerCondition="hasAlignmentProj",
+                      important=True, label="Training particles",
+                      help="A subset (about 10%) of the particles already aligned in 3D by "
+                           "another method.")
+        self._defineSymmetryParam(form)
+        form.addSection(label="Training")
+        self._defineTrainParams(form)
+        self._defineComputeParams(form)
+
+    # ------------------------------------------------------------- steps
+    def _createFilenameTemplates(self):
+        self._updateFilenamesDict(self._trainFilenames())
+
+    def _insertAllSteps(self):
+        self._createFilenameTemplates()
+        trained = self._insertTrainSteps()
+        self._insertFunctionStep(self.createOutputStep, prerequisites=trained, needsGPU=False)
+
+    def createOutputStep(self):
+        self._createModelOutput()
+
+    # ------------------------------------------------------------- info
+    def _validate(self):
+        return self._symmetryErrors() + self._validateTraining()
+
+    def _summary(self):
+        self._createFilenameTemplates()
+        lines = self._trainingReport(self._getFileName("model_dir"))
+        if not lines:
+            return ["Training not finished yet."] + self._geometrySummary()
+        return lines + self._geometrySummary()
+
+    def _methods(self):
+        if not self.hasAttribute("outputModel"):
+            return []
+        model = self.outputModel
+        return [f"Regional CNNs (DeepAlign, [{cts.CITE_DEEPALIGN}]) were trained on "
+                f"{self.inputTrainingParticles.get().getSize()} aligned particles for "
+                f"{model.getNumberOfRegions()} regions {model.getSpacingDeg():g} deg apart "
+                f"(symmetry {model.getSymmetry()})."]

@@ -1,0 +1,89 @@
+"""pyworkflow discovers the plugin through its entry point and lists every protocol."""
+import pytest
+
+EXPECTED = ["DeepAlignProtTrain", "DeepAlignProtPredict", "DeepAlignProtAlign",
+            "DeepAlignProtRefine", "DeepAlignProtReconstruct", "DeepAlignProtConsensus"]
+
+
+@pytest.fixture(scope="module")
+def domain():
+    from pyworkflow.plugin import Domain
+
+    return Domain
+
+
+def test_entry_point_names_the_package():
+    from importlib.metadata import entry_points
+
+    names = {ep.name: ep.value for ep in entry_points(group="pyworkflow.plugin")}
+    # pyworkflow imports the entry point NAME as the package
+    assert names.get("scipion_deepalign") == "scipion_deepalign"
+
+
+def test_domain_finds_plugin(domain):
+    plugins = domain.getPlugins()
+    assert "scipion_deepalign" in plugins
+    plugin = domain.getPlugin("scipion_deepalign").Plugin
+    from scipion_deepalign.plugin import Plugin
+
+    assert plugin is Plugin
+
+
+@pytest.mark.parametrize("name", EXPECTED)
+def test_domain_lists_protocol(domain, name):
+    protocols = domain.getProtocols()
+    assert name in protocols, f"{name} not discovered"
+    cls = protocols[name]
+    assert cls.__module__.startswith("scipion_deepalign.protocols")
+    assert cls._label  # a protocol with _label None is treated as a base class
+
+
+def test_base_class_is_not_listed(domain):
+    assert "DeepAlignProtBase" not in domain.getProtocols()
+
+
+def test_model_object_is_discovered(domain):
+    assert "DeepAlignModel" in domain.getObjects()
+
+
+def test_protocols_conf_lists_every_protocol():
+    from pathlib import Path
+
+    import scipion_deepalign
+
+    conf = (Path(scipion_deepalign.__file__).parent / "protocols.conf").read_text()
+    for name in EXPECTED:
+        assert f'"{name}"' in conf
+
+
+def test_citation_is_parsed(domain):
+    from scipion_deepalign.constants import CITE_DEEPALIGN
+
+    bib = domain.getPlugin("scipion_deepalign")._bibtex
+    assert bib[CITE_DEEPALIGN]["doi"].endswith("10.1016/j.jsb.2021.107712")
+    assert "2021" == bib[CITE_DEEPALIGN]["year"]
+
+
+def test_plugin_runs_commands_with_its_python(monkeypatch):
+    import sys
+
+    from scipion_deepalign.plugin import Plugin
+
+    monkeypatch.delenv("DEEPALIGN_PYTHON", raising=False)
+    Plugin._defineVariables()
+    assert Plugin.getPython() == sys.executable
+    assert Plugin.getCommandArgs("train", ["--epochs", 2]) == \
+        "-m scipion_deepalign.cli train --epochs 2"
+    env = Plugin.getEnviron(gpu_ids=[1, 3], threads=2)
+    assert env["CUDA_VISIBLE_DEVICES"] == "1,3" and env["OMP_NUM_THREADS"] == "2"
+    assert Plugin.getEnviron(gpu_ids=[])["CUDA_VISIBLE_DEVICES"] == "-1"
+
+
+def test_core_imports_without_pyworkflow():
+    import subprocess
+    import sys
+
+    code = ("import sys, scipion_deepalign.core.geometry, scipion_deepalign.core.particles; "
+            "bad = [m for m in sys.modules if m.startswith(('pyworkflow', 'pwem'))]; "
+            "sys.exit(1 if bad else 0)")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
