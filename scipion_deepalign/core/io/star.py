@@ -1,4 +1,4 @@
-"""RELION STAR files (through :mod:`emtable`): particles, their images, region tables.
+"""RELION particle STAR files: read any RELION 3.0/3.1+ layout, write RELION 3.1.
 
 Particles are written as RELION 3.1 (``data_optics`` with one optics group and
 ``data_particles``). Reading also accepts:
@@ -17,21 +17,20 @@ in :attr:`Particles.extra` and written back. emtable stores rows as named tuples
 column names work as long as they are Python identifiers (``deepalignRegionProb1`` is);
 :func:`write_particles_star` checks this.
 
-Columns are read as text and converted here with numpy (emtable's type guess looks at the
-first row only, which breaks on columns such as ``0`` followed by ``0.5``).
+Generic table IO lives in :mod:`.starfile`, region tables in :mod:`.regions`, images in
+:mod:`.images`; their public names are re-exported here (``io.star`` is the contract).
 """
 from __future__ import annotations
 
 import os
-import re
-import tempfile
 import warnings
 
 import numpy as np
-from emtable import Table
 
 from ..particles import CTFParams, Particles
 from .images import load_images, split_image_name, write_particles
+from .regions import read_regions_star, write_regions_star
+from .starfile import column_values, float_column, read_star_blocks, write_star_blocks
 
 __all__ = ["read_star_blocks", "write_star_blocks", "column_values", "read_particles_star",
            "write_particles_star", "load_images", "write_particles", "split_image_name",
@@ -48,70 +47,6 @@ _KNOWN_COLUMNS = {
 _ANGLE_COLUMNS = ("rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi")
 _CTF_SCALARS = (("rlnVoltage", "voltage_kv", 300.0), ("rlnSphericalAberration", "cs_mm", 2.7),
                 ("rlnAmplitudeContrast", "amplitude_contrast", 0.1))
-_DATA_LINE = re.compile(r"^data_(\S*)")
-
-
-# ----------------------------------------------------------------------------- blocks
-def read_star_blocks(path) -> dict:
-    """All tables of a STAR file as ``{block name: {column: ndarray of str}}``.
-
-    Parameters
-    ----------
-    path : str or path-like
-
-    Returns
-    -------
-    dict of str to dict of str to ndarray of shape (rows,)
-        Block names without ``data_`` (``""`` for a bare ``data_``); values are text, see
-        :func:`column_values` to convert them.
-    """
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"STAR file not found: {path}")
-    offsets = []
-    with open(path) as f:
-        while True:
-            pos = f.tell()
-            line = f.readline()
-            if not line:
-                break
-            m = _DATA_LINE.match(line)
-            if m:
-                offsets.append((m.group(1), pos))
-    if not offsets:
-        raise ValueError(f"{path}: not a STAR file (no data_ block)")
-    blocks = {}
-    with open(path) as f:
-        for name, pos in offsets:
-            f.seek(pos)
-            table = Table()
-            try:
-                table.readStar(f, tableName=name, guessType=False)
-            except Exception as exc:  # emtable raises bare Exceptions on malformed tables
-                raise ValueError(f"{path}: cannot parse block data_{name} ({exc})") from exc
-            cols = table.getColumnNames()
-            rows = list(table)
-            blocks[name] = {c: np.array([getattr(r, c) for r in rows], dtype=str)
-                            for c in cols}
-    return blocks
-
-
-def column_values(texts) -> np.ndarray:
-    """Text values as int64 when all are integers, else float64, else str."""
-    texts = np.asarray(texts, dtype=str)
-    for dtype in (np.int64, np.float64):
-        try:
-            return texts.astype(dtype)
-        except ValueError:
-            pass
-    return texts
-
-
-def _float(block, name, path):
-    try:
-        return block[name].astype(np.float64)
-    except ValueError as exc:
-        raise ValueError(f"{path}: column {name} is not numeric ({exc})") from exc
 
 
 # ----------------------------------------------------------------------------- read
@@ -146,14 +81,14 @@ def _optics_scalars(blocks, particles_block, path):
         if col not in optics:
             out[key] = None
             continue
-        vals = _float(optics, col, path)[used]
+        vals = float_column(optics, col, path)[used]
         if np.ptp(vals) > 1e-6 * abs(vals[0]):
             raise ValueError(f"{path}: optics groups differ in {col} ({sorted(set(vals))}); "
                              "split the particles by optics group first")
         out[key] = float(vals[0])
     for col, key, _default in _CTF_SCALARS:
         if col in optics:
-            vals = _float(optics, col, path)[used]
+            vals = float_column(optics, col, path)[used]
             if np.ptp(vals) > 1e-6 * max(abs(vals[0]), 1e-12):
                 warnings.warn(f"{path}: optics groups differ in {col} ({sorted(set(vals))}); "
                               f"using {vals[0]} for all particles", UserWarning, stacklevel=3)
@@ -162,7 +97,7 @@ def _optics_scalars(blocks, particles_block, path):
 
 
 def _column_scalar(block, col, path):
-    vals = _float(block, col, path)
+    vals = float_column(block, col, path)
     if np.ptp(vals) > 1e-6 * max(abs(vals[0]), 1e-12):
         warnings.warn(f"{path}: {col} varies between particles; using {vals[0]}",
                       UserWarning, stacklevel=3)
@@ -225,20 +160,20 @@ def read_particles_star(path, *, pixel_size_a=None, box_px=None) -> Particles:
     # poses
     angles = shifts = None
     if all(c in block for c in _ANGLE_COLUMNS):
-        angles = np.stack([_float(block, c, path) for c in _ANGLE_COLUMNS], axis=1)
+        angles = np.stack([float_column(block, c, path) for c in _ANGLE_COLUMNS], axis=1)
     if "rlnOriginXAngst" in block and "rlnOriginYAngst" in block:
-        shifts = np.stack([_float(block, "rlnOriginXAngst", path),
-                           _float(block, "rlnOriginYAngst", path)], axis=1) / file_pixel
+        shifts = np.stack([float_column(block, "rlnOriginXAngst", path),
+                           float_column(block, "rlnOriginYAngst", path)], axis=1) / file_pixel
     elif "rlnOriginX" in block and "rlnOriginY" in block:
-        shifts = np.stack([_float(block, "rlnOriginX", path),
-                           _float(block, "rlnOriginY", path)], axis=1)
+        shifts = np.stack([float_column(block, "rlnOriginX", path),
+                           float_column(block, "rlnOriginY", path)], axis=1)
     elif angles is not None:
         shifts = np.zeros((n, 2))
 
     # CTF
     ctf = None
     if "rlnDefocusU" in block:
-        du = _float(block, "rlnDefocusU", path)
+        du = float_column(block, "rlnDefocusU", path)
         kw = {}
         for col, key, default in _CTF_SCALARS:
             if key in scalars:
@@ -249,10 +184,10 @@ def read_particles_star(path, *, pixel_size_a=None, box_px=None) -> Particles:
                 kw[key] = default
         ctf = CTFParams(
             defocus_u_a=du,
-            defocus_v_a=_float(block, "rlnDefocusV", path) if "rlnDefocusV" in block else du,
-            defocus_angle_deg=(_float(block, "rlnDefocusAngle", path)
+            defocus_v_a=float_column(block, "rlnDefocusV", path) if "rlnDefocusV" in block else du,
+            defocus_angle_deg=(float_column(block, "rlnDefocusAngle", path)
                                if "rlnDefocusAngle" in block else np.zeros(n)),
-            phase_shift_deg=(_float(block, "rlnPhaseShift", path)
+            phase_shift_deg=(float_column(block, "rlnPhaseShift", path)
                              if "rlnPhaseShift" in block else None),
             **kw)
 
@@ -276,51 +211,6 @@ def _box_from_stack(name, root, star_path):
 
 
 # ----------------------------------------------------------------------------- write
-def _py(v):
-    """numpy scalar -> Python scalar, so emtable formats floats with 6 decimals."""
-    return v.item() if isinstance(v, np.generic) else v
-
-
-def _write_table(f, name, columns: dict, *, single_row=False):
-    table = Table(columns=list(columns))
-    values = [np.asarray(v) for v in columns.values()]
-    for i in range(len(values[0])):
-        table.addRow(*[_py(v[i]) for v in values])
-    table.writeStar(f, tableName=name, singleRow=single_row)
-
-
-def write_star_blocks(path, blocks: dict, *, single_row=()) -> None:
-    """Write ``{block name: {column: values}}`` as a RELION 3.1 STAR file, atomically.
-
-    Column names must be Python identifiers (emtable keeps rows as named tuples).
-    """
-    path = os.fspath(path)
-    for bname, cols in blocks.items():
-        for c in cols:
-            if not c.isidentifier() or c.startswith("_"):
-                raise ValueError(f"STAR column name {c!r} (block {bname}) must be an "
-                                 "identifier not starting with '_'")
-        lengths = {len(np.atleast_1d(v)) for v in cols.values()}
-        if len(lengths) > 1:
-            raise ValueError(f"columns of block {bname} for {path} differ in length: "
-                             f"{sorted(lengths)}")
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise FileNotFoundError(f"output folder does not exist: {folder}")
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            for bname, cols in blocks.items():
-                f.write("\n# version 30001\n")
-                cols = {c: np.atleast_1d(v) for c, v in cols.items()}
-                _write_table(f, bname, cols, single_row=bname in single_row)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def write_particles_star(path, particles: Particles) -> None:
     """Write particles as RELION 3.1 (one optics group), atomically.
 
@@ -368,56 +258,3 @@ def write_particles_star(path, particles: Particles) -> None:
                              "white space to be written to STAR")
         cols[c] = v
     write_star_blocks(path, {"optics": optics, "particles": cols})
-
-
-# ----------------------------------------------------------------------------- regions
-def write_regions_star(path, centres_deg, *, symmetry, spacing_deg) -> None:
-    """Write region centres: ``data_deepalign_general`` (symmetry, spacing, count) and
-    ``data_regions`` (``deepalignRegion`` 1-based, ``rlnAngleRot``, ``rlnAngleTilt``).
-
-    Parameters
-    ----------
-    path : str or path-like
-    centres_deg : array_like of shape (R, 2)
-        ``(rot, tilt)`` of each region centre in degrees.
-    symmetry : str
-    spacing_deg : float
-    """
-    centres = np.asarray(centres_deg, dtype=np.float64)
-    if centres.ndim != 2 or centres.shape[1] != 2 or len(centres) == 0:
-        raise ValueError(f"centres_deg must have shape (R, 2) with R > 0, got {centres.shape}")
-    if not spacing_deg > 0:
-        raise ValueError(f"spacing_deg must be positive, got {spacing_deg}")
-    general = {"deepalignSymmetry": [str(symmetry)],
-               "deepalignRegionSpacingDeg": [float(spacing_deg)],
-               "deepalignRegionCount": [len(centres)]}
-    regions = {"deepalignRegion": np.arange(1, len(centres) + 1),
-               "rlnAngleRot": centres[:, 0], "rlnAngleTilt": centres[:, 1]}
-    write_star_blocks(path, {"deepalign_general": general, "regions": regions},
-                      single_row=("deepalign_general",))
-
-
-def read_regions_star(path) -> tuple[np.ndarray, str, float]:
-    """Read a file written by :func:`write_regions_star`.
-
-    Returns
-    -------
-    centres_deg : ndarray of shape (R, 2)
-        Ordered by ``deepalignRegion``.
-    symmetry : str
-    spacing_deg : float
-    """
-    blocks = read_star_blocks(path)
-    for bname, cols in (("deepalign_general", ("deepalignSymmetry", "deepalignRegionSpacingDeg")),
-                        ("regions", ("deepalignRegion", "rlnAngleRot", "rlnAngleTilt"))):
-        if bname not in blocks:
-            raise ValueError(f"{path}: not a regions file (no data_{bname} block)")
-        missing = [c for c in cols if c not in blocks[bname]]
-        if missing:
-            raise ValueError(f"{path}: data_{bname} lacks column(s) {missing}")
-    general, regions = blocks["deepalign_general"], blocks["regions"]
-    order = np.argsort(regions["deepalignRegion"].astype(np.int64))
-    centres = np.stack([_float(regions, "rlnAngleRot", path),
-                        _float(regions, "rlnAngleTilt", path)], axis=1)[order]
-    return (centres, str(general["deepalignSymmetry"][0]),
-            float(general["deepalignRegionSpacingDeg"][0]))
