@@ -1,0 +1,158 @@
+"""``deepalign consensus``: keep the particles on whose poses two or more assignments agree.
+
+Particles are matched across the ``--inputs`` STAR files by image name (index and stack file
+name). Writes into ``--out``:
+
+* ``agree.star`` / ``disagree.star`` -- the common particles, with the poses of input
+  ``--keep-from`` (default 1); image paths are rewritten relative to ``--out``;
+* ``differences.csv`` -- per particle: name, agree, and per pair of inputs ``i``-``j`` the
+  direction, in-plane and shift differences.
+
+Shifts of every input are compared in pixels of input 1 (converted through the pixel sizes).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import logging
+import os
+from dataclasses import replace
+
+import numpy as np
+
+from .common import CLIError, check_file_exists, check_positive, ensure_out_dir
+
+log = logging.getLogger("deepalign")
+
+OUTPUTS = ("agree.star", "disagree.star", "differences.csv")
+REPORT_THRESHOLDS_DEG = (5.0, 10.0, 15.0)
+
+
+def add_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--inputs", nargs="+", required=True, metavar="A.star",
+                        help="two or more STAR files with poses of the same particles")
+    parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    parser.add_argument("--symmetry", default="c1", help="point group; default c1")
+    parser.add_argument("--max-angle", type=float, default=10.0, metavar="DEG",
+                        help="largest angle between projection directions; default 10")
+    parser.add_argument("--max-inplane", type=float, default=None, metavar="DEG",
+                        help="largest in-plane difference (default: --max-angle)")
+    parser.add_argument("--max-shift", type=float, default=None, metavar="PX",
+                        help="largest shift difference in pixels (default: not checked)")
+    parser.add_argument("--min-agree", type=int, default=None, metavar="M",
+                        help="keep a particle when some M inputs agree pairwise "
+                             "(default: all inputs)")
+    parser.add_argument("--keep-from", type=int, default=1, metavar="K",
+                        help="write the poses of input K (1-based); default 1")
+    parser.add_argument("--plot", default=None, metavar="DIFF.png",
+                        help="write the sorted angular differences as PNG")
+
+
+def _check(args) -> None:
+    n = len(args.inputs)
+    if n < 2:
+        raise CLIError(f"--inputs needs at least two STAR files, got {n}")
+    for path in args.inputs:
+        check_file_exists(path, "--inputs")
+    check_positive(args.max_angle, "--max-angle")
+    check_positive(args.max_inplane, "--max-inplane")
+    check_positive(args.max_shift, "--max-shift")
+    if args.min_agree is not None and not 2 <= args.min_agree <= n:
+        raise CLIError(f"--min-agree must be between 2 and {n} (the number of inputs), "
+                       f"got {args.min_agree}")
+    if not 1 <= args.keep_from <= n:
+        raise CLIError(f"--keep-from must be between 1 and {n}, got {args.keep_from}")
+
+
+def _relocate(particles, out_dir):
+    """Image names with stack paths relative to ``out_dir`` (absolute stays absolute)."""
+    names = []
+    for name in particles.image_names:
+        index, sep, stack = name.rpartition("@")
+        if not os.path.isabs(stack):
+            stack = os.path.relpath(os.path.join(particles.root, stack), out_dir)
+        names.append(f"{index}{sep}{stack}")
+    return replace(particles, image_names=names, root=out_dir)
+
+
+def _write_csv(path, names, result):
+    header = ["image_name", "agree"]
+    columns = []
+    for p, (i, j) in enumerate(result.pairs):
+        tag = f"{i + 1}_{j + 1}"
+        header += [f"direction_deg_{tag}", f"inplane_deg_{tag}"]
+        columns += [result.direction_diff_deg[:, p], result.inplane_diff_deg[:, p]]
+        if result.shift_diff_px is not None:
+            header.append(f"shift_px_{tag}")
+            columns.append(result.shift_diff_px[:, p])
+    with open(path, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(header)
+        for row, name in enumerate(names):
+            writer.writerow([name, int(result.agree[row])]
+                            + [f"{c[row]:.4f}" for c in columns])
+
+
+def main(args) -> int:
+    from ..core.consensus import angular_consensus, match_particles
+    from ..core.io import read_particles_star, write_particles_star
+    from ..core.symmetry import normalise_symmetry
+
+    _check(args)
+    try:
+        symmetry = normalise_symmetry(args.symmetry)
+    except ValueError as exc:
+        raise CLIError(f"--symmetry: {exc}") from None
+    inputs = [read_particles_star(path) for path in args.inputs]
+    for path, parts in zip(args.inputs, inputs):
+        if not parts.has_poses:
+            raise CLIError(f"--inputs {path}: the particles have no poses "
+                           "(rlnAngleRot/Tilt/Psi)")
+    try:
+        common, index_lists = match_particles(*[p.image_names for p in inputs])
+    except ValueError as exc:
+        raise CLIError(f"--inputs: {exc}") from None
+    matched = [p.subset(idx) for p, idx in zip(inputs, index_lists)]
+    pixel_1 = matched[0].pixel_size_a
+    shift_sets = [np.zeros((len(common), 2)) if p.shifts_px is None
+                  else p.shifts_px * (p.pixel_size_a / pixel_1) for p in matched]
+    result = angular_consensus(
+        [p.angles_deg for p in matched], symmetry=symmetry, max_angle_deg=args.max_angle,
+        max_inplane_deg=args.max_inplane, shift_sets=shift_sets, max_shift_px=args.max_shift,
+        min_agree=args.min_agree)
+
+    out = ensure_out_dir(args.out)
+    out_abs = os.path.abspath(out)
+    keep = _relocate(matched[args.keep_from - 1], out_abs)
+    agree_path, disagree_path, csv_path = (os.path.join(out, name) for name in OUTPUTS)
+    for path, mask in ((agree_path, result.agree), (disagree_path, ~result.agree)):
+        if np.any(mask):
+            write_particles_star(path, keep.subset(mask))
+        elif os.path.exists(path):
+            os.remove(path)  # no stale file from an earlier run
+    labels = [os.path.basename(p) for p in args.inputs]
+    if len(set(labels)) < len(labels):
+        labels = [f"{k + 1}:{label}" for k, label in enumerate(labels)]
+    _write_csv(csv_path, common, result)
+    if args.plot:
+        from ..core.plots import plot_sorted_angular_differences
+
+        plot_sorted_angular_differences(
+            [result.direction_diff_deg[:, p] for p in range(len(result.pairs))],
+            [f"{labels[i]} vs {labels[j]}" for i, j in result.pairs],
+            threshold_deg=args.max_angle, path=args.plot)
+
+    n_common, n_agree = len(common), int(result.agree.sum())
+    print(f"{n_common} particles in common ({', '.join(str(len(p)) for p in inputs)} in the "
+          f"inputs); {n_agree} agree ({100 * n_agree / n_common:.1f}%), "
+          f"{n_common - n_agree} disagree")
+    fractions = result.fraction_below(REPORT_THRESHOLDS_DEG)
+    for p, (i, j) in enumerate(result.pairs):
+        parts = ", ".join(f"{100 * fractions[t][p]:.1f}% < {t:g} deg" for t in fractions)
+        print(f"  {labels[i]} vs {labels[j]}: median direction difference "
+              f"{np.median(result.direction_diff_deg[:, p]):.2f} deg; {parts}")
+    if n_agree == 0:
+        print(f"no particle agrees: {agree_path} not written")
+    if n_agree == n_common:
+        print(f"every particle agrees: {disagree_path} not written")
+    return 0
