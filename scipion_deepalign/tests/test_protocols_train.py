@@ -1,0 +1,115 @@
+"""DeepAlignProtTrain / DeepAlignProtRefine: form checks and one end-to-end refine run.
+
+Inputs are simulated (box 32, 4 A/px) and imported with pwem's own import protocols; the
+end-to-end test checks the answer (model geometry, aligned poses vs truth).
+"""
+import os
+
+import pytest
+from pyworkflow.tests import BaseTest, setupTestProject
+
+from scipion_deepalign.tests import scipion_helpers as sh
+
+PIXEL_SIZE_A = 4.0
+BOX_PX = 32
+
+
+def _errors_text(prot):
+    return "\n".join(prot.validate())
+
+
+class TestTrainValidate(BaseTest):
+    """Each `_validate` rule of the training side, without running anything."""
+
+    @classmethod
+    def setUpClass(cls):
+        setupTestProject(cls)
+        data = sh.simulate_dataset(cls.getOutputPath("sim"), n=30, box_px=BOX_PX,
+                                   pixel_size_a=PIXEL_SIZE_A, seed=1)
+        cls.aligned = sh.import_particles(cls, data.sqlite_path, PIXEL_SIZE_A,
+                                          label="aligned")
+        sqlite = os.path.join(cls.getOutputPath("sim"), "no_poses.sqlite")
+        sh.write_particles_sqlite(sqlite, data.stack_path, data.truth, with_poses=False)
+        cls.unaligned = sh.import_particles(cls, sqlite, PIXEL_SIZE_A, label="no poses")
+        cls.volume = sh.import_volume(cls, data.volume_path, PIXEL_SIZE_A)
+
+    def _train(self, **kwargs):
+        from scipion_deepalign.protocols import DeepAlignProtTrain
+
+        options = dict(inputTrainingParticles=self.aligned, symmetryGroup="c1",
+                       regionSpacingDeg=60.0, targetResolutionA=10.0)
+        options.update(kwargs)
+        return self.newProtocol(DeepAlignProtTrain, **options)
+
+    def test_valid_form_has_no_errors(self):
+        assert self._train().validate() == []
+
+    def test_training_set_without_projection_alignment(self):
+        text = _errors_text(self._train(inputTrainingParticles=self.unaligned))
+        assert "no 3D projection alignment" in text
+
+    def test_target_resolution_finer_than_nyquist(self):
+        text = _errors_text(self._train(targetResolutionA=5.0))
+        assert "Target resolution 5 A cannot be reached with 4 A pixels" in text
+
+    @pytest.mark.filterwarnings("ignore")
+    def test_spacing_outside_sane_range(self):
+        for spacing in (2.0, 150.0):
+            text = _errors_text(self._train(regionSpacingDeg=spacing))
+            assert "Region spacing must be between 5 and 90 deg" in text, spacing
+
+    def test_empty_training_set(self):
+        from pwem.objects import SetOfParticles
+
+        empty = SetOfParticles(filename=self.getOutputPath("empty.sqlite"))
+        empty.setSamplingRate(PIXEL_SIZE_A)
+        empty.setAlignmentProj()
+        prot = self._train()
+        prot.inputTrainingParticles.set(empty)
+        assert "The training set is empty." in _errors_text(prot)
+
+    def test_unknown_symmetry(self):
+        text = _errors_text(self._train(symmetryGroup="x7"))
+        assert "Unknown symmetry 'x7'" in text
+
+    def test_epochs_at_least_one(self):
+        assert "Epochs must be at least 1." in _errors_text(self._train(numberOfEpochs=0))
+
+    def test_summary_reports_network_geometry_before_training(self):
+        summary = "\n".join(self._train(targetResolutionA=16.0).summary())
+        assert "Network input: 16 px at 8 A/px (12 regions)" in summary
+
+    # ------------------------------------------------------------- refine
+    def _refine(self, **kwargs):
+        from scipion_deepalign.protocols import DeepAlignProtRefine
+
+        options = dict(inputParticles=self.unaligned, inputVolume=self.volume,
+                       inputTrainingParticles=self.aligned, symmetryGroup="c1",
+                       regionSpacingDeg=60.0, targetResolutionA=10.0, topK=2, maxShiftPx=4.0)
+        options.update(kwargs)
+        return self.newProtocol(DeepAlignProtRefine, **options)
+
+    def test_refine_valid_form_has_no_errors(self):
+        assert self._refine().validate() == []
+
+    def test_refine_k_larger_than_number_of_regions(self):
+        text = _errors_text(self._refine(topK=13))
+        assert "k = 13 regions per particle is more than the 12 regions" in text
+
+    def test_refine_max_shift_larger_than_half_box(self):
+        text = _errors_text(self._refine(maxShiftPx=20.0))
+        assert "Max shift 20.0 px must be between 0 and half the box (16 px)" in text
+
+    def test_refine_reused_model_of_other_symmetry(self):
+        from scipion_deepalign.objects import DeepAlignModel
+
+        model = DeepAlignModel("/nonexistent", symmetry="d2", spacingDeg=30.0,
+                               numberOfRegions=13, particleBoxPx=BOX_PX,
+                               particlePixelSizeA=PIXEL_SIZE_A)
+        prot = self._refine(trainModel=False)
+        prot.inputModel.set(model)
+        assert "The model was trained for symmetry d2, not c1." in _errors_text(prot)
+
+    def test_refine_without_model_nor_training(self):
+        text = _errors_text(self._refine(trainModel=False))
+        assert "Choose a trained model, or train a new one." in text
