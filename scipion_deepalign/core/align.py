@@ -29,7 +29,9 @@ __all__ = ["AlignmentResult", "align_particles"]
 
 logger = logging.getLogger(__name__)
 
-_BLOCK_ELEMENTS = 1 << 23  # bound on n * m * B * B per correlation block (~100 MB float32)
+_BLOCK_ELEMENTS = 1 << 23  # bound on n * m * K (correlations held at once, 32 MB float32)
+_REFS_PER_CHUNK = 2048  # rotated references prepared at once
+_PARTICLE_BLOCK = 8192  # particles whose spectra are held at once
 
 
 @dataclass
@@ -176,9 +178,10 @@ def align_particles(images, volume, *, pixel_size_a, max_shift_px, ctf=None, sym
     radius_small = (0.45 * box if mask_radius_px is None else mask_radius_px) / scale
     step = default_step_deg(radius_small) if step_deg is None else float(step_deg)
     psi = psi_grid_deg(step if psi_step_deg is None else float(psi_step_deg))
-    offsets, flat_index = matching.shift_window(small, max_shift_px / scale)
-    mask_np = matching.soft_mask(small, radius_small)
-    mask = xp.asarray(mask_np)
+    offsets = matching.shift_window(small, max_shift_px / scale)
+    band = matching.FourierBand.of_box(small)
+    phases = band.shift_phases(offsets, xp)
+    mask = matching.soft_mask(small, radius_small)
 
     # --- galleries ----------------------------------------------------------------------------
     cache = GalleryCache(cache_dir)
@@ -213,25 +216,30 @@ def align_particles(images, volume, *, pixel_size_a, max_shift_px, ctf=None, sym
     n_comparisons = 0
     n_psi = len(psi)
     state = {"batch": int(batch_size)}
-    for gal, idx, offset in zip(galleries, members, dir_offset[:-1]):
-        if len(idx) == 0 or len(gal) == 0:
-            continue
-        dirs_per_chunk = max(1, _BLOCK_ELEMENTS // (n_psi * small * small * 8))
-        for d0 in range(0, len(gal), dirs_per_chunk):
-            refs = _rotated(gal.projections[d0:d0 + dirs_per_chunk], psi)
-            ref_conj, ref_power = matching.prepare_references(refs, xp=xp, mask=mask,
-                                                              with_power=apply_mode)
-            n_comparisons += _match_chunk(
-                xp, images, idx, ctf_half, ctf_mode, mask, ref_conj, ref_power, flat_index,
-                small, state, best_score, best_ref, best_shift,
-                ref_base=(offset + d0) * n_psi)
+    dirs_per_chunk = max(1, _REFS_PER_CHUNK // n_psi)
+    for p0 in range(0, n, _PARTICLE_BLOCK):
+        block = np.arange(p0, min(n, p0 + _PARTICLE_BLOCK))
+        ctf_block = None if ctf_half is None else ctf_half[block]
+        spectra, power = matching.prepare_particles(images[block], xp=xp, mask=mask, band=band,
+                                                    ctf_half=ctf_block, ctf_mode=ctf_mode)
+        for gal, members_all, offset in zip(galleries, members, dir_offset[:-1]):
+            idx = members_all[(members_all >= block[0]) & (members_all <= block[-1])]
+            if len(idx) == 0 or len(gal) == 0:
+                continue
+            for d0 in range(0, len(gal), dirs_per_chunk):
+                refs = _rotated(gal.projections[d0:d0 + dirs_per_chunk], psi)
+                ref_matrix, ref_power = matching.prepare_references(
+                    refs, xp=xp, mask=mask, band=band, with_power=apply_mode)
+                n_comparisons += _match_chunk(
+                    xp, spectra, power, idx, p0, ref_matrix, ref_power, phases, state,
+                    best_score, best_ref, best_shift, ref_base=(offset + d0) * n_psi)
 
     # --- poses ------------------------------------------------------------------------------------
     dir_index, psi_index = best_ref // n_psi, best_ref % n_psi
     psi_deg = (psi[psi_index] + 180.0) % 360.0 - 180.0
     angles = np.concatenate([all_dirs[dir_index], psi_deg[..., None]], axis=-1)
     shifts_small = -offsets[best_shift][..., ::-1].astype(np.float64)  # (x, y) = -(dx, dy)
-    shifts_small[:, 0] -= _subpixel(xp, images, ctf_half, ctf_mode, mask, volume,
+    shifts_small[:, 0] -= _subpixel(xp, images, ctf_half, ctf_mode, mask, band, volume,
                                     angles[:, 0], offsets[best_shift[:, 0]])[:, ::-1]
     shifts = shifts_small * scale
     region = dir_region[dir_index[:, 0]] if region_hints is not None else np.full(n, -1)
@@ -258,25 +266,23 @@ def _rotated(projections, psi):
     return refs.reshape(-1, refs.shape[-2], refs.shape[-1])
 
 
-def _particle_block(xp, images, sel, ctf_half, ctf_mode, mask):
-    ctf_sel = None if ctf_half is None else ctf_half[sel]
-    return matching.prepare_particles(images[sel], xp=xp, mask=mask, ctf_half=ctf_sel,
-                                      ctf_mode=ctf_mode)
+def _match_chunk(xp, spectra, power, idx, p0, ref_matrix, ref_power, phases, state,
+                 best_score, best_ref, best_shift, *, ref_base):
+    """Correlate particles ``idx`` with one reference chunk; merge into the running best.
 
-
-def _match_chunk(xp, images, idx, ctf_half, ctf_mode, mask, ref_conj, ref_power, flat_index,
-                 box, state, best_score, best_ref, best_shift, *, ref_base):
-    """Correlate particles ``idx`` with one reference chunk; merge into the running best."""
-    m = ref_conj.shape[0]
+    ``spectra``/``power`` hold the particle block starting at particle ``p0``. Returns the
+    number of comparisons (particles times references).
+    """
+    m, k = ref_matrix.shape[0], phases.shape[1]
     start = 0
     while start < len(idx):
-        nb = max(1, min(state["batch"], _BLOCK_ELEMENTS // (m * box * box)))
+        nb = max(1, min(state["batch"], _BLOCK_ELEMENTS // (m * k)))
         sel = idx[start:start + nb]
+        local = xp.asarray(sel - p0)
         try:
-            spectra, power = _particle_block(xp, images, sel, ctf_half, ctf_mode, mask)
             score, shift = matching.correlate_block(
-                spectra, ref_conj, flat_index, xp=xp, box_px=box,
-                particle_power=power, ref_power=ref_power if power is not None else None)
+                spectra[local], ref_matrix, phases, xp=xp,
+                particle_power=None if power is None else power[local], ref_power=ref_power)
             score, shift = to_numpy(score), to_numpy(shift)
         except Exception as exc:
             if not is_out_of_memory(exc) or nb == 1:
@@ -313,29 +319,38 @@ def _merge_best(score, shift, sel, ref_base, best_score, best_ref, best_shift):
     best_shift[sel] = np.take_along_axis(all_h, order, 1)
 
 
-def _subpixel(xp, images, ctf_half, ctf_mode, mask, volume, angles, offsets_yx):
-    """Parabolic sub-pixel correction ``(dy, dx)`` of the best correlation peak, each in ±0.5."""
-    from .projection import project
+def _subpixel(xp, images, ctf_half, ctf_mode, mask, band, volume, angles, offsets_yx):
+    """Parabolic sub-pixel correction ``(dy, dx)`` of the best correlation peak, each in ±0.5.
+
+    The reference of each particle is projected directly at its best pose, so the
+    correction also absorbs the interpolation of the in-plane rotated gallery.
+    """
+    from .projection import VolumeSpectrum, project
 
     n, box = images.shape[0], images.shape[-1]
     out = np.zeros((n, 2))
-    fft = matching.fft_module(xp)
-    for start in range(0, n, 256):
-        sel = np.arange(start, min(n, start + 256))
-        spectra, _ = _particle_block(xp, images, sel, ctf_half, ctf_mode, mask)
-        refs = np.asarray(project(volume, angles[sel]), dtype=np.float32)
-        ref_conj, _ = matching.prepare_references(refs, xp=xp, mask=mask)
-        corr = to_numpy(fft.irfft2(spectra * ref_conj, s=(box, box)))
+    spec = VolumeSpectrum(volume)
+    rows = np.arange(n)
+    for start in range(0, n, 512):
+        sel = rows[start:start + 512]
+        spectra, _ = matching.prepare_particles(
+            images[sel], xp=xp, mask=mask, band=band,
+            ctf_half=None if ctf_half is None else ctf_half[sel], ctf_mode=ctf_mode)
+        refs = project(spec, angles[sel])
+        ref_matrix, _ = matching.prepare_references(refs, xp=xp, mask=mask, band=band)
+        corr = to_numpy(matching.correlation_maps(spectra, ref_matrix, band, xp=xp))
+        peak = offsets_yx[sel]
+        centre = corr[np.arange(len(sel)), peak[:, 0] % box, peak[:, 1] % box]
         for axis in (0, 1):
-            peak = offsets_yx[sel]
-            vals = []
-            for d in (-1, 0, 1):
-                p = peak.copy()
-                p[:, axis] += d
-                vals.append(corr[np.arange(len(sel)), p[:, 0] % box, p[:, 1] % box])
-            lo, mid, hi = vals
-            den = lo - 2 * mid + hi
-            frac = np.where(den < -1e-12, 0.5 * (lo - hi) / np.where(den < -1e-12, den, -1.0), 0.0)
+            step = np.zeros(2, dtype=np.int64)
+            step[axis] = 1
+            lo = corr[np.arange(len(sel)), (peak[:, 0] - step[0]) % box,
+                      (peak[:, 1] - step[1]) % box]
+            hi = corr[np.arange(len(sel)), (peak[:, 0] + step[0]) % box,
+                      (peak[:, 1] + step[1]) % box]
+            den = lo - 2 * centre + hi
+            safe = np.where(den < -1e-12, den, -1.0)
+            frac = np.where(den < -1e-12, 0.5 * (lo - hi) / safe, 0.0)
             out[sel, axis] = np.clip(frac, -0.5, 0.5)
     return out
 

