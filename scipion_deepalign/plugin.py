@@ -62,3 +62,8 @@ class Plugin(pwem.Plugin):
                 env[name] = str(int(threads))
             env["TF_NUM_INTEROP_THREADS"] = "1"
         return env
+
+    def getPath(self):
+        """Package folder (pyworkflow reads ``__path__`` of the Plugin class's module, and this
+        module is not the package)."""
+        return os.path.dirname(os.path.abspath(__file__))

@@ -1,4 +1,6 @@
 """pyworkflow discovers the plugin through its entry point and lists every protocol."""
+import os
+
 import pytest
 
 EXPECTED = ["DeepAlignProtTrain", "DeepAlignProtPredict", "DeepAlignProtAlign",
@@ -87,3 +89,9 @@ def test_core_imports_without_pyworkflow():
             "bad = [m for m in sys.modules if m.startswith(('pyworkflow', 'pwem'))]; "
             "sys.exit(1 if bad else 0)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_plugin_path_is_the_package_folder(domain):
+    plugin = domain.getPluginModule("scipion_deepalign")._pluginInstance
+    assert os.path.isfile(os.path.join(plugin.getPath(), "protocols.conf"))
+    assert plugin.getName() == "scipion_deepalign"
