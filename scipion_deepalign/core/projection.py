@@ -73,27 +73,22 @@ class VolumeSpectrum:
         m = np.asarray(matrices, dtype=np.float32)
         # k3 = A.T @ (kx, ky, 0): components along map x, y, z
         k3 = (m[:, 0, :, None, None] * kxx + m[:, 1, :, None, None] * kyy)  # (N, 3, P, P/2+1)
-        c = p // 2
-        fx, fy, fz = k3[:, 0] + c, k3[:, 1] + c, k3[:, 2] + c
-        x0 = np.floor(fx)
-        y0 = np.floor(fy)
-        z0 = np.floor(fz)
-        wx, wy, wz = fx - x0, fy - y0, fz - z0
-        x0, y0, z0 = x0.astype(np.int64), y0.astype(np.int64), z0.astype(np.int64)
-        inside = ((x0 >= 0) & (x0 < p - 1) & (y0 >= 0) & (y0 < p - 1)
-                  & (z0 >= 0) & (z0 < p - 1))
-        x0 = np.where(inside, x0, 0)
-        y0 = np.where(inside, y0, 0)
-        z0 = np.where(inside, z0, 0)
-        base = (z0 * p + y0) * p + x0
+        k3 += p // 2  # centred-spectrum index coordinates
+        i0 = np.floor(k3)
+        w1 = k3 - i0  # weights of the upper neighbours, (N, 3, P, P/2+1)
+        w0 = 1.0 - w1
+        i0 = i0.astype(np.int32 if p ** 3 < 2 ** 31 else np.int64)
+        inside = np.all((i0 >= 0) & (i0 < p - 1), axis=1)
+        base = (i0[:, 2] * p + i0[:, 1]) * p + i0[:, 0]
+        base[~inside] = 0
         out = np.zeros(base.shape, dtype=np.complex64)
         for dz in (0, 1):
-            wzz = wz if dz else 1 - wz
+            wz = (w1 if dz else w0)[:, 2]
             for dy in (0, 1):
-                wyz = wzz * (wy if dy else 1 - wy)
+                wyz = wz * (w1 if dy else w0)[:, 1]
                 for dx in (0, 1):
-                    w = wyz * (wx if dx else 1 - wx)
-                    out += w * self._flat[base + ((dz * p + dy) * p + dx)]
+                    w = wyz * (w1 if dx else w0)[:, 0]
+                    out += w * self._flat.take(base + base.dtype.type((dz * p + dy) * p + dx))
         out[~inside] = 0
         if shifts_px is not None:
             sh = np.asarray(shifts_px, dtype=np.float32)
