@@ -62,28 +62,45 @@ def test_to_numpy_and_oom_detection():
 
 
 def test_shift_window_is_a_disc():
-    offsets, flat = matching.shift_window(16, 2.0)
+    offsets = matching.shift_window(16, 2.0)
     assert len(offsets) == 13  # integer points with dy^2 + dx^2 <= 4
     assert np.all((offsets ** 2).sum(1) <= 4)
-    assert flat[np.flatnonzero((offsets == [-1, 1]).all(1))[0]] == 15 * 16 + 1
-    assert len(matching.shift_window(16, 0.0)[0]) == 1
+    assert len(matching.shift_window(16, 0.0)) == 1
+
+
+def _band_limited_unit(images, mask):
+    """Slow twin of the matching normalisation: mask, zero mean, keep |k| < B/2, unit norm."""
+    box = images.shape[-1]
+    x = images * mask
+    x = (images - x.sum(axis=(1, 2), keepdims=True) / mask.sum()) * mask
+    ky = np.fft.fftfreq(box)[:, None] * box
+    kx = np.fft.rfftfreq(box)[None, :] * box
+    x = np.fft.irfft2(np.fft.rfft2(x) * (np.hypot(ky, kx) < box / 2), s=(box, box))
+    return x / np.linalg.norm(x, axis=(1, 2), keepdims=True)
 
 
 def _slow_scores(particles, refs, offsets, mask, ctf_half=None):
     """Direct real-space evaluation of the scores correlate_block must give."""
     box = particles.shape[-1]
-    p = matching.normalise_masked(particles, mask)
-    r = matching.normalise_masked(refs, mask)
-    if ctf_half is not None:  # CTF applied to the references, exact norm
-        out = np.empty((len(p), len(r)))
-        for i in range(len(p)):
-            cr = np.fft.irfft2(np.fft.rfft2(r) * ctf_half[i], s=(box, box))
-            for j in range(len(r)):
-                vals = [np.sum(np.roll(p[i], (-dy, -dx), (0, 1)) * cr[j]) for dy, dx in offsets]
-                out[i, j] = max(vals) / np.linalg.norm(cr[j])
-        return out
-    return np.array([[max(np.sum(np.roll(pi, (-dy, -dx), (0, 1)) * rj) for dy, dx in offsets)
-                      for rj in r] for pi in p])
+    p = _band_limited_unit(particles, mask)
+    r = _band_limited_unit(refs, mask)
+    out = np.empty((len(p), len(r)))
+    for i in range(len(p)):
+        cr = r if ctf_half is None else np.fft.irfft2(np.fft.rfft2(r) * ctf_half[i], s=(box, box))
+        for j in range(len(r)):
+            vals = [np.sum(np.roll(p[i], (-dy, -dx), (0, 1)) * cr[j]) for dy, dx in offsets]
+            out[i, j] = max(vals) / np.linalg.norm(cr[j])
+    return out
+
+
+def _fast_scores(particles, refs, offsets, mask, ctf_half=None, xp=np):
+    band = matching.FourierBand.of_box(particles.shape[-1])
+    spectra, power = matching.prepare_particles(particles, xp=xp, mask=xp.asarray(mask),
+                                                band=band, ctf_half=ctf_half)
+    matrix, ref_power = matching.prepare_references(refs, xp=xp, mask=xp.asarray(mask),
+                                                    band=band, with_power=power is not None)
+    return matching.correlate_block(spectra, matrix, band.shift_phases(offsets, xp), xp=xp,
+                                    particle_power=power, ref_power=ref_power)
 
 
 def test_correlate_block_equals_direct_computation():
@@ -91,13 +108,11 @@ def test_correlate_block_equals_direct_computation():
     box = 12
     refs = rng.normal(size=(3, box, box)).astype(np.float32)
     particles = np.roll(refs[[2, 0]], (1, -2), (1, 2)) + 0.3 * rng.normal(size=(2, box, box))
+    particles = particles.astype(np.float32)
     mask = matching.soft_mask(box, 5.0)
-    offsets, flat = matching.shift_window(box, 2.5)
-    spectra, _ = matching.prepare_particles(particles, xp=np, mask=mask)
-    conj, _ = matching.prepare_references(refs, xp=np, mask=mask)
-    score, k = matching.correlate_block(spectra, conj, flat, xp=np, box_px=box)
-    expected = _slow_scores(particles.astype(np.float32), refs, offsets, mask)
-    np.testing.assert_allclose(score, expected, atol=2e-5)
+    offsets = matching.shift_window(box, 2.5)
+    score, k = _fast_scores(particles, refs, offsets, mask)
+    np.testing.assert_allclose(score, _slow_scores(particles, refs, offsets, mask), atol=2e-5)
     # The particle is the reference moved by +(1, -2): the peak is at s = (1, -2).
     assert offsets[k[0, 2]].tolist() == [1, -2]
     assert score[0, 2] > 0.7 and score[0, 2] == score[0].max()
@@ -113,13 +128,29 @@ def test_apply_ctf_scores_equal_direct_computation():
     refs = rng.normal(size=(3, box, box)).astype(np.float32)
     particles = rng.normal(size=(2, box, box)).astype(np.float32)
     mask = matching.soft_mask(box, 6.0)
-    offsets, flat = matching.shift_window(box, 1.0)
-    spectra, power = matching.prepare_particles(particles, xp=np, mask=mask, ctf_half=half)
-    conj, ref_power = matching.prepare_references(refs, xp=np, mask=mask, with_power=True)
-    score, _ = matching.correlate_block(spectra, conj, flat, xp=np, box_px=box,
-                                        particle_power=power, ref_power=ref_power)
+    offsets = matching.shift_window(box, 1.0)
+    score, _ = _fast_scores(particles, refs, offsets, mask, ctf_half=half)
     expected = _slow_scores(particles, refs, offsets, mask, ctf_half=half)
     np.testing.assert_allclose(score, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_correlation_maps_agree_with_block_scores():
+    rng = np.random.default_rng(3)
+    box = 16
+    refs = rng.normal(size=(2, box, box)).astype(np.float32)
+    particles = np.roll(refs, (2, 1), (1, 2)).astype(np.float32)
+    mask = matching.soft_mask(box, 7.0)
+    band = matching.FourierBand.of_box(box)
+    spectra, _ = matching.prepare_particles(particles, xp=np, mask=mask, band=band)
+    matrix, _ = matching.prepare_references(refs, xp=np, mask=mask, band=band)
+    maps = matching.correlation_maps(spectra, matrix, band, xp=np)
+    offsets = matching.shift_window(box, 3.0)
+    score, k = matching.correlate_block(spectra, matrix, band.shift_phases(offsets), xp=np)
+    for i in range(2):
+        dy, dx = offsets[k[i, i]]
+        assert (dy, dx) == (2, 1)
+        assert maps[i, dy % box, dx % box] == pytest.approx(score[i, i], abs=1e-5)
+        assert maps[i].max() == pytest.approx(score[i, i], abs=1e-5)
 
 
 def test_cupy_matches_numpy():
@@ -131,12 +162,8 @@ def test_cupy_matches_numpy():
     refs = rng.normal(size=(4, box, box)).astype(np.float32)
     particles = rng.normal(size=(3, box, box)).astype(np.float32)
     mask = matching.soft_mask(box, 6.0)
-    _, flat = matching.shift_window(box, 2.0)
-    out = []
-    for xp in (np, cupy):
-        spectra, _ = matching.prepare_particles(particles, xp=xp, mask=xp.asarray(mask))
-        conj, _ = matching.prepare_references(refs, xp=xp, mask=xp.asarray(mask))
-        score, k = matching.correlate_block(spectra, conj, flat, xp=xp, box_px=box)
-        out.append((backend.to_numpy(score), backend.to_numpy(k)))
-    np.testing.assert_allclose(out[0][0], out[1][0], atol=1e-5)
-    np.testing.assert_array_equal(out[0][1], out[1][1])
+    offsets = matching.shift_window(box, 2.0)
+    s_np, k_np = _fast_scores(particles, refs, offsets, mask)
+    s_cp, k_cp = _fast_scores(particles, refs, offsets, mask, xp=cupy)
+    np.testing.assert_allclose(s_np, backend.to_numpy(s_cp), atol=1e-5)
+    np.testing.assert_array_equal(k_np, backend.to_numpy(k_cp))
