@@ -63,6 +63,10 @@ class Plugin(pwem.Plugin):
             env["TF_NUM_INTEROP_THREADS"] = "1"
         return env
 
+    def getName(self):
+        """The package name (pyworkflow's default is the module of the Plugin class)."""
+        return __package__
+
     def getPath(self):
         """Package folder (pyworkflow reads ``__path__`` of the Plugin class's module, and this
         module is not the package)."""
