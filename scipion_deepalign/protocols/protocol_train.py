@@ -168,10 +168,10 @@ class TrainSteps:
         try:
             box, pixel = downsampled_geometry(train_set.getXDim(), train_set.getSamplingRate(),
                                               self.targetResolutionA.get())
+            n_regions = self._numberOfRegions()
         except (ValueError, TypeError, AttributeError):
             return []
-        return [f"Network input: {box} px at {pixel:.3g} A/px "
-                f"({self._numberOfRegions()} regions)"]
+        return [f"Network input: {box} px at {pixel:.3g} A/px ({n_regions} regions)"]
 
 
 class DeepAlignProtTrain(TrainSteps, DeepAlignProtBase):
