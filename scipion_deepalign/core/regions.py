@@ -15,12 +15,26 @@ neighbours are about ``step_deg`` apart (63.435 degrees is the icosahedron's edg
 
 Region centres
 --------------
-:func:`region_centres_deg` keeps the grid directions of spacing ``spacing_deg`` that lie in the
-asymmetric unit (boundary included), and drops any that is equivalent under the group to one
-already kept. The count is therefore about ``(10 n**2 + 2) / G`` for a group of ``G``
-operators, a little more because boundary directions are kept: c1 gives 42 regions at 30
-degrees and 92 at 20 degrees; d7 gives 9 at 20 degrees. Every direction of the sphere is
-within about ``spacing_deg`` of a centre once symmetry is taken into account.
+:func:`region_centres_deg` builds the grid of spacing ``spacing_deg`` (frequency ``n``) and
+
+1. keeps the directions in the asymmetric unit (boundary included), dropping, in grid order,
+   any within half a grid edge of an image ``S c`` of a direction already kept (boundary
+   duplicates and near-duplicates: the grid does not share the group's symmetry);
+2. fills the holes this leaves along the unit's boundary: directions of a 4x finer grid are
+   added farthest-first (symmetry-aware), moved into the unit, until every direction of the
+   sphere is within ``0.75 * spacing_deg`` of a centre, up to symmetry. (No holes for c1.)
+
+So centres never overlap (at least half a grid edge apart, up to symmetry), every direction
+is within ``spacing_deg`` of a centre up to symmetry, and the count is about
+``(10 n**2 + 2) / G`` for a group of ``G`` operators, a little more because of the boundary:
+c1 gives 42 regions at 30 degrees and 92 at 20 degrees (exactly the grid); d7 gives 9 at 20
+degrees, as in the paper; i gives 3 at 20 and 8 at 10 degrees. The result is deterministic
+(cached per frequency and group).
+
+Labels
+------
+:func:`assign_regions` labels a direction with the centre whose orbit ``{S c}`` holds the
+nearest direction; exact ties go to the lower label.
 """
 from __future__ import annotations
 
@@ -52,7 +66,9 @@ MAX_SPACING_DEG = 90.0
 _ICOSA_EDGE_DEG = float(np.rad2deg(np.arctan(2.0)))  # 63.435
 _CHUNK_ELEMENTS = 2_000_000
 _FILL_REFINE = 4
-_COVER_FRACTION = 0.8  # centres are added until all directions are this close (x spacing)
+_MIN_SEP_FRACTION = 0.5  # grid directions closer than this (x edge) up to symmetry are dropped
+_TIE_COS = 1e-12
+_COVER_FRACTION = 0.75  # centres are added until all directions are this close (x spacing)
 
 
 def _icosahedron():
@@ -129,24 +145,32 @@ def _check_spacing(spacing_deg) -> float:
     return spacing
 
 
-def _unique_under_group(dirs, mats, tol=1e-6):
-    """Mask (M,) keeping the first of every set of directions equivalent under the group."""
+def _separated_under_group(dirs, mats, min_sep_deg):
+    """Mask (M,) keeping directions in order, dropping any closer than ``min_sep_deg`` to an
+    image ``S d`` of a direction already kept (symmetry-aware thinning)."""
     keep = np.ones(len(dirs), dtype=bool)
     if len(mats) == 1 or len(dirs) == 0:
         return keep
+    chord = 2.0 * np.sin(np.deg2rad(min_sep_deg) / 2.0)
     tree = cKDTree(dirs)
+    conflicts = [set() for _ in range(len(dirs))]
     for s_mat in mats[1:]:
-        dist, j = tree.query(dirs @ s_mat.T, distance_upper_bound=tol)
-        i = np.nonzero(np.isfinite(dist) & (j != np.arange(len(dirs))))[0]
-        keep[np.maximum(i, j[i])] = False
+        for i, near in enumerate(tree.query_ball_point(dirs @ s_mat.T, chord)):
+            for j in near:
+                if j != i:
+                    conflicts[max(i, j)].add(min(i, j))
+    for j in range(len(dirs)):
+        if any(keep[i] for i in conflicts[j]):
+            keep[j] = False
     return keep
 
 
-def _asymmetric_grid(freq, symmetry, mats):
-    """Geodesic directions in the asymmetric unit, no two equivalent, shape (M, 3)."""
+def _asymmetric_grid(freq, symmetry, mats, *, min_sep_deg=1e-4):
+    """Geodesic directions in the asymmetric unit, thinned so that no two are within
+    ``min_sep_deg`` of each other up to symmetry, shape (M, 3)."""
     dirs = _geodesic_directions(freq)
     dirs = dirs[in_asymmetric_unit(dirs, symmetry, tol_deg=1e-4)]
-    return dirs[_unique_under_group(dirs, mats)]
+    return dirs[_separated_under_group(dirs, mats, min_sep_deg)]
 
 
 def _fill_gaps(kept, freq, symmetry, mats, bound_deg):
@@ -187,7 +211,8 @@ def _reference(symmetry):
 @functools.lru_cache(maxsize=64)
 def _centres_cached(freq: int, symmetry: str, bound_deg: float) -> np.ndarray:
     mats = symmetry_matrices(symmetry)
-    dirs = _asymmetric_grid(freq, symmetry, mats)
+    dirs = _asymmetric_grid(freq, symmetry, mats,
+                            min_sep_deg=_MIN_SEP_FRACTION * _ICOSA_EDGE_DEG / freq)
     if len(mats) > 1:
         dirs = _fill_gaps(dirs, freq, symmetry, mats, bound_deg)
     out = direction_to_euler(dirs)
@@ -224,17 +249,22 @@ def count_regions(spacing_deg, symmetry="c1") -> int:
 
 
 def _nearest_centre(dirs, centre_dirs, mats):
-    """Labels (N,) and symmetry-aware distances (N,) of unit directions to unit centres."""
-    # images[g, r] = S_g c_r; distance of d to the orbit of c_r is min_g angle(d, S_g c_r)
-    images = np.einsum("gij,rj->gri", mats, centre_dirs).reshape(-1, 3)
-    n_img = len(images)
+    """Labels (N,) and symmetry-aware distances (N,) of unit directions to unit centres.
+
+    Ties (directions equidistant from two centres within ``_TIE_COS``) go to the lower label,
+    so that labels do not depend on rounding.
+    """
+    # images[r, g] = S_g c_r; distance of d to the orbit of c_r is min_g angle(d, S_g c_r)
+    n_ops = len(mats)
+    images = np.einsum("gij,rj->rgi", mats, centre_dirs).reshape(-1, 3)
     labels = np.empty(len(dirs), dtype=np.int64)
     dist = np.empty(len(dirs))
-    step = max(1, _CHUNK_ELEMENTS // n_img)
+    step = max(1, _CHUNK_ELEMENTS // len(images))
     for start in range(0, len(dirs), step):
         d = dirs[start:start + step]
-        best = np.argmax(d @ images.T, axis=1)
-        labels[start:start + step] = best % len(centre_dirs)
+        cos = d @ images.T
+        best = np.argmax(cos >= cos.max(axis=1, keepdims=True) - _TIE_COS, axis=1)
+        labels[start:start + step] = best // n_ops
         nearest = images[best]
         cross = np.linalg.norm(np.cross(d, nearest), axis=1)
         dist[start:start + step] = np.rad2deg(np.arctan2(cross, np.sum(d * nearest, axis=1)))
@@ -286,14 +316,17 @@ def region_direction_grids(centres_deg, symmetry="c1", step_deg=5.0) -> list:
     -------
     list of R ndarrays of shape (M_r, 2)
         ``(rot, tilt)`` in degrees of the fine directions whose nearest centre is region
-        ``r``. Each fine direction is first moved to its equivalent nearest to its centre,
-        so a region's directions form one patch; directions equivalent to one already kept
-        are dropped, so together the grids hold each direction of the asymmetric unit once.
+        ``r``. The fine directions are built like the centres (asymmetric unit, thinned,
+        boundary holes filled), so together the grids hold each direction of the unit once
+        (no two equivalent) and cover the sphere up to symmetry at ``step_deg``. Each is then
+        moved to its equivalent nearest its centre, so a region's directions form one patch
+        around its centre; near the unit's boundary a patch may reach outside the unit.
     """
     mats = symmetry_matrices(symmetry)
     centre_dirs = _centre_directions(centres_deg)
     freq = _frequency(step_deg)
-    fine = _asymmetric_grid(freq, normalise_symmetry(symmetry), mats)
+    fine = _asymmetric_grid(freq, normalise_symmetry(symmetry), mats,
+                            min_sep_deg=_MIN_SEP_FRACTION * _ICOSA_EDGE_DEG / freq)
     if len(mats) > 1:
         fine = _fill_gaps(fine, freq, normalise_symmetry(symmetry), mats,
                           _COVER_FRACTION * _ICOSA_EDGE_DEG / freq)

@@ -189,10 +189,10 @@ def _reference_cached(name: str) -> np.ndarray:
         return projection_direction([180.0 / order, tilt])
     # Farthest point from every axis: maximise the smallest angle to the images S d over a
     # fine grid of the upper hemisphere, then refine locally. Deterministic.
-    rot, tilt = np.meshgrid(np.arange(0.0, 360.0, 0.5), np.arange(0.25, 90.0, 0.5))
+    rot, tilt = np.meshgrid(np.arange(0.0, 360.0, 1.0), np.arange(0.5, 90.0, 1.0))
     cand = projection_direction(np.stack([rot.ravel(), tilt.ravel()], -1))
     best = cand[np.argmax(_min_image_cos_margin(cand, mats))]
-    for step in (0.2, 0.05, 0.01, 0.002):
+    for step in (0.3, 0.06, 0.012, 0.0024):
         r0, t0 = np.rad2deg(np.arctan2(best[1], best[0])), np.rad2deg(np.arccos(best[2]))
         dr, dt = np.meshgrid(np.linspace(-5, 5, 11) * step, np.linspace(-5, 5, 11) * step)
         cand = projection_direction(np.stack([r0 + dr.ravel(), t0 + dt.ravel()], -1))

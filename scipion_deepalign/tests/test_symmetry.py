@@ -79,7 +79,7 @@ def test_same_group_as_xmipp(name):
     assert _as_set(sym.symmetry_matrices(name)) == _as_set(expected)
 
 
-def _symmetric_points(name, n=30, seed=0):
+def _symmetric_points(name, n=8, seed=0):
     points = np.random.default_rng(seed).normal(size=(n, 3))
     return np.einsum("gij,nj->gni", sym.symmetry_matrices(name), points).reshape(-1, 3)
 
