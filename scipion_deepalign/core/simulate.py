@@ -122,6 +122,8 @@ def signal_mask_radius_px(volume) -> float:
     grid = np.arange(box) - box // 2
     zz, yy, xx = np.meshgrid(grid, grid, grid, indexing="ij")
     strong = vol > 0.1 * vol.max()
+    if not strong.any():  # empty or non-positive map: the inscribed circle
+        return float(box // 2)
     radius = np.sqrt(zz[strong] ** 2 + yy[strong] ** 2 + xx[strong] ** 2).max() + 2.0
     return float(np.clip(radius, 2.0, box // 2))
 
