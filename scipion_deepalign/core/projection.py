@@ -121,7 +121,9 @@ def project(volume, angles_deg, *, shifts_px=None, batch_size: int | None = None
         ``(rot, tilt, psi)`` in degrees (convention of :mod:`scipion_deepalign.core.geometry`).
     shifts_px : array_like of shape (N, 2), optional
         RELION origins ``(shift_x, shift_y)`` in pixels: the result is the projection translated
-        by ``-shift`` (as a particle image is).
+        by ``-shift`` (as a particle image is). The shift is applied in the padded box, so
+        content does not wrap around the edges as it does with
+        :func:`~scipion_deepalign.core.imageops.translate_images`.
     batch_size : int, optional
         Projections computed at once; by default chosen to keep the work arrays within
         ``memory_mb``.
