@@ -209,13 +209,21 @@ def _reference(symmetry):
 
 
 @functools.lru_cache(maxsize=64)
-def _centres_cached(freq: int, symmetry: str, bound_deg: float) -> np.ndarray:
+def _unit_directions(freq: int, symmetry: str, cover_deg: float | None = None) -> np.ndarray:
+    """Thinned, hole-filled directions of the asymmetric unit (module docstring), (M, 3)."""
     mats = symmetry_matrices(symmetry)
-    dirs = _asymmetric_grid(freq, symmetry, mats,
-                            min_sep_deg=_MIN_SEP_FRACTION * _ICOSA_EDGE_DEG / freq)
+    edge_deg = _ICOSA_EDGE_DEG / freq
+    dirs = _asymmetric_grid(freq, symmetry, mats, min_sep_deg=_MIN_SEP_FRACTION * edge_deg)
     if len(mats) > 1:
-        dirs = _fill_gaps(dirs, freq, symmetry, mats, bound_deg)
-    out = direction_to_euler(dirs)
+        cover = _COVER_FRACTION * edge_deg if cover_deg is None else cover_deg
+        dirs = _fill_gaps(dirs, freq, symmetry, mats, cover)
+    dirs.setflags(write=False)
+    return dirs
+
+
+@functools.lru_cache(maxsize=64)
+def _centres_cached(freq: int, symmetry: str, bound_deg: float) -> np.ndarray:
+    out = direction_to_euler(_unit_directions(freq, symmetry, bound_deg))
     out.setflags(write=False)
     return out
 
@@ -324,12 +332,7 @@ def region_direction_grids(centres_deg, symmetry="c1", step_deg=5.0) -> list:
     """
     mats = symmetry_matrices(symmetry)
     centre_dirs = _centre_directions(centres_deg)
-    freq = _frequency(step_deg)
-    fine = _asymmetric_grid(freq, normalise_symmetry(symmetry), mats,
-                            min_sep_deg=_MIN_SEP_FRACTION * _ICOSA_EDGE_DEG / freq)
-    if len(mats) > 1:
-        fine = _fill_gaps(fine, freq, normalise_symmetry(symmetry), mats,
-                          _COVER_FRACTION * _ICOSA_EDGE_DEG / freq)
+    fine = _unit_directions(_frequency(step_deg), normalise_symmetry(symmetry))
     labels, _ = _nearest_centre(fine, centre_dirs, mats)
     # Move each direction to the equivalent nearest its centre: argmax_g (S_g d) . c.
     images = np.einsum("gij,nj->ngi", mats, fine)
