@@ -7,7 +7,6 @@ carries its differences as ``_deepalign_*`` attributes. The numbers come from
 """
 import csv
 import json
-from enum import Enum
 
 import numpy as np
 import pyworkflow.protocol.params as params
@@ -39,11 +38,11 @@ class DeepAlignProtConsensus(ProtProcessParticles):
     _label = "angular consensus"
     _devStatus = BETA
 
-    class outputs(Enum):
-        outputParticles = SetOfParticles
-        outputParticlesDiscarded = SetOfParticles
-
-    _possibleOutputs = outputs
+    # Both outputs are SetOfParticles: an Enum would make the second an alias of the first,
+    # so the names are plain constants and _possibleOutputs a dict.
+    OUTPUT_AGREE = "outputParticles"
+    OUTPUT_DISAGREE = "outputParticlesDiscarded"
+    _possibleOutputs = {OUTPUT_AGREE: SetOfParticles, OUTPUT_DISAGREE: SetOfParticles}
 
     # --------------------------- DEFINE param functions ------------------------------------
     def _defineParams(self, form):
@@ -160,8 +159,8 @@ class DeepAlignProtConsensus(ProtProcessParticles):
             setattr(particle, ATTR_SHIFT, Float(float(shift[row])))
             (kept if agree[row] else discarded).append(particle)
 
-        self._defineOutputs(**{self.outputs.outputParticles.name: kept,
-                               self.outputs.outputParticlesDiscarded.name: discarded})
+        self._defineOutputs(**{self.OUTPUT_AGREE: kept,
+                               self.OUTPUT_DISAGREE: discarded})
         for pointer in self.inputSets:
             self._defineSourceRelation(pointer, kept)
             self._defineSourceRelation(pointer, discarded)
@@ -199,7 +198,7 @@ class DeepAlignProtConsensus(ProtProcessParticles):
         return errors
 
     def _summary(self):
-        if not self.hasAttribute(self.outputs.outputParticles.name):
+        if not self.hasAttribute(self.OUTPUT_AGREE):
             return ["Output not ready yet."]
         stats = self.getStats()
         n_common, n_agree = stats["n_common"], stats["n_agree"]
