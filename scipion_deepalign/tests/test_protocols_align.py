@@ -102,3 +102,92 @@ class TestAlignValidate(BaseTest):
         prot = self._predict()
         prot.inputParticles.set(empty)
         assert "The input set is empty." in _errors_text(prot)
+
+
+class TestTrainPredictAlign(BaseTest):
+    """Train -> predict -> align on 300 simulated particles (12 regions, box 32 at 4 A)."""
+
+    N_TRAIN = 240
+    N_ALL = 300
+
+    @classmethod
+    def setUpClass(cls):
+        setupTestProject(cls)
+        folder = cls.getOutputPath("sim")
+        cls.data = sh.simulate_dataset(folder, n=cls.N_ALL, box_px=BOX_PX,
+                                       pixel_size_a=PIXEL_SIZE_A, snr=1.0, max_shift_px=2.0,
+                                       seed=5, with_poses=False)
+        train_sqlite = os.path.join(folder, "train.sqlite")
+        sh.write_particles_sqlite(train_sqlite, cls.data.stack_path,
+                                  cls.data.truth.subset(np.arange(cls.N_TRAIN)))
+        cls.train_set = sh.import_particles(cls, train_sqlite, PIXEL_SIZE_A, label="train")
+        cls.all_set = sh.import_particles(cls, cls.data.sqlite_path, PIXEL_SIZE_A, label="all")
+        cls.volume = sh.import_volume(cls, cls.data.volume_path, PIXEL_SIZE_A)
+
+    def _launch(self, prot):
+        try:
+            return self.launchProtocol(prot)
+        except Exception:
+            print(sh.run_log(prot))
+            raise
+
+    def test_train_predict_align(self):
+        from scipion_deepalign.convert import read_set_poses
+        from scipion_deepalign.core.io.star import read_regions_star
+        from scipion_deepalign.core.regions import assign_regions
+        from scipion_deepalign.core.symmetry import symmetric_direction_distance_deg
+        from scipion_deepalign.protocols import (
+            DeepAlignProtAlign,
+            DeepAlignProtPredict,
+            DeepAlignProtTrain,
+        )
+
+        truth = self.data.truth
+        # --- train: 12 regions in 2 parallel steps of 6, on CPU
+        train = self.newProtocol(
+            DeepAlignProtTrain, inputTrainingParticles=self.train_set, symmetryGroup="c1",
+            regionSpacingDeg=60.0, targetResolutionA=16.0, numberOfEpochs=3, batchSize=32,
+            positivesPerRegion=256, regionsPerStep=6, numberOfThreads=3, useGpu=False)
+        self._launch(train)
+        model = train.outputModel
+        assert model.getNumberOfRegions() == 12 and model.getSymmetry() == "c1"
+        assert (model.getNetworkBoxPx(), model.getNetworkPixelSizeA()) == (16, 8.0)
+        assert len([f for f in os.listdir(model.getModelDir()) if f.endswith(".keras")]) == 12
+        summary = "\n".join(train.summary())
+        assert "Networks trained: 12" in summary and "Validation accuracy" in summary
+
+        # --- predict: top-2 regions of every particle
+        predict = self.newProtocol(DeepAlignProtPredict, inputParticles=self.all_set,
+                                   inputModel=model, topK=2, useGpu=False)
+        self._launch(predict)
+        predicted = predict.outputParticles
+        assert predicted.getSize() == self.N_ALL
+        centres, _, _ = read_regions_star(model.getRegionsFile())
+        true_region, _ = assign_regions(truth.angles_deg, centres, "c1")
+        top = np.array([[p._deepalign_region1.get(), p._deepalign_region2.get()]
+                        for p in predicted.iterItems()])
+        probs = np.array([p._deepalign_regionProb1.get() for p in predicted.iterItems()])
+        assert np.all((probs >= 0) & (probs <= 1))
+        hit = np.any(top == (true_region + 1)[:, None], axis=1)  # regions are 1-based
+        assert hit.mean() > 0.5, f"true region in top 2 for {hit.mean():.0%} only"
+
+        # --- align inside the predicted regions
+        align = self.newProtocol(DeepAlignProtAlign, inputParticles=predicted,
+                                 inputVolume=self.volume, symmetryGroup="c1",
+                                 angularStepDeg=8.0, maxShiftPx=3.0, useGpu=False)
+        self._launch(align)
+        aligned = align.outputParticles
+        assert aligned.getSize() == self.N_ALL
+        assert aligned.hasAlignmentProj()
+        assert aligned.getSamplingRate() == PIXEL_SIZE_A
+        ids, angles, shifts = read_set_poses(aligned)
+        rows = ids - 1  # imported in stack order
+        error = symmetric_direction_distance_deg(angles, truth.angles_deg[rows], "c1")
+        hit_rows = hit[rows]
+        # particles whose true region was predicted are aligned close to the truth
+        assert np.median(error[hit_rows]) < 8.0, np.median(error[hit_rows])
+        shift_error = np.linalg.norm(shifts - truth.shifts_px[rows], axis=1)
+        assert np.median(shift_error[hit_rows]) < 1.5
+        scores = np.array([p._deepalign_score.get() for p in aligned.iterItems()])
+        assert np.all(np.isfinite(scores))
+        assert "Aligned 300 of 300 particles" in "\n".join(align.summary())

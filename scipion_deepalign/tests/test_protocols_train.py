@@ -5,6 +5,7 @@ end-to-end test checks the answer (model geometry, aligned poses vs truth).
 """
 import os
 
+import numpy as np
 import pytest
 from pyworkflow.tests import BaseTest, setupTestProject
 
@@ -113,3 +114,49 @@ class TestTrainValidate(BaseTest):
     def test_refine_without_model_nor_training(self):
         text = _errors_text(self._refine(trainModel=False))
         assert "Choose a trained model, or train a new one." in text
+
+
+class TestRefine(BaseTest):
+    """The one-form path on 200 simulated particles: trains, predicts, aligns."""
+
+    N = 200
+
+    @classmethod
+    def setUpClass(cls):
+        setupTestProject(cls)
+        folder = cls.getOutputPath("sim")
+        cls.data = sh.simulate_dataset(folder, n=cls.N, box_px=BOX_PX, pixel_size_a=PIXEL_SIZE_A,
+                                       snr=2.0, max_shift_px=1.5, seed=11)
+        cls.aligned = sh.import_particles(cls, cls.data.sqlite_path, PIXEL_SIZE_A,
+                                          label="pre-aligned")
+        cls.volume = sh.import_volume(cls, cls.data.volume_path, PIXEL_SIZE_A)
+
+    def test_refine_end_to_end(self):
+        from scipion_deepalign.convert import read_set_poses
+        from scipion_deepalign.core.symmetry import symmetric_direction_distance_deg
+        from scipion_deepalign.protocols import DeepAlignProtRefine
+
+        prot = self.newProtocol(
+            DeepAlignProtRefine, inputParticles=self.aligned, inputVolume=self.volume,
+            inputTrainingParticles=self.aligned, symmetryGroup="c1", regionSpacingDeg=60.0,
+            targetResolutionA=16.0, numberOfEpochs=2, batchSize=32, positivesPerRegion=128,
+            regionsPerStep=12, topK=2, angularStepDeg=8.0, maxShiftPx=3.0, useGpu=False,
+            numberOfThreads=1)
+        try:
+            self.launchProtocol(prot)
+        except Exception:
+            print(sh.run_log(prot))
+            raise
+        assert prot.outputModel.getNumberOfRegions() == 12
+        out = prot.outputParticles
+        assert out.getSize() == self.N and out.hasAlignmentProj()
+        assert out.getSamplingRate() == PIXEL_SIZE_A
+        ids, angles, shifts = read_set_poses(out)
+        truth = self.data.truth
+        error = symmetric_direction_distance_deg(angles, truth.angles_deg[ids - 1], "c1")
+        # the particles were the training set: most get their region, hence their pose
+        assert np.median(error) < 10.0, np.median(error)
+        assert np.median(np.linalg.norm(shifts - truth.shifts_px[ids - 1], axis=1)) < 1.5
+        summary = "\n".join(prot.summary())
+        assert "Networks trained: 12" in summary
+        assert "Median change of projection direction from the input alignment" in summary
