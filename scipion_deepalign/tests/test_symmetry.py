@@ -217,3 +217,22 @@ def test_bad_shapes_raise():
         sym.symmetric_direction_distance_deg(np.zeros((3, 2)), np.zeros((4, 2)), "c2")
     with pytest.raises(ValueError, match="directions"):
         sym.in_asymmetric_unit(np.zeros((3, 2)), "c2")
+
+
+@pytest.mark.parametrize("name", ["c4", "d7", "o", "i", "i3"])
+def test_equivalent_poses_and_distances_match_xmipp(name):
+    # Xmipp's SymList: the equivalent poses of a pose (right-multiplied, A @ S) and the
+    # symmetry-aware projection-direction distance (projdir_mode).
+    emlib = pytest.importorskip("pwem.emlib")
+    symlist = emlib.SymList()
+    symlist.readSymmetryFile(name)
+    a, b = POSES[:10], POSES[10:20]
+    for pose in a:
+        xmipp = euler_to_matrix(np.array(symlist.symmetricAngles(*pose)))
+        ours = euler_to_matrix(sym.equivalent_angles_deg(pose[None], name)[0])
+        d = rotation_angle_deg(xmipp[:, None], ours[None])  # (G, G)
+        assert len(xmipp) == len(ours)
+        assert d.min(axis=1).max() < 1e-3 and d.min(axis=0).max() < 1e-3
+    expected = [symlist.computeDistanceAngles(*p, *q, True, False, False) for p, q in zip(a, b)]
+    np.testing.assert_allclose(sym.symmetric_direction_distance_deg(a, b, name), expected,
+                               atol=1e-3)
