@@ -25,7 +25,7 @@ from .backend import get_array_module, is_out_of_memory, to_numpy
 from .gallery import Gallery, GalleryCache, build_galleries, default_step_deg, psi_grid_deg
 from .validation_align import validate_inputs
 
-__all__ = ["AlignmentResult", "align_particles"]
+__all__ = ["AlignmentResult", "align_particles", "nearest_regions", "significance_weights"]
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +86,34 @@ def significance_weights(scores: np.ndarray, *, temperature: float = 0.01) -> np
     s = np.asarray(scores, dtype=np.float64)
     w = np.exp((s - s.max(axis=1, keepdims=True)) / temperature)
     return w / w.sum(axis=1, keepdims=True)
+
+
+def nearest_regions(angles_deg, centres_deg, symmetry="c1", *, k=2) -> np.ndarray:
+    """The ``k`` regions whose centres are nearest (symmetry-aware) to each pose's direction.
+
+    The oracle region hints of benchmarks and tests (what a perfect CNN would predict).
+
+    Parameters
+    ----------
+    angles_deg : ndarray of shape (N, 2) or (N, 3)
+    centres_deg : ndarray of shape (R, 2)
+    symmetry : str
+    k : int
+
+    Returns
+    -------
+    ndarray of shape (N, k) int
+        Region indices, nearest first.
+    """
+    from .symmetry import symmetric_direction_distance_deg
+
+    angles = np.asarray(angles_deg, dtype=np.float64)[:, :2]
+    centres = np.asarray(centres_deg, dtype=np.float64)
+    if not 1 <= k <= len(centres):
+        raise ValueError(f"k must be in [1, {len(centres)}], got {k}")
+    dist = np.stack([symmetric_direction_distance_deg(angles, np.broadcast_to(c, angles.shape),
+                                                      symmetry) for c in centres], axis=1)
+    return np.argsort(dist, axis=1, kind="stable")[:, :k]
 
 
 def align_particles(images, volume, *, pixel_size_a, max_shift_px, ctf=None, symmetry="c1",
@@ -181,7 +209,10 @@ def align_particles(images, volume, *, pixel_size_a, max_shift_px, ctf=None, sym
     offsets = matching.shift_window(small, max_shift_px / scale)
     band = matching.FourierBand.of_box(small)
     phases = band.shift_phases(offsets, xp)
-    mask = matching.soft_mask(small, radius_small)
+    # References are masked at the particle radius; particles at that radius plus the largest
+    # shift, so that a shifted particle keeps all of its signal.
+    masks = (matching.soft_mask(small, radius_small),
+             matching.soft_mask(small, min(small / 2 - 1, radius_small + max_shift_px / scale)))
 
     # --- galleries ----------------------------------------------------------------------------
     cache = GalleryCache(cache_dir)
@@ -220,7 +251,8 @@ def align_particles(images, volume, *, pixel_size_a, max_shift_px, ctf=None, sym
     for p0 in range(0, n, _PARTICLE_BLOCK):
         block = np.arange(p0, min(n, p0 + _PARTICLE_BLOCK))
         ctf_block = None if ctf_half is None else ctf_half[block]
-        spectra, power = matching.prepare_particles(images[block], xp=xp, mask=mask, band=band,
+        spectra, power = matching.prepare_particles(images[block], xp=xp, mask=masks[1],
+                                                    band=band,
                                                     ctf_half=ctf_block, ctf_mode=ctf_mode)
         for gal, members_all, offset in zip(galleries, members, dir_offset[:-1]):
             idx = members_all[(members_all >= block[0]) & (members_all <= block[-1])]
@@ -229,7 +261,7 @@ def align_particles(images, volume, *, pixel_size_a, max_shift_px, ctf=None, sym
             for d0 in range(0, len(gal), dirs_per_chunk):
                 refs = _rotated(gal.projections[d0:d0 + dirs_per_chunk], psi)
                 ref_matrix, ref_power = matching.prepare_references(
-                    refs, xp=xp, mask=mask, band=band, with_power=apply_mode)
+                    refs, xp=xp, mask=masks[0], band=band, with_power=apply_mode)
                 n_comparisons += _match_chunk(
                     xp, spectra, power, idx, p0, ref_matrix, ref_power, phases, state,
                     best_score, best_ref, best_shift, ref_base=(offset + d0) * n_psi)
@@ -239,7 +271,7 @@ def align_particles(images, volume, *, pixel_size_a, max_shift_px, ctf=None, sym
     psi_deg = (psi[psi_index] + 180.0) % 360.0 - 180.0
     angles = np.concatenate([all_dirs[dir_index], psi_deg[..., None]], axis=-1)
     shifts_small = -offsets[best_shift][..., ::-1].astype(np.float64)  # (x, y) = -(dx, dy)
-    shifts_small[:, 0] -= _subpixel(xp, images, ctf_half, ctf_mode, mask, band, volume,
+    shifts_small[:, 0] -= _subpixel(xp, images, ctf_half, ctf_mode, masks, band, volume,
                                     angles[:, 0], offsets[best_shift[:, 0]])[:, ::-1]
     shifts = shifts_small * scale
     region = dir_region[dir_index[:, 0]] if region_hints is not None else np.full(n, -1)
@@ -319,7 +351,7 @@ def _merge_best(score, shift, sel, ref_base, best_score, best_ref, best_shift):
     best_shift[sel] = np.take_along_axis(all_h, order, 1)
 
 
-def _subpixel(xp, images, ctf_half, ctf_mode, mask, band, volume, angles, offsets_yx):
+def _subpixel(xp, images, ctf_half, ctf_mode, masks, band, volume, angles, offsets_yx):
     """Parabolic sub-pixel correction ``(dy, dx)`` of the best correlation peak, each in ±0.5.
 
     The reference of each particle is projected directly at its best pose, so the
@@ -334,10 +366,10 @@ def _subpixel(xp, images, ctf_half, ctf_mode, mask, band, volume, angles, offset
     for start in range(0, n, 512):
         sel = rows[start:start + 512]
         spectra, _ = matching.prepare_particles(
-            images[sel], xp=xp, mask=mask, band=band,
+            images[sel], xp=xp, mask=masks[1], band=band,
             ctf_half=None if ctf_half is None else ctf_half[sel], ctf_mode=ctf_mode)
         refs = project(spec, angles[sel])
-        ref_matrix, _ = matching.prepare_references(refs, xp=xp, mask=mask, band=band)
+        ref_matrix, _ = matching.prepare_references(refs, xp=xp, mask=masks[0], band=band)
         corr = to_numpy(matching.correlation_maps(spectra, ref_matrix, band, xp=xp))
         peak = offsets_yx[sel]
         centre = corr[np.arange(len(sel)), peak[:, 0] % box, peak[:, 1] % box]
