@@ -38,13 +38,15 @@ class _Accumulator:
         self.pad_box = pad_box
         self.shape = (pad_box, pad_box, pad_box // 2 + 1)
         size = int(np.prod(self.shape))
-        self.data = np.zeros(size, dtype=np.complex128)
+        self.data_re = np.zeros(size, dtype=np.float64)
+        self.data_im = np.zeros(size, dtype=np.float64)
         self.ctf2 = np.zeros(size, dtype=np.float64)
         self.weight = np.zeros(size, dtype=np.float64)
 
     def __add__(self, other: _Accumulator) -> _Accumulator:
         out = _Accumulator(self.pad_box)
-        out.data = self.data + other.data
+        out.data_re = self.data_re + other.data_re
+        out.data_im = self.data_im + other.data_im
         out.ctf2 = self.ctf2 + other.ctf2
         out.weight = self.weight + other.weight
         return out
@@ -68,18 +70,18 @@ class _Accumulator:
                     w = wzy * (frac[:, 0] if dx else 1.0 - frac[:, 0])
                     ix = base[:, 0] + dx
                     flat = (iz * p + iy) * n_x + ix
-                    wv = w * values
-                    size = self.weight.size
-                    self.data.real += np.bincount(flat, wv.real, minlength=size)
-                    self.data.imag += np.bincount(flat, wv.imag, minlength=size)
-                    self.weight += np.bincount(flat, w, minlength=size)
+                    # np.add.at is unbuffered (repeated indices add up) and, unlike
+                    # np.bincount, costs nothing per voxel of the (large) grid.
+                    np.add.at(self.data_re, flat, w * values.real)
+                    np.add.at(self.data_im, flat, w * values.imag)
+                    np.add.at(self.weight, flat, w)
                     if ctf2 is not None:
-                        self.ctf2 += np.bincount(flat, w * ctf2, minlength=size)
+                        np.add.at(self.ctf2, flat, w * ctf2)
 
     def volume(self, box_px: int, *, use_ctf: bool, wiener_constant: float) -> np.ndarray:
         """Finalise: Hermitian plane, division, inverse FFT, crop, gridding correction."""
         p = self.pad_box
-        data = self.data.reshape(self.shape).copy()
+        data = (self.data_re + 1j * self.data_im).reshape(self.shape)
         weight = self.weight.reshape(self.shape).copy()
         ctf2 = self.ctf2.reshape(self.shape).copy()
         # Plane qx = 0 also receives the conjugates of samples with qx in [0, 1).
@@ -163,7 +165,7 @@ def _accumulate(images, angles_deg, shifts_px, ctf, *, pixel_size_a, symmetry, p
         mats = euler_to_matrix(angles_deg[start:stop])  # (b, 3, 3)
         for op in ops:
             # pose A @ S: q = (A S)^T k = S^T A^T k
-            q = np.einsum("bji,sj->bsi", mats @ op, k3)
+            q = np.matmul(k3[None], mats @ op)  # (b, S, 3): row k times (A S)
             acc.insert(q.reshape(-1, 3), values.ravel(),
                        None if ctf2 is None else ctf2.ravel())
     return acc
