@@ -34,22 +34,23 @@ _SAMPLES_PER_BATCH = 400_000
 class _Accumulator:
     """Half-space Fourier accumulators ``sum(w c F)``, ``sum(w c^2)`` and ``sum(w)``."""
 
-    def __init__(self, pad_box: int):
+    def __init__(self, pad_box: int, *, with_ctf: bool):
         self.pad_box = pad_box
         self.shape = (pad_box, pad_box, pad_box // 2 + 1)
         size = int(np.prod(self.shape))
         self.data_re = np.zeros(size, dtype=np.float64)
         self.data_im = np.zeros(size, dtype=np.float64)
-        self.ctf2 = np.zeros(size, dtype=np.float64)
         self.weight = np.zeros(size, dtype=np.float64)
+        self.ctf2 = np.zeros(size, dtype=np.float64) if with_ctf else None
 
-    def __add__(self, other: _Accumulator) -> _Accumulator:
-        out = _Accumulator(self.pad_box)
-        out.data_re = self.data_re + other.data_re
-        out.data_im = self.data_im + other.data_im
-        out.ctf2 = self.ctf2 + other.ctf2
-        out.weight = self.weight + other.weight
-        return out
+    def add_(self, other: _Accumulator) -> _Accumulator:
+        """Add ``other`` in place (no third grid in memory)."""
+        self.data_re += other.data_re
+        self.data_im += other.data_im
+        self.weight += other.weight
+        if self.ctf2 is not None:
+            self.ctf2 += other.ctf2
+        return self
 
     def insert(self, q, values, ctf2):
         """Spread samples at 3D frequencies ``q`` (M, 3) in (x, y, z) order, pixel units."""
@@ -78,21 +79,22 @@ class _Accumulator:
                     if ctf2 is not None:
                         np.add.at(self.ctf2, flat, w * ctf2)
 
-    def volume(self, box_px: int, *, use_ctf: bool, wiener_constant: float) -> np.ndarray:
+    def volume(self, box_px: int, *, wiener_constant: float) -> np.ndarray:
         """Finalise: Hermitian plane, division, inverse FFT, crop, gridding correction."""
         p = self.pad_box
-        data = (self.data_re + 1j * self.data_im).reshape(self.shape)
-        weight = self.weight.reshape(self.shape).copy()
-        ctf2 = self.ctf2.reshape(self.shape).copy()
-        # Plane qx = 0 also receives the conjugates of samples with qx in [0, 1).
-        mirror = (-np.arange(p)) % p
-        data[:, :, 0] = data[:, :, 0] + np.conj(data[mirror][:, mirror, 0])
-        weight[:, :, 0] = weight[:, :, 0] + weight[mirror][:, mirror, 0]
-        ctf2[:, :, 0] = ctf2[:, :, 0] + ctf2[mirror][:, mirror, 0]
-        if use_ctf:
-            denom = ctf2 + wiener_constant * weight
-        else:
-            denom = weight
+        mirror = np.ix_((-np.arange(p)) % p, (-np.arange(p)) % p)
+
+        def plane_completed(flat, conj=False):
+            # Plane qx = 0 also receives the conjugates of samples with qx in [0, 1).
+            grid = flat.reshape(self.shape).copy()
+            other = grid[:, :, 0][mirror]
+            grid[:, :, 0] += np.conj(other) if conj else other
+            return grid
+
+        data = plane_completed(self.data_re + 1j * self.data_im, conj=True)
+        denom = plane_completed(self.weight)
+        if self.ctf2 is not None:
+            denom = plane_completed(self.ctf2) + wiener_constant * denom
         spectrum = np.divide(data, denom, out=np.zeros_like(data), where=denom > 1e-8)
         vol = np.fft.fftshift(np.fft.irfftn(spectrum, s=(p, p, p)))
         start = p // 2 - box_px // 2
@@ -141,7 +143,7 @@ def _accumulate(images, angles_deg, shifts_px, ctf, *, pixel_size_a, symmetry, p
     k3 = np.stack([kxx[keep], kyy[keep], np.zeros(keep.sum())], axis=1)  # (S, 3)
     if batch_size is None:
         batch_size = max(1, _SAMPLES_PER_BATCH // (len(k3) * len(ops)))
-    acc = _Accumulator(pad_box)
+    acc = _Accumulator(pad_box, with_ctf=ctf is not None)
     offset = pad_box // 2 - box // 2
     for start in range(0, n, batch_size):
         stop = min(n, start + batch_size)
@@ -206,7 +208,7 @@ def reconstruct(images, angles_deg, *, shifts_px=None, ctf=None, pixel_size_a: f
     imgs, angles, shifts = _check_inputs(images, angles_deg, shifts_px, ctf, pixel_size_a)
     acc = _accumulate(imgs, angles, shifts, ctf, pixel_size_a=pixel_size_a, symmetry=symmetry,
                       padding=padding, batch_size=batch_size)
-    return acc.volume(imgs.shape[1], use_ctf=ctf is not None, wiener_constant=wiener_constant)
+    return acc.volume(imgs.shape[1], wiener_constant=wiener_constant)
 
 
 def half_subsets(n: int, *, seed: int = 0) -> np.ndarray:
@@ -260,6 +262,7 @@ def reconstruct_half_maps(images, angles_deg, *, shifts_px=None, ctf=None, pixel
             None if ctf is None else ctf.subset(sel), pixel_size_a=pixel_size_a,
             symmetry=symmetry, padding=padding, batch_size=batch_size))
     box = imgs.shape[1]
-    kw = dict(use_ctf=ctf is not None, wiener_constant=wiener_constant)
-    full = (accs[0] + accs[1]).volume(box, **kw)
-    return accs[0].volume(box, **kw), accs[1].volume(box, **kw), full
+    half1 = accs[0].volume(box, wiener_constant=wiener_constant)
+    half2 = accs[1].volume(box, wiener_constant=wiener_constant)
+    full = accs[0].add_(accs[1]).volume(box, wiener_constant=wiener_constant)
+    return half1, half2, full
