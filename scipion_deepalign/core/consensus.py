@@ -21,6 +21,8 @@ __all__ = ["ConsensusResult", "angular_consensus", "pair_differences", "match_pa
 # Equivalents whose direction distance is within this of the best one are treated as equally
 # close in direction; among them the smallest in-plane difference is taken.
 _DIRECTION_TIE_DEG = 1e-3
+# Poses (particles x symmetry operators) compared at once; bounds the temporaries.
+_POSES_PER_CHUNK = 200_000
 
 
 @dataclass
@@ -82,19 +84,28 @@ def pair_differences(angles_a_deg, angles_b_deg, *, symmetry: str = "c1"):
     -------
     direction_diff_deg, inplane_diff_deg : ndarray of shape (N,)
     """
-    from scipion_deepalign.core.symmetry import equivalent_angles_deg
+    from scipion_deepalign.core.symmetry import equivalent_angles_deg, symmetry_matrices
 
     a = _check_angles(angles_a_deg, "angles_a_deg")
     b = _check_angles(angles_b_deg, "angles_b_deg")
     if a.shape != b.shape:
         raise ValueError(f"angle sets differ in shape: {a.shape} and {b.shape}")
-    equiv = equivalent_angles_deg(b, symmetry)  # (N, G, 3)
-    a_rep = np.broadcast_to(a[:, None, :], equiv.shape)
-    direction = angle_between_directions_deg(a_rep, equiv)  # (N, G)
-    inplane = inplane_difference_deg(a_rep, equiv)
-    best = direction.min(axis=1, keepdims=True)
-    candidates = np.where(direction <= best + _DIRECTION_TIE_DEG, inplane, np.inf)
-    return best[:, 0], candidates.min(axis=1)
+    n = len(a)
+    direction = np.empty(n)
+    inplane = np.empty(n)
+    group_order = len(symmetry_matrices(symmetry))
+    step = max(1, _POSES_PER_CHUNK // group_order)
+    for start in range(0, n, step):
+        sl = slice(start, min(n, start + step))
+        equiv = equivalent_angles_deg(b[sl], symmetry)  # (n, G, 3)
+        a_rep = np.broadcast_to(a[sl, None, :], equiv.shape)
+        dist = angle_between_directions_deg(a_rep, equiv)  # (n, G)
+        best = dist.min(axis=1, keepdims=True)
+        tied = dist <= best + _DIRECTION_TIE_DEG
+        inpl = np.full(dist.shape, np.inf)
+        inpl[tied] = inplane_difference_deg(a_rep[tied], equiv[tied])
+        direction[sl], inplane[sl] = best[:, 0], inpl.min(axis=1)
+    return direction, inplane
 
 
 def angular_consensus(angle_sets, *, symmetry: str = "c1", max_angle_deg: float = 10.0,
