@@ -39,6 +39,10 @@ def _labels(labels, n, default):
     return labels
 
 
+def _angstrom(value) -> str:
+    return "n/a" if value is None else f"{value:.1f} A"
+
+
 def plot_fsc(results, labels=None, *, path=None, fig=None) -> Figure:
     """FSC curves with the 0.143 and 0.5 thresholds; resolutions in the legend.
 
@@ -61,8 +65,8 @@ def plot_fsc(results, labels=None, *, path=None, fig=None) -> Figure:
     ax = fig.add_subplot()
     for res, label in zip(results, labels):
         ax.plot(res.frequency_inv_a, res.fsc,
-                label=f"{label} (0.143: {res.resolution_0143_a:.1f} A, "
-                      f"0.5: {res.resolution_05_a:.1f} A)")
+                label=f"{label} (0.143: {_angstrom(res.resolution_0143_a)}, "
+                      f"0.5: {_angstrom(res.resolution_05_a)})")
     for t, style in zip(FSC_THRESHOLDS, (":", "--")):
         ax.axhline(t, color="grey", linestyle=style, linewidth=1)
     ax.set_xlabel("Spatial frequency (1/A)")
