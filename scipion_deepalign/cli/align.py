@@ -1,0 +1,161 @@
+"""``deepalign align``: angles and shifts by correlation inside the predicted regions.
+
+Reads ``--particles`` (RELION STAR; the ``deepalignRegion1..k`` columns written by
+``deepalign predict`` are the 1-based region numbers of the model's ``regions.star``, given by
+``--model MODEL_DIR`` or ``--regions REGIONS.star``), compares every particle with projections
+of ``--volume`` in its top-k regions (:func:`scipion_deepalign.core.align.align_particles`), or
+over the whole asymmetric unit with ``--global``, and writes ``--out`` (RELION 3.1 STAR) with
+``rlnAngleRot/Tilt/Psi``, ``rlnOriginXAngst/YAngst``, ``deepalignScore`` and, in regional
+mode, ``deepalignRegion`` (1-based region of the best pose).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+
+import numpy as np
+
+from .common import CLIError, check_choice, check_file_exists, check_positive, positive_float
+
+log = logging.getLogger("deepalign")
+
+REGION_COLUMN = "deepalignRegion%d"
+SCORE_COLUMN = "deepalignScore"
+BEST_REGION_COLUMN = "deepalignRegion"
+
+
+def add_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--particles", required=True, metavar="PRED.star",
+                        help="RELION STAR of the particles (with deepalignRegion1..k columns "
+                             "unless --global)")
+    parser.add_argument("--volume", required=True, metavar="REF.mrc",
+                        help="reference map, same box and pixel size as the particles")
+    parser.add_argument("--out", required=True, metavar="ALIGNED.star", help="output STAR")
+    hints = parser.add_mutually_exclusive_group()
+    hints.add_argument("--model", metavar="MODEL_DIR",
+                       help="model folder of deepalign train (its regions.star)")
+    hints.add_argument("--regions", metavar="REGIONS.star", help="region centres file")
+    parser.add_argument("--global", dest="global_search", action="store_true",
+                        help="ignore region hints, search the whole asymmetric unit")
+    parser.add_argument("--symmetry", default="c1", help="point group; default c1")
+    parser.add_argument("--step", type=positive_float, default=None, metavar="DEG",
+                        help="angular step of the reference gallery (directions and in-plane);"
+                             " default: one pixel at the particle radius")
+    parser.add_argument("--psi-step", type=positive_float, default=None, metavar="DEG",
+                        help="in-plane step; default --step")
+    parser.add_argument("--max-shift", type=float, default=None, metavar="PX",
+                        help="largest shift searched, original pixels; default box/8")
+    parser.add_argument("--top-k", type=int, default=None, metavar="K",
+                        help="use the first K region columns; default all of them")
+    parser.add_argument("--target-resolution", type=positive_float, default=None, metavar="A",
+                        help="search on images downsampled to this resolution (faster)")
+    parser.add_argument("--device", default="auto", help="auto, cpu or gpu; default auto")
+    parser.add_argument("--ctf", action=argparse.BooleanOptionalAction, default=True,
+                        help="use the particles' CTF when the STAR has one (default)")
+    parser.add_argument("--ctf-mode", default="apply",
+                        help="apply: CTF on the references (default); flip: phase flipping")
+    parser.add_argument("--batch-size", type=int, default=256, metavar="N",
+                        help="particles per correlation block; default 256")
+    parser.add_argument("--cache-dir", default=None, metavar="DIR",
+                        help="keep gallery projections here as .npy between runs")
+
+
+def region_hints_from_star(particles, top_k=None) -> np.ndarray:
+    """0-based ``(N, k)`` region hints from the 1-based ``deepalignRegion1..k`` columns."""
+    cols = []
+    while REGION_COLUMN % (len(cols) + 1) in particles.extra:
+        cols.append(REGION_COLUMN % (len(cols) + 1))
+    if not cols:
+        raise CLIError("--particles has no deepalignRegion1 column: run deepalign predict "
+                       "first, or pass --global")
+    if top_k is not None:
+        if not 1 <= top_k <= len(cols):
+            raise CLIError(f"--top-k must be between 1 and the {len(cols)} region columns of "
+                           f"--particles, got {top_k}")
+        cols = cols[:top_k]
+    values = np.stack([np.asarray(particles.extra[c], dtype=np.float64) for c in cols], axis=1)
+    if not np.all(np.equal(np.mod(values, 1), 0)):
+        raise CLIError(f"--particles: columns {cols} must hold integer region numbers")
+    return values.astype(np.int64) - 1
+
+
+def load_centres(args):
+    """Region centres and the model's symmetry from ``--model`` or ``--regions``."""
+    from ..core.io import read_regions_star
+
+    if args.model is not None:
+        if not os.path.isdir(args.model):
+            raise CLIError(f"--model: folder not found: {args.model}")
+        path = check_file_exists(os.path.join(args.model, "regions.star"), "--model")
+    elif args.regions is not None:
+        path = check_file_exists(args.regions, "--regions")
+    else:
+        raise CLIError("regional alignment needs --model MODEL_DIR or --regions REGIONS.star "
+                       "(or pass --global)")
+    centres, symmetry, _ = read_regions_star(path)
+    return centres, symmetry
+
+
+def check_args(args) -> None:
+    """Checks that need no file content (run before anything is read)."""
+    check_file_exists(args.particles, "--particles")
+    check_file_exists(args.volume, "--volume")
+    if not args.out.lower().endswith(".star"):
+        raise CLIError(f"--out must be a .star file name, got {args.out}")
+    check_choice(args.device, ("auto", "cpu", "gpu"), "--device")
+    check_choice(args.ctf_mode, ("apply", "flip"), "--ctf-mode")
+    check_positive(args.max_shift, "--max-shift", allow_zero=True)
+    check_positive(args.batch_size, "--batch-size")
+    if args.top_k is not None:
+        check_positive(args.top_k, "--top-k")
+
+
+def main(args) -> int:
+    from ..core.align import align_particles
+    from ..core.io import load_images, read_particles_star, read_volume, write_particles_star
+    from ..core.symmetry import normalise_symmetry
+
+    check_args(args)
+    try:
+        symmetry = normalise_symmetry(args.symmetry)
+    except ValueError as exc:
+        raise CLIError(f"--symmetry: {exc}") from None
+    particles = read_particles_star(args.particles)
+    hints = centres = None
+    if not args.global_search:
+        centres, model_symmetry = load_centres(args)
+        if normalise_symmetry(model_symmetry) != symmetry:
+            raise CLIError(f"--symmetry {symmetry} differs from the model's regions "
+                           f"({model_symmetry})")
+        hints = region_hints_from_star(particles, args.top_k)
+        if hints.min() < 0 or hints.max() >= len(centres):
+            raise CLIError(f"--particles: region numbers must be in 1..{len(centres)} (the "
+                           f"regions of the model), got {hints.min() + 1}..{hints.max() + 1}")
+    volume, volume_pixel = read_volume(args.volume)
+    box = particles.box_px
+    max_shift = box / 8 if args.max_shift is None else args.max_shift
+    if volume.shape[-1] != box:
+        raise CLIError(f"--volume box {volume.shape[-1]} px differs from the particle box "
+                       f"{box} px")
+    images = load_images(particles)
+    log.info("aligning %d particles (%s mode, box %d px)", len(particles),
+             "global" if hints is None else f"regional, top {hints.shape[1]}", box)
+    result = align_particles(
+        images, volume, pixel_size_a=particles.pixel_size_a, max_shift_px=max_shift,
+        ctf=particles.ctf if args.ctf else None, symmetry=symmetry, region_hints=hints,
+        centres_deg=centres, step_deg=args.step, psi_step_deg=args.psi_step,
+        target_resolution_a=args.target_resolution, device=args.device,
+        batch_size=args.batch_size, ctf_mode=args.ctf_mode, volume_pixel_size_a=volume_pixel,
+        cache_dir=args.cache_dir)
+    particles.angles_deg = result.angles_deg
+    particles.shifts_px = result.shifts_px
+    particles.extra[SCORE_COLUMN] = result.score
+    if hints is not None:
+        particles.extra[BEST_REGION_COLUMN] = result.region + 1
+    out_dir = os.path.dirname(os.path.abspath(args.out))
+    os.makedirs(out_dir, exist_ok=True)
+    write_particles_star(args.out, particles)
+    log.info("wrote %s: %d comparisons in %.1f s, median score %.3f", args.out,
+             result.n_comparisons, result.info["seconds"], float(np.median(result.score)))
+    return 0

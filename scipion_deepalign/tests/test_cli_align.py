@@ -1,0 +1,109 @@
+"""``deepalign align``: STAR in, STAR out, poses checked against the truth; clear errors."""
+import numpy as np
+import pytest
+
+from scipion_deepalign.cli import main
+from scipion_deepalign.core.align import nearest_regions
+from scipion_deepalign.core.io import (
+    read_particles_star,
+    write_mrc,
+    write_particles,
+    write_regions_star,
+)
+from scipion_deepalign.core.regions import region_centres_deg
+from scipion_deepalign.core.simulate import make_phantom, simulate_particles
+from scipion_deepalign.core.symmetry import symmetric_pose_distance_deg
+
+PIXEL_A = 4.0
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    """Noiseless particles with oracle top-2 region columns, a reference and regions.star."""
+    folder = tmp_path_factory.mktemp("align_cli")
+    volume = make_phantom(32, seed=0)
+    images, parts = simulate_particles(volume, 8, pixel_size_a=PIXEL_A, snr=np.inf, ctf=True,
+                                       max_shift_px=2.0, seed=11)
+    centres = region_centres_deg(30.0, "c1")
+    hints = nearest_regions(parts.angles_deg, centres, "c1", k=2)
+    truth = parts.angles_deg.copy(), parts.shifts_px.copy()
+    parts.extra = {"deepalignRegion1": hints[:, 0] + 1, "deepalignRegion2": hints[:, 1] + 1}
+    parts.angles_deg = parts.shifts_px = None  # as after deepalign predict on new particles
+    write_particles(folder / "particles.mrcs", folder / "pred.star", images, parts)
+    write_mrc(folder / "ref.mrc", volume, pixel_size_a=PIXEL_A)
+    model = folder / "model"
+    model.mkdir()
+    write_regions_star(model / "regions.star", centres, symmetry="c1", spacing_deg=30.0)
+    return folder, truth, hints
+
+
+def _run(folder, *extra):
+    return main(["align", "--particles", str(folder / "pred.star"), "--volume",
+                 str(folder / "ref.mrc"), "--step", "10", "--max-shift", "3",
+                 "--device", "cpu", *extra])
+
+
+def test_regional_round_trip(inputs):
+    folder, (angles, shifts), hints = inputs
+    out = folder / "aligned.star"
+    assert _run(folder, "--model", str(folder / "model"), "--out", str(out)) == 0
+    aligned = read_particles_star(out)
+    err = symmetric_pose_distance_deg(aligned.angles_deg, angles, "c1")
+    assert np.median(err) < 10.0
+    assert np.max(np.abs(aligned.shifts_px - shifts)) < 0.75
+    score = np.asarray(aligned.extra["deepalignScore"], dtype=float)
+    assert np.all((score > 0.5) & (score <= 1.0 + 1e-6))
+    region = np.asarray(aligned.extra["deepalignRegion"]).astype(int) - 1
+    assert np.all((region == hints[:, 0]) | (region == hints[:, 1]))
+    assert aligned.ctf is not None  # input columns are kept
+
+
+def test_global_with_regions_file_and_top_k(inputs):
+    folder, (angles, _), _ = inputs
+    out = folder / "global.star"
+    assert _run(folder, "--global", "--out", str(out)) == 0
+    err = symmetric_pose_distance_deg(read_particles_star(out).angles_deg, angles, "c1")
+    assert np.median(err) < 10.0
+    out1 = folder / "top1.star"
+    assert _run(folder, "--regions", str(folder / "model" / "regions.star"), "--top-k", "1",
+                "--out", str(out1)) == 0
+    region = np.asarray(read_particles_star(out1).extra["deepalignRegion"]).astype(int)
+    assert np.all(region == inputs[2][:, 0] + 1)
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--out", "x.txt", "--global"], "--out must be a .star file"),
+    (["--out", "a.star"], "needs --model MODEL_DIR or --regions"),
+    (["--out", "a.star", "--global", "--device", "tpu"], "--device must be one of"),
+    (["--out", "a.star", "--global", "--symmetry", "q2"], "--symmetry"),
+    (["--out", "a.star", "--regions", "missing.star"], "--regions: file not found"),
+    (["--out", "a.star", "--model", "MODEL", "--top-k", "3"], "--top-k must be between 1 and"),
+    (["--out", "a.star", "--model", "MODEL", "--symmetry", "c2"], "differs from the model"),
+], ids=["out", "no-regions", "device", "symmetry", "regions-file", "top-k", "model-symmetry"])
+def test_bad_arguments_exit_2(inputs, capsys, extra, message):
+    folder = inputs[0]
+    extra = [str(folder / "model") if e == "MODEL" else e for e in extra]
+    assert _run(folder, *extra) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_particles_without_region_columns(inputs, tmp_path, capsys):
+    folder = inputs[0]
+    parts = read_particles_star(folder / "pred.star")
+    parts.extra = {}
+    from scipion_deepalign.core.io import write_particles_star
+    write_particles_star(tmp_path / "plain.star", parts)
+    code = main(["align", "--particles", str(tmp_path / "plain.star"), "--volume",
+                 str(folder / "ref.mrc"), "--model", str(folder / "model"), "--out",
+                 str(tmp_path / "o.star")])
+    assert code == 2
+    assert "no deepalignRegion1 column" in capsys.readouterr().err
+
+
+def test_volume_box_mismatch(inputs, tmp_path, capsys):
+    folder = inputs[0]
+    write_mrc(tmp_path / "small.mrc", np.zeros((24, 24, 24), np.float32), pixel_size_a=PIXEL_A)
+    code = main(["align", "--particles", str(folder / "pred.star"), "--volume",
+                 str(tmp_path / "small.mrc"), "--global", "--out", str(tmp_path / "o.star")])
+    assert code == 2
+    assert "--volume box 24 px differs from the particle box 32 px" in capsys.readouterr().err
