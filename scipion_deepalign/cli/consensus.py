@@ -3,8 +3,10 @@
 Particles are matched across the ``--inputs`` STAR files by image name (index and stack file
 name). Writes into ``--out``:
 
-* ``agree.star`` / ``disagree.star`` -- the common particles, with the poses of input
-  ``--keep-from`` (default 1); image paths are rewritten relative to ``--out``;
+* ``agree.star`` / ``disagree.star`` -- the common particles (metadata of input 1, image paths
+  rewritten relative to ``--out``) with the poses of input ``--keep-from``; by default an
+  agreeing particle gets the poses of the first input of its agreeing group (input 1 unless
+  ``--min-agree`` lets it be outvoted) and a disagreeing one those of input 1;
 * ``differences.csv`` -- per particle: name, agree, and per pair of inputs ``i``-``j`` the
   direction, in-plane and shift differences.
 
@@ -42,8 +44,9 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--min-agree", type=int, default=None, metavar="M",
                         help="keep a particle when some M inputs agree pairwise "
                              "(default: all inputs)")
-    parser.add_argument("--keep-from", type=int, default=1, metavar="K",
-                        help="write the poses of input K (1-based); default 1")
+    parser.add_argument("--keep-from", type=int, default=None, metavar="K",
+                        help="write the poses of input K (1-based); default: the first input "
+                             "of each particle's agreeing group, else input 1")
     parser.add_argument("--plot", default=None, metavar="DIFF.png",
                         help="write the sorted angular differences as PNG")
 
@@ -60,7 +63,7 @@ def _check(args) -> None:
     if args.min_agree is not None and not 2 <= args.min_agree <= n:
         raise CLIError(f"--min-agree must be between 2 and {n} (the number of inputs), "
                        f"got {args.min_agree}")
-    if not 1 <= args.keep_from <= n:
+    if args.keep_from is not None and not 1 <= args.keep_from <= n:
         raise CLIError(f"--keep-from must be between 1 and {n}, got {args.keep_from}")
 
 
@@ -73,6 +76,15 @@ def _relocate(particles, out_dir):
             stack = os.path.relpath(os.path.join(particles.root, stack), out_dir)
         names.append(f"{index}{sep}{stack}")
     return replace(particles, image_names=names, root=out_dir)
+
+
+def _with_poses(matched, shift_sets, source, keep_from):
+    """Input 1's particles with, per particle, the poses of input ``keep_from`` or ``source``."""
+    which = np.where(source >= 0, source, 0) if keep_from is None \
+        else np.full(len(source), keep_from - 1)
+    angles = np.stack([p.angles_deg for p in matched])[which, np.arange(len(which))]
+    shifts = np.stack(shift_sets)[which, np.arange(len(which))]
+    return replace(matched[0], angles_deg=angles, shifts_px=shifts)
 
 
 def _write_csv(path, names, result):
@@ -123,7 +135,7 @@ def main(args) -> int:
 
     out = ensure_out_dir(args.out)
     out_abs = os.path.abspath(out)
-    keep = _relocate(matched[args.keep_from - 1], out_abs)
+    keep = _relocate(_with_poses(matched, shift_sets, result.source, args.keep_from), out_abs)
     agree_path, disagree_path, csv_path = (os.path.join(out, name) for name in OUTPUTS)
     for path, mask in ((agree_path, result.agree), (disagree_path, ~result.agree)):
         if np.any(mask):

@@ -150,3 +150,18 @@ def test_reconstruct_bad_symmetry(data, capsys, tmp_path):
     code, _, err = _run(capsys, "reconstruct", "--particles", data[0] / "particles.star",
                         "--out", tmp_path / "m.mrc", "--symmetry", "q3")
     assert code == 2 and "--symmetry" in err
+
+
+def test_consensus_min_agree_keeps_poses_of_agreeing_inputs(data, capsys, tmp_path):
+    root, _, parts, scrambled = data
+    # inputs: scrambled, truth, truth -> with --min-agree 2 every particle agrees, and the
+    # scrambled particles take their poses from input 2 (the first of the agreeing pair)
+    code, text, err = _run(capsys, "consensus", "--inputs", root / "other" / "scrambled.star",
+                           root / "particles.star", root / "particles.star", "--out",
+                           tmp_path / "c", "--min-agree", 2)
+    assert code == 0, err
+    agree = read_particles_star(tmp_path / "c" / "agree.star")
+    assert len(agree) == N
+    np.testing.assert_allclose(agree.angles_deg, parts.angles_deg, atol=1e-4)
+    np.testing.assert_allclose(agree.shifts_px, parts.shifts_px, atol=1e-4)
+    assert "1:particles.star" not in text and "2:particles.star vs 3:particles.star" in text
