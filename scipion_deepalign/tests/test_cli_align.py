@@ -107,3 +107,39 @@ def test_volume_box_mismatch(inputs, tmp_path, capsys):
                  str(tmp_path / "small.mrc"), "--global", "--out", str(tmp_path / "o.star")])
     assert code == 2
     assert "--volume box 24 px differs from the particle box 32 px" in capsys.readouterr().err
+
+
+def test_run_chains_train_predict_align(tmp_path):
+    """deepalign run on a tiny set: a shared CNN trained for one epoch, then alignment."""
+    pytest.importorskip("keras")
+    volume = make_phantom(32, seed=0)
+    images, parts = simulate_particles(volume, 96, pixel_size_a=PIXEL_A, snr=np.inf, ctf=False,
+                                       seed=21)
+    write_particles(tmp_path / "train.mrcs", tmp_path / "train.star", images[:72],
+                    parts.subset(slice(0, 72)))
+    test = parts.subset(slice(72, 96))
+    truth = test.angles_deg.copy()
+    test.angles_deg = test.shifts_px = None
+    write_particles(tmp_path / "all.mrcs", tmp_path / "all.star", images[72:], test)
+    write_mrc(tmp_path / "ref.mrc", volume, pixel_size_a=PIXEL_A)
+    out = tmp_path / "run"
+    code = main(["run", "--train", str(tmp_path / "train.star"), "--particles",
+                 str(tmp_path / "all.star"), "--volume", str(tmp_path / "ref.mrc"),
+                 "--out", str(out), "--spacing", "60", "--top-k", "3", "--epochs", "1",
+                 "--positives-per-region", "32", "--network", "shared", "--step", "12",
+                 "--max-shift", "1", "--device", "cpu"])
+    assert code == 0
+    assert (out / "model" / "regions.star").exists()
+    pred = read_particles_star(out / "predicted.star")
+    hints = np.stack([np.asarray(pred.extra[f"deepalignRegion{j}"]).astype(int)
+                      for j in (1, 2, 3)], axis=1)
+    aligned = read_particles_star(out / "aligned.star")
+    region = np.asarray(aligned.extra["deepalignRegion"]).astype(int)
+    assert np.all((hints == region[:, None]).any(axis=1))
+    # Where the CNN's hints hold the true region, the pose is found.
+    centres = region_centres_deg(60.0, "c1")
+    true_region = nearest_regions(truth, centres, "c1", k=1)[:, 0] + 1
+    hit = (hints == true_region[:, None]).any(axis=1)
+    err = symmetric_pose_distance_deg(aligned.angles_deg, truth, "c1")
+    assert hit.sum() >= 6
+    assert np.median(err[hit]) < 12.0

@@ -1,0 +1,136 @@
+"""``deepalign run``: the whole method in one go, train -> predict -> align.
+
+Writes into ``--out DIR``:
+
+* ``model/`` -- the regional CNNs (:func:`scipion_deepalign.core.cnn.train_regions`; an
+  interrupted run resumes where it stopped);
+* ``predicted.star`` -- ``--particles`` with ``deepalignRegion1..k`` (1-based regions of
+  ``model/regions.star``) and ``deepalignRegionProb1..k``;
+* ``aligned.star`` -- the same with the poses found by correlation inside those regions
+  (:func:`scipion_deepalign.core.align.align_particles`) and ``deepalignScore``,
+  ``deepalignRegion``.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+
+import numpy as np
+
+from .align import BEST_REGION_COLUMN, REGION_COLUMN, SCORE_COLUMN
+from .common import (
+    CLIError,
+    check_choice,
+    check_file_exists,
+    check_positive,
+    ensure_out_dir,
+    positive_float,
+    positive_int,
+)
+
+log = logging.getLogger("deepalign")
+
+PROB_COLUMN = "deepalignRegionProb%d"
+OUTPUTS = {"model": "model", "predicted": "predicted.star", "aligned": "aligned.star"}
+
+
+def add_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--train", required=True, metavar="TRAIN.star",
+                        help="particles with known poses to train on")
+    parser.add_argument("--particles", required=True, metavar="ALL.star",
+                        help="particles to align")
+    parser.add_argument("--volume", required=True, metavar="REF.mrc", help="reference map")
+    parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    parser.add_argument("--symmetry", default="c1", help="point group; default c1")
+    parser.add_argument("--spacing", type=positive_float, default=30.0, metavar="DEG",
+                        help="angular spacing of the region centres; default 30")
+    parser.add_argument("--top-k", type=positive_int, default=2, metavar="K",
+                        help="regions searched per particle; default 2")
+    parser.add_argument("--epochs", type=positive_int, default=10, help="default 10")
+    parser.add_argument("--positives-per-region", type=positive_int, default=10000,
+                        metavar="N", help="augmented positives per region and epoch")
+    parser.add_argument("--network", default="regional", help="regional (default) or shared")
+    parser.add_argument("--target-resolution", type=positive_float, default=None, metavar="A",
+                        help="downsample to this resolution for training and alignment")
+    parser.add_argument("--step", type=positive_float, default=None, metavar="DEG",
+                        help="angular step of the reference gallery")
+    parser.add_argument("--max-shift", type=float, default=None, metavar="PX",
+                        help="largest shift searched, original pixels; default box/8")
+    parser.add_argument("--device", default="auto", help="auto, cpu or gpu (alignment)")
+    parser.add_argument("--ctf", action=argparse.BooleanOptionalAction, default=True,
+                        help="use the particles' CTF when the STAR has one (default)")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def main(args) -> int:
+    check_file_exists(args.train, "--train")
+    check_file_exists(args.particles, "--particles")
+    check_file_exists(args.volume, "--volume")
+    check_choice(args.device, ("auto", "cpu", "gpu"), "--device")
+    check_choice(args.network, ("regional", "shared"), "--network")
+    check_positive(args.max_shift, "--max-shift", allow_zero=True)
+    from ..core.io import load_images, read_particles_star, read_volume, write_particles_star
+    from ..core.regions import count_regions
+    from ..core.symmetry import normalise_symmetry
+
+    try:
+        symmetry = normalise_symmetry(args.symmetry)
+    except ValueError as exc:
+        raise CLIError(f"--symmetry: {exc}") from None
+    n_regions = count_regions(args.spacing, symmetry)
+    if not 1 <= args.top_k <= n_regions:
+        raise CLIError(f"--top-k must be between 1 and the {n_regions} regions of "
+                       f"--spacing {args.spacing} ({symmetry}), got {args.top_k}")
+    train = read_particles_star(args.train)
+    if not train.has_poses:
+        raise CLIError(f"--train {args.train}: the particles have no poses (rlnAngleRot/...)")
+    particles = read_particles_star(args.particles)
+    if train.box_px != particles.box_px:
+        raise CLIError(f"--train box {train.box_px} px differs from --particles box "
+                       f"{particles.box_px} px")
+    volume, volume_pixel = read_volume(args.volume)
+    if volume.shape[-1] != particles.box_px:
+        raise CLIError(f"--volume box {volume.shape[-1]} px differs from the particle box "
+                       f"{particles.box_px} px")
+    out = ensure_out_dir(args.out)
+    paths = {k: os.path.join(out, v) for k, v in OUTPUTS.items()}
+
+    from ..core.cnn import predict_regions, train_regions
+    from ..core.cnn.config import TrainConfig
+
+    config = TrainConfig(pixel_size_a=train.pixel_size_a,
+                         target_resolution_a=args.target_resolution, epochs=args.epochs,
+                         positives_per_region=args.positives_per_region,
+                         network=args.network, seed=args.seed)
+    log.info("training %d regions on %d particles", n_regions, len(train))
+    report = train_regions(load_images(train), train.angles_deg, out_dir=paths["model"],
+                           symmetry=symmetry, spacing_deg=args.spacing, config=config,
+                           shifts_px=train.shifts_px)
+    log.info("trained %d networks (%d reused) in %.0f s", len(report.trained),
+             len(report.reused), report.seconds)
+
+    images = load_images(particles)
+    hints, probs = predict_regions(images, paths["model"], top_k=args.top_k)
+    for j in range(hints.shape[1]):
+        particles.extra[REGION_COLUMN % (j + 1)] = hints[:, j] + 1
+        particles.extra[PROB_COLUMN % (j + 1)] = probs[:, j]
+    write_particles_star(paths["predicted"], particles)
+
+    from ..core.align import align_particles
+    from ..core.io import read_regions_star
+
+    centres, _, _ = read_regions_star(os.path.join(paths["model"], "regions.star"))
+    result = align_particles(
+        images, volume, pixel_size_a=particles.pixel_size_a,
+        max_shift_px=particles.box_px / 8 if args.max_shift is None else args.max_shift,
+        ctf=particles.ctf if args.ctf else None, symmetry=symmetry, region_hints=hints,
+        centres_deg=centres, step_deg=args.step, target_resolution_a=args.target_resolution,
+        device=args.device, volume_pixel_size_a=volume_pixel)
+    particles.angles_deg, particles.shifts_px = result.angles_deg, result.shifts_px
+    particles.extra[SCORE_COLUMN] = result.score
+    particles.extra[BEST_REGION_COLUMN] = result.region + 1
+    write_particles_star(paths["aligned"], particles)
+    log.info("wrote %s (%d comparisons, median score %.3f)", paths["aligned"],
+             result.n_comparisons, float(np.median(result.score)))
+    return 0
