@@ -194,3 +194,28 @@ def test_bad_inputs_are_named(volume, noiseless, kwargs, message):
     args.update(kwargs)
     with pytest.raises(ValueError, match=message):
         align_particles(images, vol, **args)
+
+
+def test_out_of_memory_halves_the_batch(volume, noiseless, monkeypatch, caplog):
+    """A block too big for the device is retried with half the particles, same answer."""
+    from scipion_deepalign.core import matching
+
+    images = noiseless[0][:6]
+    kwargs = dict(pixel_size_a=PIXEL_A, max_shift_px=2.0, step_deg=12.0, device="cpu")
+    reference = align_particles(images, volume, **kwargs)
+    real = matching.correlate_block
+    sizes = []
+
+    def limited(spectra, *args, **kw):
+        sizes.append(len(spectra))
+        if len(spectra) > 2:
+            raise MemoryError("simulated out of memory")
+        return real(spectra, *args, **kw)
+
+    monkeypatch.setattr(matching, "correlate_block", limited)
+    with caplog.at_level("WARNING"):
+        res = align_particles(images, volume, batch_size=8, **kwargs)
+    assert sizes[0] == 6 and max(sizes[1:]) <= 2
+    assert "out of memory" in caplog.text
+    np.testing.assert_array_equal(res.angles_deg, reference.angles_deg)
+    assert res.n_comparisons == reference.n_comparisons
