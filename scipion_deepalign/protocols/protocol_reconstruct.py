@@ -122,7 +122,7 @@ class DeepAlignProtReconstruct(ProtReconstruct3D):
         volume.setHalfMaps([self._getFileName("half1"), self._getFileName("half2")])
 
         fsc_data = self._readFsc()
-        fsc = FSC(objLabel="DeepAlign half maps")
+        fsc = FSC()
         fsc.setData(fsc_data["frequency_inv_a"], fsc_data["fsc"])
 
         self._defineOutputs(**{self.outputs.outputVolume.name: volume,

@@ -144,8 +144,7 @@ class TestJudgingProtocols(BaseTest):
     def test_reconstruct_true_poses(self):
         from scipion_deepalign.core.io.mrc import read_mrc
 
-        prot = self.newProtocol(DeepAlignProtReconstruct, inputParticles=self.aligned,
-                                objLabel="reconstruct true poses")
+        prot = self.newProtocol(DeepAlignProtReconstruct, inputParticles=self.aligned)
         self.launchProtocol(prot)
         assert prot.isFinished(), _log(prot)
         volume, fsc = prot.outputVolume, prot.outputFSC
@@ -167,8 +166,7 @@ class TestJudgingProtocols(BaseTest):
         assert corr > 0.8, corr
 
     def test_consensus_drops_scrambled(self):
-        prot = self._consensus(self.aligned, self.scrambled, maxAngleDeg=10.0,
-                               objLabel="consensus 30% scrambled")
+        prot = self._consensus(self.aligned, self.scrambled, maxAngleDeg=10.0)
         self.launchProtocol(prot)
         assert prot.isFinished(), _log(prot)
         kept = {p.getObjId(): getattr(p, ATTR_ANGLE).get() for p in prot.outputParticles}
