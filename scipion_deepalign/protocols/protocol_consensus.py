@@ -197,6 +197,18 @@ class DeepAlignProtConsensus(ProtProcessParticles):
             errors.append(f"Symmetry: {exc}")
         return errors
 
+    def _warnings(self):
+        sets = self._inputSets()
+        if len(sets) < 2 or any(s is None for s in sets):
+            return []
+        common = len(set.intersection(*(s.getIdSet() for s in sets)))
+        sizes = [s.getSize() for s in sets]
+        if common < max(sizes):
+            return [f"Only {common} particles are in every input (sizes "
+                    f"{', '.join(str(n) for n in sizes)}); the others are left out of both "
+                    f"outputs."]
+        return []
+
     def _summary(self):
         if not self.hasAttribute(self.OUTPUT_AGREE):
             return ["Output not ready yet."]

@@ -147,6 +147,13 @@ class DeepAlignProtReconstruct(ProtReconstruct3D):
             errors.append(f"Symmetry: {exc}")
         return errors
 
+    def _warnings(self):
+        particles_set = self.inputParticles.get()
+        if self.correctCtf.get() and particles_set is not None and not particles_set.hasCTF():
+            return ["The particles have no CTF: the map is reconstructed without CTF "
+                    "correction."]
+        return []
+
     def _summary(self):
         if not self.hasAttribute(self.outputs.outputFSC.name):
             return ["Output not ready yet."]
