@@ -259,9 +259,11 @@ def align_particles(images, volume, *, pixel_size_a, max_shift_px, ctf=None, sym
             if len(idx) == 0 or len(gal) == 0:
                 continue
             for d0 in range(0, len(gal), dirs_per_chunk):
-                refs = _rotated(gal.projections[d0:d0 + dirs_per_chunk], psi)
+                # Mask first, then rotate: the circular mask commutes with the rotation.
+                masked = matching.mask_zero_mean(gal.projections[d0:d0 + dirs_per_chunk],
+                                                 masks[0])
                 ref_matrix, ref_power = matching.prepare_references(
-                    refs, xp=xp, mask=masks[0], band=band, with_power=apply_mode)
+                    _rotated(masked, psi), xp=xp, mask=None, band=band, with_power=apply_mode)
                 n_comparisons += _match_chunk(
                     xp, spectra, power, idx, p0, ref_matrix, ref_power, phases, state,
                     best_score, best_ref, best_shift, ref_base=(offset + d0) * n_psi)

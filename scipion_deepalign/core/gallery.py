@@ -178,15 +178,17 @@ class GalleryCache:
     def __init__(self, cache_dir: str | None = None):
         self.cache_dir = cache_dir
         self._memory: dict = {}
+        self._spectrum = (None, None)  # (digest, VolumeSpectrum) of the last map projected
         if cache_dir is not None:
             os.makedirs(cache_dir, exist_ok=True)
 
     def projections(self, volume: np.ndarray, directions_deg: np.ndarray) -> np.ndarray:
         """Projections ``(M, B, B)`` of ``volume`` at ``(rot, tilt, 0)``, computed once."""
-        from .projection import project
+        from .projection import VolumeSpectrum, project
 
         dirs = np.asarray(directions_deg, dtype=np.float64).reshape(-1, 2)
-        h = hashlib.sha1(_volume_digest(volume).encode())
+        digest = _volume_digest(volume)
+        h = hashlib.sha1(digest.encode())
         h.update(np.round(dirs, 6).tobytes())
         key = h.hexdigest()[:20]
         if key in self._memory:
@@ -198,7 +200,9 @@ class GalleryCache:
                 self._memory[key] = np.load(path)
                 return self._memory[key]
         angles = np.concatenate([dirs, np.zeros((len(dirs), 1))], axis=1)
-        proj = np.asarray(project(volume, angles), dtype=np.float32) if len(dirs) else \
+        if self._spectrum[0] != digest:
+            self._spectrum = (digest, VolumeSpectrum(volume))
+        proj = np.asarray(project(self._spectrum[1], angles), dtype=np.float32) if len(dirs) else \
             np.zeros((0,) + volume.shape[1:], np.float32)
         if path is not None:
             np.save(path, proj)

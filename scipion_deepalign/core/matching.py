@@ -38,6 +38,7 @@ __all__ = [
     "shift_window",
     "ctf_half_plane",
     "soft_mask",
+    "mask_zero_mean",
     "prepare_particles",
     "prepare_references",
     "correlate_block",
@@ -132,12 +133,20 @@ def soft_mask(box_px: int, radius_px: float, *, edge_px: float = 2.0) -> np.ndar
     return (0.5 * (1.0 + np.cos(np.pi * t))).astype(np.float32)
 
 
-def _band_spectra(images, mask, band, xp):
-    """Masked, zero-mean (inside the mask), unit-norm band spectra ``(n, F)`` complex64."""
+def mask_zero_mean(images, mask, xp=np):
+    """Mask and remove the mean inside the mask: ``(images - mean) * mask``, ``(n, B, B)``."""
     x = xp.asarray(images, dtype=xp.float32)
     mask = xp.asarray(mask)
     mean = (x * mask).sum(axis=(-2, -1), keepdims=True) / float(mask.sum())
-    spectra = band.take(fft_module(xp).rfft2((x - mean) * mask), xp).astype(xp.complex64)
+    return (x - mean) * mask
+
+
+def _band_spectra(images, mask, band, xp):
+    """Masked (unless ``mask`` is None), zero-mean, unit-norm band spectra ``(n, F)``."""
+    x = xp.asarray(images, dtype=xp.float32)
+    if mask is not None:
+        x = mask_zero_mean(x, mask, xp)
+    spectra = band.take(fft_module(xp).rfft2(x), xp).astype(xp.complex64)
     norm = xp.sqrt(xp.maximum(band.norm2(spectra, xp), 1e-24))
     return spectra / norm[:, None].astype(xp.float32)
 
@@ -178,6 +187,9 @@ def prepare_references(refs, *, xp, mask, band, with_power=False):
     Parameters
     ----------
     refs : ndarray of shape (m, B, B)
+    mask : ndarray of shape (B, B) or None
+        None when the references are already masked and zero-mean (:func:`mask_zero_mean`
+        before an in-plane rotation, which commutes with a circular mask).
     band : FourierBand
     with_power : bool
         Also return ``|R(k)|**2`` (m, F), for the ``"apply"`` CTF norm.
