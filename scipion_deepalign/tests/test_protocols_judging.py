@@ -157,6 +157,9 @@ class TestJudgingProtocols(BaseTest):
         prot = self.newProtocol(DeepAlignProtReconstruct, inputParticles=self.aligned)
         assert prot.validate() == []
         assert "without CTF correction" in prot.warnings()[0]  # simulated without CTF
+        prot = self.newProtocol(DeepAlignProtReconstruct, inputParticles=self.aligned,
+                                symmetryGroup="x7")
+        assert any(e.startswith("Symmetry:") and "x7" in e for e in prot.validate())
 
     # ----------------------------------------------------------------- runs
     def test_reconstruct_true_poses(self):
