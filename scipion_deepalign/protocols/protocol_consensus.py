@@ -14,6 +14,8 @@ from pwem.objects import Float, SetOfParticles
 from pwem.protocols import ProtProcessParticles
 from pyworkflow import BETA
 
+from scipion_deepalign.constants import CITE_DEEPALIGN
+
 __all__ = ["DeepAlignProtConsensus", "DIFF_THRESHOLDS_DEG"]
 
 #: Angles (degrees) under which the summary reports the fraction of particles.
@@ -37,6 +39,7 @@ class DeepAlignProtConsensus(ProtProcessParticles):
     """
     _label = "angular consensus"
     _devStatus = BETA
+    _references = [CITE_DEEPALIGN]
 
     # Both outputs are SetOfParticles: an Enum would make the second an alias of the first,
     # so the names are plain constants and _possibleOutputs a dict.

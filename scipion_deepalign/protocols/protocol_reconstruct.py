@@ -163,6 +163,10 @@ class DeepAlignProtReconstruct(ProtReconstruct3D):
                  f"{self.inputParticles.get().getSamplingRate():.3g} A/px."]
         lines.append(f"Resolution (FSC 0.143): {_format_res(fsc['resolution_0143_a'])}; "
                      f"(FSC 0.5): {_format_res(fsc['resolution_05_a'])}.")
+        nyquist_a = 2 * self.inputParticles.get().getSamplingRate()
+        if fsc["resolution_0143_a"] is not None and fsc["resolution_0143_a"] <= nyquist_a * 1.001:
+            lines.append("The FSC stays above 0.143 up to Nyquist: the resolution is limited by "
+                         "the sampling.")
         return lines
 
     def _methods(self):
