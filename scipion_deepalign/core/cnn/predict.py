@@ -62,6 +62,25 @@ def load_models(model_dir):
     return meta, models
 
 
+def _combine(nets, box_px):
+    """One Keras model giving the outputs of all regional networks side by side.
+
+    Returns the model and the 0-based regions of its output columns (regions skipped at
+    training have no network and keep probability 0).
+    """
+    if not isinstance(nets, list):
+        return nets, slice(None)
+    present = [r for r, net in enumerate(nets) if net is not None]
+    if not present:
+        raise ValueError("no region of this model folder has a trained network")
+    for r in present:  # operation names must be unique inside the combined model
+        nets[r]._name = f"region_{r + 1:04d}"
+    inputs = keras.Input(shape=(int(box_px), int(box_px), 1))
+    outputs = [nets[r](inputs, training=False) for r in present]
+    merged = outputs[0] if len(outputs) == 1 else keras.layers.Concatenate()(outputs)
+    return keras.Model(inputs, merged), np.array(present)
+
+
 def _check_images(images, meta) -> np.ndarray:
     images = np.asarray(images, dtype=np.float32)
     if images.ndim != 3 or images.shape[1] != images.shape[2]:
@@ -99,18 +118,13 @@ def predict_probabilities(images, model_dir, *, batch_size: int = 256,
     meta, nets = models if models is not None else load_models(model_dir)
     images = _check_images(images, meta)
     n_regions = meta["n_regions"]
+    combined, present = _combine(nets, meta["input_box_px"])
     out = np.zeros((len(images), n_regions), np.float32)
     for start in range(0, len(images), int(chunk_size)):
         stop = min(start + int(chunk_size), len(images))
         x = mask_images(preprocess_images(images[start:stop],
                                           input_box_px=meta["input_box_px"]))
-        if isinstance(nets, list):
-            for region, net in enumerate(nets):
-                if net is not None:
-                    out[start:stop, region] = net.predict(
-                        x, batch_size=int(batch_size), verbose=0)[:, 0]
-        else:
-            out[start:stop] = nets.predict(x, batch_size=int(batch_size), verbose=0)
+        out[start:stop, present] = combined.predict(x, batch_size=int(batch_size), verbose=0)
     return out
 
 

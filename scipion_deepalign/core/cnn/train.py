@@ -310,8 +310,8 @@ def train_regions(images, angles_deg, *, out_dir, symmetry="c1", spacing_deg=30.
                     region, n_regions, position, len(todo), n_pos, len(is_pos) - n_pos)
         t0 = time.perf_counter()
         keras.utils.set_random_seed(config.seed * 10007 + region)
-        model = compile_model(build_regional_model(input_box), loss=config.loss,
-                              learning_rate=config.learning_rate)
+        model = compile_model(build_regional_model(input_box, name=f"region_{region:04d}"),
+                              loss=config.loss, learning_rate=config.learning_rate)
         batches = RegionBatches(x_train, is_pos, batch_size=config.batch_size,
                                 positives_per_epoch=config.positives_per_region,
                                 max_shift_px=max_shift, seed=config.seed * 10007 + region)
