@@ -219,3 +219,20 @@ def test_out_of_memory_halves_the_batch(volume, noiseless, monkeypatch, caplog):
     assert "out of memory" in caplog.text
     np.testing.assert_array_equal(res.angles_deg, reference.angles_deg)
     assert res.n_comparisons == reference.n_comparisons
+
+
+def test_gallery_rotation_matches_projection_at_psi(volume):
+    """rotate_to_psi(project at psi 0) == project at psi, and == imageops.rotate_images."""
+    from scipion_deepalign.core.gallery import default_step_deg, rotate_to_psi
+    from scipion_deepalign.core.imageops import rotate_images
+
+    dirs = np.array([[30.0, 60.0], [100.0, 20.0]])
+    psi = np.array([0.0, 37.0, -120.0])
+    fast = rotate_to_psi(project(volume, np.c_[dirs, np.zeros(2)]), psi)
+    for j, p in enumerate(psi):
+        direct = project(volume, np.c_[dirs, np.full(2, p)])
+        spline = rotate_images(project(volume, np.c_[dirs, np.zeros(2)]), np.full(2, p))
+        for i in range(2):
+            assert np.corrcoef(fast[i, j].ravel(), direct[i].ravel())[0, 1] > 0.999
+            assert np.corrcoef(fast[i, j].ravel(), spline[i].ravel())[0, 1] > 0.9995
+    assert default_step_deg(16.0) == pytest.approx(np.rad2deg(1 / 16))
