@@ -229,6 +229,13 @@ def align_particles(images, volume, *, pixel_size_a, max_shift_px, ctf=None, sym
         galleries = build_galleries(volume, symmetry=symmetry, step_deg=step,
                                     centres_deg=centres_deg, regions=used, cache=cache)
         members = [np.flatnonzero((region_hints == g.region).any(axis=1)) for g in galleries]
+        empty = [g.region for g in galleries if len(g) == 0]
+        covered = np.isin(region_hints, [g.region for g in galleries if len(g)]).any(axis=1)
+        if not covered.all():
+            raise ValueError(
+                f"step_deg {step:g} is too coarse for the regions: regions {empty} have no "
+                f"gallery direction, and {np.sum(~covered)} particles have only those in "
+                "region_hints; use a smaller step_deg")
     t_gal = time.perf_counter() - t_gal
     dir_offset = np.cumsum([0] + [len(g) for g in galleries])
     all_dirs = np.concatenate([g.directions_deg for g in galleries])

@@ -236,3 +236,12 @@ def test_gallery_rotation_matches_projection_at_psi(volume):
             assert np.corrcoef(fast[i, j].ravel(), direct[i].ravel())[0, 1] > 0.999
             assert np.corrcoef(fast[i, j].ravel(), spline[i].ravel())[0, 1] > 0.9995
     assert default_step_deg(16.0) == pytest.approx(np.rad2deg(1 / 16))
+
+
+def test_step_too_coarse_for_the_regions(volume, noiseless):
+    images = noiseless[0][:3]
+    centres = region_centres_deg(10.0, "c1")  # 400+ small regions, a 40 degree grid misses most
+    with pytest.raises(ValueError, match="step_deg 40 is too coarse for the regions"):
+        align_particles(images, volume, pixel_size_a=PIXEL_A, max_shift_px=2.0, step_deg=40.0,
+                        device="cpu", centres_deg=centres,
+                        region_hints=np.arange(3)[:, None] + 100)
