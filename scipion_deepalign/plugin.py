@@ -3,6 +3,7 @@ import os
 import sys
 
 import pwem
+from pyworkflow.utils import Environ
 
 from .constants import CITE_DEEPALIGN, DEEPALIGN_PYTHON
 
@@ -42,7 +43,7 @@ class Plugin(pwem.Plugin):
         return " ".join(["-m", "scipion_deepalign.cli", command] + [str(a) for a in args])
 
     @classmethod
-    def getEnviron(cls, *, gpu_ids=None, threads=None) -> dict:
+    def getEnviron(cls, *, gpu_ids=None, threads=None) -> Environ:
         """Environment of one ``deepalign`` subprocess.
 
         Parameters
@@ -52,7 +53,7 @@ class Plugin(pwem.Plugin):
         threads : int, optional
             CPU threads for TensorFlow/BLAS.
         """
-        env = dict(os.environ)
+        env = Environ(os.environ)
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         env.setdefault("KERAS_BACKEND", "tensorflow")
         if gpu_ids is not None:

@@ -59,7 +59,7 @@ class AlignSteps:
 
         particles = self.inputParticles.get()
         out = self._particlesWithResults(particles, self._getFileName("aligned_star"),
-                                         poses=True, score=True)
+                                         poses=True, score=True, top_k=None)
         self._defineOutputs(**{outputs_enum.outputParticles.name: out})
         self._defineSourceRelation(self.inputParticles, out)
         self._defineSourceRelation(self.inputVolume, out)
@@ -160,15 +160,16 @@ class DeepAlignProtAlign(AlignSteps, PredictSteps, DeepAlignProtBase):
     def _insertAllSteps(self):
         self._createFilenameTemplates()
         convert = self._insertFunctionStep(self.convertInputStep, needsGPU=False)
-        volume = self._insertFunctionStep(self.convertVolumeStep, needsGPU=False)
+        volume = self._insertFunctionStep(self.convertVolumeStep, prerequisites=[],
+                                          needsGPU=False)
         before = [convert, volume]
         star = self._getFileName("input_star")
         if self._usesInputModel():
             before = [self._insertFunctionStep(self.predictStep, prerequisites=before,
-                                               needsGPU=True)]
+                                               needsGPU=self._needsGpu())]
             star = self._getFileName("predicted_star")
         align = self._insertFunctionStep(self.alignStep, star, self._alignModelDir(),
-                                         prerequisites=before, needsGPU=True)
+                                         prerequisites=before, needsGPU=self._needsGpu())
         self._insertFunctionStep(self.createOutputStep, prerequisites=[align], needsGPU=False)
 
     def convertInputStep(self):

@@ -55,6 +55,10 @@ class DeepAlignProtBase(EMProtocol):
         form.addParallelSection(threads=threads, mpi=0)
 
     # ------------------------------------------------------------- running commands
+    def _needsGpu(self):
+        """Whether heavy steps ask the executor for a GPU (else they run side by side on CPU)."""
+        return bool(self.getAttributeValue(params.USE_GPU, False))
+
     def _gpuIds(self):
         """GPU ids for the current step (``[]`` = CPU only)."""
         if not self.getAttributeValue(params.USE_GPU, False):
@@ -125,7 +129,7 @@ class DeepAlignProtBase(EMProtocol):
         :func:`scipion_deepalign.convert.set_to_core`; items without a result are dropped.
         ``poses``: ALIGN_PROJ at the input sampling (shifts rescaled if the STAR file has
         another pixel size). ``top_k``: ``_deepalign_region1..k`` / ``_deepalign_regionProb1..k``.
-        ``score``: ``_deepalign_score``.
+        ``score``: ``_deepalign_score``. ``top_k=None``: as many regions as the file has.
         """
         from ..convert import set_particle_pose
         from ..core.io.star import read_particles_star
@@ -133,6 +137,10 @@ class DeepAlignProtBase(EMProtocol):
         result = read_particles_star(star_path)
         ids = np.asarray(result.extra[RESULT_COLUMNS["item_id"]]).astype(np.int64)
         row_of = {int(i): r for r, i in enumerate(ids)}
+        if top_k is None:
+            top_k = 0
+            while RESULT_COLUMNS["region"] % (top_k + 1) in result.extra:
+                top_k += 1
         shifts = None
         if poses:
             if result.angles_deg is None:

@@ -100,7 +100,7 @@ class DeepAlignProtPredict(PredictSteps, DeepAlignProtBase):
         self._createFilenameTemplates()
         convert = self._insertFunctionStep(self.convertInputStep, needsGPU=False)
         predict = self._insertFunctionStep(self.predictStep, prerequisites=[convert],
-                                           needsGPU=True)
+                                           needsGPU=self._needsGpu())
         self._insertFunctionStep(self.createOutputStep, prerequisites=[predict],
                                  needsGPU=False)
 

@@ -64,13 +64,16 @@ class DeepAlignProtRefine(TrainSteps, AlignSteps, PredictSteps, DeepAlignProtBas
     def _insertAllSteps(self):
         self._createFilenameTemplates()
         trained = self._insertTrainSteps() if self.trainModel.get() else []
-        convert = self._insertFunctionStep(self.convertInputStep, needsGPU=False)
-        volume = self._insertFunctionStep(self.convertVolumeStep, needsGPU=False)
+        # conversions do not wait for the training (prerequisites=[])
+        convert = self._insertFunctionStep(self.convertInputStep, prerequisites=[],
+                                           needsGPU=False)
+        volume = self._insertFunctionStep(self.convertVolumeStep, prerequisites=[],
+                                          needsGPU=False)
         predict = self._insertFunctionStep(self.predictStep, prerequisites=trained + [convert],
-                                           needsGPU=True)
+                                           needsGPU=self._needsGpu())
         align = self._insertFunctionStep(self.alignStep, self._getFileName("predicted_star"),
                                          self._modelDir(), prerequisites=[predict, volume],
-                                         needsGPU=True)
+                                         needsGPU=self._needsGpu())
         self._insertFunctionStep(self.createOutputStep, prerequisites=[align], needsGPU=False)
 
     def createOutputStep(self):

@@ -80,7 +80,7 @@ class TrainSteps:
         convert = self._insertFunctionStep(self.convertTrainingStep,
                                            prerequisites=list(prerequisites), needsGPU=False)
         return [self._insertFunctionStep(self.trainRegionsStep, chunk,
-                                         prerequisites=[convert], needsGPU=True)
+                                         prerequisites=[convert], needsGPU=self._needsGpu())
                 for chunk in self._regionChunks()]
 
     def convertTrainingStep(self):

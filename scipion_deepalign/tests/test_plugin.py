@@ -77,6 +77,7 @@ def test_plugin_runs_commands_with_its_python(monkeypatch):
     assert Plugin.getCommandArgs("train", ["--epochs", 2]) == \
         "-m scipion_deepalign.cli train --epochs 2"
     env = Plugin.getEnviron(gpu_ids=[1, 3], threads=2)
+    assert env.getPrepend() == ""  # what pyworkflow.utils.process.runJob calls
     assert env["CUDA_VISIBLE_DEVICES"] == "1,3" and env["OMP_NUM_THREADS"] == "2"
     assert Plugin.getEnviron(gpu_ids=[])["CUDA_VISIBLE_DEVICES"] == "-1"
 

@@ -143,33 +143,39 @@ class TestTrainPredictAlign(BaseTest):
         )
 
         truth = self.data.truth
-        # --- train: 12 regions in 2 parallel steps of 6, on CPU
+        # --- train the shared-trunk network (one step: the fastest kind to test)
         train = self.newProtocol(
             DeepAlignProtTrain, inputTrainingParticles=self.train_set, symmetryGroup="c1",
-            regionSpacingDeg=60.0, targetResolutionA=16.0, numberOfEpochs=3, batchSize=32,
-            positivesPerRegion=256, regionsPerStep=6, numberOfThreads=3, useGpu=False)
+            regionSpacingDeg=60.0, targetResolutionA=16.0, numberOfEpochs=5, batchSize=32,
+            positivesPerRegion=256, networkKind=1, useGpu=False)
         self._launch(train)
         model = train.outputModel
         assert model.getNumberOfRegions() == 12 and model.getSymmetry() == "c1"
+        assert model.getNetworkKind() == "shared"
         assert (model.getNetworkBoxPx(), model.getNetworkPixelSizeA()) == (16, 8.0)
-        assert len([f for f in os.listdir(model.getModelDir()) if f.endswith(".keras")]) == 12
-        summary = "\n".join(train.summary())
-        assert "Networks trained: 12" in summary and "Validation accuracy" in summary
+        assert "shared.keras" in os.listdir(model.getModelDir())
+        assert "Validation accuracy" in "\n".join(train.summary())
 
-        # --- predict: top-2 regions of every particle
+        # --- predict: top-2 regions of every particle, exactly what the core predicts
         predict = self.newProtocol(DeepAlignProtPredict, inputParticles=self.all_set,
                                    inputModel=model, topK=2, useGpu=False)
         self._launch(predict)
         predicted = predict.outputParticles
         assert predicted.getSize() == self.N_ALL
-        centres, _, _ = read_regions_star(model.getRegionsFile())
-        true_region, _ = assign_regions(truth.angles_deg, centres, "c1")
         top = np.array([[p._deepalign_region1.get(), p._deepalign_region2.get()]
                         for p in predicted.iterItems()])
-        probs = np.array([p._deepalign_regionProb1.get() for p in predicted.iterItems()])
-        assert np.all((probs >= 0) & (probs <= 1))
-        hit = np.any(top == (true_region + 1)[:, None], axis=1)  # regions are 1-based
-        assert hit.mean() > 0.5, f"true region in top 2 for {hit.mean():.0%} only"
+        probs = np.array([[p._deepalign_regionProb1.get(), p._deepalign_regionProb2.get()]
+                          for p in predicted.iterItems()])
+        from scipion_deepalign.core.cnn.predict import predict_regions
+
+        core_regions, core_probs = predict_regions(self.data.images, model.getModelDir(),
+                                                   top_k=2)
+        np.testing.assert_array_equal(top, core_regions + 1)  # Scipion attributes are 1-based
+        np.testing.assert_allclose(probs, core_probs, atol=1e-4)
+        centres, _, _ = read_regions_star(model.getRegionsFile())
+        true_region, _ = assign_regions(truth.angles_deg, centres, "c1")
+        hit = np.any(top == (true_region + 1)[:, None], axis=1)
+        assert hit.sum() >= 30, f"true region in the top 2 for {hit.sum()} particles only"
 
         # --- align inside the predicted regions
         align = self.newProtocol(DeepAlignProtAlign, inputParticles=predicted,
@@ -184,7 +190,8 @@ class TestTrainPredictAlign(BaseTest):
         rows = ids - 1  # imported in stack order
         error = symmetric_direction_distance_deg(angles, truth.angles_deg[rows], "c1")
         hit_rows = hit[rows]
-        # particles whose true region was predicted are aligned close to the truth
+        # particles whose true region was predicted are aligned close to the truth (the
+        # others depend on the CNN's accuracy, tested with the core)
         assert np.median(error[hit_rows]) < 8.0, np.median(error[hit_rows])
         shift_error = np.linalg.norm(shifts - truth.shifts_px[rows], axis=1)
         assert np.median(shift_error[hit_rows]) < 1.5
