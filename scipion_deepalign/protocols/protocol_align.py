@@ -23,7 +23,13 @@ class AlignSteps:
     ``angularStepDeg`` and ``maxShiftPx`` parameters.
     """
 
-    def _defineAlignParams(self, form):
+    def _defineAlignParams(self, form, *, allow_global=False):
+        if allow_global:
+            form.addParam("globalSearch", params.BooleanParam, default=False,
+                          label="Global search (baseline)?",
+                          help="Search the whole asymmetric unit instead of the predicted "
+                               "regions: slower, no model needed; a reference to judge "
+                               "DeepAlign against.")
         form.addParam("angularStepDeg", params.FloatParam, default=5.0,
                       label="Angular step (deg)",
                       help="Spacing of the reference projections inside the chosen regions "
@@ -32,6 +38,10 @@ class AlignSteps:
                       label="Max shift (px)",
                       help="Largest particle shift searched, in pixels of the input "
                            "particles; at most half the box.")
+        form.addParam("alignResolutionA", params.FloatParam, default=-1,
+                      expertLevel=params.LEVEL_ADVANCED, label="Search resolution (A)",
+                      help="Compare images downsampled to this resolution (faster); the "
+                           "shifts are still given at the input sampling. -1: full size.")
 
     def _alignFilenames(self):
         return {"reference": self._getExtraPath("reference.mrc"),
@@ -44,15 +54,18 @@ class AlignSteps:
         volume_to_core(self.inputVolume.get(), self._getFileName("reference"))
 
     def alignStep(self, particles_star, model_dir):
-        self._runDeepAlign("align", [
-            "--particles", particles_star,
-            "--model", model_dir,
-            "--volume", self._getFileName("reference"),
-            "--symmetry", self.symmetryGroup.get(),
-            "--step", self.angularStepDeg.get(),
-            "--max-shift", self.maxShiftPx.get(),
-            "--device", "gpu" if self._gpuIds() else "cpu",
-            "--out", self._getFileName("aligned_star")])
+        """``model_dir`` None: global search over the asymmetric unit."""
+        args = ["--particles", particles_star,
+                "--volume", self._getFileName("reference"),
+                "--symmetry", self.symmetryGroup.get(),
+                "--step", self.angularStepDeg.get(),
+                "--max-shift", self.maxShiftPx.get(),
+                "--device", "auto" if self._gpuIds() else "cpu",
+                "--out", self._getFileName("aligned_star")]
+        args += ["--global"] if model_dir is None else ["--model", model_dir]
+        if self.alignResolutionA.get() and self.alignResolutionA.get() > 0:
+            args += ["--target-resolution", self.alignResolutionA.get()]
+        self._runDeepAlign("align", args)
 
     def _createAlignedOutput(self, outputs_enum):
         from ..convert import read_set_poses
@@ -108,6 +121,11 @@ class AlignSteps:
                               f"half the box ({half:g} px).")
         if self.angularStepDeg.get() is None or not 0 < self.angularStepDeg.get() <= 30:
             errors.append(f"Angular step must be in (0, 30] deg, got {self.angularStepDeg.get()}.")
+        resolution = self.alignResolutionA.get()
+        if particles is not None and resolution and resolution > 0 \
+                and resolution < 2 * particles.getSamplingRate():
+            errors.append(f"Search resolution {resolution:g} A is finer than the Nyquist of the "
+                          f"particles ({2 * particles.getSamplingRate():g} A).")
         if model_symmetry:
             try:
                 if normalise_symmetry(model_symmetry) != normalise_symmetry(
@@ -151,7 +169,7 @@ class DeepAlignProtAlign(AlignSteps, PredictSteps, DeepAlignProtBase):
                       help="Same box and pixel size as the particles.")
         self._defineSymmetryParam(form)
         form.addSection(label="Alignment")
-        self._defineAlignParams(form)
+        self._defineAlignParams(form, allow_global=True)
         self._defineComputeParams(form, threads=1)
 
     def _createFilenameTemplates(self):
@@ -164,7 +182,7 @@ class DeepAlignProtAlign(AlignSteps, PredictSteps, DeepAlignProtBase):
                                           needsGPU=False)
         before = [convert, volume]
         star = self._getFileName("input_star")
-        if self._usesInputModel():
+        if self._usesInputModel() and not self.globalSearch.get():
             before = [self._insertFunctionStep(self.predictStep, prerequisites=before,
                                                needsGPU=self._needsGpu())]
             star = self._getFileName("predicted_star")
@@ -176,7 +194,7 @@ class DeepAlignProtAlign(AlignSteps, PredictSteps, DeepAlignProtBase):
         from ..convert import set_to_core
 
         extra = {}
-        if not self._usesInputModel():
+        if not self._usesInputModel() and not self.globalSearch.get():
             from .protocol_base import RESULT_COLUMNS
 
             for j in range(1, region_hints_count(self.inputParticles.get()) + 1):
@@ -190,6 +208,8 @@ class DeepAlignProtAlign(AlignSteps, PredictSteps, DeepAlignProtBase):
 
     # ------------------------------------------------------------- utils
     def _alignModelDir(self):
+        if self.globalSearch.get():
+            return None
         if self._usesInputModel():
             return self._modelDir()
         return hints_model_dir(self.inputParticles.get())
@@ -205,7 +225,7 @@ class DeepAlignProtAlign(AlignSteps, PredictSteps, DeepAlignProtBase):
             if particles is not None:
                 errors += _modelGeometryErrors(model, particles)
             symmetry = model.getSymmetry()
-        elif particles is not None:
+        elif particles is not None and not self.globalSearch.get():
             model_dir = hints_model_dir(particles)
             if not region_hints_count(particles) or not model_dir:
                 errors.append("The particles carry no predicted regions (run DeepAlign "

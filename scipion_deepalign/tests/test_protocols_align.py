@@ -87,6 +87,13 @@ class TestAlignValidate(BaseTest):
         text = _errors_text(self._align())
         assert "carry no predicted regions" in text and "no trained model" in text
 
+    def test_global_search_needs_no_hints_nor_model(self):
+        assert self._align(globalSearch=True).validate() == []
+
+    def test_search_resolution_finer_than_nyquist(self):
+        text = _errors_text(self._align(_model(), alignResolutionA=6.0))
+        assert "Search resolution 6 A is finer than the Nyquist of the particles (8 A)." in text
+
     def test_max_shift_larger_than_half_box(self):
         text = _errors_text(self._align(_model(), maxShiftPx=17.0))
         assert "Max shift 17.0 px must be between 0 and half the box (16 px)." in text
