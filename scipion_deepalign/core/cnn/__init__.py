@@ -11,7 +11,7 @@ _EXPORTS = {
     "TrainConfig": "config", "TrainReport": "train", "train_regions": "train",
     "predict_regions": "predict", "predict_probabilities": "predict", "load_models": "predict",
     "build_regional_model": "model", "build_shared_model": "model", "compile_model": "model",
-    "kernel_sizes": "model",
+    "kernel_sizes": "model", "top_k_regions": "predict",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -17,7 +17,7 @@ import numpy as np
 from .config import SHARED_MODEL, history_path, model_path, read_model_config
 from .data import mask_images, preprocess_images
 
-__all__ = ["load_models", "predict_probabilities", "predict_regions"]
+__all__ = ["load_models", "predict_probabilities", "predict_regions", "top_k_regions"]
 
 
 def load_models(model_dir):
@@ -155,5 +155,22 @@ def predict_regions(images, model_dir, *, top_k: int = 2, batch_size: int = 256,
                          f"got {top_k}")
     probs = predict_probabilities(images, model_dir, batch_size=batch_size,
                                   chunk_size=chunk_size)
-    order = np.argsort(-probs, axis=1, kind="stable")[:, :int(top_k)]
-    return order.astype(int), np.take_along_axis(probs, order, axis=1)
+    return top_k_regions(probs, int(top_k))
+
+
+def top_k_regions(probabilities, top_k: int):
+    """The ``top_k`` largest probabilities of each row, best first (ties: lower region first).
+
+    Parameters
+    ----------
+    probabilities : ndarray of shape (N, R)
+    top_k : int
+
+    Returns
+    -------
+    regions : ndarray of shape (N, top_k) int, 0-based
+    probabilities : ndarray of shape (N, top_k)
+    """
+    probabilities = np.asarray(probabilities)
+    order = np.argsort(-probabilities, axis=1, kind="stable")[:, :int(top_k)]
+    return order.astype(int), np.take_along_axis(probabilities, order, axis=1)

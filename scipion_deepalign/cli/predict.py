@@ -1,0 +1,101 @@
+"""``deepalign predict``: the most probable angular regions of each particle.
+
+Writes ``--out`` (RELION STAR): the input particles with, for ``i = 1..top-k`` (best first),
+``deepalignRegion<i>`` (1-based, the numbers of the model's ``regions.star``) and
+``deepalignRegionProb<i>``. Image names are rewritten relative to the output's folder.
+Particles are read and predicted in chunks, so memory stays bounded.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+
+import numpy as np
+
+from .common import CLIError, check_file_exists, positive_int
+from .train import forward_core_logging, parse_int_list, set_devices
+
+log = logging.getLogger("deepalign")
+
+
+def add_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--particles", required=True, metavar="ALL.star",
+                        help="particles to assign (RELION STAR)")
+    parser.add_argument("--model", required=True, metavar="MODEL_DIR",
+                        help="model folder written by deepalign train")
+    parser.add_argument("--top-k", type=positive_int, default=2, metavar="K",
+                        help="regions kept per particle; default 2")
+    parser.add_argument("--out", required=True, metavar="PRED.star", help="output STAR file")
+    parser.add_argument("--batch-size", type=positive_int, default=256, help="default 256")
+    parser.add_argument("--chunk", type=positive_int, default=4096, metavar="N",
+                        help="particles read and predicted at once; default 4096")
+    parser.add_argument("--gpus", metavar="LIST",
+                        help="comma-separated GPU ids (sets CUDA_VISIBLE_DEVICES)")
+    parser.add_argument("--threads", type=positive_int, metavar="N",
+                        help="CPU threads for the network library")
+
+
+def _relocate(names, root, out_dir):
+    """Image names ``i@stack`` made relative to ``out_dir`` (absolute paths kept)."""
+    out = []
+    for name in names:
+        index, sep, stack = name.partition("@")
+        if sep and not os.path.isabs(stack):
+            stack = os.path.relpath(os.path.join(root, stack), out_dir)
+        out.append(f"{index}{sep}{stack}" if sep else name)
+    return out
+
+
+def _check(args):
+    from ..core.cnn.config import read_model_config
+    from ..core.io import read_particles_star
+
+    check_file_exists(args.particles, "--particles")
+    if not os.path.isdir(args.model):
+        raise CLIError(f"--model: folder not found: {args.model}")
+    try:
+        meta = read_model_config(args.model)
+    except ValueError as exc:
+        raise CLIError(f"--model: {exc}") from None
+    if args.top_k > meta["n_regions"]:
+        raise CLIError(f"--top-k must be at most the number of regions ({meta['n_regions']}), "
+                       f"got {args.top_k}")
+    particles = read_particles_star(args.particles)
+    if particles.box_px != meta["box_px"]:
+        raise CLIError(f"--particles have a {particles.box_px} px box but the model was trained "
+                       f"on {meta['box_px']} px particles")
+    out_dir = os.path.dirname(os.path.abspath(args.out))
+    if not os.path.isdir(out_dir):
+        raise CLIError(f"--out: folder not found: {out_dir}")
+    return particles
+
+
+def main(args) -> int:
+    particles = _check(args)
+    set_devices(parse_int_list(args.gpus, "--gpus"), args.threads)
+    forward_core_logging()
+
+    from ..core.cnn.predict import load_models, predict_probabilities, top_k_regions
+    from ..core.io import load_images, write_particles_star
+
+    models = load_models(args.model)
+    n = len(particles)
+    regions = np.zeros((n, args.top_k), int)
+    probs = np.zeros((n, args.top_k), np.float32)
+    for start in range(0, n, args.chunk):
+        stop = min(start + args.chunk, n)
+        log.info("predicting particles %d-%d of %d", start + 1, stop, n)
+        p = predict_probabilities(load_images(particles, slice(start, stop)), args.model,
+                                  batch_size=args.batch_size, models=models)
+        regions[start:stop], probs[start:stop] = top_k_regions(p, args.top_k)
+    for i in range(args.top_k):
+        particles.extra[f"deepalignRegion{i + 1}"] = regions[:, i] + 1
+        particles.extra[f"deepalignRegionProb{i + 1}"] = probs[:, i]
+    particles.image_names = _relocate(particles.image_names, particles.root,
+                                      os.path.dirname(os.path.abspath(args.out)))
+    write_particles_star(args.out, particles)
+    counts = np.bincount(regions[:, 0], minlength=models[0]["n_regions"])
+    print(f"wrote {args.out}: top-{args.top_k} regions of {n} particles; best-region counts "
+          f"{counts.tolist()}")
+    return 0

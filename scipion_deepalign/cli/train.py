@@ -1,0 +1,209 @@
+"""``deepalign train``: train the regional CNNs on particles with known poses.
+
+Writes the model folder ``--out`` (layout in :mod:`scipion_deepalign.core.cnn.config`).
+Training is resumable: run the same command again after an interruption and only the
+regions without a model are trained. ``--regions 1,5,7`` trains only those regions (e.g.
+one process per GPU). With several ``--gpus`` the regions are shared out round-robin between
+one child process per GPU. All arguments are checked before TensorFlow is imported.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import subprocess
+import sys
+
+from .common import CLIError, check_file_exists, check_positive, positive_float, positive_int
+
+log = logging.getLogger("deepalign")
+
+LOSS_CHOICES = ("bce", "mae")
+
+
+def add_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--particles", required=True, metavar="TRAIN.star",
+                        help="training particles with poses (RELION STAR)")
+    parser.add_argument("--out", required=True, metavar="MODEL_DIR",
+                        help="model folder (created; reused to continue a training)")
+    parser.add_argument("--symmetry", default="c1", help="point group; default c1")
+    parser.add_argument("--spacing", type=positive_float, default=30.0, metavar="DEG",
+                        help="angular spacing of the region centres in degrees; default 30")
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--target-resolution", type=positive_float, metavar="A",
+                      help="downsample the particles to this resolution (Angstrom)")
+    size.add_argument("--box", type=positive_int, metavar="B",
+                      help="or to this box size (pixels); default: the full box")
+    parser.add_argument("--epochs", type=positive_int, default=10, help="default 10")
+    parser.add_argument("--batch-size", type=positive_int, default=128, help="default 128")
+    parser.add_argument("--positives", type=positive_int, default=10000, metavar="N",
+                        help="augmented positives per region and epoch; default 10000")
+    parser.add_argument("--network", choices=("regional", "shared"), default="regional",
+                        help="one network per region (paper, default) or one shared trunk")
+    parser.add_argument("--loss", choices=LOSS_CHOICES, default=None,
+                        help="binary cross-entropy or mean absolute error; default "
+                             "TrainConfig's (see docs/benchmarks_cnn.md)")
+    parser.add_argument("--learning-rate", type=positive_float, default=None, metavar="LR",
+                        help="Adam learning rate; default TrainConfig's")
+    parser.add_argument("--validation-fraction", type=float, default=0.1, metavar="F",
+                        help="particles held out for early stopping; default 0.1")
+    parser.add_argument("--patience", type=int, default=3,
+                        help="early-stopping patience in epochs (0: off); default 3")
+    parser.add_argument("--min-particles", type=positive_int, default=10, metavar="N",
+                        help="regions with fewer training particles are skipped; default 10")
+    parser.add_argument("--regions", metavar="LIST",
+                        help="comma-separated 1-based regions to train (default all)")
+    parser.add_argument("--gpus", metavar="LIST",
+                        help="comma-separated GPU ids (sets CUDA_VISIBLE_DEVICES)")
+    parser.add_argument("--threads", type=positive_int, metavar="N",
+                        help="CPU threads for the network library")
+    parser.add_argument("--seed", type=int, default=0, metavar="K", help="default 0")
+
+
+def parse_int_list(text, option: str) -> list[int] | None:
+    """``"1,5,7"`` -> ``[1, 5, 7]`` (None for None); :class:`CLIError` naming ``option``."""
+    if text is None:
+        return None
+    try:
+        values = [int(v) for v in text.replace(" ", "").split(",") if v != ""]
+    except ValueError:
+        raise CLIError(f"{option} must be comma-separated integers, got {text!r}") from None
+    if not values:
+        raise CLIError(f"{option} is empty")
+    return values
+
+
+def set_devices(gpus, threads) -> None:
+    """Environment for the network library; must run before Keras is imported."""
+    if gpus is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in gpus)
+    if threads is not None:
+        for name in ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
+            os.environ[name] = str(threads)
+    if "keras" in sys.modules and gpus is not None:
+        log.warning("--gpus given after Keras was imported: it may be ignored")
+
+
+def forward_core_logging() -> None:
+    """Show the core's progress lines (logger ``scipion_deepalign``) like the CLI's own."""
+    cli_logger = logging.getLogger("deepalign")
+    core_logger = logging.getLogger("scipion_deepalign")
+    core_logger.handlers[:] = list(cli_logger.handlers)
+    core_logger.setLevel(cli_logger.level)
+    core_logger.propagate = False
+
+
+def _check(args):
+    """Validate everything cheap; returns (particles, n_regions, regions)."""
+    from ..core.io import read_particles_star
+    from ..core.projection import downsampled_geometry
+    from ..core.regions import count_regions
+    from ..core.symmetry import normalise_symmetry
+
+    check_file_exists(args.particles, "--particles")
+    if not 0 < args.spacing <= 180:
+        raise CLIError(f"--spacing must be in (0, 180] degrees, got {args.spacing}")
+    if not 0 <= args.validation_fraction < 1:
+        raise CLIError(f"--validation-fraction must be in [0, 1), got {args.validation_fraction}")
+    check_positive(args.patience, "--patience", allow_zero=True)
+    try:
+        symmetry = normalise_symmetry(args.symmetry)
+    except ValueError as exc:
+        raise CLIError(f"--symmetry: {exc}") from None
+    particles = read_particles_star(args.particles)
+    if not particles.has_poses:
+        raise CLIError(f"--particles {args.particles} has no poses (rlnAngleRot/Tilt/Psi): "
+                       "training needs particles with known angles")
+    if args.target_resolution is not None:
+        try:
+            box, _ = downsampled_geometry(particles.box_px, particles.pixel_size_a,
+                                          args.target_resolution)
+        except ValueError as exc:
+            raise CLIError(f"--target-resolution: {exc}") from None
+        if box < 8:
+            raise CLIError(f"--target-resolution {args.target_resolution} A leaves a {box} px "
+                           "input; the network needs at least 8 px")
+    if args.box is not None and not 8 <= args.box <= particles.box_px:
+        raise CLIError(f"--box must be between 8 and the particle box {particles.box_px}, "
+                       f"got {args.box}")
+    n_regions = count_regions(args.spacing, symmetry)
+    if n_regions < 2:
+        raise CLIError(f"--spacing {args.spacing} gives {n_regions} region for symmetry "
+                       f"{symmetry}: use a smaller spacing")
+    regions = parse_int_list(args.regions, "--regions")
+    if regions is not None:
+        bad = [r for r in regions if not 1 <= r <= n_regions]
+        if bad:
+            raise CLIError(f"--regions {bad} out of range: there are {n_regions} regions")
+    return particles, symmetry, n_regions, regions
+
+
+def _child_command(args, regions, gpu) -> list[str]:
+    """``deepalign train`` for one GPU and a share of the regions, from parsed ``args``."""
+    cmd = [sys.executable, "-m", "scipion_deepalign.cli", "train",
+           "--particles", args.particles, "--out", args.out, "--symmetry", args.symmetry,
+           "--spacing", repr(args.spacing), "--epochs", str(args.epochs),
+           "--batch-size", str(args.batch_size), "--positives", str(args.positives),
+           "--network", args.network, "--validation-fraction", repr(args.validation_fraction),
+           "--patience", str(args.patience), "--min-particles", str(args.min_particles),
+           "--seed", str(args.seed), "--regions", ",".join(map(str, regions)),
+           "--gpus", str(gpu)]
+    for option, value in (("--target-resolution", args.target_resolution), ("--box", args.box),
+                          ("--loss", args.loss), ("--learning-rate", args.learning_rate),
+                          ("--threads", args.threads)):
+        if value is not None:
+            cmd += [option, str(value)]
+    return cmd + ["-v"] * int(getattr(args, "verbose", 0) or 0)
+
+
+def _fan_out(args, gpus, regions) -> int:
+    """One child process per GPU, each training its round-robin share of the regions.
+
+    Every child writes the same ``config.json`` (atomically), so the shared folder stays
+    consistent; the exit code is the worst of the children's.
+    """
+    children = []
+    for i, gpu in enumerate(gpus):
+        share = regions[i::len(gpus)]
+        if share:
+            log.info("GPU %s: regions %s", gpu, share)
+            children.append(subprocess.Popen(_child_command(args, share, gpu)))
+    return max(child.wait() for child in children)
+
+
+def main(args) -> int:
+    particles, symmetry, n_regions, regions = _check(args)
+    gpus = parse_int_list(args.gpus, "--gpus")
+    if gpus is not None and len(gpus) > 1 and args.network == "regional":
+        return _fan_out(args, gpus, regions or list(range(1, n_regions + 1)))
+    set_devices(gpus, args.threads)
+    forward_core_logging()
+
+    from ..core.cnn import TrainConfig, train_regions
+    from ..core.io import load_images
+
+    options = dict(pixel_size_a=particles.pixel_size_a,
+                   target_resolution_a=args.target_resolution, target_box_px=args.box,
+                   epochs=args.epochs, batch_size=args.batch_size,
+                   positives_per_region=args.positives, network=args.network,
+                   validation_fraction=args.validation_fraction, patience=args.patience,
+                   seed=args.seed, min_particles_per_region=args.min_particles)
+    if args.loss is not None:
+        options["loss"] = args.loss
+    if args.learning_rate is not None:
+        options["learning_rate"] = args.learning_rate
+    config = TrainConfig(**options)
+    log.info("reading %d particles from %s", len(particles), args.particles)
+    images = load_images(particles)
+    report = train_regions(images, particles.angles_deg, out_dir=args.out, symmetry=symmetry,
+                           spacing_deg=args.spacing, config=config,
+                           shifts_px=particles.shifts_px, regions=regions)
+    parts = [f"{len(report.trained)} trained"]
+    if report.reused:
+        parts.append(f"{len(report.reused)} already there")
+    if report.too_few:
+        parts.append(f"{len(report.too_few)} skipped for too few particles "
+                     f"({','.join(map(str, report.too_few))})")
+    print(f"{args.out}: {report.n_regions} regions ({args.network}): {', '.join(parts)}; "
+          f"{report.seconds:.1f} s")
+    return 0

@@ -1,0 +1,119 @@
+"""``deepalign train`` -> ``deepalign predict`` round trip and the argument checks."""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+pytest.importorskip("keras")
+
+from scipion_deepalign.cli import main  # noqa: E402
+from scipion_deepalign.core.io import read_particles_star, write_particles  # noqa: E402
+from scipion_deepalign.core.simulate import make_phantom, simulate_particles  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def stars(tmp_path_factory):
+    """(train.star, all.star, all.star without poses) of 160 simulated 32 px particles."""
+    folder = tmp_path_factory.mktemp("particles")
+    volume = make_phantom(32, symmetry="d2", seed=0)
+    images, parts = simulate_particles(volume, 160, pixel_size_a=4.0, snr=1.0, seed=2)
+    write_particles(folder / "all.mrcs", folder / "all.star", images, parts)
+    write_particles(folder / "train.mrcs", folder / "train.star", images[:120],
+                    parts.subset(slice(0, 120)))
+    no_poses = parts.subset(slice(0, 20))
+    no_poses.angles_deg = None
+    no_poses.shifts_px = None
+    write_particles(folder / "noposes.mrcs", folder / "noposes.star", images[:20], no_poses)
+    return folder / "train.star", folder / "all.star", folder / "noposes.star"
+
+
+TRAIN_FAST = ["--symmetry", "d2", "--spacing", "90", "--box", "24", "--epochs", "1",
+              "--batch-size", "32", "--positives", "64", "--min-particles", "3"]
+
+
+def test_train_then_predict_writes_region_columns(stars, tmp_path, capsys):
+    train_star, all_star, _ = stars
+    model = tmp_path / "model"
+    assert main(["train", "--particles", str(train_star), "--out", str(model),
+                 "--loss", "mae", "--learning-rate", "0.002", "--threads", "2",
+                 *TRAIN_FAST]) == 0
+    assert sorted(p.name for p in model.glob("region_*.keras")) == [
+        f"region_{r:04d}.keras" for r in range(1, 5)]
+    assert "4 trained" in capsys.readouterr().out
+    # A second run finds everything done.
+    assert main(["train", "--particles", str(train_star), "--out", str(model), "--loss", "mae",
+                 "--learning-rate", "0.002", *TRAIN_FAST]) == 0
+    assert "0 trained, 4 already there" in capsys.readouterr().out
+
+    out_dir = tmp_path / "pred"
+    out_dir.mkdir()
+    pred = out_dir / "pred.star"
+    assert main(["predict", "--particles", str(all_star), "--model", str(model), "--top-k", "3",
+                 "--out", str(pred), "--chunk", "50"]) == 0
+    result = read_particles_star(pred)
+    source = read_particles_star(all_star)
+    assert len(result) == 160
+    np.testing.assert_allclose(result.angles_deg, source.angles_deg, atol=1e-4)
+    regions = np.stack([result.extra[f"deepalignRegion{i}"] for i in (1, 2, 3)], 1).astype(int)
+    probs = np.stack([result.extra[f"deepalignRegionProb{i}"] for i in (1, 2, 3)], 1)
+    assert regions.min() >= 1 and regions.max() <= 4
+    assert np.all([len(set(row)) == 3 for row in regions])
+    assert np.all(np.diff(probs, axis=1) <= 1e-6) and np.all((probs >= 0) & (probs <= 1))
+    # Image names still point at the stack from the new folder.
+    from scipion_deepalign.core.io import load_images
+    np.testing.assert_allclose(load_images(result.subset(slice(0, 3))),
+                               load_images(source.subset(slice(0, 3))))
+
+
+def _error(argv, capsys):
+    code = main(argv)
+    return code, capsys.readouterr().err
+
+
+def test_train_without_poses(stars, tmp_path, capsys):
+    code, err = _error(["train", "--particles", str(stars[2]), "--out", str(tmp_path / "m")],
+                       capsys)
+    assert code == 2 and "no poses" in err
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--target-resolution", "5"], "--target-resolution"),   # Nyquist of 4 A pixels is 8 A
+    (["--box", "40"], "--box"),
+    (["--spacing", "200"], "--spacing"),
+    (["--symmetry", "x7"], "--symmetry"),
+    (["--regions", "1,9", "--symmetry", "d2", "--spacing", "90"], "--regions"),
+    (["--regions", "a"], "--regions"),
+])
+def test_train_bad_arguments(stars, tmp_path, capsys, extra, message):
+    code, err = _error(["train", "--particles", str(stars[0]), "--out", str(tmp_path / "m"),
+                        *extra], capsys)
+    assert code == 2 and message in err, err
+    assert not (tmp_path / "m").exists()
+
+
+def test_train_missing_file(tmp_path, capsys):
+    code, err = _error(["train", "--particles", str(tmp_path / "nope.star"), "--out",
+                        str(tmp_path / "m")], capsys)
+    assert code == 2 and "--particles" in err and "not found" in err
+
+
+def test_predict_bad_arguments(stars, tmp_path, capsys):
+    code, err = _error(["predict", "--particles", str(stars[1]), "--model", str(tmp_path),
+                        "--out", str(tmp_path / "p.star")], capsys)
+    assert code == 2 and "--model" in err and "config.json" in err
+    (tmp_path / "config.json").write_text('{"n_regions": 4, "box_px": 32}')
+    code, err = _error(["predict", "--particles", str(stars[1]), "--model", str(tmp_path),
+                        "--top-k", "5", "--out", str(tmp_path / "p.star")], capsys)
+    assert code == 2 and "--top-k" in err
+
+
+def test_argument_errors_do_not_import_tensorflow(stars, tmp_path):
+    code = ("import sys; from scipion_deepalign.cli import main; "
+            f"rc = main(['train', '--particles', {str(stars[2])!r}, '--out', "
+            f"{str(tmp_path / 'm')!r}]); "
+            "assert rc == 2, rc; assert 'tensorflow' not in sys.modules and "
+            "'keras' not in sys.modules, 'imported'")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
