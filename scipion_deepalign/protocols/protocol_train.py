@@ -52,6 +52,11 @@ class TrainSteps:
                       label="Loss", help="bce: binary cross-entropy; mae: mean absolute error.")
         form.addParam("learningRate", params.FloatParam, default=0.001, condition=condition,
                       expertLevel=params.LEVEL_ADVANCED, label="Learning rate")
+        form.addParam("minParticlesPerRegion", params.IntParam, default=10,
+                      condition=condition, expertLevel=params.LEVEL_ADVANCED,
+                      label="Min particles per region",
+                      help="Regions with fewer training particles get no network (their "
+                           "probability is 0 at prediction).")
         form.addParam("regionsPerStep", params.IntParam, default=1, condition=condition,
                       expertLevel=params.LEVEL_ADVANCED, label="Regions per step",
                       help="Regions trained by one step (one process, one GPU). 1 spreads "
@@ -99,9 +104,10 @@ class TrainSteps:
                 "--positives", self.positivesPerRegion.get(),
                 "--network", cts.NETWORK_KINDS[self.networkKind.get()],
                 "--loss", cts.LOSSES[self.lossFunction.get()],
-                "--learning-rate", self.learningRate.get()]
+                "--learning-rate", self.learningRate.get(),
+                "--min-particles", self.minParticlesPerRegion.get()]
         if regions:
-            args += ["--regions"] + list(regions)
+            args += ["--regions", ",".join(str(r) for r in regions)]
         self._runDeepAlign("train", args)
 
     def _createModelOutput(self):
@@ -134,7 +140,8 @@ class TrainSteps:
                 errors.append(f"Target resolution {self.targetResolutionA.get():g} A cannot "
                               f"be reached with {pixel:g} A pixels (Nyquist "
                               f"{2 * pixel:g} A): choose at least {2 * pixel:g} A.")
-        for name in ("numberOfEpochs", "batchSize", "positivesPerRegion", "regionsPerStep"):
+        for name in ("numberOfEpochs", "batchSize", "positivesPerRegion", "regionsPerStep",
+                     "minParticlesPerRegion"):
             if getattr(self, name).get() < 1:
                 errors.append(f"{self.getParam(name).label.get()} must be at least 1.")
         return errors
