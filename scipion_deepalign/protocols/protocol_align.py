@@ -178,8 +178,7 @@ class DeepAlignProtAlign(AlignSteps, PredictSteps, DeepAlignProtBase):
     def _insertAllSteps(self):
         self._createFilenameTemplates()
         convert = self._insertFunctionStep(self.convertInputStep, needsGPU=False)
-        volume = self._insertFunctionStep(self.convertVolumeStep, prerequisites=[],
-                                          needsGPU=False)
+        volume = self._insertFunctionStep(self.convertVolumeStep, needsGPU=False)
         before = [convert, volume]
         star = self._getFileName("input_star")
         if self._usesInputModel() and not self.globalSearch.get():

@@ -63,18 +63,21 @@ class DeepAlignProtRefine(TrainSteps, AlignSteps, PredictSteps, DeepAlignProtBas
 
     def _insertAllSteps(self):
         self._createFilenameTemplates()
-        trained = self._insertTrainSteps() if self.trainModel.get() else []
-        # conversions do not wait for the training (prerequisites=[])
-        convert = self._insertFunctionStep(self.convertInputStep, prerequisites=[],
-                                           needsGPU=False)
-        volume = self._insertFunctionStep(self.convertVolumeStep, prerequisites=[],
-                                          needsGPU=False)
+        # every Scipion set is read in ONE serial step (sqlite is not thread-safe)
+        convert = self._insertFunctionStep(self.convertInputsStep, needsGPU=False)
+        trained = self._insertTrainSteps(convert) if self.trainModel.get() else []
         predict = self._insertFunctionStep(self.predictStep, prerequisites=trained + [convert],
                                            needsGPU=self._needsGpu())
         align = self._insertFunctionStep(self.alignStep, self._getFileName("predicted_star"),
-                                         self._modelDir(), prerequisites=[predict, volume],
+                                         self._modelDir(), prerequisites=[predict],
                                          needsGPU=self._needsGpu())
         self._insertFunctionStep(self.createOutputStep, prerequisites=[align], needsGPU=False)
+
+    def convertInputsStep(self):
+        if self.trainModel.get():
+            self.convertTrainingStep()
+        self.convertInputStep()
+        self.convertVolumeStep()
 
     def createOutputStep(self):
         if self.trainModel.get():

@@ -80,10 +80,12 @@ class TrainSteps:
         size = max(1, self.regionsPerStep.get())
         return [regions[i:i + size] for i in range(0, len(regions), size)]
 
-    def _insertTrainSteps(self, prerequisites=()):
-        """Serial conversion, then one parallel step per chunk of regions; returns their ids."""
-        convert = self._insertFunctionStep(self.convertTrainingStep,
-                                           prerequisites=list(prerequisites), needsGPU=False)
+    def _insertTrainSteps(self, convert_step=None):
+        """Serial conversion (unless ``convert_step``, a step that already converted the
+        training set), then one parallel step per chunk of regions; returns their ids."""
+        convert = convert_step
+        if convert is None:
+            convert = self._insertFunctionStep(self.convertTrainingStep, needsGPU=False)
         return [self._insertFunctionStep(self.trainRegionsStep, chunk,
                                          prerequisites=[convert], needsGPU=self._needsGpu())
                 for chunk in self._regionChunks()]
