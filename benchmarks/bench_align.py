@@ -45,6 +45,8 @@ def parse_args(argv=None):
     p.add_argument("--n-train", type=int, default=3000, help="CNN training particles")
     p.add_argument("--epochs", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--repeat", type=int, default=2,
+                   help="runs of each mode, interleaved; the fastest is reported")
     p.add_argument("--out", default=None, help="markdown file for the results table")
     return p.parse_args(argv)
 
@@ -89,31 +91,30 @@ def main(argv=None):
     common = dict(pixel_size_a=args.pixel_size, max_shift_px=args.max_shift, ctf=parts.ctf,
                   symmetry=args.symmetry, step_deg=args.step, device="cpu",
                   target_resolution_a=args.target_resolution, centres_deg=centres)
-    rows = []
-
-    t0 = time.perf_counter()
-    glob = align_particles(images, volume, **common)
-    rows.append(summarise("global (baseline)", glob, truth, args.symmetry,
-                          time.perf_counter() - t0))
-
     oracle = nearest_regions(truth, centres, args.symmetry, k=args.k)
-    t0 = time.perf_counter()
-    reg = align_particles(images, volume, region_hints=oracle, **common)
-    rows.append(summarise(f"regional k={args.k}, true nearest regions", reg, truth,
-                          args.symmetry, time.perf_counter() - t0))
-    same = float(np.mean(symmetric_pose_distance_deg(reg.angles_deg, glob.angles_deg,
-                                                     args.symmetry) < 1e-3))
-    extra = {"oracle_same_as_global": same}
-
+    modes = [("global (baseline)", None),
+             (f"regional k={args.k}, true nearest regions", oracle)]
+    extra = {}
     if args.cnn:
         hints, t_train, t_pred = cnn_hints(args, volume, centres, images)
-        t0 = time.perf_counter()
-        cnn = align_particles(images, volume, region_hints=hints, **common)
-        rows.append(summarise(f"regional k={args.k}, CNN hints", cnn, truth, args.symmetry,
-                              time.perf_counter() - t0))
+        modes.append((f"regional k={args.k}, CNN hints", hints))
         true_region = nearest_regions(truth, centres, args.symmetry, k=1)[:, 0]
         extra.update(cnn_train_s=t_train, cnn_predict_s=t_pred,
                      cnn_topk_hit=float(np.mean((hints == true_region[:, None]).any(axis=1))))
+    # Interleaved repeats: a load spike from other jobs on the machine hits every mode alike,
+    # and the fastest run of each mode is reported.
+    results, times = {}, {name: [] for name, _ in modes}
+    for _ in range(max(1, args.repeat)):
+        for name, hints in modes:
+            t0 = time.perf_counter()
+            results[name] = align_particles(images, volume, region_hints=hints, **common)
+            times[name].append(time.perf_counter() - t0)
+    rows = [summarise(name, results[name], truth, args.symmetry, min(times[name]))
+            for name, _ in modes]
+    glob, reg = results[modes[0][0]], results[modes[1][0]]
+    extra["oracle_same_as_global"] = float(np.mean(symmetric_pose_distance_deg(
+        reg.angles_deg, glob.angles_deg, args.symmetry) < 1e-3))
+    extra["times"] = times
 
     load_after = os.getloadavg()[0]
     report = render(args, glob, rows, extra, (load_before, load_after))
@@ -143,7 +144,10 @@ def render(args, glob, rows, extra, loads):
              f"{info['n_directions']} directions (step {args.step} deg) x {info['n_psi']} "
              f"in-plane angles x {info['n_shifts']} shifts; regions: spacing {args.spacing} deg, "
              f"{len(region_centres_deg(args.spacing, args.symmetry))} regions, k = {args.k}.")
-    notes = [f"- Regional answer identical to the global one for "
+    spread = "; ".join(f"{name}: " + ", ".join(f"{t:.1f}" for t in ts)
+                       for name, ts in extra["times"].items())
+    notes = [f"- Wall times of every run (s), fastest reported: {spread}.",
+             f"- Regional answer identical to the global one for "
              f"{extra['oracle_same_as_global']:.0%} of the particles (true-region hints)."]
     if "cnn_topk_hit" in extra:
         notes.append(f"- CNN (shared network, {args.n_train} training particles, {args.epochs} "
