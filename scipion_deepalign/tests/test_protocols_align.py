@@ -205,3 +205,14 @@ class TestTrainPredictAlign(BaseTest):
         scores = np.array([p._deepalign_score.get() for p in aligned.iterItems()])
         assert np.all(np.isfinite(scores))
         assert "Aligned 300 of 300 particles" in "\n".join(align.summary())
+
+        # --- the same alignment with the regions predicted on the fly from the model
+        on_the_fly = self.newProtocol(DeepAlignProtAlign, inputParticles=self.all_set,
+                                      inputModel=model, topK=2, inputVolume=self.volume,
+                                      symmetryGroup="c1", angularStepDeg=8.0, maxShiftPx=3.0,
+                                      useGpu=False)
+        self._launch(on_the_fly)
+        ids2, angles2, shifts2 = read_set_poses(on_the_fly.outputParticles)
+        np.testing.assert_array_equal(ids2, ids)
+        np.testing.assert_allclose(shifts2, shifts, atol=1e-4)
+        assert symmetric_direction_distance_deg(angles2, angles, "c1").max() < 1e-3
