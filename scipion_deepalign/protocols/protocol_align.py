@@ -106,6 +106,12 @@ class AlignSteps:
                          f"{report['median_direction_change_deg']:.1f} deg.")
         return lines
 
+    def _alignmentWarnings(self):
+        particles = self.inputParticles.get()
+        if particles is not None and not particles.hasCTF():
+            return ["The particles have no CTF: they are compared with plain projections."]
+        return []
+
     def _validateAlignment(self, model_symmetry=None):
         from ..core.symmetry import normalise_symmetry
 
@@ -232,6 +238,9 @@ class DeepAlignProtAlign(AlignSteps, PredictSteps, DeepAlignProtBase):
             elif os.path.isdir(model_dir):
                 symmetry = DeepAlignModel.fromModelDir(model_dir).getSymmetry()
         return errors + self._validateAlignment(symmetry)
+
+    def _warnings(self):
+        return self._alignmentWarnings()
 
     def _summary(self):
         self._createFilenameTemplates()

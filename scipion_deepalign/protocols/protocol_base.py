@@ -33,6 +33,7 @@ class DeepAlignProtBase(EMProtocol):
 
     _label = None
     _devStatus = BETA
+    _references = [cts.CITE_DEEPALIGN]
     stepsExecutionMode = STEPS_PARALLEL
 
     # ------------------------------------------------------------- form pieces

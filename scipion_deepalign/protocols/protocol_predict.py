@@ -1,5 +1,7 @@
 """Region prediction with a trained model (``deepalign predict``), as a protocol and as the
 mixin the align and refine protocols reuse."""
+import json
+import os
 from enum import Enum
 
 import numpy as np
@@ -28,7 +30,8 @@ class PredictSteps:
     def _predictFilenames(self):
         return {"input_dir": self._getExtraPath("input"),
                 "input_star": self._getExtraPath("input", "particles.star"),
-                "predicted_star": self._getExtraPath("predicted.star")}
+                "predicted_star": self._getExtraPath("predicted.star"),
+                "predict_report": self._getExtraPath("prediction_summary.json")}
 
     def convertInputStep(self):
         from ..convert import set_to_core
@@ -111,6 +114,8 @@ class DeepAlignProtPredict(PredictSteps, DeepAlignProtBase):
         self._defineOutputs(**{self.outputs.outputParticles.name: out})
         self._defineSourceRelation(self.inputParticles, out)
         self._defineSourceRelation(self.inputModel, out)
+        with open(self._getFileName("predict_report"), "w") as fh:
+            json.dump(self._predictionReport(out, self.topK.get()), fh)
 
     def _validate(self):
         errors = self._emptySetErrors(input=self.inputParticles)
@@ -123,10 +128,12 @@ class DeepAlignProtPredict(PredictSteps, DeepAlignProtBase):
         return errors
 
     def _summary(self):
-        out = getattr(self, self.outputs.outputParticles.name, None)
-        if out is None:
+        self._createFilenameTemplates()
+        path = self._getFileName("predict_report")
+        if not os.path.exists(path):
             return ["Prediction not finished yet."]
-        return self._predictionReport(out, self.topK.get())
+        with open(path) as fh:
+            return json.load(fh)
 
 
 def _modelGeometryErrors(model, particles):

@@ -111,6 +111,10 @@ class DeepAlignProtRefine(TrainSteps, AlignSteps, PredictSteps, DeepAlignProtBas
                     errors += _modelGeometryErrors(model, self.inputParticles.get())
         return errors + self._validateAlignment(model_symmetry)
 
+    def _warnings(self):
+        warnings = self._trainingWarnings() if self.trainModel.get() else []
+        return warnings + self._alignmentWarnings()
+
     def _summary(self):
         self._createFilenameTemplates()
         lines = self._trainingReport(self._getFileName("model_dir")) if self.trainModel.get() \

@@ -148,6 +148,22 @@ class TrainSteps:
                 errors.append(f"{self.getParam(name).label.get()} must be at least 1.")
         return errors
 
+    def _trainingWarnings(self):
+        train_set = self.inputTrainingParticles.get()
+        try:
+            n_regions = self._numberOfRegions()
+        except (ValueError, TypeError):
+            return []
+        if train_set is None or cts.NETWORK_KINDS[self.networkKind.get()] == "shared":
+            return []
+        per_region = train_set.getSize() / n_regions
+        if per_region < 2 * self.minParticlesPerRegion.get():
+            return [f"Only {per_region:.0f} training particles per region on average "
+                    f"({train_set.getSize()} for {n_regions} regions): regions with fewer "
+                    f"than {self.minParticlesPerRegion.get()} get no network. Use more "
+                    "particles or a larger spacing."]
+        return []
+
     # ------------------------------------------------------------- info
     def _trainingReport(self, model_dir):
         """Lines on trained regions, validation accuracy and time (empty before training)."""
@@ -226,6 +242,9 @@ class DeepAlignProtTrain(TrainSteps, DeepAlignProtBase):
     # ------------------------------------------------------------- info
     def _validate(self):
         return self._symmetryErrors() + self._validateTraining()
+
+    def _warnings(self):
+        return self._trainingWarnings()
 
     def _summary(self):
         self._createFilenameTemplates()

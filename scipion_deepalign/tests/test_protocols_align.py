@@ -101,6 +101,19 @@ class TestAlignValidate(BaseTest):
     def test_unknown_symmetry(self):
         assert "Unknown symmetry 'q3'" in _errors_text(self._align(_model(), symmetryGroup="q3"))
 
+    def test_particles_without_ctf_warn(self):
+        from pwem.objects import SetOfParticles
+
+        no_ctf = SetOfParticles(filename=self.getOutputPath("no_ctf.sqlite"))
+        no_ctf.setSamplingRate(PIXEL_SIZE_A)
+        prot = self._align(globalSearch=True)
+        prot.inputParticles.set(no_ctf)
+        assert any("no CTF" in w for w in prot.warnings())
+        assert not any("no CTF" in w for w in self._align(globalSearch=True).warnings())
+
+    def test_cites_deepalign(self):
+        assert "JimenezMoreno2021" in self._align()._citations()
+
     def test_empty_particles(self):
         from pwem.objects import SetOfParticles
 
@@ -179,6 +192,7 @@ class TestTrainPredictAlign(BaseTest):
                                                    top_k=2)
         np.testing.assert_array_equal(top, core_regions + 1)  # Scipion attributes are 1-based
         np.testing.assert_allclose(probs, core_probs, atol=1e-4)
+        assert "300 particles: top region probability mean" in "\n".join(predict.summary())
         centres, _, _ = read_regions_star(model.getRegionsFile())
         true_region, _ = assign_regions(truth.angles_deg, centres, "c1")
         hit = np.any(top == (true_region + 1)[:, None], axis=1)

@@ -76,6 +76,12 @@ class TestTrainValidate(BaseTest):
     def test_epochs_at_least_one(self):
         assert "Epochs must be at least 1." in _errors_text(self._train(numberOfEpochs=0))
 
+    def test_few_particles_per_region_warn(self):
+        # 30 particles for 12 regions: 2.5 per region, below 2 x 10
+        text = "\n".join(self._train().warnings())
+        assert "Only 2 training particles per region on average (30 for 12 regions)" in text
+        assert self._train(networkKind=1).warnings() == []
+
     def test_summary_reports_network_geometry_before_training(self):
         summary = "\n".join(self._train(targetResolutionA=16.0).summary())
         assert "Network input: 16 px at 8 A/px (12 regions)" in summary
