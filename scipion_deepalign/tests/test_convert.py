@@ -196,3 +196,57 @@ def test_set_to_core_rejects_empty_set(tmp_path):
     empty.setSamplingRate(1.0)
     with pytest.raises(ValueError, match="empty"):
         set_to_core(empty, str(tmp_path / "out"))
+
+
+def test_set_to_core_copies_named_attributes(tmp_path):
+    from pwem.objects import Integer
+
+    from scipion_deepalign.core.io.star import read_particles_star
+
+    truth = _truth(n=5)
+    parts, _ = _write_set(tmp_path, truth)
+    items = []
+    for p in parts.iterItems():
+        p = p.clone()
+        p._deepalign_region1 = Integer(10 + p.getObjId())
+        items.append(p)
+    parts.close()
+    from pwem.objects import SetOfParticles
+
+    hinted = SetOfParticles(filename=str(tmp_path / "hinted.sqlite"))
+    hinted.setSamplingRate(truth.pixel_size_a)
+    for p in items:
+        hinted.append(p)
+    hinted.write()
+    set_to_core(hinted, str(tmp_path / "core"),
+                extra_attributes={"_deepalign_region1": "deepalignRegion1"})
+    back = read_particles_star(tmp_path / "core" / "particles.star")
+    np.testing.assert_array_equal(back.extra["deepalignRegion1"].astype(int), 10 + np.arange(1, 6))
+    with pytest.raises(ValueError, match="lack attribute _missing"):
+        set_to_core(hinted, str(tmp_path / "core2"), extra_attributes={"_missing": "x"})
+
+
+def test_volume_to_core(tmp_path):
+    import mrcfile
+    from pwem.objects import Volume
+
+    from scipion_deepalign.convert import volume_to_core
+    from scipion_deepalign.core.io.mrc import read_mrc
+
+    data = np.random.default_rng(1).normal(size=(16, 16, 16)).astype(np.float32)
+    path = tmp_path / "map.mrc"
+    with mrcfile.new(path) as mrc:
+        mrc.set_data(data)
+    vol = Volume(location=str(path) + ":mrc")
+    vol.setSamplingRate(2.5)
+    assert volume_to_core(vol, str(tmp_path / "ref.mrc")) == (16, 2.5)
+    back, pixel = read_mrc(tmp_path / "ref.mrc")
+    np.testing.assert_array_equal(back, data)
+    assert pixel == pytest.approx(2.5)
+    flat = tmp_path / "flat.mrc"
+    with mrcfile.new(flat) as mrc:
+        mrc.set_data(np.zeros((4, 16, 16), np.float32))
+    bad = Volume(location=str(flat))
+    bad.setSamplingRate(1.0)
+    with pytest.raises(ValueError, match="must be a cube"):
+        volume_to_core(bad, str(tmp_path / "bad.mrc"))
