@@ -250,3 +250,21 @@ def test_volume_to_core(tmp_path):
     bad.setSamplingRate(1.0)
     with pytest.raises(ValueError, match="must be a cube"):
         volume_to_core(bad, str(tmp_path / "bad.mrc"))
+
+
+def test_read_set_images_mrc_and_spider(tmp_path):
+    """MRC stacks are read with mrcfile, other formats through pwem's ImageHandler."""
+    import mrcfile
+    from pwem.objects import Particle, SetOfParticles
+
+    from scipion_deepalign.convert import read_set_images
+
+    data = np.random.default_rng(4).normal(size=(3, 8, 8)).astype(np.float32)
+    with mrcfile.new(tmp_path / "a.mrcs") as mrc:
+        mrc.set_data(data)
+    emlib_image = pytest.importorskip("pwem.emlib.image")
+    emlib_image.ImageHandler().convert(str(tmp_path / "a.mrcs"), str(tmp_path / "a.stk"))
+    parts = SetOfParticles(filename=str(tmp_path / "mixed.sqlite"))
+    for index, name in ((3, "a.stk"), (1, "a.mrcs"), (2, "a.mrcs:mrcs")):
+        parts.append(Particle(location=(index, str(tmp_path / name))))
+    np.testing.assert_allclose(read_set_images(parts), data[[2, 0, 1]], atol=1e-6)
