@@ -235,8 +235,12 @@ class DeepAlignProtAlign(AlignSteps, PredictSteps, DeepAlignProtBase):
             if not region_hints_count(particles) or not model_dir:
                 errors.append("The particles carry no predicted regions (run DeepAlign "
                               "predict on them first) and no trained model was given.")
-            elif os.path.isdir(model_dir):
-                symmetry = DeepAlignModel.fromModelDir(model_dir).getSymmetry()
+            else:
+                try:
+                    symmetry = DeepAlignModel.fromModelDir(model_dir).getSymmetry()
+                except (ValueError, OSError) as exc:
+                    errors.append(f"The model of the particles' predicted regions is not "
+                                  f"readable: {exc}")
         return errors + self._validateAlignment(symmetry)
 
     def _warnings(self):

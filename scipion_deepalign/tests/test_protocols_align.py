@@ -87,6 +87,22 @@ class TestAlignValidate(BaseTest):
         text = _errors_text(self._align())
         assert "carry no predicted regions" in text and "no trained model" in text
 
+    def test_region_hints_of_a_missing_model(self):
+        from pwem.objects import Integer, SetOfParticles, String
+
+        hinted = SetOfParticles(filename=self.getOutputPath("hinted.sqlite"))
+        hinted.copyInfo(self.particles)
+        for p in self.particles.iterItems():
+            p = p.clone()
+            p._deepalign_region1 = Integer(1)
+            hinted.append(p)
+        hinted._deepalignModelDir = String("/nonexistent/model")
+        prot = self._align()
+        prot.inputParticles.set(hinted)
+        text = _errors_text(prot)
+        assert "The model of the particles' predicted regions is not readable" in text
+        assert "carry no predicted regions" not in text
+
     def test_global_search_needs_no_hints_nor_model(self):
         assert self._align(globalSearch=True).validate() == []
 
