@@ -80,7 +80,8 @@ def test_kill_and_continue_trains_only_missing_regions(particles, tmp_path):
 
 
 def test_other_configuration_in_same_folder_is_refused(particles, tmp_path):
-    _train(particles, tmp_path, regions=[1])
+    assert _train(particles, tmp_path, regions=[]).trained == []  # writes config.json only
+    assert (tmp_path / "config.json").exists()
     with pytest.raises(ValueError, match="learning_rate"):
         _train(particles, tmp_path, regions=[2], learning_rate=0.002)
 
