@@ -53,14 +53,16 @@ class AlignSteps:
 
         volume_to_core(self.inputVolume.get(), self._getFileName("reference"))
 
-    def alignStep(self, particles_star, model_dir):
-        """``model_dir`` None: global search over the asymmetric unit."""
+    def alignStep(self, particles_star, model_dir, ctf_mode="apply"):
+        """``model_dir`` None: global search over the asymmetric unit. ``ctf_mode`` "flip"
+        for phase-flipped particles (decided in ``_insertAllSteps``: no set is read here)."""
         args = ["--particles", particles_star,
                 "--volume", self._getFileName("reference"),
                 "--symmetry", self.symmetryGroup.get(),
                 "--step", self.angularStepDeg.get(),
                 "--max-shift", self.maxShiftPx.get(),
                 "--device", "auto" if self._gpuIds() else "cpu",
+                "--ctf-mode", ctf_mode,
                 "--out", self._getFileName("aligned_star")]
         args += ["--global"] if model_dir is None else ["--model", model_dir]
         if self.alignResolutionA.get() and self.alignResolutionA.get() > 0:
@@ -105,6 +107,9 @@ class AlignSteps:
             lines.append("Median change of projection direction from the input alignment: "
                          f"{report['median_direction_change_deg']:.1f} deg.")
         return lines
+
+    def _ctfMode(self):
+        return "flip" if self.inputParticles.get().isPhaseFlipped() else "apply"
 
     def _alignmentWarnings(self):
         particles = self.inputParticles.get()
@@ -192,7 +197,8 @@ class DeepAlignProtAlign(AlignSteps, PredictSteps, DeepAlignProtBase):
                                                needsGPU=self._needsGpu())]
             star = self._getFileName("predicted_star")
         align = self._insertFunctionStep(self.alignStep, star, self._alignModelDir(),
-                                         prerequisites=before, needsGPU=self._needsGpu())
+                                         self._ctfMode(), prerequisites=before,
+                                         needsGPU=self._needsGpu())
         self._insertFunctionStep(self.createOutputStep, prerequisites=[align], needsGPU=False)
 
     def convertInputStep(self):

@@ -69,8 +69,8 @@ class DeepAlignProtRefine(TrainSteps, AlignSteps, PredictSteps, DeepAlignProtBas
         predict = self._insertFunctionStep(self.predictStep, prerequisites=trained + [convert],
                                            needsGPU=self._needsGpu())
         align = self._insertFunctionStep(self.alignStep, self._getFileName("predicted_star"),
-                                         self._modelDir(), prerequisites=[predict],
-                                         needsGPU=self._needsGpu())
+                                         self._modelDir(), self._ctfMode(),
+                                         prerequisites=[predict], needsGPU=self._needsGpu())
         self._insertFunctionStep(self.createOutputStep, prerequisites=[align], needsGPU=False)
 
     def convertInputsStep(self):
