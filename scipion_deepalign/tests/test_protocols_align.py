@@ -127,6 +127,17 @@ class TestAlignValidate(BaseTest):
         assert any("no CTF" in w for w in prot.warnings())
         assert not any("no CTF" in w for w in self._align(globalSearch=True).warnings())
 
+    def test_phase_flipped_particles_use_flip_mode(self):
+        from pwem.objects import SetOfParticles
+
+        flipped = SetOfParticles(filename=self.getOutputPath("flipped.sqlite"))
+        flipped.setSamplingRate(PIXEL_SIZE_A)
+        flipped.setIsPhaseFlipped(True)
+        prot = self._align(globalSearch=True)
+        assert prot._ctfMode() == "apply"
+        prot.inputParticles.set(flipped)
+        assert prot._ctfMode() == "flip"
+
     def test_cites_deepalign(self):
         assert "JimenezMoreno2021" in self._align()._citations()
 
