@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from ..version import __version__
@@ -69,6 +70,8 @@ def main(argv=None) -> int:
     raised before the command's heavy work, reported as ``deepalign <cmd>: error: ...``).
     """
     argv = list(sys.argv[1:] if argv is None else argv)
+    # TensorFlow's C++ start-up chatter is noise on a command line; -vv shows Python logging.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     command = _command_of(argv)
     module = None
     if command is not None:
