@@ -22,7 +22,14 @@ import numpy as np
 
 from . import matching
 from .backend import get_array_module, is_out_of_memory, to_numpy
-from .gallery import Gallery, GalleryCache, build_galleries, default_step_deg, psi_grid_deg
+from .gallery import (
+    Gallery,
+    GalleryCache,
+    build_galleries,
+    default_step_deg,
+    psi_grid_deg,
+    rotate_selected,
+)
 from .validation_align import validate_inputs
 
 __all__ = ["AlignmentResult", "align_particles", "nearest_regions", "significance_weights"]
@@ -280,8 +287,11 @@ def align_particles(images, volume, *, pixel_size_a, max_shift_px, ctf=None, sym
     psi_deg = (psi[psi_index] + 180.0) % 360.0 - 180.0
     angles = np.concatenate([all_dirs[dir_index], psi_deg[..., None]], axis=-1)
     shifts_small = -offsets[best_shift][..., ::-1].astype(np.float64)  # (x, y) = -(dx, dy)
-    shifts_small[:, 0] -= _subpixel(xp, images, ctf_half, ctf_mode, masks, band, volume,
-                                    angles[:, 0], offsets[best_shift[:, 0]])[:, ::-1]
+    all_proj = np.concatenate([g.projections for g in galleries])
+    refs = rotate_selected(matching.mask_zero_mean(all_proj[dir_index[:, 0]], masks[0]), psi,
+                           psi_index[:, 0])
+    shifts_small[:, 0] -= _subpixel(xp, images, ctf_half, ctf_mode, masks[1], band, refs,
+                                    offsets[best_shift[:, 0]])[:, ::-1]
     shifts = shifts_small * scale
     region = dir_region[dir_index[:, 0]] if region_hints is not None else np.full(n, -1)
     result = AlignmentResult(
@@ -360,35 +370,29 @@ def _merge_best(score, shift, sel, ref_base, best_score, best_ref, best_shift):
     best_shift[sel] = np.take_along_axis(all_h, order, 1)
 
 
-def _subpixel(xp, images, ctf_half, ctf_mode, masks, band, volume, angles, offsets_yx):
+def _subpixel(xp, images, ctf_half, ctf_mode, particle_mask, band, refs, offsets_yx):
     """Parabolic sub-pixel correction ``(dy, dx)`` of the best correlation peak, each in ±0.5.
 
-    The reference of each particle is projected directly at its best pose, so the
-    correction also absorbs the interpolation of the in-plane rotated gallery.
+    ``refs`` ``(N, B, B)`` are the best references (masked, zero-mean), one per particle.
     """
-    from .projection import VolumeSpectrum, project
-
     n, box = images.shape[0], images.shape[-1]
     out = np.zeros((n, 2))
-    spec = VolumeSpectrum(volume)
     rows = np.arange(n)
-    for start in range(0, n, 512):
-        sel = rows[start:start + 512]
+    for start in range(0, n, 1024):
+        sel = rows[start:start + 1024]
         spectra, _ = matching.prepare_particles(
-            images[sel], xp=xp, mask=masks[1], band=band,
+            images[sel], xp=xp, mask=particle_mask, band=band,
             ctf_half=None if ctf_half is None else ctf_half[sel], ctf_mode=ctf_mode)
-        refs = project(spec, angles[sel])
-        ref_matrix, _ = matching.prepare_references(refs, xp=xp, mask=masks[0], band=band)
+        ref_matrix, _ = matching.prepare_references(refs[sel], xp=xp, mask=None, band=band)
         corr = to_numpy(matching.correlation_maps(spectra, ref_matrix, band, xp=xp))
         peak = offsets_yx[sel]
-        centre = corr[np.arange(len(sel)), peak[:, 0] % box, peak[:, 1] % box]
+        local = np.arange(len(sel))
+        centre = corr[local, peak[:, 0] % box, peak[:, 1] % box]
         for axis in (0, 1):
             step = np.zeros(2, dtype=np.int64)
             step[axis] = 1
-            lo = corr[np.arange(len(sel)), (peak[:, 0] - step[0]) % box,
-                      (peak[:, 1] - step[1]) % box]
-            hi = corr[np.arange(len(sel)), (peak[:, 0] + step[0]) % box,
-                      (peak[:, 1] + step[1]) % box]
+            lo = corr[local, (peak[:, 0] - step[0]) % box, (peak[:, 1] - step[1]) % box]
+            hi = corr[local, (peak[:, 0] + step[0]) % box, (peak[:, 1] + step[1]) % box]
             den = lo - 2 * centre + hi
             safe = np.where(den < -1e-12, den, -1.0)
             frac = np.where(den < -1e-12, 0.5 * (lo - hi) / safe, 0.0)

@@ -24,6 +24,7 @@ __all__ = [
     "global_directions_deg",
     "build_galleries",
     "rotate_to_psi",
+    "rotate_selected",
     "psi_grid_deg",
 ]
 
@@ -127,6 +128,37 @@ def rotate_to_psi(projections: np.ndarray, psi_deg: np.ndarray) -> np.ndarray:
     up = _upsample2(proj).reshape(m, -1)
     out = (op @ up.T).T  # sparse (P*B*B, 4*B*B) times dense (4*B*B, M)
     return np.ascontiguousarray(out, dtype=np.float32).reshape(m, len(psi), box, box)
+
+
+def rotate_selected(projections: np.ndarray, psi_deg: np.ndarray,
+                    psi_index: np.ndarray) -> np.ndarray:
+    """Each projection rotated by its own angle of a psi grid (as :func:`rotate_to_psi`).
+
+    Parameters
+    ----------
+    projections : ndarray of shape (n, B, B)
+        Projections at ``psi = 0``.
+    psi_deg : ndarray of shape (P,)
+        The in-plane grid (the operator of the whole grid is reused).
+    psi_index : int ndarray of shape (n,)
+        Angle of each projection, as an index into ``psi_deg``.
+
+    Returns
+    -------
+    ndarray of shape (n, B, B) float32
+    """
+    proj = np.asarray(projections, dtype=np.float32)
+    n, box = proj.shape[0], proj.shape[-1]
+    psi = np.asarray(psi_deg, dtype=np.float64).ravel()
+    op = _rotation_operator(box, tuple(np.round(psi, 9)))
+    up = _upsample2(proj).reshape(n, -1)
+    out = np.empty((n, box * box), dtype=np.float32)
+    index = np.asarray(psi_index, dtype=np.int64)
+    for p in np.unique(index):
+        sel = np.flatnonzero(index == p)
+        rows = op[p * box * box:(p + 1) * box * box]
+        out[sel] = (rows @ up[sel].T).T
+    return out.reshape(n, box, box)
 
 
 @functools.lru_cache(maxsize=8)
