@@ -54,7 +54,9 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ctf", action=argparse.BooleanOptionalAction, default=True,
                         help="use the particles' CTF when the STAR has one (default)")
     parser.add_argument("--ctf-mode", default="apply",
-                        help="apply: CTF on the references (default); flip: phase flipping")
+                        help="apply: CTF on the references (default); flip: phase-flip the "
+                             "particles here; flipped: the particles are already phase-flipped "
+                             "(|CTF| on the references)")
     parser.add_argument("--batch-size", type=int, default=256, metavar="N",
                         help="particles per correlation block; default 256")
     parser.add_argument("--cache-dir", default=None, metavar="DIR",
@@ -104,7 +106,7 @@ def check_args(args) -> None:
     if not args.out.lower().endswith(".star"):
         raise CLIError(f"--out must be a .star file name, got {args.out}")
     check_choice(args.device, ("auto", "cpu", "gpu"), "--device")
-    check_choice(args.ctf_mode, ("apply", "flip"), "--ctf-mode")
+    check_choice(args.ctf_mode, ("apply", "flip", "flipped"), "--ctf-mode")
     check_positive(args.max_shift, "--max-shift", allow_zero=True)
     check_positive(args.batch_size, "--batch-size")
     if args.top_k is not None:

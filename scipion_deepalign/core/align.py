@@ -164,11 +164,12 @@ def align_particles(images, volume, *, pixel_size_a, max_shift_px, ctf=None, sym
         out-of-memory errors).
     n_best : int
         Number of best poses kept per particle.
-    ctf_mode : {"apply", "flip"}
-        ``"apply"``: the particle's CTF is applied to the references (matched filter, the
-        default: it scored better than phase flipping on noisy simulated data, see
-        ``docs/benchmarks_align.md``); ``"flip"``: phase-flipped particles against plain
-        references.
+    ctf_mode : {"apply", "flip", "flipped"}
+        For particles that are *not* CTF-corrected: ``"apply"`` (default) applies the
+        particle's CTF to the references (matched filter: it scored better than phase
+        flipping on noisy simulated data, see ``docs/benchmarks_align.md``); ``"flip"``
+        phase-flips the particles here and compares them with plain references. For
+        particles *already phase-flipped*: ``"flipped"`` applies ``|CTF|`` to the references.
     volume_pixel_size_a : float or None
         Pixel size of the map, checked against ``pixel_size_a`` when given.
     mask_radius_px : float or None
@@ -253,7 +254,7 @@ def align_particles(images, volume, *, pixel_size_a, max_shift_px, ctf=None, sym
     if ctf is not None:
         from .ctf import ctf_images
         ctf_half = matching.ctf_half_plane(ctf_images(small, pixel_small, ctf))
-    apply_mode = ctf is not None and ctf_mode == "apply"
+    apply_mode = ctf is not None and ctf_mode in ("apply", "flipped")
 
     best_score = np.full((n, n_best), -np.inf, dtype=np.float32)
     best_ref = np.zeros((n, n_best), dtype=np.int64)  # global direction index * P + psi index

@@ -24,6 +24,8 @@ CTF handling (``ctf_mode``):
   (``<img, CTF*ref> = <CTF*img, ref>``); the norm of ``CTF*ref`` comes, exactly, from the
   squared CTF and the power spectrum of the reference by Parseval (one matrix product).
 * ``"flip"``: the particle is phase-flipped and compared with the plain references.
+* ``"flipped"``: the particles were phase-flipped *before* (e.g. by the preprocessing); the
+  references get ``|CTF|``, the rest is as ``"apply"``.
 """
 from __future__ import annotations
 
@@ -45,7 +47,7 @@ __all__ = [
     "correlation_maps",
 ]
 
-CTF_MODES = ("apply", "flip")
+CTF_MODES = ("apply", "flip", "flipped")
 
 
 def fft_module(xp):
@@ -162,14 +164,14 @@ def prepare_particles(images, *, xp, mask, band, ctf_half=None, ctf_mode="apply"
     band : FourierBand
     ctf_half : ndarray of shape (n, B, B // 2 + 1) or None
         CTF values in ``rfft2`` layout.
-    ctf_mode : {"apply", "flip"}
+    ctf_mode : {"apply", "flip", "flipped"}
 
     Returns
     -------
     spectra : complex64 array of shape (n, F)
         Unit norm before the CTF weighting.
     ctf_power : float32 array of shape (n, F) or None
-        ``w_k CTF(k)**2 / B**2`` (``"apply"`` only), for the norm of ``CTF * ref``.
+        ``w_k CTF(k)**2 / B**2`` (``"apply"``, ``"flipped"``), for the norm of ``CTF * ref``.
     """
     spectra = _band_spectra(images, mask, band, xp)
     if ctf_half is None:
@@ -177,6 +179,8 @@ def prepare_particles(images, *, xp, mask, band, ctf_half=None, ctf_mode="apply"
     ctf = band.take(xp.asarray(ctf_half, dtype=xp.float32), xp)
     if ctf_mode == "flip":
         return spectra * xp.sign(ctf), None
+    if ctf_mode == "flipped":
+        ctf = xp.abs(ctf)
     power = ctf * ctf * xp.asarray(band.weight) / float(band.box_px ** 2)
     return spectra * ctf, power
 

@@ -63,3 +63,15 @@ def test_ctf_on_downsampled_search():
     pose = symmetric_pose_distance_deg(res.angles_deg, parts.angles_deg, "c1")
     assert np.median(pose) < STEP_DEG
     assert np.median(np.abs(res.shifts_px - parts.shifts_px)) < 1.0
+
+
+def test_particles_already_phase_flipped(noisy):
+    """Pre-flipped particles need ctf_mode="flipped"; flipping them again ruins the search."""
+    from scipion_deepalign.core.ctf import ctf_images, phase_flip
+
+    volume, images, parts = noisy
+    flipped = phase_flip(images, ctf_images(images.shape[-1], PIXEL_A, parts.ctf))
+    good, _, _ = _errors((volume, flipped, parts), ctf=parts.ctf, ctf_mode="flipped")
+    twice, _, _ = _errors((volume, flipped, parts), ctf=parts.ctf, ctf_mode="flip")
+    assert np.median(good) < 13.0
+    assert np.median(twice) > 2 * np.median(good)
