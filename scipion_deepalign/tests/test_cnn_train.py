@@ -83,7 +83,7 @@ def test_other_configuration_in_same_folder_is_refused(particles, tmp_path):
     assert _train(particles, tmp_path, regions=[]).trained == []  # writes config.json only
     assert (tmp_path / "config.json").exists()
     with pytest.raises(ValueError, match="learning_rate"):
-        _train(particles, tmp_path, regions=[2], learning_rate=0.002)
+        _train(particles, tmp_path, regions=[2], learning_rate=0.003)
 
 
 def test_same_seed_same_network_different_seed_different(particles, tmp_path):

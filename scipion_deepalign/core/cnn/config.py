@@ -52,10 +52,12 @@ class TrainConfig:
     network : {"regional", "shared"}
         One binary classifier per region (paper) or one shared-trunk network.
     loss : {"bce", "mae"}
-        Binary cross-entropy or mean absolute error (Xmipp's code). Chosen by benchmark,
-        see docs/benchmarks_cnn.md.
+        Binary cross-entropy (default) or mean absolute error (Xmipp's code). bce gave the
+        better region accuracy in docs/benchmarks_cnn.md, and mae does not train the shared
+        network at all.
     learning_rate : float
-        Adam learning rate (paper 0.002, Xmipp 0.001).
+        Adam learning rate: 0.002 (the paper's; Xmipp's code used 0.001), as good or
+        slightly better in docs/benchmarks_cnn.md.
     validation_fraction : float
         Fraction of each region's particles held out (by particle) for validation and
         early stopping.
@@ -78,7 +80,7 @@ class TrainConfig:
     positives_per_region: int = 10000
     network: str = "regional"
     loss: str = "bce"
-    learning_rate: float = 0.001
+    learning_rate: float = 0.002
     validation_fraction: float = 0.1
     patience: int = 3
     max_shift_fraction: float = 0.05
