@@ -245,3 +245,19 @@ def test_step_too_coarse_for_the_regions(volume, noiseless):
         align_particles(images, volume, pixel_size_a=PIXEL_A, max_shift_px=2.0, step_deg=40.0,
                         device="cpu", centres_deg=centres,
                         region_hints=np.arange(3)[:, None] + 100)
+
+
+def test_gpu_gives_the_cpu_answer(volume, noiseless):
+    pytest.importorskip("cupy")
+    from scipion_deepalign.core.backend import gpu_available
+
+    if not gpu_available():
+        pytest.skip("cupy installed but no usable GPU")
+    images, parts = noiseless
+    kwargs = dict(pixel_size_a=PIXEL_A, max_shift_px=4.0, step_deg=STEP_DEG, ctf=None)
+    cpu = align_particles(images, volume, device="cpu", **kwargs)
+    gpu = align_particles(images, volume, device="gpu", **kwargs)
+    assert gpu.info["backend"] == "cupy"
+    np.testing.assert_allclose(gpu.score, cpu.score, atol=1e-4)
+    assert np.mean(symmetric_pose_distance_deg(gpu.angles_deg, cpu.angles_deg, "c1") < 1e-3) > 0.9
+    np.testing.assert_allclose(gpu.shifts_px, cpu.shifts_px, atol=0.05)
