@@ -7,7 +7,7 @@ import pytest
 
 pytest.importorskip("keras")
 
-from scipion_deepalign.cli import main  # noqa: E402
+from scipion_deepalign.cli import build_parser, main  # noqa: E402
 from scipion_deepalign.core.io import read_particles_star, write_particles  # noqa: E402
 from scipion_deepalign.core.simulate import make_phantom, simulate_particles  # noqa: E402
 
@@ -117,3 +117,31 @@ def test_argument_errors_do_not_import_tensorflow(stars, tmp_path):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+def test_several_gpus_share_the_regions_between_child_processes(stars, tmp_path, monkeypatch):
+    from scipion_deepalign.cli import train as cli_train
+
+    launched = []
+
+    class FakePopen:
+        def __init__(self, cmd):
+            launched.append(cmd)
+
+        def wait(self):
+            return 0
+
+    monkeypatch.setattr(cli_train.subprocess, "Popen", FakePopen)
+    assert main(["train", "--particles", str(stars[0]), "--out", str(tmp_path / "m"),
+                 "--gpus", "0,3", "--loss", "mae", *TRAIN_FAST]) == 0
+    assert len(launched) == 2
+    shares = []
+    for cmd, gpu in zip(launched, ("0", "3")):
+        assert cmd[1:4] == ["-m", "scipion_deepalign.cli", "train"]
+        assert cmd[cmd.index("--gpus") + 1] == gpu
+        assert cmd[cmd.index("--loss") + 1] == "mae" and cmd[cmd.index("--box") + 1] == "24"
+        shares.append(cmd[cmd.index("--regions") + 1])
+        parsed = build_parser("train", cli_train).parse_args(cmd[3:])  # a valid command line
+        assert parsed.spacing == 90.0 and parsed.symmetry == "d2" and parsed.epochs == 1
+    assert shares == ["1,3", "2,4"]
+    assert not (tmp_path / "m").exists()  # the parent trains nothing itself
