@@ -291,8 +291,8 @@ def align_particles(images, volume, *, pixel_size_a, max_shift_px, ctf=None, sym
     all_proj = np.concatenate([g.projections for g in galleries])
     refs = rotate_selected(matching.mask_zero_mean(all_proj[dir_index[:, 0]], masks[0]), psi,
                            psi_index[:, 0])
-    shifts_small[:, 0] -= _subpixel(xp, images, ctf_half, ctf_mode, masks[1], band, refs,
-                                    offsets[best_shift[:, 0]])[:, ::-1]
+    shifts_small[:, 0] -= matching.subpixel_offsets(
+        xp, images, ctf_half, ctf_mode, masks[1], band, refs, offsets[best_shift[:, 0]])[:, ::-1]
     shifts = shifts_small * scale
     region = dir_region[dir_index[:, 0]] if region_hints is not None else np.full(n, -1)
     result = AlignmentResult(
@@ -344,61 +344,9 @@ def _match_chunk(xp, spectra, power, idx, p0, ref_matrix, ref_power, phases, sta
                            nb, state["batch"])
             _free_gpu_memory(xp)
             continue
-        _merge_best(score, shift, sel, ref_base, best_score, best_ref, best_shift)
+        matching.merge_best(score, shift, sel, ref_base, best_score, best_ref, best_shift)
         start += len(sel)
     return len(idx) * m
-
-
-def _merge_best(score, shift, sel, ref_base, best_score, best_ref, best_shift):
-    k = best_score.shape[1]
-    if k == 1:
-        j = np.argmax(score, axis=1)
-        s = score[np.arange(len(sel)), j]
-        better = s > best_score[sel, 0]
-        rows = sel[better]
-        best_score[rows, 0] = s[better]
-        best_ref[rows, 0] = ref_base + j[better]
-        best_shift[rows, 0] = shift[better, j[better]]
-        return
-    take = min(k, score.shape[1])
-    top = np.argpartition(-score, take - 1, axis=1)[:, :take]
-    all_s = np.concatenate([best_score[sel], np.take_along_axis(score, top, 1)], axis=1)
-    all_r = np.concatenate([best_ref[sel], ref_base + top], axis=1)
-    all_h = np.concatenate([best_shift[sel], np.take_along_axis(shift, top, 1)], axis=1)
-    order = np.argsort(-all_s, axis=1, kind="stable")[:, :k]
-    best_score[sel] = np.take_along_axis(all_s, order, 1)
-    best_ref[sel] = np.take_along_axis(all_r, order, 1)
-    best_shift[sel] = np.take_along_axis(all_h, order, 1)
-
-
-def _subpixel(xp, images, ctf_half, ctf_mode, particle_mask, band, refs, offsets_yx):
-    """Parabolic sub-pixel correction ``(dy, dx)`` of the best correlation peak, each in ±0.5.
-
-    ``refs`` ``(N, B, B)`` are the best references (masked, zero-mean), one per particle.
-    """
-    n, box = images.shape[0], images.shape[-1]
-    out = np.zeros((n, 2))
-    rows = np.arange(n)
-    for start in range(0, n, 1024):
-        sel = rows[start:start + 1024]
-        spectra, _ = matching.prepare_particles(
-            images[sel], xp=xp, mask=particle_mask, band=band,
-            ctf_half=None if ctf_half is None else ctf_half[sel], ctf_mode=ctf_mode)
-        ref_matrix, _ = matching.prepare_references(refs[sel], xp=xp, mask=None, band=band)
-        corr = to_numpy(matching.correlation_maps(spectra, ref_matrix, band, xp=xp))
-        peak = offsets_yx[sel]
-        local = np.arange(len(sel))
-        centre = corr[local, peak[:, 0] % box, peak[:, 1] % box]
-        for axis in (0, 1):
-            step = np.zeros(2, dtype=np.int64)
-            step[axis] = 1
-            lo = corr[local, (peak[:, 0] - step[0]) % box, (peak[:, 1] - step[1]) % box]
-            hi = corr[local, (peak[:, 0] + step[0]) % box, (peak[:, 1] + step[1]) % box]
-            den = lo - 2 * centre + hi
-            safe = np.where(den < -1e-12, den, -1.0)
-            frac = np.where(den < -1e-12, 0.5 * (lo - hi) / safe, 0.0)
-            out[sel, axis] = np.clip(frac, -0.5, 0.5)
-    return out
 
 
 def _free_gpu_memory(xp):

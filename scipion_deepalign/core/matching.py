@@ -45,6 +45,8 @@ __all__ = [
     "prepare_references",
     "correlate_block",
     "correlation_maps",
+    "merge_best",
+    "subpixel_offsets",
 ]
 
 CTF_MODES = ("apply", "flip", "flipped")
@@ -259,3 +261,73 @@ def correlation_maps(particle_spectra, ref_matrix, band, *, xp):
     half = half.reshape(len(ref), box, box // 2 + 1)
     # irfft2 sums the mirrored half itself; the Nyquist-free band needs no extra weighting.
     return fft_module(xp).irfft2(half, s=(box, box))
+
+
+def _to_numpy(x):
+    from .backend import to_numpy
+    return to_numpy(x)
+
+
+def merge_best(score, shift, sel, ref_base, best_score, best_ref, best_shift):
+    """Merge a block's scores into the running N best of particles ``sel`` (in place).
+
+    Parameters
+    ----------
+    score, shift : ndarray of shape (n, m)
+        Block scores and best-shift indices (numpy).
+    sel : int ndarray of shape (n,)
+        Rows of the running arrays the block's particles are.
+    ref_base : int
+        Reference index of the block's first column.
+    best_score, best_ref, best_shift : ndarray of shape (N, k)
+        Running best, sorted by decreasing score.
+    """
+    k = best_score.shape[1]
+    if k == 1:
+        j = np.argmax(score, axis=1)
+        s = score[np.arange(len(sel)), j]
+        better = s > best_score[sel, 0]
+        rows = sel[better]
+        best_score[rows, 0] = s[better]
+        best_ref[rows, 0] = ref_base + j[better]
+        best_shift[rows, 0] = shift[better, j[better]]
+        return
+    take = min(k, score.shape[1])
+    top = np.argpartition(-score, take - 1, axis=1)[:, :take]
+    all_s = np.concatenate([best_score[sel], np.take_along_axis(score, top, 1)], axis=1)
+    all_r = np.concatenate([best_ref[sel], ref_base + top], axis=1)
+    all_h = np.concatenate([best_shift[sel], np.take_along_axis(shift, top, 1)], axis=1)
+    order = np.argsort(-all_s, axis=1, kind="stable")[:, :k]
+    best_score[sel] = np.take_along_axis(all_s, order, 1)
+    best_ref[sel] = np.take_along_axis(all_r, order, 1)
+    best_shift[sel] = np.take_along_axis(all_h, order, 1)
+
+
+def subpixel_offsets(xp, images, ctf_half, ctf_mode, particle_mask, band, refs, offsets_yx):
+    """Parabolic sub-pixel correction ``(dy, dx)`` of the best correlation peak, each in ±0.5.
+
+    ``refs`` ``(N, B, B)`` are the best references (masked, zero-mean), one per particle.
+    """
+    n, box = images.shape[0], images.shape[-1]
+    out = np.zeros((n, 2))
+    rows = np.arange(n)
+    for start in range(0, n, 1024):
+        sel = rows[start:start + 1024]
+        spectra, _ = prepare_particles(
+            images[sel], xp=xp, mask=particle_mask, band=band,
+            ctf_half=None if ctf_half is None else ctf_half[sel], ctf_mode=ctf_mode)
+        ref_matrix, _ = prepare_references(refs[sel], xp=xp, mask=None, band=band)
+        corr = _to_numpy(correlation_maps(spectra, ref_matrix, band, xp=xp))
+        peak = offsets_yx[sel]
+        local = np.arange(len(sel))
+        centre = corr[local, peak[:, 0] % box, peak[:, 1] % box]
+        for axis in (0, 1):
+            step = np.zeros(2, dtype=np.int64)
+            step[axis] = 1
+            lo = corr[local, (peak[:, 0] - step[0]) % box, (peak[:, 1] - step[1]) % box]
+            hi = corr[local, (peak[:, 0] + step[0]) % box, (peak[:, 1] + step[1]) % box]
+            den = lo - 2 * centre + hi
+            safe = np.where(den < -1e-12, den, -1.0)
+            frac = np.where(den < -1e-12, 0.5 * (lo - hi) / safe, 0.0)
+            out[sel, axis] = np.clip(frac, -0.5, 0.5)
+    return out
