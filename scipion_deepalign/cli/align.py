@@ -57,6 +57,9 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                         help="apply: CTF on the references (default); flip: phase-flip the "
                              "particles here; flipped: the particles are already phase-flipped "
                              "(|CTF| on the references)")
+    parser.add_argument("--refine", action="store_true",
+                        help="refine each pose below the gallery step (local search, "
+                             "half-pixel shifts)")
     parser.add_argument("--batch-size", type=int, default=256, metavar="N",
                         help="particles per correlation block; default 256")
     parser.add_argument("--cache-dir", default=None, metavar="DIR",
@@ -149,7 +152,7 @@ def main(args) -> int:
         centres_deg=centres, step_deg=args.step, psi_step_deg=args.psi_step,
         target_resolution_a=args.target_resolution, device=args.device,
         batch_size=args.batch_size, ctf_mode=args.ctf_mode, volume_pixel_size_a=volume_pixel,
-        cache_dir=args.cache_dir)
+        cache_dir=args.cache_dir, refine=args.refine)
     particles.angles_deg = result.angles_deg
     particles.shifts_px = result.shifts_px
     particles.extra[SCORE_COLUMN] = result.score

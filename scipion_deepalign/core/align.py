@@ -127,7 +127,7 @@ def align_particles(images, volume, *, pixel_size_a, max_shift_px, ctf=None, sym
                     region_hints=None, centres_deg=None, step_deg=None, psi_step_deg=None,
                     target_resolution_a=None, device="auto", batch_size=256, n_best=1,
                     ctf_mode="apply", volume_pixel_size_a=None, mask_radius_px=None,
-                    cache_dir=None) -> AlignmentResult:
+                    cache_dir=None, refine=False) -> AlignmentResult:
     """Assign a pose to every particle by correlation with projections of ``volume``.
 
     Parameters
@@ -176,6 +176,10 @@ def align_particles(images, volume, *, pixel_size_a, max_shift_px, ctf=None, sym
         Radius of the circular mask in original pixels; default 0.45 of the box.
     cache_dir : str or None
         Folder to keep gallery projections as ``.npy`` between runs.
+    refine : bool
+        Refine the best pose below the gallery step by a local search with direct
+        projections (:mod:`local_refinement`; adds 54 comparisons per particle). The N-best
+        poses other than the first are not refined.
 
     Returns
     -------
@@ -288,11 +292,22 @@ def align_particles(images, volume, *, pixel_size_a, max_shift_px, ctf=None, sym
     psi_deg = (psi[psi_index] + 180.0) % 360.0 - 180.0
     angles = np.concatenate([all_dirs[dir_index], psi_deg[..., None]], axis=-1)
     shifts_small = -offsets[best_shift][..., ::-1].astype(np.float64)  # (x, y) = -(dx, dy)
-    all_proj = np.concatenate([g.projections for g in galleries])
-    refs = rotate_selected(matching.mask_zero_mean(all_proj[dir_index[:, 0]], masks[0]), psi,
-                           psi_index[:, 0])
-    shifts_small[:, 0] -= matching.subpixel_offsets(
-        xp, images, ctf_half, ctf_mode, masks[1], band, refs, offsets[best_shift[:, 0]])[:, ::-1]
+    if refine:
+        from .local_refinement import refine_poses
+
+        angles[:, 0], score0, peak, n_refine = refine_poses(
+            images, volume, angles[:, 0], xp=xp, band=band, masks=masks, step_deg=step,
+            max_shift_px=max_shift_px / scale, ctf_half=ctf_half, ctf_mode=ctf_mode)
+        best_score[:, 0] = score0
+        shifts_small[:, 0] = -peak[:, ::-1]
+        n_comparisons += n_refine
+    else:
+        all_proj = np.concatenate([g.projections for g in galleries])
+        refs = rotate_selected(matching.mask_zero_mean(all_proj[dir_index[:, 0]], masks[0]),
+                               psi, psi_index[:, 0])
+        shifts_small[:, 0] -= matching.subpixel_offsets(
+            xp, images, ctf_half, ctf_mode, masks[1], band, refs,
+            offsets[best_shift[:, 0]])[:, ::-1]
     shifts = shifts_small * scale
     region = dir_region[dir_index[:, 0]] if region_hints is not None else np.full(n, -1)
     result = AlignmentResult(
@@ -301,7 +316,8 @@ def align_particles(images, volume, *, pixel_size_a, max_shift_px, ctf=None, sym
         info=dict(box_px=small, pixel_size_a=pixel_small, scale=scale, step_deg=step,
                   psi_step_deg=360.0 / n_psi, n_directions=len(all_dirs), n_psi=n_psi,
                   n_shifts=len(offsets), backend=xp.__name__, gallery_seconds=t_gal,
-                  seconds=time.perf_counter() - t0, ctf_mode=ctf_mode if ctf else None))
+                  seconds=time.perf_counter() - t0, ctf_mode=ctf_mode if ctf else None,
+                  refined=bool(refine)))
     if n_best > 1:
         result.n_best_angles_deg = angles
         result.n_best_shifts_px = shifts

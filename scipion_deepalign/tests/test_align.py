@@ -261,3 +261,16 @@ def test_gpu_gives_the_cpu_answer(volume, noiseless):
     np.testing.assert_allclose(gpu.score, cpu.score, atol=1e-4)
     assert np.mean(symmetric_pose_distance_deg(gpu.angles_deg, cpu.angles_deg, "c1") < 1e-3) > 0.9
     np.testing.assert_allclose(gpu.shifts_px, cpu.shifts_px, atol=0.05)
+
+
+def test_local_refinement_goes_below_the_grid_step(volume, noiseless, global_result):
+    images, parts = noiseless
+    refined = align_particles(images, volume, pixel_size_a=PIXEL_A, max_shift_px=4.0,
+                              step_deg=STEP_DEG, device="cpu", refine=True)
+    before = symmetric_pose_distance_deg(global_result.angles_deg, parts.angles_deg, "c1")
+    after = symmetric_pose_distance_deg(refined.angles_deg, parts.angles_deg, "c1")
+    assert np.median(after) < 0.75 * np.median(before)
+    assert np.median(after) < STEP_DEG / 2
+    assert np.all(refined.score >= global_result.score - 2e-3)  # the start pose is a candidate
+    assert refined.n_comparisons == global_result.n_comparisons + 2 * 27 * len(images)
+    assert np.max(np.abs(refined.shifts_px - parts.shifts_px)) < 0.6

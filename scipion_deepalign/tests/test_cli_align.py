@@ -66,7 +66,7 @@ def test_global_with_regions_file_and_top_k(inputs):
     assert np.median(err) < 10.0
     out1 = folder / "top1.star"
     assert _run(folder, "--regions", str(folder / "model" / "regions.star"), "--top-k", "1",
-                "--out", str(out1)) == 0
+                "--refine", "--out", str(out1)) == 0
     region = np.asarray(read_particles_star(out1).extra["deepalignRegion"]).astype(int)
     assert np.all(region == inputs[2][:, 0] + 1)
 
