@@ -58,6 +58,8 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-shift", type=float, default=None, metavar="PX",
                         help="largest shift searched, original pixels; default box/8")
     parser.add_argument("--device", default="auto", help="auto, cpu or gpu (alignment)")
+    parser.add_argument("--refine", action="store_true",
+                        help="refine each pose below the gallery step")
     parser.add_argument("--ctf", action=argparse.BooleanOptionalAction, default=True,
                         help="use the particles' CTF when the STAR has one (default)")
     parser.add_argument("--seed", type=int, default=0)
@@ -126,7 +128,7 @@ def main(args) -> int:
         max_shift_px=particles.box_px / 8 if args.max_shift is None else args.max_shift,
         ctf=particles.ctf if args.ctf else None, symmetry=symmetry, region_hints=hints,
         centres_deg=centres, step_deg=args.step, target_resolution_a=args.target_resolution,
-        device=args.device, volume_pixel_size_a=volume_pixel)
+        device=args.device, volume_pixel_size_a=volume_pixel, refine=args.refine)
     particles.angles_deg, particles.shifts_px = result.angles_deg, result.shifts_px
     particles.extra[SCORE_COLUMN] = result.score
     particles.extra[BEST_REGION_COLUMN] = result.region + 1

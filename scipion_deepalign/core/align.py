@@ -6,7 +6,9 @@ the whole asymmetric unit. A comparison is one (particle, direction, in-plane an
 the shift search inside a disc of ``max_shift_px`` is done at once by FFT cross-correlation
 and is not counted separately. The score is a normalised cross-correlation
 (:mod:`scipion_deepalign.core.matching`); the best pose (optionally the N best, with
-weights) is kept, and the shift of the best pose is refined to sub-pixel precision.
+weights) is kept, and the shift of the best pose is refined to sub-pixel precision. With
+``refine=True`` the best pose is then refined below the gallery step
+(:mod:`scipion_deepalign.core.local_refinement`).
 
 Poses follow :mod:`scipion_deepalign.core.geometry`: the particle is approximately
 ``translate_images(project(volume, angles_deg), -shifts_px)``. Shifts are returned in
