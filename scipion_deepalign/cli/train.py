@@ -14,6 +14,8 @@ import os
 import subprocess
 import sys
 
+import numpy as np
+
 from .common import CLIError, check_file_exists, check_positive, positive_float, positive_int
 
 log = logging.getLogger("deepalign")
@@ -204,6 +206,11 @@ def main(args) -> int:
     if report.too_few:
         parts.append(f"{len(report.too_few)} skipped for too few particles "
                      f"({','.join(map(str, report.too_few))})")
+    accuracy = report.validation_accuracy()
+    if accuracy:
+        values = list(accuracy.values())
+        parts.append(f"held-out accuracy mean {np.mean(values):.3f} "
+                     f"(min {np.min(values):.3f})")
     print(f"{args.out}: {report.n_regions} regions ({args.network}): {', '.join(parts)}; "
           f"{report.seconds:.1f} s")
     return 0

@@ -58,6 +58,7 @@ def test_model_folder_layout(particles, tmp_path):
     assert {"loss", "accuracy", "val_loss", "val_accuracy", "region", "n_particles",
             "seconds"} <= set(history)
     assert history["region"] == 2 and len(history["loss"]) == 1
+    assert report.validation_accuracy() == {2: history["val_accuracy"][0]}
     assert model_path(tmp_path, 2).name == "region_0002.keras" and model_path(tmp_path, 2).exists()
     assert not model_path(tmp_path, 1).exists()
     assert not [p for p in os.listdir(tmp_path) if "tmp" in p]  # no temporary leftovers

@@ -53,7 +53,7 @@ from .data import (
 )
 from .model import build_regional_model, build_shared_model, compile_model
 
-__all__ = ["TrainReport", "train_regions"]
+__all__ = ["TrainReport", "train_regions", "best_validation_accuracy"]
 
 logger = logging.getLogger(__name__)
 _FORMAT_VERSION = 1
@@ -87,6 +87,27 @@ class TrainReport:
     too_few: list = field(default_factory=list)
     histories: dict = field(default_factory=dict)
     seconds: float = 0.0
+
+    def validation_accuracy(self) -> dict:
+        """Held-out accuracy of each model trained now, at its kept (lowest ``val_loss``) epoch.
+
+        Returns
+        -------
+        dict
+            Region number (or ``"shared"``) to accuracy; models without validation data are
+            left out.
+        """
+        return {key: best_validation_accuracy(history)
+                for key, history in self.histories.items()
+                if best_validation_accuracy(history) is not None}
+
+
+def best_validation_accuracy(history: dict):
+    """``val_accuracy`` at the epoch of lowest ``val_loss`` of a history dict (or None)."""
+    losses = history.get("val_loss")
+    if not losses or "val_accuracy" not in history:
+        return None
+    return float(history["val_accuracy"][int(np.argmin(losses))])
 
 
 def _check_inputs(images, angles_deg, shifts_px):
