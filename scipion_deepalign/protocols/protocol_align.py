@@ -54,7 +54,7 @@ class AlignSteps:
         volume_to_core(self.inputVolume.get(), self._getFileName("reference"))
 
     def alignStep(self, particles_star, model_dir, ctf_mode="apply"):
-        """``model_dir`` None: global search over the asymmetric unit. ``ctf_mode`` "flip"
+        """``model_dir`` None: global search over the asymmetric unit. ``ctf_mode`` "flipped"
         for phase-flipped particles (decided in ``_insertAllSteps``: no set is read here)."""
         args = ["--particles", particles_star,
                 "--volume", self._getFileName("reference"),
@@ -109,7 +109,7 @@ class AlignSteps:
         return lines
 
     def _ctfMode(self):
-        return "flip" if self.inputParticles.get().isPhaseFlipped() else "apply"
+        return "flipped" if self.inputParticles.get().isPhaseFlipped() else "apply"
 
     def _alignmentWarnings(self):
         particles = self.inputParticles.get()

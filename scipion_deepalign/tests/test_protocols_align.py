@@ -127,7 +127,7 @@ class TestAlignValidate(BaseTest):
         assert any("no CTF" in w for w in prot.warnings())
         assert not any("no CTF" in w for w in self._align(globalSearch=True).warnings())
 
-    def test_phase_flipped_particles_use_flip_mode(self):
+    def test_phase_flipped_particles_use_flipped_mode(self):
         from pwem.objects import SetOfParticles
 
         flipped = SetOfParticles(filename=self.getOutputPath("flipped.sqlite"))
@@ -136,7 +136,7 @@ class TestAlignValidate(BaseTest):
         prot = self._align(globalSearch=True)
         assert prot._ctfMode() == "apply"
         prot.inputParticles.set(flipped)
-        assert prot._ctfMode() == "flip"
+        assert prot._ctfMode() == "flipped"
 
     def test_cites_deepalign(self):
         assert "JimenezMoreno2021" in self._align()._citations()
