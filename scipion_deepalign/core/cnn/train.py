@@ -12,10 +12,13 @@ Regions with fewer than ``min_particles_per_region`` training particles are **sk
 a warning and a ``history_NNNN.json`` that records why; prediction gives them probability 0.
 
 Reproducibility: the split, the batches and the weights are seeded from ``config.seed`` and
-the region number (``keras.utils.set_random_seed`` before each model), so a region gets the
-same network whichever subset of regions a call trains. On CPU with TensorFlow, repeated
-runs agree to float32 round-off; bit-identical results would also need
-``TF_DETERMINISTIC_OPS=1`` (and on GPU, deterministic cuDNN kernels).
+the region number (``keras.utils.set_random_seed`` before each model; batch ``i`` of epoch
+``e`` from ``default_rng((seed, e, i))``), so a region gets the same network whichever
+subset of regions a call trains. Two runs on the same CPU machine (TensorFlow 2.21) gave
+bit-identical weights. Across machines, thread counts or on a GPU, exact agreement also
+needs the backend's deterministic kernels (``TF_DETERMINISTIC_OPS=1`` or
+``tf.config.experimental.enable_op_determinism()``; ``torch.use_deterministic_algorithms``),
+which the core does not switch on because they are slower.
 """
 from __future__ import annotations
 
