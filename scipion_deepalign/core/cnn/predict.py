@@ -42,7 +42,7 @@ def load_models(model_dir):
             raise ValueError(f"model_dir {model_dir} has no {SHARED_MODEL}: training is not "
                              "finished (run deepalign train again to complete it)")
         return meta, keras.models.load_model(path)
-    models, missing = [], []
+    models, missing = _RegionModels(), []
     for region in range(1, meta["n_regions"] + 1):
         path = model_path(model_dir, region)
         if path.exists():
@@ -62,6 +62,12 @@ def load_models(model_dir):
     return meta, models
 
 
+class _RegionModels(list):
+    """The regional networks (None for skipped regions), caching their combined model."""
+
+    combined = None
+
+
 def _combine(nets, box_px):
     """One Keras model giving the outputs of all regional networks side by side.
 
@@ -70,6 +76,8 @@ def _combine(nets, box_px):
     """
     if not isinstance(nets, list):
         return nets, slice(None)
+    if getattr(nets, "combined", None) is not None:
+        return nets.combined
     present = [r for r, net in enumerate(nets) if net is not None]
     if not present:
         raise ValueError("no region of this model folder has a trained network")
@@ -78,7 +86,10 @@ def _combine(nets, box_px):
     inputs = keras.Input(shape=(int(box_px), int(box_px), 1))
     outputs = [nets[r](inputs, training=False) for r in present]
     merged = outputs[0] if len(outputs) == 1 else keras.layers.Concatenate()(outputs)
-    return keras.Model(inputs, merged), np.array(present)
+    combined = keras.Model(inputs, merged), np.array(present)
+    if isinstance(nets, _RegionModels):
+        nets.combined = combined
+    return combined
 
 
 def _check_images(images, meta) -> np.ndarray:
