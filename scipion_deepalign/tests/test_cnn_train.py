@@ -150,3 +150,13 @@ def test_regions_out_of_range_is_an_error(particles, tmp_path):
 def test_invalid_config_option(option, value):
     with pytest.raises(ValueError, match=option):
         _config(**{option: value})
+
+
+def test_target_resolution_sets_the_input_box(particles, tmp_path):
+    # 32 px at 4 A; 12 A needs Nyquist 6 A/px -> the even box >= 32 * 8 / 12 = 21.3 is 22.
+    config = TrainConfig(pixel_size_a=4.0, target_resolution_a=12.0)
+    train_regions(particles[0], particles[1].angles_deg, out_dir=tmp_path, symmetry=SYM,
+                  spacing_deg=SPACING, config=config, regions=[])
+    meta = json.loads((tmp_path / "config.json").read_text())
+    assert meta["input_box_px"] == 22
+    assert meta["input_pixel_size_a"] == pytest.approx(4.0 * 32 / 22)
