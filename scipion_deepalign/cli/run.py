@@ -98,37 +98,27 @@ def main(args) -> int:
     out = ensure_out_dir(args.out)
     paths = {k: os.path.join(out, v) for k, v in OUTPUTS.items()}
 
-    from ..core.cnn import predict_regions, train_regions
     from ..core.cnn.config import TrainConfig
+    from ..core.pipeline import run_deepalign
 
     config = TrainConfig(pixel_size_a=train.pixel_size_a,
                          target_resolution_a=args.target_resolution, epochs=args.epochs,
                          positives_per_region=args.positives_per_region,
                          network=args.network, seed=args.seed)
     log.info("training %d regions on %d particles", n_regions, len(train))
-    report = train_regions(load_images(train), train.angles_deg, out_dir=paths["model"],
-                           symmetry=symmetry, spacing_deg=args.spacing, config=config,
-                           shifts_px=train.shifts_px)
-    log.info("trained %d networks (%d reused) in %.0f s", len(report.trained),
-             len(report.reused), report.seconds)
-
-    images = load_images(particles)
-    hints, probs = predict_regions(images, paths["model"], top_k=args.top_k)
+    outcome = run_deepalign(
+        load_images(train), train.angles_deg, load_images(particles), volume,
+        model_dir=paths["model"], pixel_size_a=particles.pixel_size_a,
+        max_shift_px=particles.box_px / 8 if args.max_shift is None else args.max_shift,
+        symmetry=symmetry, spacing_deg=args.spacing, top_k=args.top_k, train_config=config,
+        train_shifts_px=train.shifts_px, ctf=particles.ctf if args.ctf else None,
+        step_deg=args.step, target_resolution_a=args.target_resolution, device=args.device,
+        volume_pixel_size_a=volume_pixel)
+    hints, probs, result = outcome.regions, outcome.probabilities, outcome.alignment
     for j in range(hints.shape[1]):
         particles.extra[REGION_COLUMN % (j + 1)] = hints[:, j] + 1
         particles.extra[PROB_COLUMN % (j + 1)] = probs[:, j]
     write_particles_star(paths["predicted"], particles)
-
-    from ..core.align import align_particles
-    from ..core.io import read_regions_star
-
-    centres, _, _ = read_regions_star(os.path.join(paths["model"], "regions.star"))
-    result = align_particles(
-        images, volume, pixel_size_a=particles.pixel_size_a,
-        max_shift_px=particles.box_px / 8 if args.max_shift is None else args.max_shift,
-        ctf=particles.ctf if args.ctf else None, symmetry=symmetry, region_hints=hints,
-        centres_deg=centres, step_deg=args.step, target_resolution_a=args.target_resolution,
-        device=args.device, volume_pixel_size_a=volume_pixel, refine=args.refine)
     particles.angles_deg, particles.shifts_px = result.angles_deg, result.shifts_px
     particles.extra[SCORE_COLUMN] = result.score
     particles.extra[BEST_REGION_COLUMN] = result.region + 1

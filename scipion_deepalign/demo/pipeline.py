@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 
 from ..core.align import align_particles
-from ..core.cnn import predict_regions, train_regions
 from ..core.cnn.config import TrainConfig
 from ..core.consensus import angular_consensus
 from ..core.fsc import fsc_curve
 from ..core.io import write_mrc, write_particles
+from ..core.pipeline import run_deepalign
 from ..core.reconstruct import reconstruct_half_maps
 from ..core.regions import assign_regions
 from ..core.simulate import make_phantom, simulate_particles
@@ -45,6 +45,7 @@ class DemoConfig:
     target_resolution_a: float = 12.0
     epochs: int = 6
     positives_per_region: int = 600
+    min_particles_per_region: int = 10
     top_k: int = 2
     step_deg: float | None = None
     seed: int = 0
@@ -126,31 +127,28 @@ def run_demo(out_dir, config: DemoConfig | None = None) -> DemoResult:
 
     train_config = TrainConfig(
         pixel_size_a=cfg.pixel_size_a, target_resolution_a=cfg.target_resolution_a,
-        epochs=cfg.epochs, positives_per_region=cfg.positives_per_region, seed=cfg.seed)
-    report = _timed(
-        timings, "train", train_regions, images[train_index], truth[train_index],
-        out_dir=out / "model", symmetry=cfg.symmetry, spacing_deg=cfg.spacing_deg,
-        config=train_config, shifts_px=particles.shifts_px[train_index])
-    hints, _ = _timed(timings, "predict", predict_regions, images, out / "model",
-                      top_k=cfg.top_k)
-
-    from ..core.io import read_regions_star
-    centres, _, _ = read_regions_star(out / "model" / "regions.star")
+        epochs=cfg.epochs, positives_per_region=cfg.positives_per_region, seed=cfg.seed,
+        min_particles_per_region=cfg.min_particles_per_region)
+    search = dict(pixel_size_a=cfg.pixel_size_a, max_shift_px=cfg.max_shift_px + 1,
+                  ctf=particles.ctf, symmetry=cfg.symmetry, step_deg=cfg.step_deg,
+                  target_resolution_a=cfg.target_resolution_a, device="auto")
+    deep = run_deepalign(
+        images[train_index], truth[train_index], images, volume, model_dir=out / "model",
+        spacing_deg=cfg.spacing_deg, top_k=cfg.top_k, train_config=train_config,
+        train_shifts_px=particles.shifts_px[train_index], **search)
+    timings.update({f"{k} (DeepAlign)": v for k, v in deep.seconds.items()})
+    centres = deep.centres_deg
     true_regions, _ = assign_regions(truth, centres, cfg.symmetry)
-    test_hits = hints[test_index] == true_regions[test_index, None]
+    test_hits = deep.regions[test_index] == true_regions[test_index, None]
     region_top1 = float(np.mean(test_hits[:, 0]))
     region_topk = float(np.mean(test_hits.any(axis=1)))
 
-    common = dict(pixel_size_a=cfg.pixel_size_a, max_shift_px=cfg.max_shift_px + 1,
-                  ctf=particles.ctf, symmetry=cfg.symmetry, step_deg=cfg.step_deg,
-                  target_resolution_a=cfg.target_resolution_a, device="auto")
+    glob = _timed(timings, "align (global search)", align_particles, images, volume,
+                  region_hints=None, centres_deg=centres, **search)
     methods = {}
-    for name, hint_arg in (("DeepAlign", hints), ("Global search", None)):
-        start = time.perf_counter()
-        result = align_particles(images, volume, region_hints=hint_arg, centres_deg=centres,
-                                 **common)
-        seconds = time.perf_counter() - start
-        timings[f"align ({name})"] = seconds
+    for name, result, seconds in (
+            ("DeepAlign", deep.alignment, deep.seconds["align"]),
+            ("Global search", glob, timings["align (global search)"])):
         methods[name] = MethodResult(
             name=name, angles_deg=result.angles_deg, shifts_px=result.shifts_px,
             n_comparisons=int(result.n_comparisons), seconds=seconds,
@@ -175,6 +173,6 @@ def run_demo(out_dir, config: DemoConfig | None = None) -> DemoResult:
     return DemoResult(
         config=cfg, out_dir=out, volume=volume, images=images, true_angles_deg=truth,
         train_index=train_index, test_index=test_index, centres_deg=centres,
-        train_report=report, region_top1=region_top1, region_topk=region_topk,
+        train_report=deep.train_report, region_top1=region_top1, region_topk=region_topk,
         region_chance_topk=min(1.0, cfg.top_k / len(centres)), methods=methods,
         consensus=consensus, timings_s=timings)

@@ -1,0 +1,113 @@
+"""DeepAlign end to end: train the regional classifiers, predict regions, align inside them.
+
+This is the chain behind ``deepalign run``, the demo and the Refine protocol's steps; each
+stage is one call of its own module, so any of them can also be run alone.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .align import AlignmentResult, align_particles
+from .cnn import predict_regions, train_regions
+from .cnn.config import REGIONS_FILE, TrainConfig
+from .io import read_regions_star
+
+__all__ = ["PipelineResult", "run_deepalign"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PipelineResult:
+    """What :func:`run_deepalign` produced.
+
+    Attributes
+    ----------
+    train_report : TrainReport
+    centres_deg : ndarray of shape (R, 2)
+        Region centres ``(rot, tilt)`` of the model.
+    regions : ndarray of shape (N, k) int
+        0-based predicted regions, best first.
+    probabilities : ndarray of shape (N, k)
+    alignment : AlignmentResult
+    seconds : dict
+        Wall time of each stage (``train``, ``predict``, ``align``).
+    """
+
+    train_report: object
+    centres_deg: np.ndarray
+    regions: np.ndarray
+    probabilities: np.ndarray
+    alignment: AlignmentResult
+    seconds: dict = field(default_factory=dict)
+
+
+def run_deepalign(train_images, train_angles_deg, images, volume, *, model_dir,
+                  pixel_size_a, max_shift_px, symmetry="c1", spacing_deg=30.0, top_k=2,
+                  train_config: TrainConfig | None = None, train_shifts_px=None, ctf=None,
+                  step_deg=None, target_resolution_a=None, device="auto",
+                  volume_pixel_size_a=None, ctf_mode="apply") -> PipelineResult:
+    """Train on particles with known poses, then assign poses to ``images``.
+
+    Parameters
+    ----------
+    train_images : ndarray of shape (M, B, B)
+        Training particles, already aligned by another method.
+    train_angles_deg : ndarray of shape (M, 3)
+        Their poses (:mod:`~scipion_deepalign.core.geometry` convention).
+    images : ndarray of shape (N, B, B)
+        Particles to align (may include the training ones).
+    volume : ndarray of shape (B, B, B)
+        Reference map on the particles' box and pixel size.
+    model_dir : str or Path
+        Model folder; an interrupted run continues, finished regions are not retrained.
+    pixel_size_a : float
+    max_shift_px : float
+        Largest shift searched, original pixels.
+    symmetry, spacing_deg : str, float
+        Point group and region spacing.
+    top_k : int
+        Regions searched per particle.
+    train_config : TrainConfig, optional
+        Its ``pixel_size_a`` is filled in when missing.
+    train_shifts_px : ndarray of shape (M, 2), optional
+    ctf : CTFParams, optional
+        CTF of ``images``.
+    step_deg, target_resolution_a, device, volume_pixel_size_a, ctf_mode
+        As in :func:`~scipion_deepalign.core.align.align_particles`.
+
+    Returns
+    -------
+    PipelineResult
+    """
+    config = train_config or TrainConfig(pixel_size_a=pixel_size_a)
+    if config.pixel_size_a is None:
+        config.pixel_size_a = pixel_size_a
+    seconds = {}
+    start = time.perf_counter()
+    report = train_regions(train_images, train_angles_deg, out_dir=model_dir,
+                           symmetry=symmetry, spacing_deg=spacing_deg, config=config,
+                           shifts_px=train_shifts_px)
+    seconds["train"] = time.perf_counter() - start
+    log.info("trained %d networks (%d reused) in %.0f s", len(report.trained),
+             len(report.reused), seconds["train"])
+
+    start = time.perf_counter()
+    regions, probabilities = predict_regions(images, model_dir, top_k=top_k)
+    seconds["predict"] = time.perf_counter() - start
+    centres, _, _ = read_regions_star(Path(model_dir) / REGIONS_FILE)
+
+    start = time.perf_counter()
+    alignment = align_particles(
+        images, volume, pixel_size_a=pixel_size_a, max_shift_px=max_shift_px, ctf=ctf,
+        symmetry=symmetry, region_hints=regions, centres_deg=centres, step_deg=step_deg,
+        target_resolution_a=target_resolution_a, device=device,
+        volume_pixel_size_a=volume_pixel_size_a, ctf_mode=ctf_mode)
+    seconds["align"] = time.perf_counter() - start
+    return PipelineResult(train_report=report, centres_deg=centres, regions=regions,
+                          probabilities=probabilities, alignment=alignment, seconds=seconds)
