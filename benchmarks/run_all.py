@@ -1,0 +1,33 @@
+"""Run every benchmark of docs/benchmarks.md in turn (``make benchmarks``).
+
+Each script prints its own tables; results are written under ``benchmarks/out/`` and the
+numbers quoted in docs/benchmarks.md come from such a run. Takes about 15 minutes on 2 cores.
+"""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+OUT = HERE / "out"
+
+RUNS = [
+    ("bench_cnn.py", ["--json", str(OUT / "cnn.json")]),
+    ("bench_align.py", ["--cnn", "--epochs", "5", "--out", str(OUT / "align.md")]),
+]
+
+
+def main() -> int:
+    OUT.mkdir(exist_ok=True)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    for script, args in RUNS:
+        print(f"== {script} {' '.join(args)}", flush=True)
+        code = subprocess.call([sys.executable, str(HERE / script), *args], env=env)
+        if code:
+            print(f"{script} failed with exit code {code}", file=sys.stderr)
+            return code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
