@@ -16,7 +16,14 @@ import os
 
 import numpy as np
 
-from .common import CLIError, check_choice, check_file_exists, check_positive, positive_float
+from .common import (
+    CLIError,
+    check_choice,
+    check_file_exists,
+    check_positive,
+    check_symmetry,
+    positive_float,
+)
 
 log = logging.getLogger("deepalign")
 
@@ -122,10 +129,7 @@ def main(args) -> int:
     from ..core.symmetry import normalise_symmetry
 
     check_args(args)
-    try:
-        symmetry = normalise_symmetry(args.symmetry)
-    except ValueError as exc:
-        raise CLIError(f"--symmetry: {exc}") from None
+    symmetry = check_symmetry(args.symmetry)
     particles = read_particles_star(args.particles)
     hints = centres = None
     if not args.global_search:

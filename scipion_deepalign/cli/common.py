@@ -59,6 +59,16 @@ def check_choice(value, choices, option: str):
     return value
 
 
+def check_symmetry(name, option: str = "--symmetry") -> str:
+    """The normalised point-group name, or :class:`CLIError` naming the option."""
+    from ..core.symmetry import normalise_symmetry
+
+    try:
+        return normalise_symmetry(name)
+    except ValueError as exc:
+        raise CLIError(f"{option}: {exc}") from None
+
+
 def ensure_out_dir(path, option: str = "--out") -> str:
     """Create the output folder (and parents); :class:`CLIError` if that is impossible."""
     try:

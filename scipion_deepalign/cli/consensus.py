@@ -22,7 +22,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from .common import CLIError, check_file_exists, check_positive, ensure_out_dir
+from .common import CLIError, check_file_exists, check_positive, check_symmetry, ensure_out_dir
 
 log = logging.getLogger("deepalign")
 
@@ -108,13 +108,9 @@ def _write_csv(path, names, result):
 def main(args) -> int:
     from ..core.consensus import angular_consensus, match_particles
     from ..core.io import read_particles_star, write_particles_star
-    from ..core.symmetry import normalise_symmetry
 
     _check(args)
-    try:
-        symmetry = normalise_symmetry(args.symmetry)
-    except ValueError as exc:
-        raise CLIError(f"--symmetry: {exc}") from None
+    symmetry = check_symmetry(args.symmetry)
     inputs = [read_particles_star(path) for path in args.inputs]
     for path, parts in zip(args.inputs, inputs):
         if not parts.has_poses:

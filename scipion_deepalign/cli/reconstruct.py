@@ -14,7 +14,7 @@ import os
 
 import numpy as np
 
-from .common import CLIError, check_file_exists, check_positive
+from .common import CLIError, check_file_exists, check_positive, check_symmetry
 
 log = logging.getLogger("deepalign")
 
@@ -54,16 +54,12 @@ def _subsets(particles, seed):
 
 def main(args) -> int:
     from ..core.io import load_images, read_particles_star, write_mrc
-    from ..core.symmetry import normalise_symmetry
 
     star = check_file_exists(args.particles, "--particles")
     if not args.out.lower().endswith(".mrc"):
         raise CLIError(f"--out must be an .mrc file name, got {args.out}")
     check_positive(args.mask_radius, "--mask-radius")
-    try:
-        symmetry = normalise_symmetry(args.symmetry)
-    except ValueError as exc:
-        raise CLIError(f"--symmetry: {exc}") from None
+    symmetry = check_symmetry(args.symmetry)
     particles = read_particles_star(star)
     if not particles.has_poses:
         raise CLIError(f"--particles {star}: the particles have no poses (rlnAngleRot/Tilt/Psi); "

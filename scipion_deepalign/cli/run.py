@@ -24,6 +24,7 @@ from .common import (
     check_choice,
     check_file_exists,
     check_positive,
+    check_symmetry,
     ensure_out_dir,
     positive_float,
     positive_int,
@@ -74,12 +75,8 @@ def main(args) -> int:
     check_positive(args.max_shift, "--max-shift", allow_zero=True)
     from ..core.io import load_images, read_particles_star, read_volume, write_particles_star
     from ..core.regions import count_regions
-    from ..core.symmetry import normalise_symmetry
 
-    try:
-        symmetry = normalise_symmetry(args.symmetry)
-    except ValueError as exc:
-        raise CLIError(f"--symmetry: {exc}") from None
+    symmetry = check_symmetry(args.symmetry)
     n_regions = count_regions(args.spacing, symmetry)
     if not 1 <= args.top_k <= n_regions:
         raise CLIError(f"--top-k must be between 1 and the {n_regions} regions of "

@@ -16,7 +16,14 @@ import sys
 
 import numpy as np
 
-from .common import CLIError, check_file_exists, check_positive, positive_float, positive_int
+from .common import (
+    CLIError,
+    check_file_exists,
+    check_positive,
+    check_symmetry,
+    positive_float,
+    positive_int,
+)
 
 log = logging.getLogger("deepalign")
 
@@ -100,7 +107,6 @@ def _check(args):
     from ..core.io import read_particles_star
     from ..core.projection import downsampled_geometry
     from ..core.regions import count_regions
-    from ..core.symmetry import normalise_symmetry
 
     check_file_exists(args.particles, "--particles")
     if not 0 < args.spacing <= 180:
@@ -108,10 +114,7 @@ def _check(args):
     if not 0 <= args.validation_fraction < 1:
         raise CLIError(f"--validation-fraction must be in [0, 1), got {args.validation_fraction}")
     check_positive(args.patience, "--patience", allow_zero=True)
-    try:
-        symmetry = normalise_symmetry(args.symmetry)
-    except ValueError as exc:
-        raise CLIError(f"--symmetry: {exc}") from None
+    symmetry = check_symmetry(args.symmetry)
     particles = read_particles_star(args.particles)
     if not particles.has_poses:
         raise CLIError(f"--particles {args.particles} has no poses (rlnAngleRot/Tilt/Psi): "
