@@ -45,6 +45,8 @@ def parse_args(argv=None):
     p.add_argument("--n-train", type=int, default=3000, help="CNN training particles")
     p.add_argument("--epochs", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu", choices=("cpu", "gpu", "auto"),
+                   help="alignment backend (gpu: CuPy)")
     p.add_argument("--repeat", type=int, default=2,
                    help="runs of each mode, interleaved; the fastest is reported")
     p.add_argument("--out", default=None, help="markdown file for the results table")
@@ -89,7 +91,7 @@ def main(argv=None):
     truth = parts.angles_deg
     centres = region_centres_deg(args.spacing, args.symmetry)
     common = dict(pixel_size_a=args.pixel_size, max_shift_px=args.max_shift, ctf=parts.ctf,
-                  symmetry=args.symmetry, step_deg=args.step, device="cpu",
+                  symmetry=args.symmetry, step_deg=args.step, device=args.device,
                   target_resolution_a=args.target_resolution, centres_deg=centres)
     oracle = nearest_regions(truth, centres, args.symmetry, k=args.k)
     modes = [("global (baseline)", None),

@@ -33,6 +33,8 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                         help="region spacing in degrees")
     parser.add_argument("--epochs", type=positive_int, default=None)
     parser.add_argument("--positives-per-region", type=positive_int, default=None, metavar="N")
+    parser.add_argument("--network", default=None, choices=("regional", "shared"),
+                        help="one CNN per region (paper) or one shared-trunk network")
     parser.add_argument("--symmetry", default=None, help="point group of the phantom")
     parser.add_argument("--seed", type=int, default=None)
 
@@ -43,7 +45,7 @@ def main(args) -> int:
     overrides = {"n_particles": args.n, "box_px": args.box, "snr": args.snr,
                  "spacing_deg": args.spacing, "epochs": args.epochs,
                  "positives_per_region": args.positives_per_region,
-                 "symmetry": args.symmetry, "seed": args.seed}
+                 "network": args.network, "symmetry": args.symmetry, "seed": args.seed}
     config = DemoConfig(**{k: v for k, v in overrides.items() if v is not None})
     check_positive(config.n_particles, "--n")
     out = ensure_out_dir(args.out)
@@ -55,5 +57,5 @@ def main(args) -> int:
     deep = result.methods["DeepAlign"]
     print(f"region accuracy top-{config.top_k}: {result.region_topk:.1%}; "
           f"DeepAlign median angular error {float(np.median(deep.error_deg)):.2f} deg; "
-          f"FSC 0.143 {deep.fsc_halves.resolution_0143_a:.1f} A")
+          f"FSC 0.143 {result.maps['DeepAlign'].fsc_halves.resolution_0143_a:.1f} A")
     return 0
