@@ -51,7 +51,8 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=positive_int, default=10, help="default 10")
     parser.add_argument("--positives-per-region", type=positive_int, default=10000,
                         metavar="N", help="augmented positives per region and epoch")
-    parser.add_argument("--network", default="regional", help="regional (default) or shared")
+    parser.add_argument("--network", default="shared",
+                        help="shared (default, one shared-trunk network) or regional (paper)")
     parser.add_argument("--target-resolution", type=positive_float, default=None, metavar="A",
                         help="downsample to this resolution for training and alignment")
     parser.add_argument("--step", type=positive_float, default=None, metavar="DEG",

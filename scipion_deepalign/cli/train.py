@@ -47,8 +47,9 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=positive_int, default=128, help="default 128")
     parser.add_argument("--positives", type=positive_int, default=10000, metavar="N",
                         help="augmented positives per region and epoch; default 10000")
-    parser.add_argument("--network", choices=("regional", "shared"), default="regional",
-                        help="one network per region (paper, default) or one shared trunk")
+    parser.add_argument("--network", choices=("shared", "regional"), default="shared",
+                        help="one shared-trunk network (default, the more accurate in "
+                             "docs/benchmarks_cnn.md) or one network per region (paper)")
     parser.add_argument("--loss", choices=LOSS_CHOICES, default=None,
                         help="binary cross-entropy or mean absolute error; default "
                              "TrainConfig's (see docs/benchmarks_cnn.md)")

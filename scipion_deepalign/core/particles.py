@@ -52,7 +52,7 @@ class CTFParams:
     def __len__(self) -> int:
         return len(self.defocus_u_a)
 
-    def subset(self, index) -> "CTFParams":
+    def subset(self, index) -> CTFParams:
         """Parameters of the particles selected by ``index`` (slice, int array or mask)."""
         return replace(
             self,
@@ -103,7 +103,7 @@ class Particles:
     def has_poses(self) -> bool:
         return self.angles_deg is not None
 
-    def subset(self, index) -> "Particles":
+    def subset(self, index) -> Particles:
         """Particles selected by ``index`` (slice, int array or boolean mask)."""
         idx = np.arange(len(self))[index]
         return replace(

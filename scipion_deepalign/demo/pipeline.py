@@ -47,7 +47,7 @@ class DemoConfig:
     align_resolution_a: float = 12.0
     epochs: int = 6
     positives_per_region: int = 600
-    network: str = "regional"
+    network: str = "shared"
     min_particles_per_region: int = 5
     top_k: int = 2
     compare_n: int = 2000

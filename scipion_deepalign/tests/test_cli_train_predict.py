@@ -29,7 +29,8 @@ def stars(tmp_path_factory):
 
 
 TRAIN_FAST = ["--symmetry", "d2", "--spacing", "90", "--box", "24", "--epochs", "1",
-              "--batch-size", "32", "--positives", "64", "--min-particles", "3"]
+              "--batch-size", "32", "--positives", "64", "--min-particles", "3",
+              "--network", "regional"]
 
 
 def test_train_then_predict_writes_region_columns(stars, tmp_path, capsys):

@@ -31,7 +31,8 @@ def particles():
 
 def _config(**kw):
     base = dict(pixel_size_a=4.0, target_box_px=24, epochs=1, batch_size=32,
-                positives_per_region=64, seed=0, min_particles_per_region=5)
+                positives_per_region=64, seed=0, min_particles_per_region=5,
+                network="regional")
     base.update(kw)
     return TrainConfig(**base)
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from pyworkflow.tests import BaseTest, setupTestProject
 
+from scipion_deepalign.constants import NETWORK_KINDS
 from scipion_deepalign.tests import scipion_helpers as sh
 
 PIXEL_SIZE_A = 4.0
@@ -149,7 +150,8 @@ class TestRefine(BaseTest):
             DeepAlignProtRefine, inputParticles=self.aligned, inputVolume=self.volume,
             inputTrainingParticles=self.aligned, symmetryGroup="c1", regionSpacingDeg=60.0,
             targetResolutionA=16.0, numberOfEpochs=2, batchSize=32, positivesPerRegion=128,
-            regionsPerStep=6, topK=2, angularStepDeg=8.0, maxShiftPx=3.0, useGpu=False,
+            regionsPerStep=6, networkKind=NETWORK_KINDS.index("regional"), topK=2,
+            angularStepDeg=8.0, maxShiftPx=3.0, useGpu=False,
             numberOfThreads=3)
         try:
             self.launchProtocol(prot)
