@@ -35,7 +35,7 @@ class DemoConfig:
     run on ``compare_n`` test particles (DeepAlign on all of them) and both are compared there.
     """
 
-    n_particles: int = 10000
+    n_particles: int = 20000
     box_px: int = 64
     pixel_size_a: float = 3.0
     snr: float = 0.1
@@ -45,7 +45,7 @@ class DemoConfig:
     spacing_deg: float = 30.0
     cnn_resolution_a: float = 16.0
     align_resolution_a: float = 12.0
-    epochs: int = 6
+    epochs: int = 12
     positives_per_region: int = 600
     network: str = "shared"
     min_particles_per_region: int = 5
