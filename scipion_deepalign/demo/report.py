@@ -1,14 +1,13 @@
 """Pictures and the Markdown report of a demo run (:func:`.pipeline.run_demo`)."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
 
 from ..core import plots
-from ..core.cnn.config import history_path
+from ..core.cnn.history import read_histories, region_accuracy
 from ..core.projection import project
 
 THRESHOLDS_DEG = (5.0, 10.0, 15.0)
@@ -36,17 +35,6 @@ def plot_particle_gallery(result, *, n: int = 6, path=None) -> Figure:
     return fig
 
 
-def _histories(model_dir: Path, n_regions: int) -> dict:
-    out = {}
-    for region in range(1, n_regions + 1):
-        p = history_path(model_dir, region)
-        if p.exists():
-            hist = json.loads(p.read_text())
-            if not hist.get("skipped"):
-                out[region] = hist
-    return out
-
-
 def write_plots(result) -> dict:
     """Write every PNG of the demo into ``result.out_dir``; returns name -> file name."""
     out = result.out_dir
@@ -59,15 +47,14 @@ def write_plots(result) -> dict:
     save("gallery", "particles.png", plot_particle_gallery, result)
     save("truth_distribution", "true_directions.png", plots.plot_angular_distribution,
          result.true_angles_deg)
-    histories = _histories(out / "model", len(result.centres_deg))
+    histories = read_histories(out / "model")
     if histories:
-        save("training", "training_curves.png", plots.plot_training_history, histories)
-        val_acc = np.full(len(result.centres_deg), np.nan)
-        for region, hist in histories.items():
-            if hist.get("val_accuracy"):
-                val_acc[region - 1] = max(hist["val_accuracy"])
+        labelled = {("shared network" if r == 0 else r): h for r, h in histories.items()}
+        save("training", "training_curves.png", plots.plot_training_history, labelled)
+    centres, val_acc = region_accuracy(out / "model")
+    if np.isfinite(val_acc).any():
         save("region_accuracy", "region_val_accuracy.png", plots.plot_region_accuracy,
-             result.centres_deg, val_acc)
+             centres, val_acc)
     maps = list(result.maps.values())
     save("fsc", "fsc.png", plots.plot_fsc,
          [m.fsc_halves for m in maps] + [m.fsc_truth for m in maps],

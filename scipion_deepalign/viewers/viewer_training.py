@@ -1,11 +1,8 @@
 """Training curves of the regional CNNs and their validation accuracy on the sphere."""
-import glob
-import json
-import os
-
-import numpy as np
 import pyworkflow.protocol.params as params
 from pyworkflow.viewer import DESKTOP_TKINTER, WEB_DJANGO
+
+from scipion_deepalign.core.cnn.history import read_histories, region_accuracy
 
 from .plot_views import DeepAlignPlotViewer, plotter_of
 
@@ -18,45 +15,6 @@ def _training_protocols():
 
     names = ("DeepAlignProtTrain", "DeepAlignProtRefine")
     return [getattr(protocols, n) for n in names if hasattr(protocols, n)]
-
-
-def read_histories(model_dir):
-    """Training histories of a model folder.
-
-    Returns
-    -------
-    dict of int to dict
-        1-based region number (0 for a shared network) -> the ``history_*.json`` content, for
-        the networks actually trained (regions skipped for too few particles are left out).
-    """
-    histories = {}
-    for path in sorted(glob.glob(os.path.join(model_dir, "history_*.json"))):
-        with open(path) as fh:
-            history = json.load(fh)
-        if history.get("skipped"):
-            continue
-        tag = os.path.basename(path)[len("history_"):-len(".json")]
-        histories[int(tag) if tag.isdigit() else 0] = history
-    return histories
-
-
-def region_accuracy(model_dir):
-    """Region centres and best validation accuracy of each region's network.
-
-    Returns
-    -------
-    centres_deg : ndarray of shape (R, 2)
-    val_accuracy : ndarray of shape (R,)
-        NaN for regions without a trained network or validation data.
-    """
-    from scipion_deepalign.core.io.star import read_regions_star
-
-    centres_deg, _, _ = read_regions_star(os.path.join(model_dir, "regions.star"))
-    accuracy = np.full(len(centres_deg), np.nan)
-    for region, history in read_histories(model_dir).items():
-        if 1 <= region <= len(centres_deg) and history.get("val_accuracy"):
-            accuracy[region - 1] = np.max(history["val_accuracy"])
-    return np.asarray(centres_deg), accuracy
 
 
 class DeepAlignTrainingViewer(DeepAlignPlotViewer):
