@@ -94,8 +94,8 @@ def run_deepalign(train_images, train_angles_deg, images, volume, *, model_dir,
                            symmetry=symmetry, spacing_deg=spacing_deg, config=config,
                            shifts_px=train_shifts_px)
     seconds["train"] = time.perf_counter() - start
-    log.info("trained %d networks (%d reused) in %.0f s", len(report.trained),
-             len(report.reused), seconds["train"])
+    log.info("trained the %s network(s) of %d regions (%d reused) in %.0f s", report.network,
+             report.n_regions, len(report.reused), seconds["train"])
 
     start = time.perf_counter()
     regions, probabilities = predict_regions(images, model_dir, top_k=top_k)

@@ -126,8 +126,11 @@ def write_report(result, files: dict) -> Path:
         f"- {len(result.centres_deg)} regions at {cfg.spacing_deg} deg spacing, "
         f"images downsampled to {cfg.cnn_resolution_a} A, {cfg.epochs} epochs max, "
         f"{cfg.positives_per_region} augmented positives per region and epoch.",
-        f"- Trained {len(rep.trained)} networks ({len(rep.reused)} reused, "
-        f"{len(rep.too_few)} skipped for too few particles) in "
+        (f"- Trained one shared-trunk network with {rep.n_regions} region outputs in "
+         if rep.network == "shared" else
+         f"- Trained {len(rep.trained)} regional networks ({len(rep.reused)} reused, "
+         f"{len(rep.too_few)} skipped for too few particles) in ")
+        +
         f"{result.timings_s['train (DeepAlign)']:.0f} s.",
         f"- Region accuracy on the test set: top-1 {result.region_top1:.1%}, "
         f"top-{cfg.top_k} {result.region_topk:.1%} (chance {result.region_chance_topk:.1%}).",
