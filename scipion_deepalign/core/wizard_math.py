@@ -94,16 +94,13 @@ def downsampling_preview(box_px: int, pixel_size_a: float,
     Raises
     ------
     ValueError
-        Naming the parameter that is not positive.
+        From :func:`~.projection.downsampled_geometry`, naming the parameter: a box below 2
+        px, a pixel size or resolution that is not positive, a target finer than Nyquist.
     """
     from .projection import downsampled_geometry
 
-    if int(box_px) <= 0:
-        raise ValueError(f"box_px must be > 0, got {box_px}")
-    pixel_size_a = _positive(pixel_size_a, "pixel_size_a")
-    target_resolution_a = _positive(target_resolution_a, "target_resolution_a")
-    new_box, new_pixel = downsampled_geometry(int(box_px), pixel_size_a, target_resolution_a)
-    return DownsamplingPreview(int(box_px), pixel_size_a, int(new_box), float(new_pixel),
+    new_box, new_pixel = downsampled_geometry(box_px, pixel_size_a, target_resolution_a)
+    return DownsamplingPreview(int(box_px), float(pixel_size_a), int(new_box), float(new_pixel),
                                2.0 * float(new_pixel))
 
 

@@ -101,9 +101,6 @@ class DeepAlignDownsamplingWizard(_DeepAlignWizard):
         target = getattr(protocol, self.param_name).get()
         if target is None:
             raise ValueError("Set the target resolution first.")
-        if target < 2 * pixel_size_a:
-            raise ValueError(f"A target resolution of {target:g} A is finer than the Nyquist "
-                             f"limit of the particles ({2 * pixel_size_a:.3g} A).")
         return downsampling_preview(box_px, pixel_size_a, target)
 
 
