@@ -177,7 +177,36 @@ def split_by_particle(labels, validation_fraction: float, rng: np.random.Generat
     return train, val.astype(int)
 
 
-class RegionBatches(keras.utils.PyDataset):
+class _AugmentedBatches(keras.utils.PyDataset):
+    """Batches of augmented training images drawn afresh, reproducibly, for every epoch.
+
+    Batch ``index`` of epoch ``e`` draws with ``default_rng((seed, e, index))``, so a batch
+    does not depend on the order Keras asks for them.
+    """
+
+    def __init__(self, images, *, batch_size, n_images, max_shift_px, seed):
+        super().__init__(workers=1, use_multiprocessing=False)
+        self.images = np.asarray(images, dtype=np.float32)
+        self.batch_size = int(batch_size)
+        self.n_batches = max(1, math.ceil(int(n_images) / self.batch_size))
+        self.max_shift_px = float(max_shift_px)
+        self.seed = int(seed)
+        self.epoch = 0
+
+    def __len__(self):
+        return self.n_batches
+
+    def on_epoch_end(self):
+        self.epoch += 1
+
+    def _rng(self, index) -> np.random.Generator:
+        return np.random.default_rng((self.seed, self.epoch, int(index)))
+
+    def _augmented(self, chosen, rng) -> np.ndarray:
+        return augment_images(self.images[chosen], rng, max_shift_px=self.max_shift_px)
+
+
+class RegionBatches(_AugmentedBatches):
     """Balanced, augmented batches for one region's binary classifier.
 
     Parameters
@@ -197,37 +226,26 @@ class RegionBatches(keras.utils.PyDataset):
 
     def __init__(self, images, is_positive, *, batch_size, positives_per_epoch, max_shift_px,
                  seed):
-        super().__init__(workers=1, use_multiprocessing=False)
-        self.images = np.asarray(images, dtype=np.float32)
+        super().__init__(images, batch_size=batch_size, n_images=2 * int(positives_per_epoch),
+                         max_shift_px=max_shift_px, seed=seed)
         is_positive = np.asarray(is_positive, dtype=bool)
         self.positives = np.flatnonzero(is_positive)
         self.negatives = np.flatnonzero(~is_positive)
         if len(self.positives) == 0 or len(self.negatives) == 0:
             raise ValueError("a region needs at least one positive and one negative particle")
-        self.batch_size = int(batch_size)
-        self.n_batches = max(1, math.ceil(2 * int(positives_per_epoch) / self.batch_size))
-        self.max_shift_px = float(max_shift_px)
-        self.seed = int(seed)
-        self.epoch = 0
-
-    def __len__(self):
-        return self.n_batches
 
     def __getitem__(self, index):
-        rng = np.random.default_rng((self.seed, self.epoch, int(index)))
+        rng = self._rng(index)
         n_pos = self.batch_size // 2
         n_neg = self.batch_size - n_pos
         chosen = np.concatenate([rng.choice(self.positives, n_pos),
                                  rng.choice(self.negatives, n_neg)])
-        x = augment_images(self.images[chosen], rng, max_shift_px=self.max_shift_px)
+        x = self._augmented(chosen, rng)
         y = np.concatenate([np.ones(n_pos), np.zeros(n_neg)]).astype(np.float32)[:, None]
         return x, y
 
-    def on_epoch_end(self):
-        self.epoch += 1
 
-
-class SharedBatches(keras.utils.PyDataset):
+class SharedBatches(_AugmentedBatches):
     """Class-balanced, augmented batches with one-hot labels for the shared network.
 
     Each image is drawn by first choosing a region uniformly among those with training
@@ -247,34 +265,23 @@ class SharedBatches(keras.utils.PyDataset):
 
     def __init__(self, images, labels, *, n_regions, batch_size, samples_per_epoch,
                  max_shift_px, seed):
-        super().__init__(workers=1, use_multiprocessing=False)
-        self.images = np.asarray(images, dtype=np.float32)
+        super().__init__(images, batch_size=batch_size, n_images=samples_per_epoch,
+                         max_shift_px=max_shift_px, seed=seed)
         labels = np.asarray(labels, dtype=int)
         self.n_regions = int(n_regions)
         self.members = [np.flatnonzero(labels == r) for r in range(self.n_regions)]
         self.present = np.array([r for r in range(self.n_regions) if len(self.members[r])])
         if len(self.present) == 0:
             raise ValueError("no training particles")
-        self.batch_size = int(batch_size)
-        self.n_batches = max(1, math.ceil(int(samples_per_epoch) / self.batch_size))
-        self.max_shift_px = float(max_shift_px)
-        self.seed = int(seed)
-        self.epoch = 0
-
-    def __len__(self):
-        return self.n_batches
 
     def __getitem__(self, index):
-        rng = np.random.default_rng((self.seed, self.epoch, int(index)))
+        rng = self._rng(index)
         regions = rng.choice(self.present, self.batch_size)
         chosen = np.array([rng.choice(self.members[r]) for r in regions])
-        x = augment_images(self.images[chosen], rng, max_shift_px=self.max_shift_px)
+        x = self._augmented(chosen, rng)
         y = np.zeros((self.batch_size, self.n_regions), np.float32)
         y[np.arange(self.batch_size), regions] = 1.0
         return x, y
-
-    def on_epoch_end(self):
-        self.epoch += 1
 
 
 def region_validation_data(images, is_positive):
