@@ -32,6 +32,21 @@ SCORE_COLUMN = "deepalignScore"
 BEST_REGION_COLUMN = "deepalignRegion"
 
 
+def add_search_args(parser: argparse.ArgumentParser) -> None:
+    """Options of the correlation search shared by ``deepalign align`` and ``deepalign run``."""
+    parser.add_argument("--step", type=positive_float, default=None, metavar="DEG",
+                        help="angular step of the reference gallery (directions and in-plane);"
+                             " default: one pixel at the particle radius")
+    parser.add_argument("--max-shift", type=float, default=None, metavar="PX",
+                        help="largest shift searched, original pixels; default box/8")
+    parser.add_argument("--device", default="auto", help="auto, cpu or gpu; default auto")
+    parser.add_argument("--refine", action="store_true",
+                        help="refine each pose below the gallery step (local search, "
+                             "half-pixel shifts)")
+    parser.add_argument("--ctf", action=argparse.BooleanOptionalAction, default=True,
+                        help="use the particles' CTF when the STAR has one (default)")
+
+
 def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--particles", required=True, metavar="PRED.star",
                         help="RELION STAR of the particles (with deepalignRegion1..k columns "
@@ -46,27 +61,17 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--global", dest="global_search", action="store_true",
                         help="ignore region hints, search the whole asymmetric unit")
     parser.add_argument("--symmetry", default="c1", help="point group; default c1")
-    parser.add_argument("--step", type=positive_float, default=None, metavar="DEG",
-                        help="angular step of the reference gallery (directions and in-plane);"
-                             " default: one pixel at the particle radius")
+    add_search_args(parser)
     parser.add_argument("--psi-step", type=positive_float, default=None, metavar="DEG",
                         help="in-plane step; default --step")
-    parser.add_argument("--max-shift", type=float, default=None, metavar="PX",
-                        help="largest shift searched, original pixels; default box/8")
     parser.add_argument("--top-k", type=int, default=None, metavar="K",
                         help="use the first K region columns; default all of them")
     parser.add_argument("--target-resolution", type=positive_float, default=None, metavar="A",
                         help="search on images downsampled to this resolution (faster)")
-    parser.add_argument("--device", default="auto", help="auto, cpu or gpu; default auto")
-    parser.add_argument("--ctf", action=argparse.BooleanOptionalAction, default=True,
-                        help="use the particles' CTF when the STAR has one (default)")
     parser.add_argument("--ctf-mode", default="apply",
                         help="apply: CTF on the references (default); flip: phase-flip the "
                              "particles here; flipped: the particles are already phase-flipped "
                              "(|CTF| on the references)")
-    parser.add_argument("--refine", action="store_true",
-                        help="refine each pose below the gallery step (local search, "
-                             "half-pixel shifts)")
     parser.add_argument("--batch-size", type=int, default=256, metavar="N",
                         help="particles per correlation block; default 256")
     parser.add_argument("--cache-dir", default=None, metavar="DIR",

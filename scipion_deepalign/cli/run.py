@@ -18,7 +18,7 @@ import os
 
 import numpy as np
 
-from .align import BEST_REGION_COLUMN, REGION_COLUMN, SCORE_COLUMN
+from .align import BEST_REGION_COLUMN, REGION_COLUMN, SCORE_COLUMN, add_search_args
 from .common import (
     CLIError,
     check_choice,
@@ -55,15 +55,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                         help="shared (default, one shared-trunk network) or regional (paper)")
     parser.add_argument("--target-resolution", type=positive_float, default=None, metavar="A",
                         help="downsample to this resolution for training and alignment")
-    parser.add_argument("--step", type=positive_float, default=None, metavar="DEG",
-                        help="angular step of the reference gallery")
-    parser.add_argument("--max-shift", type=float, default=None, metavar="PX",
-                        help="largest shift searched, original pixels; default box/8")
-    parser.add_argument("--device", default="auto", help="auto, cpu or gpu (alignment)")
-    parser.add_argument("--refine", action="store_true",
-                        help="refine each pose below the gallery step")
-    parser.add_argument("--ctf", action=argparse.BooleanOptionalAction, default=True,
-                        help="use the particles' CTF when the STAR has one (default)")
+    add_search_args(parser)
     parser.add_argument("--seed", type=int, default=0)
 
 
@@ -111,7 +103,7 @@ def main(args) -> int:
         symmetry=symmetry, spacing_deg=args.spacing, top_k=args.top_k, train_config=config,
         train_shifts_px=train.shifts_px, ctf=particles.ctf if args.ctf else None,
         step_deg=args.step, target_resolution_a=args.target_resolution, device=args.device,
-        volume_pixel_size_a=volume_pixel)
+        volume_pixel_size_a=volume_pixel, refine=args.refine)
     hints, probs, result = outcome.regions, outcome.probabilities, outcome.alignment
     for j in range(hints.shape[1]):
         particles.extra[REGION_COLUMN % (j + 1)] = hints[:, j] + 1

@@ -51,7 +51,7 @@ def run_deepalign(train_images, train_angles_deg, images, volume, *, model_dir,
                   pixel_size_a, max_shift_px, symmetry="c1", spacing_deg=30.0, top_k=2,
                   train_config: TrainConfig | None = None, train_shifts_px=None, ctf=None,
                   step_deg=None, target_resolution_a=None, device="auto",
-                  volume_pixel_size_a=None, ctf_mode="apply") -> PipelineResult:
+                  volume_pixel_size_a=None, ctf_mode="apply", refine=False) -> PipelineResult:
     """Train on particles with known poses, then assign poses to ``images``.
 
     Parameters
@@ -78,7 +78,7 @@ def run_deepalign(train_images, train_angles_deg, images, volume, *, model_dir,
     train_shifts_px : ndarray of shape (M, 2), optional
     ctf : CTFParams, optional
         CTF of ``images``.
-    step_deg, target_resolution_a, device, volume_pixel_size_a, ctf_mode
+    step_deg, target_resolution_a, device, volume_pixel_size_a, ctf_mode, refine
         As in :func:`~scipion_deepalign.core.align.align_particles`.
 
     Returns
@@ -107,7 +107,7 @@ def run_deepalign(train_images, train_angles_deg, images, volume, *, model_dir,
         images, volume, pixel_size_a=pixel_size_a, max_shift_px=max_shift_px, ctf=ctf,
         symmetry=symmetry, region_hints=regions, centres_deg=centres, step_deg=step_deg,
         target_resolution_a=target_resolution_a, device=device,
-        volume_pixel_size_a=volume_pixel_size_a, ctf_mode=ctf_mode)
+        volume_pixel_size_a=volume_pixel_size_a, ctf_mode=ctf_mode, refine=refine)
     seconds["align"] = time.perf_counter() - start
     return PipelineResult(train_report=report, centres_deg=centres, regions=regions,
                           probabilities=probabilities, alignment=alignment, seconds=seconds)

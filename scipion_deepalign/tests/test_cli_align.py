@@ -143,3 +143,34 @@ def test_run_chains_train_predict_align(tmp_path):
     err = symmetric_pose_distance_deg(aligned.angles_deg, truth, "c1")
     assert hit.sum() >= 6
     assert np.median(err[hit]) < 12.0
+
+
+def test_run_passes_refine_to_the_alignment(tmp_path, monkeypatch):
+    """`deepalign run --refine` reaches align_particles (it used to be accepted and ignored)."""
+    pytest.importorskip("keras")
+    from scipion_deepalign.core import pipeline
+
+    seen = {}
+    real_align = pipeline.align_particles
+
+    def recording_align(*args, **kwargs):
+        seen["refine"] = kwargs.get("refine")
+        return real_align(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "align_particles", recording_align)
+    volume = make_phantom(32, seed=0)
+    images, parts = simulate_particles(volume, 48, pixel_size_a=PIXEL_A, snr=np.inf, ctf=False,
+                                       seed=22)
+    write_particles(tmp_path / "train.mrcs", tmp_path / "train.star", images[:40],
+                    parts.subset(slice(0, 40)))
+    write_particles(tmp_path / "all.mrcs", tmp_path / "all.star", images[40:],
+                    parts.subset(slice(40, 48)))
+    write_mrc(tmp_path / "ref.mrc", volume, pixel_size_a=PIXEL_A)
+    code = main(["run", "--train", str(tmp_path / "train.star"), "--particles",
+                 str(tmp_path / "all.star"), "--volume", str(tmp_path / "ref.mrc"),
+                 "--out", str(tmp_path / "run"), "--spacing", "60", "--top-k", "2",
+                 "--epochs", "1", "--positives-per-region", "16", "--step", "15",
+                 "--max-shift", "1", "--device", "cpu", "--refine"])
+    assert code == 0
+    assert seen["refine"] is True
+    assert (tmp_path / "run" / "aligned.star").exists()
