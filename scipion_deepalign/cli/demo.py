@@ -13,7 +13,7 @@ import logging
 import numpy as np
 
 from .common import (
-    check_positive,
+    check_symmetry,
     ensure_out_dir,
     positive_float,
     positive_int,
@@ -40,16 +40,17 @@ def add_args(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args) -> int:
-    from ..demo import DemoConfig, run_demo, write_plots, write_report
-
     overrides = {"n_particles": args.n, "box_px": args.box, "snr": args.snr,
                  "spacing_deg": args.spacing, "epochs": args.epochs,
                  "positives_per_region": args.positives_per_region,
                  "network": args.network, "symmetry": args.symmetry, "seed": args.seed}
+    if args.symmetry is not None:
+        overrides["symmetry"] = check_symmetry(args.symmetry)
+    from ..demo import DemoConfig, run_demo, write_plots, write_report  # imports TensorFlow
+
     config = DemoConfig(**{k: v for k, v in overrides.items() if v is not None})
-    check_positive(config.n_particles, "--n")
     out = ensure_out_dir(args.out)
-    if args.verbose <= 0:  # the demo narrates its steps unless asked to be quieter
+    if args.verbose <= 0:  # the demo always narrates its steps (-v is implied)
         setup_logging(1)
     result = run_demo(out, config)
     report = write_report(result, write_plots(result))

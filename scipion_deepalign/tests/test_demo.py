@@ -34,3 +34,9 @@ def test_demo_result_is_judged_against_the_simulated_truth(tmp_path):
     # true poses give the better map: the oracle bounds what any alignment reaches
     truth_map = result.maps["True poses"].fsc_truth
     assert truth_map.resolution_05_a <= result.maps["DeepAlign"].fsc_truth.resolution_05_a + 0.5
+
+
+def test_demo_rejects_unknown_symmetry_before_any_work(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path / "d"), "--symmetry", "x3"]) == 2
+    assert "--symmetry" in capsys.readouterr().err
+    assert not (tmp_path / "d").exists()
