@@ -23,7 +23,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from scipion_deepalign.core.align import align_particles, nearest_regions  # noqa: E402
+from scipion_deepalign.core.align import align_particles
+from scipion_deepalign.core.regions import nearest_regions  # noqa: E402
 from scipion_deepalign.core.regions import region_centres_deg  # noqa: E402
 from scipion_deepalign.core.simulate import make_phantom, simulate_particles  # noqa: E402
 from scipion_deepalign.core.symmetry import symmetric_pose_distance_deg  # noqa: E402
@@ -70,6 +71,7 @@ def cnn_hints(args, volume, centres, images_test):
                                        seed=args.seed + 100)
     config = TrainConfig(pixel_size_a=args.pixel_size, target_resolution_a=args.target_resolution,
                          epochs=args.epochs, network="shared", positives_per_region=500,
+                         training_source="particles", images_per_epoch=500 * 42,
                          seed=args.seed)
     with tempfile.TemporaryDirectory() as folder:
         t0 = time.perf_counter()

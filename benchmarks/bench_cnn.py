@@ -99,7 +99,8 @@ def run(args) -> dict:
             config = TrainConfig(pixel_size_a=args.pixel_size, target_box_px=args.input_box,
                                  epochs=args.epochs, batch_size=args.batch_size,
                                  positives_per_region=args.positives, network=network,
-                                 loss=loss, learning_rate=lr, seed=0)
+                                 loss=loss, learning_rate=lr, seed=0,
+                                 training_source="particles")
             out = os.path.join(tmp, f"model_{i}")
             t = time.perf_counter()
             report = train_regions(images[:n_train], parts.angles_deg[:n_train], out_dir=out,

@@ -28,6 +28,7 @@ from .common import (
 log = logging.getLogger("deepalign")
 
 REGION_COLUMN = "deepalignRegion%d"
+PROB_COLUMN = "deepalignRegionProb%d"
 SCORE_COLUMN = "deepalignScore"
 BEST_REGION_COLUMN = "deepalignRegion"
 
@@ -47,6 +48,64 @@ def add_search_args(parser: argparse.ArgumentParser) -> None:
                         help="use the particles' CTF when the STAR has one (default)")
 
 
+def add_region_search_args(parser: argparse.ArgumentParser) -> None:
+    """How the regional search widens around the predicted regions (``align`` and ``run``).
+
+    Defaults are :class:`~scipion_deepalign.core.search_plan.SearchOptions`' (measured in
+    docs/benchmarks_accuracy.md).
+    """
+    from ..core.search_plan import SearchOptions
+
+    default = SearchOptions.default
+    parser.add_argument("--overlap", type=float, default=default("overlap_deg"), metavar="DEG",
+                        help="how far each region's search window reaches into its "
+                             f"neighbours, degrees; default {default('overlap_deg'):g}")
+    parser.add_argument("--probability-mass", type=float,
+                        default=default("probability_mass"), metavar="P",
+                        help="search regions, best first, until their probabilities add up "
+                             "to P (0 < P <= 1; 0: search the --top-k given); default "
+                             f"{default('probability_mass')}")
+    parser.add_argument("--max-regions", type=int, default=default("max_regions"),
+                        metavar="N", help="at most N regions per particle with "
+                                          f"--probability-mass; default {default('max_regions')}")
+    parser.add_argument("--fallback-probability", type=float,
+                        default=default("fallback_probability"), metavar="P",
+                        help="particles whose best region probability is below P are "
+                             "searched globally (0: never); default "
+                             f"{default('fallback_probability')}")
+
+
+def search_options(args):
+    """:class:`SearchOptions` from the parsed options (CLIError naming the bad one)."""
+    from ..core.search_plan import SearchOptions
+
+    mass = args.probability_mass
+    try:
+        return SearchOptions(overlap_deg=args.overlap,
+                             probability_mass=None if not mass else mass,
+                             max_regions=args.max_regions,
+                             fallback_probability=args.fallback_probability or None)
+    except ValueError as exc:
+        raise CLIError(f"{_search_option_name(str(exc))}: {exc}") from None
+
+
+def _search_option_name(message: str) -> str:
+    for words, option in (("overlap", "--overlap"), ("mass", "--probability-mass"),
+                          ("maximum number", "--max-regions"),
+                          ("fallback", "--fallback-probability")):
+        if words in message:
+            return option
+    return "search options"
+
+
+def region_probabilities_from_star(particles, k) -> np.ndarray | None:
+    """``(N, k)`` probabilities of the ``deepalignRegionProb1..k`` columns (None if absent)."""
+    cols = [PROB_COLUMN % (j + 1) for j in range(k)]
+    if not all(c in particles.extra for c in cols):
+        return None
+    return np.stack([np.asarray(particles.extra[c], dtype=np.float64) for c in cols], axis=1)
+
+
 def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--particles", required=True, metavar="PRED.star",
                         help="RELION STAR of the particles (with deepalignRegion1..k columns "
@@ -62,6 +121,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                         help="ignore region hints, search the whole asymmetric unit")
     parser.add_argument("--symmetry", default="c1", help="point group; default c1")
     add_search_args(parser)
+    add_region_search_args(parser)
     parser.add_argument("--psi-step", type=positive_float, default=None, metavar="DEG",
                         help="in-plane step; default --step")
     parser.add_argument("--top-k", type=int, default=None, metavar="K",
@@ -135,8 +195,9 @@ def main(args) -> int:
 
     check_args(args)
     symmetry = check_symmetry(args.symmetry)
+    search = search_options(args)
     particles = read_particles_star(args.particles)
-    hints = centres = None
+    hints = centres = probs = None
     if not args.global_search:
         centres, model_symmetry = load_centres(args)
         if normalise_symmetry(model_symmetry) != symmetry:
@@ -146,6 +207,11 @@ def main(args) -> int:
         if hints.min() < 0 or hints.max() >= len(centres):
             raise CLIError(f"--particles: region numbers must be in 1..{len(centres)} (the "
                            f"regions of the model), got {hints.min() + 1}..{hints.max() + 1}")
+        probs = region_probabilities_from_star(particles, hints.shape[1])
+        if probs is None and search.needs_probabilities:
+            raise CLIError("--particles has no deepalignRegionProb columns, which "
+                           "--probability-mass and --fallback-probability need: set them to "
+                           "0, or predict with deepalign predict")
     volume, volume_pixel = read_volume(args.volume)
     box = particles.box_px
     max_shift = box / 8 if args.max_shift is None else args.max_shift
@@ -161,7 +227,8 @@ def main(args) -> int:
         centres_deg=centres, step_deg=args.step, psi_step_deg=args.psi_step,
         target_resolution_a=args.target_resolution, device=args.device,
         batch_size=args.batch_size, ctf_mode=args.ctf_mode, volume_pixel_size_a=volume_pixel,
-        cache_dir=args.cache_dir, refine=args.refine)
+        cache_dir=args.cache_dir, refine=args.refine, region_probabilities=probs,
+        search=search)
     particles.angles_deg = result.angles_deg
     particles.shifts_px = result.shifts_px
     particles.extra[SCORE_COLUMN] = result.score
@@ -172,4 +239,8 @@ def main(args) -> int:
     write_particles_star(args.out, particles)
     log.info("wrote %s: %d comparisons in %.1f s, median score %.3f", args.out,
              result.n_comparisons, result.info["seconds"], float(np.median(result.score)))
+    if hints is not None:
+        log.info("regions searched per particle: %.2f on average; %.1f %% of the particles "
+                 "sent to the global search", result.info["mean_regions_searched"],
+                 100 * result.info["fallback_fraction"])
     return 0

@@ -18,7 +18,15 @@ import os
 
 import numpy as np
 
-from .align import BEST_REGION_COLUMN, REGION_COLUMN, SCORE_COLUMN, add_search_args
+from .align import (
+    BEST_REGION_COLUMN,
+    PROB_COLUMN,
+    REGION_COLUMN,
+    SCORE_COLUMN,
+    add_region_search_args,
+    add_search_args,
+    search_options,
+)
 from .common import (
     CLIError,
     check_choice,
@@ -32,13 +40,18 @@ from .common import (
 
 log = logging.getLogger("deepalign")
 
-PROB_COLUMN = "deepalignRegionProb%d"
+#: Regions predicted per particle by ``deepalign run`` (and the Refine protocol).
+DEFAULT_TOP_K = 4
+
 OUTPUTS = {"model": "model", "predicted": "predicted.star", "aligned": "aligned.star"}
 
 
 def add_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--train", required=True, metavar="TRAIN.star",
-                        help="particles with known poses to train on")
+    from ..core.cnn.config import NETWORKS, TRAINING_SOURCES, config_default
+
+    parser.add_argument("--train", default=None, metavar="TRAIN.star",
+                        help="particles with known poses to train on (not needed with "
+                             "--training-source projections)")
     parser.add_argument("--particles", required=True, metavar="ALL.star",
                         help="particles to align")
     parser.add_argument("--volume", required=True, metavar="REF.mrc", help="reference map")
@@ -46,26 +59,46 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--symmetry", default="c1", help="point group; default c1")
     parser.add_argument("--spacing", type=positive_float, default=30.0, metavar="DEG",
                         help="angular spacing of the region centres; default 30")
-    parser.add_argument("--top-k", type=positive_int, default=2, metavar="K",
-                        help="regions searched per particle; default 2")
-    parser.add_argument("--epochs", type=positive_int, default=10, help="default 10")
-    parser.add_argument("--positives-per-region", type=positive_int, default=10000,
-                        metavar="N", help="augmented positives per region and epoch")
-    parser.add_argument("--network", default="shared",
+    parser.add_argument("--training-source", choices=TRAINING_SOURCES,
+                        default=config_default("training_source"),
+                        help="projections: images of --volume made on the fly with the "
+                             "particles' CTFs and noise (no --train needed); particles: the "
+                             "aligned --train subset (the paper); both: mixed; default "
+                             f"{config_default('training_source')}")
+    parser.add_argument("--top-k", type=positive_int, default=DEFAULT_TOP_K, metavar="K",
+                        help="regions predicted per particle (written to predicted.star); "
+                             "all are searched unless --probability-mass picks fewer; "
+                             f"default {DEFAULT_TOP_K}")
+    parser.add_argument("--epochs", type=positive_int, default=config_default("epochs"),
+                        help="maximum epochs (training stops when the validation loss stops "
+                             f"improving); default {config_default('epochs')}")
+    parser.add_argument("--images-per-epoch", type=positive_int,
+                        default=config_default("images_per_epoch"), metavar="N",
+                        help="training images per epoch of the shared network; default "
+                             f"{config_default('images_per_epoch')}")
+    parser.add_argument("--positives-per-region", type=positive_int,
+                        default=config_default("positives_per_region"), metavar="N",
+                        help="augmented positives per region and epoch (regional networks)")
+    parser.add_argument("--network", choices=NETWORKS, default=config_default("network"),
                         help="shared (default, one shared-trunk network) or regional (paper)")
     parser.add_argument("--target-resolution", type=positive_float, default=None, metavar="A",
                         help="downsample to this resolution for training and alignment")
     add_search_args(parser)
+    add_region_search_args(parser)
     parser.add_argument("--seed", type=int, default=0)
 
 
 def main(args) -> int:
-    check_file_exists(args.train, "--train")
+    if args.train is None and args.training_source != "projections":
+        raise CLIError(f"--training-source {args.training_source} needs --train TRAIN.star "
+                       "(aligned particles); without it use --training-source projections")
+    if args.train is not None:
+        check_file_exists(args.train, "--train")
     check_file_exists(args.particles, "--particles")
     check_file_exists(args.volume, "--volume")
     check_choice(args.device, ("auto", "cpu", "gpu"), "--device")
-    check_choice(args.network, ("regional", "shared"), "--network")
     check_positive(args.max_shift, "--max-shift", allow_zero=True)
+    search = search_options(args)
     from ..core.io import load_images, read_particles_star, read_volume, write_particles_star
     from ..core.regions import count_regions
 
@@ -74,10 +107,13 @@ def main(args) -> int:
     if not 1 <= args.top_k <= n_regions:
         raise CLIError(f"--top-k must be between 1 and the {n_regions} regions of "
                        f"--spacing {args.spacing} ({symmetry}), got {args.top_k}")
-    train = read_particles_star(args.train)
-    if not train.has_poses:
-        raise CLIError(f"--train {args.train}: the particles have no poses (rlnAngleRot/...)")
+    top_k = max(args.top_k, search.max_regions or 0) if search.probability_mass else args.top_k
+    if top_k > n_regions:
+        top_k = n_regions
     particles = read_particles_star(args.particles)
+    train = particles if args.train is None else read_particles_star(args.train)
+    if args.train is not None and not train.has_poses:
+        raise CLIError(f"--train {args.train}: the particles have no poses (rlnAngleRot/...)")
     if train.box_px != particles.box_px:
         raise CLIError(f"--train box {train.box_px} px differs from --particles box "
                        f"{particles.box_px} px")
@@ -91,19 +127,36 @@ def main(args) -> int:
     from ..core.cnn.config import TrainConfig
     from ..core.pipeline import run_deepalign
 
-    config = TrainConfig(pixel_size_a=train.pixel_size_a,
-                         target_resolution_a=args.target_resolution, epochs=args.epochs,
-                         positives_per_region=args.positives_per_region,
-                         network=args.network, seed=args.seed)
-    log.info("training %d regions on %d particles", n_regions, len(train))
+    try:
+        config = TrainConfig(pixel_size_a=particles.pixel_size_a,
+                             target_resolution_a=args.target_resolution, epochs=args.epochs,
+                             images_per_epoch=args.images_per_epoch,
+                             positives_per_region=args.positives_per_region,
+                             network=args.network, training_source=args.training_source,
+                             seed=args.seed)
+    except ValueError as exc:
+        raise CLIError(f"training options: {exc}") from None
+    images = load_images(particles)
+    if args.train is None:
+        log.info("training the %s network of %d regions from projections of %s",
+                 args.network, n_regions, args.volume)
+        train_images = train_angles = None
+    else:
+        log.info("training %d regions on %d particles (%s)", n_regions, len(train),
+                 args.training_source)
+        train_images, train_angles = load_images(train), train.angles_deg
     outcome = run_deepalign(
-        load_images(train), train.angles_deg, load_images(particles), volume,
+        train_images, train_angles, images, volume,
         model_dir=paths["model"], pixel_size_a=particles.pixel_size_a,
         max_shift_px=particles.box_px / 8 if args.max_shift is None else args.max_shift,
-        symmetry=symmetry, spacing_deg=args.spacing, top_k=args.top_k, train_config=config,
-        train_shifts_px=train.shifts_px, ctf=particles.ctf if args.ctf else None,
+        symmetry=symmetry, spacing_deg=args.spacing, top_k=top_k, train_config=config,
+        train_shifts_px=None if args.train is None else train.shifts_px,
+        train_ctf=None if args.train is None or not args.ctf else train.ctf,
+        ctf=particles.ctf if args.ctf else None,
         step_deg=args.step, target_resolution_a=args.target_resolution, device=args.device,
-        volume_pixel_size_a=volume_pixel, refine=args.refine)
+        volume_pixel_size_a=volume_pixel, refine=args.refine, search=search)
+    for message in outcome.train_report.warnings:
+        log.warning(message)
     hints, probs, result = outcome.regions, outcome.probabilities, outcome.alignment
     for j in range(hints.shape[1]):
         particles.extra[REGION_COLUMN % (j + 1)] = hints[:, j] + 1
@@ -115,4 +168,9 @@ def main(args) -> int:
     write_particles_star(paths["aligned"], particles)
     log.info("wrote %s (%d comparisons, median score %.3f)", paths["aligned"],
              result.n_comparisons, float(np.median(result.score)))
+    print(f"{out}: {len(particles)} particles, {n_regions} regions; searched "
+          f"{result.info['mean_regions_searched']:.2f} regions per particle on average, "
+          f"{100 * result.info['fallback_fraction']:.1f} % sent to the global search; "
+          f"median score {float(np.median(result.score)):.3f}; "
+          + ", ".join(f"{k} {v:.0f} s" for k, v in outcome.seconds.items()))
     return 0

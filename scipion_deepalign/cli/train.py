@@ -31,8 +31,21 @@ LOSS_CHOICES = ("bce", "mae")
 
 
 def add_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--particles", required=True, metavar="TRAIN.star",
-                        help="training particles with poses (RELION STAR)")
+    from ..core.cnn.config import HEADS, TRAINING_SOURCES, config_default
+
+    parser.add_argument("--particles", required=True, metavar="PARTICLES.star",
+                        help="training particles with poses (RELION STAR); with "
+                             "--training-source projections any particles of the data set "
+                             "(they give the CTFs and the noise to match, no poses needed)")
+    parser.add_argument("--training-source", choices=TRAINING_SOURCES,
+                        default=config_default("training_source"),
+                        help="projections: new images of --volume for every batch, with the "
+                             "particles' CTFs and measured noise; particles: the aligned "
+                             "particles (the paper); both: mixed; default "
+                             f"{config_default('training_source')}")
+    parser.add_argument("--volume", metavar="REF.mrc", default=None,
+                        help="reference map (needed by the projections and both sources), "
+                             "same box and pixel size as the particles")
     parser.add_argument("--out", required=True, metavar="MODEL_DIR",
                         help="model folder (created; reused to continue a training)")
     parser.add_argument("--symmetry", default="c1", help="point group; default c1")
@@ -43,10 +56,27 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                       help="downsample the particles to this resolution (Angstrom)")
     size.add_argument("--box", type=positive_int, metavar="B",
                       help="or to this box size (pixels); default: the full box")
-    parser.add_argument("--epochs", type=positive_int, default=10, help="default 10")
-    parser.add_argument("--batch-size", type=positive_int, default=128, help="default 128")
-    parser.add_argument("--positives", type=positive_int, default=10000, metavar="N",
-                        help="augmented positives per region and epoch; default 10000")
+    parser.add_argument("--epochs", type=positive_int, default=config_default("epochs"),
+                        help="maximum epochs (training stops when the validation loss stops "
+                             f"improving); default {config_default('epochs')}")
+    parser.add_argument("--batch-size", type=positive_int, default=config_default("batch_size"),
+                        help=f"default {config_default('batch_size')}")
+    parser.add_argument("--images-per-epoch", type=positive_int,
+                        default=config_default("images_per_epoch"), metavar="N",
+                        help="training images per epoch of the shared network; default "
+                             f"{config_default('images_per_epoch')}")
+    parser.add_argument("--positives", type=positive_int,
+                        default=config_default("positives_per_region"), metavar="N",
+                        help="augmented positives per region and epoch of a regional network; "
+                             f"default {config_default('positives_per_region')}")
+    parser.add_argument("--head", choices=HEADS, default=config_default("head"),
+                        help="output of the shared network: one softmax over the regions "
+                             "(softened labels) or a sigmoid per region; default "
+                             f"{config_default('head')}")
+    parser.add_argument("--label-softness", type=float, default=config_default("label_softness"),
+                        metavar="F", help="width of the softened labels as a fraction of "
+                                          "--spacing (0: one-hot); default "
+                                          f"{config_default('label_softness')}")
     parser.add_argument("--network", choices=("shared", "regional"), default="shared",
                         help="one shared-trunk network (default, the more accurate in "
                              "docs/benchmarks_cnn.md) or one network per region (paper)")
@@ -57,8 +87,9 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                         help="Adam learning rate; default TrainConfig's")
     parser.add_argument("--validation-fraction", type=float, default=0.1, metavar="F",
                         help="particles held out for early stopping; default 0.1")
-    parser.add_argument("--patience", type=int, default=3,
-                        help="early-stopping patience in epochs (0: off); default 3")
+    parser.add_argument("--patience", type=int, default=config_default("patience"),
+                        help="early-stopping patience in epochs (0: off); default "
+                             f"{config_default('patience')}")
     parser.add_argument("--min-particles", type=positive_int, default=10, metavar="N",
                         help="regions with fewer training particles are skipped; default 10")
     parser.add_argument("--regions", metavar="LIST",
@@ -116,10 +147,18 @@ def _check(args):
         raise CLIError(f"--validation-fraction must be in [0, 1), got {args.validation_fraction}")
     check_positive(args.patience, "--patience", allow_zero=True)
     symmetry = check_symmetry(args.symmetry)
+    if args.training_source != "particles":
+        if args.volume is None:
+            raise CLIError(f"--training-source {args.training_source} needs --volume REF.mrc")
+        check_file_exists(args.volume, "--volume")
+        if args.network != "shared":
+            raise CLIError(f"--training-source {args.training_source} trains the shared "
+                           "network: use --network shared or --training-source particles")
     particles = read_particles_star(args.particles)
-    if not particles.has_poses:
+    if not particles.has_poses and args.training_source != "projections":
         raise CLIError(f"--particles {args.particles} has no poses (rlnAngleRot/Tilt/Psi): "
-                       "training needs particles with known angles")
+                       f"--training-source {args.training_source} needs particles with known "
+                       "angles (--training-source projections does not)")
     if args.target_resolution is not None:
         try:
             box, _ = downsampled_geometry(particles.box_px, particles.pixel_size_a,
@@ -150,6 +189,7 @@ def _child_command(args, regions, gpu) -> list[str]:
            "--particles", args.particles, "--out", args.out, "--symmetry", args.symmetry,
            "--spacing", repr(args.spacing), "--epochs", str(args.epochs),
            "--batch-size", str(args.batch_size), "--positives", str(args.positives),
+           "--training-source", args.training_source,
            "--network", args.network, "--validation-fraction", repr(args.validation_fraction),
            "--patience", str(args.patience), "--min-particles", str(args.min_particles),
            "--seed", str(args.seed), "--regions", ",".join(map(str, regions)),
@@ -191,19 +231,34 @@ def main(args) -> int:
     options = dict(pixel_size_a=particles.pixel_size_a,
                    target_resolution_a=args.target_resolution, target_box_px=args.box,
                    epochs=args.epochs, batch_size=args.batch_size,
+                   images_per_epoch=args.images_per_epoch,
                    positives_per_region=args.positives, network=args.network,
+                   training_source=args.training_source, head=args.head,
+                   label_softness=args.label_softness,
                    validation_fraction=args.validation_fraction, patience=args.patience,
                    seed=args.seed, min_particles_per_region=args.min_particles)
     if args.loss is not None:
         options["loss"] = args.loss
     if args.learning_rate is not None:
         options["learning_rate"] = args.learning_rate
-    config = TrainConfig(**options)
+    try:
+        config = TrainConfig(**options)
+    except ValueError as exc:
+        raise CLIError(f"training options: {exc}") from None
+    reference = None
+    if config.training_source != "particles":
+        from ..core.io import read_volume
+
+        reference, _ = read_volume(args.volume)
+        if reference.shape[-1] != particles.box_px:
+            raise CLIError(f"--volume box {reference.shape[-1]} px differs from the particle "
+                           f"box {particles.box_px} px")
     log.info("reading %d particles from %s", len(particles), args.particles)
     images = load_images(particles)
     report = train_regions(images, particles.angles_deg, out_dir=args.out, symmetry=symmetry,
                            spacing_deg=args.spacing, config=config,
-                           shifts_px=particles.shifts_px, regions=regions)
+                           shifts_px=particles.shifts_px, regions=regions,
+                           reference=reference, ctf=particles.ctf)
     parts = [f"{len(report.trained)} trained"]
     if report.reused:
         parts.append(f"{len(report.reused)} already there")
@@ -215,6 +270,8 @@ def main(args) -> int:
         values = list(accuracy.values())
         parts.append(f"held-out accuracy mean {np.mean(values):.3f} "
                      f"(min {np.min(values):.3f})")
-    print(f"{args.out}: {report.n_regions} regions ({args.network}): {', '.join(parts)}; "
-          f"{report.seconds:.1f} s")
+    print(f"{args.out}: {report.n_regions} regions ({args.network}, trained from "
+          f"{config.training_source}): {', '.join(parts)}; {report.seconds:.1f} s")
+    for message in report.warnings:
+        log.warning(message)
     return 0

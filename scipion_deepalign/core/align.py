@@ -27,14 +27,14 @@ from .backend import get_array_module, is_out_of_memory, to_numpy
 from .gallery import (
     Gallery,
     GalleryCache,
-    build_galleries,
     default_step_deg,
     psi_grid_deg,
     rotate_selected,
 )
+from .search_plan import SearchOptions, build_tiles, plan_search, select_regions
 from .validation_align import validate_inputs
 
-__all__ = ["AlignmentResult", "align_particles", "nearest_regions", "significance_weights"]
+__all__ = ["AlignmentResult", "align_particles", "significance_weights"]
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +63,13 @@ class AlignmentResult:
         The ``n_best`` best poses, shapes (N, n, 3), (N, n, 2), (N, n), (N, n); weights sum to 1
         per particle (see :func:`significance_weights`). ``None`` when ``n_best == 1``.
     info : dict
-        Search settings actually used (box, pixel size, steps, backend, timings).
+        Search settings actually used (box, pixel size, steps, backend, timings, fraction of
+        particles sent to the global fallback).
+    fallback : ndarray of shape (N,) bool
+        Particles searched globally because their prediction was unsure (all False in
+        global mode).
+    n_regions_searched : ndarray of shape (N,) int or None
+        Regions searched per particle.
     """
 
     angles_deg: np.ndarray
@@ -76,6 +82,8 @@ class AlignmentResult:
     n_best_scores: np.ndarray | None = None
     n_best_weights: np.ndarray | None = None
     info: dict = field(default_factory=dict)
+    fallback: np.ndarray | None = None
+    n_regions_searched: np.ndarray | None = None
 
 
 def significance_weights(scores: np.ndarray, *, temperature: float = 0.01) -> np.ndarray:
@@ -97,39 +105,12 @@ def significance_weights(scores: np.ndarray, *, temperature: float = 0.01) -> np
     return w / w.sum(axis=1, keepdims=True)
 
 
-def nearest_regions(angles_deg, centres_deg, symmetry="c1", *, k=2) -> np.ndarray:
-    """The ``k`` regions whose centres are nearest (symmetry-aware) to each pose's direction.
-
-    The oracle region hints of benchmarks and tests (what a perfect CNN would predict).
-
-    Parameters
-    ----------
-    angles_deg : ndarray of shape (N, 2) or (N, 3)
-    centres_deg : ndarray of shape (R, 2)
-    symmetry : str
-    k : int
-
-    Returns
-    -------
-    ndarray of shape (N, k) int
-        Region indices, nearest first.
-    """
-    from .symmetry import symmetric_direction_distance_deg
-
-    angles = np.asarray(angles_deg, dtype=np.float64)[:, :2]
-    centres = np.asarray(centres_deg, dtype=np.float64)
-    if not 1 <= k <= len(centres):
-        raise ValueError(f"k must be in [1, {len(centres)}], got {k}")
-    dist = np.stack([symmetric_direction_distance_deg(angles, np.broadcast_to(c, angles.shape),
-                                                      symmetry) for c in centres], axis=1)
-    return np.argsort(dist, axis=1, kind="stable")[:, :k]
-
-
 def align_particles(images, volume, *, pixel_size_a, max_shift_px, ctf=None, symmetry="c1",
                     region_hints=None, centres_deg=None, step_deg=None, psi_step_deg=None,
                     target_resolution_a=None, device="auto", batch_size=256, n_best=1,
                     ctf_mode="apply", volume_pixel_size_a=None, mask_radius_px=None,
-                    cache_dir=None, refine=False) -> AlignmentResult:
+                    cache_dir=None, refine=False, region_probabilities=None,
+                    search: SearchOptions | None = None) -> AlignmentResult:
     """Assign a pose to every particle by correlation with projections of ``volume``.
 
     Parameters
@@ -182,6 +163,12 @@ def align_particles(images, volume, *, pixel_size_a, max_shift_px, ctf=None, sym
         Refine the best pose below the gallery step by a local search with direct
         projections (:mod:`local_refinement`; adds 54 comparisons per particle). The N-best
         poses other than the first are not refined.
+    region_probabilities : ndarray of shape (N, k), optional
+        Probabilities of ``region_hints`` (needed by the adaptive number of regions and the
+        fallback of ``search``).
+    search : SearchOptions, optional
+        Windows around the regions, adaptive number of regions and fallback to the global
+        search (:mod:`search_plan`); default ``SearchOptions()``.
 
     Returns
     -------
@@ -228,34 +215,38 @@ def align_particles(images, volume, *, pixel_size_a, max_shift_px, ctf=None, sym
     masks = (matching.soft_mask(small, radius_small),
              matching.soft_mask(small, min(small / 2 - 1, radius_small + max_shift_px / scale)))
 
-    # --- galleries ----------------------------------------------------------------------------
+    # --- plan: which tiles of directions each particle is compared with -------------------
+    search = search or SearchOptions()
+    plan = _plan(n, symmetry=symmetry, step=step, centres_deg=centres_deg,
+                 region_hints=region_hints, region_probabilities=region_probabilities,
+                 search=search)
+
+    # --- galleries: projections of the tiles someone needs ------------------------------------
     cache = GalleryCache(cache_dir)
     t_gal = time.perf_counter()
-    if region_hints is None:
-        galleries = build_galleries(volume, symmetry=symmetry, step_deg=step,
-                                    centres_deg=centres_deg, cache=cache)
-        if len(galleries) > 1:
-            galleries = [Gallery(-1, np.concatenate([g.directions_deg for g in galleries]),
-                                 np.concatenate([g.projections for g in galleries]))]
-        members = [np.arange(n)]
-    else:
-        used = np.unique(region_hints)
-        galleries = build_galleries(volume, symmetry=symmetry, step_deg=step,
-                                    centres_deg=centres_deg, regions=used, cache=cache)
-        members = [np.flatnonzero((region_hints == g.region).any(axis=1)) for g in galleries]
-        empty = [g.region for g in galleries if len(g) == 0]
-        covered = np.isin(region_hints, [g.region for g in galleries if len(g)]).any(axis=1)
-        if not covered.all():
-            raise ValueError(
-                f"step_deg {step:g} is too coarse for the regions: regions {empty} have no "
-                f"gallery direction, and {np.sum(~covered)} particles have only those in "
-                "region_hints; use a smaller step_deg")
+    needed = [len(m) > 0 and len(d) > 0 for d, m in zip(plan.tiles.directions_deg,
+                                                         plan.members)]
+    wanted = [d for d, use in zip(plan.tiles.directions_deg, needed) if use]
+    projections = cache.projections(volume, np.concatenate(wanted)) if wanted else None
+    galleries, used = [], 0
+    for t, (dirs, use) in enumerate(zip(plan.tiles.directions_deg, needed)):
+        proj = projections[used:used + len(dirs)] if use else \
+            np.zeros((len(dirs), small, small), np.float32)
+        used += len(dirs) if use else 0
+        galleries.append(Gallery(t, dirs, proj))
+    uncovered = np.ones(n, dtype=bool)
+    for gal, members in zip(galleries, plan.members):
+        if len(gal):
+            uncovered[members] = False
+    if uncovered.any():
+        raise ValueError(
+            f"step_deg {step:g} is too coarse for the regions: {int(uncovered.sum())} "
+            "particles have no gallery direction in their regions; use a smaller step_deg")
     t_gal = time.perf_counter() - t_gal
     dir_offset = np.cumsum([0] + [len(g) for g in galleries])
     all_dirs = np.concatenate([g.directions_deg for g in galleries])
-    dir_region = np.concatenate([np.full(len(g), g.region) for g in galleries])
 
-    # --- particles ------------------------------------------------------------------------------
+    # --- search -------------------------------------------------------------------------------
     ctf_half = None
     if ctf is not None:
         from .ctf import ctf_images
@@ -275,7 +266,7 @@ def align_particles(images, volume, *, pixel_size_a, max_shift_px, ctf=None, sym
         spectra, power = matching.prepare_particles(images[block], xp=xp, mask=masks[1],
                                                     band=band,
                                                     ctf_half=ctf_block, ctf_mode=ctf_mode)
-        for gal, members_all, offset in zip(galleries, members, dir_offset[:-1]):
+        for gal, members_all, offset in zip(galleries, plan.members, dir_offset[:-1]):
             idx = members_all[(members_all >= block[0]) & (members_all <= block[-1])]
             if len(idx) == 0 or len(gal) == 0:
                 continue
@@ -311,7 +302,11 @@ def align_particles(images, volume, *, pixel_size_a, max_shift_px, ctf=None, sym
             xp, images, ctf_half, ctf_mode, masks[1], band, refs,
             offsets[best_shift[:, 0]])[:, ::-1]
     shifts = shifts_small * scale
-    region = dir_region[dir_index[:, 0]] if region_hints is not None else np.full(n, -1)
+    if centres_deg is not None:
+        from .regions import assign_regions
+        region = assign_regions(all_dirs[dir_index[:, 0]], centres_deg, symmetry)[0]
+    else:
+        region = np.full(n, -1)
     result = AlignmentResult(
         angles_deg=angles[:, 0], shifts_px=shifts[:, 0], score=best_score[:, 0].astype(np.float64),
         region=region.astype(np.int64), n_comparisons=int(n_comparisons),
@@ -319,7 +314,9 @@ def align_particles(images, volume, *, pixel_size_a, max_shift_px, ctf=None, sym
                   psi_step_deg=360.0 / n_psi, n_directions=len(all_dirs), n_psi=n_psi,
                   n_shifts=len(offsets), backend=xp.__name__, gallery_seconds=t_gal,
                   seconds=time.perf_counter() - t0, ctf_mode=ctf_mode if ctf else None,
-                  refined=bool(refine)))
+                  refined=bool(refine), n_tiles=len(galleries), **plan.info))
+    result.fallback = plan.fallback if region_hints is not None else np.zeros(n, bool)
+    result.n_regions_searched = plan.n_regions_searched
     if n_best > 1:
         result.n_best_angles_deg = angles
         result.n_best_shifts_px = shifts
@@ -328,6 +325,30 @@ def align_particles(images, volume, *, pixel_size_a, max_shift_px, ctf=None, sym
     logger.info("aligned %d particles: %d comparisons in %.1f s (%s)", n, n_comparisons,
                 result.info["seconds"], xp.__name__)
     return result
+
+
+def _plan(n, *, symmetry, step, centres_deg, region_hints, region_probabilities, search):
+    """Tiles and per-tile particle lists (:mod:`search_plan`)."""
+    if centres_deg is None:  # global search without regions: tiles of a 30-degree grid
+        from .regions import region_centres_deg
+        centres_deg = region_centres_deg(30.0, symmetry)
+    tiles = build_tiles(centres_deg, symmetry, step, overlap_deg=search.overlap_deg)
+    if region_hints is None:
+        return plan_search(tiles, n)
+    probs = None
+    if region_probabilities is not None:
+        probs = np.asarray(region_probabilities, dtype=np.float64)
+        if probs.shape != region_hints.shape:
+            raise ValueError(f"region_probabilities must have the shape of region_hints "
+                             f"{region_hints.shape}, got {probs.shape}")
+    elif search.needs_probabilities:
+        raise ValueError("the adaptive number of regions and the global fallback need the "
+                         "region probabilities of the prediction")
+    lists = select_regions(region_hints, probs, probability_mass=search.probability_mass,
+                           max_regions=search.max_regions)
+    return plan_search(tiles, n, region_lists=lists,
+                       top_probability=None if probs is None else probs[:, 0],
+                       fallback_probability=search.fallback_probability)
 
 
 def _rotated(projections, psi):

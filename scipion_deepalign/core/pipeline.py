@@ -16,6 +16,7 @@ from .align import AlignmentResult, align_particles
 from .cnn import predict_regions, train_regions
 from .cnn.config import REGIONS_FILE, TrainConfig
 from .io import read_regions_star
+from .search_plan import SearchOptions
 
 __all__ = ["PipelineResult", "run_deepalign"]
 
@@ -51,14 +52,16 @@ def run_deepalign(train_images, train_angles_deg, images, volume, *, model_dir,
                   pixel_size_a, max_shift_px, symmetry="c1", spacing_deg=30.0, top_k=2,
                   train_config: TrainConfig | None = None, train_shifts_px=None, ctf=None,
                   step_deg=None, target_resolution_a=None, device="auto",
-                  volume_pixel_size_a=None, ctf_mode="apply", refine=False) -> PipelineResult:
-    """Train on particles with known poses, then assign poses to ``images``.
+                  volume_pixel_size_a=None, ctf_mode="apply", refine=False,
+                  search: SearchOptions | None = None, train_ctf=None) -> PipelineResult:
+    """Train the region classifier, then assign poses to ``images``.
 
     Parameters
     ----------
-    train_images : ndarray of shape (M, B, B)
-        Training particles, already aligned by another method.
-    train_angles_deg : ndarray of shape (M, 3)
+    train_images : ndarray of shape (M, B, B) or None
+        Training particles, already aligned by another method; None with the training
+        source ``projections`` (then ``images`` give the noise and CTFs to match).
+    train_angles_deg : ndarray of shape (M, 3) or None
         Their poses (:mod:`~scipion_deepalign.core.geometry` convention).
     images : ndarray of shape (N, B, B)
         Particles to align (may include the training ones).
@@ -72,14 +75,17 @@ def run_deepalign(train_images, train_angles_deg, images, volume, *, model_dir,
     symmetry, spacing_deg : str, float
         Point group and region spacing.
     top_k : int
-        Regions searched per particle.
+        Regions predicted per particle: all are searched, or, with
+        ``search.probability_mass``, as many as that mass needs.
     train_config : TrainConfig, optional
         Its ``pixel_size_a`` is filled in when missing.
     train_shifts_px : ndarray of shape (M, 2), optional
     ctf : CTFParams, optional
         CTF of ``images``.
-    step_deg, target_resolution_a, device, volume_pixel_size_a, ctf_mode, refine
+    step_deg, target_resolution_a, device, volume_pixel_size_a, ctf_mode, refine, search
         As in :func:`~scipion_deepalign.core.align.align_particles`.
+    train_ctf : CTFParams, optional
+        CTFs of ``train_images``.
 
     Returns
     -------
@@ -90,9 +96,11 @@ def run_deepalign(train_images, train_angles_deg, images, volume, *, model_dir,
         config.pixel_size_a = pixel_size_a
     seconds = {}
     start = time.perf_counter()
+    if train_images is None:  # projections only: the particles give noise and CTFs
+        train_images, train_angles_deg, train_shifts_px, train_ctf = images, None, None, ctf
     report = train_regions(train_images, train_angles_deg, out_dir=model_dir,
                            symmetry=symmetry, spacing_deg=spacing_deg, config=config,
-                           shifts_px=train_shifts_px)
+                           shifts_px=train_shifts_px, reference=volume, ctf=train_ctf)
     seconds["train"] = time.perf_counter() - start
     log.info("trained the %s network(s) of %d regions (%d reused) in %.0f s", report.network,
              report.n_regions, len(report.reused), seconds["train"])
@@ -107,7 +115,8 @@ def run_deepalign(train_images, train_angles_deg, images, volume, *, model_dir,
         images, volume, pixel_size_a=pixel_size_a, max_shift_px=max_shift_px, ctf=ctf,
         symmetry=symmetry, region_hints=regions, centres_deg=centres, step_deg=step_deg,
         target_resolution_a=target_resolution_a, device=device,
-        volume_pixel_size_a=volume_pixel_size_a, ctf_mode=ctf_mode, refine=refine)
+        volume_pixel_size_a=volume_pixel_size_a, ctf_mode=ctf_mode, refine=refine,
+        region_probabilities=probabilities, search=search)
     seconds["align"] = time.perf_counter() - start
     return PipelineResult(train_report=report, centres_deg=centres, regions=regions,
                           probabilities=probabilities, alignment=alignment, seconds=seconds)

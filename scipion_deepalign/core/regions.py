@@ -58,6 +58,8 @@ __all__ = [
     "region_centres_deg",
     "count_regions",
     "assign_regions",
+    "region_distances_deg",
+    "nearest_regions",
     "region_direction_grids",
 ]
 
@@ -308,6 +310,48 @@ def assign_regions(angles_deg, centres_deg, symmetry="c1"):
         raise ValueError(f"angles_deg must have shape (N, 2) or (N, 3), got {a.shape}")
     return _nearest_centre(projection_direction(a), _centre_directions(centres_deg),
                            symmetry_matrices(symmetry))
+
+
+def region_distances_deg(angles_deg, centres_deg, symmetry="c1") -> np.ndarray:
+    """Symmetry-aware angle from each pose's direction to every region centre.
+
+    Parameters
+    ----------
+    angles_deg : array_like of shape (N, 2) or (N, 3)
+        ``(rot, tilt[, psi])`` in degrees; ``psi`` is ignored.
+    centres_deg : array_like of shape (R, 2)
+    symmetry : str
+
+    Returns
+    -------
+    ndarray of shape (N, R)
+        ``min_g angle(d, S_g c_r)`` in degrees; ``argmin`` along axis 1 agrees with
+        :func:`assign_regions` except at exact ties.
+    """
+    a = np.asarray(angles_deg, dtype=np.float64)
+    if a.ndim != 2 or a.shape[1] not in (2, 3):
+        raise ValueError(f"angles_deg must have shape (N, 2) or (N, 3), got {a.shape}")
+    dirs = projection_direction(a)
+    centre_dirs = _centre_directions(centres_deg)
+    mats = symmetry_matrices(symmetry)
+    orbit = np.einsum("gij,rj->rgi", mats, centre_dirs)  # (R, G, 3)
+    cos = np.einsum("ni,rgi->nrg", dirs, orbit).max(axis=2)
+    return np.rad2deg(np.arccos(np.clip(cos, -1.0, 1.0)))
+
+
+def nearest_regions(angles_deg, centres_deg, symmetry="c1", *, k=2) -> np.ndarray:
+    """The ``k`` regions whose centres are nearest to each pose's direction, nearest first.
+
+    What a perfect classifier would predict (the oracle hints of tests and benchmarks).
+
+    Returns
+    -------
+    int ndarray of shape (N, k)
+    """
+    dist = region_distances_deg(angles_deg, centres_deg, symmetry)
+    if not 1 <= k <= dist.shape[1]:
+        raise ValueError(f"k must be in [1, {dist.shape[1]}], got {k}")
+    return np.argsort(dist, axis=1, kind="stable")[:, :k]
 
 
 def region_direction_grids(centres_deg, symmetry="c1", step_deg=5.0) -> list:

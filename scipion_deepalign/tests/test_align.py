@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from scipion_deepalign.core.align import align_particles, nearest_regions
+from scipion_deepalign.core.align import align_particles
+from scipion_deepalign.core.regions import nearest_regions
 from scipion_deepalign.core.imageops import translate_images
 from scipion_deepalign.core.projection import project
 from scipion_deepalign.core.regions import region_centres_deg

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from scipion_deepalign.cli import main
-from scipion_deepalign.core.align import nearest_regions
+from scipion_deepalign.core.regions import nearest_regions
 from scipion_deepalign.core.io import (
     read_particles_star,
     write_mrc,

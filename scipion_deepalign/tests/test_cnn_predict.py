@@ -37,7 +37,8 @@ def data():
 def _train(data, out_dir, **kw):
     images, parts, _ = data
     config = TrainConfig(**{**dict(pixel_size_a=4.0, target_box_px=24, epochs=3, batch_size=64,
-                                   positives_per_region=512, seed=0, network="regional"),
+                                   positives_per_region=512, seed=0, network="regional",
+                                   training_source="particles"),
                                  **kw})
     train_regions(images[:N_TRAIN], parts.angles_deg[:N_TRAIN], out_dir=out_dir,
                   symmetry=SYM, spacing_deg=SPACING, config=config,

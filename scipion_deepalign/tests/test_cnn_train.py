@@ -32,7 +32,7 @@ def particles():
 def _config(**kw):
     base = dict(pixel_size_a=4.0, target_box_px=24, epochs=1, batch_size=32,
                 positives_per_region=64, seed=0, min_particles_per_region=5,
-                network="regional")
+                network="regional", training_source="particles", images_per_epoch=256)
     base.update(kw)
     return TrainConfig(**base)
 
@@ -124,7 +124,7 @@ def test_regions_with_too_few_particles_are_skipped(particles, tmp_path, caplog)
 
 
 def test_no_poses_is_an_error(particles, tmp_path):
-    with pytest.raises(ValueError, match="angles_deg"):
+    with pytest.raises(ValueError, match="no poses"):
         train_regions(particles[0], None, out_dir=tmp_path, symmetry=SYM, spacing_deg=SPACING,
                       config=_config())
     with pytest.raises(ValueError, match="angles_deg"):
@@ -133,7 +133,7 @@ def test_no_poses_is_an_error(particles, tmp_path):
 
 
 def test_unreachable_resolution_is_an_error(particles, tmp_path):
-    config = TrainConfig(pixel_size_a=4.0, target_resolution_a=5.0)
+    config = TrainConfig(pixel_size_a=4.0, target_resolution_a=5.0, training_source="particles")
     with pytest.raises(ValueError, match="target_resolution_a"):
         train_regions(particles[0], particles[1].angles_deg, out_dir=tmp_path, symmetry=SYM,
                       spacing_deg=SPACING, config=config)
@@ -155,7 +155,8 @@ def test_invalid_config_option(option, value):
 
 def test_target_resolution_sets_the_input_box(particles, tmp_path):
     # 32 px at 4 A; 12 A needs Nyquist 6 A/px -> the even box >= 32 * 8 / 12 = 21.3 is 22.
-    config = TrainConfig(pixel_size_a=4.0, target_resolution_a=12.0)
+    config = TrainConfig(pixel_size_a=4.0, target_resolution_a=12.0,
+                         training_source="particles")
     train_regions(particles[0], particles[1].angles_deg, out_dir=tmp_path, symmetry=SYM,
                   spacing_deg=SPACING, config=config, regions=[])
     meta = json.loads((tmp_path / "config.json").read_text())

@@ -163,7 +163,8 @@ def test_training_viewer(tmp_path):
     report = train_regions(images, truth.angles_deg, out_dir=model_dir, spacing_deg=90.0,
                            regions=[1, 2],
                            config=TrainConfig(epochs=2, batch_size=16, positives_per_region=32,
-                                              min_particles_per_region=3, network="regional"))
+                                              min_particles_per_region=3, network="regional",
+                                              training_source="particles"))
     assert report.trained == [1, 2]
 
     project = Manager().createProject(f"viewer_training_{tmp_path.name}")

@@ -19,7 +19,7 @@ import tempfile
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-__all__ = ["TrainConfig", "CONFIG_FILE", "REGIONS_FILE", "SHARED_MODEL", "SHARED_HISTORY",
+__all__ = ["TrainConfig", "config_default", "NETWORKS", "HEADS", "TRAINING_SOURCES", "CONFIG_FILE", "REGIONS_FILE", "SHARED_MODEL", "SHARED_HISTORY",
            "model_path", "history_path", "read_model_config", "write_json_atomic"]
 
 CONFIG_FILE = "config.json"
@@ -27,6 +27,11 @@ REGIONS_FILE = "regions.star"
 SHARED_MODEL = "shared.keras"
 SHARED_HISTORY = "history_shared.json"
 NETWORKS = ("regional", "shared")
+#: Output layer of the shared network: one softmax over the regions or a sigmoid per region.
+HEADS = ("softmax", "sigmoid")
+#: Where training images come from: the aligned subset (the paper), projections of the
+#: reference map made on the fly (:mod:`.synthetic`), or both mixed in every batch.
+TRAINING_SOURCES = ("projections", "particles", "both")
 
 
 @dataclass
@@ -41,14 +46,33 @@ class TrainConfig:
         Downsample the particles to this resolution (``projection.downsampled_geometry``).
     target_box_px : int or None
         Or give the input side directly. Neither: the full box is used.
+    training_source : {"projections", "particles", "both"}
+        Where the training images come from (shared network only for the first and last):
+        ``"projections"`` makes new labelled images of the reference map at random poses
+        for every batch, with the particles' CTFs and their measured noise
+        (:mod:`.synthetic`; no aligned subset needed, the particles only give CTFs and
+        noise); ``"particles"`` uses the aligned subset (the paper); ``"both"`` mixes
+        ``particle_fraction`` of aligned particles into every batch of projections.
     epochs : int
-        Maximum epochs per network (paper and Xmipp: 10).
+        Maximum epochs per network; training stops earlier when the validation loss has not
+        improved for ``patience`` epochs.
     batch_size : int
-        Images per batch, half positives and half negatives (128).
+        Images per batch (regional networks: half positives and half negatives).
+    images_per_epoch : int
+        Images per epoch of the shared network (any source), so that an epoch costs the same
+        whatever the data set and the number of regions.
     positives_per_region : int
-        Augmented positives per region and epoch (as many negatives); fixed, so the cost
-        of a region does not grow with the data set (paper: 10000). The shared network
-        sees this many images per region and epoch.
+        Augmented positives per region and epoch of a regional network (as many negatives;
+        paper: 10000).
+    head : {"softmax", "sigmoid"}
+        Output of the shared network: one softmax over the regions trained with labels
+        softened towards neighbouring regions (``label_softness``), or one sigmoid per
+        region (one-hot labels).
+    label_softness : float
+        Width of the softened labels of the softmax head, as a fraction of the region
+        spacing (``sigma = label_softness * spacing_deg``); 0 gives one-hot labels.
+    particle_fraction : float
+        Share of aligned particles in each batch with ``training_source="both"``.
     network : {"shared", "regional"}
         One shared-trunk network with a sigmoid head per region (default) or one binary
         classifier per region (the paper's). The shared network won on region accuracy in
@@ -79,10 +103,15 @@ class TrainConfig:
     pixel_size_a: float | None = None
     target_resolution_a: float | None = None
     target_box_px: int | None = None
-    epochs: int = 10
+    training_source: str = "projections"
+    epochs: int = 60
     batch_size: int = 128
+    images_per_epoch: int = 8192
     positives_per_region: int = 10000
     network: str = "shared"
+    head: str = "softmax"
+    label_softness: float = 0.4
+    particle_fraction: float = 0.25
     loss: str = "bce"
     learning_rate: float = 0.002
     validation_fraction: float = 0.1
@@ -94,9 +123,21 @@ class TrainConfig:
     def __post_init__(self):
         if self.network not in NETWORKS:
             raise ValueError(f"network must be one of {NETWORKS}, got {self.network!r}")
+        if self.training_source not in TRAINING_SOURCES:
+            raise ValueError(f"training_source must be one of {TRAINING_SOURCES}, "
+                             f"got {self.training_source!r}")
+        if self.head not in HEADS:
+            raise ValueError(f"head must be one of {HEADS}, got {self.head!r}")
+        if self.training_source != "particles" and self.network != "shared":
+            raise ValueError(f"training_source {self.training_source!r} needs the shared "
+                             "network; the regional networks train from particles only")
+        if not 0 <= self.label_softness <= 2:
+            raise ValueError(f"label_softness must be in [0, 2], got {self.label_softness}")
+        if not 0 < self.particle_fraction < 1:
+            raise ValueError(f"particle_fraction must be in (0, 1), got {self.particle_fraction}")
         if self.loss not in ("bce", "mae", "binary_crossentropy", "mean_absolute_error"):
             raise ValueError(f"loss must be 'bce' or 'mae', got {self.loss!r}")
-        for name in ("epochs", "batch_size", "positives_per_region"):
+        for name in ("epochs", "batch_size", "images_per_epoch", "positives_per_region"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.batch_size < 2:
@@ -120,6 +161,14 @@ class TrainConfig:
     def from_dict(cls, values: dict) -> TrainConfig:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in known})
+
+
+def config_default(name: str):
+    """The default of one :class:`TrainConfig` option (what the CLI and the forms show)."""
+    for f in fields(TrainConfig):
+        if f.name == name:
+            return f.default
+    raise KeyError(f"TrainConfig has no option {name!r}")
 
 
 def model_path(model_dir, region: int) -> Path:

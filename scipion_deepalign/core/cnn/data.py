@@ -34,9 +34,9 @@ from ..imageops import (
 )
 from ..projection import downsampled_geometry
 
-__all__ = ["input_geometry", "preprocess_images", "mask_images", "augment_images",
+__all__ = ["input_geometry", "preprocess_images", "normalise_input", "mask_images", "augment_images",
            "split_by_particle", "RegionBatches", "SharedBatches", "region_validation_data",
-           "shared_validation_data"]
+           "region_targets", "ProjectionBatches"]
 
 
 def input_geometry(box_px: int, pixel_size_a: float, *, target_resolution_a=None,
@@ -104,8 +104,13 @@ def preprocess_images(images, *, input_box_px: int, shifts_px=None) -> np.ndarra
             raise ValueError(f"shifts_px must have shape ({len(images)}, 2), got {shifts.shape}")
         if np.any(shifts != 0):
             out = translate_images(out, shifts * (input_box_px / box))
-    out = normalise_images(out, mask_radius_px=input_box_px / 2 - 1)
-    return np.asarray(out, dtype=np.float32)
+    return normalise_input(out)
+
+
+def normalise_input(images) -> np.ndarray:
+    """Background normalisation of network inputs (mean 0, std 1 outside ``box/2 - 1``)."""
+    images = np.asarray(images, dtype=np.float32)
+    return normalise_images(images, mask_radius_px=images.shape[-1] / 2 - 1)
 
 
 def _mask(box_px: int) -> np.ndarray:
@@ -261,10 +266,13 @@ class SharedBatches(_AugmentedBatches):
     samples_per_epoch : int
     max_shift_px : float
     seed : int
+    targets : ndarray of shape (N, R), optional
+        Per-particle training targets (e.g. softened labels, :func:`region_targets`);
+        one-hot on ``labels`` by default.
     """
 
     def __init__(self, images, labels, *, n_regions, batch_size, samples_per_epoch,
-                 max_shift_px, seed):
+                 max_shift_px, seed, targets=None):
         super().__init__(images, batch_size=batch_size, n_images=samples_per_epoch,
                          max_shift_px=max_shift_px, seed=seed)
         labels = np.asarray(labels, dtype=int)
@@ -273,12 +281,15 @@ class SharedBatches(_AugmentedBatches):
         self.present = np.array([r for r in range(self.n_regions) if len(self.members[r])])
         if len(self.present) == 0:
             raise ValueError("no training particles")
+        self.targets = None if targets is None else np.asarray(targets, dtype=np.float32)
 
     def __getitem__(self, index):
         rng = self._rng(index)
         regions = rng.choice(self.present, self.batch_size)
         chosen = np.array([rng.choice(self.members[r]) for r in regions])
         x = self._augmented(chosen, rng)
+        if self.targets is not None:
+            return x, self.targets[chosen]
         y = np.zeros((self.batch_size, self.n_regions), np.float32)
         y[np.arange(self.batch_size), regions] = 1.0
         return x, y
@@ -311,11 +322,82 @@ def region_validation_data(images, is_positive):
     return mask_images(images), is_positive.astype(np.float32)[:, None], weights
 
 
-def shared_validation_data(images, labels, n_regions: int):
-    """Held-out images and one-hot labels for the shared network (None when empty)."""
-    labels = np.asarray(labels, dtype=int)
-    if len(labels) == 0:
-        return None
-    y = np.zeros((len(labels), int(n_regions)), np.float32)
-    y[np.arange(len(labels)), labels] = 1.0
-    return mask_images(images), y
+def region_targets(angles_deg, centres_deg, symmetry, *, label_sigma_deg=None) -> np.ndarray:
+    """Training targets over the regions: one-hot, or softened towards neighbouring regions.
+
+    Parameters
+    ----------
+    angles_deg : ndarray of shape (N, 3)
+    centres_deg : ndarray of shape (R, 2)
+    symmetry : str
+    label_sigma_deg : float or None
+        None or 0: one-hot on the nearest centre. Otherwise
+        ``exp(-d_r**2 / (2 sigma**2))`` normalised to sum 1, ``d_r`` the angle to centre ``r``
+        (symmetry-aware): a pose near a border is half in each region.
+
+    Returns
+    -------
+    ndarray of shape (N, R) float32
+    """
+    from ..regions import region_distances_deg
+
+    dist = region_distances_deg(angles_deg, centres_deg, symmetry)
+    if not label_sigma_deg:
+        y = np.zeros(dist.shape, np.float32)
+        y[np.arange(len(dist)), np.argmin(dist, axis=1)] = 1.0
+        return y
+    logits = -0.5 * (dist / float(label_sigma_deg)) ** 2
+    w = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return (w / w.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+class ProjectionBatches(_AugmentedBatches):
+    """Batches of new images of the reference map (``training_source`` projections/both).
+
+    Every image of every batch is drawn afresh by ``source`` (a
+    :class:`~.synthetic.ProjectionSource`): random pose, particle CTF, shift and matched noise,
+    then normalised like particles and masked. With ``particles`` (``training_source="both"``)
+    a fraction ``particle_fraction`` of each batch are augmented aligned particles instead.
+
+    Parameters
+    ----------
+    source : ProjectionSource
+    centres_deg : ndarray of shape (R, 2)
+    symmetry : str
+    batch_size, n_images, seed : int
+    label_sigma_deg : float or None
+        See :func:`region_targets`.
+    particles : (images (M, B, B), angles_deg (M, 3)) or None
+        Preprocessed aligned particles and their (possibly partly wrong) poses.
+    particle_fraction : float
+    max_shift_px : float
+        Augmentation shift of the particles, input pixels.
+    """
+
+    def __init__(self, source, centres_deg, symmetry, *, batch_size, n_images, seed,
+                 label_sigma_deg=None, particles=None, particle_fraction=0.0,
+                 max_shift_px=0.0):
+        images = np.zeros((0, source.box, source.box), np.float32) if particles is None \
+            else particles[0]
+        super().__init__(images, batch_size=batch_size, n_images=n_images,
+                         max_shift_px=max_shift_px, seed=seed)
+        self.source = source
+        self.centres = np.asarray(centres_deg, dtype=np.float64)
+        self.symmetry = symmetry
+        self.label_sigma_deg = label_sigma_deg
+        self.particle_angles = None if particles is None else np.asarray(particles[1])
+        self.n_particles = 0 if particles is None else int(round(
+            float(particle_fraction) * self.batch_size))
+
+    def __getitem__(self, index):
+        rng = self._rng(index)
+        n_synth = self.batch_size - self.n_particles
+        images, angles = self.source.draw(rng, n_synth)
+        x = mask_images(normalise_input(images))
+        if self.n_particles:
+            chosen = rng.integers(0, len(self.images), self.n_particles)
+            x = np.concatenate([x, self._augmented(chosen, rng)])
+            angles = np.concatenate([angles, self.particle_angles[chosen]])
+        y = region_targets(angles, self.centres, self.symmetry,
+                           label_sigma_deg=self.label_sigma_deg)
+        return x, y

@@ -27,8 +27,10 @@ from __future__ import annotations
 
 import keras
 
+from .config import HEADS
+
 __all__ = ["kernel_sizes", "build_regional_model", "build_shared_model", "compile_model",
-           "LOSSES"]
+           "LOSSES", "HEADS"]
 
 #: Accepted loss names and the Keras loss each one stands for.
 LOSSES = {"mae": "mean_absolute_error", "bce": "binary_crossentropy",
@@ -95,9 +97,9 @@ def build_regional_model(box_px: int, *, name: str = "deepalign_region") -> kera
     return keras.Model(inputs, outputs, name=name)
 
 
-def build_shared_model(box_px: int, n_regions: int, *,
+def build_shared_model(box_px: int, n_regions: int, *, head: str = "sigmoid",
                        name: str = "deepalign_shared") -> keras.Model:
-    """Shared-trunk network with one sigmoid output per region (uncompiled).
+    """Shared-trunk network with one output per region (uncompiled).
 
     Parameters
     ----------
@@ -105,22 +107,28 @@ def build_shared_model(box_px: int, n_regions: int, *,
         Side of the input images.
     n_regions : int
         Number of regions ``R``.
+    head : {"sigmoid", "softmax"}
+        ``R`` independent sigmoid outputs (one binary question per region, as the paper's
+        networks), or one softmax over the regions (a categorical distribution: the
+        probabilities sum to 1 and can be trained with labels softened towards neighbours).
 
     Returns
     -------
     keras.Model
-        Maps ``(N, box_px, box_px, 1)`` to ``(N, R)`` independent probabilities.
+        Maps ``(N, box_px, box_px, 1)`` to ``(N, R)`` probabilities.
     """
     if int(n_regions) < 1:
         raise ValueError(f"n_regions must be at least 1, got {n_regions}")
+    if head not in HEADS:
+        raise ValueError(f"head must be one of {HEADS}, got {head!r}")
     inputs = keras.Input(shape=(int(box_px), int(box_px), 1), name="image")
-    outputs = keras.layers.Dense(int(n_regions), activation="sigmoid", name="probabilities")(
+    outputs = keras.layers.Dense(int(n_regions), activation=head, name="probabilities")(
         _trunk(inputs, box_px))
     return keras.Model(inputs, outputs, name=name)
 
 
 def compile_model(model: keras.Model, *, loss: str = "bce", learning_rate: float = 0.001,
-                  shared: bool = False) -> keras.Model:
+                  shared: bool = False, head: str = "sigmoid") -> keras.Model:
     """Compile with Adam, the chosen loss and an ``accuracy`` metric.
 
     Parameters
@@ -133,6 +141,8 @@ def compile_model(model: keras.Model, *, loss: str = "bce", learning_rate: float
     shared : bool
         For the shared network ``accuracy`` is the categorical accuracy (the highest output is
         the true region); otherwise the binary accuracy at 0.5.
+    head : {"sigmoid", "softmax"}
+        A softmax head is trained with categorical cross-entropy whatever ``loss`` says.
 
     Returns
     -------
@@ -145,6 +155,7 @@ def compile_model(model: keras.Model, *, loss: str = "bce", learning_rate: float
         raise ValueError(f"learning_rate must be positive, got {learning_rate}")
     metric = (keras.metrics.CategoricalAccuracy(name="accuracy") if shared
               else keras.metrics.BinaryAccuracy(name="accuracy"))
+    keras_loss = "categorical_crossentropy" if head == "softmax" else LOSSES[loss]
     model.compile(optimizer=keras.optimizers.Adam(learning_rate=float(learning_rate)),
-                  loss=LOSSES[loss], weighted_metrics=[metric])
+                  loss=keras_loss, weighted_metrics=[metric])
     return model

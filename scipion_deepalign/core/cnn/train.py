@@ -37,7 +37,6 @@ from ..regions import assign_regions, region_centres_deg
 from .config import (
     CONFIG_FILE,
     REGIONS_FILE,
-    SHARED_HISTORY,
     SHARED_MODEL,
     TrainConfig,
     history_path,
@@ -47,16 +46,15 @@ from .config import (
 )
 from .data import (
     RegionBatches,
-    SharedBatches,
     input_geometry,
     preprocess_images,
     region_validation_data,
-    shared_validation_data,
     split_by_particle,
 )
-from .model import build_regional_model, build_shared_model, compile_model
+from .model import build_regional_model, compile_model
+from .train_shared import train_shared_network
 
-__all__ = ["TrainReport", "train_regions", "best_validation_accuracy"]
+__all__ = ["TrainReport", "train_regions", "best_validation_accuracy", "near_chance_warnings"]
 
 logger = logging.getLogger(__name__)
 _FORMAT_VERSION = 1
@@ -80,6 +78,8 @@ class TrainReport:
     histories : dict
         Region number (or ``"shared"``) to its history dict, for models trained now.
     seconds : float
+    warnings : list of str
+        Models whose held-out accuracy is near chance (:func:`near_chance_warnings`).
     """
 
     out_dir: str
@@ -90,6 +90,7 @@ class TrainReport:
     too_few: list = field(default_factory=list)
     histories: dict = field(default_factory=dict)
     seconds: float = 0.0
+    warnings: list = field(default_factory=list)
 
     def validation_accuracy(self) -> dict:
         """Held-out accuracy of each model trained now, at its kept (lowest ``val_loss``) epoch.
@@ -105,6 +106,36 @@ class TrainReport:
                 if best_validation_accuracy(history) is not None}
 
 
+#: A model whose held-out accuracy is below this multiple of chance is reported as useless.
+NEAR_CHANCE_FACTOR = 2.0
+
+
+def near_chance_warnings(histories: dict, n_regions: int) -> list:
+    """One message per model whose held-out accuracy is near chance.
+
+    Chance is ``1/R`` for the shared network (its accuracy is "the highest output is the
+    true region") and 0.5 for a regional network (balanced binary accuracy); "near" is
+    below :data:`NEAR_CHANCE_FACTOR` times chance (regional: below 0.6).
+    """
+    messages = []
+    for key, history in histories.items():
+        accuracy = best_validation_accuracy(history)
+        if accuracy is None:
+            continue
+        shared = key == "shared"
+        chance = 1.0 / n_regions if shared else 0.5
+        limit = NEAR_CHANCE_FACTOR * chance if shared else 0.6
+        if accuracy < limit:
+            name = "the shared network" if shared else f"region {key}'s network"
+            messages.append(
+                f"{name} reached a held-out accuracy of {accuracy:.3f}, near chance "
+                f"({chance:.3f}): its region predictions say little about these particles. "
+                "Train from projections of the reference map (training source "
+                "'projections'), give more training particles, or use a coarser region "
+                "spacing")
+    return messages
+
+
 def best_validation_accuracy(history: dict):
     """``val_accuracy`` at the epoch of lowest ``val_loss`` of a history dict (or None)."""
     losses = history.get("val_loss")
@@ -113,12 +144,16 @@ def best_validation_accuracy(history: dict):
     return float(history["val_accuracy"][int(np.argmin(losses))])
 
 
-def _check_inputs(images, angles_deg, shifts_px):
+def _check_inputs(images, angles_deg, shifts_px, *, poses_needed=True):
     images = np.asarray(images)
     if images.ndim != 3 or images.shape[1] != images.shape[2]:
         raise ValueError(f"images must have shape (N, B, B), got {images.shape}")
     if angles_deg is None:
-        raise ValueError("angles_deg is None: training particles need poses")
+        if poses_needed:
+            raise ValueError("the training particles have no poses: training from particles "
+                             "needs aligned particles (or train from projections of the "
+                             "reference map)")
+        return images, None
     angles = np.asarray(angles_deg, dtype=np.float64)
     if angles.ndim != 2 or angles.shape[0] != len(images) or angles.shape[1] not in (2, 3):
         raise ValueError(f"angles_deg must have shape ({len(images)}, 3), got {angles.shape}")
@@ -130,9 +165,27 @@ def _check_inputs(images, angles_deg, shifts_px):
     return images, angles
 
 
-def _metadata(config, images, angles, symmetry, spacing_deg, n_regions, input_box, input_px):
-    digest = hashlib.sha1(np.round(angles, 3).astype(np.float64).tobytes())
+def _check_reference(reference, images, config):
+    if config.training_source == "particles":
+        return None
+    if reference is None:
+        raise ValueError(f"training_source {config.training_source!r} needs the reference map")
+    ref = np.asarray(reference, dtype=np.float32)
+    if ref.shape != (images.shape[1],) * 3:
+        raise ValueError(f"the reference map has shape {ref.shape} but the particles a "
+                         f"{images.shape[1]} px box: give the map on the particles' box")
+    if not np.all(np.isfinite(ref)) or not ref.std() > 0:
+        raise ValueError("the reference map is constant or holds NaN/infinite values")
+    return ref
+
+
+def _metadata(config, images, angles, symmetry, spacing_deg, n_regions, input_box, input_px,
+              reference=None):
+    digest = hashlib.sha1(b"" if angles is None
+                          else np.round(angles, 3).astype(np.float64).tobytes())
     digest.update(str(images.shape).encode())
+    if reference is not None:
+        digest.update(np.round(reference[::4, ::4, ::4], 4).astype(np.float64).tobytes())
     return {
         "format_version": _FORMAT_VERSION,
         "config": config.to_dict(),
@@ -223,15 +276,18 @@ def _fit(model, batches, validation, config, label, position, total, progress):
 
 def train_regions(images, angles_deg, *, out_dir, symmetry="c1", spacing_deg=30.0,
                   config: TrainConfig | None = None, shifts_px=None, regions=None,
-                  progress=None) -> TrainReport:
-    """Train the region classifiers of a set of particles with known poses.
+                  progress=None, reference=None, ctf=None) -> TrainReport:
+    """Train the region classifiers, from aligned particles or from the reference map.
 
     Parameters
     ----------
     images : ndarray of shape (N, B, B)
-        Training particles (full size; they are downsampled as ``config`` says).
-    angles_deg : ndarray of shape (N, 3)
-        Their poses ``(rot, tilt, psi)``, see :mod:`scipion_deepalign.core.geometry`.
+        Particles (full size; they are downsampled as ``config`` says): the aligned
+        training subset, or with ``training_source="projections"`` any particles of the data
+        set (they only give the noise to match; no poses needed).
+    angles_deg : ndarray of shape (N, 3) or None
+        Their poses ``(rot, tilt, psi)``, see :mod:`scipion_deepalign.core.geometry`; may be
+        None with ``training_source="projections"``.
     out_dir : str or Path
         Model folder (layout in :mod:`.config`); created if needed.
     symmetry : str
@@ -245,6 +301,11 @@ def train_regions(images, angles_deg, *, out_dir, symmetry="c1", spacing_deg=30.
         1-based regions to train (all by default); ``network="shared"`` ignores it.
     progress : callable, optional
         Called after every epoch with a dict ``model, position, total, epoch, epochs, logs``.
+    reference : ndarray of shape (B, B, B), optional
+        Reference map on the particles' box and pixel size; needed by the ``projections``
+        and ``both`` sources.
+    ctf : CTFParams, optional
+        CTFs of ``images``: the projections get CTFs drawn from them.
 
     Returns
     -------
@@ -252,7 +313,9 @@ def train_regions(images, angles_deg, *, out_dir, symmetry="c1", spacing_deg=30.
     """
     start = time.perf_counter()
     config = config or TrainConfig()
-    images, angles = _check_inputs(images, angles_deg, shifts_px)
+    poses_needed = config.training_source != "projections" or config.network != "shared"
+    images, angles = _check_inputs(images, angles_deg, shifts_px, poses_needed=poses_needed)
+    reference = _check_reference(reference, images, config)
     if not 0 < float(spacing_deg) <= 180:
         raise ValueError(f"spacing_deg must be in (0, 180], got {spacing_deg}")
     centres = np.asarray(region_centres_deg(spacing_deg, symmetry))
@@ -269,7 +332,7 @@ def train_regions(images, angles_deg, *, out_dir, symmetry="c1", spacing_deg=30.
         raise ValueError(f"regions {bad} out of range: there are {n_regions} regions (1-based)")
     out_dir = Path(out_dir)
     meta = _metadata(config, images, angles, symmetry, spacing_deg, n_regions, input_box,
-                     input_px)
+                     input_px, reference)
     _prepare_out_dir(out_dir, meta, centres)
     report = TrainReport(out_dir=str(out_dir), network=config.network, n_regions=n_regions)
 
@@ -286,6 +349,18 @@ def train_regions(images, angles_deg, *, out_dir, symmetry="c1", spacing_deg=30.
             report.seconds = time.perf_counter() - start
             return report
 
+    if todo == ["shared"]:
+        history = train_shared_network(
+            images, angles, out_dir=out_dir, centres_deg=centres, symmetry=symmetry,
+            spacing_deg=spacing_deg, config=config, input_box=input_box, input_px=input_px,
+            shifts_px=shifts_px, reference=reference, ctf=ctf,
+            fit=lambda model, batches, validation: _fit(
+                model, batches, validation, config, "shared network", 1, 1, progress),
+            save=_save_model_atomic)
+        report.trained = list(range(1, n_regions + 1))
+        report.histories["shared"] = history
+        return _finish(report, start)
+
     labels, _ = assign_regions(angles, centres, symmetry)
     labels = np.asarray(labels, dtype=int)
     split_rng = np.random.default_rng(config.seed)
@@ -296,27 +371,6 @@ def train_regions(images, angles_deg, *, out_dir, symmetry="c1", spacing_deg=30.
     x_train, y_train = x[train_idx], labels[train_idx]
     x_val, y_val = x[val_idx], labels[val_idx]
     max_shift = config.max_shift_fraction * input_box
-
-    if todo == ["shared"]:
-        keras.utils.set_random_seed(config.seed)
-        model = compile_model(build_shared_model(input_box, n_regions), loss=config.loss,
-                              learning_rate=config.learning_rate, shared=True)
-        batches = SharedBatches(x_train, y_train, n_regions=n_regions,
-                                batch_size=config.batch_size,
-                                samples_per_epoch=config.positives_per_region * n_regions,
-                                max_shift_px=max_shift, seed=config.seed)
-        t0 = time.perf_counter()
-        history = _fit(model, batches, shared_validation_data(x_val, y_val, n_regions),
-                       config, "shared network", 1, 1, progress)
-        history.update(region="shared", n_particles=int(len(train_idx)),
-                       n_particles_per_region=np.bincount(y_train, minlength=n_regions).tolist(),
-                       seconds=time.perf_counter() - t0)
-        write_json_atomic(out_dir / SHARED_HISTORY, history)
-        _save_model_atomic(model, out_dir / SHARED_MODEL)
-        report.trained = list(range(1, n_regions + 1))
-        report.histories["shared"] = history
-        report.seconds = time.perf_counter() - start
-        return report
 
     for position, region in enumerate(todo, start=1):
         is_pos = y_train == region - 1
@@ -346,5 +400,12 @@ def train_regions(images, angles_deg, *, out_dir, symmetry="c1", spacing_deg=30.
         _save_model_atomic(model, model_path(out_dir, region))
         report.trained.append(region)
         report.histories[region] = history
+    return _finish(report, start)
+
+
+def _finish(report: TrainReport, start: float) -> TrainReport:
+    report.warnings = near_chance_warnings(report.histories, report.n_regions)
+    for message in report.warnings:
+        logger.warning(message)
     report.seconds = time.perf_counter() - start
     return report

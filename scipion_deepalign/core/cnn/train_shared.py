@@ -1,0 +1,120 @@
+"""Training of the shared-trunk network from particles, projections of the map, or both.
+
+Called by :func:`~.train.train_regions` (which owns the model folder, resuming and the
+report). The validation set that early stopping watches is
+
+* ``particles``: held-out aligned particles (by particle, stratified by region);
+* ``projections`` / ``both``: a fixed set of projections made like the training ones
+  (seeded apart from them), since the aligned poses may be partly wrong. Held-out aligned
+  particles, when there are any, are still scored at the end (``particle_accuracy`` in the
+  history), which measures how well the training transfers to real images.
+"""
+from __future__ import annotations
+
+import logging
+import time
+
+import keras
+import numpy as np
+
+from ..imageops import fourier_crop_volume
+from ..regions import assign_regions
+from ..simulate import signal_mask_radius_px
+from .config import SHARED_HISTORY, SHARED_MODEL, write_json_atomic
+from .data import (
+    ProjectionBatches,
+    SharedBatches,
+    mask_images,
+    preprocess_images,
+    region_targets,
+    split_by_particle,
+)
+from .model import build_shared_model, compile_model
+from .synthetic import ProjectionSource, noise_model_of_particles
+
+__all__ = ["train_shared_network", "VALIDATION_PROJECTIONS"]
+
+logger = logging.getLogger(__name__)
+
+#: Projections in the fixed validation set of the ``projections`` and ``both`` sources.
+VALIDATION_PROJECTIONS = 2048
+
+
+def _projection_source(images, reference, *, input_box, input_px, ctf, max_shift_px):
+    small = fourier_crop_volume(reference, input_box) if input_box < reference.shape[0] \
+        else reference
+    radius = min(input_box / 2 - 1, signal_mask_radius_px(small) + max_shift_px)
+    noise = noise_model_of_particles(images, input_box_px=input_box, mask_radius_px=radius)
+    logger.info("noise measured on %d particles: SNR %.3g at %d px inside a %.1f px disc",
+                min(len(images), 2000), noise.snr, input_box, radius)
+    return ProjectionSource(small, input_box_px=input_box, input_pixel_size_a=input_px,
+                            noise=noise, ctf=ctf, max_shift_px=max_shift_px)
+
+
+def train_shared_network(images, angles, *, out_dir, centres_deg, symmetry, spacing_deg,
+                         config, input_box, input_px, shifts_px, reference, ctf, fit,
+                         save) -> dict:
+    """Train, save and return the history of the shared network (see the module docstring).
+
+    ``fit(model, batches, validation) -> history`` and ``save(model, path)`` come from
+    :mod:`.train` (progress logging, early stopping, atomic writes).
+    """
+    n_regions = len(centres_deg)
+    sigma = (config.label_softness * float(spacing_deg)
+             if config.head == "softmax" and config.label_softness > 0 else None)
+    max_shift = config.max_shift_fraction * input_box
+    x_train = x_val = None
+    if angles is not None:
+        labels = np.asarray(assign_regions(angles, centres_deg, symmetry)[0], dtype=int)
+        train_idx, val_idx = split_by_particle(labels, config.validation_fraction,
+                                               np.random.default_rng(config.seed))
+        logger.info("preprocessing %d particles to %d px (%.3g A/px)", len(images),
+                    input_box, input_px)
+        x = preprocess_images(images, input_box_px=input_box, shifts_px=shifts_px)
+        targets = region_targets(angles, centres_deg, symmetry, label_sigma_deg=sigma)
+        x_train, x_val = x[train_idx], x[val_idx]
+    keras.utils.set_random_seed(config.seed)
+    model = compile_model(build_shared_model(input_box, n_regions, head=config.head),
+                          loss=config.loss, learning_rate=config.learning_rate, shared=True,
+                          head=config.head)
+    extra = {"training_source": config.training_source, "head": config.head,
+             "chance_accuracy": 1.0 / n_regions}
+    if config.training_source == "particles":
+        batches = SharedBatches(x_train, labels[train_idx], n_regions=n_regions,
+                                batch_size=config.batch_size,
+                                samples_per_epoch=config.images_per_epoch,
+                                max_shift_px=max_shift, seed=config.seed,
+                                targets=targets[train_idx])
+        validation = (mask_images(x_val), targets[val_idx]) if len(val_idx) else None
+        extra["n_particles_per_region"] = np.bincount(labels[train_idx],
+                                                      minlength=n_regions).tolist()
+    else:
+        source = _projection_source(images, reference, input_box=input_box,
+                                    input_px=input_px, ctf=ctf, max_shift_px=max_shift)
+        extra["noise_snr"] = float(source.noise.snr)
+        mixed = None
+        if config.training_source == "both":
+            mixed = (x_train, angles[train_idx])
+        batches = ProjectionBatches(source, centres_deg, symmetry,
+                                    batch_size=config.batch_size,
+                                    n_images=config.images_per_epoch, seed=config.seed,
+                                    label_sigma_deg=sigma, particles=mixed,
+                                    particle_fraction=config.particle_fraction,
+                                    max_shift_px=max_shift)
+        held_out = ProjectionBatches(source, centres_deg, symmetry,
+                                     batch_size=VALIDATION_PROJECTIONS,
+                                     n_images=VALIDATION_PROJECTIONS,
+                                     seed=config.seed + 7919, label_sigma_deg=sigma)
+        validation = held_out[0]
+    t0 = time.perf_counter()
+    history = fit(model, batches, validation)
+    if x_val is not None and len(x_val):
+        predicted = np.argmax(model.predict(mask_images(x_val), batch_size=256, verbose=0),
+                              axis=1)
+        extra["particle_accuracy"] = float(np.mean(predicted == labels[val_idx]))
+    history.update(extra, region="shared",
+                   n_particles=0 if angles is None else int(len(x_train)),
+                   seconds=time.perf_counter() - t0)
+    write_json_atomic(out_dir / SHARED_HISTORY, history)
+    save(model, out_dir / SHARED_MODEL)
+    return history
