@@ -24,8 +24,12 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                         help="particles to assign (RELION STAR)")
     parser.add_argument("--model", required=True, metavar="MODEL_DIR",
                         help="model folder written by deepalign train")
-    parser.add_argument("--top-k", type=positive_int, default=2, metavar="K",
-                        help="regions kept per particle; default 2")
+    from ..core.search_plan import PREDICTED_REGIONS
+
+    parser.add_argument("--top-k", type=positive_int, default=PREDICTED_REGIONS, metavar="K",
+                        help="regions kept per particle, with their probabilities (the "
+                             "alignment searches them all, or as many as its probability "
+                             f"mass needs); default {PREDICTED_REGIONS}")
     parser.add_argument("--out", required=True, metavar="PRED.star", help="output STAR file")
     parser.add_argument("--batch-size", type=positive_int, default=256, help="default 256")
     parser.add_argument("--chunk", type=positive_int, default=4096, metavar="N",

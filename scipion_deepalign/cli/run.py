@@ -40,14 +40,12 @@ from .common import (
 
 log = logging.getLogger("deepalign")
 
-#: Regions predicted per particle by ``deepalign run`` (and the Refine protocol).
-DEFAULT_TOP_K = 4
-
 OUTPUTS = {"model": "model", "predicted": "predicted.star", "aligned": "aligned.star"}
 
 
 def add_args(parser: argparse.ArgumentParser) -> None:
     from ..core.cnn.config import NETWORKS, TRAINING_SOURCES, config_default
+    from ..core.search_plan import PREDICTED_REGIONS
 
     parser.add_argument("--train", default=None, metavar="TRAIN.star",
                         help="particles with known poses to train on (not needed with "
@@ -65,10 +63,10 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                              "particles' CTFs and noise (no --train needed); particles: the "
                              "aligned --train subset (the paper); both: mixed; default "
                              f"{config_default('training_source')}")
-    parser.add_argument("--top-k", type=positive_int, default=DEFAULT_TOP_K, metavar="K",
+    parser.add_argument("--top-k", type=positive_int, default=PREDICTED_REGIONS, metavar="K",
                         help="regions predicted per particle (written to predicted.star); "
                              "all are searched unless --probability-mass picks fewer; "
-                             f"default {DEFAULT_TOP_K}")
+                             f"default {PREDICTED_REGIONS}")
     parser.add_argument("--epochs", type=positive_int, default=config_default("epochs"),
                         help="maximum epochs (training stops when the validation loss stops "
                              f"improving); default {config_default('epochs')}")

@@ -224,18 +224,9 @@ def align_particles(images, volume, *, pixel_size_a, max_shift_px, ctf=None, sym
     # --- galleries: projections of the tiles someone needs ------------------------------------
     cache = GalleryCache(cache_dir)
     t_gal = time.perf_counter()
-    needed = [len(m) > 0 and len(d) > 0 for d, m in zip(plan.tiles.directions_deg,
-                                                         plan.members)]
-    wanted = [d for d, use in zip(plan.tiles.directions_deg, needed) if use]
-    projections = cache.projections(volume, np.concatenate(wanted)) if wanted else None
-    galleries, used = [], 0
-    for t, (dirs, use) in enumerate(zip(plan.tiles.directions_deg, needed)):
-        proj = projections[used:used + len(dirs)] if use else \
-            np.zeros((len(dirs), small, small), np.float32)
-        used += len(dirs) if use else 0
-        galleries.append(Gallery(t, dirs, proj))
+    galleries, members_of = _grouped_galleries(plan, volume, cache, small)
     uncovered = np.ones(n, dtype=bool)
-    for gal, members in zip(galleries, plan.members):
+    for gal, members in zip(galleries, members_of):
         if len(gal):
             uncovered[members] = False
     if uncovered.any():
@@ -266,7 +257,7 @@ def align_particles(images, volume, *, pixel_size_a, max_shift_px, ctf=None, sym
         spectra, power = matching.prepare_particles(images[block], xp=xp, mask=masks[1],
                                                     band=band,
                                                     ctf_half=ctf_block, ctf_mode=ctf_mode)
-        for gal, members_all, offset in zip(galleries, plan.members, dir_offset[:-1]):
+        for gal, members_all, offset in zip(galleries, members_of, dir_offset[:-1]):
             idx = members_all[(members_all >= block[0]) & (members_all <= block[-1])]
             if len(idx) == 0 or len(gal) == 0:
                 continue
@@ -314,7 +305,7 @@ def align_particles(images, volume, *, pixel_size_a, max_shift_px, ctf=None, sym
                   psi_step_deg=360.0 / n_psi, n_directions=len(all_dirs), n_psi=n_psi,
                   n_shifts=len(offsets), backend=xp.__name__, gallery_seconds=t_gal,
                   seconds=time.perf_counter() - t0, ctf_mode=ctf_mode if ctf else None,
-                  refined=bool(refine), n_tiles=len(galleries), **plan.info))
+                  refined=bool(refine), n_tiles=len(plan.tiles), n_groups=len(galleries), **plan.info))
     result.fallback = plan.fallback if region_hints is not None else np.zeros(n, bool)
     result.n_regions_searched = plan.n_regions_searched
     if n_best > 1:
@@ -349,6 +340,28 @@ def _plan(n, *, symmetry, step, centres_deg, region_hints, region_probabilities,
     return plan_search(tiles, n, region_lists=lists,
                        top_probability=None if probs is None else probs[:, 0],
                        fallback_probability=search.fallback_probability)
+
+
+def _grouped_galleries(plan, volume, cache, box):
+    """One gallery per set of tiles searched by exactly the same particles.
+
+    Tiles with the same particle list are searched together (larger matrix products; in
+    global mode every tile is in one group), so each particle still meets exactly the
+    directions of its own tiles.
+    """
+    groups: dict = {}
+    for t, (dirs, members) in enumerate(zip(plan.tiles.directions_deg, plan.members)):
+        if len(dirs) and len(members):
+            groups.setdefault(members.tobytes(), (members, []))[1].append(t)
+    galleries, members_of = [], []
+    for members, tiles in groups.values():
+        dirs = np.concatenate([plan.tiles.directions_deg[t] for t in tiles])
+        galleries.append(Gallery(tiles[0], dirs, cache.projections(volume, dirs)))
+        members_of.append(members)
+    if not galleries:
+        galleries = [Gallery(-1, np.zeros((0, 2)), np.zeros((0, box, box), np.float32))]
+        members_of = [np.zeros(0, dtype=np.int64)]
+    return galleries, members_of
 
 
 def _rotated(projections, psi):

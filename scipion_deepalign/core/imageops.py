@@ -17,6 +17,7 @@ __all__ = [
     "fourier_crop",
     "fourier_crop_volume",
     "circular_mask",
+    "low_pass_volume",
     "normalise_images",
 ]
 
@@ -212,6 +213,36 @@ def fourier_crop_volume(volume, new_box: int) -> np.ndarray:
     if vol.ndim != 3 or len(set(vol.shape)) != 1:
         raise ValueError(f"volume must be cubic (B, B, B), got {vol.shape}")
     return _fourier_resize(vol, _check_box(new_box), 3)
+
+
+def low_pass_volume(volume, *, pixel_size_a: float, resolution_a: float,
+                    edge_a: float | None = None) -> np.ndarray:
+    """Low-pass filter a map to ``resolution_a`` with a raised-cosine edge.
+
+    Parameters
+    ----------
+    volume : ndarray of shape (Z, Y, X)
+    pixel_size_a : float
+    resolution_a : float
+        Frequencies up to ``1 / resolution_a`` pass unchanged; a raised-cosine edge then
+        falls to 0 over a band of width ``1 / edge_a`` (default: a tenth of the cut-off).
+    edge_a : float, optional
+
+    Returns
+    -------
+    ndarray of the same shape, float32
+    """
+    vol = np.asarray(volume, dtype=np.float32)
+    if not resolution_a > 0 or not pixel_size_a > 0:
+        raise ValueError("resolution_a and pixel_size_a must be positive")
+    cutoff = 1.0 / float(resolution_a)
+    width = cutoff / 10.0 if edge_a is None else 1.0 / float(edge_a)
+    kz, ky = (np.fft.fftfreq(n, d=pixel_size_a) for n in vol.shape[:2])
+    kx = np.fft.rfftfreq(vol.shape[2], d=pixel_size_a)
+    k = np.sqrt(kz[:, None, None] ** 2 + ky[None, :, None] ** 2 + kx[None, None, :] ** 2)
+    t = np.clip((k - cutoff) / width, 0.0, 1.0)
+    weight = 0.5 * (1.0 + np.cos(np.pi * t))
+    return np.fft.irfftn(np.fft.rfftn(vol) * weight, s=vol.shape).astype(np.float32)
 
 
 def circular_mask(box: int, radius_px: float) -> np.ndarray:

@@ -22,11 +22,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["TILE_FRACTION", "SearchOptions", "SearchTiles", "build_tiles", "select_regions", "SearchPlan",
+__all__ = ["TILE_FRACTION", "PREDICTED_REGIONS", "SearchOptions", "SearchTiles", "build_tiles", "select_regions", "SearchPlan",
            "plan_search"]
 
 #: Tile spacing as a fraction of the region spacing.
 TILE_FRACTION = 1.0 / 3.0
+
+#: Regions predicted (and written) per particle by default: as many as the default search
+#: may use (``SearchOptions().max_regions``), so the adaptive search has them at hand.
+PREDICTED_REGIONS = 4
 
 
 @dataclass

@@ -43,6 +43,52 @@ class AlignSteps:
                       help="Compare images downsampled to this resolution (faster); the "
                            "shifts are still given at the input sampling. -1: full size.")
 
+    def _defineRegionSearchParams(self, form, *, condition=None):
+        """How far the regional search reaches around the predicted regions (defaults and
+        meaning: ``core.search_plan.SearchOptions``, measured in docs/benchmarks_accuracy.md)."""
+        from ..core.search_plan import SearchOptions
+
+        default = SearchOptions.default
+        group = form.addGroup("Regional search",
+                              **({"condition": condition} if condition else {}))
+        group.addParam("windowOverlapDeg", params.FloatParam,
+                       default=default("overlap_deg"), label="Window overlap (deg)",
+                       help="How far each region's search window reaches into its "
+                            "neighbours, so that a particle near a region border is searched "
+                            "on both sides. 0: the region only.")
+        group.addParam("useProbabilityMass", params.BooleanParam,
+                       default=default("probability_mass") is not None,
+                       label="Adapt the regions searched to the network's confidence?",
+                       help="Yes: search the predicted regions, best first, until their "
+                            "probabilities add up to the mass below (a sure particle searches "
+                            "one region, an unsure one several). No: search all k kept "
+                            "regions.")
+        group.addParam("probabilityMass", params.FloatParam,
+                       default=default("probability_mass") or 0.8,
+                       condition="useProbabilityMass", label="Probability mass",
+                       help="Between 0 and 1.")
+        group.addParam("maxRegions", params.IntParam, default=default("max_regions") or 4,
+                       condition="useProbabilityMass", label="Max regions per particle",
+                       help="Upper limit of the regions searched per particle (at most the "
+                            "regions kept per particle).")
+        group.addParam("fallbackProbability", params.FloatParam,
+                       default=default("fallback_probability") or 0.0,
+                       expertLevel=params.LEVEL_ADVANCED,
+                       label="Global search below probability",
+                       help="Particles whose best region probability is below this value "
+                            "are searched over the whole asymmetric unit (costly; the "
+                            "fraction is reported in the summary). 0: never.")
+
+    def _regionSearchArgs(self):
+        args = ["--overlap", self.windowOverlapDeg.get(),
+                "--fallback-probability", self.fallbackProbability.get() or 0]
+        if self.useProbabilityMass.get():
+            args += ["--probability-mass", self.probabilityMass.get(),
+                     "--max-regions", self.maxRegions.get()]
+        else:
+            args += ["--probability-mass", 0]
+        return args
+
     def _alignFilenames(self):
         return {"reference": self._getExtraPath("reference.mrc"),
                 "aligned_star": self._getExtraPath("aligned.star"),
@@ -64,7 +110,8 @@ class AlignSteps:
                 "--device", "auto" if self._gpuIds() else "cpu",
                 "--ctf-mode", ctf_mode,
                 "--out", self._getFileName("aligned_star")]
-        args += ["--global"] if model_dir is None else ["--model", model_dir]
+        args += ["--global"] if model_dir is None else ["--model", model_dir,
+                                                        *self._regionSearchArgs()]
         if self.alignResolutionA.get() and self.alignResolutionA.get() > 0:
             args += ["--target-resolution", self.alignResolutionA.get()]
         self._runDeepAlign("align", args)
@@ -181,6 +228,7 @@ class DeepAlignProtAlign(AlignSteps, PredictSteps, DeepAlignProtBase):
         self._defineSymmetryParam(form)
         form.addSection(label="Alignment")
         self._defineAlignParams(form, allow_global=True)
+        self._defineRegionSearchParams(form, condition="not globalSearch")
         self._defineComputeParams(form, threads=1)
 
     def _createFilenameTemplates(self):

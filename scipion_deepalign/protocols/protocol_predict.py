@@ -22,10 +22,14 @@ class PredictSteps:
     """
 
     def _definePredictParams(self, form, *, condition=None):
-        form.addParam("topK", params.IntParam, default=2, condition=condition,
+        from ..core.search_plan import PREDICTED_REGIONS
+
+        form.addParam("topK", params.IntParam, default=PREDICTED_REGIONS, condition=condition,
                       label="Regions kept per particle (k)",
-                      help="The k most probable regions of each particle are kept (and "
-                           "searched by the alignment). Paper and Xmipp: 2.")
+                      help="The k most probable regions of each particle are kept with their "
+                           "probabilities. The alignment searches them, best first, until "
+                           "their probabilities add up to its probability mass (or all k "
+                           "when that is off). Paper and Xmipp: 2.")
 
     def _predictFilenames(self):
         return {"input_dir": self._getExtraPath("input"),

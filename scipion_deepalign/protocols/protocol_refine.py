@@ -44,9 +44,12 @@ class DeepAlignProtRefine(TrainSteps, AlignSteps, PredictSteps, DeepAlignProtBas
                       label="Train a new model?",
                       help="Yes: train on a pre-aligned subset. No: reuse a trained model.")
         form.addParam("inputTrainingParticles", params.PointerParam,
-                      pointerClass="SetOfParticles", pointerCondition="hasAlignmentProj",
-                      condition="trainModel", allowsNull=True, label="Training particles",
-                      help="About 10% of the particles, already aligned by another method.")
+                      pointerClass="SetOfParticles", condition="trainModel", allowsNull=True,
+                      label="Training particles",
+                      help="About 10% of the particles, already aligned by another method "
+                           "(needed to train from particles or both). Training from "
+                           "projections needs none: the particles to align give the CTFs "
+                           "and the noise.")
         form.addParam("inputModel", params.PointerParam, pointerClass="DeepAlignModel",
                       condition="not trainModel", allowsNull=True, label="Trained model")
         form.addSection(label="Training")
@@ -54,6 +57,7 @@ class DeepAlignProtRefine(TrainSteps, AlignSteps, PredictSteps, DeepAlignProtBas
         form.addSection(label="Alignment")
         self._definePredictParams(form)
         self._defineAlignParams(form)
+        self._defineRegionSearchParams(form)
         self._defineComputeParams(form)
 
     # ------------------------------------------------------------- steps
@@ -85,6 +89,9 @@ class DeepAlignProtRefine(TrainSteps, AlignSteps, PredictSteps, DeepAlignProtBas
         self._createAlignedOutput(self.outputs)
 
     # ------------------------------------------------------------- utils
+    def _projectionParticles(self):
+        return self.inputParticles.get()
+
     def _usesInputModel(self):
         return not self.trainModel.get()
 

@@ -9,6 +9,7 @@ import numpy as np
 import pyworkflow.protocol.params as params
 
 from .. import constants as cts
+from ..core.cnn.history import best_validation_accuracy, near_chance_warnings
 from ..objects import DeepAlignModel
 from .protocol_base import DeepAlignProtBase
 
@@ -24,6 +25,18 @@ class TrainSteps:
 
     # ------------------------------------------------------------- params
     def _defineTrainParams(self, form, *, condition=None):
+        from ..core.cnn.config import HEADS, TRAINING_SOURCES, config_default
+
+        form.addParam("trainingSource", params.EnumParam, condition=condition,
+                      default=TRAINING_SOURCES.index(config_default("training_source")),
+                      choices=list(TRAINING_SOURCES), label="Train from",
+                      help="projections (default): labelled images made from the reference "
+                           "volume for every batch, at random angles, with the particles' own "
+                           "CTFs and their measured noise; no pre-aligned subset is needed. "
+                           "particles: the pre-aligned training particles (the paper's way; "
+                           "their angles may be partly wrong). both: each batch mixes "
+                           "projections with pre-aligned particles. Measured in "
+                           "docs/benchmarks_accuracy.md.")
         form.addParam("regionSpacingDeg", params.FloatParam, default=30.0, condition=condition,
                       label="Region spacing (deg)",
                       help="Angular distance between neighbouring region centres; each region "
@@ -33,11 +46,32 @@ class TrainSteps:
                       label="Target resolution (A)",
                       help="Particles are Fourier-cropped so that Nyquist reaches this "
                            "resolution; must be at least twice the pixel size.")
-        form.addParam("numberOfEpochs", params.IntParam, default=10, condition=condition,
-                      label="Epochs", help="Maximum epochs per network (early stopping).")
-        form.addParam("batchSize", params.IntParam, default=128, condition=condition,
-                      expertLevel=params.LEVEL_ADVANCED, label="Batch size")
-        form.addParam("positivesPerRegion", params.IntParam, default=10000,
+        form.addParam("numberOfEpochs", params.IntParam, default=config_default("epochs"),
+                      condition=condition, label="Max epochs",
+                      help="Training stops earlier when the validation loss has not improved "
+                           "for a few epochs; the best weights are kept.")
+        form.addParam("imagesPerEpoch", params.IntParam,
+                      default=config_default("images_per_epoch"), condition=condition,
+                      expertLevel=params.LEVEL_ADVANCED, label="Images per epoch",
+                      help="Training images of the shared network per epoch (new "
+                           "projections, or augmented particles).")
+        form.addParam("networkHead", params.EnumParam,
+                      default=HEADS.index(config_default("head")), choices=list(HEADS),
+                      condition=condition, expertLevel=params.LEVEL_ADVANCED,
+                      label="Output of the shared network",
+                      help="softmax: one probability distribution over the regions, trained "
+                           "with labels softened towards neighbouring regions (calibrated "
+                           "probabilities); sigmoid: one independent probability per region.")
+        form.addParam("labelSoftness", params.FloatParam,
+                      default=config_default("label_softness"), condition=condition,
+                      expertLevel=params.LEVEL_ADVANCED, label="Label softness",
+                      help="Width of the softened labels of the softmax output, as a "
+                           "fraction of the region spacing (0: one-hot labels).")
+        form.addParam("batchSize", params.IntParam, default=config_default("batch_size"),
+                      condition=condition, expertLevel=params.LEVEL_ADVANCED,
+                      label="Batch size")
+        form.addParam("positivesPerRegion", params.IntParam,
+                      default=config_default("positives_per_region"),
                       condition=condition, expertLevel=params.LEVEL_ADVANCED,
                       label="Augmented positives per region",
                       help="Rotated/shifted copies of a region's particles seen per epoch "
@@ -53,7 +87,8 @@ class TrainSteps:
         form.addParam("lossFunction", params.EnumParam, default=0, condition=condition,
                       choices=list(cts.LOSSES), expertLevel=params.LEVEL_ADVANCED,
                       label="Loss", help="bce: binary cross-entropy; mae: mean absolute error.")
-        form.addParam("learningRate", params.FloatParam, default=0.001, condition=condition,
+        form.addParam("learningRate", params.FloatParam,
+                      default=config_default("learning_rate"), condition=condition,
                       expertLevel=params.LEVEL_ADVANCED, label="Learning rate")
         form.addParam("minParticlesPerRegion", params.IntParam, default=10,
                       condition=condition, expertLevel=params.LEVEL_ADVANCED,
@@ -69,7 +104,23 @@ class TrainSteps:
     def _trainFilenames(self):
         return {"train_dir": self._getExtraPath("train"),
                 "train_star": self._getExtraPath("train", "particles.star"),
+                "train_reference": self._getExtraPath("train", "reference.mrc"),
                 "model_dir": self._getExtraPath("model")}
+
+    def _trainingSource(self):
+        from ..core.cnn.config import TRAINING_SOURCES
+
+        return TRAINING_SOURCES[self.trainingSource.get()]
+
+    def _trainingSetGiven(self):
+        return self.inputTrainingParticles.get() is not None
+
+    def _trainingStar(self):
+        """The training particles, or (projections, no training set) the particles to
+        align, which give the CTFs and the noise."""
+        if self._trainingSetGiven():
+            return self._getFileName("train_star")
+        return self._getFileName("input_star")
 
     def _numberOfRegions(self):
         from ..core.regions import count_regions
@@ -94,12 +145,19 @@ class TrainSteps:
                 for chunk in self._regionChunks()]
 
     def convertTrainingStep(self):
-        from ..convert import set_to_core
+        from ..convert import set_to_core, volume_to_core
 
-        set_to_core(self.inputTrainingParticles.get(), self._getFileName("train_dir"))
+        if self._trainingSetGiven():
+            set_to_core(self.inputTrainingParticles.get(), self._getFileName("train_dir"))
+        if self._trainingSource() != "particles":
+            os.makedirs(self._getFileName("train_dir"), exist_ok=True)
+            volume_to_core(self.inputVolume.get(), self._getFileName("train_reference"))
 
     def trainRegionsStep(self, regions):
-        args = ["--particles", self._getFileName("train_star"),
+        from ..core.cnn.config import HEADS
+
+        args = ["--particles", self._trainingStar(),
+                "--training-source", self._trainingSource(),
                 "--out", self._getFileName("model_dir"),
                 "--symmetry", self.symmetryGroup.get(),
                 "--spacing", self.regionSpacingDeg.get(),
@@ -110,7 +168,12 @@ class TrainSteps:
                 "--network", cts.NETWORK_KINDS[self.networkKind.get()],
                 "--loss", cts.LOSSES[self.lossFunction.get()],
                 "--learning-rate", self.learningRate.get(),
-                "--min-particles", self.minParticlesPerRegion.get()]
+                "--min-particles", self.minParticlesPerRegion.get(),
+                "--images-per-epoch", self.imagesPerEpoch.get(),
+                "--head", HEADS[self.networkHead.get()],
+                "--label-softness", self.labelSoftness.get()]
+        if self._trainingSource() != "particles":
+            args += ["--volume", self._getFileName("train_reference")]
         if regions:
             args += ["--regions", ",".join(str(r) for r in regions)]
         self._runDeepAlign("train", args)
@@ -126,13 +189,23 @@ class TrainSteps:
         from ..core.projection import downsampled_geometry
         from ..core.regions import MAX_SPACING_DEG, MIN_SPACING_DEG
 
+        source = self._trainingSource()
         train_set = self.inputTrainingParticles.get()
+        errors = []
+        if source != "particles" and self.inputVolume.get() is None:
+            errors.append(f"Training from {source} needs the reference volume.")
+        if source != "particles" and cts.NETWORK_KINDS[self.networkKind.get()] != "shared":
+            errors.append(f"Training from {source} trains the shared network: choose the "
+                          "shared network, or train from particles.")
         if train_set is None:
-            return ["Choose the training particles."]
-        errors = self._emptySetErrors(training=self.inputTrainingParticles)
-        if not train_set.hasAlignmentProj():
+            if source == "projections" and self._projectionParticles() is not None:
+                return errors  # the particles to align give the CTFs and the noise
+            return errors + ["Choose the training particles."]
+        errors += self._emptySetErrors(training=self.inputTrainingParticles)
+        if source != "projections" and not train_set.hasAlignmentProj():
             errors.append("The training particles have no 3D projection alignment "
-                          "(angles): align them first (e.g. RELION, cryoSPARC, Xmipp).")
+                          "(angles): align them first (e.g. RELION, cryoSPARC, Xmipp), or "
+                          "train from projections of the reference volume.")
         spacing = self.regionSpacingDeg.get()
         if spacing is None or not MIN_SPACING_DEG <= spacing <= MAX_SPACING_DEG:
             errors.append(f"Region spacing must be between {MIN_SPACING_DEG:g} and "
@@ -150,6 +223,10 @@ class TrainSteps:
             if getattr(self, name).get() < 1:
                 errors.append(f"{self.getParam(name).label.get()} must be at least 1.")
         return errors
+
+    def _projectionParticles(self):
+        """Particles that may stand in for the training set (None in the Train protocol)."""
+        return None
 
     def _trainingWarnings(self):
         train_set = self.inputTrainingParticles.get()
@@ -180,14 +257,27 @@ class TrainSteps:
             return []
         lines = [f"Networks trained: {len(trained)}"
                  + (f" (regions skipped for too few particles: {skipped})" if skipped else "")]
-        acc = [max(h["val_accuracy"]) for h in trained if h.get("val_accuracy")]
+        acc = [best_validation_accuracy(h) for h in trained if h.get("val_accuracy")]
         if acc:
             lines.append(f"Validation accuracy: mean {np.mean(acc):.3f}, min {np.min(acc):.3f}")
+        if trained and trained[0].get("training_source"):
+            lines.append(f"Trained from {trained[0]['training_source']}.")
+        lines += [f"WARNING: {m}" for m in near_chance_warnings(
+            {h["region"]: h for h in trained}, self._modelRegions(model_dir))]
         secs = [h["seconds"] for h in trained if "seconds" in h]
         if secs:
             lines.append(f"Training time per network: {np.mean(secs):.1f} s "
                          f"(total {np.sum(secs):.0f} s)")
         return lines
+
+    @staticmethod
+    def _modelRegions(model_dir):
+        from ..core.cnn.config import read_model_config
+
+        try:
+            return int(read_model_config(model_dir)["n_regions"])
+        except (ValueError, KeyError, OSError):
+            return 1
 
     def _geometrySummary(self):
         from ..core.projection import downsampled_geometry
@@ -221,10 +311,16 @@ class DeepAlignProtTrain(TrainSteps, DeepAlignProtBase):
     def _defineParams(self, form):
         form.addSection(label="Input")
         form.addParam("inputTrainingParticles", params.PointerParam,
-                      pointerClass="SetOfParticles", pointerCondition="hasAlignmentProj",
-                      important=True, label="Training particles",
-                      help="A subset (about 10%) of the particles already aligned in 3D by "
-                           "another method.")
+                      pointerClass="SetOfParticles", important=True,
+                      label="Training particles",
+                      help="Training from particles: a subset (about 10%) of the particles "
+                           "already aligned in 3D by another method. Training from "
+                           "projections: any particles of the data set, no angles needed "
+                           "(they give the CTFs and the noise that the projections get).")
+        form.addParam("inputVolume", params.PointerParam, pointerClass="Volume",
+                      allowsNull=True, label="Reference volume",
+                      help="Needed to train from projections (or both): the map the "
+                           "alignment will use, same box and pixel size as the particles.")
         self._defineSymmetryParam(form)
         form.addSection(label="Training")
         self._defineTrainParams(form)
@@ -260,7 +356,9 @@ class DeepAlignProtTrain(TrainSteps, DeepAlignProtBase):
         if not self.hasAttribute("outputModel"):
             return []
         model = self.outputModel
-        return [f"Regional CNNs (DeepAlign, [{cts.CITE_DEEPALIGN}]) were trained on "
-                f"{self.inputTrainingParticles.get().getSize()} aligned particles for "
-                f"{model.getNumberOfRegions()} regions {model.getSpacingDeg():g} deg apart "
-                f"(symmetry {model.getSymmetry()})."]
+        source = self._trainingSource()
+        data = (f"{self.inputTrainingParticles.get().getSize()} aligned particles"
+                if source == "particles" else f"projections of the reference volume ({source})")
+        return [f"Regional CNNs (DeepAlign, [{cts.CITE_DEEPALIGN}]) were trained on {data} "
+                f"for {model.getNumberOfRegions()} regions {model.getSpacingDeg():g} deg "
+                f"apart (symmetry {model.getSymmetry()})."]

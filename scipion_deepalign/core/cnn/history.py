@@ -8,7 +8,8 @@ import numpy as np
 
 from .config import REGIONS_FILE
 
-__all__ = ["read_histories", "region_accuracy"]
+__all__ = ["read_histories", "region_accuracy", "best_validation_accuracy",
+           "near_chance_warnings", "NEAR_CHANCE_FACTOR"]
 
 
 def read_histories(model_dir) -> dict:
@@ -53,5 +54,43 @@ def region_accuracy(model_dir):
     accuracy = np.full(len(centres_deg), np.nan)
     for region, history in read_histories(model_dir).items():
         if 1 <= region <= len(centres_deg) and history.get("val_accuracy"):
-            accuracy[region - 1] = np.max(history["val_accuracy"])
+            accuracy[region - 1] = best_validation_accuracy(history)
     return np.asarray(centres_deg), accuracy
+
+
+#: A model whose held-out accuracy is below this multiple of chance is reported as useless.
+NEAR_CHANCE_FACTOR = 2.0
+
+
+def near_chance_warnings(histories: dict, n_regions: int) -> list:
+    """One message per model whose held-out accuracy is near chance.
+
+    Chance is ``1/R`` for the shared network (its accuracy is "the highest output is the
+    true region") and 0.5 for a regional network (balanced binary accuracy); "near" is
+    below :data:`NEAR_CHANCE_FACTOR` times chance (regional: below 0.6).
+    """
+    messages = []
+    for key, history in histories.items():
+        accuracy = best_validation_accuracy(history)
+        if accuracy is None:
+            continue
+        shared = key == "shared"
+        chance = 1.0 / n_regions if shared else 0.5
+        limit = NEAR_CHANCE_FACTOR * chance if shared else 0.6
+        if accuracy < limit:
+            name = "the shared network" if shared else f"region {key}'s network"
+            messages.append(
+                f"{name} reached a held-out accuracy of {accuracy:.3f}, near chance "
+                f"({chance:.3f}): its region predictions say little about these particles. "
+                "Train from projections of the reference map (training source "
+                "'projections'), give more training particles, or use a coarser region "
+                "spacing")
+    return messages
+
+
+def best_validation_accuracy(history: dict):
+    """``val_accuracy`` at the epoch of lowest ``val_loss`` of a history dict (or None)."""
+    losses = history.get("val_loss")
+    if not losses or "val_accuracy" not in history:
+        return None
+    return float(history["val_accuracy"][int(np.argmin(losses))])

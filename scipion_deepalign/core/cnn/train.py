@@ -51,6 +51,7 @@ from .data import (
     region_validation_data,
     split_by_particle,
 )
+from .history import best_validation_accuracy, near_chance_warnings
 from .model import build_regional_model, compile_model
 from .train_shared import train_shared_network
 
@@ -104,44 +105,6 @@ class TrainReport:
         return {key: best_validation_accuracy(history)
                 for key, history in self.histories.items()
                 if best_validation_accuracy(history) is not None}
-
-
-#: A model whose held-out accuracy is below this multiple of chance is reported as useless.
-NEAR_CHANCE_FACTOR = 2.0
-
-
-def near_chance_warnings(histories: dict, n_regions: int) -> list:
-    """One message per model whose held-out accuracy is near chance.
-
-    Chance is ``1/R`` for the shared network (its accuracy is "the highest output is the
-    true region") and 0.5 for a regional network (balanced binary accuracy); "near" is
-    below :data:`NEAR_CHANCE_FACTOR` times chance (regional: below 0.6).
-    """
-    messages = []
-    for key, history in histories.items():
-        accuracy = best_validation_accuracy(history)
-        if accuracy is None:
-            continue
-        shared = key == "shared"
-        chance = 1.0 / n_regions if shared else 0.5
-        limit = NEAR_CHANCE_FACTOR * chance if shared else 0.6
-        if accuracy < limit:
-            name = "the shared network" if shared else f"region {key}'s network"
-            messages.append(
-                f"{name} reached a held-out accuracy of {accuracy:.3f}, near chance "
-                f"({chance:.3f}): its region predictions say little about these particles. "
-                "Train from projections of the reference map (training source "
-                "'projections'), give more training particles, or use a coarser region "
-                "spacing")
-    return messages
-
-
-def best_validation_accuracy(history: dict):
-    """``val_accuracy`` at the epoch of lowest ``val_loss`` of a history dict (or None)."""
-    losses = history.get("val_loss")
-    if not losses or "val_accuracy" not in history:
-        return None
-    return float(history["val_accuracy"][int(np.argmin(losses))])
 
 
 def _check_inputs(images, angles_deg, shifts_px, *, poses_needed=True):
