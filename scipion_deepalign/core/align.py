@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -168,7 +168,8 @@ def align_particles(images, volume, *, pixel_size_a, max_shift_px, ctf=None, sym
         fallback of ``search``).
     search : SearchOptions, optional
         Windows around the regions, adaptive number of regions and fallback to the global
-        search (:mod:`search_plan`); default ``SearchOptions()``.
+        search (:mod:`search_plan`); default ``SearchOptions()`` (without
+        ``region_probabilities``: its windows, every hinted region searched, no fallback).
 
     Returns
     -------
@@ -216,7 +217,10 @@ def align_particles(images, volume, *, pixel_size_a, max_shift_px, ctf=None, sym
              matching.soft_mask(small, min(small / 2 - 1, radius_small + max_shift_px / scale)))
 
     # --- plan: which tiles of directions each particle is compared with -------------------
-    search = search or SearchOptions()
+    if search is None:  # the defaults; without probabilities, every hinted region is searched
+        search = SearchOptions()
+        if region_probabilities is None:
+            search = replace(search, probability_mass=None, fallback_probability=None)
     plan = _plan(n, symmetry=symmetry, step=step, centres_deg=centres_deg,
                  region_hints=region_hints, region_probabilities=region_probabilities,
                  search=search)

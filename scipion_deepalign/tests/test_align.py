@@ -4,6 +4,7 @@ import pytest
 
 from scipion_deepalign.core.align import align_particles
 from scipion_deepalign.core.regions import nearest_regions
+from scipion_deepalign.core.search_plan import SearchOptions
 from scipion_deepalign.core.imageops import translate_images
 from scipion_deepalign.core.projection import project
 from scipion_deepalign.core.regions import region_centres_deg
@@ -242,10 +243,17 @@ def test_gallery_rotation_matches_projection_at_psi(volume):
 def test_step_too_coarse_for_the_regions(volume, noiseless):
     images = noiseless[0][:3]
     centres = region_centres_deg(10.0, "c1")  # 400+ small regions, a 40 degree grid misses most
+    exact = SearchOptions(overlap_deg=0.0, probability_mass=None)  # windows = the regions
     with pytest.raises(ValueError, match="step_deg 40 is too coarse for the regions"):
         align_particles(images, volume, pixel_size_a=PIXEL_A, max_shift_px=2.0, step_deg=40.0,
-                        device="cpu", centres_deg=centres,
+                        device="cpu", centres_deg=centres, search=exact,
                         region_hints=np.arange(3)[:, None] + 100)
+    # windows reaching into the neighbours find directions for them
+    res = align_particles(images, volume, pixel_size_a=PIXEL_A, max_shift_px=2.0,
+                          step_deg=40.0, device="cpu", centres_deg=centres,
+                          search=SearchOptions(overlap_deg=40.0, probability_mass=None),
+                          region_hints=np.arange(3)[:, None] + 100)
+    assert res.n_comparisons > 0
 
 
 def test_gpu_gives_the_cpu_answer(volume, noiseless):
