@@ -21,13 +21,16 @@ import numpy as np
 from .align import BEST_REGION_COLUMN, REGION_COLUMN, SCORE_COLUMN, add_search_args
 from .common import (
     CLIError,
+    add_particle_args,
     check_choice,
     check_file_exists,
     check_positive,
     check_symmetry,
     ensure_out_dir,
+    load_particles_images,
     positive_float,
     positive_int,
+    read_particles,
 )
 
 log = logging.getLogger("deepalign")
@@ -57,6 +60,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                         help="downsample to this resolution for training and alignment")
     add_search_args(parser)
     parser.add_argument("--seed", type=int, default=0)
+    add_particle_args(parser)
 
 
 def main(args) -> int:
@@ -66,7 +70,7 @@ def main(args) -> int:
     check_choice(args.device, ("auto", "cpu", "gpu"), "--device")
     check_choice(args.network, ("regional", "shared"), "--network")
     check_positive(args.max_shift, "--max-shift", allow_zero=True)
-    from ..core.io import load_images, read_particles_star, read_volume, write_particles_star
+    from ..core.io import read_volume, write_particles_star
     from ..core.regions import count_regions
 
     symmetry = check_symmetry(args.symmetry)
@@ -74,10 +78,10 @@ def main(args) -> int:
     if not 1 <= args.top_k <= n_regions:
         raise CLIError(f"--top-k must be between 1 and the {n_regions} regions of "
                        f"--spacing {args.spacing} ({symmetry}), got {args.top_k}")
-    train = read_particles_star(args.train)
+    train = read_particles(args, args.train, "--train")
     if not train.has_poses:
         raise CLIError(f"--train {args.train}: the particles have no poses (rlnAngleRot/...)")
-    particles = read_particles_star(args.particles)
+    particles = read_particles(args, args.particles)
     if train.box_px != particles.box_px:
         raise CLIError(f"--train box {train.box_px} px differs from --particles box "
                        f"{particles.box_px} px")
@@ -95,9 +99,11 @@ def main(args) -> int:
                          target_resolution_a=args.target_resolution, epochs=args.epochs,
                          positives_per_region=args.positives_per_region,
                          network=args.network, seed=args.seed)
+    train, train_images = load_particles_images(args, train)
+    particles, images = load_particles_images(args, particles)
     log.info("training %d regions on %d particles", n_regions, len(train))
     outcome = run_deepalign(
-        load_images(train), train.angles_deg, load_images(particles), volume,
+        train_images, train.angles_deg, images, volume,
         model_dir=paths["model"], pixel_size_a=particles.pixel_size_a,
         max_shift_px=particles.box_px / 8 if args.max_shift is None else args.max_shift,
         symmetry=symmetry, spacing_deg=args.spacing, top_k=args.top_k, train_config=config,
