@@ -28,6 +28,8 @@ OPTION_WORDS = {
     "batch_size": "--batch-size", "learning_rate": "--learning-rate",
     "mask_radius_a": "--mask-radius",
 }
+#: Advice meant for library callers -> what a command-line user can do instead.
+ADVICE_WORDS = {"pass box_px": "name the folder of the stacks with --datadir DIR"}
 NO_PARTICLE_LEFT = "--skip-bad: no particle is left (every image holds NaN or Inf)"
 _WORD = re.compile(r"(?<![\w-])(" + "|".join(OPTION_WORDS) + r")(?!\w)")
 
@@ -118,7 +120,10 @@ def user_words(message: str) -> str:
     ``"pass pixel_size_a"`` -> ``"pass --pixel-size"``; a missing image stack gets a hint
     about ``--datadir``.
     """
-    message = _WORD.sub(lambda m: OPTION_WORDS[m.group(1)], str(message))
+    message = str(message)
+    for advice, words in ADVICE_WORDS.items():
+        message = message.replace(advice, words)
+    message = _WORD.sub(lambda m: OPTION_WORDS[m.group(1)], message)
     if message.startswith("image stack not found") and "--datadir" not in message:
         message += "; --datadir DIR names the folder of the stacks"
     return message

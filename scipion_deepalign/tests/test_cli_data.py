@@ -158,6 +158,8 @@ def test_core_argument_names_become_option_names():
     assert user_words("model_dir /m holds no config.json") == "--model /m holds no config.json"
     assert user_words("out_dir /o holds models") == "--out /o holds models"
     assert user_words("volume_pixel_size_a differs") == "volume_pixel_size_a differs"
+    assert user_words("x.star: stack s.mrcs is missing; pass box_px") == \
+        "x.star: stack s.mrcs is missing; name the folder of the stacks with --datadir DIR"
 
 
 def test_align_max_shift_message_names_the_option(project, tmp_path, capsys):
