@@ -66,6 +66,7 @@ class _Accumulator:
         self.data_im = np.zeros(size, dtype=np.float64)
         self.weight = np.zeros(size, dtype=np.float64)
         self.ctf2 = np.zeros(size, dtype=np.float64) if with_ctf else None
+        self._scratch, self._scratch_m = None, None
 
     def add_(self, other: _Accumulator) -> _Accumulator:
         """Add ``other`` in place (no third grid in memory)."""
@@ -76,34 +77,50 @@ class _Accumulator:
             self.ctf2 += other.ctf2
         return self
 
-    def insert(self, q, values, ctf2):
-        """Spread samples at 3D frequencies ``q`` (M, 3) in (x, y, z) order, pixel units."""
-        p = self.pad_box
-        q = np.array(q.T)  # (3, M): contiguous rows
-        flip = q[0] < 0
-        q[:, flip] *= -1.0
-        real, imag = values.real, np.where(flip, -values.imag, values.imag)  # conjugates
+    def _buffers(self, m: int) -> dict:
+        """Scratch arrays of shape (8, m), reused between batches of the same size (fresh
+        large arrays cost page faults on every batch); dropped by :meth:`release`."""
+        if self._scratch_m != m:
+            names = ("w", "re", "im") + (("c2",) if self.ctf2 is not None else ())
+            self._scratch = {k: np.empty((8, m)) for k in names}
+            self._scratch["flat"] = np.empty((8, m), dtype=np.int64)
+            self._scratch_m = m
+        return self._scratch
+
+    def release(self) -> None:
+        """Free the scratch arrays (the grids stay)."""
+        self._scratch, self._scratch_m = None, None
+
+    def _neighbours(self, q, buf) -> None:
+        """Flat index and trilinear weight of the 8 voxels around each ``q`` (3, M), qx >= 0."""
+        p, n_x = self.pad_box, self.shape[2]
         base = np.floor(q)
         frac = q - base
         base = base.astype(np.int64)
-        n_x = self.shape[2]
         wx, wy, wz = ((1.0 - frac[a], frac[a]) for a in range(3))
         fy = [((base[1] + d) % p) * n_x for d in (0, 1)]
         fz = [((base[2] + d) % p) * (p * n_x) + base[0] for d in (0, 1)]
-        flat = np.empty((8, q.shape[1]), dtype=np.int64)  # the 8 neighbours, (z, y, x) order
-        w = np.empty(flat.shape)
-        for k in range(8):
+        for k in range(8):  # neighbour k is (dz, dy, dx) = the bits of k
             dz, dy, dx = k >> 2, (k >> 1) & 1, k & 1
-            np.multiply(wz[dz] * wy[dy], wx[dx], out=w[k])
-            np.add(fz[dz] + fy[dy], dx, out=flat[k])
+            np.multiply(wz[dz] * wy[dy], wx[dx], out=buf["w"][k])
+            np.add(fz[dz] + fy[dy], dx, out=buf["flat"][k])
+
+    def insert(self, q, values, ctf2):
+        """Spread samples at 3D frequencies ``q`` (M, 3) in (x, y, z) order, pixel units."""
+        q = np.array(q.T)  # (3, M): contiguous rows
+        flip = q[0] < 0
+        q[:, flip] *= -1.0
+        imag = np.where(flip, -values.imag, values.imag)  # conjugates at -q
+        buf = self._buffers(q.shape[1])
+        self._neighbours(q, buf)
+        w = buf["w"]
         targets = [self.data_re, self.data_im, self.weight]
-        weights = [w * real, w * imag, w]
+        weights = [np.multiply(w, values.real, out=buf["re"]),
+                   np.multiply(w, imag, out=buf["im"]), w]
         if ctf2 is not None:
             targets.append(self.ctf2)
-            weights.append(w * ctf2)
-        flat = flat.ravel()
-        weights = [x.ravel() for x in weights]
-        _scatter_add(targets, flat, weights)
+            weights.append(np.multiply(w, ctf2, out=buf["c2"]))
+        _scatter_add(targets, buf["flat"].ravel(), [x.ravel() for x in weights])
 
     def volume(self, box_px: int, *, wiener_constant: float) -> np.ndarray:
         """Finalise: Hermitian plane, division, inverse FFT, crop, gridding correction."""
@@ -215,6 +232,7 @@ def _accumulate(images, angles_deg, shifts_px, ctf, *, pixel_size_a, symmetry, p
             q = np.matmul(k3[None], mats @ op)  # (b, S, 3): row k times (A S)
             acc.insert(q.reshape(-1, 3), values.ravel(),
                        None if ctf2 is None else ctf2.ravel())
+    acc.release()
     return acc
 
 
