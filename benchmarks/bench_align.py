@@ -24,8 +24,10 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from scipion_deepalign.core.align import align_particles
-from scipion_deepalign.core.regions import nearest_regions  # noqa: E402
-from scipion_deepalign.core.regions import region_centres_deg  # noqa: E402
+from scipion_deepalign.core.regions import (
+    nearest_regions,  # noqa: E402
+    region_centres_deg,  # noqa: E402
+)
 from scipion_deepalign.core.simulate import make_phantom, simulate_particles  # noqa: E402
 from scipion_deepalign.core.symmetry import symmetric_pose_distance_deg  # noqa: E402
 

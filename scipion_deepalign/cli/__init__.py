@@ -13,7 +13,7 @@ import os
 import sys
 
 from ..version import __version__
-from .common import CLIError, setup_logging
+from .common import CLIError, setup_logging, user_words
 
 __all__ = ["main", "COMMANDS", "build_parser"]
 
@@ -95,7 +95,7 @@ def main(argv=None) -> int:
     except (CLIError, ValueError, FileNotFoundError) as exc:
         logger.debug("details", exc_info=True)
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        print(f"{prog}: error: {msg}", file=sys.stderr)
+        print(f"{prog}: error: {user_words(msg)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)

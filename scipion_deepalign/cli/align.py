@@ -18,11 +18,14 @@ import numpy as np
 
 from .common import (
     CLIError,
+    add_particle_args,
     check_choice,
     check_file_exists,
     check_positive,
     check_symmetry,
+    load_particles_images,
     positive_float,
+    read_particles,
 )
 
 log = logging.getLogger("deepalign")
@@ -136,6 +139,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                         help="particles per correlation block; default 256")
     parser.add_argument("--cache-dir", default=None, metavar="DIR",
                         help="keep gallery projections here as .npy between runs")
+    add_particle_args(parser)
 
 
 def region_hints_from_star(particles, top_k=None) -> np.ndarray:
@@ -190,13 +194,13 @@ def check_args(args) -> None:
 
 def main(args) -> int:
     from ..core.align import align_particles
-    from ..core.io import load_images, read_particles_star, read_volume, write_particles_star
+    from ..core.io import read_volume, write_particles_star
     from ..core.symmetry import normalise_symmetry
 
     check_args(args)
     symmetry = check_symmetry(args.symmetry)
     search = search_options(args)
-    particles = read_particles_star(args.particles)
+    particles = read_particles(args, args.particles)
     hints = centres = probs = None
     if not args.global_search:
         centres, model_symmetry = load_centres(args)
@@ -218,7 +222,9 @@ def main(args) -> int:
     if volume.shape[-1] != box:
         raise CLIError(f"--volume box {volume.shape[-1]} px differs from the particle box "
                        f"{box} px")
-    images = load_images(particles)
+    particles, images = load_particles_images(args, particles)
+    if hints is not None:  # again, for the particles kept by --skip-bad
+        hints = region_hints_from_star(particles, args.top_k)
     log.info("aligning %d particles (%s mode, box %d px)", len(particles),
              "global" if hints is None else f"regional, top {hints.shape[1]}", box)
     result = align_particles(

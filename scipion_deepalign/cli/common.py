@@ -10,11 +10,28 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import sys
+import warnings
 
 __all__ = ["CLIError", "check_file_exists", "check_positive", "check_box",
            "check_choice", "ensure_out_dir", "positive_int", "positive_float",
-           "setup_logging", "LOG_NAME"]
+           "setup_logging", "show_plain_warning", "LOG_NAME", "add_particle_args",
+           "read_particles", "load_particles_images", "particle_options", "user_words"]
+
+#: Core argument names -> the option a command-line user knows them by (see user_words).
+OPTION_WORDS = {
+    "pixel_size_a": "--pixel-size", "max_shift_px": "--max-shift", "out_dir": "--out",
+    "model_dir": "--model", "datadir": "--datadir", "target_resolution_a":
+    "--target-resolution", "target_box_px": "--box", "spacing_deg": "--spacing",
+    "psi_step_deg": "--psi-step", "step_deg": "--step", "top_k": "--top-k",
+    "batch_size": "--batch-size", "learning_rate": "--learning-rate",
+    "mask_radius_a": "--mask-radius",
+}
+#: Advice meant for library callers -> what a command-line user can do instead.
+ADVICE_WORDS = {"pass box_px": "name the folder of the stacks with --datadir DIR"}
+NO_PARTICLE_LEFT = "--skip-bad: no particle is left (every image holds NaN or Inf)"
+_WORD = re.compile(r"(?<![\w-])(" + "|".join(OPTION_WORDS) + r")(?!\w)")
 
 LOG_NAME = "deepalign"
 
@@ -97,12 +114,80 @@ positive_int = _typed(int, lambda v: v > 0, "a positive integer")
 positive_float = _typed(float, lambda v: v > 0, "positive")
 
 
+def user_words(message: str) -> str:
+    """A core message in the command line's words: argument names become option names.
+
+    ``"pass pixel_size_a"`` -> ``"pass --pixel-size"``; a missing image stack gets a hint
+    about ``--datadir``.
+    """
+    message = str(message)
+    for advice, words in ADVICE_WORDS.items():
+        message = message.replace(advice, words)
+    message = _WORD.sub(lambda m: OPTION_WORDS[m.group(1)], message)
+    if message.startswith("image stack not found") and "--datadir" not in message:
+        message += "; --datadir DIR names the folder of the stacks"
+    return message
+
+
+# ----------------------------------------------------------------------------- particles
+def add_particle_args(parser: argparse.ArgumentParser, *, images: bool = True) -> None:
+    """``--datadir``, ``--pixel-size`` and (with ``images``) ``--skip-bad``: options of every
+    command that reads particles (see :func:`read_particles`, :func:`load_particles_images`)."""
+    parser.add_argument("--datadir", metavar="DIR",
+                        help="folder tried first for relative image stacks (default: the "
+                             "STAR file's folder, then its parents, then the current folder)")
+    parser.add_argument("--pixel-size", type=positive_float, metavar="A",
+                        help="pixel size in Angstrom (default: from the STAR file, else the "
+                             "stack header)")
+    if not images:
+        return
+    parser.add_argument("--skip-bad", action="store_true",
+                        help="drop particles whose images hold NaN or Inf, with a warning "
+                             "(default: stop and name them)")
+
+
+def read_particles(args, path, option: str = "--particles"):
+    """Particles of the STAR ``path`` given by ``option``, read with ``--datadir`` and
+    ``--pixel-size``; :class:`CLIError` for a missing file or ``--datadir``."""
+    from ..core.io import read_particles_star
+
+    check_file_exists(path, option)
+    datadir = getattr(args, "datadir", None)
+    if datadir is not None and not os.path.isdir(datadir):
+        raise CLIError(f"--datadir: folder not found: {datadir}")
+    return read_particles_star(path, pixel_size_a=getattr(args, "pixel_size", None),
+                               datadir=datadir)
+
+
+def load_particles_images(args, particles, index=None):
+    """``(particles, images)``, without the non-finite images under ``--skip-bad``."""
+    from ..core.io import load_particle_images
+
+    rows, images = load_particle_images(particles, index,
+                                        skip_bad=getattr(args, "skip_bad", False))
+    if len(rows) == 0:
+        raise CLIError(NO_PARTICLE_LEFT)
+    return particles.subset(rows), images
+
+
+def particle_options(args) -> list[str]:
+    """The :func:`add_particle_args` options of ``args`` as command-line words."""
+    words = []
+    if getattr(args, "datadir", None) is not None:
+        words += ["--datadir", str(args.datadir)]
+    if getattr(args, "pixel_size", None) is not None:
+        words += ["--pixel-size", repr(args.pixel_size)]
+    return words + (["--skip-bad"] if getattr(args, "skip_bad", False) else [])
+
+
 def setup_logging(verbose: int = 0) -> logging.Logger:
     """Log to stderr: warnings by default, progress lines (INFO) with ``-v``, DEBUG with ``-vv``.
 
     Configures the ``deepalign`` logger (commands) and ``scipion_deepalign`` (the loggers of
-    core modules, ``logging.getLogger(__name__)``); returns the former.
+    core modules, ``logging.getLogger(__name__)``); returns the former. Python warnings
+    (``warnings.warn`` in the core) print as plain ``WARNING: <text>`` lines.
     """
+    warnings.showwarning = show_plain_warning
     level = logging.WARNING if verbose <= 0 else logging.INFO if verbose == 1 else logging.DEBUG
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s deepalign: %(message)s", "%H:%M:%S"))
@@ -112,3 +197,12 @@ def setup_logging(verbose: int = 0) -> logging.Logger:
         logger.setLevel(level)
         logger.propagate = False
     return logging.getLogger(LOG_NAME)
+
+
+def show_plain_warning(message, category, filename, lineno, file=None, line=None):
+    """``warnings.showwarning`` for a command line: ``WARNING: <text>``, no source location."""
+    stream = sys.stderr if file is None else file
+    try:
+        stream.write(f"WARNING: {user_words(message)}\n")
+    except OSError:  # stderr closed: nowhere to warn
+        pass

@@ -1,16 +1,15 @@
 """``deepalign consensus``: keep the particles on whose poses two or more assignments agree.
 
 Particles are matched across the ``--inputs`` STAR files by image name (index and stack file
-name). Writes into ``--out``:
+name); the inputs must share box and pixel size. Writes into ``--out``:
 
 * ``agree.star`` / ``disagree.star`` -- the common particles (metadata of input 1, image paths
-  rewritten relative to ``--out``) with the poses of input ``--keep-from``; by default an
+  rewritten for their new folder) with the poses of input ``--keep-from``; by default an
   agreeing particle gets the poses of the first input of its agreeing group (input 1 unless
   ``--min-agree`` lets it be outvoted) and a disagreeing one those of input 1;
 * ``differences.csv`` -- per particle: name, agree, and per pair of inputs ``i``-``j`` the
   direction, in-plane and shift differences.
 
-Shifts of every input are compared in pixels of input 1 (converted through the pixel sizes).
 """
 from __future__ import annotations
 
@@ -22,7 +21,15 @@ from dataclasses import replace
 
 import numpy as np
 
-from .common import CLIError, check_file_exists, check_positive, check_symmetry, ensure_out_dir
+from .common import (
+    CLIError,
+    add_particle_args,
+    check_file_exists,
+    check_positive,
+    check_symmetry,
+    ensure_out_dir,
+    read_particles,
+)
 
 log = logging.getLogger("deepalign")
 
@@ -49,6 +56,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                              "of each particle's agreeing group, else input 1")
     parser.add_argument("--plot", default=None, metavar="DIFF.png",
                         help="write the sorted angular differences as PNG")
+    add_particle_args(parser, images=False)
 
 
 def _check(args) -> None:
@@ -65,17 +73,6 @@ def _check(args) -> None:
                        f"got {args.min_agree}")
     if args.keep_from is not None and not 1 <= args.keep_from <= n:
         raise CLIError(f"--keep-from must be between 1 and {n}, got {args.keep_from}")
-
-
-def _relocate(particles, out_dir):
-    """Image names with stack paths relative to ``out_dir`` (absolute stays absolute)."""
-    names = []
-    for name in particles.image_names:
-        index, sep, stack = name.rpartition("@")
-        if not os.path.isabs(stack):
-            stack = os.path.relpath(os.path.join(particles.root, stack), out_dir)
-        names.append(f"{index}{sep}{stack}")
-    return replace(particles, image_names=names, root=out_dir)
 
 
 def _with_poses(matched, shift_sets, source, keep_from):
@@ -106,32 +103,31 @@ def _write_csv(path, names, result):
 
 
 def main(args) -> int:
-    from ..core.consensus import angular_consensus, match_particles
-    from ..core.io import read_particles_star, write_particles_star
+    from ..core.consensus import angular_consensus, check_same_geometry, match_particles
+    from ..core.io import write_particles_star
 
     _check(args)
     symmetry = check_symmetry(args.symmetry)
-    inputs = [read_particles_star(path) for path in args.inputs]
+    inputs = [read_particles(args, path, "--inputs") for path in args.inputs]
     for path, parts in zip(args.inputs, inputs):
         if not parts.has_poses:
             raise CLIError(f"--inputs {path}: the particles have no poses "
                            "(rlnAngleRot/Tilt/Psi)")
     try:
+        check_same_geometry(inputs, args.inputs)
         common, index_lists = match_particles(*[p.image_names for p in inputs])
     except ValueError as exc:
         raise CLIError(f"--inputs: {exc}") from None
     matched = [p.subset(idx) for p, idx in zip(inputs, index_lists)]
-    pixel_1 = matched[0].pixel_size_a
-    shift_sets = [np.zeros((len(common), 2)) if p.shifts_px is None
-                  else p.shifts_px * (p.pixel_size_a / pixel_1) for p in matched]
+    shift_sets = [np.zeros((len(common), 2)) if p.shifts_px is None else p.shifts_px
+                  for p in matched]
     result = angular_consensus(
         [p.angles_deg for p in matched], symmetry=symmetry, max_angle_deg=args.max_angle,
         max_inplane_deg=args.max_inplane, shift_sets=shift_sets, max_shift_px=args.max_shift,
         min_agree=args.min_agree)
 
     out = ensure_out_dir(args.out)
-    out_abs = os.path.abspath(out)
-    keep = _relocate(_with_poses(matched, shift_sets, result.source, args.keep_from), out_abs)
+    keep = _with_poses(matched, shift_sets, result.source, args.keep_from)
     agree_path, disagree_path, csv_path = (os.path.join(out, name) for name in OUTPUTS)
     for path, mask in ((agree_path, result.agree), (disagree_path, ~result.agree)):
         if np.any(mask):

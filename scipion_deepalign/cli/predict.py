@@ -2,8 +2,8 @@
 
 Writes ``--out`` (RELION STAR): the input particles with, for ``i = 1..top-k`` (best first),
 ``deepalignRegion<i>`` (1-based, the numbers of the model's ``regions.star``) and
-``deepalignRegionProb<i>``. Image names are rewritten relative to the output's folder.
-Particles are read and predicted in chunks, so memory stays bounded.
+``deepalignRegionProb<i>``. Particles are read and predicted in chunks, so memory stays
+bounded; with ``--skip-bad`` particles whose images are not finite are left out.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import os
 
 import numpy as np
 
-from .common import CLIError, check_file_exists, positive_int
+from .common import NO_PARTICLE_LEFT, CLIError, add_particle_args, positive_int, read_particles
 from .train import forward_core_logging, parse_int_list, set_devices
 
 log = logging.getLogger("deepalign")
@@ -38,24 +38,11 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                         help="comma-separated GPU ids (sets CUDA_VISIBLE_DEVICES)")
     parser.add_argument("--threads", type=positive_int, metavar="N",
                         help="CPU threads for the network library")
-
-
-def _relocate(names, root, out_dir):
-    """Image names ``i@stack`` made relative to ``out_dir`` (absolute paths kept)."""
-    out = []
-    for name in names:
-        index, sep, stack = name.partition("@")
-        if sep and not os.path.isabs(stack):
-            stack = os.path.relpath(os.path.join(root, stack), out_dir)
-        out.append(f"{index}{sep}{stack}" if sep else name)
-    return out
+    add_particle_args(parser)
 
 
 def _check(args):
     from ..core.cnn.config import read_model_config
-    from ..core.io import read_particles_star
-
-    check_file_exists(args.particles, "--particles")
     if not os.path.isdir(args.model):
         raise CLIError(f"--model: folder not found: {args.model}")
     try:
@@ -65,7 +52,7 @@ def _check(args):
     if args.top_k > meta["n_regions"]:
         raise CLIError(f"--top-k must be at most the number of regions ({meta['n_regions']}), "
                        f"got {args.top_k}")
-    particles = read_particles_star(args.particles)
+    particles = read_particles(args, args.particles)
     if particles.box_px != meta["box_px"]:
         raise CLIError(f"--particles have a {particles.box_px} px box but the model was trained "
                        f"on {meta['box_px']} px particles")
@@ -81,25 +68,33 @@ def main(args) -> int:
     forward_core_logging()
 
     from ..core.cnn.predict import load_models, predict_probabilities, top_k_regions
-    from ..core.io import load_images, write_particles_star
+    from ..core.io import load_particle_images, write_particles_star
 
     models = load_models(args.model)
     n = len(particles)
-    regions = np.zeros((n, args.top_k), int)
-    probs = np.zeros((n, args.top_k), np.float32)
+    kept, regions, probs = [], [], []
     for start in range(0, n, args.chunk):
         stop = min(start + args.chunk, n)
         log.info("predicting particles %d-%d of %d", start + 1, stop, n)
-        p = predict_probabilities(load_images(particles, slice(start, stop)), args.model,
-                                  batch_size=args.batch_size, models=models)
-        regions[start:stop], probs[start:stop] = top_k_regions(p, args.top_k)
+        rows, images = load_particle_images(particles, slice(start, stop),
+                                            skip_bad=args.skip_bad)
+        if not len(rows):
+            continue
+        p = predict_probabilities(images, args.model, batch_size=args.batch_size,
+                                  models=models)
+        top, prob = top_k_regions(p, args.top_k)
+        kept.append(rows)
+        regions.append(top)
+        probs.append(prob)
+    if not kept:
+        raise CLIError(NO_PARTICLE_LEFT)
+    particles = particles.subset(np.concatenate(kept))
+    regions, probs = np.concatenate(regions), np.concatenate(probs)
     for i in range(args.top_k):
         particles.extra[f"deepalignRegion{i + 1}"] = regions[:, i] + 1
         particles.extra[f"deepalignRegionProb{i + 1}"] = probs[:, i]
-    particles.image_names = _relocate(particles.image_names, particles.root,
-                                      os.path.dirname(os.path.abspath(args.out)))
     write_particles_star(args.out, particles)
     counts = np.bincount(regions[:, 0], minlength=models[0]["n_regions"])
-    print(f"wrote {args.out}: top-{args.top_k} regions of {n} particles; best-region counts "
-          f"{counts.tolist()}")
+    print(f"wrote {args.out}: top-{args.top_k} regions of {len(particles)} particles; "
+          f"best-region counts {counts.tolist()}")
     return 0

@@ -14,7 +14,15 @@ import os
 
 import numpy as np
 
-from .common import CLIError, check_file_exists, check_positive, check_symmetry
+from .common import (
+    CLIError,
+    add_particle_args,
+    check_file_exists,
+    check_positive,
+    check_symmetry,
+    load_particles_images,
+    read_particles,
+)
 
 log = logging.getLogger("deepalign")
 
@@ -32,6 +40,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                         help="soft spherical mask radius in Angstrom for the half-map FSC")
     parser.add_argument("--seed", type=int, default=0, metavar="K",
                         help="seed of the random half split; default 0")
+    add_particle_args(parser)
 
 
 def half_map_paths(out_path: str) -> tuple[str, str]:
@@ -53,14 +62,14 @@ def _subsets(particles, seed):
 
 
 def main(args) -> int:
-    from ..core.io import load_images, read_particles_star, write_mrc
+    from ..core.io import write_mrc
 
     star = check_file_exists(args.particles, "--particles")
     if not args.out.lower().endswith(".mrc"):
         raise CLIError(f"--out must be an .mrc file name, got {args.out}")
     check_positive(args.mask_radius, "--mask-radius")
     symmetry = check_symmetry(args.symmetry)
-    particles = read_particles_star(star)
+    particles = read_particles(args, star)
     if not particles.has_poses:
         raise CLIError(f"--particles {star}: the particles have no poses (rlnAngleRot/Tilt/Psi); "
                        "align them first")
@@ -69,7 +78,7 @@ def main(args) -> int:
     out_dir = os.path.dirname(os.path.abspath(args.out))
     os.makedirs(out_dir, exist_ok=True)
 
-    images = load_images(particles)
+    particles, images = load_particles_images(args, particles)
     ctf = particles.ctf if args.ctf else None
     kw = dict(shifts_px=particles.shifts_px, ctf=ctf, pixel_size_a=particles.pixel_size_a,
               symmetry=symmetry)

@@ -29,13 +29,16 @@ from .align import (
 )
 from .common import (
     CLIError,
+    add_particle_args,
     check_choice,
     check_file_exists,
     check_positive,
     check_symmetry,
     ensure_out_dir,
+    load_particles_images,
     positive_float,
     positive_int,
+    read_particles,
 )
 
 log = logging.getLogger("deepalign")
@@ -84,6 +87,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     add_search_args(parser)
     add_region_search_args(parser)
     parser.add_argument("--seed", type=int, default=0)
+    add_particle_args(parser)
 
 
 def main(args) -> int:
@@ -97,7 +101,7 @@ def main(args) -> int:
     check_choice(args.device, ("auto", "cpu", "gpu"), "--device")
     check_positive(args.max_shift, "--max-shift", allow_zero=True)
     search = search_options(args)
-    from ..core.io import load_images, read_particles_star, read_volume, write_particles_star
+    from ..core.io import read_volume, write_particles_star
     from ..core.regions import count_regions
 
     symmetry = check_symmetry(args.symmetry)
@@ -108,8 +112,8 @@ def main(args) -> int:
     top_k = max(args.top_k, search.max_regions or 0) if search.probability_mass else args.top_k
     if top_k > n_regions:
         top_k = n_regions
-    particles = read_particles_star(args.particles)
-    train = particles if args.train is None else read_particles_star(args.train)
+    particles = read_particles(args, args.particles)
+    train = particles if args.train is None else read_particles(args, args.train, "--train")
     if args.train is not None and not train.has_poses:
         raise CLIError(f"--train {args.train}: the particles have no poses (rlnAngleRot/...)")
     if train.box_px != particles.box_px:
@@ -134,15 +138,16 @@ def main(args) -> int:
                              seed=args.seed)
     except ValueError as exc:
         raise CLIError(f"training options: {exc}") from None
-    images = load_images(particles)
+    particles, images = load_particles_images(args, particles)
     if args.train is None:
         log.info("training the %s network of %d regions from projections of %s",
                  args.network, n_regions, args.volume)
-        train_images = train_angles = None
+        train, train_images, train_angles = particles, None, None
     else:
         log.info("training %d regions on %d particles (%s)", n_regions, len(train),
                  args.training_source)
-        train_images, train_angles = load_images(train), train.angles_deg
+        train, train_images = load_particles_images(args, train)
+        train_angles = train.angles_deg
     outcome = run_deepalign(
         train_images, train_angles, images, volume,
         model_dir=paths["model"], pixel_size_a=particles.pixel_size_a,

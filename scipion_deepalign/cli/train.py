@@ -18,11 +18,15 @@ import numpy as np
 
 from .common import (
     CLIError,
+    add_particle_args,
     check_file_exists,
     check_positive,
     check_symmetry,
+    load_particles_images,
+    particle_options,
     positive_float,
     positive_int,
+    read_particles,
 )
 
 log = logging.getLogger("deepalign")
@@ -99,6 +103,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=positive_int, metavar="N",
                         help="CPU threads for the network library")
     parser.add_argument("--seed", type=int, default=0, metavar="K", help="default 0")
+    add_particle_args(parser)
 
 
 def parse_int_list(text, option: str) -> list[int] | None:
@@ -136,11 +141,9 @@ def forward_core_logging() -> None:
 
 def _check(args):
     """Validate everything cheap; returns (particles, n_regions, regions)."""
-    from ..core.io import read_particles_star
     from ..core.projection import downsampled_geometry
     from ..core.regions import count_regions
 
-    check_file_exists(args.particles, "--particles")
     if not 0 < args.spacing <= 180:
         raise CLIError(f"--spacing must be in (0, 180] degrees, got {args.spacing}")
     if not 0 <= args.validation_fraction < 1:
@@ -154,7 +157,7 @@ def _check(args):
         if args.network != "shared":
             raise CLIError(f"--training-source {args.training_source} trains the shared "
                            "network: use --network shared or --training-source particles")
-    particles = read_particles_star(args.particles)
+    particles = read_particles(args, args.particles)
     if not particles.has_poses and args.training_source != "projections":
         raise CLIError(f"--particles {args.particles} has no poses (rlnAngleRot/Tilt/Psi): "
                        f"--training-source {args.training_source} needs particles with known "
@@ -199,7 +202,7 @@ def _child_command(args, regions, gpu) -> list[str]:
                           ("--threads", args.threads)):
         if value is not None:
             cmd += [option, str(value)]
-    return cmd + ["-v"] * int(getattr(args, "verbose", 0) or 0)
+    return cmd + particle_options(args) + ["-v"] * int(getattr(args, "verbose", 0) or 0)
 
 
 def _fan_out(args, gpus, regions) -> int:
@@ -226,7 +229,6 @@ def main(args) -> int:
     forward_core_logging()
 
     from ..core.cnn import TrainConfig, train_regions
-    from ..core.io import load_images
 
     options = dict(pixel_size_a=particles.pixel_size_a,
                    target_resolution_a=args.target_resolution, target_box_px=args.box,
@@ -254,7 +256,7 @@ def main(args) -> int:
             raise CLIError(f"--volume box {reference.shape[-1]} px differs from the particle "
                            f"box {particles.box_px} px")
     log.info("reading %d particles from %s", len(particles), args.particles)
-    images = load_images(particles)
+    particles, images = load_particles_images(args, particles)
     report = train_regions(images, particles.angles_deg, out_dir=args.out, symmetry=symmetry,
                            spacing_deg=args.spacing, config=config,
                            shifts_px=particles.shifts_px, regions=regions,

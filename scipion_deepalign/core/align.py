@@ -309,7 +309,8 @@ def align_particles(images, volume, *, pixel_size_a, max_shift_px, ctf=None, sym
                   psi_step_deg=360.0 / n_psi, n_directions=len(all_dirs), n_psi=n_psi,
                   n_shifts=len(offsets), backend=xp.__name__, gallery_seconds=t_gal,
                   seconds=time.perf_counter() - t0, ctf_mode=ctf_mode if ctf else None,
-                  refined=bool(refine), n_tiles=len(plan.tiles), n_groups=len(galleries), **plan.info))
+                  refined=bool(refine), n_tiles=len(plan.tiles),
+                  n_groups=len(galleries), **plan.info))
     result.fallback = plan.fallback if region_hints is not None else np.zeros(n, bool)
     result.n_regions_searched = plan.n_regions_searched
     if n_best > 1:

@@ -15,8 +15,13 @@ from itertools import combinations
 import numpy as np
 
 from scipion_deepalign.core.geometry import angle_between_directions_deg, inplane_difference_deg
+from scipion_deepalign.core.particles import split_image_name
 
-__all__ = ["ConsensusResult", "angular_consensus", "pair_differences", "match_particles"]
+__all__ = ["ConsensusResult", "angular_consensus", "pair_differences", "match_particles",
+           "check_same_geometry"]
+
+# Relative tolerance on pixel sizes that count as equal.
+_PIXEL_RTOL = 1e-4
 
 # Equivalents whose direction distance is within this of the best one are treated as equally
 # close in direction; among them the smallest in-plane difference is taken.
@@ -204,13 +209,11 @@ def _name_key(name, key: str):
     name = str(name)
     if key == "exact":
         return name
-    if "@" in name:
-        index, stack = name.split("@", 1)
-        try:
-            return int(index), os.path.basename(stack)
-        except ValueError:
-            return name
-    return os.path.basename(name)
+    try:
+        index, stack = split_image_name(name)
+    except ValueError:
+        return name
+    return index, os.path.basename(stack)
 
 
 def match_particles(*name_lists, key: str = "basename"):
@@ -266,3 +269,26 @@ def match_particles(*name_lists, key: str = "basename"):
     for _, lk in lookups[1:]:
         index_lists.append(np.array([lk[first_keys[i]] for i in rows], dtype=np.int64))
     return common, index_lists
+
+
+def check_same_geometry(particle_sets, labels) -> None:
+    """``ValueError`` naming both inputs when two sets differ in box or pixel size.
+
+    Particles are paired by image index and stack name only, so sets of another box or pixel
+    size (e.g. re-extracted or downsampled) would be compared as if they were the same images.
+
+    Parameters
+    ----------
+    particle_sets : sequence of Particles
+    labels : sequence of str
+        How the message names each set (e.g. its STAR file).
+    """
+    first, label = particle_sets[0], labels[0]
+    for other, other_label in zip(particle_sets[1:], labels[1:]):
+        if other.box_px != first.box_px:
+            raise ValueError(f"{label} and {other_label} differ in box size ({first.box_px} "
+                             f"px vs {other.box_px} px): they are not the same particle images")
+        if abs(other.pixel_size_a - first.pixel_size_a) > _PIXEL_RTOL * first.pixel_size_a:
+            raise ValueError(f"{label} and {other_label} differ in pixel size "
+                             f"({first.pixel_size_a:g} A vs {other.pixel_size_a:g} A): they "
+                             "are not the same particle images")

@@ -19,7 +19,24 @@ __all__ = [
     "circular_mask",
     "low_pass_volume",
     "normalise_images",
+    "finite_rows",
 ]
+
+# Images checked at once by finite_rows (bounds its boolean temporary).
+_FINITE_BLOCK = 256
+
+
+def finite_rows(images) -> np.ndarray:
+    """``(N,)`` bool: image ``i`` of ``images`` (N, ...) holds only finite values.
+
+    Checked in blocks of images, so the temporary stays small for any stack.
+    """
+    images = np.asarray(images)
+    good = np.ones(len(images), dtype=bool)
+    for start in range(0, len(images), _FINITE_BLOCK):
+        block = images[start:start + _FINITE_BLOCK]
+        good[start:start + _FINITE_BLOCK] = np.isfinite(block).reshape(len(block), -1).all(1)
+    return good
 
 
 def _as_stack(images, name="images") -> np.ndarray:

@@ -9,7 +9,34 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-__all__ = ["CTFParams", "Particles"]
+__all__ = ["CTFParams", "Particles", "split_image_name", "join_image_name"]
+
+
+def _name_parts(name) -> tuple[str | None, str]:
+    """``"12@a@b.mrcs"`` -> ``("12", "a@b.mrcs")``: the index is before the *first* ``@``."""
+    index, sep, stack = str(name).partition("@")
+    return (index, stack) if sep else (None, index)
+
+
+def split_image_name(name: str) -> tuple[int, str]:
+    """``"12@stack.mrcs"`` -> ``(12, "stack.mrcs")`` (1-based); a bare path means image 1.
+
+    The one parser of RELION image names in the package; the stack path may hold ``@``.
+    """
+    index, stack = _name_parts(name)
+    if index is None:
+        return 1, stack
+    try:
+        return int(index), stack
+    except ValueError:
+        raise ValueError(f"image name {name!r}: the part before '@' must be an "
+                         "integer (1-based index)") from None
+
+
+def join_image_name(name: str, stack: str) -> str:
+    """``name`` pointing into ``stack`` instead (its index text is kept as written)."""
+    index, _ = _name_parts(name)
+    return stack if index is None else f"{index}@{stack}"
 
 
 @dataclass
@@ -85,6 +112,13 @@ class Particles:
         Any other per-particle column (e.g. ``deepalignRegion1``), kept through IO.
     root : str
         Folder that relative stack paths are resolved against.
+    optics : dict of str to ndarray of shape (G,), or None
+        RELION optics table (``data_optics``), one row per group, every column as read
+        (``rlnOpticsGroup``, ``rlnImagePixelSize``, ``rlnVoltage``, beam tilt, ...); written
+        back by :func:`scipion_deepalign.core.io.write_particles_star`. None: one group made
+        from ``pixel_size_a``, ``box_px`` and ``ctf``.
+    optics_group : ndarray of shape (N,), int, or None
+        Each particle's ``rlnOpticsGroup`` (a value of ``optics["rlnOpticsGroup"]``).
     """
 
     image_names: list
@@ -95,6 +129,8 @@ class Particles:
     ctf: CTFParams | None = None
     extra: dict = field(default_factory=dict)
     root: str = "."
+    optics: dict | None = None
+    optics_group: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.image_names)
@@ -113,4 +149,5 @@ class Particles:
             shifts_px=None if self.shifts_px is None else self.shifts_px[idx],
             ctf=None if self.ctf is None else self.ctf.subset(idx),
             extra={k: np.asarray(v)[idx] for k, v in self.extra.items()},
+            optics_group=None if self.optics_group is None else self.optics_group[idx],
         )

@@ -17,18 +17,42 @@ Per voxel the estimate is
 Symmetry: every particle is inserted at all its symmetric-equivalent poses ``A @ S``. The
 spread onto the grid is a convolution with a triangle kernel, undone at the end by dividing the
 real-space map by ``sinc^2`` along each axis (gridding correction). Particles are processed in
-batches so memory stays bounded.
+batches so memory stays bounded. The samples of a batch are summed into the grid with
+``np.bincount`` over the flat voxel index (all 8 neighbours at once), which is several times
+faster than ``np.add.at``; when the grid is much larger than the batch, the indices are first
+compacted with ``np.unique`` so the cost does not grow with the grid.
+
+Non-finite input (images, poses, shifts, CTF) is refused, and so is a map with a non-finite
+voxel: a NaN map is never returned.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from .geometry import euler_to_matrix
+from .imageops import finite_rows
 
 __all__ = ["reconstruct", "reconstruct_half_maps", "half_subsets"]
 
 # Fourier samples (times 8 neighbours) handled at once; bounds the working memory (~0.3 GB).
 _SAMPLES_PER_BATCH = 400_000
+# Grids up to this many times the number of entries of a batch are summed densely.
+_DENSE_GRID_FACTOR = 4
+
+
+def _scatter_add(targets, flat, weights) -> None:
+    """``np.add.at(t, flat, w)`` for each target and weight, by ``np.bincount``.
+
+    Every target has the same size; repeated indices add up, as with ``np.add.at``.
+    """
+    size = targets[0].size
+    if size <= _DENSE_GRID_FACTOR * flat.size:
+        for target, w in zip(targets, weights):
+            target += np.bincount(flat, weights=w, minlength=size)
+        return
+    voxels, inverse = np.unique(flat, return_inverse=True)
+    for target, w in zip(targets, weights):
+        target[voxels] += np.bincount(inverse, weights=w, minlength=len(voxels))
 
 
 class _Accumulator:
@@ -42,6 +66,7 @@ class _Accumulator:
         self.data_im = np.zeros(size, dtype=np.float64)
         self.weight = np.zeros(size, dtype=np.float64)
         self.ctf2 = np.zeros(size, dtype=np.float64) if with_ctf else None
+        self._scratch, self._scratch_m = None, None
 
     def add_(self, other: _Accumulator) -> _Accumulator:
         """Add ``other`` in place (no third grid in memory)."""
@@ -52,32 +77,50 @@ class _Accumulator:
             self.ctf2 += other.ctf2
         return self
 
+    def _buffers(self, m: int) -> dict:
+        """Scratch arrays of shape (8, m), reused between batches of the same size (fresh
+        large arrays cost page faults on every batch); dropped by :meth:`release`."""
+        if self._scratch_m != m:
+            names = ("w", "re", "im") + (("c2",) if self.ctf2 is not None else ())
+            self._scratch = {k: np.empty((8, m)) for k in names}
+            self._scratch["flat"] = np.empty((8, m), dtype=np.int64)
+            self._scratch_m = m
+        return self._scratch
+
+    def release(self) -> None:
+        """Free the scratch arrays (the grids stay)."""
+        self._scratch, self._scratch_m = None, None
+
+    def _neighbours(self, q, buf) -> None:
+        """Flat index and trilinear weight of the 8 voxels around each ``q`` (3, M), qx >= 0."""
+        p, n_x = self.pad_box, self.shape[2]
+        base = np.floor(q)
+        frac = q - base
+        base = base.astype(np.int64)
+        wx, wy, wz = ((1.0 - frac[a], frac[a]) for a in range(3))
+        fy = [((base[1] + d) % p) * n_x for d in (0, 1)]
+        fz = [((base[2] + d) % p) * (p * n_x) + base[0] for d in (0, 1)]
+        for k in range(8):  # neighbour k is (dz, dy, dx) = the bits of k
+            dz, dy, dx = k >> 2, (k >> 1) & 1, k & 1
+            np.multiply(wz[dz] * wy[dy], wx[dx], out=buf["w"][k])
+            np.add(fz[dz] + fy[dy], dx, out=buf["flat"][k])
+
     def insert(self, q, values, ctf2):
         """Spread samples at 3D frequencies ``q`` (M, 3) in (x, y, z) order, pixel units."""
-        p = self.pad_box
-        flip = q[:, 0] < 0
-        q = np.where(flip[:, None], -q, q)
-        values = np.where(flip, np.conj(values), values)
-        base = np.floor(q).astype(np.int64)
-        frac = q - base
-        n_x = self.shape[2]
-        for dz in (0, 1):
-            wz = frac[:, 2] if dz else 1.0 - frac[:, 2]
-            iz = (base[:, 2] + dz) % p
-            for dy in (0, 1):
-                wzy = wz * (frac[:, 1] if dy else 1.0 - frac[:, 1])
-                iy = (base[:, 1] + dy) % p
-                for dx in (0, 1):
-                    w = wzy * (frac[:, 0] if dx else 1.0 - frac[:, 0])
-                    ix = base[:, 0] + dx
-                    flat = (iz * p + iy) * n_x + ix
-                    # np.add.at is unbuffered (repeated indices add up) and, unlike
-                    # np.bincount, costs nothing per voxel of the (large) grid.
-                    np.add.at(self.data_re, flat, w * values.real)
-                    np.add.at(self.data_im, flat, w * values.imag)
-                    np.add.at(self.weight, flat, w)
-                    if ctf2 is not None:
-                        np.add.at(self.ctf2, flat, w * ctf2)
+        q = np.array(q.T)  # (3, M): contiguous rows
+        flip = q[0] < 0
+        q[:, flip] *= -1.0
+        imag = np.where(flip, -values.imag, values.imag)  # conjugates at -q
+        buf = self._buffers(q.shape[1])
+        self._neighbours(q, buf)
+        w = buf["w"]
+        targets = [self.data_re, self.data_im, self.weight]
+        weights = [np.multiply(w, values.real, out=buf["re"]),
+                   np.multiply(w, imag, out=buf["im"]), w]
+        if ctf2 is not None:
+            targets.append(self.ctf2)
+            weights.append(np.multiply(w, ctf2, out=buf["c2"]))
+        _scatter_add(targets, buf["flat"].ravel(), [x.ravel() for x in weights])
 
     def volume(self, box_px: int, *, wiener_constant: float) -> np.ndarray:
         """Finalise: Hermitian plane, division, inverse FFT, crop, gridding correction."""
@@ -102,6 +145,9 @@ class _Accumulator:
         r = (np.arange(box_px) - box_px // 2) / p
         s2 = np.sinc(r) ** 2
         vol = vol / (s2[:, None, None] * s2[None, :, None] * s2[None, None, :])
+        if not np.all(np.isfinite(vol)):
+            raise ValueError("the reconstruction has non-finite voxels (NaN or Inf); check "
+                             "the particles' CTF parameters and the Wiener constant")
         return vol.astype(np.float32)
 
 
@@ -124,7 +170,23 @@ def _check_inputs(images, angles_deg, shifts_px, ctf, pixel_size_a):
         raise ValueError(f"ctf has {len(ctf)} particles for {n} images")
     if not pixel_size_a or pixel_size_a <= 0:
         raise ValueError(f"pixel_size_a must be positive, got {pixel_size_a}")
+    _check_finite(imgs, angles, shifts_px, ctf)
     return imgs, angles, shifts_px
+
+
+def _check_finite(images, angles, shifts_px, ctf) -> None:
+    """``ValueError`` naming the first particles (0-based) with NaN or Inf input."""
+    arrays = {"images": finite_rows(images), "angles_deg": finite_rows(angles)}
+    if shifts_px is not None:
+        arrays["shifts_px"] = finite_rows(shifts_px)
+    if ctf is not None:
+        arrays["ctf"] = finite_rows(np.stack([ctf.defocus_u_a, ctf.defocus_v_a,
+                                              ctf.defocus_angle_deg], axis=1))
+    for name, good in arrays.items():
+        if not good.all():
+            bad = np.nonzero(~good)[0]
+            raise ValueError(f"{name} of {len(bad)} particles hold NaN or Inf (particles "
+                             f"{bad[:5].tolist()}, 0-based); nothing reconstructed")
 
 
 def _accumulate(images, angles_deg, shifts_px, ctf, *, pixel_size_a, symmetry, padding,
@@ -170,6 +232,7 @@ def _accumulate(images, angles_deg, shifts_px, ctf, *, pixel_size_a, symmetry, p
             q = np.matmul(k3[None], mats @ op)  # (b, S, 3): row k times (A S)
             acc.insert(q.reshape(-1, 3), values.ravel(),
                        None if ctf2 is None else ctf2.ravel())
+    acc.release()
     return acc
 
 

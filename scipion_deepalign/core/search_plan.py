@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["TILE_FRACTION", "PREDICTED_REGIONS", "SearchOptions", "SearchTiles", "build_tiles", "select_regions", "SearchPlan",
-           "plan_search"]
+__all__ = ["TILE_FRACTION", "PREDICTED_REGIONS", "SearchOptions", "SearchTiles", "build_tiles",
+           "select_regions", "SearchPlan", "plan_search"]
 
 #: Tile spacing as a fraction of the region spacing.
 TILE_FRACTION = 1.0 / 3.0

@@ -3,11 +3,10 @@ import numpy as np
 import pytest
 
 from scipion_deepalign.core.align import align_particles
-from scipion_deepalign.core.regions import nearest_regions
-from scipion_deepalign.core.search_plan import SearchOptions
 from scipion_deepalign.core.imageops import translate_images
 from scipion_deepalign.core.projection import project
-from scipion_deepalign.core.regions import region_centres_deg
+from scipion_deepalign.core.regions import nearest_regions, region_centres_deg
+from scipion_deepalign.core.search_plan import SearchOptions
 from scipion_deepalign.core.simulate import make_phantom, simulate_particles
 from scipion_deepalign.core.symmetry import (
     symmetric_direction_distance_deg,

@@ -3,14 +3,13 @@ import numpy as np
 import pytest
 
 from scipion_deepalign.cli import main
-from scipion_deepalign.core.regions import nearest_regions
 from scipion_deepalign.core.io import (
     read_particles_star,
     write_mrc,
     write_particles,
     write_regions_star,
 )
-from scipion_deepalign.core.regions import region_centres_deg
+from scipion_deepalign.core.regions import nearest_regions, region_centres_deg
 from scipion_deepalign.core.simulate import make_phantom, simulate_particles
 from scipion_deepalign.core.symmetry import symmetric_pose_distance_deg
 

@@ -10,10 +10,12 @@ from scipion_deepalign.core.io import (
     read_particles_star,
     read_regions_star,
     read_star_blocks,
+    split_image_name,
     write_particles,
     write_particles_star,
     write_regions_star,
 )
+from scipion_deepalign.core.io.images import stack_path
 from scipion_deepalign.core.particles import CTFParams, Particles
 from scipion_deepalign.tests.shared_data import shared_file
 
@@ -40,7 +42,12 @@ def _particles(n=6, box=24, pixel=2.5, seed=0):
 def _assert_same(a: Particles, b: Particles, *, names=True):
     assert len(a) == len(b) and a.box_px == b.box_px
     assert a.pixel_size_a == pytest.approx(b.pixel_size_a)
-    if names:
+    if names == "resolved":  # written elsewhere: names rewritten, same stacks
+        assert [split_image_name(n)[0] for n in a.image_names] == \
+            [split_image_name(n)[0] for n in b.image_names]
+        assert [os.path.realpath(stack_path(n, a.root)) for n in a.image_names] == \
+            [os.path.realpath(stack_path(n, b.root)) for n in b.image_names]
+    elif names:
         assert a.image_names == b.image_names
     np.testing.assert_allclose(a.angles_deg, b.angles_deg, atol=1e-5)
     np.testing.assert_allclose(a.shifts_px, b.shifts_px, atol=1e-5)
@@ -117,9 +124,11 @@ def test_relion5_file_and_missing_stack():
 
 def test_old_style_star_magnification(tmp_path):
     src = shared_file("star", "empiar_10076_7.star")
+    (tmp_path / "alone").mkdir()
+    alone = shutil.copy(src, tmp_path / "alone" / "e.star")  # no stack in any parent folder
     with pytest.raises(ValueError, match="first image stack .*empiar_10076_7.mrc is missing"):
-        read_particles_star(src)
-    p = read_particles_star(src, box_px=320)
+        read_particles_star(alone)
+    p = read_particles_star(alone, box_px=320)
     assert p.pixel_size_a == pytest.approx(5 * 1e4 / 38168)
     assert p.ctf.amplitude_contrast == pytest.approx(0.07) and p.angles_deg is None
     np.testing.assert_allclose(p.ctf.defocus_u_a[:2], [15301.1, 15303.0])
@@ -147,7 +156,7 @@ def test_real_file_round_trip(tmp_path, name):
     a = read_particles_star(shared_file(*name))
     write_particles_star(tmp_path / "out.star", a)
     b = read_particles_star(tmp_path / "out.star")
-    _assert_same(a, b)
+    _assert_same(a, b, names="resolved")
 
 
 # ------------------------------------------------------------- synthetic round trips
@@ -165,7 +174,8 @@ def test_write_particles_round_trip_with_custom_columns(tmp_path):
 
 
 def test_round_trip_without_poses_or_ctf(tmp_path):
-    p = Particles(image_names=["1@a.mrcs", "2@a.mrcs"], pixel_size_a=1.5, box_px=32)
+    p = Particles(image_names=["1@a.mrcs", "2@a.mrcs"], pixel_size_a=1.5, box_px=32,
+                  root=str(tmp_path))
     write_particles_star(tmp_path / "p.star", p)
     q = read_particles_star(tmp_path / "p.star")
     assert q.angles_deg is None and q.shifts_px is None and q.ctf is None and q.extra == {}

@@ -156,3 +156,68 @@ def test_relion_projections_follow_the_convention():
     transposed = matrix_to_euler(np.swapaxes(euler_to_matrix(parts.angles_deg), 1, 2))
     wrong = reconstruct(images, transposed, shifts_px=origin, pixel_size_a=5.0)
     assert _ncc(wrong, volume) < _ncc(from_relion, volume) - 0.3
+
+
+# ------------------------------------------------------------- gridding (np.bincount)
+def _reference_insert(acc, q, values, ctf2):
+    """The former np.add.at gridding, neighbour by neighbour (the reference)."""
+    p, n_x = acc.pad_box, acc.shape[2]
+    flip = q[:, 0] < 0
+    q = np.where(flip[:, None], -q, q)
+    values = np.where(flip, np.conj(values), values)
+    base = np.floor(q).astype(np.int64)
+    frac = q - base
+    for dz in (0, 1):
+        for dy in (0, 1):
+            for dx in (0, 1):
+                w = ((frac[:, 2] if dz else 1 - frac[:, 2]) * (frac[:, 1] if dy else 1 - frac[:, 1])
+                     * (frac[:, 0] if dx else 1 - frac[:, 0]))
+                flat = (((base[:, 2] + dz) % p) * p + (base[:, 1] + dy) % p) * n_x + base[:, 0] + dx
+                np.add.at(acc.data_re, flat, w * values.real)
+                np.add.at(acc.data_im, flat, w * values.imag)
+                np.add.at(acc.weight, flat, w)
+                if ctf2 is not None:
+                    np.add.at(acc.ctf2, flat, w * ctf2)
+
+
+@pytest.mark.parametrize("n_samples", [40, 3000], ids=["sparse-grid", "dense-grid"])
+def test_bincount_gridding_equals_add_at(n_samples):
+    from scipion_deepalign.core.reconstruct import _Accumulator
+
+    rng = np.random.default_rng(3)
+    q = rng.uniform(-7, 7, (n_samples, 3))
+    q[:5] = np.round(q[:5])  # samples on grid points and repeated voxels
+    q[5:10] = q[0]
+    values = rng.normal(size=n_samples) + 1j * rng.normal(size=n_samples)
+    ctf2 = rng.random(n_samples)
+    fast, slow = _Accumulator(16, with_ctf=True), _Accumulator(16, with_ctf=True)
+    for _ in range(2):  # accumulating twice adds up
+        fast.insert(q, values, ctf2)
+        _reference_insert(slow, q, values, ctf2)
+    for name in ("data_re", "data_im", "weight", "ctf2"):
+        np.testing.assert_allclose(getattr(fast, name), getattr(slow, name), rtol=1e-12,
+                                   atol=1e-12, err_msg=name)
+
+
+def test_non_finite_input_refused(exact):
+    images, parts = exact
+    bad = np.array(images, dtype=np.float32)
+    bad[3, 2, 2] = np.nan
+    with pytest.raises(ValueError, match=r"images of 1 particles hold NaN or Inf \(particles "
+                                         r"\[3\]"):
+        reconstruct(bad, parts.angles_deg, pixel_size_a=parts.pixel_size_a)
+    angles = np.array(parts.angles_deg)
+    angles[0, 1] = np.inf
+    with pytest.raises(ValueError, match="angles_deg of 1 particles hold NaN or Inf"):
+        reconstruct_half_maps(images, angles, pixel_size_a=parts.pixel_size_a)
+
+
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")
+def test_non_finite_map_never_returned():
+    from scipion_deepalign.core.reconstruct import _Accumulator
+
+    acc = _Accumulator(16, with_ctf=False)
+    acc.weight[:] = 1.0
+    acc.data_re[7] = np.inf
+    with pytest.raises(ValueError, match="non-finite voxels"):
+        acc.volume(8, wiener_constant=0.1)

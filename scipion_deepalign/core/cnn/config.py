@@ -19,8 +19,9 @@ import tempfile
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-__all__ = ["TrainConfig", "config_default", "NETWORKS", "HEADS", "TRAINING_SOURCES", "CONFIG_FILE", "REGIONS_FILE", "SHARED_MODEL", "SHARED_HISTORY",
-           "model_path", "history_path", "read_model_config", "write_json_atomic"]
+__all__ = ["TrainConfig", "config_default", "NETWORKS", "HEADS", "TRAINING_SOURCES", "CONFIG_FILE",
+           "REGIONS_FILE", "SHARED_MODEL", "SHARED_HISTORY", "model_path", "history_path",
+           "read_model_config", "write_json_atomic"]
 
 CONFIG_FILE = "config.json"
 REGIONS_FILE = "regions.star"

@@ -34,9 +34,9 @@ from ..imageops import (
 )
 from ..projection import downsampled_geometry
 
-__all__ = ["input_geometry", "preprocess_images", "normalise_input", "mask_images", "augment_images",
-           "split_by_particle", "RegionBatches", "SharedBatches", "region_validation_data",
-           "region_targets", "ProjectionBatches"]
+__all__ = ["input_geometry", "preprocess_images", "normalise_input", "mask_images",
+           "augment_images", "split_by_particle", "RegionBatches", "SharedBatches",
+           "region_validation_data", "region_targets", "ProjectionBatches"]
 
 
 def input_geometry(box_px: int, pixel_size_a: float, *, target_resolution_a=None,

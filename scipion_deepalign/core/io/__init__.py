@@ -1,5 +1,13 @@
 """Reading and writing MRC files and RELION STAR files; see :mod:`.mrc` and :mod:`.star`."""
-from .images import load_images, split_image_name, write_particles
+from .images import (
+    NonFiniteImagesError,
+    join_image_name,
+    load_images,
+    load_particle_images,
+    locate_stacks,
+    split_image_name,
+    write_particles,
+)
 from .mrc import read_mrc, read_mrc_header, read_mrc_stack, read_volume, write_mrc
 from .star import (
     read_particles_star,
@@ -13,6 +21,7 @@ from .star import (
 __all__ = [
     "read_mrc", "read_mrc_header", "read_mrc_stack", "read_volume", "write_mrc",
     "read_particles_star", "write_particles_star", "read_star_blocks", "write_star_blocks",
-    "load_images", "write_particles", "split_image_name",
+    "load_images", "load_particle_images", "NonFiniteImagesError", "write_particles",
+    "split_image_name", "join_image_name", "locate_stacks",
     "write_regions_star", "read_regions_star",
 ]

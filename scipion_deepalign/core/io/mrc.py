@@ -25,11 +25,12 @@ Pixel sizes are in Angstrom; a header voxel size of 0 is reported as ``None``.
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 
 import mrcfile
 import numpy as np
+
+from ..atomic import atomic_path
 
 __all__ = ["read_mrc", "read_mrc_stack", "read_volume", "read_mrc_header", "write_mrc"]
 
@@ -188,22 +189,11 @@ def write_mrc(path, data, *, pixel_size_a, stack=None) -> None:
         raise ValueError(f"pixel_size_a for {path} must be positive, got {pixel_size_a}")
     if stack is None:
         stack = path.endswith(".mrcs")
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise FileNotFoundError(f"output folder does not exist: {folder}")
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        with mrcfile.new(tmp, overwrite=True) as mrc:
-            mrc.set_data(data)
-            if data.ndim == 3:
-                if stack:
-                    mrc.set_image_stack()
-                else:
-                    mrc.set_volume()
-            mrc.voxel_size = float(pixel_size_a or 0.0)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_path(path) as tmp, mrcfile.new(tmp, overwrite=True) as mrc:
+        mrc.set_data(data)
+        if data.ndim == 3:
+            if stack:
+                mrc.set_image_stack()
+            else:
+                mrc.set_volume()
+        mrc.voxel_size = float(pixel_size_a or 0.0)

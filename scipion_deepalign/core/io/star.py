@@ -1,14 +1,27 @@
 """RELION particle STAR files: read any RELION 3.0/3.1+ layout, write RELION 3.1.
 
-Particles are written as RELION 3.1 (``data_optics`` with one optics group and
-``data_particles``). Reading also accepts:
+Particles are written as RELION 3.1 (``data_optics`` and ``data_particles``). Reading also
+accepts:
 
-* RELION 3.1+ with several optics groups, provided they share pixel size and box (otherwise
-  ``ValueError``); voltage, Cs and amplitude contrast come from the first group used, with a
-  warning when the groups used disagree on them;
-* RELION 3.0 style, no optics block: shifts from ``rlnOriginX/Y`` in pixels, pixel size from
-  ``rlnDetectorPixelSize * 10000 / rlnMagnification`` or the ``pixel_size_a`` argument, box
-  from the first image stack's header.
+* RELION 3.1+ with several optics groups. The optics table is kept whole in
+  :attr:`Particles.optics` (every column, e.g. beam tilt) with each particle's group in
+  :attr:`Particles.optics_group`, and written back. The groups used must share the box;
+  they must share the pixel size too unless ``mixed_pixel_sizes`` is true (metadata only:
+  shifts are then converted with each particle's own pixel size and ``pixel_size_a`` is the
+  first used group's). The CTF scalars of :class:`CTFParams` (voltage, Cs, amplitude
+  contrast) come from the first group used, with a warning when the groups used disagree;
+* RELION 3.0 style, no optics block: shifts from ``rlnOriginX/Y`` in pixels.
+
+Pixel size, first found: the ``pixel_size_a`` argument (a warning when the file disagrees);
+``rlnImagePixelSize`` of the optics table; ``rlnDetectorPixelSize * 10000 /
+rlnMagnification``; the header of the first image stack (a warning, since headers often
+carry a placeholder). Box: ``rlnImageSize``, else the first stack's header. Relative image
+paths are found as described in :mod:`.images` (STAR folder, its parents, the current
+folder, or ``datadir`` first).
+
+On writing, the optics table's pixel size, box, voltage, Cs and amplitude contrast of the
+groups used are those of the :class:`Particles` (which may have been changed), except for
+a column in which the groups used differ: it is written as read.
 
 Poses follow :mod:`scipion_deepalign.core.geometry`: ``shifts_px = rlnOriginXAngst /
 pixel_size`` with RELION's sign. Every particle column not interpreted here (e.g.
@@ -28,7 +41,15 @@ import warnings
 import numpy as np
 
 from ..particles import CTFParams, Particles
-from .images import load_images, split_image_name, write_particles
+from .images import (
+    load_images,
+    locate_stacks,
+    output_root,
+    relocate_image_names,
+    split_image_name,
+    stack_path,
+    write_particles,
+)
 from .regions import read_regions_star, write_regions_star
 from .starfile import column_values, float_column, read_star_blocks, write_star_blocks
 
@@ -47,6 +68,7 @@ _KNOWN_COLUMNS = {
 _ANGLE_COLUMNS = ("rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi")
 _CTF_SCALARS = (("rlnVoltage", "voltage_kv", 300.0), ("rlnSphericalAberration", "cs_mm", 2.7),
                 ("rlnAmplitudeContrast", "amplitude_contrast", 0.1))
+_PIXEL, _BOX, _GROUP = "rlnImagePixelSize", "rlnImageSize", "rlnOpticsGroup"
 
 
 # ----------------------------------------------------------------------------- read
@@ -61,186 +83,271 @@ def _particle_block(blocks, path):
     raise ValueError(f"{path}: no particle table (a data_ block with rlnImageName)")
 
 
-def _optics_scalars(blocks, particles_block, path):
-    """Pixel size, box and CTF scalars from the optics groups that particles use."""
-    optics = blocks["optics"]
-    groups = column_values(optics["rlnOpticsGroup"]) if "rlnOpticsGroup" in optics else \
-        np.arange(1, len(next(iter(optics.values()))) + 1)
-    if "rlnOpticsGroup" in particles_block:
-        used_ids = np.unique(column_values(particles_block["rlnOpticsGroup"]))
-        missing = sorted(set(used_ids.tolist()) - set(groups.tolist()))
-        if missing:
-            raise ValueError(f"{path}: particles refer to optics groups {missing} that "
-                             "data_optics does not define")
-        used = np.isin(groups, used_ids)
-    else:
-        used = np.zeros(len(groups), bool)
-        used[0] = True
-    out = {}
-    for col, key in (("rlnImagePixelSize", "pixel_size_a"), ("rlnImageSize", "box_px")):
-        if col not in optics:
-            out[key] = None
-            continue
-        vals = float_column(optics, col, path)[used]
-        if np.ptp(vals) > 1e-6 * abs(vals[0]):
-            raise ValueError(f"{path}: optics groups differ in {col} ({sorted(set(vals))}); "
-                             "split the particles by optics group first")
-        out[key] = float(vals[0])
-    for col, key, _default in _CTF_SCALARS:
-        if col in optics:
-            vals = float_column(optics, col, path)[used]
-            if np.ptp(vals) > 1e-6 * max(abs(vals[0]), 1e-12):
-                warnings.warn(f"{path}: optics groups differ in {col} ({sorted(set(vals))}); "
-                              f"using {vals[0]} for all particles", UserWarning, stacklevel=3)
-            out[key] = float(vals[0])
-    return out
+def _uniform(values) -> bool:
+    """All ``values`` equal to relative rounding (1e-6)."""
+    values = np.asarray(values, dtype=np.float64)
+    return np.ptp(values) <= 1e-6 * max(abs(values[0]), 1e-12)
+
+
+def _rows_of(ids, groups, path) -> np.ndarray:
+    """Row of the optics table of each particle's group (``ValueError`` for unknown groups)."""
+    ids, groups = np.asarray(ids), np.asarray(groups)
+    missing = sorted(set(np.unique(groups).tolist()) - set(ids.tolist()))
+    if missing:
+        raise ValueError(f"{path}: particles refer to optics groups {missing} that "
+                         "data_optics does not define")
+    order = np.argsort(ids, kind="stable")
+    return order[np.searchsorted(ids[order], groups)]
+
+
+def _read_optics(blocks, block, path):
+    """``(table, group of each particle, table row of each particle)``; Nones without one."""
+    if "optics" not in blocks or not blocks["optics"]:
+        return None, None, None
+    table = {c: column_values(v) for c, v in blocks["optics"].items()}
+    if _GROUP not in table:
+        table[_GROUP] = np.arange(1, len(next(iter(table.values()))) + 1)
+    n = len(block["rlnImageName"])
+    groups = (column_values(block[_GROUP]) if _GROUP in block
+              else np.full(n, table[_GROUP][0]))
+    return table, groups, _rows_of(table[_GROUP], groups, path)
+
+
+def _optics_column(table, rows, col, path):
+    """Each particle's value of optics column ``col`` (float), or None without the column."""
+    if table is None or col not in table:
+        return None
+    try:
+        return np.asarray(table[col], dtype=np.float64)[rows]
+    except ValueError as exc:
+        raise ValueError(f"{path}: data_optics column {col} is not numeric ({exc})") from exc
 
 
 def _column_scalar(block, col, path):
     vals = float_column(block, col, path)
-    if np.ptp(vals) > 1e-6 * max(abs(vals[0]), 1e-12):
+    if not _uniform(vals):
         warnings.warn(f"{path}: {col} varies between particles; using {vals[0]}",
-                      UserWarning, stacklevel=3)
+                      UserWarning, stacklevel=4)
     return float(vals[0])
 
 
-def read_particles_star(path, *, pixel_size_a=None, box_px=None) -> Particles:
-    """Particles (names, poses, CTF, extra columns) from a RELION STAR file.
+def _file_pixel_sizes(block, table, rows, path):
+    """Each particle's pixel size as the STAR file gives it, or None."""
+    px = _optics_column(table, rows, _PIXEL, path)
+    if px is None and {"rlnDetectorPixelSize", "rlnMagnification"} <= set(block):
+        px = np.full(len(block["rlnImageName"]),
+                     _column_scalar(block, "rlnDetectorPixelSize", path) * 1e4
+                     / _column_scalar(block, "rlnMagnification", path))
+    return px
+
+
+def _header_pixel_size(names, root, path):
+    """Pixel size in the header of the first image stack (with a warning), or None."""
+    from .mrc import read_mrc_header
+
+    stack = stack_path(names[0], root)
+    size = read_mrc_header(stack)["pixel_size_a"] if os.path.isfile(stack) else None
+    if size is not None:
+        warnings.warn(f"{path}: no pixel size in the STAR file; using {size:g} A from the "
+                      f"header of {stack}", UserWarning, stacklevel=4)
+    return size
+
+
+def _pixel_sizes(block, table, rows, names, root, path, override, mixed):
+    """Each particle's pixel size in Angstrom, ndarray of shape (N,)."""
+    file_px = _file_pixel_sizes(block, table, rows, path)
+    if override is not None:
+        if not override > 0:
+            raise ValueError(f"pixel_size_a must be positive, got {override}")
+        if file_px is not None and np.any(np.abs(file_px - override) > 1e-4 * override):
+            warnings.warn(f"{path}: pixel size {file_px[0]:.4f} A in the file replaced by "
+                          f"pixel_size_a={override}", UserWarning, stacklevel=3)
+        if table is not None:
+            table[_PIXEL] = np.asarray(table.get(_PIXEL, np.zeros(len(table[_GROUP]))), float)
+            table[_PIXEL][np.unique(rows)] = override
+        return np.full(len(names), float(override))
+    if file_px is None:
+        header = _header_pixel_size(names, root, path)
+        if header is None:
+            raise ValueError(f"{path}: no pixel size (no data_optics rlnImagePixelSize, no "
+                             "rlnDetectorPixelSize/rlnMagnification, none in the header of "
+                             f"{stack_path(names[0], root)}); pass pixel_size_a")
+        file_px = np.full(len(names), float(header))
+    if not np.all(file_px > 0):
+        raise ValueError(f"{path}: pixel size must be positive, got {np.min(file_px)}; "
+                         "pass pixel_size_a")
+    if not mixed and not _uniform(file_px):
+        raise ValueError(f"{path}: optics groups differ in {_PIXEL} "
+                         f"({sorted(set(file_px.tolist()))}); split the particles by optics "
+                         "group first")
+    return file_px
+
+
+def _box(table, rows, names, root, path, box_px):
+    if box_px is not None:
+        return int(round(box_px))
+    boxes = _optics_column(table, rows, _BOX, path)
+    if boxes is not None:
+        if not _uniform(boxes):
+            raise ValueError(f"{path}: optics groups differ in {_BOX} "
+                             f"({sorted(set(boxes.tolist()))}); split the particles by "
+                             "optics group first")
+        return int(round(boxes[0]))
+    from .mrc import read_mrc_header
+
+    stack = stack_path(names[0], root)
+    if not os.path.isfile(stack):
+        raise ValueError(f"{path}: no rlnImageSize and the first image stack "
+                         f"{stack} is missing; pass box_px")
+    return int(read_mrc_header(stack)["shape"][-1])
+
+
+def _poses(block, path, pixel_sizes):
+    angles = shifts = None
+    if all(c in block for c in _ANGLE_COLUMNS):
+        angles = np.stack([float_column(block, c, path) for c in _ANGLE_COLUMNS], axis=1)
+    if "rlnOriginXAngst" in block and "rlnOriginYAngst" in block:
+        shifts = np.stack([float_column(block, "rlnOriginXAngst", path),
+                           float_column(block, "rlnOriginYAngst", path)], axis=1) \
+            / pixel_sizes[:, None]
+    elif "rlnOriginX" in block and "rlnOriginY" in block:
+        shifts = np.stack([float_column(block, "rlnOriginX", path),
+                           float_column(block, "rlnOriginY", path)], axis=1)
+    elif angles is not None:
+        shifts = np.zeros((len(pixel_sizes), 2))
+    return angles, shifts
+
+
+def _ctf_scalar(block, table, rows, col, default, path):
+    vals = _optics_column(table, rows, col, path)
+    if vals is None:
+        return _column_scalar(block, col, path) if col in block else default
+    first = float(np.asarray(table[col], np.float64)[rows.min()])
+    if not _uniform(vals):
+        warnings.warn(f"{path}: optics groups differ in {col} ({sorted(set(vals.tolist()))}); "
+                      f"using {first} for all particles", UserWarning, stacklevel=4)
+    return first
+
+
+def _ctf(block, table, rows, path):
+    if "rlnDefocusU" not in block:
+        return None
+    n = len(block["rlnImageName"])
+    du = float_column(block, "rlnDefocusU", path)
+    return CTFParams(
+        defocus_u_a=du,
+        defocus_v_a=float_column(block, "rlnDefocusV", path) if "rlnDefocusV" in block else du,
+        defocus_angle_deg=(float_column(block, "rlnDefocusAngle", path)
+                           if "rlnDefocusAngle" in block else np.zeros(n)),
+        phase_shift_deg=(float_column(block, "rlnPhaseShift", path)
+                         if "rlnPhaseShift" in block else None),
+        **{key: _ctf_scalar(block, table, rows, col, default, path)
+           for col, key, default in _CTF_SCALARS})
+
+
+def read_particles_star(path, *, pixel_size_a=None, box_px=None, datadir=None,
+                        mixed_pixel_sizes=False) -> Particles:
+    """Particles (names, poses, CTF, optics, extra columns) from a RELION STAR file.
 
     Parameters
     ----------
     path : str or path-like
     pixel_size_a : float, optional
         Pixel size in Angstrom; overrides the file (with a warning if they disagree) and is
-        required when the file has none (RELION 3.0 without magnification columns).
+        required when neither the file nor the first stack's header has one.
     box_px : int, optional
         Image side; needed only when the file has no ``rlnImageSize`` and its first image
         stack cannot be opened.
+    datadir : str, optional
+        Folder where relative image stacks are looked for first (see :mod:`.images`).
+    mixed_pixel_sizes : bool, optional
+        Accept optics groups of different pixel sizes (see the module docstring).
 
     Returns
     -------
     Particles
-        ``root`` is the STAR file's folder. ``angles_deg`` is ``None`` unless all three
-        angle columns exist (then ``shifts_px`` defaults to zeros); ``ctf`` is ``None``
-        without ``rlnDefocusU``.
+        ``root`` is the folder the image names are relative to. ``angles_deg`` is ``None``
+        unless all three angle columns exist (then ``shifts_px`` defaults to zeros); ``ctf``
+        is ``None`` without ``rlnDefocusU``; ``optics`` is ``None`` without ``data_optics``.
     """
     path = os.fspath(path)
     blocks = read_star_blocks(path)
     block = _particle_block(blocks, path)
-    n = len(block["rlnImageName"])
-    if n == 0:
+    if len(block["rlnImageName"]) == 0:
         raise ValueError(f"{path}: the particle table is empty")
-    root = os.path.dirname(os.path.abspath(path))
-    scalars = _optics_scalars(blocks, block, path) if "optics" in blocks else {}
-
-    # pixel size
-    file_pixel = scalars.get("pixel_size_a")
-    if file_pixel is None and {"rlnDetectorPixelSize", "rlnMagnification"} <= set(block):
-        file_pixel = (_column_scalar(block, "rlnDetectorPixelSize", path) * 1e4
-                      / _column_scalar(block, "rlnMagnification", path))
-    if pixel_size_a is not None:
-        if not pixel_size_a > 0:
-            raise ValueError(f"pixel_size_a must be positive, got {pixel_size_a}")
-        if file_pixel is not None and abs(file_pixel - pixel_size_a) > 1e-4 * pixel_size_a:
-            warnings.warn(f"{path}: pixel size {file_pixel:.4f} A in the file replaced by "
-                          f"pixel_size_a={pixel_size_a}", UserWarning, stacklevel=2)
-        file_pixel = float(pixel_size_a)
-    if file_pixel is None or not file_pixel > 0:
-        raise ValueError(f"{path}: no pixel size (no data_optics rlnImagePixelSize, no "
-                         "rlnDetectorPixelSize/rlnMagnification); pass pixel_size_a")
-
-    names = [str(s) for s in block["rlnImageName"]]
-
-    # box
-    box = box_px if box_px is not None else scalars.get("box_px")
-    if box is None:
-        box = _box_from_stack(names[0], root, path)
-    box = int(round(box))
-
-    # poses
-    angles = shifts = None
-    if all(c in block for c in _ANGLE_COLUMNS):
-        angles = np.stack([float_column(block, c, path) for c in _ANGLE_COLUMNS], axis=1)
-    if "rlnOriginXAngst" in block and "rlnOriginYAngst" in block:
-        shifts = np.stack([float_column(block, "rlnOriginXAngst", path),
-                           float_column(block, "rlnOriginYAngst", path)], axis=1) / file_pixel
-    elif "rlnOriginX" in block and "rlnOriginY" in block:
-        shifts = np.stack([float_column(block, "rlnOriginX", path),
-                           float_column(block, "rlnOriginY", path)], axis=1)
-    elif angles is not None:
-        shifts = np.zeros((n, 2))
-
-    # CTF
-    ctf = None
-    if "rlnDefocusU" in block:
-        du = float_column(block, "rlnDefocusU", path)
-        kw = {}
-        for col, key, default in _CTF_SCALARS:
-            if key in scalars:
-                kw[key] = scalars[key]
-            elif col in block:
-                kw[key] = _column_scalar(block, col, path)
-            else:
-                kw[key] = default
-        ctf = CTFParams(
-            defocus_u_a=du,
-            defocus_v_a=float_column(block, "rlnDefocusV", path) if "rlnDefocusV" in block else du,
-            defocus_angle_deg=(float_column(block, "rlnDefocusAngle", path)
-                               if "rlnDefocusAngle" in block else np.zeros(n)),
-            phase_shift_deg=(float_column(block, "rlnPhaseShift", path)
-                             if "rlnPhaseShift" in block else None),
-            **kw)
-
+    root, names = locate_stacks([str(s) for s in block["rlnImageName"]], path, datadir=datadir)
+    table, groups, rows = _read_optics(blocks, block, path)
+    pixel_sizes = _pixel_sizes(block, table, rows, names, root, path, pixel_size_a,
+                               mixed_pixel_sizes)
+    box = _box(table, rows, names, root, path, box_px)
+    angles, shifts = _poses(block, path, pixel_sizes)
     known = set(_KNOWN_COLUMNS)
     if angles is None:  # partial angle columns (e.g. 2D classes: psi only) stay as extra
         known -= set(_ANGLE_COLUMNS)
     extra = {c: column_values(v) for c, v in block.items() if c not in known}
-    return Particles(image_names=names, pixel_size_a=float(file_pixel), box_px=box,
-                     angles_deg=angles, shifts_px=shifts, ctf=ctf, extra=extra, root=root)
-
-
-def _box_from_stack(name, root, star_path):
-    from .mrc import read_mrc_header
-
-    _, stack = split_image_name(name)
-    stack_path = stack if os.path.isabs(stack) else os.path.join(root, stack)
-    if not os.path.isfile(stack_path):
-        raise ValueError(f"{star_path}: no rlnImageSize and the first image stack "
-                         f"{stack_path} is missing; pass box_px")
-    return read_mrc_header(stack_path)["shape"][-1]
+    return Particles(image_names=names, pixel_size_a=float(pixel_sizes[0]), box_px=box,
+                     angles_deg=angles, shifts_px=shifts, ctf=_ctf(block, table, rows, path),
+                     extra=extra, root=root, optics=table,
+                     optics_group=None if groups is None else groups.astype(np.int64))
 
 
 # ----------------------------------------------------------------------------- write
+def _scalars(particles) -> dict:
+    """Optics column -> the value the :class:`Particles` give it."""
+    ctf = particles.ctf
+    out = {_PIXEL: float(particles.pixel_size_a), _BOX: int(particles.box_px)}
+    for col, key, default in _CTF_SCALARS:
+        out[col] = float(getattr(ctf, key)) if ctf is not None else default
+    return out
+
+
+def _optics_to_write(particles, path):
+    """``(optics table, group of each particle, table row of each particle)``."""
+    n = len(particles)
+    scalars = _scalars(particles)
+    if particles.optics is None:
+        table = {_GROUP: [1], "rlnOpticsGroupName": ["opticsGroup1"],
+                 "rlnImageDimensionality": [2], **{c: [v] for c, v in scalars.items()}}
+        return table, np.ones(n, np.int64), np.zeros(n, np.int64)
+    table = {c: np.array(v) for c, v in particles.optics.items()}
+    groups = (np.full(n, table[_GROUP][0]) if particles.optics_group is None
+              else np.asarray(particles.optics_group))
+    rows = _rows_of(table[_GROUP], groups, path)
+    used = np.unique(rows)
+    for col, value in scalars.items():
+        if col not in table:
+            table[col] = np.full(len(table[_GROUP]), value)
+        elif _uniform(np.asarray(table[col], np.float64)[used]):
+            table[col] = np.asarray(table[col], type(value))
+            table[col][used] = value
+    return table, groups, rows
+
+
 def write_particles_star(path, particles: Particles) -> None:
-    """Write particles as RELION 3.1 (one optics group), atomically.
+    """Write particles as RELION 3.1 (their optics table, or one group), atomically.
 
     Columns: ``rlnImageName``, ``rlnOpticsGroup``, angles and ``rlnOriginX/YAngst`` when
     poses exist, ``rlnDefocusU/V/Angle`` (+ ``rlnPhaseShift``) when a CTF exists, then every
-    column of ``particles.extra``. Image names are written as given (relative to the
-    STAR's folder, see :func:`write_particles`).
+    column of ``particles.extra``. Image names are rewritten relative to
+    :func:`~.images.output_root` of ``path`` (``particles.root`` when the file goes inside
+    it, else the file's folder).
     """
     n = len(particles)
     if n == 0:
         raise ValueError(f"no particles to write to {path}")
-    ctf = particles.ctf
-    optics = {
-        "rlnOpticsGroup": [1], "rlnOpticsGroupName": ["opticsGroup1"],
-        "rlnImagePixelSize": [float(particles.pixel_size_a)],
-        "rlnImageSize": [int(particles.box_px)], "rlnImageDimensionality": [2],
-        "rlnVoltage": [float(ctf.voltage_kv) if ctf else 300.0],
-        "rlnSphericalAberration": [float(ctf.cs_mm) if ctf else 2.7],
-        "rlnAmplitudeContrast": [float(ctf.amplitude_contrast) if ctf else 0.1],
-    }
-    cols = {"rlnImageName": np.array(particles.image_names, dtype=str),
-            "rlnOpticsGroup": np.ones(n, dtype=np.int64)}
+    optics, groups, rows = _optics_to_write(particles, path)
+    names = relocate_image_names(particles.image_names, particles.root,
+                                 output_root(path, particles.root))
+    cols = {"rlnImageName": np.array(names, dtype=str), _GROUP: groups}
     if particles.angles_deg is not None:
         angles = np.asarray(particles.angles_deg, dtype=np.float64).reshape(n, 3)
         for j, c in enumerate(_ANGLE_COLUMNS):
             cols[c] = angles[:, j]
     if particles.shifts_px is not None:
-        shifts_a = np.asarray(particles.shifts_px, np.float64).reshape(n, 2) \
-            * particles.pixel_size_a
+        pixel = np.asarray(optics[_PIXEL], np.float64)[rows]
+        shifts_a = np.asarray(particles.shifts_px, np.float64).reshape(n, 2) * pixel[:, None]
         cols["rlnOriginXAngst"], cols["rlnOriginYAngst"] = shifts_a[:, 0], shifts_a[:, 1]
+    ctf = particles.ctf
     if ctf is not None:
         cols["rlnDefocusU"] = ctf.defocus_u_a
         cols["rlnDefocusV"] = ctf.defocus_v_a
@@ -248,13 +355,17 @@ def write_particles_star(path, particles: Particles) -> None:
         if ctf.phase_shift_deg is not None:
             cols["rlnPhaseShift"] = ctf.phase_shift_deg
     for c, v in particles.extra.items():
-        if c in cols:
-            continue
-        v = np.asarray(v)
-        if v.shape != (n,):
-            raise ValueError(f"extra column {c!r} has shape {v.shape}, expected ({n},)")
-        if v.dtype.kind in "USO" and any(not str(x) or len(str(x).split()) != 1 for x in v):
-            raise ValueError(f"extra column {c!r}: text values must be non-empty and free of "
-                             "white space to be written to STAR")
-        cols[c] = v
+        if c not in cols:
+            cols[c] = _checked_extra(c, v, n)
     write_star_blocks(path, {"optics": optics, "particles": cols})
+
+
+def _checked_extra(name, values, n):
+    values = np.asarray(values)
+    if values.shape != (n,):
+        raise ValueError(f"extra column {name!r} has shape {values.shape}, expected ({n},)")
+    if values.dtype.kind in "USO" and any(not str(x) or len(str(x).split()) != 1
+                                          for x in values):
+        raise ValueError(f"extra column {name!r}: text values must be non-empty and free of "
+                         "white space to be written to STAR")
+    return values

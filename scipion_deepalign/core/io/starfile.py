@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 
 import numpy as np
 from emtable import Table
+
+from ..atomic import atomic_open
 
 __all__ = ["read_star_blocks", "write_star_blocks", "column_values", "float_column"]
 
@@ -112,18 +113,8 @@ def write_star_blocks(path, blocks: dict, *, single_row=()) -> None:
         if len(lengths) > 1:
             raise ValueError(f"columns of block {bname} for {path} differ in length: "
                              f"{sorted(lengths)}")
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise FileNotFoundError(f"output folder does not exist: {folder}")
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            for bname, cols in blocks.items():
-                f.write("\n# version 30001\n")
-                cols = {c: np.atleast_1d(v) for c, v in cols.items()}
-                _write_table(f, bname, cols, single_row=bname in single_row)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_open(path) as f:
+        for bname, cols in blocks.items():
+            f.write("\n# version 30001\n")
+            cols = {c: np.atleast_1d(v) for c, v in cols.items()}
+            _write_table(f, bname, cols, single_row=bname in single_row)
