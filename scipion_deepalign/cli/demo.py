@@ -33,6 +33,10 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                         help="region spacing in degrees")
     parser.add_argument("--epochs", type=positive_int, default=None)
     parser.add_argument("--positives-per-region", type=positive_int, default=None, metavar="N")
+    parser.add_argument("--images-per-epoch", type=positive_int, default=None, metavar="N")
+    parser.add_argument("--training-source", default=None,
+                        choices=("projections", "particles", "both"),
+                        help="what the network is trained on (default: deepalign run's)")
     parser.add_argument("--network", default=None, choices=("regional", "shared"),
                         help="one CNN per region (paper) or one shared-trunk network")
     parser.add_argument("--symmetry", default=None, help="point group of the phantom")
@@ -43,6 +47,8 @@ def main(args) -> int:
     overrides = {"n_particles": args.n, "box_px": args.box, "snr": args.snr,
                  "spacing_deg": args.spacing, "epochs": args.epochs,
                  "positives_per_region": args.positives_per_region,
+                 "images_per_epoch": args.images_per_epoch,
+                 "training_source": args.training_source,
                  "network": args.network, "symmetry": args.symmetry, "seed": args.seed}
     if args.symmetry is not None:
         overrides["symmetry"] = check_symmetry(args.symmetry)

@@ -14,13 +14,14 @@ from pathlib import Path
 import numpy as np
 
 from ..core.align import align_particles
-from ..core.cnn.config import TrainConfig
+from ..core.cnn.config import TrainConfig, config_default
 from ..core.consensus import angular_consensus
 from ..core.fsc import fsc_curve
 from ..core.io import write_mrc, write_particles
 from ..core.pipeline import run_deepalign
 from ..core.reconstruct import reconstruct_half_maps
 from ..core.regions import assign_regions
+from ..core.search_plan import PREDICTED_REGIONS
 from ..core.simulate import make_phantom, simulate_particles
 from ..core.symmetry import symmetric_direction_distance_deg
 
@@ -31,11 +32,13 @@ log = logging.getLogger(__name__)
 class DemoConfig:
     """Size of the demo data set and the DeepAlign settings used on it.
 
-    The defaults run in about ten minutes on two CPU cores. The global-search baseline is
+    The defaults run in about ten minutes on two CPU cores. The network is trained as
+    ``deepalign run`` trains it by default (from projections of the reference map: the
+    training subset is then only held out from the scores); the global-search baseline is
     run on ``compare_n`` test particles (DeepAlign on all of them) and both are compared there.
     """
 
-    n_particles: int = 20000
+    n_particles: int = 10000
     box_px: int = 64
     pixel_size_a: float = 3.0
     snr: float = 0.1
@@ -45,12 +48,14 @@ class DemoConfig:
     spacing_deg: float = 30.0
     cnn_resolution_a: float = 16.0
     align_resolution_a: float = 12.0
-    epochs: int = 12
+    training_source: str = config_default("training_source")
+    epochs: int = config_default("epochs")
+    images_per_epoch: int = config_default("images_per_epoch")
     positives_per_region: int = 600
     network: str = "shared"
     min_particles_per_region: int = 5
-    top_k: int = 2
-    compare_n: int = 2000
+    top_k: int = PREDICTED_REGIONS
+    compare_n: int = 1000
     step_deg: float | None = None
     seed: int = 0
 
@@ -97,6 +102,7 @@ class DemoResult:
     maps: dict = field(default_factory=dict)
     consensus: object = None
     timings_s: dict = field(default_factory=dict)
+    search_info: dict = field(default_factory=dict)
 
 
 def _timed(timings, key, fn, *args, **kwargs):
@@ -142,15 +148,20 @@ def run_demo(out_dir, config: DemoConfig | None = None) -> DemoResult:
     train_config = TrainConfig(
         pixel_size_a=cfg.pixel_size_a, target_resolution_a=cfg.cnn_resolution_a,
         epochs=cfg.epochs, positives_per_region=cfg.positives_per_region, seed=cfg.seed,
-        network=cfg.network,
+        network=cfg.network, training_source=cfg.training_source,
+        images_per_epoch=cfg.images_per_epoch,
         min_particles_per_region=cfg.min_particles_per_region)
+    from_particles = cfg.training_source != "projections"
     search = dict(pixel_size_a=cfg.pixel_size_a, max_shift_px=cfg.max_shift_px + 1,
                   ctf=particles.ctf, symmetry=cfg.symmetry, step_deg=cfg.step_deg,
                   target_resolution_a=cfg.align_resolution_a, device="auto")
     deep = run_deepalign(
-        images[train_index], truth[train_index], images, volume, model_dir=out / "model",
-        spacing_deg=cfg.spacing_deg, top_k=cfg.top_k, train_config=train_config,
-        train_shifts_px=particles.shifts_px[train_index], **search)
+        images[train_index] if from_particles else None,
+        truth[train_index] if from_particles else None, images, volume,
+        model_dir=out / "model", spacing_deg=cfg.spacing_deg, top_k=cfg.top_k,
+        train_config=train_config,
+        train_shifts_px=particles.shifts_px[train_index] if from_particles else None,
+        train_ctf=particles.ctf.subset(train_index) if from_particles else None, **search)
     timings.update({f"{k} (DeepAlign)": v for k, v in deep.seconds.items()})
     centres = deep.centres_deg
     true_regions, _ = assign_regions(truth, centres, cfg.symmetry)
@@ -205,4 +216,4 @@ def run_demo(out_dir, config: DemoConfig | None = None) -> DemoResult:
         train_report=deep.train_report, region_top1=region_top1, region_topk=region_topk,
         region_chance_topk=min(1.0, cfg.top_k / len(centres)), compare_index=compare,
         methods=methods, maps=maps,
-        consensus=consensus, timings_s=timings)
+        consensus=consensus, timings_s=timings, search_info=deep.alignment.info)

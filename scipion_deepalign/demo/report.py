@@ -117,15 +117,21 @@ def write_report(result, files: dict) -> Path:
         f"- {cfg.n_particles} particles, box {cfg.box_px} px, {cfg.pixel_size_a} A/px, "
         f"symmetry {cfg.symmetry}, CTF (defocus 1-3 um), SNR {cfg.snr}, shifts up to "
         f"{cfg.max_shift_px} px.",
-        f"- Training subset: {len(result.train_index)} particles "
-        f"({cfg.train_fraction:.0%}) with their true poses; the other "
-        f"{len(result.test_index)} are the test set.",
+        (f"- Training subset: {len(result.train_index)} particles "
+         f"({cfg.train_fraction:.0%}) with their true poses; the other "
+         f"{len(result.test_index)} are the test set."
+         if cfg.training_source != "projections" else
+         f"- The network is trained from projections of the reference map (with the "
+         f"particles' CTFs and measured noise): no particle pose is used; scores below are "
+         f"on {len(result.test_index)} test particles."),
         "- The reference map for the alignment is the phantom itself.", "",
         f"![particles]({files['gallery']})", "",
         "## Regional classifiers",
         f"- {len(result.centres_deg)} regions at {cfg.spacing_deg} deg spacing, "
         f"images downsampled to {cfg.cnn_resolution_a} A, {cfg.epochs} epochs max, "
-        f"{cfg.positives_per_region} augmented positives per region and epoch.",
+        + (f"{cfg.images_per_epoch} new projections per epoch."
+           if cfg.training_source == "projections" else
+           f"{cfg.positives_per_region} augmented positives per region and epoch."),
         (f"- Trained one shared-trunk network with {rep.n_regions} region outputs in "
          if rep.network == "shared" else
          f"- Trained {len(rep.trained)} regional networks ({len(rep.reused)} reused, "
@@ -140,7 +146,8 @@ def write_report(result, files: dict) -> Path:
         if key in files:
             lines += [f"![{key}]({files[key]})", ""]
     lines += [
-        f"## Alignment: DeepAlign (top-{cfg.top_k} regions) against a global search", "",
+        "## Alignment: DeepAlign (predicted regions, windows, adaptive number) against a "
+        "global search", "",
         f"DeepAlign aligned all {len(deep.index)} particles; the global search over the whole "
         f"asymmetric unit (the same direction grid, in-plane angles and shifts) aligned a random "
         f"sample of {len(glob.index)} test particles, and both are compared on that sample. "
@@ -149,7 +156,11 @@ def write_report(result, files: dict) -> Path:
         f"Per particle, DeepAlign made "
         f"{per(glob.n_comparisons, glob) / per(deep.n_comparisons, deep):.1f}x "
         f"fewer image-reference comparisons and took "
-        f"{per(glob.seconds, glob) / per(deep.seconds, deep):.1f}x less alignment time.", "",
+        f"{per(glob.seconds, glob) / per(deep.seconds, deep):.1f}x less alignment time "
+        f"(it searched {result.search_info.get('mean_regions_searched', 0):.2f} regions per "
+        f"particle on average; {result.search_info.get('fallback_fraction', 0):.1%} of the "
+        "particles went to the global fallback).", "",
+        *[f"- WARNING: {m}" for m in rep.warnings], "",
         f"![errors]({files['errors']})", "",
         "## Reconstruction (all particles)", "",
         *_map_rows(result), "",
