@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+from dataclasses import replace
 
 import numpy as np
 
@@ -213,9 +214,10 @@ def main(args) -> int:
                            f"regions of the model), got {hints.min() + 1}..{hints.max() + 1}")
         probs = region_probabilities_from_star(particles, hints.shape[1])
         if probs is None and search.needs_probabilities:
-            raise CLIError("--particles has no deepalignRegionProb columns, which "
-                           "--probability-mass and --fallback-probability need: set them to "
-                           "0, or predict with deepalign predict")
+            log.warning("--particles has no deepalignRegionProb columns: every one of its %d "
+                        "region columns is searched (no --probability-mass, no "
+                        "--fallback-probability)", hints.shape[1])
+            search = replace(search, probability_mass=None, fallback_probability=None)
     volume, volume_pixel = read_volume(args.volume)
     box = particles.box_px
     max_shift = box / 8 if args.max_shift is None else args.max_shift

@@ -150,6 +150,7 @@ def _check(args):
         raise CLIError(f"--validation-fraction must be in [0, 1), got {args.validation_fraction}")
     check_positive(args.patience, "--patience", allow_zero=True)
     symmetry = check_symmetry(args.symmetry)
+    check_file_exists(args.particles, "--particles")
     if args.training_source != "particles":
         if args.volume is None:
             raise CLIError(f"--training-source {args.training_source} needs --volume REF.mrc")

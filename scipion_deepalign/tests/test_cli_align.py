@@ -108,6 +108,21 @@ def test_volume_box_mismatch(inputs, tmp_path, capsys):
     assert "--volume box 24 px differs from the particle box 32 px" in capsys.readouterr().err
 
 
+def _assert_poses_inside_the_windows(angles_deg, hints, *, step_deg):
+    """Every pose lies in a tile of the search windows of its hinted regions."""
+    from scipion_deepalign.core.regions import region_distances_deg
+    from scipion_deepalign.core.search_plan import SearchOptions, build_tiles
+
+    centres = region_centres_deg(60.0, "c1")
+    tiles = build_tiles(centres, "c1", step_deg,
+                        overlap_deg=SearchOptions.default("overlap_deg"))
+    dirs = np.concatenate(tiles.directions_deg)
+    owner = np.concatenate([np.full(len(d), t) for t, d in enumerate(tiles.directions_deg)])
+    tile = owner[np.argmin(region_distances_deg(angles_deg, dirs, "c1"), axis=1)]
+    for i, t in enumerate(tile):
+        assert any(t in tiles.windows[r] for r in hints[i]), i
+
+
 def test_run_chains_train_predict_align(tmp_path):
     """deepalign run on a tiny set: a shared CNN trained for one epoch, then alignment."""
     pytest.importorskip("keras")
@@ -125,16 +140,20 @@ def test_run_chains_train_predict_align(tmp_path):
     code = main(["run", "--train", str(tmp_path / "train.star"), "--particles",
                  str(tmp_path / "all.star"), "--volume", str(tmp_path / "ref.mrc"),
                  "--out", str(out), "--spacing", "60", "--top-k", "3", "--epochs", "1",
-                 "--positives-per-region", "32", "--network", "shared", "--step", "12",
-                 "--max-shift", "1", "--device", "cpu"])
+                 "--training-source", "particles", "--images-per-epoch", "512",
+                 "--network", "shared", "--step", "12", "--max-shift", "1",
+                 "--device", "cpu"])
     assert code == 0
     assert (out / "model" / "regions.star").exists()
     pred = read_particles_star(out / "predicted.star")
+    k = 1
+    while f"deepalignRegion{k + 1}" in pred.extra:
+        k += 1
+    assert k == 4  # the adaptive search may use up to --max-regions 4 > --top-k 3
     hints = np.stack([np.asarray(pred.extra[f"deepalignRegion{j}"]).astype(int)
-                      for j in (1, 2, 3)], axis=1)
+                      for j in range(1, k + 1)], axis=1)
     aligned = read_particles_star(out / "aligned.star")
-    region = np.asarray(aligned.extra["deepalignRegion"]).astype(int)
-    assert np.all((hints == region[:, None]).any(axis=1))
+    _assert_poses_inside_the_windows(aligned.angles_deg, hints - 1, step_deg=12.0)
     # Where the CNN's hints hold the true region, the pose is found.
     centres = region_centres_deg(60.0, "c1")
     true_region = nearest_regions(truth, centres, "c1", k=1)[:, 0] + 1

@@ -1,4 +1,5 @@
 """``deepalign train`` -> ``deepalign predict`` round trip and the argument checks."""
+import json
 import subprocess
 import sys
 
@@ -30,7 +31,7 @@ def stars(tmp_path_factory):
 
 TRAIN_FAST = ["--symmetry", "d2", "--spacing", "90", "--box", "24", "--epochs", "1",
               "--batch-size", "32", "--positives", "64", "--min-particles", "3",
-              "--network", "regional"]
+              "--network", "regional", "--training-source", "particles"]
 
 
 def test_train_then_predict_writes_region_columns(stars, tmp_path, capsys):
@@ -73,9 +74,32 @@ def _error(argv, capsys):
 
 
 def test_train_without_poses(stars, tmp_path, capsys):
+    code, err = _error(["train", "--particles", str(stars[2]), "--out", str(tmp_path / "m"),
+                        "--training-source", "particles"], capsys)
+    assert code == 2 and "no poses" in err and "projections" in err
     code, err = _error(["train", "--particles", str(stars[2]), "--out", str(tmp_path / "m")],
+                       capsys)  # the default source, projections, needs the map
+    assert code == 2 and "--volume" in err
+    code, err = _error(["train", "--particles", str(stars[2]), "--out", str(tmp_path / "m"),
+                        "--volume", str(tmp_path / "ref.mrc"), "--network", "regional"],
                        capsys)
-    assert code == 2 and "no poses" in err
+    assert code == 2 and "--volume" in err  # missing file first
+    assert not (tmp_path / "m").exists()
+
+
+def test_train_from_projections_needs_no_poses(stars, tmp_path, capsys):
+    from scipion_deepalign.core.io import write_mrc
+    from scipion_deepalign.core.simulate import make_phantom
+
+    write_mrc(tmp_path / "ref.mrc", make_phantom(32, symmetry="d2", seed=0), pixel_size_a=4.0)
+    model = tmp_path / "model"
+    assert main(["train", "--particles", str(stars[2]), "--volume", str(tmp_path / "ref.mrc"),
+                 "--out", str(model), "--symmetry", "d2", "--spacing", "90", "--box", "16",
+                 "--epochs", "2", "--images-per-epoch", "256"]) == 0
+    out = capsys.readouterr().out
+    assert "trained from projections" in out
+    history = json.loads((model / "history_shared.json").read_text())
+    assert history["training_source"] == "projections" and len(history["loss"]) == 2
 
 
 @pytest.mark.parametrize("extra, message", [
@@ -88,7 +112,7 @@ def test_train_without_poses(stars, tmp_path, capsys):
 ])
 def test_train_bad_arguments(stars, tmp_path, capsys, extra, message):
     code, err = _error(["train", "--particles", str(stars[0]), "--out", str(tmp_path / "m"),
-                        *extra], capsys)
+                        "--training-source", "particles", *extra], capsys)
     assert code == 2 and message in err, err
     assert not (tmp_path / "m").exists()
 
