@@ -3,6 +3,9 @@
 #: key of the DeepAlign citation in :mod:`scipion_deepalign.bibtex`
 CITE_DEEPALIGN = "JimenezMoreno2021"
 
+#: short name of the plugin: the prefix of protocol labels ("deepalign - train") in the GUI
+PLUGIN_NAME = "deepalign"
+
 #: environment variable naming the Python interpreter that runs ``deepalign`` commands
 DEEPALIGN_PYTHON = "DEEPALIGN_PYTHON"
 

@@ -27,7 +27,7 @@ class DeepAlignProtReconstruct(ProtReconstruct3D):
     the halves gives the resolution (0.143 criterion). Outputs: the full map with its half
     maps, and the FSC curve.
     """
-    _label = "reconstruct and FSC"
+    _label = "reconstruct"
     _devStatus = BETA
 
     class outputs(Enum):

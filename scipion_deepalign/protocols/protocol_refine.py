@@ -23,7 +23,7 @@ class DeepAlignProtRefine(TrainSteps, AlignSteps, PredictSteps, DeepAlignProtBas
     when trained here, the model.
     """
 
-    _label = "refine (train, predict, align)"
+    _label = "train, predict and align"
 
     class outputs(Enum):
         outputParticles = SetOfParticles
