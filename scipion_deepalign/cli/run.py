@@ -18,6 +18,7 @@ import os
 
 import numpy as np
 
+from ..core import defaults
 from .align import BEST_REGION_COLUMN, REGION_COLUMN, SCORE_COLUMN, add_search_args
 from .common import (
     CLIError,
@@ -44,14 +45,17 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--volume", required=True, metavar="REF.mrc", help="reference map")
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
     parser.add_argument("--symmetry", default="c1", help="point group; default c1")
-    parser.add_argument("--spacing", type=positive_float, default=30.0, metavar="DEG",
-                        help="angular spacing of the region centres; default 30")
-    parser.add_argument("--top-k", type=positive_int, default=2, metavar="K",
-                        help="regions searched per particle; default 2")
+    parser.add_argument("--spacing", type=positive_float, default=defaults.REGION_SPACING_DEG,
+                        metavar="DEG", help="angular spacing of the region centres; "
+                        "default %(default)g")
+    parser.add_argument("--top-k", type=positive_int, default=defaults.TOP_K, metavar="K",
+                        help="regions searched per particle; default %(default)d")
     parser.add_argument("--epochs", type=positive_int, default=10, help="default 10")
-    parser.add_argument("--positives-per-region", type=positive_int, default=10000,
+    parser.add_argument("--positives-per-region", "--positives", dest="positives_per_region",
+                        type=positive_int, default=defaults.train_default("positives_per_region"),
                         metavar="N", help="augmented positives per region and epoch")
-    parser.add_argument("--network", default="shared",
+    parser.add_argument("--network", choices=defaults.NETWORKS,
+                        default=defaults.train_default("network"),
                         help="shared (default, one shared-trunk network) or regional (paper)")
     parser.add_argument("--target-resolution", type=positive_float, default=None, metavar="A",
                         help="downsample to this resolution for training and alignment")
@@ -99,7 +103,8 @@ def main(args) -> int:
     outcome = run_deepalign(
         load_images(train), train.angles_deg, load_images(particles), volume,
         model_dir=paths["model"], pixel_size_a=particles.pixel_size_a,
-        max_shift_px=particles.box_px / 8 if args.max_shift is None else args.max_shift,
+        max_shift_px=(defaults.default_max_shift_px(particles.box_px) if args.max_shift is None
+                      else args.max_shift),
         symmetry=symmetry, spacing_deg=args.spacing, top_k=args.top_k, train_config=config,
         train_shifts_px=train.shifts_px, ctf=particles.ctf if args.ctf else None,
         step_deg=args.step, target_resolution_a=args.target_resolution, device=args.device,

@@ -16,6 +16,7 @@ import sys
 
 import numpy as np
 
+from ..core import defaults
 from .common import (
     CLIError,
     check_file_exists,
@@ -27,7 +28,7 @@ from .common import (
 
 log = logging.getLogger("deepalign")
 
-LOSS_CHOICES = ("bce", "mae")
+LOSS_CHOICES = defaults.LOSSES
 
 
 def add_args(parser: argparse.ArgumentParser) -> None:
@@ -36,18 +37,24 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, metavar="MODEL_DIR",
                         help="model folder (created; reused to continue a training)")
     parser.add_argument("--symmetry", default="c1", help="point group; default c1")
-    parser.add_argument("--spacing", type=positive_float, default=30.0, metavar="DEG",
-                        help="angular spacing of the region centres in degrees; default 30")
+    parser.add_argument("--spacing", type=positive_float, default=defaults.REGION_SPACING_DEG,
+                        metavar="DEG", help="angular spacing of the region centres in "
+                        "degrees; default %(default)g")
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--target-resolution", type=positive_float, metavar="A",
                       help="downsample the particles to this resolution (Angstrom)")
     size.add_argument("--box", type=positive_int, metavar="B",
                       help="or to this box size (pixels); default: the full box")
-    parser.add_argument("--epochs", type=positive_int, default=10, help="default 10")
-    parser.add_argument("--batch-size", type=positive_int, default=128, help="default 128")
-    parser.add_argument("--positives", type=positive_int, default=10000, metavar="N",
-                        help="augmented positives per region and epoch; default 10000")
-    parser.add_argument("--network", choices=("shared", "regional"), default="shared",
+    parser.add_argument("--epochs", type=positive_int, default=defaults.train_default("epochs"),
+                        help="default %(default)d")
+    parser.add_argument("--batch-size", type=positive_int,
+                        default=defaults.train_default("batch_size"), help="default %(default)d")
+    parser.add_argument("--positives", "--positives-per-region", dest="positives",
+                        type=positive_int, default=defaults.train_default("positives_per_region"),
+                        metavar="N", help="augmented positives per region and epoch; "
+                        "default %(default)d")
+    parser.add_argument("--network", choices=defaults.NETWORKS,
+                        default=defaults.train_default("network"),
                         help="one shared-trunk network (default, the more accurate in "
                              "docs/benchmarks_cnn.md) or one network per region (paper)")
     parser.add_argument("--loss", choices=LOSS_CHOICES, default=None,
@@ -55,19 +62,23 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                              "TrainConfig's (see docs/benchmarks_cnn.md)")
     parser.add_argument("--learning-rate", type=positive_float, default=None, metavar="LR",
                         help="Adam learning rate; default TrainConfig's")
-    parser.add_argument("--validation-fraction", type=float, default=0.1, metavar="F",
-                        help="particles held out for early stopping; default 0.1")
-    parser.add_argument("--patience", type=int, default=3,
-                        help="early-stopping patience in epochs (0: off); default 3")
-    parser.add_argument("--min-particles", type=positive_int, default=10, metavar="N",
-                        help="regions with fewer training particles are skipped; default 10")
+    parser.add_argument("--validation-fraction", type=float,
+                        default=defaults.train_default("validation_fraction"), metavar="F",
+                        help="particles held out for early stopping; default %(default)g")
+    parser.add_argument("--patience", type=int, default=defaults.train_default("patience"),
+                        help="early-stopping patience in epochs (0: off); default %(default)d")
+    parser.add_argument("--min-particles", type=positive_int,
+                        default=defaults.train_default("min_particles_per_region"), metavar="N",
+                        help="regional network: regions with fewer training particles are "
+                             "skipped; default %(default)d")
     parser.add_argument("--regions", metavar="LIST",
                         help="comma-separated 1-based regions to train (default all)")
     parser.add_argument("--gpus", metavar="LIST",
                         help="comma-separated GPU ids (sets CUDA_VISIBLE_DEVICES)")
     parser.add_argument("--threads", type=positive_int, metavar="N",
                         help="CPU threads for the network library")
-    parser.add_argument("--seed", type=int, default=0, metavar="K", help="default 0")
+    parser.add_argument("--seed", type=int, default=defaults.train_default("seed"), metavar="K",
+                        help="default %(default)d")
 
 
 def parse_int_list(text, option: str) -> list[int] | None:

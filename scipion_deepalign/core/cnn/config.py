@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 __all__ = ["TrainConfig", "CONFIG_FILE", "REGIONS_FILE", "SHARED_MODEL", "SHARED_HISTORY",
+           "NETWORKS", "LOSSES",
            "model_path", "history_path", "read_model_config", "write_json_atomic"]
 
 CONFIG_FILE = "config.json"
@@ -27,6 +28,8 @@ REGIONS_FILE = "regions.star"
 SHARED_MODEL = "shared.keras"
 SHARED_HISTORY = "history_shared.json"
 NETWORKS = ("regional", "shared")
+#: training losses: binary cross-entropy, mean absolute error (Xmipp's code)
+LOSSES = ("bce", "mae")
 
 
 @dataclass
@@ -94,8 +97,8 @@ class TrainConfig:
     def __post_init__(self):
         if self.network not in NETWORKS:
             raise ValueError(f"network must be one of {NETWORKS}, got {self.network!r}")
-        if self.loss not in ("bce", "mae", "binary_crossentropy", "mean_absolute_error"):
-            raise ValueError(f"loss must be 'bce' or 'mae', got {self.loss!r}")
+        if self.loss not in LOSSES + ("binary_crossentropy", "mean_absolute_error"):
+            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
         for name in ("epochs", "batch_size", "positives_per_region"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
