@@ -242,14 +242,18 @@ class DeepAlignProtConsensus(ProtProcessParticles):
         return [pointer.get() for pointer in self.inputSets]
 
     def inputSetNames(self):
-        """What the GUI calls each input set: its run and output ("run 12 align.output...")."""
+        """What the GUI calls each input set: the run that made it, and the output's name
+        unless it is the usual ``outputParticles`` (``"consensus (outputParticlesDiscarded)"``).
+        """
         names = []
         for number, pointer in enumerate(self.inputSets, start=1):
             owner, particles = pointer.getObjValue(), pointer.get()
             name = (owner.getRunName() if hasattr(owner, "getRunName") else None) or \
-                (particles.getObjLabel() if particles is not None else None)
+                (particles.getObjLabel() if particles is not None else None) or \
+                f"input {number}"
             extended = pointer.getExtended() if pointer.hasExtended() else ""
-            names.append(" ".join(t for t in (name, extended) if t) or f"input {number}")
+            names.append(f"{name} ({extended})" if extended not in ("", "outputParticles")
+                         else name)
         return names
 
     def _keepIndex(self):
