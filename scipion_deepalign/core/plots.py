@@ -160,8 +160,11 @@ _HISTORY_PANELS = (("loss", "Loss"), ("accuracy", "Accuracy"))
 
 
 def network_name(key) -> str:
-    """How a history's key reads: ``"shared network"`` (key 0 or "shared") or ``"region 5"``."""
-    return "shared network" if key in (0, "shared") else f"region {key}"
+    """How a history's key reads: ``"shared network"`` (key 0 or "shared"), ``"region 5"``
+    (a region number), or the key itself (any other text)."""
+    if key in (0, "shared"):
+        return "shared network"
+    return key if isinstance(key, str) else f"region {key}"
 
 
 def plot_training_history(histories, *, path=None, fig=None, max_legend: int = 10):

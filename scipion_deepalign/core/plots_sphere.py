@@ -46,7 +46,7 @@ def equal_area_histogram(lon_rad, lat_rad, *, n_bins=None):
     """Counts of directions in equal-area bins of the sphere.
 
     Bins are regular in longitude and in ``sin(latitude)`` (Lambert), so each covers the same
-    solid angle. ``n_bins`` (about; default: about one bin per 5 particles, 48 to 2592 bins)
+    solid angle. ``n_bins`` (about; default: one bin per 20 particles, 48 to 2592 bins)
     sets the resolution.
 
     Returns
@@ -59,7 +59,7 @@ def equal_area_histogram(lon_rad, lat_rad, *, n_bins=None):
     """
     lon_rad, lat_rad = np.asarray(lon_rad, float), np.asarray(lat_rad, float)
     if n_bins is None:
-        n_bins = int(np.clip(lon_rad.size / 5, 48, 2592))
+        n_bins = int(np.clip(lon_rad.size / 20, 48, 2592))
     n_lat = max(4, int(round(np.sqrt(n_bins / 2))))
     n_lon = 2 * n_lat
     lon_edges = np.linspace(-np.pi, np.pi, n_lon + 1)
@@ -101,7 +101,8 @@ def plot_angular_distribution(angles_deg, *, title=None, path=None, fig=None):
     Returns
     -------
     Figure
-        Axes 0 holds the density (a QuadMesh whose array sums to N, empty bins masked) and,
+        Axes 0 holds the density (a QuadMesh, each equal-area bin drawn as 4 x 4 cells, so
+        its array sums to 16 N; empty bins masked) and,
         up to :data:`POINTS_UP_TO` particles, the points (a scatter whose offsets are
         :func:`sphere_coordinates_rad` of the input); axes 1 is the colour bar.
     """
@@ -112,9 +113,13 @@ def plot_angular_distribution(angles_deg, *, title=None, path=None, fig=None):
     top = counts.max() if counts.size else 0
     occupied = counts[counts > 0]
     norm = (LogNorm(vmin=1, vmax=top) if occupied.size and top / occupied.min() >= 30
-            else Normalize(vmin=0, vmax=max(top, 1)))
-    mesh = ax.pcolormesh(lon_edges, lat_edges, np.ma.masked_equal(counts, 0), cmap="viridis",
-                         norm=norm, shading="flat")
+            else Normalize(vmin=1, vmax=max(top, 2)))  # empty bins are white, not 0
+    # each bin drawn as 4 x 4 quads: straight quad edges then follow the curved map outline
+    fine_lon = np.linspace(-np.pi, np.pi, 4 * (lon_edges.size - 1) + 1)
+    fine_lat = np.arcsin(np.linspace(-1.0, 1.0, 4 * (lat_edges.size - 1) + 1))
+    fine = np.repeat(np.repeat(counts, 4, axis=0), 4, axis=1)
+    mesh = ax.pcolormesh(fine_lon, fine_lat, np.ma.masked_equal(fine, 0), cmap="viridis",
+                         norm=norm, shading="flat", rasterized=True)
     if lon.size <= POINTS_UP_TO:
         ax.scatter(lon, lat, s=8 if lon.size > 100 else 14, c="white", edgecolors="black",
                    linewidths=0.4, zorder=3)

@@ -79,7 +79,7 @@ def test_plot_angular_distribution(tmp_path):
     fig = plot_angular_distribution(angles, path=tmp_path / "dist.png")
     _png_ok(tmp_path / "dist.png")
     mesh, (points,) = _density_and_points(fig)
-    assert np.ma.sum(mesh.get_array()) == 3  # every particle counted once
+    assert np.ma.sum(mesh.get_array()) == 16 * 3  # every particle counted once, 4 x 4 cells
     offsets = points.get_offsets()
     np.testing.assert_allclose(offsets, np.deg2rad([[0, 90], [90, 0], [-90, -90]]), atol=1e-12)
     lon, lat = sphere_coordinates_rad(angles[:, :2])
@@ -97,7 +97,7 @@ def test_angular_distribution_scales_from_few_to_many_particles(tmp_path, n):
 
     fig = plot_angular_distribution(random_angles_deg(n, 0), path=tmp_path / "d.png")
     mesh, points = _density_and_points(fig)
-    assert np.ma.sum(mesh.get_array()) == n
+    assert np.ma.sum(mesh.get_array()) == 16 * n
     assert len(points) == (1 if n <= POINTS_UP_TO else 0)  # points only while readable
 
 
