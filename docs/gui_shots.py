@@ -56,6 +56,48 @@ def _grab(window, name):
     print(f"wrote {OUT / name}.png")
 
 
+def _grab_screen(name):
+    """Save every window on the (black) virtual screen, cropped to them, and leave."""
+    from PIL import ImageGrab
+
+    image = ImageGrab.grab(xdisplay=os.environ["DISPLAY"])
+    image = image.crop(image.convert("L").point(lambda v: 255 if v > 8 else 0).getbbox())
+    image.thumbnail((MAX_WIDTH, MAX_WIDTH))
+    OUT.mkdir(exist_ok=True)
+    image.save(OUT / f"{name}.png", optimize=True)
+    print(f"wrote {OUT / name}.png")
+    sys.stdout.flush()
+    os._exit(0)
+
+
+def _mask_wizard(project):
+    """The reconstruction form's FSC mask wizard on imported simulated particles."""
+    import pyworkflow.gui.project  # noqa: F401  (first: pyworkflow.gui.form imports it back)
+    from pwem.protocols import ProtImportParticles
+    from pyworkflow.gui.form import FormWindow
+
+    from scipion_deepalign.protocols import DeepAlignProtReconstruct
+    from scipion_deepalign.tests.scipion_helpers import simulate_dataset
+    from scipion_deepalign.wizards import DeepAlignFscMaskWizard
+
+    data = simulate_dataset(str(ROOT / "data"), n=20, box_px=48, pixel_size_a=2.0, snr=100.0,
+                            ctf=False, seed=1)
+    imported = project.newProtocol(
+        ProtImportParticles, importFrom=ProtImportParticles.IMPORT_FROM_SCIPION,
+        sqliteFile=data.sqlite_path, samplingRate=2.0, magnification=50000, voltage=300.0,
+        sphericalAberration=2.7, amplitudeContrast=0.1, haveDataBeenPhaseFlipped=False)
+    project.launchProtocol(imported, wait=True)
+    protocol = project.newProtocol(DeepAlignProtReconstruct, maskRadiusA=30.0)
+    protocol.inputParticles.set(imported)
+    protocol.inputParticles.setExtended("outputParticles")
+    window = FormWindow(f"Protocol Run: {protocol.getClassLabel()}", protocol,
+                        lambda *args, **kwargs: None)
+    window.root.after(DELAY_MS // 2,
+                      lambda: DeepAlignFscMaskWizard().show(window, "maskRadiusA"))
+    window.root.after(2 * DELAY_MS, lambda: _grab_screen("wizard_fsc_mask"))
+    window.show(center=True)
+
+
 def _done(window, name):
     """Grab, then leave at once (the project window keeps non-daemon threads alive)."""
     _grab(window, name)
@@ -166,7 +208,7 @@ def main(argv):
     if not os.environ.get("DISPLAY"):
         sys.exit("no DISPLAY: run under xvfb-run (make gui-shots)")
     if not argv:
-        for shot in ["project", "figures"] + list(FORMS):
+        for shot in ["project", "figures", "mask-wizard"] + list(FORMS):
             subprocess.run([sys.executable, __file__, shot], check=True, timeout=120)
         return
     if argv[0] == "figures":
@@ -176,8 +218,11 @@ def main(argv):
     from pyworkflow.project import Manager
 
     project = Manager().createProject("deepalign_gui_shots")
+    os.chdir(project.getPath())  # pyworkflow runs protocols from the project folder
     if argv[0] == "project":
         _project_window(project)
+    elif argv[0] == "mask-wizard":
+        _mask_wizard(project)
     else:
         _form(project, argv[0], *FORMS[argv[0]])
 

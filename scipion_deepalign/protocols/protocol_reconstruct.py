@@ -61,7 +61,8 @@ class DeepAlignProtReconstruct(ProtReconstruct3D):
         form.addParam("maskRadiusA", params.FloatParam, default=None, allowsNull=True,
                       label="FSC mask radius (Å)",
                       help="Radius of the soft spherical mask applied to both half maps before "
-                           "the FSC, in Å. Empty: no mask.")
+                           "the FSC, in Å. Empty: no mask. The wizard draws it on the "
+                           "particles.")
 
     # --------------------------- INSERT steps functions ------------------------------------
     def _createFilenameTemplates(self):

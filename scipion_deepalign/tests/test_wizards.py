@@ -317,3 +317,19 @@ def test_search_cost_known_answers():
     assert regional.n_directions == int(np.ceil(regional.n_directions_unit * 2 / 42))
     with pytest.raises(ValueError, match="step_deg"):
         search_cost(64, 2.0, step_deg=0.0)
+
+
+def test_fsc_mask_wizard_asks_for_particles_first():
+    from scipion_deepalign.wizards import DeepAlignFscMaskWizard
+
+    class _NoSet(_Value):
+        def hasValue(self):
+            return False
+
+    protocol = _Protocol(maskRadiusA=None)
+    protocol.inputParticles = _NoSet(None)
+    form = _Form(protocol)
+    DeepAlignFscMaskWizard().show(form, "maskRadiusA")
+    assert form.warnings == ["Select the aligned particles first."] and form.values == {}
+    targeted = {cls.__name__ for cls, _ in DeepAlignFscMaskWizard._targets}
+    assert targeted == {"DeepAlignProtReconstruct"}

@@ -1,6 +1,7 @@
 """DeepAlign form wizards, visible at this module's top level for pyworkflow's discovery."""
 from .wizards_geometry import (
     DeepAlignDownsamplingWizard,
+    DeepAlignFscMaskWizard,
     DeepAlignMaxShiftWizard,
     DeepAlignSearchResolutionWizard,
 )
@@ -12,4 +13,4 @@ from .wizards_search import (
 
 __all__ = ["DeepAlignDownsamplingWizard", "DeepAlignSearchResolutionWizard",
            "DeepAlignMaxShiftWizard", "DeepAlignRegionsWizard", "DeepAlignAngularStepWizard",
-           "DeepAlignPosesSetWizard"]
+           "DeepAlignPosesSetWizard", "DeepAlignFscMaskWizard"]

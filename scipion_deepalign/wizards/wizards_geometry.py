@@ -3,7 +3,8 @@ and shifts between pixels and Angstrom.
 
 Parameter names served (any DeepAlign protocol whose form has them): ``targetResolutionA``
 and ``alignResolutionA`` (Å), ``maxShiftPx`` (pixels of the input particles; the
-alignment's maximum shift and the consensus shift threshold).
+alignment's maximum shift and the consensus shift threshold), ``maskRadiusA`` (Å, the
+reconstruction's FSC mask, drawn on the particles by pwem's mask-radius dialog).
 """
 from scipion_deepalign.core import defaults
 from scipion_deepalign.core.wizard_math import (
@@ -16,7 +17,7 @@ from scipion_deepalign.core.wizard_math import (
 from .base import DeepAlignWizard, ask_number, particle_geometry, targets, value_of
 
 __all__ = ["DeepAlignDownsamplingWizard", "DeepAlignSearchResolutionWizard",
-           "DeepAlignMaxShiftWizard"]
+           "DeepAlignMaxShiftWizard", "DeepAlignFscMaskWizard"]
 
 
 class DeepAlignDownsamplingWizard(DeepAlignWizard):
@@ -96,3 +97,34 @@ class DeepAlignMaxShiftWizard(DeepAlignWizard):
         if shift_a is None:
             return None
         return round(shift_angstrom_to_px(shift_a, answer.pixel_size_a), 2)
+
+
+def _mask_radius_wizard_base():
+    """pwem's particle mask-radius wizard (draws the circle on particle images), or Wizard."""
+    try:
+        from pwem.wizards.wizard import ParticleMaskRadiusWizard
+    except ImportError:  # pragma: no cover - pwem without its wizards
+        return DeepAlignWizard
+    return ParticleMaskRadiusWizard
+
+
+class DeepAlignFscMaskWizard(_mask_radius_wizard_base()):
+    """Draw the FSC mask radius as a circle on the input particles and set it (Å)."""
+    param_name = "maskRadiusA"
+    title = "FSC mask radius"
+    _targets = targets(param_name)
+
+    def show(self, form, *params):
+        from pwem import constants as emcts
+
+        protocol = form.protocol
+        radius = value_of(protocol, self.param_name)
+        provider = self._getListProvider(protocol.inputParticles)
+        if provider is None:
+            form.showWarning("Select the aligned particles first.", header=self.title)
+            return
+        super().show(form, -1 if radius is None or radius <= 0 else radius, self.param_name,
+                     units=emcts.UNIT_ANGSTROM)
+
+    def _getProvider(self, protocol):
+        return self._getListProvider(protocol.inputParticles)
