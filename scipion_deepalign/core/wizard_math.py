@@ -296,7 +296,8 @@ def search_cost(box_px: int, pixel_size_a: float, *, symmetry: str = "c1",
     Raises
     ------
     ValueError
-        For a step that is not positive, or the errors of ``downsampled_geometry``.
+        For a box below 2 px, a step that is not positive, or the errors of
+        ``downsampled_geometry``.
     """
     import numpy as np
 
@@ -305,6 +306,8 @@ def search_cost(box_px: int, pixel_size_a: float, *, symmetry: str = "c1",
     from .projection import downsampled_geometry
     from .regions import region_direction_grids
 
+    if not box_px or int(box_px) < 2:
+        raise ValueError(f"box_px must be at least 2, got {box_px!r}")
     small = int(box_px)
     if target_resolution_a is not None:
         small = int(downsampled_geometry(box_px, pixel_size_a, target_resolution_a)[0])

@@ -15,6 +15,10 @@ from .protocol_predict import PredictSteps, _modelGeometryErrors
 
 __all__ = ["AlignSteps", "DeepAlignProtAlign", "CTF_HANDLING"]
 
+#: references per particle above which an automatic angular step is worth a warning (the old
+#: GUI default, 5 deg in two of 42 regions, was about 6,000)
+MAX_REFERENCES_QUIETLY = 200_000
+
 #: the alignment form's CTF choices (GUI words -> ``deepalign align --ctf-mode``); particles
 #: marked phase-flipped always get the core's "flipped"
 CTF_HANDLING = {"apply the CTF to the references": "apply",
@@ -143,9 +147,49 @@ class AlignSteps:
 
     def _alignmentWarnings(self):
         particles = self.inputParticles.get()
+        warnings = self._searchCostWarnings(particles) if particles is not None else []
         if particles is not None and not particles.hasCTF():
-            return ["The particles have no CTF: they are compared with plain projections."]
-        return []
+            warnings.append("The particles have no CTF: they are compared with plain "
+                            "projections.")
+        return warnings
+
+    def _searchCostWarnings(self, particles):
+        """A warning when the automatic angular step means a very large search."""
+        from ..core.wizard_math import search_cost
+
+        if self.angularStepDeg.get() is not None:
+            return []
+        resolution = self.alignResolutionA.get()
+        try:
+            n_regions = self._searchRegionCount()
+            cost = search_cost(
+                particles.getXDim(), particles.getSamplingRate(),
+                symmetry=self.symmetryGroup.get(),
+                target_resolution_a=resolution if resolution and resolution > 0 else None,
+                max_shift_px=self.maxShiftPx.get(), n_regions=n_regions,
+                top_k=self.topK.get() if n_regions else None)
+        except (ValueError, TypeError, AttributeError, OSError):
+            return []  # reported by _validate
+        if cost.references <= MAX_REFERENCES_QUIETLY:
+            return []
+        return [f"The automatic angular step is {cost.step_deg:.2g} deg on "
+                f"{cost.search_box_px} px images: about {cost.references:,} references per "
+                "particle. Set a search resolution or an angular step (their wizards give the "
+                "box and the cost)."]
+
+    def _searchRegionCount(self):
+        """Regions of the model searched (None: a global search, or unknown)."""
+        from ..core.regions import count_regions
+
+        if self.getAttributeValue("globalSearch", False):
+            return None
+        if self.getAttributeValue("trainModel", False):
+            return count_regions(self.regionSpacingDeg.get(), self.symmetryGroup.get())
+        model = self.inputModel.get() if self._usesInputModel() else None
+        if model is None:
+            model_dir = hints_model_dir(self.inputParticles.get())
+            model = DeepAlignModel.fromModelDir(model_dir) if model_dir else None
+        return model.getNumberOfRegions() if model is not None else None
 
     def _validateAlignment(self, model_symmetry=None):
         from ..core.symmetry import normalise_symmetry

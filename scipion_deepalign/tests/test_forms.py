@@ -55,7 +55,7 @@ def test_regional_parameters_are_shown_only_for_the_regional_network(name):
 def test_texts_of_shared_network_parameters_hold_for_both_networks():
     prot = protocols.DeepAlignProtTrain()
     for param in ("regionSpacingDeg", "positivesPerRegion", "numberOfEpochs"):
-        assert "each gets its own classifier" not in prot.getParam(param).help.get()
+        assert "its own classifier" not in prot.getParam(param).help.get()
     assert "shared network" in prot.getParam("regionSpacingDeg").help.get()
 
 
