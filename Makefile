@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO_OUT ?= demo_output
 
-.PHONY: demo test venv lint clean benchmarks
+.PHONY: demo test venv lint clean benchmarks gui-shots
 
 venv: $(STAMP)
 
@@ -27,6 +27,11 @@ lint: $(STAMP)
 
 benchmarks: $(STAMP)
 	MPLBACKEND=Agg $(BIN)/python benchmarks/run_all.py
+
+# Screenshots of the project window, the forms and the viewer figures into docs/screenshots/
+# (needs xvfb-run: apt-get install xvfb; nothing is run).
+gui-shots: $(STAMP)
+	xvfb-run -a -s "-screen 0 1400x1000x24" $(BIN)/python docs/gui_shots.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) build *.egg-info

@@ -1,15 +1,24 @@
 """Constants shared by the Scipion layer of the plugin (the core never imports this)."""
+from .core.defaults import LOSSES, NETWORKS
 
 #: key of the DeepAlign citation in :mod:`scipion_deepalign.bibtex`
 CITE_DEEPALIGN = "JimenezMoreno2021"
 
+#: short name of the plugin: the prefix of protocol labels ("deepalign - train") in the GUI
+PLUGIN_NAME = "deepalign"
+
 #: environment variable naming the Python interpreter that runs ``deepalign`` commands
 DEEPALIGN_PYTHON = "DEEPALIGN_PYTHON"
 
-#: network kinds offered by the training form, in the order of the form's choices
-NETWORK_KINDS = ("regional", "shared")
-#: training losses offered by the form, in the order of the form's choices
-LOSSES = ("bce", "mae")
+#: network kinds offered by the training form, in the order of the form's choices (the
+#: index is what a project stores: never reorder)
+NETWORK_KINDS = NETWORKS
+#: index of the regional network in :data:`NETWORK_KINDS` (for form conditions)
+REGIONAL = NETWORK_KINDS.index("regional")
+#: what the training form shows for each of the core's losses (:data:`LOSSES` order): the
+#: one place where the GUI words meet the core's names
+LOSS_LABELS = {"bce": "binary cross-entropy", "mae": "mean absolute error (Xmipp)"}
+LOSS_CHOICES = [LOSS_LABELS[name] for name in LOSSES]
 
 #: names of the per-particle attributes written on output items
 REGION_ATTR = "_deepalign_region%d"

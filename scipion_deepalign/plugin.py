@@ -5,7 +5,7 @@ import sys
 import pwem
 from pyworkflow.utils import Environ
 
-from .constants import CITE_DEEPALIGN, DEEPALIGN_PYTHON
+from .constants import CITE_DEEPALIGN, DEEPALIGN_PYTHON, PLUGIN_NAME
 
 _references = [CITE_DEEPALIGN]
 
@@ -65,8 +65,14 @@ class Plugin(pwem.Plugin):
         return env
 
     def getName(self):
-        """The package name (pyworkflow's default is the module of the Plugin class)."""
-        return __package__
+        """Short name shown before every protocol label (``deepalign - train``).
+
+        pyworkflow uses it only for display (``Protocol.getClassLabel``, the "all protocols"
+        tree, the run log) and as the suffix of ``PARALLEL_COMMAND_<NAME>``; the package is
+        found by the entry-point name (``scipion_deepalign``), recorded as ``self.name``.
+        Its default, the module of the Plugin class, would read ``scipion_deepalign.plugin``.
+        """
+        return PLUGIN_NAME
 
     def getPath(self):
         """Package folder (pyworkflow reads ``__path__`` of the Plugin class's module, and this

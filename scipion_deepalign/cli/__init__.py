@@ -27,6 +27,8 @@ COMMANDS = {
     "reconstruct": "Reconstruct a 3D map (and half maps) from aligned particles",
     "fsc": "Fourier shell correlation between two maps and its resolution",
     "consensus": "Agreement between two or more angular assignments",
+    "plot": "Draw what the Scipion viewers draw: distribution, training, angular-differences, "
+            "fsc",
     "demo": "End-to-end demonstration on simulated data",
 }
 

@@ -17,6 +17,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from ..core import defaults
 from .common import (
     CLIError,
     add_particle_args,
@@ -186,7 +187,7 @@ def check_args(args) -> None:
     if not args.out.lower().endswith(".star"):
         raise CLIError(f"--out must be a .star file name, got {args.out}")
     check_choice(args.device, ("auto", "cpu", "gpu"), "--device")
-    check_choice(args.ctf_mode, ("apply", "flip", "flipped"), "--ctf-mode")
+    check_choice(args.ctf_mode, defaults.CTF_MODES, "--ctf-mode")
     check_positive(args.max_shift, "--max-shift", allow_zero=True)
     check_positive(args.batch_size, "--batch-size")
     if args.top_k is not None:
@@ -220,7 +221,7 @@ def main(args) -> int:
             search = replace(search, probability_mass=None, fallback_probability=None)
     volume, volume_pixel = read_volume(args.volume)
     box = particles.box_px
-    max_shift = box / 8 if args.max_shift is None else args.max_shift
+    max_shift = defaults.default_max_shift_px(box) if args.max_shift is None else args.max_shift
     if volume.shape[-1] != box:
         raise CLIError(f"--volume box {volume.shape[-1]} px differs from the particle box "
                        f"{box} px")

@@ -21,6 +21,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from ..core import defaults
 from .common import (
     CLIError,
     add_particle_args,
@@ -42,8 +43,9 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                         help="two or more STAR files with poses of the same particles")
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
     parser.add_argument("--symmetry", default="c1", help="point group; default c1")
-    parser.add_argument("--max-angle", type=float, default=10.0, metavar="DEG",
-                        help="largest angle between projection directions; default 10")
+    parser.add_argument("--max-angle", type=float, default=defaults.CONSENSUS_MAX_ANGLE_DEG,
+                        metavar="DEG", help="largest angle between projection directions; "
+                        "default %(default)g")
     parser.add_argument("--max-inplane", type=float, default=None, metavar="DEG",
                         help="largest in-plane difference (default: --max-angle)")
     parser.add_argument("--max-shift", type=float, default=None, metavar="PX",

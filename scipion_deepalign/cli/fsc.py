@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import os
 
 import numpy as np
 
@@ -23,7 +24,9 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                         help="soft spherical mask radius in Angstrom (default: no mask)")
     parser.add_argument("--pixel-size", type=float, default=None, metavar="A",
                         help="pixel size in Angstrom (default: from MAP1's header)")
-    parser.add_argument("--plot", default=None, metavar="FSC.png", help="write the curve as PNG")
+    parser.add_argument("--plot", default=None, metavar="FSC.png",
+                        help="draw the curve (.png, .svg or .pdf); more curves: deepalign plot "
+                             "fsc")
     parser.add_argument("--csv", default=None, metavar="FSC.csv", help="write the curve as CSV")
 
 
@@ -38,6 +41,12 @@ def _pixel_size(args, px1, px2) -> float:
         raise CLIError(f"the maps have different pixel sizes ({px1:.4g} A in {args.map1}, "
                        f"{px2:.4g} A in {args.map2}); resample one or force --pixel-size")
     return px1 if px1 is not None else px2
+
+
+def map_pair_label(path1, path2) -> str:
+    """How a curve between two map files is named: ``"half1 vs half2"`` (file stems)."""
+    stems = [os.path.splitext(os.path.basename(p))[0] for p in (path1, path2)]
+    return " vs ".join(stems)
 
 
 def write_fsc_csv(path, result) -> None:
@@ -74,7 +83,7 @@ def main(args) -> int:
     if args.plot:
         from ..core.plots import plot_fsc
 
-        plot_fsc([result], ["MAP1 vs MAP2"], path=args.plot)
+        plot_fsc([result], [map_pair_label(args.map1, args.map2)], path=args.plot)
     print(f"FSC 0.143 resolution: {result.resolution_0143_a:.2f} A")
     print(f"FSC 0.5 resolution: {result.resolution_05_a:.2f} A")
     print(f"mean FSC up to Nyquist: {np.mean(result.fsc[1:]):.3f}")

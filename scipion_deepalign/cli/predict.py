@@ -13,6 +13,7 @@ import os
 
 import numpy as np
 
+from ..core import defaults
 from .common import NO_PARTICLE_LEFT, CLIError, add_particle_args, positive_int, read_particles
 from .train import forward_core_logging, parse_int_list, set_devices
 
@@ -24,12 +25,10 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                         help="particles to assign (RELION STAR)")
     parser.add_argument("--model", required=True, metavar="MODEL_DIR",
                         help="model folder written by deepalign train")
-    from ..core.search_plan import PREDICTED_REGIONS
-
-    parser.add_argument("--top-k", type=positive_int, default=PREDICTED_REGIONS, metavar="K",
+    parser.add_argument("--top-k", type=positive_int, default=defaults.TOP_K, metavar="K",
                         help="regions kept per particle, with their probabilities (the "
                              "alignment searches them all, or as many as its probability "
-                             f"mass needs); default {PREDICTED_REGIONS}")
+                             "mass needs); default %(default)d")
     parser.add_argument("--out", required=True, metavar="PRED.star", help="output STAR file")
     parser.add_argument("--batch-size", type=positive_int, default=256, help="default 256")
     parser.add_argument("--chunk", type=positive_int, default=4096, metavar="N",

@@ -18,6 +18,7 @@ import os
 
 import numpy as np
 
+from ..core import defaults
 from .align import (
     BEST_REGION_COLUMN,
     PROB_COLUMN,
@@ -47,9 +48,6 @@ OUTPUTS = {"model": "model", "predicted": "predicted.star", "aligned": "aligned.
 
 
 def add_args(parser: argparse.ArgumentParser) -> None:
-    from ..core.cnn.config import NETWORKS, TRAINING_SOURCES, config_default
-    from ..core.search_plan import PREDICTED_REGIONS
-
     parser.add_argument("--train", default=None, metavar="TRAIN.star",
                         help="particles with known poses to train on (not needed with "
                              "--training-source projections)")
@@ -58,29 +56,32 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--volume", required=True, metavar="REF.mrc", help="reference map")
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
     parser.add_argument("--symmetry", default="c1", help="point group; default c1")
-    parser.add_argument("--spacing", type=positive_float, default=30.0, metavar="DEG",
-                        help="angular spacing of the region centres; default 30")
-    parser.add_argument("--training-source", choices=TRAINING_SOURCES,
-                        default=config_default("training_source"),
+    parser.add_argument("--spacing", type=positive_float, default=defaults.REGION_SPACING_DEG,
+                        metavar="DEG", help="angular spacing of the region centres; "
+                        "default %(default)g")
+    parser.add_argument("--training-source", choices=defaults.TRAINING_SOURCES,
+                        default=defaults.train_default("training_source"),
                         help="projections: images of --volume made on the fly with the "
                              "particles' CTFs and noise (no --train needed); particles: the "
                              "aligned --train subset (the paper); both: mixed; default "
-                             f"{config_default('training_source')}")
-    parser.add_argument("--top-k", type=positive_int, default=PREDICTED_REGIONS, metavar="K",
+                             "%(default)s")
+    parser.add_argument("--top-k", type=positive_int, default=defaults.TOP_K, metavar="K",
                         help="regions predicted per particle (written to predicted.star); "
                              "all are searched unless --probability-mass picks fewer; "
-                             f"default {PREDICTED_REGIONS}")
-    parser.add_argument("--epochs", type=positive_int, default=config_default("epochs"),
+                             "default %(default)d")
+    parser.add_argument("--epochs", type=positive_int, default=defaults.train_default("epochs"),
                         help="maximum epochs (training stops when the validation loss stops "
-                             f"improving); default {config_default('epochs')}")
+                             "improving); default %(default)d")
     parser.add_argument("--images-per-epoch", type=positive_int,
-                        default=config_default("images_per_epoch"), metavar="N",
-                        help="training images per epoch of the shared network; default "
-                             f"{config_default('images_per_epoch')}")
-    parser.add_argument("--positives-per-region", type=positive_int,
-                        default=config_default("positives_per_region"), metavar="N",
-                        help="augmented positives per region and epoch (regional networks)")
-    parser.add_argument("--network", choices=NETWORKS, default=config_default("network"),
+                        default=defaults.train_default("images_per_epoch"), metavar="N",
+                        help="training images per epoch of the shared network; "
+                             "default %(default)d")
+    parser.add_argument("--positives-per-region", "--positives", dest="positives_per_region",
+                        type=positive_int, default=defaults.train_default("positives_per_region"),
+                        metavar="N", help="augmented positives per region and epoch (regional "
+                        "networks)")
+    parser.add_argument("--network", choices=defaults.NETWORKS,
+                        default=defaults.train_default("network"),
                         help="shared (default, one shared-trunk network) or regional (paper)")
     parser.add_argument("--target-resolution", type=positive_float, default=None, metavar="A",
                         help="downsample to this resolution for training and alignment")
@@ -151,7 +152,8 @@ def main(args) -> int:
     outcome = run_deepalign(
         train_images, train_angles, images, volume,
         model_dir=paths["model"], pixel_size_a=particles.pixel_size_a,
-        max_shift_px=particles.box_px / 8 if args.max_shift is None else args.max_shift,
+        max_shift_px=(defaults.default_max_shift_px(particles.box_px) if args.max_shift is None
+                      else args.max_shift),
         symmetry=symmetry, spacing_deg=args.spacing, top_k=top_k, train_config=config,
         train_shifts_px=None if args.train is None else train.shifts_px,
         train_ctf=None if args.train is None or not args.ctf else train.ctf,

@@ -16,6 +16,7 @@ import sys
 
 import numpy as np
 
+from ..core import defaults
 from .common import (
     CLIError,
     add_particle_args,
@@ -31,57 +32,56 @@ from .common import (
 
 log = logging.getLogger("deepalign")
 
-LOSS_CHOICES = ("bce", "mae")
+LOSS_CHOICES = defaults.LOSSES
 
 
 def add_args(parser: argparse.ArgumentParser) -> None:
-    from ..core.cnn.config import HEADS, TRAINING_SOURCES, config_default
-
     parser.add_argument("--particles", required=True, metavar="PARTICLES.star",
                         help="training particles with poses (RELION STAR); with "
                              "--training-source projections any particles of the data set "
                              "(they give the CTFs and the noise to match, no poses needed)")
-    parser.add_argument("--training-source", choices=TRAINING_SOURCES,
-                        default=config_default("training_source"),
+    parser.add_argument("--training-source", choices=defaults.TRAINING_SOURCES,
+                        default=defaults.train_default("training_source"),
                         help="projections: new images of --volume for every batch, with the "
                              "particles' CTFs and measured noise; particles: the aligned "
                              "particles (the paper); both: mixed; default "
-                             f"{config_default('training_source')}")
+                             "%(default)s")
     parser.add_argument("--volume", metavar="REF.mrc", default=None,
                         help="reference map (needed by the projections and both sources), "
                              "same box and pixel size as the particles")
     parser.add_argument("--out", required=True, metavar="MODEL_DIR",
                         help="model folder (created; reused to continue a training)")
     parser.add_argument("--symmetry", default="c1", help="point group; default c1")
-    parser.add_argument("--spacing", type=positive_float, default=30.0, metavar="DEG",
-                        help="angular spacing of the region centres in degrees; default 30")
+    parser.add_argument("--spacing", type=positive_float, default=defaults.REGION_SPACING_DEG,
+                        metavar="DEG", help="angular spacing of the region centres in "
+                        "degrees; default %(default)g")
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--target-resolution", type=positive_float, metavar="A",
                       help="downsample the particles to this resolution (Angstrom)")
     size.add_argument("--box", type=positive_int, metavar="B",
                       help="or to this box size (pixels); default: the full box")
-    parser.add_argument("--epochs", type=positive_int, default=config_default("epochs"),
+    parser.add_argument("--epochs", type=positive_int, default=defaults.train_default("epochs"),
                         help="maximum epochs (training stops when the validation loss stops "
-                             f"improving); default {config_default('epochs')}")
-    parser.add_argument("--batch-size", type=positive_int, default=config_default("batch_size"),
-                        help=f"default {config_default('batch_size')}")
+                             "improving); default %(default)d")
+    parser.add_argument("--batch-size", type=positive_int,
+                        default=defaults.train_default("batch_size"), help="default %(default)d")
     parser.add_argument("--images-per-epoch", type=positive_int,
-                        default=config_default("images_per_epoch"), metavar="N",
-                        help="training images per epoch of the shared network; default "
-                             f"{config_default('images_per_epoch')}")
-    parser.add_argument("--positives", type=positive_int,
-                        default=config_default("positives_per_region"), metavar="N",
-                        help="augmented positives per region and epoch of a regional network; "
-                             f"default {config_default('positives_per_region')}")
-    parser.add_argument("--head", choices=HEADS, default=config_default("head"),
+                        default=defaults.train_default("images_per_epoch"), metavar="N",
+                        help="training images per epoch of the shared network; "
+                             "default %(default)d")
+    parser.add_argument("--positives", "--positives-per-region", dest="positives",
+                        type=positive_int, default=defaults.train_default("positives_per_region"),
+                        metavar="N", help="augmented positives per region and epoch of a "
+                        "regional network; default %(default)d")
+    parser.add_argument("--head", choices=defaults.HEADS, default=defaults.train_default("head"),
                         help="output of the shared network: one softmax over the regions "
-                             "(softened labels) or a sigmoid per region; default "
-                             f"{config_default('head')}")
-    parser.add_argument("--label-softness", type=float, default=config_default("label_softness"),
-                        metavar="F", help="width of the softened labels as a fraction of "
-                                          "--spacing (0: one-hot); default "
-                                          f"{config_default('label_softness')}")
-    parser.add_argument("--network", choices=("shared", "regional"), default="shared",
+                             "(softened labels) or a sigmoid per region; default %(default)s")
+    parser.add_argument("--label-softness", type=float,
+                        default=defaults.train_default("label_softness"), metavar="F",
+                        help="width of the softened labels as a fraction of --spacing "
+                             "(0: one-hot); default %(default)g")
+    parser.add_argument("--network", choices=defaults.NETWORKS,
+                        default=defaults.train_default("network"),
                         help="one shared-trunk network (default, the more accurate in "
                              "docs/benchmarks_cnn.md) or one network per region (paper)")
     parser.add_argument("--loss", choices=LOSS_CHOICES, default=None,
@@ -89,20 +89,23 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                              "TrainConfig's (see docs/benchmarks_cnn.md)")
     parser.add_argument("--learning-rate", type=positive_float, default=None, metavar="LR",
                         help="Adam learning rate; default TrainConfig's")
-    parser.add_argument("--validation-fraction", type=float, default=0.1, metavar="F",
-                        help="particles held out for early stopping; default 0.1")
-    parser.add_argument("--patience", type=int, default=config_default("patience"),
-                        help="early-stopping patience in epochs (0: off); default "
-                             f"{config_default('patience')}")
-    parser.add_argument("--min-particles", type=positive_int, default=10, metavar="N",
-                        help="regions with fewer training particles are skipped; default 10")
+    parser.add_argument("--validation-fraction", type=float,
+                        default=defaults.train_default("validation_fraction"), metavar="F",
+                        help="particles held out for early stopping; default %(default)g")
+    parser.add_argument("--patience", type=int, default=defaults.train_default("patience"),
+                        help="early-stopping patience in epochs (0: off); default %(default)d")
+    parser.add_argument("--min-particles", type=positive_int,
+                        default=defaults.train_default("min_particles_per_region"), metavar="N",
+                        help="regional network: regions with fewer training particles are "
+                             "skipped; default %(default)d")
     parser.add_argument("--regions", metavar="LIST",
                         help="comma-separated 1-based regions to train (default all)")
     parser.add_argument("--gpus", metavar="LIST",
                         help="comma-separated GPU ids (sets CUDA_VISIBLE_DEVICES)")
     parser.add_argument("--threads", type=positive_int, metavar="N",
                         help="CPU threads for the network library")
-    parser.add_argument("--seed", type=int, default=0, metavar="K", help="default 0")
+    parser.add_argument("--seed", type=int, default=defaults.train_default("seed"), metavar="K",
+                        help="default %(default)d")
     add_particle_args(parser)
 
 

@@ -1,85 +1,118 @@
 """Figures of the judging results and of CNN training (matplotlib, no display needed).
 
 Every function builds a :class:`matplotlib.figure.Figure` without pyplot (so it works headless
-and leaves no global state), optionally saves it as PNG at ``path`` and returns it. Pass
-``fig=`` (e.g. ``pyplot.figure()``) to draw into a figure managed elsewhere (Scipion viewers).
-Sphere maps use the Mollweide projection with longitude ``rot`` and latitude ``90 - tilt``
-(north pole = tilt 0), both in degrees on the axes, radians in the plotted data.
+and leaves no global state), with constrained layout, optionally saves it at ``path`` (PNG,
+SVG or PDF, from the extension) and returns it. Pass ``fig=`` (e.g. ``pyplot.figure()``) to
+draw into a figure managed elsewhere (Scipion viewers, ``deepalign plot``). Sphere maps live
+in :mod:`.plots_sphere` and are re-exported here.
 """
 from __future__ import annotations
 
 import numpy as np
-from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator
+
+from ._figures import curve_labels as _labels
+from ._figures import figure as _figure
+from ._figures import finish as _finish
+from .plots_sphere import (
+    plot_angular_distribution,
+    plot_region_accuracy,
+    plot_region_counts,
+    sphere_coordinates_rad,
+)
 
 __all__ = ["plot_fsc", "plot_sorted_angular_differences", "plot_angular_distribution",
-           "plot_training_history", "plot_region_accuracy", "sphere_coordinates_rad"]
+           "plot_training_history", "plot_region_accuracy", "plot_region_counts",
+           "sphere_coordinates_rad", "network_name"]
 
 FSC_THRESHOLDS = (0.143, 0.5)
-
-
-def _figure(fig, figsize):
-    if fig is None:
-        return Figure(figsize=figsize, layout="constrained")
-    fig.clear()
-    return fig
-
-
-def _finish(fig, path):
-    if path is not None:
-        fig.savefig(path, dpi=110)
-    return fig
-
-
-def _labels(labels, n, default):
-    if labels is None:
-        return [f"{default} {i + 1}" for i in range(n)]
-    labels = list(labels)
-    if len(labels) != n:
-        raise ValueError(f"labels has {len(labels)} entries for {n} curves")
-    return labels
+#: resolutions (Angstrom) that may label the FSC plot's top axis
+_RESOLUTION_TICKS_A = (100, 50, 30, 20, 15, 12, 10, 8, 7, 6, 5, 4.5, 4, 3.5, 3, 2.8, 2.5,
+                       2.2, 2, 1.8, 1.6, 1.5, 1.4, 1.2, 1.0)
 
 
 def _angstrom(value) -> str:
-    return "n/a" if value is None else f"{value:.1f} A"
+    return "n/a" if value is None or not np.isfinite(value) else f"{value:.1f} Å"
 
 
-def plot_fsc(results, labels=None, *, path=None, fig=None) -> Figure:
-    """FSC curves with the 0.143 and 0.5 thresholds; resolutions in the legend.
+def _reciprocal(x):
+    x = np.asarray(x, dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        return np.where(x != 0, 1.0 / np.where(x != 0, x, 1.0), 1e6)
+
+
+def _resolution_axis(ax, f_max):
+    """Top axis labelled in Angstrom (1/frequency), ticks at least 7 % of the axis apart."""
+    top = ax.secondary_xaxis("top", functions=(_reciprocal, _reciprocal))
+    kept = []
+    for r in _RESOLUTION_TICKS_A:
+        f = 1.0 / r
+        if f <= f_max * 1.0001 and all(f - 1.0 / k >= 0.07 * f_max for k in kept):
+            kept.append(r)
+    top.set_xticks(kept)
+    top.set_xticklabels([f"{r:g}" for r in kept])
+    top.set_xlabel("Resolution (Å)")
+    return top
+
+
+def _mark_crossings(ax, results, lines):
+    """A dot and the resolution where each curve crosses 0.143 and 0.5."""
+    for k, (res, line) in enumerate(zip(results, lines)):
+        for threshold, value in zip(FSC_THRESHOLDS, (res.resolution_0143_a, res.resolution_05_a)):
+            if value is None or not np.isfinite(value) or value <= 0:
+                continue
+            colour = line.get_color()
+            ax.scatter([1.0 / value], [threshold], s=22, color=colour, zorder=3)
+            ax.annotate(f"{value:.1f} Å", (1.0 / value, threshold), xytext=(5, 5 + 11 * k),
+                        textcoords="offset points", fontsize="small", color=colour)
+
+
+def plot_fsc(results, labels=None, *, path=None, fig=None):
+    """FSC curves with the 0.143 and 0.5 thresholds, a resolution axis and the crossings.
 
     Parameters
     ----------
     results : list of FSCResult
         From :func:`scipion_deepalign.core.fsc.fsc_curve`.
     labels : list of str or None
+        Names of the curves (e.g. the maps compared); the legend adds both resolutions.
     path : str or None, keyword-only
-        PNG file to write.
 
     Returns
     -------
     Figure
-        One axes; its first ``len(results)`` lines are the curves (x: 1/Angstrom, y: FSC).
+        Axes 0: its first ``len(results)`` lines are the curves (x: 1/Angstrom, y: FSC), then
+        the two threshold lines; a dot (scatter) marks each crossing, labelled in Angstrom.
+        The top axis (secondary) is the resolution in Angstrom.
     """
     results = list(results)
     labels = _labels(labels, len(results), "FSC")
-    fig = _figure(fig, (6, 4))
+    fig = _figure(fig, (7, 4.5))
     ax = fig.add_subplot()
-    for res, label in zip(results, labels):
-        ax.plot(res.frequency_inv_a, res.fsc,
-                label=f"{label} (0.143: {_angstrom(res.resolution_0143_a)}, "
-                      f"0.5: {_angstrom(res.resolution_05_a)})")
+    lines = [ax.plot(res.frequency_inv_a, res.fsc,
+                     label=f"{label} (0.143: {_angstrom(res.resolution_0143_a)}, "
+                           f"0.5: {_angstrom(res.resolution_05_a)})")[0]
+             for res, label in zip(results, labels)]
     for t, style in zip(FSC_THRESHOLDS, (":", "--")):
         ax.axhline(t, color="grey", linestyle=style, linewidth=1)
-    ax.set_xlabel("Spatial frequency (1/A)")
+        ax.text(0.01, t, f"FSC = {t:g}", transform=ax.get_yaxis_transform(), va="bottom",
+                fontsize="small", color="grey")
+    _mark_crossings(ax, results, lines)
+    f_max = max([float(np.max(r.frequency_inv_a)) for r in results] + [1e-3])
+    ax.set_xlim(0.0, f_max)
+    _resolution_axis(ax, f_max)
+    ax.set_xlabel("Spatial frequency (1/Å)")
     ax.set_ylabel("FSC")
     ax.set_ylim(min(-0.1, *(float(np.min(r.fsc)) for r in results)) if results else -0.1, 1.05)
     ax.set_title("Fourier shell correlation")
     if results:
-        ax.legend(fontsize="small")
+        ax.legend(fontsize="small", loc="upper right")
     return _finish(fig, path)
 
 
 def plot_sorted_angular_differences(diffs_deg, labels=None, *, threshold_deg=None, path=None,
-                                    fig=None) -> Figure:
+                                    fig=None):
     """Angular differences per particle sorted from lowest to highest, and their histogram.
 
     Parameters
@@ -115,6 +148,7 @@ def plot_sorted_angular_differences(diffs_deg, labels=None, *, threshold_deg=Non
     ax_sorted.set_xlabel("Particle (sorted)")
     ax_sorted.set_ylabel("Angular difference (deg)")
     ax_sorted.set_title("Sorted angular differences")
+    ax_hist.set_title("Histogram")
     ax_hist.set_xlabel("Angular difference (deg)")
     ax_hist.set_ylabel("Particles")
     if diffs:
@@ -122,122 +156,68 @@ def plot_sorted_angular_differences(diffs_deg, labels=None, *, threshold_deg=Non
     return _finish(fig, path)
 
 
-def sphere_coordinates_rad(angles_deg):
-    """Mollweide coordinates ``(longitude, latitude)`` in radians of ``(rot, tilt[, psi])``.
-
-    Parameters
-    ----------
-    angles_deg : ndarray of shape (N, 2) or (N, 3)
-
-    Returns
-    -------
-    longitude, latitude : ndarray of shape (N,)
-        ``rot`` wrapped to [-180, 180) and ``90 - tilt``, in radians.
-    """
-    a = np.asarray(angles_deg, dtype=np.float64)
-    if a.ndim != 2 or a.shape[1] not in (2, 3):
-        raise ValueError(f"angles_deg must have shape (N, 2) or (N, 3), got {a.shape}")
-    lon = (a[:, 0] + 180.0) % 360.0 - 180.0
-    return np.deg2rad(lon), np.deg2rad(90.0 - a[:, 1])
-
-
-def _sphere_axes(fig, title):
-    ax = fig.add_subplot(projection="mollweide")
-    ax.grid(True, alpha=0.4)
-    ax.set_xlabel("rot (deg)")
-    ax.set_ylabel("90 - tilt (deg)")
-    ax.set_title(title)
-    return ax
-
-
-def plot_angular_distribution(angles_deg, *, path=None, fig=None) -> Figure:
-    """Projection directions of particles on a Mollweide sphere map.
-
-    Parameters
-    ----------
-    angles_deg : ndarray of shape (N, 2) or (N, 3)
-    path : str or None, keyword-only
-
-    Returns
-    -------
-    Figure
-        The scatter's offsets are :func:`sphere_coordinates_rad` of the input.
-    """
-    lon, lat = sphere_coordinates_rad(angles_deg)
-    fig = _figure(fig, (7, 4))
-    ax = _sphere_axes(fig, f"Angular distribution ({lon.size} particles)")
-    ax.scatter(lon, lat, s=4, alpha=0.5, linewidths=0)
-    return _finish(fig, path)
-
-
-def plot_region_accuracy(centres_deg, val_accuracy, *, path=None, fig=None) -> Figure:
-    """Validation accuracy of each region's CNN at its centre on a sphere map.
-
-    Parameters
-    ----------
-    centres_deg : ndarray of shape (R, 2) or (R, 3)
-    val_accuracy : ndarray of shape (R,)
-        In [0, 1]; NaN for regions without a value (drawn hollow).
-    path : str or None, keyword-only
-
-    Returns
-    -------
-    Figure
-        The scatter's offsets are the centres' coordinates, its array the accuracies.
-    """
-    lon, lat = sphere_coordinates_rad(centres_deg)
-    acc = np.asarray(val_accuracy, dtype=np.float64).ravel()
-    if acc.shape != lon.shape:
-        raise ValueError(f"val_accuracy has {acc.size} values for {lon.size} region centres")
-    fig = _figure(fig, (7, 4))
-    mean = np.nanmean(acc) if np.any(np.isfinite(acc)) else float("nan")
-    ax = _sphere_axes(fig, f"Validation accuracy per region (mean {mean:.2f})")
-    points = ax.scatter(lon, lat, c=acc, cmap="viridis", vmin=0.0, vmax=1.0, s=60,
-                        edgecolors="k", linewidths=0.5, plotnonfinite=True)
-    fig.colorbar(points, ax=ax, shrink=0.7, label="validation accuracy")
-    return _finish(fig, path)
-
-
 _HISTORY_PANELS = (("loss", "Loss"), ("accuracy", "Accuracy"))
 
 
-def plot_training_history(histories, *, path=None, fig=None, max_legend: int = 10) -> Figure:
-    """Loss and accuracy per epoch of each region's CNN (training solid, validation dashed).
+def network_name(key) -> str:
+    """How a history's key reads: ``"shared network"`` (key 0 or "shared"), ``"region 5"``
+    (a region number), or the key itself (any other text)."""
+    if key in (0, "shared"):
+        return "shared network"
+    return key if isinstance(key, str) else f"region {key}"
+
+
+def plot_training_history(histories, *, path=None, fig=None, max_legend: int = 10):
+    """Loss and accuracy per epoch of each network (training solid, validation dashed).
 
     Parameters
     ----------
     histories : dict of int to dict
-        Region -> Keras ``History.history``-like dict with lists ``loss``, ``accuracy``,
-        ``val_loss``, ``val_accuracy`` (the ``val_`` ones optional); other keys (e.g.
-        ``"region"``) are ignored.
+        Network -> Keras ``History.history``-like dict with lists ``loss``, ``accuracy``,
+        ``val_loss``, ``val_accuracy`` (the ``val_`` ones optional); keys are 1-based
+        regions, or 0 for the shared network (:func:`network_name`). Other keys of the dicts
+        (e.g. ``"region"``) are ignored.
     path : str or None, keyword-only
     max_legend : int, keyword-only
-        No legend above this many regions.
+        No legend of the networks above this many.
 
     Returns
     -------
     Figure
-        Axes 0 holds the loss lines, axes 1 the accuracy lines; for each region in the dict's
-        order, the training line then (if present) the validation line, x = epochs 1, 2, ...
+        Axes 0 holds the loss lines, axes 1 the accuracy lines; for each network in the
+        dict's order, the training line then (if present) the validation line, x = epochs
+        1, 2, ... (integer ticks, a marker per epoch so that one epoch still shows).
     """
     if not histories:
         raise ValueError("histories is empty: no training history to plot")
     fig = _figure(fig, (10, 4))
     axes = fig.subplots(1, 2)
+    n_epochs = 1
     for region, hist in histories.items():
         for ax, (key, _) in zip(axes, _HISTORY_PANELS):
             if key not in hist:
-                raise ValueError(f"history of region {region} has no '{key}' "
+                raise ValueError(f"history of {network_name(region)} has no '{key}' "
                                  f"(keys: {sorted(hist)})")
             values = np.asarray(hist[key], dtype=np.float64)
-            line, = ax.plot(np.arange(1, values.size + 1), values, label=f"region {region}")
+            n_epochs = max(n_epochs, values.size)
+            line, = ax.plot(np.arange(1, values.size + 1), values, marker="o", markersize=3,
+                            label=network_name(region))
             if f"val_{key}" in hist:
                 val = np.asarray(hist[f"val_{key}"], dtype=np.float64)
-                ax.plot(np.arange(1, val.size + 1), val, linestyle="--", color=line.get_color())
+                ax.plot(np.arange(1, val.size + 1), val, linestyle="--", marker="o",
+                        markersize=3, markerfacecolor="none", color=line.get_color())
     for ax, (_, title) in zip(axes, _HISTORY_PANELS):
         ax.set_xlabel("Epoch")
         ax.set_ylabel(title)
-        ax.set_title(f"{title} (training solid, validation dashed)", fontsize="medium")
+        ax.set_title(f"{title} per epoch")
+        ax.set_xlim(0.5, n_epochs + 0.5)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
     if len(histories) <= max_legend:
         axes[0].legend(fontsize="small")
+    axes[1].legend(handles=[Line2D([], [], color="k", marker="o", markersize=3,
+                                   label="training"),
+                            Line2D([], [], color="k", linestyle="--", marker="o",
+                                   markersize=3, markerfacecolor="none",
+                                   label="validation (held-out particles)")],
+                   fontsize="small")
     return _finish(fig, path)

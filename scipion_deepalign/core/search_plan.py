@@ -22,15 +22,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["TILE_FRACTION", "PREDICTED_REGIONS", "SearchOptions", "SearchTiles", "build_tiles",
+from .defaults import TOP_K
+
+__all__ = ["TILE_FRACTION", "SearchOptions", "SearchTiles", "build_tiles",
            "select_regions", "SearchPlan", "plan_search"]
 
 #: Tile spacing as a fraction of the region spacing.
 TILE_FRACTION = 1.0 / 3.0
-
-#: Regions predicted (and written) per particle by default: as many as the default search
-#: may use (``SearchOptions().max_regions``), so the adaptive search has them at hand.
-PREDICTED_REGIONS = 4
 
 
 @dataclass
@@ -53,7 +51,7 @@ class SearchOptions:
 
     overlap_deg: float = 15.0
     probability_mass: float | None = 0.8
-    max_regions: int | None = 4
+    max_regions: int | None = TOP_K
     fallback_probability: float | None = None
 
     def __post_init__(self):

@@ -14,14 +14,14 @@ from pathlib import Path
 import numpy as np
 
 from ..core.align import align_particles
-from ..core.cnn.config import TrainConfig, config_default
+from ..core.cnn.config import TrainConfig
 from ..core.consensus import angular_consensus
+from ..core.defaults import TOP_K, train_default
 from ..core.fsc import fsc_curve
 from ..core.io import write_mrc, write_particles
 from ..core.pipeline import run_deepalign
 from ..core.reconstruct import reconstruct_half_maps
 from ..core.regions import assign_regions
-from ..core.search_plan import PREDICTED_REGIONS
 from ..core.simulate import make_phantom, simulate_particles
 from ..core.symmetry import symmetric_direction_distance_deg
 
@@ -48,13 +48,13 @@ class DemoConfig:
     spacing_deg: float = 30.0
     cnn_resolution_a: float = 16.0
     align_resolution_a: float = 12.0
-    training_source: str = config_default("training_source")
-    epochs: int = config_default("epochs")
-    images_per_epoch: int = config_default("images_per_epoch")
+    training_source: str = train_default("training_source")
+    epochs: int = train_default("epochs")
+    images_per_epoch: int = train_default("images_per_epoch")
     positives_per_region: int = 600
     network: str = "shared"
     min_particles_per_region: int = 5
-    top_k: int = PREDICTED_REGIONS
+    top_k: int = TOP_K
     compare_n: int = 1000
     step_deg: float | None = None
     seed: int = 0

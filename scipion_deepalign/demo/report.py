@@ -49,8 +49,7 @@ def write_plots(result) -> dict:
          result.true_angles_deg)
     histories = read_histories(out / "model")
     if histories:
-        labelled = {("shared network" if r == 0 else r): h for r, h in histories.items()}
-        save("training", "training_curves.png", plots.plot_training_history, labelled)
+        save("training", "training_curves.png", plots.plot_training_history, histories)
     centres, val_acc = region_accuracy(out / "model")
     if np.isfinite(val_acc).any():
         save("region_accuracy", "region_val_accuracy.png", plots.plot_region_accuracy,

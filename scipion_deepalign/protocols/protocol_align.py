@@ -13,7 +13,16 @@ from ..objects import DeepAlignModel
 from .protocol_base import DeepAlignProtBase, hints_model_dir, region_hints_count
 from .protocol_predict import PredictSteps, _modelGeometryErrors
 
-__all__ = ["AlignSteps", "DeepAlignProtAlign"]
+__all__ = ["AlignSteps", "DeepAlignProtAlign", "CTF_HANDLING"]
+
+#: references per particle above which an automatic angular step is worth a warning (the old
+#: GUI default, 5 deg in two of 42 regions, was about 6,000)
+MAX_REFERENCES_QUIETLY = 200_000
+
+#: the alignment form's CTF choices (GUI words -> ``deepalign align --ctf-mode``); particles
+#: marked phase-flipped always get the core's "flipped"
+CTF_HANDLING = {"apply the CTF to the references": "apply",
+                "phase-flip the particles": "flip"}
 
 
 class AlignSteps:
@@ -24,24 +33,43 @@ class AlignSteps:
     """
 
     def _defineAlignParams(self, form, *, allow_global=False):
+        """Search parameters; empty fields take the defaults of ``deepalign align``."""
         if allow_global:
             form.addParam("globalSearch", params.BooleanParam, default=False,
+                          expertLevel=params.LEVEL_ADVANCED,
                           label="Global search (baseline)?",
                           help="Search the whole asymmetric unit instead of the predicted "
                                "regions: slower, no model needed; a reference to judge "
                                "DeepAlign against.")
-        form.addParam("angularStepDeg", params.FloatParam, default=5.0,
+        form.addParam("angularStepDeg", params.FloatParam, default=None, allowsNull=True,
                       label="Angular step (deg)",
                       help="Spacing of the reference projections inside the chosen regions "
-                           "(and of the in-plane search).")
-        form.addParam("maxShiftPx", params.FloatParam, default=10.0,
+                           "(and of the in-plane search). Empty: the step that moves a point "
+                           "at the particle radius by one pixel of the search images (fine "
+                           "on large boxes: set a search resolution or a step). The wizard "
+                           "gives the number of references and comparisons per particle.")
+        form.addParam("maxShiftPx", params.FloatParam, default=None, allowsNull=True,
                       label="Max shift (px)",
                       help="Largest particle shift searched, in pixels of the input "
-                           "particles; at most half the box.")
-        form.addParam("alignResolutionA", params.FloatParam, default=-1,
-                      expertLevel=params.LEVEL_ADVANCED, label="Search resolution (A)",
+                           "particles; at most half the box. Empty: 1/8 of the box. The "
+                           "wizard converts Å to pixels.")
+        form.addParam("alignResolutionA", params.FloatParam, default=None, allowsNull=True,
+                      expertLevel=params.LEVEL_ADVANCED, label="Search resolution (Å)",
                       help="Compare images downsampled to this resolution (faster); the "
-                           "shifts are still given at the input sampling. -1: full size.")
+                           "shifts are still given at the input sampling. Empty: full size. "
+                           "The wizard shows the box it gives.")
+        form.addParam("localRefinement", params.BooleanParam, default=False,
+                      expertLevel=params.LEVEL_ADVANCED, label="Local refinement?",
+                      help="Refine each pose below the angular step (local search of the "
+                           "angles, half-pixel shifts).")
+        form.addParam("ctfHandling", params.EnumParam, default=0,
+                      choices=list(CTF_HANDLING), expertLevel=params.LEVEL_ADVANCED,
+                      label="CTF handling",
+                      help="How particles with a CTF are compared. Apply: the CTF is put on "
+                           "the reference projections (|CTF| when the particles are marked "
+                           "phase-flipped). Phase-flip: the particles are phase-flipped "
+                           "first and compared with |CTF| references. Particles without a "
+                           "CTF are compared with plain projections.")
 
     def _defineRegionSearchParams(self, form, *, condition=None):
         """How far the regional search reaches around the predicted regions (defaults and
@@ -105,15 +133,18 @@ class AlignSteps:
         args = ["--particles", particles_star,
                 "--volume", self._getFileName("reference"),
                 "--symmetry", self.symmetryGroup.get(),
-                "--step", self.angularStepDeg.get(),
-                "--max-shift", self.maxShiftPx.get(),
                 "--device", "auto" if self._gpuIds() else "cpu",
                 "--ctf-mode", ctf_mode,
                 "--out", self._getFileName("aligned_star")]
         args += ["--global"] if model_dir is None else ["--model", model_dir,
                                                         *self._regionSearchArgs()]
-        if self.alignResolutionA.get() and self.alignResolutionA.get() > 0:
-            args += ["--target-resolution", self.alignResolutionA.get()]
+        for option, value in (("--step", self.angularStepDeg.get()),
+                              ("--max-shift", self.maxShiftPx.get()),
+                              ("--target-resolution", self.alignResolutionA.get())):
+            if value is not None and value >= 0:  # old projects stored -1 for "not set"
+                args += [option, value]
+        if self.getAttributeValue("localRefinement", False):
+            args += ["--refine"]
         self._runDeepAlign("align", args)
 
     def _createAlignedOutput(self, outputs_enum):
@@ -156,13 +187,56 @@ class AlignSteps:
         return lines
 
     def _ctfMode(self):
-        return "flipped" if self.inputParticles.get().isPhaseFlipped() else "apply"
+        """The core's CTF mode (``deepalign align --ctf-mode``) for the form's choice."""
+        if self.inputParticles.get().isPhaseFlipped():
+            return "flipped"
+        return list(CTF_HANDLING.values())[self.getAttributeValue("ctfHandling", 0) or 0]
 
     def _alignmentWarnings(self):
         particles = self.inputParticles.get()
+        warnings = self._searchCostWarnings(particles) if particles is not None else []
         if particles is not None and not particles.hasCTF():
-            return ["The particles have no CTF: they are compared with plain projections."]
-        return []
+            warnings.append("The particles have no CTF: they are compared with plain "
+                            "projections.")
+        return warnings
+
+    def _searchCostWarnings(self, particles):
+        """A warning when the automatic angular step means a very large search."""
+        from ..core.wizard_math import search_cost
+
+        if self.angularStepDeg.get() is not None:
+            return []
+        resolution = self.alignResolutionA.get()
+        try:
+            n_regions = self._searchRegionCount()
+            cost = search_cost(
+                particles.getXDim(), particles.getSamplingRate(),
+                symmetry=self.symmetryGroup.get(),
+                target_resolution_a=resolution if resolution and resolution > 0 else None,
+                max_shift_px=self.maxShiftPx.get(), n_regions=n_regions,
+                top_k=self.topK.get() if n_regions else None)
+        except (ValueError, TypeError, AttributeError, OSError):
+            return []  # reported by _validate
+        if cost.references <= MAX_REFERENCES_QUIETLY:
+            return []
+        return [f"The automatic angular step is {cost.step_deg:.2g} deg on "
+                f"{cost.search_box_px} px images: about {cost.references:,} references per "
+                "particle. Set a search resolution or an angular step (their wizards give the "
+                "box and the cost)."]
+
+    def _searchRegionCount(self):
+        """Regions of the model searched (None: a global search, or unknown)."""
+        from ..core.regions import count_regions
+
+        if self.getAttributeValue("globalSearch", False):
+            return None
+        if self.getAttributeValue("trainModel", False):
+            return count_regions(self.regionSpacingDeg.get(), self.symmetryGroup.get())
+        model = self.inputModel.get() if self._usesInputModel() else None
+        if model is None:
+            model_dir = hints_model_dir(self.inputParticles.get())
+            model = DeepAlignModel.fromModelDir(model_dir) if model_dir else None
+        return model.getNumberOfRegions() if model is not None else None
 
     def _validateAlignment(self, model_symmetry=None):
         from ..core.symmetry import normalise_symmetry
@@ -174,11 +248,13 @@ class AlignSteps:
                                              particles)
         if particles is not None and particles.getXDim():
             half = particles.getXDim() / 2
-            if self.maxShiftPx.get() is None or not 0 <= self.maxShiftPx.get() <= half:
-                errors.append(f"Max shift {self.maxShiftPx.get()} px must be between 0 and "
+            shift = self.maxShiftPx.get()
+            if shift is not None and not 0 <= shift <= half:
+                errors.append(f"Max shift {shift} px must be between 0 and "
                               f"half the box ({half:g} px).")
-        if self.angularStepDeg.get() is None or not 0 < self.angularStepDeg.get() <= 30:
-            errors.append(f"Angular step must be in (0, 30] deg, got {self.angularStepDeg.get()}.")
+        step = self.angularStepDeg.get()
+        if step is not None and not 0 < step <= 30:
+            errors.append(f"Angular step must be in (0, 30] deg, got {step:g}.")
         resolution = self.alignResolutionA.get()
         if particles is not None and resolution and resolution > 0 \
                 and resolution < 2 * particles.getSamplingRate():
@@ -221,10 +297,12 @@ class DeepAlignProtAlign(AlignSteps, PredictSteps, DeepAlignProtBase):
                       allowsNull=True, label="Trained model (optional)",
                       help="If given, the regions are predicted now with this model (the "
                            "particles' own predicted regions are not used).")
-        self._definePredictParams(form)
+        # without a model the particles' own hints are searched, all k of them
+        self._definePredictParams(form, condition="inputModel is not None")
         form.addParam("inputVolume", params.PointerParam, pointerClass="Volume",
                       important=True, label="Reference volume",
-                      help="Same box and pixel size as the particles.")
+                      help="Same box and pixel size as the particles; the angles found are "
+                           "those of this map's projections.")
         self._defineSymmetryParam(form)
         form.addSection(label="Alignment")
         self._defineAlignParams(form, allow_global=True)

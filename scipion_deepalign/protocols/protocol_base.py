@@ -50,9 +50,11 @@ class DeepAlignProtBase(EMProtocol):
                        help="Train, predict and align on GPU when one is available.")
         form.addHidden(params.GPU_LIST, params.StringParam, default="0",
                        label="GPU IDs",
-                       help="GPUs to use, e.g. '0 1'. Each parallel step (one region's "
-                            "training) gets its own GPU: set threads to the number of GPUs "
-                            "+ 1 to train that many regions at once.")
+                       help="GPUs to use, e.g. '0 1'. Steps that run side by side (threads "
+                            "- 1 of them) each get their own GPU. The shared network, the "
+                            "prediction and the alignment are one step each; the regional "
+                            "networks are one step per chunk of regions, so threads = GPUs + "
+                            "1 trains that many at once.")
         form.addParallelSection(threads=threads, mpi=0)
 
     # ------------------------------------------------------------- running commands

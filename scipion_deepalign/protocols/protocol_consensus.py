@@ -15,6 +15,7 @@ from pwem.protocols import ProtProcessParticles
 from pyworkflow import BETA
 
 from scipion_deepalign.constants import CITE_DEEPALIGN
+from scipion_deepalign.core import defaults
 
 __all__ = ["DeepAlignProtConsensus", "DIFF_THRESHOLDS_DEG"]
 
@@ -57,25 +58,29 @@ class DeepAlignProtConsensus(ProtProcessParticles):
                            "projection (3D) alignment.")
         form.addParam("symmetryGroup", params.StringParam, default="c1", label="Symmetry",
                       help="Point group: poses equivalent under symmetry are at distance 0.")
-        form.addParam("maxAngleDeg", params.FloatParam, default=10.0,
+        form.addParam("maxAngleDeg", params.FloatParam,
+                      default=defaults.CONSENSUS_MAX_ANGLE_DEG,
                       validators=[params.Positive], label="Angular threshold (deg)",
                       help="Largest angle between projection directions for two poses to "
                            "agree.")
-        form.addParam("maxInplaneDeg", params.FloatParam, default=-1,
+        form.addParam("maxInplaneDeg", params.FloatParam, default=None, allowsNull=True,
                       expertLevel=params.LEVEL_ADVANCED, label="In-plane threshold (deg)",
                       help="Largest in-plane angle difference once the directions are aligned. "
-                           "-1: the same as the angular threshold.")
-        form.addParam("maxShiftPx", params.FloatParam, default=-1,
+                           "Empty: the same as the angular threshold.")
+        form.addParam("maxShiftPx", params.FloatParam, default=None, allowsNull=True,
                       label="Shift threshold (px)",
-                      help="Largest shift difference, in pixels, for two poses to agree. "
-                           "-1: shifts are not compared.")
-        form.addParam("minAgree", params.IntParam, default=-1, label="Inputs that must agree",
+                      help="Largest shift difference, in pixels of the first set, for two "
+                           "poses to agree. Empty: shifts are not compared. The wizard "
+                           "converts Å to pixels.")
+        form.addParam("minAgree", params.IntParam, default=None, allowsNull=True,
+                      label="Inputs that must agree",
                       help="How many inputs must agree (pairwise, within the thresholds) for a "
-                           "particle to be kept. -1: all of them.")
+                           "particle to be kept. Empty: all of them.")
         form.addParam("keepPosesFrom", params.IntParam, default=1,
-                      label="Keep poses of input number",
-                      help="1-based position, in the list above, of the input whose particles "
-                           "and poses go to the outputs.")
+                      label="Poses kept from set number",
+                      help="Which of the sets above gives the particles and poses of the "
+                           "outputs: 1 is the first. The wizard lists the sets by name; the "
+                           "summary names the one used.")
 
     # --------------------------- INSERT steps functions ------------------------------------
     def _createFilenameTemplates(self):
@@ -108,16 +113,15 @@ class DeepAlignProtConsensus(ProtProcessParticles):
         poses = [np.load(self._getFileName("poses", index=i))
                  for i in range(len(self.inputSets))]
         common_ids, index_lists = match_particles([p["ids"] for p in poses])
-        use_shifts = self.maxShiftPx.get() > 0
-        max_inplane = self.maxInplaneDeg.get()
-        min_agree = self.minAgree.get()
+        max_shift = _optional(self.maxShiftPx.get())
+        max_inplane = _optional(self.maxInplaneDeg.get(), allow_zero=True)
+        min_agree = _optional(self.minAgree.get())
         result = angular_consensus(
             [p["angles_deg"][idx] for p, idx in zip(poses, index_lists)],
             symmetry=self._symmetry(), max_angle_deg=self.maxAngleDeg.get(),
-            max_inplane_deg=max_inplane if max_inplane >= 0 else None,
+            max_inplane_deg=max_inplane,
             shift_sets=[p["shifts_px"][idx] for p, idx in zip(poses, index_lists)],
-            max_shift_px=self.maxShiftPx.get() if use_shifts else None,
-            min_agree=min_agree if min_agree > 0 else None)
+            max_shift_px=max_shift, min_agree=min_agree)
 
         np.savez(self._getFileName("result"), ids=np.asarray(common_ids, dtype=np.int64),
                  agree=result.agree, pairs=np.asarray(result.pairs, dtype=np.int64),
@@ -189,11 +193,12 @@ class DeepAlignProtConsensus(ProtProcessParticles):
         if not common:
             errors.append("The inputs have no particles in common (no shared particle ids).")
         if not 1 <= self.keepPosesFrom.get() <= len(sets):
-            errors.append(f"Keep poses of input number: must be between 1 and {len(sets)}, "
+            errors.append(f"Poses kept from set number: must be between 1 and {len(sets)}, "
                           f"got {self.keepPosesFrom.get()}.")
-        if self.minAgree.get() > len(sets) or self.minAgree.get() in (0, 1):
-            errors.append(f"Inputs that must agree: must be -1 or between 2 and {len(sets)}, "
-                          f"got {self.minAgree.get()}.")
+        min_agree = _optional(self.minAgree.get())
+        if min_agree is not None and not 2 <= min_agree <= len(sets):
+            errors.append(f"Inputs that must agree: must be empty (all) or between 2 and "
+                          f"{len(sets)}, got {min_agree}.")
         try:
             self._symmetry()
         except ValueError as exc:
@@ -221,7 +226,9 @@ class DeepAlignProtConsensus(ProtProcessParticles):
                  f"{n_common} in common.",
                  f"Agreeing within {self.maxAngleDeg.get():g} deg: {n_agree} "
                  f"({100.0 * n_agree / max(n_common, 1):.1f} %); disagreeing: "
-                 f"{n_common - n_agree}."]
+                 f"{n_common - n_agree}.",
+                 f"Particles and poses of the outputs: set {self.keepPosesFrom.get()} "
+                 f"({self.inputSetNames()[self._keepIndex()]})."]
         for p, (i, j) in enumerate(stats["pairs"]):
             fractions = ", ".join(f"{t} deg: {100.0 * f[p]:.1f} %"
                                   for t, f in stats["fraction_under_deg"].items())
@@ -233,6 +240,21 @@ class DeepAlignProtConsensus(ProtProcessParticles):
     # --------------------------- UTILS functions -------------------------------------------
     def _inputSets(self):
         return [pointer.get() for pointer in self.inputSets]
+
+    def inputSetNames(self):
+        """What the GUI calls each input set: the run that made it, and the output's name
+        unless it is the usual ``outputParticles`` (``"consensus (outputParticlesDiscarded)"``).
+        """
+        names = []
+        for number, pointer in enumerate(self.inputSets, start=1):
+            owner, particles = pointer.getObjValue(), pointer.get()
+            name = (owner.getRunName() if hasattr(owner, "getRunName") else None) or \
+                (particles.getObjLabel() if particles is not None else None) or \
+                f"input {number}"
+            extended = pointer.getExtended() if pointer.hasExtended() else ""
+            names.append(f"{name} ({extended})" if extended not in ("", "outputParticles")
+                         else name)
+        return names
 
     def _keepIndex(self):
         return self.keepPosesFrom.get() - 1
@@ -266,3 +288,10 @@ class DeepAlignProtConsensus(ProtProcessParticles):
         """Per matched particle: ids, agree mask and pairwise differences (npz arrays)."""
         self._createFilenameTemplates()
         return dict(np.load(self._getFileName("result")))
+
+
+def _optional(value, *, allow_zero=False):
+    """A form value, None when empty or negative (projects before 0.x stored -1 for "off")."""
+    if value is None or value < 0 or (value == 0 and not allow_zero):
+        return None
+    return value

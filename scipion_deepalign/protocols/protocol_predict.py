@@ -9,6 +9,7 @@ import pyworkflow.protocol.params as params
 from pwem.objects import SetOfParticles
 
 from .. import constants as cts
+from ..core import defaults
 from .protocol_base import DeepAlignProtBase
 
 __all__ = ["PredictSteps", "DeepAlignProtPredict"]
@@ -22,9 +23,7 @@ class PredictSteps:
     """
 
     def _definePredictParams(self, form, *, condition=None):
-        from ..core.search_plan import PREDICTED_REGIONS
-
-        form.addParam("topK", params.IntParam, default=PREDICTED_REGIONS, condition=condition,
+        form.addParam("topK", params.IntParam, default=defaults.TOP_K, condition=condition,
                       label="Regions kept per particle (k)",
                       help="The k most probable regions of each particle are kept with their "
                            "probabilities. The alignment searches them, best first, until "
@@ -93,7 +92,9 @@ class DeepAlignProtPredict(PredictSteps, DeepAlignProtBase):
     def _defineParams(self, form):
         form.addSection(label="Input")
         form.addParam("inputParticles", params.PointerParam, pointerClass="SetOfParticles",
-                      important=True, label="Particles")
+                      important=True, label="Particles",
+                      help="Particles whose angular regions are predicted; same field of "
+                           "view (box x pixel size) as the model's training particles.")
         form.addParam("inputModel", params.PointerParam, pointerClass="DeepAlignModel",
                       important=True, label="Trained model",
                       help="Output of the DeepAlign train (or refine) protocol.")

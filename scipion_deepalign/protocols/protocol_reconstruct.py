@@ -27,7 +27,7 @@ class DeepAlignProtReconstruct(ProtReconstruct3D):
     the halves gives the resolution (0.143 criterion). Outputs: the full map with its half
     maps, and the FSC curve.
     """
-    _label = "reconstruct and FSC"
+    _label = "reconstruct"
     _devStatus = BETA
 
     class outputs(Enum):
@@ -55,11 +55,14 @@ class DeepAlignProtReconstruct(ProtReconstruct3D):
                       help="How particles are divided into the two independent half sets.")
         form.addParam("splitSeed", params.IntParam, default=0, expertLevel=params.LEVEL_ADVANCED,
                       condition=f"halfSplit == {SPLIT_RANDOM}",
-                      label="Random seed of the split")
-        form.addParam("maskRadiusA", params.FloatParam, default=-1,
-                      label="FSC mask radius (A)",
+                      label="Random seed of the split",
+                      help="The same seed gives the same two halves, so runs on the same "
+                           "particles can be compared.")
+        form.addParam("maskRadiusA", params.FloatParam, default=None, allowsNull=True,
+                      label="FSC mask radius (Å)",
                       help="Radius of the soft spherical mask applied to both half maps before "
-                           "the FSC, in Angstrom. -1: no mask.")
+                           "the FSC, in Å. Empty: no mask. The wizard draws it on the "
+                           "particles.")
 
     # --------------------------- INSERT steps functions ------------------------------------
     def _createFilenameTemplates(self):
@@ -105,8 +108,9 @@ class DeepAlignProtReconstruct(ProtReconstruct3D):
         for key, volume in (("half1", half1), ("half2", half2), ("volume", full)):
             write_mrc(self._getFileName(key), volume, pixel_size_a=pixel_size_a)
         mask_radius_a = self.maskRadiusA.get()
-        result = fsc_curve(half1, half2, pixel_size_a=pixel_size_a,
-                           mask_radius_a=mask_radius_a if mask_radius_a > 0 else None)
+        if mask_radius_a is not None and mask_radius_a <= 0:  # old projects: -1 for no mask
+            mask_radius_a = None
+        result = fsc_curve(half1, half2, pixel_size_a=pixel_size_a, mask_radius_a=mask_radius_a)
         with open(self._getFileName("fsc"), "w") as fh:
             json.dump({"frequency_inv_a": np.asarray(result.frequency_inv_a).tolist(),
                        "fsc": np.asarray(result.fsc).tolist(),

@@ -23,7 +23,7 @@ class DeepAlignProtRefine(TrainSteps, AlignSteps, PredictSteps, DeepAlignProtBas
     when trained here, the model.
     """
 
-    _label = "refine (train, predict, align)"
+    _label = "train, predict and align"
 
     class outputs(Enum):
         outputParticles = SetOfParticles
@@ -35,7 +35,9 @@ class DeepAlignProtRefine(TrainSteps, AlignSteps, PredictSteps, DeepAlignProtBas
     def _defineParams(self, form):
         form.addSection(label="Input")
         form.addParam("inputParticles", params.PointerParam, pointerClass="SetOfParticles",
-                      important=True, label="Particles to align")
+                      important=True, label="Particles to align",
+                      help="The whole data set; each particle gets angles and shifts. Poses "
+                           "it may already carry are replaced.")
         form.addParam("inputVolume", params.PointerParam, pointerClass="Volume",
                       important=True, label="Reference volume",
                       help="Same box and pixel size as the particles.")
@@ -45,13 +47,17 @@ class DeepAlignProtRefine(TrainSteps, AlignSteps, PredictSteps, DeepAlignProtBas
                       help="Yes: train on a pre-aligned subset. No: reuse a trained model.")
         form.addParam("inputTrainingParticles", params.PointerParam,
                       pointerClass="SetOfParticles", condition="trainModel", allowsNull=True,
+                      important=True,
                       label="Training particles",
                       help="About 10% of the particles, already aligned by another method "
                            "(needed to train from particles or both). Training from "
                            "projections needs none: the particles to align give the CTFs "
                            "and the noise.")
         form.addParam("inputModel", params.PointerParam, pointerClass="DeepAlignModel",
-                      condition="not trainModel", allowsNull=True, label="Trained model")
+                      condition="not trainModel", allowsNull=True, important=True,
+                      label="Trained model",
+                      help="Output of a DeepAlign train (or train, predict and align) run "
+                           "with the same symmetry and field of view.")
         form.addSection(label="Training")
         self._defineTrainParams(form, condition="trainModel")
         form.addSection(label="Alignment")

@@ -9,6 +9,7 @@ import numpy as np
 import pyworkflow.protocol.params as params
 
 from .. import constants as cts
+from ..core import defaults
 from ..core.cnn.history import best_validation_accuracy, near_chance_warnings
 from ..objects import DeepAlignModel
 from .protocol_base import DeepAlignProtBase
@@ -25,11 +26,17 @@ class TrainSteps:
 
     # ------------------------------------------------------------- params
     def _defineTrainParams(self, form, *, condition=None):
-        from ..core.cnn.config import HEADS, TRAINING_SOURCES, config_default
+        """Training parameters; defaults from the core's ``TrainConfig`` and ``defaults``.
 
+        Parameters that only the regional network uses carry a condition on ``networkKind``
+        (joined with ``condition``, the refine protocol's ``trainModel``).
+        """
+        regional = _both(condition, f"networkKind == {cts.REGIONAL}")
+        shared = _both(condition, f"networkKind != {cts.REGIONAL}")
         form.addParam("trainingSource", params.EnumParam, condition=condition,
-                      default=TRAINING_SOURCES.index(config_default("training_source")),
-                      choices=list(TRAINING_SOURCES), label="Train from",
+                      default=defaults.TRAINING_SOURCES.index(
+                          defaults.train_default("training_source")),
+                      choices=list(defaults.TRAINING_SOURCES), label="Train from",
                       help="projections (default): labelled images made from the reference "
                            "volume for every batch, at random angles, with the particles' own "
                            "CTFs and their measured noise; no pre-aligned subset is needed. "
@@ -37,68 +44,89 @@ class TrainSteps:
                            "their angles may be partly wrong). both: each batch mixes "
                            "projections with pre-aligned particles. Measured in "
                            "docs/benchmarks_accuracy.md.")
-        form.addParam("regionSpacingDeg", params.FloatParam, default=30.0, condition=condition,
-                      label="Region spacing (deg)",
-                      help="Angular distance between neighbouring region centres; each region "
-                           "gets its own classifier. 30 deg gives 42 regions for c1. "
-                           "Sane values: 5 to 90 deg.")
+        form.addParam("regionSpacingDeg", params.FloatParam, default=defaults.REGION_SPACING_DEG,
+                      condition=condition, label="Region spacing (deg)",
+                      help="Angular distance between neighbouring region centres on the "
+                           "projection sphere; the network learns which region a particle "
+                           "comes from (the shared network has one output per region, the "
+                           "regional networks one classifier each). 30 deg gives 42 regions "
+                           "for c1; fewer with symmetry. Sane values: 5 to 90 deg.")
         form.addParam("targetResolutionA", params.FloatParam, default=8.0, condition=condition,
-                      label="Target resolution (A)",
+                      label="Target resolution (Å)",
                       help="Particles are Fourier-cropped so that Nyquist reaches this "
-                           "resolution; must be at least twice the pixel size.")
-        form.addParam("numberOfEpochs", params.IntParam, default=config_default("epochs"),
+                           "resolution (smaller images, faster training); must be at least "
+                           "twice the pixel size. The wizard shows the box it gives.")
+        form.addParam("numberOfEpochs", params.IntParam, default=defaults.train_default("epochs"),
                       condition=condition, label="Max epochs",
-                      help="Training stops earlier when the validation loss has not improved "
-                           "for a few epochs; the best weights are kept.")
-        form.addParam("imagesPerEpoch", params.IntParam,
-                      default=config_default("images_per_epoch"), condition=condition,
-                      expertLevel=params.LEVEL_ADVANCED, label="Images per epoch",
-                      help="Training images of the shared network per epoch (new "
-                           "projections, or augmented particles).")
-        form.addParam("networkHead", params.EnumParam,
-                      default=HEADS.index(config_default("head")), choices=list(HEADS),
-                      condition=condition, expertLevel=params.LEVEL_ADVANCED,
-                      label="Output of the shared network",
-                      help="softmax: one probability distribution over the regions, trained "
-                           "with labels softened towards neighbouring regions (calibrated "
-                           "probabilities); sigmoid: one independent probability per region.")
-        form.addParam("labelSoftness", params.FloatParam,
-                      default=config_default("label_softness"), condition=condition,
-                      expertLevel=params.LEVEL_ADVANCED, label="Label softness",
-                      help="Width of the softened labels of the softmax output, as a "
-                           "fraction of the region spacing (0: one-hot labels).")
-        form.addParam("batchSize", params.IntParam, default=config_default("batch_size"),
-                      condition=condition, expertLevel=params.LEVEL_ADVANCED,
-                      label="Batch size")
-        form.addParam("positivesPerRegion", params.IntParam,
-                      default=config_default("positives_per_region"),
-                      condition=condition, expertLevel=params.LEVEL_ADVANCED,
-                      label="Augmented positives per region",
-                      help="Rotated/shifted copies of a region's particles seen per epoch "
-                           "(as many negatives).")
-        form.addParam("networkKind", params.EnumParam,
-                      default=cts.NETWORK_KINDS.index("shared"), condition=condition,
-                      choices=list(cts.NETWORK_KINDS), expertLevel=params.LEVEL_ADVANCED,
-                      label="Network",
-                      help="shared (default): one network with a shared trunk and one output "
-                           "per region, the more accurate and faster to train in our "
-                           "benchmarks; regional: one binary classifier per region (the "
-                           "paper's), trained in parallel steps, one per GPU.")
-        form.addParam("lossFunction", params.EnumParam, default=0, condition=condition,
-                      choices=list(cts.LOSSES), expertLevel=params.LEVEL_ADVANCED,
-                      label="Loss", help="bce: binary cross-entropy; mae: mean absolute error.")
-        form.addParam("learningRate", params.FloatParam,
-                      default=config_default("learning_rate"), condition=condition,
-                      expertLevel=params.LEVEL_ADVANCED, label="Learning rate")
-        form.addParam("minParticlesPerRegion", params.IntParam, default=10,
-                      condition=condition, expertLevel=params.LEVEL_ADVANCED,
-                      label="Min particles per region",
-                      help="Regions with fewer training particles get no network (their "
-                           "probability is 0 at prediction).")
-        form.addParam("regionsPerStep", params.IntParam, default=1, condition=condition,
-                      expertLevel=params.LEVEL_ADVANCED, label="Regions per step",
-                      help="Regions trained by one step (one process, one GPU). 1 spreads "
-                           "the work most; more saves process start-up time.")
+                      help="Maximum passes over the training data per network; training stops "
+                           "earlier when the validation loss has not improved for a few epochs "
+                           "(the best weights are kept).")
+        network = form.addGroup("Network", condition=condition,
+                                expertLevel=params.LEVEL_ADVANCED)
+        network.addParam("networkKind", params.EnumParam,
+                         default=cts.NETWORK_KINDS.index(defaults.train_default("network")),
+                         condition=condition, choices=list(cts.NETWORK_KINDS),
+                         expertLevel=params.LEVEL_ADVANCED, label="Network",
+                         help="shared (default): one network with a shared trunk and one "
+                              "output per region, the more accurate and faster to train in our "
+                              "benchmarks; regional: one binary classifier per region (the "
+                              "paper's), trained in parallel steps, one per GPU.")
+        network.addParam("lossFunction", params.EnumParam,
+                         default=cts.LOSSES.index(defaults.train_default("loss")),
+                         condition=condition, choices=cts.LOSS_CHOICES,
+                         expertLevel=params.LEVEL_ADVANCED, label="Loss",
+                         help="Binary cross-entropy (default) gave the better region accuracy; "
+                              "mean absolute error is what Xmipp's code used and does not train "
+                              "the shared network.")
+        network.addParam("learningRate", params.FloatParam,
+                         default=defaults.train_default("learning_rate"), condition=condition,
+                         expertLevel=params.LEVEL_ADVANCED, label="Learning rate",
+                         help="Step size of the Adam optimiser (the paper's 0.002 by default; "
+                              "Xmipp's code used 0.001).")
+        network.addParam("networkHead", params.EnumParam,
+                         default=defaults.HEADS.index(defaults.train_default("head")),
+                         choices=list(defaults.HEADS), condition=shared,
+                         expertLevel=params.LEVEL_ADVANCED,
+                         label="Output of the shared network",
+                         help="softmax: one probability distribution over the regions, trained "
+                              "with labels softened towards neighbouring regions (calibrated "
+                              "probabilities); sigmoid: one independent probability per "
+                              "region.")
+        network.addParam("labelSoftness", params.FloatParam,
+                         default=defaults.train_default("label_softness"), condition=shared,
+                         expertLevel=params.LEVEL_ADVANCED, label="Label softness",
+                         help="Width of the softened labels of the softmax output, as a "
+                              "fraction of the region spacing (0: one-hot labels).")
+        schedule = form.addGroup("Training schedule", condition=condition,
+                                 expertLevel=params.LEVEL_ADVANCED)
+        schedule.addParam("imagesPerEpoch", params.IntParam,
+                          default=defaults.train_default("images_per_epoch"), condition=shared,
+                          expertLevel=params.LEVEL_ADVANCED, label="Images per epoch",
+                          help="Training images of the shared network per epoch (new "
+                               "projections, or augmented particles).")
+        schedule.addParam("batchSize", params.IntParam,
+                          default=defaults.train_default("batch_size"), condition=condition,
+                          expertLevel=params.LEVEL_ADVANCED, label="Batch size",
+                          help="Images per training batch (half from the region, half from "
+                               "elsewhere). Lower it if the GPU runs out of memory.")
+        schedule.addParam("positivesPerRegion", params.IntParam,
+                          default=defaults.train_default("positives_per_region"),
+                          condition=condition, expertLevel=params.LEVEL_ADVANCED,
+                          label="Augmented positives per region",
+                          help="Rotated/shifted copies of a region's particles seen per epoch "
+                               "(as many negatives), so an epoch costs the same whatever the "
+                               "number of training particles.")
+        schedule.addParam("minParticlesPerRegion", params.IntParam,
+                          default=defaults.train_default("min_particles_per_region"),
+                          condition=regional, expertLevel=params.LEVEL_ADVANCED,
+                          label="Min particles per region",
+                          help="Regional networks only: regions with fewer training particles "
+                               "get no network (their probability is 0 at prediction).")
+        schedule.addParam("regionsPerStep", params.IntParam, default=1, condition=regional,
+                          expertLevel=params.LEVEL_ADVANCED, label="Regions per step",
+                          help="Regional networks only: regions trained by one step (one "
+                               "process, one GPU). 1 spreads the work most; more saves process "
+                               "start-up time.")
 
     # ------------------------------------------------------------- steps
     def _trainFilenames(self):
@@ -108,9 +136,7 @@ class TrainSteps:
                 "model_dir": self._getExtraPath("model")}
 
     def _trainingSource(self):
-        from ..core.cnn.config import TRAINING_SOURCES
-
-        return TRAINING_SOURCES[self.trainingSource.get()]
+        return defaults.TRAINING_SOURCES[self.trainingSource.get()]
 
     def _trainingSetGiven(self):
         return self.inputTrainingParticles.get() is not None
@@ -154,8 +180,6 @@ class TrainSteps:
             volume_to_core(self.inputVolume.get(), self._getFileName("train_reference"))
 
     def trainRegionsStep(self, regions):
-        from ..core.cnn.config import HEADS
-
         args = ["--particles", self._trainingStar(),
                 "--training-source", self._trainingSource(),
                 "--out", self._getFileName("model_dir"),
@@ -166,11 +190,11 @@ class TrainSteps:
                 "--batch-size", self.batchSize.get(),
                 "--positives", self.positivesPerRegion.get(),
                 "--network", cts.NETWORK_KINDS[self.networkKind.get()],
-                "--loss", cts.LOSSES[self.lossFunction.get()],
+                "--loss", cts.LOSSES[self.lossFunction.get()],  # the core's name
                 "--learning-rate", self.learningRate.get(),
                 "--min-particles", self.minParticlesPerRegion.get(),
                 "--images-per-epoch", self.imagesPerEpoch.get(),
-                "--head", HEADS[self.networkHead.get()],
+                "--head", defaults.HEADS[self.networkHead.get()],
                 "--label-softness", self.labelSoftness.get()]
         if self._trainingSource() != "particles":
             args += ["--volume", self._getFileName("train_reference")]
@@ -290,6 +314,12 @@ class TrainSteps:
         except (ValueError, TypeError, AttributeError):
             return []
         return [f"Network input: {box} px at {pixel:.3g} A/px ({n_regions} regions)"]
+
+
+def _both(*conditions):
+    """``"a and b"`` of the conditions that are not None (None when none is)."""
+    given = [f"({c})" for c in conditions if c]
+    return " and ".join(given) or None
 
 
 class DeepAlignProtTrain(TrainSteps, DeepAlignProtBase):

@@ -95,4 +95,39 @@ def test_core_imports_without_pyworkflow():
 def test_plugin_path_is_the_package_folder(domain):
     plugin = domain.getPluginModule("scipion_deepalign")._pluginInstance
     assert os.path.isfile(os.path.join(plugin.getPath(), "protocols.conf"))
-    assert plugin.getName() == "scipion_deepalign"
+    assert plugin.name == "scipion_deepalign"  # the package, from the entry point
+
+
+def test_protocol_labels_carry_the_short_plugin_name(domain):
+    protocols = domain.getProtocols()
+    labels = {name: protocols[name].getClassLabel() for name in EXPECTED}
+    assert labels["DeepAlignProtTrain"] == "deepalign - train"
+    assert all(label.startswith("deepalign - ") for label in labels.values()), labels
+    assert len(set(labels.values())) == len(labels)
+
+
+def _conf_entries():
+    """``{protocol class name: tree text}`` of the DeepAlign group of protocols.conf."""
+    import configparser
+    import json
+    from pathlib import Path
+
+    import scipion_deepalign
+
+    parser = configparser.ConfigParser()
+    parser.optionxform = str
+    parser.read(Path(scipion_deepalign.__file__).parent / "protocols.conf")
+    tree = json.loads(parser["PROTOCOLS"]["Protocols SPA"])
+    group = tree[0]["children"][0]
+    assert group["text"] == "DeepAlign"
+    return {entry["value"]: entry["text"] for entry in group["children"]}
+
+
+def test_protocols_conf_texts_are_distinct_and_match_the_labels(domain):
+    entries = _conf_entries()
+    assert sorted(entries) == sorted(EXPECTED)
+    assert len(set(entries.values())) == len(entries)
+    protocols = domain.getProtocols()
+    for name, text in entries.items():
+        # the tree shows what the run list shows: one fact, the protocol's _label
+        assert text == protocols[name].getClassLabel(), name

@@ -127,6 +127,13 @@ class TestAlignValidate(BaseTest):
         assert any("no CTF" in w for w in prot.warnings())
         assert not any("no CTF" in w for w in self._align(globalSearch=True).warnings())
 
+    def test_automatic_step_warns_when_the_search_is_large(self):
+        # 32 px, global: the automatic step (4 deg) means about 240,000 references
+        assert any("automatic angular step" in w
+                   for w in self._align(globalSearch=True).warnings())
+        assert not any("automatic angular step" in w for w in
+                       self._align(globalSearch=True, angularStepDeg=10.0).warnings())
+
     def test_phase_flipped_particles_use_flipped_mode(self):
         from pwem.objects import SetOfParticles
 

@@ -138,7 +138,7 @@ class TestJudgingProtocols(BaseTest):
     def test_validate_consensus_bad_options(self):
         errors = self._consensus(self.aligned, self.scrambled, keepPosesFrom=3,
                                  symmetryGroup="x7").validate()
-        assert any("Keep poses of input number" in e for e in errors), errors
+        assert any("Poses kept from set number" in e for e in errors), errors
         assert any(e.startswith("Symmetry:") for e in errors), errors
 
     def test_validate_consensus_good_inputs(self):

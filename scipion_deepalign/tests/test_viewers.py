@@ -93,7 +93,7 @@ class TestViewers(BaseTest):
         legend = [t.get_text() for t in ax.get_legend().get_texts()]
         assert legend[0].startswith("true poses") and legend[1].startswith("scrambled poses")
         # the legend's 0.143 resolution is the protocol's own
-        assert f"0.143: {self.rec_true.getResolution0143():.1f} A" in legend[0]
+        assert f"0.143: {self.rec_true.getResolution0143():.1f} Å" in legend[0]
         # random poses for a quarter of the particles blur the map: worse resolution
         assert self.rec_noisy.getResolution0143() > self.rec_true.getResolution0143() + 0.5
 
@@ -132,7 +132,11 @@ class TestViewers(BaseTest):
         for p in paths:
             _png_ok(p)
         plotter = viewer.plotDistribution()[0]
-        offsets = plotter.getFigure().axes[0].collections[0].get_offsets()
+        from matplotlib.collections import PathCollection
+
+        points, = [c for c in plotter.getFigure().axes[0].collections
+                   if isinstance(c, PathCollection)]
+        offsets = points.get_offsets()
         np.testing.assert_allclose(np.asarray(offsets).T, sphere_coordinates_rad(angles),
                                    atol=1e-6)
 
@@ -188,3 +192,36 @@ def test_training_viewer(tmp_path):
     np.testing.assert_allclose(accuracy[:2], [max(report.histories[r]["val_accuracy"])
                                               for r in (1, 2)])
     assert np.all(np.isnan(np.asarray(accuracy, dtype=float)[2:]))  # untrained regions
+
+
+def test_training_viewer_shared_network(tmp_path):
+    pytest.importorskip("keras")
+    from pyworkflow.project import Manager
+
+    from scipion_deepalign.core.cnn.config import TrainConfig
+    from scipion_deepalign.core.cnn.train import train_regions
+    from scipion_deepalign.core.simulate import make_phantom, simulate_particles
+    from scipion_deepalign.objects import DeepAlignModel
+
+    volume = make_phantom(24, seed=0)
+    images, truth = simulate_particles(volume, 80, pixel_size_a=4.0, snr=10.0, ctf=False,
+                                       seed=0)
+    model_dir = tmp_path / "model"
+    report = train_regions(images, truth.angles_deg, out_dir=model_dir, spacing_deg=90.0,
+                           config=TrainConfig(epochs=2, batch_size=16, positives_per_region=32,
+                                              network="shared"))
+    project = Manager().createProject(f"viewer_shared_{tmp_path.name}")
+    run = _TrainRun(DeepAlignModel.fromModelDir(str(model_dir)))
+    viewer = DeepAlignTrainingViewer(project=project, protocol=run)
+    viewer.setProtocol(run)
+    for p in viewer.savePngs(str(tmp_path / "pngs")):
+        _png_ok(p)
+
+    history = viewer.plotHistory()[0].getFigure()
+    legend = [t.get_text() for t in history.axes[0].get_legend().get_texts()]
+    assert legend == ["shared network"]
+    assert history.axes[0].lines[1].get_linestyle() == "--"  # the validation curve is drawn
+    regions = viewer.plotRegionAccuracy()[0].getFigure().axes[0]
+    counts = np.asarray(regions.collections[0].get_array())
+    assert counts.sum() == sum(report.histories["shared"]["n_particles_per_region"])
+    assert "Shared network" in regions.get_title() and "nan" not in regions.get_title()

@@ -25,11 +25,10 @@ class DeepAlignAngularDifferencesViewer(DeepAlignPlotViewer):
     def differences(self):
         """``(labels, list of ndarray (N,))``: direction differences (deg) per pair of inputs."""
         data = self.protocol.getDifferences()
-        sets = self.protocol._inputSets()
+        names = self.protocol.inputSetNames()
         labels, diffs = [], []
         for column, (i, j) in enumerate(data["pairs"]):
-            names = [sets[k].getObjLabel() or f"input {k + 1}" for k in (i, j)]
-            labels.append(" vs ".join(names))
+            labels.append(f"{names[i]} vs {names[j]}")
             diffs.append(data["direction_diff_deg"][:, column])
         return labels, diffs
 

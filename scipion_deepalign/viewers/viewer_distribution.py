@@ -64,6 +64,8 @@ class DeepAlignAngularDistributionViewer(DeepAlignPlotViewer):
         plotters = []
         for k, (name, angles_deg) in enumerate(outputs):
             out_path = path if k == 0 or path is None else path.replace(".png", f"_{name}.png")
-            plotters.append(plotter_of(plot_angular_distribution, angles_deg, path=out_path,
+            title = f"{self.protocol.getRunName()}: {name} ({len(angles_deg)} particles)"
+            plotters.append(plotter_of(plot_angular_distribution, angles_deg, title=title,
+                                       path=out_path,
                                        window_title=f"DeepAlign angular distribution: {name}"))
         return plotters

@@ -1,8 +1,13 @@
-"""Training curves of the regional CNNs and their validation accuracy on the sphere."""
+"""Training curves of the DeepAlign networks, and the regions on the sphere: the validation
+accuracy of each regional network, or the training particles per region of the shared one."""
 import pyworkflow.protocol.params as params
 from pyworkflow.viewer import DESKTOP_TKINTER, WEB_DJANGO
 
-from scipion_deepalign.core.cnn.history import read_histories, region_accuracy
+from scipion_deepalign.core.cnn.history import (
+    read_histories,
+    region_accuracy,
+    shared_region_counts,
+)
 
 from .plot_views import DeepAlignPlotViewer, plotter_of
 
@@ -18,8 +23,9 @@ def _training_protocols():
 
 
 class DeepAlignTrainingViewer(DeepAlignPlotViewer):
-    """Loss and accuracy per epoch of every region's network (training solid, validation
-    dashed), and the validation accuracy of each region at its centre on a sphere map."""
+    """Loss and accuracy per epoch of every network (training solid, validation dashed), and
+    a sphere map of the regions: each regional network's validation accuracy at its centre,
+    or, for the shared network, the training particles of each region."""
     _label = "DeepAlign training viewer"
     _targets = _training_protocols()
     _environments = [DESKTOP_TKINTER, WEB_DJANGO]
@@ -29,7 +35,10 @@ class DeepAlignTrainingViewer(DeepAlignPlotViewer):
         form.addSection(label="Visualization")
         form.addParam("doShowHistory", params.LabelParam, label="Show training curves")
         form.addParam("doShowRegionAccuracy", params.LabelParam,
-                      label="Show validation accuracy per region")
+                      label="Show the regions on the sphere",
+                      help="Regional networks: the validation accuracy of each region's "
+                           "network. Shared network: the training particles of each region "
+                           "(the network has one validation accuracy, in the title).")
 
     def modelDir(self):
         """Folder of the protocol's trained model."""
@@ -45,8 +54,14 @@ class DeepAlignTrainingViewer(DeepAlignPlotViewer):
                            window_title="DeepAlign training curves")]
 
     def plotRegionAccuracy(self, path=None):
-        from scipion_deepalign.core.plots import plot_region_accuracy
+        from scipion_deepalign.core.plots import plot_region_accuracy, plot_region_counts
 
+        shared = shared_region_counts(self.modelDir())
+        if shared is not None:
+            centres_deg, counts, accuracy = shared
+            return [plotter_of(plot_region_counts, centres_deg, counts,
+                               overall_accuracy=accuracy, path=path,
+                               window_title="DeepAlign training particles per region")]
         centres_deg, accuracy = region_accuracy(self.modelDir())
         return [plotter_of(plot_region_accuracy, centres_deg, accuracy, path=path,
                            window_title="DeepAlign validation accuracy per region")]

@@ -1,143 +1,130 @@
-"""Form wizards: downsampled geometry, number of regions, shifts in Angstrom and pixels.
+"""Wizards on image geometry: the box a target or search resolution gives (and the reverse),
+and shifts between pixels and Angstrom.
 
-Each wizard reads the form, calls a function of :mod:`scipion_deepalign.core.wizard_math`
-(tested on its own) and shows the answer; ``preview(protocol)`` returns that answer without
-any GUI so it can be tested headless.
-
-Parameter names of the training/alignment protocols (``DeepAlignProtTrain``,
-``DeepAlignProtAlign``, ``DeepAlignProtRefine``...): ``targetResolutionA`` (A),
-``regionSpacingDeg`` (deg), ``symmetryGroup``, ``maxShiftPx`` (px) and one particles pointer
-among :data:`PARTICLE_PARAMS`. A wizard targets only the protocols whose form has its
-parameter.
+Parameter names served (any DeepAlign protocol whose form has them): ``targetResolutionA``
+and ``alignResolutionA`` (Å), ``maxShiftPx`` (pixels of the input particles; the
+alignment's maximum shift and the consensus shift threshold), ``maskRadiusA`` (Å, the
+reconstruction's FSC mask, drawn on the particles by pwem's mask-radius dialog).
 """
-from pyworkflow.wizard import Wizard
-
+from scipion_deepalign.core import defaults
 from scipion_deepalign.core.wizard_math import (
     downsampling_preview,
-    regions_preview,
+    resolution_for_box,
+    shift_angstrom_to_px,
     shift_px_to_angstrom,
 )
 
-__all__ = ["DeepAlignDownsamplingWizard", "DeepAlignRegionsWizard", "DeepAlignMaxShiftWizard",
-           "PARTICLE_PARAMS", "PROTOCOL_NAMES"]
+from .base import DeepAlignWizard, ask_number, particle_geometry, targets, value_of
 
-#: pointer parameters searched, in order, for the particles a protocol works on
-PARTICLE_PARAMS = ("inputTrainingParticles", "inputParticles", "inputSet")
-#: protocol classes (in :mod:`scipion_deepalign.protocols`) the wizards may target
-PROTOCOL_NAMES = ("DeepAlignProtTrain", "DeepAlignProtAlign", "DeepAlignProtRefine",
-                  "DeepAlignProtPredict")
+__all__ = ["DeepAlignDownsamplingWizard", "DeepAlignSearchResolutionWizard",
+           "DeepAlignMaxShiftWizard", "DeepAlignFscMaskWizard"]
 
 
-def _targets(param_name):
-    """``[(ProtocolClass, [param_name])]`` for the plugin protocols defining ``param_name``."""
-    try:
-        from scipion_deepalign import protocols
-    except ImportError:  # protocols not importable (e.g. missing Scipion pieces)
-        return []
-    found = []
-    for name in PROTOCOL_NAMES:
-        cls = getattr(protocols, name, None)
-        if cls is not None and _defines_param(cls, param_name):
-            found.append((cls, [param_name]))
-    return found
-
-
-def _defines_param(protocol_class, param_name):
-    """Whether the form of ``protocol_class`` has a parameter ``param_name``."""
-    try:
-        return protocol_class().getParam(param_name) is not None
-    except Exception:  # a form that cannot be built without a project: do not target it
-        return False
-
-
-def _input_particles(protocol):
-    """The first particle set the protocol points at (None when none is set)."""
-    for name in PARTICLE_PARAMS:
-        pointer = getattr(protocol, name, None)
-        value = pointer.get() if pointer is not None and hasattr(pointer, "get") else None
-        if value is not None and hasattr(value, "getSamplingRate"):
-            return value
-    return None
-
-
-def _particle_geometry(protocol):
-    """``(box_px, pixel_size_a, n_particles)`` of the protocol's input particles.
-
-    Raises
-    ------
-    ValueError
-        When no input particles are selected yet.
-    """
-    particles = _input_particles(protocol)
-    if particles is None:
-        raise ValueError("Select the input particles first.")
-    box_px = particles.getXDim() or particles.getDimensions()[0]
-    return int(box_px), float(particles.getSamplingRate()), int(particles.getSize())
-
-
-class _DeepAlignWizard(Wizard):
-    """Base: compute with ``preview`` and show its message (errors as warnings)."""
-    param_name = None
-
-    def preview(self, protocol):  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def show(self, form, *params):
-        try:
-            answer = self.preview(form.protocol)
-        except ValueError as exc:
-            form.showWarning(str(exc))
-            return
-        form.showInfo(answer.message(), header=self.__class__.__name__)
-
-
-class DeepAlignDownsamplingWizard(_DeepAlignWizard):
-    """Show the box and pixel size the images get at the chosen target resolution."""
+class DeepAlignDownsamplingWizard(DeepAlignWizard):
+    """Show the box and pixel size a target resolution gives; set the resolution from the
+    box the user wants."""
     param_name = "targetResolutionA"
-    _targets = _targets(param_name)
+    title = "Network input size"
+    prompt = "Network input box (px)"
+    _targets = targets(param_name)
 
     def preview(self, protocol):
-        box_px, pixel_size_a, _ = _particle_geometry(protocol)
-        target = getattr(protocol, self.param_name).get()
+        box_px, pixel_size_a, _ = particle_geometry(protocol)
+        target = value_of(protocol, self.param_name)
         if target is None:
-            raise ValueError("Set the target resolution first.")
+            target = 2.0 * pixel_size_a  # empty: the full box
         return downsampling_preview(box_px, pixel_size_a, target)
 
+    def choose(self, form, answer):
+        new_box = ask_number(form, self.title, f"{answer.message()}\n\n{self.prompt}:",
+                             answer.new_box_px)
+        if new_box is None or int(new_box) == answer.new_box_px:
+            return None
+        return resolution_for_box(answer.box_px, answer.pixel_size_a, int(new_box))
 
-class DeepAlignRegionsWizard(_DeepAlignWizard):
-    """Show how many regions (networks) the spacing and symmetry give."""
-    param_name = "regionSpacingDeg"
-    _targets = _targets(param_name)
 
-    def preview(self, protocol):
-        spacing = getattr(protocol, self.param_name).get()
-        symmetry_param = getattr(protocol, "symmetryGroup", None)
-        symmetry = symmetry_param.get() if symmetry_param is not None else "c1"
-        particles = _input_particles(protocol)
-        return regions_preview(spacing, symmetry or "c1",
-                               n_particles=None if particles is None else particles.getSize())
+class DeepAlignSearchResolutionWizard(DeepAlignDownsamplingWizard):
+    """The same for the search resolution of the alignment (empty: the full box)."""
+    param_name = "alignResolutionA"
+    title = "Search image size"
+    prompt = "Search box (px); the full box empties the field"
+    _targets = targets(param_name)
+
+    def choose(self, form, answer):
+        new_box = ask_number(form, self.title, f"{answer.message()}\n\n{self.prompt}:",
+                             answer.new_box_px)
+        if new_box is None or int(new_box) == answer.new_box_px:
+            return None
+        if int(new_box) == answer.box_px:
+            return ""  # no downsampling
+        return resolution_for_box(answer.box_px, answer.pixel_size_a, int(new_box))
 
 
 class _ShiftMessage:
-    def __init__(self, shift_px, shift_a, pixel_size_a, box_px):
+    def __init__(self, shift_px, shift_a, pixel_size_a, box_px, *, empty=None):
         self.shift_px, self.shift_a = shift_px, shift_a
-        self.pixel_size_a, self.box_px = pixel_size_a, box_px
+        self.pixel_size_a, self.box_px, self.empty = pixel_size_a, box_px, empty
 
     def message(self):
-        return (f"A maximum shift of {self.shift_px:g} px is {self.shift_a:.1f} A at "
-                f"{self.pixel_size_a:.3g} A/px ({100 * self.shift_px / self.box_px:.0f} % of the "
-                f"{self.box_px} px box).")
+        text = (f"A shift of {self.shift_px:g} px is {self.shift_a:.1f} Å at "
+                f"{self.pixel_size_a:.3g} Å/px ({100 * self.shift_px / self.box_px:.0f} % of "
+                f"the {self.box_px} px box).")
+        return f"{self.empty} {text}" if self.empty else text
 
 
-class DeepAlignMaxShiftWizard(_DeepAlignWizard):
-    """Show the maximum shift (pixels of the input particles) in Angstrom."""
+class DeepAlignMaxShiftWizard(DeepAlignWizard):
+    """Convert the maximum shift (or the consensus shift threshold) between pixels of the
+    input particles and Angstrom: the user types Angstrom, the form gets pixels."""
     param_name = "maxShiftPx"
-    _targets = _targets(param_name)
+    title = "Shift in Å and pixels"
+    _targets = targets(param_name)
 
     def preview(self, protocol):
-        box_px, pixel_size_a, _ = _particle_geometry(protocol)
-        shift_px = getattr(protocol, self.param_name).get()
-        if shift_px is None:
-            raise ValueError("Set the maximum shift first.")
+        box_px, pixel_size_a, _ = particle_geometry(protocol)
+        shift_px = value_of(protocol, self.param_name)
+        empty = None
+        if shift_px is None or shift_px < 0:
+            shift_px = defaults.default_max_shift_px(box_px)
+            empty = ("The field is empty: shifts are not compared." if
+                     hasattr(protocol, "inputSets") else
+                     "The field is empty: the alignment searches 1/8 of the box.")
         return _ShiftMessage(shift_px, shift_px_to_angstrom(shift_px, pixel_size_a),
-                             pixel_size_a, box_px)
+                             pixel_size_a, box_px, empty=empty)
+
+    def choose(self, form, answer):
+        shift_a = ask_number(form, self.title, f"{answer.message()}\n\nShift (Å):",
+                             round(answer.shift_a, 1))
+        if shift_a is None:
+            return None
+        return round(shift_angstrom_to_px(shift_a, answer.pixel_size_a), 2)
+
+
+def _mask_radius_wizard_base():
+    """pwem's particle mask-radius wizard (draws the circle on particle images), or Wizard."""
+    try:
+        from pwem.wizards.wizard import ParticleMaskRadiusWizard
+    except ImportError:  # pragma: no cover - pwem without its wizards
+        return DeepAlignWizard
+    return ParticleMaskRadiusWizard
+
+
+class DeepAlignFscMaskWizard(_mask_radius_wizard_base()):
+    """Draw the FSC mask radius as a circle on the input particles and set it (Å)."""
+    param_name = "maskRadiusA"
+    title = "FSC mask radius"
+    _targets = targets(param_name)
+
+    def show(self, form, *params):
+        from pwem import constants as emcts
+
+        protocol = form.protocol
+        radius = value_of(protocol, self.param_name)
+        provider = self._getListProvider(protocol.inputParticles)
+        if provider is None:
+            form.showWarning("Select the aligned particles first.", header=self.title)
+            return
+        super().show(form, -1 if radius is None or radius <= 0 else radius, self.param_name,
+                     units=emcts.UNIT_ANGSTROM)
+
+    def _getProvider(self, protocol):
+        return self._getListProvider(protocol.inputParticles)

@@ -19,9 +19,9 @@ import tempfile
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-__all__ = ["TrainConfig", "config_default", "NETWORKS", "HEADS", "TRAINING_SOURCES", "CONFIG_FILE",
-           "REGIONS_FILE", "SHARED_MODEL", "SHARED_HISTORY", "model_path", "history_path",
-           "read_model_config", "write_json_atomic"]
+__all__ = ["TrainConfig", "NETWORKS", "HEADS", "TRAINING_SOURCES", "LOSSES",
+           "CONFIG_FILE", "REGIONS_FILE", "SHARED_MODEL", "SHARED_HISTORY", "model_path",
+           "history_path", "read_model_config", "write_json_atomic"]
 
 CONFIG_FILE = "config.json"
 REGIONS_FILE = "regions.star"
@@ -33,6 +33,8 @@ HEADS = ("softmax", "sigmoid")
 #: Where training images come from: the aligned subset (the paper), projections of the
 #: reference map made on the fly (:mod:`.synthetic`), or both mixed in every batch.
 TRAINING_SOURCES = ("projections", "particles", "both")
+#: training losses: binary cross-entropy, mean absolute error (Xmipp's code)
+LOSSES = ("bce", "mae")
 
 
 @dataclass
@@ -136,8 +138,8 @@ class TrainConfig:
             raise ValueError(f"label_softness must be in [0, 2], got {self.label_softness}")
         if not 0 < self.particle_fraction < 1:
             raise ValueError(f"particle_fraction must be in (0, 1), got {self.particle_fraction}")
-        if self.loss not in ("bce", "mae", "binary_crossentropy", "mean_absolute_error"):
-            raise ValueError(f"loss must be 'bce' or 'mae', got {self.loss!r}")
+        if self.loss not in LOSSES + ("binary_crossentropy", "mean_absolute_error"):
+            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
         for name in ("epochs", "batch_size", "images_per_epoch", "positives_per_region"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -162,14 +164,6 @@ class TrainConfig:
     def from_dict(cls, values: dict) -> TrainConfig:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in known})
-
-
-def config_default(name: str):
-    """The default of one :class:`TrainConfig` option (what the CLI and the forms show)."""
-    for f in fields(TrainConfig):
-        if f.name == name:
-            return f.default
-    raise KeyError(f"TrainConfig has no option {name!r}")
 
 
 def model_path(model_dir, region: int) -> Path:

@@ -8,8 +8,8 @@ import numpy as np
 
 from .config import REGIONS_FILE
 
-__all__ = ["read_histories", "region_accuracy", "best_validation_accuracy",
-           "near_chance_warnings", "NEAR_CHANCE_FACTOR"]
+__all__ = ["read_histories", "region_accuracy", "shared_region_counts",
+           "best_validation_accuracy", "near_chance_warnings", "NEAR_CHANCE_FACTOR"]
 
 
 def read_histories(model_dir) -> dict:
@@ -46,7 +46,8 @@ def region_accuracy(model_dir):
     -------
     centres_deg : ndarray of shape (R, 2)
     val_accuracy : ndarray of shape (R,)
-        NaN for regions without a network of their own (skipped, or a shared network).
+        NaN for regions without a network of their own (skipped, or a shared network:
+        see :func:`shared_region_counts`).
     """
     from ..io import read_regions_star
 
@@ -56,6 +57,33 @@ def region_accuracy(model_dir):
         if 1 <= region <= len(centres_deg) and history.get("val_accuracy"):
             accuracy[region - 1] = best_validation_accuracy(history)
     return np.asarray(centres_deg), accuracy
+
+
+def shared_region_counts(model_dir):
+    """What a shared network records per region: training particles, and its one accuracy.
+
+    Parameters
+    ----------
+    model_dir : str or Path
+
+    Returns
+    -------
+    (centres_deg, counts, val_accuracy) or None
+        ``centres_deg`` of shape (R, 2), ``counts`` of shape (R,) (training particles per
+        region, zeros when the history does not record them), ``val_accuracy`` the best
+        validation accuracy (None if not recorded); None for a model without a shared network.
+    """
+    from ..io import read_regions_star
+
+    history = read_histories(model_dir).get(0)
+    if history is None:
+        return None
+    centres_deg, _, _ = read_regions_star(Path(model_dir) / REGIONS_FILE)
+    counts = np.zeros(len(centres_deg))
+    recorded = history.get("n_particles_per_region") or []
+    counts[:min(len(recorded), len(counts))] = recorded[:len(counts)]
+    accuracy = best_validation_accuracy(history)
+    return np.asarray(centres_deg), counts, accuracy
 
 
 #: A model whose held-out accuracy is below this multiple of chance is reported as useless.

@@ -1,0 +1,44 @@
+"""Defaults and choice lists shared by every face of DeepAlign: one place per fact.
+
+The GUI forms (``protocols/``), the command line (``cli/``) and the wizards read their
+defaults here or from :class:`~scipion_deepalign.core.cnn.config.TrainConfig`, so that a
+value cannot differ between them (``tests/test_defaults.py`` compares the CLI parsers with
+the protocol forms). Light module: no Keras, no Scipion.
+"""
+from __future__ import annotations
+
+from dataclasses import fields
+
+from .cnn.config import HEADS, LOSSES, NETWORKS, TRAINING_SOURCES, TrainConfig
+
+__all__ = ["NETWORKS", "LOSSES", "HEADS", "TRAINING_SOURCES", "CTF_MODES",
+           "REGION_SPACING_DEG", "TOP_K",
+           "MAX_SHIFT_BOX_FRACTION", "CONSENSUS_MAX_ANGLE_DEG", "train_default",
+           "default_max_shift_px"]
+
+#: angular distance between neighbouring region centres (degrees); 30 gives 42 regions in c1
+REGION_SPACING_DEG = 30.0
+#: regions kept per particle (with their probabilities) by the prediction: as many as the
+#: default adaptive search may use (``search_plan.SearchOptions.max_regions``); the paper and
+#: Xmipp kept 2 and searched both
+TOP_K = 4
+#: largest shift searched, as a fraction of the particle box, when none is given
+MAX_SHIFT_BOX_FRACTION = 1.0 / 8.0
+#: consensus: largest angle between projection directions for two poses to agree (degrees)
+CONSENSUS_MAX_ANGLE_DEG = 10.0
+#: CTF handling of the alignment: CTF on the references; phase-flip the particles first;
+#: particles already phase-flipped (|CTF| on the references)
+CTF_MODES = ("apply", "flip", "flipped")
+
+
+def train_default(name: str):
+    """Default of the :class:`TrainConfig` field ``name`` (KeyError naming it if unknown)."""
+    for field in fields(TrainConfig):
+        if field.name == name:
+            return field.default
+    raise KeyError(f"TrainConfig has no field {name!r}")
+
+
+def default_max_shift_px(box_px: int) -> float:
+    """Largest shift searched when none is given: :data:`MAX_SHIFT_BOX_FRACTION` of the box."""
+    return float(box_px) * MAX_SHIFT_BOX_FRACTION
