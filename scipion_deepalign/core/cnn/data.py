@@ -33,6 +33,7 @@ from ..imageops import (
     translate_images,
 )
 from ..projection import downsampled_geometry
+from .config import DEFAULT_INPUT_BOX_PX
 
 __all__ = ["input_geometry", "preprocess_images", "normalise_input", "mask_images",
            "augment_images", "split_by_particle", "RegionBatches", "SharedBatches",
@@ -53,7 +54,8 @@ def input_geometry(box_px: int, pixel_size_a: float, *, target_resolution_a=None
         Resolution to keep (downsampling rule of ``projection.downsampled_geometry``).
     target_box_px : int, optional
         Input side given directly (used instead of ``target_resolution_a``); at most
-        ``box_px``.
+        ``box_px``. Neither given: :data:`~.config.DEFAULT_INPUT_BOX_PX` (or the box when
+        smaller).
 
     Returns
     -------
@@ -68,8 +70,9 @@ def input_geometry(box_px: int, pixel_size_a: float, *, target_resolution_a=None
             raise ValueError(f"target_box_px must be between 8 and the particle box {box_px}, "
                              f"got {target_box_px}")
         return target_box_px, float(pixel_size_a) * box_px / target_box_px
-    if target_resolution_a is None:
-        return box_px, float(pixel_size_a)
+    if target_resolution_a is None:  # neither given: the measured default input box
+        new_box = min(box_px, DEFAULT_INPUT_BOX_PX)
+        return new_box, float(pixel_size_a) * box_px / new_box
     new_box, new_pixel = downsampled_geometry(box_px, pixel_size_a, target_resolution_a)
     if new_box < 8:
         raise ValueError(f"target_resolution_a={target_resolution_a} A leaves a {new_box} px "
