@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .imageops import fourier_upsample2
+
 __all__ = [
     "Gallery",
     "GalleryCache",
@@ -88,19 +90,6 @@ def global_directions_deg(symmetry: str, step_deg: float) -> np.ndarray:
     return np.asarray(region_direction_grids(np.zeros((1, 2)), symmetry, step_deg)[0])
 
 
-def _upsample2(images: np.ndarray) -> np.ndarray:
-    """Fourier interpolation to twice the sampling: ``out[..., 2 y, 2 x] = in[..., y, x]``."""
-    import scipy.fft
-
-    m, box = images.shape[0], images.shape[-1]
-    spec = scipy.fft.rfft2(np.asarray(images, dtype=np.float32))
-    pos = (box + 1) // 2  # non-negative row frequencies; an even box's Nyquist row is negative
-    out = np.zeros((m, 2 * box, box + 1), dtype=np.complex64)
-    out[:, :pos, : box // 2 + 1] = spec[:, :pos]
-    out[:, 2 * box - (box - pos):, : box // 2 + 1] = spec[:, pos:]
-    return scipy.fft.irfft2(out, s=(2 * box, 2 * box)) * np.float32(4.0)
-
-
 def rotate_to_psi(projections: np.ndarray, psi_deg: np.ndarray) -> np.ndarray:
     """In-plane rotated copies: the projection at ``(rot, tilt, psi)`` for every ``psi``.
 
@@ -125,7 +114,7 @@ def rotate_to_psi(projections: np.ndarray, psi_deg: np.ndarray) -> np.ndarray:
     m, box = proj.shape[0], proj.shape[-1]
     psi = np.asarray(psi_deg, dtype=np.float64).ravel()
     op = _rotation_operator(box, tuple(np.round(psi, 9)))
-    up = _upsample2(proj).reshape(m, -1)
+    up = fourier_upsample2(proj).reshape(m, -1)
     out = (op @ up.T).T  # sparse (P*B*B, 4*B*B) times dense (4*B*B, M)
     return np.ascontiguousarray(out, dtype=np.float32).reshape(m, len(psi), box, box)
 
@@ -151,7 +140,7 @@ def rotate_selected(projections: np.ndarray, psi_deg: np.ndarray,
     n, box = proj.shape[0], proj.shape[-1]
     psi = np.asarray(psi_deg, dtype=np.float64).ravel()
     op = _rotation_operator(box, tuple(np.round(psi, 9)))
-    up = _upsample2(proj).reshape(n, -1)
+    up = fourier_upsample2(proj).reshape(n, -1)
     out = np.empty((n, box * box), dtype=np.float32)
     index = np.asarray(psi_index, dtype=np.int64)
     for p in np.unique(index):

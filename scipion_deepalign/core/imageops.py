@@ -14,6 +14,7 @@ __all__ = [
     "translate_images",
     "translate_volume",
     "rotate_images",
+    "fourier_upsample2",
     "fourier_crop",
     "fourier_crop_volume",
     "circular_mask",
@@ -157,6 +158,29 @@ def rotate_images(images, angles_deg, *, order: int = 3) -> np.ndarray:
         out[i] = ndimage.map_coordinates(stack[i], [src_y, src_x], order=order,
                                          mode="grid-constant", cval=0.0)
     return out
+
+
+def fourier_upsample2(images) -> np.ndarray:
+    """Fourier interpolation to twice the sampling: ``out[..., 2 y, 2 x] = in[..., y, x]``.
+
+    Parameters
+    ----------
+    images : ndarray of shape (N, B, B)
+
+    Returns
+    -------
+    ndarray of shape (N, 2B, 2B) float32
+    """
+    import scipy.fft
+
+    images = np.asarray(images, dtype=np.float32)
+    m, box = images.shape[0], images.shape[-1]
+    spec = scipy.fft.rfft2(images)
+    pos = (box + 1) // 2  # non-negative row frequencies; an even box's Nyquist row is negative
+    out = np.zeros((m, 2 * box, box + 1), dtype=np.complex64)
+    out[:, :pos, : box // 2 + 1] = spec[:, :pos]
+    out[:, 2 * box - (box - pos):, : box // 2 + 1] = spec[:, pos:]
+    return scipy.fft.irfft2(out, s=(2 * box, 2 * box)) * np.float32(4.0)
 
 
 def _crop_or_pad_centred(spec: np.ndarray, new_shape) -> np.ndarray:

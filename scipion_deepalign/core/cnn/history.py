@@ -117,8 +117,13 @@ def near_chance_warnings(histories: dict, n_regions: int) -> list:
 
 
 def best_validation_accuracy(history: dict):
-    """``val_accuracy`` at the epoch of lowest ``val_loss`` of a history dict (or None)."""
-    losses = history.get("val_loss")
-    if not losses or "val_accuracy" not in history:
+    """Held-out accuracy of the kept model: ``val_accuracy`` at the epoch of lowest
+    ``val_loss`` (the weights early stopping restores); the highest ``val_accuracy`` when no
+    ``val_loss`` was recorded; None without ``val_accuracy``."""
+    accuracy = history.get("val_accuracy")
+    if not accuracy:
         return None
-    return float(history["val_accuracy"][int(np.argmin(losses))])
+    losses = history.get("val_loss")
+    if not losses:
+        return float(np.max(accuracy))
+    return float(accuracy[int(np.argmin(losses))])
