@@ -94,7 +94,9 @@ class AlignSteps:
         group.addParam("probabilityMass", params.FloatParam,
                        default=default("probability_mass") or 0.8,
                        condition="useProbabilityMass", label="Probability mass",
-                       help="Between 0 and 1.")
+                       help="Between 0 and 1: the regions searched must together hold this "
+                            "much of the network's probability (0.8 measured best with the "
+                            "default window, docs/benchmarks_accuracy.md).")
         group.addParam("maxRegions", params.IntParam, default=default("max_regions") or 4,
                        condition="useProbabilityMass", label="Max regions per particle",
                        help="Upper limit of the regions searched per particle (at most the "

@@ -205,7 +205,10 @@ class TrainSteps:
     def _createModelOutput(self):
         model = DeepAlignModel.fromModelDir(self._getFileName("model_dir"))
         self._defineOutputs(**{DeepAlignProtTrain.outputs.outputModel.name: model})
-        self._defineSourceRelation(self.inputTrainingParticles, model)
+        if self._trainingSetGiven():
+            self._defineSourceRelation(self.inputTrainingParticles, model)
+        if self._trainingSource() != "particles":
+            self._defineSourceRelation(self.inputVolume, model)
         return model
 
     # ------------------------------------------------------------- checks

@@ -192,3 +192,35 @@ def test_run_passes_refine_to_the_alignment(tmp_path, monkeypatch):
     assert code == 0
     assert seen["refine"] is True
     assert (tmp_path / "run" / "aligned.star").exists()
+
+
+def test_run_without_a_training_subset_trains_from_the_map(tmp_path, capsys):
+    """deepalign run --training-source projections (the default) needs no --train."""
+    pytest.importorskip("keras")
+    volume = make_phantom(32, seed=0)
+    images, parts = simulate_particles(volume, 40, pixel_size_a=PIXEL_A, snr=2.0, seed=22)
+    truth = parts.angles_deg.copy()
+    parts.angles_deg = parts.shifts_px = None
+    write_particles(tmp_path / "all.mrcs", tmp_path / "all.star", images, parts)
+    write_mrc(tmp_path / "ref.mrc", volume, pixel_size_a=PIXEL_A)
+    out = tmp_path / "run"
+    assert main(["run", "--particles", str(tmp_path / "all.star"), "--volume",
+                 str(tmp_path / "ref.mrc"), "--out", str(out), "--spacing", "60",
+                 "--epochs", "3", "--images-per-epoch", "1024", "--step", "12",
+                 "--max-shift", "1", "--device", "cpu"]) == 0
+    printed = capsys.readouterr().out
+    assert "regions per particle on average" in printed and "sent to the global search" in printed
+    history = (out / "model" / "history_shared.json").read_text()
+    assert '"training_source": "projections"' in history
+    aligned = read_particles_star(out / "aligned.star")
+    pred = read_particles_star(out / "predicted.star")
+    hints = np.stack([np.asarray(pred.extra[f"deepalignRegion{j}"]).astype(int)
+                      for j in range(1, 5)], axis=1)
+    _assert_poses_inside_the_windows(aligned.angles_deg, hints - 1, step_deg=12.0)
+    err = symmetric_pose_distance_deg(aligned.angles_deg, truth, "c1")
+    assert np.mean(err < 15.0) > 0.4, np.mean(err < 15.0)  # chance: a few percent
+    # without --train, training from particles is refused
+    code = main(["run", "--particles", str(tmp_path / "all.star"), "--volume",
+                 str(tmp_path / "ref.mrc"), "--out", str(tmp_path / "r2"),
+                 "--training-source", "particles"])
+    assert code == 2 and "--train" in capsys.readouterr().err

@@ -5,6 +5,7 @@ import os
 import numpy as np
 from pyworkflow.tests import BaseTest, setupTestProject
 
+from scipion_deepalign.core.defaults import TRAINING_SOURCES
 from scipion_deepalign.tests import scipion_helpers as sh
 
 PIXEL_SIZE_A = 4.0
@@ -201,7 +202,8 @@ class TestTrainPredictAlign(BaseTest):
         train = self.newProtocol(
             DeepAlignProtTrain, inputTrainingParticles=self.train_set, symmetryGroup="c1",
             regionSpacingDeg=60.0, targetResolutionA=16.0, numberOfEpochs=5, batchSize=32,
-            positivesPerRegion=256, networkKind=1, useGpu=False)
+            imagesPerEpoch=256 * 12, networkKind=1, useGpu=False,
+            trainingSource=TRAINING_SOURCES.index("particles"))
         self._launch(train)
         model = train.outputModel
         assert model.getNumberOfRegions() == 12 and model.getSymmetry() == "c1"

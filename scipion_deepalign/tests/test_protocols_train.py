@@ -10,6 +10,7 @@ import pytest
 from pyworkflow.tests import BaseTest, setupTestProject
 
 from scipion_deepalign.constants import NETWORK_KINDS
+from scipion_deepalign.core.defaults import TRAINING_SOURCES
 from scipion_deepalign.tests import scipion_helpers as sh
 
 PIXEL_SIZE_A = 4.0
@@ -39,12 +40,29 @@ class TestTrainValidate(BaseTest):
         from scipion_deepalign.protocols import DeepAlignProtTrain
 
         options = dict(inputTrainingParticles=self.aligned, symmetryGroup="c1",
-                       regionSpacingDeg=60.0, targetResolutionA=10.0)
+                       regionSpacingDeg=60.0, targetResolutionA=10.0,
+                       trainingSource=TRAINING_SOURCES.index("particles"))
         options.update(kwargs)
         return self.newProtocol(DeepAlignProtTrain, **options)
 
     def test_valid_form_has_no_errors(self):
         assert self._train().validate() == []
+
+    def test_training_from_projections_needs_the_volume_not_the_angles(self):
+        projections = TRAINING_SOURCES.index("projections")
+        ok = self._train(trainingSource=projections, inputTrainingParticles=self.unaligned,
+                         inputVolume=self.volume)
+        assert ok.validate() == []
+        text = _errors_text(self._train(trainingSource=projections,
+                                        inputTrainingParticles=self.unaligned))
+        assert "Training from projections needs the reference volume." in text
+        text = _errors_text(self._train(trainingSource=projections, inputVolume=self.volume,
+                                        networkKind=NETWORK_KINDS.index("regional")))
+        assert "trains the shared network" in text
+        text = _errors_text(self._train(trainingSource=TRAINING_SOURCES.index("both"),
+                                        inputTrainingParticles=self.unaligned,
+                                        inputVolume=self.volume))
+        assert "no 3D projection alignment" in text
 
     def test_training_set_without_projection_alignment(self):
         text = _errors_text(self._train(inputTrainingParticles=self.unaligned))
@@ -75,7 +93,7 @@ class TestTrainValidate(BaseTest):
         assert "Unknown symmetry 'x7'" in text
 
     def test_epochs_at_least_one(self):
-        assert "Epochs must be at least 1." in _errors_text(self._train(numberOfEpochs=0))
+        assert "Max epochs must be at least 1." in _errors_text(self._train(numberOfEpochs=0))
 
     def test_few_particles_per_region_warn(self):
         # 30 particles for 12 regions: 2.5 per region, below 2 x 10
@@ -95,7 +113,8 @@ class TestTrainValidate(BaseTest):
 
         options = dict(inputParticles=self.unaligned, inputVolume=self.volume,
                        inputTrainingParticles=self.aligned, symmetryGroup="c1",
-                       regionSpacingDeg=60.0, targetResolutionA=10.0, topK=2, maxShiftPx=4.0)
+                       regionSpacingDeg=60.0, targetResolutionA=10.0, topK=2, maxShiftPx=4.0,
+                       trainingSource=TRAINING_SOURCES.index("particles"))
         options.update(kwargs)
         return self.newProtocol(DeepAlignProtRefine, **options)
 
@@ -119,6 +138,14 @@ class TestTrainValidate(BaseTest):
         prot = self._refine(trainModel=False)
         prot.inputModel.set(model)
         assert "The model was trained for symmetry d2, not c1." in _errors_text(prot)
+
+    def test_refine_from_projections_needs_no_training_particles(self):
+        prot = self._refine(trainingSource=TRAINING_SOURCES.index("projections"))
+        prot.inputTrainingParticles.set(None)
+        assert prot.validate() == []
+        prot = self._refine(trainingSource=TRAINING_SOURCES.index("particles"))
+        prot.inputTrainingParticles.set(None)
+        assert "Choose the training particles." in _errors_text(prot)
 
     def test_refine_without_model_nor_training(self):
         text = _errors_text(self._refine(trainModel=False))
@@ -153,6 +180,7 @@ class TestRefine(BaseTest):
             inputTrainingParticles=self.aligned, symmetryGroup="c1", regionSpacingDeg=60.0,
             targetResolutionA=16.0, numberOfEpochs=2, batchSize=32, positivesPerRegion=128,
             regionsPerStep=6, networkKind=NETWORK_KINDS.index("regional"), topK=2,
+            trainingSource=TRAINING_SOURCES.index("particles"), useProbabilityMass=False,
             angularStepDeg=8.0, maxShiftPx=3.0, useGpu=False,
             numberOfThreads=3)
         try:
@@ -181,3 +209,27 @@ class TestRefine(BaseTest):
         summary = "\n".join(prot.summary())
         assert "Networks trained: 12" in summary
         assert "Median change of projection direction from the input alignment" in summary
+
+    def test_refine_from_projections_without_a_training_subset(self):
+        """The default path: no pre-aligned particles, the network learns from the map."""
+        from scipion_deepalign.convert import read_set_poses
+        from scipion_deepalign.core.symmetry import symmetric_direction_distance_deg
+        from scipion_deepalign.protocols import DeepAlignProtRefine
+
+        prot = self.newProtocol(
+            DeepAlignProtRefine, inputParticles=self.aligned, inputVolume=self.volume,
+            symmetryGroup="c1", regionSpacingDeg=60.0, targetResolutionA=16.0,
+            numberOfEpochs=4, imagesPerEpoch=1024, angularStepDeg=8.0, maxShiftPx=3.0,
+            useGpu=False, numberOfThreads=1)
+        try:
+            self.launchProtocol(prot)
+        except Exception:
+            print(sh.run_log(prot))
+            raise
+        summary = "\n".join(prot.summary())
+        assert "Trained from projections." in summary
+        ids, angles, _ = read_set_poses(prot.outputParticles)
+        truth = self.data.truth.subset(ids - 1)
+        error = symmetric_direction_distance_deg(angles, truth.angles_deg, "c1")
+        # a network that never saw a particle's pose still guides the search for most
+        assert np.mean(error < 10.0) > 0.5, np.mean(error < 10.0)

@@ -208,8 +208,8 @@ def test_training_viewer_shared_network(tmp_path):
                                        seed=0)
     model_dir = tmp_path / "model"
     report = train_regions(images, truth.angles_deg, out_dir=model_dir, spacing_deg=90.0,
-                           config=TrainConfig(epochs=2, batch_size=16, positives_per_region=32,
-                                              network="shared"))
+                           config=TrainConfig(epochs=2, batch_size=16, images_per_epoch=128,
+                                              network="shared", training_source="particles"))
     project = Manager().createProject(f"viewer_shared_{tmp_path.name}")
     run = _TrainRun(DeepAlignModel.fromModelDir(str(model_dir)))
     viewer = DeepAlignTrainingViewer(project=project, protocol=run)
