@@ -27,6 +27,7 @@ COMMANDS = {
     "reconstruct": "Reconstruct a 3D map (and half maps) from aligned particles",
     "fsc": "Fourier shell correlation between two maps and its resolution",
     "consensus": "Agreement between two or more angular assignments",
+    "merge": "Join the part outputs of predict/align --part I/N in the input order",
     "demo": "End-to-end demonstration on simulated data",
 }
 
@@ -88,6 +89,7 @@ def main(argv=None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
+    args._argv = argv  # the words, for commands that re-run themselves in parts (--jobs)
     logger = setup_logging(args.verbose)
     prog = f"deepalign {args.command}"
     try:
