@@ -11,6 +11,7 @@ from pwem.objects import SetOfParticles
 from .. import constants as cts
 from ..objects import DeepAlignModel
 from .protocol_base import DeepAlignProtBase, hints_model_dir, region_hints_count
+from .protocol_parts import PartSteps
 from .protocol_predict import PredictSteps, _modelGeometryErrors
 
 __all__ = ["AlignSteps", "DeepAlignProtAlign"]
@@ -99,17 +100,19 @@ class AlignSteps:
 
         volume_to_core(self.inputVolume.get(), self._getFileName("reference"))
 
-    def alignStep(self, particles_star, model_dir, ctf_mode="apply"):
+    def alignStep(self, particles_star, model_dir, ctf_mode="apply", part=None, out_star=None):
         """``model_dir`` None: global search over the asymmetric unit. ``ctf_mode`` "flipped"
-        for phase-flipped particles (decided in ``_insertAllSteps``: no set is read here)."""
+        for phase-flipped particles (decided in ``_insertAllSteps``: no set is read here).
+        ``part`` "I/N": only that part, into ``out_star`` (see :class:`PartSteps`)."""
         args = ["--particles", particles_star,
                 "--volume", self._getFileName("reference"),
                 "--symmetry", self.symmetryGroup.get(),
                 "--step", self.angularStepDeg.get(),
                 "--max-shift", self.maxShiftPx.get(),
                 "--device", "auto" if self._gpuIds() else "cpu",
-                "--ctf-mode", ctf_mode,
-                "--out", self._getFileName("aligned_star")]
+                "--ctf-mode", ctf_mode]
+        args += (["--out", self._getFileName("aligned_star")] if part is None
+                 else self._partWords(part, out_star))
         args += ["--global"] if model_dir is None else ["--model", model_dir,
                                                         *self._regionSearchArgs()]
         if self.alignResolutionA.get() and self.alignResolutionA.get() > 0:
@@ -195,7 +198,7 @@ class AlignSteps:
         return errors
 
 
-class DeepAlignProtAlign(AlignSteps, PredictSteps, DeepAlignProtBase):
+class DeepAlignProtAlign(PartSteps, AlignSteps, PredictSteps, DeepAlignProtBase):
     """Assign angles and shifts by correlation with a reference, searching only the regions
     DeepAlign predicted for each particle.
 
@@ -230,6 +233,7 @@ class DeepAlignProtAlign(AlignSteps, PredictSteps, DeepAlignProtBase):
         self._defineAlignParams(form, allow_global=True)
         self._defineRegionSearchParams(form, condition="not globalSearch")
         self._defineComputeParams(form, threads=1)
+        self._definePartParams(form)
 
     def _createFilenameTemplates(self):
         self._updateFilenamesDict({**self._predictFilenames(), **self._alignFilenames()})
@@ -241,12 +245,11 @@ class DeepAlignProtAlign(AlignSteps, PredictSteps, DeepAlignProtBase):
         before = [convert, volume]
         star = self._getFileName("input_star")
         if self._usesInputModel() and not self.globalSearch.get():
-            before = [self._insertFunctionStep(self.predictStep, prerequisites=before,
-                                               needsGPU=self._needsGpu())]
             star = self._getFileName("predicted_star")
-        align = self._insertFunctionStep(self.alignStep, star, self._alignModelDir(),
-                                         self._ctfMode(), prerequisites=before,
-                                         needsGPU=self._needsGpu())
+            before = [self._insertPartSteps(self.predictStep, [], star, before)]
+        align = self._insertPartSteps(self.alignStep,
+                                      [star, self._alignModelDir(), self._ctfMode()],
+                                      self._getFileName("aligned_star"), before)
         self._insertFunctionStep(self.createOutputStep, prerequisites=[align], needsGPU=False)
 
     def convertInputStep(self):
@@ -302,4 +305,5 @@ class DeepAlignProtAlign(AlignSteps, PredictSteps, DeepAlignProtBase):
 
     def _summary(self):
         self._createFilenameTemplates()
-        return self._alignmentReport() or ["Alignment not finished yet."]
+        return (self._alignmentReport() or ["Alignment not finished yet."]) + \
+            self._partsSummary()

@@ -10,6 +10,7 @@ from pwem.objects import SetOfParticles
 
 from .. import constants as cts
 from .protocol_base import DeepAlignProtBase
+from .protocol_parts import PartSteps
 
 __all__ = ["PredictSteps", "DeepAlignProtPredict"]
 
@@ -42,12 +43,14 @@ class PredictSteps:
 
         set_to_core(self.inputParticles.get(), self._getFileName("input_dir"))
 
-    def predictStep(self):
+    def predictStep(self, part=None, out_star=None):
+        """All particles, or ``part`` "I/N" into ``out_star`` (see :class:`PartSteps`)."""
+        out = ["--out", self._getFileName("predicted_star")] if part is None \
+            else self._partWords(part, out_star)
         self._runDeepAlign("predict", [
             "--particles", self._getFileName("input_star"),
             "--model", self._modelDir(),
-            "--top-k", self.topK.get(),
-            "--out", self._getFileName("predicted_star")])
+            "--top-k", self.topK.get(), *out])
 
     def _validatePrediction(self, n_regions):
         """Errors about ``topK`` given the number of regions of the model (None: unknown)."""
@@ -76,7 +79,7 @@ class PredictSteps:
                 f"predicted first (largest holds {counts.max()} particles)."]
 
 
-class DeepAlignProtPredict(PredictSteps, DeepAlignProtBase):
+class DeepAlignProtPredict(PartSteps, PredictSteps, DeepAlignProtBase):
     """Predict the k most likely angular regions of every particle with a trained model.
 
     Output particles carry ``_deepalign_region1..k`` (1-based region numbers of the model's
@@ -99,6 +102,7 @@ class DeepAlignProtPredict(PredictSteps, DeepAlignProtBase):
                       help="Output of the DeepAlign train (or refine) protocol.")
         self._definePredictParams(form)
         self._defineComputeParams(form, threads=1)
+        self._definePartParams(form)
 
     def _createFilenameTemplates(self):
         self._updateFilenamesDict(self._predictFilenames())
@@ -106,8 +110,8 @@ class DeepAlignProtPredict(PredictSteps, DeepAlignProtBase):
     def _insertAllSteps(self):
         self._createFilenameTemplates()
         convert = self._insertFunctionStep(self.convertInputStep, needsGPU=False)
-        predict = self._insertFunctionStep(self.predictStep, prerequisites=[convert],
-                                           needsGPU=self._needsGpu())
+        predict = self._insertPartSteps(self.predictStep, [],
+                                        self._getFileName("predicted_star"), [convert])
         self._insertFunctionStep(self.createOutputStep, prerequisites=[predict],
                                  needsGPU=False)
 
@@ -135,9 +139,9 @@ class DeepAlignProtPredict(PredictSteps, DeepAlignProtBase):
         self._createFilenameTemplates()
         path = self._getFileName("predict_report")
         if not os.path.exists(path):
-            return ["Prediction not finished yet."]
+            return ["Prediction not finished yet."] + self._partsSummary()
         with open(path) as fh:
-            return json.load(fh)
+            return json.load(fh) + self._partsSummary()
 
 
 def _modelGeometryErrors(model, particles):
