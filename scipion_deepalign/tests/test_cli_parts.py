@@ -109,3 +109,29 @@ def test_merge_refuses_a_missing_part(folder, capsys):
 def test_bad_part_options(folder, capsys, extra, message):
     assert _align(folder, *extra, "--out", str(folder / "bad.star")) == 2
     assert message in capsys.readouterr().err
+
+
+def test_predict_in_parts_equals_one_run(tmp_path):
+    volume = make_phantom(16, symmetry="d2", seed=0)
+    images, parts = simulate_particles(volume, 30, pixel_size_a=PIXEL_A, snr=1.0, seed=2)
+    write_particles(tmp_path / "all.mrcs", tmp_path / "all.star", images, parts)
+    model = str(tmp_path / "model")
+    assert main(["train", "--particles", str(tmp_path / "all.star"), "--out", model,
+                 "--training-source", "particles", "--network", "regional",
+                 "--symmetry", "d2", "--spacing", "90", "--epochs", "1", "--batch-size", "16",
+                 "--positives", "16", "--min-particles", "1", "--threads", "1"]) == 0
+    predict = ["predict", "--particles", str(tmp_path / "all.star"), "--model", model,
+               "--top-k", "2", "--threads", "1"]
+    assert main([*predict, "--out", str(tmp_path / "whole.star")]) == 0
+    paths = [str(tmp_path / f"p{i}.star") for i in (1, 2)]
+    for i, path in enumerate(paths, 1):
+        assert main([*predict, "--part", f"{i}/2", "--out", path]) == 0
+    assert main(["merge", "--inputs", *paths, "--out", str(tmp_path / "merged.star")]) == 0
+    whole = read_particles_star(tmp_path / "whole.star")
+    merged = read_particles_star(tmp_path / "merged.star")
+    assert merged.image_names == whole.image_names
+    for column in ("deepalignRegion1", "deepalignRegion2"):
+        np.testing.assert_array_equal(merged.extra[column], whole.extra[column])
+    # the network's batches differ between a part and the whole: allow float rounding
+    np.testing.assert_allclose(merged.extra["deepalignRegionProb1"],
+                               whole.extra["deepalignRegionProb1"], atol=1e-5)
