@@ -11,6 +11,7 @@ from pwem.objects import SetOfParticles
 from .. import constants as cts
 from .protocol_base import DeepAlignProtBase
 from .protocol_parts import PartSteps
+from .protocol_streaming import StreamSteps
 
 __all__ = ["PredictSteps", "DeepAlignProtPredict"]
 
@@ -43,12 +44,13 @@ class PredictSteps:
 
         set_to_core(self.inputParticles.get(), self._getFileName("input_dir"))
 
-    def predictStep(self, part=None, out_star=None):
-        """All particles, or ``part`` "I/N" into ``out_star`` (see :class:`PartSteps`)."""
-        out = ["--out", self._getFileName("predicted_star")] if part is None \
-            else self._partWords(part, out_star)
+    def predictStep(self, part=None, out_star=None, particles_star=None):
+        """The converted input (or ``particles_star``), all of it or ``part`` "I/N" (see
+        :class:`PartSteps`), into ``out_star`` (default: the predicted STAR)."""
+        out = self._partWords(part, out_star) if part is not None \
+            else ["--out", out_star or self._getFileName("predicted_star")]
         self._runDeepAlign("predict", [
-            "--particles", self._getFileName("input_star"),
+            "--particles", particles_star or self._getFileName("input_star"),
             "--model", self._modelDir(),
             "--top-k", self.topK.get(), *out])
 
@@ -79,7 +81,7 @@ class PredictSteps:
                 f"predicted first (largest holds {counts.max()} particles)."]
 
 
-class DeepAlignProtPredict(PartSteps, PredictSteps, DeepAlignProtBase):
+class DeepAlignProtPredict(StreamSteps, PartSteps, PredictSteps, DeepAlignProtBase):
     """Predict the k most likely angular regions of every particle with a trained model.
 
     Output particles carry ``_deepalign_region1..k`` (1-based region numbers of the model's
@@ -103,12 +105,16 @@ class DeepAlignProtPredict(PartSteps, PredictSteps, DeepAlignProtBase):
         self._definePredictParams(form)
         self._defineComputeParams(form, threads=1)
         self._definePartParams(form)
+        self._defineStreamParams(form)
 
     def _createFilenameTemplates(self):
         self._updateFilenamesDict(self._predictFilenames())
 
     def _insertAllSteps(self):
         self._createFilenameTemplates()
+        if self._isInputStreaming():
+            self._insertStreamStep([])
+            return
         convert = self._insertFunctionStep(self.convertInputStep, needsGPU=False)
         predict = self._insertPartSteps(self.predictStep, [],
                                         self._getFileName("predicted_star"), [convert])
@@ -120,10 +126,27 @@ class DeepAlignProtPredict(PartSteps, PredictSteps, DeepAlignProtBase):
                                          self._getFileName("predicted_star"),
                                          top_k=self.topK.get(), model_dir=self._modelDir())
         self._defineOutputs(**{self.outputs.outputParticles.name: out})
+        self._streamFinish(out)
+
+    def _streamFinish(self, out):
+        """Relations and report of the output (also of a streamed one, once closed)."""
         self._defineSourceRelation(self.inputParticles, out)
         self._defineSourceRelation(self.inputModel, out)
         with open(self._getFileName("predict_report"), "w") as fh:
             json.dump(self._predictionReport(out, self.topK.get()), fh)
+
+    # ------------------------------------------------------------- streaming hooks
+    def _streamProcess(self, particles_star, result_star, folder):
+        self.predictStep(out_star=result_star, particles_star=particles_star)
+
+    def _streamResultOptions(self):
+        return {"top_k": self.topK.get()}
+
+    def _streamConvertAttributes(self):
+        return {}
+
+    def _streamModelDir(self):
+        return self._modelDir()
 
     def _validate(self):
         errors = self._emptySetErrors(input=self.inputParticles)
@@ -141,7 +164,7 @@ class DeepAlignProtPredict(PartSteps, PredictSteps, DeepAlignProtBase):
         if not os.path.exists(path):
             return ["Prediction not finished yet."] + self._partsSummary()
         with open(path) as fh:
-            return json.load(fh) + self._partsSummary()
+            return json.load(fh) + self._partsSummary() + self._streamSummary()
 
 
 def _modelGeometryErrors(model, particles):
