@@ -53,8 +53,12 @@ class StreamSteps:
         return fresh
 
     def _isInputStreaming(self):
+        """An open input, or a run that started streaming (continued after the input closed:
+        its recorded batches are kept, not redone by the closed-set steps)."""
         if self.inputParticles.get() is None:
             return False
+        if os.path.isdir(self._getExtraPath("stream")):
+            return True
         fresh = self._freshInput()
         try:
             return fresh.isStreamOpen()

@@ -31,14 +31,14 @@ class TestAlignStreaming(BaseTest):
         cls.particles = sh.import_particles(cls, data.sqlite_path, PIXEL_SIZE_A)
         cls.volume = sh.import_volume(cls, data.volume_path, PIXEL_SIZE_A)
 
-    def _open_set(self):
-        """An open copy of the first batch, registered as an output of the import."""
+    def _open_set(self, name="streamParticles"):
+        """An open copy of the first batch, registered as an output ``name`` of the import."""
         from pwem.objects import SetOfParticles
         from pyworkflow.object import Pointer, Set
 
         importer = self.particles.getObjParentId()
         importer = self.proj.getProtocol(importer)
-        self.stream_path = importer._getExtraPath("stream.sqlite")
+        self.stream_path = importer._getExtraPath(f"{name}.sqlite")
         self.items = [p.clone() for p in self.particles.iterItems()]
         stream = SetOfParticles(filename=self.stream_path)
         stream.copyInfo(self.particles)
@@ -46,10 +46,10 @@ class TestAlignStreaming(BaseTest):
             stream.append(item)
         stream.setStreamState(Set.STREAM_OPEN)
         stream.write()
-        importer._defineOutputs(streamParticles=stream)
+        importer._defineOutputs(**{name: stream})
         self.proj._storeProtocol(importer)
         stream.close()
-        return Pointer(importer, extended="streamParticles")
+        return Pointer(importer, extended=name)
 
     def _feed(self, items, close=False):
         from pwem.objects import SetOfParticles
@@ -86,6 +86,16 @@ class TestAlignStreaming(BaseTest):
                                 useGpu=False, streamBatchSize=BATCH, streamingSleepOnWait=1,
                                 **kwargs)
 
+    def _wait_until_done(self, prot):
+        def done():
+            self.proj._updateProtocol(prot)
+            return not prot.isActive()
+
+        _wait_for("the end of the run", done)
+        if not prot.isFinished():
+            print(sh.run_log(prot))
+        assert prot.isFinished()
+
     def test_three_batches_then_closed(self):
         from scipion_deepalign.convert import read_set_poses
 
@@ -101,14 +111,7 @@ class TestAlignStreaming(BaseTest):
             sizes.append(self._output_size(prot))
             self._feed(items, close=close)
 
-        def done():
-            self.proj._updateProtocol(prot)
-            return not prot.isActive()
-
-        _wait_for("the end of the run", done)
-        if not prot.isFinished():
-            print(sh.run_log(prot))
-        assert prot.isFinished()
+        self._wait_until_done(prot)
         sizes.append(self._output_size(prot))
         assert sizes == [3, 6, 9]
         out = prot.outputParticles
@@ -124,3 +127,21 @@ class TestAlignStreaming(BaseTest):
         np.testing.assert_array_equal(ids[order], np.sort(ids_c))
         np.testing.assert_allclose(angles[order], angles_c[np.argsort(ids_c)], atol=1e-6)
         np.testing.assert_allclose(shifts[order], shifts_c[np.argsort(ids_c)], atol=1e-6)
+
+    def test_stopped_run_continues_without_redoing_batches(self):
+        import os
+
+        prot = self._align("streaming, stopped")
+        prot.inputParticles.copy(self._open_set("stoppedStream"))
+        self.proj.launchProtocol(prot, wait=False)
+        _wait_for("the first batch", lambda: self._output_size(prot) >= BATCH)
+        first = prot._getExtraPath("stream", "batch_0001", "result.star")
+        before = os.stat(first).st_mtime_ns
+        self.proj.stopProtocol(prot)
+        self._feed(self.items[BATCH:], close=True)
+        self.proj.launchProtocol(prot, wait=True)  # continue (resume mode)
+        self._wait_until_done(prot)
+        assert os.stat(first).st_mtime_ns == before
+        ids = [p.getObjId() for p in prot.outputParticles.iterItems()]
+        assert sorted(ids) == sorted(p.getObjId() for p in self.items)
+        assert "Streaming input: 3 batches processed." in prot.summary()
