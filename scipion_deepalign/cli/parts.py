@@ -59,7 +59,7 @@ def select_part(args, particles):
     if part is None:
         return particles, None
     try:
-        record = part_record(particles, *part)
+        record = part_record(particles, *part, options=_result_words(args))
     except ValueError as exc:
         raise CLIError(f"--part {args.part}: {exc}") from None
     log.info("part %d/%d: particles %d-%d of %d", *part, record.first_row + 1,
@@ -102,8 +102,8 @@ def job_count(args):
     return jobs
 
 
-def _child_argv(argv, index, n_parts, out):
-    """The parent's words without :data:`_PARENT_ONLY`, plus this part's ``--part``/``--out``."""
+def _common_words(argv):
+    """The command's words without :data:`_PARENT_ONLY` (what every part shares)."""
     words, skip = [], False
     for word in argv:
         if skip:
@@ -112,7 +112,18 @@ def _child_argv(argv, index, n_parts, out):
             skip = True
         elif not word.startswith(tuple(o + "=" for o in _PARENT_ONLY)):
             words.append(word)
-    return [sys.executable, "-m", "scipion_deepalign.cli", *words,
+    return words
+
+
+def _result_words(args):
+    """The words that decide a part's result (no verbosity), for its record."""
+    words = _common_words(getattr(args, "_argv", None) or [])
+    return [w for w in words if w not in ("-v", "-vv", "-vvv", "--verbose")]
+
+
+def _child_argv(argv, index, n_parts, out):
+    """The parent's common words plus this part's ``--part``/``--out``."""
+    return [sys.executable, "-m", "scipion_deepalign.cli", *_common_words(argv),
             "--part", f"{index}/{n_parts}", "--out", out]
 
 

@@ -4,15 +4,17 @@ A *part* is a contiguous, balanced slice of the input order: part ``I`` (1-based
 holds the input rows ``(I-1)*n//N .. I*n//N - 1`` (:func:`part_rows`). A command run on one
 part writes its particles plus a single-row block ``data_deepalign_part`` (:data:`PART_BLOCK`)
 holding the :class:`PartRecord`: the part index, ``N``, the number of input particles, the
-input rows covered and a digest of the input's image names. :func:`merge_parts` joins a
+input rows covered, a digest of the input's image names and one of the command's options
+(so that a part made with other options is neither reused nor merged). :func:`merge_parts` joins a
 complete set of part files back into the input order and refuses, naming the files, any set
 that is not exactly parts ``1..N`` of one input:
 
 1. every file holds a part record;
 2. all files have the same ``N``, input count and input digest (same input, same split);
-3. no part index appears twice;
-4. no part index of ``1..N`` is missing;
-5. each record's rows are those :func:`part_rows` gives for its index.
+3. all files were made with the same options;
+4. no part index appears twice;
+5. no part index of ``1..N`` is missing;
+6. each record's rows are those :func:`part_rows` gives for its index.
 
 Particles dropped inside a part (``--skip-bad``) are simply absent from the merge.
 """
@@ -40,13 +42,14 @@ DEFAULT_PART_SIZE = 20000
 PART_BLOCK = "deepalign_part"
 _FIELDS = {"index": "deepalignPart", "n_parts": "deepalignParts",
            "n_input": "deepalignInputCount", "first_row": "deepalignFirstRow",
-           "stop_row": "deepalignStopRow", "digest": "deepalignInputDigest"}
+           "stop_row": "deepalignStopRow", "digest": "deepalignInputDigest",
+           "options": "deepalignOptionsDigest"}
 
 
 @dataclass(frozen=True)
 class PartRecord:
     """Which part of which input a part file holds (``first_row``/``stop_row``: 0-based,
-    half-open range of input rows)."""
+    half-open range of input rows; ``options``: digest of the command's options)."""
 
     index: int
     n_parts: int
@@ -54,6 +57,7 @@ class PartRecord:
     first_row: int
     stop_row: int
     digest: str
+    options: str = "-"
 
     def same_split(self, other: PartRecord) -> bool:
         return (self.n_parts, self.n_input, self.digest) == (
@@ -95,11 +99,13 @@ def names_digest(image_names) -> str:
     return h.hexdigest()[:16]
 
 
-def part_record(particles: Particles, index: int, n_parts: int) -> PartRecord:
-    """The record of part ``index``/``n_parts`` of the input ``particles``."""
+def part_record(particles: Particles, index: int, n_parts: int, *,
+                options=()) -> PartRecord:
+    """The record of part ``index``/``n_parts`` of the input ``particles``, made by a command
+    with the words ``options`` (those that change the result)."""
     rows = part_rows(len(particles), index, n_parts)
     return PartRecord(index, n_parts, len(particles), rows.start, rows.stop,
-                      names_digest(particles.image_names))
+                      names_digest(particles.image_names), names_digest(options))
 
 
 def part_path(out_star, index: int, n_parts: int) -> str:
@@ -121,7 +127,8 @@ def read_part_record(path) -> PartRecord | None:
     if block is None or any(c not in block for c in _FIELDS.values()):
         return None
     values = {k: block[c][0] for k, c in _FIELDS.items()}
-    return PartRecord(**{k: (str(v) if k == "digest" else int(v)) for k, v in values.items()})
+    text = ("digest", "options")
+    return PartRecord(**{k: (str(v) if k in text else int(v)) for k, v in values.items()})
 
 
 def is_complete_part(path, record: PartRecord) -> bool:
@@ -148,6 +155,10 @@ def check_part_set(records: dict) -> list[str]:
         raise ValueError(f"parts of different inputs or splits: {first} is part of "
                          f"{ref.n_parts} of {ref.n_input} particles (input {ref.digest}), "
                          f"unlike {', '.join(other)}")
+    other = [p for p, r in rest if r.options != ref.options]
+    if other:
+        raise ValueError(f"parts made with different options: {first} unlike "
+                         f"{', '.join(other)}")
     by_index = {}
     for path, record in records.items():
         if record.index in by_index:

@@ -85,6 +85,16 @@ def test_killed_jobs_run_resumes(folder, capsys):
     _same_poses(out, folder / "whole.star")
 
 
+def test_part_made_with_other_options_is_recomputed(folder, capsys):
+    path = str(folder / "options_part.star")
+    assert _align(folder, "--part", "1/2", "--out", path) == 0
+    capsys.readouterr()
+    assert _align(folder, "--part", "1/2", "--out", path, "--psi-step", "20") == 0
+    assert "already done" not in capsys.readouterr().out
+    assert _align(folder, "-v", "--part", "1/2", "--out", path, "--psi-step", "20") == 0
+    assert "already done" in capsys.readouterr().out  # verbosity changes no result
+
+
 def test_part_of_another_input_is_recomputed(folder):
     path = folder / "other_part.star"
     assert _align(folder, "--part", "1/2", "--out", str(path)) == 0

@@ -17,10 +17,10 @@ def _particles(n, *, offset=0):
                      ctf=ctf, extra={"deepalignScore": rng.uniform(size=n)})
 
 
-def _write_parts(folder, particles, n_parts):
+def _write_parts(folder, particles, n_parts, options=()):
     paths = []
     for i in range(1, n_parts + 1):
-        record = P.part_record(particles, i, n_parts)
+        record = P.part_record(particles, i, n_parts, options=options)
         path = os.path.join(folder, f"p{i}.star")
         P.write_part_star(path, particles.subset(P.part_rows(len(particles), i, n_parts)),
                           record)
@@ -132,3 +132,12 @@ def test_invalid_output_among_the_inputs(tmp_path):
 
 def test_part_path_is_beside_the_output():
     assert P.part_path("/d/aligned.star", 3, 8) == "/d/aligned_parts/part_003_of_008.star"
+
+
+def test_invalid_parts_made_with_other_options(tmp_path):
+    particles = _particles(6)
+    paths = _write_parts(tmp_path, particles, 2, options=["align", "--step", "5"])
+    (tmp_path / "o").mkdir()
+    other = _write_parts(tmp_path / "o", particles, 2, options=["align", "--step", "10"])
+    with pytest.raises(ValueError, match=r"different options: .*p1\.star unlike .*o/p2\.star"):
+        P.merge_parts([paths[0], other[1]], tmp_path / "all.star")
