@@ -328,7 +328,8 @@ class DeepAlignProtAlign(StreamSteps, PartSteps, AlignSteps, PredictSteps, DeepA
                 except (ValueError, OSError) as exc:
                     errors.append(f"The model of the particles' predicted regions is not "
                                   f"readable: {exc}")
-        return errors + self._validateAlignment(symmetry)
+        return errors + self._validateAlignment(symmetry) + self._partErrors() + \
+            self._streamErrors()
 
     def _warnings(self):
         return self._alignmentWarnings()

@@ -30,6 +30,12 @@ class PartSteps:
                            "for steps' the parts run side by side. Continuing a run redoes "
                            "only the unfinished parts.")
 
+    def _partErrors(self):
+        size = self.getAttributeValue("partSize", None)
+        if size is not None and size < 1:
+            return [f"Particles per part must be at least 1, got {size}."]
+        return []
+
     def _partSize(self):
         from ..core.parts import DEFAULT_PART_SIZE
 

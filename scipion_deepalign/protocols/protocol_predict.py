@@ -150,6 +150,7 @@ class DeepAlignProtPredict(StreamSteps, PartSteps, PredictSteps, DeepAlignProtBa
 
     def _validate(self):
         errors = self._emptySetErrors(input=self.inputParticles)
+        errors += self._partErrors() + self._streamErrors()
         model = self.inputModel.get()
         particles = self.inputParticles.get()
         if model is not None:

@@ -45,6 +45,12 @@ class StreamSteps:
                       expertLevel=params.LEVEL_ADVANCED, label="Streaming: check every (s)",
                       help="Seconds between two looks at an open input set.")
 
+    def _streamErrors(self):
+        size = self.getAttributeValue("streamBatchSize", None)
+        if size is not None and size < 1:
+            return [f"Streaming batch must be at least 1 particle, got {size}."]
+        return []
+
     # ------------------------------------------------------------- input
     def _freshInput(self):
         """The input set read again from its sqlite (its current items and stream state)."""

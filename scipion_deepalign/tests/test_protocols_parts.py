@@ -50,3 +50,13 @@ class TestAlignInParts(BaseTest):
         np.testing.assert_array_equal(ids_1, ids_3)
         np.testing.assert_array_equal(angles_1, angles_3)
         np.testing.assert_array_equal(shifts_1, shifts_3)
+
+    def test_part_and_batch_sizes_must_be_positive(self):
+        from scipion_deepalign.protocols import DeepAlignProtAlign
+
+        prot = self.newProtocol(DeepAlignProtAlign, inputParticles=self.particles,
+                                inputVolume=self.volume, globalSearch=True, maxShiftPx=1.0,
+                                partSize=0, streamBatchSize=0)
+        text = "\n".join(prot.validate())
+        assert "Particles per part must be at least 1, got 0." in text
+        assert "Streaming batch must be at least 1 particle, got 0." in text
