@@ -29,6 +29,7 @@ COMMANDS = {
     "consensus": "Agreement between two or more angular assignments",
     "plot": "Draw what the Scipion viewers draw: distribution, training, angular-differences, "
             "fsc",
+    "merge": "Join the part outputs of predict/align --part I/N in the input order",
     "demo": "End-to-end demonstration on simulated data",
 }
 
@@ -90,6 +91,7 @@ def main(argv=None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
+    args._argv = argv  # the words, for commands that re-run themselves in parts (--jobs)
     logger = setup_logging(args.verbose)
     prog = f"deepalign {args.command}"
     try:

@@ -29,6 +29,7 @@ from .common import (
     positive_float,
     read_particles,
 )
+from .parts import add_part_args, job_count, part_is_done, run_jobs, select_part, write_output
 
 log = logging.getLogger("deepalign")
 
@@ -142,6 +143,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache-dir", default=None, metavar="DIR",
                         help="keep gallery projections here as .npy between runs")
     add_particle_args(parser)
+    add_part_args(parser, jobs=True)
 
 
 def region_hints_from_star(particles, top_k=None) -> np.ndarray:
@@ -196,13 +198,18 @@ def check_args(args) -> None:
 
 def main(args) -> int:
     from ..core.align import align_particles
-    from ..core.io import read_volume, write_particles_star
+    from ..core.io import read_volume
     from ..core.symmetry import normalise_symmetry
 
     check_args(args)
     symmetry = check_symmetry(args.symmetry)
     search = search_options(args)
-    particles = read_particles(args, args.particles)
+    n_jobs = job_count(args)
+    if n_jobs:
+        return run_jobs(args, n_jobs)
+    particles, part = select_part(args, read_particles(args, args.particles))
+    if part_is_done(args, part):
+        return 0
     hints = centres = probs = None
     if not args.global_search:
         centres, model_symmetry = load_centres(args)
@@ -245,7 +252,7 @@ def main(args) -> int:
         particles.extra[BEST_REGION_COLUMN] = result.region + 1
     out_dir = os.path.dirname(os.path.abspath(args.out))
     os.makedirs(out_dir, exist_ok=True)
-    write_particles_star(args.out, particles)
+    write_output(args.out, particles, part)
     log.info("wrote %s: %d comparisons in %.1f s, median score %.3f", args.out,
              result.n_comparisons, result.info["seconds"], float(np.median(result.score)))
     if hints is not None:

@@ -11,13 +11,15 @@ import argparse
 import logging
 import os
 import re
+import subprocess
 import sys
 import warnings
 
 __all__ = ["CLIError", "check_file_exists", "check_positive", "check_box",
            "check_choice", "ensure_out_dir", "positive_int", "positive_float",
            "setup_logging", "show_plain_warning", "LOG_NAME", "add_particle_args",
-           "read_particles", "load_particles_images", "particle_options", "user_words"]
+           "read_particles", "load_particles_images", "particle_options", "user_words",
+           "run_children"]
 
 #: Core argument names -> the option a command-line user knows them by (see user_words).
 OPTION_WORDS = {
@@ -178,6 +180,17 @@ def particle_options(args) -> list[str]:
     if getattr(args, "pixel_size", None) is not None:
         words += ["--pixel-size", repr(args.pixel_size)]
     return words + (["--skip-bad"] if getattr(args, "skip_bad", False) else [])
+
+
+def run_children(commands, envs=None) -> list[int]:
+    """Run ``commands`` (argv lists) side by side as child processes; their exit codes.
+
+    ``envs``: one environment per command (e.g. its ``CUDA_VISIBLE_DEVICES``), else ours.
+    Used by the commands that fan out over GPUs or parts (``train --gpus``, ``--jobs``).
+    """
+    envs = envs or [None] * len(commands)
+    children = [subprocess.Popen(cmd, env=env) for cmd, env in zip(commands, envs)]
+    return [child.wait() for child in children]
 
 
 def setup_logging(verbose: int = 0) -> logging.Logger:

@@ -15,6 +15,7 @@ import numpy as np
 
 from ..core import defaults
 from .common import NO_PARTICLE_LEFT, CLIError, add_particle_args, positive_int, read_particles
+from .parts import add_part_args, part_is_done, select_part, write_output
 from .train import forward_core_logging, parse_int_list, set_devices
 
 log = logging.getLogger("deepalign")
@@ -38,6 +39,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=positive_int, metavar="N",
                         help="CPU threads for the network library")
     add_particle_args(parser)
+    add_part_args(parser)
 
 
 def _check(args):
@@ -62,12 +64,14 @@ def _check(args):
 
 
 def main(args) -> int:
-    particles = _check(args)
+    particles, part = select_part(args, _check(args))
+    if part_is_done(args, part):
+        return 0
     set_devices(parse_int_list(args.gpus, "--gpus"), args.threads)
     forward_core_logging()
 
     from ..core.cnn.predict import load_models, predict_probabilities, top_k_regions
-    from ..core.io import load_particle_images, write_particles_star
+    from ..core.io import load_particle_images
 
     models = load_models(args.model)
     n = len(particles)
@@ -92,7 +96,7 @@ def main(args) -> int:
     for i in range(args.top_k):
         particles.extra[f"deepalignRegion{i + 1}"] = regions[:, i] + 1
         particles.extra[f"deepalignRegionProb{i + 1}"] = probs[:, i]
-    write_particles_star(args.out, particles)
+    write_output(args.out, particles, part)
     counts = np.bincount(regions[:, 0], minlength=models[0]["n_regions"])
     print(f"wrote {args.out}: top-{args.top_k} regions of {len(particles)} particles; "
           f"best-region counts {counts.tolist()}")

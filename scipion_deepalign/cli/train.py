@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import subprocess
 import sys
 
 import numpy as np
@@ -28,6 +27,7 @@ from .common import (
     positive_float,
     positive_int,
     read_particles,
+    run_children,
 )
 
 log = logging.getLogger("deepalign")
@@ -215,13 +215,13 @@ def _fan_out(args, gpus, regions) -> int:
     Every child writes the same ``config.json`` (atomically), so the shared folder stays
     consistent; the exit code is the worst of the children's.
     """
-    children = []
+    commands = []
     for i, gpu in enumerate(gpus):
         share = regions[i::len(gpus)]
         if share:
             log.info("GPU %s: regions %s", gpu, share)
-            children.append(subprocess.Popen(_child_command(args, share, gpu)))
-    return max(child.wait() for child in children)
+            commands.append(_child_command(args, share, gpu))
+    return max(run_children(commands))
 
 
 def main(args) -> int:

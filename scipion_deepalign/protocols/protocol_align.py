@@ -11,7 +11,9 @@ from pwem.objects import SetOfParticles
 from .. import constants as cts
 from ..objects import DeepAlignModel
 from .protocol_base import DeepAlignProtBase, hints_model_dir, region_hints_count
+from .protocol_parts import PartSteps
 from .protocol_predict import PredictSteps, _modelGeometryErrors
+from .protocol_streaming import StreamSteps
 
 __all__ = ["AlignSteps", "DeepAlignProtAlign", "CTF_HANDLING"]
 
@@ -129,15 +131,18 @@ class AlignSteps:
 
         volume_to_core(self.inputVolume.get(), self._getFileName("reference"))
 
-    def alignStep(self, particles_star, model_dir, ctf_mode="apply"):
+    def alignStep(self, particles_star, model_dir, ctf_mode="apply", part=None, out_star=None):
         """``model_dir`` None: global search over the asymmetric unit. ``ctf_mode`` "flipped"
-        for phase-flipped particles (decided in ``_insertAllSteps``: no set is read here)."""
+        for phase-flipped particles (decided in ``_insertAllSteps``: no set is read here).
+        ``part`` "I/N": only that part (see :class:`PartSteps`); ``out_star`` default: the
+        aligned STAR."""
         args = ["--particles", particles_star,
                 "--volume", self._getFileName("reference"),
                 "--symmetry", self.symmetryGroup.get(),
                 "--device", "auto" if self._gpuIds() else "cpu",
-                "--ctf-mode", ctf_mode,
-                "--out", self._getFileName("aligned_star")]
+                "--ctf-mode", ctf_mode]
+        args += (["--out", out_star or self._getFileName("aligned_star")] if part is None
+                 else self._partWords(part, out_star))
         args += ["--global"] if model_dir is None else ["--model", model_dir,
                                                         *self._regionSearchArgs()]
         for option, value in (("--step", self.angularStepDeg.get()),
@@ -150,12 +155,17 @@ class AlignSteps:
         self._runDeepAlign("align", args)
 
     def _createAlignedOutput(self, outputs_enum):
-        from ..convert import read_set_poses
-
         particles = self.inputParticles.get()
         out = self._particlesWithResults(particles, self._getFileName("aligned_star"),
                                          poses=True, score=True, top_k=None)
         self._defineOutputs(**{outputs_enum.outputParticles.name: out})
+        return self._finishAlignedOutput(out)
+
+    def _finishAlignedOutput(self, out):
+        """Relations and report of the aligned output (also of a streamed one, once closed)."""
+        from ..convert import read_set_poses
+
+        particles = self.inputParticles.get()
         self._defineSourceRelation(self.inputParticles, out)
         self._defineSourceRelation(self.inputVolume, out)
         report = {"n_aligned": out.getSize(), "n_input": particles.getSize()}
@@ -273,7 +283,7 @@ class AlignSteps:
         return errors
 
 
-class DeepAlignProtAlign(AlignSteps, PredictSteps, DeepAlignProtBase):
+class DeepAlignProtAlign(StreamSteps, PartSteps, AlignSteps, PredictSteps, DeepAlignProtBase):
     """Assign angles and shifts by correlation with a reference, searching only the regions
     DeepAlign predicted for each particle.
 
@@ -310,28 +320,41 @@ class DeepAlignProtAlign(AlignSteps, PredictSteps, DeepAlignProtBase):
         self._defineAlignParams(form, allow_global=True)
         self._defineRegionSearchParams(form, condition="not globalSearch")
         self._defineComputeParams(form, threads=1)
+        self._definePartParams(form)
+        self._defineStreamParams(form)
 
     def _createFilenameTemplates(self):
         self._updateFilenamesDict({**self._predictFilenames(), **self._alignFilenames()})
 
     def _insertAllSteps(self):
         self._createFilenameTemplates()
-        convert = self._insertFunctionStep(self.convertInputStep, needsGPU=False)
         volume = self._insertFunctionStep(self.convertVolumeStep, needsGPU=False)
+        if self._isInputStreaming():
+            self._insertStreamStep([volume])
+            return
+        convert = self._insertFunctionStep(self.convertInputStep, needsGPU=False)
         before = [convert, volume]
         star = self._getFileName("input_star")
         if self._usesInputModel() and not self.globalSearch.get():
-            before = [self._insertFunctionStep(self.predictStep, prerequisites=before,
-                                               needsGPU=self._needsGpu())]
             star = self._getFileName("predicted_star")
-        align = self._insertFunctionStep(self.alignStep, star, self._alignModelDir(),
-                                         self._ctfMode(), prerequisites=before,
-                                         needsGPU=self._needsGpu())
+            before = [self._insertPartSteps(self.predictStep, [], star, before)]
+        align = self._insertPartSteps(self.alignStep,
+                                      [star, self._alignModelDir(), self._ctfMode()],
+                                      self._getFileName("aligned_star"), before)
         self._insertFunctionStep(self.createOutputStep, prerequisites=[align], needsGPU=False)
 
     def convertInputStep(self):
         from ..convert import set_to_core
 
+        set_to_core(self.inputParticles.get(), self._getFileName("input_dir"),
+                    extra_attributes=self._streamConvertAttributes())
+
+    def createOutputStep(self):
+        self._createAlignedOutput(self.outputs)
+
+    # ------------------------------------------------------------- streaming hooks
+    def _streamConvertAttributes(self):
+        """Item attributes -> STAR columns: the region hints of the input, when used."""
         extra = {}
         if not self._usesInputModel() and not self.globalSearch.get():
             from .protocol_base import RESULT_COLUMNS
@@ -339,11 +362,21 @@ class DeepAlignProtAlign(AlignSteps, PredictSteps, DeepAlignProtBase):
             for j in range(1, region_hints_count(self.inputParticles.get()) + 1):
                 extra[cts.REGION_ATTR % j] = RESULT_COLUMNS["region"] % j
                 extra[cts.REGION_PROB_ATTR % j] = RESULT_COLUMNS["region_prob"] % j
-        set_to_core(self.inputParticles.get(), self._getFileName("input_dir"),
-                    extra_attributes=extra)
+        return extra
 
-    def createOutputStep(self):
-        self._createAlignedOutput(self.outputs)
+    def _streamProcess(self, particles_star, result_star, folder):
+        if self._usesInputModel() and not self.globalSearch.get():
+            predicted = os.path.join(folder, "predicted.star")
+            self.predictStep(out_star=predicted, particles_star=particles_star)
+            particles_star = predicted
+        self.alignStep(particles_star, self._alignModelDir(), self._ctfMode(),
+                       out_star=result_star)
+
+    def _streamResultOptions(self):
+        return {"poses": True, "score": True, "top_k": None}
+
+    def _streamFinish(self, out):
+        self._finishAlignedOutput(out)
 
     # ------------------------------------------------------------- utils
     def _alignModelDir(self):
@@ -375,11 +408,13 @@ class DeepAlignProtAlign(AlignSteps, PredictSteps, DeepAlignProtBase):
                 except (ValueError, OSError) as exc:
                     errors.append(f"The model of the particles' predicted regions is not "
                                   f"readable: {exc}")
-        return errors + self._validateAlignment(symmetry)
+        return errors + self._validateAlignment(symmetry) + self._partErrors() + \
+            self._streamErrors()
 
     def _warnings(self):
         return self._alignmentWarnings()
 
     def _summary(self):
         self._createFilenameTemplates()
-        return self._alignmentReport() or ["Alignment not finished yet."]
+        return (self._alignmentReport() or ["Alignment not finished yet."]) + \
+            self._partsSummary() + self._streamSummary()

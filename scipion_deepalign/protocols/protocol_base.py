@@ -134,6 +134,21 @@ class DeepAlignProtBase(EMProtocol):
         another pixel size). ``top_k``: ``_deepalign_region1..k`` / ``_deepalign_regionProb1..k``.
         ``score``: ``_deepalign_score``. ``top_k=None``: as many regions as the file has.
         """
+        update = self._resultUpdater(input_set, star_path, poses=poses, top_k=top_k,
+                                     score=score)
+        out = self._createSetOfParticles()
+        out.copyInfo(input_set)
+        if poses:
+            out.setAlignmentProj()
+        out.copyItems(input_set, updateItemCallback=update)
+        if model_dir is not None:
+            setattr(out, MODEL_DIR_ATTR, String(os.path.abspath(model_dir)))
+        return out
+
+    @staticmethod
+    def _resultUpdater(input_set, star_path, *, poses=False, top_k=0, score=False):
+        """``update(item)`` giving an item its results from ``star_path`` (options as in
+        :meth:`_particlesWithResults`); items without a result get ``_appendItem = False``."""
         from ..convert import set_particle_pose
         from ..core.io.star import read_particles_star
 
@@ -170,14 +185,7 @@ class DeepAlignProtBase(EMProtocol):
             if scores is not None:
                 setattr(item, cts.SCORE_ATTR, Float(float(scores[r])))
 
-        out = self._createSetOfParticles()
-        out.copyInfo(input_set)
-        if poses:
-            out.setAlignmentProj()
-        out.copyItems(input_set, updateItemCallback=update)
-        if model_dir is not None:
-            setattr(out, MODEL_DIR_ATTR, String(os.path.abspath(model_dir)))
-        return out
+        return update
 
 
 def region_hints_count(set_of_particles):

@@ -11,6 +11,8 @@ from pwem.objects import SetOfParticles
 from .. import constants as cts
 from ..core import defaults
 from .protocol_base import DeepAlignProtBase
+from .protocol_parts import PartSteps
+from .protocol_streaming import StreamSteps
 
 __all__ = ["PredictSteps", "DeepAlignProtPredict"]
 
@@ -41,12 +43,15 @@ class PredictSteps:
 
         set_to_core(self.inputParticles.get(), self._getFileName("input_dir"))
 
-    def predictStep(self):
+    def predictStep(self, part=None, out_star=None, particles_star=None):
+        """The converted input (or ``particles_star``), all of it or ``part`` "I/N" (see
+        :class:`PartSteps`), into ``out_star`` (default: the predicted STAR)."""
+        out = self._partWords(part, out_star) if part is not None \
+            else ["--out", out_star or self._getFileName("predicted_star")]
         self._runDeepAlign("predict", [
-            "--particles", self._getFileName("input_star"),
+            "--particles", particles_star or self._getFileName("input_star"),
             "--model", self._modelDir(),
-            "--top-k", self.topK.get(),
-            "--out", self._getFileName("predicted_star")])
+            "--top-k", self.topK.get(), *out])
 
     def _validatePrediction(self, n_regions):
         """Errors about ``topK`` given the number of regions of the model (None: unknown)."""
@@ -75,7 +80,7 @@ class PredictSteps:
                 f"predicted first (largest holds {counts.max()} particles)."]
 
 
-class DeepAlignProtPredict(PredictSteps, DeepAlignProtBase):
+class DeepAlignProtPredict(StreamSteps, PartSteps, PredictSteps, DeepAlignProtBase):
     """Predict the k most likely angular regions of every particle with a trained model.
 
     Output particles carry ``_deepalign_region1..k`` (1-based region numbers of the model's
@@ -100,15 +105,20 @@ class DeepAlignProtPredict(PredictSteps, DeepAlignProtBase):
                       help="Output of the DeepAlign train (or refine) protocol.")
         self._definePredictParams(form)
         self._defineComputeParams(form, threads=1)
+        self._definePartParams(form)
+        self._defineStreamParams(form)
 
     def _createFilenameTemplates(self):
         self._updateFilenamesDict(self._predictFilenames())
 
     def _insertAllSteps(self):
         self._createFilenameTemplates()
+        if self._isInputStreaming():
+            self._insertStreamStep([])
+            return
         convert = self._insertFunctionStep(self.convertInputStep, needsGPU=False)
-        predict = self._insertFunctionStep(self.predictStep, prerequisites=[convert],
-                                           needsGPU=self._needsGpu())
+        predict = self._insertPartSteps(self.predictStep, [],
+                                        self._getFileName("predicted_star"), [convert])
         self._insertFunctionStep(self.createOutputStep, prerequisites=[predict],
                                  needsGPU=False)
 
@@ -117,13 +127,31 @@ class DeepAlignProtPredict(PredictSteps, DeepAlignProtBase):
                                          self._getFileName("predicted_star"),
                                          top_k=self.topK.get(), model_dir=self._modelDir())
         self._defineOutputs(**{self.outputs.outputParticles.name: out})
+        self._streamFinish(out)
+
+    def _streamFinish(self, out):
+        """Relations and report of the output (also of a streamed one, once closed)."""
         self._defineSourceRelation(self.inputParticles, out)
         self._defineSourceRelation(self.inputModel, out)
         with open(self._getFileName("predict_report"), "w") as fh:
             json.dump(self._predictionReport(out, self.topK.get()), fh)
 
+    # ------------------------------------------------------------- streaming hooks
+    def _streamProcess(self, particles_star, result_star, folder):
+        self.predictStep(out_star=result_star, particles_star=particles_star)
+
+    def _streamResultOptions(self):
+        return {"top_k": self.topK.get()}
+
+    def _streamConvertAttributes(self):
+        return {}
+
+    def _streamModelDir(self):
+        return self._modelDir()
+
     def _validate(self):
         errors = self._emptySetErrors(input=self.inputParticles)
+        errors += self._partErrors() + self._streamErrors()
         model = self.inputModel.get()
         particles = self.inputParticles.get()
         if model is not None:
@@ -136,9 +164,9 @@ class DeepAlignProtPredict(PredictSteps, DeepAlignProtBase):
         self._createFilenameTemplates()
         path = self._getFileName("predict_report")
         if not os.path.exists(path):
-            return ["Prediction not finished yet."]
+            return ["Prediction not finished yet."] + self._partsSummary()
         with open(path) as fh:
-            return json.load(fh)
+            return json.load(fh) + self._partsSummary() + self._streamSummary()
 
 
 def _modelGeometryErrors(model, particles):

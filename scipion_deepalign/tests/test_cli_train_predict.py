@@ -145,20 +145,22 @@ def test_argument_errors_do_not_import_tensorflow(stars, tmp_path):
 
 
 def test_several_gpus_share_the_regions_between_child_processes(stars, tmp_path, monkeypatch):
+    from scipion_deepalign.cli import common as cli_common
     from scipion_deepalign.cli import train as cli_train
 
     launched = []
 
     class FakePopen:
-        def __init__(self, cmd):
+        def __init__(self, cmd, env=None):
             launched.append(cmd)
 
         def wait(self):
             return 0
 
-    monkeypatch.setattr(cli_train.subprocess, "Popen", FakePopen)
+    monkeypatch.setattr(cli_common.subprocess, "Popen", FakePopen)
     assert main(["train", "--particles", str(stars[0]), "--out", str(tmp_path / "m"),
-                 "--gpus", "0,3", "--loss", "mae", *TRAIN_FAST]) == 0
+                 "--gpus", "0,3", "--loss", "mae", *TRAIN_FAST,
+                 "--training-source", "particles"]) == 0
     assert len(launched) == 2
     shares = []
     for cmd, gpu in zip(launched, ("0", "3")):

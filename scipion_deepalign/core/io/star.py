@@ -323,14 +323,16 @@ def _optics_to_write(particles, path):
     return table, groups, rows
 
 
-def write_particles_star(path, particles: Particles) -> None:
+def write_particles_star(path, particles: Particles, *, single_row_blocks=None) -> None:
     """Write particles as RELION 3.1 (their optics table, or one group), atomically.
 
     Columns: ``rlnImageName``, ``rlnOpticsGroup``, angles and ``rlnOriginX/YAngst`` when
     poses exist, ``rlnDefocusU/V/Angle`` (+ ``rlnPhaseShift``) when a CTF exists, then every
     column of ``particles.extra``. Image names are rewritten relative to
     :func:`~.images.output_root` of ``path`` (``particles.root`` when the file goes inside
-    it, else the file's folder).
+    it, else the file's folder). ``single_row_blocks`` (``{name: {column: value}}``) are
+    written after the particles as key-value blocks (e.g. the part record of
+    :mod:`scipion_deepalign.core.parts`); readers of particles ignore them.
     """
     n = len(particles)
     if n == 0:
@@ -357,7 +359,9 @@ def write_particles_star(path, particles: Particles) -> None:
     for c, v in particles.extra.items():
         if c not in cols:
             cols[c] = _checked_extra(c, v, n)
-    write_star_blocks(path, {"optics": optics, "particles": cols})
+    extra_blocks = dict(single_row_blocks or {})
+    write_star_blocks(path, {"optics": optics, "particles": cols, **extra_blocks},
+                      single_row=tuple(extra_blocks))
 
 
 def _checked_extra(name, values, n):

@@ -1,0 +1,249 @@
+"""Seconds and peak memory of every stage against the number of particles (1k -> 100k).
+
+For each size N: simulates N particles of the built-in phantom into a memory-mapped stack,
+written in batches (the simulation never holds all images), then runs each stage as its own
+``deepalign`` process and reads that process's peak resident memory from ``wait4``:
+
+* train      -- on a training subset (``--train-fraction``, at most ``--max-train``),
+* predict    -- every particle (the CLI reads and predicts in chunks),
+* align      -- regional, every particle, in the predicted regions,
+* global     -- global search on a sample of ``--global-sample`` particles (the baseline),
+* reconstruct-- every aligned particle.
+
+Writes a markdown table (``--report``), a log-log plot of seconds and peak memory against N
+(``--plot``) and the raw numbers (``results.json`` in ``--work``). Run it alone on a quiet
+machine: the default sizes take hours on two cores. Smoke test::
+
+    .venv/bin/python benchmarks/bench_scale.py --sizes 60,120 --box 32 --epochs 1 \\
+        --images-per-epoch 256 --global-sample 20 --work /tmp/scale
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+sys.path.insert(0, ROOT)
+
+STAGES = ("train", "predict", "align", "global", "reconstruct")
+#: what each stage holds in memory, from reading the code (the measured slope says how much)
+MEMORY_NOTES = {
+    "train": "all training images at once (cli/train.py load_particles_images) plus the "
+             "network's batches: grows with the training subset, capped by --max-train",
+    "predict": "chunks of --chunk images (cli/predict.py): flat in N except the metadata "
+               "and the (N, k) results",
+    "align": "all N images at once (cli/align.py load_particles_images -> core.align), plus "
+             "their downsampled copies and per-particle results: grows linearly with N. "
+             "Bounded by --part/--jobs; streaming it would need core.align.align_particles "
+             "to take an image source read per batch (core/align.py, owned elsewhere)",
+    "global": "a fixed sample: flat in N",
+    "reconstruct": "all N images at once (cli/reconstruct.py) before gridding in batches: "
+                   "grows linearly with N; reading per batch from the memory map would "
+                   "bound it by the two half maps",
+}
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--sizes", default="1000,10000,100000",
+                   help="comma-separated numbers of particles; default 1000,10000,100000")
+    p.add_argument("--box", type=int, default=64, help="particle box (px); default 64")
+    p.add_argument("--pixel-size", type=float, default=2.0, help="A/px; default 2")
+    p.add_argument("--snr", type=float, default=0.3)
+    p.add_argument("--spacing", type=float, default=30.0, help="region spacing (deg)")
+    p.add_argument("--step", type=float, default=6.0, help="gallery step (deg)")
+    p.add_argument("--target-resolution", type=float, default=8.0,
+                   help="resolution of training and search (A)")
+    p.add_argument("--train-fraction", type=float, default=0.1)
+    p.add_argument("--max-train", type=int, default=10000)
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--images-per-epoch", type=int, default=20000)
+    p.add_argument("--global-sample", type=int, default=1000,
+                   help="particles of the global-search sample")
+    p.add_argument("--batch", type=int, default=5000, help="particles simulated at once")
+    p.add_argument("--device", default="cpu", choices=("cpu", "gpu", "auto"))
+    p.add_argument("--work", default="bench_scale_work", help="folder for data and results")
+    p.add_argument("--report", default=None, help="markdown table (default WORK/scale.md)")
+    p.add_argument("--plot", default=None, help="log-log PNG (default WORK/scale.png)")
+    p.add_argument("--seed", type=int, default=0)
+    return p.parse_args(argv)
+
+
+# ----------------------------------------------------------------------------- data
+def simulate(folder, n, args):
+    """``all.star`` (true poses), ``train.star``, ``sample.star`` and ``reference.mrc`` of
+    ``n`` particles; images written batch by batch into a memory-mapped stack."""
+    import mrcfile
+
+    from scipion_deepalign.core.io import write_mrc, write_particles_star
+    from scipion_deepalign.core.simulate import make_phantom, simulate_particles
+
+    os.makedirs(folder, exist_ok=True)
+    star = os.path.join(folder, "all.star")
+    if os.path.exists(star):
+        return
+    volume = make_phantom(args.box, seed=args.seed)
+    write_mrc(os.path.join(folder, "reference.mrc"), volume, pixel_size_a=args.pixel_size)
+    stack = os.path.join(folder, "particles.mrcs")
+    metas = []
+    with mrcfile.new_mmap(stack, shape=(n, args.box, args.box), mrc_mode=2,
+                          overwrite=True) as mrc:
+        for start in range(0, n, args.batch):
+            stop = min(start + args.batch, n)
+            images, meta = simulate_particles(volume, stop - start,
+                                              pixel_size_a=args.pixel_size, snr=args.snr,
+                                              max_shift_px=2.0, seed=args.seed + start)
+            mrc.data[start:stop] = images
+            metas.append(meta)
+        mrc.voxel_size = args.pixel_size
+    particles = _joined(metas, folder)
+    write_particles_star(star, particles)
+    n_train = max(2, min(args.max_train, int(round(args.train_fraction * n))))
+    write_particles_star(os.path.join(folder, "train.star"),
+                         particles.subset(slice(0, n_train)))
+    write_particles_star(os.path.join(folder, "sample.star"),
+                         particles.subset(slice(0, min(n, args.global_sample))))
+
+
+def _joined(metas, folder):
+    """One Particles of the batches, naming images ``i@particles.mrcs`` (1-based)."""
+    from dataclasses import replace
+
+    from scipion_deepalign.core.particles import CTFParams
+
+    first = metas[0]
+    n = sum(len(m) for m in metas)
+    ctf = CTFParams(*(np.concatenate([getattr(m.ctf, k) for m in metas])
+                      for k in ("defocus_u_a", "defocus_v_a", "defocus_angle_deg")),
+                    voltage_kv=first.ctf.voltage_kv, cs_mm=first.ctf.cs_mm,
+                    amplitude_contrast=first.ctf.amplitude_contrast)
+    return replace(first, image_names=[f"{i + 1}@particles.mrcs" for i in range(n)],
+                   angles_deg=np.concatenate([m.angles_deg for m in metas]),
+                   shifts_px=np.concatenate([m.shifts_px for m in metas]),
+                   ctf=ctf, extra={}, root=folder, optics=None, optics_group=None)
+
+
+# ----------------------------------------------------------------------------- stages
+def stage_commands(folder, args):
+    """``{stage: deepalign words}`` for one size's folder."""
+    f = lambda name: os.path.join(folder, name)  # noqa: E731
+    search = ["--volume", f("reference.mrc"), "--step", str(args.step), "--device",
+              args.device, "--target-resolution", str(args.target_resolution)]
+    return {
+        "train": ["train", "--particles", f("train.star"), "--volume", f("reference.mrc"),
+                  "--out", f("model"), "--spacing", str(args.spacing), "--epochs",
+                  str(args.epochs), "--images-per-epoch", str(args.images_per_epoch),
+                  "--target-resolution", str(args.target_resolution)],
+        "predict": ["predict", "--particles", f("all.star"), "--model", f("model"),
+                    "--out", f("pred.star")],
+        "align": ["align", "--particles", f("pred.star"), "--model", f("model"),
+                  "--out", f("aligned.star"), *search],
+        "global": ["align", "--particles", f("sample.star"), "--global",
+                   "--out", f("global.star"), *search],
+        "reconstruct": ["reconstruct", "--particles", f("aligned.star"),
+                        "--out", f("map.mrc")],
+    }
+
+
+def run_measured(words, log_path):
+    """``(seconds, peak resident MB)`` of ``deepalign <words>`` in a child process."""
+    cmd = [sys.executable, "-m", "scipion_deepalign.cli", "-v", *words]
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    with open(log_path, "w") as log:
+        start = time.perf_counter()
+        child = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+        _, status, usage = os.wait4(child.pid, 0)
+        seconds = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"{' '.join(words[:1])} failed, see {log_path}")
+    return seconds, usage.ru_maxrss / 1024.0  # ru_maxrss is in kB on Linux
+
+
+def measure_size(n, args):
+    folder = os.path.join(args.work, f"n{n}")
+    start = time.perf_counter()
+    simulate(folder, n, args)
+    rows = [{"n": n, "stage": "simulate", "seconds": time.perf_counter() - start,
+             "peak_mb": None}]
+    for stage, words in stage_commands(folder, args).items():
+        seconds, peak = run_measured(words, os.path.join(folder, f"{stage}.log"))
+        rows.append({"n": n, "stage": stage, "seconds": seconds, "peak_mb": peak})
+        print(f"N={n:>7} {stage:<12} {seconds:9.1f} s {peak:9.0f} MB", flush=True)
+    return rows
+
+
+# ----------------------------------------------------------------------------- report
+def growth(rows, stage, key):
+    """Slope of log(key) against log(N) for a stage (1: linear; None: one size only)."""
+    pts = [(r["n"], r[key]) for r in rows if r["stage"] == stage and r[key]]
+    if len({n for n, _ in pts}) < 2:
+        return None
+    x, y = np.log([n for n, _ in pts]), np.log([v for _, v in pts])
+    return float(np.polyfit(x, y, 1)[0])
+
+
+def markdown(rows, args):
+    sizes = sorted({r["n"] for r in rows})
+    lines = [f"# Scale benchmark ({args.box} px, {platform.node()}, "
+             f"{os.cpu_count()} CPUs, device {args.device})", "",
+             "| N | stage | seconds | ms / particle | peak MB |", "|---|---|---|---|---|"]
+    for r in rows:
+        per = r["n"] if r["stage"] != "global" else min(r["n"], args.global_sample)
+        peak = "" if r["peak_mb"] is None else f"{r['peak_mb']:.0f}"
+        lines.append(f"| {r['n']} | {r['stage']} | {r['seconds']:.1f} | "
+                     f"{1000 * r['seconds'] / per:.2f} | {peak} |")
+    lines += ["", f"Sizes {', '.join(map(str, sizes))}. Growth exponents (log-log slope "
+              "against N: 0 flat, 1 linear):", "",
+              "| stage | time | peak memory | what grows |", "|---|---|---|---|"]
+    for stage in STAGES:
+        t, m = growth(rows, stage, "seconds"), growth(rows, stage, "peak_mb")
+        fmt = lambda v: "" if v is None else f"{v:.2f}"  # noqa: E731
+        lines.append(f"| {stage} | {fmt(t)} | {fmt(m)} | {MEMORY_NOTES[stage]} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(rows, path):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(10, 4))
+    FigureCanvasAgg(fig)
+    for ax, key, label in zip(fig.subplots(1, 2), ("seconds", "peak_mb"),
+                              ("seconds", "peak resident memory (MB)")):
+        for stage in ("simulate", *STAGES):
+            pts = [(r["n"], r[key]) for r in rows if r["stage"] == stage and r[key]]
+            if pts:
+                ax.loglog(*zip(*pts), marker="o", label=stage)
+        ax.set_xlabel("particles N")
+        ax.set_ylabel(label)
+        ax.grid(True, which="both", alpha=0.3)
+    fig.axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    os.makedirs(args.work, exist_ok=True)
+    rows = []
+    for n in sorted(int(s) for s in args.sizes.split(",")):
+        rows += measure_size(n, args)
+    with open(os.path.join(args.work, "results.json"), "w") as fh:
+        json.dump(rows, fh, indent=1)
+    report = args.report or os.path.join(args.work, "scale.md")
+    with open(report, "w") as fh:
+        fh.write(markdown(rows, args))
+    plot(rows, args.plot or os.path.join(args.work, "scale.png"))
+    print(f"wrote {report}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
