@@ -18,6 +18,14 @@ from dataclasses import replace
 import numpy as np
 
 from ..core import defaults
+from ..core.io.columns import (  # also used by deepalign run
+    BEST_REGION_COLUMN,
+    GLOBAL_SEARCH_COLUMN,
+    PROB_COLUMN,
+    REGION_COLUMN,
+    REGIONS_SEARCHED_COLUMN,
+    SCORE_COLUMN,
+)
 from .common import (
     CLIError,
     add_particle_args,
@@ -33,10 +41,6 @@ from .parts import add_part_args, job_count, part_is_done, run_jobs, select_part
 
 log = logging.getLogger("deepalign")
 
-REGION_COLUMN = "deepalignRegion%d"
-PROB_COLUMN = "deepalignRegionProb%d"
-SCORE_COLUMN = "deepalignScore"
-BEST_REGION_COLUMN = "deepalignRegion"
 
 
 def add_search_args(parser: argparse.ArgumentParser) -> None:
@@ -250,6 +254,8 @@ def main(args) -> int:
     particles.extra[SCORE_COLUMN] = result.score
     if hints is not None:
         particles.extra[BEST_REGION_COLUMN] = result.region + 1
+        particles.extra[GLOBAL_SEARCH_COLUMN] = result.fallback.astype(int)
+        particles.extra[REGIONS_SEARCHED_COLUMN] = result.n_regions_searched
     out_dir = os.path.dirname(os.path.abspath(args.out))
     os.makedirs(out_dir, exist_ok=True)
     write_output(args.out, particles, part)

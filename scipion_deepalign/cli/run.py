@@ -21,8 +21,10 @@ import numpy as np
 from ..core import defaults
 from .align import (
     BEST_REGION_COLUMN,
+    GLOBAL_SEARCH_COLUMN,
     PROB_COLUMN,
     REGION_COLUMN,
+    REGIONS_SEARCHED_COLUMN,
     SCORE_COLUMN,
     add_region_search_args,
     add_search_args,
@@ -170,6 +172,8 @@ def main(args) -> int:
     particles.angles_deg, particles.shifts_px = result.angles_deg, result.shifts_px
     particles.extra[SCORE_COLUMN] = result.score
     particles.extra[BEST_REGION_COLUMN] = result.region + 1
+    particles.extra[GLOBAL_SEARCH_COLUMN] = result.fallback.astype(int)
+    particles.extra[REGIONS_SEARCHED_COLUMN] = result.n_regions_searched
     write_particles_star(paths["aligned"], particles)
     log.info("wrote %s (%d comparisons, median score %.3f)", paths["aligned"],
              result.n_comparisons, float(np.median(result.score)))

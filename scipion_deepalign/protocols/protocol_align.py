@@ -169,6 +169,7 @@ class AlignSteps:
         self._defineSourceRelation(self.inputParticles, out)
         self._defineSourceRelation(self.inputVolume, out)
         report = {"n_aligned": out.getSize(), "n_input": particles.getSize()}
+        report.update(_search_report(self._getFileName("aligned_star")))
         scores = [getattr(p, cts.SCORE_ATTR).get() for p in out.iterItems()]
         report["median_score"] = float(np.median(scores)) if scores else None
         if particles.hasAlignmentProj():
@@ -193,6 +194,10 @@ class AlignSteps:
             report = json.load(fh)
         lines = [f"Aligned {report['n_aligned']} of {report['n_input']} particles; median "
                  f"correlation score {report['median_score']:.3f}."]
+        if "regions_searched" in report:
+            lines.append(f"Regions searched per particle: {report['regions_searched']:.2f} on "
+                         f"average; {100 * report['global_search']:.1f} % of the particles "
+                         "were searched globally (unsure prediction).")
         if "median_direction_change_deg" in report:
             lines.append("Median change of projection direction from the input alignment: "
                          f"{report['median_direction_change_deg']:.1f} deg.")
@@ -281,6 +286,21 @@ class AlignSteps:
             except ValueError:
                 pass  # reported by _symmetryErrors
         return errors
+
+
+def _search_report(aligned_star):
+    """Mean regions searched and fraction searched globally, from the aligned STAR."""
+    from ..core.io.star import read_particles_star
+    from .protocol_base import RESULT_COLUMNS
+
+    out = {}
+    if not os.path.exists(aligned_star):  # streaming: the batches have files of their own
+        return out
+    extra = read_particles_star(aligned_star).extra
+    for key in ("regions_searched", "global_search"):
+        if RESULT_COLUMNS[key] in extra:
+            out[key] = float(np.mean(np.asarray(extra[RESULT_COLUMNS[key]], dtype=float)))
+    return out
 
 
 class DeepAlignProtAlign(StreamSteps, PartSteps, AlignSteps, PredictSteps, DeepAlignProtBase):

@@ -14,15 +14,18 @@ from pyworkflow import BETA
 from pyworkflow.protocol.constants import STEPS_PARALLEL
 
 from .. import constants as cts
+from ..core.io import columns
 
 __all__ = ["DeepAlignProtBase", "RESULT_COLUMNS"]
 
 #: STAR columns written by ``deepalign predict`` / ``align`` and the item id column of convert
 RESULT_COLUMNS = {
-    "item_id": "deepalignItemId",
-    "region": "deepalignRegion%d",
-    "region_prob": "deepalignRegionProb%d",
-    "score": "deepalignScore",
+    "item_id": columns.ITEM_ID_COLUMN,
+    "region": columns.REGION_COLUMN,
+    "region_prob": columns.PROB_COLUMN,
+    "score": columns.SCORE_COLUMN,
+    "global_search": columns.GLOBAL_SEARCH_COLUMN,
+    "regions_searched": columns.REGIONS_SEARCHED_COLUMN,
 }
 #: set-level attribute recording the model folder of predicted region hints
 MODEL_DIR_ATTR = "_deepalignModelDir"

@@ -52,7 +52,7 @@ def test_regional_round_trip(inputs):
     assert np.max(np.abs(aligned.shifts_px - shifts)) < 0.75
     score = np.asarray(aligned.extra["deepalignScore"], dtype=float)
     assert np.all((score > 0.5) & (score <= 1.0 + 1e-6))
-    region = np.asarray(aligned.extra["deepalignRegion"]).astype(int) - 1
+    region = np.asarray(aligned.extra["deepalignBestRegion"]).astype(int) - 1
     assert np.all((region == hints[:, 0]) | (region == hints[:, 1]))
     assert aligned.ctf is not None  # input columns are kept
 
@@ -66,7 +66,7 @@ def test_global_with_regions_file_and_top_k(inputs):
     out1 = folder / "top1.star"
     assert _run(folder, "--regions", str(folder / "model" / "regions.star"), "--top-k", "1",
                 "--refine", "--out", str(out1)) == 0
-    region = np.asarray(read_particles_star(out1).extra["deepalignRegion"]).astype(int)
+    region = np.asarray(read_particles_star(out1).extra["deepalignBestRegion"]).astype(int)
     assert np.all(region == inputs[2][:, 0] + 1)
 
 

@@ -228,6 +228,7 @@ class TestRefine(BaseTest):
             raise
         summary = "\n".join(prot.summary())
         assert "Trained from projections." in summary
+        assert "Regions searched per particle:" in summary
         ids, angles, _ = read_set_poses(prot.outputParticles)
         truth = self.data.truth.subset(ids - 1)
         error = symmetric_direction_distance_deg(angles, truth.angles_deg, "c1")
