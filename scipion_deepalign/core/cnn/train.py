@@ -33,6 +33,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from ..atomic import atomic_path
 from ..regions import assign_regions, region_centres_deg
 from .config import (
     CONFIG_FILE,
@@ -203,9 +204,8 @@ def _region_done(out_dir: Path, region: int) -> bool:
 
 
 def _save_model_atomic(model, path: Path) -> None:
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.keras")
-    model.save(tmp)
-    os.replace(tmp, path)
+    with atomic_path(path, suffix=".keras") as tmp:  # Keras wants the .keras suffix
+        model.save(tmp)
 
 
 class _ProgressLogger(keras.callbacks.Callback):
