@@ -20,6 +20,7 @@ __all__ = ["main", "COMMANDS", "build_parser"]
 #: Sub-commands and their one-line help, in the order ``--help`` lists them.
 COMMANDS = {
     "simulate": "Simulate particles (phantom or a map, CTF, noise, shifts) with known poses",
+    "subset": "A random or view-balanced fraction of a particle set (e.g. for training)",
     "train": "Train the regional CNNs on particles with known poses",
     "predict": "Predict the angular region of each particle with trained CNNs",
     "align": "Assign angles and shifts locally within the predicted regions",
