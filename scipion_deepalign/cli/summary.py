@@ -16,6 +16,8 @@ import time
 
 import numpy as np
 
+from ..core.progress import format_duration
+
 __all__ = ["Summary", "spread"]
 
 
@@ -51,19 +53,12 @@ class Summary:
 
     def text(self) -> str:
         seconds = time.perf_counter() - self._start
-        lines = [f"deepalign {self.command}: done in {_duration(seconds)}"] + self.lines
+        lines = [f"deepalign {self.command}: done in {format_duration(seconds)}"] + self.lines
         if self.stages:
             lines.append("time per stage: " + ", ".join(
-                f"{name} {_duration(s)}" for name, s in self.stages))
+                f"{name} {format_duration(s)}" for name, s in self.stages))
         return "\n  ".join(lines)
 
     def print(self, stream=None) -> None:
         print(self.text(), file=sys.stdout if stream is None else stream, flush=True)
 
-
-def _duration(seconds: float) -> str:
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    if seconds < 3600:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.2f} h"
