@@ -13,7 +13,7 @@ import os
 import sys
 
 from ..version import __version__
-from .common import CLIError, setup_logging, user_words
+from .common import CLIError, add_logging_args, setup_logging, user_words
 
 __all__ = ["main", "COMMANDS", "build_parser"]
 
@@ -41,13 +41,11 @@ def build_parser(command=None, module=None) -> argparse.ArgumentParser:
         prog="deepalign",
         description="DeepAlign: 3D angular assignment of cryo-EM particles by regionalised CNNs.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("-v", "--verbose", action="count", default=0,
-                        help="progress lines on stderr (-vv for debug)")
+    add_logging_args(parser, default=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, help_text in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
-        p.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
-                       help="progress lines on stderr (-vv for debug)")
+        add_logging_args(p, default=False)
         if name == command and module is not None:
             module.add_args(p)
             p.set_defaults(_main=module.main)
@@ -89,7 +87,7 @@ def main(argv=None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
-    logger = setup_logging(args.verbose)
+    logger = setup_logging(args.verbose, quiet=args.quiet, progress_every=args.progress_every)
     prog = f"deepalign {args.command}"
     try:
         return int(args._main(args) or 0)

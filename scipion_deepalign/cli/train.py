@@ -23,6 +23,7 @@ from .common import (
     check_positive,
     check_symmetry,
     load_particles_images,
+    logging_options,
     particle_options,
     positive_float,
     positive_int,
@@ -202,7 +203,7 @@ def _child_command(args, regions, gpu) -> list[str]:
                           ("--threads", args.threads)):
         if value is not None:
             cmd += [option, str(value)]
-    return cmd + particle_options(args) + ["-v"] * int(getattr(args, "verbose", 0) or 0)
+    return cmd + particle_options(args) + logging_options(args)
 
 
 def _fan_out(args, gpus, regions) -> int:

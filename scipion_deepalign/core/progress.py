@@ -148,6 +148,8 @@ def _isatty(stream) -> bool:
 
 
 def _rate(per_second: float, unit: str) -> str:
+    if per_second >= 100:
+        return f"{per_second:.0f} {unit}/s"
     if per_second >= 1 or per_second == 0:
         return f"{per_second:.3g} {unit}/s"
     return f"{1 / per_second:.3g} s per {unit.rstrip('s')}"
