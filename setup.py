@@ -30,6 +30,7 @@ setup(
         "keras>=3.0",
         "mrcfile",
         "emtable",
+        "tqdm",                 # progress bars on a terminal (core/progress.py)
     ],
     extras_require={
         "gpu": ["cupy-cuda12x<14"],
