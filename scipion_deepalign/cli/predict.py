@@ -14,6 +14,7 @@ import os
 import numpy as np
 
 from .common import NO_PARTICLE_LEFT, CLIError, add_particle_args, positive_int, read_particles
+from .summary import Summary, spread
 from .train import forward_core_logging, parse_int_list, set_devices
 
 log = logging.getLogger("deepalign")
@@ -63,29 +64,33 @@ def _check(args):
 
 
 def main(args) -> int:
+    summary = Summary("predict")
     particles = _check(args)
     set_devices(parse_int_list(args.gpus, "--gpus"), args.threads)
     forward_core_logging()
 
     from ..core.cnn.predict import load_models, predict_probabilities, top_k_regions
     from ..core.io import load_particle_images, write_particles_star
+    from ..core.progress import Progress
 
     models = load_models(args.model)
     n = len(particles)
     kept, regions, probs = [], [], []
-    for start in range(0, n, args.chunk):
-        stop = min(start + args.chunk, n)
-        log.info("predicting particles %d-%d of %d", start + 1, stop, n)
-        rows, images = load_particle_images(particles, slice(start, stop),
-                                            skip_bad=args.skip_bad)
-        if not len(rows):
-            continue
-        p = predict_probabilities(images, args.model, batch_size=args.batch_size,
-                                  models=models)
-        top, prob = top_k_regions(p, args.top_k)
-        kept.append(rows)
-        regions.append(top)
-        probs.append(prob)
+    with Progress(n, "predict") as progress:
+        for start in range(0, n, args.chunk):
+            stop = min(start + args.chunk, n)
+            rows, images = load_particle_images(particles, slice(start, stop),
+                                                skip_bad=args.skip_bad)
+            progress(stop - start - len(rows))  # dropped by --skip-bad
+            if not len(rows):
+                continue
+            p = predict_probabilities(images, args.model, batch_size=args.batch_size,
+                                      chunk_size=max(args.batch_size, args.chunk // 8),
+                                      models=models, progress=progress)
+            top, prob = top_k_regions(p, args.top_k)
+            kept.append(rows)
+            regions.append(top)
+            probs.append(prob)
     if not kept:
         raise CLIError(NO_PARTICLE_LEFT)
     particles = particles.subset(np.concatenate(kept))
@@ -95,6 +100,10 @@ def main(args) -> int:
         particles.extra[f"deepalignRegionProb{i + 1}"] = probs[:, i]
     write_particles_star(args.out, particles)
     counts = np.bincount(regions[:, 0], minlength=models[0]["n_regions"])
-    print(f"wrote {args.out}: top-{args.top_k} regions of {len(particles)} particles; "
-          f"best-region counts {counts.tolist()}")
+    summary.wrote(args.out, f"top-{args.top_k} regions of {len(particles)} particles")
+    if len(particles) < n:
+        summary.add("left out (--skip-bad)", f"{n - len(particles)} particles")
+    summary.add("particles per best region", f"{spread(counts)} over {len(counts)} regions")
+    summary.add("best-region probability", spread(probs[:, 0]))
+    summary.print()
     return 0

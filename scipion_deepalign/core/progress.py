@@ -78,7 +78,7 @@ class Progress:
         self.total, self.label, self.unit = max(int(total), 0), label, unit
         self.logger = _LOGGER if logger is None else logger
         self.step = _settings["log_step"] if log_step is None else float(log_step)
-        self.done, self._clock = 0, clock
+        self.done, self._exact, self._clock = 0, 0.0, clock
         self._start = clock()
         self._next = self._threshold(1)
         self._bar = self._make_bar(sys.stderr if stream is None else stream)
@@ -100,12 +100,17 @@ class Progress:
         self.update(n, **info)
 
     def update(self, n: int = 1, **info) -> None:
-        """``n`` more items done; ``info`` (e.g. ``loss=0.3``) is shown with the rate."""
-        self.done += int(n)
+        """``n`` more items done; ``info`` (e.g. ``loss=0.3``) is shown with the rate.
+
+        ``n`` may be fractional (a share of a block of work); whole items are shown."""
+        self._exact += n
+        before, self.done = self.done, min(int(round(self._exact)), self.total)
         if self._bar is not None:
             if info:
                 self._bar.set_postfix({k: _short(v) for k, v in info.items()}, refresh=False)
-            self._bar.update(int(n))
+            self._bar.update(self.done - before)
+            return
+        if self.done == before and not info:
             return
         if self.done >= self._next or self.done >= self.total:
             self.logger.info("%s", self.line(info))
