@@ -76,6 +76,7 @@ def main(args) -> int:
     models = load_models(args.model)
     n = len(particles)
     kept, regions, probs = [], [], []
+    piece = max(args.batch_size, min(args.chunk // 8, -(-n // 10)))  # for ~10 % steps
     with Progress(n, "predict") as progress:
         for start in range(0, n, args.chunk):
             stop = min(start + args.chunk, n)
@@ -85,7 +86,7 @@ def main(args) -> int:
             if not len(rows):
                 continue
             p = predict_probabilities(images, args.model, batch_size=args.batch_size,
-                                      chunk_size=max(args.batch_size, args.chunk // 8),
+                                      chunk_size=piece,
                                       models=models, progress=progress)
             top, prob = top_k_regions(p, args.top_k)
             kept.append(rows)

@@ -172,7 +172,7 @@ def main(args) -> int:
     particles.extra[SCORE_COLUMN] = result.score
     particles.extra[BEST_REGION_COLUMN] = result.region + 1
     write_particles_star(paths["aligned"], particles)
-    summary.wrote(paths["model"], f"{n_regions} regions ({args.network} network)")
+    summary.wrote(paths["model"], f"{n_regions} regions, {args.network} network")
     summary.wrote(paths["predicted"], f"top-{hints.shape[1]} regions of {len(particles)} "
                                       "particles")
     summary.wrote(paths["aligned"], f"{len(particles)} particles with angles, shifts and "

@@ -26,8 +26,8 @@ def spread(values, unit: str = "") -> str:
     values = np.asarray(values, dtype=float)
     if values.size == 0:
         return "none"
-    return (f"{values.min():.4g}-{values.max():.4g}{unit} "
-            f"(median {np.median(values):.4g}{unit})")
+    return (f"{values.min():.3g}-{values.max():.3g}{unit} "
+            f"(median {np.median(values):.3g}{unit})")
 
 
 class Summary:
