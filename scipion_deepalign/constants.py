@@ -6,6 +6,12 @@ CITE_DEEPALIGN = "JimenezMoreno2021"
 #: environment variable naming the Python interpreter that runs ``deepalign`` commands
 DEEPALIGN_PYTHON = "DEEPALIGN_PYTHON"
 
+#: options of every ``deepalign`` command a protocol step runs: progress lines every 5 % on
+#: stdout, so that the step's log (run.stdout) shows them and run.stderr keeps the errors
+STEP_LOG_OPTIONS = ("--progress-every", "5", "--log-stdout")
+#: fraction of a step between two progress lines of the steps that run in-process
+STEP_LOG_PROGRESS = 0.05
+
 #: network kinds offered by the training form, in the order of the form's choices
 NETWORK_KINDS = ("regional", "shared")
 #: training losses offered by the form, in the order of the form's choices

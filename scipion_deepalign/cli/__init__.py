@@ -87,7 +87,8 @@ def main(argv=None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
-    logger = setup_logging(args.verbose, quiet=args.quiet, progress_every=args.progress_every)
+    logger = setup_logging(args.verbose, quiet=args.quiet, progress_every=args.progress_every,
+                           stream=sys.stdout if args.log_stdout else None)
     prog = f"deepalign {args.command}"
     try:
         return int(args._main(args) or 0)

@@ -194,6 +194,9 @@ def add_logging_args(parser: argparse.ArgumentParser, *, default: bool) -> None:
     parser.add_argument("--progress-every", type=positive_float, default=value(None),
                         metavar="PERCENT", help="percent of a step between two progress "
                         "lines when stderr is not a terminal; default 10")
+    parser.add_argument("--log-stdout", action="store_true", default=value(False),
+                        help="progress and warning lines on stdout instead of stderr (for "
+                             "logs that keep the two apart, e.g. Scipion's step logs)")
 
 
 def logging_options(args) -> list[str]:
@@ -203,17 +206,20 @@ def logging_options(args) -> list[str]:
         words.append("-q")
     if getattr(args, "progress_every", None) is not None:
         words += ["--progress-every", repr(args.progress_every)]
+    if getattr(args, "log_stdout", False):
+        words.append("--log-stdout")
     return words
 
 
-def setup_logging(verbose: int = 0, *, quiet: bool = False,
-                  progress_every: float | None = None) -> logging.Logger:
+def setup_logging(verbose: int = 0, *, quiet: bool = False, progress_every: float | None = None,
+                  stream=None) -> logging.Logger:
     """Log to stderr: progress lines (INFO) by default, DEBUG with ``-vv``, warnings only
     with ``quiet`` (``-q``).
 
     Configures the ``deepalign`` logger (commands) and ``scipion_deepalign`` (the loggers of
     core modules, ``logging.getLogger(__name__)``, and :mod:`~scipion_deepalign.core.progress`);
-    returns the former. ``progress_every`` (percent) sets the step between progress lines.
+    returns the former. ``progress_every`` (percent) sets the step between progress lines;
+    ``stream`` is where the lines go (default stderr).
     Python warnings (``warnings.warn`` in the core) print as plain ``WARNING: <text>`` lines.
     """
     from ..core.progress import DEFAULT_LOG_STEP, set_log_step
@@ -223,7 +229,7 @@ def setup_logging(verbose: int = 0, *, quiet: bool = False,
     if progress_every is not None and not 0 < progress_every <= 100:
         raise CLIError(f"--progress-every must be in (0, 100], got {progress_every}")
     set_log_step(DEFAULT_LOG_STEP if progress_every is None else progress_every / 100)
-    handler = logging.StreamHandler(sys.stderr)
+    handler = logging.StreamHandler(sys.stderr if stream is None else stream)
     handler.setFormatter(logging.Formatter("%(asctime)s deepalign: %(message)s", "%H:%M:%S"))
     for name in (LOG_NAME, "scipion_deepalign"):
         logger = logging.getLogger(name)

@@ -172,7 +172,8 @@ def align_particles(images, volume, *, pixel_size_a, max_shift_px, ctf=None, sym
         search (:mod:`search_plan`); default ``SearchOptions()`` (without
         ``region_probabilities``: its windows, every hinted region searched, no fallback).
     progress : callable, optional
-        Called with the particles done (a share of a block per gallery; :mod:`.progress`).
+        Called with the particles done (their share of each chunk of references;
+        :mod:`.progress`).
 
     Returns
     -------
@@ -278,7 +279,8 @@ def align_particles(images, volume, *, pixel_size_a, max_shift_px, ctf=None, sym
                 n_comparisons += _match_chunk(
                     xp, spectra, power, idx, p0, ref_matrix, ref_power, phases, state,
                     best_score, best_ref, best_shift, ref_base=(offset + d0) * n_psi)
-            advance(progress, len(block) * len(idx) * len(gal) / block_work)  # particles' share
+                share = len(idx) * min(dirs_per_chunk, len(gal) - d0) / block_work
+                advance(progress, len(block) * share)  # the particles' share of this chunk
 
     # --- poses ------------------------------------------------------------------------------------
     dir_index, psi_index = best_ref // n_psi, best_ref % n_psi
