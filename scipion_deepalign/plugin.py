@@ -23,15 +23,6 @@ class Plugin(pwem.Plugin):
     _url = "https://github.com/scipion-em/scipion-em-deepalign"
     _supportedVersions = []
 
-    def getName(self):
-        """The package name (the class lives in a submodule of it)."""
-        return __package__
-
-    def getPath(self):
-        """The package folder, holding ``templates/*.json.template`` (pyworkflow's default
-        reads the ``__path__`` of the class's module, which a submodule lacks)."""
-        return os.path.dirname(os.path.abspath(__file__))
-
     @classmethod
     def _defineVariables(cls):
         cls._defineVar(DEEPALIGN_PYTHON, sys.executable,
