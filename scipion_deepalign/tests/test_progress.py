@@ -85,3 +85,19 @@ def test_advance_ignores_none_and_format_duration():
     advance(lambda n, **kw: seen.append((n, kw)), 2, loss=1.0)
     assert seen == [(2, {"loss": 1.0})]
     assert [format_duration(s) for s in (4.21, 210, 4500)] == ["4.2 s", "3.5 min", "1.25 h"]
+
+
+def test_summary_lists_files_numbers_and_stages():
+    import io as _io
+
+    from scipion_deepalign.cli.summary import Summary, spread
+
+    summary = Summary("run").wrote("run1/aligned.star", "300 particles").wrote("run1/model")
+    summary.add("score", "median 0.5").stage("train", 12.0).stage("align", 90.0)
+    stream = _io.StringIO()
+    summary.print(stream)
+    lines = stream.getvalue().splitlines()
+    assert lines[0].startswith("deepalign run: done in ")
+    assert lines[1:] == ["  wrote run1/aligned.star (300 particles)", "  wrote run1/model",
+                         "  score: median 0.5", "  time per stage: train 12.0 s, align 1.5 min"]
+    assert spread([1, 2, 6]) == "1-6 (median 2)" and spread([]) == "none"

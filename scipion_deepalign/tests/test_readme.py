@@ -46,4 +46,6 @@ def test_readme_command_line_runs_as_written(tmp_path):
         assert f"deepalign {command}: done in" in done.stdout, command
     for step in ("simulate", "predict", "align", "reconstruct"):
         assert re.search(rf"deepalign: {step}: 100% \(\d+ of \d+ particles\)", done.stderr), step
+    assert re.search(r"training shared network \(1 of 1\): 100% \(2 of 2 epochs\), .* in all, "
+                     r"accuracy=", done.stderr)
     assert "fallback" in done.stdout and "FSC 0.143 resolution" in done.stdout
