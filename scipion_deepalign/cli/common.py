@@ -184,6 +184,8 @@ def particle_options(args) -> list[str]:
 def add_logging_args(parser: argparse.ArgumentParser, *, default: bool) -> None:
     """``-v``, ``-q`` and ``--progress-every``, accepted before and after the command name
     (``default``: the top-level parser sets the defaults, the sub-parsers leave them)."""
+    from ..core.progress import DEFAULT_LOG_STEP
+
     def value(v):
         return v if default else argparse.SUPPRESS
 
@@ -193,7 +195,8 @@ def add_logging_args(parser: argparse.ArgumentParser, *, default: bool) -> None:
                         help="no progress lines or bars: warnings, errors and the summary only")
     parser.add_argument("--progress-every", type=positive_float, default=value(None),
                         metavar="PERCENT", help="percent of a step between two progress "
-                        "lines when stderr is not a terminal; default 10")
+                        "lines when stderr is not a terminal; default "
+                        f"{100 * DEFAULT_LOG_STEP:g}")
     parser.add_argument("--log-stdout", action="store_true", default=value(False),
                         help="progress and warning lines on stdout instead of stderr (for "
                              "logs that keep the two apart, e.g. Scipion's step logs)")
