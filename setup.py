@@ -18,7 +18,7 @@ setup(
     license="GPLv3",
     python_requires=">=3.9",
     packages=find_packages(exclude=["benchmarks", "docs"]),
-    package_data={"scipion_deepalign": ["protocols.conf", "*.png"]},
+    package_data={"scipion_deepalign": ["protocols.conf", "*.png", "templates/*.json.template"]},
     install_requires=[
         "scipion-pyworkflow>=3.0",
         "scipion-em>=3.0",
@@ -30,6 +30,7 @@ setup(
         "keras>=3.0",
         "mrcfile",
         "emtable",
+        "tqdm",                 # progress bars on a terminal (core/progress.py)
     ],
     extras_require={
         "gpu": ["cupy-cuda12x<14"],

@@ -19,6 +19,16 @@ REGIONAL = NETWORK_KINDS.index("regional")
 #: one place where the GUI words meet the core's names
 LOSS_LABELS = {"bce": "binary cross-entropy", "mae": "mean absolute error (Xmipp)"}
 LOSS_CHOICES = [LOSS_LABELS[name] for name in LOSSES]
+#: options of every ``deepalign`` command a protocol step runs: progress lines every 5 % on
+#: stdout, so that the step's log (run.stdout) shows them and run.stderr keeps the errors
+STEP_LOG_OPTIONS = ("--progress-every", "5", "--log-stdout")
+#: fraction of a step between two progress lines of the steps that run in-process
+STEP_LOG_PROGRESS = 0.05
+
+#: network kinds offered by the training form, in the order of the form's choices
+NETWORK_KINDS = ("regional", "shared")
+#: training losses offered by the form, in the order of the form's choices
+LOSSES = ("bce", "mae")
 
 #: names of the per-particle attributes written on output items
 REGION_ATTR = "_deepalign_region%d"

@@ -13,13 +13,14 @@ import os
 import sys
 
 from ..version import __version__
-from .common import CLIError, setup_logging, user_words
+from .common import CLIError, add_logging_args, setup_logging, user_words
 
 __all__ = ["main", "COMMANDS", "build_parser"]
 
 #: Sub-commands and their one-line help, in the order ``--help`` lists them.
 COMMANDS = {
     "simulate": "Simulate particles (phantom or a map, CTF, noise, shifts) with known poses",
+    "subset": "A random or view-balanced fraction of a particle set (e.g. for training)",
     "train": "Train the regional CNNs on particles with known poses",
     "predict": "Predict the angular region of each particle with trained CNNs",
     "align": "Assign angles and shifts locally within the predicted regions",
@@ -43,13 +44,11 @@ def build_parser(command=None, module=None) -> argparse.ArgumentParser:
         prog="deepalign",
         description="DeepAlign: 3D angular assignment of cryo-EM particles by regionalised CNNs.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("-v", "--verbose", action="count", default=0,
-                        help="progress lines on stderr (-vv for debug)")
+    add_logging_args(parser, default=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, help_text in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
-        p.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
-                       help="progress lines on stderr (-vv for debug)")
+        add_logging_args(p, default=False)
         if name == command and module is not None:
             module.add_args(p)
             p.set_defaults(_main=module.main)
@@ -92,7 +91,8 @@ def main(argv=None) -> int:
         parser.print_help(sys.stderr)
         return 2
     args._argv = argv  # the words, for commands that re-run themselves in parts (--jobs)
-    logger = setup_logging(args.verbose)
+    logger = setup_logging(args.verbose, quiet=args.quiet, progress_every=args.progress_every,
+                           stream=sys.stdout if args.log_stdout else None)
     prog = f"deepalign {args.command}"
     try:
         return int(args._main(args) or 0)

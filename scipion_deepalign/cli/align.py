@@ -38,6 +38,7 @@ from .common import (
     read_particles,
 )
 from .parts import add_part_args, job_count, part_is_done, run_jobs, select_part, write_output
+from .summary import Summary
 
 log = logging.getLogger("deepalign")
 
@@ -201,8 +202,10 @@ def check_args(args) -> None:
 
 
 def main(args) -> int:
+    summary = Summary("align")
     from ..core.align import align_particles
     from ..core.io import read_volume
+    from ..core.progress import Progress
     from ..core.symmetry import normalise_symmetry
 
     check_args(args)
@@ -241,14 +244,15 @@ def main(args) -> int:
         hints = region_hints_from_star(particles, args.top_k)
     log.info("aligning %d particles (%s mode, box %d px)", len(particles),
              "global" if hints is None else f"regional, top {hints.shape[1]}", box)
-    result = align_particles(
-        images, volume, pixel_size_a=particles.pixel_size_a, max_shift_px=max_shift,
-        ctf=particles.ctf if args.ctf else None, symmetry=symmetry, region_hints=hints,
-        centres_deg=centres, step_deg=args.step, psi_step_deg=args.psi_step,
-        target_resolution_a=args.target_resolution, device=args.device,
-        batch_size=args.batch_size, ctf_mode=args.ctf_mode, volume_pixel_size_a=volume_pixel,
-        cache_dir=args.cache_dir, refine=args.refine, region_probabilities=probs,
-        search=search)
+    with Progress(len(particles), "align") as progress:
+        result = align_particles(
+            images, volume, pixel_size_a=particles.pixel_size_a, max_shift_px=max_shift,
+            ctf=particles.ctf if args.ctf else None, symmetry=symmetry, region_hints=hints,
+            centres_deg=centres, step_deg=args.step, psi_step_deg=args.psi_step,
+            target_resolution_a=args.target_resolution, device=args.device,
+            batch_size=args.batch_size, ctf_mode=args.ctf_mode,
+            volume_pixel_size_a=volume_pixel, cache_dir=args.cache_dir, refine=args.refine,
+            region_probabilities=probs, search=search, progress=progress)
     particles.angles_deg = result.angles_deg
     particles.shifts_px = result.shifts_px
     particles.extra[SCORE_COLUMN] = result.score
@@ -259,10 +263,22 @@ def main(args) -> int:
     out_dir = os.path.dirname(os.path.abspath(args.out))
     os.makedirs(out_dir, exist_ok=True)
     write_output(args.out, particles, part)
-    log.info("wrote %s: %d comparisons in %.1f s, median score %.3f", args.out,
-             result.n_comparisons, result.info["seconds"], float(np.median(result.score)))
-    if hints is not None:
-        log.info("regions searched per particle: %.2f on average; %.1f %% of the particles "
-                 "sent to the global search", result.info["mean_regions_searched"],
-                 100 * result.info["fallback_fraction"])
+    summary.wrote(args.out, f"{len(particles)} particles with angles, shifts and "
+                            f"{SCORE_COLUMN}")
+    gallery = result.info["gallery_seconds"]
+    summarise_alignment(summary, result, regional=hints is not None).stage(
+        "gallery", gallery).stage("search", result.info["seconds"] - gallery).print()
     return 0
+
+
+def summarise_alignment(summary, result, *, regional: bool):
+    """The key numbers of an :class:`~..core.align.AlignmentResult` into ``summary``."""
+    info = result.info
+    summary.add("score", f"median {float(np.median(result.score)):.3f}")
+    summary.add("comparisons", f"{result.n_comparisons} ({info['backend']}), "
+                               f"{info['n_directions']} directions x {info['n_psi']} in-plane")
+    if regional:
+        summary.add("regions searched per particle",
+                    f"{info['mean_regions_searched']:.2f} on average; "
+                    f"{100 * info['fallback_fraction']:.1f} % sent to the global fallback")
+    return summary

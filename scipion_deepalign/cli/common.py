@@ -17,7 +17,8 @@ import warnings
 
 __all__ = ["CLIError", "check_file_exists", "check_positive", "check_box",
            "check_choice", "ensure_out_dir", "positive_int", "positive_float",
-           "setup_logging", "show_plain_warning", "LOG_NAME", "add_particle_args",
+           "setup_logging", "add_logging_args", "logging_options", "show_plain_warning",
+           "LOG_NAME", "add_particle_args",
            "read_particles", "load_particles_images", "particle_options", "user_words",
            "run_children"]
 
@@ -193,16 +194,58 @@ def run_children(commands, envs=None) -> list[int]:
     return [child.wait() for child in children]
 
 
-def setup_logging(verbose: int = 0) -> logging.Logger:
-    """Log to stderr: warnings by default, progress lines (INFO) with ``-v``, DEBUG with ``-vv``.
+def add_logging_args(parser: argparse.ArgumentParser, *, default: bool) -> None:
+    """``-v``, ``-q`` and ``--progress-every``, accepted before and after the command name
+    (``default``: the top-level parser sets the defaults, the sub-parsers leave them)."""
+    from ..core.progress import DEFAULT_LOG_STEP
+
+    def value(v):
+        return v if default else argparse.SUPPRESS
+
+    parser.add_argument("-v", "--verbose", action="count", default=value(0),
+                        help="-vv adds debug lines (progress lines are shown by default)")
+    parser.add_argument("-q", "--quiet", action="store_true", default=value(False),
+                        help="no progress lines or bars: warnings, errors and the summary only")
+    parser.add_argument("--progress-every", type=positive_float, default=value(None),
+                        metavar="PERCENT", help="percent of a step between two progress "
+                        "lines when stderr is not a terminal; default "
+                        f"{100 * DEFAULT_LOG_STEP:g}")
+    parser.add_argument("--log-stdout", action="store_true", default=value(False),
+                        help="progress and warning lines on stdout instead of stderr (for "
+                             "logs that keep the two apart, e.g. Scipion's step logs)")
+
+
+def logging_options(args) -> list[str]:
+    """The :func:`add_logging_args` options of ``args`` as command-line words (for children)."""
+    words = ["-v"] * int(getattr(args, "verbose", 0) or 0)
+    if getattr(args, "quiet", False):
+        words.append("-q")
+    if getattr(args, "progress_every", None) is not None:
+        words += ["--progress-every", repr(args.progress_every)]
+    if getattr(args, "log_stdout", False):
+        words.append("--log-stdout")
+    return words
+
+
+def setup_logging(verbose: int = 0, *, quiet: bool = False, progress_every: float | None = None,
+                  stream=None) -> logging.Logger:
+    """Log to stderr: progress lines (INFO) by default, DEBUG with ``-vv``, warnings only
+    with ``quiet`` (``-q``).
 
     Configures the ``deepalign`` logger (commands) and ``scipion_deepalign`` (the loggers of
-    core modules, ``logging.getLogger(__name__)``); returns the former. Python warnings
-    (``warnings.warn`` in the core) print as plain ``WARNING: <text>`` lines.
+    core modules, ``logging.getLogger(__name__)``, and :mod:`~scipion_deepalign.core.progress`);
+    returns the former. ``progress_every`` (percent) sets the step between progress lines;
+    ``stream`` is where the lines go (default stderr).
+    Python warnings (``warnings.warn`` in the core) print as plain ``WARNING: <text>`` lines.
     """
+    from ..core.progress import DEFAULT_LOG_STEP, set_log_step
+
     warnings.showwarning = show_plain_warning
-    level = logging.WARNING if verbose <= 0 else logging.INFO if verbose == 1 else logging.DEBUG
-    handler = logging.StreamHandler(sys.stderr)
+    level = logging.WARNING if quiet else logging.DEBUG if verbose >= 2 else logging.INFO
+    if progress_every is not None and not 0 < progress_every <= 100:
+        raise CLIError(f"--progress-every must be in (0, 100], got {progress_every}")
+    set_log_step(DEFAULT_LOG_STEP if progress_every is None else progress_every / 100)
+    handler = logging.StreamHandler(sys.stderr if stream is None else stream)
     handler.setFormatter(logging.Formatter("%(asctime)s deepalign: %(message)s", "%H:%M:%S"))
     for name in (LOG_NAME, "scipion_deepalign"):
         logger = logging.getLogger(name)

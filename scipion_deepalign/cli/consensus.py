@@ -31,6 +31,7 @@ from .common import (
     ensure_out_dir,
     read_particles,
 )
+from .summary import Summary
 
 log = logging.getLogger("deepalign")
 
@@ -148,17 +149,32 @@ def main(args) -> int:
             [f"{labels[i]} vs {labels[j]}" for i, j in result.pairs],
             threshold_deg=args.max_angle, path=args.plot)
 
+    _summarise(args, inputs, common, result, labels, (agree_path, disagree_path, csv_path))
+    return 0
+
+
+def _summarise(args, inputs, common, result, labels, paths) -> None:
+    agree_path, disagree_path, csv_path = paths
     n_common, n_agree = len(common), int(result.agree.sum())
-    print(f"{n_common} particles in common ({', '.join(str(len(p)) for p in inputs)} in the "
-          f"inputs); {n_agree} agree ({100 * n_agree / n_common:.1f}%), "
-          f"{n_common - n_agree} disagree")
+    summary = Summary("consensus")
+    if n_agree:
+        summary.wrote(agree_path, f"{n_agree} particles that agree")
+    if n_agree < n_common:
+        summary.wrote(disagree_path, f"{n_common - n_agree} particles that disagree")
+    summary.wrote(csv_path, "per-particle differences")
+    if args.plot:
+        summary.wrote(args.plot, "sorted angular differences")
+    summary.add("particles", f"{n_common} in common "
+                             f"({', '.join(str(len(p)) for p in inputs)} in the inputs); "
+                             f"{n_agree} agree ({100 * n_agree / n_common:.1f}%), "
+                             f"{n_common - n_agree} disagree")
     fractions = result.fraction_below(REPORT_THRESHOLDS_DEG)
     for p, (i, j) in enumerate(result.pairs):
         parts = ", ".join(f"{100 * fractions[t][p]:.1f}% < {t:g} deg" for t in fractions)
-        print(f"  {labels[i]} vs {labels[j]}: median direction difference "
-              f"{np.median(result.direction_diff_deg[:, p]):.2f} deg; {parts}")
+        summary.add(f"{labels[i]} vs {labels[j]}", "median direction difference "
+                    f"{np.median(result.direction_diff_deg[:, p]):.2f} deg; {parts}")
     if n_agree == 0:
-        print(f"no particle agrees: {agree_path} not written")
+        summary.add("no particle agrees", f"{agree_path} not written")
     if n_agree == n_common:
-        print(f"every particle agrees: {disagree_path} not written")
-    return 0
+        summary.add("every particle agrees", f"{disagree_path} not written")
+    summary.print()

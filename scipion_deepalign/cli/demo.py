@@ -17,7 +17,6 @@ from .common import (
     ensure_out_dir,
     positive_float,
     positive_int,
-    setup_logging,
 )
 
 log = logging.getLogger("deepalign")
@@ -56,8 +55,6 @@ def main(args) -> int:
 
     config = DemoConfig(**{k: v for k, v in overrides.items() if v is not None})
     out = ensure_out_dir(args.out)
-    if args.verbose <= 0:  # the demo always narrates its steps (-v is implied)
-        setup_logging(1)
     result = run_demo(out, config)
     report = write_report(result, write_plots(result))
     print(f"report: {report}")

@@ -12,6 +12,7 @@ import os
 import numpy as np
 
 from .common import CLIError, check_file_exists, check_positive
+from .summary import Summary
 
 # Header pixel sizes that differ by more than this fraction are refused.
 PIXEL_SIZE_TOLERANCE = 1e-3
@@ -78,13 +79,18 @@ def main(args) -> int:
     from ..core.fsc import fsc_curve
 
     result = fsc_curve(map1, map2, pixel_size_a=pixel_size_a, mask_radius_a=args.mask_radius)
+    summary = Summary("fsc")
     if args.csv:
         write_fsc_csv(args.csv, result)
+        summary.wrote(args.csv, f"{len(result.fsc)} shells")
     if args.plot:
         from ..core.plots import plot_fsc
 
         plot_fsc([result], [map_pair_label(args.map1, args.map2)], path=args.plot)
-    print(f"FSC 0.143 resolution: {result.resolution_0143_a:.2f} A")
-    print(f"FSC 0.5 resolution: {result.resolution_05_a:.2f} A")
-    print(f"mean FSC up to Nyquist: {np.mean(result.fsc[1:]):.3f}")
+        summary.wrote(args.plot, "FSC curve")
+    summary.add("maps", f"{args.map1} vs {args.map2} ({map1.shape[0]} px, "
+                        f"{pixel_size_a:.4g} A/px)")
+    summary.add("FSC 0.143 resolution", f"{result.resolution_0143_a:.2f} A")
+    summary.add("FSC 0.5 resolution", f"{result.resolution_05_a:.2f} A")
+    summary.add("mean FSC up to Nyquist", f"{np.mean(result.fsc[1:]):.3f}").print()
     return 0

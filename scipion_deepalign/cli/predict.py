@@ -14,8 +14,10 @@ import os
 import numpy as np
 
 from ..core import defaults
+from ..core.io.columns import PROB_COLUMN, REGION_COLUMN
 from .common import NO_PARTICLE_LEFT, CLIError, add_particle_args, positive_int, read_particles
 from .parts import add_part_args, part_is_done, select_part, write_output
+from .summary import Summary, spread
 from .train import forward_core_logging, parse_int_list, set_devices
 
 log = logging.getLogger("deepalign")
@@ -64,6 +66,7 @@ def _check(args):
 
 
 def main(args) -> int:
+    summary = Summary("predict")
     particles, part = select_part(args, _check(args))
     if part_is_done(args, part):
         return 0
@@ -72,32 +75,40 @@ def main(args) -> int:
 
     from ..core.cnn.predict import load_models, predict_probabilities, top_k_regions
     from ..core.io import load_particle_images
+    from ..core.progress import Progress
 
     models = load_models(args.model)
     n = len(particles)
     kept, regions, probs = [], [], []
-    for start in range(0, n, args.chunk):
-        stop = min(start + args.chunk, n)
-        log.info("predicting particles %d-%d of %d", start + 1, stop, n)
-        rows, images = load_particle_images(particles, slice(start, stop),
-                                            skip_bad=args.skip_bad)
-        if not len(rows):
-            continue
-        p = predict_probabilities(images, args.model, batch_size=args.batch_size,
-                                  models=models)
-        top, prob = top_k_regions(p, args.top_k)
-        kept.append(rows)
-        regions.append(top)
-        probs.append(prob)
+    piece = max(args.batch_size, min(args.chunk // 8, -(-n // 10)))  # for ~10 % steps
+    with Progress(n, "predict") as progress:
+        for start in range(0, n, args.chunk):
+            stop = min(start + args.chunk, n)
+            rows, images = load_particle_images(particles, slice(start, stop),
+                                                skip_bad=args.skip_bad)
+            progress(stop - start - len(rows))  # dropped by --skip-bad
+            if not len(rows):
+                continue
+            p = predict_probabilities(images, args.model, batch_size=args.batch_size,
+                                      chunk_size=piece,
+                                      models=models, progress=progress)
+            top, prob = top_k_regions(p, args.top_k)
+            kept.append(rows)
+            regions.append(top)
+            probs.append(prob)
     if not kept:
         raise CLIError(NO_PARTICLE_LEFT)
     particles = particles.subset(np.concatenate(kept))
     regions, probs = np.concatenate(regions), np.concatenate(probs)
     for i in range(args.top_k):
-        particles.extra[f"deepalignRegion{i + 1}"] = regions[:, i] + 1
-        particles.extra[f"deepalignRegionProb{i + 1}"] = probs[:, i]
+        particles.extra[REGION_COLUMN % (i + 1)] = regions[:, i] + 1
+        particles.extra[PROB_COLUMN % (i + 1)] = probs[:, i]
     write_output(args.out, particles, part)
     counts = np.bincount(regions[:, 0], minlength=models[0]["n_regions"])
-    print(f"wrote {args.out}: top-{args.top_k} regions of {len(particles)} particles; "
-          f"best-region counts {counts.tolist()}")
+    summary.wrote(args.out, f"top-{args.top_k} regions of {len(particles)} particles")
+    if len(particles) < n:
+        summary.add("left out (--skip-bad)", f"{n - len(particles)} particles")
+    summary.add("particles per best region", f"{spread(counts)} over {len(counts)} regions")
+    summary.add("best-region probability", spread(probs[:, 0]))
+    summary.print()
     return 0

@@ -23,6 +23,7 @@ from .common import (
     load_particles_images,
     read_particles,
 )
+from .summary import Summary
 
 log = logging.getLogger("deepalign")
 
@@ -62,7 +63,7 @@ def _subsets(particles, seed):
 
 
 def main(args) -> int:
-    from ..core.io import write_mrc
+    from ..core.progress import Progress
 
     star = check_file_exists(args.particles, "--particles")
     if not args.out.lower().endswith(".mrc"):
@@ -84,25 +85,47 @@ def main(args) -> int:
               symmetry=symmetry)
     log.info("reconstructing %d particles, box %d px, symmetry %s, CTF %s", len(particles),
              particles.box_px, symmetry, "corrected" if ctf is not None else "ignored")
-    if not args.halves:
-        from ..core.reconstruct import reconstruct
+    summary = Summary("reconstruct")
+    with Progress(len(particles), "reconstruct") as progress:
+        if not args.halves:
+            _full_map(args, particles, images, kw, progress, summary)
+        else:
+            _half_maps(args, particles, images, kw, progress, summary)
+    summary.print()
+    return 0
 
-        volume = reconstruct(images, particles.angles_deg, **kw)
-        write_mrc(args.out, volume, pixel_size_a=particles.pixel_size_a)
-        print(f"wrote {args.out} from {len(particles)} particles")
-        return 0
 
+def _full_map(args, particles, images, kw, progress, summary) -> None:
+    from ..core.io import write_mrc
+    from ..core.reconstruct import reconstruct
+
+    volume = reconstruct(images, particles.angles_deg, progress=progress, **kw)
+    write_mrc(args.out, volume, pixel_size_a=particles.pixel_size_a)
+    summary.wrote(args.out, _map_detail(particles, kw, f"{len(particles)} particles"))
+
+
+def _half_maps(args, particles, images, kw, progress, summary) -> None:
     from ..core.fsc import fsc_curve
+    from ..core.io import write_mrc
     from ..core.reconstruct import reconstruct_half_maps
 
-    half1, half2, full = reconstruct_half_maps(images, particles.angles_deg,
-                                               subsets=_subsets(particles, args.seed), **kw)
+    subsets = _subsets(particles, args.seed)
+    half1, half2, full = reconstruct_half_maps(images, particles.angles_deg, subsets=subsets,
+                                               progress=progress, **kw)
     path1, path2 = half_map_paths(args.out)
     for path, vol in ((args.out, full), (path1, half1), (path2, half2)):
         write_mrc(path, vol, pixel_size_a=particles.pixel_size_a)
     res = fsc_curve(half1, half2, pixel_size_a=particles.pixel_size_a,
                     mask_radius_a=args.mask_radius)
-    print(f"wrote {args.out}, {path1}, {path2} from {len(particles)} particles")
-    print(f"FSC 0.143 resolution: {res.resolution_0143_a:.2f} A "
-          f"(0.5: {res.resolution_05_a:.2f} A)")
-    return 0
+    summary.wrote(args.out, _map_detail(particles, kw, f"{len(particles)} particles"))
+    for label, path in ((1, path1), (2, path2)):
+        count = int(np.sum(subsets == label))
+        summary.wrote(path, _map_detail(particles, kw, f"half {label}: {count} particles"))
+    summary.add("FSC 0.143 resolution", f"{res.resolution_0143_a:.2f} A "
+                                        f"(0.5: {res.resolution_05_a:.2f} A)")
+
+
+def _map_detail(particles, kw, which: str) -> str:
+    ctf = "CTF corrected" if kw["ctf"] is not None else "no CTF correction"
+    return (f"{which}, {particles.box_px} px, "
+            f"{particles.pixel_size_a:.4g} A/px, {kw['symmetry']}, {ctf}")

@@ -29,6 +29,7 @@ from .align import (
     add_region_search_args,
     add_search_args,
     search_options,
+    summarise_alignment,
 )
 from .common import (
     CLIError,
@@ -43,6 +44,7 @@ from .common import (
     positive_int,
     read_particles,
 )
+from .summary import Summary, spread
 
 log = logging.getLogger("deepalign")
 
@@ -94,6 +96,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args) -> int:
+    summary = Summary("run")
     if args.train is None and args.training_source != "projections":
         raise CLIError(f"--training-source {args.training_source} needs --train TRAIN.star "
                        "(aligned particles); without it use --training-source projections")
@@ -175,11 +178,15 @@ def main(args) -> int:
     particles.extra[GLOBAL_SEARCH_COLUMN] = result.fallback.astype(int)
     particles.extra[REGIONS_SEARCHED_COLUMN] = result.n_regions_searched
     write_particles_star(paths["aligned"], particles)
-    log.info("wrote %s (%d comparisons, median score %.3f)", paths["aligned"],
-             result.n_comparisons, float(np.median(result.score)))
-    print(f"{out}: {len(particles)} particles, {n_regions} regions; searched "
-          f"{result.info['mean_regions_searched']:.2f} regions per particle on average, "
-          f"{100 * result.info['fallback_fraction']:.1f} % sent to the global search; "
-          f"median score {float(np.median(result.score)):.3f}; "
-          + ", ".join(f"{k} {v:.0f} s" for k, v in outcome.seconds.items()))
+    summary.wrote(paths["model"], f"{n_regions} regions, {args.network} network")
+    summary.wrote(paths["predicted"], f"top-{hints.shape[1]} regions of {len(particles)} "
+                                      "particles")
+    summary.wrote(paths["aligned"], f"{len(particles)} particles with angles, shifts and "
+                                    f"{SCORE_COLUMN}")
+    counts = np.bincount(result.region[result.region >= 0], minlength=n_regions)
+    summary.add("particles per region", f"{spread(counts)} over {n_regions} regions")
+    summarise_alignment(summary, result, regional=True)
+    for stage, seconds in outcome.seconds.items():
+        summary.stage(stage, seconds)
+    summary.print()
     return 0

@@ -25,6 +25,7 @@ from .common import (
     positive_float,
     positive_int,
 )
+from .summary import Summary
 
 log = logging.getLogger("deepalign")
 
@@ -103,20 +104,29 @@ def _load_source(args):
 
 
 def main(args) -> int:
+    summary = Summary("simulate")
     _check(args)
     out = ensure_out_dir(args.out)
     volume, pixel_a = _load_source(args)
 
     from ..core.io import write_mrc, write_particles
+    from ..core.progress import Progress
     from ..core.simulate import simulate_particles
 
     log.info("simulating %d particles, box %d px, %.3f A/px, SNR %g, CTF %s, max shift %g px",
              args.n, args.box, pixel_a, args.snr, "on" if args.ctf else "off", args.max_shift)
-    images, particles = simulate_particles(volume, args.n, pixel_size_a=pixel_a, snr=args.snr,
-                                           ctf=args.ctf, max_shift_px=args.max_shift,
-                                           seed=args.seed)
+    with Progress(args.n, "simulate") as progress:
+        images, particles = simulate_particles(volume, args.n, pixel_size_a=pixel_a,
+                                               snr=args.snr, ctf=args.ctf,
+                                               max_shift_px=args.max_shift, seed=args.seed,
+                                               progress=progress)
     stack, star, ref = (os.path.join(out, name) for name in OUTPUTS)
     write_mrc(ref, volume, pixel_size_a=pixel_a)
     write_particles(stack, star, images, particles)
-    print(f"wrote {args.n} particles ({args.box} px, {pixel_a:.4g} A/px) to {star}")
+    source = "phantom" if args.volume is None else args.volume
+    summary.wrote(star, f"{args.n} particles with their true poses and CTFs") \
+        .wrote(stack, f"{args.n} images of {args.box} px, {pixel_a:.4g} A/px") \
+        .wrote(ref, f"reference map from the {source}, {args.box} px") \
+        .add("simulation", f"SNR {args.snr:g}, CTF {'on' if args.ctf else 'off'}, "
+                           f"max shift {args.max_shift:g} px, seed {args.seed}").print()
     return 0

@@ -23,12 +23,14 @@ from .common import (
     check_positive,
     check_symmetry,
     load_particles_images,
+    logging_options,
     particle_options,
     positive_float,
     positive_int,
     read_particles,
     run_children,
 )
+from .summary import Summary
 
 log = logging.getLogger("deepalign")
 
@@ -206,7 +208,7 @@ def _child_command(args, regions, gpu) -> list[str]:
                           ("--threads", args.threads)):
         if value is not None:
             cmd += [option, str(value)]
-    return cmd + particle_options(args) + ["-v"] * int(getattr(args, "verbose", 0) or 0)
+    return cmd + particle_options(args) + logging_options(args)
 
 
 def _fan_out(args, gpus, regions) -> int:
@@ -224,7 +226,25 @@ def _fan_out(args, gpus, regions) -> int:
     return max(run_children(commands))
 
 
+def _summarise(summary, args, config, report) -> None:
+    parts = [f"{len(report.trained)} trained"]
+    if report.reused:
+        parts.append(f"{len(report.reused)} already there")
+    if report.too_few:
+        parts.append(f"{len(report.too_few)} skipped for too few particles "
+                     f"({','.join(map(str, report.too_few))})")
+    summary.wrote(args.out, f"{report.n_regions} regions, {args.network} network trained "
+                            f"from {config.training_source}")
+    summary.add("models", ", ".join(parts))
+    accuracy = report.validation_accuracy()
+    if accuracy:
+        values = list(accuracy.values())
+        summary.add("held-out accuracy", f"mean {np.mean(values):.3f} (min {np.min(values):.3f})")
+    summary.stage("training", report.seconds).print()
+
+
 def main(args) -> int:
+    summary = Summary("train")
     particles, symmetry, n_regions, regions = _check(args)
     gpus = parse_int_list(args.gpus, "--gpus")
     if gpus is not None and len(gpus) > 1 and args.network == "regional":
@@ -265,19 +285,7 @@ def main(args) -> int:
                            spacing_deg=args.spacing, config=config,
                            shifts_px=particles.shifts_px, regions=regions,
                            reference=reference, ctf=particles.ctf)
-    parts = [f"{len(report.trained)} trained"]
-    if report.reused:
-        parts.append(f"{len(report.reused)} already there")
-    if report.too_few:
-        parts.append(f"{len(report.too_few)} skipped for too few particles "
-                     f"({','.join(map(str, report.too_few))})")
-    accuracy = report.validation_accuracy()
-    if accuracy:
-        values = list(accuracy.values())
-        parts.append(f"held-out accuracy mean {np.mean(values):.3f} "
-                     f"(min {np.min(values):.3f})")
-    print(f"{args.out}: {report.n_regions} regions ({args.network}, trained from "
-          f"{config.training_source}): {', '.join(parts)}; {report.seconds:.1f} s")
+    _summarise(summary, args, config, report)
     for message in report.warnings:
         log.warning(message)
     return 0

@@ -31,6 +31,7 @@ from .gallery import (
     psi_grid_deg,
     rotate_selected,
 )
+from .progress import advance
 from .search_plan import SearchOptions, build_tiles, plan_search, select_regions
 from .validation_align import validate_inputs
 
@@ -114,7 +115,7 @@ def align_particles(images, volume, *, pixel_size_a, max_shift_px, ctf=None, sym
                     target_resolution_a=None, device="auto", batch_size=256, n_best=1,
                     ctf_mode="apply", volume_pixel_size_a=None, mask_radius_px=None,
                     cache_dir=None, refine=False, region_probabilities=None,
-                    search: SearchOptions | None = None) -> AlignmentResult:
+                    search: SearchOptions | None = None, progress=None) -> AlignmentResult:
     """Assign a pose to every particle by correlation with projections of ``volume``.
 
     Parameters
@@ -174,6 +175,9 @@ def align_particles(images, volume, *, pixel_size_a, max_shift_px, ctf=None, sym
         Windows around the regions, adaptive number of regions and fallback to the global
         search (:mod:`search_plan`); default ``SearchOptions()`` (without
         ``region_probabilities``: its windows, every hinted region searched, no fallback).
+    progress : callable, optional
+        Called with the particles done (their share of each chunk of references;
+        :mod:`.progress`).
 
     Returns
     -------
@@ -265,8 +269,9 @@ def align_particles(images, volume, *, pixel_size_a, max_shift_px, ctf=None, sym
         spectra, power = matching.prepare_particles(images[block], xp=xp, mask=masks[1],
                                                     band=band,
                                                     ctf_half=ctf_block, ctf_mode=ctf_mode)
-        for gal, members_all, offset in zip(galleries, members_of, dir_offset[:-1]):
-            idx = members_all[(members_all >= block[0]) & (members_all <= block[-1])]
+        in_block = [m[(m >= block[0]) & (m <= block[-1])] for m in members_of]
+        block_work = max(1, sum(len(i) * len(g) for i, g in zip(in_block, galleries)))
+        for gal, idx, offset in zip(galleries, in_block, dir_offset[:-1]):
             if len(idx) == 0 or len(gal) == 0:
                 continue
             for d0 in range(0, len(gal), dirs_per_chunk):
@@ -278,6 +283,8 @@ def align_particles(images, volume, *, pixel_size_a, max_shift_px, ctf=None, sym
                 n_comparisons += _match_chunk(
                     xp, spectra, power, idx, p0, ref_matrix, ref_power, phases, state,
                     best_score, best_ref, best_shift, ref_base=(offset + d0) * n_psi)
+                share = len(idx) * min(dirs_per_chunk, len(gal) - d0) / block_work
+                advance(progress, len(block) * share)  # the particles' share of this chunk
 
     # --- poses ------------------------------------------------------------------------------------
     dir_index, psi_index = best_ref // n_psi, best_ref % n_psi

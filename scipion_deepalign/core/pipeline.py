@@ -1,7 +1,8 @@
 """DeepAlign end to end: train the regional classifiers, predict regions, align inside them.
 
 This is the chain behind ``deepalign run``, the demo and the Refine protocol's steps; each
-stage is one call of its own module, so any of them can also be run alone.
+stage is one call of its own module, so any of them can also be run alone. Prediction and
+alignment report their progress (:class:`~.progress.Progress`, INFO lines), training its epochs.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from .align import AlignmentResult, align_particles
 from .cnn import predict_regions, train_regions
 from .cnn.config import REGIONS_FILE, TrainConfig
 from .io import read_regions_star
+from .progress import Progress
 from .search_plan import SearchOptions
 
 __all__ = ["PipelineResult", "run_deepalign"]
@@ -106,17 +108,21 @@ def run_deepalign(train_images, train_angles_deg, images, volume, *, model_dir,
              report.n_regions, len(report.reused), seconds["train"])
 
     start = time.perf_counter()
-    regions, probabilities = predict_regions(images, model_dir, top_k=top_k)
+    with Progress(len(images), "predict") as progress:
+        regions, probabilities = predict_regions(images, model_dir, top_k=top_k,
+                                                 chunk_size=max(256, len(images) // 20),
+                                                 progress=progress)
     seconds["predict"] = time.perf_counter() - start
     centres, _, _ = read_regions_star(Path(model_dir) / REGIONS_FILE)
 
     start = time.perf_counter()
-    alignment = align_particles(
-        images, volume, pixel_size_a=pixel_size_a, max_shift_px=max_shift_px, ctf=ctf,
-        symmetry=symmetry, region_hints=regions, centres_deg=centres, step_deg=step_deg,
-        target_resolution_a=target_resolution_a, device=device,
-        volume_pixel_size_a=volume_pixel_size_a, ctf_mode=ctf_mode, refine=refine,
-        region_probabilities=probabilities, search=search)
+    with Progress(len(images), "align") as progress:
+        alignment = align_particles(
+            images, volume, pixel_size_a=pixel_size_a, max_shift_px=max_shift_px, ctf=ctf,
+            symmetry=symmetry, region_hints=regions, centres_deg=centres, step_deg=step_deg,
+            target_resolution_a=target_resolution_a, device=device,
+            volume_pixel_size_a=volume_pixel_size_a, ctf_mode=ctf_mode, refine=refine,
+            region_probabilities=probabilities, search=search, progress=progress)
     seconds["align"] = time.perf_counter() - start
     return PipelineResult(train_report=report, centres_deg=centres, regions=regions,
                           probabilities=probabilities, alignment=alignment, seconds=seconds)

@@ -31,6 +31,7 @@ import numpy as np
 
 from .geometry import euler_to_matrix
 from .imageops import finite_rows
+from .progress import advance
 
 __all__ = ["reconstruct", "reconstruct_half_maps", "half_subsets"]
 
@@ -190,7 +191,7 @@ def _check_finite(images, angles, shifts_px, ctf) -> None:
 
 
 def _accumulate(images, angles_deg, shifts_px, ctf, *, pixel_size_a, symmetry, padding,
-                batch_size) -> _Accumulator:
+                batch_size, progress=None) -> _Accumulator:
     from .symmetry import symmetry_matrices
 
     n, box = images.shape[0], images.shape[1]
@@ -232,13 +233,14 @@ def _accumulate(images, angles_deg, shifts_px, ctf, *, pixel_size_a, symmetry, p
             q = np.matmul(k3[None], mats @ op)  # (b, S, 3): row k times (A S)
             acc.insert(q.reshape(-1, 3), values.ravel(),
                        None if ctf2 is None else ctf2.ravel())
+        advance(progress, stop - start)
     acc.release()
     return acc
 
 
 def reconstruct(images, angles_deg, *, shifts_px=None, ctf=None, pixel_size_a: float,
                 symmetry: str = "c1", padding: int = 2, wiener_constant: float = 0.1,
-                batch_size: int | None = None) -> np.ndarray:
+                batch_size: int | None = None, progress=None) -> np.ndarray:
     """Map from particle images with known poses, by direct Fourier inversion.
 
     Parameters
@@ -261,6 +263,8 @@ def reconstruct(images, angles_deg, *, shifts_px=None, ctf=None, pixel_size_a: f
         Regulariser of the CTF division, relative to the voxel's sampling weight.
     batch_size : int or None, keyword-only
         Particles per batch (None: chosen from the box size to bound memory).
+    progress : callable, optional
+        Called with the number of particles just inserted (:mod:`.progress`).
 
     Returns
     -------
@@ -270,7 +274,7 @@ def reconstruct(images, angles_deg, *, shifts_px=None, ctf=None, pixel_size_a: f
     """
     imgs, angles, shifts = _check_inputs(images, angles_deg, shifts_px, ctf, pixel_size_a)
     acc = _accumulate(imgs, angles, shifts, ctf, pixel_size_a=pixel_size_a, symmetry=symmetry,
-                      padding=padding, batch_size=batch_size)
+                      padding=padding, batch_size=batch_size, progress=progress)
     return acc.volume(imgs.shape[1], wiener_constant=wiener_constant)
 
 
@@ -284,13 +288,13 @@ def half_subsets(n: int, *, seed: int = 0) -> np.ndarray:
 def reconstruct_half_maps(images, angles_deg, *, shifts_px=None, ctf=None, pixel_size_a: float,
                           symmetry: str = "c1", subsets=None, half_index=None, seed: int = 0,
                           padding: int = 2, wiener_constant: float = 0.1,
-                          batch_size: int | None = None):
+                          batch_size: int | None = None, progress=None):
     """Two independent half maps and the map of all particles.
 
     Parameters
     ----------
     images, angles_deg, shifts_px, ctf, pixel_size_a, symmetry, padding, wiener_constant,
-    batch_size
+    batch_size, progress
         As in :func:`reconstruct`.
     subsets : ndarray of shape (N,) of 1 and 2, or None, keyword-only
         Half of each particle (RELION's ``rlnRandomSubset``); None with ``half_index`` None: a
@@ -323,7 +327,7 @@ def reconstruct_half_maps(images, angles_deg, *, shifts_px=None, ctf=None, pixel
         accs.append(_accumulate(
             imgs[sel], angles[sel], None if shifts is None else shifts[sel],
             None if ctf is None else ctf.subset(sel), pixel_size_a=pixel_size_a,
-            symmetry=symmetry, padding=padding, batch_size=batch_size))
+            symmetry=symmetry, padding=padding, batch_size=batch_size, progress=progress))
     box = imgs.shape[1]
     half1 = accs[0].volume(box, wiener_constant=wiener_constant)
     half2 = accs[1].volume(box, wiener_constant=wiener_constant)

@@ -15,6 +15,7 @@ from .ctf import apply_ctf, ctf_images
 from .geometry import random_angles_deg
 from .imageops import circular_mask, translate_images
 from .particles import CTFParams, Particles
+from .progress import advance
 from .projection import VolumeSpectrum, project
 
 __all__ = ["make_phantom", "simulate_particles", "clean_particle_images",
@@ -157,7 +158,7 @@ def clean_particle_images(volume, particles: Particles) -> np.ndarray:
 
 def simulate_particles(volume, n: int, *, pixel_size_a: float, snr: float = 0.1,
                        ctf: bool = True, max_shift_px: float = 0.0, seed: int = 0,
-                       angles_deg=None, defocus_range_a=(10000.0, 30000.0)):
+                       angles_deg=None, defocus_range_a=(10000.0, 30000.0), progress=None):
     """Noisy particle images of ``volume`` with known poses, shifts and CTFs.
 
     Parameters
@@ -182,6 +183,8 @@ def simulate_particles(volume, n: int, *, pixel_size_a: float, snr: float = 0.1,
     angles_deg : array_like of shape (n, 3), optional
         Poses; uniform over SO(3) (:func:`~.geometry.random_angles_deg`) by default.
     defocus_range_a : (float, float)
+    progress : callable, optional
+        Called with the number of particles just projected (:mod:`.progress`).
 
     Returns
     -------
@@ -222,7 +225,13 @@ def simulate_particles(volume, n: int, *, pixel_size_a: float, snr: float = 0.1,
     particles = Particles(image_names=[f"{i + 1:06d}@particles.mrcs" for i in range(n)],
                           pixel_size_a=float(pixel_size_a), box_px=box, angles_deg=angles,
                           shifts_px=shifts, ctf=ctf_params)
-    clean = clean_particle_images(VolumeSpectrum(vol), particles)
+    spectrum, chunk = VolumeSpectrum(vol), max(1, min(1024, -(-n // 20)))
+    pieces = []
+    for start in range(0, n, chunk):  # in chunks, for progress; each image on its own
+        part = particles.subset(slice(start, start + chunk))
+        pieces.append(clean_particle_images(spectrum, part))
+        advance(progress, len(pieces[-1]))
+    clean = np.concatenate(pieces)
     if np.isinf(snr):
         return clean, particles
     mask = circular_mask(box, signal_mask_radius_px(vol))

@@ -81,6 +81,7 @@ class DeepAlignProtBase(EMProtocol):
         gpus = self._gpuIds()
         threads = None if gpus else max(1, (os.cpu_count() or 1)
                                         // max(1, self.numberOfThreads.get() - 1))
+        args = list(args) + list(cts.STEP_LOG_OPTIONS)  # progress lines in the step log
         self.runJob(Plugin.getPython(), Plugin.getCommandArgs(command, args),
                     env=Plugin.getEnviron(gpu_ids=gpus, threads=threads),
                     numberOfMpi=1, numberOfThreads=1)

@@ -13,6 +13,8 @@ from pwem.objects import FSC, Volume
 from pwem.protocols import ProtReconstruct3D
 from pyworkflow import BETA
 
+from .. import constants as cts
+
 __all__ = ["DeepAlignProtReconstruct"]
 
 SPLIT_RANDOM = 0
@@ -95,16 +97,18 @@ class DeepAlignProtReconstruct(ProtReconstruct3D):
         from scipion_deepalign.core.fsc import fsc_curve
         from scipion_deepalign.core.io.mrc import write_mrc
         from scipion_deepalign.core.io.star import load_images, read_particles_star
+        from scipion_deepalign.core.progress import Progress
         from scipion_deepalign.core.reconstruct import reconstruct_half_maps
 
         particles = read_particles_star(self._getFileName("particles_star"))
         images = load_images(particles)
         pixel_size_a = particles.pixel_size_a
         ctf = particles.ctf if self.correctCtf.get() else None
-        half1, half2, full = reconstruct_half_maps(
-            images, particles.angles_deg, shifts_px=particles.shifts_px, ctf=ctf,
-            pixel_size_a=pixel_size_a, symmetry=self._symmetry(),
-            half_index=np.load(self._getFileName("half_index")))
+        with Progress(len(images), "reconstruct", log_step=cts.STEP_LOG_PROGRESS) as progress:
+            half1, half2, full = reconstruct_half_maps(
+                images, particles.angles_deg, shifts_px=particles.shifts_px, ctf=ctf,
+                pixel_size_a=pixel_size_a, symmetry=self._symmetry(),
+                half_index=np.load(self._getFileName("half_index")), progress=progress)
         for key, volume in (("half1", half1), ("half2", half2), ("volume", full)):
             write_mrc(self._getFileName(key), volume, pixel_size_a=pixel_size_a)
         mask_radius_a = self.maskRadiusA.get()

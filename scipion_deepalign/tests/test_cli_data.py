@@ -111,7 +111,7 @@ def test_skip_bad_drops_them_with_a_plain_warning(bad_star, tmp_path, capsys):
     code, text, err = _run(capsys, "reconstruct", "--particles", bad_star, "--out", out,
                            "--skip-bad")
     assert code == 0, err
-    assert f"from {N - 2} particles" in text
+    assert f"({N - 2} particles" in text
     warning = [line for line in err.splitlines() if "NaN or Inf" in line]
     assert len(warning) == 1 and warning[0].startswith("WARNING: 2 of 6 particle images")
     assert warning[0].endswith("skipping them")

@@ -85,12 +85,17 @@ def test_simulate_phantom_outputs_reread_to_truth(tmp_path, capsys):
     assert _ncc(images, clean_particle_images(ref, wrong)).max() < 0.9
 
 
-def test_verbose_gives_progress_lines(tmp_path, capsys):
-    argv = ["simulate", "--out", str(tmp_path), "--n", "2", "--box", "16", "--no-ctf"]
+def test_progress_lines_by_default_and_quiet_with_q(tmp_path, capsys):
+    argv = ["simulate", "--out", str(tmp_path), "--n", "20", "--box", "16", "--no-ctf"]
     assert cli.main(argv) == 0
-    assert "simulating" not in capsys.readouterr().err
-    assert cli.main(["-v"] + argv) == 0
-    assert "deepalign: simulating 2 particles" in capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert "deepalign: simulating 20 particles" in captured.err
+    assert "simulate: 50% (10 of 20 particles)" in captured.err and "ETA" in captured.err
+    assert "particles/s" in captured.err
+    assert cli.main(["-q"] + argv) == 0
+    captured = capsys.readouterr()
+    assert captured.err == "" and "wrote" in captured.out  # -q keeps the summary
+    assert cli.main(argv[:1] + ["-q"] + argv[1:]) == 0 and capsys.readouterr().err == ""
 
 
 def test_simulate_volume_resampled_no_ctf(tmp_path, capsys):

@@ -162,3 +162,15 @@ def test_target_resolution_sets_the_input_box(particles, tmp_path):
     meta = json.loads((tmp_path / "config.json").read_text())
     assert meta["input_box_px"] == 22
     assert meta["input_pixel_size_a"] == pytest.approx(4.0 * 32 / 22)
+
+
+def test_model_folder_files_are_0644_under_umask_022(particles, tmp_path):
+    old = os.umask(0o022)
+    try:
+        _train(particles, tmp_path, regions=[2])
+    finally:
+        os.umask(old)
+    for path in (tmp_path / "config.json", history_path(tmp_path, 2), model_path(tmp_path, 2),
+                 tmp_path / "regions.star"):
+        assert os.stat(path).st_mode & 0o777 == 0o644, path.name
+    assert not [name for name in os.listdir(tmp_path) if name.startswith(".")]

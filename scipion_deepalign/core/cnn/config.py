@@ -14,10 +14,10 @@ Model folder::
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+
+from ..atomic import atomic_open
 
 __all__ = ["TrainConfig", "DEFAULT_INPUT_BOX_PX", "NETWORKS", "HEADS", "TRAINING_SOURCES",
            "LOSSES", "CONFIG_FILE", "REGIONS_FILE", "SHARED_MODEL", "SHARED_HISTORY", "model_path",
@@ -181,12 +181,10 @@ def history_path(model_dir, region: int) -> Path:
 
 
 def write_json_atomic(path, data) -> None:
-    """Write JSON through a temporary file in the same folder and an atomic rename."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
+    """Write JSON through a temporary file in the same folder and an atomic rename
+    (:func:`~scipion_deepalign.core.atomic.atomic_open`: the umask's permissions)."""
+    with atomic_open(path) as handle:
         json.dump(data, handle, indent=1, sort_keys=True)
-    os.replace(tmp, path)
 
 
 def read_model_config(model_dir) -> dict:

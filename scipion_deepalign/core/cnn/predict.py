@@ -14,6 +14,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from ..progress import advance
 from .config import SHARED_MODEL, history_path, model_path, read_model_config
 from .data import mask_images, preprocess_images
 
@@ -103,7 +104,7 @@ def _check_images(images, meta) -> np.ndarray:
 
 
 def predict_probabilities(images, model_dir, *, batch_size: int = 256,
-                          chunk_size: int = 4096, models=None) -> np.ndarray:
+                          chunk_size: int = 4096, models=None, progress=None) -> np.ndarray:
     """Probability that each particle's direction lies in each region.
 
     Parameters
@@ -117,6 +118,8 @@ def predict_probabilities(images, model_dir, *, batch_size: int = 256,
         Images preprocessed and held at once.
     models : tuple, optional
         ``load_models(model_dir)`` already done (to reuse loaded networks).
+    progress : callable, optional
+        Called with the number of particles just predicted (:mod:`..progress`).
 
     Returns
     -------
@@ -136,11 +139,12 @@ def predict_probabilities(images, model_dir, *, batch_size: int = 256,
         x = mask_images(preprocess_images(images[start:stop],
                                           input_box_px=meta["input_box_px"]))
         out[start:stop, present] = combined.predict(x, batch_size=int(batch_size), verbose=0)
+        advance(progress, stop - start)
     return out
 
 
 def predict_regions(images, model_dir, *, top_k: int = 2, batch_size: int = 256,
-                    chunk_size: int = 4096):
+                    chunk_size: int = 4096, progress=None):
     """The ``top_k`` most probable regions of each particle, best first.
 
     Parameters
@@ -149,7 +153,7 @@ def predict_regions(images, model_dir, *, top_k: int = 2, batch_size: int = 256,
     model_dir : str or Path
     top_k : int
         Regions kept per particle, ``1 <= top_k <= R``.
-    batch_size, chunk_size : int
+    batch_size, chunk_size, progress
         See :func:`predict_probabilities`.
 
     Returns
@@ -165,7 +169,7 @@ def predict_regions(images, model_dir, *, top_k: int = 2, batch_size: int = 256,
         raise ValueError(f"top_k must be between 1 and the number of regions ({n_regions}), "
                          f"got {top_k}")
     probs = predict_probabilities(images, model_dir, batch_size=batch_size,
-                                  chunk_size=chunk_size)
+                                  chunk_size=chunk_size, progress=progress)
     return top_k_regions(probs, int(top_k))
 
 

@@ -33,6 +33,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from ..atomic import atomic_path
+from ..progress import Progress
 from ..regions import assign_regions, region_centres_deg
 from .config import (
     CONFIG_FILE,
@@ -203,28 +205,31 @@ def _region_done(out_dir: Path, region: int) -> bool:
 
 
 def _save_model_atomic(model, path: Path) -> None:
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.keras")
-    model.save(tmp)
-    os.replace(tmp, path)
+    with atomic_path(path, suffix=".keras") as tmp:  # Keras wants the .keras suffix
+        model.save(tmp)
 
 
 class _ProgressLogger(keras.callbacks.Callback):
-    """Logs every epoch and forwards it to the user's ``progress`` callable."""
+    """Reports every epoch (:class:`~..progress.Progress`: rate, ETA, loss and accuracy) and
+    forwards it to the user's ``progress`` callable."""
 
     def __init__(self, label, position, total, epochs, progress):
         super().__init__()
         self.label, self.position, self.total = label, position, total
         self.epochs, self.progress = epochs, progress
+        self.reporter = Progress(epochs, f"training {label} ({position} of {total})",
+                                 unit="epochs", log_step=1 / epochs)
 
     def on_epoch_end(self, epoch, logs=None):
         logs = {k: float(v) for k, v in (logs or {}).items()}
-        text = " ".join(f"{k}={v:.4f}" for k, v in sorted(logs.items()))
-        logger.info("%s (%d of %d): epoch %d/%d %s", self.label, self.position, self.total,
-                    epoch + 1, self.epochs, text)
+        self.reporter.update(1, **dict(sorted(logs.items())))
         if self.progress is not None:
             self.progress({"model": self.label, "position": self.position,
                            "total": self.total, "epoch": epoch + 1, "epochs": self.epochs,
                            "logs": logs})
+
+    def on_train_end(self, logs=None):
+        self.reporter.close()
 
 
 def _fit(model, batches, validation, config, label, position, total, progress):
