@@ -209,7 +209,7 @@ def test_run_without_a_training_subset_trains_from_the_map(tmp_path, capsys):
                  "--epochs", "3", "--images-per-epoch", "1024", "--step", "12",
                  "--max-shift", "1", "--device", "cpu"]) == 0
     printed = capsys.readouterr().out
-    assert "regions per particle on average" in printed and "sent to the global search" in printed
+    assert "regions searched per particle" in printed and "global fallback" in printed
     history = (out / "model" / "history_shared.json").read_text()
     assert '"training_source": "projections"' in history
     aligned = read_particles_star(out / "aligned.star")

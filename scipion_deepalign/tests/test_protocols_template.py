@@ -12,7 +12,7 @@ from pyworkflow.tests import BaseTest, setupTestProject
 from scipion_deepalign.tests import scipion_helpers as sh
 
 PIXEL_SIZE_A = 4.0
-TEMPLATE_ID = "scipion_deepalign-deepalign_workflow"
+TEMPLATE_ID = "deepalign-deepalign_workflow"
 TINY = {"particlesPattern": "*.mrcs", "samplingRate": str(PIXEL_SIZE_A),
         "volumeSamplingRate": str(PIXEL_SIZE_A), "trainingSplit": "2", "regionSpacing": "90",
         "epochs": "1", "imagesPerEpoch": "256", "angularStep": "15", "maxShift": "1",
