@@ -93,6 +93,9 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="markdown file for the tables")
     p.add_argument("--json", default=None, help="raw numbers")
+    p.add_argument("--cache", default=None, metavar="DIR",
+                   help="keep each variant's predictions here and reuse them in later runs "
+                        "(to re-measure the alignment alone)")
     args = p.parse_args(argv)
     if args.quick:
         args.n, args.epochs, args.maps, args.snr = 400, 3, "8zpm", "0.1"
@@ -172,6 +175,23 @@ def train(ds, label, args, folder):
                    "epochs_run": len(history["loss"]), "warnings": report.warnings}
 
 
+def _trained(ds, label, args):
+    """Train (or, with ``--cache``, reuse the predictions of an earlier run of) a variant."""
+    cache = None
+    if args.cache:
+        name = f"{ds['name']}_{label}".replace(" ", "_").replace(",", "").replace("/", "-")
+        cache = Path(args.cache) / f"{name}.npz"
+        if cache.exists():
+            saved = np.load(cache, allow_pickle=True)
+            return saved["probs"], saved["info"].item()
+    with tempfile.TemporaryDirectory() as folder:
+        probs, info = train(ds, label, args, folder)
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(cache, probs=probs, info=np.array(info, dtype=object))
+    return probs, info
+
+
 def region_hits(probs, truth_regions):
     order = np.argsort(-probs, axis=1, kind="stable")
     return (float(np.mean(order[:, 0] == truth_regions)),
@@ -201,8 +221,7 @@ def run_dataset(ds, args, labels):
     print(f"[{ds['name']}] global: {base}", flush=True)
     extra = {}
     for label in labels:
-        with tempfile.TemporaryDirectory() as folder:
-            probs, info = train(ds, label, args, folder)
+        probs, info = _trained(ds, label, args)
         top1, top2 = region_hits(probs, truth_regions)
         order = np.argsort(-probs, axis=1, kind="stable")
         if label == labels[0]:

@@ -37,7 +37,6 @@ __all__ = [
     "set_particle_pose",
     "read_set_poses",
     "ctf_from_particles",
-    "ctf_from_particle",
     "read_set_images",
     "set_to_core",
     "volume_to_core",
@@ -170,11 +169,6 @@ def ctf_from_particles(particles, acquisition=None) -> CTFParams | None:
         amplitude_contrast=float(acq.getAmplitudeContrast() or 0.1),
         phase_shift_deg=phase if any(phase) else None,
     )
-
-
-def ctf_from_particle(particle, acquisition=None) -> CTFParams | None:
-    """Core CTF parameters (N = 1) of one Scipion particle, None without a CTF."""
-    return ctf_from_particles([particle], acquisition)
 
 
 def read_set_images(set_of_particles) -> np.ndarray:

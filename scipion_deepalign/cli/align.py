@@ -95,7 +95,7 @@ def search_options(args):
         return SearchOptions(overlap_deg=args.overlap,
                              probability_mass=None if not mass else mass,
                              max_regions=args.max_regions,
-                             fallback_probability=args.fallback_probability or None)
+                             fallback_probability=args.fallback_probability or 0.0)
     except ValueError as exc:
         raise CLIError(f"{_search_option_name(str(exc))}: {exc}") from None
 
@@ -232,7 +232,7 @@ def main(args) -> int:
             log.warning("--particles has no deepalignRegionProb columns: every one of its %d "
                         "region columns is searched (no --probability-mass, no "
                         "--fallback-probability)", hints.shape[1])
-            search = replace(search, probability_mass=None, fallback_probability=None)
+            search = replace(search, probability_mass=None, fallback_probability=0.0)
     volume, volume_pixel = read_volume(args.volume)
     box = particles.box_px
     max_shift = defaults.default_max_shift_px(box) if args.max_shift is None else args.max_shift

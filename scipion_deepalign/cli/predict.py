@@ -18,7 +18,7 @@ from ..core.io.columns import PROB_COLUMN, REGION_COLUMN
 from .common import NO_PARTICLE_LEFT, CLIError, add_particle_args, positive_int, read_particles
 from .parts import add_part_args, part_is_done, select_part, write_output
 from .summary import Summary, spread
-from .train import forward_core_logging, parse_int_list, set_devices
+from .train import parse_int_list, set_devices
 
 log = logging.getLogger("deepalign")
 
@@ -71,7 +71,6 @@ def main(args) -> int:
     if part_is_done(args, part):
         return 0
     set_devices(parse_int_list(args.gpus, "--gpus"), args.threads)
-    forward_core_logging()
 
     from ..core.cnn.predict import load_models, predict_probabilities, top_k_regions
     from ..core.io import load_particle_images

@@ -45,6 +45,7 @@ from .common import (
     read_particles,
 )
 from .summary import Summary, spread
+from .train import add_schedule_args
 
 log = logging.getLogger("deepalign")
 
@@ -63,30 +64,11 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--spacing", type=positive_float, default=defaults.REGION_SPACING_DEG,
                         metavar="DEG", help="angular spacing of the region centres; "
                         "default %(default)g")
-    parser.add_argument("--training-source", choices=defaults.TRAINING_SOURCES,
-                        default=defaults.train_default("training_source"),
-                        help="projections: images of --volume made on the fly with the "
-                             "particles' CTFs and noise (no --train needed); particles: the "
-                             "aligned --train subset (the paper); both: mixed; default "
-                             "%(default)s")
     parser.add_argument("--top-k", type=positive_int, default=defaults.TOP_K, metavar="K",
                         help="regions predicted per particle (written to predicted.star); "
                              "all are searched unless --probability-mass picks fewer; "
                              "default %(default)d")
-    parser.add_argument("--epochs", type=positive_int, default=defaults.train_default("epochs"),
-                        help="maximum epochs (training stops when the validation loss stops "
-                             "improving); default %(default)d")
-    parser.add_argument("--images-per-epoch", type=positive_int,
-                        default=defaults.train_default("images_per_epoch"), metavar="N",
-                        help="training images per epoch of the shared network; "
-                             "default %(default)d")
-    parser.add_argument("--positives-per-region", "--positives", dest="positives_per_region",
-                        type=positive_int, default=defaults.train_default("positives_per_region"),
-                        metavar="N", help="augmented positives per region and epoch (regional "
-                        "networks)")
-    parser.add_argument("--network", choices=defaults.NETWORKS,
-                        default=defaults.train_default("network"),
-                        help="shared (default, one shared-trunk network) or regional (paper)")
+    add_schedule_args(parser)
     parser.add_argument("--target-resolution", type=positive_float, default=None, metavar="A",
                         help="downsample to this resolution for training and alignment")
     add_search_args(parser)
@@ -139,7 +121,7 @@ def main(args) -> int:
         config = TrainConfig(pixel_size_a=particles.pixel_size_a,
                              target_resolution_a=args.target_resolution, epochs=args.epochs,
                              images_per_epoch=args.images_per_epoch,
-                             positives_per_region=args.positives_per_region,
+                             positives_per_region=args.positives,
                              network=args.network, training_source=args.training_source,
                              seed=args.seed)
     except ValueError as exc:

@@ -42,12 +42,6 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                         help="training particles with poses (RELION STAR); with "
                              "--training-source projections any particles of the data set "
                              "(they give the CTFs and the noise to match, no poses needed)")
-    parser.add_argument("--training-source", choices=defaults.TRAINING_SOURCES,
-                        default=defaults.train_default("training_source"),
-                        help="projections: new images of --volume for every batch, with the "
-                             "particles' CTFs and measured noise; particles: the aligned "
-                             "particles (the paper); both: mixed; default "
-                             "%(default)s")
     parser.add_argument("--volume", metavar="REF.mrc", default=None,
                         help="reference map (needed by the projections and both sources), "
                              "same box and pixel size as the particles")
@@ -62,19 +56,9 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                       help="downsample the particles to this resolution (Angstrom)")
     size.add_argument("--box", type=positive_int, metavar="B",
                       help="or to this box size (pixels); default: the full box")
-    parser.add_argument("--epochs", type=positive_int, default=defaults.train_default("epochs"),
-                        help="maximum epochs (training stops when the validation loss stops "
-                             "improving); default %(default)d")
+    add_schedule_args(parser)
     parser.add_argument("--batch-size", type=positive_int,
                         default=defaults.train_default("batch_size"), help="default %(default)d")
-    parser.add_argument("--images-per-epoch", type=positive_int,
-                        default=defaults.train_default("images_per_epoch"), metavar="N",
-                        help="training images per epoch of the shared network; "
-                             "default %(default)d")
-    parser.add_argument("--positives", "--positives-per-region", dest="positives",
-                        type=positive_int, default=defaults.train_default("positives_per_region"),
-                        metavar="N", help="augmented positives per region and epoch of a "
-                        "regional network; default %(default)d")
     parser.add_argument("--head", choices=defaults.HEADS, default=defaults.train_default("head"),
                         help="output of the shared network: one softmax over the regions "
                              "(softened labels) or a sigmoid per region; default %(default)s")
@@ -82,10 +66,6 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                         default=defaults.train_default("label_softness"), metavar="F",
                         help="width of the softened labels as a fraction of --spacing "
                              "(0: one-hot); default %(default)g")
-    parser.add_argument("--network", choices=defaults.NETWORKS,
-                        default=defaults.train_default("network"),
-                        help="one shared-trunk network (default, the more accurate in "
-                             "docs/benchmarks_cnn.md) or one network per region (paper)")
     parser.add_argument("--loss", choices=LOSS_CHOICES, default=None,
                         help="binary cross-entropy or mean absolute error; default "
                              "TrainConfig's (see docs/benchmarks_cnn.md)")
@@ -111,6 +91,31 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     add_particle_args(parser)
 
 
+def add_schedule_args(parser: argparse.ArgumentParser) -> None:
+    """What the network learns from and for how long (``deepalign train`` and ``run``)."""
+    parser.add_argument("--training-source", choices=defaults.TRAINING_SOURCES,
+                        default=defaults.train_default("training_source"),
+                        help="projections: new images of --volume for every batch, with the "
+                             "particles' CTFs and measured noise (no aligned particles "
+                             "needed); particles: the aligned particles (the paper); both: "
+                             "mixed; default %(default)s")
+    parser.add_argument("--network", choices=defaults.NETWORKS,
+                        default=defaults.train_default("network"),
+                        help="one shared-trunk network (default, the more accurate in "
+                             "docs/benchmarks_cnn.md) or one network per region (paper)")
+    parser.add_argument("--epochs", type=positive_int, default=defaults.train_default("epochs"),
+                        help="maximum epochs (training stops when the validation loss stops "
+                             "improving); default %(default)d")
+    parser.add_argument("--images-per-epoch", type=positive_int,
+                        default=defaults.train_default("images_per_epoch"), metavar="N",
+                        help="training images per epoch of the shared network; "
+                             "default %(default)d")
+    parser.add_argument("--positives", "--positives-per-region", dest="positives",
+                        type=positive_int, default=defaults.train_default("positives_per_region"),
+                        metavar="N", help="augmented positives per region and epoch of a "
+                        "regional network; default %(default)d")
+
+
 def parse_int_list(text, option: str) -> list[int] | None:
     """``"1,5,7"`` -> ``[1, 5, 7]`` (None for None); :class:`CLIError` naming ``option``."""
     if text is None:
@@ -133,15 +138,6 @@ def set_devices(gpus, threads) -> None:
             os.environ[name] = str(threads)
     if "keras" in sys.modules and gpus is not None:
         log.warning("--gpus given after Keras was imported: it may be ignored")
-
-
-def forward_core_logging() -> None:
-    """Show the core's progress lines (logger ``scipion_deepalign``) like the CLI's own."""
-    cli_logger = logging.getLogger("deepalign")
-    core_logger = logging.getLogger("scipion_deepalign")
-    core_logger.handlers[:] = list(cli_logger.handlers)
-    core_logger.setLevel(cli_logger.level)
-    core_logger.propagate = False
 
 
 def _check(args):
@@ -250,7 +246,6 @@ def main(args) -> int:
     if gpus is not None and len(gpus) > 1 and args.network == "regional":
         return _fan_out(args, gpus, regions or list(range(1, n_regions + 1)))
     set_devices(gpus, args.threads)
-    forward_core_logging()
 
     from ..core.cnn import TrainConfig, train_regions
 

@@ -228,7 +228,7 @@ def align_particles(images, volume, *, pixel_size_a, max_shift_px, ctf=None, sym
     if search is None:  # the defaults; without probabilities, every hinted region is searched
         search = SearchOptions()
         if region_probabilities is None:
-            search = replace(search, probability_mass=None, fallback_probability=None)
+            search = replace(search, probability_mass=None, fallback_probability=0.0)
     plan = _plan(n, symmetry=symmetry, step=step, centres_deg=centres_deg,
                  region_hints=region_hints, region_probabilities=region_probabilities,
                  search=search)

@@ -21,7 +21,7 @@ REGION_SPACING_DEG = 30.0
 #: regions kept per particle (with their probabilities) by the prediction: as many as the
 #: default adaptive search may use (``search_plan.SearchOptions.max_regions``); the paper and
 #: Xmipp kept 2 and searched both
-TOP_K = 4
+TOP_K = 6
 #: largest shift searched, as a fraction of the particle box, when none is given
 MAX_SHIFT_BOX_FRACTION = 1.0 / 8.0
 #: consensus: largest angle between projection directions for two poses to agree (degrees)

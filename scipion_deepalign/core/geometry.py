@@ -35,6 +35,7 @@ __all__ = [
     "projection_direction",
     "direction_to_euler",
     "angle_between_directions_deg",
+    "angle_between_unit_vectors_deg",
     "rotation_angle_deg",
     "inplane_difference_deg",
     "random_angles_deg",
@@ -156,11 +157,14 @@ def angle_between_directions_deg(angles_a_deg, angles_b_deg) -> np.ndarray:
     """
     da = projection_direction(angles_a_deg)
     db = projection_direction(angles_b_deg)
-    return _angle_of_unit_vectors(da, db)
+    return angle_between_unit_vectors_deg(da, db)
 
 
-def _angle_of_unit_vectors(da, db) -> np.ndarray:
-    # atan2 of |cross| and dot is accurate near 0 and 180 degrees, unlike arccos(dot)
+def angle_between_unit_vectors_deg(da, db) -> np.ndarray:
+    """Angle in degrees between unit vectors ``(..., 3)`` (broadcast).
+
+    ``atan2(|a x b|, a . b)``: accurate near 0 and 180 degrees, unlike ``arccos(a . b)``.
+    """
     cross = np.linalg.norm(np.cross(da, db), axis=-1)
     dot = np.sum(da * db, axis=-1)
     return np.rad2deg(np.arctan2(cross, dot))

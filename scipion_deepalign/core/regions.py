@@ -43,7 +43,7 @@ import functools
 import numpy as np
 from scipy.spatial import cKDTree
 
-from .geometry import direction_to_euler, projection_direction
+from .geometry import angle_between_unit_vectors_deg, direction_to_euler, projection_direction
 from .symmetry import (
     in_asymmetric_unit,
     normalise_symmetry,
@@ -275,10 +275,15 @@ def _nearest_centre(dirs, centre_dirs, mats):
         cos = d @ images.T
         best = np.argmax(cos >= cos.max(axis=1, keepdims=True) - _TIE_COS, axis=1)
         labels[start:start + step] = best // n_ops
-        nearest = images[best]
-        cross = np.linalg.norm(np.cross(d, nearest), axis=1)
-        dist[start:start + step] = np.rad2deg(np.arctan2(cross, np.sum(d * nearest, axis=1)))
+        dist[start:start + step] = angle_between_unit_vectors_deg(d, images[best])
     return labels, dist
+
+
+def _pose_directions(angles_deg):
+    a = np.asarray(angles_deg, dtype=np.float64)
+    if a.ndim != 2 or a.shape[1] not in (2, 3):
+        raise ValueError(f"angles_deg must have shape (N, 2) or (N, 3), got {a.shape}")
+    return projection_direction(a)
 
 
 def _centre_directions(centres_deg):
@@ -305,10 +310,7 @@ def assign_regions(angles_deg, centres_deg, symmetry="c1"):
     distance_deg : ndarray of shape (N,)
         Angle to that centre, degrees.
     """
-    a = np.asarray(angles_deg, dtype=np.float64)
-    if a.ndim != 2 or a.shape[1] not in (2, 3):
-        raise ValueError(f"angles_deg must have shape (N, 2) or (N, 3), got {a.shape}")
-    return _nearest_centre(projection_direction(a), _centre_directions(centres_deg),
+    return _nearest_centre(_pose_directions(angles_deg), _centre_directions(centres_deg),
                            symmetry_matrices(symmetry))
 
 
@@ -328,15 +330,12 @@ def region_distances_deg(angles_deg, centres_deg, symmetry="c1") -> np.ndarray:
         ``min_g angle(d, S_g c_r)`` in degrees; ``argmin`` along axis 1 agrees with
         :func:`assign_regions` except at exact ties.
     """
-    a = np.asarray(angles_deg, dtype=np.float64)
-    if a.ndim != 2 or a.shape[1] not in (2, 3):
-        raise ValueError(f"angles_deg must have shape (N, 2) or (N, 3), got {a.shape}")
-    dirs = projection_direction(a)
-    centre_dirs = _centre_directions(centres_deg)
-    mats = symmetry_matrices(symmetry)
-    orbit = np.einsum("gij,rj->rgi", mats, centre_dirs)  # (R, G, 3)
-    cos = np.einsum("ni,rgi->nrg", dirs, orbit).max(axis=2)
-    return np.rad2deg(np.arccos(np.clip(cos, -1.0, 1.0)))
+    dirs = _pose_directions(angles_deg)
+    orbit = np.einsum("gij,rj->rgi", symmetry_matrices(symmetry),
+                      _centre_directions(centres_deg))  # (R, G, 3)
+    best = np.argmax(np.einsum("ni,rgi->nrg", dirs, orbit), axis=2)  # (N, R)
+    nearest = orbit[np.arange(orbit.shape[0])[None, :], best]  # (N, R, 3)
+    return angle_between_unit_vectors_deg(dirs[:, None, :], nearest)
 
 
 def nearest_regions(angles_deg, centres_deg, symmetry="c1", *, k=2) -> np.ndarray:

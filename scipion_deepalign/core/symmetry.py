@@ -44,7 +44,12 @@ import re
 
 import numpy as np
 
-from .geometry import euler_to_matrix, matrix_to_euler, projection_direction
+from .geometry import (
+    angle_between_unit_vectors_deg,
+    euler_to_matrix,
+    matrix_to_euler,
+    projection_direction,
+)
 
 __all__ = [
     "normalise_symmetry",
@@ -280,13 +285,8 @@ def symmetric_direction_distance_deg(angles_a_deg, angles_b_deg, name) -> np.nda
         images = np.einsum("gij,nj->ngi", mats, db[sl])  # S d_b
         best = np.argmax(np.einsum("ngi,ni->ng", images, da[sl]), axis=1)
         nearest = images[np.arange(len(best)), best]
-        out[sl] = _angle_between_unit(da[sl], nearest)
+        out[sl] = angle_between_unit_vectors_deg(da[sl], nearest)
     return out
-
-
-def _angle_between_unit(u, v):
-    cross = np.linalg.norm(np.cross(u, v), axis=-1)
-    return np.rad2deg(np.arctan2(cross, np.sum(u * v, axis=-1)))
 
 
 def symmetric_pose_distance_deg(angles_a_deg, angles_b_deg, name) -> np.ndarray:

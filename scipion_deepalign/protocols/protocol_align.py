@@ -94,17 +94,17 @@ class AlignSteps:
                             "one region, an unsure one several). No: search all k kept "
                             "regions.")
         group.addParam("probabilityMass", params.FloatParam,
-                       default=default("probability_mass") or 0.8,
+                       default=default("probability_mass") or 0.9,
                        condition="useProbabilityMass", label="Probability mass",
                        help="Between 0 and 1: the regions searched must together hold this "
-                            "much of the network's probability (0.8 measured best with the "
-                            "default window, docs/benchmarks_accuracy.md).")
-        group.addParam("maxRegions", params.IntParam, default=default("max_regions") or 4,
+                            "much of the network's probability (0.9 with the default window "
+                            "gave the best accuracy in docs/benchmarks_accuracy.md).")
+        group.addParam("maxRegions", params.IntParam, default=default("max_regions") or 6,
                        condition="useProbabilityMass", label="Max regions per particle",
                        help="Upper limit of the regions searched per particle (at most the "
                             "regions kept per particle).")
         group.addParam("fallbackProbability", params.FloatParam,
-                       default=default("fallback_probability") or 0.0,
+                       default=default("fallback_probability"),
                        expertLevel=params.LEVEL_ADVANCED,
                        label="Global search below probability",
                        help="Particles whose best region probability is below this value "

@@ -256,6 +256,25 @@ class TrainSteps:
         return None
 
     def _trainingWarnings(self):
+        return self._trainedNearChance() + self._fewParticlesWarnings()
+
+    def _trainedNearChance(self):
+        """After training: the networks whose held-out accuracy is near chance."""
+        self._createFilenameTemplates()
+        model_dir = self._getFileName("model_dir")
+        trained = [h for h in self._readHistories(model_dir) if not h.get("skipped")]
+        return near_chance_warnings({h["region"]: h for h in trained},
+                                    self._modelRegions(model_dir))
+
+    @staticmethod
+    def _readHistories(model_dir):
+        histories = []
+        for path in sorted(glob.glob(os.path.join(model_dir, "history_*.json"))):
+            with open(path) as fh:
+                histories.append(json.load(fh))
+        return histories
+
+    def _fewParticlesWarnings(self):
         train_set = self.inputTrainingParticles.get()
         try:
             n_regions = self._numberOfRegions()
@@ -274,10 +293,7 @@ class TrainSteps:
     # ------------------------------------------------------------- info
     def _trainingReport(self, model_dir):
         """Lines on trained regions, validation accuracy and time (empty before training)."""
-        histories = []
-        for path in sorted(glob.glob(os.path.join(model_dir, "history_*.json"))):
-            with open(path) as fh:
-                histories.append(json.load(fh))
+        histories = self._readHistories(model_dir)
         trained = [h for h in histories if not h.get("skipped")]
         skipped = [h.get("region") for h in histories if h.get("skipped")]
         if not trained:

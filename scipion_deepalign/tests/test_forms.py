@@ -100,6 +100,14 @@ def _ctf(index):
     return list(CTF_HANDLING.values())[index]
 
 
+def _source(index):
+    return defaults.TRAINING_SOURCES[index]
+
+
+def _head(index):
+    return defaults.HEADS[index]
+
+
 #: (protocol, parameter, how the form value reads for the core, [(command, option dest)],
 #: the core's value when an option's default is None meaning "the core's")
 SHARED_OPTIONS = [
@@ -109,7 +117,7 @@ SHARED_OPTIONS = [
      None),
     ("DeepAlignProtTrain", "batchSize", None, [("train", "batch_size")], None),
     ("DeepAlignProtTrain", "positivesPerRegion", None,
-     [("train", "positives"), ("run", "positives_per_region")], None),
+     [("train", "positives"), ("run", "positives")], None),
     ("DeepAlignProtTrain", "networkKind", _network, [("train", "network"), ("run", "network")],
      None),
     ("DeepAlignProtTrain", "lossFunction", _loss, [("train", "loss")],
@@ -127,6 +135,20 @@ SHARED_OPTIONS = [
     ("DeepAlignProtAlign", "localRefinement", None, [("align", "refine"), ("run", "refine")],
      None),
     ("DeepAlignProtAlign", "ctfHandling", _ctf, [("align", "ctf_mode")], None),
+    ("DeepAlignProtTrain", "trainingSource", _source,
+     [("train", "training_source"), ("run", "training_source")], None),
+    ("DeepAlignProtTrain", "imagesPerEpoch", None,
+     [("train", "images_per_epoch"), ("run", "images_per_epoch")], None),
+    ("DeepAlignProtTrain", "networkHead", _head, [("train", "head")], None),
+    ("DeepAlignProtTrain", "labelSoftness", None, [("train", "label_softness")], None),
+    ("DeepAlignProtAlign", "windowOverlapDeg", None, [("align", "overlap"), ("run", "overlap")],
+     None),
+    ("DeepAlignProtAlign", "probabilityMass", None,
+     [("align", "probability_mass"), ("run", "probability_mass")], None),
+    ("DeepAlignProtAlign", "maxRegions", None,
+     [("align", "max_regions"), ("run", "max_regions")], None),
+    ("DeepAlignProtAlign", "fallbackProbability", None,
+     [("align", "fallback_probability"), ("run", "fallback_probability")], None),
     ("DeepAlignProtConsensus", "maxAngleDeg", None, [("consensus", "max_angle")], None),
     ("DeepAlignProtConsensus", "maxInplaneDeg", None, [("consensus", "max_inplane")], None),
     ("DeepAlignProtConsensus", "maxShiftPx", None, [("consensus", "max_shift")], None),
@@ -138,7 +160,7 @@ SHARED_OPTIONS = [
 #: deliberate differences, with the reason (a new one must be argued here)
 KNOWN_DIFFERENCES = {
     ("DeepAlignProtTrain", "targetResolutionA"):
-        "the CLI trains on the full box unless --target-resolution or --box is given; the "
+        "the CLI trains on a 24 px input unless --target-resolution or --box is given; the "
         "form proposes 8 Å (and the wizard shows the box)",
     ("DeepAlignProtConsensus", "keepPosesFrom"):
         "the CLI lets each particle's agreeing group choose; a Scipion output keeps one set",

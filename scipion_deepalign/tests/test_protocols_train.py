@@ -103,6 +103,26 @@ class TestTrainValidate(BaseTest):
         # the shared network skips no region, so it has nothing to warn about
         assert self._train(networkKind=NETWORK_KINDS.index("shared")).warnings() == []
 
+    def test_a_network_trained_near_chance_is_a_warning(self):
+        import json
+
+        prot = self._train()
+        prot._createFilenameTemplates()
+        model_dir = prot._getFileName("model_dir")
+        os.makedirs(model_dir, exist_ok=True)
+        with open(os.path.join(model_dir, "config.json"), "w") as fh:
+            json.dump({"n_regions": 12}, fh)
+        with open(os.path.join(model_dir, "history_shared.json"), "w") as fh:
+            json.dump({"region": "shared", "loss": [2.5, 2.4], "val_loss": [2.5, 2.45],
+                       "val_accuracy": [0.08, 0.1]}, fh)
+        try:
+            text = "\n".join(prot.warnings())
+            assert "near chance (0.083)" in text
+            assert "near chance" in "\n".join(prot.summary())
+        finally:  # unsaved protocols share their folder: leave nothing for the other tests
+            import shutil
+            shutil.rmtree(model_dir)
+
     def test_summary_reports_network_geometry_before_training(self):
         summary = "\n".join(self._train(targetResolutionA=16.0).summary())
         assert "Network input: 16 px at 8 A/px (12 regions)" in summary
