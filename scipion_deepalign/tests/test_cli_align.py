@@ -10,8 +10,8 @@ from scipion_deepalign.core.io import (
     write_regions_star,
 )
 from scipion_deepalign.core.regions import nearest_regions, region_centres_deg
-from scipion_deepalign.core.simulate import make_phantom, simulate_particles
 from scipion_deepalign.core.search_plan import SearchOptions
+from scipion_deepalign.core.simulate import make_phantom, simulate_particles
 from scipion_deepalign.core.symmetry import symmetric_pose_distance_deg
 
 PIXEL_A = 4.0
