@@ -3,10 +3,13 @@
 Reads ``--particles`` (RELION STAR; the ``deepalignRegion1..k`` columns written by
 ``deepalign predict`` are the 1-based region numbers of the model's ``regions.star``, given by
 ``--model MODEL_DIR`` or ``--regions REGIONS.star``), compares every particle with projections
-of ``--volume`` in its top-k regions (:func:`scipion_deepalign.core.align.align_particles`), or
-over the whole asymmetric unit with ``--global``, and writes ``--out`` (RELION 3.1 STAR) with
-``rlnAngleRot/Tilt/Psi``, ``rlnOriginXAngst/YAngst``, ``deepalignScore`` and, in regional
-mode, ``deepalignRegion`` (1-based region of the best pose).
+of ``--volume`` in the search windows of its most probable regions
+(:func:`scipion_deepalign.core.align.align_particles`; windows, adaptive number of regions
+and fallback: :mod:`scipion_deepalign.core.search_plan`), or over the whole asymmetric unit
+with ``--global``, and writes ``--out`` (RELION 3.1 STAR) with ``rlnAngleRot/Tilt/Psi``,
+``rlnOriginXAngst/YAngst``, ``deepalignScore`` and, in regional mode,
+``deepalignBestRegion`` (1-based region of the best pose), ``deepalignGlobalSearch`` and
+``deepalignRegionsSearched`` (column names: :mod:`scipion_deepalign.core.io.columns`).
 """
 from __future__ import annotations
 

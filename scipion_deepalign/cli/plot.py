@@ -146,24 +146,16 @@ def _angular_differences(args):
 
 def read_fsc_csv(path):
     """The ``FSCResult`` of a ``deepalign fsc --csv`` file (pixel size from its Nyquist)."""
-    from ..core.fsc import FSCResult, resolution_at_threshold
+    from ..core.fsc import fsc_from_curve
 
     with open(check_file_exists(path, "--csv"), newline="") as fh:
         rows = list(csv.DictReader(fh))
     try:
         freq = np.array([float(r["frequency_inv_a"]) for r in rows])
         values = np.array([float(r["fsc"]) for r in rows])
+        return fsc_from_curve(freq, values)
     except (KeyError, ValueError) as exc:
         raise CLIError(f"--csv {path}: not a 'deepalign fsc --csv' file ({exc})") from None
-    if freq.size < 2:
-        raise CLIError(f"--csv {path}: needs at least two shells, got {freq.size}")
-    pixel = 0.5 / float(freq.max())
-    return FSCResult(frequency_inv_a=freq, fsc=values,
-                     resolution_0143_a=resolution_at_threshold(freq, values, 0.143,
-                                                               pixel_size_a=pixel),
-                     resolution_05_a=resolution_at_threshold(freq, values, 0.5,
-                                                             pixel_size_a=pixel),
-                     shell_counts=None, pixel_size_a=pixel)
 
 
 def _fsc(args):

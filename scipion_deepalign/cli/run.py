@@ -2,13 +2,15 @@
 
 Writes into ``--out DIR``:
 
-* ``model/`` -- the regional CNNs (:func:`scipion_deepalign.core.cnn.train_regions`; an
-  interrupted run resumes where it stopped);
+* ``model/`` -- the network (:func:`scipion_deepalign.core.cnn.train_regions`), trained by
+  default from projections of ``--volume`` (no ``--train`` needed) or from the aligned
+  ``--train`` particles; an interrupted run resumes where it stopped;
 * ``predicted.star`` -- ``--particles`` with ``deepalignRegion1..k`` (1-based regions of
   ``model/regions.star``) and ``deepalignRegionProb1..k``;
-* ``aligned.star`` -- the same with the poses found by correlation inside those regions
-  (:func:`scipion_deepalign.core.align.align_particles`) and ``deepalignScore``,
-  ``deepalignRegion``.
+* ``aligned.star`` -- the same with the poses found by correlation inside the windows of
+  those regions (:func:`scipion_deepalign.core.align.align_particles`, options of
+  :class:`~scipion_deepalign.core.search_plan.SearchOptions`), ``deepalignScore``,
+  ``deepalignBestRegion``, ``deepalignGlobalSearch`` and ``deepalignRegionsSearched``.
 """
 from __future__ import annotations
 

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["FSCResult", "fsc_curve", "soft_sphere_mask", "resolution_at_threshold"]
+__all__ = ["FSCResult", "fsc_curve", "soft_sphere_mask", "resolution_at_threshold",
+           "fsc_from_curve"]
 
 
 @dataclass
@@ -180,3 +181,27 @@ def resolution_at_threshold(frequency_inv_a, fsc, threshold: float, *,
     c0, c1 = curve[i - 1], curve[i]
     t = (c0 - threshold) / (c0 - c1)
     return float(1.0 / (f0 + t * (f1 - f0)))
+
+
+def fsc_from_curve(frequency_inv_a, fsc, *, pixel_size_a=None) -> FSCResult:
+    """An :class:`FSCResult` of a curve computed elsewhere (a CSV, a Scipion FSC object).
+
+    Parameters
+    ----------
+    frequency_inv_a, fsc : array_like of shape (S,)
+        Shell frequencies in 1/Å and their FSC values (S >= 2).
+    pixel_size_a : float, optional
+        Sampling of the maps; by default ``0.5 / max frequency`` (a curve up to Nyquist).
+    """
+    freq = np.asarray(frequency_inv_a, dtype=np.float64)
+    values = np.asarray(fsc, dtype=np.float64)
+    if freq.size < 2 or freq.size != values.size:
+        raise ValueError(f"an FSC curve needs matching frequency and FSC lists of at least two "
+                         f"shells, got {freq.size} and {values.size} values")
+    pixel = float(pixel_size_a) if pixel_size_a else 0.5 / float(freq.max())
+    return FSCResult(frequency_inv_a=freq, fsc=values,
+                     resolution_0143_a=resolution_at_threshold(freq, values, 0.143,
+                                                               pixel_size_a=pixel),
+                     resolution_05_a=resolution_at_threshold(freq, values, 0.5,
+                                                             pixel_size_a=pixel),
+                     shell_counts=None, pixel_size_a=pixel)

@@ -218,6 +218,6 @@ def plot_training_history(histories, *, path=None, fig=None, max_legend: int = 1
                                    label="training"),
                             Line2D([], [], color="k", linestyle="--", marker="o",
                                    markersize=3, markerfacecolor="none",
-                                   label="validation (held-out particles)")],
+                                   label="validation (held-out images)")],
                    fontsize="small")
     return _finish(fig, path)

@@ -19,20 +19,14 @@ def fsc_result_of(fsc_object, *, pixel_size_a=None):
     pixel_size_a : float or None, keyword-only
         Sampling of the maps; None: taken as ``0.5 / max frequency`` (curves up to Nyquist).
     """
-    from scipion_deepalign.core.fsc import FSCResult, resolution_at_threshold
+    from scipion_deepalign.core.fsc import fsc_from_curve
 
     freq, values = (np.asarray(list(v), dtype=np.float64) for v in fsc_object.getData())
-    if freq.size < 2 or freq.size != values.size:
+    try:
+        return fsc_from_curve(freq, values, pixel_size_a=pixel_size_a)
+    except ValueError as exc:
         raise ValueError(f"FSC object {fsc_object.getObjLabel() or fsc_object.getObjId()}: "
-                         f"needs matching frequency and FSC lists, got {freq.size} and "
-                         f"{values.size} values")
-    pixel = float(pixel_size_a) if pixel_size_a else 0.5 / float(freq.max())
-    return FSCResult(frequency_inv_a=freq, fsc=values,
-                     resolution_0143_a=resolution_at_threshold(freq, values, 0.143,
-                                                               pixel_size_a=pixel),
-                     resolution_05_a=resolution_at_threshold(freq, values, 0.5,
-                                                             pixel_size_a=pixel),
-                     shell_counts=None, pixel_size_a=pixel)
+                         f"{exc}") from None
 
 
 class DeepAlignFscViewer(DeepAlignPlotViewer):
