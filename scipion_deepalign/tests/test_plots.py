@@ -146,7 +146,7 @@ def test_plot_training_history(tmp_path):
     np.testing.assert_array_equal(ax_acc.lines[2].get_ydata(), [0.4, 0.45])
     assert [t.get_text() for t in ax_loss.get_legend().get_texts()] == ["region 1", "region 3"]
     assert [t.get_text() for t in ax_acc.get_legend().get_texts()] == [
-        "training", "validation (held-out particles)"]
+        "training", "validation (held-out images)"]
     assert all(float(t).is_integer() for t in ax_loss.get_xticks()
                if ax_loss.get_xlim()[0] <= t <= ax_loss.get_xlim()[1])
     assert fig.get_layout_engine() is not None  # constrained: titles never overlap
