@@ -67,11 +67,14 @@ DEFAULT_TRAINING = "projections, softmax"
 #: search variants: label -> (regions predicted per particle, SearchOptions)
 SEARCH = {
     "top-2, no window (0.1.0)": (2, SearchOptions(overlap_deg=0.0, probability_mass=None)),
-    "default": (4, SearchOptions()),
-    "default + fallback p<0.2": (4, SearchOptions(fallback_probability=0.2)),
-    "window 15, mass 0.9, max 6": (6, SearchOptions(probability_mass=0.9, max_regions=6)),
-    "window 10, mass 0.8, max 3": (3, SearchOptions(overlap_deg=10.0, max_regions=3)),
+    "window 15, mass 0.8, max 4": (4, SearchOptions(probability_mass=0.8, max_regions=4)),
+    "window 15, mass 0.8, max 4 + fallback p<0.2": (
+        4, SearchOptions(probability_mass=0.8, max_regions=4, fallback_probability=0.2)),
+    "default (window 15, mass 0.9, max 6)": (6, SearchOptions()),
+    "window 10, mass 0.8, max 3": (3, SearchOptions(overlap_deg=10.0, probability_mass=0.8,
+                                                    max_regions=3)),
 }
+DEFAULT_SEARCH = "default (window 15, mass 0.9, max 6)"
 
 
 def parse_args(argv=None):
@@ -227,7 +230,7 @@ def run_dataset(ds, args, labels):
         if label == labels[0]:
             extra["reliability"] = reliability(probs, truth_regions)
         variants = dict(SEARCH) if label == DEFAULT_TRAINING else {
-            k: SEARCH[k] for k in ("top-2, no window (0.1.0)", "default")}
+            k: SEARCH[k] for k in ("top-2, no window (0.1.0)", DEFAULT_SEARCH)}
         for name, (k, search) in variants.items():
             hints = order[:, :k]
             p = np.take_along_axis(probs, hints, axis=1)
@@ -236,7 +239,7 @@ def run_dataset(ds, args, labels):
             rows.append(row)
             print(f"[{ds['name']}] {label} / {name}: {row}", flush=True)
         if args.refine and label == DEFAULT_TRAINING:
-            k, search = SEARCH["default"]
+            k, search = SEARCH[DEFAULT_SEARCH]
             hints = order[:, :k]
             print(f"[{ds['name']}] {label} / default + refinement ...", flush=True)
             row, _ = align(ds, hints, np.take_along_axis(probs, hints, axis=1), search,
