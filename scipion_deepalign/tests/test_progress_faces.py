@@ -48,8 +48,10 @@ def test_alignment_reports_the_particles_share_of_each_chunk(volume):
     record = _Recorder()
     reported = align_particles(images, volume, progress=record, **options)
     assert record.total == pytest.approx(12) and len(record.calls) >= 5
-    np.testing.assert_array_equal(reported.angles_deg,
-                                  align_particles(images, volume, **options).angles_deg)
+    # reporting changes nothing (up to the last bit: BLAS threads may sum in another order)
+    np.testing.assert_allclose(reported.angles_deg,
+                               align_particles(images, volume, **options).angles_deg,
+                               rtol=0, atol=1e-9)
 
 
 def test_reconstruction_reports_both_halves(volume):
