@@ -378,11 +378,15 @@ def _grouped_galleries(plan, volume, cache, box):
     for t, (dirs, members) in enumerate(zip(plan.tiles.directions_deg, plan.members)):
         if len(dirs) and len(members):
             groups.setdefault(members.tobytes(), (members, []))[1].append(t)
-    galleries, members_of = [], []
-    for members, tiles in groups.values():
-        dirs = np.concatenate([plan.tiles.directions_deg[t] for t in tiles])
-        galleries.append(Gallery(tiles[0], dirs, cache.projections(volume, dirs)))
+    group_dirs = [np.concatenate([plan.tiles.directions_deg[t] for t in tiles])
+                  for _, tiles in groups.values()]
+    # one projection call for every direction needed (the groups are slices of it)
+    projections = cache.projections(volume, np.concatenate(group_dirs)) if group_dirs else None
+    galleries, members_of, start = [], [], 0
+    for (members, tiles), dirs in zip(groups.values(), group_dirs):
+        galleries.append(Gallery(tiles[0], dirs, projections[start:start + len(dirs)]))
         members_of.append(members)
+        start += len(dirs)
     if not galleries:
         galleries = [Gallery(-1, np.zeros((0, 2)), np.zeros((0, box, box), np.float32))]
         members_of = [np.zeros(0, dtype=np.int64)]
