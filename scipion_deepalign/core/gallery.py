@@ -24,7 +24,6 @@ __all__ = [
     "GalleryCache",
     "default_step_deg",
     "global_directions_deg",
-    "build_galleries",
     "rotate_to_psi",
     "rotate_selected",
     "psi_grid_deg",
@@ -229,41 +228,3 @@ class GalleryCache:
             np.save(path, proj)
         self._memory[key] = proj
         return proj
-
-
-def build_galleries(volume: np.ndarray, *, symmetry: str, step_deg: float,
-                    centres_deg: np.ndarray | None = None, regions=None,
-                    cache: GalleryCache | None = None) -> list:
-    """Galleries of the regions in ``regions`` (regional) or one global gallery.
-
-    Parameters
-    ----------
-    volume : ndarray of shape (B, B, B)
-        Reference map on the gallery box (already downsampled).
-    symmetry : str
-    step_deg : float
-        Spacing of the fine direction grid in degrees.
-    centres_deg : ndarray of shape (R, 2) or None
-        Region centres; ``None`` gives the global gallery over the asymmetric unit.
-    regions : iterable of int or None
-        Regions to build (all when ``None``); ignored in global mode.
-    cache : GalleryCache or None
-
-    Returns
-    -------
-    list of Gallery
-        In regional mode ``galleries[i]`` is region ``regions[i]`` (same order).
-    """
-    cache = cache or GalleryCache()
-    if centres_deg is None:
-        dirs = global_directions_deg(symmetry, step_deg)
-        return [Gallery(-1, dirs, cache.projections(volume, dirs))]
-    from .regions import region_direction_grids
-
-    grids = region_direction_grids(np.asarray(centres_deg, dtype=np.float64), symmetry, step_deg)
-    wanted = range(len(grids)) if regions is None else [int(r) for r in regions]
-    out = []
-    for r in wanted:
-        dirs = np.asarray(grids[r], dtype=np.float64).reshape(-1, 2)
-        out.append(Gallery(r, dirs, cache.projections(volume, dirs)))
-    return out
