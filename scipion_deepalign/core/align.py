@@ -71,9 +71,6 @@ class AlignmentResult:
         global mode).
     n_regions_searched : ndarray of shape (N,) int or None
         Regions searched per particle.
-    score_z : ndarray of shape (N,)
-        Best score minus the mean of all the particle's comparisons (best in-plane shift
-        each), in standard deviations of them: how clearly the best pose stands out.
     """
 
     angles_deg: np.ndarray
@@ -88,7 +85,6 @@ class AlignmentResult:
     info: dict = field(default_factory=dict)
     fallback: np.ndarray | None = None
     n_regions_searched: np.ndarray | None = None
-    score_z: np.ndarray | None = None
 
 
 def significance_weights(scores: np.ndarray, *, temperature: float = 0.01) -> np.ndarray:
@@ -261,7 +257,7 @@ def align_particles(images, volume, *, pixel_size_a, max_shift_px, ctf=None, sym
     best_shift = np.zeros((n, n_best), dtype=np.int64)
     n_comparisons = 0
     n_psi = len(psi)
-    state = {"batch": int(batch_size), "sums": np.zeros((n, 2)), "count": np.zeros(n)}
+    state = {"batch": int(batch_size)}
     dirs_per_chunk = max(1, _REFS_PER_CHUNK // n_psi)
     for p0 in range(0, n, _PARTICLE_BLOCK):
         block = np.arange(p0, min(n, p0 + _PARTICLE_BLOCK))
@@ -323,7 +319,6 @@ def align_particles(images, volume, *, pixel_size_a, max_shift_px, ctf=None, sym
                   refined=bool(refine), n_tiles=len(plan.tiles),
                   n_groups=len(galleries), **plan.info))
     result.fallback = plan.fallback if region_hints is not None else np.zeros(n, bool)
-    result.score_z = _score_z(best_score[:, 0], state)
     result.n_regions_searched = plan.n_regions_searched
     if n_best > 1:
         result.n_best_angles_deg = angles
@@ -357,14 +352,6 @@ def _plan(n, *, symmetry, step, centres_deg, region_hints, region_probabilities,
     return plan_search(tiles, n, region_lists=lists,
                        top_probability=None if probs is None else probs[:, 0],
                        fallback_probability=search.fallback_probability)
-
-
-def _score_z(best, state):
-    """How far the best score stands above the particle's other comparisons (in std)."""
-    count = np.maximum(state["count"], 1)
-    mean = state["sums"][:, 0] / count
-    std = np.sqrt(np.maximum(state["sums"][:, 1] / count - mean ** 2, 1e-12))
-    return (best - mean) / std
 
 
 def _grouped_galleries(plan, volume, cache, box):
@@ -426,9 +413,6 @@ def _match_chunk(xp, spectra, power, idx, p0, ref_matrix, ref_power, phases, sta
             _free_gpu_memory(xp)
             continue
         matching.merge_best(score, shift, sel, ref_base, best_score, best_ref, best_shift)
-        state["sums"][sel, 0] += score.sum(axis=1, dtype=np.float64)
-        state["sums"][sel, 1] += np.square(score, dtype=np.float64).sum(axis=1)
-        state["count"][sel] += score.shape[1]
         start += len(sel)
     return len(idx) * m
 
