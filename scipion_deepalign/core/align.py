@@ -1,5 +1,13 @@
 """Correlation alignment of particles against reference galleries, regional or global.
 
+Stages: checks (:mod:`validation_align`) -> **plan** the search geometry
+(:meth:`search.Search.create`) and the tiles each particle meets
+(:func:`search_plan.plan_alignment`) -> **galleries** (:func:`gallery.group_galleries`) ->
+for every block of particles, read end to end: downsample, **search** (:class:`search.Search`)
+and **poses** (indices to angles, sub-pixel shift or :mod:`local_refinement`). Only one block
+of images is in memory at a time, so ``images`` may be a memory map or any object with
+``len()`` and slicing.
+
 Each particle is compared with the gallery of every region in its hint list (``region_hints``,
 typically the top-k regions predicted by the CNN) or, in global mode, with one gallery over
 the whole asymmetric unit. A comparison is one (particle, direction, in-plane angle) triple;
@@ -18,30 +26,23 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import matching
-from .backend import get_array_module, is_out_of_memory, to_numpy
-from .gallery import (
-    Gallery,
-    GalleryCache,
-    default_step_deg,
-    psi_grid_deg,
-    rotate_selected,
-)
+from .backend import get_array_module
+from .gallery import GalleryCache, group_galleries
 from .progress import advance
-from .search_plan import SearchOptions, build_tiles, plan_search, select_regions
+from .search import BestPoses, Search
+from .search_plan import SearchOptions, plan_alignment
 from .validation_align import validate_inputs
 
 __all__ = ["AlignmentResult", "align_particles", "significance_weights"]
 
 logger = logging.getLogger(__name__)
 
-_BLOCK_ELEMENTS = 1 << 23  # bound on n * m * K (correlations held at once, 32 MB float32)
 _REFS_PER_CHUNK = 2048  # rotated references prepared at once
-_PARTICLE_BLOCK = 8192  # particles whose spectra are held at once
+PARTICLE_BLOCK = 8192  # particles read, searched and posed together (default block_size)
 
 
 @dataclass
@@ -111,13 +112,17 @@ def align_particles(images, volume, *, pixel_size_a, max_shift_px, ctf=None, sym
                     target_resolution_a=None, device="auto", batch_size=256, n_best=1,
                     ctf_mode="apply", volume_pixel_size_a=None, mask_radius_px=None,
                     cache_dir=None, refine=False, region_probabilities=None,
-                    search: SearchOptions | None = None, progress=None) -> AlignmentResult:
+                    search: SearchOptions | None = None, progress=None,
+                    block_size: int = PARTICLE_BLOCK) -> AlignmentResult:
     """Assign a pose to every particle by correlation with projections of ``volume``.
 
     Parameters
     ----------
-    images : ndarray of shape (N, B, B)
-        Particles (not CTF-corrected), pixel size ``pixel_size_a``.
+    images : array_like of shape (N, B, B)
+        Particles (not CTF-corrected), pixel size ``pixel_size_a``: an ndarray, a memory
+        map (:func:`io.read_mrc_stack` with ``mmap=True``) or any object with ``len()`` whose
+        slices ``images[i:j]`` are ``(j - i, B, B)`` arrays; it is read ``block_size``
+        images at a time.
     volume : ndarray of shape (B, B, B)
         Reference map on the same box and pixel size.
     pixel_size_a : float
@@ -174,6 +179,9 @@ def align_particles(images, volume, *, pixel_size_a, max_shift_px, ctf=None, sym
     progress : callable, optional
         Called with the particles done (their share of each chunk of references;
         :mod:`.progress`).
+    block_size : int
+        Particles read, downsampled, searched and posed together: only this many images
+        (and their spectra) are in memory at once. Poses do not depend on it.
 
     Returns
     -------
@@ -182,244 +190,152 @@ def align_particles(images, volume, *, pixel_size_a, max_shift_px, ctf=None, sym
     Raises
     ------
     ValueError
-        Naming the parameter, for inconsistent inputs (checked before any heavy work).
+        Naming the parameter, for inconsistent inputs (checked before any heavy work; the
+        finiteness of the images as each block is read).
     """
     t0 = time.perf_counter()
-    images = np.asarray(images, dtype=np.float32)
     volume = np.asarray(volume, dtype=np.float32)
-    checked = validate_inputs(
-        images, volume, pixel_size_a=pixel_size_a, max_shift_px=max_shift_px, ctf=ctf,
+    shape = _stack_shape(images)
+    symmetry, region_hints, centres_deg = validate_inputs(
+        shape, volume, pixel_size_a=pixel_size_a, max_shift_px=max_shift_px, ctf=ctf,
         symmetry=symmetry, region_hints=region_hints, centres_deg=centres_deg,
         step_deg=step_deg, psi_step_deg=psi_step_deg, target_resolution_a=target_resolution_a,
         device=device, batch_size=batch_size, n_best=n_best, ctf_mode=ctf_mode,
-        volume_pixel_size_a=volume_pixel_size_a, mask_radius_px=mask_radius_px)
-    symmetry, region_hints, centres_deg = checked
-    xp = get_array_module(device)
-    n, box = images.shape[0], images.shape[-1]
-
-    # --- search box -------------------------------------------------------------------------
-    from .imageops import fourier_crop, fourier_crop_volume
-
-    small, pixel_small = box, float(pixel_size_a)
-    if target_resolution_a is not None:
-        from .projection import downsampled_geometry
-        small, pixel_small = downsampled_geometry(box, pixel_size_a, target_resolution_a)
-        small = int(small)
-    scale = box / small
-    if small < box:
-        images = np.asarray(fourier_crop(images, small), dtype=np.float32)
-        volume = np.asarray(fourier_crop_volume(volume, small), dtype=np.float32)
-    radius_small = (0.45 * box if mask_radius_px is None else mask_radius_px) / scale
-    step = default_step_deg(radius_small) if step_deg is None else float(step_deg)
-    psi = psi_grid_deg(step if psi_step_deg is None else float(psi_step_deg))
-    offsets = matching.shift_window(small, max_shift_px / scale)
-    band = matching.FourierBand.of_box(small)
-    phases = band.shift_phases(offsets, xp)
-    # References are masked at the particle radius; particles at that radius plus the largest
-    # shift, so that a shifted particle keeps all of its signal.
-    masks = (matching.soft_mask(small, radius_small),
-             matching.soft_mask(small, min(small / 2 - 1, radius_small + max_shift_px / scale)))
-
-    # --- plan: which tiles of directions each particle is compared with -------------------
-    if search is None:  # the defaults; without probabilities, every hinted region is searched
-        search = SearchOptions()
-        if region_probabilities is None:
-            search = replace(search, probability_mass=None, fallback_probability=0.0)
-    plan = _plan(n, symmetry=symmetry, step=step, centres_deg=centres_deg,
-                 region_hints=region_hints, region_probabilities=region_probabilities,
-                 search=search)
-
-    # --- galleries: projections of the tiles someone needs ------------------------------------
-    cache = GalleryCache(cache_dir)
+        volume_pixel_size_a=volume_pixel_size_a, mask_radius_px=mask_radius_px,
+        block_size=block_size)
+    n, block_size = shape[0], int(block_size)
+    engine = Search.create(shape[-1], pixel_size_a, max_shift_px=max_shift_px,
+                           xp=get_array_module(device), target_resolution_a=target_resolution_a,
+                           mask_radius_px=mask_radius_px, step_deg=step_deg,
+                           psi_step_deg=psi_step_deg, ctf=ctf, ctf_mode=ctf_mode,
+                           batch_size=batch_size)
+    volume = engine.downsample_volume(volume)
+    # --- plan and galleries: the tiles of directions each particle meets, projected once ---
+    plan = plan_alignment(n, symmetry=symmetry, step_deg=engine.step_deg,
+                          centres_deg=centres_deg, region_hints=region_hints,
+                          region_probabilities=region_probabilities, options=search)
     t_gal = time.perf_counter()
-    galleries, members_of = _grouped_galleries(plan, volume, cache, small)
-    uncovered = np.ones(n, dtype=bool)
-    for gal, members in zip(galleries, members_of):
-        if len(gal):
-            uncovered[members] = False
-    if uncovered.any():
-        raise ValueError(
-            f"step_deg {step:g} is too coarse for the regions: {int(uncovered.sum())} "
-            "particles have no gallery direction in their regions; use a smaller step_deg")
+    galleries = group_galleries(plan, volume, GalleryCache(cache_dir))
+    galleries.check_covers(n, engine.step_deg)
     t_gal = time.perf_counter() - t_gal
-    dir_offset = np.cumsum([0] + [len(g) for g in galleries])
-    all_dirs = np.concatenate([g.directions_deg for g in galleries])
-
-    # --- search -------------------------------------------------------------------------------
-    ctf_half = None
-    if ctf is not None:
-        from .ctf import ctf_images
-        ctf_half = matching.ctf_half_plane(ctf_images(small, pixel_small, ctf))
-    apply_mode = ctf is not None and ctf_mode in ("apply", "flipped")
-
-    best_score = np.full((n, n_best), -np.inf, dtype=np.float32)
-    best_ref = np.zeros((n, n_best), dtype=np.int64)  # global direction index * P + psi index
-    best_shift = np.zeros((n, n_best), dtype=np.int64)
-    n_comparisons = 0
-    n_psi = len(psi)
-    state = {"batch": int(batch_size)}
-    dirs_per_chunk = max(1, _REFS_PER_CHUNK // n_psi)
-    for p0 in range(0, n, _PARTICLE_BLOCK):
-        block = np.arange(p0, min(n, p0 + _PARTICLE_BLOCK))
-        ctf_block = None if ctf_half is None else ctf_half[block]
-        spectra, power = matching.prepare_particles(images[block], xp=xp, mask=masks[1],
-                                                    band=band,
-                                                    ctf_half=ctf_block, ctf_mode=ctf_mode)
-        in_block = [m[(m >= block[0]) & (m <= block[-1])] for m in members_of]
-        block_work = max(1, sum(len(i) * len(g) for i, g in zip(in_block, galleries)))
-        for gal, idx, offset in zip(galleries, in_block, dir_offset[:-1]):
-            if len(idx) == 0 or len(gal) == 0:
-                continue
-            for d0 in range(0, len(gal), dirs_per_chunk):
-                # Mask first, then rotate: the circular mask commutes with the rotation.
-                masked = matching.mask_zero_mean(gal.projections[d0:d0 + dirs_per_chunk],
-                                                 masks[0])
-                ref_matrix, ref_power = matching.prepare_references(
-                    _rotated(masked, psi), xp=xp, mask=None, band=band, with_power=apply_mode)
-                n_comparisons += _match_chunk(
-                    xp, spectra, power, idx, p0, ref_matrix, ref_power, phases, state,
-                    best_score, best_ref, best_shift, ref_base=(offset + d0) * n_psi)
-                share = len(idx) * min(dirs_per_chunk, len(gal) - d0) / block_work
-                advance(progress, len(block) * share)  # the particles' share of this chunk
-
-    # --- poses ------------------------------------------------------------------------------------
-    dir_index, psi_index = best_ref // n_psi, best_ref % n_psi
-    psi_deg = (psi[psi_index] + 180.0) % 360.0 - 180.0
-    angles = np.concatenate([all_dirs[dir_index], psi_deg[..., None]], axis=-1)
-    shifts_small = -offsets[best_shift][..., ::-1].astype(np.float64)  # (x, y) = -(dx, dy)
+    # --- search and poses, one block of particles at a time -------------------------------
+    spectrum = None
     if refine:
-        from .local_refinement import refine_poses
-
-        angles[:, 0], score0, peak, n_refine = refine_poses(
-            images, volume, angles[:, 0], xp=xp, band=band, masks=masks, step_deg=step,
-            max_shift_px=max_shift_px / scale, ctf_half=ctf_half, ctf_mode=ctf_mode)
-        best_score[:, 0] = score0
-        shifts_small[:, 0] = -peak[:, ::-1]
-        n_comparisons += n_refine
-    else:
-        all_proj = np.concatenate([g.projections for g in galleries])
-        refs = rotate_selected(matching.mask_zero_mean(all_proj[dir_index[:, 0]], masks[0]),
-                               psi, psi_index[:, 0])
-        shifts_small[:, 0] -= matching.subpixel_offsets(
-            xp, images, ctf_half, ctf_mode, masks[1], band, refs,
-            offsets[best_shift[:, 0]])[:, ::-1]
-    shifts = shifts_small * scale
+        from .projection import VolumeSpectrum
+        spectrum = VolumeSpectrum(volume)
+    poses = _Poses(n, n_best)
+    for start in range(0, n, block_size):
+        rows = np.arange(start, min(n, start + block_size))
+        small = engine.downsample(_read_block(images, rows, shape))
+        ctf_half = engine.ctf_half(rows)
+        spectra, power = engine.particles(small, ctf_half)
+        best, count = _search_block(engine, galleries, spectra, power, rows, n_best, progress)
+        poses.add(rows, count, *_block_poses(engine, galleries, best, small, spectra,
+                                             ctf_half, spectrum))
+    region = np.full(n, -1)
     if centres_deg is not None:
         from .regions import assign_regions
-        region = assign_regions(all_dirs[dir_index[:, 0]], centres_deg, symmetry)[0]
-    else:
-        region = np.full(n, -1)
-    result = AlignmentResult(
-        angles_deg=angles[:, 0], shifts_px=shifts[:, 0], score=best_score[:, 0].astype(np.float64),
-        region=region.astype(np.int64), n_comparisons=int(n_comparisons),
-        info=dict(box_px=small, pixel_size_a=pixel_small, scale=scale, step_deg=step,
-                  psi_step_deg=360.0 / n_psi, n_directions=len(all_dirs), n_psi=n_psi,
-                  n_shifts=len(offsets), backend=xp.__name__, gallery_seconds=t_gal,
-                  seconds=time.perf_counter() - t0, ctf_mode=ctf_mode if ctf else None,
-                  refined=bool(refine), n_tiles=len(plan.tiles),
-                  n_groups=len(galleries), **plan.info))
+        region = assign_regions(poses.gallery_directions, centres_deg, symmetry)[0]
+    info = dict(box_px=engine.box_px, pixel_size_a=engine.pixel_size_a, scale=engine.scale,
+                step_deg=engine.step_deg, psi_step_deg=360.0 / engine.n_psi,
+                n_directions=len(galleries), n_psi=engine.n_psi, n_shifts=len(engine.offsets),
+                backend=engine.xp.__name__, gallery_seconds=t_gal,
+                seconds=time.perf_counter() - t0, ctf_mode=ctf_mode if ctf else None,
+                refined=bool(refine), n_tiles=len(plan.tiles), n_groups=len(galleries.bounds),
+                **plan.info)
+    result = poses.result(region, info, n_best=n_best)
     result.fallback = plan.fallback if region_hints is not None else np.zeros(n, bool)
     result.n_regions_searched = plan.n_regions_searched
-    if n_best > 1:
-        result.n_best_angles_deg = angles
-        result.n_best_shifts_px = shifts
-        result.n_best_scores = best_score.astype(np.float64)
-        result.n_best_weights = significance_weights(best_score)
-    logger.info("aligned %d particles: %d comparisons in %.1f s (%s)", n, n_comparisons,
-                result.info["seconds"], xp.__name__)
+    logger.info("aligned %d particles: %d comparisons in %.1f s (%s)", n, result.n_comparisons,
+                info["seconds"], info["backend"])
     return result
 
 
-def _plan(n, *, symmetry, step, centres_deg, region_hints, region_probabilities, search):
-    """Tiles and per-tile particle lists (:mod:`search_plan`)."""
-    if centres_deg is None:  # global search without regions: tiles of a 30-degree grid
-        from .regions import region_centres_deg
-        centres_deg = region_centres_deg(30.0, symmetry)
-    tiles = build_tiles(centres_deg, symmetry, step, overlap_deg=search.overlap_deg)
-    if region_hints is None:
-        return plan_search(tiles, n)
-    probs = None
-    if region_probabilities is not None:
-        probs = np.asarray(region_probabilities, dtype=np.float64)
-        if probs.shape != region_hints.shape:
-            raise ValueError(f"region_probabilities must have the shape of region_hints "
-                             f"{region_hints.shape}, got {probs.shape}")
-    elif search.needs_probabilities:
-        raise ValueError("the adaptive number of regions and the global fallback need the "
-                         "region probabilities of the prediction")
-    lists = select_regions(region_hints, probs, probability_mass=search.probability_mass,
-                           max_regions=search.max_regions)
-    return plan_search(tiles, n, region_lists=lists,
-                       top_probability=None if probs is None else probs[:, 0],
-                       fallback_probability=search.fallback_probability)
+def _stack_shape(images) -> tuple:
+    """``(N, B, B)`` of an array-like stack, reading at most its first image."""
+    n = len(images)
+    first = np.asarray(images[0:1]) if n else np.asarray(images)
+    return (n,) + tuple(first.shape[1:])
 
 
-def _grouped_galleries(plan, volume, cache, box):
-    """One gallery per set of tiles searched by exactly the same particles.
-
-    Tiles with the same particle list are searched together (larger matrix products; in
-    global mode every tile is in one group), so each particle still meets exactly the
-    directions of its own tiles.
-    """
-    groups: dict = {}
-    for t, (dirs, members) in enumerate(zip(plan.tiles.directions_deg, plan.members)):
-        if len(dirs) and len(members):
-            groups.setdefault(members.tobytes(), (members, []))[1].append(t)
-    group_dirs = [np.concatenate([plan.tiles.directions_deg[t] for t in tiles])
-                  for _, tiles in groups.values()]
-    # one projection call for every direction needed (the groups are slices of it)
-    projections = cache.projections(volume, np.concatenate(group_dirs)) if group_dirs else None
-    galleries, members_of, start = [], [], 0
-    for (members, tiles), dirs in zip(groups.values(), group_dirs):
-        galleries.append(Gallery(tiles[0], dirs, projections[start:start + len(dirs)]))
-        members_of.append(members)
-        start += len(dirs)
-    if not galleries:
-        galleries = [Gallery(-1, np.zeros((0, 2)), np.zeros((0, box, box), np.float32))]
-        members_of = [np.zeros(0, dtype=np.int64)]
-    return galleries, members_of
+def _read_block(images, rows, shape) -> np.ndarray:
+    """Images ``rows`` (consecutive) as float32, checked to be finite."""
+    block = np.asarray(images[rows[0]:rows[-1] + 1], dtype=np.float32)
+    if block.shape != (len(rows),) + tuple(shape[1:]):
+        raise ValueError(f"images[{rows[0]}:{rows[-1] + 1}] has shape {block.shape}, expected "
+                         f"{(len(rows),) + tuple(shape[1:])}")
+    if not np.all(np.isfinite(block)):
+        raise ValueError(f"images contain NaN or infinite values (among particles "
+                         f"{rows[0]}..{rows[-1]}, 0-based)")
+    return block
 
 
-def _rotated(projections, psi):
-    from .gallery import rotate_to_psi
-    refs = rotate_to_psi(projections, psi)
-    return refs.reshape(-1, refs.shape[-2], refs.shape[-1])
-
-
-def _match_chunk(xp, spectra, power, idx, p0, ref_matrix, ref_power, phases, state,
-                 best_score, best_ref, best_shift, *, ref_base):
-    """Correlate particles ``idx`` with one reference chunk; merge into the running best.
-
-    ``spectra``/``power`` hold the particle block starting at particle ``p0``. Returns the
-    number of comparisons (particles times references).
-    """
-    m, k = ref_matrix.shape[0], phases.shape[1]
-    start = 0
-    while start < len(idx):
-        nb = max(1, min(state["batch"], _BLOCK_ELEMENTS // (m * k)))
-        sel = idx[start:start + nb]
-        local = xp.asarray(sel - p0)
-        try:
-            score, shift = matching.correlate_block(
-                spectra[local], ref_matrix, phases, xp=xp,
-                particle_power=None if power is None else power[local], ref_power=ref_power)
-            score, shift = to_numpy(score), to_numpy(shift)
-        except Exception as exc:
-            if not is_out_of_memory(exc) or nb == 1:
-                raise
-            state["batch"] = max(1, nb // 2)
-            logger.warning("out of memory with %d particles per block; retrying with %d",
-                           nb, state["batch"])
-            _free_gpu_memory(xp)
+def _search_block(engine, galleries, spectra, power, rows, n_best, progress):
+    """Running N best of one block of particles over its galleries, and the comparisons."""
+    best = BestPoses(len(rows), n_best)
+    local = [m[(m >= rows[0]) & (m <= rows[-1])] - rows[0] for m in galleries.members]
+    work = max(1, sum(len(i) * (hi - lo) for i, (lo, hi) in zip(local, galleries.bounds)))
+    chunk = max(1, _REFS_PER_CHUNK // engine.n_psi)
+    n_comparisons = 0
+    for idx, (lo, hi) in zip(local, galleries.bounds):
+        if len(idx) == 0:
             continue
-        matching.merge_best(score, shift, sel, ref_base, best_score, best_ref, best_shift)
-        start += len(sel)
-    return len(idx) * m
+        for d0 in range(lo, hi, chunk):
+            d1 = min(hi, d0 + chunk)
+            n_comparisons += engine.keep_best(
+                spectra, power, idx, engine.references(galleries.projections[d0:d1]), best,
+                ref_base=d0 * engine.n_psi)
+            share = len(idx) * (d1 - d0) / work
+            advance(progress, len(rows) * share)  # the particles' share of this chunk
+    return best, n_comparisons
 
 
-def _free_gpu_memory(xp):
-    if xp is not np:
-        try:
-            xp.get_default_memory_pool().free_all_blocks()
-        except Exception:  # pragma: no cover - best effort
-            pass
+def _block_poses(engine, galleries, best, images, spectra, ctf_half, spectrum):
+    """Poses of one block: angles ``(n, k, 3)``, shifts ``(n, k, 2)`` in original pixels,
+    scores ``(n, k)``, refinement comparisons and the gallery direction ``(n, 2)`` of the
+    best pose. The best pose's shift is made sub-pixel, or the pose refined (``spectrum``)."""
+    dir_index, psi_index = best.ref // engine.n_psi, best.ref % engine.n_psi
+    gallery_direction = galleries.directions_deg[dir_index[:, 0]]
+    psi_deg = (engine.psi_deg[psi_index] + 180.0) % 360.0 - 180.0
+    angles = np.concatenate([galleries.directions_deg[dir_index], psi_deg[..., None]], axis=-1)
+    shifts = -engine.offsets[best.shift][..., ::-1].astype(np.float64)  # (x, y) = -(dx, dy)
+    score, n_refine = best.score, 0
+    if spectrum is not None:
+        from .local_refinement import refine_poses
+
+        angles[:, 0], score[:, 0], peak, n_refine = refine_poses(
+            images, spectrum, angles[:, 0], search=engine, ctf_half=ctf_half)
+        shifts[:, 0] = -peak[:, ::-1]
+    else:
+        refs = engine.best_references(galleries.projections[dir_index[:, 0]], psi_index[:, 0])
+        shifts[:, 0] -= engine.subpixel(spectra, refs,
+                                        engine.offsets[best.shift[:, 0]])[:, ::-1]
+    return angles, shifts * engine.scale, score, n_refine, gallery_direction
+
+
+class _Poses:
+    """The poses of all particles, filled block by block."""
+
+    def __init__(self, n, n_best):
+        self.angles = np.zeros((n, n_best, 3))
+        self.shifts = np.zeros((n, n_best, 2))
+        self.score = np.zeros((n, n_best), dtype=np.float32)
+        self.gallery_directions = np.zeros((n, 2))  # of the best pose, before refinement
+        self.n_comparisons = 0
+
+    def add(self, rows, n_search, angles, shifts, score, n_refine, gallery_direction):
+        self.gallery_directions[rows] = gallery_direction
+        self.angles[rows], self.shifts[rows], self.score[rows] = angles, shifts, score
+        self.n_comparisons += int(n_search) + int(n_refine)
+
+    def result(self, region, info, *, n_best) -> AlignmentResult:
+        result = AlignmentResult(
+            angles_deg=self.angles[:, 0], shifts_px=self.shifts[:, 0],
+            score=self.score[:, 0].astype(np.float64), region=region.astype(np.int64),
+            n_comparisons=self.n_comparisons, info=info)
+        if n_best > 1:
+            result.n_best_angles_deg = self.angles
+            result.n_best_shifts_px = self.shifts
+            result.n_best_scores = self.score.astype(np.float64)
+            result.n_best_weights = significance_weights(self.score)
+        return result

@@ -21,6 +21,8 @@ from .imageops import fourier_upsample2
 
 __all__ = [
     "Gallery",
+    "GalleryGroups",
+    "group_galleries",
     "GalleryCache",
     "default_step_deg",
     "global_directions_deg",
@@ -50,6 +52,65 @@ class Gallery:
 
     def __len__(self) -> int:
         return len(self.directions_deg)
+
+
+@dataclass
+class GalleryGroups:
+    """The galleries of one search: one per set of tiles searched by the same particles.
+
+    Every needed direction is projected once; group ``g`` is the slice ``bounds[g]`` of
+    ``directions_deg`` and ``projections``, searched by particles ``members[g]``.
+
+    Attributes
+    ----------
+    directions_deg : ndarray of shape (M, 2)
+    projections : ndarray of shape (M, B, B) float32
+        At ``(rot, tilt, 0)``.
+    bounds : list of (start, stop)
+    members : list of int ndarray
+        Particle indices of each group.
+    """
+
+    directions_deg: np.ndarray
+    projections: np.ndarray
+    bounds: list
+    members: list
+
+    def __len__(self) -> int:
+        return len(self.directions_deg)
+
+    def check_covers(self, n: int, step_deg: float) -> None:
+        """``ValueError`` unless each of the ``n`` particles meets at least one direction."""
+        uncovered = np.ones(n, dtype=bool)
+        for members in self.members:
+            uncovered[members] = False
+        if uncovered.any():
+            raise ValueError(
+                f"step_deg {step_deg:g} is too coarse for the regions: {int(uncovered.sum())} "
+                "particles have no gallery direction in their regions; use a smaller step_deg")
+
+
+def group_galleries(plan, volume: np.ndarray, cache: GalleryCache) -> GalleryGroups:
+    """The :class:`GalleryGroups` of a :class:`search_plan.SearchPlan`.
+
+    Tiles with the same particle list are searched together (larger matrix products; in
+    global mode every tile is in one group), so each particle still meets exactly the
+    directions of its own tiles.
+    """
+    groups: dict = {}
+    for t, (dirs, members) in enumerate(zip(plan.tiles.directions_deg, plan.members)):
+        if len(dirs) and len(members):
+            groups.setdefault(members.tobytes(), (members, []))[1].append(t)
+    group_dirs = [np.concatenate([plan.tiles.directions_deg[t] for t in tiles])
+                  for _, tiles in groups.values()]
+    if not group_dirs:
+        box = volume.shape[-1]
+        return GalleryGroups(np.zeros((0, 2)), np.zeros((0, box, box), np.float32), [], [])
+    directions = np.concatenate(group_dirs)
+    stops = np.cumsum([len(d) for d in group_dirs])
+    return GalleryGroups(directions, cache.projections(volume, directions),
+                         list(zip(stops - np.array([len(d) for d in group_dirs]), stops)),
+                         [members for members, _ in groups.values()])
 
 
 def default_step_deg(radius_px: float) -> float:

@@ -36,6 +36,7 @@ import numpy as np
 __all__ = [
     "CTF_MODES",
     "FourierBand",
+    "ShiftWindow",
     "fft_module",
     "shift_window",
     "ctf_half_plane",
@@ -43,10 +44,12 @@ __all__ = [
     "mask_zero_mean",
     "prepare_particles",
     "prepare_references",
+    "shifted_particles",
+    "best_over_shifts",
     "correlate_block",
+    "correlate_pairs",
     "correlation_maps",
-    "merge_best",
-    "subpixel_offsets",
+    "parabolic_peak",
 ]
 
 CTF_MODES = ("apply", "flip", "flipped")
@@ -113,13 +116,55 @@ class FourierBand:
         return xp.asarray(e.astype(np.complex64))
 
 
+@dataclass
+class ShiftWindow:
+    """Shifts on a grid of ``step_px`` inside a disc, in row-major order.
+
+    Attributes
+    ----------
+    steps : int ndarray of shape (K, 2)
+        ``(dy, dx)`` in grid steps.
+    step_px : float
+    radius_steps : int
+        Largest ``|dy|`` or ``|dx|`` in steps.
+    """
+
+    steps: np.ndarray
+    step_px: float
+    radius_steps: int
+
+    @classmethod
+    def disc(cls, max_shift_px: float, step_px: float = 1.0) -> ShiftWindow:
+        """The grid points at most ``max_shift_px`` from the origin."""
+        r = int(np.floor(max_shift_px / step_px + 1e-6))
+        d = np.arange(-r, r + 1)
+        dy, dx = np.meshgrid(d, d, indexing="ij")
+        keep = (dy ** 2 + dx ** 2) * step_px ** 2 <= max_shift_px ** 2 + 1e-6
+        return cls(np.stack([dy[keep], dx[keep]], axis=1).astype(np.int64), float(step_px), r)
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+    @property
+    def offsets_px(self) -> np.ndarray:
+        """``(dy, dx)`` in pixels, (K, 2)."""
+        return self.steps * self.step_px
+
+    def index(self, steps: np.ndarray) -> np.ndarray:
+        """Position in the window of grid points ``(n, 2)`` (in steps); -1 outside it."""
+        size = 2 * self.radius_steps + 1
+        lookup = np.full((size, size), -1, dtype=np.int64)
+        lookup[self.steps[:, 0] + self.radius_steps, self.steps[:, 1] + self.radius_steps] = \
+            np.arange(len(self.steps))
+        pos = np.asarray(steps) + self.radius_steps
+        inside = ((pos >= 0) & (pos < size)).all(axis=1)
+        pos = pos.clip(0, size - 1)
+        return np.where(inside, lookup[pos[:, 0], pos[:, 1]], -1)
+
+
 def shift_window(box_px: int, max_shift_px: float) -> np.ndarray:
     """Integer shifts ``(dy, dx)`` in a disc of radius ``max_shift_px``: (K, 2) int."""
-    r = int(np.floor(max_shift_px + 1e-6))
-    d = np.arange(-r, r + 1)
-    dy, dx = np.meshgrid(d, d, indexing="ij")
-    keep = dy ** 2 + dx ** 2 <= max_shift_px ** 2 + 1e-6
-    return np.stack([dy[keep], dx[keep]], axis=1).astype(np.int64)
+    return ShiftWindow.disc(max_shift_px).steps
 
 
 def ctf_half_plane(ctf_full) -> np.ndarray:
@@ -212,6 +257,23 @@ def prepare_references(refs, *, xp, mask, band, with_power=False):
     return matrix, power
 
 
+def shifted_particles(particle_spectra, phases, *, xp):
+    """``[Re Q, Im Q]`` with ``Q_i(k, s) = P_i(k) * phases(k, s)``: (n, 2F, K)."""
+    q = particle_spectra[:, :, None] * phases[None]  # (n, F, K)
+    return xp.concatenate([q.real, q.imag], axis=1)
+
+
+def best_over_shifts(corr, *, xp):
+    """Best value and its index along the last (shift) axis of ``corr``."""
+    index = xp.argmax(corr, axis=-1)
+    return xp.take_along_axis(corr, index[..., None], axis=-1)[..., 0], index
+
+
+def _ctf_normalised(score, norm2, xp):
+    """Scores divided by the norm of ``CTF * ref`` (``norm2`` its square)."""
+    return score / xp.sqrt(xp.maximum(norm2, 1e-20))
+
+
 def correlate_block(particle_spectra, ref_matrix, phases, *, xp, particle_power=None,
                     ref_power=None):
     """Best normalised correlation over the shift window for every particle-reference pair.
@@ -234,17 +296,38 @@ def correlate_block(particle_spectra, ref_matrix, phases, *, xp, particle_power=
     """
     n, f = particle_spectra.shape
     k = phases.shape[1]
-    q = particle_spectra[:, :, None] * phases[None]  # (n, F, K)
-    q = xp.concatenate([q.real, q.imag], axis=1)  # (n, 2F, K)
+    q = shifted_particles(particle_spectra, phases, xp=xp)
     q = xp.ascontiguousarray(q.transpose(1, 0, 2).reshape(2 * f, n * k))
     corr = (ref_matrix @ q).reshape(ref_matrix.shape[0], n, k)  # (m, n, K)
-    shift_index = xp.argmax(corr, axis=2)
-    score = xp.take_along_axis(corr, shift_index[:, :, None], axis=2)[:, :, 0]
+    score, shift_index = best_over_shifts(corr, xp=xp)
     score, shift_index = score.T, shift_index.T
     if particle_power is not None:
-        norm2 = particle_power @ ref_power.T
-        score = score / xp.sqrt(xp.maximum(norm2, 1e-20))
+        score = _ctf_normalised(score, particle_power @ ref_power.T, xp)
     return xp.ascontiguousarray(score.astype(xp.float32)), xp.ascontiguousarray(shift_index)
+
+
+def correlate_pairs(particle_spectra, ref_matrix, phases, *, xp, particle_power=None,
+                    ref_power=None):
+    """Normalised correlation over the shift window of particle ``i`` with its own references.
+
+    Parameters
+    ----------
+    particle_spectra : complex array of shape (n, F)
+    ref_matrix : float array of shape (n, c, 2F)
+        ``c`` references per particle.
+    phases : complex array of shape (F, K)
+    particle_power, ref_power : arrays of shape (n, F), (n, c, F) or None
+        As in :func:`correlate_block`.
+
+    Returns
+    -------
+    float array of shape (n, c, K)
+    """
+    corr = ref_matrix @ shifted_particles(particle_spectra, phases, xp=xp)  # (n, c, K)
+    if particle_power is not None:
+        norm2 = (particle_power[:, None, :] * ref_power).sum(axis=2)
+        corr = _ctf_normalised(corr, norm2[:, :, None], xp)
+    return corr
 
 
 def correlation_maps(particle_spectra, ref_matrix, band, *, xp):
@@ -263,71 +346,27 @@ def correlation_maps(particle_spectra, ref_matrix, band, *, xp):
     return fft_module(xp).irfft2(half, s=(box, box))
 
 
-def _to_numpy(x):
-    from .backend import to_numpy
-    return to_numpy(x)
-
-
-def merge_best(score, shift, sel, ref_base, best_score, best_ref, best_shift):
-    """Merge a block's scores into the running N best of particles ``sel`` (in place).
+def parabolic_peak(value_at) -> np.ndarray:
+    """Sub-step position ``(dy, dx)`` of peaks, each in ±0.5, by a parabola along y and x.
 
     Parameters
     ----------
-    score, shift : ndarray of shape (n, m)
-        Block scores and best-shift indices (numpy).
-    sel : int ndarray of shape (n,)
-        Rows of the running arrays the block's particles are.
-    ref_base : int
-        Reference index of the block's first column.
-    best_score, best_ref, best_shift : ndarray of shape (N, k)
-        Running best, sorted by decreasing score.
+    value_at : callable
+        ``value_at(dy, dx)`` gives the ``(n,)`` values ``dy, dx`` grid steps from each peak
+        (NaN where there is none: the offset along that axis is then 0).
+
+    Returns
+    -------
+    ndarray of shape (n, 2)
     """
-    k = best_score.shape[1]
-    if k == 1:
-        j = np.argmax(score, axis=1)
-        s = score[np.arange(len(sel)), j]
-        better = s > best_score[sel, 0]
-        rows = sel[better]
-        best_score[rows, 0] = s[better]
-        best_ref[rows, 0] = ref_base + j[better]
-        best_shift[rows, 0] = shift[better, j[better]]
-        return
-    take = min(k, score.shape[1])
-    top = np.argpartition(-score, take - 1, axis=1)[:, :take]
-    all_s = np.concatenate([best_score[sel], np.take_along_axis(score, top, 1)], axis=1)
-    all_r = np.concatenate([best_ref[sel], ref_base + top], axis=1)
-    all_h = np.concatenate([best_shift[sel], np.take_along_axis(shift, top, 1)], axis=1)
-    order = np.argsort(-all_s, axis=1, kind="stable")[:, :k]
-    best_score[sel] = np.take_along_axis(all_s, order, 1)
-    best_ref[sel] = np.take_along_axis(all_r, order, 1)
-    best_shift[sel] = np.take_along_axis(all_h, order, 1)
-
-
-def subpixel_offsets(xp, images, ctf_half, ctf_mode, particle_mask, band, refs, offsets_yx):
-    """Parabolic sub-pixel correction ``(dy, dx)`` of the best correlation peak, each in ±0.5.
-
-    ``refs`` ``(N, B, B)`` are the best references (masked, zero-mean), one per particle.
-    """
-    n, box = images.shape[0], images.shape[-1]
-    out = np.zeros((n, 2))
-    rows = np.arange(n)
-    for start in range(0, n, 1024):
-        sel = rows[start:start + 1024]
-        spectra, _ = prepare_particles(
-            images[sel], xp=xp, mask=particle_mask, band=band,
-            ctf_half=None if ctf_half is None else ctf_half[sel], ctf_mode=ctf_mode)
-        ref_matrix, _ = prepare_references(refs[sel], xp=xp, mask=None, band=band)
-        corr = _to_numpy(correlation_maps(spectra, ref_matrix, band, xp=xp))
-        peak = offsets_yx[sel]
-        local = np.arange(len(sel))
-        centre = corr[local, peak[:, 0] % box, peak[:, 1] % box]
-        for axis in (0, 1):
-            step = np.zeros(2, dtype=np.int64)
-            step[axis] = 1
-            lo = corr[local, (peak[:, 0] - step[0]) % box, (peak[:, 1] - step[1]) % box]
-            hi = corr[local, (peak[:, 0] + step[0]) % box, (peak[:, 1] + step[1]) % box]
-            den = lo - 2 * centre + hi
-            safe = np.where(den < -1e-12, den, -1.0)
-            frac = np.where(den < -1e-12, 0.5 * (lo - hi) / safe, 0.0)
-            out[sel, axis] = np.clip(frac, -0.5, 0.5)
+    mid = value_at(0, 0)
+    out = np.zeros((len(mid), 2))
+    for axis in (0, 1):
+        step = np.zeros(2, dtype=np.int64)
+        step[axis] = 1
+        lo, hi = value_at(-step[0], -step[1]), value_at(step[0], step[1])
+        den = lo - 2 * mid + hi
+        ok = den < -1e-12
+        out[:, axis] = np.clip(np.where(ok, 0.5 * (lo - hi) / np.where(ok, den, -1.0), 0.0),
+                               -0.5, 0.5)
     return out

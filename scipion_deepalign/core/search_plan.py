@@ -18,14 +18,14 @@ them, and a wrong region would give a wrong pose.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from .defaults import TOP_K
 
 __all__ = ["TILE_FRACTION", "SearchOptions", "SearchTiles", "build_tiles",
-           "select_regions", "SearchPlan", "plan_search"]
+           "select_regions", "SearchPlan", "plan_search", "plan_alignment"]
 
 #: Tile spacing as a fraction of the region spacing.
 TILE_FRACTION = 1.0 / 3.0
@@ -253,3 +253,37 @@ def plan_search(tiles: SearchTiles, n_particles: int, *, region_lists=None,
             "mean_regions_searched": float(searched.mean()),
             "mean_tiles_searched": float(need.sum(axis=1).mean())}
     return SearchPlan(tiles, members, fallback, searched, info)
+
+
+def plan_alignment(n, *, symmetry, step_deg, centres_deg=None, region_hints=None,
+                   region_probabilities=None, options: SearchOptions | None = None) -> SearchPlan:
+    """The plan of ``align_particles``: tiles and the particles of every tile.
+
+    ``options`` ``None`` takes the defaults; without ``region_probabilities`` every hinted
+    region is then searched (no probability mass, no fallback). Global mode without
+    ``centres_deg`` tiles the asymmetric unit with the regions of a 30-degree grid.
+    """
+    if options is None:
+        options = SearchOptions()
+        if region_probabilities is None:
+            options = replace(options, probability_mass=None, fallback_probability=0.0)
+    if centres_deg is None:
+        from .regions import region_centres_deg
+        centres_deg = region_centres_deg(30.0, symmetry)
+    tiles = build_tiles(centres_deg, symmetry, step_deg, overlap_deg=options.overlap_deg)
+    if region_hints is None:
+        return plan_search(tiles, n)
+    probs = None
+    if region_probabilities is not None:
+        probs = np.asarray(region_probabilities, dtype=np.float64)
+        if probs.shape != region_hints.shape:
+            raise ValueError(f"region_probabilities must have the shape of region_hints "
+                             f"{region_hints.shape}, got {probs.shape}")
+    elif options.needs_probabilities:
+        raise ValueError("the adaptive number of regions and the global fallback need the "
+                         "region probabilities of the prediction")
+    lists = select_regions(region_hints, probs, probability_mass=options.probability_mass,
+                           max_regions=options.max_regions)
+    return plan_search(tiles, n, region_lists=lists,
+                       top_probability=None if probs is None else probs[:, 0],
+                       fallback_probability=options.fallback_probability)

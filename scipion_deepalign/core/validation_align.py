@@ -2,7 +2,8 @@
 
 Every rule raises a ``ValueError`` that names the parameter and says exactly what differs:
 
-* ``images`` is a non-empty ``(N, B, B)`` stack of finite values;
+* ``images`` is a non-empty ``(N, B, B)`` stack (its shape is checked here; that its values
+  are finite is checked as each block is read, so that a memory map is not read twice);
 * ``volume`` is ``(B, B, B)`` with the same ``B`` as the images;
 * ``pixel_size_a`` is positive and, when ``volume_pixel_size_a`` is given, equal to it
   (relative tolerance 1e-3);
@@ -10,7 +11,8 @@ Every rule raises a ``ValueError`` that names the parameter and says exactly wha
 * ``symmetry`` is a known point group (:func:`symmetry.normalise_symmetry`);
 * ``region_hints`` is ``(N, k)`` integers in ``[0, R)`` and comes with ``centres_deg (R, 2)``;
 * ``ctf`` has one entry per particle; ``ctf_mode`` is ``"apply"`` or ``"flip"``;
-* steps, ``target_resolution_a``, ``batch_size``, ``n_best`` and ``mask_radius_px`` are positive;
+* steps, ``target_resolution_a``, ``batch_size``, ``block_size``, ``n_best`` and
+  ``mask_radius_px`` are positive;
   ``target_resolution_a`` is not finer than Nyquist (``2 * pixel_size_a``);
 * ``device`` is ``"auto"``, ``"cpu"`` or ``"gpu"``.
 """
@@ -35,10 +37,13 @@ def _positive(name, value, *, allow_none=True):
         raise ValueError(f"{name} must be a positive number, got {value!r}")
 
 
-def validate_inputs(images, volume, *, pixel_size_a, max_shift_px, ctf, symmetry, region_hints,
-                    centres_deg, step_deg, psi_step_deg, target_resolution_a, device,
-                    batch_size, n_best, ctf_mode, volume_pixel_size_a, mask_radius_px):
+def validate_inputs(images_shape, volume, *, pixel_size_a, max_shift_px, ctf, symmetry,
+                    region_hints, centres_deg, step_deg, psi_step_deg, target_resolution_a,
+                    device, batch_size, n_best, ctf_mode, volume_pixel_size_a, mask_radius_px,
+                    block_size=1):
     """Check the arguments of ``align_particles`` (rules in the module docstring).
+
+    ``images_shape`` is the shape of the particle stack.
 
     Returns
     -------
@@ -47,10 +52,11 @@ def validate_inputs(images, volume, *, pixel_size_a, max_shift_px, ctf, symmetry
     region_hints : int ndarray of shape (N, k) or None
     centres_deg : float ndarray of shape (R, 2) or None
     """
-    if images.ndim != 3 or images.shape[1] != images.shape[2] or images.shape[0] == 0:
+    shape = tuple(images_shape)
+    if len(shape) != 3 or shape[1] != shape[2] or shape[0] == 0:
         raise ValueError(f"images must be a non-empty stack of square images (N, B, B), "
-                         f"got shape {images.shape}")
-    n, box = images.shape[0], images.shape[-1]
+                         f"got shape {shape}")
+    n, box = shape[0], shape[-1]
     if volume.ndim != 3 or len(set(volume.shape)) != 1:
         raise ValueError(f"volume must be a cube (B, B, B), got shape {volume.shape}")
     if volume.shape[0] != box:
@@ -73,6 +79,7 @@ def validate_inputs(images, volume, *, pixel_size_a, max_shift_px, ctf, symmetry
         raise ValueError(f"target_resolution_a {target_resolution_a} A is finer than Nyquist "
                          f"({2 * pixel_size_a} A at pixel size {pixel_size_a} A)")
     _positive("batch_size", batch_size, allow_none=False)
+    _positive("block_size", block_size, allow_none=False)
     if int(n_best) != n_best or n_best < 1:
         raise ValueError(f"n_best must be a positive integer, got {n_best!r}")
     if device not in DEVICES:
@@ -81,8 +88,6 @@ def validate_inputs(images, volume, *, pixel_size_a, max_shift_px, ctf, symmetry
         raise ValueError(f"ctf_mode must be one of {CTF_MODES}, got {ctf_mode!r}")
     if ctf is not None and len(ctf) != n:
         raise ValueError(f"ctf has {len(ctf)} entries but there are {n} images")
-    if not np.all(np.isfinite(images)):
-        raise ValueError("images contain NaN or infinite values")
     from .symmetry import normalise_symmetry
     symmetry = normalise_symmetry(symmetry)
 
