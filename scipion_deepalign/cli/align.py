@@ -36,7 +36,7 @@ from .common import (
     check_file_exists,
     check_positive,
     check_symmetry,
-    load_particles_images,
+    lazy_particles_images,
     positive_float,
     read_particles,
 )
@@ -242,7 +242,7 @@ def main(args) -> int:
     if volume.shape[-1] != box:
         raise CLIError(f"--volume box {volume.shape[-1]} px differs from the particle box "
                        f"{box} px")
-    particles, images = load_particles_images(args, particles)
+    particles, images = lazy_particles_images(args, particles)  # read block by block
     if hints is not None:  # again, for the particles kept by --skip-bad
         hints = region_hints_from_star(particles, args.top_k)
     log.info("aligning %d particles (%s mode, box %d px)", len(particles),

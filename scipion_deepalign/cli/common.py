@@ -19,7 +19,8 @@ __all__ = ["CLIError", "check_file_exists", "check_positive", "check_box",
            "check_choice", "ensure_out_dir", "positive_int", "positive_float",
            "setup_logging", "add_logging_args", "logging_options", "show_plain_warning",
            "LOG_NAME", "add_particle_args",
-           "read_particles", "load_particles_images", "particle_options", "user_words",
+           "read_particles", "load_particles_images", "lazy_particles_images",
+           "particle_options", "user_words",
            "run_children"]
 
 #: Core argument names -> the option a command-line user knows them by (see user_words).
@@ -171,6 +172,23 @@ def load_particles_images(args, particles, index=None):
     if len(rows) == 0:
         raise CLIError(NO_PARTICLE_LEFT)
     return particles.subset(rows), images
+
+
+def lazy_particles_images(args, particles):
+    """``(particles, images)`` as :func:`load_particles_images`, the images read on demand.
+
+    ``images`` is a :class:`~..core.io.ParticleImages` (memory-mapped, read in blocks by
+    its user); under ``--skip-bad`` the images are read once first, in chunks, to drop the
+    non-finite ones.
+    """
+    from ..core.io import ParticleImages, finite_particle_rows
+
+    if getattr(args, "skip_bad", False):
+        rows = finite_particle_rows(particles)
+        if len(rows) == 0:
+            raise CLIError(NO_PARTICLE_LEFT)
+        particles = particles.subset(rows)
+    return particles, ParticleImages(particles)
 
 
 def particle_options(args) -> list[str]:

@@ -225,3 +225,48 @@ def test_run_without_a_training_subset_trains_from_the_map(tmp_path, capsys):
                  str(tmp_path / "ref.mrc"), "--out", str(tmp_path / "r2"),
                  "--training-source", "particles"])
     assert code == 2 and "--train" in capsys.readouterr().err
+
+
+
+def test_align_reads_the_particles_block_by_block(inputs, monkeypatch):
+    """The command hands align_particles a reader over the stacks, not every image, and
+    gets the poses of the images in memory."""
+    from scipion_deepalign.core import align as core_align
+    from scipion_deepalign.core.io import ParticleImages, load_images
+
+    folder, _, _ = inputs
+    seen = {}
+    real = core_align.align_particles
+
+    def recording(images, volume, **kwargs):
+        seen.update(images=images, volume=volume, kwargs=kwargs)
+        seen["result"] = real(images, volume, **kwargs)
+        return seen["result"]
+
+    monkeypatch.setattr(core_align, "align_particles", recording)
+    out = folder / "lazy.star"
+    assert _run(folder, "--model", str(folder / "model"), "--out", str(out)) == 0
+    assert isinstance(seen["images"], ParticleImages)
+    kwargs = dict(seen["kwargs"], progress=None)
+    in_memory = real(load_images(seen["images"].particles), seen["volume"], **kwargs)
+    np.testing.assert_allclose(seen["result"].angles_deg, in_memory.angles_deg, rtol=0,
+                               atol=1e-9)
+    np.testing.assert_allclose(read_particles_star(out).angles_deg, in_memory.angles_deg,
+                               atol=1e-5)  # as written in the STAR file
+
+
+def test_skip_bad_drops_non_finite_particles_before_the_alignment(inputs, tmp_path, capsys):
+    from scipion_deepalign.core.io import read_mrc_stack
+
+    folder, _, _ = inputs
+    images = read_mrc_stack(folder / "particles.mrcs")[0].copy()
+    images[3, 0, 0] = np.nan
+    (tmp_path / "pred.star").write_text((folder / "pred.star").read_text())
+    with pytest.warns(RuntimeWarning):  # mrcfile's NaN warning
+        write_mrc(tmp_path / "particles.mrcs", images, pixel_size_a=PIXEL_A, stack=True)
+    (tmp_path / "ref.mrc").write_bytes((folder / "ref.mrc").read_bytes())
+    out = tmp_path / "aligned.star"
+    assert _run(tmp_path, "--model", str(folder / "model"), "--out", str(out),
+                "--skip-bad") == 0
+    assert "1 of 8 particle images hold NaN or Inf" in capsys.readouterr().err
+    assert len(read_particles_star(out)) == 7

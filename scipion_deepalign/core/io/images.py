@@ -31,10 +31,13 @@ from .mrc import read_mrc_stack, write_mrc
 
 __all__ = ["split_image_name", "join_image_name", "stack_search_dirs", "locate_stacks",
            "stack_path", "relocate_image_names", "output_root", "load_images",
-           "load_particle_images", "NonFiniteImagesError", "write_particles"]
+           "load_particle_images", "ParticleImages", "finite_particle_rows",
+           "NonFiniteImagesError", "write_particles"]
 
 #: Bad particles named in a message before "... and N more".
 _SHOWN_BAD = 5
+#: Images read at once by the readers that go through a whole set (ParticleImages users).
+READ_CHUNK = 4096
 
 
 def stack_search_dirs(star_path, datadir=None) -> list[str]:
@@ -143,10 +146,7 @@ def _read_images(particles, rows) -> np.ndarray:
         by_stack.setdefault(stack_path(name, particles.root), []).append(
             (k, split_image_name(name)[0]))
     for path, pairs in by_stack.items():
-        if not os.path.isfile(path):
-            raise FileNotFoundError(
-                f"image stack not found: {path} (relative image names are looked for in the "
-                "STAR file's folder, its parent folders and the current folder)")
+        _check_stack_exists(path)
         stack, _ = read_mrc_stack(path, mmap=True)
         ks = np.array([k for k, _ in pairs])
         idxs = np.array([i for _, i in pairs])
@@ -161,6 +161,13 @@ def _read_images(particles, rows) -> np.ndarray:
         out[ks[order]] = stack[idxs[order] - 1]
         del stack
     return out
+
+
+def _check_stack_exists(path) -> None:
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"image stack not found: {path} (relative image names are looked for in the "
+            "STAR file's folder, its parent folders and the current folder)")
 
 
 def _rows(particles, index) -> np.ndarray:
@@ -223,6 +230,49 @@ def load_particle_images(particles, index=None, *, skip_bad=False):
         raise NonFiniteImagesError(message, rows[~good])
     warnings.warn(f"{message}; skipping them", UserWarning, stacklevel=2)
     return rows[good], images[good]
+
+
+class ParticleImages:
+    """The images of ``particles``, read on demand: a stack that is never all in memory.
+
+    ``len(stack)``, ``stack.shape`` ``(N, B, B)`` and ``stack[index]`` (a slice, int array
+    or mask: :func:`load_images` of those particles, from memory-mapped stacks, checked to
+    be finite). For :func:`scipion_deepalign.core.align.align_particles`, which reads one
+    block at a time. Every stack is checked to exist when the reader is made.
+    """
+
+    def __init__(self, particles):
+        self.particles = particles
+        for path in dict.fromkeys(stack_path(n, particles.root) for n in particles.image_names):
+            _check_stack_exists(path)
+
+    def __len__(self) -> int:
+        return len(self.particles)
+
+    @property
+    def shape(self) -> tuple:
+        box = int(self.particles.box_px)
+        return (len(self.particles), box, box)
+
+    def __getitem__(self, index) -> np.ndarray:
+        return load_images(self.particles, index)
+
+
+def finite_particle_rows(particles, *, chunk=READ_CHUNK) -> np.ndarray:
+    """0-based rows of the particles whose images are finite, reading ``chunk`` at a time.
+
+    The others are named in one ``UserWarning`` (as :func:`load_particle_images` with
+    ``skip_bad``), without holding more than ``chunk`` images.
+    """
+    n = len(particles)
+    good = np.ones(n, dtype=bool)
+    for start in range(0, n, chunk):
+        rows = np.arange(start, min(n, start + chunk))
+        good[rows] = finite_rows(_read_images(particles, rows))
+    if not good.all():
+        warnings.warn(f"{_bad_message(particles, np.flatnonzero(~good))}; skipping them",
+                      UserWarning, stacklevel=2)
+    return np.flatnonzero(good)
 
 
 def write_particles(stack_path, star_path, images, particles):
