@@ -252,7 +252,9 @@ def align_particles(images, volume, *, pixel_size_a, max_shift_px, ctf=None, sym
 
 
 def _stack_shape(images) -> tuple:
-    """``(N, B, B)`` of an array-like stack, reading at most its first image."""
+    """``(N, B, B)`` of an array-like stack: its ``shape``, else read from its first image."""
+    if getattr(images, "shape", None) is not None:
+        return tuple(images.shape)
     n = len(images)
     first = np.asarray(images[0:1]) if n else np.asarray(images)
     return (n,) + tuple(first.shape[1:])
