@@ -114,6 +114,22 @@ def test_consensus(data, capsys, tmp_path):
     assert sum(int(r["agree"]) for r in rows) == len(agree)
     assert f"{len(agree)} agree" in text
     assert (tmp_path / "diff.png").stat().st_size > 1000
+    # the reader of the one CSV schema, and the summary's numbers as JSON
+    import json
+
+    from scipion_deepalign.cli.consensus import read_differences_csv
+
+    table = read_differences_csv(out / "differences.csv")
+    assert table["image_name"] == [r["image_name"] for r in rows]
+    assert table["agree"].sum() == len(agree) and table["pairs"].tolist() == [[0, 1]]
+    np.testing.assert_allclose(table["direction_diff_deg"][:, 0],
+                               [float(r["direction_deg_1_2"]) for r in rows])
+    assert table["shift_diff_px"].shape == (N, 1)
+    with open(out / "summary.json") as fh:
+        stats = json.load(fh)
+    assert stats["n_common"] == N and stats["n_agree"] == len(agree)
+    assert stats["pairs"] == [[1, 2]] and set(stats["fraction_under_deg"]) == {"5", "10", "15"}
+    assert f"{stats['median_angle_diff_deg'][0]:.2f} deg" in text
 
 
 def test_consensus_no_particles_in_common(data, capsys, tmp_path):
