@@ -29,7 +29,7 @@ from collections import OrderedDict
 import numpy as np
 
 from .core.geometry import euler_to_matrix, matrix_to_euler
-from .core.particles import CTFParams, Particles
+from .core.particles import OPTICS_FIELDS, CTFParams, Particles
 
 __all__ = [
     "pose_to_matrix",
@@ -146,9 +146,15 @@ def ctf_from_particles(particles, acquisition=None) -> CTFParams | None:
     ----------
     particles : iterable of pwem.objects.Particle
     acquisition : pwem.objects.Acquisition, optional
-        Voltage, Cs and amplitude contrast; defaults to the first particle's acquisition.
+        Voltage, Cs and amplitude contrast of particles whose own acquisition lacks them
+        (Scipion keeps one per particle, e.g. one per RELION optics group); defaults to the
+        first particle's acquisition.
+
+    Voltage, Cs and amplitude contrast are floats when every particle has the same, else
+    arrays with each particle's own (see :class:`CTFParams`).
     """
     du, dv, dang, phase = [], [], [], []
+    own = []  # each particle's (voltage, Cs, Q), None where its acquisition lacks one
     first = None
     for particle in particles:
         first = first or particle
@@ -159,16 +165,26 @@ def ctf_from_particles(particles, acquisition=None) -> CTFParams | None:
         dv.append(ctf.getDefocusV())
         dang.append(ctf.getDefocusAngle())
         phase.append(ctf.getPhaseShift() or 0.0)
+        own.append(_acquisition_values(particle.getAcquisition()))
     if first is None:
         return None
-    acq = acquisition if acquisition is not None else first.getAcquisition()
-    return CTFParams(
-        defocus_u_a=du, defocus_v_a=dv, defocus_angle_deg=dang,
-        voltage_kv=float(acq.getVoltage() or 300.0),
-        cs_mm=float(acq.getSphericalAberration() or 2.7),
-        amplitude_contrast=float(acq.getAmplitudeContrast() or 0.1),
-        phase_shift_deg=phase if any(phase) else None,
-    )
+    fallback = _acquisition_values(acquisition if acquisition is not None
+                                   else first.getAcquisition())
+    fallback = [v if v is not None else d for v, d in zip(fallback, (300.0, 2.7, 0.1))]
+    values = np.array([[v if v is not None else f for v, f in zip(row, fallback)]
+                       for row in own], dtype=np.float64)  # (N, 3)
+    optics = {name: (float(col[0]) if np.all(col == col[0]) else col)
+              for name, col in zip(OPTICS_FIELDS, values.T)}
+    return CTFParams(defocus_u_a=du, defocus_v_a=dv, defocus_angle_deg=dang,
+                     phase_shift_deg=phase if any(phase) else None, **optics)
+
+
+def _acquisition_values(acq):
+    """``(voltage_kv, cs_mm, amplitude_contrast)`` of a Scipion Acquisition (None: unset)."""
+    if acq is None:
+        return None, None, None
+    return tuple(None if v is None else float(v) for v in
+                 (acq.getVoltage(), acq.getSphericalAberration(), acq.getAmplitudeContrast()))
 
 
 def read_set_images(set_of_particles) -> np.ndarray:

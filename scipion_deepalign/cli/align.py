@@ -9,7 +9,10 @@ and fallback: :mod:`scipion_deepalign.core.search_plan`), or over the whole asym
 with ``--global``, and writes ``--out`` (RELION 3.1 STAR) with ``rlnAngleRot/Tilt/Psi``,
 ``rlnOriginXAngst/YAngst``, ``deepalignScore`` and, in regional mode,
 ``deepalignBestRegion`` (1-based region of the best pose), ``deepalignGlobalSearch`` and
-``deepalignRegionsSearched`` (column names: :mod:`scipion_deepalign.core.io.columns`).
+``deepalignRegionsSearched`` (column names: :mod:`scipion_deepalign.core.io.columns`). When
+the input particles have poses, ``deepalignDirectionChange`` is each particle's angle between
+its input and its new projection direction (degrees, nearest symmetry mate), and the summary
+gives its median.
 """
 from __future__ import annotations
 
@@ -44,6 +47,10 @@ from .parts import add_part_args, job_count, part_is_done, run_jobs, select_part
 from .summary import Summary
 
 log = logging.getLogger("deepalign")
+
+#: Angle (deg) between a particle's input and new projection directions. Spelled here until
+#: core/io/columns.py (owned elsewhere) takes it with the other result columns.
+DIRECTION_CHANGE_COLUMN = "deepalignDirectionChange"
 
 
 
@@ -256,6 +263,13 @@ def main(args) -> int:
             batch_size=args.batch_size, ctf_mode=args.ctf_mode,
             volume_pixel_size_a=volume_pixel, cache_dir=args.cache_dir, refine=args.refine,
             region_probabilities=probs, search=search, progress=progress)
+    change = None
+    if particles.angles_deg is not None:
+        from ..core.symmetry import symmetric_direction_distance_deg
+
+        change = symmetric_direction_distance_deg(particles.angles_deg, result.angles_deg,
+                                                  symmetry)
+        particles.extra[DIRECTION_CHANGE_COLUMN] = change
     particles.angles_deg = result.angles_deg
     particles.shifts_px = result.shifts_px
     particles.extra[SCORE_COLUMN] = result.score
@@ -268,6 +282,9 @@ def main(args) -> int:
     write_output(args.out, particles, part)
     summary.wrote(args.out, f"{len(particles)} particles with angles, shifts and "
                             f"{SCORE_COLUMN}")
+    if change is not None:
+        summary.add("direction change from the input poses",
+                    f"median {float(np.median(change)):.1f} deg")
     gallery = result.info["gallery_seconds"]
     summarise_alignment(summary, result, regional=hints is not None).stage(
         "gallery", gallery).stage("search", result.info["seconds"] - gallery).print()

@@ -8,13 +8,16 @@ name); the inputs must share box and pixel size. Writes into ``--out``:
   agreeing particle gets the poses of the first input of its agreeing group (input 1 unless
   ``--min-agree`` lets it be outvoted) and a disagreeing one those of input 1;
 * ``differences.csv`` -- per particle: name, agree, and per pair of inputs ``i``-``j`` the
-  direction, in-plane and shift differences.
-
+  direction, in-plane and shift differences (:func:`write_differences_csv`, read back by
+  :func:`read_differences_csv`; the one schema, also what the Scipion protocol reads);
+* ``summary.json`` -- the counts and per-pair numbers of the printed summary
+  (:func:`consensus_stats`).
 """
 from __future__ import annotations
 
 import argparse
 import csv
+import json
 import logging
 import os
 from dataclasses import replace
@@ -35,7 +38,7 @@ from .summary import Summary
 
 log = logging.getLogger("deepalign")
 
-OUTPUTS = ("agree.star", "disagree.star", "differences.csv")
+OUTPUTS = ("agree.star", "disagree.star", "differences.csv", "summary.json")
 REPORT_THRESHOLDS_DEG = (5.0, 10.0, 15.0)
 
 
@@ -87,7 +90,9 @@ def _with_poses(matched, shift_sets, source, keep_from):
     return replace(matched[0], angles_deg=angles, shifts_px=shifts)
 
 
-def _write_csv(path, names, result):
+def write_differences_csv(path, names, result) -> None:
+    """``differences.csv``: ``image_name``, ``agree`` (0/1) and, per pair ``i_j`` of inputs
+    (1-based), ``direction_deg_i_j``, ``inplane_deg_i_j`` and (with shifts) ``shift_px_i_j``."""
     header = ["image_name", "agree"]
     columns = []
     for p, (i, j) in enumerate(result.pairs):
@@ -103,6 +108,40 @@ def _write_csv(path, names, result):
         for row, name in enumerate(names):
             writer.writerow([name, int(result.agree[row])]
                             + [f"{c[row]:.4f}" for c in columns])
+
+
+def read_differences_csv(path) -> dict:
+    """What :func:`write_differences_csv` wrote: ``image_name`` (list), ``agree`` (N,) bool,
+    ``pairs`` (P, 2) 0-based, ``direction_diff_deg``, ``inplane_diff_deg`` and
+    ``shift_diff_px`` (N, P) (the last None when the file has no shift columns)."""
+    with open(path, newline="") as fh:
+        rows = list(csv.reader(fh))
+    header, body = rows[0], rows[1:]
+    tags = [c[len("direction_deg_"):] for c in header if c.startswith("direction_deg_")]
+    pairs = np.array([[int(k) - 1 for k in tag.split("_")] for tag in tags], dtype=np.int64)
+
+    def table(prefix):
+        if f"{prefix}{tags[0]}" not in header:
+            return None
+        cols = [header.index(f"{prefix}{tag}") for tag in tags]
+        return np.array([[float(r[c]) for c in cols] for r in body]).reshape(len(body), -1)
+
+    return {"image_name": [r[0] for r in body],
+            "agree": np.array([r[1] == "1" for r in body], dtype=bool),
+            "pairs": pairs.reshape(-1, 2), "direction_diff_deg": table("direction_deg_"),
+            "inplane_diff_deg": table("inplane_deg_"), "shift_diff_px": table("shift_px_")}
+
+
+def consensus_stats(inputs, common, result) -> dict:
+    """The numbers of the summary: ``n_inputs``, ``n_common``, ``n_agree``, ``pairs``
+    (1-based), ``fraction_under_deg`` (threshold -> per pair) and ``median_angle_diff_deg``."""
+    fractions = result.fraction_below(REPORT_THRESHOLDS_DEG)
+    return {"n_inputs": [len(p) for p in inputs], "n_common": len(common),
+            "n_agree": int(result.agree.sum()),
+            "pairs": [[int(i) + 1, int(j) + 1] for i, j in result.pairs],
+            "fraction_under_deg": {f"{t:g}": np.asarray(f, float).tolist()
+                                   for t, f in fractions.items()},
+            "median_angle_diff_deg": np.median(result.direction_diff_deg, axis=0).tolist()}
 
 
 def main(args) -> int:
@@ -131,7 +170,8 @@ def main(args) -> int:
 
     out = ensure_out_dir(args.out)
     keep = _with_poses(matched, shift_sets, result.source, args.keep_from)
-    agree_path, disagree_path, csv_path = (os.path.join(out, name) for name in OUTPUTS)
+    agree_path, disagree_path, csv_path, json_path = (os.path.join(out, name)
+                                                      for name in OUTPUTS)
     for path, mask in ((agree_path, result.agree), (disagree_path, ~result.agree)):
         if np.any(mask):
             write_particles_star(path, keep.subset(mask))
@@ -140,7 +180,10 @@ def main(args) -> int:
     labels = [os.path.basename(p) for p in args.inputs]
     if len(set(labels)) < len(labels):
         labels = [f"{k + 1}:{label}" for k, label in enumerate(labels)]
-    _write_csv(csv_path, common, result)
+    write_differences_csv(csv_path, common, result)
+    stats = consensus_stats(inputs, common, result)
+    with open(json_path, "w") as fh:
+        json.dump(stats, fh, indent=1)
     if args.plot:
         from ..core.plots import plot_sorted_angular_differences
 
@@ -149,30 +192,31 @@ def main(args) -> int:
             [f"{labels[i]} vs {labels[j]}" for i, j in result.pairs],
             threshold_deg=args.max_angle, path=args.plot)
 
-    _summarise(args, inputs, common, result, labels, (agree_path, disagree_path, csv_path))
+    _summarise(args, stats, labels, (agree_path, disagree_path, csv_path, json_path))
     return 0
 
 
-def _summarise(args, inputs, common, result, labels, paths) -> None:
-    agree_path, disagree_path, csv_path = paths
-    n_common, n_agree = len(common), int(result.agree.sum())
+def _summarise(args, stats, labels, paths) -> None:
+    agree_path, disagree_path, csv_path, json_path = paths
+    n_common, n_agree = stats["n_common"], stats["n_agree"]
     summary = Summary("consensus")
     if n_agree:
         summary.wrote(agree_path, f"{n_agree} particles that agree")
     if n_agree < n_common:
         summary.wrote(disagree_path, f"{n_common - n_agree} particles that disagree")
     summary.wrote(csv_path, "per-particle differences")
+    summary.wrote(json_path, "the numbers of this summary")
     if args.plot:
         summary.wrote(args.plot, "sorted angular differences")
     summary.add("particles", f"{n_common} in common "
-                             f"({', '.join(str(len(p)) for p in inputs)} in the inputs); "
+                             f"({', '.join(str(n) for n in stats['n_inputs'])} in the inputs); "
                              f"{n_agree} agree ({100 * n_agree / n_common:.1f}%), "
                              f"{n_common - n_agree} disagree")
-    fractions = result.fraction_below(REPORT_THRESHOLDS_DEG)
-    for p, (i, j) in enumerate(result.pairs):
-        parts = ", ".join(f"{100 * fractions[t][p]:.1f}% < {t:g} deg" for t in fractions)
-        summary.add(f"{labels[i]} vs {labels[j]}", "median direction difference "
-                    f"{np.median(result.direction_diff_deg[:, p]):.2f} deg; {parts}")
+    fractions = stats["fraction_under_deg"]
+    for p, (i, j) in enumerate(stats["pairs"]):
+        parts = ", ".join(f"{100 * fractions[t][p]:.1f}% < {t} deg" for t in fractions)
+        summary.add(f"{labels[i - 1]} vs {labels[j - 1]}", "median direction difference "
+                    f"{stats['median_angle_diff_deg'][p]:.2f} deg; {parts}")
     if n_agree == 0:
         summary.add("no particle agrees", f"{agree_path} not written")
     if n_agree == n_common:

@@ -4,23 +4,31 @@ Reads a RELION STAR with angles (and shifts, CTF), reconstructs by direct Fourie
 (:func:`scipion_deepalign.core.reconstruct.reconstruct`) and writes ``--out MAP.mrc``. With
 ``--halves`` it also writes ``MAP_half1.mrc`` and ``MAP_half2.mrc`` (halves from the STAR's
 ``rlnRandomSubset`` when it holds 1 and 2, otherwise a random split drawn with ``--seed``) and
-prints their FSC 0.143 and 0.5 resolutions.
+prints their FSC 0.143 and 0.5 resolutions; ``--fsc-json`` writes that curve as JSON
+(:func:`write_fsc_json`, what the Scipion protocol reads).
+
+Images are read from their stacks (memory-mapped) one gridding batch at a time, so the
+memory does not grow with the number of particles. ``--threads N`` grids the two half maps
+(and chunks of particles) side by side, one Fourier grid per thread.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
+import warnings
 
 import numpy as np
 
 from .common import (
+    NO_PARTICLE_LEFT,
     CLIError,
     add_particle_args,
     check_file_exists,
     check_positive,
     check_symmetry,
-    load_particles_images,
+    positive_int,
     read_particles,
 )
 from .summary import Summary
@@ -41,6 +49,11 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                         help="soft spherical mask radius in Angstrom for the half-map FSC")
     parser.add_argument("--seed", type=int, default=0, metavar="K",
                         help="seed of the random half split; default 0")
+    parser.add_argument("--fsc-json", default=None, metavar="FSC.json",
+                        help="with --halves: write the FSC curve and resolutions as JSON")
+    parser.add_argument("--threads", type=positive_int, default=1, metavar="N",
+                        help="grid the half maps (and chunks of particles) on N threads, one "
+                             "Fourier grid each; default 1 (speed-up: docs/benchmarks.md)")
     add_particle_args(parser)
 
 
@@ -62,6 +75,65 @@ def _subsets(particles, seed):
     return half_subsets(len(particles), seed=seed)
 
 
+class StackImages:
+    """The particles' images as a loader for the core: ``shape`` and ``[rows]``.
+
+    Each ``[rows]`` reads just those images from their memory-mapped stacks
+    (:func:`~scipion_deepalign.core.io.load_images`, which also refuses non-finite ones).
+    """
+
+    def __init__(self, particles):
+        self.particles = particles
+        self.shape = (len(particles), int(particles.box_px), int(particles.box_px))
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, rows):
+        from ..core.io import load_images
+
+        return load_images(self.particles, np.asarray(rows))
+
+
+def _finite_particles(args, particles, batch=256):
+    """The particles, without those with non-finite images under ``--skip-bad`` (read in
+    batches: nothing is kept); without it the batches of the gridding check them."""
+    if not getattr(args, "skip_bad", False):
+        return particles
+    from ..core.io import NonFiniteImagesError, load_particle_images
+
+    bad = []
+    for start in range(0, len(particles), batch):
+        try:
+            load_particle_images(particles, np.arange(start, min(start + batch, len(particles))))
+        except NonFiniteImagesError as exc:
+            bad.append(exc.rows)
+    if not bad:
+        return particles
+    bad = np.concatenate(bad)
+    if len(bad) == len(particles):
+        raise CLIError(NO_PARTICLE_LEFT)
+    try:  # one message naming all of them (reads only the bad images)
+        load_particle_images(particles, bad)
+    except NonFiniteImagesError as exc:
+        warnings.warn(f"{exc}; skipping them", UserWarning, stacklevel=2)
+    return particles.subset(np.setdiff1d(np.arange(len(particles)), bad))
+
+
+def write_fsc_json(path, result, n_particles: int) -> None:
+    """The FSC of the half maps as JSON: ``frequency_inv_a``, ``fsc``, ``resolution_0143_a``,
+    ``resolution_05_a`` (None when never crossed) and ``n_particles``."""
+    def number(value):
+        return None if value is None or not np.isfinite(value) else float(value)
+
+    with open(path, "w") as fh:
+        json.dump({"frequency_inv_a": np.asarray(result.frequency_inv_a).tolist(),
+                   "fsc": np.asarray(result.fsc).tolist(),
+                   "resolution_0143_a": number(result.resolution_0143_a),
+                   "resolution_05_a": number(result.resolution_05_a),
+                   "n_particles": int(n_particles)}, fh, indent=1)
+
+
 def main(args) -> int:
     from ..core.progress import Progress
 
@@ -76,13 +148,16 @@ def main(args) -> int:
                        "align them first")
     if args.halves and len(particles) < 2:
         raise CLIError(f"--halves needs at least 2 particles, {star} has {len(particles)}")
+    if args.fsc_json and not args.halves:
+        raise CLIError("--fsc-json needs --halves (the FSC is between the half maps)")
     out_dir = os.path.dirname(os.path.abspath(args.out))
     os.makedirs(out_dir, exist_ok=True)
 
-    particles, images = load_particles_images(args, particles)
+    particles = _finite_particles(args, particles)
+    images = StackImages(particles)
     ctf = particles.ctf if args.ctf else None
     kw = dict(shifts_px=particles.shifts_px, ctf=ctf, pixel_size_a=particles.pixel_size_a,
-              symmetry=symmetry)
+              symmetry=symmetry, threads=args.threads)
     log.info("reconstructing %d particles, box %d px, symmetry %s, CTF %s", len(particles),
              particles.box_px, symmetry, "corrected" if ctf is not None else "ignored")
     summary = Summary("reconstruct")
@@ -117,6 +192,9 @@ def _half_maps(args, particles, images, kw, progress, summary) -> None:
         write_mrc(path, vol, pixel_size_a=particles.pixel_size_a)
     res = fsc_curve(half1, half2, pixel_size_a=particles.pixel_size_a,
                     mask_radius_a=args.mask_radius)
+    if args.fsc_json:
+        write_fsc_json(args.fsc_json, res, len(particles))
+        summary.wrote(args.fsc_json, "FSC curve of the half maps")
     summary.wrote(args.out, _map_detail(particles, kw, f"{len(particles)} particles"))
     for label, path in ((1, path1), (2, path2)):
         count = int(np.sum(subsets == label))

@@ -26,11 +26,16 @@ __all__ = [
 ]
 
 
-def electron_wavelength_a(voltage_kv: float) -> float:
-    """Relativistic electron wavelength in Angstrom for an acceleration voltage in kV."""
-    if not voltage_kv > 0:
+def electron_wavelength_a(voltage_kv):
+    """Relativistic electron wavelength in Angstrom for acceleration voltage(s) in kV.
+
+    ``voltage_kv`` is a float or an array (one wavelength per element, same shape).
+    """
+    if not np.all(np.asarray(voltage_kv) > 0):
         raise ValueError(f"voltage_kv must be > 0, got {voltage_kv!r}")
-    volts = voltage_kv * 1e3
+    volts = np.asarray(voltage_kv, dtype=np.float64) * 1e3
+    if volts.ndim == 0:
+        return float(12.2643247 / np.sqrt(volts * (1.0 + volts * 0.978466e-6)))
     return 12.2643247 / np.sqrt(volts * (1.0 + volts * 0.978466e-6))
 
 
@@ -43,7 +48,8 @@ def ctf_images(box_px: int, pixel_size_a: float, ctf: CTFParams) -> np.ndarray:
     pixel_size_a : float
         Pixel size in Angstrom.
     ctf : CTFParams
-        N particles' parameters.
+        N particles' parameters; each particle gets its own voltage, Cs and amplitude
+        contrast when those are arrays (particles of several optics groups).
 
     Returns
     -------
@@ -54,10 +60,11 @@ def ctf_images(box_px: int, pixel_size_a: float, ctf: CTFParams) -> np.ndarray:
         raise ValueError(f"box_px must be a positive integer, got {box_px!r}")
     if not pixel_size_a > 0:
         raise ValueError(f"pixel_size_a must be > 0, got {pixel_size_a!r}")
-    if not 0 <= ctf.amplitude_contrast < 1:
+    q = ctf.per_particle("amplitude_contrast")[:, None, None]
+    if not np.all((q >= 0) & (q < 1)):
         raise ValueError(f"amplitude_contrast must be in [0, 1), got {ctf.amplitude_contrast}")
-    lam = electron_wavelength_a(ctf.voltage_kv)
-    cs_a = ctf.cs_mm * 1e7
+    lam = electron_wavelength_a(ctf.per_particle("voltage_kv"))[:, None, None]
+    cs_a = ctf.per_particle("cs_mm")[:, None, None] * 1e7
     freq = np.fft.fftfreq(int(box_px), d=pixel_size_a)
     sx, sy = freq[None, :], freq[:, None]
     s2 = (sx ** 2 + sy ** 2)[None]
@@ -66,7 +73,6 @@ def ctf_images(box_px: int, pixel_size_a: float, ctf: CTFParams) -> np.ndarray:
     v = ctf.defocus_v_a[:, None, None]
     ang = np.deg2rad(ctf.defocus_angle_deg)[:, None, None]
     defocus = 0.5 * (u + v) + 0.5 * (u - v) * np.cos(2.0 * (theta - ang))
-    q = ctf.amplitude_contrast
     chi = (-np.pi * lam * defocus * s2 + 0.5 * np.pi * cs_a * lam ** 3 * s2 ** 2
            - np.arctan(q / np.sqrt(1.0 - q * q)))
     if ctf.phase_shift_deg is not None:

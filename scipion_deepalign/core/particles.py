@@ -9,7 +9,10 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-__all__ = ["CTFParams", "Particles", "split_image_name", "join_image_name"]
+__all__ = ["CTFParams", "Particles", "split_image_name", "join_image_name", "OPTICS_FIELDS"]
+
+#: The CTF values that RELION keeps per optics group (a float, or one value per particle).
+OPTICS_FIELDS = ("voltage_kv", "cs_mm", "amplitude_contrast")
 
 
 def _name_parts(name) -> tuple[str | None, str]:
@@ -49,14 +52,18 @@ class CTFParams:
         Defocus in Angstrom, positive underfocus (rlnDefocusU/V).
     defocus_angle_deg : ndarray of shape (N,)
         Astigmatism angle in degrees (rlnDefocusAngle).
-    voltage_kv : float
+    voltage_kv : float or ndarray of shape (N,)
         Acceleration voltage in kV (rlnVoltage).
-    cs_mm : float
+    cs_mm : float or ndarray of shape (N,)
         Spherical aberration in mm (rlnSphericalAberration).
-    amplitude_contrast : float
+    amplitude_contrast : float or ndarray of shape (N,)
         Fraction of amplitude contrast (rlnAmplitudeContrast).
     phase_shift_deg : ndarray of shape (N,) or None
         Phase-plate shift in degrees (rlnPhaseShift).
+
+    The three optics values are one float shared by every particle, or one value per
+    particle (particles of several optics groups); :meth:`per_particle` gives either as an
+    array of N. A scalar stays a float, so one-group data reads as before.
     """
 
     defocus_u_a: np.ndarray
@@ -75,6 +82,22 @@ class CTFParams:
         if self.phase_shift_deg is not None:
             self.phase_shift_deg = np.atleast_1d(
                 np.asarray(self.phase_shift_deg, dtype=np.float64))
+        n = len(self.defocus_u_a)
+        for name in OPTICS_FIELDS:
+            value = np.asarray(getattr(self, name), dtype=np.float64)
+            if value.ndim == 0:
+                setattr(self, name, float(value))
+            elif value.shape != (n,):
+                raise ValueError(f"CTFParams.{name} must be a number or an array of shape "
+                                 f"({n},) (one per particle), got shape {value.shape}")
+            else:
+                setattr(self, name, value)
+
+    def per_particle(self, name: str) -> np.ndarray:
+        """``voltage_kv``, ``cs_mm`` or ``amplitude_contrast`` as an array of shape (N,)."""
+        if name not in OPTICS_FIELDS:
+            raise ValueError(f"name must be one of {', '.join(OPTICS_FIELDS)}, got {name!r}")
+        return np.broadcast_to(np.asarray(getattr(self, name), np.float64), (len(self),))
 
     def __len__(self) -> int:
         return len(self.defocus_u_a)
@@ -87,6 +110,8 @@ class CTFParams:
             defocus_v_a=self.defocus_v_a[index],
             defocus_angle_deg=self.defocus_angle_deg[index],
             phase_shift_deg=None if self.phase_shift_deg is None else self.phase_shift_deg[index],
+            **{name: getattr(self, name) if np.ndim(getattr(self, name)) == 0
+               else getattr(self, name)[index] for name in OPTICS_FIELDS},
         )
 
 

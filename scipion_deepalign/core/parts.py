@@ -29,7 +29,7 @@ import numpy as np
 
 from .io.images import output_root, relocate_image_names
 from .io.star import read_particles_star, read_star_blocks, write_particles_star
-from .particles import CTFParams, Particles
+from .particles import OPTICS_FIELDS, CTFParams, Particles
 
 __all__ = ["DEFAULT_PART_SIZE", "PART_BLOCK", "PartRecord", "parse_part", "count_parts",
            "part_rows", "names_digest", "part_record", "part_path", "write_part_star",
@@ -202,14 +202,18 @@ def _ctf(parts, paths):
     ctfs = [p.ctf for p in parts]
     if _stack([None if c is None else c.defocus_u_a for c in ctfs], paths, "CTF") is None:
         return None
-    first = ctfs[0]
+    optics = {}
+    for name in OPTICS_FIELDS:  # one float if every part agrees, else per particle
+        values = [getattr(c, name) for c in ctfs]
+        same = all(np.ndim(v) == 0 and v == values[0] for v in values)
+        optics[name] = values[0] if same else np.concatenate([c.per_particle(name)
+                                                              for c in ctfs])
     return CTFParams(
         defocus_u_a=np.concatenate([c.defocus_u_a for c in ctfs]),
         defocus_v_a=np.concatenate([c.defocus_v_a for c in ctfs]),
         defocus_angle_deg=np.concatenate([c.defocus_angle_deg for c in ctfs]),
-        voltage_kv=first.voltage_kv, cs_mm=first.cs_mm,
-        amplitude_contrast=first.amplitude_contrast,
-        phase_shift_deg=_stack([c.phase_shift_deg for c in ctfs], paths, "rlnPhaseShift"))
+        phase_shift_deg=_stack([c.phase_shift_deg for c in ctfs], paths, "rlnPhaseShift"),
+        **optics)
 
 
 def concatenate_particles(parts, paths) -> Particles:

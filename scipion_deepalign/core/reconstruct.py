@@ -22,10 +22,22 @@ batches so memory stays bounded. The samples of a batch are summed into the grid
 faster than ``np.add.at``; when the grid is much larger than the batch, the indices are first
 compacted with ``np.unique`` so the cost does not grow with the grid.
 
+Images are read one batch at a time (``images[rows]``), so a memory-mapped stack
+(:func:`scipion_deepalign.core.io.read_mrc_stack` with ``mmap=True``) or any loader with
+``shape`` and integer-array indexing keeps the peak memory independent of N.
+
+Threads: ``threads=T`` splits the particles into chunks gridded side by side, each into its
+own Fourier grid (T grids in memory), summed at the end; the two half maps are the first
+split. numpy releases the GIL in the FFTs, the products and the sort of ``np.unique``, not in
+``np.bincount``; the speed-up measured is in ``docs/benchmarks.md``.
+
 Non-finite input (images, poses, shifts, CTF) is refused, and so is a map with a non-finite
 voxel: a NaN map is never returned.
 """
 from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -152,11 +164,21 @@ class _Accumulator:
         return vol.astype(np.float32)
 
 
+def _image_source(images):
+    """``images`` as given when it is an array (memory maps stay maps) or a loader with
+    ``shape`` and ``__getitem__(rows)``; anything else through ``np.asarray``."""
+    if isinstance(images, np.ndarray) or (hasattr(images, "shape")
+                                          and hasattr(images, "__getitem__")):
+        return images
+    return np.asarray(images)
+
+
 def _check_inputs(images, angles_deg, shifts_px, ctf, pixel_size_a):
-    imgs = np.asarray(images)
-    if imgs.ndim != 3 or imgs.shape[1] != imgs.shape[2]:
-        raise ValueError(f"images must have shape (N, B, B), got {imgs.shape}")
-    n = imgs.shape[0]
+    imgs = _image_source(images)
+    shape = tuple(imgs.shape)
+    if len(shape) != 3 or shape[1] != shape[2]:
+        raise ValueError(f"images must have shape (N, B, B), got {shape}")
+    n = shape[0]
     if n == 0:
         raise ValueError("images is empty: nothing to reconstruct")
     angles = np.asarray(angles_deg, dtype=np.float64) if angles_deg is not None else None
@@ -176,8 +198,14 @@ def _check_inputs(images, angles_deg, shifts_px, ctf, pixel_size_a):
 
 
 def _check_finite(images, angles, shifts_px, ctf) -> None:
-    """``ValueError`` naming the first particles (0-based) with NaN or Inf input."""
-    arrays = {"images": finite_rows(images), "angles_deg": finite_rows(angles)}
+    """``ValueError`` naming the first particles (0-based) with NaN or Inf input.
+
+    Images are checked here when they are an array (in blocks: a memory map is read, not
+    held); a loader checks the images it reads itself.
+    """
+    arrays = {"angles_deg": finite_rows(angles)}
+    if isinstance(images, np.ndarray):
+        arrays["images"] = finite_rows(images)
     if shifts_px is not None:
         arrays["shifts_px"] = finite_rows(shifts_px)
     if ctf is not None:
@@ -190,11 +218,12 @@ def _check_finite(images, angles, shifts_px, ctf) -> None:
                              f"{bad[:5].tolist()}, 0-based); nothing reconstructed")
 
 
-def _accumulate(images, angles_deg, shifts_px, ctf, *, pixel_size_a, symmetry, padding,
+def _accumulate(images, rows, angles_deg, shifts_px, ctf, *, pixel_size_a, symmetry, padding,
                 batch_size, progress=None) -> _Accumulator:
+    """Grid the particles at 0-based ``rows`` (sorted) of ``images`` and of the metadata."""
     from .symmetry import symmetry_matrices
 
-    n, box = images.shape[0], images.shape[1]
+    n, box = len(rows), images.shape[1]
     pad_box = int(padding * box)
     pad_box += pad_box % 2
     ops = symmetry_matrices(symmetry)  # (G, 3, 3)
@@ -210,24 +239,25 @@ def _accumulate(images, angles_deg, shifts_px, ctf, *, pixel_size_a, symmetry, p
     offset = pad_box // 2 - box // 2
     for start in range(0, n, batch_size):
         stop = min(n, start + batch_size)
+        batch = rows[start:stop]
         padded = np.zeros((stop - start, pad_box, pad_box), dtype=np.float64)
-        padded[:, offset:offset + box, offset:offset + box] = images[start:stop]
+        padded[:, offset:offset + box, offset:offset + box] = images[batch]
         spec = np.fft.rfft2(np.fft.ifftshift(padded, axes=(1, 2)))  # centre at [0, 0]
         values = spec[:, keep]  # (b, S)
         if shifts_px is not None:
             # translate by +shift: multiply by exp(-2 pi i k . shift / P)
-            sh = shifts_px[start:stop]
+            sh = shifts_px[batch]
             phase = (np.outer(sh[:, 0], k3[:, 0]) + np.outer(sh[:, 1], k3[:, 1])) / pad_box
             values = values * np.exp(-2j * np.pi * phase)
         ctf2 = None
         if ctf is not None:
             from .ctf import ctf_images
 
-            cimg = ctf_images(pad_box, pixel_size_a, ctf.subset(slice(start, stop)))
+            cimg = ctf_images(pad_box, pixel_size_a, ctf.subset(batch))
             ctf_vals = np.asarray(cimg)[:, :, :half][:, keep].astype(np.float64)
             values = values * ctf_vals
             ctf2 = ctf_vals ** 2
-        mats = euler_to_matrix(angles_deg[start:stop])  # (b, 3, 3)
+        mats = euler_to_matrix(angles_deg[batch])  # (b, 3, 3)
         for op in ops:
             # pose A @ S: q = (A S)^T k = S^T A^T k
             q = np.matmul(k3[None], mats @ op)  # (b, S, 3): row k times (A S)
@@ -238,15 +268,58 @@ def _accumulate(images, angles_deg, shifts_px, ctf, *, pixel_size_a, symmetry, p
     return acc
 
 
+def _locked(progress):
+    """``progress`` callable from several threads (None stays None)."""
+    if progress is None:
+        return None
+    lock = threading.Lock()
+
+    def report(n):
+        with lock:
+            progress(n)
+    return report
+
+
+def _check_threads(threads) -> int:
+    if int(threads) != threads or threads < 1:
+        raise ValueError(f"threads must be a positive integer, got {threads!r}")
+    return int(threads)
+
+
+def _accumulate_groups(groups, chunks, args, kw, threads):
+    """One accumulator per group of 0-based rows, each gridded as ``chunks`` pieces side by
+    side on ``threads`` threads and summed in a fixed order."""
+    pieces = [(g, part) for g, rows in enumerate(groups)
+              for part in np.array_split(rows, min(chunks, len(rows)))]
+    kw = dict(kw, progress=_locked(kw.get("progress")) if threads > 1 else kw.get("progress"))
+
+    def grid(piece):
+        return _accumulate(args[0], piece[1], *args[1:], **kw)
+
+    if threads == 1:
+        accs = [grid(p) for p in pieces]
+    else:
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            accs = list(pool.map(grid, pieces))
+    out = [None] * len(groups)
+    for (g, _), acc in zip(pieces, accs):
+        out[g] = acc if out[g] is None else out[g].add_(acc)
+    return out
+
+
 def reconstruct(images, angles_deg, *, shifts_px=None, ctf=None, pixel_size_a: float,
                 symmetry: str = "c1", padding: int = 2, wiener_constant: float = 0.1,
-                batch_size: int | None = None, progress=None) -> np.ndarray:
+                batch_size: int | None = None, threads: int = 1,
+                progress=None) -> np.ndarray:
     """Map from particle images with known poses, by direct Fourier inversion.
 
     Parameters
     ----------
-    images : ndarray of shape (N, B, B)
-        Particle images, centre at ``B // 2``.
+    images : ndarray of shape (N, B, B), or a loader
+        Particle images, centre at ``B // 2``. Read a batch at a time (``images[rows]``
+        with an int array), so a :class:`numpy.memmap` or a loader object with ``shape``
+        and that indexing keeps the memory independent of N (a loader checks that its
+        images are finite).
     angles_deg : ndarray of shape (N, 3)
         ``(rot, tilt, psi)`` of each particle.
     shifts_px : ndarray of shape (N, 2) or None, keyword-only
@@ -263,6 +336,9 @@ def reconstruct(images, angles_deg, *, shifts_px=None, ctf=None, pixel_size_a: f
         Regulariser of the CTF division, relative to the voxel's sampling weight.
     batch_size : int or None, keyword-only
         Particles per batch (None: chosen from the box size to bound memory).
+    threads : int, keyword-only
+        Chunks of particles gridded side by side, each into its own Fourier grid (see the
+        module docstring); 1: one grid, in order.
     progress : callable, optional
         Called with the number of particles just inserted (:mod:`.progress`).
 
@@ -273,8 +349,11 @@ def reconstruct(images, angles_deg, *, shifts_px=None, ctf=None, pixel_size_a: f
         integrals (in voxels) the images are.
     """
     imgs, angles, shifts = _check_inputs(images, angles_deg, shifts_px, ctf, pixel_size_a)
-    acc = _accumulate(imgs, angles, shifts, ctf, pixel_size_a=pixel_size_a, symmetry=symmetry,
-                      padding=padding, batch_size=batch_size, progress=progress)
+    threads = _check_threads(threads)
+    (acc,) = _accumulate_groups(
+        [np.arange(imgs.shape[0])], threads, (imgs, angles, shifts, ctf),
+        dict(pixel_size_a=pixel_size_a, symmetry=symmetry, padding=padding,
+             batch_size=batch_size, progress=progress), threads)
     return acc.volume(imgs.shape[1], wiener_constant=wiener_constant)
 
 
@@ -288,7 +367,7 @@ def half_subsets(n: int, *, seed: int = 0) -> np.ndarray:
 def reconstruct_half_maps(images, angles_deg, *, shifts_px=None, ctf=None, pixel_size_a: float,
                           symmetry: str = "c1", subsets=None, half_index=None, seed: int = 0,
                           padding: int = 2, wiener_constant: float = 0.1,
-                          batch_size: int | None = None, progress=None):
+                          batch_size: int | None = None, threads: int = 1, progress=None):
     """Two independent half maps and the map of all particles.
 
     Parameters
@@ -296,6 +375,9 @@ def reconstruct_half_maps(images, angles_deg, *, shifts_px=None, ctf=None, pixel
     images, angles_deg, shifts_px, ctf, pixel_size_a, symmetry, padding, wiener_constant,
     batch_size, progress
         As in :func:`reconstruct`.
+    threads : int, keyword-only
+        With 2 or more the two halves are gridded side by side (no extra memory: each half
+        has its grid anyway), each split further into ``threads // 2`` chunks.
     subsets : ndarray of shape (N,) of 1 and 2, or None, keyword-only
         Half of each particle (RELION's ``rlnRandomSubset``); None with ``half_index`` None: a
         random balanced split drawn with ``seed``.
@@ -309,6 +391,7 @@ def reconstruct_half_maps(images, angles_deg, *, shifts_px=None, ctf=None, pixel
     """
     imgs, angles, shifts = _check_inputs(images, angles_deg, shifts_px, ctf, pixel_size_a)
     n = imgs.shape[0]
+    threads = _check_threads(threads)
     if subsets is not None and half_index is not None:
         raise ValueError("give subsets or half_index, not both")
     if half_index is not None:
@@ -319,15 +402,14 @@ def reconstruct_half_maps(images, angles_deg, *, shifts_px=None, ctf=None, pixel
     if subsets.shape != (n,) or not np.all(np.isin(subsets, (1, 2))):
         raise ValueError(f"subsets must be an array of shape ({n},) holding 1 and 2, got shape "
                          f"{subsets.shape} with values {np.unique(subsets)[:5]}")
-    accs = []
-    for label in (1, 2):
-        sel = np.nonzero(subsets == label)[0]
+    halves = [np.nonzero(subsets == label)[0] for label in (1, 2)]
+    for label, sel in zip((1, 2), halves):
         if sel.size == 0:
             raise ValueError(f"half {label} has no particles (subsets)")
-        accs.append(_accumulate(
-            imgs[sel], angles[sel], None if shifts is None else shifts[sel],
-            None if ctf is None else ctf.subset(sel), pixel_size_a=pixel_size_a,
-            symmetry=symmetry, padding=padding, batch_size=batch_size, progress=progress))
+    accs = _accumulate_groups(
+        halves, max(1, threads // 2), (imgs, angles, shifts, ctf),
+        dict(pixel_size_a=pixel_size_a, symmetry=symmetry, padding=padding,
+             batch_size=batch_size, progress=progress), threads)
     box = imgs.shape[1]
     half1 = accs[0].volume(box, wiener_constant=wiener_constant)
     half2 = accs[1].volume(box, wiener_constant=wiener_constant)

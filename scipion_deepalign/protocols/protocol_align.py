@@ -10,7 +10,8 @@ from pwem.objects import SetOfParticles
 
 from .. import constants as cts
 from ..objects import DeepAlignModel
-from .protocol_base import DeepAlignProtBase, hints_model_dir, region_hints_count
+from .protocol_align_form import CTF_HANDLING, AlignForm
+from .protocol_base import RESULT_COLUMNS, DeepAlignProtBase, hints_model_dir, region_hints_count
 from .protocol_parts import PartSteps
 from .protocol_predict import PredictSteps, _modelGeometryErrors
 from .protocol_streaming import StreamSteps
@@ -21,105 +22,12 @@ __all__ = ["AlignSteps", "DeepAlignProtAlign", "CTF_HANDLING"]
 #: GUI default, 5 deg in two of 42 regions, was about 6,000)
 MAX_REFERENCES_QUIETLY = 200_000
 
-#: the alignment form's CTF choices (GUI words -> ``deepalign align --ctf-mode``); particles
-#: marked phase-flipped always get the core's "flipped"
-CTF_HANDLING = {"apply the CTF to the references": "apply",
-                "phase-flip the particles": "flip"}
-
-
-class AlignSteps:
-    """Form piece, steps, checks and summary of the alignment (mixin).
+class AlignSteps(AlignForm):
+    """Steps, checks and summary of the alignment (mixin; the form is :class:`AlignForm`).
 
     The protocol using it has ``inputParticles``, ``inputVolume``, ``symmetryGroup``,
     ``angularStepDeg`` and ``maxShiftPx`` parameters.
     """
-
-    def _defineAlignParams(self, form, *, allow_global=False):
-        """Search parameters; empty fields take the defaults of ``deepalign align``."""
-        if allow_global:
-            form.addParam("globalSearch", params.BooleanParam, default=False,
-                          expertLevel=params.LEVEL_ADVANCED,
-                          label="Global search (baseline)?",
-                          help="Search the whole asymmetric unit instead of the predicted "
-                               "regions: slower, no model needed; a reference to judge "
-                               "DeepAlign against.")
-        form.addParam("angularStepDeg", params.FloatParam, default=None, allowsNull=True,
-                      label="Angular step (deg)",
-                      help="Spacing of the reference projections inside the chosen regions "
-                           "(and of the in-plane search). Empty: the step that moves a point "
-                           "at the particle radius by one pixel of the search images (fine "
-                           "on large boxes: set a search resolution or a step). The wizard "
-                           "gives the number of references and comparisons per particle.")
-        form.addParam("maxShiftPx", params.FloatParam, default=None, allowsNull=True,
-                      label="Max shift (px)",
-                      help="Largest particle shift searched, in pixels of the input "
-                           "particles; at most half the box. Empty: 1/8 of the box. The "
-                           "wizard converts Å to pixels.")
-        form.addParam("alignResolutionA", params.FloatParam, default=None, allowsNull=True,
-                      expertLevel=params.LEVEL_ADVANCED, label="Search resolution (Å)",
-                      help="Compare images downsampled to this resolution (faster); the "
-                           "shifts are still given at the input sampling. Empty: full size. "
-                           "The wizard shows the box it gives.")
-        form.addParam("localRefinement", params.BooleanParam, default=False,
-                      expertLevel=params.LEVEL_ADVANCED, label="Local refinement?",
-                      help="Refine each pose below the angular step (local search of the "
-                           "angles, half-pixel shifts).")
-        form.addParam("ctfHandling", params.EnumParam, default=0,
-                      choices=list(CTF_HANDLING), expertLevel=params.LEVEL_ADVANCED,
-                      label="CTF handling",
-                      help="How particles with a CTF are compared. Apply: the CTF is put on "
-                           "the reference projections (|CTF| when the particles are marked "
-                           "phase-flipped). Phase-flip: the particles are phase-flipped "
-                           "first and compared with |CTF| references. Particles without a "
-                           "CTF are compared with plain projections.")
-
-    def _defineRegionSearchParams(self, form, *, condition=None):
-        """How far the regional search reaches around the predicted regions (defaults and
-        meaning: ``core.search_plan.SearchOptions``, measured in docs/benchmarks_accuracy.md)."""
-        from ..core.search_plan import SearchOptions
-
-        default = SearchOptions.default
-        group = form.addGroup("Regional search",
-                              **({"condition": condition} if condition else {}))
-        group.addParam("windowOverlapDeg", params.FloatParam,
-                       default=default("overlap_deg"), label="Window overlap (deg)",
-                       help="How far each region's search window reaches into its "
-                            "neighbours, so that a particle near a region border is searched "
-                            "on both sides. 0: the region only.")
-        group.addParam("useProbabilityMass", params.BooleanParam,
-                       default=default("probability_mass") is not None,
-                       label="Adapt the regions searched to the network's confidence?",
-                       help="Yes: search the predicted regions, best first, until their "
-                            "probabilities add up to the mass below (a sure particle searches "
-                            "one region, an unsure one several). No: search all k kept "
-                            "regions.")
-        group.addParam("probabilityMass", params.FloatParam,
-                       default=default("probability_mass") or 0.9,
-                       condition="useProbabilityMass", label="Probability mass",
-                       help="Between 0 and 1: the regions searched must together hold this "
-                            "much of the network's probability (0.9 with the default window "
-                            "gave the best accuracy in docs/benchmarks_accuracy.md).")
-        group.addParam("maxRegions", params.IntParam, default=default("max_regions") or 6,
-                       condition="useProbabilityMass", label="Max regions per particle",
-                       help="Upper limit of the regions searched per particle (at most the "
-                            "regions kept per particle).")
-        group.addParam("fallbackProbability", params.FloatParam,
-                       default=default("fallback_probability"),
-                       expertLevel=params.LEVEL_ADVANCED,
-                       label="Global search below probability",
-                       help="Particles whose best region probability is below this value "
-                            "are searched over the whole asymmetric unit (costly; the "
-                            "fraction is reported in the summary). 0: never.")
-
-    def _regionSearchArgs(self):
-        args = ["--overlap", self.windowOverlapDeg.get(),
-                "--fallback-probability", self.fallbackProbability.get() or 0]
-        if self.useProbabilityMass.get():
-            args += ["--probability-mass", self.probabilityMass.get(),
-                     "--max-regions", self.maxRegions.get()]
-        else:
-            args += ["--probability-mass", 0]
-        return args
 
     def _alignFilenames(self):
         return {"reference": self._getExtraPath("reference.mrc"),
@@ -162,29 +70,28 @@ class AlignSteps:
         return self._finishAlignedOutput(out)
 
     def _finishAlignedOutput(self, out):
-        """Relations and report of the aligned output (also of a streamed one, once closed)."""
-        from ..convert import read_set_poses
+        """Relations and report of the aligned output (also of a streamed one, once closed).
 
-        particles = self.inputParticles.get()
+        The report's numbers come from the result STAR files the ``deepalign align`` steps
+        wrote (scores, regions searched, direction change from the input poses), not from
+        reading the sets again.
+        """
         self._defineSourceRelation(self.inputParticles, out)
         self._defineSourceRelation(self.inputVolume, out)
-        report = {"n_aligned": out.getSize(), "n_input": particles.getSize()}
-        report.update(_search_report(self._getFileName("aligned_star")))
-        scores = [getattr(p, cts.SCORE_ATTR).get() for p in out.iterItems()]
-        report["median_score"] = float(np.median(scores)) if scores else None
-        if particles.hasAlignmentProj():
-            from ..core.symmetry import symmetric_direction_distance_deg
-
-            ids_in, ang_in, _ = read_set_poses(particles)
-            ids_out, ang_out, _ = read_set_poses(out)
-            index = {int(i): r for r, i in enumerate(ids_in)}
-            rows = [index[int(i)] for i in ids_out]
-            change = symmetric_direction_distance_deg(ang_in[rows], ang_out,
-                                                      self.symmetryGroup.get())
-            report["median_direction_change_deg"] = float(np.median(change))
+        report = {"n_aligned": out.getSize(), "n_input": self.inputParticles.get().getSize()}
+        report.update(alignment_report(self._alignResultStars()))
         with open(self._getFileName("align_report"), "w") as fh:
             json.dump(report, fh)
         return out
+
+    def _alignResultStars(self):
+        """The STAR files with this run's alignment results (one, or one per stream batch)."""
+        aligned = self._getFileName("aligned_star")
+        if os.path.exists(aligned):
+            return [aligned]
+        if hasattr(self, "_streamResultStars"):  # streaming: the batches have files of their own
+            return [p for p in self._streamResultStars() if os.path.exists(p)]
+        return []
 
     def _alignmentReport(self):
         path = self._getFileName("align_report")
@@ -192,8 +99,9 @@ class AlignSteps:
             return []
         with open(path) as fh:
             report = json.load(fh)
-        lines = [f"Aligned {report['n_aligned']} of {report['n_input']} particles; median "
-                 f"correlation score {report['median_score']:.3f}."]
+        score = report.get("median_score")
+        lines = [f"Aligned {report['n_aligned']} of {report['n_input']} particles"
+                 + (f"; median correlation score {score:.3f}." if score is not None else ".")]
         if "regions_searched" in report:
             lines.append(f"Regions searched per particle: {report['regions_searched']:.2f} on "
                          f"average; {100 * report['global_search']:.1f} % of the particles "
@@ -288,18 +196,28 @@ class AlignSteps:
         return errors
 
 
-def _search_report(aligned_star):
-    """Mean regions searched and fraction searched globally, from the aligned STAR."""
+def alignment_report(result_stars) -> dict:
+    """``median_score``, ``regions_searched`` and ``global_search`` (means) and
+    ``median_direction_change_deg`` over the particles of ``deepalign align`` result STARs;
+    a number is left out when its column is absent (e.g. no input poses)."""
+    from ..cli.align import DIRECTION_CHANGE_COLUMN
     from ..core.io.star import read_particles_star
-    from .protocol_base import RESULT_COLUMNS
 
+    columns = {}
+    for path in result_stars:
+        for column, values in read_particles_star(path).extra.items():
+            columns.setdefault(column, []).append(np.asarray(values, dtype=float)
+                                                  if column != RESULT_COLUMNS["item_id"]
+                                                  else np.asarray(values))
     out = {}
-    if not os.path.exists(aligned_star):  # streaming: the batches have files of their own
-        return out
-    extra = read_particles_star(aligned_star).extra
-    for key in ("regions_searched", "global_search"):
-        if RESULT_COLUMNS[key] in extra:
-            out[key] = float(np.mean(np.asarray(extra[RESULT_COLUMNS[key]], dtype=float)))
+    for key, column, reduce in (
+            ("median_score", RESULT_COLUMNS["score"], np.median),
+            ("regions_searched", RESULT_COLUMNS["regions_searched"], np.mean),
+            ("global_search", RESULT_COLUMNS["global_search"], np.mean),
+            ("median_direction_change_deg", DIRECTION_CHANGE_COLUMN, np.median)):
+        if column in columns:
+            out[key] = float(reduce(np.concatenate(columns[column])))
+    out.setdefault("median_score", None)
     return out
 
 
@@ -377,8 +295,6 @@ class DeepAlignProtAlign(StreamSteps, PartSteps, AlignSteps, PredictSteps, DeepA
         """Item attributes -> STAR columns: the region hints of the input, when used."""
         extra = {}
         if not self._usesInputModel() and not self.globalSearch.get():
-            from .protocol_base import RESULT_COLUMNS
-
             for j in range(1, region_hints_count(self.inputParticles.get()) + 1):
                 extra[cts.REGION_ATTR % j] = RESULT_COLUMNS["region"] % j
                 extra[cts.REGION_PROB_ATTR % j] = RESULT_COLUMNS["region_prob"] % j

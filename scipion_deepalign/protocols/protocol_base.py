@@ -16,7 +16,7 @@ from pyworkflow.protocol.constants import STEPS_PARALLEL
 from .. import constants as cts
 from ..core.io import columns
 
-__all__ = ["DeepAlignProtBase", "RESULT_COLUMNS"]
+__all__ = ["DeepAlignProtBase", "RESULT_COLUMNS", "run_deepalign"]
 
 #: STAR columns written by ``deepalign predict`` / ``align`` and the item id column of convert
 RESULT_COLUMNS = {
@@ -29,6 +29,20 @@ RESULT_COLUMNS = {
 }
 #: set-level attribute recording the model folder of predicted region hints
 MODEL_DIR_ATTR = "_deepalignModelDir"
+
+
+def run_deepalign(protocol, command, args, *, gpu_ids=None, threads=None):
+    """Run ``deepalign <command> <args>`` as a subprocess of ``protocol`` (its step log
+    gets the progress lines); ``gpu_ids``/``threads`` as in ``Plugin.getEnviron``.
+
+    The one way every DeepAlign protocol, DeepAlignProtBase or not, runs a heavy step.
+    """
+    from ..plugin import Plugin
+
+    args = list(args) + list(cts.STEP_LOG_OPTIONS)  # progress lines in the step log
+    protocol.runJob(Plugin.getPython(), Plugin.getCommandArgs(command, args),
+                    env=Plugin.getEnviron(gpu_ids=gpu_ids, threads=threads),
+                    numberOfMpi=1, numberOfThreads=1)
 
 
 class DeepAlignProtBase(EMProtocol):
@@ -76,15 +90,10 @@ class DeepAlignProtBase(EMProtocol):
 
     def _runDeepAlign(self, command, args):
         """Run ``deepalign <command> <args>`` in a subprocess on this step's devices."""
-        from ..plugin import Plugin
-
         gpus = self._gpuIds()
         threads = None if gpus else max(1, (os.cpu_count() or 1)
                                         // max(1, self.numberOfThreads.get() - 1))
-        args = list(args) + list(cts.STEP_LOG_OPTIONS)  # progress lines in the step log
-        self.runJob(Plugin.getPython(), Plugin.getCommandArgs(command, args),
-                    env=Plugin.getEnviron(gpu_ids=gpus, threads=threads),
-                    numberOfMpi=1, numberOfThreads=1)
+        run_deepalign(self, command, args, gpu_ids=gpus, threads=threads)
 
     def _modelDir(self):
         """Model folder: the input model when given, else the one this run trains."""

@@ -2,10 +2,12 @@
 
 Particles whose poses agree (projection directions within a threshold, optionally in-plane
 angle and shifts too) go to one output set, the others to a second set; every particle
-carries its differences as ``_deepalign_*`` attributes. The numbers come from
-:mod:`scipion_deepalign.core.consensus`.
+carries its differences as ``_deepalign_*`` attributes. The heavy step is ``deepalign
+consensus`` run as a subprocess (see :mod:`.protocol_base`); its ``differences.csv`` and
+``summary.json`` (:mod:`scipion_deepalign.cli.consensus`, the one schema) are what this
+protocol reads back. Each input goes to the command as a STAR of poses whose image names are
+``<item id>@items``, so the command matches particles by Scipion id.
 """
-import csv
 import json
 
 import numpy as np
@@ -14,13 +16,15 @@ from pwem.objects import Float, SetOfParticles
 from pwem.protocols import ProtProcessParticles
 from pyworkflow import BETA
 
+from scipion_deepalign.cli.consensus import OUTPUTS, REPORT_THRESHOLDS_DEG
 from scipion_deepalign.constants import CITE_DEEPALIGN
 from scipion_deepalign.core import defaults
+from scipion_deepalign.protocols.protocol_base import run_deepalign
 
 __all__ = ["DeepAlignProtConsensus", "DIFF_THRESHOLDS_DEG"]
 
-#: Angles (degrees) under which the summary reports the fraction of particles.
-DIFF_THRESHOLDS_DEG = (5.0, 10.0, 15.0)
+#: Angles (degrees) under which the summary reports the fraction of particles (the command's).
+DIFF_THRESHOLDS_DEG = REPORT_THRESHOLDS_DEG
 
 #: Per-particle attributes written on both outputs (names of pwem ``Float`` attributes).
 ATTR_ANGLE = "_deepalign_angDiff"
@@ -84,11 +88,12 @@ class DeepAlignProtConsensus(ProtProcessParticles):
 
     # --------------------------- INSERT steps functions ------------------------------------
     def _createFilenameTemplates(self):
+        _, _, csv_name, json_name = OUTPUTS  # what `deepalign consensus --out` writes
         self._updateFilenamesDict({
-            "poses": self._getExtraPath("poses_%(index)02d.npz"),
-            "result": self._getExtraPath("consensus.npz"),
-            "csv": self._getExtraPath("angular_differences.csv"),
-            "stats": self._getExtraPath("consensus_stats.json"),
+            "poses": self._getExtraPath("poses_%(index)02d.star"),
+            "out_dir": self._getExtraPath("consensus"),
+            "csv": self._getExtraPath("consensus", csv_name),
+            "stats": self._getExtraPath("consensus", json_name),
         })
 
     def _insertAllSteps(self):
@@ -99,47 +104,32 @@ class DeepAlignProtConsensus(ProtProcessParticles):
 
     # --------------------------- STEPS functions -------------------------------------------
     def convertInputStep(self):
-        """The one serial read of the Scipion sets: ids, angles and shifts to .npz files."""
+        """The one serial read of the Scipion sets: each set's poses to a STAR file whose
+        image names are ``<item id>@items`` (no images: the command compares poses only)."""
         from scipion_deepalign.convert import read_set_poses
+        from scipion_deepalign.core.io.star import write_particles_star
+        from scipion_deepalign.core.particles import Particles
 
         for index, particles_set in enumerate(self._inputSets()):
             ids, angles_deg, shifts_px = read_set_poses(particles_set)
-            np.savez(self._getFileName("poses", index=index), ids=np.asarray(ids),
-                     angles_deg=angles_deg, shifts_px=shifts_px)
+            write_particles_star(self._getFileName("poses", index=index), Particles(
+                image_names=[f"{int(i)}@items" for i in ids],
+                pixel_size_a=float(particles_set.getSamplingRate()),
+                box_px=int(particles_set.getXDim() or 1), angles_deg=angles_deg,
+                shifts_px=shifts_px, extra={"deepalignItemId": np.asarray(ids)},
+                root=self._getExtraPath()))
 
     def consensusStep(self):
-        from scipion_deepalign.core.consensus import angular_consensus, match_particles
-
-        poses = [np.load(self._getFileName("poses", index=i))
-                 for i in range(len(self.inputSets))]
-        common_ids, index_lists = match_particles([p["ids"] for p in poses])
-        max_shift = _optional(self.maxShiftPx.get())
-        max_inplane = _optional(self.maxInplaneDeg.get(), allow_zero=True)
-        min_agree = _optional(self.minAgree.get())
-        result = angular_consensus(
-            [p["angles_deg"][idx] for p, idx in zip(poses, index_lists)],
-            symmetry=self._symmetry(), max_angle_deg=self.maxAngleDeg.get(),
-            max_inplane_deg=max_inplane,
-            shift_sets=[p["shifts_px"][idx] for p, idx in zip(poses, index_lists)],
-            max_shift_px=max_shift, min_agree=min_agree)
-
-        np.savez(self._getFileName("result"), ids=np.asarray(common_ids, dtype=np.int64),
-                 agree=result.agree, pairs=np.asarray(result.pairs, dtype=np.int64),
-                 direction_diff_deg=result.direction_diff_deg,
-                 inplane_diff_deg=result.inplane_diff_deg, shift_diff_px=result.shift_diff_px)
-        self._writeCsv(common_ids, result)
-        fractions = result.fraction_below(DIFF_THRESHOLDS_DEG)
-        stats = {
-            "n_inputs": [int(len(p["ids"])) for p in poses],
-            "n_common": int(len(common_ids)),
-            "n_agree": int(result.agree.sum()),
-            "pairs": [[int(i) + 1, int(j) + 1] for i, j in result.pairs],
-            "fraction_under_deg": {f"{t:g}": np.asarray(f).tolist()
-                                   for t, f in fractions.items()},
-            "median_angle_diff_deg": np.median(result.direction_diff_deg, axis=0).tolist(),
-        }
-        with open(self._getFileName("stats"), "w") as fh:
-            json.dump(stats, fh, indent=1)
+        args = ["--inputs"] + [self._getFileName("poses", index=i)
+                               for i in range(len(self.inputSets))]
+        args += ["--out", self._getFileName("out_dir"), "--symmetry", self._symmetry(),
+                 "--max-angle", self.maxAngleDeg.get(), "--keep-from", self._keepIndex() + 1]
+        for option, value in (("--max-inplane", _optional(self.maxInplaneDeg.get())),
+                              ("--max-shift", _optional(self.maxShiftPx.get())),
+                              ("--min-agree", _optional(self.minAgree.get()))):
+            if value is not None:
+                args += [option, value]
+        run_deepalign(self, "consensus", args, gpu_ids=[], threads=1)
 
     def createOutputStep(self):
         data = self.getDifferences()
@@ -195,6 +185,9 @@ class DeepAlignProtConsensus(ProtProcessParticles):
         if not 1 <= self.keepPosesFrom.get() <= len(sets):
             errors.append(f"Poses kept from set number: must be between 1 and {len(sets)}, "
                           f"got {self.keepPosesFrom.get()}.")
+        if self.maxInplaneDeg.get() == 0:
+            errors.append("In-plane threshold: must be positive, or empty for the angular "
+                          "threshold.")
         min_agree = _optional(self.minAgree.get())
         if min_agree is not None and not 2 <= min_agree <= len(sets):
             errors.append(f"Inputs that must agree: must be empty (all) or between 2 and "
@@ -263,21 +256,6 @@ class DeepAlignProtConsensus(ProtProcessParticles):
         from scipion_deepalign.core.symmetry import normalise_symmetry
         return normalise_symmetry(self.symmetryGroup.get())
 
-    def _writeCsv(self, ids, result):
-        pairs = [f"{i + 1}-{j + 1}" for i, j in result.pairs]
-        with open(self._getFileName("csv"), "w", newline="") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(["particle_id", "agree"]
-                            + [f"angle_diff_deg_{p}" for p in pairs]
-                            + [f"inplane_diff_deg_{p}" for p in pairs]
-                            + [f"shift_diff_px_{p}" for p in pairs])
-            for row, item_id in enumerate(ids):
-                values = np.concatenate([result.direction_diff_deg[row],
-                                         result.inplane_diff_deg[row],
-                                         result.shift_diff_px[row]])
-                writer.writerow([int(item_id), int(result.agree[row])]
-                                + [f"{v:.4f}" for v in values])
-
     def getStats(self):
         """Counts and fractions written by the consensus step (dict, see the summary)."""
         self._createFilenameTemplates()
@@ -285,9 +263,17 @@ class DeepAlignProtConsensus(ProtProcessParticles):
             return json.load(fh)
 
     def getDifferences(self):
-        """Per matched particle: ids, agree mask and pairwise differences (npz arrays)."""
+        """Per matched particle: ``ids``, ``agree`` mask, ``pairs`` (0-based) and the pairwise
+        ``direction_diff_deg``, ``inplane_diff_deg``, ``shift_diff_px`` (N, pairs), read from
+        the command's ``differences.csv``."""
+        from scipion_deepalign.cli.consensus import read_differences_csv
+        from scipion_deepalign.core.particles import split_image_name
+
         self._createFilenameTemplates()
-        return dict(np.load(self._getFileName("result")))
+        data = read_differences_csv(self._getFileName("csv"))
+        data["ids"] = np.array([split_image_name(n)[0] for n in data.pop("image_name")],
+                               dtype=np.int64)
+        return data
 
 
 def _optional(value, *, allow_zero=False):

@@ -1,7 +1,8 @@
 """Reconstruction of aligned particles with half maps and their FSC (judging an alignment).
 
-All numbers come from :mod:`scipion_deepalign.core` (``reconstruct``, ``fsc``); this file only
-converts the Scipion set once, calls the core and registers the outputs.
+The heavy step is ``deepalign reconstruct --halves`` run as a subprocess (like every DeepAlign
+step, see :mod:`.protocol_base`); this file only converts the Scipion set once (with the
+chosen halves as ``rlnRandomSubset``), runs the command and registers what it wrote.
 """
 import json
 import os
@@ -13,7 +14,8 @@ from pwem.objects import FSC, Volume
 from pwem.protocols import ProtReconstruct3D
 from pyworkflow import BETA
 
-from .. import constants as cts
+from ..cli.reconstruct import half_map_paths
+from .protocol_base import run_deepalign
 
 __all__ = ["DeepAlignProtReconstruct"]
 
@@ -65,14 +67,20 @@ class DeepAlignProtReconstruct(ProtReconstruct3D):
                       help="Radius of the soft spherical mask applied to both half maps before "
                            "the FSC, in Å. Empty: no mask. The wizard draws it on the "
                            "particles.")
+        form.addParallelSection(threads=1, mpi=0, binThreadsHelp=(
+            "Threads of `deepalign reconstruct --threads`: the two half maps (and chunks of "
+            "particles) are gridded side by side, one Fourier grid in memory per thread. "
+            "Measured on 2 cores shared with other jobs (load average 2.5): no speed-up, 2 "
+            "threads were 1.3-1.7x slower (docs/benchmarks.md); numpy's np.bincount holds "
+            "the GIL, so more than 1 helps only on free cores."))
 
     # --------------------------- INSERT steps functions ------------------------------------
     def _createFilenameTemplates(self):
+        half1, half2 = half_map_paths(self._getPath("volume.mrc"))  # the command's names
         self._updateFilenamesDict({
             "particles_star": self._getExtraPath("particles.star"),
-            "half_index": self._getExtraPath("half_index.npy"),
-            "half1": self._getExtraPath("half1.mrc"),
-            "half2": self._getExtraPath("half2.mrc"),
+            "half1": half1,
+            "half2": half2,
             "volume": self._getPath("volume.mrc"),
             "fsc": self._getExtraPath("fsc.json"),
         })
@@ -85,42 +93,30 @@ class DeepAlignProtReconstruct(ProtReconstruct3D):
 
     # --------------------------- STEPS functions -------------------------------------------
     def convertInputStep(self):
-        """The one serial read of the Scipion set: images + STAR with poses and CTF."""
+        """The one serial read of the Scipion set: images + STAR with poses, CTF and the
+        chosen half of each particle (``rlnRandomSubset``, which the command uses)."""
         from scipion_deepalign.convert import set_to_core
+        from scipion_deepalign.core.io.star import write_particles_star
 
+        star = self._getFileName("particles_star")
         particles = set_to_core(self.inputParticles.get(), self._getExtraPath(),
-                                star_name=os.path.basename(self._getFileName("particles_star")))
-        np.save(self._getFileName("half_index"),
-                self._halfIndex(particles.extra["deepalignItemId"]))
+                                star_name=os.path.basename(star))
+        particles.extra["rlnRandomSubset"] = self._halfIndex(
+            particles.extra["deepalignItemId"]) + 1
+        write_particles_star(star, particles)
 
     def reconstructStep(self):
-        from scipion_deepalign.core.fsc import fsc_curve
-        from scipion_deepalign.core.io.mrc import write_mrc
-        from scipion_deepalign.core.io.star import load_images, read_particles_star
-        from scipion_deepalign.core.progress import Progress
-        from scipion_deepalign.core.reconstruct import reconstruct_half_maps
-
-        particles = read_particles_star(self._getFileName("particles_star"))
-        images = load_images(particles)
-        pixel_size_a = particles.pixel_size_a
-        ctf = particles.ctf if self.correctCtf.get() else None
-        with Progress(len(images), "reconstruct", log_step=cts.STEP_LOG_PROGRESS) as progress:
-            half1, half2, full = reconstruct_half_maps(
-                images, particles.angles_deg, shifts_px=particles.shifts_px, ctf=ctf,
-                pixel_size_a=pixel_size_a, symmetry=self._symmetry(),
-                half_index=np.load(self._getFileName("half_index")), progress=progress)
-        for key, volume in (("half1", half1), ("half2", half2), ("volume", full)):
-            write_mrc(self._getFileName(key), volume, pixel_size_a=pixel_size_a)
+        args = ["--particles", self._getFileName("particles_star"),
+                "--out", self._getFileName("volume"), "--halves",
+                "--symmetry", self._symmetry(), "--fsc-json", self._getFileName("fsc"),
+                "--threads", max(1, self.numberOfThreads.get())]
+        if not self.correctCtf.get():
+            args.append("--no-ctf")
         mask_radius_a = self.maskRadiusA.get()
-        if mask_radius_a is not None and mask_radius_a <= 0:  # old projects: -1 for no mask
-            mask_radius_a = None
-        result = fsc_curve(half1, half2, pixel_size_a=pixel_size_a, mask_radius_a=mask_radius_a)
-        with open(self._getFileName("fsc"), "w") as fh:
-            json.dump({"frequency_inv_a": np.asarray(result.frequency_inv_a).tolist(),
-                       "fsc": np.asarray(result.fsc).tolist(),
-                       "resolution_0143_a": _as_float(result.resolution_0143_a),
-                       "resolution_05_a": _as_float(result.resolution_05_a),
-                       "n_particles": len(particles)}, fh, indent=1)
+        if mask_radius_a is not None and mask_radius_a > 0:  # old projects: -1 for no mask
+            args += ["--mask-radius", mask_radius_a]
+        run_deepalign(self, "reconstruct", args, gpu_ids=[],
+                      threads=max(1, self.numberOfThreads.get()))
 
     def createOutputStep(self):
         particles_set = self.inputParticles.get()
@@ -149,6 +145,10 @@ class DeepAlignProtReconstruct(ProtReconstruct3D):
                           "assignment (e.g. DeepAlign align) before reconstructing.")
         if particles_set.getSize() < 2:
             errors.append("Input particles: at least 2 particles are needed for two half maps.")
+        elif self.halfSplit.get() == SPLIT_EVEN_ODD and len(
+                {i % 2 for i in particles_set.getIdSet()}) < 2:
+            errors.append("Half-set split: every particle id is even or every one is odd, so "
+                          "one half would be empty; use the random split.")
         try:
             self._symmetry()
         except ValueError as exc:
@@ -191,7 +191,7 @@ class DeepAlignProtReconstruct(ProtReconstruct3D):
         return normalise_symmetry(self.symmetryGroup.get())
 
     def _halfIndex(self, ids):
-        """Half-set label (0 or 1) of each particle, in id order."""
+        """Half-set label (0 or 1) of each particle, in the order of ``ids``."""
         if self.halfSplit.get() == SPLIT_EVEN_ODD:
             return (np.asarray(ids) % 2 == 0).astype(np.int8)
         from scipion_deepalign.core.reconstruct import half_subsets
@@ -206,9 +206,6 @@ class DeepAlignProtReconstruct(ProtReconstruct3D):
         """FSC 0.143 resolution in Angstrom (None before the run, or if never crossed)."""
         return self._readFsc()["resolution_0143_a"]
 
-
-def _as_float(value):
-    return None if value is None or not np.isfinite(value) else float(value)
 
 
 def _format_res(value):

@@ -108,6 +108,10 @@ class StreamSteps:
             index += 1
         return batches
 
+    def _streamResultStars(self):
+        """The result STAR of every recorded batch, in batch order."""
+        return [self._batchFile(i, _RESULT) for i in range(1, len(self._recordedBatches()) + 1)]
+
     def _recordBatch(self, index, ids):
         path = self._batchFile(index, _IDS)
         os.makedirs(os.path.dirname(path), exist_ok=True)

@@ -58,6 +58,28 @@ def test_regional_round_trip(inputs):
     assert aligned.ctf is not None  # input columns are kept
 
 
+def test_direction_change_from_input_poses(inputs, tmp_path, capsys):
+    """Input poses: each particle's direction change is a column, its median in the summary."""
+    from scipion_deepalign.core.io import write_particles_star
+    from scipion_deepalign.core.symmetry import symmetric_direction_distance_deg
+
+    folder, (angles, shifts), _ = inputs
+    posed = read_particles_star(folder / "pred.star")
+    posed.angles_deg, posed.shifts_px = angles + [0.0, 20.0, 0.0], shifts
+    write_particles_star(folder / "posed.star", posed)
+    out = tmp_path / "aligned.star"
+    capsys.readouterr()
+    assert main(["align", "--particles", str(folder / "posed.star"), "--volume",
+                 str(folder / "ref.mrc"), "--step", "10", "--max-shift", "3", "--device",
+                 "cpu", "--global", "--out", str(out)]) == 0
+    aligned = read_particles_star(out)
+    change = np.asarray(aligned.extra["deepalignDirectionChange"], float)
+    np.testing.assert_allclose(change, symmetric_direction_distance_deg(
+        posed.angles_deg, aligned.angles_deg, "c1"), atol=1e-3)
+    assert f"direction change from the input poses: median {np.median(change):.1f} deg" \
+        in capsys.readouterr().out
+
+
 def test_global_with_regions_file_and_top_k(inputs):
     folder, (angles, _), _ = inputs
     out = folder / "global.star"

@@ -114,6 +114,22 @@ def test_consensus(data, capsys, tmp_path):
     assert sum(int(r["agree"]) for r in rows) == len(agree)
     assert f"{len(agree)} agree" in text
     assert (tmp_path / "diff.png").stat().st_size > 1000
+    # the reader of the one CSV schema, and the summary's numbers as JSON
+    import json
+
+    from scipion_deepalign.cli.consensus import read_differences_csv
+
+    table = read_differences_csv(out / "differences.csv")
+    assert table["image_name"] == [r["image_name"] for r in rows]
+    assert table["agree"].sum() == len(agree) and table["pairs"].tolist() == [[0, 1]]
+    np.testing.assert_allclose(table["direction_diff_deg"][:, 0],
+                               [float(r["direction_deg_1_2"]) for r in rows])
+    assert table["shift_diff_px"].shape == (N, 1)
+    with open(out / "summary.json") as fh:
+        stats = json.load(fh)
+    assert stats["n_common"] == N and stats["n_agree"] == len(agree)
+    assert stats["pairs"] == [[1, 2]] and set(stats["fraction_under_deg"]) == {"5", "10", "15"}
+    assert f"{stats['median_angle_diff_deg'][0]:.2f} deg" in text
 
 
 def test_consensus_no_particles_in_common(data, capsys, tmp_path):
@@ -165,3 +181,36 @@ def test_consensus_min_agree_keeps_poses_of_agreeing_inputs(data, capsys, tmp_pa
     np.testing.assert_allclose(agree.angles_deg, parts.angles_deg, atol=1e-4)
     np.testing.assert_allclose(agree.shifts_px, parts.shifts_px, atol=1e-4)
     assert "1:particles.star" not in text and "2:particles.star vs 3:particles.star" in text
+
+
+def test_reconstruct_threads_and_fsc_json_match_the_core_in_memory(data, capsys, tmp_path):
+    """Images read per batch from the stack, halves on 2 threads: the in-memory maps."""
+    import json
+
+    from scipion_deepalign.core.reconstruct import half_subsets, reconstruct_half_maps
+
+    root, images, parts, _ = data
+    out = tmp_path / "map.mrc"
+    code, text, err = _run(capsys, "reconstruct", "--particles", root / "particles.star",
+                           "--out", out, "--halves", "--threads", "2", "--fsc-json",
+                           tmp_path / "fsc.json")
+    assert code == 0, err
+    h1, h2, full = reconstruct_half_maps(images, parts.angles_deg, shifts_px=parts.shifts_px,
+                                         pixel_size_a=PIXEL_A, subsets=half_subsets(N, seed=0))
+    for path, expected in ((out, full), (tmp_path / "map_half1.mrc", h1),
+                           (tmp_path / "map_half2.mrc", h2)):
+        np.testing.assert_allclose(read_volume(path)[0], expected,
+                                   atol=1e-5 * np.abs(expected).max())
+    with open(tmp_path / "fsc.json") as fh:
+        fsc = json.load(fh)
+    expected = fsc_curve(h1, h2, pixel_size_a=PIXEL_A)
+    assert fsc["n_particles"] == N
+    assert fsc["resolution_0143_a"] == pytest.approx(expected.resolution_0143_a, rel=1e-4)
+    np.testing.assert_allclose(fsc["fsc"], expected.fsc, atol=1e-4)
+    assert f"wrote {tmp_path / 'fsc.json'}" in text
+
+
+def test_reconstruct_fsc_json_needs_halves(data, capsys, tmp_path):
+    code, _, err = _run(capsys, "reconstruct", "--particles", data[0] / "particles.star",
+                        "--out", tmp_path / "m.mrc", "--fsc-json", tmp_path / "f.json")
+    assert code == 2 and "--fsc-json needs --halves" in err

@@ -268,3 +268,25 @@ def test_read_set_images_mrc_and_spider(tmp_path):
     for index, name in ((3, "a.stk"), (1, "a.mrcs"), (2, "a.mrcs:mrcs")):
         parts.append(Particle(location=(index, str(tmp_path / name))))
     np.testing.assert_allclose(read_set_images(parts), data[[2, 0, 1]], atol=1e-6)
+
+
+def test_ctf_from_particles_keeps_each_particles_acquisition():
+    """Particles of two optics groups (300 and 200 kV acquisitions) keep their own."""
+    from pwem.objects import Acquisition, CTFModel, Particle
+
+    items = []
+    for kv, cs in ((300.0, 2.7), (200.0, 2.0), (300.0, 2.7)):
+        acq = Acquisition()
+        acq.setVoltage(kv)
+        acq.setSphericalAberration(cs)
+        acq.setAmplitudeContrast(0.1)
+        item = Particle()
+        item.setAcquisition(acq)
+        model = CTFModel()
+        model.setStandardDefocus(15000.0, 14000.0, 10.0)
+        item.setCTF(model)
+        items.append(item)
+    ctf = ctf_from_particles(items, items[0].getAcquisition())
+    np.testing.assert_array_equal(ctf.voltage_kv, [300.0, 200.0, 300.0])
+    np.testing.assert_array_equal(ctf.cs_mm, [2.7, 2.0, 2.7])
+    assert ctf.amplitude_contrast == 0.1  # the same for all: one float

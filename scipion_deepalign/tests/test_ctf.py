@@ -122,3 +122,30 @@ def test_bad_parameters_are_named():
         ctf_images(16, 0.0, _ctf(12000.0))
     with pytest.raises(ValueError, match="amplitude_contrast"):
         ctf_images(16, 1.0, _ctf(12000.0, amplitude_contrast=1.0))
+
+
+def test_each_particle_gets_its_own_voltage_cs_and_amplitude_contrast():
+    """Two optics groups (300 and 200 kV): group 2's CTFs are those of a 200 kV run."""
+    du = np.array([12000.0, 15000.0, 18000.0, 21000.0])
+    mixed = CTFParams(defocus_u_a=du, defocus_v_a=du - 300, defocus_angle_deg=np.full(4, 30.0),
+                      voltage_kv=[300, 300, 200, 200], cs_mm=[2.7, 2.7, 2.0, 2.0],
+                      amplitude_contrast=[0.1, 0.1, 0.07, 0.07])
+    single = CTFParams(defocus_u_a=du[2:], defocus_v_a=du[2:] - 300,
+                       defocus_angle_deg=np.full(2, 30.0), voltage_kv=200.0, cs_mm=2.0,
+                       amplitude_contrast=0.07)
+    at_300 = CTFParams(defocus_u_a=du[2:], defocus_v_a=du[2:] - 300,
+                       defocus_angle_deg=np.full(2, 30.0), voltage_kv=300.0, cs_mm=2.7,
+                       amplitude_contrast=0.1)
+    got = ctf_images(48, 1.5, mixed)
+    np.testing.assert_array_equal(got[2:], ctf_images(48, 1.5, single))
+    assert np.abs(got[2:] - ctf_images(48, 1.5, at_300)).max() > 0.5
+    np.testing.assert_array_equal(got[:2], ctf_images(48, 1.5, at_300.__class__(
+        defocus_u_a=du[:2], defocus_v_a=du[:2] - 300, defocus_angle_deg=np.full(2, 30.0))))
+    np.testing.assert_array_equal(ctf_images(48, 1.5, mixed.subset(slice(2, 4))), got[2:])
+
+
+def test_per_particle_optics_of_the_wrong_length_refused():
+    with pytest.raises(ValueError, match=r"voltage_kv must be a number or an array of shape "
+                                         r"\(2,\)"):
+        CTFParams(defocus_u_a=[1e4, 2e4], defocus_v_a=[1e4, 2e4], defocus_angle_deg=[0, 0],
+                  voltage_kv=[300, 200, 100])

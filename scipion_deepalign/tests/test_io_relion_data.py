@@ -187,18 +187,18 @@ def _same_optics(a, b):
     np.testing.assert_array_equal(a.optics_group, b.optics_group)
 
 
-@pytest.mark.filterwarnings("ignore:.*optics groups differ:UserWarning")
 def test_two_optics_groups_survive_read_and_write(tmp_path):
     (tmp_path / "p.star").write_text(_star_text("p.mrcs", groups=(1, 2, 2, 1, 2, 1),
                                                 optics=TWO_GROUPS))
-    with pytest.warns(UserWarning, match="optics groups differ in rlnVoltage"):
-        a = read_particles_star(tmp_path / "p.star")
+    a = read_particles_star(tmp_path / "p.star")
     np.testing.assert_array_equal(a.optics_group, [1, 2, 2, 1, 2, 1])
     np.testing.assert_allclose(a.optics["rlnVoltage"], [300, 200])
+    np.testing.assert_allclose(a.ctf.voltage_kv, [300, 200, 200, 300, 200, 300])
+    np.testing.assert_allclose(a.ctf.cs_mm, [2.7, 2.0, 2.0, 2.7, 2.0, 2.7])
     write_particles_star(tmp_path / "q.star", a)
-    with pytest.warns(UserWarning, match="optics groups differ"):
-        b = read_particles_star(tmp_path / "q.star")
+    b = read_particles_star(tmp_path / "q.star")
     _same_optics(a, b)
+    np.testing.assert_allclose(b.ctf.amplitude_contrast, a.ctf.amplitude_contrast)
     np.testing.assert_allclose(b.optics["rlnBeamTiltX"], [0.1, 0.2])  # unknown column kept
     assert a.subset([1, 2]).optics_group.tolist() == [2, 2]
 

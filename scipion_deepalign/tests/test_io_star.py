@@ -253,13 +253,53 @@ _rlnOriginYAngst
 """
 
 
-def test_optics_groups_same_geometry_differing_voltage_warns(tmp_path):
+def test_optics_groups_differing_voltage_give_each_particle_its_own(tmp_path):
     (tmp_path / "p.star").write_text(OPTICS_TWO.format(box=64, group=2))
-    with pytest.warns(UserWarning, match="optics groups differ in rlnVoltage"):
-        p = read_particles_star(tmp_path / "p.star")
-    assert p.ctf.voltage_kv == 300.0 and p.box_px == 64
+    p = read_particles_star(tmp_path / "p.star")
+    np.testing.assert_array_equal(p.ctf.voltage_kv, [300.0, 200.0])
+    assert p.ctf.cs_mm == 2.7 and p.ctf.amplitude_contrast == 0.1  # shared: one float
+    assert p.box_px == 64
     np.testing.assert_allclose(p.shifts_px, [[1, 0], [0, 2]])
     np.testing.assert_allclose(p.ctf.defocus_v_a, p.ctf.defocus_u_a)
+    np.testing.assert_array_equal(p.ctf.subset([1]).voltage_kv, [200.0])
+
+
+def test_optics_groups_round_trip_keeps_both_groups(tmp_path):
+    (tmp_path / "p.star").write_text(OPTICS_TWO.format(box=64, group=2))
+    p = read_particles_star(tmp_path / "p.star")
+    write_particles_star(tmp_path / "q.star", p)
+    optics = read_star_blocks(tmp_path / "q.star")["optics"]
+    np.testing.assert_array_equal(np.asarray(optics["rlnOpticsGroup"], int), [1, 2])
+    np.testing.assert_allclose(np.asarray(optics["rlnVoltage"], float), [300.0, 200.0])
+    q = read_particles_star(tmp_path / "q.star")
+    np.testing.assert_array_equal(q.optics_group, [1, 2])
+    np.testing.assert_array_equal(q.ctf.voltage_kv, [300.0, 200.0])
+    np.testing.assert_allclose(q.shifts_px, p.shifts_px)
+
+
+def test_particles_without_optics_table_get_one_group_per_voltage(tmp_path):
+    p = _particles(n=4)
+    p.ctf.voltage_kv = np.array([300.0, 200.0, 300.0, 200.0])
+    write_particles_star(tmp_path / "p.star", p)
+    q = read_particles_star(tmp_path / "p.star")
+    np.testing.assert_array_equal(q.optics_group, [2, 1, 2, 1])
+    np.testing.assert_array_equal(q.ctf.voltage_kv, p.ctf.voltage_kv)
+
+
+def test_one_group_with_two_voltages_refused_on_writing(tmp_path):
+    (tmp_path / "p.star").write_text(OPTICS_TWO.format(box=64, group=1))
+    p = read_particles_star(tmp_path / "p.star")
+    p.ctf.voltage_kv = np.array([300.0, 200.0])
+    with pytest.raises(ValueError, match="particles of optics group 1 differ in rlnVoltage"):
+        write_particles_star(tmp_path / "q.star", p)
+
+
+def test_optics_groups_with_different_pixel_sizes_refused_naming_the_groups(tmp_path):
+    text = OPTICS_TWO.format(box=64, group=2).replace("2 1.5 64 200", "2 1.2 64 200")
+    (tmp_path / "p.star").write_text(text)
+    with pytest.raises(ValueError, match=r"optics groups differ in rlnImagePixelSize "
+                                         r"\(group 1: 1.5, group 2: 1.2\)"):
+        read_particles_star(tmp_path / "p.star")
 
 
 def test_optics_groups_different_box_refused(tmp_path):

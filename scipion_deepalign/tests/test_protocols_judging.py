@@ -180,6 +180,7 @@ class TestJudgingProtocols(BaseTest):
         assert 2 * PIXEL_SIZE_A <= resolution < 3.0 * PIXEL_SIZE_A, resolution
         assert float(fsc.calculateResolution(0.143)) == pytest.approx(resolution, rel=0.1)
         assert any("Resolution (FSC 0.143)" in line for line in prot.summary())
+        assert "deepalign reconstruct" in _log(prot)  # run as a subprocess
 
         data, pixel_size_a = read_mrc(volume.getFileName())
         assert pixel_size_a == pytest.approx(PIXEL_SIZE_A)
@@ -203,9 +204,14 @@ class TestJudgingProtocols(BaseTest):
         assert stats["n_common"] == N_PARTICLES and stats["n_agree"] == len(kept)
         summary = "\n".join(prot.summary())
         assert "5 deg" in summary and "15 deg" in summary and str(len(kept)) in summary
-        with open(prot._getExtraPath("angular_differences.csv")) as fh:
+        # the command's one CSV schema, read back with ids and the same agree mask
+        with open(prot._getExtraPath("consensus", "differences.csv")) as fh:
             rows = fh.read().strip().splitlines()
-        assert len(rows) == N_PARTICLES + 1 and rows[0].startswith("particle_id,agree")
+        assert len(rows) == N_PARTICLES + 1 and rows[0].startswith("image_name,agree")
+        data = prot.getDifferences()
+        assert sorted(data["ids"].tolist()) == list(range(1, N_PARTICLES + 1))
+        assert data["agree"].sum() == len(kept)
+        assert "deepalign consensus" in _log(prot)  # run as a subprocess
 
     def test_reconstruct_corrects_ctf(self):
         from scipion_deepalign.core.io.mrc import read_mrc

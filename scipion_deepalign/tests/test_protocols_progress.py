@@ -1,8 +1,9 @@
 """The protocols' step logs show the same progress lines as the command line.
 
 A global alignment of 40 simulated particles (a ``deepalign align`` subprocess) and a
-reconstruction from its poses (in-process): each run's ``logs/run.stdout`` holds progress
-lines every few percent and the command's summary; errors stay in ``run.stderr``.
+reconstruction from its poses (a ``deepalign reconstruct`` subprocess): each run's
+``logs/run.stdout`` holds progress lines every few percent and the command's summary; errors
+stay in ``run.stderr``.
 """
 import re
 

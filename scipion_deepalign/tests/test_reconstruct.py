@@ -221,3 +221,65 @@ def test_non_finite_map_never_returned():
     acc.data_re[7] = np.inf
     with pytest.raises(ValueError, match="non-finite voxels"):
         acc.volume(8, wiener_constant=0.1)
+
+
+def test_memory_mapped_stack_equals_in_memory(noisy_ctf, tmp_path):
+    """Batches read from a memory map (flat memory) give the in-memory reconstruction."""
+    from scipion_deepalign.core.io import read_mrc_stack, write_mrc
+
+    images, parts = noisy_ctf
+    images = images[:80]
+    write_mrc(tmp_path / "p.mrcs", images, pixel_size_a=PIXEL_A, stack=True)
+    mapped, _ = read_mrc_stack(tmp_path / "p.mrcs", mmap=True)
+    assert isinstance(mapped, np.memmap)
+    kw = dict(shifts_px=parts.shifts_px[:80], ctf=parts.ctf.subset(slice(0, 80)),
+              pixel_size_a=PIXEL_A, batch_size=7)
+    np.testing.assert_array_equal(reconstruct(mapped, parts.angles_deg[:80], **kw),
+                                  reconstruct(images, parts.angles_deg[:80], **kw))
+    halves = reconstruct_half_maps(mapped, parts.angles_deg[:80], seed=3, **kw)
+    for a, b in zip(halves, reconstruct_half_maps(images, parts.angles_deg[:80], seed=3, **kw)):
+        np.testing.assert_array_equal(a, b)
+
+
+class _CountingLoader:
+    """A loader (``shape`` + ``[rows]``) that records the largest read."""
+
+    def __init__(self, images):
+        self.images, self.shape, self.largest = images, images.shape, 0
+
+    def __getitem__(self, rows):
+        self.largest = max(self.largest, len(rows))
+        return self.images[rows]
+
+
+def test_loader_is_read_a_batch_at_a_time(exact):
+    images, parts = exact
+    loader = _CountingLoader(images[:60])
+    vol = reconstruct(loader, parts.angles_deg[:60], shifts_px=parts.shifts_px[:60],
+                      pixel_size_a=PIXEL_A, batch_size=8)
+    assert loader.largest == 8
+    np.testing.assert_array_equal(vol, reconstruct(
+        images[:60], parts.angles_deg[:60], shifts_px=parts.shifts_px[:60],
+        pixel_size_a=PIXEL_A, batch_size=8))
+
+
+@pytest.mark.parametrize("threads", [2, 3, 4])
+def test_threads_give_the_same_maps(exact, threads):
+    images, parts = exact
+    images, angles, shifts = images[:90], parts.angles_deg[:90], parts.shifts_px[:90]
+    done = []
+    one = reconstruct_half_maps(images, angles, shifts_px=shifts, pixel_size_a=PIXEL_A)
+    many = reconstruct_half_maps(images, angles, shifts_px=shifts, pixel_size_a=PIXEL_A,
+                                 threads=threads, progress=done.append)
+    for a, b in zip(one, many):  # the grids are summed in another order
+        np.testing.assert_allclose(a, b, atol=1e-5 * np.abs(a).max())
+    assert sum(done) == 90
+    np.testing.assert_allclose(
+        reconstruct(images, angles, shifts_px=shifts, pixel_size_a=PIXEL_A, threads=threads),
+        one[2], atol=1e-5 * np.abs(one[2]).max())
+
+
+def test_bad_thread_count_refused(exact):
+    images, parts = exact
+    with pytest.raises(ValueError, match="threads must be a positive integer, got 0"):
+        reconstruct(images[:4], parts.angles_deg[:4], pixel_size_a=PIXEL_A, threads=0)

@@ -8,8 +8,8 @@ accepts:
   :attr:`Particles.optics_group`, and written back. The groups used must share the box;
   they must share the pixel size too unless ``mixed_pixel_sizes`` is true (metadata only:
   shifts are then converted with each particle's own pixel size and ``pixel_size_a`` is the
-  first used group's). The CTF scalars of :class:`CTFParams` (voltage, Cs, amplitude
-  contrast) come from the first group used, with a warning when the groups used disagree;
+  first used group's). Voltage, Cs and amplitude contrast of :class:`CTFParams` are one
+  float when the groups used agree, else one value per particle from its own group;
 * RELION 3.0 style, no optics block: shifts from ``rlnOriginX/Y`` in pixels.
 
 Pixel size, first found: the ``pixel_size_a`` argument (a warning when the file disagrees);
@@ -19,9 +19,11 @@ carry a placeholder). Box: ``rlnImageSize``, else the first stack's header. Rela
 paths are found as described in :mod:`.images` (STAR folder, its parents, the current
 folder, or ``datadir`` first).
 
-On writing, the optics table's pixel size, box, voltage, Cs and amplitude contrast of the
-groups used are those of the :class:`Particles` (which may have been changed), except for
-a column in which the groups used differ: it is written as read.
+On writing, the optics table's pixel size and box of the groups used are those of the
+:class:`Particles` (which may have been changed), except for a column in which the groups
+used differ: it is written as read. Voltage, Cs and amplitude contrast of each group used
+are those of its particles (which must agree within a group). Particles without an optics
+table get one group per distinct (voltage, Cs, amplitude contrast).
 
 Poses follow :mod:`scipion_deepalign.core.geometry`: ``shifts_px = rlnOriginXAngst /
 pixel_size`` with RELION's sign. Every particle column not interpreted here (e.g.
@@ -178,9 +180,21 @@ def _pixel_sizes(block, table, rows, names, root, path, override, mixed):
                          "pass pixel_size_a")
     if not mixed and not _uniform(file_px):
         raise ValueError(f"{path}: optics groups differ in {_PIXEL} "
-                         f"({sorted(set(file_px.tolist()))}); split the particles by optics "
-                         "group first")
+                         f"({_per_group(table, rows, file_px)}); images, shifts and CTFs are "
+                         "computed on one pixel grid: split the particles by optics group "
+                         "first (or resample them to one pixel size)")
     return file_px
+
+
+def _per_group(table, rows, values) -> str:
+    """``"group 1: 1.5, group 2: 1.2"``: each used group's value (by ``rlnOpticsGroup``)."""
+    if table is None:
+        return ", ".join(f"{v:g}" for v in sorted(set(values.tolist())))
+    first = {}
+    for row, value in zip(rows.tolist(), values.tolist()):
+        first.setdefault(row, value)
+    ids = table[_GROUP]
+    return ", ".join(f"group {ids[r]}: {first[r]:g}" for r in sorted(first))
 
 
 def _box(table, rows, names, root, path, box_px):
@@ -218,15 +232,14 @@ def _poses(block, path, pixel_sizes):
     return angles, shifts
 
 
-def _ctf_scalar(block, table, rows, col, default, path):
+def _ctf_optics_value(block, table, rows, col, default, path):
+    """One float when every particle has the same ``col``, else each particle's value."""
     vals = _optics_column(table, rows, col, path)
+    if vals is None and col in block:
+        vals = float_column(block, col, path)  # RELION 3.0: per particle
     if vals is None:
-        return _column_scalar(block, col, path) if col in block else default
-    first = float(np.asarray(table[col], np.float64)[rows.min()])
-    if not _uniform(vals):
-        warnings.warn(f"{path}: optics groups differ in {col} ({sorted(set(vals.tolist()))}); "
-                      f"using {first} for all particles", UserWarning, stacklevel=4)
-    return first
+        return default
+    return float(vals[0]) if _uniform(vals) else vals
 
 
 def _ctf(block, table, rows, path):
@@ -241,7 +254,7 @@ def _ctf(block, table, rows, path):
                            if "rlnDefocusAngle" in block else np.zeros(n)),
         phase_shift_deg=(float_column(block, "rlnPhaseShift", path)
                          if "rlnPhaseShift" in block else None),
-        **{key: _ctf_scalar(block, table, rows, col, default, path)
+        **{key: _ctf_optics_value(block, table, rows, col, default, path)
            for col, key, default in _CTF_SCALARS})
 
 
@@ -292,34 +305,55 @@ def read_particles_star(path, *, pixel_size_a=None, box_px=None, datadir=None,
 
 
 # ----------------------------------------------------------------------------- write
-def _scalars(particles) -> dict:
-    """Optics column -> the value the :class:`Particles` give it."""
-    ctf = particles.ctf
-    out = {_PIXEL: float(particles.pixel_size_a), _BOX: int(particles.box_px)}
-    for col, key, default in _CTF_SCALARS:
-        out[col] = float(getattr(ctf, key)) if ctf is not None else default
-    return out
+def _ctf_columns(particles) -> dict:
+    """Optics CTF column -> each particle's value, ndarray of shape (N,)."""
+    ctf, n = particles.ctf, len(particles)
+    return {col: (ctf.per_particle(key) if ctf is not None else np.full(n, default))
+            for col, key, default in _CTF_SCALARS}
+
+
+def _new_optics(particles, ctf_cols):
+    """One optics group per distinct (voltage, Cs, amplitude contrast) of the particles."""
+    combos, rows = np.unique(np.stack(list(ctf_cols.values()), axis=1), axis=0,
+                             return_inverse=True)
+    g = len(combos)
+    table = {_GROUP: np.arange(1, g + 1), "rlnOpticsGroupName":
+             np.array([f"opticsGroup{k}" for k in range(1, g + 1)]),
+             "rlnImageDimensionality": np.full(g, 2),
+             _PIXEL: np.full(g, float(particles.pixel_size_a)),
+             _BOX: np.full(g, int(particles.box_px))}
+    table.update({col: combos[:, j] for j, col in enumerate(ctf_cols)})
+    rows = np.asarray(rows).ravel()
+    return table, rows + 1, rows
 
 
 def _optics_to_write(particles, path):
     """``(optics table, group of each particle, table row of each particle)``."""
     n = len(particles)
-    scalars = _scalars(particles)
+    ctf_cols = _ctf_columns(particles)
     if particles.optics is None:
-        table = {_GROUP: [1], "rlnOpticsGroupName": ["opticsGroup1"],
-                 "rlnImageDimensionality": [2], **{c: [v] for c, v in scalars.items()}}
-        return table, np.ones(n, np.int64), np.zeros(n, np.int64)
+        return _new_optics(particles, ctf_cols)
     table = {c: np.array(v) for c, v in particles.optics.items()}
     groups = (np.full(n, table[_GROUP][0]) if particles.optics_group is None
               else np.asarray(particles.optics_group))
     rows = _rows_of(table[_GROUP], groups, path)
     used = np.unique(rows)
-    for col, value in scalars.items():
+    for col, value in ((_PIXEL, float(particles.pixel_size_a)), (_BOX, int(particles.box_px))):
         if col not in table:
             table[col] = np.full(len(table[_GROUP]), value)
         elif _uniform(np.asarray(table[col], np.float64)[used]):
             table[col] = np.asarray(table[col], type(value))
             table[col][used] = value
+    for col, values in ctf_cols.items():
+        table[col] = (np.asarray(table[col], np.float64) if col in table
+                      else np.full(len(table[_GROUP]), values[0]))
+        for row in used:
+            mine = values[rows == row]
+            if not _uniform(mine):
+                raise ValueError(f"{path}: particles of optics group {table[_GROUP][row]} "
+                                 f"differ in {col} ({sorted(set(mine.tolist()))}); one "
+                                 "optics group has one value")
+            table[col][row] = mine[0]
     return table, groups, rows
 
 

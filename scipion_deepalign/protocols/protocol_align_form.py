@@ -1,0 +1,101 @@
+"""The alignment's form: search parameters and the regional search window (mixin of the
+align and refine protocols, through :class:`.protocol_align.AlignSteps`)."""
+import pyworkflow.protocol.params as params
+
+__all__ = ["AlignForm", "CTF_HANDLING"]
+
+#: the alignment form's CTF choices (GUI words -> ``deepalign align --ctf-mode``); particles
+#: marked phase-flipped always get the core's "flipped"
+CTF_HANDLING = {"apply the CTF to the references": "apply",
+                "phase-flip the particles": "flip"}
+
+
+class AlignForm:
+    """Form pieces of the alignment and the command words of the regional search."""
+
+    def _defineAlignParams(self, form, *, allow_global=False):
+        """Search parameters; empty fields take the defaults of ``deepalign align``."""
+        if allow_global:
+            form.addParam("globalSearch", params.BooleanParam, default=False,
+                          expertLevel=params.LEVEL_ADVANCED,
+                          label="Global search (baseline)?",
+                          help="Search the whole asymmetric unit instead of the predicted "
+                               "regions: slower, no model needed; a reference to judge "
+                               "DeepAlign against.")
+        form.addParam("angularStepDeg", params.FloatParam, default=None, allowsNull=True,
+                      label="Angular step (deg)",
+                      help="Spacing of the reference projections inside the chosen regions "
+                           "(and of the in-plane search). Empty: the step that moves a point "
+                           "at the particle radius by one pixel of the search images (fine "
+                           "on large boxes: set a search resolution or a step). The wizard "
+                           "gives the number of references and comparisons per particle.")
+        form.addParam("maxShiftPx", params.FloatParam, default=None, allowsNull=True,
+                      label="Max shift (px)",
+                      help="Largest particle shift searched, in pixels of the input "
+                           "particles; at most half the box. Empty: 1/8 of the box. The "
+                           "wizard converts Å to pixels.")
+        form.addParam("alignResolutionA", params.FloatParam, default=None, allowsNull=True,
+                      expertLevel=params.LEVEL_ADVANCED, label="Search resolution (Å)",
+                      help="Compare images downsampled to this resolution (faster); the "
+                           "shifts are still given at the input sampling. Empty: full size. "
+                           "The wizard shows the box it gives.")
+        form.addParam("localRefinement", params.BooleanParam, default=False,
+                      expertLevel=params.LEVEL_ADVANCED, label="Local refinement?",
+                      help="Refine each pose below the angular step (local search of the "
+                           "angles, half-pixel shifts).")
+        form.addParam("ctfHandling", params.EnumParam, default=0,
+                      choices=list(CTF_HANDLING), expertLevel=params.LEVEL_ADVANCED,
+                      label="CTF handling",
+                      help="How particles with a CTF are compared. Apply: the CTF is put on "
+                           "the reference projections (|CTF| when the particles are marked "
+                           "phase-flipped). Phase-flip: the particles are phase-flipped "
+                           "first and compared with |CTF| references. Particles without a "
+                           "CTF are compared with plain projections.")
+
+    def _defineRegionSearchParams(self, form, *, condition=None):
+        """How far the regional search reaches around the predicted regions (defaults and
+        meaning: ``core.search_plan.SearchOptions``, measured in docs/benchmarks_accuracy.md)."""
+        from ..core.search_plan import SearchOptions
+
+        default = SearchOptions.default
+        group = form.addGroup("Regional search",
+                              **({"condition": condition} if condition else {}))
+        group.addParam("windowOverlapDeg", params.FloatParam,
+                       default=default("overlap_deg"), label="Window overlap (deg)",
+                       help="How far each region's search window reaches into its "
+                            "neighbours, so that a particle near a region border is searched "
+                            "on both sides. 0: the region only.")
+        group.addParam("useProbabilityMass", params.BooleanParam,
+                       default=default("probability_mass") is not None,
+                       label="Adapt the regions searched to the network's confidence?",
+                       help="Yes: search the predicted regions, best first, until their "
+                            "probabilities add up to the mass below (a sure particle searches "
+                            "one region, an unsure one several). No: search all k kept "
+                            "regions.")
+        group.addParam("probabilityMass", params.FloatParam,
+                       default=default("probability_mass") or 0.9,
+                       condition="useProbabilityMass", label="Probability mass",
+                       help="Between 0 and 1: the regions searched must together hold this "
+                            "much of the network's probability (0.9 with the default window "
+                            "gave the best accuracy in docs/benchmarks_accuracy.md).")
+        group.addParam("maxRegions", params.IntParam, default=default("max_regions") or 6,
+                       condition="useProbabilityMass", label="Max regions per particle",
+                       help="Upper limit of the regions searched per particle (at most the "
+                            "regions kept per particle).")
+        group.addParam("fallbackProbability", params.FloatParam,
+                       default=default("fallback_probability"),
+                       expertLevel=params.LEVEL_ADVANCED,
+                       label="Global search below probability",
+                       help="Particles whose best region probability is below this value "
+                            "are searched over the whole asymmetric unit (costly; the "
+                            "fraction is reported in the summary). 0: never.")
+
+    def _regionSearchArgs(self):
+        args = ["--overlap", self.windowOverlapDeg.get(),
+                "--fallback-probability", self.fallbackProbability.get() or 0]
+        if self.useProbabilityMass.get():
+            args += ["--probability-mass", self.probabilityMass.get(),
+                     "--max-regions", self.maxRegions.get()]
+        else:
+            args += ["--probability-mass", 0]
+        return args
