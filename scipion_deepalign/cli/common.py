@@ -178,15 +178,15 @@ def lazy_particles_images(args, particles):
     """``(particles, images)`` as :func:`load_particles_images`, the images read on demand.
 
     ``images`` is a :class:`~..core.io.ParticleImages` (memory-mapped, read in blocks by
-    its user); under ``--skip-bad`` the images are read once first, in chunks, to drop the
-    non-finite ones.
+    its user). Every image is checked first, in chunks, before any heavy work: a non-finite
+    one stops the command naming the particles, or under ``--skip-bad`` is dropped.
     """
     from ..core.io import ParticleImages, finite_particle_rows
 
-    if getattr(args, "skip_bad", False):
-        rows = finite_particle_rows(particles)
-        if len(rows) == 0:
-            raise CLIError(NO_PARTICLE_LEFT)
+    rows = finite_particle_rows(particles, skip_bad=getattr(args, "skip_bad", False))
+    if len(rows) == 0:
+        raise CLIError(NO_PARTICLE_LEFT)
+    if len(rows) < len(particles):
         particles = particles.subset(rows)
     return particles, ParticleImages(particles)
 

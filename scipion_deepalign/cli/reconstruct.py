@@ -17,17 +17,16 @@ import argparse
 import json
 import logging
 import os
-import warnings
 
 import numpy as np
 
 from .common import (
-    NO_PARTICLE_LEFT,
     CLIError,
     add_particle_args,
     check_file_exists,
     check_positive,
     check_symmetry,
+    lazy_particles_images,
     positive_int,
     read_particles,
 )
@@ -75,51 +74,6 @@ def _subsets(particles, seed):
     return half_subsets(len(particles), seed=seed)
 
 
-class StackImages:
-    """The particles' images as a loader for the core: ``shape`` and ``[rows]``.
-
-    Each ``[rows]`` reads just those images from their memory-mapped stacks
-    (:func:`~scipion_deepalign.core.io.load_images`, which also refuses non-finite ones).
-    """
-
-    def __init__(self, particles):
-        self.particles = particles
-        self.shape = (len(particles), int(particles.box_px), int(particles.box_px))
-
-    def __len__(self) -> int:
-        return self.shape[0]
-
-    def __getitem__(self, rows):
-        from ..core.io import load_images
-
-        return load_images(self.particles, np.asarray(rows))
-
-
-def _finite_particles(args, particles, batch=256):
-    """The particles, without those with non-finite images under ``--skip-bad`` (read in
-    batches: nothing is kept); without it the batches of the gridding check them."""
-    if not getattr(args, "skip_bad", False):
-        return particles
-    from ..core.io import NonFiniteImagesError, load_particle_images
-
-    bad = []
-    for start in range(0, len(particles), batch):
-        try:
-            load_particle_images(particles, np.arange(start, min(start + batch, len(particles))))
-        except NonFiniteImagesError as exc:
-            bad.append(exc.rows)
-    if not bad:
-        return particles
-    bad = np.concatenate(bad)
-    if len(bad) == len(particles):
-        raise CLIError(NO_PARTICLE_LEFT)
-    try:  # one message naming all of them (reads only the bad images)
-        load_particle_images(particles, bad)
-    except NonFiniteImagesError as exc:
-        warnings.warn(f"{exc}; skipping them", UserWarning, stacklevel=2)
-    return particles.subset(np.setdiff1d(np.arange(len(particles)), bad))
-
-
 def write_fsc_json(path, result, n_particles: int) -> None:
     """The FSC of the half maps as JSON: ``frequency_inv_a``, ``fsc``, ``resolution_0143_a``,
     ``resolution_05_a`` (None when never crossed) and ``n_particles``."""
@@ -153,8 +107,7 @@ def main(args) -> int:
     out_dir = os.path.dirname(os.path.abspath(args.out))
     os.makedirs(out_dir, exist_ok=True)
 
-    particles = _finite_particles(args, particles)
-    images = StackImages(particles)
+    particles, images = lazy_particles_images(args, particles)  # read per gridding batch
     ctf = particles.ctf if args.ctf else None
     kw = dict(shifts_px=particles.shifts_px, ctf=ctf, pixel_size_a=particles.pixel_size_a,
               symmetry=symmetry, threads=args.threads)

@@ -277,7 +277,7 @@ def test_align_reads_the_particles_block_by_block(inputs, monkeypatch):
                                atol=1e-5)  # as written in the STAR file
 
 
-def test_skip_bad_drops_non_finite_particles_before_the_alignment(inputs, tmp_path, capsys):
+def _with_one_nan_image(inputs, tmp_path):
     from scipion_deepalign.core.io import read_mrc_stack
 
     folder, _, _ = inputs
@@ -287,8 +287,29 @@ def test_skip_bad_drops_non_finite_particles_before_the_alignment(inputs, tmp_pa
     with pytest.warns(RuntimeWarning):  # mrcfile's NaN warning
         write_mrc(tmp_path / "particles.mrcs", images, pixel_size_a=PIXEL_A, stack=True)
     (tmp_path / "ref.mrc").write_bytes((folder / "ref.mrc").read_bytes())
+    return folder
+
+
+def test_skip_bad_drops_non_finite_particles_before_the_alignment(inputs, tmp_path, capsys):
+    folder = _with_one_nan_image(inputs, tmp_path)
     out = tmp_path / "aligned.star"
     assert _run(tmp_path, "--model", str(folder / "model"), "--out", str(out),
                 "--skip-bad") == 0
     assert "1 of 8 particle images hold NaN or Inf" in capsys.readouterr().err
     assert len(read_particles_star(out)) == 7
+
+
+def test_a_non_finite_image_stops_the_alignment_before_it_starts(inputs, tmp_path, capsys,
+                                                                 monkeypatch):
+    import scipion_deepalign.core.align as core_align
+
+    def never(*args, **kwargs):
+        raise AssertionError("the alignment started")
+
+    monkeypatch.setattr(core_align, "align_particles", never)
+    folder = _with_one_nan_image(inputs, tmp_path)
+    out = tmp_path / "aligned.star"
+    assert _run(tmp_path, "--model", str(folder / "model"), "--out", str(out)) != 0
+    err = capsys.readouterr().err
+    assert "1 of 8 particle images hold NaN or Inf" in err and "#4 000004@" in err
+    assert not out.exists()

@@ -258,11 +258,13 @@ class ParticleImages:
         return load_images(self.particles, index)
 
 
-def finite_particle_rows(particles, *, chunk=READ_CHUNK) -> np.ndarray:
+def finite_particle_rows(particles, *, skip_bad=False, chunk=READ_CHUNK) -> np.ndarray:
     """0-based rows of the particles whose images are finite, reading ``chunk`` at a time.
 
-    The others are named in one ``UserWarning`` (as :func:`load_particle_images` with
-    ``skip_bad``), without holding more than ``chunk`` images.
+    The check that runs before heavy work on a lazily read stack (:class:`ParticleImages`):
+    it never holds more than ``chunk`` images. Without ``skip_bad`` a non-finite image raises
+    :class:`NonFiniteImagesError` naming the particles; with it they are named in one
+    ``UserWarning`` and left out (as :func:`load_particle_images`).
     """
     n = len(particles)
     good = np.ones(n, dtype=bool)
@@ -270,8 +272,11 @@ def finite_particle_rows(particles, *, chunk=READ_CHUNK) -> np.ndarray:
         rows = np.arange(start, min(n, start + chunk))
         good[rows] = finite_rows(_read_images(particles, rows))
     if not good.all():
-        warnings.warn(f"{_bad_message(particles, np.flatnonzero(~good))}; skipping them",
-                      UserWarning, stacklevel=2)
+        bad = np.flatnonzero(~good)
+        message = _bad_message(particles, bad)
+        if not skip_bad:
+            raise NonFiniteImagesError(message, bad)
+        warnings.warn(f"{message}; skipping them", UserWarning, stacklevel=2)
     return np.flatnonzero(good)
 
 
