@@ -241,7 +241,7 @@ def set_to_core(set_of_particles, out_dir, *, stack_name="particles.mrcs",
     ValueError
         If the set is empty or has no sampling rate.
     """
-    from .core.io.star import write_particles
+    from .core.io import write_particles
 
     n = set_of_particles.getSize()
     if not n:
@@ -288,7 +288,7 @@ def volume_to_core(volume, out_path) -> tuple[int, float]:
     -------
     (box_px, pixel_size_a) : (int, float)
     """
-    from .core.io.mrc import write_mrc
+    from .core.io import write_mrc
 
     filename = _strip_suffix(volume.getFileName())
     if not os.path.exists(filename):

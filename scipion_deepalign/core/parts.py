@@ -27,8 +27,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .io.images import output_root, relocate_image_names
-from .io.star import read_particles_star, read_star_blocks, write_particles_star
+from .io import (
+    output_root,
+    read_particles_star,
+    read_star_blocks,
+    relocate_image_names,
+    write_particles_star,
+)
 from .particles import CTFParams, Particles
 
 __all__ = ["DEFAULT_PART_SIZE", "PART_BLOCK", "PartRecord", "parse_part", "count_parts",

@@ -290,7 +290,7 @@ class AlignSteps:
 
 def _search_report(aligned_star):
     """Mean regions searched and fraction searched globally, from the aligned STAR."""
-    from ..core.io.star import read_particles_star
+    from ..core.io import read_particles_star
     from .protocol_base import RESULT_COLUMNS
 
     out = {}

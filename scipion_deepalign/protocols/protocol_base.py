@@ -154,7 +154,7 @@ class DeepAlignProtBase(EMProtocol):
         """``update(item)`` giving an item its results from ``star_path`` (options as in
         :meth:`_particlesWithResults`); items without a result get ``_appendItem = False``."""
         from ..convert import set_particle_pose
-        from ..core.io.star import read_particles_star
+        from ..core.io import read_particles_star
 
         result = read_particles_star(star_path)
         ids = np.asarray(result.extra[RESULT_COLUMNS["item_id"]]).astype(np.int64)

@@ -95,8 +95,7 @@ class DeepAlignProtReconstruct(ProtReconstruct3D):
 
     def reconstructStep(self):
         from scipion_deepalign.core.fsc import fsc_curve
-        from scipion_deepalign.core.io.mrc import write_mrc
-        from scipion_deepalign.core.io.star import load_images, read_particles_star
+        from scipion_deepalign.core.io import load_images, read_particles_star, write_mrc
         from scipion_deepalign.core.progress import Progress
         from scipion_deepalign.core.reconstruct import reconstruct_half_maps
 

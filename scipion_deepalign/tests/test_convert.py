@@ -171,7 +171,7 @@ def test_ctf_from_particles(tmp_path):
 
 def test_set_to_core_writes_stack_and_star(tmp_path):
     pytest.importorskip("scipion_deepalign.core.io.images")
-    from scipion_deepalign.core.io.star import load_images, read_particles_star
+    from scipion_deepalign.core.io import load_images, read_particles_star
 
     truth = _truth()
     parts, images = _write_set(tmp_path, truth)
@@ -201,7 +201,7 @@ def test_set_to_core_rejects_empty_set(tmp_path):
 def test_set_to_core_copies_named_attributes(tmp_path):
     from pwem.objects import Integer
 
-    from scipion_deepalign.core.io.star import read_particles_star
+    from scipion_deepalign.core.io import read_particles_star
 
     truth = _truth(n=5)
     parts, _ = _write_set(tmp_path, truth)
@@ -231,7 +231,7 @@ def test_volume_to_core(tmp_path):
     from pwem.objects import Volume
 
     from scipion_deepalign.convert import volume_to_core
-    from scipion_deepalign.core.io.mrc import read_mrc
+    from scipion_deepalign.core.io import read_mrc
 
     data = np.random.default_rng(1).normal(size=(16, 16, 16)).astype(np.float32)
     path = tmp_path / "map.mrc"

@@ -8,12 +8,12 @@ from scipion_deepalign.core.io import (
     NonFiniteImagesError,
     load_images,
     load_particle_images,
+    locate_stacks,
     read_particles_star,
     split_image_name,
     write_mrc,
     write_particles_star,
 )
-from scipion_deepalign.core.io.images import locate_stacks
 from scipion_deepalign.tests.shared_data import shared_file
 
 BOX, N = 16, 6

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .starfile import float_column, read_star_blocks, write_star_blocks
+from .star_tables import float_column, read_star_blocks, write_star_blocks
 
 __all__ = ["write_regions_star", "read_regions_star"]
 
