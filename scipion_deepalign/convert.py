@@ -219,8 +219,9 @@ def set_to_core(set_of_particles, out_dir, *, stack_name="particles.mrcs",
     """Write a SetOfParticles as ONE ``.mrcs`` stack and a RELION 3.1 STAR file.
 
     Poses (when the set has projection alignment) and CTF (when every particle has one) go
-    into the STAR file; the Scipion item ids go to the extra column ``deepalignItemId`` so
-    results can be matched back to the items.
+    into the STAR file; the Scipion item ids go to the extra column
+    :data:`~scipion_deepalign.core.io.columns.ITEM_ID_COLUMN` so results can be matched back to
+    the items.
 
     Parameters
     ----------
@@ -229,7 +230,7 @@ def set_to_core(set_of_particles, out_dir, *, stack_name="particles.mrcs",
         Folder for ``stack_name`` and ``star_name`` (created if missing).
     extra_attributes : dict of str to str, optional
         Item attributes to copy into STAR columns, ``{attribute: column}``, e.g.
-        ``{"_deepalign_region1": "deepalignRegion1"}``; every item must have them.
+        ``{"_deepalign_region1": columns.REGION_COLUMN % 1}``; every item must have them.
 
     Returns
     -------
@@ -241,7 +242,7 @@ def set_to_core(set_of_particles, out_dir, *, stack_name="particles.mrcs",
     ValueError
         If the set is empty or has no sampling rate.
     """
-    from .core.io import write_particles
+    from .core.io import columns, write_particles
 
     n = set_of_particles.getSize()
     if not n:
@@ -257,7 +258,7 @@ def set_to_core(set_of_particles, out_dir, *, stack_name="particles.mrcs",
     if set_of_particles.hasAlignmentProj():
         matrices = [p.getTransform().getMatrix() for p in items]
         angles, shifts = matrix_to_pose(np.array(matrices))
-    extra = {"deepalignItemId": ids}
+    extra = {columns.ITEM_ID_COLUMN: ids}
     for attribute, column in (extra_attributes or {}).items():
         values = [getattr(p, attribute, None) for p in items]
         if any(v is None for v in values):

@@ -132,7 +132,7 @@ class DeepAlignProtBase(EMProtocol):
                               score=False, model_dir=None):
         """A new SetOfParticles: the input items with results from a ``deepalign`` STAR.
 
-        Items are matched by the ``deepalignItemId`` column written by
+        Items are matched by the item id column (``RESULT_COLUMNS["item_id"]``) written by
         :func:`scipion_deepalign.convert.set_to_core`; items without a result are dropped.
         ``poses``: ALIGN_PROJ at the input sampling (shifts rescaled if the STAR file has
         another pixel size). ``top_k``: ``_deepalign_region1..k`` / ``_deepalign_regionProb1..k``.

@@ -25,9 +25,9 @@ a column in which the groups used differ: it is written as read.
 
 Poses follow :mod:`scipion_deepalign.core.geometry`: ``shifts_px = rlnOriginXAngst /
 pixel_size`` with RELION's sign. Every particle column not interpreted here (e.g.
-``rlnRandomSubset``, ``rlnMicrographName``, ``deepalignRegion1``, ``deepalignScore``) is kept
+``rlnRandomSubset``, ``rlnMicrographName``, the DeepAlign columns of :mod:`.columns`) is kept
 in :attr:`Particles.extra` and written back. emtable stores rows as named tuples, so custom
-column names work as long as they are Python identifiers (``deepalignRegionProb1`` is);
+column names work as long as they are Python identifiers (those of :mod:`.columns` are);
 :func:`write_particles_star` checks this.
 
 Generic table IO lives in :mod:`.star_tables`, region tables in :mod:`.regions`, image
