@@ -43,7 +43,7 @@ __all__ = [
     "STACK_EXTENSIONS_MRC",
 ]
 
-#: image file endings read directly with mrcfile (others go through pwem's ImageHandler)
+#: image file endings read by core.io (mrcfile) (others go through pwem's ImageHandler)
 STACK_EXTENSIONS_MRC = (".mrc", ".mrcs", ".st", ".map")
 
 
@@ -171,18 +171,18 @@ def ctf_from_particles(particles, acquisition=None) -> CTFParams | None:
     )
 
 
-def read_set_images(set_of_particles) -> np.ndarray:
-    """All images of a SetOfParticles in iteration order, ``ndarray (N, B, B) float32``.
+def read_set_images(particles) -> np.ndarray:
+    """All images of a SetOfParticles (or any iterable of particles) in iteration order,
+    ``ndarray (N, B, B) float32``.
 
-    MRC stacks are read with mrcfile (memory-mapped, one open per file); other formats go
-    through pwem's ImageHandler.
+    MRC stacks are read by :func:`scipion_deepalign.core.io.read_mrc_stack` (validated,
+    memory-mapped, one open per file); other formats go through pwem's ImageHandler.
     """
-    locations = [p.getLocation() for p in set_of_particles.iterItems()]
-    return _read_locations(locations)
+    return _read_locations([p.getLocation() for p in particles])
 
 
 def _read_locations(locations) -> np.ndarray:
-    import mrcfile
+    from .core.io import read_mrc_stack
 
     images = [None] * len(locations)
     by_file = OrderedDict()
@@ -192,12 +192,10 @@ def _read_locations(locations) -> np.ndarray:
         if not os.path.exists(filename):
             raise ValueError(f"image file of set_of_particles not found: {filename}")
         if filename.lower().endswith(STACK_EXTENSIONS_MRC):
-            with mrcfile.mmap(filename, mode="r", permissive=True) as mrc:
-                data = mrc.data
-                if data.ndim == 2:
-                    data = data[None]
-                for i, index in items:
-                    images[i] = np.array(data[max(index, 1) - 1], dtype=np.float32)
+            data, _ = read_mrc_stack(filename, mmap=True)
+            for i, index in items:
+                images[i] = np.array(data[max(index, 1) - 1], dtype=np.float32)
+            del data
         else:
             from pwem.emlib.image import ImageHandler
 
@@ -253,7 +251,7 @@ def set_to_core(set_of_particles, out_dir, *, stack_name="particles.mrcs",
     os.makedirs(out_dir, exist_ok=True)
     items = [p.clone() for p in set_of_particles.iterItems()]
     ids = np.array([p.getObjId() for p in items], dtype=np.int64)
-    images = _read_locations([p.getLocation() for p in items])
+    images = read_set_images(items)
     angles = shifts = None
     if set_of_particles.hasAlignmentProj():
         matrices = [p.getTransform().getMatrix() for p in items]
@@ -289,17 +287,14 @@ def volume_to_core(volume, out_path) -> tuple[int, float]:
     -------
     (box_px, pixel_size_a) : (int, float)
     """
-    from .core.io import write_mrc
+    from .core.io import read_mrc, write_mrc
 
     filename = _strip_suffix(volume.getFileName())
     if not os.path.exists(filename):
         raise ValueError(f"volume file not found: {filename}")
     pixel_size_a = float(volume.getSamplingRate())
     if filename.lower().endswith(STACK_EXTENSIONS_MRC):
-        import mrcfile
-
-        with mrcfile.mmap(filename, mode="r", permissive=True) as mrc:
-            data = np.array(mrc.data, dtype=np.float32)
+        data, _ = read_mrc(filename)
     else:
         from pwem.emlib.image import ImageHandler
 

@@ -268,3 +268,19 @@ def test_read_set_images_mrc_and_spider(tmp_path):
     for index, name in ((3, "a.stk"), (1, "a.mrcs"), (2, "a.mrcs:mrcs")):
         parts.append(Particle(location=(index, str(tmp_path / name))))
     np.testing.assert_allclose(read_set_images(parts), data[[2, 0, 1]], atol=1e-6)
+
+
+def test_read_set_images_goes_through_the_validated_reader(tmp_path):
+    """A broken stack gets core.io.mrc's message naming the file, not a raw mrcfile error."""
+    from pwem.objects import Particle, SetOfParticles
+
+    from scipion_deepalign.convert import read_set_images
+    from scipion_deepalign.core.io import write_mrc
+
+    write_mrc(tmp_path / "a.mrcs", np.zeros((3, 8, 8), np.float32), pixel_size_a=1.0)
+    with open(tmp_path / "a.mrcs", "r+b") as f:
+        f.truncate(1024 + 8 * 8 * 4)  # header plus one image of three
+    parts = SetOfParticles(filename=str(tmp_path / "broken.sqlite"))
+    parts.append(Particle(location=(2, str(tmp_path / "a.mrcs"))))
+    with pytest.raises(ValueError, match="a.mrcs: not a readable MRC file"):
+        read_set_images(parts)
