@@ -224,13 +224,12 @@ def _rotation_between(u, v) -> np.ndarray:
     v = np.asarray(v, dtype=np.float64)
     axis = np.cross(u, v)
     s = np.linalg.norm(axis, axis=-1)
-    c = np.sum(u * v, axis=-1)
     # Antiparallel vectors: any axis perpendicular to u.
     helper = np.where(np.abs(u[..., :1]) < 0.9, [1.0, 0.0, 0.0], [0.0, 1.0, 0.0])
     perp = np.cross(u, helper)
     perp /= np.linalg.norm(perp, axis=-1, keepdims=True)
     k = np.where((s > _EPS)[..., None], axis / np.maximum(s, _EPS)[..., None], perp)
-    rotvec = k * np.arctan2(s, c)[..., None]
+    rotvec = k * np.deg2rad(angle_between_unit_vectors_deg(u, v))[..., None]
     if rotvec.size == 0:  # scipy's Rotation refuses an empty stack
         return np.zeros(rotvec.shape + (3,))
     return Rotation.from_rotvec(rotvec.reshape(-1, 3)).as_matrix().reshape(rotvec.shape + (3,))
