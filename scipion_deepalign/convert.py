@@ -43,7 +43,7 @@ __all__ = [
     "STACK_EXTENSIONS_MRC",
 ]
 
-#: image file endings read directly with mrcfile (others go through pwem's ImageHandler)
+#: image file endings read by core.io (mrcfile) (others go through pwem's ImageHandler)
 STACK_EXTENSIONS_MRC = (".mrc", ".mrcs", ".st", ".map")
 
 
@@ -187,18 +187,18 @@ def _acquisition_values(acq):
                  (acq.getVoltage(), acq.getSphericalAberration(), acq.getAmplitudeContrast()))
 
 
-def read_set_images(set_of_particles) -> np.ndarray:
-    """All images of a SetOfParticles in iteration order, ``ndarray (N, B, B) float32``.
+def read_set_images(particles) -> np.ndarray:
+    """All images of a SetOfParticles (or any iterable of particles) in iteration order,
+    ``ndarray (N, B, B) float32``.
 
-    MRC stacks are read with mrcfile (memory-mapped, one open per file); other formats go
-    through pwem's ImageHandler.
+    MRC stacks are read by :func:`scipion_deepalign.core.io.read_mrc_stack` (validated,
+    memory-mapped, one open per file); other formats go through pwem's ImageHandler.
     """
-    locations = [p.getLocation() for p in set_of_particles.iterItems()]
-    return _read_locations(locations)
+    return _read_locations([p.getLocation() for p in particles])
 
 
 def _read_locations(locations) -> np.ndarray:
-    import mrcfile
+    from .core.io import read_mrc_stack
 
     images = [None] * len(locations)
     by_file = OrderedDict()
@@ -208,12 +208,10 @@ def _read_locations(locations) -> np.ndarray:
         if not os.path.exists(filename):
             raise ValueError(f"image file of set_of_particles not found: {filename}")
         if filename.lower().endswith(STACK_EXTENSIONS_MRC):
-            with mrcfile.mmap(filename, mode="r", permissive=True) as mrc:
-                data = mrc.data
-                if data.ndim == 2:
-                    data = data[None]
-                for i, index in items:
-                    images[i] = np.array(data[max(index, 1) - 1], dtype=np.float32)
+            data, _ = read_mrc_stack(filename, mmap=True)
+            for i, index in items:
+                images[i] = np.array(data[max(index, 1) - 1], dtype=np.float32)
+            del data
         else:
             from pwem.emlib.image import ImageHandler
 
@@ -235,8 +233,9 @@ def set_to_core(set_of_particles, out_dir, *, stack_name="particles.mrcs",
     """Write a SetOfParticles as ONE ``.mrcs`` stack and a RELION 3.1 STAR file.
 
     Poses (when the set has projection alignment) and CTF (when every particle has one) go
-    into the STAR file; the Scipion item ids go to the extra column ``deepalignItemId`` so
-    results can be matched back to the items.
+    into the STAR file; the Scipion item ids go to the extra column
+    :data:`~scipion_deepalign.core.io.columns.ITEM_ID_COLUMN` so results can be matched back to
+    the items.
 
     Parameters
     ----------
@@ -245,7 +244,7 @@ def set_to_core(set_of_particles, out_dir, *, stack_name="particles.mrcs",
         Folder for ``stack_name`` and ``star_name`` (created if missing).
     extra_attributes : dict of str to str, optional
         Item attributes to copy into STAR columns, ``{attribute: column}``, e.g.
-        ``{"_deepalign_region1": "deepalignRegion1"}``; every item must have them.
+        ``{"_deepalign_region1": columns.REGION_COLUMN % 1}``; every item must have them.
 
     Returns
     -------
@@ -257,7 +256,7 @@ def set_to_core(set_of_particles, out_dir, *, stack_name="particles.mrcs",
     ValueError
         If the set is empty or has no sampling rate.
     """
-    from .core.io.star import write_particles
+    from .core.io import columns, write_particles
 
     n = set_of_particles.getSize()
     if not n:
@@ -268,12 +267,12 @@ def set_to_core(set_of_particles, out_dir, *, stack_name="particles.mrcs",
     os.makedirs(out_dir, exist_ok=True)
     items = [p.clone() for p in set_of_particles.iterItems()]
     ids = np.array([p.getObjId() for p in items], dtype=np.int64)
-    images = _read_locations([p.getLocation() for p in items])
+    images = read_set_images(items)
     angles = shifts = None
     if set_of_particles.hasAlignmentProj():
         matrices = [p.getTransform().getMatrix() for p in items]
         angles, shifts = matrix_to_pose(np.array(matrices))
-    extra = {"deepalignItemId": ids}
+    extra = {columns.ITEM_ID_COLUMN: ids}
     for attribute, column in (extra_attributes or {}).items():
         values = [getattr(p, attribute, None) for p in items]
         if any(v is None for v in values):
@@ -304,17 +303,14 @@ def volume_to_core(volume, out_path) -> tuple[int, float]:
     -------
     (box_px, pixel_size_a) : (int, float)
     """
-    from .core.io.mrc import write_mrc
+    from .core.io import read_mrc, write_mrc
 
     filename = _strip_suffix(volume.getFileName())
     if not os.path.exists(filename):
         raise ValueError(f"volume file not found: {filename}")
     pixel_size_a = float(volume.getSamplingRate())
     if filename.lower().endswith(STACK_EXTENSIONS_MRC):
-        import mrcfile
-
-        with mrcfile.mmap(filename, mode="r", permissive=True) as mrc:
-            data = np.array(mrc.data, dtype=np.float32)
+        data, _ = read_mrc(filename)
     else:
         from pwem.emlib.image import ImageHandler
 

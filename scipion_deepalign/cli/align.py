@@ -1,18 +1,18 @@
 """``deepalign align``: angles and shifts by correlation inside the predicted regions.
 
-Reads ``--particles`` (RELION STAR; the ``deepalignRegion1..k`` columns written by
-``deepalign predict`` are the 1-based region numbers of the model's ``regions.star``, given by
+Reads ``--particles`` (RELION STAR; the region columns written by ``deepalign predict``
+are the 1-based region numbers of the model's ``regions.star``, given by
 ``--model MODEL_DIR`` or ``--regions REGIONS.star``), compares every particle with projections
 of ``--volume`` in the search windows of its most probable regions
 (:func:`scipion_deepalign.core.align.align_particles`; windows, adaptive number of regions
 and fallback: :mod:`scipion_deepalign.core.search_plan`), or over the whole asymmetric unit
 with ``--global``, and writes ``--out`` (RELION 3.1 STAR) with ``rlnAngleRot/Tilt/Psi``,
-``rlnOriginXAngst/YAngst``, ``deepalignScore`` and, in regional mode,
-``deepalignBestRegion`` (1-based region of the best pose), ``deepalignGlobalSearch`` and
-``deepalignRegionsSearched`` (column names: :mod:`scipion_deepalign.core.io.columns`). When
-the input particles have poses, ``deepalignDirectionChange`` is each particle's angle between
-its input and its new projection direction (degrees, nearest symmetry mate), and the summary
-gives its median.
+``rlnOriginXAngst/YAngst``, the score and, in regional mode, the region of the best pose,
+whether the particle was searched globally and how many regions were searched (column names
+and meanings: :mod:`scipion_deepalign.core.io.columns`).
+When the input particles have poses, each particle's angle between its input and its new
+projection direction (degrees, nearest symmetry mate) is written too, and the summary gives
+its median.
 """
 from __future__ import annotations
 
@@ -24,14 +24,7 @@ from dataclasses import replace
 import numpy as np
 
 from ..core import defaults
-from ..core.io.columns import (  # also used by deepalign run
-    BEST_REGION_COLUMN,
-    GLOBAL_SEARCH_COLUMN,
-    PROB_COLUMN,
-    REGION_COLUMN,
-    REGIONS_SEARCHED_COLUMN,
-    SCORE_COLUMN,
-)
+from ..core.io import columns
 from .common import (
     CLIError,
     add_particle_args,
@@ -50,7 +43,6 @@ log = logging.getLogger("deepalign")
 
 #: Angle (deg) between a particle's input and new projection directions. Spelled here until
 #: core/io/columns.py (owned elsewhere) takes it with the other result columns.
-DIRECTION_CHANGE_COLUMN = "deepalignDirectionChange"
 
 
 
@@ -119,18 +111,10 @@ def _search_option_name(message: str) -> str:
     return "search options"
 
 
-def region_probabilities_from_star(particles, k) -> np.ndarray | None:
-    """``(N, k)`` probabilities of the ``deepalignRegionProb1..k`` columns (None if absent)."""
-    cols = [PROB_COLUMN % (j + 1) for j in range(k)]
-    if not all(c in particles.extra for c in cols):
-        return None
-    return np.stack([np.asarray(particles.extra[c], dtype=np.float64) for c in cols], axis=1)
-
-
 def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--particles", required=True, metavar="PRED.star",
-                        help="RELION STAR of the particles (with deepalignRegion1..k columns "
-                             "unless --global)")
+                        help=f"RELION STAR of the particles (with {columns.REGION_COLUMN % 1}"
+                             "..k columns unless --global)")
     parser.add_argument("--volume", required=True, metavar="REF.mrc",
                         help="reference map, same box and pixel size as the particles")
     parser.add_argument("--out", required=True, metavar="ALIGNED.star", help="output STAR")
@@ -162,22 +146,18 @@ def add_args(parser: argparse.ArgumentParser) -> None:
 
 
 def region_hints_from_star(particles, top_k=None) -> np.ndarray:
-    """0-based ``(N, k)`` region hints from the 1-based ``deepalignRegion1..k`` columns."""
-    cols = []
-    while REGION_COLUMN % (len(cols) + 1) in particles.extra:
-        cols.append(REGION_COLUMN % (len(cols) + 1))
-    if not cols:
-        raise CLIError("--particles has no deepalignRegion1 column: run deepalign predict "
-                       "first, or pass --global")
-    if top_k is not None:
-        if not 1 <= top_k <= len(cols):
-            raise CLIError(f"--top-k must be between 1 and the {len(cols)} region columns of "
-                           f"--particles, got {top_k}")
-        cols = cols[:top_k]
-    values = np.stack([np.asarray(particles.extra[c], dtype=np.float64) for c in cols], axis=1)
-    if not np.all(np.equal(np.mod(values, 1), 0)):
-        raise CLIError(f"--particles: columns {cols} must hold integer region numbers")
-    return values.astype(np.int64) - 1
+    """0-based ``(N, k)`` region hints from the 1-based region columns of ``--particles``."""
+    n_cols = len(columns.region_columns(particles.extra))
+    if not n_cols:
+        raise CLIError(f"--particles has no {columns.REGION_COLUMN % 1} column: run deepalign "
+                       "predict first, or pass --global")
+    if top_k is not None and not 1 <= top_k <= n_cols:
+        raise CLIError(f"--top-k must be between 1 and the {n_cols} region columns of "
+                       f"--particles, got {top_k}")
+    try:
+        return columns.region_hints(particles.extra, top_k)
+    except ValueError as exc:
+        raise CLIError(f"--particles: {exc} (region numbers)") from None
 
 
 def load_centres(args):
@@ -237,11 +217,11 @@ def main(args) -> int:
         if hints.min() < 0 or hints.max() >= len(centres):
             raise CLIError(f"--particles: region numbers must be in 1..{len(centres)} (the "
                            f"regions of the model), got {hints.min() + 1}..{hints.max() + 1}")
-        probs = region_probabilities_from_star(particles, hints.shape[1])
+        probs = columns.region_probabilities(particles.extra, hints.shape[1])
         if probs is None and search.needs_probabilities:
-            log.warning("--particles has no deepalignRegionProb columns: every one of its %d "
-                        "region columns is searched (no --probability-mass, no "
-                        "--fallback-probability)", hints.shape[1])
+            log.warning("--particles has no %s columns: every one of its %d region columns "
+                        "is searched (no --probability-mass, no --fallback-probability)",
+                        columns.PROB_COLUMN % 1, hints.shape[1])
             search = replace(search, probability_mass=None, fallback_probability=0.0)
     volume, volume_pixel = read_volume(args.volume)
     box = particles.box_px
@@ -269,19 +249,15 @@ def main(args) -> int:
 
         change = symmetric_direction_distance_deg(particles.angles_deg, result.angles_deg,
                                                   symmetry)
-        particles.extra[DIRECTION_CHANGE_COLUMN] = change
+        particles.extra[columns.DIRECTION_CHANGE_COLUMN] = change
     particles.angles_deg = result.angles_deg
     particles.shifts_px = result.shifts_px
-    particles.extra[SCORE_COLUMN] = result.score
-    if hints is not None:
-        particles.extra[BEST_REGION_COLUMN] = result.region + 1
-        particles.extra[GLOBAL_SEARCH_COLUMN] = result.fallback.astype(int)
-        particles.extra[REGIONS_SEARCHED_COLUMN] = result.n_regions_searched
+    write_alignment_columns(particles, result, regional=hints is not None)
     out_dir = os.path.dirname(os.path.abspath(args.out))
     os.makedirs(out_dir, exist_ok=True)
     write_output(args.out, particles, part)
     summary.wrote(args.out, f"{len(particles)} particles with angles, shifts and "
-                            f"{SCORE_COLUMN}")
+                            f"{columns.SCORE_COLUMN}")
     if change is not None:
         summary.add("direction change from the input poses",
                     f"median {float(np.median(change)):.1f} deg")
@@ -289,6 +265,16 @@ def main(args) -> int:
     summarise_alignment(summary, result, regional=hints is not None).stage(
         "gallery", gallery).stage("search", result.info["seconds"] - gallery).print()
     return 0
+
+
+def write_alignment_columns(particles, result, *, regional: bool) -> None:
+    """The alignment's columns on ``particles.extra`` (names in :mod:`~..core.io.columns`)."""
+    if regional:
+        columns.set_alignment_columns(particles.extra, score=result.score, region=result.region,
+                                      fallback=result.fallback,
+                                      n_regions_searched=result.n_regions_searched)
+    else:
+        columns.set_alignment_columns(particles.extra, score=result.score)
 
 
 def summarise_alignment(summary, result, *, regional: bool):

@@ -20,8 +20,7 @@ __all__ = ["CLIError", "check_file_exists", "check_positive", "check_box",
            "setup_logging", "add_logging_args", "logging_options", "show_plain_warning",
            "LOG_NAME", "add_particle_args",
            "read_particles", "load_particles_images", "lazy_particles_images",
-           "particle_options", "user_words",
-           "run_children"]
+           "particle_options", "user_words", "run_children", "parse_int_list", "set_devices"]
 
 #: Core argument names -> the option a command-line user knows them by (see user_words).
 OPTION_WORDS = {
@@ -210,6 +209,31 @@ def run_children(commands, envs=None) -> list[int]:
     envs = envs or [None] * len(commands)
     children = [subprocess.Popen(cmd, env=env) for cmd, env in zip(commands, envs)]
     return [child.wait() for child in children]
+
+
+def parse_int_list(text, option: str) -> list[int] | None:
+    """``"1,5,7"`` -> ``[1, 5, 7]`` (None for None); :class:`CLIError` naming ``option``."""
+    if text is None:
+        return None
+    try:
+        values = [int(v) for v in text.replace(" ", "").split(",") if v != ""]
+    except ValueError:
+        raise CLIError(f"{option} must be comma-separated integers, got {text!r}") from None
+    if not values:
+        raise CLIError(f"{option} is empty")
+    return values
+
+
+def set_devices(gpus, threads) -> None:
+    """Environment for the network library; must run before Keras is imported."""
+    if gpus is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in gpus)
+    if threads is not None:
+        for name in ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
+            os.environ[name] = str(threads)
+    if "keras" in sys.modules and gpus is not None:
+        logging.getLogger(LOG_NAME).warning("--gpus given after Keras was imported: it may be "
+                                            "ignored")
 
 
 def add_logging_args(parser: argparse.ArgumentParser, *, default: bool) -> None:

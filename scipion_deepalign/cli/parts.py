@@ -15,7 +15,7 @@ import logging
 import os
 import sys
 
-from .common import CLIError, positive_int, run_children
+from .common import CLIError, parse_int_list, positive_int, run_children
 
 log = logging.getLogger("deepalign")
 
@@ -91,8 +91,6 @@ def write_output(path, particles, record) -> None:
 # ----------------------------------------------------------------------------- --jobs
 def job_count(args):
     """Number of part children to run (None: run in this process)."""
-    from .train import parse_int_list
-
     gpus = parse_int_list(getattr(args, "gpus", None), "--gpus")
     jobs = getattr(args, "jobs", None) or (len(gpus) if gpus else None)
     if jobs is None or (jobs == 1 and not gpus):
@@ -130,8 +128,6 @@ def _child_argv(argv, index, n_parts, out):
 def run_jobs(args, n_jobs) -> int:
     """Run ``n_jobs`` part children of this command, then merge them into ``--out``."""
     from ..core.parts import merge_parts, part_path
-    from .train import parse_int_list
-
     gpus = parse_int_list(getattr(args, "gpus", None), "--gpus")
     paths = [part_path(args.out, i, n_jobs) for i in range(1, n_jobs + 1)]
     os.makedirs(os.path.dirname(paths[0]), exist_ok=True)

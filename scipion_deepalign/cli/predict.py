@@ -1,9 +1,10 @@
 """``deepalign predict``: the most probable angular regions of each particle.
 
 Writes ``--out`` (RELION STAR): the input particles with, for ``i = 1..top-k`` (best first),
-``deepalignRegion<i>`` (1-based, the numbers of the model's ``regions.star``) and
-``deepalignRegionProb<i>``. Particles are read and predicted in chunks, so memory stays
-bounded; with ``--skip-bad`` particles whose images are not finite are left out.
+the i-th most probable region (1-based, the numbers of the model's ``regions.star``) and its
+probability (column names: :mod:`scipion_deepalign.core.io.columns`). Particles are read and
+predicted in chunks, so memory stays bounded; with ``--skip-bad`` particles whose images are
+not finite are left out.
 """
 from __future__ import annotations
 
@@ -14,11 +15,18 @@ import os
 import numpy as np
 
 from ..core import defaults
-from ..core.io.columns import PROB_COLUMN, REGION_COLUMN
-from .common import NO_PARTICLE_LEFT, CLIError, add_particle_args, positive_int, read_particles
+from ..core.io import columns
+from .common import (
+    NO_PARTICLE_LEFT,
+    CLIError,
+    add_particle_args,
+    parse_int_list,
+    positive_int,
+    read_particles,
+    set_devices,
+)
 from .parts import add_part_args, part_is_done, select_part, write_output
 from .summary import Summary, spread
-from .train import parse_int_list, set_devices
 
 log = logging.getLogger("deepalign")
 
@@ -99,9 +107,7 @@ def main(args) -> int:
         raise CLIError(NO_PARTICLE_LEFT)
     particles = particles.subset(np.concatenate(kept))
     regions, probs = np.concatenate(regions), np.concatenate(probs)
-    for i in range(args.top_k):
-        particles.extra[REGION_COLUMN % (i + 1)] = regions[:, i] + 1
-        particles.extra[PROB_COLUMN % (i + 1)] = probs[:, i]
+    columns.set_region_hints(particles.extra, regions, probs)
     write_output(args.out, particles, part)
     counts = np.bincount(regions[:, 0], minlength=models[0]["n_regions"])
     summary.wrote(args.out, f"top-{args.top_k} regions of {len(particles)} particles")

@@ -5,12 +5,12 @@ Writes into ``--out DIR``:
 * ``model/`` -- the network (:func:`scipion_deepalign.core.cnn.train_regions`), trained by
   default from projections of ``--volume`` (no ``--train`` needed) or from the aligned
   ``--train`` particles; an interrupted run resumes where it stopped;
-* ``predicted.star`` -- ``--particles`` with ``deepalignRegion1..k`` (1-based regions of
-  ``model/regions.star``) and ``deepalignRegionProb1..k``;
+* ``predicted.star`` -- ``--particles`` with the columns of ``deepalign predict`` (top-k
+  1-based regions of ``model/regions.star`` and their probabilities);
 * ``aligned.star`` -- the same with the poses found by correlation inside the windows of
   those regions (:func:`scipion_deepalign.core.align.align_particles`, options of
-  :class:`~scipion_deepalign.core.search_plan.SearchOptions`), ``deepalignScore``,
-  ``deepalignBestRegion``, ``deepalignGlobalSearch`` and ``deepalignRegionsSearched``.
+  :class:`~scipion_deepalign.core.search_plan.SearchOptions`) and the columns of
+  ``deepalign align``. Column names: :mod:`scipion_deepalign.core.io.columns`.
 """
 from __future__ import annotations
 
@@ -21,17 +21,13 @@ import os
 import numpy as np
 
 from ..core import defaults
+from ..core.io import columns
 from .align import (
-    BEST_REGION_COLUMN,
-    GLOBAL_SEARCH_COLUMN,
-    PROB_COLUMN,
-    REGION_COLUMN,
-    REGIONS_SEARCHED_COLUMN,
-    SCORE_COLUMN,
     add_region_search_args,
     add_search_args,
     search_options,
     summarise_alignment,
+    write_alignment_columns,
 )
 from .common import (
     CLIError,
@@ -152,21 +148,16 @@ def main(args) -> int:
     for message in outcome.train_report.warnings:
         log.warning(message)
     hints, probs, result = outcome.regions, outcome.probabilities, outcome.alignment
-    for j in range(hints.shape[1]):
-        particles.extra[REGION_COLUMN % (j + 1)] = hints[:, j] + 1
-        particles.extra[PROB_COLUMN % (j + 1)] = probs[:, j]
+    columns.set_region_hints(particles.extra, hints, probs)
     write_particles_star(paths["predicted"], particles)
     particles.angles_deg, particles.shifts_px = result.angles_deg, result.shifts_px
-    particles.extra[SCORE_COLUMN] = result.score
-    particles.extra[BEST_REGION_COLUMN] = result.region + 1
-    particles.extra[GLOBAL_SEARCH_COLUMN] = result.fallback.astype(int)
-    particles.extra[REGIONS_SEARCHED_COLUMN] = result.n_regions_searched
+    write_alignment_columns(particles, result, regional=True)
     write_particles_star(paths["aligned"], particles)
     summary.wrote(paths["model"], f"{n_regions} regions, {args.network} network")
     summary.wrote(paths["predicted"], f"top-{hints.shape[1]} regions of {len(particles)} "
                                       "particles")
     summary.wrote(paths["aligned"], f"{len(particles)} particles with angles, shifts and "
-                                    f"{SCORE_COLUMN}")
+                                    f"{columns.SCORE_COLUMN}")
     counts = np.bincount(result.region[result.region >= 0], minlength=n_regions)
     summary.add("particles per region", f"{spread(counts)} over {n_regions} regions")
     summarise_alignment(summary, result, regional=True)

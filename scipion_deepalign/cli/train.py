@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 
 import numpy as np
@@ -24,11 +23,13 @@ from .common import (
     check_symmetry,
     load_particles_images,
     logging_options,
+    parse_int_list,
     particle_options,
     positive_float,
     positive_int,
     read_particles,
     run_children,
+    set_devices,
 )
 from .summary import Summary
 
@@ -114,30 +115,6 @@ def add_schedule_args(parser: argparse.ArgumentParser) -> None:
                         type=positive_int, default=defaults.train_default("positives_per_region"),
                         metavar="N", help="augmented positives per region and epoch of a "
                         "regional network; default %(default)d")
-
-
-def parse_int_list(text, option: str) -> list[int] | None:
-    """``"1,5,7"`` -> ``[1, 5, 7]`` (None for None); :class:`CLIError` naming ``option``."""
-    if text is None:
-        return None
-    try:
-        values = [int(v) for v in text.replace(" ", "").split(",") if v != ""]
-    except ValueError:
-        raise CLIError(f"{option} must be comma-separated integers, got {text!r}") from None
-    if not values:
-        raise CLIError(f"{option} is empty")
-    return values
-
-
-def set_devices(gpus, threads) -> None:
-    """Environment for the network library; must run before Keras is imported."""
-    if gpus is not None:
-        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in gpus)
-    if threads is not None:
-        for name in ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
-            os.environ[name] = str(threads)
-    if "keras" in sys.modules and gpus is not None:
-        log.warning("--gpus given after Keras was imported: it may be ignored")
 
 
 def _check(args):

@@ -89,7 +89,7 @@ def pair_differences(angles_a_deg, angles_b_deg, *, symmetry: str = "c1"):
     -------
     direction_diff_deg, inplane_diff_deg : ndarray of shape (N,)
     """
-    from scipion_deepalign.core.symmetry import equivalent_angles_deg, symmetry_matrices
+    from scipion_deepalign.core.symmetry import equivalent_angles_deg, symmetry_order
 
     a = _check_angles(angles_a_deg, "angles_a_deg")
     b = _check_angles(angles_b_deg, "angles_b_deg")
@@ -98,7 +98,7 @@ def pair_differences(angles_a_deg, angles_b_deg, *, symmetry: str = "c1"):
     n = len(a)
     direction = np.empty(n)
     inplane = np.empty(n)
-    group_order = len(symmetry_matrices(symmetry))
+    group_order = symmetry_order(symmetry)
     step = max(1, _POSES_PER_CHUNK // group_order)
     for start in range(0, n, step):
         sl = slice(start, min(n, start + step))

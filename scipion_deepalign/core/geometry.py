@@ -28,6 +28,7 @@ Every other module refers to this docstring instead of repeating it.
 from __future__ import annotations
 
 import numpy as np
+from scipy.spatial.transform import Rotation
 
 __all__ = [
     "euler_to_matrix",
@@ -182,12 +183,13 @@ def rotation_angle_deg(matrices_a, matrices_b) -> np.ndarray:
     Returns
     -------
     ndarray of shape (...)
-        Values in [0, 180].
+        Values in [0, 180]. From ``||A - B||_F = sqrt(8) sin(theta / 2)``: accurate near 0,
+        unlike ``arccos`` of the trace.
     """
     a = np.asarray(matrices_a, dtype=np.float64)
     b = np.asarray(matrices_b, dtype=np.float64)
-    trace = np.einsum("...ij,...ij->...", a, b)  # trace(a @ b.T)
-    return np.rad2deg(np.arccos(np.clip((trace - 1.0) / 2.0, -1.0, 1.0)))
+    frob = np.sqrt(np.sum((a - b) ** 2, axis=(-2, -1)))
+    return np.rad2deg(2.0 * np.arcsin(np.clip(frob / np.sqrt(8.0), 0.0, 1.0)))
 
 
 def inplane_difference_deg(angles_a_deg, angles_b_deg) -> np.ndarray:
@@ -222,21 +224,15 @@ def _rotation_between(u, v) -> np.ndarray:
     v = np.asarray(v, dtype=np.float64)
     axis = np.cross(u, v)
     s = np.linalg.norm(axis, axis=-1)
-    c = np.sum(u * v, axis=-1)
     # Antiparallel vectors: any axis perpendicular to u.
     helper = np.where(np.abs(u[..., :1]) < 0.9, [1.0, 0.0, 0.0], [0.0, 1.0, 0.0])
     perp = np.cross(u, helper)
     perp /= np.linalg.norm(perp, axis=-1, keepdims=True)
     k = np.where((s > _EPS)[..., None], axis / np.maximum(s, _EPS)[..., None], perp)
-    angle = np.arctan2(s, c)
-    kx, ky, kz = k[..., 0], k[..., 1], k[..., 2]
-    zero = np.zeros_like(kx)
-    kmat = np.stack([np.stack([zero, -kz, ky], -1),
-                     np.stack([kz, zero, -kx], -1),
-                     np.stack([-ky, kx, zero], -1)], -2)
-    eye = np.broadcast_to(np.eye(3), kmat.shape)
-    sa, ca = np.sin(angle)[..., None, None], np.cos(angle)[..., None, None]
-    return eye + sa * kmat + (1 - ca) * (kmat @ kmat)
+    rotvec = k * np.deg2rad(angle_between_unit_vectors_deg(u, v))[..., None]
+    if rotvec.size == 0:  # scipy's Rotation refuses an empty stack
+        return np.zeros(rotvec.shape + (3,))
+    return Rotation.from_rotvec(rotvec.reshape(-1, 3)).as_matrix().reshape(rotvec.shape + (3,))
 
 
 def random_angles_deg(n: int, rng: np.random.Generator | int | None = None) -> np.ndarray:

@@ -12,7 +12,6 @@ from scipy import ndimage
 
 __all__ = [
     "translate_images",
-    "translate_volume",
     "rotate_images",
     "fourier_upsample2",
     "fourier_crop",
@@ -91,34 +90,6 @@ def translate_images(images, offsets_px) -> np.ndarray:
     phase = np.exp(-2j * np.pi * (kx * off[:, 0, None, None] + ky * off[:, 1, None, None]))
     spec = np.fft.rfft2(stack.astype(np.float32, copy=False)) * phase.astype(np.complex64)
     return np.fft.irfft2(spec, s=(ny, nx)).astype(np.float32)
-
-
-def translate_volume(volume, offset_xyz_px) -> np.ndarray:
-    """Move the content of a volume by ``(dx, dy, dz)`` voxels (Fourier phase shift).
-
-    ``out(r) = in(r - offset)``, periodic.
-
-    Parameters
-    ----------
-    volume : ndarray of shape (Z, Y, X)
-    offset_xyz_px : array_like of shape (3,)
-        ``(offset_x, offset_y, offset_z)`` in voxels.
-
-    Returns
-    -------
-    ndarray of shape (Z, Y, X), float32
-    """
-    vol = np.asarray(volume, dtype=np.float32)
-    if vol.ndim != 3:
-        raise ValueError(f"volume must have shape (Z, Y, X), got {vol.shape}")
-    off = np.asarray(offset_xyz_px, dtype=np.float64)
-    if off.shape != (3,):
-        raise ValueError(f"offset_xyz_px must have shape (3,), got {off.shape}")
-    kz = np.fft.fftfreq(vol.shape[0])[:, None, None]
-    ky = np.fft.fftfreq(vol.shape[1])[None, :, None]
-    kx = np.fft.rfftfreq(vol.shape[2])[None, None, :]
-    phase = np.exp(-2j * np.pi * (kx * off[0] + ky * off[1] + kz * off[2]))
-    return np.fft.irfftn(np.fft.rfftn(vol) * phase, s=vol.shape).astype(np.float32)
 
 
 def rotate_images(images, angles_deg, *, order: int = 3) -> np.ndarray:

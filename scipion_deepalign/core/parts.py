@@ -27,8 +27,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .io.images import output_root, relocate_image_names
-from .io.star import read_particles_star, read_star_blocks, write_particles_star
+from .io import (
+    columns,
+    output_root,
+    read_particles_star,
+    read_star_blocks,
+    relocate_image_names,
+    write_particles_star,
+)
 from .particles import OPTICS_FIELDS, CTFParams, Particles
 
 __all__ = ["DEFAULT_PART_SIZE", "PART_BLOCK", "PartRecord", "parse_part", "count_parts",
@@ -40,10 +46,7 @@ __all__ = ["DEFAULT_PART_SIZE", "PART_BLOCK", "PartRecord", "parse_part", "count
 DEFAULT_PART_SIZE = 20000
 #: STAR block holding the part record of a part output.
 PART_BLOCK = "deepalign_part"
-_FIELDS = {"index": "deepalignPart", "n_parts": "deepalignParts",
-           "n_input": "deepalignInputCount", "first_row": "deepalignFirstRow",
-           "stop_row": "deepalignStopRow", "digest": "deepalignInputDigest",
-           "options": "deepalignOptionsDigest"}
+_FIELDS = columns.PART_RECORD_COLUMNS
 
 
 @dataclass(frozen=True)

@@ -186,8 +186,8 @@ def _fill_gaps(kept, freq, symmetry, mats, bound_deg):
     """
     cand = _geodesic_directions(_FILL_REFINE * freq)
     images = np.einsum("gij,mj->gmi", mats, kept).reshape(-1, 3)
-    chord, _ = cKDTree(images).query(cand)
-    dist = np.rad2deg(2.0 * np.arcsin(np.clip(chord / 2.0, 0.0, 1.0)))
+    _, nearest = cKDTree(images).query(cand)
+    dist = angle_between_unit_vectors_deg(cand, images[nearest])
     far = dist > bound_deg
     cand, dist = cand[far], dist[far]
     added = []
@@ -197,8 +197,11 @@ def _fill_gaps(kept, freq, symmetry, mats, bound_deg):
         new = cand[k]
         ref_scores = mats @ _reference(symmetry)  # (S.T d) . r = d . (S r): move into the unit
         added.append(mats[int(np.argmax(ref_scores @ new))].T @ new)
-        cos_new = (cand @ (mats @ new).T).max(axis=1)
-        dist = np.minimum(dist, np.rad2deg(np.arccos(np.clip(cos_new, -1.0, 1.0))))
+        new_images = mats @ new
+        cos_all = cand @ new_images.T
+        cos_new = cos_all.max(axis=1)
+        dist = np.minimum(dist, angle_between_unit_vectors_deg(
+            cand, new_images[np.argmax(cos_all, axis=1)]))
         left = cos_new < cos_bound
         left &= dist > bound_deg
         cand, dist = cand[left], dist[left]

@@ -43,12 +43,14 @@ import functools
 import re
 
 import numpy as np
+from scipy.spatial.transform import Rotation
 
 from .geometry import (
     angle_between_unit_vectors_deg,
     euler_to_matrix,
     matrix_to_euler,
     projection_direction,
+    rotation_angle_deg,
 )
 
 __all__ = [
@@ -104,10 +106,7 @@ def normalise_symmetry(name) -> str:
 def _axis_rotation(axis, angle_deg) -> np.ndarray:
     """Active rotation by ``angle_deg`` about ``axis`` (right-hand rule), shape (3, 3)."""
     k = np.asarray(axis, dtype=np.float64)
-    k = k / np.linalg.norm(k)
-    a = np.deg2rad(angle_deg)
-    kx = np.array([[0.0, -k[2], k[1]], [k[2], 0.0, -k[0]], [-k[1], k[0], 0.0]])
-    return np.eye(3) + np.sin(a) * kx + (1.0 - np.cos(a)) * (kx @ kx)
+    return Rotation.from_rotvec(np.deg2rad(angle_deg) * k / np.linalg.norm(k)).as_matrix()
 
 
 def _generators(name: str) -> list[np.ndarray]:
@@ -307,11 +306,7 @@ def symmetric_pose_distance_deg(angles_a_deg, angles_b_deg, name) -> np.ndarray:
     _pair_shapes(a, b)
     best = nearest_equivalent_index(a, b, name)
     mats = symmetry_matrices(name)
-    ma = euler_to_matrix(a)
-    mb = euler_to_matrix(b) @ mats[best]
-    # ||A - R||_F = sqrt(8) sin(theta / 2): accurate near 0, unlike arccos of the trace.
-    frob = np.linalg.norm((ma - mb).reshape(len(a), 9), axis=1)
-    return np.rad2deg(2.0 * np.arcsin(np.clip(frob / np.sqrt(8.0), 0.0, 1.0)))
+    return rotation_angle_deg(euler_to_matrix(a), euler_to_matrix(b) @ mats[best])
 
 
 def nearest_equivalent_index(angles_a_deg, angles_b_deg, name) -> np.ndarray:

@@ -200,8 +200,8 @@ def alignment_report(result_stars) -> dict:
     """``median_score``, ``regions_searched`` and ``global_search`` (means) and
     ``median_direction_change_deg`` over the particles of ``deepalign align`` result STARs;
     a number is left out when its column is absent (e.g. no input poses)."""
-    from ..cli.align import DIRECTION_CHANGE_COLUMN
-    from ..core.io.star import read_particles_star
+    from ..core.io import columns as star_columns
+    from ..core.io import read_particles_star
 
     columns = {}
     for path in result_stars:
@@ -214,7 +214,7 @@ def alignment_report(result_stars) -> dict:
             ("median_score", RESULT_COLUMNS["score"], np.median),
             ("regions_searched", RESULT_COLUMNS["regions_searched"], np.mean),
             ("global_search", RESULT_COLUMNS["global_search"], np.mean),
-            ("median_direction_change_deg", DIRECTION_CHANGE_COLUMN, np.median)):
+            ("median_direction_change_deg", star_columns.DIRECTION_CHANGE_COLUMN, np.median)):
         if column in columns:
             out[key] = float(reduce(np.concatenate(columns[column])))
     out.setdefault("median_score", None)

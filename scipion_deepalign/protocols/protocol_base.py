@@ -141,7 +141,7 @@ class DeepAlignProtBase(EMProtocol):
                               score=False, model_dir=None):
         """A new SetOfParticles: the input items with results from a ``deepalign`` STAR.
 
-        Items are matched by the ``deepalignItemId`` column written by
+        Items are matched by the item id column (``RESULT_COLUMNS["item_id"]``) written by
         :func:`scipion_deepalign.convert.set_to_core`; items without a result are dropped.
         ``poses``: ALIGN_PROJ at the input sampling (shifts rescaled if the STAR file has
         another pixel size). ``top_k``: ``_deepalign_region1..k`` / ``_deepalign_regionProb1..k``.
@@ -163,7 +163,7 @@ class DeepAlignProtBase(EMProtocol):
         """``update(item)`` giving an item its results from ``star_path`` (options as in
         :meth:`_particlesWithResults`); items without a result get ``_appendItem = False``."""
         from ..convert import set_particle_pose
-        from ..core.io.star import read_particles_star
+        from ..core.io import read_particles_star
 
         result = read_particles_star(star_path)
         ids = np.asarray(result.extra[RESULT_COLUMNS["item_id"]]).astype(np.int64)

@@ -107,7 +107,7 @@ class DeepAlignProtConsensus(ProtProcessParticles):
         """The one serial read of the Scipion sets: each set's poses to a STAR file whose
         image names are ``<item id>@items`` (no images: the command compares poses only)."""
         from scipion_deepalign.convert import read_set_poses
-        from scipion_deepalign.core.io.star import write_particles_star
+        from scipion_deepalign.core.io import write_particles_star
         from scipion_deepalign.core.particles import Particles
 
         for index, particles_set in enumerate(self._inputSets()):

@@ -96,13 +96,13 @@ class DeepAlignProtReconstruct(ProtReconstruct3D):
         """The one serial read of the Scipion set: images + STAR with poses, CTF and the
         chosen half of each particle (``rlnRandomSubset``, which the command uses)."""
         from scipion_deepalign.convert import set_to_core
-        from scipion_deepalign.core.io.star import write_particles_star
+        from scipion_deepalign.core.io import columns, write_particles_star
 
         star = self._getFileName("particles_star")
         particles = set_to_core(self.inputParticles.get(), self._getExtraPath(),
                                 star_name=os.path.basename(star))
         particles.extra["rlnRandomSubset"] = self._halfIndex(
-            particles.extra["deepalignItemId"]) + 1
+            particles.extra[columns.ITEM_ID_COLUMN]) + 1
         write_particles_star(star, particles)
 
     def reconstructStep(self):

@@ -7,8 +7,12 @@ import pytest
 
 from scipion_deepalign.cli import main
 from scipion_deepalign.core.geometry import random_angles_deg
-from scipion_deepalign.core.io import write_mrc, write_particles, write_particles_star
-from scipion_deepalign.core.io.regions import write_regions_star
+from scipion_deepalign.core.io import (
+    write_mrc,
+    write_particles,
+    write_particles_star,
+    write_regions_star,
+)
 from scipion_deepalign.core.regions import region_centres_deg
 from scipion_deepalign.core.simulate import make_phantom, simulate_particles
 

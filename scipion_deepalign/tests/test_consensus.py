@@ -93,7 +93,23 @@ def test_min_agree_groups():
     assert res2.agree[:20].sum() <= 2
     assert res2.fraction_below()[10.0][0] == pytest.approx(np.mean(res2.direction_diff_deg[:, 0]
                                                                    < 10))
-    assert np.all(np.diff(res2.sorted_direction_diff_deg(2)) >= 0)
+
+
+def test_sorted_angular_difference_curve_hand_computed():
+    """Tilts moved by known angles: the curve the plot draws is those angles, sorted."""
+    from scipion_deepalign.core.plots import plot_sorted_angular_differences
+
+    moved_deg = np.array([7.0, 0.0, 12.0, 3.0, 1.5])
+    a = np.stack([[10.0, 40.0, 0.0], [120.0, 50.0, 30.0], [-60.0, 60.0, -90.0],
+                  [170.0, 45.0, 10.0], [0.0, 55.0, 5.0]])
+    b = a.copy()
+    b[:, 1] += moved_deg  # same rot and psi: only the direction moves, by exactly that much
+    res = angular_consensus([a, b], max_angle_deg=5.0)
+    np.testing.assert_allclose(res.sorted_direction_diff_deg(0), [0.0, 1.5, 3.0, 7.0, 12.0],
+                               atol=1e-9)
+    np.testing.assert_array_equal(res.agree, moved_deg < 5.0)
+    fig = plot_sorted_angular_differences([res.direction_diff_deg[:, 0]], ["a vs b"])
+    np.testing.assert_allclose(fig.axes[0].lines[0].get_ydata(), res.sorted_direction_diff_deg(0))
 
 
 def test_bad_inputs():

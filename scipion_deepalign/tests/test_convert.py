@@ -171,7 +171,7 @@ def test_ctf_from_particles(tmp_path):
 
 def test_set_to_core_writes_stack_and_star(tmp_path):
     pytest.importorskip("scipion_deepalign.core.io.images")
-    from scipion_deepalign.core.io.star import load_images, read_particles_star
+    from scipion_deepalign.core.io import load_images, read_particles_star
 
     truth = _truth()
     parts, images = _write_set(tmp_path, truth)
@@ -201,7 +201,7 @@ def test_set_to_core_rejects_empty_set(tmp_path):
 def test_set_to_core_copies_named_attributes(tmp_path):
     from pwem.objects import Integer
 
-    from scipion_deepalign.core.io.star import read_particles_star
+    from scipion_deepalign.core.io import read_particles_star
 
     truth = _truth(n=5)
     parts, _ = _write_set(tmp_path, truth)
@@ -231,7 +231,7 @@ def test_volume_to_core(tmp_path):
     from pwem.objects import Volume
 
     from scipion_deepalign.convert import volume_to_core
-    from scipion_deepalign.core.io.mrc import read_mrc
+    from scipion_deepalign.core.io import read_mrc
 
     data = np.random.default_rng(1).normal(size=(16, 16, 16)).astype(np.float32)
     path = tmp_path / "map.mrc"
@@ -290,3 +290,19 @@ def test_ctf_from_particles_keeps_each_particles_acquisition():
     np.testing.assert_array_equal(ctf.voltage_kv, [300.0, 200.0, 300.0])
     np.testing.assert_array_equal(ctf.cs_mm, [2.7, 2.0, 2.7])
     assert ctf.amplitude_contrast == 0.1  # the same for all: one float
+
+
+def test_read_set_images_goes_through_the_validated_reader(tmp_path):
+    """A broken stack gets core.io.mrc's message naming the file, not a raw mrcfile error."""
+    from pwem.objects import Particle, SetOfParticles
+
+    from scipion_deepalign.convert import read_set_images
+    from scipion_deepalign.core.io import write_mrc
+
+    write_mrc(tmp_path / "a.mrcs", np.zeros((3, 8, 8), np.float32), pixel_size_a=1.0)
+    with open(tmp_path / "a.mrcs", "r+b") as f:
+        f.truncate(1024 + 8 * 8 * 4)  # header plus one image of three
+    parts = SetOfParticles(filename=str(tmp_path / "broken.sqlite"))
+    parts.append(Particle(location=(2, str(tmp_path / "a.mrcs"))))
+    with pytest.raises(ValueError, match="a.mrcs: not a readable MRC file"):
+        read_set_images(parts)

@@ -147,3 +147,23 @@ def test_bad_shapes_raise():
         euler_to_matrix(np.zeros((4, 2)))
     with pytest.raises(ValueError, match="matrices"):
         matrix_to_euler(np.zeros((4, 3)))
+
+
+def test_rotation_between_equals_hand_written_rodrigues():
+    """The smallest rotation taking u to v: about u x v by the angle between them."""
+    from scipion_deepalign.core.geometry import _rotation_between
+    from scipion_deepalign.tests.helpers import rodrigues
+
+    rng = np.random.default_rng(12)
+    u = rng.normal(size=(30, 3))
+    v = rng.normal(size=(30, 3))
+    u /= np.linalg.norm(u, axis=1, keepdims=True)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    got = _rotation_between(u, v)
+    for i in range(len(u)):
+        angle = np.arctan2(np.linalg.norm(np.cross(u[i], v[i])), u[i] @ v[i])
+        np.testing.assert_allclose(got[i], rodrigues(np.cross(u[i], v[i]), angle), atol=1e-12)
+    np.testing.assert_allclose(np.einsum("nij,nj->ni", got, u), v, atol=1e-12)
+    flipped = _rotation_between(u[:3], -u[:3])  # antiparallel: some half turn
+    np.testing.assert_allclose(np.einsum("nij,nj->ni", flipped, u[:3]), -u[:3], atol=1e-12)
+    assert _rotation_between(np.zeros((0, 3)), np.zeros((0, 3))).shape == (0, 3, 3)

@@ -9,8 +9,8 @@ from scipion_deepalign.core.imageops import (
     normalise_images,
     rotate_images,
     translate_images,
-    translate_volume,
 )
+from scipion_deepalign.tests.helpers import translate_volume
 
 
 def _blob(box, centre_xy, sigma=2.0):

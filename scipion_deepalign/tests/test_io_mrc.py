@@ -67,8 +67,10 @@ def test_read_stack_mmap(tmp_path, rng):
     data = rng.normal(size=(7, 16, 16)).astype(np.float32)
     write_mrc(tmp_path / "s.mrcs", data, pixel_size_a=1.0)
     stack, _ = read_mrc_stack(tmp_path / "s.mrcs", mmap=True)
-    assert isinstance(stack, np.memmap)
+    assert isinstance(stack, np.memmap) and not stack.flags.writeable  # mrcfile's, read-only
     np.testing.assert_array_equal(stack[[5, 2]], data[[5, 2]])
+    one, _ = read_mrc_stack(tmp_path / "s.mrcs", mmap=True)  # the file closed, the map lives
+    np.testing.assert_array_equal(one[6], data[6])
 
 
 # ---------------------------------------------------------------- one test per rule

@@ -6,14 +6,16 @@ import pytest
 
 from scipion_deepalign.core.io import (
     NonFiniteImagesError,
+    join_image_name,
     load_images,
     load_particle_images,
+    locate_stacks,
     read_particles_star,
+    relocate_image_names,
     split_image_name,
     write_mrc,
     write_particles_star,
 )
-from scipion_deepalign.core.io.images import locate_stacks
 from scipion_deepalign.tests.shared_data import shared_file
 
 BOX, N = 16, 6
@@ -123,6 +125,20 @@ def test_at_sign_in_stack_path(tmp_path):
     write_mrc(tmp_path / "run@2" / "p.mrcs", _images(), pixel_size_a=2.0)
     (tmp_path / "p.star").write_text(_star_text("run@2/p.mrcs"))
     assert load_images(read_particles_star(tmp_path / "p.star")).shape == (N, BOX, BOX)
+
+
+def test_at_sign_in_stack_path_everywhere_names_are_handled(tmp_path):
+    """Relocating, joining and matching names all split at the first '@', like the reader."""
+    from scipion_deepalign.core.consensus import match_particles
+
+    assert relocate_image_names(["3@run@2/p@1.mrcs", "1@p@1.mrcs"], tmp_path / "a",
+                                tmp_path) == ["3@a/run@2/p@1.mrcs", "1@a/p@1.mrcs"]
+    assert join_image_name("007@old@dir/p.mrcs", "new@dir/p.mrcs") == "007@new@dir/p.mrcs"
+    common, (ia, ib) = match_particles(["3@run/p@2.mrcs", "4@run/p@2.mrcs"],
+                                       ["000004@/data/p@2.mrcs", "000003@/data/p@2.mrcs"])
+    assert common == ["3@run/p@2.mrcs", "4@run/p@2.mrcs"] and ib.tolist() == [1, 0]
+    with pytest.raises(ValueError, match="before '@' must be an integer"):
+        split_image_name("run@2/p.mrcs")
 
 
 @pytest.mark.parametrize("where", ["inside", "outside"])

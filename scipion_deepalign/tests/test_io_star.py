@@ -11,11 +11,11 @@ from scipion_deepalign.core.io import (
     read_regions_star,
     read_star_blocks,
     split_image_name,
+    stack_path,
     write_particles,
     write_particles_star,
     write_regions_star,
 )
-from scipion_deepalign.core.io.images import stack_path
 from scipion_deepalign.core.particles import CTFParams, Particles
 from scipion_deepalign.tests.shared_data import shared_file
 

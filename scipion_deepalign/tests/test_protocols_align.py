@@ -189,7 +189,7 @@ class TestTrainPredictAlign(BaseTest):
 
     def test_train_predict_align(self):
         from scipion_deepalign.convert import read_set_poses
-        from scipion_deepalign.core.io.star import read_regions_star
+        from scipion_deepalign.core.io import read_regions_star
         from scipion_deepalign.core.regions import assign_regions
         from scipion_deepalign.core.symmetry import symmetric_direction_distance_deg
         from scipion_deepalign.protocols import (

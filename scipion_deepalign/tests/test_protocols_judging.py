@@ -163,7 +163,7 @@ class TestJudgingProtocols(BaseTest):
 
     # ----------------------------------------------------------------- runs
     def test_reconstruct_true_poses(self):
-        from scipion_deepalign.core.io.mrc import read_mrc
+        from scipion_deepalign.core.io import read_mrc
 
         prot = self.newProtocol(DeepAlignProtReconstruct, inputParticles=self.aligned)
         self.launchProtocol(prot)
@@ -214,7 +214,7 @@ class TestJudgingProtocols(BaseTest):
         assert "deepalign consensus" in _log(prot)  # run as a subprocess
 
     def test_reconstruct_corrects_ctf(self):
-        from scipion_deepalign.core.io.mrc import read_mrc
+        from scipion_deepalign.core.io import read_mrc
 
         corr = {}
         for correct in (True, False):

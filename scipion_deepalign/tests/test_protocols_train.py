@@ -189,7 +189,7 @@ class TestRefine(BaseTest):
 
     def test_refine_end_to_end(self):
         from scipion_deepalign.convert import read_set_poses
-        from scipion_deepalign.core.io.star import read_regions_star
+        from scipion_deepalign.core.io import read_regions_star
         from scipion_deepalign.core.regions import assign_regions
         from scipion_deepalign.core.symmetry import symmetric_direction_distance_deg
         from scipion_deepalign.protocols import DeepAlignProtRefine

@@ -18,13 +18,10 @@ import pytest
 
 from scipion_deepalign.core.ctf import apply_ctf, ctf_images
 from scipion_deepalign.core.geometry import euler_to_matrix, matrix_to_euler
-from scipion_deepalign.core.imageops import (
-    fourier_crop_volume,
-    translate_images,
-    translate_volume,
-)
+from scipion_deepalign.core.imageops import fourier_crop_volume, translate_images
 from scipion_deepalign.core.particles import CTFParams
 from scipion_deepalign.core.projection import project
+from scipion_deepalign.tests.helpers import translate_volume
 from scipion_deepalign.tests.shared_data import shared_file
 
 mrcfile = pytest.importorskip("mrcfile")

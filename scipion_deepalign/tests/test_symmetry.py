@@ -236,3 +236,13 @@ def test_equivalent_poses_and_distances_match_xmipp(name):
     expected = [symlist.computeDistanceAngles(*p, *q, True, False, False) for p, q in zip(a, b)]
     np.testing.assert_allclose(sym.symmetric_direction_distance_deg(a, b, name), expected,
                                atol=1e-3)
+
+
+def test_axis_rotation_equals_hand_written_rodrigues():
+    """scipy's Rotation (used by the core) against Rodrigues' formula written out."""
+    from scipion_deepalign.tests.helpers import rodrigues
+
+    rng = np.random.default_rng(11)
+    for axis, angle in zip(rng.normal(size=(20, 3)), rng.uniform(-360, 360, 20)):
+        np.testing.assert_allclose(sym._axis_rotation(axis, angle),
+                                   rodrigues(axis, np.deg2rad(angle)), atol=1e-12)

@@ -3,7 +3,7 @@
 Model folder::
 
     config.json          TrainConfig + what prediction needs (input box, symmetry, regions, ...)
-    regions.star         region centres (io.star.write_regions_star)
+    regions.star         region centres (io.write_regions_star)
     region_NNNN.keras    one binary classifier per region, NNNN 1-based as in regions.star
     history_NNNN.json    Keras History.history (loss, accuracy, val_loss, val_accuracy) plus
                          "region", "n_particles", "seconds"; a region skipped for having too

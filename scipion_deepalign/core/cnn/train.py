@@ -167,7 +167,7 @@ def _metadata(config, images, angles, symmetry, spacing_deg, n_regions, input_bo
 
 
 def _prepare_out_dir(out_dir: Path, meta: dict, centres) -> None:
-    from ..io.star import write_regions_star
+    from ..io import write_regions_star
 
     out_dir.mkdir(parents=True, exist_ok=True)
     config_file = out_dir / CONFIG_FILE

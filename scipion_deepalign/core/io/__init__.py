@@ -1,30 +1,48 @@
-"""Reading and writing MRC files and RELION STAR files; see :mod:`.mrc` and :mod:`.star`."""
+"""Reading and writing MRC files and RELION STAR files: the one front door of the core's IO.
+
+Import every public name from here (``from scipion_deepalign.core.io import read_particles_star``),
+never from the modules behind it:
+
+* :mod:`.mrc` -- MRC maps and stacks (mrcfile, validated, atomic writes);
+* :mod:`.star_tables` -- generic STAR tables (emtable);
+* :mod:`.star` -- RELION particle STAR files, and images written with their STAR file;
+* :mod:`.images` -- ``index@stack`` names: where the stacks are, loading the images;
+* :mod:`.regions` -- ``regions.star`` of a model folder;
+* :mod:`.columns` -- the names of the STAR columns DeepAlign writes, and the 0-/1-based
+  region border (imported as a module: ``from scipion_deepalign.core.io import columns``).
+
+``index@stack`` names are split and joined by :func:`split_image_name` /
+:func:`join_image_name` only (defined with :class:`~scipion_deepalign.core.particles.Particles`).
+The modules import each other without a cycle: ``columns``, ``mrc`` and ``star_tables`` import
+no other module of the package's IO; ``images`` imports ``mrc``; ``regions`` imports
+``columns`` and ``star_tables``; ``star`` imports ``images``, ``mrc`` and ``star_tables``.
+"""
+from ..particles import join_image_name, split_image_name
+from . import columns
 from .images import (
     NonFiniteImagesError,
     ParticleImages,
     finite_particle_rows,
-    join_image_name,
     load_images,
     load_particle_images,
     locate_stacks,
-    split_image_name,
-    write_particles,
+    output_root,
+    relocate_image_names,
+    stack_path,
 )
 from .mrc import read_mrc, read_mrc_header, read_mrc_stack, read_volume, write_mrc
-from .star import (
-    read_particles_star,
-    read_regions_star,
-    read_star_blocks,
-    write_particles_star,
-    write_regions_star,
-    write_star_blocks,
-)
+from .regions import read_regions_star, write_regions_star
+from .star import read_particles_star, write_particles, write_particles_star
+from .star_tables import column_values, float_column, read_star_blocks, write_star_blocks
 
 __all__ = [
+    "columns",
     "read_mrc", "read_mrc_header", "read_mrc_stack", "read_volume", "write_mrc",
     "read_particles_star", "write_particles_star", "read_star_blocks", "write_star_blocks",
+    "column_values", "float_column",
     "load_images", "load_particle_images", "NonFiniteImagesError", "write_particles",
     "ParticleImages", "finite_particle_rows",
-    "split_image_name", "join_image_name", "locate_stacks",
+    "split_image_name", "join_image_name", "locate_stacks", "stack_path", "output_root",
+    "relocate_image_names",
     "write_regions_star", "read_regions_star",
 ]

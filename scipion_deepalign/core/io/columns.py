@@ -1,9 +1,21 @@
-"""Names of the STAR columns DeepAlign writes on particles (one place; every face imports them).
+"""Names of the STAR columns DeepAlign writes (one place; every face imports them), and the
+border between the core's 0-based region indices and the files' 1-based region numbers.
 
 Region numbers in STAR files are **1-based** (the rows of ``regions.star``); the core works
-with 0-based indices, and the conversion happens where these columns are written or read.
-"""
+with 0-based indices. :func:`regions_to_star` and :func:`regions_from_star` are the only
+conversions; :func:`set_region_hints` / :func:`region_hints` and
+:func:`set_alignment_columns` write and read the particle columns through them.
 
+One meaning per name: ``deepalignRegion<i>`` is the i-th most probable region of a particle,
+``deepalignBestRegion`` the region of the pose found, ``deepalignRegionId`` the number of a
+row of ``regions.star`` (files written before it was named so used ``deepalignRegion``; they
+are still read).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+# ------------------------------------------------------------------ particle STAR files
 #: i-th most probable region of a particle (1-based region number), i = 1..k
 REGION_COLUMN = "deepalignRegion%d"
 #: its probability
@@ -18,6 +30,105 @@ GLOBAL_SEARCH_COLUMN = "deepalignGlobalSearch"
 REGIONS_SEARCHED_COLUMN = "deepalignRegionsSearched"
 #: Scipion item id of a particle converted from a set (convert.set_to_core)
 ITEM_ID_COLUMN = "deepalignItemId"
+#: aligned.star: angle (deg) between the input and the new projection direction, nearest
+#: symmetry mate (when the input had poses)
+DIRECTION_CHANGE_COLUMN = "deepalignDirectionChange"
+
+# ------------------------------------------------------------------ regions.star
+#: block ``data_deepalign_general``: point group of the regions
+SYMMETRY_COLUMN = "deepalignSymmetry"
+#: block ``data_deepalign_general``: spacing of the region centres in degrees
+REGION_SPACING_COLUMN = "deepalignRegionSpacingDeg"
+#: block ``data_deepalign_general``: number of regions
+REGION_COUNT_COLUMN = "deepalignRegionCount"
+#: block ``data_regions``: 1-based region number of the row
+REGION_ID_COLUMN = "deepalignRegionId"
+#: what :data:`REGION_ID_COLUMN` was called in files written before (read only)
+OLD_REGION_ID_COLUMN = "deepalignRegion"
+
+# ------------------------------------------------------------------ part outputs
+#: block ``data_deepalign_part`` of a part output (core.parts): PartRecord field -> column
+PART_RECORD_COLUMNS = {"index": "deepalignPart", "n_parts": "deepalignParts",
+                       "n_input": "deepalignInputCount", "first_row": "deepalignFirstRow",
+                       "stop_row": "deepalignStopRow", "digest": "deepalignInputDigest",
+                       "options": "deepalignOptionsDigest"}
 
 __all__ = ["REGION_COLUMN", "PROB_COLUMN", "SCORE_COLUMN", "BEST_REGION_COLUMN",
-           "GLOBAL_SEARCH_COLUMN", "REGIONS_SEARCHED_COLUMN", "ITEM_ID_COLUMN"]
+           "GLOBAL_SEARCH_COLUMN", "REGIONS_SEARCHED_COLUMN", "ITEM_ID_COLUMN",
+           "DIRECTION_CHANGE_COLUMN",
+           "SYMMETRY_COLUMN", "REGION_SPACING_COLUMN", "REGION_COUNT_COLUMN",
+           "REGION_ID_COLUMN", "OLD_REGION_ID_COLUMN", "PART_RECORD_COLUMNS",
+           "regions_to_star", "regions_from_star", "region_columns", "set_region_hints",
+           "region_hints", "region_probabilities", "set_alignment_columns"]
+
+
+# ------------------------------------------------------------------ the 0-/1-based border
+def regions_to_star(regions) -> np.ndarray:
+    """0-based region indices -> the 1-based numbers written to STAR files (int64)."""
+    return np.asarray(regions, dtype=np.int64) + 1
+
+
+def regions_from_star(values, what="region numbers") -> np.ndarray:
+    """1-based region numbers read from a STAR file -> 0-based indices (int64).
+
+    ``ValueError`` (naming ``what``) when a value is not an integer.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if not np.all(np.equal(np.mod(values, 1), 0)):
+        raise ValueError(f"{what} must be integers")
+    return values.astype(np.int64) - 1
+
+
+# ------------------------------------------------------------------ particle columns
+def region_columns(extra) -> list[str]:
+    """Names ``deepalignRegion1..k`` present in ``extra`` (a particle ``extra`` dict), in order."""
+    cols = []
+    while REGION_COLUMN % (len(cols) + 1) in extra:
+        cols.append(REGION_COLUMN % (len(cols) + 1))
+    return cols
+
+
+def set_region_hints(extra, regions, probabilities) -> None:
+    """Write the ``(N, k)`` 0-based ``regions`` (best first) and their probabilities."""
+    regions, probabilities = np.asarray(regions), np.asarray(probabilities)
+    for j in range(regions.shape[1]):
+        extra[REGION_COLUMN % (j + 1)] = regions_to_star(regions[:, j])
+        extra[PROB_COLUMN % (j + 1)] = probabilities[:, j]
+
+
+def region_hints(extra, k=None) -> np.ndarray:
+    """``(N, k)`` 0-based regions of the first ``k`` (default all) region columns.
+
+    ``ValueError`` when there is none, fewer than ``k``, or a value is not an integer.
+    """
+    cols = region_columns(extra)
+    if not cols:
+        raise ValueError(f"no {REGION_COLUMN % 1} column")
+    if k is not None:
+        if not 1 <= k <= len(cols):
+            raise ValueError(f"k must be between 1 and the {len(cols)} region columns, got {k}")
+        cols = cols[:k]
+    values = np.stack([np.asarray(extra[c], dtype=np.float64) for c in cols], axis=1)
+    return regions_from_star(values, f"columns {cols}")
+
+
+def region_probabilities(extra, k) -> np.ndarray | None:
+    """``(N, k)`` probabilities of the first ``k`` region columns, None if any is absent."""
+    cols = [PROB_COLUMN % (j + 1) for j in range(k)]
+    if not all(c in extra for c in cols):
+        return None
+    return np.stack([np.asarray(extra[c], dtype=np.float64) for c in cols], axis=1)
+
+
+def set_alignment_columns(extra, *, score, region=None, fallback=None,
+                          n_regions_searched=None) -> None:
+    """Write the alignment's columns: score, and in regional mode the 0-based ``region`` of
+    the pose found, whether the particle fell back to a global search, and the number of
+    regions searched (each skipped when None)."""
+    extra[SCORE_COLUMN] = np.asarray(score)
+    if region is not None:
+        extra[BEST_REGION_COLUMN] = regions_to_star(region)
+    if fallback is not None:
+        extra[GLOBAL_SEARCH_COLUMN] = np.asarray(fallback).astype(int)
+    if n_regions_searched is not None:
+        extra[REGIONS_SEARCHED_COLUMN] = np.asarray(n_regions_searched)

@@ -1,4 +1,10 @@
-"""Particle images behind RELION ``index@stack`` names: find, load and write them.
+"""Particle images behind RELION ``index@stack`` names: find and load them.
+
+Names are split and joined only by :func:`~scipion_deepalign.core.particles.split_image_name`
+and :func:`~scipion_deepalign.core.particles.join_image_name` (the index is what precedes the
+*first* ``@``; the stack path may hold more); every relocation of a name goes through
+:func:`relocate_image_names` or :func:`locate_stacks` here. Writing images with their STAR
+file is :func:`scipion_deepalign.core.io.star.write_particles`.
 
 Where relative stack paths are looked for
 -----------------------------------------
@@ -21,18 +27,16 @@ from __future__ import annotations
 
 import os
 import warnings
-from dataclasses import replace
 
 import numpy as np
 
 from ..imageops import finite_rows
 from ..particles import join_image_name, split_image_name
-from .mrc import read_mrc_stack, write_mrc
+from .mrc import read_mrc_stack
 
-__all__ = ["split_image_name", "join_image_name", "stack_search_dirs", "locate_stacks",
-           "stack_path", "relocate_image_names", "output_root", "load_images",
-           "load_particle_images", "ParticleImages", "finite_particle_rows",
-           "NonFiniteImagesError", "write_particles"]
+__all__ = ["stack_search_dirs", "locate_stacks", "stack_path", "relocate_image_names",
+           "output_root", "load_images", "load_particle_images", "ParticleImages",
+           "finite_particle_rows", "NonFiniteImagesError"]
 
 #: Bad particles named in a message before "... and N more".
 _SHOWN_BAD = 5
@@ -278,38 +282,3 @@ def finite_particle_rows(particles, *, skip_bad=False, chunk=READ_CHUNK) -> np.n
             raise NonFiniteImagesError(message, bad)
         warnings.warn(f"{message}; skipping them", UserWarning, stacklevel=2)
     return np.flatnonzero(good)
-
-
-def write_particles(stack_path, star_path, images, particles):
-    """Write ``images`` as one MRC stack and a RELION 3.1 STAR pointing into it.
-
-    Both files are written atomically (temporary name, then rename), the stack first.
-
-    Parameters
-    ----------
-    stack_path, star_path : str or path-like
-    images : array_like of shape (N, B, B)
-    particles : Particles
-        Metadata of the N images (names are replaced).
-
-    Returns
-    -------
-    Particles
-        A copy with ``image_names = "NNNNNN@<stack relative to the STAR's folder>"``,
-        ``box_px = B`` and ``root`` = the STAR's folder.
-    """
-    from .star import write_particles_star
-
-    images = np.asarray(images, dtype=np.float32)
-    if images.ndim != 3 or images.shape[1] != images.shape[2]:
-        raise ValueError(f"images must have shape (N, B, B), got {images.shape}")
-    if len(images) != len(particles):
-        raise ValueError(f"{len(images)} images but {len(particles)} particles")
-    stack_path, star_path = os.fspath(stack_path), os.fspath(star_path)
-    root = os.path.dirname(os.path.abspath(star_path))
-    rel = os.path.relpath(os.path.abspath(stack_path), root)
-    write_mrc(stack_path, images, pixel_size_a=particles.pixel_size_a, stack=True)
-    new = replace(particles, image_names=[f"{i:06d}@{rel}" for i in range(1, len(images) + 1)],
-                  box_px=int(images.shape[-1]), root=root)
-    write_particles_star(star_path, new)
-    return new

@@ -138,7 +138,7 @@ def read_mrc_stack(path, *, mmap=False) -> tuple[np.ndarray, float | None]:
     ----------
     path : str or path-like
     mmap : bool, optional
-        Return a read-only :class:`numpy.memmap` in the file's own dtype instead of
+        Return mrcfile's read-only :class:`numpy.memmap` in the file's own dtype instead of
         loading the whole stack as float32 (for stacks larger than memory).
 
     Returns
@@ -148,21 +148,20 @@ def read_mrc_stack(path, *, mmap=False) -> tuple[np.ndarray, float | None]:
     pixel_size_a : float or None
     """
     path = _check_exists(path)
-    info = read_mrc_header(path)
-    shape = info["shape"]
-    if len(shape) == 2:
-        shape = (1,) + shape
-    if len(shape) != 3:
+    with _open_mmap(path) as mrc:  # mrcfile's memory map outlives the closed file
+        data, pixel_size_a = mrc.data, _pixel_size(mrc)
+    shape = data.shape
+    if data.ndim == 2:
+        data = data[None]
+    if data.ndim != 3:
         raise ValueError(f"{path}: an image stack was expected but the file holds "
-                         f"{len(shape)}D data (a volume stack), shape {info['shape']}")
-    if shape[1] != shape[2]:
+                         f"{len(shape)}D data (a volume stack), shape {shape}")
+    if data.shape[1] != data.shape[2]:
         raise ValueError(f"{path}: images must be square, the stack has images of "
-                         f"{shape[1]} x {shape[2]} pixels")
-    data = np.memmap(path, dtype=info["dtype"], mode="r", offset=info["data_offset"],
-                     shape=shape)
+                         f"{data.shape[1]} x {data.shape[2]} pixels")
     if not mmap:
         data = np.array(data, dtype=np.float32)
-    return data, info["pixel_size_a"]
+    return data, pixel_size_a
 
 
 def write_mrc(path, data, *, pixel_size_a, stack=None) -> None:

@@ -3,14 +3,24 @@ from __future__ import annotations
 
 import numpy as np
 
-from .starfile import float_column, read_star_blocks, write_star_blocks
+from .columns import (
+    OLD_REGION_ID_COLUMN,
+    REGION_COUNT_COLUMN,
+    REGION_ID_COLUMN,
+    REGION_SPACING_COLUMN,
+    SYMMETRY_COLUMN,
+    regions_from_star,
+    regions_to_star,
+)
+from .star_tables import float_column, read_star_blocks, write_star_blocks
 
 __all__ = ["write_regions_star", "read_regions_star"]
 
 
 def write_regions_star(path, centres_deg, *, symmetry, spacing_deg) -> None:
     """Write region centres: ``data_deepalign_general`` (symmetry, spacing, count) and
-    ``data_regions`` (``deepalignRegion`` 1-based, ``rlnAngleRot``, ``rlnAngleTilt``).
+    ``data_regions`` (region number 1-based, ``rlnAngleRot``, ``rlnAngleTilt``); column
+    names in :mod:`.columns`.
 
     Parameters
     ----------
@@ -25,36 +35,43 @@ def write_regions_star(path, centres_deg, *, symmetry, spacing_deg) -> None:
         raise ValueError(f"centres_deg must have shape (R, 2) with R > 0, got {centres.shape}")
     if not spacing_deg > 0:
         raise ValueError(f"spacing_deg must be positive, got {spacing_deg}")
-    general = {"deepalignSymmetry": [str(symmetry)],
-               "deepalignRegionSpacingDeg": [float(spacing_deg)],
-               "deepalignRegionCount": [len(centres)]}
-    regions = {"deepalignRegion": np.arange(1, len(centres) + 1),
+    general = {SYMMETRY_COLUMN: [str(symmetry)],
+               REGION_SPACING_COLUMN: [float(spacing_deg)],
+               REGION_COUNT_COLUMN: [len(centres)]}
+    regions = {REGION_ID_COLUMN: regions_to_star(np.arange(len(centres))),
                "rlnAngleRot": centres[:, 0], "rlnAngleTilt": centres[:, 1]}
     write_star_blocks(path, {"deepalign_general": general, "regions": regions},
                       single_row=("deepalign_general",))
 
 
 def read_regions_star(path) -> tuple[np.ndarray, str, float]:
-    """Read a file written by :func:`write_regions_star`.
+    """Read a file written by :func:`write_regions_star` (or by older versions, whose
+    region number column is :data:`~.columns.OLD_REGION_ID_COLUMN`).
 
     Returns
     -------
     centres_deg : ndarray of shape (R, 2)
-        Ordered by ``deepalignRegion``.
+        Ordered by region number.
     symmetry : str
     spacing_deg : float
     """
     blocks = read_star_blocks(path)
-    for bname, cols in (("deepalign_general", ("deepalignSymmetry", "deepalignRegionSpacingDeg")),
-                        ("regions", ("deepalignRegion", "rlnAngleRot", "rlnAngleTilt"))):
+    regions = blocks.get("regions", {})
+    id_column = OLD_REGION_ID_COLUMN if (OLD_REGION_ID_COLUMN in regions
+                                         and REGION_ID_COLUMN not in regions) else REGION_ID_COLUMN
+    for bname, cols in (("deepalign_general", (SYMMETRY_COLUMN, REGION_SPACING_COLUMN)),
+                        ("regions", (id_column, "rlnAngleRot", "rlnAngleTilt"))):
         if bname not in blocks:
             raise ValueError(f"{path}: not a regions file (no data_{bname} block)")
         missing = [c for c in cols if c not in blocks[bname]]
         if missing:
             raise ValueError(f"{path}: data_{bname} lacks column(s) {missing}")
     general, regions = blocks["deepalign_general"], blocks["regions"]
-    order = np.argsort(regions["deepalignRegion"].astype(np.int64))
+    try:
+        order = np.argsort(regions_from_star(regions[id_column], f"column {id_column}"))
+    except ValueError as exc:
+        raise ValueError(f"{path}: data_regions {exc}") from None
     centres = np.stack([float_column(regions, "rlnAngleRot", path),
                         float_column(regions, "rlnAngleTilt", path)], axis=1)[order]
-    return (centres, str(general["deepalignSymmetry"][0]),
-            float(general["deepalignRegionSpacingDeg"][0]))
+    return (centres, str(general[SYMMETRY_COLUMN][0]),
+            float(general[REGION_SPACING_COLUMN][0]))

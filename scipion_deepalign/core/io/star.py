@@ -27,37 +27,29 @@ table get one group per distinct (voltage, Cs, amplitude contrast).
 
 Poses follow :mod:`scipion_deepalign.core.geometry`: ``shifts_px = rlnOriginXAngst /
 pixel_size`` with RELION's sign. Every particle column not interpreted here (e.g.
-``rlnRandomSubset``, ``rlnMicrographName``, ``deepalignRegion1``, ``deepalignScore``) is kept
+``rlnRandomSubset``, ``rlnMicrographName``, the DeepAlign columns of :mod:`.columns`) is kept
 in :attr:`Particles.extra` and written back. emtable stores rows as named tuples, so custom
-column names work as long as they are Python identifiers (``deepalignRegionProb1`` is);
+column names work as long as they are Python identifiers (those of :mod:`.columns` are);
 :func:`write_particles_star` checks this.
 
-Generic table IO lives in :mod:`.starfile`, region tables in :mod:`.regions`, images in
-:mod:`.images`; their public names are re-exported here (``io.star`` is the contract).
+Generic table IO lives in :mod:`.star_tables`, region tables in :mod:`.regions`, image
+loading and stack paths in :mod:`.images`. Import public names from
+:mod:`scipion_deepalign.core.io` (the one front door), not from here.
 """
 from __future__ import annotations
 
 import os
 import warnings
+from dataclasses import replace
 
 import numpy as np
 
 from ..particles import CTFParams, Particles
-from .images import (
-    load_images,
-    locate_stacks,
-    output_root,
-    relocate_image_names,
-    split_image_name,
-    stack_path,
-    write_particles,
-)
-from .regions import read_regions_star, write_regions_star
-from .starfile import column_values, float_column, read_star_blocks, write_star_blocks
+from .images import locate_stacks, output_root, relocate_image_names, stack_path
+from .mrc import read_mrc_header, write_mrc
+from .star_tables import column_values, float_column, read_star_blocks, write_star_blocks
 
-__all__ = ["read_star_blocks", "write_star_blocks", "column_values", "read_particles_star",
-           "write_particles_star", "load_images", "write_particles", "split_image_name",
-           "write_regions_star", "read_regions_star"]
+__all__ = ["read_particles_star", "write_particles_star", "write_particles"]
 
 #: Particle columns interpreted by :func:`read_particles_star` (never put in ``extra``).
 _KNOWN_COLUMNS = {
@@ -145,8 +137,6 @@ def _file_pixel_sizes(block, table, rows, path):
 
 def _header_pixel_size(names, root, path):
     """Pixel size in the header of the first image stack (with a warning), or None."""
-    from .mrc import read_mrc_header
-
     stack = stack_path(names[0], root)
     size = read_mrc_header(stack)["pixel_size_a"] if os.path.isfile(stack) else None
     if size is not None:
@@ -207,8 +197,6 @@ def _box(table, rows, names, root, path, box_px):
                              f"({sorted(set(boxes.tolist()))}); split the particles by "
                              "optics group first")
         return int(round(boxes[0]))
-    from .mrc import read_mrc_header
-
     stack = stack_path(names[0], root)
     if not os.path.isfile(stack):
         raise ValueError(f"{path}: no rlnImageSize and the first image stack "
@@ -407,3 +395,36 @@ def _checked_extra(name, values, n):
         raise ValueError(f"extra column {name!r}: text values must be non-empty and free of "
                          "white space to be written to STAR")
     return values
+
+
+def write_particles(stack_path, star_path, images, particles):
+    """Write ``images`` as one MRC stack and a RELION 3.1 STAR pointing into it.
+
+    Both files are written atomically (temporary name, then rename), the stack first.
+
+    Parameters
+    ----------
+    stack_path, star_path : str or path-like
+    images : array_like of shape (N, B, B)
+    particles : Particles
+        Metadata of the N images (names are replaced).
+
+    Returns
+    -------
+    Particles
+        A copy with ``image_names = "NNNNNN@<stack relative to the STAR's folder>"``,
+        ``box_px = B`` and ``root`` = the STAR's folder.
+    """
+    images = np.asarray(images, dtype=np.float32)
+    if images.ndim != 3 or images.shape[1] != images.shape[2]:
+        raise ValueError(f"images must have shape (N, B, B), got {images.shape}")
+    if len(images) != len(particles):
+        raise ValueError(f"{len(images)} images but {len(particles)} particles")
+    stack_path, star_path = os.fspath(stack_path), os.fspath(star_path)
+    root = os.path.dirname(os.path.abspath(star_path))
+    rel = os.path.relpath(os.path.abspath(stack_path), root)
+    write_mrc(stack_path, images, pixel_size_a=particles.pixel_size_a, stack=True)
+    new = replace(particles, image_names=[f"{i:06d}@{rel}" for i in range(1, len(images) + 1)],
+                  box_px=int(images.shape[-1]), root=root)
+    write_particles_star(star_path, new)
+    return new

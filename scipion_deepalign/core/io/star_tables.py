@@ -4,7 +4,8 @@ written atomically in RELION 3.1 layout.
 Columns are read as text and converted with numpy (:func:`column_values`), because emtable's
 type guess looks at the first row only and breaks on columns such as ``0`` followed by
 ``0.5``. emtable keeps rows as named tuples, so column names must be Python identifiers not
-starting with ``_`` (``deepalignRegionProb1`` is fine); :func:`write_star_blocks` checks this.
+starting with ``_`` (``rlnAngleRot`` and the names of :mod:`.columns` are fine);
+:func:`write_star_blocks` checks this.
 """
 from __future__ import annotations
 

@@ -1,0 +1,47 @@
+"""Helpers used only by the tests (kept out of the package's public API).
+
+* :func:`translate_volume` -- a known-answer shift of a map (tests of projection conventions);
+* :func:`rodrigues` -- rotation about an axis written out by hand, the independent check of
+  the core's use of :class:`scipy.spatial.transform.Rotation`.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["translate_volume", "rodrigues"]
+
+
+def translate_volume(volume, offset_xyz_px) -> np.ndarray:
+    """Move the content of a volume by ``(dx, dy, dz)`` voxels (Fourier phase shift).
+
+    ``out(r) = in(r - offset)``, periodic.
+
+    Parameters
+    ----------
+    volume : ndarray of shape (Z, Y, X)
+    offset_xyz_px : array_like of shape (3,)
+        ``(offset_x, offset_y, offset_z)`` in voxels.
+
+    Returns
+    -------
+    ndarray of shape (Z, Y, X), float32
+    """
+    vol = np.asarray(volume, dtype=np.float32)
+    if vol.ndim != 3:
+        raise ValueError(f"volume must have shape (Z, Y, X), got {vol.shape}")
+    off = np.asarray(offset_xyz_px, dtype=np.float64)
+    if off.shape != (3,):
+        raise ValueError(f"offset_xyz_px must have shape (3,), got {off.shape}")
+    kz = np.fft.fftfreq(vol.shape[0])[:, None, None]
+    ky = np.fft.fftfreq(vol.shape[1])[None, :, None]
+    kx = np.fft.rfftfreq(vol.shape[2])[None, None, :]
+    phase = np.exp(-2j * np.pi * (kx * off[0] + ky * off[1] + kz * off[2]))
+    return np.fft.irfftn(np.fft.rfftn(vol) * phase, s=vol.shape).astype(np.float32)
+
+
+def rodrigues(axis, angle_rad) -> np.ndarray:
+    """Rotation by ``angle_rad`` about ``axis`` (right-hand rule), Rodrigues' formula, (3, 3)."""
+    k = np.asarray(axis, dtype=np.float64)
+    k = k / np.linalg.norm(k)
+    kx = np.array([[0.0, -k[2], k[1]], [k[2], 0.0, -k[0]], [-k[1], k[0], 0.0]])
+    return np.eye(3) + np.sin(angle_rad) * kx + (1.0 - np.cos(angle_rad)) * (kx @ kx)
