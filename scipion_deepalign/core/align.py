@@ -223,13 +223,18 @@ def align_particles(images, volume, *, pixel_size_a, max_shift_px, ctf=None, sym
     if refine:
         from .projection import VolumeSpectrum
         spectrum = VolumeSpectrum(volume)
+    chunk = max(1, _REFS_PER_CHUNK // engine.n_psi)
+    bank = None  # references prepared once when directions recur (windows overlap, blocks)
+    if len(galleries) * -(-n // block_size) > 1.5 * len(galleries.projections):
+        bank = engine.reference_bank(galleries.projections, chunk=chunk)
     poses = _Poses(n, n_best)
     for start in range(0, n, block_size):
         rows = np.arange(start, min(n, start + block_size))
         small = engine.downsample(_read_block(images, rows, shape))
         ctf_half = engine.ctf_half(rows)
         spectra, power = engine.particles(small, ctf_half)
-        best, count = _search_block(engine, galleries, spectra, power, rows, n_best, progress)
+        best, count = _search_block(engine, galleries, bank, spectra, power, rows, n_best,
+                                     progress)
         poses.add(rows, count, *_block_poses(engine, galleries, best, small, spectra,
                                              ctf_half, spectrum))
     region = np.full(n, -1)
@@ -272,8 +277,11 @@ def _read_block(images, rows, shape) -> np.ndarray:
     return block
 
 
-def _search_block(engine, galleries, spectra, power, rows, n_best, progress):
-    """Running N best of one block of particles over its galleries, and the comparisons."""
+def _search_block(engine, galleries, bank, spectra, power, rows, n_best, progress):
+    """Running N best of one block of particles over its galleries, and the comparisons.
+
+    The references of each chunk are gathered from ``bank`` (a :class:`ReferenceBank`), or
+    prepared from the projections when there is none."""
     best = BestPoses(len(rows), n_best)
     local = [m[(m >= rows[0]) & (m <= rows[-1])] - rows[0] for m in galleries.members]
     work = max(1, sum(len(i) * (hi - lo) for i, (lo, hi) in zip(local, galleries.bounds)))
@@ -284,9 +292,10 @@ def _search_block(engine, galleries, spectra, power, rows, n_best, progress):
             continue
         for d0 in range(lo, hi, chunk):
             d1 = min(hi, d0 + chunk)
-            n_comparisons += engine.keep_best(
-                spectra, power, idx, engine.references(galleries.projections[d0:d1]), best,
-                ref_base=d0 * engine.n_psi)
+            refs = (bank.take(galleries.index[d0:d1]) if bank is not None
+                    else engine.references(galleries.projections_of(np.arange(d0, d1))))
+            n_comparisons += engine.keep_best(spectra, power, idx, refs, best,
+                                              ref_base=d0 * engine.n_psi)
             share = len(idx) * (d1 - d0) / work
             advance(progress, len(rows) * share)  # the particles' share of this chunk
     return best, n_comparisons
@@ -309,7 +318,8 @@ def _block_poses(engine, galleries, best, images, spectra, ctf_half, spectrum):
             images, spectrum, angles[:, 0], search=engine, ctf_half=ctf_half)
         shifts[:, 0] = -peak[:, ::-1]
     else:
-        refs = engine.best_references(galleries.projections[dir_index[:, 0]], psi_index[:, 0])
+        refs = engine.best_references(galleries.projections_of(dir_index[:, 0]),
+                                      psi_index[:, 0])
         shifts[:, 0] -= engine.subpixel(spectra, refs,
                                         engine.offsets[best.shift[:, 0]])[:, ::-1]
     return angles, shifts * engine.scale, score, n_refine, gallery_direction

@@ -32,6 +32,8 @@ __all__ = ["Search", "BestPoses"]
 
 logger = logging.getLogger(__name__)
 
+#: prepared references kept for a whole alignment (:meth:`Search.reference_bank`) at most
+_BANK_BYTES = 1 << 30
 _BLOCK_ELEMENTS = 1 << 23  # bound on n * m * K (correlations held at once, 32 MB float32)
 _SUBPIXEL_CHUNK = 1024  # particles whose full correlation maps are held at once
 
@@ -204,6 +206,19 @@ class Search:
         return matching.prepare_references(refs, xp=self.xp, mask=None, band=self.band,
                                            with_power=self.ctf_on_references)
 
+    def reference_bank(self, projections, *, chunk: int):
+        """:class:`ReferenceBank` of ``projections`` (every in-plane copy, prepared once), or
+        None when it would take more than 1 GB (then each chunk is prepared as it is met).
+        """
+        if len(projections) * self.n_psi * 2 * len(self.band) * 4 > _BANK_BYTES:
+            return None
+        xp = self.xp
+        parts = [self.references(projections[d0:d0 + chunk])[0]
+                 for d0 in range(0, len(projections), chunk)]
+        matrix = xp.concatenate(parts) if parts else xp.zeros((0, 2 * len(self.band)),
+                                                               xp.float32)
+        return ReferenceBank(matrix, self.n_psi, xp, with_power=self.ctf_on_references)
+
     def best_references(self, projections, psi_index):
         """Each projection masked and rotated to its own in-plane angle (index into the grid)."""
         return rotate_selected(self.masked(projections), self.psi_deg, psi_index)
@@ -271,3 +286,26 @@ def _on_maps(corr, peaks_yx, box):
     """``value_at(dy, dx)`` of :func:`matching.parabolic_peak` on periodic correlation maps."""
     rows = np.arange(len(peaks_yx))
     return lambda dy, dx: corr[rows, (peaks_yx[:, 0] + dy) % box, (peaks_yx[:, 1] + dx) % box]
+
+
+class ReferenceBank:
+    """The prepared references of every distinct gallery direction, made once per alignment.
+
+    Overlapping search windows meet the same directions in several groups (and every block
+    of particles meets them again): gathering their rows is much cheaper than rotating and
+    transforming them each time. The power ``|R(k)|**2`` is recomputed from the rows taken.
+    """
+
+    def __init__(self, matrix, n_psi: int, xp, *, with_power: bool):
+        self.matrix, self.n_psi, self.xp, self.with_power = matrix, int(n_psi), xp, with_power
+
+    def take(self, directions):
+        """``(matrix, power)`` of the in-plane copies of distinct directions ``directions``, in
+        the layout of :meth:`Search.references` (direction-major, then in-plane angle)."""
+        rows = (np.asarray(directions)[:, None] * self.n_psi
+                + np.arange(self.n_psi)[None]).ravel()
+        matrix = self.matrix[self.xp.asarray(rows)]
+        if not self.with_power:
+            return matrix, None
+        f = matrix.shape[1] // 2
+        return matrix, matrix[:, :f] ** 2 + matrix[:, f:] ** 2

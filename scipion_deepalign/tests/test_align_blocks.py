@@ -82,3 +82,33 @@ def test_a_non_finite_block_is_named(data):
     bad[7, 3, 3] = np.nan
     with pytest.raises(ValueError, match=r"NaN or infinite values \(among particles 5\.\.9"):
         align_particles(bad, volume, **_kwargs(parts, block_size=BLOCK))
+
+
+@pytest.mark.parametrize("ctf_mode", ["apply", "flip"])
+def test_references_prepared_once_give_the_poses_of_references_prepared_per_block(
+        data, monkeypatch, ctf_mode):
+    """With several blocks the rotated references are prepared once (a ReferenceBank) and
+    gathered per tile group: the same poses as preparing them again for every block."""
+    import scipion_deepalign.core.search as search
+
+    volume, images, parts = data
+    calls = []
+    real = search.Search.reference_bank
+
+    def counting(self, *args, **kwargs):
+        bank = real(self, *args, **kwargs)
+        calls.append(bank)
+        return bank
+
+    monkeypatch.setattr(search.Search, "reference_bank", counting)
+    banked = align_particles(images, volume, block_size=BLOCK, ctf_mode=ctf_mode,
+                             **_kwargs(parts))
+    assert len(calls) == 1 and calls[0] is not None
+    monkeypatch.setattr(search, "_BANK_BYTES", 0)  # too small: prepared per block
+    calls.clear()
+    per_block = align_particles(images, volume, block_size=BLOCK, ctf_mode=ctf_mode,
+                                **_kwargs(parts))
+    assert calls == [None]
+    np.testing.assert_allclose(banked.angles_deg, per_block.angles_deg, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(banked.score, per_block.score, rtol=1e-5, atol=1e-6)
+    assert banked.n_comparisons == per_block.n_comparisons
