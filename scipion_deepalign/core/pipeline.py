@@ -9,14 +9,13 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
 from .align import AlignmentResult, align_particles
 from .cnn import predict_regions, train_regions
-from .cnn.config import REGIONS_FILE, TrainConfig
-from .io import read_regions_star
+from .cnn.config import TrainConfig
+from .cnn.model_folder import ModelFolder
 from .progress import Progress
 from .search_plan import SearchOptions
 
@@ -110,10 +109,11 @@ def run_deepalign(train_images, train_angles_deg, images, volume, *, model_dir,
     start = time.perf_counter()
     with Progress(len(images), "predict") as progress:
         regions, probabilities = predict_regions(images, model_dir, top_k=top_k,
+                                                 pixel_size_a=pixel_size_a,
                                                  chunk_size=max(256, len(images) // 20),
                                                  progress=progress)
     seconds["predict"] = time.perf_counter() - start
-    centres, _, _ = read_regions_star(Path(model_dir) / REGIONS_FILE)
+    centres, _, _ = ModelFolder(model_dir).read_regions()
 
     start = time.perf_counter()
     with Progress(len(images), "align") as progress:
