@@ -88,7 +88,7 @@ def main(args) -> int:
         check_file_exists(args.train, "--train")
     check_file_exists(args.particles, "--particles")
     check_file_exists(args.volume, "--volume")
-    check_choice(args.device, ("auto", "cpu", "gpu"), "--device")
+    check_choice(args.device, defaults.DEVICES, "--device")
     check_positive(args.max_shift, "--max-shift", allow_zero=True)
     search = search_options(args)
     from ..core.io import read_volume, write_particles_star
