@@ -29,7 +29,13 @@ from collections import OrderedDict
 import numpy as np
 
 from .core.geometry import euler_to_matrix, matrix_to_euler
-from .core.particles import CTFParams, Particles
+from .core.particles import (
+    DEFAULT_AMPLITUDE_CONTRAST,
+    DEFAULT_CS_MM,
+    DEFAULT_VOLTAGE_KV,
+    CTFParams,
+    Particles,
+)
 
 __all__ = [
     "pose_to_matrix",
@@ -164,9 +170,9 @@ def ctf_from_particles(particles, acquisition=None) -> CTFParams | None:
     acq = acquisition if acquisition is not None else first.getAcquisition()
     return CTFParams(
         defocus_u_a=du, defocus_v_a=dv, defocus_angle_deg=dang,
-        voltage_kv=float(acq.getVoltage() or 300.0),
-        cs_mm=float(acq.getSphericalAberration() or 2.7),
-        amplitude_contrast=float(acq.getAmplitudeContrast() or 0.1),
+        voltage_kv=float(acq.getVoltage() or DEFAULT_VOLTAGE_KV),
+        cs_mm=float(acq.getSphericalAberration() or DEFAULT_CS_MM),
+        amplitude_contrast=float(acq.getAmplitudeContrast() or DEFAULT_AMPLITUDE_CONTRAST),
         phase_shift_deg=phase if any(phase) else None,
     )
 

@@ -40,7 +40,13 @@ import warnings
 
 import numpy as np
 
-from ..particles import CTFParams, Particles
+from ..particles import (
+    DEFAULT_AMPLITUDE_CONTRAST,
+    DEFAULT_CS_MM,
+    DEFAULT_VOLTAGE_KV,
+    CTFParams,
+    Particles,
+)
 from .images import (
     load_images,
     locate_stacks,
@@ -66,8 +72,9 @@ _KNOWN_COLUMNS = {
     "rlnMagnification", "rlnDetectorPixelSize", "rlnImagePixelSize", "rlnImageSize",
 }
 _ANGLE_COLUMNS = ("rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi")
-_CTF_SCALARS = (("rlnVoltage", "voltage_kv", 300.0), ("rlnSphericalAberration", "cs_mm", 2.7),
-                ("rlnAmplitudeContrast", "amplitude_contrast", 0.1))
+_CTF_SCALARS = (("rlnVoltage", "voltage_kv", DEFAULT_VOLTAGE_KV),
+                ("rlnSphericalAberration", "cs_mm", DEFAULT_CS_MM),
+                ("rlnAmplitudeContrast", "amplitude_contrast", DEFAULT_AMPLITUDE_CONTRAST))
 _PIXEL, _BOX, _GROUP = "rlnImagePixelSize", "rlnImageSize", "rlnOpticsGroup"
 
 
