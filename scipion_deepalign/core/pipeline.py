@@ -18,6 +18,7 @@ from .cnn.config import TrainConfig
 from .cnn.model_folder import ModelFolder
 from .progress import Progress
 from .search_plan import SearchOptions
+from .symmetry import normalise_symmetry
 
 __all__ = ["PipelineResult", "run_deepalign"]
 
@@ -74,7 +75,7 @@ def run_deepalign(train_images, train_angles_deg, images, volume, *, model_dir,
     max_shift_px : float
         Largest shift searched, original pixels.
     symmetry, spacing_deg : str, float
-        Point group and region spacing.
+        Point group (normalised here once and passed down) and region spacing.
     top_k : int
         Regions predicted per particle: all are searched, or, with
         ``search.probability_mass``, as many as that mass needs.
@@ -92,6 +93,7 @@ def run_deepalign(train_images, train_angles_deg, images, volume, *, model_dir,
     -------
     PipelineResult
     """
+    symmetry = normalise_symmetry(symmetry)
     config = train_config or TrainConfig(pixel_size_a=pixel_size_a)
     if config.pixel_size_a is None:
         config.pixel_size_a = pixel_size_a

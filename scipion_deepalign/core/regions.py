@@ -376,9 +376,10 @@ def region_direction_grids(centres_deg, symmetry="c1", step_deg=5.0) -> list:
         moved to its equivalent nearest its centre, so a region's directions form one patch
         around its centre; near the unit's boundary a patch may reach outside the unit.
     """
+    symmetry = normalise_symmetry(symmetry)
     mats = symmetry_matrices(symmetry)
     centre_dirs = _centre_directions(centres_deg)
-    fine = _unit_directions(_frequency(step_deg), normalise_symmetry(symmetry))
+    fine = _unit_directions(_frequency(step_deg), symmetry)
     labels, _ = _nearest_centre(fine, centre_dirs, mats)
     # Move each direction to the equivalent nearest its centre: argmax_g (S_g d) . c.
     images = np.einsum("gij,nj->ngi", mats, fine)
