@@ -34,8 +34,8 @@ from ..atomic import atomic_open
 from .history import best_validation_accuracy, near_chance_warnings
 
 __all__ = ["ModelFolder", "ModelGeometry", "CONFIG_FILE", "REGIONS_FILE", "SHARED_MODEL",
-           "SHARED_HISTORY", "PIXEL_SIZE_TOLERANCE", "model_path", "history_path",
-           "read_model_config", "write_json_atomic"]
+           "SHARED_HISTORY", "PIXEL_SIZE_TOLERANCE", "particle_misfit", "model_path",
+           "history_path", "read_model_config", "write_json_atomic"]
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +63,24 @@ def write_json_atomic(path, data) -> None:
     (:func:`~scipion_deepalign.core.atomic.atomic_open`: the umask's permissions)."""
     with atomic_open(path) as handle:
         json.dump(data, handle, indent=1, sort_keys=True)
+
+
+def particle_misfit(box_px, pixel_size_a, model_box_px, model_pixel_size_a) -> str | None:
+    """THE rule for particles given to a model: what does not fit, or None.
+
+    ``"box"`` when the box differs from the model's particle box (the images are
+    Fourier-cropped from it to the network input); ``"pixel size"`` when the pixel size
+    differs by more than :data:`PIXEL_SIZE_TOLERANCE`. A pixel size that is None on
+    either side is not compared.
+    """
+    if int(box_px) != int(model_box_px):
+        return "box"
+    if pixel_size_a is None or model_pixel_size_a is None:
+        return None
+    if not math.isclose(float(pixel_size_a), float(model_pixel_size_a),
+                        rel_tol=PIXEL_SIZE_TOLERANCE):
+        return "pixel size"
+    return None
 
 
 def read_model_config(model_dir) -> dict:
@@ -167,11 +185,12 @@ class ModelFolder:
            folder written before the pixel size was recorded.
         """
         geometry = self.geometry(meta)
-        if int(box_px) != geometry.particle_box_px:
+        model_pixel = geometry.particle_pixel_size_a
+        misfit = particle_misfit(box_px, pixel_size_a, geometry.particle_box_px, model_pixel)
+        if misfit == "box":
             raise ValueError(
                 f"the particles have a {int(box_px)} px box but the model in {self.path} was "
                 f"trained on {geometry.particle_box_px} px particles")
-        model_pixel = geometry.particle_pixel_size_a
         if pixel_size_a is None or model_pixel is None:
             if self.path in _NOT_CHECKED:
                 return
@@ -181,7 +200,7 @@ class ModelFolder:
                         f"{model_pixel:g} A", "without pixel size" if pixel_size_a is None
                         else f"at {pixel_size_a:g} A/px")
             return
-        if not math.isclose(float(pixel_size_a), model_pixel, rel_tol=PIXEL_SIZE_TOLERANCE):
+        if misfit == "pixel size":
             raise ValueError(
                 f"the particles have {float(pixel_size_a):g} Å/px but the model in {self.path} "
                 f"was trained on {model_pixel:g} Å/px particles ({geometry.particle_box_px} "
