@@ -25,11 +25,6 @@ STEP_LOG_OPTIONS = ("--progress-every", "5", "--log-stdout")
 #: fraction of a step between two progress lines of the steps that run in-process
 STEP_LOG_PROGRESS = 0.05
 
-#: network kinds offered by the training form, in the order of the form's choices
-NETWORK_KINDS = ("regional", "shared")
-#: training losses offered by the form, in the order of the form's choices
-LOSSES = ("bce", "mae")
-
 #: names of the per-particle attributes written on output items
 REGION_ATTR = "_deepalign_region%d"
 REGION_PROB_ATTR = "_deepalign_regionProb%d"

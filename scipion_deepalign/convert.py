@@ -29,7 +29,14 @@ from collections import OrderedDict
 import numpy as np
 
 from .core.geometry import euler_to_matrix, matrix_to_euler
-from .core.particles import OPTICS_FIELDS, CTFParams, Particles
+from .core.particles import (
+    DEFAULT_AMPLITUDE_CONTRAST,
+    DEFAULT_CS_MM,
+    DEFAULT_VOLTAGE_KV,
+    OPTICS_FIELDS,
+    CTFParams,
+    Particles,
+)
 
 __all__ = [
     "pose_to_matrix",
@@ -170,7 +177,8 @@ def ctf_from_particles(particles, acquisition=None) -> CTFParams | None:
         return None
     fallback = _acquisition_values(acquisition if acquisition is not None
                                    else first.getAcquisition())
-    fallback = [v if v is not None else d for v, d in zip(fallback, (300.0, 2.7, 0.1))]
+    defaults = (DEFAULT_VOLTAGE_KV, DEFAULT_CS_MM, DEFAULT_AMPLITUDE_CONTRAST)
+    fallback = [v if v is not None else d for v, d in zip(fallback, defaults)]
     values = np.array([[v if v is not None else f for v, f in zip(row, fallback)]
                        for row in own], dtype=np.float64)  # (N, 3)
     optics = {name: (float(col[0]) if np.all(col == col[0]) else col)

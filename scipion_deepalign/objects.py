@@ -24,8 +24,6 @@ class DeepAlignModel(EMObject):
     networkKind : ``"regional"`` or ``"shared"``
     """
 
-    REGIONS_FILE = "regions.star"
-
     def __init__(self, modelDir=None, *, symmetry=None, spacingDeg=None, numberOfRegions=None,
                  networkBoxPx=None, networkPixelSizeA=None, particleBoxPx=None,
                  particlePixelSizeA=None, networkKind="regional", **kwargs):
@@ -44,7 +42,9 @@ class DeepAlignModel(EMObject):
         return self._modelDir.get()
 
     def getRegionsFile(self):
-        return os.path.join(self.getModelDir(), self.REGIONS_FILE)
+        from .core.cnn.model_folder import ModelFolder
+
+        return str(ModelFolder(self.getModelDir()).regions_path)
 
     def getSymmetry(self):
         return self._symmetry.get()
@@ -73,17 +73,18 @@ class DeepAlignModel(EMObject):
     @classmethod
     def fromModelDir(cls, model_dir, **kwargs):
         """The object describing a model folder written by ``deepalign train``."""
-        from .core.cnn.config import read_model_config
+        from .core.cnn.model_folder import ModelFolder
 
-        meta = read_model_config(model_dir)
-        config = meta.get("config", {})
-        return cls(modelDir=os.path.abspath(model_dir), symmetry=meta["symmetry"],
+        folder = ModelFolder(model_dir)
+        meta = folder.read_config()
+        geometry = folder.geometry(meta)
+        return cls(modelDir=os.path.abspath(model_dir), symmetry=geometry.symmetry,
                    spacingDeg=meta["spacing_deg"], numberOfRegions=meta["n_regions"],
-                   networkBoxPx=meta["input_box_px"],
+                   networkBoxPx=geometry.input_box_px,
                    networkPixelSizeA=meta["input_pixel_size_a"],
-                   particleBoxPx=meta["box_px"],
-                   particlePixelSizeA=config.get("pixel_size_a"),
-                   networkKind=config.get("network", "regional"), **kwargs)
+                   particleBoxPx=geometry.particle_box_px,
+                   particlePixelSizeA=geometry.particle_pixel_size_a,
+                   networkKind=meta.get("config", {}).get("network", "regional"), **kwargs)
 
     def getFiles(self):
         return {self.getModelDir()}

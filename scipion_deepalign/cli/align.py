@@ -162,12 +162,13 @@ def region_hints_from_star(particles, top_k=None) -> np.ndarray:
 
 def load_centres(args):
     """Region centres and the model's symmetry from ``--model`` or ``--regions``."""
+    from ..core.cnn.model_folder import ModelFolder
     from ..core.io import read_regions_star
 
     if args.model is not None:
         if not os.path.isdir(args.model):
             raise CLIError(f"--model: folder not found: {args.model}")
-        path = check_file_exists(os.path.join(args.model, "regions.star"), "--model")
+        path = check_file_exists(str(ModelFolder(args.model).regions_path), "--model")
     elif args.regions is not None:
         path = check_file_exists(args.regions, "--regions")
     else:
@@ -183,7 +184,7 @@ def check_args(args) -> None:
     check_file_exists(args.volume, "--volume")
     if not args.out.lower().endswith(".star"):
         raise CLIError(f"--out must be a .star file name, got {args.out}")
-    check_choice(args.device, ("auto", "cpu", "gpu"), "--device")
+    check_choice(args.device, defaults.DEVICES, "--device")
     check_choice(args.ctf_mode, defaults.CTF_MODES, "--ctf-mode")
     check_positive(args.max_shift, "--max-shift", allow_zero=True)
     check_positive(args.batch_size, "--batch-size")

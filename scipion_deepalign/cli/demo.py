@@ -12,6 +12,7 @@ import logging
 
 import numpy as np
 
+from ..core import defaults
 from .common import (
     check_symmetry,
     ensure_out_dir,
@@ -34,9 +35,9 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--positives-per-region", type=positive_int, default=None, metavar="N")
     parser.add_argument("--images-per-epoch", type=positive_int, default=None, metavar="N")
     parser.add_argument("--training-source", default=None,
-                        choices=("projections", "particles", "both"),
+                        choices=defaults.TRAINING_SOURCES,
                         help="what the network is trained on (default: deepalign run's)")
-    parser.add_argument("--network", default=None, choices=("regional", "shared"),
+    parser.add_argument("--network", default=None, choices=defaults.NETWORKS,
                         help="one CNN per region (paper) or one shared-trunk network")
     parser.add_argument("--symmetry", default=None, help="point group of the phantom")
     parser.add_argument("--seed", type=int, default=None)

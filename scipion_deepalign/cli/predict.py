@@ -53,20 +53,24 @@ def add_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _check(args):
-    from ..core.cnn.config import read_model_config
+    """Model folder, top-k and the particles' box and pixel size against the model's."""
+    from ..core.cnn.model_folder import ModelFolder
+
     if not os.path.isdir(args.model):
         raise CLIError(f"--model: folder not found: {args.model}")
+    folder = ModelFolder(args.model)
     try:
-        meta = read_model_config(args.model)
+        meta = folder.read_config()
     except ValueError as exc:
         raise CLIError(f"--model: {exc}") from None
     if args.top_k > meta["n_regions"]:
         raise CLIError(f"--top-k must be at most the number of regions ({meta['n_regions']}), "
                        f"got {args.top_k}")
     particles = read_particles(args, args.particles)
-    if particles.box_px != meta["box_px"]:
-        raise CLIError(f"--particles have a {particles.box_px} px box but the model was trained "
-                       f"on {meta['box_px']} px particles")
+    try:
+        folder.check_particles(particles.box_px, particles.pixel_size_a, meta=meta)
+    except ValueError as exc:
+        raise CLIError(f"--particles {args.particles}: {exc}") from None
     out_dir = os.path.dirname(os.path.abspath(args.out))
     if not os.path.isdir(out_dir):
         raise CLIError(f"--out: folder not found: {out_dir}")
@@ -96,7 +100,8 @@ def main(args) -> int:
             progress(stop - start - len(rows))  # dropped by --skip-bad
             if not len(rows):
                 continue
-            p = predict_probabilities(images, args.model, batch_size=args.batch_size,
+            p = predict_probabilities(images, args.model, pixel_size_a=particles.pixel_size_a,
+                                      batch_size=args.batch_size,
                                       chunk_size=piece,
                                       models=models, progress=progress)
             top, prob = top_k_regions(p, args.top_k)

@@ -84,14 +84,17 @@ def main(args) -> int:
         check_file_exists(args.train, "--train")
     check_file_exists(args.particles, "--particles")
     check_file_exists(args.volume, "--volume")
-    check_choice(args.device, ("auto", "cpu", "gpu"), "--device")
+    check_choice(args.device, defaults.DEVICES, "--device")
     check_positive(args.max_shift, "--max-shift", allow_zero=True)
     search = search_options(args)
+    from ..core.cnn.checks import check_regions
     from ..core.io import read_volume, write_particles_star
-    from ..core.regions import count_regions
 
     symmetry = check_symmetry(args.symmetry)
-    n_regions = count_regions(args.spacing, symmetry)
+    try:  # the rules of deepalign train and of the core
+        n_regions, _ = check_regions(args.spacing, symmetry, spacing_name="--spacing")
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
     if not 1 <= args.top_k <= n_regions:
         raise CLIError(f"--top-k must be between 1 and the {n_regions} regions of "
                        f"--spacing {args.spacing} ({symmetry}), got {args.top_k}")

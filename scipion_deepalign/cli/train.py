@@ -1,6 +1,6 @@
 """``deepalign train``: train the regional CNNs on particles with known poses.
 
-Writes the model folder ``--out`` (layout in :mod:`scipion_deepalign.core.cnn.config`).
+Writes the model folder ``--out`` (layout in :mod:`scipion_deepalign.core.cnn.model_folder`).
 Training is resumable: run the same command again after an interruption and only the
 regions without a model are trained. ``--regions 1,5,7`` trains only those regions (e.g.
 one process per GPU). With several ``--gpus`` the regions are shared out round-robin between
@@ -118,16 +118,21 @@ def add_schedule_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _check(args):
-    """Validate everything cheap; returns (particles, n_regions, regions)."""
-    from ..core.projection import downsampled_geometry
-    from ..core.regions import count_regions
+    """Validate everything cheap (:mod:`~scipion_deepalign.core.cnn.checks`, the rules the
+    core applies too, in the words of the options); returns (particles, symmetry,
+    n_regions, regions)."""
+    from ..core.cnn import checks
 
-    if not 0 < args.spacing <= 180:
-        raise CLIError(f"--spacing must be in (0, 180] degrees, got {args.spacing}")
     if not 0 <= args.validation_fraction < 1:
         raise CLIError(f"--validation-fraction must be in [0, 1), got {args.validation_fraction}")
     check_positive(args.patience, "--patience", allow_zero=True)
     symmetry = check_symmetry(args.symmetry)
+    regions = parse_int_list(args.regions, "--regions")
+    try:
+        n_regions, _ = checks.check_regions(args.spacing, symmetry, regions,
+                                            spacing_name="--spacing", regions_name="--regions")
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
     check_file_exists(args.particles, "--particles")
     if args.training_source != "particles":
         if args.volume is None:
@@ -141,27 +146,12 @@ def _check(args):
         raise CLIError(f"--particles {args.particles} has no poses (rlnAngleRot/Tilt/Psi): "
                        f"--training-source {args.training_source} needs particles with known "
                        "angles (--training-source projections does not)")
-    if args.target_resolution is not None:
-        try:
-            box, _ = downsampled_geometry(particles.box_px, particles.pixel_size_a,
-                                          args.target_resolution)
-        except ValueError as exc:
-            raise CLIError(f"--target-resolution: {exc}") from None
-        if box < 8:
-            raise CLIError(f"--target-resolution {args.target_resolution} A leaves a {box} px "
-                           "input; the network needs at least 8 px")
-    if args.box is not None and not 8 <= args.box <= particles.box_px:
-        raise CLIError(f"--box must be between 8 and the particle box {particles.box_px}, "
-                       f"got {args.box}")
-    n_regions = count_regions(args.spacing, symmetry)
-    if n_regions < 2:
-        raise CLIError(f"--spacing {args.spacing} gives {n_regions} region for symmetry "
-                       f"{symmetry}: use a smaller spacing")
-    regions = parse_int_list(args.regions, "--regions")
-    if regions is not None:
-        bad = [r for r in regions if not 1 <= r <= n_regions]
-        if bad:
-            raise CLIError(f"--regions {bad} out of range: there are {n_regions} regions")
+    try:
+        checks.input_geometry(particles.box_px, particles.pixel_size_a,
+                              target_resolution_a=args.target_resolution, target_box_px=args.box,
+                              resolution_name="--target-resolution", box_name="--box")
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
     return particles, symmetry, n_regions, regions
 
 
@@ -245,12 +235,14 @@ def main(args) -> int:
         raise CLIError(f"training options: {exc}") from None
     reference = None
     if config.training_source != "particles":
+        from ..core.cnn.checks import check_reference_box
         from ..core.io import read_volume
 
         reference, _ = read_volume(args.volume)
-        if reference.shape[-1] != particles.box_px:
-            raise CLIError(f"--volume box {reference.shape[-1]} px differs from the particle "
-                           f"box {particles.box_px} px")
+        try:
+            check_reference_box(reference.shape, particles.box_px, name=f"--volume {args.volume}")
+        except ValueError as exc:
+            raise CLIError(str(exc)) from None
     log.info("reading %d particles from %s", len(particles), args.particles)
     particles, images = load_particles_images(args, particles)
     report = train_regions(images, particles.angles_deg, out_dir=args.out, symmetry=symmetry,

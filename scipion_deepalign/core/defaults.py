@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from dataclasses import fields
 
+from .backend import DEVICES
 from .cnn.config import HEADS, LOSSES, NETWORKS, TRAINING_SOURCES, TrainConfig
+from .matching import CTF_MODES
 
-__all__ = ["NETWORKS", "LOSSES", "HEADS", "TRAINING_SOURCES", "CTF_MODES",
+__all__ = ["NETWORKS", "LOSSES", "HEADS", "TRAINING_SOURCES", "CTF_MODES", "DEVICES",
            "REGION_SPACING_DEG", "TOP_K",
            "MAX_SHIFT_BOX_FRACTION", "CONSENSUS_MAX_ANGLE_DEG", "train_default",
            "default_max_shift_px"]
@@ -26,9 +28,10 @@ TOP_K = 6
 MAX_SHIFT_BOX_FRACTION = 1.0 / 8.0
 #: consensus: largest angle between projection directions for two poses to agree (degrees)
 CONSENSUS_MAX_ANGLE_DEG = 10.0
-#: CTF handling of the alignment: CTF on the references; phase-flip the particles first;
-#: particles already phase-flipped (|CTF| on the references)
-CTF_MODES = ("apply", "flip", "flipped")
+# Choice lists re-exported from the module that implements them (one definition each):
+# NETWORKS, LOSSES, HEADS, TRAINING_SOURCES (cnn.config, TrainConfig's fields), DEVICES
+# (backend: "auto", "cpu", "gpu"), CTF_MODES (matching: CTF on the references;
+# phase-flip the particles first; particles already phase-flipped, |CTF| on the references).
 
 
 def train_default(name: str):

@@ -9,10 +9,18 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-__all__ = ["CTFParams", "Particles", "split_image_name", "join_image_name", "OPTICS_FIELDS"]
+__all__ = ["CTFParams", "Particles", "split_image_name", "join_image_name", "OPTICS_FIELDS",
+           "DEFAULT_VOLTAGE_KV", "DEFAULT_CS_MM", "DEFAULT_AMPLITUDE_CONTRAST"]
 
 #: The CTF values that RELION keeps per optics group (a float, or one value per particle).
 OPTICS_FIELDS = ("voltage_kv", "cs_mm", "amplitude_contrast")
+
+#: Microscope values assumed when a file or a Scipion acquisition does not give them (the
+#: defaults of :class:`CTFParams`, RELION's and pwem's too): 300 kV, Cs 2.7 mm, 10 %
+#: amplitude contrast. The one place they are written.
+DEFAULT_VOLTAGE_KV = 300.0
+DEFAULT_CS_MM = 2.7
+DEFAULT_AMPLITUDE_CONTRAST = 0.1
 
 
 def _name_parts(name) -> tuple[str | None, str]:
@@ -69,9 +77,9 @@ class CTFParams:
     defocus_u_a: np.ndarray
     defocus_v_a: np.ndarray
     defocus_angle_deg: np.ndarray
-    voltage_kv: float = 300.0
-    cs_mm: float = 2.7
-    amplitude_contrast: float = 0.1
+    voltage_kv: float = DEFAULT_VOLTAGE_KV
+    cs_mm: float = DEFAULT_CS_MM
+    amplitude_contrast: float = DEFAULT_AMPLITUDE_CONTRAST
     phase_shift_deg: np.ndarray | None = None
 
     def __post_init__(self):

@@ -9,16 +9,16 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
 from .align import AlignmentResult, align_particles
 from .cnn import predict_regions, train_regions
-from .cnn.config import REGIONS_FILE, TrainConfig
-from .io import read_regions_star
+from .cnn.config import TrainConfig
+from .cnn.model_folder import ModelFolder
 from .progress import Progress
 from .search_plan import SearchOptions
+from .symmetry import normalise_symmetry
 
 __all__ = ["PipelineResult", "run_deepalign"]
 
@@ -75,7 +75,7 @@ def run_deepalign(train_images, train_angles_deg, images, volume, *, model_dir,
     max_shift_px : float
         Largest shift searched, original pixels.
     symmetry, spacing_deg : str, float
-        Point group and region spacing.
+        Point group (normalised here once and passed down) and region spacing.
     top_k : int
         Regions predicted per particle: all are searched, or, with
         ``search.probability_mass``, as many as that mass needs.
@@ -93,6 +93,7 @@ def run_deepalign(train_images, train_angles_deg, images, volume, *, model_dir,
     -------
     PipelineResult
     """
+    symmetry = normalise_symmetry(symmetry)
     config = train_config or TrainConfig(pixel_size_a=pixel_size_a)
     if config.pixel_size_a is None:
         config.pixel_size_a = pixel_size_a
@@ -110,10 +111,11 @@ def run_deepalign(train_images, train_angles_deg, images, volume, *, model_dir,
     start = time.perf_counter()
     with Progress(len(images), "predict") as progress:
         regions, probabilities = predict_regions(images, model_dir, top_k=top_k,
+                                                 pixel_size_a=pixel_size_a,
                                                  chunk_size=max(256, len(images) // 20),
                                                  progress=progress)
     seconds["predict"] = time.perf_counter() - start
-    centres, _, _ = read_regions_star(Path(model_dir) / REGIONS_FILE)
+    centres, _, _ = ModelFolder(model_dir).read_regions()
 
     start = time.perf_counter()
     with Progress(len(images), "align") as progress:

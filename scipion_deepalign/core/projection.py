@@ -15,7 +15,7 @@ import numpy as np
 
 from .geometry import euler_to_matrix
 
-__all__ = ["project", "downsampled_geometry", "VolumeSpectrum"]
+__all__ = ["project", "downsampled_geometry", "nyquist_reaches", "VolumeSpectrum"]
 
 # Bytes of working memory per interpolated Fourier sample (coordinates, indices, weights, values).
 _BYTES_PER_SAMPLE = 160
@@ -166,6 +166,13 @@ def project(volume, angles_deg, *, shifts_px=None, batch_size: int | None = None
     return out
 
 
+def nyquist_reaches(pixel_size_a: float, target_resolution_a: float) -> bool:
+    """THE Nyquist rule: whether ``pixel_size_a`` pixels resolve ``target_resolution_a``
+    (at least ``2 * pixel_size_a``, with a relative slack of 1e-9 for rounding). Every check
+    of a target resolution (:func:`downsampled_geometry`, the alignment, the forms) asks it."""
+    return float(target_resolution_a) >= 2.0 * float(pixel_size_a) * (1 - 1e-9)
+
+
 def downsampled_geometry(box_px: int, pixel_size_a: float,
                          target_resolution_a: float) -> tuple[int, float]:
     """Smallest even box whose Nyquist still reaches ``target_resolution_a``.
@@ -193,7 +200,7 @@ def downsampled_geometry(box_px: int, pixel_size_a: float,
     if not target_resolution_a > 0:
         raise ValueError(f"target_resolution_a must be > 0, got {target_resolution_a!r}")
     nyquist = 2.0 * pixel_size_a
-    if target_resolution_a < nyquist * (1 - 1e-9):
+    if not nyquist_reaches(pixel_size_a, target_resolution_a):
         raise ValueError(
             f"target_resolution_a={target_resolution_a} Å is finer than the data allow: the "
             f"Nyquist of {pixel_size_a} Å pixels is {nyquist} Å")

@@ -53,6 +53,7 @@ from .symmetry import (
 
 __all__ = [
     "MIN_SPACING_DEG",
+    "check_spacing",
     "MAX_SPACING_DEG",
     "sphere_grid_deg",
     "region_centres_deg",
@@ -136,13 +137,15 @@ def sphere_grid_deg(step_deg) -> np.ndarray:
     return direction_to_euler(_grid_directions(step_deg))
 
 
-def _check_spacing(spacing_deg) -> float:
+def check_spacing(spacing_deg, *, name: str = "spacing_deg") -> float:
+    """THE rule for a region spacing: a number in [:data:`MIN_SPACING_DEG`,
+    :data:`MAX_SPACING_DEG`] degrees (ValueError naming ``name``, e.g. a CLI option)."""
     try:
         spacing = float(spacing_deg)
     except (TypeError, ValueError):
         spacing = np.nan
     if not (MIN_SPACING_DEG <= spacing <= MAX_SPACING_DEG):
-        raise ValueError(f"spacing_deg must be between {MIN_SPACING_DEG:g} and "
+        raise ValueError(f"{name} must be between {MIN_SPACING_DEG:g} and "
                          f"{MAX_SPACING_DEG:g} degrees, got {spacing_deg!r}")
     return spacing
 
@@ -251,7 +254,7 @@ def region_centres_deg(spacing_deg, symmetry="c1") -> np.ndarray:
     ndarray of shape (R, 2)
         ``(rot, tilt)`` in degrees, all in the asymmetric unit, no two equivalent.
     """
-    spacing = _check_spacing(spacing_deg)
+    spacing = check_spacing(spacing_deg)
     return _centres_cached(_frequency(spacing), normalise_symmetry(symmetry),
                            _COVER_FRACTION * spacing).copy()
 
@@ -376,9 +379,10 @@ def region_direction_grids(centres_deg, symmetry="c1", step_deg=5.0) -> list:
         moved to its equivalent nearest its centre, so a region's directions form one patch
         around its centre; near the unit's boundary a patch may reach outside the unit.
     """
+    symmetry = normalise_symmetry(symmetry)
     mats = symmetry_matrices(symmetry)
     centre_dirs = _centre_directions(centres_deg)
-    fine = _unit_directions(_frequency(step_deg), normalise_symmetry(symmetry))
+    fine = _unit_directions(_frequency(step_deg), symmetry)
     labels, _ = _nearest_centre(fine, centre_dirs, mats)
     # Move each direction to the equivalent nearest its centre: argmax_g (S_g d) . c.
     images = np.einsum("gij,nj->ngi", mats, fine)

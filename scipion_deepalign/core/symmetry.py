@@ -87,9 +87,17 @@ def normalise_symmetry(name) -> str:
     ------
     ValueError
         Naming the parameter ``symmetry`` and the valid forms.
+
+    Idempotent and cached, so that a public function may call it on a name its caller
+    already normalised (the faces normalise at the border and pass the result down).
     """
     if not isinstance(name, str):
         raise ValueError(f"symmetry must be a string ({VALID_FORMS}), got {name!r}")
+    return _normalised(name)
+
+
+@functools.lru_cache(maxsize=128)
+def _normalised(name: str) -> str:
     s = name.strip().lower()
     if s == "i":
         return "i2"
@@ -335,8 +343,8 @@ def nearest_equivalent_index(angles_a_deg, angles_b_deg, name) -> np.ndarray:
 
 def _unit_scores(dirs, name):
     """``(S.T d) . r`` for every direction and operator, chunked generator of (slice, scores)."""
-    mats = symmetry_matrices(name)
-    ref = _reference_cached(normalise_symmetry(name))
+    name = normalise_symmetry(name)
+    mats, ref = _matrices_cached(name), _reference_cached(name)
     mref = mats @ ref  # (S.T d) . r = d . (S r)
     for sl in _chunks(len(dirs), len(mats)):
         yield sl, dirs[sl] @ mref.T

@@ -10,18 +10,19 @@ Every rule raises a ``ValueError`` that names the parameter and says exactly wha
 * ``max_shift_px`` is in ``[0, B / 2]``;
 * ``symmetry`` is a known point group (:func:`symmetry.normalise_symmetry`);
 * ``region_hints`` is ``(N, k)`` integers in ``[0, R)`` and comes with ``centres_deg (R, 2)``;
-* ``ctf`` has one entry per particle; ``ctf_mode`` is ``"apply"`` or ``"flip"``;
+* ``ctf`` has one entry per particle; ``ctf_mode`` is one of ``defaults.CTF_MODES``;
 * steps, ``target_resolution_a``, ``batch_size``, ``block_size``, ``n_best`` and
   ``mask_radius_px`` are positive;
-  ``target_resolution_a`` is not finer than Nyquist (``2 * pixel_size_a``);
-* ``device`` is ``"auto"``, ``"cpu"`` or ``"gpu"``.
+  ``target_resolution_a`` is not finer than Nyquist (``2 * pixel_size_a``, the rule of
+  :func:`~.projection.nyquist_reaches`);
+* ``device`` is one of ``defaults.DEVICES``.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from .backend import DEVICES
-from .matching import CTF_MODES
+from .defaults import CTF_MODES, DEVICES
+from .projection import nyquist_reaches
 
 __all__ = ["validate_inputs"]
 
@@ -75,7 +76,8 @@ def validate_inputs(images_shape, volume, *, pixel_size_a, max_shift_px, ctf, sy
                         ("target_resolution_a", target_resolution_a),
                         ("mask_radius_px", mask_radius_px)):
         _positive(name, value)
-    if target_resolution_a is not None and target_resolution_a < 2 * pixel_size_a - 1e-9:
+    if target_resolution_a is not None and not nyquist_reaches(pixel_size_a,
+                                                               target_resolution_a):
         raise ValueError(f"target_resolution_a {target_resolution_a} A is finer than Nyquist "
                          f"({2 * pixel_size_a} A at pixel size {pixel_size_a} A)")
     _positive("batch_size", batch_size, allow_none=False)

@@ -164,6 +164,7 @@ class AlignSteps(AlignForm):
         return model.getNumberOfRegions() if model is not None else None
 
     def _validateAlignment(self, model_symmetry=None):
+        from ..core.projection import nyquist_reaches
         from ..core.symmetry import normalise_symmetry
 
         errors = self._emptySetErrors(input=self.inputParticles)
@@ -182,7 +183,7 @@ class AlignSteps(AlignForm):
             errors.append(f"Angular step must be in (0, 30] deg, got {step:g}.")
         resolution = self.alignResolutionA.get()
         if particles is not None and resolution and resolution > 0 \
-                and resolution < 2 * particles.getSamplingRate():
+                and not nyquist_reaches(particles.getSamplingRate(), resolution):
             errors.append(f"Search resolution {resolution:g} A is finer than the Nyquist of the "
                           f"particles ({2 * particles.getSamplingRate():g} A).")
         if model_symmetry:

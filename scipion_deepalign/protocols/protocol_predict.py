@@ -170,12 +170,16 @@ class DeepAlignProtPredict(StreamSteps, PartSteps, PredictSteps, DeepAlignProtBa
 
 
 def _modelGeometryErrors(model, particles):
-    """Particles must have the field of view the model was trained on."""
+    """Particles must have the box and pixel size the model was trained on (the rule of
+    ``deepalign predict``: :func:`~..core.cnn.model_folder.particle_misfit`)."""
+    from ..core.cnn.model_folder import particle_misfit
+
     box, pixel = particles.getXDim(), particles.getSamplingRate()
     m_box, m_pixel = model.getParticleBoxPx(), model.getParticlePixelSizeA()
     if not (box and pixel and m_box and m_pixel):
         return []
-    if abs(box * pixel - m_box * m_pixel) > 0.02 * m_box * m_pixel:
+    if particle_misfit(box, pixel, m_box, m_pixel):
         return [f"The particles ({box} px at {pixel:g} A) do not have the field of view the "
-                f"model was trained on ({m_box} px at {m_pixel:g} A)."]
+                f"model was trained on ({m_box} px at {m_pixel:g} A): train a model for "
+                "these particles."]
     return []

@@ -1,7 +1,5 @@
 """Training of the regional classifiers (``deepalign train``), as a protocol and as the
 mixin that :class:`~.protocol_refine.DeepAlignProtRefine` reuses."""
-import glob
-import json
 import os
 from enum import Enum
 
@@ -10,9 +8,10 @@ import pyworkflow.protocol.params as params
 
 from .. import constants as cts
 from ..core import defaults
-from ..core.cnn.history import best_validation_accuracy, near_chance_warnings
+from ..core.cnn.model_folder import ModelFolder
 from ..objects import DeepAlignModel
 from .protocol_base import DeepAlignProtBase
+from .train_params import define_train_params
 
 __all__ = ["TrainSteps", "DeepAlignProtTrain"]
 
@@ -26,107 +25,8 @@ class TrainSteps:
 
     # ------------------------------------------------------------- params
     def _defineTrainParams(self, form, *, condition=None):
-        """Training parameters; defaults from the core's ``TrainConfig`` and ``defaults``.
-
-        Parameters that only the regional network uses carry a condition on ``networkKind``
-        (joined with ``condition``, the refine protocol's ``trainModel``).
-        """
-        regional = _both(condition, f"networkKind == {cts.REGIONAL}")
-        shared = _both(condition, f"networkKind != {cts.REGIONAL}")
-        form.addParam("trainingSource", params.EnumParam, condition=condition,
-                      default=defaults.TRAINING_SOURCES.index(
-                          defaults.train_default("training_source")),
-                      choices=list(defaults.TRAINING_SOURCES), label="Train from",
-                      help="projections (default): labelled images made from the reference "
-                           "volume for every batch, at random angles, with the particles' own "
-                           "CTFs and their measured noise; no pre-aligned subset is needed. "
-                           "particles: the pre-aligned training particles (the paper's way; "
-                           "their angles may be partly wrong). both: each batch mixes "
-                           "projections with pre-aligned particles. Measured in "
-                           "docs/benchmarks_accuracy.md.")
-        form.addParam("regionSpacingDeg", params.FloatParam, default=defaults.REGION_SPACING_DEG,
-                      condition=condition, label="Region spacing (deg)",
-                      help="Angular distance between neighbouring region centres on the "
-                           "projection sphere; the network learns which region a particle "
-                           "comes from (the shared network has one output per region, the "
-                           "regional networks one classifier each). 30 deg gives 42 regions "
-                           "for c1; fewer with symmetry. Sane values: 5 to 90 deg.")
-        form.addParam("targetResolutionA", params.FloatParam, default=8.0, condition=condition,
-                      label="Target resolution (Å)",
-                      help="Particles are Fourier-cropped so that Nyquist reaches this "
-                           "resolution (smaller images, faster training); must be at least "
-                           "twice the pixel size. The wizard shows the box it gives.")
-        form.addParam("numberOfEpochs", params.IntParam, default=defaults.train_default("epochs"),
-                      condition=condition, label="Max epochs",
-                      help="Maximum passes over the training data per network; training stops "
-                           "earlier when the validation loss has not improved for a few epochs "
-                           "(the best weights are kept).")
-        network = form.addGroup("Network", condition=condition,
-                                expertLevel=params.LEVEL_ADVANCED)
-        network.addParam("networkKind", params.EnumParam,
-                         default=cts.NETWORK_KINDS.index(defaults.train_default("network")),
-                         condition=condition, choices=list(cts.NETWORK_KINDS),
-                         expertLevel=params.LEVEL_ADVANCED, label="Network",
-                         help="shared (default): one network with a shared trunk and one "
-                              "output per region, the more accurate and faster to train in our "
-                              "benchmarks; regional: one binary classifier per region (the "
-                              "paper's), trained in parallel steps, one per GPU.")
-        network.addParam("lossFunction", params.EnumParam,
-                         default=cts.LOSSES.index(defaults.train_default("loss")),
-                         condition=condition, choices=cts.LOSS_CHOICES,
-                         expertLevel=params.LEVEL_ADVANCED, label="Loss",
-                         help="Binary cross-entropy (default) gave the better region accuracy; "
-                              "mean absolute error is what Xmipp's code used and does not train "
-                              "the shared network.")
-        network.addParam("learningRate", params.FloatParam,
-                         default=defaults.train_default("learning_rate"), condition=condition,
-                         expertLevel=params.LEVEL_ADVANCED, label="Learning rate",
-                         help="Step size of the Adam optimiser (the paper's 0.002 by default; "
-                              "Xmipp's code used 0.001).")
-        network.addParam("networkHead", params.EnumParam,
-                         default=defaults.HEADS.index(defaults.train_default("head")),
-                         choices=list(defaults.HEADS), condition=shared,
-                         expertLevel=params.LEVEL_ADVANCED,
-                         label="Output of the shared network",
-                         help="softmax: one probability distribution over the regions, trained "
-                              "with labels softened towards neighbouring regions (calibrated "
-                              "probabilities); sigmoid: one independent probability per "
-                              "region.")
-        network.addParam("labelSoftness", params.FloatParam,
-                         default=defaults.train_default("label_softness"), condition=shared,
-                         expertLevel=params.LEVEL_ADVANCED, label="Label softness",
-                         help="Width of the softened labels of the softmax output, as a "
-                              "fraction of the region spacing (0: one-hot labels).")
-        schedule = form.addGroup("Training schedule", condition=condition,
-                                 expertLevel=params.LEVEL_ADVANCED)
-        schedule.addParam("imagesPerEpoch", params.IntParam,
-                          default=defaults.train_default("images_per_epoch"), condition=shared,
-                          expertLevel=params.LEVEL_ADVANCED, label="Images per epoch",
-                          help="Training images of the shared network per epoch (new "
-                               "projections, or augmented particles).")
-        schedule.addParam("batchSize", params.IntParam,
-                          default=defaults.train_default("batch_size"), condition=condition,
-                          expertLevel=params.LEVEL_ADVANCED, label="Batch size",
-                          help="Images per training batch (half from the region, half from "
-                               "elsewhere). Lower it if the GPU runs out of memory.")
-        schedule.addParam("positivesPerRegion", params.IntParam,
-                          default=defaults.train_default("positives_per_region"),
-                          condition=condition, expertLevel=params.LEVEL_ADVANCED,
-                          label="Augmented positives per region",
-                          help="Rotated/shifted copies of a region's particles seen per epoch "
-                               "(as many negatives), so an epoch costs the same whatever the "
-                               "number of training particles.")
-        schedule.addParam("minParticlesPerRegion", params.IntParam,
-                          default=defaults.train_default("min_particles_per_region"),
-                          condition=regional, expertLevel=params.LEVEL_ADVANCED,
-                          label="Min particles per region",
-                          help="Regional networks only: regions with fewer training particles "
-                               "get no network (their probability is 0 at prediction).")
-        schedule.addParam("regionsPerStep", params.IntParam, default=1, condition=regional,
-                          expertLevel=params.LEVEL_ADVANCED, label="Regions per step",
-                          help="Regional networks only: regions trained by one step (one "
-                               "process, one GPU). 1 spreads the work most; more saves process "
-                               "start-up time.")
+        """Training parameters (:func:`.train_params.define_train_params`)."""
+        define_train_params(form, condition=condition)
 
     # ------------------------------------------------------------- steps
     def _trainFilenames(self):
@@ -213,8 +113,7 @@ class TrainSteps:
 
     # ------------------------------------------------------------- checks
     def _validateTraining(self):
-        from ..core.projection import downsampled_geometry
-        from ..core.regions import MAX_SPACING_DEG, MIN_SPACING_DEG
+        from ..core.cnn import checks
 
         source = self._trainingSource()
         train_set = self.inputTrainingParticles.get()
@@ -233,18 +132,17 @@ class TrainSteps:
             errors.append("The training particles have no 3D projection alignment "
                           "(angles): align them first (e.g. RELION, cryoSPARC, Xmipp), or "
                           "train from projections of the reference volume.")
-        spacing = self.regionSpacingDeg.get()
-        if spacing is None or not MIN_SPACING_DEG <= spacing <= MAX_SPACING_DEG:
-            errors.append(f"Region spacing must be between {MIN_SPACING_DEG:g} and "
-                          f"{MAX_SPACING_DEG:g} deg, got {spacing}.")
+        try:  # the rules of deepalign train and of the core (core/cnn/checks.py)
+            checks.check_spacing(self.regionSpacingDeg.get(), name="Region spacing")
+        except ValueError as exc:
+            errors.append(f"{exc}.")
         pixel, box = train_set.getSamplingRate(), train_set.getXDim()
         if pixel and box:
             try:
-                downsampled_geometry(box, pixel, self.targetResolutionA.get())
-            except ValueError:
-                errors.append(f"Target resolution {self.targetResolutionA.get():g} A cannot "
-                              f"be reached with {pixel:g} A pixels (Nyquist "
-                              f"{2 * pixel:g} A): choose at least {2 * pixel:g} A.")
+                checks.input_geometry(box, pixel, target_resolution_a=self.targetResolutionA.get(),
+                                      resolution_name="Target resolution")
+            except ValueError as exc:
+                errors.append(f"{exc}.")
         for name in ("numberOfEpochs", "batchSize", "positivesPerRegion", "regionsPerStep",
                      "minParticlesPerRegion"):
             if getattr(self, name).get() < 1:
@@ -261,18 +159,7 @@ class TrainSteps:
     def _trainedNearChance(self):
         """After training: the networks whose held-out accuracy is near chance."""
         self._createFilenameTemplates()
-        model_dir = self._getFileName("model_dir")
-        trained = [h for h in self._readHistories(model_dir) if not h.get("skipped")]
-        return near_chance_warnings({h["region"]: h for h in trained},
-                                    self._modelRegions(model_dir))
-
-    @staticmethod
-    def _readHistories(model_dir):
-        histories = []
-        for path in sorted(glob.glob(os.path.join(model_dir, "history_*.json"))):
-            with open(path) as fh:
-                histories.append(json.load(fh))
-        return histories
+        return ModelFolder(self._getFileName("model_dir")).near_chance_warnings()
 
     def _fewParticlesWarnings(self):
         train_set = self.inputTrainingParticles.get()
@@ -293,34 +180,24 @@ class TrainSteps:
     # ------------------------------------------------------------- info
     def _trainingReport(self, model_dir):
         """Lines on trained regions, validation accuracy and time (empty before training)."""
-        histories = self._readHistories(model_dir)
-        trained = [h for h in histories if not h.get("skipped")]
-        skipped = [h.get("region") for h in histories if h.get("skipped")]
+        folder = ModelFolder(model_dir)
+        trained = list(folder.histories().values())
         if not trained:
             return []
+        skipped = folder.skipped_regions()
         lines = [f"Networks trained: {len(trained)}"
                  + (f" (regions skipped for too few particles: {skipped})" if skipped else "")]
-        acc = [best_validation_accuracy(h) for h in trained if h.get("val_accuracy")]
+        acc = list(folder.best_accuracy().values())
         if acc:
             lines.append(f"Validation accuracy: mean {np.mean(acc):.3f}, min {np.min(acc):.3f}")
-        if trained and trained[0].get("training_source"):
+        if trained[0].get("training_source"):
             lines.append(f"Trained from {trained[0]['training_source']}.")
-        lines += [f"WARNING: {m}" for m in near_chance_warnings(
-            {h["region"]: h for h in trained}, self._modelRegions(model_dir))]
+        lines += [f"WARNING: {m}" for m in folder.near_chance_warnings()]
         secs = [h["seconds"] for h in trained if "seconds" in h]
         if secs:
             lines.append(f"Training time per network: {np.mean(secs):.1f} s "
                          f"(total {np.sum(secs):.0f} s)")
         return lines
-
-    @staticmethod
-    def _modelRegions(model_dir):
-        from ..core.cnn.config import read_model_config
-
-        try:
-            return int(read_model_config(model_dir)["n_regions"])
-        except (ValueError, KeyError, OSError):
-            return 1
 
     def _geometrySummary(self):
         from ..core.projection import downsampled_geometry
@@ -333,12 +210,6 @@ class TrainSteps:
         except (ValueError, TypeError, AttributeError):
             return []
         return [f"Network input: {box} px at {pixel:.3g} A/px ({n_regions} regions)"]
-
-
-def _both(*conditions):
-    """``"a and b"`` of the conditions that are not None (None when none is)."""
-    given = [f"({c})" for c in conditions if c]
-    return " and ".join(given) or None
 
 
 class DeepAlignProtTrain(TrainSteps, DeepAlignProtBase):

@@ -133,6 +133,17 @@ def test_predict_bad_arguments(stars, tmp_path, capsys):
     assert code == 2 and "--top-k" in err
 
 
+def test_predict_refuses_particles_of_another_pixel_size(stars, tmp_path, capsys):
+    meta = {"n_regions": 4, "box_px": 32, "particle_pixel_size_a": 2.0, "input_box_px": 24,
+            "input_pixel_size_a": 2.0 * 32 / 24, "symmetry": "d2", "config": {}}
+    (tmp_path / "config.json").write_text(json.dumps(meta))
+    code, err = _error(["predict", "--particles", str(stars[1]), "--model", str(tmp_path),
+                        "--top-k", "2", "--out", str(tmp_path / "p.star")], capsys)
+    assert code == 2, err
+    assert (f"the particles have 4 Å/px but the model in {tmp_path} was trained on 2 Å/px "
+            "particles") in err
+
+
 def test_argument_errors_do_not_import_tensorflow(stars, tmp_path):
     code = ("import sys; from scipion_deepalign.cli import main; "
             f"rc = main(['train', '--particles', {str(stars[2])!r}, '--out', "

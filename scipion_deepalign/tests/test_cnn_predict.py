@@ -51,6 +51,14 @@ def regional_dir(data, tmp_path_factory):
     return _train(data, tmp_path_factory.mktemp("regional"))
 
 
+def test_particles_of_another_pixel_size_are_refused(data, regional_dir):
+    with pytest.raises(ValueError) as info:
+        predict_probabilities(data[0][:3], regional_dir, pixel_size_a=5.0)
+    assert (f"the particles have 5 Å/px but the model in {regional_dir} was trained on "
+            "4 Å/px particles") in str(info.value)
+    assert predict_probabilities(data[0][:3], regional_dir, pixel_size_a=4.0).shape[0] == 3
+
+
 def _accuracies(regions, truth):
     return (np.mean(regions[:, 0] == truth),
             np.mean(np.any(regions == truth[:, None], axis=1)))

@@ -166,7 +166,8 @@ def test_training_viewer(tmp_path):
     model_dir = tmp_path / "model"
     report = train_regions(images, truth.angles_deg, out_dir=model_dir, spacing_deg=90.0,
                            regions=[1, 2],
-                           config=TrainConfig(epochs=2, batch_size=16, positives_per_region=32,
+                           config=TrainConfig(pixel_size_a=4.0, epochs=2, batch_size=16,
+                                              positives_per_region=32,
                                               min_particles_per_region=3, network="regional",
                                               training_source="particles"))
     assert report.trained == [1, 2]
@@ -208,7 +209,8 @@ def test_training_viewer_shared_network(tmp_path):
                                        seed=0)
     model_dir = tmp_path / "model"
     report = train_regions(images, truth.angles_deg, out_dir=model_dir, spacing_deg=90.0,
-                           config=TrainConfig(epochs=2, batch_size=16, images_per_epoch=128,
+                           config=TrainConfig(pixel_size_a=4.0, epochs=2, batch_size=16,
+                                              images_per_epoch=128,
                                               network="shared", training_source="particles"))
     project = Manager().createProject(f"viewer_shared_{tmp_path.name}")
     run = _TrainRun(DeepAlignModel.fromModelDir(str(model_dir)))

@@ -1,32 +1,27 @@
-"""Training options and the layout of a model folder.
+"""Training options (:class:`TrainConfig`) and the choice lists of its fields.
 
-Model folder::
-
-    config.json          TrainConfig + what prediction needs (input box, symmetry, regions, ...)
-    regions.star         region centres (io.write_regions_star)
-    region_NNNN.keras    one binary classifier per region, NNNN 1-based as in regions.star
-    history_NNNN.json    Keras History.history (loss, accuracy, val_loss, val_accuracy) plus
-                         "region", "n_particles", "seconds"; a region skipped for having too
-                         few particles has only this file, with "skipped" set
-    shared.keras         the shared-trunk network instead (network="shared")
-    history_shared.json
+The model folder's layout and reading belong to :mod:`.model_folder`; its names are
+re-exported here for older imports.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, fields
-from pathlib import Path
 
-from ..atomic import atomic_open
+from .model_folder import (
+    CONFIG_FILE,
+    REGIONS_FILE,
+    SHARED_HISTORY,
+    SHARED_MODEL,
+    history_path,
+    model_path,
+    read_model_config,
+    write_json_atomic,
+)
 
 __all__ = ["TrainConfig", "DEFAULT_INPUT_BOX_PX", "NETWORKS", "HEADS", "TRAINING_SOURCES",
            "LOSSES", "CONFIG_FILE", "REGIONS_FILE", "SHARED_MODEL", "SHARED_HISTORY", "model_path",
            "history_path", "read_model_config", "write_json_atomic"]
 
-CONFIG_FILE = "config.json"
-REGIONS_FILE = "regions.star"
-SHARED_MODEL = "shared.keras"
-SHARED_HISTORY = "history_shared.json"
 NETWORKS = ("regional", "shared")
 #: Network input side when neither a target resolution nor a box is given. Measured
 #: (docs/benchmarks_accuracy.md, 8zpm at SNR 0.05, trained from projections): 24 px reached
@@ -48,7 +43,8 @@ class TrainConfig:
     Attributes
     ----------
     pixel_size_a : float or None
-        Pixel size of the particles (needed with ``target_resolution_a``).
+        Pixel size of the particles in Å/px; :func:`~.train.train_regions` needs it (the model
+        records it, and prediction refuses particles of another pixel size).
     target_resolution_a : float or None
         Downsample the particles to this resolution (``projection.downsampled_geometry``).
     target_box_px : int or None
@@ -169,29 +165,3 @@ class TrainConfig:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in known})
 
-
-def model_path(model_dir, region: int) -> Path:
-    """``region_NNNN.keras`` of a 1-based region number."""
-    return Path(model_dir) / f"region_{int(region):04d}.keras"
-
-
-def history_path(model_dir, region: int) -> Path:
-    """``history_NNNN.json`` of a 1-based region number."""
-    return Path(model_dir) / f"history_{int(region):04d}.json"
-
-
-def write_json_atomic(path, data) -> None:
-    """Write JSON through a temporary file in the same folder and an atomic rename
-    (:func:`~scipion_deepalign.core.atomic.atomic_open`: the umask's permissions)."""
-    with atomic_open(path) as handle:
-        json.dump(data, handle, indent=1, sort_keys=True)
-
-
-def read_model_config(model_dir) -> dict:
-    """The ``config.json`` of a model folder (ValueError naming the folder if absent)."""
-    path = Path(model_dir) / CONFIG_FILE
-    if not path.is_file():
-        raise ValueError(f"model_dir {model_dir!s} holds no {CONFIG_FILE}: not a DeepAlign "
-                         "model folder, or training never started there")
-    with open(path) as handle:
-        return json.load(handle)

@@ -2,8 +2,8 @@
 
 Preprocessing (the same at training and prediction time, :func:`preprocess_images`):
 Fourier-crop the particles to the network's input box (chosen by
-:func:`~scipion_deepalign.core.projection.downsampled_geometry` from a target resolution, or
-given directly), normalise them (zero mean, unit standard deviation in the background
+:func:`.checks.input_geometry`, re-exported here, from a target resolution, or given
+directly), normalise them (zero mean, unit standard deviation in the background
 outside a circle of radius ``box/2 - 1``) and, for training particles with known shifts,
 centre them. Every image fed to a network, augmented or not, is multiplied by the same
 circular mask (:func:`mask_images`), so that the corners an in-plane rotation fills with
@@ -32,52 +32,11 @@ from ..imageops import (
     rotate_images,
     translate_images,
 )
-from ..projection import downsampled_geometry
-from .config import DEFAULT_INPUT_BOX_PX
+from .checks import input_geometry
 
 __all__ = ["input_geometry", "preprocess_images", "normalise_input", "mask_images",
            "augment_images", "split_by_particle", "RegionBatches", "SharedBatches",
            "region_validation_data", "region_targets", "ProjectionBatches"]
-
-
-def input_geometry(box_px: int, pixel_size_a: float, *, target_resolution_a=None,
-                   target_box_px=None) -> tuple[int, float]:
-    """Side and pixel size of the network input.
-
-    Parameters
-    ----------
-    box_px : int
-        Side of the particle images.
-    pixel_size_a : float
-        Their pixel size in Angstrom.
-    target_resolution_a : float, optional
-        Resolution to keep (downsampling rule of ``projection.downsampled_geometry``).
-    target_box_px : int, optional
-        Input side given directly (used instead of ``target_resolution_a``); at most
-        ``box_px``. Neither given: :data:`~.config.DEFAULT_INPUT_BOX_PX` (or the box when
-        smaller).
-
-    Returns
-    -------
-    (input_box_px, input_pixel_size_a) : (int, float)
-    """
-    box_px = int(box_px)
-    if not pixel_size_a or pixel_size_a <= 0:
-        raise ValueError(f"pixel_size_a must be positive, got {pixel_size_a}")
-    if target_box_px is not None:
-        target_box_px = int(target_box_px)
-        if not 8 <= target_box_px <= box_px:
-            raise ValueError(f"target_box_px must be between 8 and the particle box {box_px}, "
-                             f"got {target_box_px}")
-        return target_box_px, float(pixel_size_a) * box_px / target_box_px
-    if target_resolution_a is None:  # neither given: the measured default input box
-        new_box = min(box_px, DEFAULT_INPUT_BOX_PX)
-        return new_box, float(pixel_size_a) * box_px / new_box
-    new_box, new_pixel = downsampled_geometry(box_px, pixel_size_a, target_resolution_a)
-    if new_box < 8:
-        raise ValueError(f"target_resolution_a={target_resolution_a} A leaves a {new_box} px "
-                         "input box; the network needs at least 8 px")
-    return int(new_box), float(new_pixel)
 
 
 def preprocess_images(images, *, input_box_px: int, shifts_px=None) -> np.ndarray:

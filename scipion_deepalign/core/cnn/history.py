@@ -1,19 +1,26 @@
-"""Reading the training histories of a model folder (layout in :mod:`.config`)."""
+"""Training histories: THE held-out accuracy and the near-chance warnings.
+
+The functions on history dicts (:func:`best_validation_accuracy`,
+:func:`near_chance_warnings`) are defined here once; reading them from a model folder is
+:class:`~.model_folder.ModelFolder`'s job, and :func:`read_histories`,
+:func:`region_accuracy` and :func:`shared_region_counts` ask it.
+"""
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import numpy as np
-
-from .config import REGIONS_FILE
 
 __all__ = ["read_histories", "region_accuracy", "shared_region_counts",
            "best_validation_accuracy", "near_chance_warnings", "NEAR_CHANCE_FACTOR"]
 
 
+def _folder(model_dir):
+    from .model_folder import ModelFolder  # it imports this module
+
+    return ModelFolder(model_dir)
+
+
 def read_histories(model_dir) -> dict:
-    """Training histories of a model folder.
+    """Training histories of a model folder (:meth:`.model_folder.ModelFolder.histories`).
 
     Parameters
     ----------
@@ -25,14 +32,7 @@ def read_histories(model_dir) -> dict:
         1-based region number (0 for a shared network) -> the ``history_*.json`` content, for
         the networks actually trained (regions skipped for too few particles are left out).
     """
-    histories = {}
-    for path in sorted(Path(model_dir).glob("history_*.json")):
-        history = json.loads(path.read_text())
-        if history.get("skipped"):
-            continue
-        tag = path.stem[len("history_"):]
-        histories[int(tag) if tag.isdigit() else 0] = history
-    return histories
+    return _folder(model_dir).histories()
 
 
 def region_accuracy(model_dir):
@@ -49,13 +49,12 @@ def region_accuracy(model_dir):
         NaN for regions without a network of their own (skipped, or a shared network:
         see :func:`shared_region_counts`).
     """
-    from ..io import read_regions_star
-
-    centres_deg, _, _ = read_regions_star(Path(model_dir) / REGIONS_FILE)
+    folder = _folder(model_dir)
+    centres_deg, _, _ = folder.read_regions()
     accuracy = np.full(len(centres_deg), np.nan)
-    for region, history in read_histories(model_dir).items():
-        if 1 <= region <= len(centres_deg) and history.get("val_accuracy"):
-            accuracy[region - 1] = best_validation_accuracy(history)
+    for region, value in folder.best_accuracy().items():
+        if 1 <= region <= len(centres_deg):
+            accuracy[region - 1] = value
     return np.asarray(centres_deg), accuracy
 
 
@@ -73,12 +72,11 @@ def shared_region_counts(model_dir):
         region, zeros when the history does not record them), ``val_accuracy`` the best
         validation accuracy (None if not recorded); None for a model without a shared network.
     """
-    from ..io import read_regions_star
-
-    history = read_histories(model_dir).get(0)
+    folder = _folder(model_dir)
+    history = folder.histories().get(0)
     if history is None:
         return None
-    centres_deg, _, _ = read_regions_star(Path(model_dir) / REGIONS_FILE)
+    centres_deg, _, _ = folder.read_regions()
     counts = np.zeros(len(centres_deg))
     recorded = history.get("n_particles_per_region") or []
     counts[:min(len(recorded), len(counts))] = recorded[:len(counts)]

@@ -5,18 +5,17 @@ Every particle goes through every region's classifier (or the shared network) in
 are preprocessed exactly as at training time, with the geometry stored in ``config.json``
 (no shifts: particles to assign have unknown shifts, which the training augmentation
 covers). Regions skipped at training for having too few particles get probability 0.
+Particles of another box or pixel size than the model's are refused
+(:meth:`~.model_folder.ModelFolder.check_particles`).
 """
 from __future__ import annotations
-
-import json
-from pathlib import Path
 
 import keras
 import numpy as np
 
 from ..progress import advance
-from .config import SHARED_MODEL, history_path, model_path, read_model_config
 from .data import mask_images, preprocess_images
+from .model_folder import SHARED_MODEL, ModelFolder
 
 __all__ = ["load_models", "predict_probabilities", "predict_regions", "top_k_regions"]
 
@@ -35,26 +34,22 @@ def load_models(model_dir):
     models : keras.Model or list of (keras.Model or None)
         The shared network, or one model per region (None for a region skipped at training).
     """
-    model_dir = Path(model_dir)
-    meta = read_model_config(model_dir)
+    folder = ModelFolder(model_dir)
+    model_dir = folder.path
+    meta = folder.read_config()
     if meta["config"]["network"] == "shared":
-        path = model_dir / SHARED_MODEL
+        path = folder.shared_model_path
         if not path.exists():
             raise ValueError(f"model_dir {model_dir} has no {SHARED_MODEL}: training is not "
                              "finished (run deepalign train again to complete it)")
         return meta, keras.models.load_model(path)
     models, missing = _RegionModels(), []
     for region in range(1, meta["n_regions"] + 1):
-        path = model_path(model_dir, region)
+        path = folder.model_path(region)
         if path.exists():
             models.append(keras.models.load_model(path))
             continue
-        hist = history_path(model_dir, region)
-        skipped = False
-        if hist.exists():
-            with open(hist) as handle:
-                skipped = bool(json.load(handle).get("skipped"))
-        if not skipped:
+        if not folder.is_skipped(region):
             missing.append(region)
         models.append(None)
     if missing:
@@ -93,17 +88,15 @@ def _combine(nets, box_px):
     return combined
 
 
-def _check_images(images, meta) -> np.ndarray:
+def _check_images(images, model_dir, meta, pixel_size_a) -> np.ndarray:
     images = np.asarray(images, dtype=np.float32)
     if images.ndim != 3 or images.shape[1] != images.shape[2]:
         raise ValueError(f"images must have shape (N, B, B), got {images.shape}")
-    if images.shape[1] != meta["box_px"]:
-        raise ValueError(f"images have a {images.shape[1]} px box but the model was trained "
-                         f"on {meta['box_px']} px particles")
+    ModelFolder(model_dir).check_particles(images.shape[1], pixel_size_a, meta=meta)
     return images
 
 
-def predict_probabilities(images, model_dir, *, batch_size: int = 256,
+def predict_probabilities(images, model_dir, *, pixel_size_a=None, batch_size: int = 256,
                           chunk_size: int = 4096, models=None, progress=None) -> np.ndarray:
     """Probability that each particle's direction lies in each region.
 
@@ -112,6 +105,9 @@ def predict_probabilities(images, model_dir, *, batch_size: int = 256,
     images : ndarray of shape (N, B, B)
         Particles with the box they were trained with.
     model_dir : str or Path
+    pixel_size_a : float, optional
+        The particles' pixel size (Å/px): refused when it differs from the model's by more
+        than 1 %. None (an array has no pixel size): not checked, logged.
     batch_size : int
         Images per network call.
     chunk_size : int
@@ -130,7 +126,7 @@ def predict_probabilities(images, model_dir, *, batch_size: int = 256,
         raise ValueError("batch_size and chunk_size must be positive, "
                          f"got {batch_size} and {chunk_size}")
     meta, nets = models if models is not None else load_models(model_dir)
-    images = _check_images(images, meta)
+    images = _check_images(images, model_dir, meta, pixel_size_a)
     n_regions = meta["n_regions"]
     combined, present = _combine(nets, meta["input_box_px"])
     out = np.zeros((len(images), n_regions), np.float32)
@@ -143,8 +139,8 @@ def predict_probabilities(images, model_dir, *, batch_size: int = 256,
     return out
 
 
-def predict_regions(images, model_dir, *, top_k: int = 2, batch_size: int = 256,
-                    chunk_size: int = 4096, progress=None):
+def predict_regions(images, model_dir, *, top_k: int = 2, pixel_size_a=None,
+                    batch_size: int = 256, chunk_size: int = 4096, progress=None):
     """The ``top_k`` most probable regions of each particle, best first.
 
     Parameters
@@ -153,7 +149,7 @@ def predict_regions(images, model_dir, *, top_k: int = 2, batch_size: int = 256,
     model_dir : str or Path
     top_k : int
         Regions kept per particle, ``1 <= top_k <= R``.
-    batch_size, chunk_size, progress
+    pixel_size_a, batch_size, chunk_size, progress
         See :func:`predict_probabilities`.
 
     Returns
@@ -163,12 +159,12 @@ def predict_regions(images, model_dir, *, top_k: int = 2, batch_size: int = 256,
     probabilities : ndarray of shape (N, top_k) float32
         Their probabilities, non-increasing along each row.
     """
-    meta = read_model_config(model_dir)
-    n_regions = meta["n_regions"]
+    n_regions = ModelFolder(model_dir).n_regions()
     if int(top_k) != top_k or not 1 <= top_k <= n_regions:
         raise ValueError(f"top_k must be between 1 and the number of regions ({n_regions}), "
                          f"got {top_k}")
-    probs = predict_probabilities(images, model_dir, batch_size=batch_size,
+    probs = predict_probabilities(images, model_dir, pixel_size_a=pixel_size_a,
+                                  batch_size=batch_size,
                                   chunk_size=chunk_size, progress=progress)
     return top_k_regions(probs, int(top_k))
 

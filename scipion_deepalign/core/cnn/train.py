@@ -23,9 +23,7 @@ which the core does not switch on because they are slower.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,31 +34,26 @@ import numpy as np
 from ..atomic import atomic_path
 from ..progress import Progress
 from ..regions import assign_regions, region_centres_deg
-from .config import (
-    CONFIG_FILE,
-    REGIONS_FILE,
-    SHARED_MODEL,
-    TrainConfig,
-    history_path,
-    model_path,
-    read_model_config,
-    write_json_atomic,
-)
+from ..symmetry import normalise_symmetry
+from .checks import check_pixel_size, check_reference_box, check_regions, input_geometry
+from .config import TrainConfig
 from .data import (
     RegionBatches,
-    input_geometry,
     preprocess_images,
     region_validation_data,
     split_by_particle,
 )
 from .history import best_validation_accuracy, near_chance_warnings
 from .model import build_regional_model, compile_model
+from .model_folder import ModelFolder, write_json_atomic
 from .train_shared import train_shared_network
 
 __all__ = ["TrainReport", "train_regions", "best_validation_accuracy", "near_chance_warnings"]
 
 logger = logging.getLogger(__name__)
 _FORMAT_VERSION = 1
+#: config.json keys added after format 1: an older folder without them is still continued
+_LATER_KEYS = ("particle_pixel_size_a",)
 
 
 @dataclass
@@ -136,9 +129,7 @@ def _check_reference(reference, images, config):
     if reference is None:
         raise ValueError(f"training_source {config.training_source!r} needs the reference map")
     ref = np.asarray(reference, dtype=np.float32)
-    if ref.shape != (images.shape[1],) * 3:
-        raise ValueError(f"the reference map has shape {ref.shape} but the particles a "
-                         f"{images.shape[1]} px box: give the map on the particles' box")
+    check_reference_box(ref.shape, images.shape[1])
     if not np.all(np.isfinite(ref)) or not ref.std() > 0:
         raise ValueError("the reference map is constant or holds NaN/infinite values")
     return ref
@@ -158,6 +149,7 @@ def _metadata(config, images, angles, symmetry, spacing_deg, n_regions, input_bo
         "spacing_deg": float(spacing_deg),
         "n_regions": int(n_regions),
         "box_px": int(images.shape[1]),
+        "particle_pixel_size_a": float(config.pixel_size_a),
         "input_box_px": int(input_box),
         "input_pixel_size_a": float(input_px),
         "n_particles": int(len(images)),
@@ -166,14 +158,12 @@ def _metadata(config, images, angles, symmetry, spacing_deg, n_regions, input_bo
     }
 
 
-def _prepare_out_dir(out_dir: Path, meta: dict, centres) -> None:
-    from ..io import write_regions_star
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    config_file = out_dir / CONFIG_FILE
-    if config_file.exists():
-        old = read_model_config(out_dir)
-        ignore = {"keras_backend"}
+def _prepare_out_dir(folder: ModelFolder, meta: dict, centres) -> None:
+    folder.path.mkdir(parents=True, exist_ok=True)
+    if folder.config_path.exists():
+        old = folder.read_config()
+        unrecorded = {k for k in _LATER_KEYS if k in meta and k not in old}
+        ignore = {"keras_backend"} | unrecorded  # unknown in an older folder, not different
         differs = sorted(k for k in set(old) | set(meta)
                          if k not in ignore and old.get(k) != meta.get(k))
         if differs:
@@ -182,26 +172,14 @@ def _prepare_out_dir(out_dir: Path, meta: dict, centres) -> None:
                 detail += " (" + ", ".join(
                     k for k in meta["config"]
                     if old.get("config", {}).get(k) != meta["config"][k]) + ")"
-            raise ValueError(f"out_dir {out_dir} holds models trained with another "
+            raise ValueError(f"out_dir {folder.path} holds models trained with another "
                              f"configuration or data set (differs: {detail}); use a new folder")
+        if unrecorded:
+            logger.info("model folder %s predates %s: continuing it without",
+                        folder.path, ", ".join(sorted(unrecorded)))
     else:
-        write_json_atomic(config_file, meta)
-    if not (out_dir / REGIONS_FILE).exists():
-        tmp = out_dir / f".{REGIONS_FILE}.{os.getpid()}.tmp"
-        write_regions_star(str(tmp), centres, symmetry=meta["symmetry"],
-                           spacing_deg=meta["spacing_deg"])
-        os.replace(tmp, out_dir / REGIONS_FILE)
-
-
-def _region_done(out_dir: Path, region: int) -> bool:
-    """A region is done when its model exists or it was skipped for too few particles."""
-    if model_path(out_dir, region).exists():
-        return True
-    hist = history_path(out_dir, region)
-    if hist.exists():
-        with open(hist) as handle:
-            return bool(json.load(handle).get("skipped"))
-    return False
+        folder.write_config(meta)
+    folder.write_regions(centres, symmetry=meta["symmetry"], spacing_deg=meta["spacing_deg"])
 
 
 def _save_model_atomic(model, path: Path) -> None:
@@ -257,9 +235,9 @@ def train_regions(images, angles_deg, *, out_dir, symmetry="c1", spacing_deg=30.
         Their poses ``(rot, tilt, psi)``, see :mod:`scipion_deepalign.core.geometry`; may be
         None with ``training_source="projections"``.
     out_dir : str or Path
-        Model folder (layout in :mod:`.config`); created if needed.
+        Model folder (layout in :mod:`.model_folder`); created if needed.
     symmetry : str
-        Point group; regions cover its asymmetric unit.
+        Point group; regions cover its asymmetric unit (normalised here: a public entry).
     spacing_deg : float
         Angular spacing of the region centres.
     config : TrainConfig, optional
@@ -284,34 +262,28 @@ def train_regions(images, angles_deg, *, out_dir, symmetry="c1", spacing_deg=30.
     poses_needed = config.training_source != "projections" or config.network != "shared"
     images, angles = _check_inputs(images, angles_deg, shifts_px, poses_needed=poses_needed)
     reference = _check_reference(reference, images, config)
-    if not 0 < float(spacing_deg) <= 180:
-        raise ValueError(f"spacing_deg must be in (0, 180], got {spacing_deg}")
+    check_pixel_size(config.pixel_size_a, name="config.pixel_size_a")
+    symmetry = normalise_symmetry(symmetry)
+    n_regions, wanted = check_regions(spacing_deg, symmetry, regions)
     centres = np.asarray(region_centres_deg(spacing_deg, symmetry))
-    n_regions = len(centres)
-    if n_regions < 2:
-        raise ValueError(f"spacing_deg={spacing_deg} gives {n_regions} region for symmetry "
-                         f"{symmetry}; at least 2 are needed to classify")
     input_box, input_px = input_geometry(
-        images.shape[1], config.pixel_size_a or 1.0,
+        images.shape[1], config.pixel_size_a,
         target_resolution_a=config.target_resolution_a, target_box_px=config.target_box_px)
-    wanted = list(range(1, n_regions + 1)) if regions is None else [int(r) for r in regions]
-    bad = [r for r in wanted if not 1 <= r <= n_regions]
-    if bad:
-        raise ValueError(f"regions {bad} out of range: there are {n_regions} regions (1-based)")
-    out_dir = Path(out_dir)
+    folder = ModelFolder(out_dir)
+    out_dir = folder.path
     meta = _metadata(config, images, angles, symmetry, spacing_deg, n_regions, input_box,
                      input_px, reference)
-    _prepare_out_dir(out_dir, meta, centres)
+    _prepare_out_dir(folder, meta, centres)
     report = TrainReport(out_dir=str(out_dir), network=config.network, n_regions=n_regions)
 
     if config.network == "shared":
-        if (out_dir / SHARED_MODEL).exists():
+        if folder.shared_model_path.exists():
             report.reused = list(range(1, n_regions + 1))
             report.seconds = time.perf_counter() - start
             return report
         todo = ["shared"]
     else:
-        todo = [r for r in wanted if not _region_done(out_dir, r)]
+        todo = [r for r in wanted if not folder.region_done(r)]
         report.reused = [r for r in wanted if r not in todo]
         if not todo:
             report.seconds = time.perf_counter() - start
@@ -347,7 +319,7 @@ def train_regions(images, angles_deg, *, out_dir, symmetry="c1", spacing_deg=30.
             logger.warning("region %d has %d training particles (< %d): skipped, its "
                            "probability will be 0", region, n_pos,
                            config.min_particles_per_region)
-            write_json_atomic(history_path(out_dir, region), {
+            write_json_atomic(folder.history_path(region), {
                 "region": region, "n_particles": n_pos, "seconds": 0.0,
                 "skipped": f"fewer than {config.min_particles_per_region} training particles"})
             report.too_few.append(region)
@@ -364,8 +336,8 @@ def train_regions(images, angles_deg, *, out_dir, symmetry="c1", spacing_deg=30.
         history = _fit(model, batches, region_validation_data(x_val, y_val == region - 1),
                        config, f"region {region}", position, len(todo), progress)
         history.update(region=region, n_particles=n_pos, seconds=time.perf_counter() - t0)
-        write_json_atomic(history_path(out_dir, region), history)
-        _save_model_atomic(model, model_path(out_dir, region))
+        write_json_atomic(folder.history_path(region), history)
+        _save_model_atomic(model, folder.model_path(region))
         report.trained.append(region)
         report.histories[region] = history
     return _finish(report, start)

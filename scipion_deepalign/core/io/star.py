@@ -44,7 +44,13 @@ from dataclasses import replace
 
 import numpy as np
 
-from ..particles import CTFParams, Particles
+from ..particles import (
+    DEFAULT_AMPLITUDE_CONTRAST,
+    DEFAULT_CS_MM,
+    DEFAULT_VOLTAGE_KV,
+    CTFParams,
+    Particles,
+)
 from .images import locate_stacks, output_root, relocate_image_names, stack_path
 from .mrc import read_mrc_header, write_mrc
 from .star_tables import column_values, float_column, read_star_blocks, write_star_blocks
@@ -60,8 +66,9 @@ _KNOWN_COLUMNS = {
     "rlnMagnification", "rlnDetectorPixelSize", "rlnImagePixelSize", "rlnImageSize",
 }
 _ANGLE_COLUMNS = ("rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi")
-_CTF_SCALARS = (("rlnVoltage", "voltage_kv", 300.0), ("rlnSphericalAberration", "cs_mm", 2.7),
-                ("rlnAmplitudeContrast", "amplitude_contrast", 0.1))
+_CTF_SCALARS = (("rlnVoltage", "voltage_kv", DEFAULT_VOLTAGE_KV),
+                ("rlnSphericalAberration", "cs_mm", DEFAULT_CS_MM),
+                ("rlnAmplitudeContrast", "amplitude_contrast", DEFAULT_AMPLITUDE_CONTRAST))
 _PIXEL, _BOX, _GROUP = "rlnImagePixelSize", "rlnImageSize", "rlnOpticsGroup"
 
 

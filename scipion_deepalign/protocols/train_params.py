@@ -1,0 +1,123 @@
+"""The training section of a form (train and refine protocols): parameters and their help.
+
+Defaults come from the core's ``TrainConfig`` and :mod:`~scipion_deepalign.core.defaults`,
+so the form and ``deepalign train`` cannot differ (``tests/test_forms.py``).
+"""
+import pyworkflow.protocol.params as params
+
+from .. import constants as cts
+from ..core import defaults
+from ..core.regions import MAX_SPACING_DEG, MIN_SPACING_DEG
+
+__all__ = ["define_train_params"]
+
+
+def define_train_params(form, *, condition=None):
+    """Training parameters; defaults from the core's ``TrainConfig`` and ``defaults``.
+
+    Parameters that only the regional network uses carry a condition on ``networkKind``
+    (joined with ``condition``, the refine protocol's ``trainModel``).
+    """
+    regional = _both(condition, f"networkKind == {cts.REGIONAL}")
+    shared = _both(condition, f"networkKind != {cts.REGIONAL}")
+    form.addParam("trainingSource", params.EnumParam, condition=condition,
+                  default=defaults.TRAINING_SOURCES.index(
+                      defaults.train_default("training_source")),
+                  choices=list(defaults.TRAINING_SOURCES), label="Train from",
+                  help="projections (default): labelled images made from the reference "
+                       "volume for every batch, at random angles, with the particles' own "
+                       "CTFs and their measured noise; no pre-aligned subset is needed. "
+                       "particles: the pre-aligned training particles (the paper's way; "
+                       "their angles may be partly wrong). both: each batch mixes "
+                       "projections with pre-aligned particles. Measured in "
+                       "docs/benchmarks_accuracy.md.")
+    form.addParam("regionSpacingDeg", params.FloatParam, default=defaults.REGION_SPACING_DEG,
+                  condition=condition, label="Region spacing (deg)",
+                  help="Angular distance between neighbouring region centres on the "
+                       "projection sphere; the network learns which region a particle "
+                       "comes from (the shared network has one output per region, the "
+                       "regional networks one classifier each). 30 deg gives 42 regions "
+                       f"for c1; fewer with symmetry. Allowed: {MIN_SPACING_DEG:g} to "
+                       f"{MAX_SPACING_DEG:g} deg.")
+    form.addParam("targetResolutionA", params.FloatParam, default=8.0, condition=condition,
+                  label="Target resolution (Å)",
+                  help="Particles are Fourier-cropped so that Nyquist reaches this "
+                       "resolution (smaller images, faster training); must be at least "
+                       "twice the pixel size. The wizard shows the box it gives.")
+    form.addParam("numberOfEpochs", params.IntParam, default=defaults.train_default("epochs"),
+                  condition=condition, label="Max epochs",
+                  help="Maximum passes over the training data per network; training stops "
+                       "earlier when the validation loss has not improved for a few epochs "
+                       "(the best weights are kept).")
+    network = form.addGroup("Network", condition=condition,
+                            expertLevel=params.LEVEL_ADVANCED)
+    network.addParam("networkKind", params.EnumParam,
+                     default=cts.NETWORK_KINDS.index(defaults.train_default("network")),
+                     condition=condition, choices=list(cts.NETWORK_KINDS),
+                     expertLevel=params.LEVEL_ADVANCED, label="Network",
+                     help="shared (default): one network with a shared trunk and one "
+                          "output per region, the more accurate and faster to train in our "
+                          "benchmarks; regional: one binary classifier per region (the "
+                          "paper's), trained in parallel steps, one per GPU.")
+    network.addParam("lossFunction", params.EnumParam,
+                     default=cts.LOSSES.index(defaults.train_default("loss")),
+                     condition=condition, choices=cts.LOSS_CHOICES,
+                     expertLevel=params.LEVEL_ADVANCED, label="Loss",
+                     help="Binary cross-entropy (default) gave the better region accuracy; "
+                          "mean absolute error is what Xmipp's code used and does not train "
+                          "the shared network.")
+    network.addParam("learningRate", params.FloatParam,
+                     default=defaults.train_default("learning_rate"), condition=condition,
+                     expertLevel=params.LEVEL_ADVANCED, label="Learning rate",
+                     help="Step size of the Adam optimiser (the paper's 0.002 by default; "
+                          "Xmipp's code used 0.001).")
+    network.addParam("networkHead", params.EnumParam,
+                     default=defaults.HEADS.index(defaults.train_default("head")),
+                     choices=list(defaults.HEADS), condition=shared,
+                     expertLevel=params.LEVEL_ADVANCED,
+                     label="Output of the shared network",
+                     help="softmax: one probability distribution over the regions, trained "
+                          "with labels softened towards neighbouring regions (calibrated "
+                          "probabilities); sigmoid: one independent probability per "
+                          "region.")
+    network.addParam("labelSoftness", params.FloatParam,
+                     default=defaults.train_default("label_softness"), condition=shared,
+                     expertLevel=params.LEVEL_ADVANCED, label="Label softness",
+                     help="Width of the softened labels of the softmax output, as a "
+                          "fraction of the region spacing (0: one-hot labels).")
+    schedule = form.addGroup("Training schedule", condition=condition,
+                             expertLevel=params.LEVEL_ADVANCED)
+    schedule.addParam("imagesPerEpoch", params.IntParam,
+                      default=defaults.train_default("images_per_epoch"), condition=shared,
+                      expertLevel=params.LEVEL_ADVANCED, label="Images per epoch",
+                      help="Training images of the shared network per epoch (new "
+                           "projections, or augmented particles).")
+    schedule.addParam("batchSize", params.IntParam,
+                      default=defaults.train_default("batch_size"), condition=condition,
+                      expertLevel=params.LEVEL_ADVANCED, label="Batch size",
+                      help="Images per training batch (half from the region, half from "
+                           "elsewhere). Lower it if the GPU runs out of memory.")
+    schedule.addParam("positivesPerRegion", params.IntParam,
+                      default=defaults.train_default("positives_per_region"),
+                      condition=condition, expertLevel=params.LEVEL_ADVANCED,
+                      label="Augmented positives per region",
+                      help="Rotated/shifted copies of a region's particles seen per epoch "
+                           "(as many negatives), so an epoch costs the same whatever the "
+                           "number of training particles.")
+    schedule.addParam("minParticlesPerRegion", params.IntParam,
+                      default=defaults.train_default("min_particles_per_region"),
+                      condition=regional, expertLevel=params.LEVEL_ADVANCED,
+                      label="Min particles per region",
+                      help="Regional networks only: regions with fewer training particles "
+                           "get no network (their probability is 0 at prediction).")
+    schedule.addParam("regionsPerStep", params.IntParam, default=1, condition=regional,
+                      expertLevel=params.LEVEL_ADVANCED, label="Regions per step",
+                      help="Regional networks only: regions trained by one step (one "
+                           "process, one GPU). 1 spreads the work most; more saves process "
+                           "start-up time.")
+
+
+def _both(*conditions):
+    """``"a and b"`` of the conditions that are not None (None when none is)."""
+    given = [f"({c})" for c in conditions if c]
+    return " and ".join(given) or None
