@@ -96,3 +96,48 @@ def test_near_chance_models_are_reported():
     assert len(messages) == 1 and "near chance" in messages[0] and "0.030" in messages[0]
     assert near_chance_warnings({"shared": good}, 42) == []
     assert len(near_chance_warnings({3: {"val_loss": [1.0], "val_accuracy": [0.52]}}, 42)) == 1
+
+
+def test_noise_curriculum_starts_at_a_tenth_of_the_noise_and_reaches_it():
+    from scipion_deepalign.core.cnn.synthetic import noise_ramp_scale
+
+    assert noise_ramp_scale(0, 10) == pytest.approx(0.1)
+    assert noise_ramp_scale(5, 10) == pytest.approx(0.1 ** 0.5)  # geometric
+    assert noise_ramp_scale(10, 10) == noise_ramp_scale(40, 10) == 1.0
+    assert noise_ramp_scale(0, 0) == 1.0  # no curriculum
+    with pytest.raises(ValueError, match="noise_ramp_epochs"):
+        TrainConfig(noise_ramp_epochs=-1)
+
+
+def test_projection_batches_follow_the_noise_curriculum(data):
+    """Each epoch draws its projections with the curriculum's noise amplitude, and that
+    amplitude multiplies exactly the noise (same draw, only the noise scaled)."""
+    from scipion_deepalign.core.cnn.data import ProjectionBatches
+    from scipion_deepalign.core.cnn.synthetic import noise_ramp_scale
+    from scipion_deepalign.core.simulate import signal_mask_radius_px
+
+    volume, images, parts = data
+    noise = estimate_noise_model(images, mask_radius_px=signal_mask_radius_px(volume))
+    source = ProjectionSource(volume, input_box_px=BOX, input_pixel_size_a=PIXEL, noise=noise,
+                              ctf=parts.ctf, max_shift_px=1.0)
+    clean, _ = source.draw(np.random.default_rng(7), 64, noise_scale=0.0)
+    full, _ = source.draw(np.random.default_rng(7), 64)
+    tenth, _ = source.draw(np.random.default_rng(7), 64, noise_scale=0.1)
+    np.testing.assert_allclose(tenth - clean, 0.1 * (full - clean), atol=1e-6 * np.abs(full).max())
+    assert np.var(full - clean) == pytest.approx(noise.noise_variance, rel=0.1)
+
+    scales = []
+    real_draw = source.draw
+
+    def draw(rng, n, **kw):
+        scales.append(kw["noise_scale"])
+        return real_draw(rng, n, **kw)
+
+    source.draw = draw
+    batches = ProjectionBatches(source, region_centres_deg(60.0, "c1"), "c1", batch_size=32,
+                                n_images=32, seed=0, noise_ramp_epochs=4)
+    for _ in range(6):
+        batches[0]
+        batches.on_epoch_end()
+    assert scales == [noise_ramp_scale(e, 4) for e in range(6)]
+    assert scales[0] == pytest.approx(0.1) and scales[4:] == [1.0, 1.0]

@@ -76,6 +76,14 @@ class TrainConfig:
         spacing (``sigma = label_softness * spacing_deg``); 0 gives one-hot labels.
     particle_fraction : float
         Share of aligned particles in each batch with ``training_source="both"``.
+    noise_ramp_epochs : int
+        Noise curriculum of the ``projections`` and ``both`` sources: the noise of the
+        training projections starts at 10 % of the particles' measured amplitude and grows
+        geometrically to it over this many epochs (:func:`.synthetic.noise_ramp_scale`);
+        early stopping only starts after it, and validation always uses the full noise.
+        At the particles' own SNR the network leaves chance slowly (70S ribosome, SNR 0.05,
+        20 epochs: held-out accuracy 0.06 without, 0.16 with a 10-epoch ramp; 40 epochs
+        with a 15-epoch ramp: 0.23; docs/benchmarks_accuracy.md). 0: no curriculum.
     network : {"shared", "regional"}
         One shared-trunk network with a sigmoid head per region (default) or one binary
         classifier per region (the paper's). The shared network won on region accuracy in
@@ -115,6 +123,7 @@ class TrainConfig:
     head: str = "softmax"
     label_softness: float = 0.4
     particle_fraction: float = 0.25
+    noise_ramp_epochs: int = 15
     loss: str = "bce"
     learning_rate: float = 0.002
     validation_fraction: float = 0.1
@@ -150,6 +159,8 @@ class TrainConfig:
         if not 0 <= self.validation_fraction < 1:
             raise ValueError("validation_fraction must be in [0, 1), "
                              f"got {self.validation_fraction}")
+        if int(self.noise_ramp_epochs) < 0:
+            raise ValueError(f"noise_ramp_epochs must be >= 0, got {self.noise_ramp_epochs}")
         if self.patience < 0 or self.min_particles_per_region < 1:
             raise ValueError("patience must be >= 0 and min_particles_per_region >= 1")
         if self.target_resolution_a is not None and self.target_box_px is not None:

@@ -33,6 +33,7 @@ from ..imageops import (
     translate_images,
 )
 from .checks import input_geometry
+from .synthetic import noise_ramp_scale
 
 __all__ = ["input_geometry", "preprocess_images", "normalise_input", "mask_images",
            "augment_images", "split_by_particle", "RegionBatches", "SharedBatches",
@@ -334,16 +335,19 @@ class ProjectionBatches(_AugmentedBatches):
     particle_fraction : float
     max_shift_px : float
         Augmentation shift of the particles, input pixels.
+    noise_ramp_epochs : int
+        Noise curriculum (:func:`~.synthetic.noise_ramp_scale`); 0: the full noise always.
     """
 
     def __init__(self, source, centres_deg, symmetry, *, batch_size, n_images, seed,
                  label_sigma_deg=None, particles=None, particle_fraction=0.0,
-                 max_shift_px=0.0):
+                 max_shift_px=0.0, noise_ramp_epochs=0):
         images = np.zeros((0, source.box, source.box), np.float32) if particles is None \
             else particles[0]
         super().__init__(images, batch_size=batch_size, n_images=n_images,
                          max_shift_px=max_shift_px, seed=seed)
         self.source = source
+        self.noise_ramp_epochs = int(noise_ramp_epochs)
         self.centres = np.asarray(centres_deg, dtype=np.float64)
         self.symmetry = symmetry
         self.label_sigma_deg = label_sigma_deg
@@ -354,7 +358,8 @@ class ProjectionBatches(_AugmentedBatches):
     def __getitem__(self, index):
         rng = self._rng(index)
         n_synth = self.batch_size - self.n_particles
-        images, angles = self.source.draw(rng, n_synth)
+        images, angles = self.source.draw(
+            rng, n_synth, noise_scale=noise_ramp_scale(self.epoch, self.noise_ramp_epochs))
         x = mask_images(normalise_input(images))
         if self.n_particles:
             chosen = rng.integers(0, len(self.images), self.n_particles)

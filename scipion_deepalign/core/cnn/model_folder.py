@@ -210,14 +210,14 @@ class ModelFolder:
     # ------------------------------------------------------------- regions
     def read_regions(self):
         """``(centres_deg (R, 2), symmetry, spacing_deg)`` of ``regions.star``."""
-        from ..io.star import read_regions_star
+        from ..io import read_regions_star
 
         return read_regions_star(self.regions_path)
 
     def write_regions(self, centres_deg, *, symmetry: str, spacing_deg: float) -> None:
         """Write ``regions.star`` atomically unless it is there already."""
         from ..atomic import atomic_path
-        from ..io.star import write_regions_star
+        from ..io import write_regions_star
 
         if self.regions_path.exists():
             return

@@ -31,11 +31,25 @@ from ..geometry import euler_to_matrix, random_angles_deg
 from ..imageops import circular_mask, fourier_crop, fourier_crop_volume
 from ..projection import VolumeSpectrum
 
-__all__ = ["NoiseModel", "estimate_noise_model", "ProjectionSource"]
+__all__ = ["NoiseModel", "estimate_noise_model", "ProjectionSource", "noise_ramp_scale"]
 
 _NOISE_SAMPLE = 2000  # particles used to measure the noise
 _SIGNAL_SAMPLE = 512  # projections used to measure the clean signal variance
 _MIN_BACKGROUND = 0.15  # least fraction of the box used as background
+#: noise amplitude (fraction of the measured one) at the first epoch of the noise curriculum
+NOISE_RAMP_START = 0.1
+
+
+def noise_ramp_scale(epoch: int, ramp_epochs: int, start: float = NOISE_RAMP_START) -> float:
+    """Noise amplitude factor of epoch ``epoch`` (0-based) in a curriculum of ``ramp_epochs``.
+
+    ``start ** (1 - epoch / ramp_epochs)``: from ``start`` at epoch 0, geometrically (the
+    SNR grows by the same factor every epoch) to 1 at ``ramp_epochs`` and after; always 1
+    when ``ramp_epochs`` is 0.
+    """
+    if ramp_epochs <= 0 or epoch >= ramp_epochs:
+        return 1.0
+    return float(start ** (1.0 - epoch / float(ramp_epochs)))
 
 
 @dataclass
@@ -177,8 +191,9 @@ class ProjectionSource:
         start = p // 2 - b // 2
         return img[:, start:start + b, start:start + b]
 
-    def draw(self, rng: np.random.Generator, n: int):
-        """``n`` new training images (not normalised) and their poses.
+    def draw(self, rng: np.random.Generator, n: int, *, noise_scale: float = 1.0):
+        """``n`` new training images (not normalised) and their poses; ``noise_scale``
+        multiplies the noise amplitude (the noise curriculum, :func:`noise_ramp_scale`).
 
         Returns
         -------
@@ -188,4 +203,4 @@ class ProjectionSource:
         clean, angles = self._clean(rng, int(n))
         white = rng.standard_normal(clean.shape).astype(np.float32)
         noise = np.fft.irfft2(np.fft.rfft2(white) * self._amplitude, s=clean.shape[-2:])
-        return (self.scale * clean + noise).astype(np.float32), angles
+        return (self.scale * clean + float(noise_scale) * noise).astype(np.float32), angles
