@@ -122,6 +122,7 @@ def main(args) -> int:
         config = TrainConfig(pixel_size_a=particles.pixel_size_a,
                              target_resolution_a=args.target_resolution, epochs=args.epochs,
                              images_per_epoch=args.images_per_epoch,
+                             noise_ramp_epochs=args.noise_ramp_epochs,
                              positives_per_region=args.positives,
                              network=args.network, training_source=args.training_source,
                              seed=args.seed)

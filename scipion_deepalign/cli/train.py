@@ -115,6 +115,11 @@ def add_schedule_args(parser: argparse.ArgumentParser) -> None:
                         type=positive_int, default=defaults.train_default("positives_per_region"),
                         metavar="N", help="augmented positives per region and epoch of a "
                         "regional network; default %(default)d")
+    parser.add_argument("--noise-ramp-epochs", type=int, metavar="N",
+                        default=defaults.train_default("noise_ramp_epochs"),
+                        help="projections/both: the training projections' noise grows from a "
+                             "tenth of the particles' to all of it over the first N epochs "
+                             "(a curriculum; 0: off); default %(default)d")
 
 
 def _check(args):
@@ -223,6 +228,7 @@ def main(args) -> int:
                    positives_per_region=args.positives, network=args.network,
                    training_source=args.training_source, head=args.head,
                    label_softness=args.label_softness,
+                   noise_ramp_epochs=args.noise_ramp_epochs,
                    validation_fraction=args.validation_fraction, patience=args.patience,
                    seed=args.seed, min_particles_per_region=args.min_particles)
     if args.loss is not None:

@@ -94,6 +94,7 @@ class TrainSteps:
                 "--learning-rate", self.learningRate.get(),
                 "--min-particles", self.minParticlesPerRegion.get(),
                 "--images-per-epoch", self.imagesPerEpoch.get(),
+                "--noise-ramp-epochs", self.noiseRampEpochs.get(),
                 "--head", defaults.HEADS[self.networkHead.get()],
                 "--label-softness", self.labelSoftness.get()]
         if self._trainingSource() != "particles":

@@ -92,6 +92,15 @@ def define_train_params(form, *, condition=None):
                       expertLevel=params.LEVEL_ADVANCED, label="Images per epoch",
                       help="Training images of the shared network per epoch (new "
                            "projections, or augmented particles).")
+    schedule.addParam("noiseRampEpochs", params.IntParam,
+                      default=defaults.train_default("noise_ramp_epochs"),
+                      condition=_both(shared, "trainingSource != "
+                                      f"{defaults.TRAINING_SOURCES.index('particles')}"),
+                      expertLevel=params.LEVEL_ADVANCED, label="Noise curriculum (epochs)",
+                      help="Training from projections: their noise starts at a tenth of the "
+                           "particles' and grows to all of it over this many epochs, which "
+                           "lets the network leave chance at low SNR; early stopping waits "
+                           "for it. 0: the particles' noise from the start.")
     schedule.addParam("batchSize", params.IntParam,
                       default=defaults.train_default("batch_size"), condition=condition,
                       expertLevel=params.LEVEL_ADVANCED, label="Batch size",

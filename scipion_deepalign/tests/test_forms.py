@@ -141,6 +141,8 @@ SHARED_OPTIONS = [
      [("train", "images_per_epoch"), ("run", "images_per_epoch")], None),
     ("DeepAlignProtTrain", "networkHead", _head, [("train", "head")], None),
     ("DeepAlignProtTrain", "labelSoftness", None, [("train", "label_softness")], None),
+    ("DeepAlignProtTrain", "noiseRampEpochs", None,
+     [("train", "noise_ramp_epochs"), ("run", "noise_ramp_epochs")], None),
     ("DeepAlignProtAlign", "windowOverlapDeg", None, [("align", "overlap"), ("run", "overlap")],
      None),
     ("DeepAlignProtAlign", "probabilityMass", None,
