@@ -19,6 +19,7 @@ from pyworkflow import BETA
 from scipion_deepalign.cli.consensus import OUTPUTS, REPORT_THRESHOLDS_DEG
 from scipion_deepalign.constants import CITE_DEEPALIGN
 from scipion_deepalign.core import defaults
+from scipion_deepalign.core.io import columns
 from scipion_deepalign.protocols.protocol_base import run_deepalign
 
 __all__ = ["DeepAlignProtConsensus", "DIFF_THRESHOLDS_DEG"]
@@ -116,7 +117,7 @@ class DeepAlignProtConsensus(ProtProcessParticles):
                 image_names=[f"{int(i)}@items" for i in ids],
                 pixel_size_a=float(particles_set.getSamplingRate()),
                 box_px=int(particles_set.getXDim() or 1), angles_deg=angles_deg,
-                shifts_px=shifts_px, extra={"deepalignItemId": np.asarray(ids)},
+                shifts_px=shifts_px, extra={columns.ITEM_ID_COLUMN: np.asarray(ids)},
                 root=self._getExtraPath()))
 
     def consensusStep(self):

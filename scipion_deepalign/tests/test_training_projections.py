@@ -107,6 +107,10 @@ def test_noise_curriculum_starts_at_a_tenth_of_the_noise_and_reaches_it():
     assert noise_ramp_scale(0, 0) == 1.0  # no curriculum
     with pytest.raises(ValueError, match="noise_ramp_epochs"):
         TrainConfig(noise_ramp_epochs=-1)
+    # the ramp takes at most the first half of a short training, none for particles
+    assert TrainConfig(epochs=60, noise_ramp_epochs=15).ramp_epochs == 15
+    assert TrainConfig(epochs=6, noise_ramp_epochs=15).ramp_epochs == 3
+    assert TrainConfig(training_source="particles").ramp_epochs == 0
 
 
 def test_projection_batches_follow_the_noise_curriculum(data):

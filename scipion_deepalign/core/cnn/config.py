@@ -83,7 +83,8 @@ class TrainConfig:
         early stopping only starts after it, and validation always uses the full noise.
         At the particles' own SNR the network leaves chance slowly (70S ribosome, SNR 0.05,
         20 epochs: held-out accuracy 0.06 without, 0.16 with a 10-epoch ramp; 40 epochs
-        with a 15-epoch ramp: 0.23; docs/benchmarks_accuracy.md). 0: no curriculum.
+        with a 15-epoch ramp: 0.23; docs/benchmarks_accuracy.md). 0: no curriculum. A ramp
+        never takes more than the first half of ``epochs`` (:attr:`ramp_epochs`).
     network : {"shared", "regional"}
         One shared-trunk network with a sigmoid head per region (default) or one binary
         classifier per region (the paper's). The shared network won on region accuracy in
@@ -167,6 +168,14 @@ class TrainConfig:
             raise ValueError("give target_resolution_a or target_box_px, not both")
         if self.target_resolution_a is not None and not self.pixel_size_a:
             raise ValueError("pixel_size_a is needed with target_resolution_a")
+
+    @property
+    def ramp_epochs(self) -> int:
+        """Epochs of the noise curriculum actually run: ``noise_ramp_epochs``, at most half
+        of ``epochs``, 0 for the ``particles`` source (which has no synthetic noise)."""
+        if self.training_source == "particles":
+            return 0
+        return min(int(self.noise_ramp_epochs), int(self.epochs) // 2)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -214,10 +214,9 @@ def _fit(model, batches, validation, config, label, position, total, progress):
     callbacks = [_ProgressLogger(label, position, total, config.epochs, progress)]
     if validation is not None and config.patience > 0:
         # not while the noise curriculum still makes the training images cleaner than these
-        ramp = config.noise_ramp_epochs if config.training_source != "particles" else 0
         callbacks.append(keras.callbacks.EarlyStopping(
             monitor="val_loss", patience=config.patience, restore_best_weights=True,
-            start_from_epoch=min(int(ramp), max(0, config.epochs - 1))))
+            start_from_epoch=config.ramp_epochs))
     history = model.fit(batches, epochs=config.epochs, validation_data=validation,
                         callbacks=callbacks, verbose=0)
     return {k: [float(v) for v in values] for k, values in history.history.items()}

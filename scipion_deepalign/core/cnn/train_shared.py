@@ -101,7 +101,7 @@ def train_shared_network(images, angles, *, out_dir, centres_deg, symmetry, spac
                                     label_sigma_deg=sigma, particles=mixed,
                                     particle_fraction=config.particle_fraction,
                                     max_shift_px=max_shift,
-                                    noise_ramp_epochs=config.noise_ramp_epochs)
+                                    noise_ramp_epochs=config.ramp_epochs)
         held_out = ProjectionBatches(source, centres_deg, symmetry,
                                      batch_size=VALIDATION_PROJECTIONS,
                                      n_images=VALIDATION_PROJECTIONS,
