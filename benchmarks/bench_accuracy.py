@@ -57,6 +57,8 @@ MAPS = {
 #: training variants: label -> TrainConfig options
 TRAINING = {
     "projections, softmax": dict(training_source="projections", head="softmax"),
+    "projections, softmax, no noise curriculum": dict(training_source="projections",
+                                                      head="softmax", noise_ramp_epochs=0),
     "projections, sigmoid": dict(training_source="projections", head="sigmoid"),
     "both, softmax": dict(training_source="both", head="softmax"),
     "particles, softmax": dict(training_source="particles", head="softmax"),
@@ -91,6 +93,9 @@ def parse_args(argv=None):
     p.add_argument("--all-variants-on", default="8zpm@0.05",
                    help="data set (map@snr) that gets every training variant; the others get "
                         "the default one")
+    p.add_argument("--training-variants", default=None, metavar="LABELS",
+                   help="semicolon-separated training variants for --all-variants-on "
+                        "(default: all of " + "; ".join(TRAINING) + ")")
     p.add_argument("--refine", action="store_true", help="also the default + local refinement")
     p.add_argument("--quick", action="store_true", help="small smoke run")
     p.add_argument("--seed", type=int, default=0)
@@ -299,8 +304,15 @@ def main(argv=None) -> int:
     for name in args.maps.split(","):
         for snr in (float(s) for s in args.snr.split(",")):
             ds = make_dataset(name, snr, args)
-            labels = list(TRAINING) if ds["name"] == args.all_variants_on or args.quick \
-                else [DEFAULT_TRAINING]
+            chosen = list(TRAINING) if args.training_variants is None else [
+                label.strip() for label in args.training_variants.split(";")]
+            unknown = [label for label in chosen if label not in TRAINING]
+            if unknown:
+                raise SystemExit(f"--training-variants: unknown {unknown}; known: {list(TRAINING)}")
+            if DEFAULT_TRAINING in chosen:
+                chosen.remove(DEFAULT_TRAINING)
+            labels = [DEFAULT_TRAINING] + chosen \
+                if ds["name"] == args.all_variants_on or args.quick else [DEFAULT_TRAINING]
             results[ds["name"]] = run_dataset(ds, args, labels)
     report = render(results, args, (load_before, os.getloadavg()[0]),
                     time.perf_counter() - t0)
