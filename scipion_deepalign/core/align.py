@@ -224,8 +224,8 @@ def align_particles(images, volume, *, pixel_size_a, max_shift_px, ctf=None, sym
         from .projection import VolumeSpectrum
         spectrum = VolumeSpectrum(volume)
     chunk = max(1, _REFS_PER_CHUNK // engine.n_psi)
-    bank = None  # references prepared once when directions recur (windows overlap, blocks)
-    if len(galleries) * -(-n // block_size) > 1.5 * len(galleries.projections):
+    bank = None  # every block meets every direction again: prepare the references once
+    if n > block_size:
         bank = engine.reference_bank(galleries.projections, chunk=chunk)
     poses = _Poses(n, n_best)
     for start in range(0, n, block_size):
@@ -280,7 +280,7 @@ def _read_block(images, rows, shape) -> np.ndarray:
 def _search_block(engine, galleries, bank, spectra, power, rows, n_best, progress):
     """Running N best of one block of particles over its galleries, and the comparisons.
 
-    The references of each chunk are gathered from ``bank`` (a :class:`ReferenceBank`), or
+    The references of each chunk are sliced from ``bank`` (a :class:`ReferenceBank`), or
     prepared from the projections when there is none."""
     best = BestPoses(len(rows), n_best)
     local = [m[(m >= rows[0]) & (m <= rows[-1])] - rows[0] for m in galleries.members]
@@ -292,8 +292,8 @@ def _search_block(engine, galleries, bank, spectra, power, rows, n_best, progres
             continue
         for d0 in range(lo, hi, chunk):
             d1 = min(hi, d0 + chunk)
-            refs = (bank.take(galleries.index[d0:d1]) if bank is not None
-                    else engine.references(galleries.projections_of(np.arange(d0, d1))))
+            refs = (bank.take(d0, d1) if bank is not None
+                    else engine.references(galleries.projections[d0:d1]))
             n_comparisons += engine.keep_best(spectra, power, idx, refs, best,
                                               ref_base=d0 * engine.n_psi)
             share = len(idx) * (d1 - d0) / work
@@ -318,8 +318,7 @@ def _block_poses(engine, galleries, best, images, spectra, ctf_half, spectrum):
             images, spectrum, angles[:, 0], search=engine, ctf_half=ctf_half)
         shifts[:, 0] = -peak[:, ::-1]
     else:
-        refs = engine.best_references(galleries.projections_of(dir_index[:, 0]),
-                                      psi_index[:, 0])
+        refs = engine.best_references(galleries.projections[dir_index[:, 0]], psi_index[:, 0])
         shifts[:, 0] -= engine.subpixel(spectra, refs,
                                         engine.offsets[best.shift[:, 0]])[:, ::-1]
     return angles, shifts * engine.scale, score, n_refine, gallery_direction

@@ -58,18 +58,15 @@ class Gallery:
 class GalleryGroups:
     """The galleries of one search: one per set of tiles searched by the same particles.
 
-    Group ``g`` is the slice ``bounds[g]`` of ``directions_deg``, searched by particles
-    ``members[g]``. Overlapping windows put a direction in several groups: each distinct
-    direction is projected once (``projections``), and ``index`` maps the rows of
-    ``directions_deg`` to it.
+    Every needed direction is projected once: the tiles partition the directions and each
+    tile is in one group, so group ``g`` is the slice ``bounds[g]`` of ``directions_deg`` and
+    ``projections``, searched by particles ``members[g]``.
 
     Attributes
     ----------
     directions_deg : ndarray of shape (M, 2)
-    projections : ndarray of shape (U, B, B) float32
-        The ``U`` distinct directions, at ``(rot, tilt, 0)``.
-    index : int ndarray of shape (M,)
-        Row of ``projections`` of each row of ``directions_deg``.
+    projections : ndarray of shape (M, B, B) float32
+        At ``(rot, tilt, 0)``.
     bounds : list of (start, stop)
     members : list of int ndarray
         Particle indices of each group.
@@ -77,16 +74,11 @@ class GalleryGroups:
 
     directions_deg: np.ndarray
     projections: np.ndarray
-    index: np.ndarray
     bounds: list
     members: list
 
     def __len__(self) -> int:
         return len(self.directions_deg)
-
-    def projections_of(self, rows) -> np.ndarray:
-        """Projections ``(n, B, B)`` of rows ``rows`` of ``directions_deg``."""
-        return self.projections[self.index[rows]]
 
     def check_covers(self, n: int, step_deg: float) -> None:
         """``ValueError`` unless each of the ``n`` particles meets at least one direction."""
@@ -114,13 +106,10 @@ def group_galleries(plan, volume: np.ndarray, cache: GalleryCache) -> GalleryGro
                   for _, tiles in groups.values()]
     if not group_dirs:
         box = volume.shape[-1]
-        return GalleryGroups(np.zeros((0, 2)), np.zeros((0, box, box), np.float32),
-                             np.zeros(0, np.int64), [], [])
+        return GalleryGroups(np.zeros((0, 2)), np.zeros((0, box, box), np.float32), [], [])
     directions = np.concatenate(group_dirs)
-    distinct, index = np.unique(directions, axis=0, return_inverse=True)
     stops = np.cumsum([len(d) for d in group_dirs])
-    return GalleryGroups(directions, cache.projections(volume, distinct),
-                         np.asarray(index, dtype=np.int64).ravel(),
+    return GalleryGroups(directions, cache.projections(volume, directions),
                          list(zip(stops - np.array([len(d) for d in group_dirs]), stops)),
                          [members for members, _ in groups.values()])
 

@@ -217,7 +217,7 @@ class Search:
                  for d0 in range(0, len(projections), chunk)]
         matrix = xp.concatenate(parts) if parts else xp.zeros((0, 2 * len(self.band)),
                                                                xp.float32)
-        return ReferenceBank(matrix, self.n_psi, xp, with_power=self.ctf_on_references)
+        return ReferenceBank(matrix, self.n_psi, with_power=self.ctf_on_references)
 
     def best_references(self, projections, psi_index):
         """Each projection masked and rotated to its own in-plane angle (index into the grid)."""
@@ -289,22 +289,20 @@ def _on_maps(corr, peaks_yx, box):
 
 
 class ReferenceBank:
-    """The prepared references of every distinct gallery direction, made once per alignment.
+    """The prepared references of every gallery direction, made once per alignment.
 
-    Overlapping search windows meet the same directions in several groups (and every block
-    of particles meets them again): gathering their rows is much cheaper than rotating and
-    transforming them each time. The power ``|R(k)|**2`` is recomputed from the rows taken.
+    Every block of particles meets the same directions again: slicing their rows is much
+    cheaper than rotating and transforming them for each block. The power ``|R(k)|**2`` is
+    recomputed from the rows taken.
     """
 
-    def __init__(self, matrix, n_psi: int, xp, *, with_power: bool):
-        self.matrix, self.n_psi, self.xp, self.with_power = matrix, int(n_psi), xp, with_power
+    def __init__(self, matrix, n_psi: int, *, with_power: bool):
+        self.matrix, self.n_psi, self.with_power = matrix, int(n_psi), with_power
 
-    def take(self, directions):
-        """``(matrix, power)`` of the in-plane copies of distinct directions ``directions``, in
+    def take(self, start: int, stop: int):
+        """``(matrix, power)`` of the in-plane copies of gallery directions ``start:stop``, in
         the layout of :meth:`Search.references` (direction-major, then in-plane angle)."""
-        rows = (np.asarray(directions)[:, None] * self.n_psi
-                + np.arange(self.n_psi)[None]).ravel()
-        matrix = self.matrix[self.xp.asarray(rows)]
+        matrix = self.matrix[start * self.n_psi:stop * self.n_psi]
         if not self.with_power:
             return matrix, None
         f = matrix.shape[1] // 2

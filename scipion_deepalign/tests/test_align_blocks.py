@@ -88,7 +88,7 @@ def test_a_non_finite_block_is_named(data):
 def test_references_prepared_once_give_the_poses_of_references_prepared_per_block(
         data, monkeypatch, ctf_mode):
     """With several blocks the rotated references are prepared once (a ReferenceBank) and
-    gathered per tile group: the same poses as preparing them again for every block."""
+    sliced per tile group: the same poses as preparing them again for every block."""
     import scipion_deepalign.core.search as search
 
     volume, images, parts = data
