@@ -102,8 +102,9 @@ def parse_args(argv=None):
     p.add_argument("--out", default=None, help="markdown file for the tables")
     p.add_argument("--json", default=None, help="raw numbers")
     p.add_argument("--cache", default=None, metavar="DIR",
-                   help="keep each variant's predictions here and reuse them in later runs "
-                        "(to re-measure the alignment alone)")
+                   help="keep each variant's predictions and each data set's global search "
+                        "here and reuse them in later runs (to re-measure the regional "
+                        "alignment alone)")
     args = p.parse_args(argv)
     if args.quick:
         args.n, args.epochs, args.maps, args.snr = 400, 3, "8zpm", "0.1"
@@ -200,6 +201,19 @@ def _trained(ds, label, args):
     return probs, info
 
 
+def _global_search(ds, centres, args):
+    """The baseline row (with ``--cache``, reused from an earlier run on the same data set)."""
+    cache = Path(args.cache) / f"{ds['name']}_global.json" if args.cache else None
+    if cache is not None and cache.exists():
+        return json.loads(cache.read_text())
+    base, _ = align(ds, centres=centres)
+    base.update(variant="global search (baseline)", training="-")
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_text(json.dumps(base, default=float))
+    return base
+
+
 def region_hits(probs, truth_regions):
     order = np.argsort(-probs, axis=1, kind="stable")
     return (float(np.mean(order[:, 0] == truth_regions)),
@@ -223,8 +237,7 @@ def run_dataset(ds, args, labels):
     truth_regions = np.argmin(region_distances_deg(ds["parts"].angles_deg[ds["test"]],
                                                    centres, "c1"), axis=1)
     rows = []
-    base, _ = align(ds, centres=centres)
-    base.update(variant="global search (baseline)", training="-")
+    base = _global_search(ds, centres, args)
     rows.append(base)
     print(f"[{ds['name']}] global: {base}", flush=True)
     extra = {}
@@ -252,6 +265,7 @@ def run_dataset(ds, args, labels):
             row.update(variant="default + refinement", training=label, top1=top1,
                        top2=top2, **info)
             rows.append(row)
+            print(f"[{ds['name']}] {label} / default + refinement: {row}", flush=True)
     return rows, extra
 
 
@@ -314,15 +328,21 @@ def main(argv=None) -> int:
             labels = [DEFAULT_TRAINING] + chosen \
                 if ds["name"] == args.all_variants_on or args.quick else [DEFAULT_TRAINING]
             results[ds["name"]] = run_dataset(ds, args, labels)
+            report = _write(results, args, load_before, t0)  # after each data set
+    print(report)
+    return 0
+
+
+def _write(results, args, load_before, t0) -> str:
+    """The tables of the data sets done so far (a stopped run keeps what it measured)."""
     report = render(results, args, (load_before, os.getloadavg()[0]),
                     time.perf_counter() - t0)
-    print(report)
     if args.out:
         Path(args.out).write_text(report)
     if args.json:
         Path(args.json).write_text(json.dumps(
             {k: v[0] for k, v in results.items()}, indent=1, default=str))
-    return 0
+    return report
 
 
 if __name__ == "__main__":

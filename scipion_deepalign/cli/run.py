@@ -22,13 +22,6 @@ import numpy as np
 
 from ..core import defaults
 from ..core.io import columns
-from .align import (
-    add_region_search_args,
-    add_search_args,
-    search_options,
-    summarise_alignment,
-    write_alignment_columns,
-)
 from .common import (
     CLIError,
     add_particle_args,
@@ -42,8 +35,15 @@ from .common import (
     positive_int,
     read_particles,
 )
+from .shared_options import (
+    add_region_search_args,
+    add_schedule_args,
+    add_search_args,
+    search_options,
+    summarise_alignment,
+    write_alignment_columns,
+)
 from .summary import Summary, spread
-from .train import add_schedule_args
 
 log = logging.getLogger("deepalign")
 
@@ -75,8 +75,8 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     add_particle_args(parser)
 
 
-def main(args) -> int:
-    summary = Summary("run")
+def _check_options(args):
+    """The cheap checks, before anything is read: ``(search, symmetry, n_regions, top_k)``."""
     if args.train is None and args.training_source != "projections":
         raise CLIError(f"--training-source {args.training_source} needs --train TRAIN.star "
                        "(aligned particles); without it use --training-source projections")
@@ -88,7 +88,6 @@ def main(args) -> int:
     check_positive(args.max_shift, "--max-shift", allow_zero=True)
     search = search_options(args)
     from ..core.cnn.checks import check_regions
-    from ..core.io import read_volume, write_particles_star
 
     symmetry = check_symmetry(args.symmetry)
     try:  # the rules of deepalign train and of the core
@@ -99,8 +98,13 @@ def main(args) -> int:
         raise CLIError(f"--top-k must be between 1 and the {n_regions} regions of "
                        f"--spacing {args.spacing} ({symmetry}), got {args.top_k}")
     top_k = max(args.top_k, search.max_regions or 0) if search.probability_mass else args.top_k
-    if top_k > n_regions:
-        top_k = n_regions
+    return search, symmetry, n_regions, min(top_k, n_regions)
+
+
+def _read_star_inputs(args):
+    """The particles, the training particles and the volume, checked against each other."""
+    from ..core.io import read_volume
+
     particles = read_particles(args, args.particles)
     train = particles if args.train is None else read_particles(args, args.train, "--train")
     if args.train is not None and not train.has_poses:
@@ -112,22 +116,55 @@ def main(args) -> int:
     if volume.shape[-1] != particles.box_px:
         raise CLIError(f"--volume box {volume.shape[-1]} px differs from the particle box "
                        f"{particles.box_px} px")
+    return particles, train, volume, volume_pixel
+
+
+def _train_config(args, particles):
+    from ..core.cnn.config import TrainConfig
+
+    try:
+        return TrainConfig(pixel_size_a=particles.pixel_size_a,
+                           target_resolution_a=args.target_resolution, epochs=args.epochs,
+                           images_per_epoch=args.images_per_epoch,
+                           noise_ramp_epochs=args.noise_ramp_epochs,
+                           positives_per_region=args.positives,
+                           network=args.network, training_source=args.training_source,
+                           seed=args.seed)
+    except ValueError as exc:
+        raise CLIError(f"training options: {exc}") from None
+
+
+def _write_outputs(args, particles, outcome, paths, n_regions, summary) -> None:
+    from ..core.io import write_particles_star
+
+    hints, probs, result = outcome.regions, outcome.probabilities, outcome.alignment
+    columns.set_region_hints(particles.extra, hints, probs)
+    write_particles_star(paths["predicted"], particles)
+    particles.angles_deg, particles.shifts_px = result.angles_deg, result.shifts_px
+    write_alignment_columns(particles, result, regional=True)
+    write_particles_star(paths["aligned"], particles)
+    summary.wrote(paths["model"], f"{n_regions} regions, {args.network} network")
+    summary.wrote(paths["predicted"], f"top-{hints.shape[1]} regions of {len(particles)} "
+                                      "particles")
+    summary.wrote(paths["aligned"], f"{len(particles)} particles with angles, shifts and "
+                                    f"{columns.SCORE_COLUMN}")
+    counts = np.bincount(result.region[result.region >= 0], minlength=n_regions)
+    summary.add("particles per region", f"{spread(counts)} over {n_regions} regions")
+    summarise_alignment(summary, result, regional=True)
+    for stage, seconds in outcome.seconds.items():
+        summary.stage(stage, seconds)
+
+
+def main(args) -> int:
+    summary = Summary("run")
+    search, symmetry, n_regions, top_k = _check_options(args)
+    particles, train, volume, volume_pixel = _read_star_inputs(args)
     out = ensure_out_dir(args.out)
     paths = {k: os.path.join(out, v) for k, v in OUTPUTS.items()}
 
-    from ..core.cnn.config import TrainConfig
     from ..core.pipeline import run_deepalign
 
-    try:
-        config = TrainConfig(pixel_size_a=particles.pixel_size_a,
-                             target_resolution_a=args.target_resolution, epochs=args.epochs,
-                             images_per_epoch=args.images_per_epoch,
-                             noise_ramp_epochs=args.noise_ramp_epochs,
-                             positives_per_region=args.positives,
-                             network=args.network, training_source=args.training_source,
-                             seed=args.seed)
-    except ValueError as exc:
-        raise CLIError(f"training options: {exc}") from None
+    config = _train_config(args, particles)
     particles, images = load_particles_images(args, particles)
     if args.train is None:
         log.info("training the %s network of %d regions from projections of %s",
@@ -151,21 +188,6 @@ def main(args) -> int:
         volume_pixel_size_a=volume_pixel, refine=args.refine, search=search)
     for message in outcome.train_report.warnings:
         log.warning(message)
-    hints, probs, result = outcome.regions, outcome.probabilities, outcome.alignment
-    columns.set_region_hints(particles.extra, hints, probs)
-    write_particles_star(paths["predicted"], particles)
-    particles.angles_deg, particles.shifts_px = result.angles_deg, result.shifts_px
-    write_alignment_columns(particles, result, regional=True)
-    write_particles_star(paths["aligned"], particles)
-    summary.wrote(paths["model"], f"{n_regions} regions, {args.network} network")
-    summary.wrote(paths["predicted"], f"top-{hints.shape[1]} regions of {len(particles)} "
-                                      "particles")
-    summary.wrote(paths["aligned"], f"{len(particles)} particles with angles, shifts and "
-                                    f"{columns.SCORE_COLUMN}")
-    counts = np.bincount(result.region[result.region >= 0], minlength=n_regions)
-    summary.add("particles per region", f"{spread(counts)} over {n_regions} regions")
-    summarise_alignment(summary, result, regional=True)
-    for stage, seconds in outcome.seconds.items():
-        summary.stage(stage, seconds)
+    _write_outputs(args, particles, outcome, paths, n_regions, summary)
     summary.print()
     return 0

@@ -31,6 +31,7 @@ from .common import (
     run_children,
     set_devices,
 )
+from .shared_options import add_schedule_args
 from .summary import Summary
 
 log = logging.getLogger("deepalign")
@@ -90,36 +91,6 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=defaults.train_default("seed"), metavar="K",
                         help="default %(default)d")
     add_particle_args(parser)
-
-
-def add_schedule_args(parser: argparse.ArgumentParser) -> None:
-    """What the network learns from and for how long (``deepalign train`` and ``run``)."""
-    parser.add_argument("--training-source", choices=defaults.TRAINING_SOURCES,
-                        default=defaults.train_default("training_source"),
-                        help="projections: new images of --volume for every batch, with the "
-                             "particles' CTFs and measured noise (no aligned particles "
-                             "needed); particles: the aligned particles (the paper); both: "
-                             "mixed; default %(default)s")
-    parser.add_argument("--network", choices=defaults.NETWORKS,
-                        default=defaults.train_default("network"),
-                        help="one shared-trunk network (default, the more accurate in "
-                             "docs/benchmarks_cnn.md) or one network per region (paper)")
-    parser.add_argument("--epochs", type=positive_int, default=defaults.train_default("epochs"),
-                        help="maximum epochs (training stops when the validation loss stops "
-                             "improving); default %(default)d")
-    parser.add_argument("--images-per-epoch", type=positive_int,
-                        default=defaults.train_default("images_per_epoch"), metavar="N",
-                        help="training images per epoch of the shared network; "
-                             "default %(default)d")
-    parser.add_argument("--positives", "--positives-per-region", dest="positives",
-                        type=positive_int, default=defaults.train_default("positives_per_region"),
-                        metavar="N", help="augmented positives per region and epoch of a "
-                        "regional network; default %(default)d")
-    parser.add_argument("--noise-ramp-epochs", type=int, metavar="N",
-                        default=defaults.train_default("noise_ramp_epochs"),
-                        help="projections/both: the training projections' noise grows from a "
-                             "tenth of the particles' to all of it over the first N epochs "
-                             "(a curriculum; 0: off); default %(default)d")
 
 
 def _check(args):

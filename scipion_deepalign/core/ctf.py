@@ -21,8 +21,6 @@ __all__ = [
     "electron_wavelength_a",
     "ctf_images",
     "apply_ctf",
-    "phase_flip",
-    "wiener_filter",
 ]
 
 
@@ -113,39 +111,3 @@ def apply_ctf(images, ctf_imgs) -> np.ndarray:
     """
     img, c = _check_pair(images, ctf_imgs)
     return _filter(img, c)
-
-
-def phase_flip(images, ctf_imgs) -> np.ndarray:
-    """Flip the phases where the CTF is negative (multiply spectra by ``sign(CTF)``).
-
-    Parameters
-    ----------
-    images : ndarray of shape (N, B, B)
-    ctf_imgs : ndarray of shape (N, B, B) or (B, B)
-
-    Returns
-    -------
-    ndarray of shape (N, B, B), float32
-    """
-    img, c = _check_pair(images, ctf_imgs)
-    return _filter(img, np.where(c < 0, -1.0, 1.0).astype(np.float32))
-
-
-def wiener_filter(images, ctf_imgs, *, snr: float) -> np.ndarray:
-    """Wiener CTF correction ``CTF / (CTF^2 + 1 / snr)`` of the spectra.
-
-    Parameters
-    ----------
-    images : ndarray of shape (N, B, B)
-    ctf_imgs : ndarray of shape (N, B, B) or (B, B)
-    snr : float
-        Assumed spectral signal-to-noise ratio (> 0); large values approach full inversion.
-
-    Returns
-    -------
-    ndarray of shape (N, B, B), float32
-    """
-    if not snr > 0:
-        raise ValueError(f"snr must be > 0, got {snr!r}")
-    img, c = _check_pair(images, ctf_imgs)
-    return _filter(img, c / (c * c + 1.0 / snr))

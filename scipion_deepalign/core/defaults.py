@@ -14,12 +14,15 @@ from .cnn.config import HEADS, LOSSES, NETWORKS, TRAINING_SOURCES, TrainConfig
 from .matching import CTF_MODES
 
 __all__ = ["NETWORKS", "LOSSES", "HEADS", "TRAINING_SOURCES", "CTF_MODES", "DEVICES",
-           "REGION_SPACING_DEG", "TOP_K",
+           "REGION_SPACING_DEG", "TOP_K", "PROPOSED_TARGET_RESOLUTION_A",
            "MAX_SHIFT_BOX_FRACTION", "CONSENSUS_MAX_ANGLE_DEG", "train_default",
            "default_max_shift_px"]
 
 #: angular distance between neighbouring region centres (degrees); 30 gives 42 regions in c1
 REGION_SPACING_DEG = 30.0
+#: the training resolution the Train form proposes (Å); the CLI keeps a 24 px input unless
+#: --target-resolution or --box is given (tests/test_forms.py KNOWN_DIFFERENCES)
+PROPOSED_TARGET_RESOLUTION_A = 8.0
 #: regions kept per particle (with their probabilities) by the prediction: as many as the
 #: default adaptive search may use (``search_plan.SearchOptions.max_regions``); the paper and
 #: Xmipp kept 2 and searched both

@@ -17,10 +17,8 @@ Per voxel the estimate is
 Symmetry: every particle is inserted at all its symmetric-equivalent poses ``A @ S``. The
 spread onto the grid is a convolution with a triangle kernel, undone at the end by dividing the
 real-space map by ``sinc^2`` along each axis (gridding correction). Particles are processed in
-batches so memory stays bounded. The samples of a batch are summed into the grid with
-``np.bincount`` over the flat voxel index (all 8 neighbours at once), which is several times
-faster than ``np.add.at``; when the grid is much larger than the batch, the indices are first
-compacted with ``np.unique`` so the cost does not grow with the grid.
+batches so memory stays bounded. The grid itself is
+:class:`~scipion_deepalign.core.fourier_grid.FourierAccumulator`.
 
 Images are read one batch at a time (``images[rows]``), so a memory-mapped stack
 (:func:`scipion_deepalign.core.io.read_mrc_stack` with ``mmap=True``) or any loader with
@@ -41,6 +39,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from .fourier_grid import FourierAccumulator
 from .geometry import euler_to_matrix
 from .imageops import finite_rows
 from .progress import advance
@@ -49,120 +48,6 @@ __all__ = ["reconstruct", "reconstruct_half_maps", "half_subsets"]
 
 # Fourier samples (times 8 neighbours) handled at once; bounds the working memory (~0.3 GB).
 _SAMPLES_PER_BATCH = 400_000
-# Grids up to this many times the number of entries of a batch are summed densely.
-_DENSE_GRID_FACTOR = 4
-
-
-def _scatter_add(targets, flat, weights) -> None:
-    """``np.add.at(t, flat, w)`` for each target and weight, by ``np.bincount``.
-
-    Every target has the same size; repeated indices add up, as with ``np.add.at``.
-    """
-    size = targets[0].size
-    if size <= _DENSE_GRID_FACTOR * flat.size:
-        for target, w in zip(targets, weights):
-            target += np.bincount(flat, weights=w, minlength=size)
-        return
-    voxels, inverse = np.unique(flat, return_inverse=True)
-    for target, w in zip(targets, weights):
-        target[voxels] += np.bincount(inverse, weights=w, minlength=len(voxels))
-
-
-class _Accumulator:
-    """Half-space Fourier accumulators ``sum(w c F)``, ``sum(w c^2)`` and ``sum(w)``."""
-
-    def __init__(self, pad_box: int, *, with_ctf: bool):
-        self.pad_box = pad_box
-        self.shape = (pad_box, pad_box, pad_box // 2 + 1)
-        size = int(np.prod(self.shape))
-        self.data_re = np.zeros(size, dtype=np.float64)
-        self.data_im = np.zeros(size, dtype=np.float64)
-        self.weight = np.zeros(size, dtype=np.float64)
-        self.ctf2 = np.zeros(size, dtype=np.float64) if with_ctf else None
-        self._scratch, self._scratch_m = None, None
-
-    def add_(self, other: _Accumulator) -> _Accumulator:
-        """Add ``other`` in place (no third grid in memory)."""
-        self.data_re += other.data_re
-        self.data_im += other.data_im
-        self.weight += other.weight
-        if self.ctf2 is not None:
-            self.ctf2 += other.ctf2
-        return self
-
-    def _buffers(self, m: int) -> dict:
-        """Scratch arrays of shape (8, m), reused between batches of the same size (fresh
-        large arrays cost page faults on every batch); dropped by :meth:`release`."""
-        if self._scratch_m != m:
-            names = ("w", "re", "im") + (("c2",) if self.ctf2 is not None else ())
-            self._scratch = {k: np.empty((8, m)) for k in names}
-            self._scratch["flat"] = np.empty((8, m), dtype=np.int64)
-            self._scratch_m = m
-        return self._scratch
-
-    def release(self) -> None:
-        """Free the scratch arrays (the grids stay)."""
-        self._scratch, self._scratch_m = None, None
-
-    def _neighbours(self, q, buf) -> None:
-        """Flat index and trilinear weight of the 8 voxels around each ``q`` (3, M), qx >= 0."""
-        p, n_x = self.pad_box, self.shape[2]
-        base = np.floor(q)
-        frac = q - base
-        base = base.astype(np.int64)
-        wx, wy, wz = ((1.0 - frac[a], frac[a]) for a in range(3))
-        fy = [((base[1] + d) % p) * n_x for d in (0, 1)]
-        fz = [((base[2] + d) % p) * (p * n_x) + base[0] for d in (0, 1)]
-        for k in range(8):  # neighbour k is (dz, dy, dx) = the bits of k
-            dz, dy, dx = k >> 2, (k >> 1) & 1, k & 1
-            np.multiply(wz[dz] * wy[dy], wx[dx], out=buf["w"][k])
-            np.add(fz[dz] + fy[dy], dx, out=buf["flat"][k])
-
-    def insert(self, q, values, ctf2):
-        """Spread samples at 3D frequencies ``q`` (M, 3) in (x, y, z) order, pixel units."""
-        q = np.array(q.T)  # (3, M): contiguous rows
-        flip = q[0] < 0
-        q[:, flip] *= -1.0
-        imag = np.where(flip, -values.imag, values.imag)  # conjugates at -q
-        buf = self._buffers(q.shape[1])
-        self._neighbours(q, buf)
-        w = buf["w"]
-        targets = [self.data_re, self.data_im, self.weight]
-        weights = [np.multiply(w, values.real, out=buf["re"]),
-                   np.multiply(w, imag, out=buf["im"]), w]
-        if ctf2 is not None:
-            targets.append(self.ctf2)
-            weights.append(np.multiply(w, ctf2, out=buf["c2"]))
-        _scatter_add(targets, buf["flat"].ravel(), [x.ravel() for x in weights])
-
-    def volume(self, box_px: int, *, wiener_constant: float) -> np.ndarray:
-        """Finalise: Hermitian plane, division, inverse FFT, crop, gridding correction."""
-        p = self.pad_box
-        mirror = np.ix_((-np.arange(p)) % p, (-np.arange(p)) % p)
-
-        def plane_completed(flat, conj=False):
-            # Plane qx = 0 also receives the conjugates of samples with qx in [0, 1).
-            grid = flat.reshape(self.shape).copy()
-            other = grid[:, :, 0][mirror]
-            grid[:, :, 0] += np.conj(other) if conj else other
-            return grid
-
-        data = plane_completed(self.data_re + 1j * self.data_im, conj=True)
-        denom = plane_completed(self.weight)
-        if self.ctf2 is not None:
-            denom = plane_completed(self.ctf2) + wiener_constant * denom
-        spectrum = np.divide(data, denom, out=np.zeros_like(data), where=denom > 1e-8)
-        vol = np.fft.fftshift(np.fft.irfftn(spectrum, s=(p, p, p)))
-        start = p // 2 - box_px // 2
-        vol = vol[start:start + box_px, start:start + box_px, start:start + box_px]
-        r = (np.arange(box_px) - box_px // 2) / p
-        s2 = np.sinc(r) ** 2
-        vol = vol / (s2[:, None, None] * s2[None, :, None] * s2[None, None, :])
-        if not np.all(np.isfinite(vol)):
-            raise ValueError("the reconstruction has non-finite voxels (NaN or Inf); check "
-                             "the particles' CTF parameters and the Wiener constant")
-        return vol.astype(np.float32)
-
 
 def _image_source(images):
     """``images`` as given when it is an array (memory maps stay maps) or a loader with
@@ -219,7 +104,7 @@ def _check_finite(images, angles, shifts_px, ctf) -> None:
 
 
 def _accumulate(images, rows, angles_deg, shifts_px, ctf, *, pixel_size_a, symmetry, padding,
-                batch_size, progress=None) -> _Accumulator:
+                batch_size, progress=None) -> FourierAccumulator:
     """Grid the particles at 0-based ``rows`` (sorted) of ``images`` and of the metadata."""
     from .symmetry import symmetry_matrices
 
@@ -235,7 +120,7 @@ def _accumulate(images, rows, angles_deg, shifts_px, ctf, *, pixel_size_a, symme
     k3 = np.stack([kxx[keep], kyy[keep], np.zeros(keep.sum())], axis=1)  # (S, 3)
     if batch_size is None:
         batch_size = max(1, _SAMPLES_PER_BATCH // (len(k3) * len(ops)))
-    acc = _Accumulator(pad_box, with_ctf=ctf is not None)
+    acc = FourierAccumulator(pad_box, with_ctf=ctf is not None)
     offset = pad_box // 2 - box // 2
     for start in range(0, n, batch_size):
         stop = min(n, start + batch_size)

@@ -177,9 +177,27 @@ def run_demo(out_dir, config: DemoConfig | None = None) -> DemoResult:
     glob = _timed(timings, "align (global search)", align_particles, images[compare], volume,
                   region_hints=None, centres_deg=centres,
                   **{**search, "ctf": particles.ctf.subset(compare)})
+    methods = _methods(cfg, deep, glob, compare, truth, particles, timings)
+    maps = _maps(cfg, out, deep, images, truth, particles, volume, timings)
+
+    consensus = angular_consensus(
+        [deep.alignment.angles_deg[compare], glob.angles_deg],
+        symmetry=cfg.symmetry, max_angle_deg=10.0)
+
+    return DemoResult(
+        config=cfg, out_dir=out, volume=volume, images=images, true_angles_deg=truth,
+        train_index=train_index, test_index=test_index, centres_deg=centres,
+        train_report=deep.train_report, region_top1=region_top1, region_topk=region_topk,
+        region_chance_topk=min(1.0, cfg.top_k / len(centres)), compare_index=compare,
+        methods=methods, maps=maps,
+        consensus=consensus, timings_s=timings, search_info=deep.alignment.info)
+
+
+def _methods(cfg, deep, glob, compare, truth, particles, timings) -> dict:
+    """Errors of DeepAlign (every particle) and of the global search (its sample)."""
     methods = {}
     for name, result, seconds, index in (
-            ("DeepAlign", deep.alignment, deep.seconds["align"], np.arange(len(images))),
+            ("DeepAlign", deep.alignment, deep.seconds["align"], np.arange(len(truth))),
             ("Global search", glob, timings["align (global search)"], compare)):
         methods[name] = MethodResult(
             name=name, index=index, angles_deg=result.angles_deg, shifts_px=result.shifts_px,
@@ -190,7 +208,11 @@ def run_demo(out_dir, config: DemoConfig | None = None) -> DemoResult:
                                           axis=1))
         log.info("%s: %d particles, %d comparisons, %.1f s, median error %.1f deg", name,
                  len(index), result.n_comparisons, seconds, np.median(methods[name].error_deg))
+    return methods
 
+
+def _maps(cfg, out, deep, images, truth, particles, volume, timings) -> dict:
+    """Half maps of DeepAlign's poses and of the true poses, their FSCs, the maps written."""
     maps = {}
     for label, angles, shifts in (("DeepAlign", deep.alignment.angles_deg,
                                    deep.alignment.shifts_px),
@@ -205,15 +227,4 @@ def run_demo(out_dir, config: DemoConfig | None = None) -> DemoResult:
             label=label,
             fsc_halves=fsc_curve(half1, half2, pixel_size_a=cfg.pixel_size_a),
             fsc_truth=fsc_curve(full, volume, pixel_size_a=cfg.pixel_size_a))
-
-    consensus = angular_consensus(
-        [deep.alignment.angles_deg[compare], glob.angles_deg],
-        symmetry=cfg.symmetry, max_angle_deg=10.0)
-
-    return DemoResult(
-        config=cfg, out_dir=out, volume=volume, images=images, true_angles_deg=truth,
-        train_index=train_index, test_index=test_index, centres_deg=centres,
-        train_report=deep.train_report, region_top1=region_top1, region_topk=region_topk,
-        region_chance_topk=min(1.0, cfg.top_k / len(centres)), compare_index=compare,
-        methods=methods, maps=maps,
-        consensus=consensus, timings_s=timings, search_info=deep.alignment.info)
+    return maps

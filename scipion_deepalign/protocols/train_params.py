@@ -39,7 +39,8 @@ def define_train_params(form, *, condition=None):
                        "regional networks one classifier each). 30 deg gives 42 regions "
                        f"for c1; fewer with symmetry. Allowed: {MIN_SPACING_DEG:g} to "
                        f"{MAX_SPACING_DEG:g} deg.")
-    form.addParam("targetResolutionA", params.FloatParam, default=8.0, condition=condition,
+    form.addParam("targetResolutionA", params.FloatParam,
+                  default=defaults.PROPOSED_TARGET_RESOLUTION_A, condition=condition,
                   label="Target resolution (Å)",
                   help="Particles are Fourier-cropped so that Nyquist reaches this "
                        "resolution (smaller images, faster training); must be at least "
@@ -49,6 +50,11 @@ def define_train_params(form, *, condition=None):
                   help="Maximum passes over the training data per network; training stops "
                        "earlier when the validation loss has not improved for a few epochs "
                        "(the best weights are kept).")
+    _network_params(form, condition, shared)
+    _schedule_params(form, condition, shared, regional)
+
+
+def _network_params(form, condition, shared):
     network = form.addGroup("Network", condition=condition,
                             expertLevel=params.LEVEL_ADVANCED)
     network.addParam("networkKind", params.EnumParam,
@@ -85,6 +91,9 @@ def define_train_params(form, *, condition=None):
                      expertLevel=params.LEVEL_ADVANCED, label="Label softness",
                      help="Width of the softened labels of the softmax output, as a "
                           "fraction of the region spacing (0: one-hot labels).")
+
+
+def _schedule_params(form, condition, shared, regional):
     schedule = form.addGroup("Training schedule", condition=condition,
                              expertLevel=params.LEVEL_ADVANCED)
     schedule.addParam("imagesPerEpoch", params.IntParam,

@@ -2,13 +2,15 @@
 
 * :func:`translate_volume` -- a known-answer shift of a map (tests of projection conventions);
 * :func:`rodrigues` -- rotation about an axis written out by hand, the independent check of
-  the core's use of :class:`scipy.spatial.transform.Rotation`.
+  the core's use of :class:`scipy.spatial.transform.Rotation`;
+* :func:`phase_flip` -- particles phase-flipped as a preprocessing program would (the input of
+  the ``"flipped"`` CTF mode).
 """
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["translate_volume", "rodrigues"]
+__all__ = ["translate_volume", "rodrigues", "phase_flip"]
 
 
 def translate_volume(volume, offset_xyz_px) -> np.ndarray:
@@ -45,3 +47,11 @@ def rodrigues(axis, angle_rad) -> np.ndarray:
     k = k / np.linalg.norm(k)
     kx = np.array([[0.0, -k[2], k[1]], [k[2], 0.0, -k[0]], [-k[1], k[0], 0.0]])
     return np.eye(3) + np.sin(angle_rad) * kx + (1.0 - np.cos(angle_rad)) * (kx @ kx)
+
+
+def phase_flip(images, ctf_imgs) -> np.ndarray:
+    """Multiply the spectra of ``images`` by ``sign(CTF)`` (``ctf_imgs`` from
+    :func:`scipion_deepalign.core.ctf.ctf_images`)."""
+    from scipion_deepalign.core.ctf import apply_ctf
+
+    return apply_ctf(images, np.where(np.asarray(ctf_imgs) < 0, -1.0, 1.0).astype(np.float32))

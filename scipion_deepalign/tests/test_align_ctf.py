@@ -67,7 +67,8 @@ def test_ctf_on_downsampled_search():
 
 def test_particles_already_phase_flipped(noisy):
     """Pre-flipped particles need ctf_mode="flipped"; flipping them again ruins the search."""
-    from scipion_deepalign.core.ctf import ctf_images, phase_flip
+    from scipion_deepalign.core.ctf import ctf_images
+    from scipion_deepalign.tests.helpers import phase_flip
 
     volume, images, parts = noisy
     flipped = phase_flip(images, ctf_images(images.shape[-1], PIXEL_A, parts.ctf))

@@ -6,10 +6,9 @@ from scipion_deepalign.core.ctf import (
     apply_ctf,
     ctf_images,
     electron_wavelength_a,
-    phase_flip,
-    wiener_filter,
 )
 from scipion_deepalign.core.particles import CTFParams
+from scipion_deepalign.tests.helpers import phase_flip
 
 
 def _ctf(u, v=None, angle=0.0, **kw):
@@ -100,15 +99,6 @@ def test_phase_flip_makes_effective_ctf_non_negative():
     spec = np.fft.fft2(np.fft.ifftshift(out[0])).real
     assert spec.min() > -1e-5
     np.testing.assert_allclose(spec, np.abs(c[0]), atol=1e-5)
-
-
-def test_wiener_filter_response():
-    c = ctf_images(32, 2.0, _ctf(12000.0))
-    out = wiener_filter(apply_ctf(_delta(32), c), c, snr=10.0)
-    spec = np.fft.fft2(np.fft.ifftshift(out[0])).real
-    np.testing.assert_allclose(spec, c[0] ** 2 / (c[0] ** 2 + 0.1), atol=1e-5)
-    with pytest.raises(ValueError, match="snr"):
-        wiener_filter(_delta(32), c, snr=0.0)
 
 
 def test_mismatched_shapes_are_refused():

@@ -182,7 +182,7 @@ def _reference_insert(acc, q, values, ctf2):
 
 @pytest.mark.parametrize("n_samples", [40, 3000], ids=["sparse-grid", "dense-grid"])
 def test_bincount_gridding_equals_add_at(n_samples):
-    from scipion_deepalign.core.reconstruct import _Accumulator
+    from scipion_deepalign.core.fourier_grid import FourierAccumulator
 
     rng = np.random.default_rng(3)
     q = rng.uniform(-7, 7, (n_samples, 3))
@@ -190,7 +190,7 @@ def test_bincount_gridding_equals_add_at(n_samples):
     q[5:10] = q[0]
     values = rng.normal(size=n_samples) + 1j * rng.normal(size=n_samples)
     ctf2 = rng.random(n_samples)
-    fast, slow = _Accumulator(16, with_ctf=True), _Accumulator(16, with_ctf=True)
+    fast, slow = FourierAccumulator(16, with_ctf=True), FourierAccumulator(16, with_ctf=True)
     for _ in range(2):  # accumulating twice adds up
         fast.insert(q, values, ctf2)
         _reference_insert(slow, q, values, ctf2)
@@ -214,9 +214,9 @@ def test_non_finite_input_refused(exact):
 
 @pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")
 def test_non_finite_map_never_returned():
-    from scipion_deepalign.core.reconstruct import _Accumulator
+    from scipion_deepalign.core.fourier_grid import FourierAccumulator
 
-    acc = _Accumulator(16, with_ctf=False)
+    acc = FourierAccumulator(16, with_ctf=False)
     acc.weight[:] = 1.0
     acc.data_re[7] = np.inf
     with pytest.raises(ValueError, match="non-finite voxels"):

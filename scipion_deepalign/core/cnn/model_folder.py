@@ -7,7 +7,7 @@ Layout::
                          "n_regions", "box_px" and "particle_pixel_size_a" (the particles it
                          was trained for), "input_box_px" and "input_pixel_size_a" (the
                          network input), "n_particles", "poses_sha1", "keras_backend"
-    regions.star         region centres (io.star.write_regions_star)
+    regions.star         region centres (io.regions.write_regions_star)
     region_NNNN.keras    one binary classifier per region, NNNN 1-based as in regions.star
     history_NNNN.json    Keras History.history (loss, accuracy, val_loss, val_accuracy) plus
                          "region", "n_particles", "seconds"; a region skipped for having too

@@ -303,6 +303,17 @@ def train_regions(images, angles_deg, *, out_dir, symmetry="c1", spacing_deg=30.
         report.histories["shared"] = history
         return _finish(report, start)
 
+    _train_each_region(todo, images, angles, shifts_px, folder=folder, centres=centres,
+                       symmetry=symmetry, config=config, input_box=input_box,
+                       input_px=input_px, report=report, progress=progress)
+    return _finish(report, start)
+
+
+def _train_each_region(todo, images, angles, shifts_px, *, folder, centres, symmetry, config,
+                       input_box, input_px, report, progress) -> None:
+    """The per-region binary networks of ``todo`` (1-based), one after another; each is saved
+    as soon as it is trained (a killed run resumes with the next one)."""
+    n_regions = report.n_regions
     labels, _ = assign_regions(angles, centres, symmetry)
     labels = np.asarray(labels, dtype=int)
     split_rng = np.random.default_rng(config.seed)
@@ -342,7 +353,6 @@ def train_regions(images, angles_deg, *, out_dir, symmetry="c1", spacing_deg=30.
         _save_model_atomic(model, folder.model_path(region))
         report.trained.append(region)
         report.histories[region] = history
-    return _finish(report, start)
 
 
 def _finish(report: TrainReport, start: float) -> TrainReport:

@@ -5,7 +5,8 @@ never from the modules behind it:
 
 * :mod:`.mrc` -- MRC maps and stacks (mrcfile, validated, atomic writes);
 * :mod:`.star_tables` -- generic STAR tables (emtable);
-* :mod:`.star` -- RELION particle STAR files, and images written with their STAR file;
+* :mod:`.star` -- RELION particle STAR files read (any 3.0/3.1+ layout);
+* :mod:`.star_write` -- RELION 3.1 particle STAR files written, and images with their STAR file;
 * :mod:`.images` -- ``index@stack`` names: where the stacks are, loading the images;
 * :mod:`.regions` -- ``regions.star`` of a model folder;
 * :mod:`.columns` -- the names of the STAR columns DeepAlign writes, and the 0-/1-based
@@ -15,7 +16,8 @@ never from the modules behind it:
 :func:`join_image_name` only (defined with :class:`~scipion_deepalign.core.particles.Particles`).
 The modules import each other without a cycle: ``columns``, ``mrc`` and ``star_tables`` import
 no other module of the package's IO; ``images`` imports ``mrc``; ``regions`` imports
-``columns`` and ``star_tables``; ``star`` imports ``images``, ``mrc`` and ``star_tables``.
+``columns`` and ``star_tables``; ``star`` imports ``images``, ``mrc`` and ``star_tables``;
+``star_write`` imports those and ``star``.
 """
 from ..particles import join_image_name, split_image_name
 from . import columns
@@ -32,8 +34,9 @@ from .images import (
 )
 from .mrc import read_mrc, read_mrc_header, read_mrc_stack, read_volume, write_mrc
 from .regions import read_regions_star, write_regions_star
-from .star import read_particles_star, write_particles, write_particles_star
+from .star import read_particles_star
 from .star_tables import column_values, float_column, read_star_blocks, write_star_blocks
+from .star_write import write_particles, write_particles_star
 
 __all__ = [
     "columns",

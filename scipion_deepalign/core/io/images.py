@@ -4,7 +4,7 @@ Names are split and joined only by :func:`~scipion_deepalign.core.particles.spli
 and :func:`~scipion_deepalign.core.particles.join_image_name` (the index is what precedes the
 *first* ``@``; the stack path may hold more); every relocation of a name goes through
 :func:`relocate_image_names` or :func:`locate_stacks` here. Writing images with their STAR
-file is :func:`scipion_deepalign.core.io.star.write_particles`.
+file is :func:`scipion_deepalign.core.io.star_write.write_particles`.
 
 Where relative stack paths are looked for
 -----------------------------------------

@@ -1,0 +1,139 @@
+"""Options and outputs that several ``deepalign`` commands share (one definition each).
+
+* :func:`add_schedule_args` -- what the network learns from and for how long (``train``,
+  ``run``);
+* :func:`add_search_args`, :func:`add_region_search_args`, :func:`search_options` -- the
+  correlation search and its regional windows (``align``, ``run``);
+* :func:`write_alignment_columns`, :func:`summarise_alignment` -- an alignment's STAR columns
+  and its summary lines (``align``, ``run``).
+"""
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from ..core import defaults
+from ..core.io import columns
+from .common import CLIError, positive_float, positive_int
+
+__all__ = ["add_schedule_args", "add_search_args", "add_region_search_args", "search_options",
+           "write_alignment_columns", "summarise_alignment"]
+
+
+def add_schedule_args(parser: argparse.ArgumentParser) -> None:
+    """What the network learns from and for how long (``deepalign train`` and ``run``)."""
+    parser.add_argument("--training-source", choices=defaults.TRAINING_SOURCES,
+                        default=defaults.train_default("training_source"),
+                        help="projections: new images of --volume for every batch, with the "
+                             "particles' CTFs and measured noise (no aligned particles "
+                             "needed); particles: the aligned particles (the paper); both: "
+                             "mixed; default %(default)s")
+    parser.add_argument("--network", choices=defaults.NETWORKS,
+                        default=defaults.train_default("network"),
+                        help="one shared-trunk network (default, the more accurate in "
+                             "docs/benchmarks_cnn.md) or one network per region (paper)")
+    parser.add_argument("--epochs", type=positive_int, default=defaults.train_default("epochs"),
+                        help="maximum epochs (training stops when the validation loss stops "
+                             "improving); default %(default)d")
+    parser.add_argument("--images-per-epoch", type=positive_int,
+                        default=defaults.train_default("images_per_epoch"), metavar="N",
+                        help="training images per epoch of the shared network; "
+                             "default %(default)d")
+    parser.add_argument("--positives", "--positives-per-region", dest="positives",
+                        type=positive_int, default=defaults.train_default("positives_per_region"),
+                        metavar="N", help="augmented positives per region and epoch of a "
+                        "regional network; default %(default)d")
+    parser.add_argument("--noise-ramp-epochs", type=int, metavar="N",
+                        default=defaults.train_default("noise_ramp_epochs"),
+                        help="projections/both: the training projections' noise grows from a "
+                             "tenth of the particles' to all of it over the first N epochs "
+                             "(a curriculum; 0: off); default %(default)d")
+
+
+def add_search_args(parser: argparse.ArgumentParser) -> None:
+    """Options of the correlation search shared by ``deepalign align`` and ``deepalign run``."""
+    parser.add_argument("--step", type=positive_float, default=None, metavar="DEG",
+                        help="angular step of the reference gallery (directions and in-plane);"
+                             " default: one pixel at the particle radius")
+    parser.add_argument("--max-shift", type=float, default=None, metavar="PX",
+                        help="largest shift searched, original pixels; default box/8")
+    parser.add_argument("--device", default="auto", help="auto, cpu or gpu; default auto")
+    parser.add_argument("--refine", action="store_true",
+                        help="refine each pose below the gallery step (local search, "
+                             "half-pixel shifts)")
+    parser.add_argument("--ctf", action=argparse.BooleanOptionalAction, default=True,
+                        help="use the particles' CTF when the STAR has one (default)")
+
+
+def add_region_search_args(parser: argparse.ArgumentParser) -> None:
+    """How the regional search widens around the predicted regions (``align`` and ``run``).
+
+    Defaults are :class:`~scipion_deepalign.core.search_plan.SearchOptions`' (measured in
+    docs/benchmarks_accuracy.md).
+    """
+    from ..core.search_plan import SearchOptions
+
+    default = SearchOptions.default
+    parser.add_argument("--overlap", type=float, default=default("overlap_deg"), metavar="DEG",
+                        help="how far each region's search window reaches into its "
+                             f"neighbours, degrees; default {default('overlap_deg'):g}")
+    parser.add_argument("--probability-mass", type=float,
+                        default=default("probability_mass"), metavar="P",
+                        help="search regions, best first, until their probabilities add up "
+                             "to P (0 < P <= 1; 0: search the --top-k given); default "
+                             f"{default('probability_mass')}")
+    parser.add_argument("--max-regions", type=int, default=default("max_regions"),
+                        metavar="N", help="at most N regions per particle with "
+                                          f"--probability-mass; default {default('max_regions')}")
+    parser.add_argument("--fallback-probability", type=float,
+                        default=default("fallback_probability"), metavar="P",
+                        help="particles whose best region probability is below P are "
+                             "searched globally (0: never); default "
+                             f"{default('fallback_probability')}")
+
+
+def search_options(args):
+    """:class:`SearchOptions` from the parsed options (CLIError naming the bad one)."""
+    from ..core.search_plan import SearchOptions
+
+    mass = args.probability_mass
+    try:
+        return SearchOptions(overlap_deg=args.overlap,
+                             probability_mass=None if not mass else mass,
+                             max_regions=args.max_regions,
+                             fallback_probability=args.fallback_probability or 0.0)
+    except ValueError as exc:
+        raise CLIError(f"{_search_option_name(str(exc))}: {exc}") from None
+
+
+def _search_option_name(message: str) -> str:
+    for words, option in (("overlap", "--overlap"), ("mass", "--probability-mass"),
+                          ("maximum number", "--max-regions"),
+                          ("fallback", "--fallback-probability")):
+        if words in message:
+            return option
+    return "search options"
+
+
+def write_alignment_columns(particles, result, *, regional: bool) -> None:
+    """The alignment's columns on ``particles.extra`` (names in :mod:`~..core.io.columns`)."""
+    if regional:
+        columns.set_alignment_columns(particles.extra, score=result.score, region=result.region,
+                                      fallback=result.fallback,
+                                      n_regions_searched=result.n_regions_searched)
+    else:
+        columns.set_alignment_columns(particles.extra, score=result.score)
+
+
+def summarise_alignment(summary, result, *, regional: bool):
+    """The key numbers of an :class:`~..core.align.AlignmentResult` into ``summary``."""
+    info = result.info
+    summary.add("score", f"median {float(np.median(result.score)):.3f}")
+    summary.add("comparisons", f"{result.n_comparisons} ({info['backend']}), "
+                               f"{info['n_directions']} directions x {info['n_psi']} in-plane")
+    if regional:
+        summary.add("regions searched per particle",
+                    f"{info['mean_regions_searched']:.2f} on average; "
+                    f"{100 * info['fallback_fraction']:.1f} % sent to the global fallback")
+    return summary
