@@ -4,13 +4,15 @@
 * :func:`rodrigues` -- rotation about an axis written out by hand, the independent check of
   the core's use of :class:`scipy.spatial.transform.Rotation`;
 * :func:`phase_flip` -- particles phase-flipped as a preprocessing program would (the input of
-  the ``"flipped"`` CTF mode).
+  the ``"flipped"`` CTF mode);
+* :func:`phantom_particles` -- the 32 px phantom and particles simulated from it with CTFs and
+  shifts, the set the alignment tests search.
 """
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["translate_volume", "rodrigues", "phase_flip"]
+__all__ = ["translate_volume", "rodrigues", "phase_flip", "phantom_particles"]
 
 
 def translate_volume(volume, offset_xyz_px) -> np.ndarray:
@@ -55,3 +57,13 @@ def phase_flip(images, ctf_imgs) -> np.ndarray:
     from scipion_deepalign.core.ctf import apply_ctf
 
     return apply_ctf(images, np.where(np.asarray(ctf_imgs) < 0, -1.0, 1.0).astype(np.float32))
+
+
+def phantom_particles(n, *, snr, seed, pixel_size_a=4.0, ctf=True, max_shift_px=2.0):
+    """``(volume, images, particles)``: ``n`` particles of the 32 px built-in phantom."""
+    from scipion_deepalign.core.simulate import make_phantom, simulate_particles
+
+    volume = make_phantom(32, seed=0)
+    images, parts = simulate_particles(volume, n, pixel_size_a=pixel_size_a, snr=snr, ctf=ctf,
+                                       max_shift_px=max_shift_px, seed=seed)
+    return volume, images, parts

@@ -6,7 +6,7 @@ import pytest
 from scipion_deepalign.core.align import align_particles
 from scipion_deepalign.core.io import read_mrc_stack, write_mrc
 from scipion_deepalign.core.regions import nearest_regions, region_centres_deg
-from scipion_deepalign.core.simulate import make_phantom, simulate_particles
+from scipion_deepalign.tests.helpers import phantom_particles
 
 PIXEL_A = 4.0
 BLOCK = 5  # 12 particles: blocks of 5, 5 and 2
@@ -14,10 +14,7 @@ BLOCK = 5  # 12 particles: blocks of 5, 5 and 2
 
 @pytest.fixture(scope="module")
 def data():
-    volume = make_phantom(32, seed=0)
-    images, parts = simulate_particles(volume, 12, pixel_size_a=PIXEL_A, snr=1.0, ctf=True,
-                                       max_shift_px=2.0, seed=6)
-    return volume, images, parts
+    return phantom_particles(12, snr=1.0, seed=6, pixel_size_a=PIXEL_A)
 
 
 def _kwargs(parts, **extra):

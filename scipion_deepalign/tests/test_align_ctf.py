@@ -10,6 +10,7 @@ import pytest
 from scipion_deepalign.core.align import align_particles
 from scipion_deepalign.core.simulate import make_phantom, simulate_particles
 from scipion_deepalign.core.symmetry import symmetric_pose_distance_deg
+from scipion_deepalign.tests.helpers import phantom_particles
 
 PIXEL_A = 4.0
 STEP_DEG = 10.0
@@ -17,10 +18,7 @@ STEP_DEG = 10.0
 
 @pytest.fixture(scope="module")
 def noisy():
-    volume = make_phantom(32, seed=0)
-    images, parts = simulate_particles(volume, 40, pixel_size_a=PIXEL_A, snr=0.3, ctf=True,
-                                       max_shift_px=2.0, seed=5)
-    return volume, images, parts
+    return phantom_particles(40, snr=0.3, seed=5, pixel_size_a=PIXEL_A)
 
 
 def _errors(noisy, **kwargs):

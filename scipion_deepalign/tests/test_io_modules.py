@@ -55,7 +55,8 @@ def _cycle(graph: dict) -> list | None:
 
 
 def test_io_modules_found():
-    expected = {"columns", "images", "mrc", "regions", "star", "star_tables", "star_write"}
+    expected = {"columns", "images", "mrc", "regions", "star", "star_optics", "star_tables",
+                "star_write"}
     assert expected <= set(MODULES)
     assert "starfile" not in MODULES  # would shadow the well-known `starfile` package
 

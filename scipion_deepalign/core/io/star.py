@@ -32,7 +32,8 @@ in :attr:`Particles.extra` and written back. emtable stores rows as named tuples
 column names work as long as they are Python identifiers (those of :mod:`.columns` are);
 :func:`write_particles_star` checks this.
 
-Writing lives in :mod:`.star_write` (it shares this module's column names and optics rules).
+Writing lives in :mod:`.star_write`; the column names and optics rules both share live in
+:mod:`.star_optics`.
 Generic table IO lives in :mod:`.star_tables`, region tables in :mod:`.regions`, image
 loading and stack paths in :mod:`.images`. Import public names from
 :mod:`scipion_deepalign.core.io` (the one front door), not from here.
@@ -44,15 +45,10 @@ import warnings
 
 import numpy as np
 
-from ..particles import (
-    DEFAULT_AMPLITUDE_CONTRAST,
-    DEFAULT_CS_MM,
-    DEFAULT_VOLTAGE_KV,
-    CTFParams,
-    Particles,
-)
+from ..particles import CTFParams, Particles
 from .images import locate_stacks, stack_path
 from .mrc import read_mrc_header
+from .star_optics import ANGLE_COLUMNS, BOX, CTF_SCALARS, GROUP, PIXEL, optics_rows, uniform
 from .star_tables import column_values, float_column, read_star_blocks
 
 __all__ = ["read_particles_star"]
@@ -65,11 +61,6 @@ _KNOWN_COLUMNS = {
     "rlnVoltage", "rlnSphericalAberration", "rlnAmplitudeContrast",
     "rlnMagnification", "rlnDetectorPixelSize", "rlnImagePixelSize", "rlnImageSize",
 }
-_ANGLE_COLUMNS = ("rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi")
-_CTF_SCALARS = (("rlnVoltage", "voltage_kv", DEFAULT_VOLTAGE_KV),
-                ("rlnSphericalAberration", "cs_mm", DEFAULT_CS_MM),
-                ("rlnAmplitudeContrast", "amplitude_contrast", DEFAULT_AMPLITUDE_CONTRAST))
-_PIXEL, _BOX, _GROUP = "rlnImagePixelSize", "rlnImageSize", "rlnOpticsGroup"
 
 
 def _particle_block(blocks, path):
@@ -83,34 +74,17 @@ def _particle_block(blocks, path):
     raise ValueError(f"{path}: no particle table (a data_ block with rlnImageName)")
 
 
-def _uniform(values) -> bool:
-    """All ``values`` equal to relative rounding (1e-6)."""
-    values = np.asarray(values, dtype=np.float64)
-    return np.ptp(values) <= 1e-6 * max(abs(values[0]), 1e-12)
-
-
-def _rows_of(ids, groups, path) -> np.ndarray:
-    """Row of the optics table of each particle's group (``ValueError`` for unknown groups)."""
-    ids, groups = np.asarray(ids), np.asarray(groups)
-    missing = sorted(set(np.unique(groups).tolist()) - set(ids.tolist()))
-    if missing:
-        raise ValueError(f"{path}: particles refer to optics groups {missing} that "
-                         "data_optics does not define")
-    order = np.argsort(ids, kind="stable")
-    return order[np.searchsorted(ids[order], groups)]
-
-
 def _read_optics(blocks, block, path):
     """``(table, group of each particle, table row of each particle)``; Nones without one."""
     if "optics" not in blocks or not blocks["optics"]:
         return None, None, None
     table = {c: column_values(v) for c, v in blocks["optics"].items()}
-    if _GROUP not in table:
-        table[_GROUP] = np.arange(1, len(next(iter(table.values()))) + 1)
+    if GROUP not in table:
+        table[GROUP] = np.arange(1, len(next(iter(table.values()))) + 1)
     n = len(block["rlnImageName"])
-    groups = (column_values(block[_GROUP]) if _GROUP in block
-              else np.full(n, table[_GROUP][0]))
-    return table, groups, _rows_of(table[_GROUP], groups, path)
+    groups = (column_values(block[GROUP]) if GROUP in block
+              else np.full(n, table[GROUP][0]))
+    return table, groups, optics_rows(table[GROUP], groups, path)
 
 
 def _optics_column(table, rows, col, path):
@@ -125,7 +99,7 @@ def _optics_column(table, rows, col, path):
 
 def _column_scalar(block, col, path):
     vals = float_column(block, col, path)
-    if not _uniform(vals):
+    if not uniform(vals):
         warnings.warn(f"{path}: {col} varies between particles; using {vals[0]}",
                       UserWarning, stacklevel=4)
     return float(vals[0])
@@ -133,7 +107,7 @@ def _column_scalar(block, col, path):
 
 def _file_pixel_sizes(block, table, rows, path):
     """Each particle's pixel size as the STAR file gives it, or None."""
-    px = _optics_column(table, rows, _PIXEL, path)
+    px = _optics_column(table, rows, PIXEL, path)
     if px is None and {"rlnDetectorPixelSize", "rlnMagnification"} <= set(block):
         px = np.full(len(block["rlnImageName"]),
                      _column_scalar(block, "rlnDetectorPixelSize", path) * 1e4
@@ -161,8 +135,8 @@ def _pixel_sizes(block, table, rows, names, root, path, override, mixed):
             warnings.warn(f"{path}: pixel size {file_px[0]:.4f} A in the file replaced by "
                           f"pixel_size_a={override}", UserWarning, stacklevel=3)
         if table is not None:
-            table[_PIXEL] = np.asarray(table.get(_PIXEL, np.zeros(len(table[_GROUP]))), float)
-            table[_PIXEL][np.unique(rows)] = override
+            table[PIXEL] = np.asarray(table.get(PIXEL, np.zeros(len(table[GROUP]))), float)
+            table[PIXEL][np.unique(rows)] = override
         return np.full(len(names), float(override))
     if file_px is None:
         header = _header_pixel_size(names, root, path)
@@ -174,8 +148,8 @@ def _pixel_sizes(block, table, rows, names, root, path, override, mixed):
     if not np.all(file_px > 0):
         raise ValueError(f"{path}: pixel size must be positive, got {np.min(file_px)}; "
                          "pass pixel_size_a")
-    if not mixed and not _uniform(file_px):
-        raise ValueError(f"{path}: optics groups differ in {_PIXEL} "
+    if not mixed and not uniform(file_px):
+        raise ValueError(f"{path}: optics groups differ in {PIXEL} "
                          f"({_per_group(table, rows, file_px)}); images, shifts and CTFs are "
                          "computed on one pixel grid: split the particles by optics group "
                          "first (or resample them to one pixel size)")
@@ -189,17 +163,17 @@ def _per_group(table, rows, values) -> str:
     first = {}
     for row, value in zip(rows.tolist(), values.tolist()):
         first.setdefault(row, value)
-    ids = table[_GROUP]
+    ids = table[GROUP]
     return ", ".join(f"group {ids[r]}: {first[r]:g}" for r in sorted(first))
 
 
 def _box(table, rows, names, root, path, box_px):
     if box_px is not None:
         return int(round(box_px))
-    boxes = _optics_column(table, rows, _BOX, path)
+    boxes = _optics_column(table, rows, BOX, path)
     if boxes is not None:
-        if not _uniform(boxes):
-            raise ValueError(f"{path}: optics groups differ in {_BOX} "
+        if not uniform(boxes):
+            raise ValueError(f"{path}: optics groups differ in {BOX} "
                              f"({sorted(set(boxes.tolist()))}); split the particles by "
                              "optics group first")
         return int(round(boxes[0]))
@@ -212,8 +186,8 @@ def _box(table, rows, names, root, path, box_px):
 
 def _poses(block, path, pixel_sizes):
     angles = shifts = None
-    if all(c in block for c in _ANGLE_COLUMNS):
-        angles = np.stack([float_column(block, c, path) for c in _ANGLE_COLUMNS], axis=1)
+    if all(c in block for c in ANGLE_COLUMNS):
+        angles = np.stack([float_column(block, c, path) for c in ANGLE_COLUMNS], axis=1)
     if "rlnOriginXAngst" in block and "rlnOriginYAngst" in block:
         shifts = np.stack([float_column(block, "rlnOriginXAngst", path),
                            float_column(block, "rlnOriginYAngst", path)], axis=1) \
@@ -233,7 +207,7 @@ def _ctf_optics_value(block, table, rows, col, default, path):
         vals = float_column(block, col, path)  # RELION 3.0: per particle
     if vals is None:
         return default
-    return float(vals[0]) if _uniform(vals) else vals
+    return float(vals[0]) if uniform(vals) else vals
 
 
 def _ctf(block, table, rows, path):
@@ -249,7 +223,7 @@ def _ctf(block, table, rows, path):
         phase_shift_deg=(float_column(block, "rlnPhaseShift", path)
                          if "rlnPhaseShift" in block else None),
         **{key: _ctf_optics_value(block, table, rows, col, default, path)
-           for col, key, default in _CTF_SCALARS})
+           for col, key, default in CTF_SCALARS})
 
 
 def read_particles_star(path, *, pixel_size_a=None, box_px=None, datadir=None,
@@ -290,7 +264,7 @@ def read_particles_star(path, *, pixel_size_a=None, box_px=None, datadir=None,
     angles, shifts = _poses(block, path, pixel_sizes)
     known = set(_KNOWN_COLUMNS)
     if angles is None:  # partial angle columns (e.g. 2D classes: psi only) stay as extra
-        known -= set(_ANGLE_COLUMNS)
+        known -= set(ANGLE_COLUMNS)
     extra = {c: column_values(v) for c, v in block.items() if c not in known}
     return Particles(image_names=names, pixel_size_a=float(pixel_sizes[0]), box_px=box,
                      angles_deg=angles, shifts_px=shifts, ctf=_ctf(block, table, rows, path),

@@ -1,6 +1,7 @@
 """RELION 3.1 particle STAR files written from :class:`~scipion_deepalign.core.particles.Particles`.
 
-The layout and the optics rules are those of :mod:`.star` (its module docstring): one
+The layout is that of :mod:`.star` (its module docstring), the optics rules those of
+:mod:`.star_optics`: one
 ``data_optics`` table (the particles' own, or one group per distinct voltage, Cs and
 amplitude contrast) and ``data_particles``, every ``extra`` column written back. Import
 public names from :mod:`scipion_deepalign.core.io`.
@@ -15,7 +16,7 @@ import numpy as np
 from ..particles import Particles
 from .images import output_root, relocate_image_names
 from .mrc import write_mrc
-from .star import _ANGLE_COLUMNS, _BOX, _CTF_SCALARS, _GROUP, _PIXEL, _rows_of, _uniform
+from .star_optics import ANGLE_COLUMNS, BOX, CTF_SCALARS, GROUP, PIXEL, optics_rows, uniform
 from .star_tables import write_star_blocks
 
 __all__ = ["write_particles_star", "write_particles"]
@@ -25,7 +26,7 @@ def _ctf_columns(particles) -> dict:
     """Optics CTF column -> each particle's value, ndarray of shape (N,)."""
     ctf, n = particles.ctf, len(particles)
     return {col: (ctf.per_particle(key) if ctf is not None else np.full(n, default))
-            for col, key, default in _CTF_SCALARS}
+            for col, key, default in CTF_SCALARS}
 
 
 def _new_optics(particles, ctf_cols):
@@ -33,11 +34,11 @@ def _new_optics(particles, ctf_cols):
     combos, rows = np.unique(np.stack(list(ctf_cols.values()), axis=1), axis=0,
                              return_inverse=True)
     g = len(combos)
-    table = {_GROUP: np.arange(1, g + 1), "rlnOpticsGroupName":
+    table = {GROUP: np.arange(1, g + 1), "rlnOpticsGroupName":
              np.array([f"opticsGroup{k}" for k in range(1, g + 1)]),
              "rlnImageDimensionality": np.full(g, 2),
-             _PIXEL: np.full(g, float(particles.pixel_size_a)),
-             _BOX: np.full(g, int(particles.box_px))}
+             PIXEL: np.full(g, float(particles.pixel_size_a)),
+             BOX: np.full(g, int(particles.box_px))}
     table.update({col: combos[:, j] for j, col in enumerate(ctf_cols)})
     rows = np.asarray(rows).ravel()
     return table, rows + 1, rows
@@ -50,23 +51,23 @@ def _optics_to_write(particles, path):
     if particles.optics is None:
         return _new_optics(particles, ctf_cols)
     table = {c: np.array(v) for c, v in particles.optics.items()}
-    groups = (np.full(n, table[_GROUP][0]) if particles.optics_group is None
+    groups = (np.full(n, table[GROUP][0]) if particles.optics_group is None
               else np.asarray(particles.optics_group))
-    rows = _rows_of(table[_GROUP], groups, path)
+    rows = optics_rows(table[GROUP], groups, path)
     used = np.unique(rows)
-    for col, value in ((_PIXEL, float(particles.pixel_size_a)), (_BOX, int(particles.box_px))):
+    for col, value in ((PIXEL, float(particles.pixel_size_a)), (BOX, int(particles.box_px))):
         if col not in table:
-            table[col] = np.full(len(table[_GROUP]), value)
-        elif _uniform(np.asarray(table[col], np.float64)[used]):
+            table[col] = np.full(len(table[GROUP]), value)
+        elif uniform(np.asarray(table[col], np.float64)[used]):
             table[col] = np.asarray(table[col], type(value))
             table[col][used] = value
     for col, values in ctf_cols.items():
         table[col] = (np.asarray(table[col], np.float64) if col in table
-                      else np.full(len(table[_GROUP]), values[0]))
+                      else np.full(len(table[GROUP]), values[0]))
         for row in used:
             mine = values[rows == row]
-            if not _uniform(mine):
-                raise ValueError(f"{path}: particles of optics group {table[_GROUP][row]} "
+            if not uniform(mine):
+                raise ValueError(f"{path}: particles of optics group {table[GROUP][row]} "
                                  f"differ in {col} ({sorted(set(mine.tolist()))}); one "
                                  "optics group has one value")
             table[col][row] = mine[0]
@@ -90,13 +91,13 @@ def write_particles_star(path, particles: Particles, *, single_row_blocks=None) 
     optics, groups, rows = _optics_to_write(particles, path)
     names = relocate_image_names(particles.image_names, particles.root,
                                  output_root(path, particles.root))
-    cols = {"rlnImageName": np.array(names, dtype=str), _GROUP: groups}
+    cols = {"rlnImageName": np.array(names, dtype=str), GROUP: groups}
     if particles.angles_deg is not None:
         angles = np.asarray(particles.angles_deg, dtype=np.float64).reshape(n, 3)
-        for j, c in enumerate(_ANGLE_COLUMNS):
+        for j, c in enumerate(ANGLE_COLUMNS):
             cols[c] = angles[:, j]
     if particles.shifts_px is not None:
-        pixel = np.asarray(optics[_PIXEL], np.float64)[rows]
+        pixel = np.asarray(optics[PIXEL], np.float64)[rows]
         shifts_a = np.asarray(particles.shifts_px, np.float64).reshape(n, 2) * pixel[:, None]
         cols["rlnOriginXAngst"], cols["rlnOriginYAngst"] = shifts_a[:, 0], shifts_a[:, 1]
     ctf = particles.ctf
