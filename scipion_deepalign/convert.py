@@ -240,6 +240,9 @@ def set_to_core(set_of_particles, out_dir, *, stack_name="particles.mrcs",
                 star_name="particles.star", extra_attributes=None) -> Particles:
     """Write a SetOfParticles as ONE ``.mrcs`` stack and a RELION 3.1 STAR file.
 
+    The images are copied a chunk at a time (:func:`~scipion_deepalign.core.io.read_chunk`),
+    so memory does not grow with the size of the set; the stack is written atomically.
+
     Poses (when the set has projection alignment) and CTF (when every particle has one) go
     into the STAR file; the Scipion item ids go to the extra column
     :data:`~scipion_deepalign.core.io.columns.ITEM_ID_COLUMN` so results can be matched back to
@@ -264,7 +267,7 @@ def set_to_core(set_of_particles, out_dir, *, stack_name="particles.mrcs",
     ValueError
         If the set is empty or has no sampling rate.
     """
-    from .core.io import columns, write_particles
+    from .core.io import columns, write_particles_star
 
     n = set_of_particles.getSize()
     if not n:
@@ -275,7 +278,8 @@ def set_to_core(set_of_particles, out_dir, *, stack_name="particles.mrcs",
     os.makedirs(out_dir, exist_ok=True)
     items = [p.clone() for p in set_of_particles.iterItems()]
     ids = np.array([p.getObjId() for p in items], dtype=np.int64)
-    images = read_set_images(items)
+    box = _write_set_stack(os.path.join(out_dir, stack_name), [p.getLocation() for p in items],
+                           pixel_size_a)
     angles = shifts = None
     if set_of_particles.hasAlignmentProj():
         matrices = [p.getTransform().getMatrix() for p in items]
@@ -292,16 +296,28 @@ def set_to_core(set_of_particles, out_dir, *, stack_name="particles.mrcs",
     particles = Particles(
         image_names=[f"{i + 1:06d}@{stack_name}" for i in range(len(items))],
         pixel_size_a=float(pixel_size_a),
-        box_px=int(images.shape[-1]),
+        box_px=box,
         angles_deg=angles,
         shifts_px=shifts,
         ctf=ctf,
         extra=extra,
         root=str(out_dir),
     )
-    write_particles(os.path.join(out_dir, stack_name), os.path.join(out_dir, star_name),
-                    images, particles)
+    write_particles_star(os.path.join(out_dir, star_name), particles)
     return particles
+
+
+def _write_set_stack(path, locations, pixel_size_a) -> int:
+    """Copy the images at ``locations`` into one MRC stack, a memory-sized chunk at a time
+    (a set of 10^5 particles never sits in memory); the box."""
+    from .core.io import read_chunk, write_mrc_stack_chunks
+
+    box = int(_read_locations(locations[:1]).shape[-1])
+    step = read_chunk(box)
+    chunks = (_read_locations(locations[start:start + step])
+              for start in range(0, len(locations), step))
+    write_mrc_stack_chunks(path, len(locations), box, chunks, pixel_size_a=pixel_size_a)
+    return box
 
 
 def volume_to_core(volume, out_path) -> tuple[int, float]:

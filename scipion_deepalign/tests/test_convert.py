@@ -189,6 +189,24 @@ def test_set_to_core_writes_stack_and_star(tmp_path):
     np.testing.assert_allclose(load_images(back), images, atol=1e-6)
 
 
+def test_set_to_core_copies_the_images_a_chunk_at_a_time(tmp_path, monkeypatch):
+    import scipion_deepalign.convert as convert
+    import scipion_deepalign.core.io.images as images_module
+    from scipion_deepalign.core.io import load_images, read_particles_star
+
+    truth = _truth()
+    parts, images = _write_set(tmp_path, truth)
+    monkeypatch.setattr(images_module, "READ_CHUNK_BYTES", 3 * 4 * truth.box_px ** 2)
+    reads = []
+    real = convert._read_locations
+    monkeypatch.setattr(convert, "_read_locations",
+                        lambda locations: reads.append(len(locations)) or real(locations))
+    set_to_core(parts, str(tmp_path / "core"))
+    assert max(reads) == 3 and sum(reads) == len(truth) + 1  # + the first image, for the box
+    back = read_particles_star(tmp_path / "core" / "particles.star")
+    np.testing.assert_allclose(load_images(back), images, atol=1e-6)
+
+
 def test_set_to_core_rejects_empty_set(tmp_path):
     from pwem.objects import SetOfParticles
 

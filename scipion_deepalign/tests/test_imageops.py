@@ -156,3 +156,18 @@ def test_normalise_whole_image():
 def test_normalise_rejects_mask_covering_box():
     with pytest.raises(ValueError, match="mask_radius_px"):
         normalise_images(np.zeros((1, 8, 8)), mask_radius_px=20)
+
+
+def test_fourier_crop_of_a_large_stack_goes_by_chunks_and_gives_the_same_images(monkeypatch):
+    import scipion_deepalign.core.imageops as imageops
+
+    stack = np.random.default_rng(4).normal(size=(11, 20, 20)).astype(np.float32)
+    whole = fourier_crop(stack, 12)
+    calls = []
+    real = imageops._fourier_resize
+    monkeypatch.setattr(imageops, "_fourier_resize",
+                        lambda data, box, ndim: calls.append(len(data)) or real(data, box, ndim))
+    monkeypatch.setattr(imageops, "_RESIZE_BYTES", 4 * 16 * 20 ** 2)  # 4 images at once
+    chunked = fourier_crop(stack, 12)
+    assert calls == [4, 4, 3]
+    np.testing.assert_allclose(chunked, whole, rtol=0, atol=1e-6)

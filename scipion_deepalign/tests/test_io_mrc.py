@@ -6,7 +6,13 @@ import mrcfile
 import numpy as np
 import pytest
 
-from scipion_deepalign.core.io import read_mrc, read_mrc_stack, read_volume, write_mrc
+from scipion_deepalign.core.io import (
+    read_mrc,
+    read_mrc_stack,
+    read_volume,
+    write_mrc,
+    write_mrc_stack_chunks,
+)
 from scipion_deepalign.tests.shared_data import shared_file
 
 
@@ -54,6 +60,30 @@ def test_write_is_atomic_and_leaves_no_temp_on_failure(tmp_path, monkeypatch):
         write_mrc(path, np.zeros((4, 4, 4)), pixel_size_a=1.0)
     assert os.listdir(tmp_path) == ["x.mrc"]  # no temp file left
     np.testing.assert_array_equal(read_mrc(path)[0], 1.0)  # old content intact
+
+
+def test_stack_written_in_chunks_equals_the_stack_written_at_once(tmp_path, rng):
+    data = rng.normal(size=(7, 12, 12)).astype(np.float32) * 3 + 1
+    write_mrc(tmp_path / "whole.mrcs", data, pixel_size_a=1.5)
+    write_mrc_stack_chunks(tmp_path / "parts.mrcs", 7, 12, (data[i:i + 3] for i in (0, 3, 6)),
+                           pixel_size_a=1.5)
+    back, pixel = read_mrc_stack(tmp_path / "parts.mrcs")
+    np.testing.assert_array_equal(back, data)
+    assert pixel == pytest.approx(1.5)
+    with mrcfile.open(tmp_path / "whole.mrcs") as a, mrcfile.open(tmp_path / "parts.mrcs") as b:
+        assert b.is_image_stack()
+        for key in ("dmin", "dmax", "dmean", "rms"):
+            assert float(b.header[key]) == pytest.approx(float(a.header[key]), rel=1e-5)
+
+
+@pytest.mark.parametrize("chunks, message", [
+    ([np.zeros((2, 12, 12)), np.zeros((2, 10, 10))], r"images 3\.\. are \(10, 10\) px"),
+    ([np.zeros((2, 12, 12))], "2 images written, 4 announced"),
+])
+def test_a_broken_chunked_stack_is_refused_and_leaves_nothing(tmp_path, chunks, message):
+    with pytest.raises(ValueError, match=message):
+        write_mrc_stack_chunks(tmp_path / "s.mrcs", 4, 12, iter(chunks), pixel_size_a=1.0)
+    assert os.listdir(tmp_path) == []
 
 
 def test_read_stack_2d_is_stack_of_one(tmp_path):

@@ -6,6 +6,7 @@ import pytest
 
 from scipion_deepalign.core.io import (
     NonFiniteImagesError,
+    finite_particle_rows,
     join_image_name,
     load_images,
     load_particle_images,
@@ -262,6 +263,22 @@ def test_non_finite_images_are_named(bad_stack):
     assert info.value.rows.tolist() == [1, 4]
     with pytest.raises(NonFiniteImagesError, match="#5 000005@p.mrcs"):
         load_images(p, index=slice(3, 6))
+
+
+def test_the_whole_set_check_reads_in_chunks_of_bytes_not_images(bad_stack, monkeypatch):
+    import scipion_deepalign.core.io.images as images_module
+
+    assert images_module.read_chunk(64) == 4096 and images_module.read_chunk(256) == 256
+    assert images_module.read_chunk(10 ** 5) == 1
+    p, _ = bad_stack
+    reads = []
+    real = images_module._read_images
+    monkeypatch.setattr(images_module, "_read_images",
+                        lambda particles, rows: reads.append(len(rows)) or real(particles, rows))
+    monkeypatch.setattr(images_module, "READ_CHUNK_BYTES", 4 * BOX * BOX * 4)  # 4 images
+    with pytest.raises(NonFiniteImagesError, match="#2 000002@p.mrcs, #5 000005@p.mrcs"):
+        finite_particle_rows(p)
+    assert reads == [4, 2]
 
 
 def test_skip_bad_drops_them_with_a_warning(bad_stack):

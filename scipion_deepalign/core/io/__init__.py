@@ -7,6 +7,7 @@ never from the modules behind it:
 * :mod:`.star_tables` -- generic STAR tables (emtable);
 * :mod:`.star` -- RELION particle STAR files read (any 3.0/3.1+ layout);
 * :mod:`.star_write` -- RELION 3.1 particle STAR files written, and images with their STAR file;
+* :mod:`.star_optics` -- the RELION column names and optics rules reading and writing share;
 * :mod:`.images` -- ``index@stack`` names: where the stacks are, loading the images;
 * :mod:`.regions` -- ``regions.star`` of a model folder;
 * :mod:`.columns` -- the names of the STAR columns DeepAlign writes, and the 0-/1-based
@@ -14,10 +15,10 @@ never from the modules behind it:
 
 ``index@stack`` names are split and joined by :func:`split_image_name` /
 :func:`join_image_name` only (defined with :class:`~scipion_deepalign.core.particles.Particles`).
-The modules import each other without a cycle: ``columns``, ``mrc`` and ``star_tables`` import
-no other module of the package's IO; ``images`` imports ``mrc``; ``regions`` imports
-``columns`` and ``star_tables``; ``star`` imports ``images``, ``mrc`` and ``star_tables``;
-``star_write`` imports those and ``star``.
+The modules import each other without a cycle: ``columns``, ``mrc``, ``star_optics`` and
+``star_tables`` import no other module of the package's IO; ``images`` imports ``mrc``;
+``regions`` imports ``columns`` and ``star_tables``; ``star`` imports ``images``, ``mrc``,
+``star_optics`` and ``star_tables``; ``star_write`` imports those (not ``star``).
 """
 from ..particles import join_image_name, split_image_name
 from . import columns
@@ -29,10 +30,18 @@ from .images import (
     load_particle_images,
     locate_stacks,
     output_root,
+    read_chunk,
     relocate_image_names,
     stack_path,
 )
-from .mrc import read_mrc, read_mrc_header, read_mrc_stack, read_volume, write_mrc
+from .mrc import (
+    read_mrc,
+    read_mrc_header,
+    read_mrc_stack,
+    read_volume,
+    write_mrc,
+    write_mrc_stack_chunks,
+)
 from .regions import read_regions_star, write_regions_star
 from .star import read_particles_star
 from .star_tables import column_values, float_column, read_star_blocks, write_star_blocks
@@ -41,10 +50,11 @@ from .star_write import write_particles, write_particles_star
 __all__ = [
     "columns",
     "read_mrc", "read_mrc_header", "read_mrc_stack", "read_volume", "write_mrc",
+    "write_mrc_stack_chunks",
     "read_particles_star", "write_particles_star", "read_star_blocks", "write_star_blocks",
     "column_values", "float_column",
     "load_images", "load_particle_images", "NonFiniteImagesError", "write_particles",
-    "ParticleImages", "finite_particle_rows",
+    "ParticleImages", "finite_particle_rows", "read_chunk",
     "split_image_name", "join_image_name", "locate_stacks", "stack_path", "output_root",
     "relocate_image_names",
     "write_regions_star", "read_regions_star",

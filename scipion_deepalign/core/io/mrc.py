@@ -32,7 +32,8 @@ import numpy as np
 
 from ..atomic import atomic_path
 
-__all__ = ["read_mrc", "read_mrc_stack", "read_volume", "read_mrc_header", "write_mrc"]
+__all__ = ["read_mrc", "read_mrc_stack", "read_volume", "read_mrc_header", "write_mrc",
+           "write_mrc_stack_chunks"]
 
 # mrcfile messages that mean "old-style but readable" rather than corrupt.
 _OLD_STYLE_REASONS = ("Map ID string not found", "Unrecognised machine stamp")
@@ -196,3 +197,43 @@ def write_mrc(path, data, *, pixel_size_a, stack=None) -> None:
             else:
                 mrc.set_volume()
         mrc.voxel_size = float(pixel_size_a or 0.0)
+
+
+def write_mrc_stack_chunks(path, n, box, chunks, *, pixel_size_a) -> None:
+    """Write an ``(n, box, box)`` float32 stack from ``chunks``, atomically, one chunk in
+    memory at a time (for stacks larger than memory).
+
+    ``chunks`` yields ``(K, box, box)`` arrays in order, ``n`` images in all; the header's
+    statistics are accumulated chunk by chunk. ``ValueError`` naming ``path`` when a chunk
+    has another image size or the chunks do not add up to ``n`` (nothing is left at
+    ``path`` then).
+    """
+    path = os.fspath(path)
+    if pixel_size_a is not None and not pixel_size_a > 0:
+        raise ValueError(f"pixel_size_a for {path} must be positive, got {pixel_size_a}")
+    n, box = int(n), int(box)
+    lo, hi, total, squares, start = np.inf, -np.inf, 0.0, 0.0, 0
+    with atomic_path(path) as tmp, mrcfile.new_mmap(tmp, shape=(n, box, box), mrc_mode=2,
+                                                   overwrite=True) as mrc:
+        for chunk in chunks:
+            chunk = np.asarray(chunk, dtype=np.float32)
+            if chunk.ndim != 3 or chunk.shape[1:] != (box, box):
+                raise ValueError(f"{path}: images {start + 1}.. are {chunk.shape[1:]} px, "
+                                 f"the stack's are {(box, box)}")
+            if start + len(chunk) > n:
+                raise ValueError(f"{path}: more than the {n} images announced")
+            mrc.data[start:start + len(chunk)] = chunk
+            start += len(chunk)
+            if chunk.size:
+                lo, hi = min(lo, float(chunk.min())), max(hi, float(chunk.max()))
+                total += float(chunk.sum(dtype=np.float64))
+                squares += float(np.square(chunk, dtype=np.float64).sum())
+        if start != n:
+            raise ValueError(f"{path}: {start} images written, {n} announced")
+        mrc.set_image_stack()
+        mrc.voxel_size = float(pixel_size_a or 0.0)
+        if start:
+            size = float(n) * box * box
+            mean = total / size
+            mrc.header.dmin, mrc.header.dmax, mrc.header.dmean = lo, hi, mean
+            mrc.header.rms = np.sqrt(max(squares / size - mean * mean, 0.0))
