@@ -11,8 +11,9 @@ written in batches (the simulation never holds all images), then runs each stage
 * reconstruct-- every aligned particle.
 
 Writes a markdown table (``--report``), a log-log plot of seconds and peak memory against N
-(``--plot``) and the raw numbers (``results.json`` in ``--work``). Run it alone on a quiet
-machine: the default sizes take hours on two cores. Smoke test::
+(``--plot``) and the raw numbers (``results.json`` in ``--work``, rewritten after every size;
+a size already there is kept, not measured again, so sizes can be run one call at a time).
+Run it alone on a quiet machine: the default sizes take hours on two cores. Smoke test::
 
     .venv/bin/python benchmarks/bench_scale.py --sizes 60,120 --box 32 --epochs 1 \\
         --images-per-epoch 256 --global-sample 20 --work /tmp/scale
@@ -23,6 +24,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import subprocess
 import sys
 import time
@@ -35,25 +37,25 @@ sys.path.insert(0, ROOT)
 STAGES = ("train", "predict", "align", "global", "reconstruct")
 #: what each stage holds in memory, from reading the code (the measured slope says how much)
 MEMORY_NOTES = {
-    "train": "all training images at once (cli/train.py load_particles_images) plus the "
+    "train": "the training images at once (cli/train.py load_particles_images) plus the "
              "network's batches: grows with the training subset, capped by --max-train",
     "predict": "chunks of --chunk images (cli/predict.py): flat in N except the metadata "
                "and the (N, k) results",
-    "align": "all N images at once (cli/align.py load_particles_images -> core.align), plus "
-             "their downsampled copies and per-particle results: grows linearly with N. "
-             "Bounded by --part/--jobs; streaming it would need core.align.align_particles "
-             "to take an image source read per batch (core/align.py, owned elsewhere)",
+    "align": "blocks of 8192 particles of the memory-mapped stack (cli/align.py "
+             "lazy_particles_images -> core.align, block by block): grows until the first "
+             "block is full, then flat except the metadata and the per-particle results",
     "global": "a fixed sample: flat in N",
-    "reconstruct": "all N images at once (cli/reconstruct.py) before gridding in batches: "
-                   "grows linearly with N; reading per batch from the memory map would "
-                   "bound it by the two half maps",
+    "reconstruct": "gridding batches read from the memory map (cli/reconstruct.py "
+                   "lazy_particles_images) into two half maps: flat in N except the "
+                   "metadata",
 }
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", default="1000,10000,100000",
-                   help="comma-separated numbers of particles; default 1000,10000,100000")
+                   help="comma-separated numbers of particles; default 1000,10000,100000 "
+                        "(empty: only rewrite the report and plot from results.json)")
     p.add_argument("--box", type=int, default=64, help="particle box (px); default 64")
     p.add_argument("--pixel-size", type=float, default=2.0, help="A/px; default 2")
     p.add_argument("--snr", type=float, default=0.3)
@@ -166,12 +168,43 @@ def run_measured(words, log_path):
     return seconds, usage.ru_maxrss / 1024.0  # ru_maxrss is in kB on Linux
 
 
+def simulate_apart(folder, n, args):
+    """:func:`simulate` in a fresh interpreter, so this process stays small: on Linux a
+    child's peak memory (``ru_maxrss``) counts the peak of the process that started it.
+    False when an earlier run left the data (nothing simulated, nothing to time)."""
+    import multiprocessing
+
+    if os.path.exists(os.path.join(folder, "all.star")):
+        return False  # simulated by an earlier run
+    child = multiprocessing.get_context("spawn").Process(target=simulate, args=(folder, n, args))
+    child.start()
+    child.join()
+    if child.exitcode != 0:
+        raise RuntimeError(f"simulating {n} particles failed (exit code {child.exitcode})")
+    return True
+
+
+#: what :func:`simulate` writes; everything else in a size's folder is a stage's output
+SIMULATED = {"all.star", "train.star", "sample.star", "reference.mrc", "particles.mrcs"}
+
+
+def _clear_outputs(folder):
+    """Remove the stages' outputs of an earlier run: the commands resume finished work
+    (a trained model is kept), which would time nothing."""
+    import shutil
+
+    for name in set(os.listdir(folder)) - SIMULATED:
+        path = os.path.join(folder, name)
+        shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+
+
 def measure_size(n, args):
     folder = os.path.join(args.work, f"n{n}")
     start = time.perf_counter()
-    simulate(folder, n, args)
+    simulated = simulate_apart(folder, n, args)
     rows = [{"n": n, "stage": "simulate", "seconds": time.perf_counter() - start,
-             "peak_mb": None}]
+             "peak_mb": None}] if simulated else []
+    _clear_outputs(folder)
     for stage, words in stage_commands(folder, args).items():
         seconds, peak = run_measured(words, os.path.join(folder, f"{stage}.log"))
         rows.append({"n": n, "stage": stage, "seconds": seconds, "peak_mb": peak})
@@ -199,7 +232,10 @@ def markdown(rows, args):
         peak = "" if r["peak_mb"] is None else f"{r['peak_mb']:.0f}"
         lines.append(f"| {r['n']} | {r['stage']} | {r['seconds']:.1f} | "
                      f"{1000 * r['seconds'] / per:.2f} | {peak} |")
-    lines += ["", f"Sizes {', '.join(map(str, sizes))}. Growth exponents (log-log slope "
+    floor = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    lines += ["", f"Peak memory is each stage process's `ru_maxrss`; it includes the "
+              f"benchmark's own peak ({floor:.0f} MB), which Linux counts in its children's.",
+              "", f"Sizes {', '.join(map(str, sizes))}. Growth exponents (log-log slope "
               "against N: 0 flat, 1 linear):", "",
               "| stage | time | peak memory | what grows |", "|---|---|---|---|"]
     for stage in STAGES:
@@ -217,13 +253,16 @@ def plot(rows, path):
     FigureCanvasAgg(fig)
     for ax, key, label in zip(fig.subplots(1, 2), ("seconds", "peak_mb"),
                               ("seconds", "peak resident memory (MB)")):
-        for stage in ("simulate", *STAGES):
+        for i, stage in enumerate(("simulate", *STAGES)):  # one colour per stage, both panels
             pts = [(r["n"], r[key]) for r in rows if r["stage"] == stage and r[key]]
             if pts:
-                ax.loglog(*zip(*pts), marker="o", label=stage)
+                ax.loglog(*zip(*pts), marker="o", color=f"C{i}", label=stage)
         ax.set_xlabel("particles N")
         ax.set_ylabel(label)
         ax.grid(True, which="both", alpha=0.3)
+    fig.axes[1].axhline(2048, color="grey", ls="--", lw=1)
+    fig.axes[1].annotate("2 GB target", (0.02, 2048), xycoords=("axes fraction", "data"),
+                         va="bottom", fontsize=8, color="grey")
     fig.axes[0].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -232,11 +271,20 @@ def plot(rows, path):
 def main(argv=None):
     args = parse_args(argv)
     os.makedirs(args.work, exist_ok=True)
+    results = os.path.join(args.work, "results.json")
     rows = []
-    for n in sorted(int(s) for s in args.sizes.split(",")):
+    if os.path.exists(results):  # sizes measured by an earlier run are kept, not redone
+        with open(results) as fh:
+            rows = json.load(fh)
+    done = {r["n"] for r in rows}
+    for n in sorted(int(s) for s in args.sizes.split(",") if s.strip()):
+        if n in done:
+            print(f"N={n:>7} already measured in {results}, kept", flush=True)
+            continue
         rows += measure_size(n, args)
-    with open(os.path.join(args.work, "results.json"), "w") as fh:
-        json.dump(rows, fh, indent=1)
+        rows.sort(key=lambda r: r["n"])
+        with open(results, "w") as fh:  # after every size: a stopped run keeps what it has
+            json.dump(rows, fh, indent=1)
     report = args.report or os.path.join(args.work, "scale.md")
     with open(report, "w") as fh:
         fh.write(markdown(rows, args))
