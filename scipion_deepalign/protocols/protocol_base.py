@@ -53,6 +53,13 @@ class DeepAlignProtBase(EMProtocol):
     _references = [cts.CITE_DEEPALIGN]
     stepsExecutionMode = STEPS_PARALLEL
 
+    @classmethod
+    def getClassPackageName(cls):
+        """The plugin's short name, where pyworkflow shows the package to users (the "…
+        compute" header of the threads row, the protocol list); pyworkflow finds the
+        package itself through ``getClassPackage``, not through this name."""
+        return cts.PLUGIN_NAME
+
     # ------------------------------------------------------------- form pieces
     @staticmethod
     def _defineSymmetryParam(form):

@@ -113,15 +113,17 @@ def _schedule_params(form, condition, shared, regional):
     schedule.addParam("batchSize", params.IntParam,
                       default=defaults.train_default("batch_size"), condition=condition,
                       expertLevel=params.LEVEL_ADVANCED, label="Batch size",
-                      help="Images per training batch (half from the region, half from "
-                           "elsewhere). Lower it if the GPU runs out of memory.")
+                      help="Images per training batch (regional networks: half from the "
+                           "region, half from elsewhere). Lower it if the GPU runs out of "
+                           "memory.")
     schedule.addParam("positivesPerRegion", params.IntParam,
                       default=defaults.train_default("positives_per_region"),
-                      condition=condition, expertLevel=params.LEVEL_ADVANCED,
+                      condition=regional, expertLevel=params.LEVEL_ADVANCED,
                       label="Augmented positives per region",
-                      help="Rotated/shifted copies of a region's particles seen per epoch "
-                           "(as many negatives), so an epoch costs the same whatever the "
-                           "number of training particles.")
+                      help="Regional networks only: rotated/shifted copies of a region's "
+                           "particles seen per epoch (as many negatives), so an epoch costs "
+                           "the same whatever the number of training particles (the shared "
+                           "network uses Images per epoch).")
     schedule.addParam("minParticlesPerRegion", params.IntParam,
                       default=defaults.train_default("min_particles_per_region"),
                       condition=regional, expertLevel=params.LEVEL_ADVANCED,

@@ -17,7 +17,7 @@ from scipion_deepalign.protocols.protocol_align import CTF_HANDLING  # noqa: E40
 #: parameters pyworkflow adds to every form (their help is pyworkflow's)
 PYWORKFLOW_PARAMS = {"runName", "runMode", "hostName", "numberOfThreads", "numberOfMpi"}
 #: parameters that only mean something for the regional network
-REGIONAL_ONLY = ("minParticlesPerRegion", "regionsPerStep")
+REGIONAL_ONLY = ("minParticlesPerRegion", "regionsPerStep", "positivesPerRegion")
 
 
 def _form_params(protocol_class):

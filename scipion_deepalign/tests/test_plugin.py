@@ -106,6 +106,13 @@ def test_protocol_labels_carry_the_short_plugin_name(domain):
     assert len(set(labels.values())) == len(labels)
 
 
+def test_the_forms_name_the_plugin_by_its_short_name_but_the_package_stays_found(domain):
+    protocols = domain.getProtocols()
+    for name in EXPECTED:  # the "<name> compute" header of the threads row
+        assert protocols[name].getClassPackageName() == "deepalign"
+        assert protocols[name].getClassPackage().__name__ == "scipion_deepalign"
+
+
 def _conf_entries():
     """``{protocol class name: tree text}`` of the DeepAlign group of protocols.conf."""
     import configparser
