@@ -45,20 +45,23 @@ def run_deepalign(protocol, command, args, *, gpu_ids=None, threads=None):
                     numberOfMpi=1, numberOfThreads=1)
 
 
-class DeepAlignProtBase(EMProtocol):
+class ShortPackageName:
+    """Mixin of every DeepAlign protocol: the plugin's short name where pyworkflow shows the
+    package to users (the "<name> compute" header of the threads row, the protocol list).
+    pyworkflow finds the package itself through ``getClassPackage``, not through this name."""
+
+    @classmethod
+    def getClassPackageName(cls):
+        return cts.PLUGIN_NAME
+
+
+class DeepAlignProtBase(ShortPackageName, EMProtocol):
     """Base of the DeepAlign protocols (``_label = None``: not listed as a protocol)."""
 
     _label = None
     _devStatus = BETA
     _references = [cts.CITE_DEEPALIGN]
     stepsExecutionMode = STEPS_PARALLEL
-
-    @classmethod
-    def getClassPackageName(cls):
-        """The plugin's short name, where pyworkflow shows the package to users (the "…
-        compute" header of the threads row, the protocol list); pyworkflow finds the
-        package itself through ``getClassPackage``, not through this name."""
-        return cts.PLUGIN_NAME
 
     # ------------------------------------------------------------- form pieces
     @staticmethod

@@ -20,7 +20,7 @@ from scipion_deepalign.cli.consensus import OUTPUTS, REPORT_THRESHOLDS_DEG
 from scipion_deepalign.constants import CITE_DEEPALIGN
 from scipion_deepalign.core import defaults
 from scipion_deepalign.core.io import columns
-from scipion_deepalign.protocols.protocol_base import run_deepalign
+from scipion_deepalign.protocols.protocol_base import ShortPackageName, run_deepalign
 
 __all__ = ["DeepAlignProtConsensus", "DIFF_THRESHOLDS_DEG"]
 
@@ -33,7 +33,7 @@ ATTR_INPLANE = "_deepalign_inplaneDiff"
 ATTR_SHIFT = "_deepalign_shiftDiff"
 
 
-class DeepAlignProtConsensus(ProtProcessParticles):
+class DeepAlignProtConsensus(ShortPackageName, ProtProcessParticles):
     """Compare the 3D alignments of two or more sets of the same particles.
 
     Particles are matched by id. For each particle the angle between the projection

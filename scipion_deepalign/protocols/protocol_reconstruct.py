@@ -15,7 +15,7 @@ from pwem.protocols import ProtReconstruct3D
 from pyworkflow import BETA
 
 from ..cli.reconstruct import half_map_paths
-from .protocol_base import run_deepalign
+from .protocol_base import ShortPackageName, run_deepalign
 
 __all__ = ["DeepAlignProtReconstruct"]
 
@@ -23,7 +23,7 @@ SPLIT_RANDOM = 0
 SPLIT_EVEN_ODD = 1
 
 
-class DeepAlignProtReconstruct(ProtReconstruct3D):
+class DeepAlignProtReconstruct(ShortPackageName, ProtReconstruct3D):
     """Reconstruct a map from particles with a 3D (projection) alignment.
 
     The particles are split in two halves, each half is reconstructed by direct Fourier
