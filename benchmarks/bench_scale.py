@@ -81,30 +81,26 @@ def parse_args(argv=None):
 # ----------------------------------------------------------------------------- data
 def simulate(folder, n, args):
     """``all.star`` (true poses), ``train.star``, ``sample.star`` and ``reference.mrc`` of
-    ``n`` particles; images written batch by batch into a memory-mapped stack."""
-    import mrcfile
-
-    from scipion_deepalign.core.io import write_mrc, write_particles_star
+    ``n`` particles; images written batch by batch (the stack is never all in memory)."""
+    from scipion_deepalign.core.io import write_mrc, write_mrc_stack_chunks, write_particles_star
     from scipion_deepalign.core.simulate import make_phantom, simulate_particles
 
     os.makedirs(folder, exist_ok=True)
     star = os.path.join(folder, "all.star")
-    if os.path.exists(star):
-        return
     volume = make_phantom(args.box, seed=args.seed)
     write_mrc(os.path.join(folder, "reference.mrc"), volume, pixel_size_a=args.pixel_size)
-    stack = os.path.join(folder, "particles.mrcs")
     metas = []
-    with mrcfile.new_mmap(stack, shape=(n, args.box, args.box), mrc_mode=2,
-                          overwrite=True) as mrc:
+
+    def batches():
         for start in range(0, n, args.batch):
-            stop = min(start + args.batch, n)
-            images, meta = simulate_particles(volume, stop - start,
+            images, meta = simulate_particles(volume, min(args.batch, n - start),
                                               pixel_size_a=args.pixel_size, snr=args.snr,
                                               max_shift_px=2.0, seed=args.seed + start)
-            mrc.data[start:stop] = images
             metas.append(meta)
-        mrc.voxel_size = args.pixel_size
+            yield images
+
+    write_mrc_stack_chunks(os.path.join(folder, "particles.mrcs"), n, args.box, batches(),
+                           pixel_size_a=args.pixel_size)
     particles = _joined(metas, folder)
     write_particles_star(star, particles)
     n_train = max(2, min(args.max_train, int(round(args.train_fraction * n))))

@@ -165,6 +165,11 @@ def read_mrc_stack(path, *, mmap=False) -> tuple[np.ndarray, float | None]:
     return data, pixel_size_a
 
 
+def _check_pixel_size(path, pixel_size_a) -> None:
+    if pixel_size_a is not None and not pixel_size_a > 0:
+        raise ValueError(f"pixel_size_a for {path} must be positive, got {pixel_size_a}")
+
+
 def write_mrc(path, data, *, pixel_size_a, stack=None) -> None:
     """Write an image, stack or volume as float32 MRC, atomically.
 
@@ -185,8 +190,7 @@ def write_mrc(path, data, *, pixel_size_a, stack=None) -> None:
     data = np.asarray(data, dtype=np.float32)
     if data.ndim not in (2, 3):
         raise ValueError(f"data for {path} must be 2D or 3D, got shape {data.shape}")
-    if pixel_size_a is not None and not pixel_size_a > 0:
-        raise ValueError(f"pixel_size_a for {path} must be positive, got {pixel_size_a}")
+    _check_pixel_size(path, pixel_size_a)
     if stack is None:
         stack = path.endswith(".mrcs")
     with atomic_path(path) as tmp, mrcfile.new(tmp, overwrite=True) as mrc:
@@ -209,8 +213,7 @@ def write_mrc_stack_chunks(path, n, box, chunks, *, pixel_size_a) -> None:
     ``path`` then).
     """
     path = os.fspath(path)
-    if pixel_size_a is not None and not pixel_size_a > 0:
-        raise ValueError(f"pixel_size_a for {path} must be positive, got {pixel_size_a}")
+    _check_pixel_size(path, pixel_size_a)
     n, box = int(n), int(box)
     lo, hi, total, squares, start = np.inf, -np.inf, 0.0, 0.0, 0
     with atomic_path(path) as tmp, mrcfile.new_mmap(tmp, shape=(n, box, box), mrc_mode=2,
