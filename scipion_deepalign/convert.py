@@ -36,6 +36,7 @@ from .core.particles import (
     OPTICS_FIELDS,
     CTFParams,
     Particles,
+    stack_image_names,
 )
 
 __all__ = [
@@ -294,7 +295,7 @@ def set_to_core(set_of_particles, out_dir, *, stack_name="particles.mrcs",
     if set_of_particles.hasCTF():
         ctf = ctf_from_particles(items, set_of_particles.getAcquisition())
     particles = Particles(
-        image_names=[f"{i + 1:06d}@{stack_name}" for i in range(len(items))],
+        image_names=stack_image_names(len(items), stack_name),
         pixel_size_a=float(pixel_size_a),
         box_px=box,
         angles_deg=angles,

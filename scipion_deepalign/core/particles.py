@@ -9,8 +9,8 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-__all__ = ["CTFParams", "Particles", "split_image_name", "join_image_name", "OPTICS_FIELDS",
-           "DEFAULT_VOLTAGE_KV", "DEFAULT_CS_MM", "DEFAULT_AMPLITUDE_CONTRAST"]
+__all__ = ["CTFParams", "Particles", "split_image_name", "join_image_name", "stack_image_names",
+           "OPTICS_FIELDS", "DEFAULT_VOLTAGE_KV", "DEFAULT_CS_MM", "DEFAULT_AMPLITUDE_CONTRAST"]
 
 #: The CTF values that RELION keeps per optics group (a float, or one value per particle).
 OPTICS_FIELDS = ("voltage_kv", "cs_mm", "amplitude_contrast")
@@ -48,6 +48,14 @@ def join_image_name(name: str, stack: str) -> str:
     """``name`` pointing into ``stack`` instead (its index text is kept as written)."""
     index, _ = _name_parts(name)
     return stack if index is None else f"{index}@{stack}"
+
+
+def stack_image_names(n: int, stack: str) -> list[str]:
+    """RELION names of the ``n`` images of ``stack`` in order: ``000001@stack``, ...
+
+    The one writer of image names (1-based, six digits as RELION writes them).
+    """
+    return [f"{i:06d}@{stack}" for i in range(1, int(n) + 1)]
 
 
 @dataclass

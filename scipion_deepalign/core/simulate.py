@@ -14,7 +14,7 @@ import numpy as np
 from .ctf import apply_ctf, ctf_images
 from .geometry import random_angles_deg
 from .imageops import circular_mask, translate_images
-from .particles import CTFParams, Particles
+from .particles import CTFParams, Particles, stack_image_names
 from .progress import advance
 from .projection import VolumeSpectrum, project
 
@@ -222,7 +222,7 @@ def simulate_particles(volume, n: int, *, pixel_size_a: float, snr: float = 0.1,
         ctf_params = CTFParams(defocus_u_a=mean_df + astig / 2, defocus_v_a=mean_df - astig / 2,
                                defocus_angle_deg=rng.uniform(0.0, 180.0, size=n),
                                voltage_kv=300.0, cs_mm=2.7, amplitude_contrast=0.1)
-    particles = Particles(image_names=[f"{i + 1:06d}@particles.mrcs" for i in range(n)],
+    particles = Particles(image_names=stack_image_names(n, "particles.mrcs"),
                           pixel_size_a=float(pixel_size_a), box_px=box, angles_deg=angles,
                           shifts_px=shifts, ctf=ctf_params)
     spectrum, chunk = VolumeSpectrum(vol), max(1, min(1024, -(-n // 20)))

@@ -142,6 +142,15 @@ def test_at_sign_in_stack_path_everywhere_names_are_handled(tmp_path):
         split_image_name("run@2/p.mrcs")
 
 
+def test_stack_image_names_are_what_relion_writes_and_the_reader_reads():
+    from scipion_deepalign.core.particles import stack_image_names
+
+    names = stack_image_names(3, "run@2/p.mrcs")
+    assert names == ["000001@run@2/p.mrcs", "000002@run@2/p.mrcs", "000003@run@2/p.mrcs"]
+    assert [split_image_name(n) for n in names] == [(i, "run@2/p.mrcs") for i in (1, 2, 3)]
+    assert stack_image_names(0, "p.mrcs") == []
+
+
 @pytest.mark.parametrize("where", ["inside", "outside"])
 def test_written_star_is_read_back_from_another_folder(project, tmp_path, monkeypatch, where):
     proj, star, images = project

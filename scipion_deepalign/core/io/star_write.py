@@ -13,7 +13,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from ..particles import Particles
+from ..particles import Particles, stack_image_names
 from .images import output_root, relocate_image_names
 from .mrc import write_mrc
 from .star_optics import ANGLE_COLUMNS, BOX, CTF_SCALARS, GROUP, PIXEL, optics_rows, uniform
@@ -153,7 +153,7 @@ def write_particles(stack_path, star_path, images, particles):
     root = os.path.dirname(os.path.abspath(star_path))
     rel = os.path.relpath(os.path.abspath(stack_path), root)
     write_mrc(stack_path, images, pixel_size_a=particles.pixel_size_a, stack=True)
-    new = replace(particles, image_names=[f"{i:06d}@{rel}" for i in range(1, len(images) + 1)],
+    new = replace(particles, image_names=stack_image_names(len(images), rel),
                   box_px=int(images.shape[-1]), root=root)
     write_particles_star(star_path, new)
     return new
