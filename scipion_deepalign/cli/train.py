@@ -197,7 +197,7 @@ def main(args) -> int:
                    epochs=args.epochs, batch_size=args.batch_size,
                    images_per_epoch=args.images_per_epoch,
                    positives_per_region=args.positives, network=args.network,
-                   training_source=args.training_source, head=args.head,
+                   training_source=args.training_source, head=args.head, trunk=args.trunk,
                    label_softness=args.label_softness,
                    noise_ramp_epochs=args.noise_ramp_epochs,
                    validation_fraction=args.validation_fraction, patience=args.patience,
@@ -220,12 +220,23 @@ def main(args) -> int:
             check_reference_box(reference.shape, particles.box_px, name=f"--volume {args.volume}")
         except ValueError as exc:
             raise CLIError(str(exc)) from None
-    log.info("reading %d particles from %s", len(particles), args.particles)
-    particles, images = load_particles_images(args, particles)
-    report = train_regions(images, particles.angles_deg, out_dir=args.out, symmetry=symmetry,
-                           spacing_deg=args.spacing, config=config,
-                           shifts_px=particles.shifts_px, regions=regions,
-                           reference=reference, ctf=particles.ctf)
+    if config.training_source == "projections":
+        # the particles give the noise to match (a sample of their images) and the CTFs to
+        # draw from (all of them, from the STAR file): memory does not grow with the set
+        from ..core.cnn.synthetic import noise_sample_rows
+
+        rows = noise_sample_rows(len(particles))
+        log.info("reading %d of the %d particles of %s (the noise to match)", len(rows),
+                 len(particles), args.particles)
+        _, images = load_particles_images(args, particles, rows)
+        angles = shifts = None
+    else:
+        log.info("reading %d particles from %s", len(particles), args.particles)
+        particles, images = load_particles_images(args, particles)
+        angles, shifts = particles.angles_deg, particles.shifts_px
+    report = train_regions(images, angles, out_dir=args.out, symmetry=symmetry,
+                           spacing_deg=args.spacing, config=config, shifts_px=shifts,
+                           regions=regions, reference=reference, ctf=particles.ctf)
     _summarise(summary, args, config, report)
     for message in report.warnings:
         log.warning(message)

@@ -102,6 +102,36 @@ def test_train_from_projections_needs_no_poses(stars, tmp_path, capsys):
     assert history["training_source"] == "projections" and len(history["loss"]) == 2
 
 
+def test_train_from_projections_reads_only_the_noise_sample(stars, tmp_path, monkeypatch):
+    """The images read are a spread sample; the CTFs are those of every particle."""
+    from scipion_deepalign.cli import common
+    from scipion_deepalign.core.cnn import synthetic
+    from scipion_deepalign.core.io import write_mrc
+
+    monkeypatch.setattr(synthetic, "NOISE_SAMPLE", 5)
+    assert synthetic.noise_sample_rows(20).tolist() == [0, 5, 10, 14, 19]
+    assert synthetic.noise_sample_rows(3).tolist() == [0, 1, 2]
+    from scipion_deepalign.cli import train as train_cli
+    from scipion_deepalign.core import cnn
+
+    read, sizes = [], []
+    monkeypatch.setattr(train_cli, "load_particles_images", lambda args, parts, index=None: (
+        read.append(list(index)) or common.load_particles_images(args, parts, index)))
+    original = cnn.train_regions
+
+    def spy(images, angles, **kw):
+        sizes.append((len(images), len(kw["ctf"])))
+        return original(images, angles, **kw)
+
+    monkeypatch.setattr(cnn, "train_regions", spy)
+    write_mrc(tmp_path / "ref.mrc", make_phantom(32, symmetry="d2", seed=0), pixel_size_a=4.0)
+    assert main(["train", "--particles", str(stars[1]), "--volume", str(tmp_path / "ref.mrc"),
+                 "--out", str(tmp_path / "model"), "--symmetry", "d2", "--spacing", "90",
+                 "--box", "16", "--epochs", "1", "--images-per-epoch", "128"]) == 0
+    assert read == [[0, 40, 80, 119, 159]]
+    assert sizes == [(5, 160)]
+
+
 @pytest.mark.parametrize("extra, message", [
     (["--target-resolution", "5"], "--target-resolution"),   # Nyquist of 4 A pixels is 8 A
     (["--box", "40"], "--box"),

@@ -31,9 +31,11 @@ from ..geometry import euler_to_matrix, random_angles_deg
 from ..imageops import circular_mask, fourier_crop, fourier_crop_volume
 from ..projection import VolumeSpectrum
 
-__all__ = ["NoiseModel", "estimate_noise_model", "ProjectionSource", "noise_ramp_scale"]
+__all__ = ["NoiseModel", "estimate_noise_model", "ProjectionSource", "noise_ramp_scale",
+           "NOISE_SAMPLE", "noise_sample_rows"]
 
-_NOISE_SAMPLE = 2000  # particles used to measure the noise
+#: particles whose images measure the noise (the projections source needs no more of them)
+NOISE_SAMPLE = 2000
 _SIGNAL_SAMPLE = 512  # projections used to measure the clean signal variance
 _MIN_BACKGROUND = 0.15  # least fraction of the box used as background
 #: noise amplitude (fraction of the measured one) at the first epoch of the noise curriculum
@@ -103,7 +105,7 @@ def estimate_noise_model(images, *, mask_radius_px: float) -> NoiseModel:
     -------
     NoiseModel
     """
-    x = np.asarray(images, dtype=np.float64)[:_NOISE_SAMPLE]
+    x = np.asarray(images, dtype=np.float64)[:NOISE_SAMPLE]
     if x.ndim != 3 or x.shape[1] != x.shape[2] or len(x) == 0:
         raise ValueError(f"particle images must have shape (N, B, B), got {x.shape}")
     box = x.shape[-1]
@@ -124,9 +126,17 @@ def estimate_noise_model(images, *, mask_radius_px: float) -> NoiseModel:
                       mask_radius_px=float(mask_radius_px))
 
 
+def noise_sample_rows(n_particles: int) -> np.ndarray:
+    """0-based rows of the particles whose images measure the noise: at most
+    :data:`NOISE_SAMPLE`, spread evenly over the set (so over its micrographs)."""
+    n = int(n_particles)
+    return np.unique(np.linspace(0, n - 1, min(n, NOISE_SAMPLE)).round().astype(int)) \
+        if n > 0 else np.zeros(0, dtype=int)
+
+
 def noise_model_of_particles(images, *, input_box_px: int, mask_radius_px: float) -> NoiseModel:
     """:func:`estimate_noise_model` of full-size particles Fourier-cropped to the input box."""
-    x = np.asarray(images[:_NOISE_SAMPLE], dtype=np.float32)
+    x = np.asarray(images[:NOISE_SAMPLE], dtype=np.float32)
     if x.shape[-1] != input_box_px:
         x = fourier_crop(x, int(input_box_px))
     return estimate_noise_model(x, mask_radius_px=mask_radius_px)
