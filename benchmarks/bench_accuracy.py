@@ -59,6 +59,8 @@ TRAINING = {
     "projections, softmax": dict(training_source="projections", head="softmax"),
     "projections, softmax, no noise curriculum": dict(training_source="projections",
                                                       head="softmax", noise_ramp_epochs=0),
+    "projections, softmax, cartesian": dict(training_source="projections", head="softmax",
+                                            trunk="cartesian"),
     "projections, sigmoid": dict(training_source="projections", head="sigmoid"),
     "both, softmax": dict(training_source="both", head="softmax"),
     "particles, softmax": dict(training_source="particles", head="softmax"),

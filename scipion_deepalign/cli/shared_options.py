@@ -33,6 +33,11 @@ def add_schedule_args(parser: argparse.ArgumentParser) -> None:
                         default=defaults.train_default("network"),
                         help="one shared-trunk network (default, the more accurate in "
                              "docs/benchmarks_cnn.md) or one network per region (paper)")
+    parser.add_argument("--trunk", choices=defaults.TRUNKS,
+                        default=defaults.train_default("trunk"),
+                        help="convolutions of the shared network on the image (the paper's) "
+                             "or on its polar resampling, invariant to the in-plane rotation; "
+                             "default %(default)s")
     parser.add_argument("--epochs", type=positive_int, default=defaults.train_default("epochs"),
                         help="maximum epochs (training stops when the validation loss stops "
                              "improving); default %(default)d")

@@ -10,10 +10,10 @@ from __future__ import annotations
 from dataclasses import fields
 
 from .backend import DEVICES
-from .cnn.config import HEADS, LOSSES, NETWORKS, TRAINING_SOURCES, TrainConfig
+from .cnn.config import HEADS, LOSSES, NETWORKS, TRAINING_SOURCES, TRUNKS, TrainConfig
 from .matching import CTF_MODES
 
-__all__ = ["NETWORKS", "LOSSES", "HEADS", "TRAINING_SOURCES", "CTF_MODES", "DEVICES",
+__all__ = ["NETWORKS", "LOSSES", "HEADS", "TRUNKS", "TRAINING_SOURCES", "CTF_MODES", "DEVICES",
            "REGION_SPACING_DEG", "TOP_K", "PROPOSED_TARGET_RESOLUTION_A",
            "MAX_SHIFT_BOX_FRACTION", "CONSENSUS_MAX_ANGLE_DEG", "train_default",
            "default_max_shift_px"]
@@ -32,7 +32,7 @@ MAX_SHIFT_BOX_FRACTION = 1.0 / 8.0
 #: consensus: largest angle between projection directions for two poses to agree (degrees)
 CONSENSUS_MAX_ANGLE_DEG = 10.0
 # Choice lists re-exported from the module that implements them (one definition each):
-# NETWORKS, LOSSES, HEADS, TRAINING_SOURCES (cnn.config, TrainConfig's fields), DEVICES
+# NETWORKS, LOSSES, HEADS, TRUNKS, TRAINING_SOURCES (cnn.config, TrainConfig's fields), DEVICES
 # (backend: "auto", "cpu", "gpu"), CTF_MODES (matching: CTF on the references;
 # phase-flip the particles first; particles already phase-flipped, |CTF| on the references).
 

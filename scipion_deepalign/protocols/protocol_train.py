@@ -97,6 +97,8 @@ class TrainSteps:
                 "--noise-ramp-epochs", self.noiseRampEpochs.get(),
                 "--head", defaults.HEADS[self.networkHead.get()],
                 "--label-softness", self.labelSoftness.get()]
+        if cts.NETWORK_KINDS[self.networkKind.get()] == "shared":
+            args += ["--trunk", defaults.TRUNKS[self.networkTrunk.get()]]
         if self._trainingSource() != "particles":
             args += ["--volume", self._getFileName("train_reference")]
         if regions:

@@ -86,6 +86,15 @@ def _network_params(form, condition, shared):
                           "with labels softened towards neighbouring regions (calibrated "
                           "probabilities); sigmoid: one independent probability per "
                           "region.")
+    network.addParam("networkTrunk", params.EnumParam,
+                     default=defaults.TRUNKS.index(defaults.train_default("trunk")),
+                     choices=list(defaults.TRUNKS), condition=shared,
+                     expertLevel=params.LEVEL_ADVANCED,
+                     label="Convolutions of the shared network",
+                     help="cartesian: the paper's convolutions on the image, which learn "
+                          "every in-plane rotation of every view; polar: convolutions on "
+                          "the image resampled on rings, invariant to the in-plane rotation "
+                          "by construction (see docs/benchmarks_accuracy.md).")
     network.addParam("labelSoftness", params.FloatParam,
                      default=defaults.train_default("label_softness"), condition=shared,
                      expertLevel=params.LEVEL_ADVANCED, label="Label softness",

@@ -108,6 +108,10 @@ def _head(index):
     return defaults.HEADS[index]
 
 
+def _trunk(index):
+    return defaults.TRUNKS[index]
+
+
 #: (protocol, parameter, how the form value reads for the core, [(command, option dest)],
 #: the core's value when an option's default is None meaning "the core's")
 SHARED_OPTIONS = [
@@ -140,6 +144,8 @@ SHARED_OPTIONS = [
     ("DeepAlignProtTrain", "imagesPerEpoch", None,
      [("train", "images_per_epoch"), ("run", "images_per_epoch")], None),
     ("DeepAlignProtTrain", "networkHead", _head, [("train", "head")], None),
+    ("DeepAlignProtTrain", "networkTrunk", _trunk, [("train", "trunk"), ("run", "trunk")],
+     None),
     ("DeepAlignProtTrain", "labelSoftness", None, [("train", "label_softness")], None),
     ("DeepAlignProtTrain", "noiseRampEpochs", None,
      [("train", "noise_ramp_epochs"), ("run", "noise_ramp_epochs")], None),

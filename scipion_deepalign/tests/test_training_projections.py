@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from scipion_deepalign.core.cnn.config import TrainConfig
+from scipion_deepalign.core.cnn.config import SHARED_MODEL, TrainConfig, read_model_config
 from scipion_deepalign.core.cnn.data import region_targets
 from scipion_deepalign.core.cnn.history import near_chance_warnings
 from scipion_deepalign.core.cnn.synthetic import ProjectionSource, estimate_noise_model
@@ -76,6 +76,21 @@ def test_a_model_trained_only_from_projections_beats_chance(data, tmp_path):
     history = report.histories["shared"]
     assert history["training_source"] == "projections" and history["noise_snr"] > 0
     assert report.warnings == []
+    # the default trunk is the polar one, and the model folder says so
+    import keras
+
+    assert read_model_config(tmp_path)["config"]["trunk"] == "polar"
+    assert any(layer.name == "polar_resampling"
+               for layer in keras.models.load_model(tmp_path / SHARED_MODEL).layers)
+
+
+def test_trunk_choices():
+    assert TrainConfig().trunk == "polar"
+    assert TrainConfig(trunk="cartesian").trunk == "cartesian"
+    # the paper's per-region networks keep the paper's trunk, and the record says so
+    assert TrainConfig(network="regional", training_source="particles").trunk == "cartesian"
+    with pytest.raises(ValueError, match="trunk must be one of"):
+        TrainConfig(trunk="spherical")
 
 
 def test_projection_source_needs_a_reference(data, tmp_path):

@@ -21,16 +21,32 @@ The shared-trunk network (beyond the paper) keeps the same convolutional trunk a
 layer but ends in ``R`` sigmoid outputs, one per region (multi-label output), so one
 network is trained once for all regions.
 
-Only ``keras`` (Keras 3) is imported: the module runs on any Keras backend.
+The polar trunk (``trunk="polar"``, beyond the paper) makes the network invariant to the
+in-plane rotation by construction instead of by learning: a fixed (non-trainable) linear
+layer resamples the image on ``box/2`` rings of ``POLAR_ANGLES`` angles (bilinear
+interpolation, :func:`polar_matrix`), where an in-plane rotation is a circular shift along
+the angle axis; the convolutions wrap around that axis (circular padding) and a max over all
+angles ends the trunk, so a rotated particle gives the same features (up to the angular
+sampling). The Cartesian network has to learn every direction at every in-plane angle.
+
+Only ``keras`` (Keras 3) and numpy are imported: the module runs on any Keras backend.
 """
 from __future__ import annotations
 
 import keras
+import numpy as np
 
-from .config import HEADS
+from .config import HEADS, TRUNKS
 
 __all__ = ["kernel_sizes", "build_regional_model", "build_shared_model", "compile_model",
-           "LOSSES", "HEADS"]
+           "polar_matrix", "LOSSES", "HEADS", "TRUNKS", "POLAR_ANGLES"]
+
+#: Angular samples per ring of the polar trunk (5.6 deg; 1.3 px apart on the outer ring of a
+#: 24 px input).
+POLAR_ANGLES = 64
+#: Convolutions of the polar trunk: (filters, kernel along the rings, kernel along the
+#: angles, pooling (rings, angles)).
+POLAR_LAYERS = ((16, 3, 7, (1, 2)), (32, 3, 5, (2, 2)), (64, 3, 3, (2, 2)))
 
 #: Accepted loss names and the Keras loss each one stands for.
 LOSSES = {"mae": "mean_absolute_error", "bce": "binary_crossentropy",
@@ -76,6 +92,61 @@ def _trunk(inputs, box_px: int):
     return keras.layers.Dense(256, activation="relu")(x)
 
 
+def polar_matrix(box_px: int, n_angles: int = POLAR_ANGLES) -> np.ndarray:
+    """Bilinear resampling of a ``box x box`` image on polar rings, as one matrix.
+
+    Ring ``r`` (``0 .. box/2 - 1``) lies at radius ``r + 0.5`` px from the centre pixel
+    ``box // 2``, angle ``j`` at ``2 pi j / n_angles``.
+
+    Returns
+    -------
+    ndarray of shape (box*box, rings*n_angles) float32
+        ``image.reshape(-1) @ matrix`` is the polar image, ring-major.
+    """
+    box_px, n_rings = int(box_px), int(box_px) // 2
+    radius = np.arange(n_rings) + 0.5
+    angle = 2 * np.pi * np.arange(int(n_angles)) / int(n_angles)
+    y = box_px // 2 + radius[:, None] * np.sin(angle)[None, :]
+    x = box_px // 2 + radius[:, None] * np.cos(angle)[None, :]
+    y0, x0 = np.floor(y).astype(int), np.floor(x).astype(int)
+    fy, fx = y - y0, x - x0
+    matrix = np.zeros((box_px * box_px, n_rings * int(n_angles)), dtype=np.float64)
+    column = np.arange(n_rings * int(n_angles)).reshape(n_rings, -1)
+    for dy, wy in ((0, 1 - fy), (1, fy)):
+        for dx, wx in ((0, 1 - fx), (1, fx)):
+            yy, xx = y0 + dy, x0 + dx
+            inside = (yy >= 0) & (yy < box_px) & (xx >= 0) & (xx < box_px)
+            np.add.at(matrix, ((yy * box_px + xx)[inside], column[inside]),
+                      (wy * wx)[inside])
+    return matrix.astype(np.float32)
+
+
+def _wrap_angles(x, pad: int):
+    """Circular padding of ``pad`` columns on both sides of the angle axis (axis 2)."""
+    width = x.shape[2]
+    left = keras.layers.Cropping2D(((0, 0), (width - pad, 0)))(x)
+    right = keras.layers.Cropping2D(((0, 0), (0, width - pad)))(x)
+    return keras.layers.Concatenate(axis=2)([left, x, right])
+
+
+def _polar_trunk(inputs, box_px: int):
+    n_rings = box_px // 2
+    flat = keras.layers.Flatten()(inputs)
+    resample = keras.layers.Dense(n_rings * POLAR_ANGLES, use_bias=False, trainable=False,
+                                  name="polar_resampling")
+    x = keras.layers.Reshape((n_rings, POLAR_ANGLES, 1))(resample(flat))
+    resample.set_weights([polar_matrix(box_px, POLAR_ANGLES)])
+    for n_filters, kr, ka, pool in POLAR_LAYERS:
+        x = keras.layers.ZeroPadding2D(((kr // 2, kr // 2), (0, 0)))(_wrap_angles(x, ka // 2))
+        x = keras.layers.Conv2D(n_filters, (kr, ka), padding="valid", activation="relu")(x)
+        x = keras.layers.BatchNormalization(momentum=0.9)(x)
+        x = keras.layers.MaxPooling2D(pool_size=pool)(x)
+    x = keras.layers.MaxPooling2D(pool_size=(1, x.shape[2]))(x)  # max over all angles
+    x = keras.layers.Dropout(0.2)(x)
+    x = keras.layers.Flatten()(x)
+    return keras.layers.Dense(256, activation="relu")(x)
+
+
 def build_regional_model(box_px: int, *, name: str = "deepalign_region") -> keras.Model:
     """One region's binary classifier (uncompiled).
 
@@ -98,6 +169,7 @@ def build_regional_model(box_px: int, *, name: str = "deepalign_region") -> kera
 
 
 def build_shared_model(box_px: int, n_regions: int, *, head: str = "sigmoid",
+                       trunk: str = "cartesian",
                        name: str = "deepalign_shared") -> keras.Model:
     """Shared-trunk network with one output per region (uncompiled).
 
@@ -111,6 +183,9 @@ def build_shared_model(box_px: int, n_regions: int, *, head: str = "sigmoid",
         ``R`` independent sigmoid outputs (one binary question per region, as the paper's
         networks), or one softmax over the regions (a categorical distribution: the
         probabilities sum to 1 and can be trained with labels softened towards neighbours).
+    trunk : {"cartesian", "polar"}
+        The paper's convolutions on the image, or the rotation-invariant polar trunk (module
+        docstring).
 
     Returns
     -------
@@ -121,9 +196,12 @@ def build_shared_model(box_px: int, n_regions: int, *, head: str = "sigmoid",
         raise ValueError(f"n_regions must be at least 1, got {n_regions}")
     if head not in HEADS:
         raise ValueError(f"head must be one of {HEADS}, got {head!r}")
+    if trunk not in TRUNKS:
+        raise ValueError(f"trunk must be one of {TRUNKS}, got {trunk!r}")
     inputs = keras.Input(shape=(int(box_px), int(box_px), 1), name="image")
+    features = (_polar_trunk if trunk == "polar" else _trunk)(inputs, int(box_px))
     outputs = keras.layers.Dense(int(n_regions), activation=head, name="probabilities")(
-        _trunk(inputs, box_px))
+        features)
     return keras.Model(inputs, outputs, name=name)
 
 

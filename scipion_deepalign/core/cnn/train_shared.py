@@ -74,7 +74,8 @@ def train_shared_network(images, angles, *, out_dir, centres_deg, symmetry, spac
         targets = region_targets(angles, centres_deg, symmetry, label_sigma_deg=sigma)
         x_train, x_val = x[train_idx], x[val_idx]
     keras.utils.set_random_seed(config.seed)
-    model = compile_model(build_shared_model(input_box, n_regions, head=config.head),
+    model = compile_model(build_shared_model(input_box, n_regions, head=config.head,
+                                                     trunk=config.trunk),
                           loss=config.loss, learning_rate=config.learning_rate, shared=True,
                           head=config.head)
     extra = {"training_source": config.training_source, "head": config.head,
