@@ -35,7 +35,7 @@ class DemoConfig:
     The defaults fit ``make demo``'s 15 minutes on two CPU cores (measured in
     docs/benchmarks.md): the network is trained as ``deepalign run`` trains it by default (from
     projections of the reference map: the training subset is then only held out from the
-    scores) but with half the images per epoch and at most 30 epochs; the global-search
+    scores) but with half the images per epoch and at most 20 epochs; the global-search
     baseline is run on ``compare_n`` test particles (DeepAlign on all of them) and both are
     compared there.
     """
@@ -51,7 +51,7 @@ class DemoConfig:
     cnn_resolution_a: float = 16.0
     align_resolution_a: float = 12.0
     training_source: str = train_default("training_source")
-    epochs: int = 30
+    epochs: int = 20
     images_per_epoch: int = 4096
     positives_per_region: int = 600
     network: str = "shared"
