@@ -45,7 +45,6 @@ __all__ = [
     "set_particle_pose",
     "read_set_poses",
     "ctf_from_particles",
-    "read_set_images",
     "set_to_core",
     "volume_to_core",
     "STACK_EXTENSIONS_MRC",
@@ -196,17 +195,12 @@ def _acquisition_values(acq):
                  (acq.getVoltage(), acq.getSphericalAberration(), acq.getAmplitudeContrast()))
 
 
-def read_set_images(particles) -> np.ndarray:
-    """All images of a SetOfParticles (or any iterable of particles) in iteration order,
-    ``ndarray (N, B, B) float32``.
+def _read_locations(locations) -> np.ndarray:
+    """The images at Scipion ``(index, filename)`` locations, ``ndarray (N, B, B) float32``.
 
     MRC stacks are read by :func:`scipion_deepalign.core.io.read_mrc_stack` (validated,
     memory-mapped, one open per file); other formats go through pwem's ImageHandler.
     """
-    return _read_locations([p.getLocation() for p in particles])
-
-
-def _read_locations(locations) -> np.ndarray:
     from .core.io import read_mrc_stack
 
     images = [None] * len(locations)

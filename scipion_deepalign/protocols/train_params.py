@@ -77,29 +77,29 @@ def _network_params(form, condition, shared):
                      expertLevel=params.LEVEL_ADVANCED, label="Learning rate",
                      help="Step size of the Adam optimiser (the paper's 0.002 by default; "
                           "Xmipp's code used 0.001).")
-    network.addParam("networkHead", params.EnumParam,
-                     default=defaults.HEADS.index(defaults.train_default("head")),
-                     choices=list(defaults.HEADS), condition=shared,
-                     expertLevel=params.LEVEL_ADVANCED,
-                     label="Output of the shared network",
-                     help="softmax: one probability distribution over the regions, trained "
-                          "with labels softened towards neighbouring regions (calibrated "
-                          "probabilities); sigmoid: one independent probability per "
-                          "region.")
-    network.addParam("networkTrunk", params.EnumParam,
-                     default=defaults.TRUNKS.index(defaults.train_default("trunk")),
-                     choices=list(defaults.TRUNKS), condition=shared,
-                     expertLevel=params.LEVEL_ADVANCED,
-                     label="Convolutions of the shared network",
-                     help="cartesian: the paper's convolutions on the image, which learn "
-                          "every in-plane rotation of every view; polar: convolutions on "
-                          "the image resampled on rings, invariant to the in-plane rotation "
-                          "by construction (see docs/benchmarks_accuracy.md).")
+    _core_choice(network, "networkHead", "head", defaults.HEADS, condition=shared,
+                 label="Output of the shared network",
+                 help="softmax: one probability distribution over the regions, trained "
+                      "with labels softened towards neighbouring regions (calibrated "
+                      "probabilities); sigmoid: one independent probability per region.")
+    _core_choice(network, "networkTrunk", "trunk", defaults.TRUNKS, condition=shared,
+                 label="Convolutions of the shared network",
+                 help="polar (default): convolutions on the image resampled on rings, "
+                      "invariant to the in-plane rotation by construction; cartesian: the "
+                      "paper's convolutions on the image, which learn every in-plane "
+                      "rotation of every view (see docs/benchmarks_accuracy.md).")
     network.addParam("labelSoftness", params.FloatParam,
                      default=defaults.train_default("label_softness"), condition=shared,
                      expertLevel=params.LEVEL_ADVANCED, label="Label softness",
                      help="Width of the softened labels of the softmax output, as a "
                           "fraction of the region spacing (0: one-hot labels).")
+
+
+def _core_choice(group, name, field, choices, *, condition, label, help):
+    """An advanced choice among the core's ``choices``, defaulting to ``TrainConfig.field``."""
+    group.addParam(name, params.EnumParam, choices=list(choices), condition=condition,
+                   default=choices.index(defaults.train_default(field)),
+                   expertLevel=params.LEVEL_ADVANCED, label=label, help=help)
 
 
 def _schedule_params(form, condition, shared, regional):

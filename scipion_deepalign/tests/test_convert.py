@@ -275,7 +275,6 @@ def test_read_set_images_mrc_and_spider(tmp_path):
     import mrcfile
     from pwem.objects import Particle, SetOfParticles
 
-    from scipion_deepalign.convert import read_set_images
 
     data = np.random.default_rng(4).normal(size=(3, 8, 8)).astype(np.float32)
     with mrcfile.new(tmp_path / "a.mrcs") as mrc:
@@ -285,7 +284,7 @@ def test_read_set_images_mrc_and_spider(tmp_path):
     parts = SetOfParticles(filename=str(tmp_path / "mixed.sqlite"))
     for index, name in ((3, "a.stk"), (1, "a.mrcs"), (2, "a.mrcs:mrcs")):
         parts.append(Particle(location=(index, str(tmp_path / name))))
-    np.testing.assert_allclose(read_set_images(parts), data[[2, 0, 1]], atol=1e-6)
+    np.testing.assert_allclose(_read_set_images(parts), data[[2, 0, 1]], atol=1e-6)
 
 
 def test_ctf_from_particles_keeps_each_particles_acquisition():
@@ -310,11 +309,10 @@ def test_ctf_from_particles_keeps_each_particles_acquisition():
     assert ctf.amplitude_contrast == 0.1  # the same for all: one float
 
 
-def test_read_set_images_goes_through_the_validated_reader(tmp_path):
+def test_set_images_go_through_the_validated_reader(tmp_path):
     """A broken stack gets core.io.mrc's message naming the file, not a raw mrcfile error."""
     from pwem.objects import Particle, SetOfParticles
 
-    from scipion_deepalign.convert import read_set_images
     from scipion_deepalign.core.io import write_mrc
 
     write_mrc(tmp_path / "a.mrcs", np.zeros((3, 8, 8), np.float32), pixel_size_a=1.0)
@@ -323,4 +321,11 @@ def test_read_set_images_goes_through_the_validated_reader(tmp_path):
     parts = SetOfParticles(filename=str(tmp_path / "broken.sqlite"))
     parts.append(Particle(location=(2, str(tmp_path / "a.mrcs"))))
     with pytest.raises(ValueError, match="a.mrcs: not a readable MRC file"):
-        read_set_images(parts)
+        _read_set_images(parts)
+
+
+def _read_set_images(parts):
+    """What set_to_core reads: the images at the set's locations, in iteration order."""
+    from scipion_deepalign import convert
+
+    return convert._read_locations([p.getLocation() for p in parts])
