@@ -38,6 +38,9 @@ class TrainSteps:
     def _trainingSource(self):
         return defaults.TRAINING_SOURCES[self.trainingSource.get()]
 
+    def _networkKind(self):
+        return cts.NETWORK_KINDS[self.networkKind.get()]
+
     def _trainingSetGiven(self):
         return self.inputTrainingParticles.get() is not None
 
@@ -54,7 +57,7 @@ class TrainSteps:
         return count_regions(self.regionSpacingDeg.get(), self.symmetryGroup.get())
 
     def _regionChunks(self):
-        if cts.NETWORK_KINDS[self.networkKind.get()] == "shared":
+        if self._networkKind() == "shared":
             return [[]]  # one step trains the shared network
         regions = list(range(1, self._numberOfRegions() + 1))
         size = max(1, self.regionsPerStep.get())
@@ -89,7 +92,7 @@ class TrainSteps:
                 "--epochs", self.numberOfEpochs.get(),
                 "--batch-size", self.batchSize.get(),
                 "--positives", self.positivesPerRegion.get(),
-                "--network", cts.NETWORK_KINDS[self.networkKind.get()],
+                "--network", self._networkKind(),
                 "--loss", cts.LOSSES[self.lossFunction.get()],  # the core's name
                 "--learning-rate", self.learningRate.get(),
                 "--min-particles", self.minParticlesPerRegion.get(),
@@ -97,7 +100,7 @@ class TrainSteps:
                 "--noise-ramp-epochs", self.noiseRampEpochs.get(),
                 "--head", defaults.HEADS[self.networkHead.get()],
                 "--label-softness", self.labelSoftness.get()]
-        if cts.NETWORK_KINDS[self.networkKind.get()] == "shared":
+        if self._networkKind() == "shared":
             args += ["--trunk", defaults.TRUNKS[self.networkTrunk.get()]]
         if self._trainingSource() != "particles":
             args += ["--volume", self._getFileName("train_reference")]
@@ -123,7 +126,7 @@ class TrainSteps:
         errors = []
         if source != "particles" and self.inputVolume.get() is None:
             errors.append(f"Training from {source} needs the reference volume.")
-        if source != "particles" and cts.NETWORK_KINDS[self.networkKind.get()] != "shared":
+        if source != "particles" and self._networkKind() != "shared":
             errors.append(f"Training from {source} trains the shared network: choose the "
                           "shared network, or train from particles.")
         if train_set is None:
@@ -170,7 +173,7 @@ class TrainSteps:
             n_regions = self._numberOfRegions()
         except (ValueError, TypeError):
             return []
-        if train_set is None or cts.NETWORK_KINDS[self.networkKind.get()] == "shared":
+        if train_set is None or self._networkKind() == "shared":
             return []
         per_region = train_set.getSize() / n_regions
         if per_region < 2 * self.minParticlesPerRegion.get():

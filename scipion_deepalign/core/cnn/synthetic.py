@@ -95,7 +95,8 @@ def estimate_noise_model(images, *, mask_radius_px: float) -> NoiseModel:
     Parameters
     ----------
     images : ndarray of shape (N, B, B)
-        Particles on the network's input box, not normalised (up to 2000 are used).
+        Particles on the network's input box, not normalised (the first
+        :data:`NOISE_SAMPLE` are used).
     mask_radius_px : float
         Radius of the disc that holds the particle (shifts included); the pixels outside it
         are taken as noise. When that leaves less than 15 % of the box, the corners outside
@@ -135,8 +136,9 @@ def noise_sample_rows(n_particles: int) -> np.ndarray:
 
 
 def noise_model_of_particles(images, *, input_box_px: int, mask_radius_px: float) -> NoiseModel:
-    """:func:`estimate_noise_model` of full-size particles Fourier-cropped to the input box."""
-    x = np.asarray(images[:NOISE_SAMPLE], dtype=np.float32)
+    """:func:`estimate_noise_model` of full-size particles Fourier-cropped to the input box,
+    on the spread sample of :func:`noise_sample_rows` (all of them up to NOISE_SAMPLE)."""
+    x = np.asarray(images[noise_sample_rows(len(images))], dtype=np.float32)
     if x.shape[-1] != input_box_px:
         x = fourier_crop(x, int(input_box_px))
     return estimate_noise_model(x, mask_radius_px=mask_radius_px)

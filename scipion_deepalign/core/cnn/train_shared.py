@@ -30,7 +30,7 @@ from .data import (
     split_by_particle,
 )
 from .model import build_shared_model, compile_model
-from .synthetic import ProjectionSource, noise_model_of_particles
+from .synthetic import ProjectionSource, noise_model_of_particles, noise_sample_rows
 
 __all__ = ["train_shared_network", "VALIDATION_PROJECTIONS"]
 
@@ -46,7 +46,7 @@ def _projection_source(images, reference, *, input_box, input_px, ctf, max_shift
     radius = min(input_box / 2 - 1, signal_mask_radius_px(small) + max_shift_px)
     noise = noise_model_of_particles(images, input_box_px=input_box, mask_radius_px=radius)
     logger.info("noise measured on %d particles: SNR %.3g at %d px inside a %.1f px disc",
-                min(len(images), 2000), noise.snr, input_box, radius)
+                len(noise_sample_rows(len(images))), noise.snr, input_box, radius)
     return ProjectionSource(small, input_box_px=input_box, input_pixel_size_a=input_px,
                             noise=noise, ctf=ctf, max_shift_px=max_shift_px)
 
@@ -75,7 +75,7 @@ def train_shared_network(images, angles, *, out_dir, centres_deg, symmetry, spac
         x_train, x_val = x[train_idx], x[val_idx]
     keras.utils.set_random_seed(config.seed)
     model = compile_model(build_shared_model(input_box, n_regions, head=config.head,
-                                                     trunk=config.trunk),
+                                             trunk=config.trunk),
                           loss=config.loss, learning_rate=config.learning_rate, shared=True,
                           head=config.head)
     extra = {"training_source": config.training_source, "head": config.head,
