@@ -17,6 +17,7 @@ RUNS = [
     ("bench_align.py", ["--cnn", "--epochs", "5", "--out", str(OUT / "align.md")]),
     ("bench_accuracy.py", ["--refine", "--out", str(OUT / "accuracy.md"),
                            "--json", str(OUT / "accuracy.json")]),
+    ("bench_reconstruct.py", ["--sizes", "2000,20000"]),
     ("bench_scale.py", ["--work", str(OUT / "scale"), "--report", str(OUT / "scale.md")]),
 ]
 

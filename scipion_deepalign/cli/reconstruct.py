@@ -20,6 +20,7 @@ import os
 
 import numpy as np
 
+from ..core.defaults import RECONSTRUCT_THREADS
 from .common import (
     CLIError,
     add_particle_args,
@@ -50,9 +51,11 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                         help="seed of the random half split; default 0")
     parser.add_argument("--fsc-json", default=None, metavar="FSC.json",
                         help="with --halves: write the FSC curve and resolutions as JSON")
-    parser.add_argument("--threads", type=positive_int, default=1, metavar="N",
+    parser.add_argument("--threads", type=positive_int, default=RECONSTRUCT_THREADS,
+                        metavar="N",
                         help="grid the half maps (and chunks of particles) on N threads, one "
-                             "Fourier grid each; default 1 (speed-up: docs/benchmarks.md)")
+                             f"Fourier grid each; default {RECONSTRUCT_THREADS} (speed-up: "
+                             "docs/benchmarks.md)")
     add_particle_args(parser)
 
 

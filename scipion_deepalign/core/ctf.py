@@ -20,6 +20,7 @@ from .particles import CTFParams
 __all__ = [
     "electron_wavelength_a",
     "ctf_images",
+    "ctf_at_frequencies",
     "apply_ctf",
 ]
 
@@ -58,24 +59,45 @@ def ctf_images(box_px: int, pixel_size_a: float, ctf: CTFParams) -> np.ndarray:
         raise ValueError(f"box_px must be a positive integer, got {box_px!r}")
     if not pixel_size_a > 0:
         raise ValueError(f"pixel_size_a must be > 0, got {pixel_size_a!r}")
-    q = ctf.per_particle("amplitude_contrast")[:, None, None]
+    freq = np.fft.fftfreq(int(box_px), d=pixel_size_a)
+    sx, sy = np.meshgrid(freq, freq)
+    return ctf_at_frequencies(sx.ravel(), sy.ravel(), ctf).reshape(
+        len(ctf), int(box_px), int(box_px)).astype(np.float32)
+
+
+def ctf_at_frequencies(freq_x, freq_y, ctf: CTFParams) -> np.ndarray:
+    """CTF of every particle of ``ctf`` at the spatial frequencies ``(freq_x, freq_y)``.
+
+    Parameters
+    ----------
+    freq_x, freq_y : ndarray of shape (S,)
+        Frequencies in 1/Angstrom along the image x and y axes (e.g. only the Fourier
+        samples a reconstruction keeps, rather than a whole image grid).
+    ctf : CTFParams
+
+    Returns
+    -------
+    ndarray of shape (N, S), float64
+    """
+    sx, sy = np.asarray(freq_x, np.float64), np.asarray(freq_y, np.float64)
+    q = ctf.per_particle("amplitude_contrast")[:, None]
     if not np.all((q >= 0) & (q < 1)):
         raise ValueError(f"amplitude_contrast must be in [0, 1), got {ctf.amplitude_contrast}")
-    lam = electron_wavelength_a(ctf.per_particle("voltage_kv"))[:, None, None]
-    cs_a = ctf.per_particle("cs_mm")[:, None, None] * 1e7
-    freq = np.fft.fftfreq(int(box_px), d=pixel_size_a)
-    sx, sy = freq[None, :], freq[:, None]
-    s2 = (sx ** 2 + sy ** 2)[None]
-    theta = np.arctan2(sy, sx)[None]
-    u = ctf.defocus_u_a[:, None, None]
-    v = ctf.defocus_v_a[:, None, None]
-    ang = np.deg2rad(ctf.defocus_angle_deg)[:, None, None]
-    defocus = 0.5 * (u + v) + 0.5 * (u - v) * np.cos(2.0 * (theta - ang))
+    lam = electron_wavelength_a(ctf.per_particle("voltage_kv"))[:, None]
+    cs_a = ctf.per_particle("cs_mm")[:, None] * 1e7
+    s2 = sx ** 2 + sy ** 2
+    safe = np.where(s2 > 0, s2, 1.0)
+    # cos(2 (theta - a)) = cos(2 theta) cos(2 a) + sin(2 theta) sin(2 a), theta = atan2(sy, sx)
+    cos2t = np.where(s2 > 0, (sx ** 2 - sy ** 2) / safe, 1.0)
+    sin2t = np.where(s2 > 0, 2.0 * sx * sy / safe, 0.0)
+    ang = 2.0 * np.deg2rad(ctf.defocus_angle_deg)[:, None]
+    u, v = ctf.defocus_u_a[:, None], ctf.defocus_v_a[:, None]
+    defocus = 0.5 * (u + v) + 0.5 * (u - v) * (cos2t * np.cos(ang) + sin2t * np.sin(ang))
     chi = (-np.pi * lam * defocus * s2 + 0.5 * np.pi * cs_a * lam ** 3 * s2 ** 2
            - np.arctan(q / np.sqrt(1.0 - q * q)))
     if ctf.phase_shift_deg is not None:
-        chi = chi - np.deg2rad(ctf.phase_shift_deg)[:, None, None]
-    return (-np.sin(chi)).astype(np.float32)
+        chi = chi - np.deg2rad(ctf.phase_shift_deg)[:, None]
+    return -np.sin(chi)
 
 
 def _check_pair(images, ctf_imgs):

@@ -16,7 +16,7 @@ from .matching import CTF_MODES
 __all__ = ["NETWORKS", "LOSSES", "HEADS", "TRUNKS", "TRAINING_SOURCES", "CTF_MODES", "DEVICES",
            "REGION_SPACING_DEG", "TOP_K", "PROPOSED_TARGET_RESOLUTION_A",
            "MAX_SHIFT_BOX_FRACTION", "CONSENSUS_MAX_ANGLE_DEG", "train_default",
-           "default_max_shift_px"]
+           "default_max_shift_px", "RECONSTRUCT_THREADS"]
 
 #: angular distance between neighbouring region centres (degrees); 30 gives 42 regions in c1
 REGION_SPACING_DEG = 30.0
@@ -29,12 +29,17 @@ PROPOSED_TARGET_RESOLUTION_A = 8.0
 TOP_K = 6
 #: largest shift searched, as a fraction of the particle box, when none is given
 MAX_SHIFT_BOX_FRACTION = 1.0 / 8.0
+#: threads of a reconstruction: the two half maps gridded side by side. Measured on 2 free
+#: cores, 2 000 particles at 64 px with CTF: 1 thread 538, 2 threads 829 particles/s
+#: (docs/benchmarks.md)
+RECONSTRUCT_THREADS = 2
 #: consensus: largest angle between projection directions for two poses to agree (degrees)
 CONSENSUS_MAX_ANGLE_DEG = 10.0
 # Choice lists re-exported from the module that implements them (one definition each):
 # NETWORKS, LOSSES, HEADS, TRUNKS, TRAINING_SOURCES (cnn.config, TrainConfig's fields), DEVICES
 # (backend: "auto", "cpu", "gpu"), CTF_MODES (matching: CTF on the references;
 # phase-flip the particles first; particles already phase-flipped, |CTF| on the references).
+
 
 
 def train_default(name: str):

@@ -2,36 +2,74 @@
 
 Samples at 3D frequencies (pixel units of the padded box) are spread onto the 8 surrounding
 voxels with trilinear weights; only ``qx >= 0`` is stored (``numpy.fft.rfftn`` layout), a
-sample with ``qx < 0`` going in as its complex conjugate at ``-q``. The samples of a batch are
-summed into the grid with ``np.bincount`` over the flat voxel index (all 8 neighbours at
-once), several times faster than ``np.add.at``; when the grid is much larger than the batch,
-the indices are first compacted with ``np.unique`` so the cost does not grow with the grid.
+sample with ``qx < 0`` going in as its complex conjugate at ``-q``. The grid is one array of
+shape (voxels, 3 or 4), the sums ``w Re(cF)``, ``w Im(cF)``, ``w`` and, with a CTF, ``w c^2``
+side by side, so a voxel's four sums share one cache line. The spreading is one compiled
+loop (numba, ``nogil``): each sample's weights, voxel indices and the four sums in one pass,
+about ten times faster than ``np.bincount`` over the flat index (four passes over eight
+neighbour arrays), and it lets threads grid side by side.
 :meth:`FourierAccumulator.volume` completes the plane ``qx = 0``, divides (Wiener-like with a
 CTF), inverts, crops and undoes the trilinear kernel (``sinc^2`` gridding correction).
 """
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 __all__ = ["FourierAccumulator"]
 
-# Grids up to this many times the number of entries of a batch are summed densely.
-_DENSE_GRID_FACTOR = 4
+# Columns of the grid.
+_RE, _IM, _W, _C2 = 0, 1, 2, 3
 
 
-def _scatter_add(targets, flat, weights) -> None:
-    """``np.add.at(t, flat, w)`` for each target and weight, by ``np.bincount``.
+def _compiled(function):
+    """``numba.njit(nogil=True)``, cached on disk where numba finds a writable folder (the
+    package's ``__pycache__`` or the user's cache); otherwise compiled in each process."""
+    try:
+        return numba.njit(nogil=True, cache=True)(function)
+    except RuntimeError:  # numba: no locator available (read-only install, no home)
+        return numba.njit(nogil=True)(function)
 
-    Every target has the same size; repeated indices add up, as with ``np.add.at``.
+
+@_compiled
+def _spread(grid, k, mats, re, im, ctf2, pad_box):  # pragma: no cover - compiled
+    """Add the samples ``k`` (S, 3) of every image i, rotated to ``q = k @ mats[i]``.
+
+    ``re + i im`` (B, S) are the values, ``ctf2`` (B, S) their squared CTF or shape (0, 0).
     """
-    size = targets[0].size
-    if size <= _DENSE_GRID_FACTOR * flat.size:
-        for target, w in zip(targets, weights):
-            target += np.bincount(flat, weights=w, minlength=size)
-        return
-    voxels, inverse = np.unique(flat, return_inverse=True)
-    for target, w in zip(targets, weights):
-        target[voxels] += np.bincount(inverse, weights=w, minlength=len(voxels))
+    n_x = pad_box // 2 + 1
+    with_ctf = ctf2.shape[0] > 0
+    for i in range(mats.shape[0]):
+        m = mats[i]
+        for j in range(k.shape[0]):
+            kx, ky, kz = k[j, 0], k[j, 1], k[j, 2]
+            qx = kx * m[0, 0] + ky * m[1, 0] + kz * m[2, 0]
+            qy = kx * m[0, 1] + ky * m[1, 1] + kz * m[2, 1]
+            qz = kx * m[0, 2] + ky * m[1, 2] + kz * m[2, 2]
+            v_re, v_im = re[i, j], im[i, j]
+            if qx < 0.0:  # the conjugate at -q
+                qx, qy, qz, v_im = -qx, -qy, -qz, -v_im
+            fx, fy, fz = np.floor(qx), np.floor(qy), np.floor(qz)
+            tx, ty, tz = qx - fx, qy - fy, qz - fz
+            ix, iy, iz = int(fx), int(fy), int(fz)
+            for dz in range(2):
+                wz = tz if dz else 1.0 - tz
+                z = (iz + dz) % pad_box
+                for dy in range(2):
+                    wzy = wz * (ty if dy else 1.0 - ty)
+                    row = (z * pad_box + (iy + dy) % pad_box) * n_x + ix
+                    for dx in range(2):
+                        w = wzy * (tx if dx else 1.0 - tx)
+                        v = row + dx
+                        grid[v, _RE] += w * v_re
+                        grid[v, _IM] += w * v_im
+                        grid[v, _W] += w
+                        if with_ctf:
+                            grid[v, _C2] += w * ctf2[i, j]
+
+
+def _plane_array(x, n_images: int) -> np.ndarray:
+    return np.ascontiguousarray(np.asarray(x, dtype=np.float64).reshape(n_images, -1))
 
 
 class FourierAccumulator:
@@ -41,65 +79,39 @@ class FourierAccumulator:
         self.pad_box = pad_box
         self.shape = (pad_box, pad_box, pad_box // 2 + 1)
         size = int(np.prod(self.shape))
-        self.data_re = np.zeros(size, dtype=np.float64)
-        self.data_im = np.zeros(size, dtype=np.float64)
-        self.weight = np.zeros(size, dtype=np.float64)
-        self.ctf2 = np.zeros(size, dtype=np.float64) if with_ctf else None
-        self._scratch, self._scratch_m = None, None
+        self.grid = np.zeros((size, 4 if with_ctf else 3), dtype=np.float64)
+
+    # The four sums as flat views of the grid (one value per voxel).
+    data_re = property(lambda self: self.grid[:, _RE])
+    data_im = property(lambda self: self.grid[:, _IM])
+    weight = property(lambda self: self.grid[:, _W])
+    ctf2 = property(lambda self: self.grid[:, _C2] if self.grid.shape[1] > _C2 else None)
 
     def add_(self, other: FourierAccumulator) -> FourierAccumulator:
         """Add ``other`` in place (no third grid in memory)."""
-        self.data_re += other.data_re
-        self.data_im += other.data_im
-        self.weight += other.weight
-        if self.ctf2 is not None:
-            self.ctf2 += other.ctf2
+        self.grid += other.grid
         return self
 
-    def _buffers(self, m: int) -> dict:
-        """Scratch arrays of shape (8, m), reused between batches of the same size (fresh
-        large arrays cost page faults on every batch); dropped by :meth:`release`."""
-        if self._scratch_m != m:
-            names = ("w", "re", "im") + (("c2",) if self.ctf2 is not None else ())
-            self._scratch = {k: np.empty((8, m)) for k in names}
-            self._scratch["flat"] = np.empty((8, m), dtype=np.int64)
-            self._scratch_m = m
-        return self._scratch
+    def insert_planes(self, k, mats, values, ctf2) -> None:
+        """Spread the Fourier samples ``k`` (S, 3) of B images at poses ``mats`` (B, 3, 3):
+        image i's sample j goes to ``q = k[j] @ mats[i]``.
 
-    def release(self) -> None:
-        """Free the scratch arrays (the grids stay)."""
-        self._scratch, self._scratch_m = None, None
+        ``values`` (B, S) complex; ``ctf2`` (B, S) the squared CTF of each sample, or None
+        (then the grid must have been made ``with_ctf=False``).
+        """
+        if (ctf2 is None) != (self.ctf2 is None):
+            raise ValueError("ctf2 must be given exactly when the grid is made with_ctf")
+        mats = np.ascontiguousarray(mats, dtype=np.float64).reshape(-1, 3, 3)
+        n = len(mats)
+        values = np.asarray(values)
+        c2 = np.empty((0, 0)) if ctf2 is None else _plane_array(ctf2, n)
+        _spread(self.grid, np.ascontiguousarray(k, dtype=np.float64).reshape(-1, 3), mats,
+                _plane_array(values.real, n), _plane_array(values.imag, n), c2, self.pad_box)
 
-    def _neighbours(self, q, buf) -> None:
-        """Flat index and trilinear weight of the 8 voxels around each ``q`` (3, M), qx >= 0."""
-        p, n_x = self.pad_box, self.shape[2]
-        base = np.floor(q)
-        frac = q - base
-        base = base.astype(np.int64)
-        wx, wy, wz = ((1.0 - frac[a], frac[a]) for a in range(3))
-        fy = [((base[1] + d) % p) * n_x for d in (0, 1)]
-        fz = [((base[2] + d) % p) * (p * n_x) + base[0] for d in (0, 1)]
-        for k in range(8):  # neighbour k is (dz, dy, dx) = the bits of k
-            dz, dy, dx = k >> 2, (k >> 1) & 1, k & 1
-            np.multiply(wz[dz] * wy[dy], wx[dx], out=buf["w"][k])
-            np.add(fz[dz] + fy[dy], dx, out=buf["flat"][k])
-
-    def insert(self, q, values, ctf2):
+    def insert(self, q, values, ctf2) -> None:
         """Spread samples at 3D frequencies ``q`` (M, 3) in (x, y, z) order, pixel units."""
-        q = np.array(q.T)  # (3, M): contiguous rows
-        flip = q[0] < 0
-        q[:, flip] *= -1.0
-        imag = np.where(flip, -values.imag, values.imag)  # conjugates at -q
-        buf = self._buffers(q.shape[1])
-        self._neighbours(q, buf)
-        w = buf["w"]
-        targets = [self.data_re, self.data_im, self.weight]
-        weights = [np.multiply(w, values.real, out=buf["re"]),
-                   np.multiply(w, imag, out=buf["im"]), w]
-        if ctf2 is not None:
-            targets.append(self.ctf2)
-            weights.append(np.multiply(w, ctf2, out=buf["c2"]))
-        _scatter_add(targets, buf["flat"].ravel(), [x.ravel() for x in weights])
+        self.insert_planes(q, np.eye(3)[None], np.asarray(values).reshape(1, -1),
+                           None if ctf2 is None else np.asarray(ctf2).reshape(1, -1))
 
     def volume(self, box_px: int, *, wiener_constant: float) -> np.ndarray:
         """Finalise: Hermitian plane, division, inverse FFT, crop, gridding correction."""

@@ -26,8 +26,8 @@ Images are read one batch at a time (``images[rows]``), so a memory-mapped stack
 
 Threads: ``threads=T`` splits the particles into chunks gridded side by side, each into its
 own Fourier grid (T grids in memory), summed at the end; the two half maps are the first
-split. numpy releases the GIL in the FFTs, the products and the sort of ``np.unique``, not in
-``np.bincount``; the speed-up measured is in ``docs/benchmarks.md``.
+split. The gridding loop (numba, ``nogil``) and numpy's FFTs and products release the GIL, so
+the threads run side by side; the speed-up measured is in ``docs/benchmarks.md``.
 
 Non-finite input (images, poses, shifts, CTF) is refused, and so is a map with a non-finite
 voxel: a NaN map is never returned.
@@ -39,6 +39,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from .defaults import RECONSTRUCT_THREADS
 from .fourier_grid import FourierAccumulator
 from .geometry import euler_to_matrix
 from .imageops import finite_rows
@@ -103,53 +104,64 @@ def _check_finite(images, angles, shifts_px, ctf) -> None:
                              f"{bad[:5].tolist()}, 0-based); nothing reconstructed")
 
 
+def _kept_samples(pad_box: int):
+    """The half-plane Fourier samples inside the padded Nyquist circle: their (kx, ky, 0) in
+    pixel units (S, 3) and their flat index in an ``rfft2`` image of the padded box."""
+    half = pad_box // 2 + 1
+    ky = np.fft.fftfreq(pad_box) * pad_box
+    kx = np.arange(half, dtype=np.float64)
+    kyy, kxx = np.meshgrid(ky, kx, indexing="ij")
+    keep = np.hypot(kxx, kyy) < pad_box // 2 - 1
+    k3 = np.stack([kxx[keep], kyy[keep], np.zeros(keep.sum())], axis=1)
+    return k3, np.flatnonzero(keep)
+
+
+def _shift_phases(shifts_px, k3, pad_box):
+    """``exp(-2 pi i k . shift / P)`` (B, S): translate by +shift, one factor per axis."""
+    kx, ky = k3[:, 0].astype(np.int64), k3[:, 1].astype(np.int64)
+    axis_x = np.arange(pad_box // 2 + 1)
+    axis_y = np.fft.fftfreq(pad_box) * pad_box  # signed ky, indexed by ky mod P
+    ex = np.exp(-2j * np.pi * np.outer(shifts_px[:, 0], axis_x) / pad_box)
+    ey = np.exp(-2j * np.pi * np.outer(shifts_px[:, 1], axis_y) / pad_box)
+    return ex[:, kx] * ey[:, ky % pad_box]
+
+
 def _accumulate(images, rows, angles_deg, shifts_px, ctf, *, pixel_size_a, symmetry, padding,
                 batch_size, progress=None) -> FourierAccumulator:
     """Grid the particles at 0-based ``rows`` (sorted) of ``images`` and of the metadata."""
+    from .ctf import ctf_at_frequencies
     from .symmetry import symmetry_matrices
 
     n, box = len(rows), images.shape[1]
     pad_box = int(padding * box)
     pad_box += pad_box % 2
     ops = symmetry_matrices(symmetry)  # (G, 3, 3)
-    half = pad_box // 2 + 1
-    ky = np.fft.fftfreq(pad_box) * pad_box
-    kx = np.arange(half, dtype=np.float64)
-    kyy, kxx = np.meshgrid(ky, kx, indexing="ij")
-    keep = np.hypot(kxx, kyy) < pad_box // 2 - 1  # inside the padded Nyquist sphere
-    k3 = np.stack([kxx[keep], kyy[keep], np.zeros(keep.sum())], axis=1)  # (S, 3)
+    k3, flat_keep = _kept_samples(pad_box)  # (S, 3), (S,)
+    freq = k3[:, :2] / (pad_box * pixel_size_a)  # 1/Angstrom
     if batch_size is None:
         batch_size = max(1, _SAMPLES_PER_BATCH // (len(k3) * len(ops)))
     acc = FourierAccumulator(pad_box, with_ctf=ctf is not None)
     offset = pad_box // 2 - box // 2
+    padded = np.zeros((min(n, batch_size), pad_box, pad_box), dtype=np.float64)
     for start in range(0, n, batch_size):
         stop = min(n, start + batch_size)
         batch = rows[start:stop]
-        padded = np.zeros((stop - start, pad_box, pad_box), dtype=np.float64)
-        padded[:, offset:offset + box, offset:offset + box] = images[batch]
-        spec = np.fft.rfft2(np.fft.ifftshift(padded, axes=(1, 2)))  # centre at [0, 0]
-        values = spec[:, keep]  # (b, S)
+        window = padded[:stop - start]
+        window[:, offset:offset + box, offset:offset + box] = images[batch]
+        spec = np.fft.rfft2(np.fft.ifftshift(window, axes=(1, 2)))  # centre at [0, 0]
+        values = spec.reshape(len(batch), -1)[:, flat_keep]  # (b, S)
         if shifts_px is not None:
-            # translate by +shift: multiply by exp(-2 pi i k . shift / P)
-            sh = shifts_px[batch]
-            phase = (np.outer(sh[:, 0], k3[:, 0]) + np.outer(sh[:, 1], k3[:, 1])) / pad_box
-            values = values * np.exp(-2j * np.pi * phase)
+            values *= _shift_phases(shifts_px[batch], k3, pad_box)
         ctf2 = None
         if ctf is not None:
-            from .ctf import ctf_images
-
-            cimg = ctf_images(pad_box, pixel_size_a, ctf.subset(batch))
-            ctf_vals = np.asarray(cimg)[:, :, :half][:, keep].astype(np.float64)
-            values = values * ctf_vals
+            ctf_vals = ctf_at_frequencies(freq[:, 0], freq[:, 1], ctf.subset(batch))
+            values *= ctf_vals
             ctf2 = ctf_vals ** 2
         mats = euler_to_matrix(angles_deg[batch])  # (b, 3, 3)
         for op in ops:
-            # pose A @ S: q = (A S)^T k = S^T A^T k
-            q = np.matmul(k3[None], mats @ op)  # (b, S, 3): row k times (A S)
-            acc.insert(q.reshape(-1, 3), values.ravel(),
-                       None if ctf2 is None else ctf2.ravel())
+            # pose A @ S: q = (A S)^T k, the row vector k times (A S)
+            acc.insert_planes(k3, mats @ op, values, ctf2)
         advance(progress, stop - start)
-    acc.release()
     return acc
 
 
@@ -194,7 +206,7 @@ def _accumulate_groups(groups, chunks, args, kw, threads):
 
 def reconstruct(images, angles_deg, *, shifts_px=None, ctf=None, pixel_size_a: float,
                 symmetry: str = "c1", padding: int = 2, wiener_constant: float = 0.1,
-                batch_size: int | None = None, threads: int = 1,
+                batch_size: int | None = None, threads: int = RECONSTRUCT_THREADS,
                 progress=None) -> np.ndarray:
     """Map from particle images with known poses, by direct Fourier inversion.
 
@@ -223,7 +235,8 @@ def reconstruct(images, angles_deg, *, shifts_px=None, ctf=None, pixel_size_a: f
         Particles per batch (None: chosen from the box size to bound memory).
     threads : int, keyword-only
         Chunks of particles gridded side by side, each into its own Fourier grid (see the
-        module docstring); 1: one grid, in order.
+        module docstring); 1: one grid, in order. Default
+        :data:`~scipion_deepalign.core.defaults.RECONSTRUCT_THREADS`.
     progress : callable, optional
         Called with the number of particles just inserted (:mod:`.progress`).
 
@@ -252,7 +265,8 @@ def half_subsets(n: int, *, seed: int = 0) -> np.ndarray:
 def reconstruct_half_maps(images, angles_deg, *, shifts_px=None, ctf=None, pixel_size_a: float,
                           symmetry: str = "c1", subsets=None, half_index=None, seed: int = 0,
                           padding: int = 2, wiener_constant: float = 0.1,
-                          batch_size: int | None = None, threads: int = 1, progress=None):
+                          batch_size: int | None = None, threads: int = RECONSTRUCT_THREADS,
+                          progress=None):
     """Two independent half maps and the map of all particles.
 
     Parameters
@@ -262,7 +276,8 @@ def reconstruct_half_maps(images, angles_deg, *, shifts_px=None, ctf=None, pixel
         As in :func:`reconstruct`.
     threads : int, keyword-only
         With 2 or more the two halves are gridded side by side (no extra memory: each half
-        has its grid anyway), each split further into ``threads // 2`` chunks.
+        has its grid anyway), each split further into ``threads // 2`` chunks. Default
+        :data:`~scipion_deepalign.core.defaults.RECONSTRUCT_THREADS`.
     subsets : ndarray of shape (N,) of 1 and 2, or None, keyword-only
         Half of each particle (RELION's ``rlnRandomSubset``); None with ``half_index`` None: a
         random balanced split drawn with ``seed``.

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from scipion_deepalign.core.fsc import fsc_curve
+from scipion_deepalign.core.geometry import euler_to_matrix
 from scipion_deepalign.core.reconstruct import half_subsets, reconstruct, reconstruct_half_maps
 from scipion_deepalign.core.simulate import make_phantom, simulate_particles
 
@@ -158,7 +159,7 @@ def test_relion_projections_follow_the_convention():
     assert _ncc(wrong, volume) < _ncc(from_relion, volume) - 0.3
 
 
-# ------------------------------------------------------------- gridding (np.bincount)
+# ------------------------------------------------------------- gridding (compiled loop)
 def _reference_insert(acc, q, values, ctf2):
     """The former np.add.at gridding, neighbour by neighbour (the reference)."""
     p, n_x = acc.pad_box, acc.shape[2]
@@ -180,8 +181,8 @@ def _reference_insert(acc, q, values, ctf2):
                     np.add.at(acc.ctf2, flat, w * ctf2)
 
 
-@pytest.mark.parametrize("n_samples", [40, 3000], ids=["sparse-grid", "dense-grid"])
-def test_bincount_gridding_equals_add_at(n_samples):
+@pytest.mark.parametrize("n_samples", [40, 3000], ids=["few-samples", "many-samples"])
+def test_compiled_gridding_equals_add_at(n_samples):
     from scipion_deepalign.core.fourier_grid import FourierAccumulator
 
     rng = np.random.default_rng(3)
@@ -197,6 +198,24 @@ def test_bincount_gridding_equals_add_at(n_samples):
     for name in ("data_re", "data_im", "weight", "ctf2"):
         np.testing.assert_allclose(getattr(fast, name), getattr(slow, name), rtol=1e-12,
                                    atol=1e-12, err_msg=name)
+
+
+def test_planes_at_poses_equal_their_rotated_samples():
+    """insert_planes puts image i's sample k at k @ mats[i], as the reference does."""
+    from scipion_deepalign.core.fourier_grid import FourierAccumulator
+
+    rng = np.random.default_rng(4)
+    k = np.c_[rng.uniform(-6, 6, (50, 2)), np.zeros(50)]
+    mats = euler_to_matrix(rng.uniform(0, 180, (3, 3)))
+    values = rng.normal(size=(3, 50)) + 1j * rng.normal(size=(3, 50))
+    ctf2 = rng.random((3, 50))
+    fast, slow = FourierAccumulator(16, with_ctf=True), FourierAccumulator(16, with_ctf=True)
+    fast.insert_planes(k, mats, values, ctf2)
+    for i in range(3):
+        _reference_insert(slow, k @ mats[i], values[i], ctf2[i])
+    np.testing.assert_allclose(fast.grid, slow.grid, rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="ctf2 must be given exactly when"):
+        fast.insert_planes(k, mats, values, None)
 
 
 def test_non_finite_input_refused(exact):
