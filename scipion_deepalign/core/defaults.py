@@ -41,7 +41,6 @@ CONSENSUS_MAX_ANGLE_DEG = 10.0
 # phase-flip the particles first; particles already phase-flipped, |CTF| on the references).
 
 
-
 def train_default(name: str):
     """Default of the :class:`TrainConfig` field ``name`` (KeyError naming it if unknown)."""
     for field in fields(TrainConfig):

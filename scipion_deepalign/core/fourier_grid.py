@@ -32,10 +32,10 @@ def _compiled(function):
 
 
 @_compiled
-def _spread(grid, k, mats, re, im, ctf2, pad_box):  # pragma: no cover - compiled
+def _spread(grid, k, mats, values, ctf2, pad_box):  # pragma: no cover - compiled
     """Add the samples ``k`` (S, 3) of every image i, rotated to ``q = k @ mats[i]``.
 
-    ``re + i im`` (B, S) are the values, ``ctf2`` (B, S) their squared CTF or shape (0, 0).
+    ``values`` (B, S) complex, ``ctf2`` (B, S) their squared CTF or shape (0, 0).
     """
     n_x = pad_box // 2 + 1
     with_ctf = ctf2.shape[0] > 0
@@ -46,7 +46,7 @@ def _spread(grid, k, mats, re, im, ctf2, pad_box):  # pragma: no cover - compile
             qx = kx * m[0, 0] + ky * m[1, 0] + kz * m[2, 0]
             qy = kx * m[0, 1] + ky * m[1, 1] + kz * m[2, 1]
             qz = kx * m[0, 2] + ky * m[1, 2] + kz * m[2, 2]
-            v_re, v_im = re[i, j], im[i, j]
+            v_re, v_im = values[i, j].real, values[i, j].imag
             if qx < 0.0:  # the conjugate at -q
                 qx, qy, qz, v_im = -qx, -qy, -qz, -v_im
             fx, fy, fz = np.floor(qx), np.floor(qy), np.floor(qz)
@@ -66,10 +66,6 @@ def _spread(grid, k, mats, re, im, ctf2, pad_box):  # pragma: no cover - compile
                         grid[v, _W] += w
                         if with_ctf:
                             grid[v, _C2] += w * ctf2[i, j]
-
-
-def _plane_array(x, n_images: int) -> np.ndarray:
-    return np.ascontiguousarray(np.asarray(x, dtype=np.float64).reshape(n_images, -1))
 
 
 class FourierAccumulator:
@@ -102,11 +98,12 @@ class FourierAccumulator:
         if (ctf2 is None) != (self.ctf2 is None):
             raise ValueError("ctf2 must be given exactly when the grid is made with_ctf")
         mats = np.ascontiguousarray(mats, dtype=np.float64).reshape(-1, 3, 3)
-        n = len(mats)
-        values = np.asarray(values)
-        c2 = np.empty((0, 0)) if ctf2 is None else _plane_array(ctf2, n)
+        shape = (len(mats), -1)  # no copy of arrays already so (once per symmetry operator)
+        values = np.ascontiguousarray(values, dtype=np.complex128).reshape(shape)
+        c2 = (np.empty((0, 0)) if ctf2 is None
+              else np.ascontiguousarray(ctf2, dtype=np.float64).reshape(shape))
         _spread(self.grid, np.ascontiguousarray(k, dtype=np.float64).reshape(-1, 3), mats,
-                _plane_array(values.real, n), _plane_array(values.imag, n), c2, self.pad_box)
+                values, c2, self.pad_box)
 
     def insert(self, q, values, ctf2) -> None:
         """Spread samples at 3D frequencies ``q`` (M, 3) in (x, y, z) order, pixel units."""

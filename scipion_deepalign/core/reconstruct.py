@@ -47,7 +47,7 @@ from .progress import advance
 
 __all__ = ["reconstruct", "reconstruct_half_maps", "half_subsets"]
 
-# Fourier samples (times 8 neighbours) handled at once; bounds the working memory (~0.3 GB).
+# Fourier samples handled at once (all symmetry copies counted); bounds the working memory.
 _SAMPLES_PER_BATCH = 400_000
 
 def _image_source(images):
