@@ -13,8 +13,9 @@ CTF), inverts, crops and undoes the trilinear kernel (``sinc^2`` gridding correc
 """
 from __future__ import annotations
 
-import numba
 import numpy as np
+
+from .compiled import compiled
 
 __all__ = ["FourierAccumulator"]
 
@@ -22,16 +23,7 @@ __all__ = ["FourierAccumulator"]
 _RE, _IM, _W, _C2 = 0, 1, 2, 3
 
 
-def _compiled(function):
-    """``numba.njit(nogil=True)``, cached on disk where numba finds a writable folder (the
-    package's ``__pycache__`` or the user's cache); otherwise compiled in each process."""
-    try:
-        return numba.njit(nogil=True, cache=True)(function)
-    except RuntimeError:  # numba: no locator available (read-only install, no home)
-        return numba.njit(nogil=True)(function)
-
-
-@_compiled
+@compiled
 def _spread(grid, k, mats, values, ctf2, pad_box):  # pragma: no cover - compiled
     """Add the samples ``k`` (S, 3) of every image i, rotated to ``q = k @ mats[i]``.
 

@@ -153,6 +153,37 @@ def test_correlation_maps_agree_with_block_scores():
         assert maps[i].max() == pytest.approx(score[i, i], abs=1e-5)
 
 
+def _array_module_twin():
+    """numpy under another name: the code paths written for cupy, run on the CPU."""
+    import types
+
+    twin = types.ModuleType("numpy_twin")
+    twin.__dict__.update({k: v for k, v in vars(np).items() if not k.startswith("__")})
+    return twin
+
+
+def test_compiled_correlation_steps_equal_the_array_module_path():
+    """The numba passes of correlate_block (shift columns, best shift) give what the cupy
+    path computes, including ties (the first shift wins) and a non-contiguous block."""
+    rng = np.random.default_rng(4)
+    n, f, k, m = 7, 23, 5, 9
+    spectra = (rng.normal(size=(n + 3, f)) + 1j * rng.normal(size=(n + 3, f)))
+    spectra = spectra.astype(np.complex64)[::-1][:n]  # a strided view, as spectra[rows]
+    phases = (rng.normal(size=(f, k)) + 1j * rng.normal(size=(f, k))).astype(np.complex64)
+    twin = _array_module_twin()
+    compiled = matching.shift_columns(spectra, phases, xp=np)
+    generic = matching.shift_columns(spectra, phases, xp=twin)
+    assert compiled.shape == (2 * f, n * k) and compiled.dtype == np.float32
+    np.testing.assert_allclose(compiled, generic, rtol=1e-6, atol=1e-6)
+    corr = rng.normal(size=(m, n * k)).astype(np.float32)
+    corr[:, 3 * k + 1] = corr[:, 3 * k + 3] = 10.0  # particle 3: shifts 1 and 3 tie
+    score, index = matching.best_over_shift_columns(corr, k, xp=np)
+    twin_score, twin_index = matching.best_over_shift_columns(corr, k, xp=twin)
+    np.testing.assert_array_equal(score, twin_score)
+    np.testing.assert_array_equal(index, twin_index)
+    assert (index[3] == 1).all() and score.shape == (n, m)
+
+
 def test_cupy_matches_numpy():
     cupy = pytest.importorskip("cupy")
     if not backend.gpu_available():
