@@ -65,8 +65,13 @@ def parse_args(argv=None):
                    help="resolution of training and search (A)")
     p.add_argument("--train-fraction", type=float, default=0.1)
     p.add_argument("--max-train", type=int, default=10000)
-    p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--images-per-epoch", type=int, default=20000)
+    # the network is trained as make demo trains it (DemoConfig: fixed images per epoch, so
+    # the training time does not depend on N)
+    from scipion_deepalign.demo.pipeline import DemoConfig
+    p.add_argument("--epochs", type=int, default=DemoConfig.epochs,
+                   help=f"at most; default {DemoConfig.epochs} (make demo's)")
+    p.add_argument("--images-per-epoch", type=int, default=DemoConfig.images_per_epoch,
+                   help=f"default {DemoConfig.images_per_epoch} (make demo's)")
     p.add_argument("--global-sample", type=int, default=1000,
                    help="particles of the global-search sample")
     p.add_argument("--batch", type=int, default=5000, help="particles simulated at once")
@@ -205,7 +210,31 @@ def measure_size(n, args):
         seconds, peak = run_measured(words, os.path.join(folder, f"{stage}.log"))
         rows.append({"n": n, "stage": stage, "seconds": seconds, "peak_mb": peak})
         print(f"N={n:>7} {stage:<12} {seconds:9.1f} s {peak:9.0f} MB", flush=True)
+    accuracy = pose_accuracy(folder, args)
+    for r in rows:
+        r.update(accuracy.get(r["stage"], {}))
+    print(f"N={n:>7} accuracy {accuracy}", flush=True)
     return rows
+
+
+def pose_accuracy(folder, args):
+    """Fraction within 10 deg of the truth on the global-search sample, regional and global,
+    and the regions the regional search met per particle: the speed is the speed of a
+    search that still finds the poses."""
+    from scipion_deepalign.core.io import read_particles_star
+    from scipion_deepalign.core.io.columns import REGIONS_SEARCHED_COLUMN
+    from scipion_deepalign.core.symmetry import symmetric_pose_distance_deg
+
+    f = lambda name: read_particles_star(os.path.join(folder, name))  # noqa: E731
+    truth, regional, sample = f("all.star"), f("aligned.star"), f("global.star")
+    m = len(sample)
+    within = lambda a, b: float(np.mean(  # noqa: E731
+        symmetric_pose_distance_deg(a.angles_deg[:m], b.angles_deg[:m], "c1") <= 10))
+    regions = regional.extra.get(REGIONS_SEARCHED_COLUMN)
+    return {"align": {"within10_sample": within(regional, truth),
+                      "regions_searched": None if regions is None
+                      else float(np.mean(np.asarray(regions, float)))},
+            "global": {"within10_sample": within(sample, truth)}}
 
 
 # ----------------------------------------------------------------------------- report
@@ -228,6 +257,15 @@ def markdown(rows, args):
         peak = "" if r["peak_mb"] is None else f"{r['peak_mb']:.0f}"
         lines.append(f"| {r['n']} | {r['stage']} | {r['seconds']:.1f} | "
                      f"{1000 * r['seconds'] / per:.2f} | {peak} |")
+    lines += ["", f"Poses on the global search's sample (the first {args.global_sample} "
+              "particles): fraction within 10 deg of the truth.", "",
+              "| N | regional | global | regions searched per particle |", "|---|---|---|---|"]
+    for n in sizes:
+        by = {r["stage"]: r for r in rows if r["n"] == n}
+        fmt = lambda v, f="{:.3f}": "" if v is None else f.format(v)  # noqa: E731
+        lines.append(f"| {n} | {fmt(by.get('align', {}).get('within10_sample'))} | "
+                     f"{fmt(by.get('global', {}).get('within10_sample'))} | "
+                     f"{fmt(by.get('align', {}).get('regions_searched'), '{:.2f}')} |")
     floor = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     lines += ["", f"Peak memory is each stage process's `ru_maxrss`; it includes the "
               f"benchmark's own peak ({floor:.0f} MB), which Linux counts in its children's.",

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import cnn  # its training and prediction load Keras when first used
 from .align import AlignmentResult, align_particles
-from .cnn import predict_regions, train_regions
 from .cnn.config import TrainConfig
 from .cnn.model_folder import ModelFolder
 from .progress import Progress
@@ -101,19 +101,19 @@ def run_deepalign(train_images, train_angles_deg, images, volume, *, model_dir,
     start = time.perf_counter()
     if train_images is None:  # projections only: the particles give noise and CTFs
         train_images, train_angles_deg, train_shifts_px, train_ctf = images, None, None, ctf
-    report = train_regions(train_images, train_angles_deg, out_dir=model_dir,
-                           symmetry=symmetry, spacing_deg=spacing_deg, config=config,
-                           shifts_px=train_shifts_px, reference=volume, ctf=train_ctf)
+    report = cnn.train_regions(train_images, train_angles_deg, out_dir=model_dir,
+                               symmetry=symmetry, spacing_deg=spacing_deg, config=config,
+                               shifts_px=train_shifts_px, reference=volume, ctf=train_ctf)
     seconds["train"] = time.perf_counter() - start
     log.info("trained the %s network(s) of %d regions (%d reused) in %.0f s", report.network,
              report.n_regions, len(report.reused), seconds["train"])
 
     start = time.perf_counter()
     with Progress(len(images), "predict") as progress:
-        regions, probabilities = predict_regions(images, model_dir, top_k=top_k,
-                                                 pixel_size_a=pixel_size_a,
-                                                 chunk_size=max(256, len(images) // 20),
-                                                 progress=progress)
+        regions, probabilities = cnn.predict_regions(images, model_dir, top_k=top_k,
+                                                     pixel_size_a=pixel_size_a,
+                                                     chunk_size=max(256, len(images) // 20),
+                                                     progress=progress)
     seconds["predict"] = time.perf_counter() - start
     centres, _, _ = ModelFolder(model_dir).read_regions()
 
