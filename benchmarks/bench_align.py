@@ -130,6 +130,15 @@ def main(argv=None):
             fh.write(report)
 
 
+def backend_words(backend):
+    """The alignment's array backend, with the GPU's name when it ran on one."""
+    if backend != "cupy":
+        return f"{backend} backend"
+    import cupy
+    name = cupy.cuda.runtime.getDeviceProperties(0)["name"]
+    return f"cupy backend on {name.decode() if isinstance(name, bytes) else name}"
+
+
 def render(args, glob, rows, extra, loads):
     info = glob.info
     base = rows[0]
@@ -162,8 +171,8 @@ def render(args, glob, rows, extra, loads):
                      f"{extra['cnn_train_s']:.0f} s, prediction {extra['cnn_predict_s']:.1f} s "
                      "(not included in the alignment times above).")
     notes.append(f"- Machine: {platform.processor() or platform.machine()}, "
-                 f"{os.cpu_count()} cores, numpy backend; load average {loads[0]:.1f} before, "
-                 f"{loads[1]:.1f} after (the machine was shared with other jobs).")
+                 f"{os.cpu_count()} cores, {backend_words(info['backend'])}; load average "
+                 f"{loads[0]:.1f} before, {loads[1]:.1f} after.")
     cmd = "benchmarks/bench_align.py " + " ".join(sys.argv[1:])
     return "\n".join([f"Command: `{cmd.strip()}`", "", setup, "", *lines, "", *notes, ""])
 

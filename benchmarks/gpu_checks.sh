@@ -1,17 +1,22 @@
 #!/usr/bin/env bash
-# GPU checks in one short run (about 10 minutes on one recent GPU), from the repository root:
+# GPU checks in one short run (about 7 minutes on one recent GPU), from the repository root:
 #
 #   bash benchmarks/gpu_checks.sh [OUT_DIR]        # default gpu_results/<device name>
 #
-# 1. CuPy parity: the alignment on the GPU gives the CPU answer (tests/test_align.py -k gpu);
+# 1. CuPy parity: the alignment on the GPU gives the CPU answer (CTF applied and flipped,
+#    regional windows, fallback, refinement; tests -k "gpu or cupy");
 # 2. the Keras training and prediction tests on the GPU backend (TensorFlow when importable,
 #    else KERAS_BACKEND=torch);
-# 3. the alignment benchmark (regional vs global) on the GPU at a small size;
-# 4. the scale benchmark at small sizes (--sizes, default 1000,5000).
+# 3. the alignment benchmark (regional vs global) on the GPU at 64 px;
+# 4. the scale benchmark (--sizes SCALE_SIZES, default 1000,4000; the demo's training);
+# 5. the alignment benchmark at 120 px with a CNN trained and predicting on the GPU (the
+#    per-particle rates of the paper's ribosome case, 120 px).
 # Every step writes its log and numbers into OUT_DIR, with device.txt naming the device and
-# summary.txt one line per step (rc=0: passed). A failing step does not stop the others;
-# the exit code is 1 if any failed. DRY_RUN=1 prints the commands without running them.
-# Environment: PYTHON (default python3), SCALE_SIZES (default 1000,5000).
+# summary.txt one line per step (rc=0: passed; 124: stopped at its time limit). A failing step
+# does not stop the others; the exit code is 1 if any failed. DRY_RUN=1 prints the commands
+# without running them. Environment: PYTHON (default python3), DEVICE (default gpu; cpu for a
+# smoke run of this script), SCALE_SIZES, ALIGN_N (default 2000), SMALL=1 (tiny sizes, to try
+# the script itself on a CPU).
 set -u
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -49,23 +54,35 @@ EOF
 cat "$OUT/device.txt"
 
 failed=0
-step() {  # step NAME COMMAND...: run, log to OUT/NAME.log, one summary line
-    local name=$1; shift
+step() {  # step NAME LIMIT_S COMMAND...: run, log to OUT/NAME.log, one summary line
+    local name=$1 limit=$2; shift 2
     if [ "${DRY_RUN:-0}" = 1 ]; then echo "[dry run] $name: $*"; return; fi
     local start=$SECONDS
-    "$@" > "$OUT/$name.log" 2>&1
+    timeout "$limit" "$@" > "$OUT/$name.log" 2>&1
     local rc=$?
     echo "$name rc=$rc $((SECONDS - start)) s ($device)" | tee -a "$OUT/summary.txt"
     [ "$rc" -eq 0 ] || failed=1
 }
 
-step cupy_parity "$PY" -m pytest -q -rs scipion_deepalign/tests/test_align.py -k gpu
-step keras_gpu "$PY" -m pytest -q -rs scipion_deepalign/tests/test_cnn_model.py \
-    scipion_deepalign/tests/test_cnn_train.py scipion_deepalign/tests/test_cnn_predict.py
-step bench_align "$PY" benchmarks/bench_align.py --n 500 --device gpu --repeat 1 \
-    --out "$OUT/bench_align.md"
-step bench_scale "$PY" benchmarks/bench_scale.py --sizes "${SCALE_SIZES:-1000,5000}" \
-    --device gpu --epochs 1 --images-per-epoch 4000 --global-sample 200 \
+DEV=${DEVICE:-gpu}
+if [ "${SMALL:-0}" = 1 ]; then
+    align_n=40; sizes=${SCALE_SIZES:-60,120}; tiny=(--box 32 --epochs 1 --images-per-epoch 256)
+    big=(--box 48 --n 20 --n-train 60 --epochs 1)
+else
+    align_n=${ALIGN_N:-2000}; sizes=${SCALE_SIZES:-1000,4000}; tiny=()
+    big=(--box 120 --n 1000 --n-train 1000 --epochs 4)
+fi
+tests=scipion_deepalign/tests
+step cupy_parity 150 "$PY" -m pytest -q -rs -p no:cacheprovider "$tests/test_align.py" \
+    "$tests/test_backend.py" "$tests/test_gpu_parity.py" -k "gpu or cupy"
+step keras_gpu 240 "$PY" -m pytest -q -rs -p no:cacheprovider "$tests/test_cnn_model.py" \
+    "$tests/test_cnn_train.py" "$tests/test_cnn_predict.py"
+step bench_align 150 "$PY" benchmarks/bench_align.py --n "$align_n" --device "$DEV" --repeat 2 \
+    ${tiny[@]:+--box 32} --out "$OUT/bench_align.md"
+step bench_scale 330 "$PY" benchmarks/bench_scale.py --sizes "$sizes" --device "$DEV" \
+    --global-sample 200 ${tiny[@]+"${tiny[@]}"} \
     --work "$OUT/scale_work" --report "$OUT/scale.md" --plot "$OUT/scale.png"
+step bench_align_120px 200 "$PY" benchmarks/bench_align.py "${big[@]}" --cnn --device "$DEV" \
+    --repeat 2 --out "$OUT/bench_align_120px.md"
 echo "results in $OUT"
 exit $failed

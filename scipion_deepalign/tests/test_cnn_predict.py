@@ -74,15 +74,22 @@ def test_regional_networks_find_the_true_region(data, regional_dir):
     assert top2 > 0.68, top2
 
 
+#: GPU convolutions (cuDNN with TF32, the PyTorch default) change with the batch size at
+#: ~3e-4 (seen on an H200, benchmarks/gpu_checks.sh); another particle's row differs by ~0.1
+GPU_ROUNDING = 2e-3
+
+
 def test_probabilities_match_top_k_and_do_not_depend_on_chunking(data, regional_dir):
     images = data[0][N_TRAIN:N_TRAIN + 50]
     probs = predict_probabilities(images, regional_dir)
     assert probs.shape == (50, 4) and np.all((probs >= 0) & (probs <= 1))
     chunked = predict_probabilities(images, regional_dir, chunk_size=7, batch_size=3)
-    np.testing.assert_allclose(chunked, probs, atol=1e-5)
+    np.testing.assert_allclose(chunked, probs, atol=GPU_ROUNDING)
+    assert np.abs(probs[1:] - probs[:-1]).max() > 50 * GPU_ROUNDING  # rows are told apart
     regions, top = predict_regions(images, regional_dir, top_k=4)
     np.testing.assert_array_equal(np.sort(regions, axis=1), np.tile(np.arange(4), (50, 1)))
-    np.testing.assert_allclose(top, np.take_along_axis(probs, regions, axis=1))
+    np.testing.assert_allclose(top, np.take_along_axis(probs, regions, axis=1),
+                               atol=GPU_ROUNDING)
     assert np.all(np.diff(top, axis=1) <= 0)
 
 
