@@ -37,7 +37,10 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+from machine import backend_words  # noqa: E402
+
 from scipion_deepalign.core.align import align_particles  # noqa: E402
+from scipion_deepalign.core.backend import get_array_module  # noqa: E402
 from scipion_deepalign.core.geometry import random_angles_deg  # noqa: E402
 from scipion_deepalign.core.imageops import low_pass_volume  # noqa: E402
 from scipion_deepalign.core.io import read_volume  # noqa: E402
@@ -101,6 +104,10 @@ def parse_args(argv=None):
     p.add_argument("--refine", action="store_true", help="also the default + local refinement")
     p.add_argument("--quick", action="store_true", help="small smoke run")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data", default=str(DATA), metavar="DIR",
+                   help="folder of the maps (default ../shared/data beside the repository)")
+    p.add_argument("--device", default="cpu", choices=("cpu", "gpu", "auto"),
+                   help="alignment backend (gpu: CuPy); training uses Keras's backend")
     p.add_argument("--out", default=None, help="markdown file for the tables")
     p.add_argument("--json", default=None, help="raw numbers")
     p.add_argument("--cache", default=None, metavar="DIR",
@@ -115,7 +122,7 @@ def parse_args(argv=None):
 
 def make_dataset(name, snr, args):
     filename, default_pixel, align_res = MAPS[name]
-    volume, pixel = read_volume(str(DATA / filename))
+    volume, pixel = read_volume(str(Path(args.data) / filename))
     pixel = pixel or default_pixel
     volume = volume[:64, :64, :64]  # the 65-voxel ribosome: cropped to 64
     images, parts = simulate_particles(volume, args.n, pixel_size_a=pixel, snr=snr,
@@ -132,7 +139,7 @@ def make_dataset(name, snr, args):
     wrong = rng.random(n_train) < args.wrong
     train_angles[wrong] = random_angles_deg(int(wrong.sum()), rng)
     return dict(name=f"{name}@{snr:g}", images=images, parts=parts, reference=reference,
-                pixel=pixel, align_res=align_res, train=train, test=test,
+                pixel=pixel, align_res=align_res, train=train, test=test, device=args.device,
                 train_angles=train_angles, ref_res=resolution, n_wrong=int(wrong.sum()))
 
 
@@ -150,7 +157,7 @@ def align(ds, hints=None, probs=None, search=None, centres=None, refine=False):
                           max_shift_px=4.0, ctf=parts.ctf.subset(test), symmetry="c1",
                           region_hints=hints, centres_deg=centres,
                           target_resolution_a=ds["align_res"], region_probabilities=probs,
-                          search=search, refine=refine)
+                          search=search, refine=refine, device=ds["device"])
     seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     row = errors(res.angles_deg, parts.angles_deg[test])
     row.update(comparisons=int(res.n_comparisons), seconds=seconds, cpu_seconds=cpu,
@@ -306,7 +313,8 @@ def render(results, args, loads, seconds):
             for lo, hi, count, mean_p, hit in extra["reliability"]:
                 lines.append(f"| {lo:.1f}-{hi:.1f} | {count} | {mean_p:.3f} | {hit:.3f} |")
         lines.append("")
-    lines.append(f"Machine: {platform.machine()}, {os.cpu_count()} cores, numpy backend; load "
+    backend = backend_words(get_array_module(args.device).__name__)
+    lines.append(f"Machine: {platform.machine()}, {os.cpu_count()} cores, {backend}; load "
                  f"average {loads[0]:.1f} before, {loads[1]:.1f} after; {seconds / 60:.0f} "
                  "min in all.")
     return "\n".join(lines) + "\n"

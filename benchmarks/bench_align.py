@@ -23,7 +23,9 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from scipion_deepalign.core.align import align_particles
+from machine import backend_words  # noqa: E402
+
+from scipion_deepalign.core.align import align_particles  # noqa: E402
 from scipion_deepalign.core.regions import (
     nearest_regions,  # noqa: E402
     region_centres_deg,  # noqa: E402
@@ -128,15 +130,6 @@ def main(argv=None):
     if args.out:
         with open(args.out, "w") as fh:
             fh.write(report)
-
-
-def backend_words(backend):
-    """The alignment's array backend, with the GPU's name when it ran on one."""
-    if backend != "cupy":
-        return f"{backend} backend"
-    import cupy
-    name = cupy.cuda.runtime.getDeviceProperties(0)["name"]
-    return f"cupy backend on {name.decode() if isinstance(name, bytes) else name}"
 
 
 def render(args, glob, rows, extra, loads):

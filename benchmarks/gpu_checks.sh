@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# GPU checks in one short run (about 7 minutes on one recent GPU), from the repository root:
+# GPU checks in one short run (about 12 minutes on one H200, accuracy step included),
+# from the repository root:
 #
 #   bash benchmarks/gpu_checks.sh [OUT_DIR]        # default gpu_results/<device name>
 #
@@ -10,13 +11,16 @@
 # 3. the alignment benchmark (regional vs global) on the GPU at 64 px;
 # 4. the scale benchmark (--sizes SCALE_SIZES, default 1000,4000; the demo's training);
 # 5. the alignment benchmark at 120 px with a CNN trained and predicting on the GPU (the
-#    per-particle rates of the paper's ribosome case, 120 px).
+#    per-particle rates of the paper's ribosome case, 120 px);
+# 6. the accuracy benchmark's default variant on 8zpm at SNR 0.05 (the map from SHARED_DATA,
+#    default ../shared/data; on a machine where ../shared is absent, copy 8zpm_64_2A.mrc into
+#    a folder of the checkout and name it: SHARED_DATA=that/folder).
 # Every step writes its log and numbers into OUT_DIR, with device.txt naming the device and
 # summary.txt one line per step (rc=0: passed; 124: stopped at its time limit). A failing step
 # does not stop the others; the exit code is 1 if any failed. DRY_RUN=1 prints the commands
 # without running them. Environment: PYTHON (default python3), DEVICE (default gpu; cpu for a
 # smoke run of this script), SCALE_SIZES, ALIGN_N (default 2000), SMALL=1 (tiny sizes, to try
-# the script itself on a CPU).
+# the script itself on a CPU), SHARED_DATA.
 set -u
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -70,7 +74,7 @@ if [ "${SMALL:-0}" = 1 ]; then
     big=(--box 48 --n 20 --n-train 60 --epochs 1)
 else
     align_n=${ALIGN_N:-2000}; sizes=${SCALE_SIZES:-1000,4000}; tiny=()
-    big=(--box 120 --n 1000 --n-train 1000 --epochs 4)
+    big=(--box 120 --n 600 --n-train 600 --epochs 3)
 fi
 tests=scipion_deepalign/tests
 step cupy_parity 150 "$PY" -m pytest -q -rs -p no:cacheprovider "$tests/test_align.py" \
@@ -84,5 +88,15 @@ step bench_scale 330 "$PY" benchmarks/bench_scale.py --sizes "$sizes" --device "
     --work "$OUT/scale_work" --report "$OUT/scale.md" --plot "$OUT/scale.png"
 step bench_align_120px 200 "$PY" benchmarks/bench_align.py "${big[@]}" --cnn --device "$DEV" \
     --repeat 2 --out "$OUT/bench_align_120px.md"
+data=${SHARED_DATA:-../shared/data}
+if [ -f "$data/8zpm_64_2A.mrc" ]; then
+    quick=(); [ "${SMALL:-0}" = 1 ] && quick=(--quick)
+    step bench_accuracy 300 "$PY" benchmarks/bench_accuracy.py --maps 8zpm --snr 0.05 \
+        --all-variants-on none --device "$DEV" --data "$data" ${quick[@]+"${quick[@]}"} \
+        --out "$OUT/bench_accuracy.md"
+else
+    echo "bench_accuracy skipped: no 8zpm_64_2A.mrc in $data (set SHARED_DATA)" \
+        | tee -a "$OUT/summary.txt"
+fi
 echo "results in $OUT"
 exit $failed
