@@ -37,8 +37,9 @@ sys.path.insert(0, ROOT)
 STAGES = ("train", "predict", "align", "global", "reconstruct")
 #: what each stage holds in memory, from reading the code (the measured slope says how much)
 MEMORY_NOTES = {
-    "train": "the training images at once (cli/train.py load_particles_images) plus the "
-             "network's batches: grows with the training subset, capped by --max-train",
+    "train": "from projections: a spread sample of particles (the noise to match) and the "
+             "network's batches; from particles: their network inputs, read a chunk at a "
+             "time (core.cnn.data.preprocess_images): flat in N",
     "predict": "chunks of --chunk images (cli/predict.py): flat in N except the metadata "
                "and the (N, k) results",
     "align": "blocks of 8192 particles of the memory-mapped stack (cli/align.py "

@@ -30,7 +30,7 @@ from .common import (
     check_positive,
     check_symmetry,
     ensure_out_dir,
-    load_particles_images,
+    lazy_particles_images,
     positive_float,
     positive_int,
     read_particles,
@@ -166,7 +166,8 @@ def main(args) -> int:
     from ..core.pipeline import run_deepalign
 
     config = _train_config(args, particles)
-    particles, images = load_particles_images(args, particles)
+    # read on demand, a chunk or block at a time, by each stage: memory does not grow with N
+    particles, images = lazy_particles_images(args, particles)
     if args.train is None:
         log.info("training the %s network of %d regions from projections of %s",
                  args.network, n_regions, args.volume)
@@ -174,7 +175,7 @@ def main(args) -> int:
     else:
         log.info("training %d regions on %d particles (%s)", n_regions, len(train),
                  args.training_source)
-        train, train_images = load_particles_images(args, train)
+        train, train_images = lazy_particles_images(args, train)
         train_angles = train.angles_deg
     outcome = run_deepalign(
         train_images, train_angles, images, volume,

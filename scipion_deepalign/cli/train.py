@@ -21,6 +21,7 @@ from .common import (
     check_file_exists,
     check_positive,
     check_symmetry,
+    lazy_particles_images,
     load_particles_images,
     logging_options,
     parse_int_list,
@@ -231,8 +232,9 @@ def main(args) -> int:
         _, images = load_particles_images(args, particles, rows)
         angles = shifts = None
     else:
-        log.info("reading %d particles from %s", len(particles), args.particles)
-        particles, images = load_particles_images(args, particles)
+        # read on demand, in chunks: only the small network inputs of all particles are held
+        log.info("checking the %d particles of %s", len(particles), args.particles)
+        particles, images = lazy_particles_images(args, particles)
         angles, shifts = particles.angles_deg, particles.shifts_px
     report = train_regions(images, angles, out_dir=args.out, symmetry=symmetry,
                            spacing_deg=args.spacing, config=config, shifts_px=shifts,

@@ -35,6 +35,7 @@ from .gallery import GalleryCache, group_galleries
 from .progress import advance
 from .search import BestPoses, Search
 from .search_plan import SearchOptions, plan_alignment
+from .stacks import stack_shape
 from .validation_align import validate_inputs
 
 __all__ = ["AlignmentResult", "align_particles", "significance_weights"]
@@ -195,7 +196,7 @@ def align_particles(images, volume, *, pixel_size_a, max_shift_px, ctf=None, sym
     """
     t0 = time.perf_counter()
     volume = np.asarray(volume, dtype=np.float32)
-    shape = _stack_shape(images)
+    shape = stack_shape(images)
     symmetry, region_hints, centres_deg = validate_inputs(
         shape, volume, pixel_size_a=pixel_size_a, max_shift_px=max_shift_px, ctf=ctf,
         symmetry=symmetry, region_hints=region_hints, centres_deg=centres_deg,
@@ -254,15 +255,6 @@ def align_particles(images, volume, *, pixel_size_a, max_shift_px, ctf=None, sym
     logger.info("aligned %d particles: %d comparisons in %.1f s (%s)", n, result.n_comparisons,
                 info["seconds"], info["backend"])
     return result
-
-
-def _stack_shape(images) -> tuple:
-    """``(N, B, B)`` of an array-like stack: its ``shape``, else read from its first image."""
-    if getattr(images, "shape", None) is not None:
-        return tuple(images.shape)
-    n = len(images)
-    first = np.asarray(images[0:1]) if n else np.asarray(images)
-    return (n,) + tuple(first.shape[1:])
 
 
 def _read_block(images, rows, shape) -> np.ndarray:

@@ -32,6 +32,8 @@ from ..imageops import (
     rotate_images,
     translate_images,
 )
+from ..io.images import read_chunk
+from ..stacks import stack_shape
 from .checks import input_geometry
 from .synthetic import noise_ramp_scale
 
@@ -40,34 +42,49 @@ __all__ = ["input_geometry", "preprocess_images", "normalise_input", "mask_image
            "region_validation_data", "region_targets", "ProjectionBatches"]
 
 
-def preprocess_images(images, *, input_box_px: int, shifts_px=None) -> np.ndarray:
+def preprocess_images(images, *, input_box_px: int, shifts_px=None, chunk=None) -> np.ndarray:
     """Fourier-crop, (optionally) centre and normalise particle images.
 
     Parameters
     ----------
-    images : ndarray of shape (N, B, B)
+    images : stack of shape (N, B, B)
+        An ndarray, a memory map or a stack read on demand (:mod:`..stacks`, e.g.
+        :class:`..io.ParticleImages`): it is read ``chunk`` images at a time, so only the
+        (small) network inputs of all particles are held.
     input_box_px : int
         Side after Fourier cropping.
     shifts_px : ndarray of shape (N, 2), optional
         Known shifts in pixels of the original box (RELION convention): the images are
         translated by ``+shift`` (scaled to the input box), which centres them.
+    chunk : int, optional
+        Images read at once; default :func:`..io.images.read_chunk` of the box (64 MB).
 
     Returns
     -------
     ndarray of shape (N, input_box_px, input_box_px) float32
+        Each image's input depends on that image alone, whatever ``chunk``.
     """
-    images = np.asarray(images, dtype=np.float32)
-    if images.ndim != 3 or images.shape[1] != images.shape[2]:
-        raise ValueError(f"images must have shape (N, B, B), got {images.shape}")
-    box = images.shape[1]
-    out = images if input_box_px == box else fourier_crop(images, int(input_box_px))
+    shape = stack_shape(images)
+    if len(shape) != 3 or shape[1] != shape[2]:
+        raise ValueError(f"images must have shape (N, B, B), got {shape}")
+    n, box, side = shape[0], shape[1], int(input_box_px)
+    shifts = None
     if shifts_px is not None:
         shifts = np.asarray(shifts_px, dtype=np.float64)
-        if shifts.shape != (len(images), 2):
-            raise ValueError(f"shifts_px must have shape ({len(images)}, 2), got {shifts.shape}")
-        if np.any(shifts != 0):
-            out = translate_images(out, shifts * (input_box_px / box))
-    return normalise_input(out)
+        if shifts.shape != (n, 2):
+            raise ValueError(f"shifts_px must have shape ({n}, 2), got {shifts.shape}")
+        shifts = shifts * (side / box) if np.any(shifts != 0) else None
+    chunk = read_chunk(box) if chunk is None else max(1, int(chunk))
+    out = np.empty((n, side, side), dtype=np.float32)
+    for start in range(0, n, chunk):
+        stop = min(n, start + chunk)
+        block = np.asarray(images[start:stop], dtype=np.float32)
+        if side != box:
+            block = fourier_crop(block, side)
+        if shifts is not None:
+            block = translate_images(block, shifts[start:stop])
+        out[start:stop] = normalise_input(block)
+    return out
 
 
 def normalise_input(images) -> np.ndarray:

@@ -14,6 +14,7 @@ import keras
 import numpy as np
 
 from ..progress import advance
+from ..stacks import as_stack
 from .data import mask_images, preprocess_images
 from .model_folder import SHARED_MODEL, ModelFolder
 
@@ -88,9 +89,9 @@ def _combine(nets, box_px):
     return combined
 
 
-def _check_images(images, model_dir, meta, pixel_size_a) -> np.ndarray:
-    images = np.asarray(images, dtype=np.float32)
-    if images.ndim != 3 or images.shape[1] != images.shape[2]:
+def _check_images(images, model_dir, meta, pixel_size_a):
+    images = as_stack(images)  # a stack read on demand is read chunk by chunk below
+    if len(images.shape) != 3 or images.shape[1] != images.shape[2]:
         raise ValueError(f"images must have shape (N, B, B), got {images.shape}")
     ModelFolder(model_dir).check_particles(images.shape[1], pixel_size_a, meta=meta)
     return images
@@ -102,8 +103,9 @@ def predict_probabilities(images, model_dir, *, pixel_size_a=None, batch_size: i
 
     Parameters
     ----------
-    images : ndarray of shape (N, B, B)
-        Particles with the box they were trained with.
+    images : stack of shape (N, B, B)
+        Particles with the box they were trained with: an ndarray or a stack read on
+        demand (:mod:`..stacks`), read ``chunk_size`` images at a time.
     model_dir : str or Path
     pixel_size_a : float, optional
         The particles' pixel size (Å/px): refused when it differs from the model's by more
@@ -145,7 +147,8 @@ def predict_regions(images, model_dir, *, top_k: int = 2, pixel_size_a=None,
 
     Parameters
     ----------
-    images : ndarray of shape (N, B, B)
+    images : stack of shape (N, B, B)
+        As in :func:`predict_probabilities`.
     model_dir : str or Path
     top_k : int
         Regions kept per particle, ``1 <= top_k <= R``.

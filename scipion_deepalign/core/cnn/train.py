@@ -34,6 +34,7 @@ import numpy as np
 from ..atomic import atomic_path
 from ..progress import Progress
 from ..regions import assign_regions, region_centres_deg
+from ..stacks import as_stack
 from ..symmetry import normalise_symmetry
 from .checks import check_pixel_size, check_reference_box, check_regions, input_geometry
 from .config import TrainConfig
@@ -103,8 +104,8 @@ class TrainReport:
 
 
 def _check_inputs(images, angles_deg, shifts_px, *, poses_needed=True):
-    images = np.asarray(images)
-    if images.ndim != 3 or images.shape[1] != images.shape[2]:
+    images = as_stack(images)  # a stack read on demand stays so: it is read in chunks
+    if len(images.shape) != 3 or images.shape[1] != images.shape[2]:
         raise ValueError(f"images must have shape (N, B, B), got {images.shape}")
     if angles_deg is None:
         if poses_needed:
@@ -229,10 +230,11 @@ def train_regions(images, angles_deg, *, out_dir, symmetry="c1", spacing_deg=30.
 
     Parameters
     ----------
-    images : ndarray of shape (N, B, B)
-        Particles (full size; they are downsampled as ``config`` says): the aligned
-        training subset, or with ``training_source="projections"`` any particles of the data
-        set (they only give the noise to match; no poses needed).
+    images : stack of shape (N, B, B)
+        Particles (full size; downsampled as ``config`` says): the aligned training subset,
+        or with ``training_source="projections"`` any particles of the data set (they only
+        give the noise to match; no poses needed). An ndarray or a stack read on demand
+        (:mod:`..stacks`): it is read in chunks and only the network inputs are held.
     angles_deg : ndarray of shape (N, 3) or None
         Their poses ``(rot, tilt, psi)``, see :mod:`scipion_deepalign.core.geometry`; may be
         None with ``training_source="projections"``.
