@@ -29,3 +29,4 @@ STEP_LOG_PROGRESS = 0.05
 REGION_ATTR = "_deepalign_region%d"
 REGION_PROB_ATTR = "_deepalign_regionProb%d"
 SCORE_ATTR = "_deepalign_score"
+SIGNIFICANCE_ATTR = "_deepalign_significance"

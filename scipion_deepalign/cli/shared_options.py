@@ -96,6 +96,15 @@ def add_region_search_args(parser: argparse.ArgumentParser) -> None:
                         help="particles whose best region probability is below P are "
                              "searched globally (0: never); default "
                              f"{default('fallback_probability')}")
+    parser.add_argument("--fallback-significance", type=float,
+                        default=default("fallback_significance"), metavar="S",
+                        help="after the regional search, particles whose best pose stands "
+                             "out from the poses they met by a significance below S are "
+                             "searched again globally (about 1: no more than the best of "
+                             "pure-noise scores; 0: never). Used only where the best-posed "
+                             "quarter of the particles stands clearly above S (the summary "
+                             "says); default "
+                             f"{default('fallback_significance')}")
 
 
 def search_options(args):
@@ -107,7 +116,8 @@ def search_options(args):
         return SearchOptions(overlap_deg=args.overlap,
                              probability_mass=None if not mass else mass,
                              max_regions=args.max_regions,
-                             fallback_probability=args.fallback_probability or 0.0)
+                             fallback_probability=args.fallback_probability or 0.0,
+                             fallback_significance=args.fallback_significance or 0.0)
     except ValueError as exc:
         raise CLIError(f"{_search_option_name(str(exc))}: {exc}") from None
 
@@ -115,6 +125,7 @@ def search_options(args):
 def _search_option_name(message: str) -> str:
     for words, option in (("overlap", "--overlap"), ("mass", "--probability-mass"),
                           ("maximum number", "--max-regions"),
+                          ("fallback significance", "--fallback-significance"),
                           ("fallback", "--fallback-probability")):
         if words in message:
             return option
@@ -124,21 +135,33 @@ def _search_option_name(message: str) -> str:
 def write_alignment_columns(particles, result, *, regional: bool) -> None:
     """The alignment's columns on ``particles.extra`` (names in :mod:`~..core.io.columns`)."""
     if regional:
-        columns.set_alignment_columns(particles.extra, score=result.score, region=result.region,
+        columns.set_alignment_columns(particles.extra, score=result.score,
+                                      significance=result.significance, region=result.region,
                                       fallback=result.fallback,
                                       n_regions_searched=result.n_regions_searched)
     else:
-        columns.set_alignment_columns(particles.extra, score=result.score)
+        columns.set_alignment_columns(particles.extra, score=result.score,
+                                      significance=result.significance)
 
 
 def summarise_alignment(summary, result, *, regional: bool):
     """The key numbers of an :class:`~..core.align.AlignmentResult` into ``summary``."""
     info = result.info
     summary.add("score", f"median {float(np.median(result.score)):.3f}")
+    if result.significance is not None:
+        summary.add("significance", f"median {float(np.median(result.significance)):.2f} "
+                                    "(about 1: no more than the best of noise scores)")
     summary.add("comparisons", f"{result.n_comparisons} ({info['backend']}), "
                                f"{info['n_directions']} directions x {info['n_psi']} in-plane")
     if regional:
         summary.add("regions searched per particle",
                     f"{info['mean_regions_searched']:.2f} on average; "
                     f"{100 * info['fallback_fraction']:.1f} % sent to the global fallback")
+        if info.get("significance_separates") is False:
+            summary.add("significance fallback", "not used (on these data the significance "
+                                                 "does not tell good poses from bad ones)")
+        elif "significance_separates" in info:
+            summary.add("significance fallback",
+                        f"{100 * info['significance_fallback_fraction']:.1f} % of the particles "
+                        "searched again globally (best pose of low significance)")
     return summary

@@ -35,7 +35,7 @@ from .gallery import GalleryCache, group_galleries
 from .progress import advance
 from .search import BestPoses, Search
 from .search_plan import SearchOptions, plan_alignment
-from .stacks import stack_shape
+from .stacks import RowStack, stack_shape
 from .validation_align import validate_inputs
 
 __all__ = ["AlignmentResult", "align_particles", "significance_weights"]
@@ -44,6 +44,12 @@ logger = logging.getLogger(__name__)
 
 _REFS_PER_CHUNK = 2048  # rotated references prepared at once
 PARTICLE_BLOCK = 8192  # particles read, searched and posed together (default block_size)
+_SIGNIFICANCE_WARNING = 0.5  # share of particles the significance fallback warns about
+#: the significance fallback is used only when the best-posed quarter of the particles stands
+#: this many times above its threshold (75th percentile of the significance): measured, the
+#: 70S ribosome's quarter is at 1.78-1.94, 8zpm's (where good and bad poses have the same
+#: significance) at 0.91 (docs/benchmarks_accuracy.md)
+_SIGNIFICANCE_SEPARATION = 1.25
 
 
 @dataclass
@@ -69,10 +75,14 @@ class AlignmentResult:
         Search settings actually used (box, pixel size, steps, backend, timings, fraction of
         particles sent to the global fallback).
     fallback : ndarray of shape (N,) bool
-        Particles searched globally because their prediction was unsure (all False in
-        global mode).
+        Particles searched globally: their prediction was unsure, or their best pose in
+        the predicted regions stood out too little (``SearchOptions.fallback_significance``;
+        all False in global mode).
     n_regions_searched : ndarray of shape (N,) int or None
         Regions searched per particle.
+    significance : ndarray of shape (N,) or None
+        :func:`~.search.peak_significance` of the best gallery pose among every pose the
+        particle was compared with (about 1: no more than the best of as many noise scores).
     """
 
     angles_deg: np.ndarray
@@ -87,6 +97,17 @@ class AlignmentResult:
     info: dict = field(default_factory=dict)
     fallback: np.ndarray | None = None
     n_regions_searched: np.ndarray | None = None
+    significance: np.ndarray | None = None
+
+    def replace_rows(self, rows, other: AlignmentResult) -> None:
+        """Take the poses of ``other`` (an alignment of particles ``rows``) for those rows."""
+        for name in ("angles_deg", "shifts_px", "score", "region", "significance",
+                     "n_best_angles_deg", "n_best_shifts_px", "n_best_scores",
+                     "n_best_weights"):
+            mine = getattr(self, name)
+            if mine is not None:
+                mine[rows] = getattr(other, name)
+        self.n_comparisons += other.n_comparisons
 
 
 def significance_weights(scores: np.ndarray, *, temperature: float = 0.01) -> np.ndarray:
@@ -174,9 +195,14 @@ def align_particles(images, volume, *, pixel_size_a, max_shift_px, ctf=None, sym
         Probabilities of ``region_hints`` (needed by the adaptive number of regions and the
         fallback of ``search``).
     search : SearchOptions, optional
-        Windows around the regions, adaptive number of regions and fallback to the global
-        search (:mod:`search_plan`); default ``SearchOptions()`` (without
-        ``region_probabilities``: its windows, every hinted region searched, no fallback).
+        Windows around the regions, adaptive number of regions and the fallbacks to the
+        global search (:mod:`search_plan`): before the search, particles with an unsure
+        prediction; after it, particles whose best pose stands out too little
+        (``fallback_significance``), searched again globally. Default ``SearchOptions()``
+        (without ``region_probabilities``: its windows, every hinted region searched, and its
+        significance fallback). The significance fallback is used only where the best-posed
+        quarter of the particles stands clearly above its threshold (else the significance
+        does not tell good poses from bad ones: ``info["significance_separates"]``).
     progress : callable, optional
         Called with the particles done (their share of each chunk of references;
         :mod:`.progress`).
@@ -194,6 +220,7 @@ def align_particles(images, volume, *, pixel_size_a, max_shift_px, ctf=None, sym
         Naming the parameter, for inconsistent inputs (checked before any heavy work; the
         finiteness of the images as each block is read).
     """
+    call = dict(locals())  # every argument, for the significance fallback's second search
     t0 = time.perf_counter()
     volume = np.asarray(volume, dtype=np.float32)
     shape = stack_shape(images)
@@ -236,6 +263,7 @@ def align_particles(images, volume, *, pixel_size_a, max_shift_px, ctf=None, sym
         spectra, power = engine.particles(small, ctf_half)
         best, count = _search_block(engine, galleries, bank, spectra, power, rows, n_best,
                                      progress)
+        poses.significance[rows] = best.significance()
         poses.add(rows, count, *_block_poses(engine, galleries, best, small, spectra,
                                              ctf_half, spectrum))
     region = np.full(n, -1)
@@ -252,9 +280,57 @@ def align_particles(images, volume, *, pixel_size_a, max_shift_px, ctf=None, sym
     result = poses.result(region, info, n_best=n_best)
     result.fallback = plan.fallback if region_hints is not None else np.zeros(n, bool)
     result.n_regions_searched = plan.n_regions_searched
+    if region_hints is not None:
+        _significance_fallback(result, call, search or SearchOptions(), len(centres_deg))
+    result.info["seconds"] = time.perf_counter() - t0
     logger.info("aligned %d particles: %d comparisons in %.1f s (%s)", n, result.n_comparisons,
-                info["seconds"], info["backend"])
+                result.info["seconds"], info["backend"])
     return result
+
+
+def _significance_fallback(result, call, search, n_regions) -> None:
+    """Search globally, again, the particles whose best pose in their regions stood out too
+    little (:func:`~.search.peak_significance` below ``search.fallback_significance``), and
+    take those poses (in place). The global gallery holds every regional direction, so the
+    new pose is the best of everything these particles met."""
+    threshold = float(search.fallback_significance or 0.0)
+    result.info["significance_fallback_fraction"] = 0.0
+    if threshold <= 0 or len(result.score) == 0:
+        return
+    upper = float(np.percentile(result.significance, 75))
+    result.info["significance_separates"] = upper >= _SIGNIFICANCE_SEPARATION * threshold
+    if not result.info["significance_separates"]:
+        logger.info("significance fallback not used: the best-posed quarter of the particles "
+                    "has a significance of %.2f or less, too close to the threshold %g for the "
+                    "significance to tell good poses from bad ones on these data", upper,
+                    threshold)
+        return
+    redo = np.flatnonzero((result.significance < threshold) & ~result.fallback)
+    result.info["significance_fallback_fraction"] = len(redo) / len(result.score)
+    if len(redo) == 0:
+        return
+    share = len(redo) / len(result.score)
+    logger.info("searching %d particles (%.1f %%) globally: their best pose in the predicted "
+                "regions stood out too little (significance < %g)", len(redo), 100.0 * share,
+                threshold)
+    if share > _SIGNIFICANCE_WARNING:
+        logger.warning(
+            "the significance fallback sends %.0f %% of the particles to the global search "
+            "(median significance %.2f, threshold %g): on these data the significance does not "
+            "tell good poses from bad ones (small particles searched at a coarse resolution "
+            "have significances below 1 even when right), and this costs more than the global "
+            "search itself; lower --fallback-significance or set it to 0", 100.0 * share,
+            float(np.median(result.significance)), threshold)
+    ctf = call["ctf"]
+    again = align_particles(**dict(call, images=RowStack(call["images"], redo),
+                                   ctf=None if ctf is None else ctf.subset(redo),
+                                   region_hints=None, region_probabilities=None, search=None,
+                                   progress=None))
+    result.replace_rows(redo, again)
+    result.fallback[redo] = True
+    result.n_regions_searched[redo] = n_regions
+    result.info["fallback_fraction"] = float(result.fallback.mean())
+    result.info["mean_regions_searched"] = float(result.n_regions_searched.mean())
 
 
 def _read_block(images, rows, shape) -> np.ndarray:
@@ -324,6 +400,7 @@ class _Poses:
         self.shifts = np.zeros((n, n_best, 2))
         self.score = np.zeros((n, n_best), dtype=np.float32)
         self.gallery_directions = np.zeros((n, 2))  # of the best pose, before refinement
+        self.significance = np.zeros(n)  # of the best gallery pose
         self.n_comparisons = 0
 
     def add(self, rows, n_search, angles, shifts, score, n_refine, gallery_direction):
@@ -335,7 +412,7 @@ class _Poses:
         result = AlignmentResult(
             angles_deg=self.angles[:, 0], shifts_px=self.shifts[:, 0],
             score=self.score[:, 0].astype(np.float64), region=region.astype(np.int64),
-            n_comparisons=self.n_comparisons, info=info)
+            n_comparisons=self.n_comparisons, info=info, significance=self.significance)
         if n_best > 1:
             result.n_best_angles_deg = self.angles
             result.n_best_shifts_px = self.shifts

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["as_stack", "stack_shape"]
+__all__ = ["RowStack", "as_stack", "stack_shape"]
 
 
 def stack_shape(images) -> tuple:
@@ -43,3 +43,16 @@ def as_stack(images):
         return images
     return _ShapedStack(images, stack_shape(images))
 
+
+class RowStack:
+    """Rows ``rows`` of a stack, as a stack: ``view[i:j]`` reads ``stack[rows[i:j]]``."""
+
+    def __init__(self, images, rows):
+        self._images, self._rows = images, np.asarray(rows, dtype=np.int64)
+        self.shape = (len(self._rows),) + tuple(stack_shape(images)[1:])
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __getitem__(self, index) -> np.ndarray:
+        return np.asarray(self._images[self._rows[index]])

@@ -105,7 +105,12 @@ class AlignSteps(AlignForm):
         if "regions_searched" in report:
             lines.append(f"Regions searched per particle: {report['regions_searched']:.2f} on "
                          f"average; {100 * report['global_search']:.1f} % of the particles "
-                         "were searched globally (unsure prediction).")
+                         "were searched globally (unsure prediction, or a best pose of low "
+                         "significance).")
+        if "median_significance" in report:
+            lines.append("Median significance of the poses: "
+                         f"{report['median_significance']:.2f} (about 1: no more than the "
+                         "best of noise scores).")
         if "median_direction_change_deg" in report:
             lines.append("Median change of projection direction from the input alignment: "
                          f"{report['median_direction_change_deg']:.1f} deg.")
@@ -198,7 +203,8 @@ class AlignSteps(AlignForm):
 
 
 def alignment_report(result_stars) -> dict:
-    """``median_score``, ``regions_searched`` and ``global_search`` (means) and
+    """``median_score``, ``median_significance``, ``regions_searched`` and ``global_search``
+    (means) and
     ``median_direction_change_deg`` over the particles of ``deepalign align`` result STARs;
     a number is left out when its column is absent (e.g. no input poses)."""
     from ..core.io import columns as star_columns
@@ -213,6 +219,7 @@ def alignment_report(result_stars) -> dict:
     out = {}
     for key, column, reduce in (
             ("median_score", RESULT_COLUMNS["score"], np.median),
+            ("median_significance", RESULT_COLUMNS["significance"], np.median),
             ("regions_searched", RESULT_COLUMNS["regions_searched"], np.mean),
             ("global_search", RESULT_COLUMNS["global_search"], np.mean),
             ("median_direction_change_deg", star_columns.DIRECTION_CHANGE_COLUMN, np.median)):

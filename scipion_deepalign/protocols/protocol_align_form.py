@@ -89,10 +89,24 @@ class AlignForm:
                        help="Particles whose best region probability is below this value "
                             "are searched over the whole asymmetric unit (costly; the "
                             "fraction is reported in the summary). 0: never.")
+        group.addParam("fallbackSignificance", params.FloatParam,
+                       default=default("fallback_significance"),
+                       expertLevel=params.LEVEL_ADVANCED,
+                       label="Global search below significance",
+                       help="After the regional search, particles whose best pose stands out "
+                            "from all the poses they were compared with by less than this "
+                            "significance are searched again over the whole asymmetric unit. "
+                            "About 1 is what the best of pure-noise scores reaches; a clear "
+                            "peak is well above (1.3-1.9 for the 70S ribosome at SNR 0.05). "
+                            "Used only where the best-posed quarter of the particles stands "
+                            "clearly above this value (small particles searched at a coarse "
+                            "resolution have low significances even when right). The fraction "
+                            "is reported in the summary. 0: never.")
 
     def _regionSearchArgs(self):
         args = ["--overlap", self.windowOverlapDeg.get(),
-                "--fallback-probability", self.fallbackProbability.get() or 0]
+                "--fallback-probability", self.fallbackProbability.get() or 0,
+                "--fallback-significance", self.fallbackSignificance.get() or 0]
         if self.useProbabilityMass.get():
             args += ["--probability-mass", self.probabilityMass.get(),
                      "--max-regions", self.maxRegions.get()]

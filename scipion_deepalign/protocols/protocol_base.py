@@ -24,6 +24,7 @@ RESULT_COLUMNS = {
     "region": columns.REGION_COLUMN,
     "region_prob": columns.PROB_COLUMN,
     "score": columns.SCORE_COLUMN,
+    "significance": columns.SIGNIFICANCE_COLUMN,
     "global_search": columns.GLOBAL_SEARCH_COLUMN,
     "regions_searched": columns.REGIONS_SEARCHED_COLUMN,
 }
@@ -194,6 +195,9 @@ class DeepAlignProtBase(ShortPackageName, EMProtocol):
         probs = [np.asarray(result.extra[RESULT_COLUMNS["region_prob"] % (j + 1)], float)
                  for j in range(top_k)]
         scores = (np.asarray(result.extra[RESULT_COLUMNS["score"]], float) if score else None)
+        significance = result.extra.get(RESULT_COLUMNS["significance"]) if score else None
+        if significance is not None:
+            significance = np.asarray(significance, float)
 
         def update(item, _row=None):
             r = row_of.get(int(item.getObjId()))
@@ -207,6 +211,8 @@ class DeepAlignProtBase(ShortPackageName, EMProtocol):
                 setattr(item, cts.REGION_PROB_ATTR % (j + 1), Float(float(probs[j][r])))
             if scores is not None:
                 setattr(item, cts.SCORE_ATTR, Float(float(scores[r])))
+            if significance is not None:
+                setattr(item, cts.SIGNIFICANCE_ATTR, Float(float(significance[r])))
 
         return update
 

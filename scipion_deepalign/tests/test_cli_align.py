@@ -53,6 +53,7 @@ def test_regional_round_trip(inputs):
     assert np.max(np.abs(aligned.shifts_px - shifts)) < 0.75
     score = np.asarray(aligned.extra["deepalignScore"], dtype=float)
     assert np.all((score > 0.5) & (score <= 1.0 + 1e-6))
+    assert np.all(np.asarray(aligned.extra["deepalignSignificance"], dtype=float) > 0)
     region = np.asarray(aligned.extra["deepalignBestRegion"]).astype(int) - 1
     assert np.all((region == hints[:, 0]) | (region == hints[:, 1]))
     assert aligned.ctf is not None  # input columns are kept
@@ -80,7 +81,7 @@ def test_direction_change_from_input_poses(inputs, tmp_path, capsys):
         in capsys.readouterr().out
 
 
-def test_global_with_regions_file_and_top_k(inputs):
+def test_global_with_regions_file_and_top_k(inputs, capsys):
     folder, (angles, _), _ = inputs
     out = folder / "global.star"
     assert _run(folder, "--global", "--out", str(out)) == 0
@@ -91,6 +92,15 @@ def test_global_with_regions_file_and_top_k(inputs):
                 "--refine", "--out", str(out1)) == 0
     region = np.asarray(read_particles_star(out1).extra["deepalignBestRegion"]).astype(int)
     assert np.all(region == inputs[2][:, 0] + 1)
+    # a significance no pose of this smooth phantom reaches: the fallback is not used (it
+    # would search every particle again) and the summary says so
+    out2 = folder / "not_again.star"
+    capsys.readouterr()
+    assert _run(folder, "--regions", str(folder / "model" / "regions.star"), "--top-k", "1",
+                "--fallback-significance", "9", "--out", str(out2)) == 0
+    assert "significance fallback: not used" in capsys.readouterr().out
+    again = read_particles_star(out2)
+    assert not np.asarray(again.extra["deepalignGlobalSearch"]).astype(int).any()
 
 
 @pytest.mark.parametrize("extra, message", [
@@ -101,7 +111,10 @@ def test_global_with_regions_file_and_top_k(inputs):
     (["--out", "a.star", "--regions", "missing.star"], "--regions: file not found"),
     (["--out", "a.star", "--model", "MODEL", "--top-k", "3"], "--top-k must be between 1 and"),
     (["--out", "a.star", "--model", "MODEL", "--symmetry", "c2"], "differs from the model"),
-], ids=["out", "no-regions", "device", "symmetry", "regions-file", "top-k", "model-symmetry"])
+    (["--out", "a.star", "--model", "MODEL", "--fallback-significance", "-1"],
+     "--fallback-significance: the fallback significance must be in [0, 10)"),
+], ids=["out", "no-regions", "device", "symmetry", "regions-file", "top-k", "model-symmetry",
+        "significance"])
 def test_bad_arguments_exit_2(inputs, capsys, extra, message):
     folder = inputs[0]
     extra = [str(folder / "model") if e == "MODEL" else e for e in extra]

@@ -157,6 +157,8 @@ SHARED_OPTIONS = [
      [("align", "max_regions"), ("run", "max_regions")], None),
     ("DeepAlignProtAlign", "fallbackProbability", None,
      [("align", "fallback_probability"), ("run", "fallback_probability")], None),
+    ("DeepAlignProtAlign", "fallbackSignificance", None,
+     [("align", "fallback_significance"), ("run", "fallback_significance")], None),
     ("DeepAlignProtConsensus", "maxAngleDeg", None, [("consensus", "max_angle")], None),
     ("DeepAlignProtConsensus", "maxInplaneDeg", None, [("consensus", "max_inplane")], None),
     ("DeepAlignProtConsensus", "maxShiftPx", None, [("consensus", "max_shift")], None),

@@ -1,6 +1,6 @@
 """The GPU alignment gives the CPU answer on the paths a real run takes: CTF applied or
 flipped, regional windows with an adaptive number of regions, the global fallback, the
-subpixel shift and local refinement.
+subpixel shift, local refinement and the significance fallback.
 
 Each case runs twice: on cupy when a GPU answers (skipped otherwise) and, always, on the
 CPU through "numpy under another name", so that every branch written for cupy
@@ -60,6 +60,8 @@ CASES = {
         ctf_mode="apply", search=SearchOptions(overlap_deg=15.0, probability_mass=0.8,
                                                fallback_probability=0.5)),
     "ctf-flip-refine": dict(ctf_mode="flip", refine=True),
+    "significance-fallback": dict(ctf_mode="apply", search=SearchOptions(
+        probability_mass=None, fallback_significance=0.7)),
     "global-n-best": dict(ctf_mode="apply", n_best=3, global_search=True),
 }
 
@@ -83,8 +85,12 @@ def test_gpu_path_gives_the_cpu_answer(gpu_path, data, case):
     assert same_pose.mean() >= 0.9, same_pose
     np.testing.assert_allclose(gpu.shifts_px[same_pose], cpu.shifts_px[same_pose], atol=0.05)
     np.testing.assert_array_equal(gpu.region, cpu.region)
-    if "fallback" in case:
+    np.testing.assert_array_equal(gpu.fallback, cpu.fallback)
+    np.testing.assert_allclose(gpu.significance, cpu.significance, atol=1e-3)
+    if case == "ctf-apply-regional-fallback":
         assert gpu.fallback[:3].all() and not gpu.fallback[3:].any()
+    if case == "significance-fallback":
+        assert 0 < gpu.fallback.sum() < len(gpu.fallback), gpu.significance
     # the case searched what it says: the answer is right, not only the same
     err = symmetric_pose_distance_deg(cpu.angles_deg, parts.angles_deg, "c1")
     assert np.median(err) < 10.0, err

@@ -109,6 +109,6 @@ def test_adaptive_search_needs_probabilities(data):
 
 def test_search_options_are_checked():
     for bad in (dict(overlap_deg=-1), dict(probability_mass=1.5), dict(max_regions=0),
-                dict(fallback_probability=1.0)):
+                dict(fallback_probability=1.0), dict(fallback_significance=-0.5)):
         with pytest.raises(ValueError):
             SearchOptions(**bad)

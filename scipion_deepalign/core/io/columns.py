@@ -22,6 +22,8 @@ REGION_COLUMN = "deepalignRegion%d"
 PROB_COLUMN = "deepalignRegionProb%d"
 #: normalised cross-correlation of the pose found
 SCORE_COLUMN = "deepalignScore"
+#: how far that pose stood out from all the poses compared (core.search.peak_significance)
+SIGNIFICANCE_COLUMN = "deepalignSignificance"
 #: region (1-based) whose centre is nearest to the direction of the pose found
 BEST_REGION_COLUMN = "deepalignBestRegion"
 #: 1 when the particle was searched globally (its prediction was unsure), else 0
@@ -53,7 +55,8 @@ PART_RECORD_COLUMNS = {"index": "deepalignPart", "n_parts": "deepalignParts",
                        "stop_row": "deepalignStopRow", "digest": "deepalignInputDigest",
                        "options": "deepalignOptionsDigest"}
 
-__all__ = ["REGION_COLUMN", "PROB_COLUMN", "SCORE_COLUMN", "BEST_REGION_COLUMN",
+__all__ = ["REGION_COLUMN", "PROB_COLUMN", "SCORE_COLUMN", "SIGNIFICANCE_COLUMN",
+           "BEST_REGION_COLUMN",
            "GLOBAL_SEARCH_COLUMN", "REGIONS_SEARCHED_COLUMN", "ITEM_ID_COLUMN",
            "DIRECTION_CHANGE_COLUMN",
            "SYMMETRY_COLUMN", "REGION_SPACING_COLUMN", "REGION_COUNT_COLUMN",
@@ -120,12 +123,14 @@ def region_probabilities(extra, k) -> np.ndarray | None:
     return np.stack([np.asarray(extra[c], dtype=np.float64) for c in cols], axis=1)
 
 
-def set_alignment_columns(extra, *, score, region=None, fallback=None,
+def set_alignment_columns(extra, *, score, significance=None, region=None, fallback=None,
                           n_regions_searched=None) -> None:
-    """Write the alignment's columns: score, and in regional mode the 0-based ``region`` of
-    the pose found, whether the particle fell back to a global search, and the number of
-    regions searched (each skipped when None)."""
+    """Write the alignment's columns: score and its significance, and in regional mode the
+    0-based ``region`` of the pose found, whether the particle fell back to a global search,
+    and the number of regions searched (each skipped when None)."""
     extra[SCORE_COLUMN] = np.asarray(score)
+    if significance is not None:
+        extra[SIGNIFICANCE_COLUMN] = np.asarray(significance)
     if region is not None:
         extra[BEST_REGION_COLUMN] = regions_to_star(region)
     if fallback is not None:
