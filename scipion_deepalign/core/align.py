@@ -32,7 +32,7 @@ import numpy as np
 
 from .backend import get_array_module
 from .gallery import GalleryCache, group_galleries
-from .progress import advance
+from .progress import Progress, advance
 from .search import BestPoses, Search
 from .search_plan import SearchOptions, plan_alignment
 from .stacks import RowStack, stack_shape
@@ -322,10 +322,14 @@ def _significance_fallback(result, call, search, n_regions) -> None:
             "search itself; lower --fallback-significance or set it to 0", 100.0 * share,
             float(np.median(result.significance)), threshold)
     ctf = call["ctf"]
-    again = align_particles(**dict(call, images=RowStack(call["images"], redo),
-                                   ctf=None if ctf is None else ctf.subset(redo),
-                                   region_hints=None, region_probabilities=None, search=None,
-                                   progress=None))
+    again_call = dict(call, images=RowStack(call["images"], redo),
+                      ctf=None if ctf is None else ctf.subset(redo), region_hints=None,
+                      region_probabilities=None, search=None, progress=None)
+    if call["progress"] is None:
+        again = align_particles(**again_call)
+    else:  # the caller shows progress: this second pass has a progress of its own
+        with Progress(len(redo), "align (global fallback)") as progress:
+            again = align_particles(**dict(again_call, progress=progress))
     result.replace_rows(redo, again)
     result.fallback[redo] = True
     result.n_regions_searched[redo] = n_regions

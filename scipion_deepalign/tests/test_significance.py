@@ -130,3 +130,17 @@ def test_a_threshold_most_particles_miss_is_warned_about(phantom_case, caplog, m
     assert res.fallback.all()
     assert "the significance fallback sends 100 % of the particles" in caplog.text
     assert "lower --fallback-significance or set it to 0" in caplog.text
+
+
+def test_the_second_pass_shows_its_own_progress(phantom_case, caplog, monkeypatch):
+    from scipion_deepalign.core import align as align_module
+    from scipion_deepalign.core.progress import Progress
+
+    monkeypatch.setattr(align_module, "_SIGNIFICANCE_SEPARATION", 0.0)
+    volume, images, truth, kwargs = phantom_case
+    with caplog.at_level("INFO"), Progress(len(images), "align") as progress:
+        res = align_particles(images, volume, region_hints=truth[:, None], progress=progress,
+                              search=SearchOptions(probability_mass=None,
+                                                   fallback_significance=5.0), **kwargs)
+    assert res.fallback.all()
+    assert "align (global fallback): 100% (16 of 16 particles)" in caplog.text
