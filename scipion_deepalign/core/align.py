@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -306,10 +307,9 @@ def _significance_fallback(result, call, search, n_regions) -> None:
                     threshold)
         return
     redo = np.flatnonzero((result.significance < threshold) & ~result.fallback)
-    result.info["significance_fallback_fraction"] = len(redo) / len(result.score)
+    share = result.info["significance_fallback_fraction"] = len(redo) / len(result.score)
     if len(redo) == 0:
         return
-    share = len(redo) / len(result.score)
     logger.info("searching %d particles (%.1f %%) globally: their best pose in the predicted "
                 "regions stood out too little (significance < %g)", len(redo), 100.0 * share,
                 threshold)
@@ -322,14 +322,14 @@ def _significance_fallback(result, call, search, n_regions) -> None:
             "search itself; lower --fallback-significance or set it to 0", 100.0 * share,
             float(np.median(result.significance)), threshold)
     ctf = call["ctf"]
-    again_call = dict(call, images=RowStack(call["images"], redo),
-                      ctf=None if ctf is None else ctf.subset(redo), region_hints=None,
-                      region_probabilities=None, search=None, progress=None)
-    if call["progress"] is None:
-        again = align_particles(**again_call)
-    else:  # the caller shows progress: this second pass has a progress of its own
-        with Progress(len(redo), "align (global fallback)") as progress:
-            again = align_particles(**dict(again_call, progress=progress))
+    # when the caller shows progress, this second pass has a progress of its own
+    shown = (nullcontext() if call["progress"] is None
+             else Progress(len(redo), "align (global fallback)"))
+    with shown as progress:
+        again = align_particles(**dict(call, images=RowStack(call["images"], redo),
+                                       ctf=None if ctf is None else ctf.subset(redo),
+                                       region_hints=None, region_probabilities=None,
+                                       search=None, progress=progress))
     result.replace_rows(redo, again)
     result.fallback[redo] = True
     result.n_regions_searched[redo] = n_regions

@@ -6,13 +6,24 @@
 * :func:`phase_flip` -- particles phase-flipped as a preprocessing program would (the input of
   the ``"flipped"`` CTF mode);
 * :func:`phantom_particles` -- the 32 px phantom and particles simulated from it with CTFs and
-  shifts, the set the alignment tests search.
+  shifts, the set the alignment tests search;
+* :func:`numpy_twin` -- numpy under another module name: the code paths written for cupy
+  (``xp is not np``), run on the CPU.
 """
 from __future__ import annotations
 
+import types
+
 import numpy as np
 
-__all__ = ["translate_volume", "rodrigues", "phase_flip", "phantom_particles"]
+__all__ = ["translate_volume", "rodrigues", "phase_flip", "phantom_particles", "numpy_twin"]
+
+
+def numpy_twin() -> types.ModuleType:
+    """numpy under another name: the code paths written for cupy, run on the CPU."""
+    twin = types.ModuleType("numpy_twin")
+    twin.__dict__.update({k: v for k, v in vars(np).items() if not k.startswith("__")})
+    return twin
 
 
 def translate_volume(volume, offset_xyz_px) -> np.ndarray:

@@ -4,6 +4,7 @@ import pytest
 
 from scipion_deepalign.core import backend, matching
 from scipion_deepalign.core.particles import CTFParams
+from scipion_deepalign.tests.helpers import numpy_twin
 
 
 @pytest.fixture
@@ -153,15 +154,6 @@ def test_correlation_maps_agree_with_block_scores():
         assert maps[i].max() == pytest.approx(score[i, i], abs=1e-5)
 
 
-def _array_module_twin():
-    """numpy under another name: the code paths written for cupy, run on the CPU."""
-    import types
-
-    twin = types.ModuleType("numpy_twin")
-    twin.__dict__.update({k: v for k, v in vars(np).items() if not k.startswith("__")})
-    return twin
-
-
 def test_compiled_correlation_steps_equal_the_array_module_path():
     """The numba passes of correlate_block (shift columns, best shift) give what the cupy
     path computes, including ties (the first shift wins) and a non-contiguous block."""
@@ -170,7 +162,7 @@ def test_compiled_correlation_steps_equal_the_array_module_path():
     spectra = (rng.normal(size=(n + 3, f)) + 1j * rng.normal(size=(n + 3, f)))
     spectra = spectra.astype(np.complex64)[::-1][:n]  # a strided view, as spectra[rows]
     phases = (rng.normal(size=(f, k)) + 1j * rng.normal(size=(f, k))).astype(np.complex64)
-    twin = _array_module_twin()
+    twin = numpy_twin()
     compiled = matching.shift_columns(spectra, phases, xp=np)
     generic = matching.shift_columns(spectra, phases, xp=twin)
     assert compiled.shape == (2 * f, n * k) and compiled.dtype == np.float32

@@ -6,8 +6,6 @@ Each case runs twice: on cupy when a GPU answers (skipped otherwise) and, always
 CPU through "numpy under another name", so that every branch written for cupy
 (``xp is not np``) is exercised by the CPU test suite too.
 """
-import types
-
 import numpy as np
 import pytest
 
@@ -17,14 +15,9 @@ from scipion_deepalign.core.regions import nearest_regions, region_centres_deg
 from scipion_deepalign.core.search_plan import SearchOptions
 from scipion_deepalign.core.simulate import make_phantom, simulate_particles
 from scipion_deepalign.core.symmetry import symmetric_pose_distance_deg
+from scipion_deepalign.tests.helpers import numpy_twin
 
 PIXEL_A = 4.0
-
-
-def _numpy_twin():
-    twin = types.ModuleType("numpy_twin")
-    twin.__dict__.update({k: v for k, v in vars(np).items() if not k.startswith("__")})
-    return twin
 
 
 @pytest.fixture(params=["cpu-twin", "cupy"])
@@ -36,7 +29,7 @@ def gpu_path(request, monkeypatch):
         if not gpu_available():
             pytest.skip("cupy installed but no usable GPU")
         return "cupy"
-    twin = _numpy_twin()
+    twin = numpy_twin()
     monkeypatch.setattr(align_module, "get_array_module",
                         lambda device="auto": twin if device == "gpu" else np)
     return "numpy_twin"
