@@ -204,9 +204,8 @@ class AlignSteps(AlignForm):
 
 def alignment_report(result_stars) -> dict:
     """``median_score``, ``median_significance``, ``regions_searched`` and ``global_search``
-    (means) and
-    ``median_direction_change_deg`` over the particles of ``deepalign align`` result STARs;
-    a number is left out when its column is absent (e.g. no input poses)."""
+    (means) and ``median_direction_change_deg`` over the particles of ``deepalign align``
+    result STARs; a number is left out when its column is absent (e.g. no input poses)."""
     from ..core.io import columns as star_columns
     from ..core.io import read_particles_star
 

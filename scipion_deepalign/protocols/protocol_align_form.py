@@ -97,7 +97,7 @@ class AlignForm:
                             "from all the poses they were compared with by less than this "
                             "significance are searched again over the whole asymmetric unit. "
                             "About 1 is what the best of pure-noise scores reaches; a clear "
-                            "peak is well above (1.3-1.9 for the 70S ribosome at SNR 0.05). "
+                            "peak is well above (1.3-1.7 for the 70S ribosome at SNR 0.05). "
                             "Used only where the best-posed quarter of the particles stands "
                             "clearly above this value (small particles searched at a coarse "
                             "resolution have low significances even when right). The fraction "
