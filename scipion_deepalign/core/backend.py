@@ -7,10 +7,12 @@ array operation inside ``try/except Exception``) before it is chosen.
 from __future__ import annotations
 
 import logging
+import os
 
 import numpy as np
 
-__all__ = ["DEVICES", "get_array_module", "gpu_available", "to_numpy", "is_out_of_memory"]
+__all__ = ["DEVICES", "cpu_threads", "get_array_module", "gpu_available", "to_numpy",
+           "is_out_of_memory"]
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +32,20 @@ def _probe_gpu() -> tuple[bool, str]:
         except Exception as exc:  # ImportError, CUDA driver/runtime errors, ...
             _GPU_PROBE.update(ok=False, why=f"{type(exc).__name__}: {exc}")
     return _GPU_PROBE["ok"], _GPU_PROBE["why"]
+
+
+def cpu_threads() -> int:
+    """Threads this process may use for its own CPU loops: ``OMP_NUM_THREADS`` when set (the
+    protocols and ``--jobs`` set it for each child, as for BLAS), else the cores it may run
+    on."""
+    try:
+        return max(1, int(os.environ.get("OMP_NUM_THREADS", "")))
+    except ValueError:
+        pass
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
 
 
 def gpu_available() -> bool:

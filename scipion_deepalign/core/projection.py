@@ -10,15 +10,56 @@ once; each projection is the inverse 2D transform of the half central slice samp
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+import scipy.fft
 
+from .backend import cpu_threads
+from .compiled import compiled
 from .geometry import euler_to_matrix
 
 __all__ = ["project", "downsampled_geometry", "nyquist_reaches", "VolumeSpectrum"]
 
-# Bytes of working memory per interpolated Fourier sample (coordinates, indices, weights, values).
-_BYTES_PER_SAMPLE = 160
+# Bytes of working memory per sample of a half slice (the slice, its inverse transform, the
+# shifted copy and the crop).
+_BYTES_PER_SAMPLE = 48
+
+
+@compiled
+def _sample_slices(spectrum, mats, out):  # pragma: no cover - compiled
+    """Half central slices ``out[i, y, x]`` of the centred spectrum (P, P, P) at
+    ``A_i.T @ (kx, ky, 0)``, trilinear; zero where a neighbour falls outside.
+
+    Rows ``y`` follow ``np.fft.fftfreq`` (ky = y for y < P/2, else y - P), columns kx = x.
+    """
+    p = spectrum.shape[0]
+    half = np.float32(p // 2)
+    one = np.float32(1.0)
+    for i in range(mats.shape[0]):
+        m = mats[i]
+        for y in range(out.shape[1]):
+            ky = np.float32(y if y < (p + 1) // 2 else y - p)
+            for x in range(out.shape[2]):
+                kx = np.float32(x)
+                qx = m[0, 0] * kx + m[1, 0] * ky + half
+                qy = m[0, 1] * kx + m[1, 1] * ky + half
+                qz = m[0, 2] * kx + m[1, 2] * ky + half
+                fx, fy, fz = np.floor(qx), np.floor(qy), np.floor(qz)
+                ix, iy, iz = int(fx), int(fy), int(fz)
+                if (ix < 0 or iy < 0 or iz < 0 or ix >= p - 1 or iy >= p - 1
+                        or iz >= p - 1):
+                    out[i, y, x] = 0
+                    continue
+                tx, ty, tz = qx - fx, qy - fy, qz - fz
+                ux, uy, uz = one - tx, one - ty, one - tz
+                c = spectrum
+                v = (uz * (uy * (ux * c[iz, iy, ix] + tx * c[iz, iy, ix + 1])
+                           + ty * (ux * c[iz, iy + 1, ix] + tx * c[iz, iy + 1, ix + 1]))
+                     + tz * (uy * (ux * c[iz + 1, iy, ix] + tx * c[iz + 1, iy, ix + 1])
+                             + ty * (ux * c[iz + 1, iy + 1, ix]
+                                     + tx * c[iz + 1, iy + 1, ix + 1])))
+                out[i, y, x] = v
 
 
 class VolumeSpectrum:
@@ -52,7 +93,6 @@ class VolumeSpectrum:
         padded /= apod[:, None, None] * apod[None, :, None] * apod[None, None, :]
         spec = np.fft.fftshift(np.fft.fftn(np.fft.ifftshift(padded)))
         self.spectrum = spec.astype(np.complex64)
-        self._flat = self.spectrum.reshape(-1)
 
     def slices(self, matrices, shifts_px=None) -> np.ndarray:
         """Half central slices in ``np.fft.rfft2`` layout (origin at the padded image centre).
@@ -67,30 +107,13 @@ class VolumeSpectrum:
         ndarray of shape (N, P, P // 2 + 1), complex64
         """
         p = self.pad_box_px
-        ky = (np.fft.fftfreq(p) * p).astype(np.float32)
-        kx = np.arange(p // 2 + 1, dtype=np.float32)
-        kyy, kxx = np.meshgrid(ky, kx, indexing="ij")
-        m = np.asarray(matrices, dtype=np.float32)
-        # k3 = A.T @ (kx, ky, 0): components along map x, y, z
-        k3 = (m[:, 0, :, None, None] * kxx + m[:, 1, :, None, None] * kyy)  # (N, 3, P, P/2+1)
-        k3 += p // 2  # centred-spectrum index coordinates
-        i0 = np.floor(k3)
-        w1 = k3 - i0  # weights of the upper neighbours, (N, 3, P, P/2+1)
-        w0 = 1.0 - w1
-        i0 = i0.astype(np.int32 if p ** 3 < 2 ** 31 else np.int64)
-        inside = np.all((i0 >= 0) & (i0 < p - 1), axis=1)
-        base = (i0[:, 2] * p + i0[:, 1]) * p + i0[:, 0]
-        base[~inside] = 0
-        out = np.zeros(base.shape, dtype=np.complex64)
-        for dz in (0, 1):
-            wz = (w1 if dz else w0)[:, 2]
-            for dy in (0, 1):
-                wyz = wz * (w1 if dy else w0)[:, 1]
-                for dx in (0, 1):
-                    w = wyz * (w1 if dx else w0)[:, 0]
-                    out += w * self._flat.take(base + base.dtype.type((dz * p + dy) * p + dx))
-        out[~inside] = 0
+        m = np.ascontiguousarray(matrices, dtype=np.float32).reshape(-1, 3, 3)
+        out = np.empty((len(m), p, p // 2 + 1), dtype=np.complex64)
+        _sample_slices(self.spectrum, m, out)
         if shifts_px is not None:
+            ky = (np.fft.fftfreq(p) * p).astype(np.float32)
+            kx = np.arange(p // 2 + 1, dtype=np.float32)
+            kyy, kxx = np.meshgrid(ky, kx, indexing="ij")
             sh = np.asarray(shifts_px, dtype=np.float32)
             # image = translate(projection, -shift): multiply by exp(+2 pi i k.shift / P)
             ramp = np.exp((2j * np.pi / p) * (kxx * sh[:, 0, None, None]
@@ -101,11 +124,10 @@ class VolumeSpectrum:
     def project(self, matrices, shifts_px=None) -> np.ndarray:
         """Projections (N, B, B) float32 for rotation matrices (N, 3, 3)."""
         p, b = self.pad_box_px, self.box_px
-        half = self.slices(matrices, shifts_px)
-        img = np.fft.irfft2(half, s=(p, p))
-        img = np.fft.fftshift(img, axes=(-2, -1))
-        start = p // 2 - b // 2
-        return img[:, start:start + b, start:start + b].astype(np.float32)
+        img = scipy.fft.irfft2(self.slices(matrices, shifts_px), s=(p, p))  # float32
+        # the centred box of the padded image, origin at index 0: rows and columns -b/2..b/2-1
+        crop = (np.arange(b) - b // 2) % p
+        return img[:, crop[:, None], crop[None, :]]
 
 
 def project(volume, angles_deg, *, shifts_px=None, batch_size: int | None = None,
@@ -160,9 +182,19 @@ def project(volume, angles_deg, *, shifts_px=None, batch_size: int | None = None
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     mats = euler_to_matrix(ang)
     out = np.empty((n, spec.box_px, spec.box_px), dtype=np.float32)
-    for s in range(0, n, int(batch_size)):
+    starts = range(0, n, int(batch_size))
+
+    def one(s):  # the compiled slicing and the FFTs release the GIL: batches side by side
         e = min(n, s + int(batch_size))
         out[s:e] = spec.project(mats[s:e], None if sh is None else sh[s:e])
+
+    threads = min(cpu_threads(), len(starts))
+    if threads > 1:
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            list(pool.map(one, starts))
+    else:
+        for s in starts:
+            one(s)
     return out
 
 

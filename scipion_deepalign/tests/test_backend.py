@@ -190,3 +190,16 @@ def test_cupy_matches_numpy():
     s_cp, k_cp = _fast_scores(particles, refs, offsets, mask, xp=cupy)
     np.testing.assert_allclose(s_np, backend.to_numpy(s_cp), atol=1e-5)
     np.testing.assert_array_equal(k_np, backend.to_numpy(k_cp))
+
+
+def test_cpu_threads_follow_omp_num_threads(monkeypatch):
+    import os
+
+    from scipion_deepalign.core.backend import cpu_threads
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert cpu_threads() == 3
+    monkeypatch.setenv("OMP_NUM_THREADS", "not a number")
+    assert cpu_threads() == len(os.sched_getaffinity(0))
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert cpu_threads() == len(os.sched_getaffinity(0))

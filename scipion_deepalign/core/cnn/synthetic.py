@@ -188,20 +188,13 @@ class ProjectionSource:
         phi = rng.uniform(0.0, 2.0 * np.pi, size=n)
         shifts = np.stack([radius * np.cos(phi), radius * np.sin(phi)], axis=1)
         # image = translate(projection, -shift): the projector's shifts do exactly that
-        half = self.spectrum.slices(euler_to_matrix(angles), shifts)
-        images = self._to_images(half)
+        images = self.spectrum.project(euler_to_matrix(angles), shifts)
         if self.ctf is not None:
             pick = rng.integers(0, len(self.ctf), size=n)
             ctf = ctf_images(self.box, self.pixel_size_a, self.ctf.subset(pick))
             images = np.fft.irfft2(np.fft.rfft2(images) * ctf[..., :self.box // 2 + 1],
                                    s=(self.box, self.box))
         return np.asarray(images, dtype=np.float32), angles
-
-    def _to_images(self, half):
-        p, b = self.spectrum.pad_box_px, self.box
-        img = np.fft.fftshift(np.fft.irfft2(half, s=(p, p)), axes=(-2, -1))
-        start = p // 2 - b // 2
-        return img[:, start:start + b, start:start + b]
 
     def draw(self, rng: np.random.Generator, n: int, *, noise_scale: float = 1.0):
         """``n`` new training images (not normalised) and their poses; ``noise_scale``
