@@ -60,13 +60,16 @@ def add_search_args(parser: argparse.ArgumentParser) -> None:
     """Options of the correlation search shared by ``deepalign align`` and ``deepalign run``."""
     parser.add_argument("--step", type=positive_float, default=None, metavar="DEG",
                         help="angular step of the reference gallery (directions and in-plane);"
-                             " default: one pixel at the particle radius")
+                             " default: two pixels at the particle radius before the local "
+                             "refinement, one with --no-refine")
     parser.add_argument("--max-shift", type=float, default=None, metavar="PX",
                         help="largest shift searched, original pixels; default box/8")
     parser.add_argument("--device", default="auto", help="auto, cpu or gpu; default auto")
-    parser.add_argument("--refine", action="store_true",
+    parser.add_argument("--refine", action=argparse.BooleanOptionalAction, default=defaults.REFINE,
                         help="refine each pose below the gallery step (local search, "
-                             "half-pixel shifts)")
+                             "half-pixel shifts; more accurate and faster than a finer "
+                             "gallery alone, measured); default "
+                             + ("on" if defaults.REFINE else "off"))
     parser.add_argument("--ctf", action=argparse.BooleanOptionalAction, default=True,
                         help="use the particles' CTF when the STAR has one (default)")
 

@@ -15,8 +15,8 @@ the shift search inside a disc of ``max_shift_px`` is done at once by FFT cross-
 and is not counted separately. The score is a normalised cross-correlation
 (:mod:`scipion_deepalign.core.matching`); the best pose (optionally the N best, with
 weights) is kept, and the shift of the best pose is refined to sub-pixel precision. With
-``refine=True`` the best pose is then refined below the gallery step
-(:mod:`scipion_deepalign.core.local_refinement`).
+``refine=True`` (the default) the best pose is then refined below the gallery step
+(:mod:`scipion_deepalign.core.local_refinement`), and the automatic gallery is twice as coarse.
 
 Poses follow :mod:`scipion_deepalign.core.geometry`: the particle is approximately
 ``translate_images(project(volume, angles_deg), -shifts_px)``. Shifts are returned in
@@ -33,6 +33,7 @@ import numpy as np
 
 from .backend import get_array_module
 from .gallery import GalleryCache, group_galleries
+from .local_refinement import REFINE
 from .progress import Progress, advance
 from .search import BestPoses, Search
 from .search_plan import SearchOptions, plan_alignment
@@ -134,7 +135,7 @@ def align_particles(images, volume, *, pixel_size_a, max_shift_px, ctf=None, sym
                     region_hints=None, centres_deg=None, step_deg=None, psi_step_deg=None,
                     target_resolution_a=None, device="auto", batch_size=256, n_best=1,
                     ctf_mode="apply", volume_pixel_size_a=None, mask_radius_px=None,
-                    cache_dir=None, refine=False, region_probabilities=None,
+                    cache_dir=None, refine=REFINE, region_probabilities=None,
                     search: SearchOptions | None = None, progress=None,
                     block_size: int = PARTICLE_BLOCK) -> AlignmentResult:
     """Assign a pose to every particle by correlation with projections of ``volume``.
@@ -164,7 +165,7 @@ def align_particles(images, volume, *, pixel_size_a, max_shift_px, ctf=None, sym
         global gallery is the union of the region grids (same directions as regional mode).
     step_deg : float or None
         Direction grid step; default the angle that moves a point at the mask radius by one
-        pixel of the search box.
+        pixel of the search box, two with ``refine`` (:func:`.gallery.default_step_deg`).
     psi_step_deg : float or None
         In-plane step; default ``step_deg``.
     target_resolution_a : float or None
@@ -190,8 +191,10 @@ def align_particles(images, volume, *, pixel_size_a, max_shift_px, ctf=None, sym
         Folder to keep gallery projections as ``.npy`` between runs.
     refine : bool
         Refine the best pose below the gallery step by a local search with direct
-        projections (:mod:`local_refinement`; adds 54 comparisons per particle). The N-best
-        poses other than the first are not refined.
+        projections (:mod:`local_refinement`; adds 54 comparisons per particle), after a
+        gallery twice as coarse when ``step_deg`` is automatic. Default
+        :data:`.local_refinement.REFINE` (on: more accurate and faster than the fine gallery
+        alone). The N-best poses other than the first are not refined.
     region_probabilities : ndarray of shape (N, k), optional
         Probabilities of ``region_hints`` (needed by the adaptive number of regions and the
         fallback of ``search``).
@@ -237,7 +240,7 @@ def align_particles(images, volume, *, pixel_size_a, max_shift_px, ctf=None, sym
                            xp=get_array_module(device), target_resolution_a=target_resolution_a,
                            mask_radius_px=mask_radius_px, step_deg=step_deg,
                            psi_step_deg=psi_step_deg, ctf=ctf, ctf_mode=ctf_mode,
-                           batch_size=batch_size)
+                           batch_size=batch_size, refine=refine)
     volume = engine.downsample_volume(volume)
     # --- plan and galleries: the tiles of directions each particle meets, projected once ---
     plan = plan_alignment(n, symmetry=symmetry, step_deg=engine.step_deg,

@@ -11,12 +11,13 @@ from dataclasses import fields
 
 from .backend import DEVICES
 from .cnn.config import HEADS, LOSSES, NETWORKS, TRAINING_SOURCES, TRUNKS, TrainConfig
+from .local_refinement import REFINE
 from .matching import CTF_MODES
 
 __all__ = ["NETWORKS", "LOSSES", "HEADS", "TRUNKS", "TRAINING_SOURCES", "CTF_MODES", "DEVICES",
            "REGION_SPACING_DEG", "TOP_K", "PROPOSED_TARGET_RESOLUTION_A",
            "MAX_SHIFT_BOX_FRACTION", "CONSENSUS_MAX_ANGLE_DEG", "train_default",
-           "default_max_shift_px", "RECONSTRUCT_THREADS"]
+           "default_max_shift_px", "RECONSTRUCT_THREADS", "REFINE"]
 
 #: angular distance between neighbouring region centres (degrees); 30 gives 42 regions in c1
 REGION_SPACING_DEG = 30.0
@@ -39,6 +40,7 @@ CONSENSUS_MAX_ANGLE_DEG = 10.0
 # NETWORKS, LOSSES, HEADS, TRUNKS, TRAINING_SOURCES (cnn.config, TrainConfig's fields), DEVICES
 # (backend: "auto", "cpu", "gpu"), CTF_MODES (matching: CTF on the references;
 # phase-flip the particles first; particles already phase-flipped, |CTF| on the references).
+# REFINE (local_refinement): alignments refine their poses by default, after a coarser gallery.
 
 
 def train_default(name: str):

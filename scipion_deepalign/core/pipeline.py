@@ -16,6 +16,7 @@ from . import cnn  # its training and prediction load Keras when first used
 from .align import AlignmentResult, align_particles
 from .cnn.config import TrainConfig
 from .cnn.model_folder import ModelFolder
+from .local_refinement import REFINE
 from .progress import Progress
 from .search_plan import SearchOptions
 from .symmetry import normalise_symmetry
@@ -54,7 +55,7 @@ def run_deepalign(train_images, train_angles_deg, images, volume, *, model_dir,
                   pixel_size_a, max_shift_px, symmetry="c1", spacing_deg=30.0, top_k=2,
                   train_config: TrainConfig | None = None, train_shifts_px=None, ctf=None,
                   step_deg=None, target_resolution_a=None, device="auto",
-                  volume_pixel_size_a=None, ctf_mode="apply", refine=False,
+                  volume_pixel_size_a=None, ctf_mode="apply", refine=REFINE,
                   search: SearchOptions | None = None, train_ctf=None) -> PipelineResult:
     """Train the region classifier, then assign poses to ``images``.
 

@@ -168,8 +168,10 @@ class Search:
     @classmethod
     def create(cls, box_px: int, pixel_size_a: float, *, max_shift_px: float, xp=np,
                target_resolution_a=None, mask_radius_px=None, step_deg=None,
-               psi_step_deg=None, ctf=None, ctf_mode="apply", batch_size=256) -> Search:
-        """The search geometry for ``box_px`` images (arguments as ``align_particles``)."""
+               psi_step_deg=None, ctf=None, ctf_mode="apply", batch_size=256,
+               refine=False) -> Search:
+        """The search geometry for ``box_px`` images (arguments as ``align_particles``;
+        ``refine``: the local refinement follows, so the automatic step is coarser)."""
         small, pixel_small = box_px, float(pixel_size_a)
         if target_resolution_a is not None:
             from .projection import downsampled_geometry
@@ -177,7 +179,7 @@ class Search:
             small = int(small)
         scale = box_px / small
         radius = (0.45 * box_px if mask_radius_px is None else mask_radius_px) / scale
-        step = default_step_deg(radius) if step_deg is None else float(step_deg)
+        step = default_step_deg(radius, refine=refine) if step_deg is None else float(step_deg)
         psi = psi_grid_deg(step if psi_step_deg is None else float(psi_step_deg))
         shift = max_shift_px / scale
         band = matching.FourierBand.of_box(small)

@@ -229,7 +229,7 @@ class SearchCost:
     ----------
     step_deg : float
         Angular step used (``automatic_step``: the default of the alignment, one pixel at the
-        particle radius of the search images).
+        particle radius of the search images, two before a local refinement).
     search_box_px : int
         Box of the images compared (after downsampling to the search resolution).
     n_directions_unit : int
@@ -250,6 +250,7 @@ class SearchCost:
     n_directions: int
     n_inplane: int
     n_shifts: int
+    refine: bool = False
 
     @property
     def references(self) -> int:
@@ -262,7 +263,10 @@ class SearchCost:
         return self.references * self.n_shifts
 
     def message(self) -> str:
-        how = "automatic: one pixel at the particle radius" if self.automatic_step else "chosen"
+        how = "chosen"
+        if self.automatic_step:
+            how = ("automatic: two pixels at the particle radius, then local refinement"
+                   if self.refine else "automatic: one pixel at the particle radius")
         text = (f"Angular step {self.step_deg:.2g} deg ({how}) on {self.search_box_px} px "
                 f"images: {self.n_directions_unit} reference directions in the asymmetric "
                 f"unit")
@@ -276,7 +280,7 @@ class SearchCost:
 def search_cost(box_px: int, pixel_size_a: float, *, symmetry: str = "c1",
                 step_deg: float | None = None, target_resolution_a: float | None = None,
                 max_shift_px: float | None = None, top_k: int | None = None,
-                n_regions: int | None = None) -> SearchCost:
+                n_regions: int | None = None, refine: bool | None = None) -> SearchCost:
     """How many references and comparisons an angular step means for each particle.
 
     Parameters
@@ -292,6 +296,9 @@ def search_cost(box_px: int, pixel_size_a: float, *, symmetry: str = "c1",
         In input pixels; None: the alignment's default (:func:`.defaults.default_max_shift_px`).
     top_k, n_regions : int or None
         Regions searched per particle and regions of the model (None: a global search).
+    refine : bool or None
+        Whether the local refinement follows (the automatic step is then coarser); None: the
+        alignment's default (:data:`.local_refinement.REFINE`).
 
     Raises
     ------
@@ -303,6 +310,7 @@ def search_cost(box_px: int, pixel_size_a: float, *, symmetry: str = "c1",
 
     from .defaults import default_max_shift_px
     from .gallery import default_step_deg, psi_grid_deg
+    from .local_refinement import REFINE
     from .projection import downsampled_geometry
     from .regions import region_direction_grids
 
@@ -313,7 +321,8 @@ def search_cost(box_px: int, pixel_size_a: float, *, symmetry: str = "c1",
         small = int(downsampled_geometry(box_px, pixel_size_a, target_resolution_a)[0])
     scale = box_px / small
     automatic = step_deg is None
-    step = default_step_deg(_RADIUS_BOX_FRACTION * box_px / scale) if automatic \
+    refine = REFINE if refine is None else bool(refine)
+    step = default_step_deg(_RADIUS_BOX_FRACTION * box_px / scale, refine=refine) if automatic \
         else _positive(step_deg, "step_deg")
     unit = len(region_direction_grids(np.zeros((1, 2)), symmetry, step)[0])
     directions = unit
@@ -324,4 +333,4 @@ def search_cost(box_px: int, pixel_size_a: float, *, symmetry: str = "c1",
     offsets = np.arange(-radius, radius + 1)
     n_shifts = int(np.sum(offsets[:, None] ** 2 + offsets[None, :] ** 2 <= (shift / scale) ** 2))
     return SearchCost(float(step), automatic, small, unit, directions,
-                      len(psi_grid_deg(step)), max(n_shifts, 1))
+                      len(psi_grid_deg(step)), max(n_shifts, 1), refine)

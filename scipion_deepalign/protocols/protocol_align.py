@@ -9,6 +9,7 @@ import pyworkflow.protocol.params as params
 from pwem.objects import SetOfParticles
 
 from .. import constants as cts
+from ..core import defaults
 from ..objects import DeepAlignModel
 from .protocol_align_form import CTF_HANDLING, AlignForm
 from .protocol_base import RESULT_COLUMNS, DeepAlignProtBase, hints_model_dir, region_hints_count
@@ -58,8 +59,8 @@ class AlignSteps(AlignForm):
                               ("--target-resolution", self.alignResolutionA.get())):
             if value is not None and value >= 0:  # old projects stored -1 for "not set"
                 args += [option, value]
-        if self.getAttributeValue("localRefinement", False):
-            args += ["--refine"]
+        refine = self.getAttributeValue("localRefinement", defaults.REFINE)
+        args += ["--refine" if refine else "--no-refine"]
         self._runDeepAlign("align", args)
 
     def _createAlignedOutput(self, outputs_enum):
@@ -144,7 +145,8 @@ class AlignSteps(AlignForm):
                 symmetry=self.symmetryGroup.get(),
                 target_resolution_a=resolution if resolution and resolution > 0 else None,
                 max_shift_px=self.maxShiftPx.get(), n_regions=n_regions,
-                top_k=self.topK.get() if n_regions else None)
+                top_k=self.topK.get() if n_regions else None,
+                refine=self.getAttributeValue("localRefinement", defaults.REFINE))
         except (ValueError, TypeError, AttributeError, OSError):
             return []  # reported by _validate
         if cost.references <= MAX_REFERENCES_QUIETLY:

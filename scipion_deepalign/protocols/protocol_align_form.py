@@ -2,6 +2,8 @@
 align and refine protocols, through :class:`.protocol_align.AlignSteps`)."""
 import pyworkflow.protocol.params as params
 
+from ..core import defaults
+
 __all__ = ["AlignForm", "CTF_HANDLING"]
 
 #: the alignment form's CTF choices (GUI words -> ``deepalign align --ctf-mode``); particles
@@ -39,10 +41,12 @@ class AlignForm:
                       help="Compare images downsampled to this resolution (faster); the "
                            "shifts are still given at the input sampling. Empty: full size. "
                            "The wizard shows the box it gives.")
-        form.addParam("localRefinement", params.BooleanParam, default=False,
+        form.addParam("localRefinement", params.BooleanParam, default=defaults.REFINE,
                       expertLevel=params.LEVEL_ADVANCED, label="Local refinement?",
                       help="Refine each pose below the angular step (local search of the "
-                           "angles, half-pixel shifts).")
+                           "angles, half-pixel shifts). With it the automatic angular step "
+                           "is two pixels at the particle radius instead of one: measured, "
+                           "more accurate and faster than the finer gallery alone.")
         form.addParam("ctfHandling", params.EnumParam, default=0,
                       choices=list(CTF_HANDLING), expertLevel=params.LEVEL_ADVANCED,
                       label="CTF handling",

@@ -33,7 +33,7 @@ def noiseless(volume):
 def global_result(volume, noiseless):
     images, _ = noiseless
     return align_particles(images, volume, pixel_size_a=PIXEL_A, max_shift_px=4.0,
-                           step_deg=STEP_DEG, device="cpu")
+                           step_deg=STEP_DEG, device="cpu", refine=False)  # the gallery's poses
 
 
 def test_global_recovers_poses_and_shifts(noiseless, global_result):
@@ -113,7 +113,7 @@ def test_wrong_hints_give_low_scores(volume, noiseless):
     far = nearest_regions(-np.asarray(parts.angles_deg)[:, :2] + [0.0, 180.0], centres, "c1",
                           k=1)  # the antipodal region
     kwargs = dict(pixel_size_a=PIXEL_A, max_shift_px=4.0, step_deg=STEP_DEG, device="cpu",
-                  centres_deg=centres)
+                  centres_deg=centres, refine=False)
     good = align_particles(images, volume, region_hints=right, **kwargs)
     bad = align_particles(images, volume, region_hints=far, **kwargs)
     # The antipodal view is the mirror image, the hardest wrong region for a blob phantom.
@@ -269,6 +269,27 @@ def test_gpu_gives_the_cpu_answer(volume, noiseless):
     np.testing.assert_allclose(gpu.score, cpu.score, atol=1e-4)
     assert np.mean(symmetric_pose_distance_deg(gpu.angles_deg, cpu.angles_deg, "c1") < 1e-3) > 0.9
     np.testing.assert_allclose(gpu.shifts_px, cpu.shifts_px, atol=0.05)
+
+
+def test_refinement_is_the_default_after_a_coarser_automatic_gallery(volume, noiseless):
+    """By default the gallery step is two pixels at the particle radius and the poses are
+    refined: fewer comparisons than the one-pixel gallery alone, and more accurate poses."""
+    from scipion_deepalign.core.gallery import default_step_deg
+    from scipion_deepalign.core.local_refinement import REFINE
+
+    images, parts = noiseless
+    kwargs = dict(pixel_size_a=PIXEL_A, max_shift_px=4.0, device="cpu")
+    default = align_particles(images, volume, **kwargs)
+    fine = align_particles(images, volume, refine=False, **kwargs)
+    assert REFINE and default.info["refined"] and not fine.info["refined"]
+    radius = 0.45 * volume.shape[0]
+    assert fine.info["step_deg"] == pytest.approx(default_step_deg(radius))
+    assert default.info["step_deg"] == pytest.approx(2.0 * fine.info["step_deg"])
+    assert default.n_comparisons * 4 < fine.n_comparisons
+    err_default = symmetric_pose_distance_deg(default.angles_deg, parts.angles_deg, "c1")
+    err_fine = symmetric_pose_distance_deg(fine.angles_deg, parts.angles_deg, "c1")
+    assert np.median(err_default) < np.median(err_fine), (err_default, err_fine)
+    assert np.mean(err_default <= 5.0) >= np.mean(err_fine <= 5.0), (err_default, err_fine)
 
 
 def test_local_refinement_goes_below_the_grid_step(volume, noiseless, global_result):

@@ -145,18 +145,20 @@ def test_volume_box_mismatch(inputs, tmp_path, capsys):
 
 
 def _assert_poses_inside_the_windows(angles_deg, hints, *, step_deg):
-    """Every pose lies in a tile of the search windows of its hinted regions."""
+    """Every pose lies in a tile of the search windows of its hinted regions, or within the
+    reach of the local refinement (on by default: rotations of step/2 then step/4 about the
+    image's x and y axes, at most 0.75 * sqrt(2) of a step) of one of their directions."""
     from scipion_deepalign.core.regions import region_distances_deg
     from scipion_deepalign.core.search_plan import SearchOptions, build_tiles
 
     centres = region_centres_deg(60.0, "c1")
     tiles = build_tiles(centres, "c1", step_deg,
                         overlap_deg=SearchOptions.default("overlap_deg"))
-    dirs = np.concatenate(tiles.directions_deg)
-    owner = np.concatenate([np.full(len(d), t) for t, d in enumerate(tiles.directions_deg)])
-    tile = owner[np.argmin(region_distances_deg(angles_deg, dirs, "c1"), axis=1)]
-    for i, t in enumerate(tile):
-        assert any(t in tiles.windows[r] for r in hints[i]), i
+    reach = 0.75 * np.sqrt(2.0) * step_deg + 1e-6
+    for i, pose in enumerate(np.asarray(angles_deg)):
+        allowed = {t for r in hints[i] for t in tiles.windows[r]}
+        dirs = np.concatenate([tiles.directions_deg[t] for t in sorted(allowed)])
+        assert region_distances_deg(pose[None], dirs, "c1").min() <= reach, i
 
 
 def test_run_chains_train_predict_align(tmp_path):
@@ -200,7 +202,8 @@ def test_run_chains_train_predict_align(tmp_path):
 
 
 def test_run_passes_refine_to_the_alignment(tmp_path, monkeypatch):
-    """`deepalign run --refine` reaches align_particles (it used to be accepted and ignored)."""
+    """`deepalign run --no-refine` reaches align_particles (--refine used to be accepted and
+    ignored; refinement is now on by default, so the test turns it off)."""
     pytest.importorskip("keras")
     from scipion_deepalign.core import pipeline
 
@@ -224,9 +227,9 @@ def test_run_passes_refine_to_the_alignment(tmp_path, monkeypatch):
                  str(tmp_path / "all.star"), "--volume", str(tmp_path / "ref.mrc"),
                  "--out", str(tmp_path / "run"), "--spacing", "60", "--top-k", "2",
                  "--epochs", "1", "--positives-per-region", "16", "--step", "15",
-                 "--max-shift", "1", "--device", "cpu", "--refine"])
+                 "--max-shift", "1", "--device", "cpu", "--no-refine"])
     assert code == 0
-    assert seen["refine"] is True
+    assert seen["refine"] is False
     assert (tmp_path / "run" / "aligned.star").exists()
 
 

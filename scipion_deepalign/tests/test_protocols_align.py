@@ -130,11 +130,14 @@ class TestAlignValidate(BaseTest):
         assert not any("no CTF" in w for w in self._align(globalSearch=True).warnings())
 
     def test_automatic_step_warns_when_the_search_is_large(self):
-        # 32 px, global: the automatic step (4 deg) means about 240,000 references
-        assert any("automatic angular step" in w
-                   for w in self._align(globalSearch=True).warnings())
-        assert not any("automatic angular step" in w for w in
-                       self._align(globalSearch=True, angularStepDeg=10.0).warnings())
+        # 32 px, global, no refinement: the automatic step (4 deg) means about 240,000
+        # references; with the refinement (default) the automatic step is 8 deg (about 30,000)
+        warned = [any("automatic angular step" in w for w in self._align(**kw).warnings())
+                  for kw in (dict(globalSearch=True, localRefinement=False),
+                             dict(globalSearch=True, angularStepDeg=10.0,
+                                  localRefinement=False),
+                             dict(globalSearch=True))]
+        assert warned == [True, False, False]
 
     def test_phase_flipped_particles_use_flipped_mode(self):
         from pwem.objects import SetOfParticles

@@ -308,10 +308,16 @@ def test_search_cost_known_answers():
     assert cost.n_inplane == 36 and cost.comparisons == unit * 36
     # shift 1 px: the centre and its 4 neighbours
     assert search_cost(64, 2.0, step_deg=10.0, max_shift_px=1.0).n_shifts == 5
-    # automatic step on a downsampled box: one pixel at 0.45 of the search box
-    auto = search_cost(128, 1.0, target_resolution_a=4.0, max_shift_px=0.0)
+    # automatic step on a downsampled box: one pixel at 0.45 of the search box, two before
+    # the local refinement (the alignment's default)
+    auto = search_cost(128, 1.0, target_resolution_a=4.0, max_shift_px=0.0, refine=False)
     assert auto.search_box_px == 64 and auto.automatic_step
-    assert auto.step_deg == pytest.approx(default_step_deg(0.45 * 64))
+    assert auto.step_deg == pytest.approx(np.rad2deg(1.0 / (0.45 * 64)))
+    assert "one pixel" in auto.message()
+    coarse = search_cost(128, 1.0, target_resolution_a=4.0, max_shift_px=0.0, refine=True)
+    assert coarse.step_deg == pytest.approx(2.0 * auto.step_deg)
+    assert coarse.step_deg == pytest.approx(default_step_deg(0.45 * 64, refine=True))
+    assert "two pixels" in coarse.message() and "refinement" in coarse.message()
     # two of 42 regions: about 2/42 of the unit
     regional = search_cost(64, 2.0, step_deg=5.0, top_k=2, n_regions=42)
     assert regional.n_directions == int(np.ceil(regional.n_directions_unit * 2 / 42))

@@ -77,7 +77,8 @@ class DeepAlignAngularStepWizard(DeepAlignWizard):
             target_resolution_a=_positive_or_none(value_of(protocol, "alignResolutionA")),
             max_shift_px=_positive_or_none(value_of(protocol, "maxShiftPx"), allow_zero=True),
             top_k=value_of(protocol, "topK", defaults.TOP_K) if n_regions else None,
-            n_regions=n_regions)
+            n_regions=n_regions,
+            refine=value_of(protocol, "localRefinement", defaults.REFINE))
 
 
 def _positive_or_none(value, *, allow_zero=False):
