@@ -52,6 +52,9 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu", choices=("cpu", "gpu", "auto"),
                    help="alignment backend (gpu: CuPy)")
+    p.add_argument("--refine", action="store_true",
+                   help="refine the poses locally, as the alignment does by default (off here: "
+                        "this bench measures the gallery search itself, with its --step)")
     p.add_argument("--repeat", type=int, default=2,
                    help="runs of each mode, interleaved; the fastest is reported")
     p.add_argument("--out", default=None, help="markdown file for the results table")
@@ -98,7 +101,8 @@ def main(argv=None):
     centres = region_centres_deg(args.spacing, args.symmetry)
     common = dict(pixel_size_a=args.pixel_size, max_shift_px=args.max_shift, ctf=parts.ctf,
                   symmetry=args.symmetry, step_deg=args.step, device=args.device,
-                  target_resolution_a=args.target_resolution, centres_deg=centres)
+                  target_resolution_a=args.target_resolution, centres_deg=centres,
+                  refine=args.refine)
     oracle = nearest_regions(truth, centres, args.symmetry, k=args.k)
     modes = [("global (baseline)", None),
              (f"regional k={args.k}, true nearest regions", oracle)]

@@ -34,6 +34,8 @@ import numpy as np
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, ROOT)
 
+from scipion_deepalign.core.local_refinement import REFINE  # noqa: E402
+
 STAGES = ("train", "predict", "align", "global", "reconstruct")
 #: what each stage holds in memory, from reading the code (the measured slope says how much)
 MEMORY_NOTES = {
@@ -61,7 +63,12 @@ def parse_args(argv=None):
     p.add_argument("--pixel-size", type=float, default=2.0, help="A/px; default 2")
     p.add_argument("--snr", type=float, default=0.3)
     p.add_argument("--spacing", type=float, default=30.0, help="region spacing (deg)")
-    p.add_argument("--step", type=float, default=6.0, help="gallery step (deg)")
+    p.add_argument("--step", type=float, default=None,
+                   help="gallery step (deg); default the alignment's automatic one (the 6 deg "
+                        "of the runs before 2026-12-04 is --step 6 --no-refine)")
+    p.add_argument("--refine", action=argparse.BooleanOptionalAction, default=REFINE,
+                   help="local refinement of the poses (the alignment's default: "
+                        + ("on" if REFINE else "off") + ")")
     p.add_argument("--target-resolution", type=float, default=8.0,
                    help="resolution of training and search (A)")
     p.add_argument("--train-fraction", type=float, default=0.1)
@@ -138,8 +145,11 @@ def _joined(metas, folder):
 def stage_commands(folder, args):
     """``{stage: deepalign words}`` for one size's folder."""
     f = lambda name: os.path.join(folder, name)  # noqa: E731
-    search = ["--volume", f("reference.mrc"), "--step", str(args.step), "--device",
-              args.device, "--target-resolution", str(args.target_resolution)]
+    search = ["--volume", f("reference.mrc"), "--device", args.device,
+              "--target-resolution", str(args.target_resolution),
+              "--refine" if args.refine else "--no-refine"]
+    if args.step is not None:
+        search += ["--step", str(args.step)]
     return {
         "train": ["train", "--particles", f("train.star"), "--volume", f("reference.mrc"),
                   "--out", f("model"), "--spacing", str(args.spacing), "--epochs",
@@ -252,6 +262,8 @@ def markdown(rows, args):
     sizes = sorted({r["n"] for r in rows})
     lines = [f"# Scale benchmark ({args.box} px, {platform.node()}, "
              f"{os.cpu_count()} CPUs, device {args.device})", "",
+             "Search: gallery step " + ("automatic" if args.step is None else f"{args.step:g} deg")
+             + ", local refinement " + ("on" if args.refine else "off") + ".", "",
              "| N | stage | seconds | ms / particle | peak MB |", "|---|---|---|---|---|"]
     for r in rows:
         per = r["n"] if r["stage"] != "global" else min(r["n"], args.global_sample)

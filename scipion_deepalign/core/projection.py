@@ -182,14 +182,16 @@ def project(volume, angles_deg, *, shifts_px=None, batch_size: int | None = None
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     mats = euler_to_matrix(ang)
     out = np.empty((n, spec.box_px, spec.box_px), dtype=np.float32)
-    starts = range(0, n, int(batch_size))
+    threads = max(1, min(cpu_threads(), n))
+    # equal chunks, one or more per thread, none above batch_size
+    size = max(1, min(int(batch_size), -(-n // threads)))
 
-    def one(s):  # the compiled slicing and the FFTs release the GIL: batches side by side
-        e = min(n, s + int(batch_size))
+    def one(s):  # the compiled slicing and the FFTs release the GIL: chunks side by side
+        e = min(n, s + size)
         out[s:e] = spec.project(mats[s:e], None if sh is None else sh[s:e])
 
-    threads = min(cpu_threads(), len(starts))
-    if threads > 1:
+    starts = range(0, n, size)
+    if threads > 1 and len(starts) > 1:
         with ThreadPoolExecutor(max_workers=threads) as pool:
             list(pool.map(one, starts))
     else:
