@@ -117,10 +117,11 @@ def group_galleries(plan, volume: np.ndarray, cache: GalleryCache) -> GalleryGro
 
 #: automatic gallery step, as the pixels a point at the particle radius moves: 1 when the
 #: gallery's poses are final, 2 when the local refinement follows (it searches below the
-#: step). Measured on 1 800 particles at 32 px (bench_accuracy's four data sets, alone): the
-#: 2-px gallery + refinement beat the 1-px gallery alone in accuracy (median error 1.6-3.6 deg
-#: against 2.6-4.5) and in time (1.1-2.0x less regional, 3.8-4.0x less global); 2.5 px lost
-#: 0.4-2.1 points within 10 deg on three of them (docs/benchmarks_accuracy.md)
+#: step). Measured on 1 800 particles at 32 px (bench_accuracy's four data sets, alone,
+#: 2026-12-04): the 2-px gallery + refinement beat the 1-px gallery alone in accuracy (median
+#: error 1.6-3.6 deg against 2.6-4.5, within 10 deg equal or better) and in time (1.2-1.8x
+#: less regional, 3.8-4.0x less global); 2.5 px lost 0.4-2.1 points within 10 deg on three of
+#: them (an exploratory run; docs/benchmarks_accuracy.md, "Local refinement by default")
 STEP_PX = {False: 1.0, True: 2.0}
 
 
