@@ -21,8 +21,8 @@ from .geometry import euler_to_matrix
 
 __all__ = ["project", "downsampled_geometry", "nyquist_reaches", "VolumeSpectrum"]
 
-# Bytes of working memory per sample of a half slice (the slice, its inverse transform, the
-# shifted copy and the crop).
+# Bytes of working memory per sample of a half slice (the slice, its shift ramp, its inverse
+# transform and the crop).
 _BYTES_PER_SAMPLE = 48
 
 
@@ -53,7 +53,7 @@ def _sample_slices(spectrum, mats, out):  # pragma: no cover - compiled
                     continue
                 tx, ty, tz = qx - fx, qy - fy, qz - fz
                 ux, uy, uz = one - tx, one - ty, one - tz
-                c = spectrum
+                c = spectrum  # a short name for the eight neighbours
                 v = (uz * (uy * (ux * c[iz, iy, ix] + tx * c[iz, iy, ix + 1])
                            + ty * (ux * c[iz, iy + 1, ix] + tx * c[iz, iy + 1, ix + 1]))
                      + tz * (uy * (ux * c[iz + 1, iy, ix] + tx * c[iz + 1, iy, ix + 1])
@@ -152,7 +152,8 @@ def project(volume, angles_deg, *, shifts_px=None, batch_size: int | None = None
     padding : int
         Zero-padding factor of the map before its Fourier transform.
     memory_mb : float
-        Working-memory budget used to pick ``batch_size``.
+        Working-memory budget used to pick ``batch_size`` (shared by the threads, each
+        projecting a batch).
 
     Returns
     -------
@@ -177,7 +178,8 @@ def project(volume, angles_deg, *, shifts_px=None, batch_size: int | None = None
     if batch_size is None:
         p = spec.pad_box_px
         per_image = p * (p // 2 + 1) * _BYTES_PER_SAMPLE + p * p * 8
-        batch_size = max(1, int(memory_mb * 2 ** 20 // per_image))
+        # the threads hold a batch each: the budget is shared between them
+        batch_size = max(1, int(memory_mb * 2 ** 20 // (per_image * cpu_threads())))
     if int(batch_size) != batch_size or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     mats = euler_to_matrix(ang)
