@@ -43,6 +43,7 @@ from machine import backend_words  # noqa: E402
 
 from scipion_deepalign.core.align import align_particles  # noqa: E402
 from scipion_deepalign.core.backend import get_array_module  # noqa: E402
+from scipion_deepalign.core.gallery import STEP_PX  # noqa: E402
 from scipion_deepalign.core.geometry import random_angles_deg  # noqa: E402
 from scipion_deepalign.core.imageops import low_pass_volume  # noqa: E402
 from scipion_deepalign.core.io import read_volume  # noqa: E402
@@ -100,10 +101,12 @@ SEARCH = {
                          fallback_significance=1.2)),
 }
 DEFAULT_SEARCH = "default (window 15, mass 0.9, max 6, significance s<1.2)"
-#: the baseline every ratio is taken against: the exhaustive search of the 1-px gallery
-BASELINE = "global search, 1-px gallery (baseline)"
-#: the global search as the alignment makes it by default (2-px gallery + local refinement)
-GLOBAL_DEFAULT = "global search, default (2-px gallery + refinement)"
+#: the automatic gallery step without / with the refinement, as the labels say it
+FINE_PX, COARSE_PX = (f"{STEP_PX[refine]:g}-px gallery" for refine in (False, True))
+#: the baseline every ratio is taken against: the exhaustive search of the fine gallery
+BASELINE = f"global search, {FINE_PX} (baseline)"
+#: the global search as the alignment makes it by default (coarser gallery + refinement)
+GLOBAL_DEFAULT = f"global search, default ({COARSE_PX} + refinement)"
 assert SEARCH[DEFAULT_SEARCH][1] == SearchOptions(), "DEFAULT_SEARCH must be the core default"
 
 
@@ -309,7 +312,7 @@ def run_dataset(ds, args, labels):
         if args.fine_gallery and label == DEFAULT_TRAINING:
             k, search = SEARCH[DEFAULT_SEARCH]
             hints = order[:, :k]
-            name = "default search, 1-px gallery, no refinement (default until 2026-12-04)"
+            name = f"default search, {FINE_PX}, no refinement (default until 2026-12-04)"
             row, _ = align(ds, hints, np.take_along_axis(probs, hints, axis=1), search,
                            centres, refine=False)
             row.update(variant=name, training=label, top1=top1, top2=top2, **info)
@@ -326,8 +329,8 @@ def render(results, args, loads, seconds):
              f"{len(region_centres_deg(args.spacing, 'c1'))} regions (spacing "
              f"{args.spacing:g} deg); network input {args.input_box} px; judged on the "
              "particles outside the training subset. Every row but the baseline searches "
-             + ("the 2-px gallery and refines the poses locally (the alignment's default), "
-                "unless it says otherwise." if REFINE else "the 1-px gallery.")
+             + (f"the {COARSE_PX} and refines the poses locally (the alignment's default), "
+                "unless it says otherwise." if REFINE else f"the {FINE_PX}.")
              + " Ratios: against the baseline.", ""]
     for name, (rows, extra) in results.items():
         base = rows[0]

@@ -175,16 +175,16 @@ def project(volume, angles_deg, *, shifts_px=None, batch_size: int | None = None
             sh = sh[None]
         if sh.shape != (n, 2):
             raise ValueError(f"shifts_px must have shape ({n}, 2), got {np.shape(shifts_px)}")
+    threads = max(1, min(cpu_threads(), n))
     if batch_size is None:
         p = spec.pad_box_px
         per_image = p * (p // 2 + 1) * _BYTES_PER_SAMPLE + p * p * 8
         # the threads hold a batch each: the budget is shared between them
-        batch_size = max(1, int(memory_mb * 2 ** 20 // (per_image * cpu_threads())))
+        batch_size = max(1, int(memory_mb * 2 ** 20 // (per_image * threads)))
     if int(batch_size) != batch_size or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     mats = euler_to_matrix(ang)
     out = np.empty((n, spec.box_px, spec.box_px), dtype=np.float32)
-    threads = max(1, min(cpu_threads(), n))
     # equal chunks, one or more per thread, none above batch_size
     size = max(1, min(int(batch_size), -(-n // threads)))
 
