@@ -41,15 +41,15 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from machine import backend_words  # noqa: E402
 
-from scipion_deepalign.core.align import align_particles  # noqa: E402
-from scipion_deepalign.core.backend import get_array_module  # noqa: E402
-from scipion_deepalign.core.gallery import STEP_PX  # noqa: E402
+from scipion_deepalign.core.align.align import align_particles  # noqa: E402
+from scipion_deepalign.core.align.gallery import STEP_PX  # noqa: E402
+from scipion_deepalign.core.align.local_refinement import REFINE  # noqa: E402
+from scipion_deepalign.core.align.search_plan import SearchOptions  # noqa: E402
 from scipion_deepalign.core.geometry import random_angles_deg  # noqa: E402
 from scipion_deepalign.core.imageops import low_pass_volume  # noqa: E402
 from scipion_deepalign.core.io import read_volume  # noqa: E402
-from scipion_deepalign.core.local_refinement import REFINE  # noqa: E402
 from scipion_deepalign.core.regions import region_centres_deg, region_distances_deg  # noqa: E402
-from scipion_deepalign.core.search_plan import SearchOptions  # noqa: E402
+from scipion_deepalign.core.runtime.backend import get_array_module  # noqa: E402
 from scipion_deepalign.core.simulate import simulate_particles  # noqa: E402
 from scipion_deepalign.core.symmetry import symmetric_pose_distance_deg  # noqa: E402
 

@@ -25,7 +25,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from machine import backend_words  # noqa: E402
 
-from scipion_deepalign.core.align import align_particles  # noqa: E402
+from scipion_deepalign.core.align.align import align_particles  # noqa: E402
 from scipion_deepalign.core.regions import (
     nearest_regions,  # noqa: E402
     region_centres_deg,  # noqa: E402

@@ -2,7 +2,7 @@
 
 ``python benchmarks/bench_reconstruct.py --sizes 2000,20000 --box 64 --threads 1,2``
 
-Times :func:`scipion_deepalign.core.reconstruct.reconstruct_half_maps` (with CTF and shifts,
+Times :func:`scipion_deepalign.core.judge.reconstruct.reconstruct_half_maps` (with CTF and shifts,
 c1) on images of Gaussian noise (the cost does not depend on what the images show) at random
 poses, after one small warm-up call that compiles the gridding loop. Prints a Markdown table
 with the load average before the run; run it alone on the machine (DEVELOPERS.md).
@@ -15,8 +15,8 @@ import time
 
 import numpy as np
 
+from scipion_deepalign.core.judge.reconstruct import reconstruct_half_maps
 from scipion_deepalign.core.particles import CTFParams
-from scipion_deepalign.core.reconstruct import reconstruct_half_maps
 
 
 def _particles(n: int, box: int, seed: int = 0):

@@ -46,7 +46,7 @@ for name in ("numpy", "cupy", "torch", "tensorflow", "keras"):
         print(name, getattr(mod, "__version__", "?"))
     except Exception as exc:  # absent or broken: say so
         print(name, "not available:", type(exc).__name__)
-from scipion_deepalign.core.backend import gpu_available
+from scipion_deepalign.core.runtime.backend import gpu_available
 print("cupy GPU answers:", gpu_available())
 try:
     import torch
@@ -77,10 +77,10 @@ else
     big=(--box 120 --n 600 --n-train 600 --epochs 3)
 fi
 tests=scipion_deepalign/tests
-step cupy_parity 150 "$PY" -m pytest -q -rs -p no:cacheprovider "$tests/test_align.py" \
-    "$tests/test_backend.py" "$tests/test_gpu_parity.py" -k "gpu or cupy"
-step keras_gpu 240 "$PY" -m pytest -q -rs -p no:cacheprovider "$tests/test_cnn_model.py" \
-    "$tests/test_cnn_train.py" "$tests/test_cnn_predict.py"
+step cupy_parity 150 "$PY" -m pytest -q -rs -p no:cacheprovider "$tests/core/align/test_align.py" \
+    "$tests/core/runtime/test_backend.py" "$tests/core/align/test_gpu_parity.py" -k "gpu or cupy"
+step keras_gpu 240 "$PY" -m pytest -q -rs -p no:cacheprovider "$tests/core/cnn/test_cnn_model.py" \
+    "$tests/core/cnn/test_cnn_train.py" "$tests/core/cnn/test_cnn_predict.py"
 step bench_align 150 "$PY" benchmarks/bench_align.py --n "$align_n" --device "$DEV" --repeat 2 \
     ${tiny[@]:+--box 32} --out "$OUT/bench_align.md"
 step bench_scale 330 "$PY" benchmarks/bench_scale.py --sizes "$sizes" --device "$DEV" \

@@ -176,8 +176,8 @@ def _figures():
     import numpy as np
 
     from scipion_deepalign.core import plots
-    from scipion_deepalign.core.fsc import fsc_curve
     from scipion_deepalign.core.geometry import random_angles_deg
+    from scipion_deepalign.core.judge.fsc import fsc_curve
     from scipion_deepalign.core.regions import region_centres_deg
     from scipion_deepalign.core.simulate import make_phantom
 

@@ -4,8 +4,8 @@ Reads ``--particles`` (RELION STAR; the region columns written by ``deepalign pr
 are the 1-based region numbers of the model's ``regions.star``, given by
 ``--model MODEL_DIR`` or ``--regions REGIONS.star``), compares every particle with projections
 of ``--volume`` in the search windows of its most probable regions
-(:func:`scipion_deepalign.core.align.align_particles`; windows, adaptive number of regions
-and fallback: :mod:`scipion_deepalign.core.search_plan`), or over the whole asymmetric unit
+(:func:`scipion_deepalign.core.align.align.align_particles`; windows, adaptive number of regions
+and fallback: :mod:`scipion_deepalign.core.align.search_plan`), or over the whole asymmetric unit
 with ``--global``, and writes ``--out`` (RELION 3.1 STAR) with ``rlnAngleRot/Tilt/Psi``,
 ``rlnOriginXAngst/YAngst``, the score and, in regional mode, the region of the best pose,
 whether the particle was searched globally and how many regions were searched (column names
@@ -134,9 +134,9 @@ def check_args(args) -> None:
 
 def main(args) -> int:
     summary = Summary("align")
-    from ..core.align import align_particles
+    from ..core.align.align import align_particles
     from ..core.io import read_volume
-    from ..core.progress import Progress
+    from ..core.runtime.progress import Progress
     from ..core.symmetry import normalise_symmetry
 
     check_args(args)

@@ -239,7 +239,7 @@ def set_devices(gpus, threads) -> None:
 def add_logging_args(parser: argparse.ArgumentParser, *, default: bool) -> None:
     """``-v``, ``-q`` and ``--progress-every``, accepted before and after the command name
     (``default``: the top-level parser sets the defaults, the sub-parsers leave them)."""
-    from ..core.progress import DEFAULT_LOG_STEP
+    from ..core.runtime.progress import DEFAULT_LOG_STEP
 
     def value(v):
         return v if default else argparse.SUPPRESS
@@ -275,12 +275,13 @@ def setup_logging(verbose: int = 0, *, quiet: bool = False, progress_every: floa
     with ``quiet`` (``-q``).
 
     Configures the ``deepalign`` logger (commands) and ``scipion_deepalign`` (the loggers of
-    core modules, ``logging.getLogger(__name__)``, and :mod:`~scipion_deepalign.core.progress`);
+    core modules, ``logging.getLogger(__name__)``, and
+    :mod:`~scipion_deepalign.core.runtime.progress`);
     returns the former. ``progress_every`` (percent) sets the step between progress lines;
     ``stream`` is where the lines go (default stderr).
     Python warnings (``warnings.warn`` in the core) print as plain ``WARNING: <text>`` lines.
     """
-    from ..core.progress import DEFAULT_LOG_STEP, set_log_step
+    from ..core.runtime.progress import DEFAULT_LOG_STEP, set_log_step
 
     warnings.showwarning = show_plain_warning
     level = logging.WARNING if quiet else logging.DEBUG if verbose >= 2 else logging.INFO

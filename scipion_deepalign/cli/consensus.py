@@ -145,8 +145,8 @@ def consensus_stats(inputs, common, result) -> dict:
 
 
 def main(args) -> int:
-    from ..core.consensus import angular_consensus, check_same_geometry, match_particles
     from ..core.io import write_particles_star
+    from ..core.judge.consensus import angular_consensus, check_same_geometry, match_particles
 
     _check(args)
     symmetry = check_symmetry(args.symmetry)

@@ -76,7 +76,7 @@ def main(args) -> int:
         raise CLIError(f"--mask-radius {args.mask_radius} A is below one pixel "
                        f"({pixel_size_a:.4g} A)")
 
-    from ..core.fsc import fsc_curve
+    from ..core.judge.fsc import fsc_curve
 
     result = fsc_curve(map1, map2, pixel_size_a=pixel_size_a, mask_radius_a=args.mask_radius)
     summary = Summary("fsc")

@@ -3,7 +3,7 @@
 The parts may be given in any order (e.g. a shell glob); the output lists the particles in
 the order of the input that was split. A set that is not exactly parts 1..N of one input
 (a part missing or given twice, parts of another split or another input) is refused with
-a message naming the files; the rules are in :mod:`scipion_deepalign.core.parts`.
+a message naming the files; the rules are in :mod:`scipion_deepalign.core.io.parts`.
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args) -> int:
-    from ..core.parts import merge_parts
+    from ..core.io import merge_parts
 
     if not args.out.lower().endswith(".star"):
         raise CLIError(f"--out must be a .star file name, got {args.out}")

@@ -1,6 +1,6 @@
 """``--part I/N`` and ``--jobs N`` / ``--gpus LIST`` of the commands that process particles
 one by one (``deepalign predict``, ``deepalign align``); the split and the merge themselves
-are :mod:`scipion_deepalign.core.parts`.
+are :mod:`scipion_deepalign.core.io.parts`.
 
 With ``--part I/N`` a command reads the whole ``--particles`` STAR, keeps part I of N (a
 contiguous, balanced slice of the input order) and writes ``--out`` with a part record;
@@ -41,7 +41,7 @@ def add_part_args(parser, *, jobs: bool = False) -> None:
 
 def part_of(args):
     """``(I, N)`` of ``--part``, or None; :class:`CLIError` naming the option."""
-    from ..core.parts import parse_part
+    from ..core.io import parse_part
 
     if getattr(args, "part", None) is None:
         return None
@@ -53,7 +53,7 @@ def part_of(args):
 
 def select_part(args, particles):
     """``(particles of the part, its PartRecord)``; the record is None without ``--part``."""
-    from ..core.parts import part_record, part_rows
+    from ..core.io import part_record, part_rows
 
     part = part_of(args)
     if part is None:
@@ -69,7 +69,7 @@ def select_part(args, particles):
 
 def part_is_done(args, record) -> bool:
     """Whether ``--out`` already holds this part (then the command has nothing to do)."""
-    from ..core.parts import is_complete_part
+    from ..core.io import is_complete_part
 
     if record is None or not is_complete_part(args.out, record):
         return False
@@ -79,8 +79,7 @@ def part_is_done(args, record) -> bool:
 
 def write_output(path, particles, record) -> None:
     """``--out``: a part file (with its record) under ``--part``, else a plain STAR."""
-    from ..core.io import write_particles_star
-    from ..core.parts import write_part_star
+    from ..core.io import write_part_star, write_particles_star
 
     if record is None:
         write_particles_star(path, particles)
@@ -127,7 +126,7 @@ def _child_argv(argv, index, n_parts, out):
 
 def run_jobs(args, n_jobs) -> int:
     """Run ``n_jobs`` part children of this command, then merge them into ``--out``."""
-    from ..core.parts import merge_parts, part_path
+    from ..core.io import merge_parts, part_path
     gpus = parse_int_list(getattr(args, "gpus", None), "--gpus")
     paths = [part_path(args.out, i, n_jobs) for i in range(1, n_jobs + 1)]
     os.makedirs(os.path.dirname(paths[0]), exist_ok=True)

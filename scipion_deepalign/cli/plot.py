@@ -119,8 +119,8 @@ def _training(args):
 
 
 def _angular_differences(args):
-    from ..core.consensus import angular_consensus, match_particles
     from ..core.io import read_particles_star
+    from ..core.judge.consensus import angular_consensus, match_particles
     from ..core.plots import plot_sorted_angular_differences
 
     if len(args.inputs) < 2:
@@ -146,7 +146,7 @@ def _angular_differences(args):
 
 def read_fsc_csv(path):
     """The ``FSCResult`` of a ``deepalign fsc --csv`` file (pixel size from its Nyquist)."""
-    from ..core.fsc import fsc_from_curve
+    from ..core.judge.fsc import fsc_from_curve
 
     with open(check_file_exists(path, "--csv"), newline="") as fh:
         rows = list(csv.DictReader(fh))
@@ -159,8 +159,8 @@ def read_fsc_csv(path):
 
 
 def _fsc(args):
-    from ..core.fsc import fsc_curve
     from ..core.io import read_volume
+    from ..core.judge.fsc import fsc_curve
     from ..core.plots import plot_fsc
     from .fsc import map_pair_label
 

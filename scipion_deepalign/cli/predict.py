@@ -86,7 +86,7 @@ def main(args) -> int:
 
     from ..core.cnn.predict import load_models, predict_probabilities, top_k_regions
     from ..core.io import load_particle_images
-    from ..core.progress import Progress
+    from ..core.runtime.progress import Progress
 
     models = load_models(args.model)
     n = len(particles)

@@ -1,7 +1,7 @@
 """``deepalign reconstruct``: a map (and half maps) from particles with poses.
 
 Reads a RELION STAR with angles (and shifts, CTF), reconstructs by direct Fourier inversion
-(:func:`scipion_deepalign.core.reconstruct.reconstruct`) and writes ``--out MAP.mrc``. With
+(:func:`scipion_deepalign.core.judge.reconstruct.reconstruct`) and writes ``--out MAP.mrc``. With
 ``--halves`` it also writes ``MAP_half1.mrc`` and ``MAP_half2.mrc`` (halves from the STAR's
 ``rlnRandomSubset`` when it holds 1 and 2, otherwise a random split drawn with ``--seed``) and
 prints their FSC 0.143 and 0.5 resolutions; ``--fsc-json`` writes that curve as JSON
@@ -66,7 +66,7 @@ def half_map_paths(out_path: str) -> tuple[str, str]:
 
 
 def _subsets(particles, seed):
-    from ..core.reconstruct import half_subsets
+    from ..core.judge.reconstruct import half_subsets
 
     given = particles.extra.get("rlnRandomSubset")
     if given is not None:
@@ -92,7 +92,7 @@ def write_fsc_json(path, result, n_particles: int) -> None:
 
 
 def main(args) -> int:
-    from ..core.progress import Progress
+    from ..core.runtime.progress import Progress
 
     star = check_file_exists(args.particles, "--particles")
     if not args.out.lower().endswith(".mrc"):
@@ -128,7 +128,7 @@ def main(args) -> int:
 
 def _full_map(args, particles, images, kw, progress, summary) -> None:
     from ..core.io import write_mrc
-    from ..core.reconstruct import reconstruct
+    from ..core.judge.reconstruct import reconstruct
 
     volume = reconstruct(images, particles.angles_deg, progress=progress, **kw)
     write_mrc(args.out, volume, pixel_size_a=particles.pixel_size_a)
@@ -136,9 +136,9 @@ def _full_map(args, particles, images, kw, progress, summary) -> None:
 
 
 def _half_maps(args, particles, images, kw, progress, summary) -> None:
-    from ..core.fsc import fsc_curve
     from ..core.io import write_mrc
-    from ..core.reconstruct import reconstruct_half_maps
+    from ..core.judge.fsc import fsc_curve
+    from ..core.judge.reconstruct import reconstruct_half_maps
 
     subsets = _subsets(particles, args.seed)
     half1, half2, full = reconstruct_half_maps(images, particles.angles_deg, subsets=subsets,

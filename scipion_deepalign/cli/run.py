@@ -8,8 +8,8 @@ Writes into ``--out DIR``:
 * ``predicted.star`` -- ``--particles`` with the columns of ``deepalign predict`` (top-k
   1-based regions of ``model/regions.star`` and their probabilities);
 * ``aligned.star`` -- the same with the poses found by correlation inside the windows of
-  those regions (:func:`scipion_deepalign.core.align.align_particles`, options of
-  :class:`~scipion_deepalign.core.search_plan.SearchOptions`) and the columns of
+  those regions (:func:`scipion_deepalign.core.align.align.align_particles`, options of
+  :class:`~scipion_deepalign.core.align.search_plan.SearchOptions`) and the columns of
   ``deepalign align``. Column names: :mod:`scipion_deepalign.core.io.columns`.
 """
 from __future__ import annotations

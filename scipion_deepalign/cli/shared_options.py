@@ -77,10 +77,10 @@ def add_search_args(parser: argparse.ArgumentParser) -> None:
 def add_region_search_args(parser: argparse.ArgumentParser) -> None:
     """How the regional search widens around the predicted regions (``align`` and ``run``).
 
-    Defaults are :class:`~scipion_deepalign.core.search_plan.SearchOptions`' (measured in
+    Defaults are :class:`~scipion_deepalign.core.align.search_plan.SearchOptions`' (measured in
     docs/benchmarks_accuracy.md).
     """
-    from ..core.search_plan import SearchOptions
+    from ..core.align.search_plan import SearchOptions
 
     default = SearchOptions.default
     parser.add_argument("--overlap", type=float, default=default("overlap_deg"), metavar="DEG",
@@ -112,7 +112,7 @@ def add_region_search_args(parser: argparse.ArgumentParser) -> None:
 
 def search_options(args):
     """:class:`SearchOptions` from the parsed options (CLIError naming the bad one)."""
-    from ..core.search_plan import SearchOptions
+    from ..core.align.search_plan import SearchOptions
 
     mass = args.probability_mass
     try:

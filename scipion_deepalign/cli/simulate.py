@@ -110,7 +110,7 @@ def main(args) -> int:
     volume, pixel_a = _load_source(args)
 
     from ..core.io import write_mrc, write_particles
-    from ..core.progress import Progress
+    from ..core.runtime.progress import Progress
     from ..core.simulate import simulate_particles
 
     log.info("simulating %d particles, box %d px, %.3f A/px, SNR %g, CTF %s, max shift %g px",

@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-from ..core.progress import format_duration
+from ..core.runtime.progress import format_duration
 
 __all__ = ["Summary", "spread"]
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from dataclasses import fields
 
-from .backend import DEVICES
+from .align.local_refinement import REFINE
+from .align.matching import CTF_MODES
 from .cnn.config import HEADS, LOSSES, NETWORKS, TRAINING_SOURCES, TRUNKS, TrainConfig
-from .local_refinement import REFINE
-from .matching import CTF_MODES
+from .runtime.backend import DEVICES
 
 __all__ = ["NETWORKS", "LOSSES", "HEADS", "TRUNKS", "TRAINING_SOURCES", "CTF_MODES", "DEVICES",
            "REGION_SPACING_DEG", "TOP_K", "PROPOSED_TARGET_RESOLUTION_A",
@@ -22,7 +22,7 @@ __all__ = ["NETWORKS", "LOSSES", "HEADS", "TRUNKS", "TRAINING_SOURCES", "CTF_MOD
 #: angular distance between neighbouring region centres (degrees); 30 gives 42 regions in c1
 REGION_SPACING_DEG = 30.0
 #: the training resolution the Train form proposes (Å); the CLI keeps a 24 px input unless
-#: --target-resolution or --box is given (tests/test_forms.py KNOWN_DIFFERENCES)
+#: --target-resolution or --box is given (tests/scipion/test_forms.py KNOWN_DIFFERENCES)
 PROPOSED_TARGET_RESOLUTION_A = 8.0
 #: regions kept per particle (with their probabilities) by the prediction: as many as the
 #: default adaptive search may use (``search_plan.SearchOptions.max_regions``); the paper and

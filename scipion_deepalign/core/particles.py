@@ -9,7 +9,8 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-__all__ = ["CTFParams", "Particles", "split_image_name", "join_image_name", "stack_image_names",
+__all__ = ["positive_float", "shift_angstrom_to_px", "shift_px_to_angstrom",
+           "CTFParams", "Particles", "split_image_name", "join_image_name", "stack_image_names",
            "OPTICS_FIELDS", "DEFAULT_VOLTAGE_KV", "DEFAULT_CS_MM", "DEFAULT_AMPLITUDE_CONTRAST"]
 
 #: The CTF values that RELION keeps per optics group (a float, or one value per particle).
@@ -192,3 +193,33 @@ class Particles:
             extra={k: np.asarray(v)[idx] for k, v in self.extra.items()},
             optics_group=None if self.optics_group is None else self.optics_group[idx],
         )
+
+
+def positive_float(value, name: str) -> float:
+    """``value`` as a float, or a ``ValueError`` naming ``name`` when it is not > 0."""
+    value = float(value)
+    if not value > 0:
+        raise ValueError(f"{name} must be > 0, got {value}")
+    return value
+
+
+def shift_angstrom_to_px(shift_a: float, pixel_size_a: float) -> float:
+    """Shift in pixels of a shift in Angstrom (``shift_a / pixel_size_a``).
+
+    Raises
+    ------
+    ValueError
+        If ``pixel_size_a`` is not positive or ``shift_a`` is negative.
+    """
+    pixel_size_a = positive_float(pixel_size_a, "pixel_size_a")
+    if float(shift_a) < 0:
+        raise ValueError(f"shift_a must be >= 0, got {shift_a}")
+    return float(shift_a) / pixel_size_a
+
+
+def shift_px_to_angstrom(shift_px: float, pixel_size_a: float) -> float:
+    """Shift in Angstrom of a shift in pixels (``shift_px * pixel_size_a``)."""
+    pixel_size_a = positive_float(pixel_size_a, "pixel_size_a")
+    if float(shift_px) < 0:
+        raise ValueError(f"shift_px must be >= 0, got {shift_px}")
+    return float(shift_px) * pixel_size_a

@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import cnn  # its training and prediction load Keras when first used
-from .align import AlignmentResult, align_particles
+from .align.align import AlignmentResult, align_particles
+from .align.local_refinement import REFINE
+from .align.search_plan import SearchOptions
 from .cnn.config import TrainConfig
 from .cnn.model_folder import ModelFolder
-from .local_refinement import REFINE
-from .progress import Progress
-from .search_plan import SearchOptions
+from .runtime.progress import Progress
 from .symmetry import normalise_symmetry
 
 __all__ = ["PipelineResult", "run_deepalign"]
@@ -86,7 +86,7 @@ def run_deepalign(train_images, train_angles_deg, images, volume, *, model_dir,
     ctf : CTFParams, optional
         CTF of ``images``.
     step_deg, target_resolution_a, device, volume_pixel_size_a, ctf_mode, refine, search
-        As in :func:`~scipion_deepalign.core.align.align_particles`.
+        As in :func:`~scipion_deepalign.core.align.align.align_particles`.
     train_ctf : CTFParams, optional
         CTFs of ``train_images``.
 

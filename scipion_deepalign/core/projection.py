@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import math
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.fft
 
-from .backend import cpu_threads
-from .compiled import compiled
 from .geometry import euler_to_matrix
+from .particles import positive_float
+from .runtime.backend import cpu_threads
+from .runtime.compiled import compiled
 
-__all__ = ["project", "downsampled_geometry", "nyquist_reaches", "VolumeSpectrum"]
+__all__ = ["project", "downsampled_geometry", "nyquist_reaches", "VolumeSpectrum",
+           "DownsamplingPreview", "downsampling_preview", "resolution_for_box"]
 
 # Bytes of working memory per sample of a half slice (the slice, its shift ramp, its inverse
 # transform and the crop).
@@ -245,3 +248,81 @@ def downsampled_geometry(box_px: int, pixel_size_a: float,
     new_box = max(2, new_box + new_box % 2)
     new_box = min(new_box, box_px - box_px % 2)
     return new_box, pixel_size_a * box_px / new_box
+
+
+@dataclass(frozen=True)
+class DownsamplingPreview:
+    """Image geometry used for training/alignment at a target resolution.
+
+    Attributes
+    ----------
+    box_px, pixel_size_a : int, float
+        Original geometry.
+    new_box_px, new_pixel_size_a : int, float
+        Geometry after Fourier cropping (from
+        :func:`scipion_deepalign.core.projection.downsampled_geometry`).
+    nyquist_a : float
+        ``2 * new_pixel_size_a``: the best resolution the downsampled images can carry.
+    """
+
+    box_px: int
+    pixel_size_a: float
+    new_box_px: int
+    new_pixel_size_a: float
+    nyquist_a: float
+
+    @property
+    def factor(self) -> float:
+        """Downsampling factor ``new_pixel_size_a / pixel_size_a`` (1 means no change)."""
+        return self.new_pixel_size_a / self.pixel_size_a
+
+    def message(self) -> str:
+        return (f"Images of {self.box_px} px at {self.pixel_size_a:.3g} Å/px are used as "
+                f"{self.new_box_px} px at {self.new_pixel_size_a:.3g} Å/px "
+                f"(factor {self.factor:.2f}, Nyquist {self.nyquist_a:.3g} Å).")
+
+
+def downsampling_preview(box_px: int, pixel_size_a: float,
+                         target_resolution_a: float) -> DownsamplingPreview:
+    """Downsampled box and pixel size for a target resolution (see the projection module).
+
+    Parameters
+    ----------
+    box_px : int
+        Original box side in pixels (> 0).
+    pixel_size_a : float
+        Original pixel size in Angstrom (> 0).
+    target_resolution_a : float
+        Resolution to keep, in Angstrom (> 0).
+
+    Raises
+    ------
+    ValueError
+        From :func:`~.projection.downsampled_geometry`, naming the parameter: a box below 2
+        px, a pixel size or resolution that is not positive, a target finer than Nyquist.
+    """
+    new_box, new_pixel = downsampled_geometry(box_px, pixel_size_a, target_resolution_a)
+    return DownsamplingPreview(int(box_px), float(pixel_size_a), int(new_box), float(new_pixel),
+                               2.0 * float(new_pixel))
+
+
+def resolution_for_box(box_px: int, pixel_size_a: float, new_box_px: int) -> float:
+    """Target resolution (Angstrom) whose downsampled box is ``new_box_px``.
+
+    The inverse of :func:`~.projection.downsampled_geometry`: the Nyquist of ``new_box_px``
+    pixels over the same field of view, ``2 * pixel_size_a * box_px / new_box_px``, rounded
+    up to 0.01 A so that the form shows a short number that still gives ``new_box_px``.
+
+    Raises
+    ------
+    ValueError
+        If ``new_box_px`` is odd, below 2 or larger than ``box_px``.
+    """
+    pixel_size_a = positive_float(pixel_size_a, "pixel_size_a")
+    if int(new_box_px) != new_box_px or new_box_px % 2 or not 2 <= new_box_px <= box_px:
+        raise ValueError(f"new_box_px must be an even number of pixels between 2 and the box "
+                         f"({box_px} px), got {new_box_px}")
+    resolution = math.ceil(200.0 * pixel_size_a * box_px / new_box_px - 1e-9) / 100.0
+    if downsampled_geometry(box_px, pixel_size_a, resolution)[0] != new_box_px:
+        resolution = 2.0 * pixel_size_a * box_px / new_box_px  # rounding crossed a box
+    return resolution

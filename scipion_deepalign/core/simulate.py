@@ -15,8 +15,8 @@ from .ctf import apply_ctf, ctf_images
 from .geometry import random_angles_deg
 from .imageops import circular_mask, translate_images
 from .particles import CTFParams, Particles, stack_image_names
-from .progress import advance
 from .projection import VolumeSpectrum, project
+from .runtime.progress import advance
 
 __all__ = ["make_phantom", "simulate_particles", "clean_particle_images",
            "signal_mask_radius_px"]

@@ -13,14 +13,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core.align import align_particles
+from ..core.align.align import align_particles
 from ..core.cnn.config import TrainConfig
-from ..core.consensus import angular_consensus
 from ..core.defaults import TOP_K, train_default
-from ..core.fsc import fsc_curve
 from ..core.io import write_mrc, write_particles
+from ..core.judge.consensus import angular_consensus
+from ..core.judge.fsc import fsc_curve
+from ..core.judge.reconstruct import reconstruct_half_maps
 from ..core.pipeline import run_deepalign
-from ..core.reconstruct import reconstruct_half_maps
 from ..core.regions import assign_regions
 from ..core.simulate import make_phantom, simulate_particles
 from ..core.symmetry import symmetric_direction_distance_deg

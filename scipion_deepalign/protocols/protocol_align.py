@@ -133,7 +133,7 @@ class AlignSteps(AlignForm):
 
     def _searchCostWarnings(self, particles):
         """A warning when the automatic angular step means a very large search."""
-        from ..core.wizard_math import search_cost
+        from ..core.align.cost import search_cost
 
         if self.angularStepDeg.get() is not None:
             return []

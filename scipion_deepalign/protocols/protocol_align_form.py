@@ -59,7 +59,7 @@ class AlignForm:
     def _defineRegionSearchParams(self, form, *, condition=None):
         """How far the regional search reaches around the predicted regions (defaults and
         meaning: ``core.search_plan.SearchOptions``, measured in docs/benchmarks_accuracy.md)."""
-        from ..core.search_plan import SearchOptions
+        from ..core.align.search_plan import SearchOptions
 
         default = SearchOptions.default
         group = form.addGroup("Regional search",

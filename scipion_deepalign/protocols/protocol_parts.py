@@ -2,7 +2,7 @@
 I/N``, each on its own GPU when the executor gives one, or its own queue job), then one step
 that merges the parts in the input order (mixin of the predict and align protocols).
 
-The split, the part files and the merge checks are :mod:`scipion_deepalign.core.parts`; a part
+The split, the part files and the merge checks are :mod:`scipion_deepalign.core.io.parts`; a part
 whose file is complete is not recomputed, so continuing a run redoes only unfinished parts.
 """
 import os
@@ -16,12 +16,12 @@ class PartSteps:
     """Form parameter, steps and summary line of the work split (mixin).
 
     The protocol using it has ``inputParticles``; without a ``partSize`` parameter (e.g. the
-    refine protocol) everything is one part of :data:`~scipion_deepalign.core.parts.
+    refine protocol) everything is one part of :data:`~scipion_deepalign.core.io.parts.
     DEFAULT_PART_SIZE`.
     """
 
     def _definePartParams(self, form):
-        from ..core.parts import DEFAULT_PART_SIZE
+        from ..core.io import DEFAULT_PART_SIZE
 
         form.addParam("partSize", params.IntParam, default=DEFAULT_PART_SIZE,
                       expertLevel=params.LEVEL_ADVANCED, label="Particles per part",
@@ -37,20 +37,20 @@ class PartSteps:
         return []
 
     def _partSize(self):
-        from ..core.parts import DEFAULT_PART_SIZE
+        from ..core.io import DEFAULT_PART_SIZE
 
         size = self.getAttributeValue("partSize", None)
         return size if size else DEFAULT_PART_SIZE
 
     def _partCount(self):
-        from ..core.parts import count_parts
+        from ..core.io import count_parts
 
         return count_parts(self.inputParticles.get().getSize(), self._partSize())
 
     def _insertPartSteps(self, step, args, out_star, prerequisites):
         """``step(*args, "I/N", part_file)`` for every part, then the merge into ``out_star``;
         returns the id of the merge step."""
-        from ..core.parts import part_path
+        from ..core.io import part_path
 
         n = self._partCount()
         parts = [self._insertFunctionStep(step, *args, f"{i}/{n}", part_path(out_star, i, n),
@@ -67,7 +67,7 @@ class PartSteps:
         return ["--part", part, "--out", out_star]
 
     def mergePartsStep(self, out_star, n_parts):
-        from ..core.parts import merge_parts, part_path
+        from ..core.io import merge_parts, part_path
 
         merge_parts([part_path(out_star, i, n_parts) for i in range(1, n_parts + 1)],
                     out_star)

@@ -194,7 +194,7 @@ class DeepAlignProtReconstruct(ShortPackageName, ProtReconstruct3D):
         """Half-set label (0 or 1) of each particle, in the order of ``ids``."""
         if self.halfSplit.get() == SPLIT_EVEN_ODD:
             return (np.asarray(ids) % 2 == 0).astype(np.int8)
-        from scipion_deepalign.core.reconstruct import half_subsets
+        from scipion_deepalign.core.judge.reconstruct import half_subsets
         return half_subsets(len(ids), seed=self.splitSeed.get()) - 1
 
     def _readFsc(self):

@@ -1,7 +1,7 @@
 """The training section of a form (train and refine protocols): parameters and their help.
 
 Defaults come from the core's ``TrainConfig`` and :mod:`~scipion_deepalign.core.defaults`,
-so the form and ``deepalign train`` cannot differ (``tests/test_forms.py``).
+so the form and ``deepalign train`` cannot differ (``tests/scipion/test_forms.py``).
 """
 import pyworkflow.protocol.params as params
 

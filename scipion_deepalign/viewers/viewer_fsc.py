@@ -19,7 +19,7 @@ def fsc_result_of(fsc_object, *, pixel_size_a=None):
     pixel_size_a : float or None, keyword-only
         Sampling of the maps; None: taken as ``0.5 / max frequency`` (curves up to Nyquist).
     """
-    from scipion_deepalign.core.fsc import fsc_from_curve
+    from scipion_deepalign.core.judge.fsc import fsc_from_curve
 
     freq, values = (np.asarray(list(v), dtype=np.float64) for v in fsc_object.getData())
     try:

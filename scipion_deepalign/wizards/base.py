@@ -2,7 +2,7 @@
 particles, and asking the user in dialogs that tests can stand in for.
 
 A wizard computes with ``preview(protocol)`` (a function of
-:mod:`scipion_deepalign.core.wizard_math`, tested on its own) and, in ``show``, either shows
+:mod:`scipion_deepalign.core.align.cost`, tested on its own) and, in ``show``, either shows
 the answer or asks a question and writes the chosen value into the form. Forms in tests may
 provide ``askNumber(title, prompt, default)`` and ``chooseFrom(title, prompt, options)``;
 the Scipion form window gets pyworkflow dialogs instead.

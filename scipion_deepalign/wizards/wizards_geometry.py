@@ -7,12 +7,8 @@ alignment's maximum shift and the consensus shift threshold), ``maskRadiusA`` (Ã
 reconstruction's FSC mask, drawn on the particles by pwem's mask-radius dialog).
 """
 from scipion_deepalign.core import defaults
-from scipion_deepalign.core.wizard_math import (
-    downsampling_preview,
-    resolution_for_box,
-    shift_angstrom_to_px,
-    shift_px_to_angstrom,
-)
+from scipion_deepalign.core.particles import shift_angstrom_to_px, shift_px_to_angstrom
+from scipion_deepalign.core.projection import downsampling_preview, resolution_for_box
 
 from .base import DeepAlignWizard, ask_number, particle_geometry, targets, value_of
 

@@ -7,7 +7,8 @@ Parameter names served: ``regionSpacingDeg`` (deg) with ``symmetryGroup`` and
 position in ``inputSets``).
 """
 from scipion_deepalign.core import defaults
-from scipion_deepalign.core.wizard_math import regions_preview, search_cost
+from scipion_deepalign.core.align.cost import search_cost
+from scipion_deepalign.core.regions import regions_preview
 
 from .base import (
     DeepAlignWizard,

@@ -33,7 +33,7 @@ from ..imageops import (
     translate_images,
 )
 from ..io.images import read_chunk
-from ..stacks import stack_shape
+from ..runtime.stacks import stack_shape
 from .checks import input_geometry
 from .synthetic import noise_ramp_scale
 

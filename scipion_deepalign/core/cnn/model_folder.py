@@ -30,7 +30,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..atomic import atomic_open
+from ..runtime.atomic import atomic_open
 from .history import best_validation_accuracy, near_chance_warnings
 
 __all__ = ["ModelFolder", "ModelGeometry", "CONFIG_FILE", "REGIONS_FILE", "SHARED_MODEL",
@@ -60,7 +60,7 @@ def history_path(model_dir, region: int) -> Path:
 
 def write_json_atomic(path, data) -> None:
     """Write JSON through a temporary file in the same folder and an atomic rename
-    (:func:`~scipion_deepalign.core.atomic.atomic_open`: the umask's permissions)."""
+    (:func:`~scipion_deepalign.core.runtime.atomic.atomic_open`: the umask's permissions)."""
     with atomic_open(path) as handle:
         json.dump(data, handle, indent=1, sort_keys=True)
 
@@ -216,8 +216,8 @@ class ModelFolder:
 
     def write_regions(self, centres_deg, *, symmetry: str, spacing_deg: float) -> None:
         """Write ``regions.star`` atomically unless it is there already."""
-        from ..atomic import atomic_path
         from ..io import write_regions_star
+        from ..runtime.atomic import atomic_path
 
         if self.regions_path.exists():
             return

@@ -13,8 +13,8 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from ..progress import advance
-from ..stacks import as_stack
+from ..runtime.progress import advance
+from ..runtime.stacks import as_stack
 from .data import mask_images, preprocess_images
 from .model_folder import SHARED_MODEL, ModelFolder
 

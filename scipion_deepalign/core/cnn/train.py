@@ -31,10 +31,10 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from ..atomic import atomic_path
-from ..progress import Progress
 from ..regions import assign_regions, region_centres_deg
-from ..stacks import as_stack
+from ..runtime.atomic import atomic_path
+from ..runtime.progress import Progress
+from ..runtime.stacks import as_stack
 from ..symmetry import normalise_symmetry
 from .checks import check_pixel_size, check_reference_box, check_regions, input_geometry
 from .config import TrainConfig

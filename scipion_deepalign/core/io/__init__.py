@@ -10,6 +10,7 @@ never from the modules behind it:
 * :mod:`.star_optics` -- the RELION column names and optics rules reading and writing share;
 * :mod:`.images` -- ``index@stack`` names: where the stacks are, loading the images;
 * :mod:`.regions` -- ``regions.star`` of a model folder;
+* :mod:`.parts` -- part I of N of a particle STAR, the part record and the checked merge;
 * :mod:`.columns` -- the names of the STAR columns DeepAlign writes, and the 0-/1-based
   region border (imported as a module: ``from scipion_deepalign.core.io import columns``).
 
@@ -18,7 +19,8 @@ never from the modules behind it:
 The modules import each other without a cycle: ``columns``, ``mrc``, ``star_optics`` and
 ``star_tables`` import no other module of the package's IO; ``images`` imports ``mrc``;
 ``regions`` imports ``columns`` and ``star_tables``; ``star`` imports ``images``, ``mrc``,
-``star_optics`` and ``star_tables``; ``star_write`` imports those (not ``star``).
+``star_optics`` and ``star_tables``; ``star_write`` imports those (not ``star``); ``parts``
+imports ``columns``, ``images``, ``star``, ``star_tables`` and ``star_write``.
 """
 from ..particles import join_image_name, split_image_name
 from . import columns
@@ -42,6 +44,23 @@ from .mrc import (
     write_mrc,
     write_mrc_stack_chunks,
 )
+from .parts import (
+    DEFAULT_PART_SIZE,
+    PART_BLOCK,
+    PartRecord,
+    check_part_set,
+    concatenate_particles,
+    count_parts,
+    is_complete_part,
+    merge_parts,
+    names_digest,
+    parse_part,
+    part_path,
+    part_record,
+    part_rows,
+    read_part_record,
+    write_part_star,
+)
 from .regions import read_regions_star, write_regions_star
 from .star import read_particles_star
 from .star_tables import column_values, float_column, read_star_blocks, write_star_blocks
@@ -58,4 +77,7 @@ __all__ = [
     "split_image_name", "join_image_name", "locate_stacks", "stack_path", "output_root",
     "relocate_image_names",
     "write_regions_star", "read_regions_star",
+    "DEFAULT_PART_SIZE", "PART_BLOCK", "PartRecord", "parse_part", "count_parts", "part_rows",
+    "names_digest", "part_record", "part_path", "write_part_star", "read_part_record",
+    "is_complete_part", "check_part_set", "merge_parts", "concatenate_particles",
 ]

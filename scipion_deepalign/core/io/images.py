@@ -248,7 +248,7 @@ class ParticleImages:
 
     ``len(stack)``, ``stack.shape`` ``(N, B, B)`` and ``stack[index]`` (a slice, int array
     or mask: :func:`load_images` of those particles, from memory-mapped stacks, checked to
-    be finite). For :func:`scipion_deepalign.core.align.align_particles`, which reads one
+    be finite). For :func:`scipion_deepalign.core.align.align.align_particles`, which reads one
     block at a time. Every stack is checked to exist when the reader is made.
     """
 

@@ -30,7 +30,7 @@ import warnings
 import mrcfile
 import numpy as np
 
-from ..atomic import atomic_path
+from ..runtime.atomic import atomic_path
 
 __all__ = ["read_mrc", "read_mrc_stack", "read_volume", "read_mrc_header", "write_mrc",
            "write_mrc_stack_chunks"]

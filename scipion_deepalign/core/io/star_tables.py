@@ -15,7 +15,7 @@ import re
 import numpy as np
 from emtable import Table
 
-from ..atomic import atomic_open
+from ..runtime.atomic import atomic_open
 
 __all__ = ["read_star_blocks", "write_star_blocks", "column_values", "float_column"]
 

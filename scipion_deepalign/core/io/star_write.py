@@ -83,7 +83,7 @@ def write_particles_star(path, particles: Particles, *, single_row_blocks=None) 
     :func:`~.images.output_root` of ``path`` (``particles.root`` when the file goes inside
     it, else the file's folder). ``single_row_blocks`` (``{name: {column: value}}``) are
     written after the particles as key-value blocks (e.g. the part record of
-    :mod:`scipion_deepalign.core.parts`); readers of particles ignore them.
+    :mod:`scipion_deepalign.core.io.parts`); readers of particles ignore them.
     """
     n = len(particles)
     if n == 0:
