@@ -43,8 +43,8 @@ from machine import backend_words  # noqa: E402
 
 from scipion_deepalign.core.align.align import align_particles  # noqa: E402
 from scipion_deepalign.core.align.gallery import STEP_PX  # noqa: E402
-from scipion_deepalign.core.align.local_refinement import REFINE  # noqa: E402
 from scipion_deepalign.core.align.search_plan import SearchOptions  # noqa: E402
+from scipion_deepalign.core.defaults import REFINE  # noqa: E402
 from scipion_deepalign.core.geometry import random_angles_deg  # noqa: E402
 from scipion_deepalign.core.imageops import low_pass_volume  # noqa: E402
 from scipion_deepalign.core.io import read_volume  # noqa: E402

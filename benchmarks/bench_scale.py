@@ -34,7 +34,7 @@ import numpy as np
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, ROOT)
 
-from scipion_deepalign.core.align.local_refinement import REFINE  # noqa: E402
+from scipion_deepalign.core.defaults import REFINE  # noqa: E402
 
 STAGES = ("train", "predict", "align", "global", "reconstruct")
 #: what each stage holds in memory, from reading the code (the measured slope says how much)

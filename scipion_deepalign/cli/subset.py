@@ -13,6 +13,7 @@ import os
 
 import numpy as np
 
+from ..core.defaults import REGION_SPACING_DEG
 from .common import CLIError, add_particle_args, check_symmetry, positive_float, read_particles
 from .summary import Summary, spread
 
@@ -30,8 +31,8 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, metavar="K", help="random seed; default 0")
     parser.add_argument("--balanced", action="store_true",
                         help="equal numbers per region of the projection sphere (needs poses)")
-    parser.add_argument("--spacing", type=positive_float, default=30.0, metavar="DEG",
-                        help="region spacing of --balanced in degrees; default 30")
+    parser.add_argument("--spacing", type=positive_float, default=REGION_SPACING_DEG, metavar="DEG",
+                        help="region spacing of --balanced in degrees; default %(default)g")
     parser.add_argument("--symmetry", default="c1",
                         help="point group for the regions of --balanced; default c1")
     add_particle_args(parser, images=False)

@@ -1,50 +1,92 @@
 """Defaults and choice lists shared by every face of DeepAlign: one place per fact.
 
-The GUI forms (``protocols/``), the command line (``cli/``) and the wizards read their
-defaults here or from :class:`~scipion_deepalign.core.cnn.config.TrainConfig`, so that a
-value cannot differ between them (``tests/test_defaults.py`` compares the CLI parsers with
-the protocol forms). Light module: no Keras, no Scipion.
+The GUI forms (``protocols/``), the command line (``cli/``), the wizards and the core's own
+signatures read their defaults here (``tests/core/test_defaults.py`` compares the core's
+signatures, and ``tests/scipion/test_forms.py`` the CLI parsers and the forms, with this
+module). The training defaults are the field defaults of
+:class:`~scipion_deepalign.core.cnn.config.TrainConfig`, read with :func:`train_default`.
+
+A leaf: this module imports nothing from the package (no numba, no Keras, no Scipion), so
+anyone may read it cheaply.
 """
 from __future__ import annotations
-
-from dataclasses import fields
-
-from .align.local_refinement import REFINE
-from .align.matching import CTF_MODES
-from .cnn.config import HEADS, LOSSES, NETWORKS, TRAINING_SOURCES, TRUNKS, TrainConfig
-from .runtime.backend import DEVICES
 
 __all__ = ["NETWORKS", "LOSSES", "HEADS", "TRUNKS", "TRAINING_SOURCES", "CTF_MODES", "DEVICES",
            "REGION_SPACING_DEG", "TOP_K", "PROPOSED_TARGET_RESOLUTION_A",
            "MAX_SHIFT_BOX_FRACTION", "CONSENSUS_MAX_ANGLE_DEG", "train_default",
-           "default_max_shift_px", "RECONSTRUCT_THREADS", "REFINE"]
+           "default_max_shift_px", "RECONSTRUCT_THREADS", "REFINE", "ALIGN_BATCH",
+           "CONSENSUS_REPORT_THRESHOLDS_DEG", "PIXEL_SIZE_RTOL", "same_pixel_size"]
 
+# --- choice lists ------------------------------------------------------------------------
+#: network kinds: one shared-trunk network over all regions, or one classifier per region
+#: (the paper's). The forms store the index: never reorder.
+NETWORKS = ("regional", "shared")
+#: output layer of the shared network: one softmax over the regions or a sigmoid per region
+HEADS = ("softmax", "sigmoid")
+#: convolutional trunk of the shared network: on a polar resampling of the image (invariant
+#: to the in-plane rotation) or on the image itself (the paper's)
+TRUNKS = ("polar", "cartesian")
+#: where training images come from: projections of the reference map made on the fly, the
+#: aligned subset (the paper), or both mixed in every batch
+TRAINING_SOURCES = ("projections", "particles", "both")
+#: training losses: binary cross-entropy, mean absolute error (Xmipp's code)
+LOSSES = ("bce", "mae")
+#: CTF handling of the alignment: the CTF on the references; phase-flip the particles first;
+#: particles already phase-flipped (|CTF| on the references)
+CTF_MODES = ("apply", "flip", "flipped")
+#: where arrays are computed: the GPU when one works, the CPU, or the GPU (an error without)
+DEVICES = ("auto", "cpu", "gpu")
+
+# --- regions and prediction --------------------------------------------------------------
 #: angular distance between neighbouring region centres (degrees); 30 gives 42 regions in c1
 REGION_SPACING_DEG = 30.0
-#: the training resolution the Train form proposes (Å); the CLI keeps a 24 px input unless
-#: --target-resolution or --box is given (tests/scipion/test_forms.py KNOWN_DIFFERENCES)
-PROPOSED_TARGET_RESOLUTION_A = 8.0
 #: regions kept per particle (with their probabilities) by the prediction: as many as the
-#: default adaptive search may use (``search_plan.SearchOptions.max_regions``); the paper and
-#: Xmipp kept 2 and searched both
+#: default adaptive search may use (``search_plan.SearchOptions.max_regions``)
 TOP_K = 6
+#: the training resolution the Train form proposes (Å); the CLI keeps the default input box
+#: unless --target-resolution or --box is given (tests/scipion/test_forms.py KNOWN_DIFFERENCES)
+PROPOSED_TARGET_RESOLUTION_A = 8.0
+
+# --- alignment ---------------------------------------------------------------------------
+#: whether alignments refine their poses below the gallery step by default (the automatic
+#: gallery step is then two pixels at the particle radius instead of one; why:
+#: docs/benchmarks_accuracy.md)
+REFINE = True
 #: largest shift searched, as a fraction of the particle box, when none is given
 MAX_SHIFT_BOX_FRACTION = 1.0 / 8.0
-#: threads of a reconstruction: the two half maps gridded side by side. Measured on 2 free
-#: cores, 2 000 particles at 64 px with CTF: 1 thread 538, 2 threads 829 particles/s
-#: (docs/benchmarks.md)
+#: particles per correlation block of an alignment (halved on out-of-memory errors)
+ALIGN_BATCH = 256
+
+# --- judging -----------------------------------------------------------------------------
+#: threads of a reconstruction: the two half maps gridded side by side (docs/benchmarks.md)
 RECONSTRUCT_THREADS = 2
 #: consensus: largest angle between projection directions for two poses to agree (degrees)
 CONSENSUS_MAX_ANGLE_DEG = 10.0
-# Choice lists re-exported from the module that implements them (one definition each):
-# NETWORKS, LOSSES, HEADS, TRUNKS, TRAINING_SOURCES (cnn.config, TrainConfig's fields), DEVICES
-# (backend: "auto", "cpu", "gpu"), CTF_MODES (matching: CTF on the references;
-# phase-flip the particles first; particles already phase-flipped, |CTF| on the references).
-# REFINE (local_refinement): alignments refine their poses by default, after a coarser gallery.
+#: consensus: angles (degrees) under which the summaries report the fraction of particles
+CONSENSUS_REPORT_THRESHOLDS_DEG = (5.0, 10.0, 15.0)
+
+# --- geometry of two inputs --------------------------------------------------------------
+#: two pixel sizes are the same when they differ by at most this fraction of the larger
+PIXEL_SIZE_RTOL = 1e-3
+
+
+def same_pixel_size(a_a: float, b_a: float) -> bool:
+    """Whether two pixel sizes (Å) are the same: within :data:`PIXEL_SIZE_RTOL` of the larger.
+
+    The one rule every face applies (volume vs particles, two maps, a model vs its particles,
+    a STAR file vs a pixel size given on the command line, the inputs of a consensus).
+    """
+    a_a, b_a = float(a_a), float(b_a)
+    return abs(a_a - b_a) <= PIXEL_SIZE_RTOL * max(abs(a_a), abs(b_a))
 
 
 def train_default(name: str):
-    """Default of the :class:`TrainConfig` field ``name`` (KeyError naming it if unknown)."""
+    """Default of the :class:`~scipion_deepalign.core.cnn.config.TrainConfig` field ``name``
+    (KeyError naming it if unknown). Imports the (light, Keras-free) config on first use."""
+    from dataclasses import fields
+
+    from .cnn.config import TrainConfig
+
     for field in fields(TrainConfig):
         if field.name == name:
             return field.default
@@ -54,3 +96,4 @@ def train_default(name: str):
 def default_max_shift_px(box_px: int) -> float:
     """Largest shift searched when none is given: :data:`MAX_SHIFT_BOX_FRACTION` of the box."""
     return float(box_px) * MAX_SHIFT_BOX_FRACTION
+

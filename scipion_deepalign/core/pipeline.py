@@ -1,8 +1,12 @@
-"""DeepAlign end to end: train the regional classifiers, predict regions, align inside them.
+"""DeepAlign end to end in one call: train the region classifier, predict each particle's
+regions, align inside them (:func:`run_deepalign`).
 
-This is the chain behind ``deepalign run``, the demo and the Refine protocol's steps; each
-stage is one call of its own module, so any of them can also be run alone. Prediction and
-alignment report their progress (:class:`~.progress.Progress`, INFO lines), training its epochs.
+The chain behind ``deepalign run`` and ``deepalign demo``; the protocols run the same stages
+as separate ``deepalign train`` / ``predict`` / ``align`` steps instead. Training follows
+its :class:`~.cnn.config.TrainConfig` (by default one shared network trained from projections
+of ``volume``, the particles giving only their noise and CTFs); each stage is one call of its
+own module, so any of them can also be run alone. Prediction and alignment report their
+progress (:class:`~.runtime.progress.Progress`, INFO lines), training its epochs.
 """
 from __future__ import annotations
 
@@ -14,10 +18,10 @@ import numpy as np
 
 from . import cnn  # its training and prediction load Keras when first used
 from .align.align import AlignmentResult, align_particles
-from .align.local_refinement import REFINE
 from .align.search_plan import SearchOptions
 from .cnn.config import TrainConfig
 from .cnn.model_folder import ModelFolder
+from .defaults import REFINE, REGION_SPACING_DEG, TOP_K
 from .runtime.progress import Progress
 from .symmetry import normalise_symmetry
 
@@ -52,7 +56,8 @@ class PipelineResult:
 
 
 def run_deepalign(train_images, train_angles_deg, images, volume, *, model_dir,
-                  pixel_size_a, max_shift_px, symmetry="c1", spacing_deg=30.0, top_k=2,
+                  pixel_size_a, max_shift_px, symmetry="c1", spacing_deg=REGION_SPACING_DEG,
+                  top_k=TOP_K,
                   train_config: TrainConfig | None = None, train_shifts_px=None, ctf=None,
                   step_deg=None, target_resolution_a=None, device="auto",
                   volume_pixel_size_a=None, ctf_mode="apply", refine=REFINE,
@@ -63,7 +68,8 @@ def run_deepalign(train_images, train_angles_deg, images, volume, *, model_dir,
     ----------
     train_images : ndarray of shape (M, B, B) or None
         Training particles, already aligned by another method; None with the training
-        source ``projections`` (then ``images`` give the noise and CTFs to match).
+        source ``projections`` (the default; then ``images`` give the noise and CTFs to
+        match).
     train_angles_deg : ndarray of shape (M, 3) or None
         Their poses (:mod:`~scipion_deepalign.core.geometry` convention).
     images : ndarray of shape (N, B, B)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .defaults import REGION_SPACING_DEG
 from .regions import assign_regions, region_centres_deg
 
 __all__ = ["subset_size", "random_subset", "balanced_subset"]
@@ -44,7 +45,8 @@ def _quotas(counts: np.ndarray, size: int, rng) -> np.ndarray:
 
 
 def balanced_subset(angles_deg, size: int, *, symmetry: str = "c1",
-                    spacing_deg: float = 30.0, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+                    spacing_deg: float = REGION_SPACING_DEG,
+                    seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """``size`` rows with (nearly) equal numbers per region of a ``spacing_deg`` grid.
 
     Parameters

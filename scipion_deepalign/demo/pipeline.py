@@ -15,7 +15,7 @@ import numpy as np
 
 from ..core.align.align import align_particles
 from ..core.cnn.config import TrainConfig
-from ..core.defaults import TOP_K, train_default
+from ..core.defaults import REGION_SPACING_DEG, TOP_K, train_default
 from ..core.io import write_mrc, write_particles
 from ..core.judge.consensus import angular_consensus
 from ..core.judge.fsc import fsc_curve
@@ -47,7 +47,7 @@ class DemoConfig:
     max_shift_px: float = 3.0
     symmetry: str = "c1"
     train_fraction: float = 0.1
-    spacing_deg: float = 30.0
+    spacing_deg: float = REGION_SPACING_DEG
     cnn_resolution_a: float = 16.0
     align_resolution_a: float = 12.0
     training_source: str = train_default("training_source")

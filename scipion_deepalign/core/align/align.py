@@ -32,11 +32,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..defaults import ALIGN_BATCH, REFINE
 from ..runtime.backend import get_array_module
 from ..runtime.progress import Progress, advance
 from ..runtime.stacks import RowStack, stack_shape
 from .gallery import GalleryCache, group_galleries
-from .local_refinement import REFINE
 from .search import BestPoses, Search
 from .search_plan import SearchOptions, plan_alignment
 from .validation import validate_inputs
@@ -134,7 +134,7 @@ def significance_weights(scores: np.ndarray, *, temperature: float = 0.01) -> np
 
 def align_particles(images, volume, *, pixel_size_a, max_shift_px, ctf=None, symmetry="c1",
                     region_hints=None, centres_deg=None, step_deg=None, psi_step_deg=None,
-                    target_resolution_a=None, device="auto", batch_size=256, n_best=1,
+                    target_resolution_a=None, device="auto", batch_size=ALIGN_BATCH, n_best=1,
                     ctf_mode="apply", volume_pixel_size_a=None, mask_radius_px=None,
                     cache_dir=None, refine=REFINE, region_probabilities=None,
                     search: SearchOptions | None = None, progress=None,
@@ -194,8 +194,8 @@ def align_particles(images, volume, *, pixel_size_a, max_shift_px, ctf=None, sym
         Refine the best pose below the gallery step by a local search with direct
         projections (:mod:`local_refinement`; adds 54 comparisons per particle), after a
         gallery twice as coarse when ``step_deg`` is automatic. Default
-        :data:`.local_refinement.REFINE` (on: more accurate and faster than the fine gallery
-        alone). The N-best poses other than the first are not refined.
+        :data:`~scipion_deepalign.core.defaults.REFINE` (on: more accurate and faster than
+        the fine gallery alone). The N-best poses other than the first are not refined.
     region_probabilities : ndarray of shape (N, k), optional
         Probabilities of ``region_hints`` (needed by the adaptive number of regions and the
         fallback of ``search``).

@@ -93,7 +93,7 @@ def search_cost(box_px: int, pixel_size_a: float, *, symmetry: str = "c1",
         Regions searched per particle and regions of the model (None: a global search).
     refine : bool or None
         Whether the local refinement follows (the automatic step is then coarser); None: the
-        alignment's default (:data:`.local_refinement.REFINE`).
+        alignment's default (:data:`~scipion_deepalign.core.defaults.REFINE`).
 
     Raises
     ------
@@ -103,11 +103,10 @@ def search_cost(box_px: int, pixel_size_a: float, *, symmetry: str = "c1",
     """
     import numpy as np
 
-    from ..defaults import default_max_shift_px
+    from ..defaults import REFINE, default_max_shift_px
     from ..projection import downsampled_geometry
     from ..regions import region_direction_grids
     from .gallery import default_step_deg, psi_grid_deg
-    from .local_refinement import REFINE
 
     if not box_px or int(box_px) < 2:
         raise ValueError(f"box_px must be at least 2, got {box_px!r}")

@@ -18,14 +18,7 @@ from ..geometry import euler_to_matrix, matrix_to_euler
 from ..runtime.backend import to_numpy
 from . import matching
 
-__all__ = ["REFINE", "perturbation_matrices", "refine_poses"]
-
-#: whether alignments refine their poses by default (every face reads it: align_particles,
-#: the CLI's --refine/--no-refine, the forms' "Local refinement?"); with it the automatic
-#: gallery step is two pixels (:data:`.gallery.STEP_PX`): more accurate and faster than the
-#: one-pixel gallery alone (measured, docs/benchmarks_accuracy.md)
-REFINE = True
-
+__all__ = ["perturbation_matrices", "refine_poses"]
 
 def perturbation_matrices(half_step_deg: float) -> np.ndarray:
     """The 27 rotations with rotation vectors in ``{-h, 0, h}**3`` (degrees): (27, 3, 3).

@@ -36,7 +36,6 @@ import numpy as np
 from ..runtime.compiled import compiled
 
 __all__ = [
-    "CTF_MODES",
     "FourierBand",
     "ShiftWindow",
     "fft_module",
@@ -55,9 +54,6 @@ __all__ = [
     "correlation_maps",
     "parabolic_peak",
 ]
-
-CTF_MODES = ("apply", "flip", "flipped")
-
 
 def fft_module(xp):
     """``cupy.fft`` for cupy; ``scipy.fft`` for numpy (keeps float32, unlike ``numpy.fft``)."""

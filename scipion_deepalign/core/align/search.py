@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..defaults import ALIGN_BATCH
 from ..runtime.backend import is_out_of_memory, to_numpy
 from . import matching
 from .gallery import default_step_deg, psi_grid_deg, rotate_selected, rotate_to_psi
@@ -163,12 +164,12 @@ class Search:
     particle_mask: np.ndarray
     ctf: object = None
     ctf_mode: str = "apply"
-    batch: int = 256
+    batch: int = ALIGN_BATCH
 
     @classmethod
     def create(cls, box_px: int, pixel_size_a: float, *, max_shift_px: float, xp=np,
                target_resolution_a=None, mask_radius_px=None, step_deg=None,
-               psi_step_deg=None, ctf=None, ctf_mode="apply", batch_size=256,
+               psi_step_deg=None, ctf=None, ctf_mode="apply", batch_size=ALIGN_BATCH,
                refine=False) -> Search:
         """The search geometry for ``box_px`` images (arguments as ``align_particles``;
         ``refine``: the local refinement follows, so the automatic step is coarser)."""

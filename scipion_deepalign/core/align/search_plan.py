@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from ..defaults import TOP_K
+from ..defaults import REGION_SPACING_DEG, TOP_K
 
 __all__ = ["TILE_FRACTION", "SearchOptions", "SearchTiles", "build_tiles",
            "select_regions", "SearchPlan", "plan_search", "plan_alignment"]
@@ -279,7 +279,8 @@ def plan_alignment(n, *, symmetry, step_deg, centres_deg=None, region_hints=None
 
     ``options`` ``None`` takes the defaults; without ``region_probabilities`` every hinted
     region is then searched (no probability mass, no fallback). Global mode without
-    ``centres_deg`` tiles the asymmetric unit with the regions of a 30-degree grid.
+    ``centres_deg`` tiles the asymmetric unit with the regions of the default spacing
+    (:data:`~scipion_deepalign.core.defaults.REGION_SPACING_DEG`).
     """
     if options is None:
         options = SearchOptions()
@@ -287,7 +288,7 @@ def plan_alignment(n, *, symmetry, step_deg, centres_deg=None, region_hints=None
             options = replace(options, probability_mass=None, fallback_probability=0.0)
     if centres_deg is None:
         from ..regions import region_centres_deg
-        centres_deg = region_centres_deg(30.0, symmetry)
+        centres_deg = region_centres_deg(REGION_SPACING_DEG, symmetry)
     tiles = build_tiles(centres_deg, symmetry, step_deg, overlap_deg=options.overlap_deg)
     if region_hints is None:
         return plan_search(tiles, n)

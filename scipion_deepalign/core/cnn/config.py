@@ -1,43 +1,21 @@
-"""Training options (:class:`TrainConfig`) and the choice lists of its fields.
+"""Training options (:class:`TrainConfig`), checked when made.
 
-The model folder's layout and reading belong to :mod:`.model_folder`; its names are
-re-exported here for older imports.
+The choice lists of its fields (``NETWORKS``, ``HEADS``, ``TRUNKS``, ``TRAINING_SOURCES``,
+``LOSSES``) are defined in :mod:`scipion_deepalign.core.defaults`; the model folder's layout
+and reading belong to :mod:`.model_folder`.
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
-from .model_folder import (
-    CONFIG_FILE,
-    REGIONS_FILE,
-    SHARED_HISTORY,
-    SHARED_MODEL,
-    history_path,
-    model_path,
-    read_model_config,
-    write_json_atomic,
-)
+from ..defaults import HEADS, LOSSES, NETWORKS, TRAINING_SOURCES, TRUNKS
 
-__all__ = ["TrainConfig", "DEFAULT_INPUT_BOX_PX", "NETWORKS", "HEADS", "TRUNKS", "TRAINING_SOURCES",
-           "LOSSES", "CONFIG_FILE", "REGIONS_FILE", "SHARED_MODEL", "SHARED_HISTORY", "model_path",
-           "history_path", "read_model_config", "write_json_atomic"]
+__all__ = ["TrainConfig", "DEFAULT_INPUT_BOX_PX"]
 
-NETWORKS = ("regional", "shared")
 #: Network input side when neither a target resolution nor a box is given. Measured
 #: (docs/benchmarks_accuracy.md, 8zpm at SNR 0.05, trained from projections): 24 px reached
 #: region top-4 0.83 after 27 epochs against 0.79 for 32 px, at half the time per epoch.
 DEFAULT_INPUT_BOX_PX = 24
-#: Output layer of the shared network: one softmax over the regions or a sigmoid per region.
-HEADS = ("softmax", "sigmoid")
-#: Convolutional trunk of the shared network: the paper's convolutions on the image, or
-#: convolutions on a polar resampling that make it invariant to the in-plane rotation
-#: (:mod:`.model`).
-TRUNKS = ("polar", "cartesian")
-#: Where training images come from: the aligned subset (the paper), projections of the
-#: reference map made on the fly (:mod:`.synthetic`), or both mixed in every batch.
-TRAINING_SOURCES = ("projections", "particles", "both")
-#: training losses: binary cross-entropy, mean absolute error (Xmipp's code)
-LOSSES = ("bce", "mae")
 
 
 @dataclass
@@ -72,8 +50,8 @@ class TrainConfig:
         Augmented positives per region and epoch of a regional network (as many negatives;
         paper: 10000).
     head : {"softmax", "sigmoid"}
-        Output of the shared network: one softmax over the regions trained with labels
-        softened towards neighbouring regions (``label_softness``), or one sigmoid per
+        Output of the shared network: one softmax over the regions (default) trained with
+        labels softened towards neighbouring regions (``label_softness``), or one sigmoid per
         region (one-hot labels).
     trunk : {"polar", "cartesian"}
         Convolutions of the shared network on a polar resampling of the image, invariant
@@ -97,11 +75,10 @@ class TrainConfig:
         with a 15-epoch ramp: 0.23; docs/benchmarks_accuracy.md). 0: no curriculum. A ramp
         never takes more than the first half of ``epochs`` (:attr:`ramp_epochs`).
     network : {"shared", "regional"}
-        One shared-trunk network with a sigmoid head per region (default) or one binary
-        classifier per region (the paper's). The shared network won on region accuracy in
-        both measurements of docs/benchmarks_cnn.md (4 regions: top-2 0.717 vs 0.697; 42
-        regions: top-2 0.35 vs 0.13 at equal epochs and positives) and trains several
-        times faster; the regional networks can be trained in parallel, one per GPU.
+        One shared-trunk network with an output per region (default; its head: ``head``)
+        or one binary classifier per region (the paper's). The shared network won on region
+        accuracy in both measurements of docs/benchmarks_cnn.md and trains several times
+        faster; the regional networks can be trained in parallel, one per GPU.
     loss : {"bce", "mae"}
         Binary cross-entropy (default) or mean absolute error (Xmipp's code). bce gave the
         better region accuracy in docs/benchmarks_cnn.md, and mae does not train the shared

@@ -2,7 +2,7 @@
 
 Preprocessing (the same at training and prediction time, :func:`preprocess_images`):
 Fourier-crop the particles to the network's input box (chosen by
-:func:`.checks.input_geometry`, re-exported here, from a target resolution, or given
+:func:`.checks.input_geometry` from a target resolution, or given
 directly), normalise them (zero mean, unit standard deviation in the background
 outside a circle of radius ``box/2 - 1``) and, for training particles with known shifts,
 centre them. Every image fed to a network, augmented or not, is multiplied by the same
@@ -34,10 +34,9 @@ from ..imageops import (
 )
 from ..io.images import read_chunk
 from ..runtime.stacks import stack_shape
-from .checks import input_geometry
 from .synthetic import noise_ramp_scale
 
-__all__ = ["input_geometry", "preprocess_images", "normalise_input", "mask_images",
+__all__ = ["preprocess_images", "normalise_input", "mask_images",
            "augment_images", "split_by_particle", "RegionBatches", "SharedBatches",
            "region_validation_data", "region_targets", "ProjectionBatches"]
 

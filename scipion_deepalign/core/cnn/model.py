@@ -36,7 +36,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from .config import HEADS, TRUNKS
+from ..defaults import HEADS, TRUNKS
 
 __all__ = ["kernel_sizes", "build_regional_model", "build_shared_model", "compile_model",
            "polar_matrix", "LOSSES", "HEADS", "TRUNKS", "POLAR_ANGLES"]

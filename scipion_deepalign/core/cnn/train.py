@@ -31,6 +31,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from ..defaults import REGION_SPACING_DEG
 from ..regions import assign_regions, region_centres_deg
 from ..runtime.atomic import atomic_path
 from ..runtime.progress import Progress
@@ -49,7 +50,7 @@ from .model import build_regional_model, compile_model
 from .model_folder import ModelFolder, write_json_atomic
 from .train_shared import train_shared_network
 
-__all__ = ["TrainReport", "train_regions", "best_validation_accuracy", "near_chance_warnings"]
+__all__ = ["TrainReport", "train_regions"]
 
 logger = logging.getLogger(__name__)
 _FORMAT_VERSION = 1
@@ -223,7 +224,7 @@ def _fit(model, batches, validation, config, label, position, total, progress):
     return {k: [float(v) for v in values] for k, values in history.history.items()}
 
 
-def train_regions(images, angles_deg, *, out_dir, symmetry="c1", spacing_deg=30.0,
+def train_regions(images, angles_deg, *, out_dir, symmetry="c1", spacing_deg=REGION_SPACING_DEG,
                   config: TrainConfig | None = None, shifts_px=None, regions=None,
                   progress=None, reference=None, ctf=None) -> TrainReport:
     """Train the region classifiers, from aligned particles or from the reference map.

@@ -20,7 +20,6 @@ import numpy as np
 from ..imageops import fourier_crop_volume
 from ..regions import assign_regions
 from ..simulate import signal_mask_radius_px
-from .config import SHARED_HISTORY, SHARED_MODEL, write_json_atomic
 from .data import (
     ProjectionBatches,
     SharedBatches,
@@ -30,6 +29,7 @@ from .data import (
     split_by_particle,
 )
 from .model import build_shared_model, compile_model
+from .model_folder import SHARED_HISTORY, SHARED_MODEL, write_json_atomic
 from .synthetic import ProjectionSource, noise_model_of_particles, noise_sample_rows
 
 __all__ = ["train_shared_network", "VALIDATION_PROJECTIONS"]

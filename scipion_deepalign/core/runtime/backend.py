@@ -11,12 +11,13 @@ import os
 
 import numpy as np
 
-__all__ = ["DEVICES", "cpu_threads", "get_array_module", "gpu_available", "to_numpy",
+from ..defaults import DEVICES
+
+__all__ = ["cpu_threads", "get_array_module", "gpu_available", "to_numpy",
            "is_out_of_memory"]
 
 logger = logging.getLogger(__name__)
 
-DEVICES = ("auto", "cpu", "gpu")
 
 _GPU_PROBE: dict = {}  # cached result of the probe: {"ok": bool, "why": str}
 
@@ -70,7 +71,7 @@ def get_array_module(device: str = "auto"):
     Raises
     ------
     ValueError
-        If ``device`` is not one of :data:`DEVICES`.
+        If ``device`` is not one of :data:`~scipion_deepalign.core.defaults.DEVICES`.
     RuntimeError
         If ``device="gpu"`` and no GPU is usable (the message says why).
     """

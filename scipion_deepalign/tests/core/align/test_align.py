@@ -275,7 +275,7 @@ def test_refinement_is_the_default_after_a_coarser_automatic_gallery(volume, noi
     """By default the gallery step is two pixels at the particle radius and the poses are
     refined: fewer comparisons than the one-pixel gallery alone, and more accurate poses."""
     from scipion_deepalign.core.align.gallery import default_step_deg
-    from scipion_deepalign.core.align.local_refinement import REFINE
+    from scipion_deepalign.core.defaults import REFINE
 
     images, parts = noiseless
     kwargs = dict(pixel_size_a=PIXEL_A, max_shift_px=4.0, device="cpu")

@@ -18,7 +18,7 @@ from scipion_deepalign.core.cnn import (  # noqa: E402
     predict_regions,
     train_regions,
 )
-from scipion_deepalign.core.cnn.config import model_path  # noqa: E402
+from scipion_deepalign.core.cnn.model_folder import model_path  # noqa: E402
 from scipion_deepalign.core.regions import assign_regions, region_centres_deg  # noqa: E402
 from scipion_deepalign.core.simulate import make_phantom, simulate_particles  # noqa: E402
 

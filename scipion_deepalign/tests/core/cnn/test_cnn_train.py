@@ -13,7 +13,7 @@ import pytest
 pytest.importorskip("keras")
 
 from scipion_deepalign.core.cnn import TrainConfig, predict_probabilities, train_regions  # noqa: E402
-from scipion_deepalign.core.cnn.config import history_path, model_path  # noqa: E402
+from scipion_deepalign.core.cnn.model_folder import history_path, model_path  # noqa: E402
 from scipion_deepalign.core.io import read_regions_star  # noqa: E402
 from scipion_deepalign.core.regions import assign_regions, region_centres_deg  # noqa: E402
 from scipion_deepalign.core.simulate import make_phantom, simulate_particles  # noqa: E402

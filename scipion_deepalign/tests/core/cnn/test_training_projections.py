@@ -2,9 +2,10 @@
 import numpy as np
 import pytest
 
-from scipion_deepalign.core.cnn.config import SHARED_MODEL, TrainConfig, read_model_config
+from scipion_deepalign.core.cnn.config import TrainConfig
 from scipion_deepalign.core.cnn.data import region_targets
 from scipion_deepalign.core.cnn.history import near_chance_warnings
+from scipion_deepalign.core.cnn.model_folder import SHARED_MODEL, read_model_config
 from scipion_deepalign.core.cnn.synthetic import ProjectionSource, estimate_noise_model
 from scipion_deepalign.core.regions import region_centres_deg, region_distances_deg
 from scipion_deepalign.core.simulate import make_phantom, simulate_particles
