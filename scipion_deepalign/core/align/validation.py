@@ -6,7 +6,7 @@ Every rule raises a ``ValueError`` that names the parameter and says exactly wha
   are finite is checked as each block is read, so that a memory map is not read twice);
 * ``volume`` is ``(B, B, B)`` with the same ``B`` as the images;
 * ``pixel_size_a`` is positive and, when ``volume_pixel_size_a`` is given, equal to it
-  (relative tolerance 1e-3);
+  (:func:`~scipion_deepalign.core.defaults.same_pixel_size`);
 * ``max_shift_px`` is in ``[0, B / 2]``;
 * ``symmetry`` is a known point group (:func:`symmetry.normalise_symmetry`);
 * ``region_hints`` is ``(N, k)`` integers in ``[0, R)`` and comes with ``centres_deg (R, 2)``;
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..defaults import CTF_MODES, DEVICES
+from ..defaults import CTF_MODES, DEVICES, same_pixel_size
 from ..projection import nyquist_reaches
 
 __all__ = ["validate_inputs"]
@@ -66,7 +66,7 @@ def validate_inputs(images_shape, volume, *, pixel_size_a, max_shift_px, ctf, sy
     _positive("pixel_size_a", pixel_size_a, allow_none=False)
     if volume_pixel_size_a is not None:
         _positive("volume_pixel_size_a", volume_pixel_size_a)
-        if abs(volume_pixel_size_a - pixel_size_a) > 1e-3 * pixel_size_a:
+        if not same_pixel_size(volume_pixel_size_a, pixel_size_a):
             raise ValueError(f"volume pixel size {volume_pixel_size_a} A differs from the "
                              f"particle pixel size {pixel_size_a} A (pixel_size_a)")
     if max_shift_px is None or not 0 <= float(max_shift_px) <= box / 2:

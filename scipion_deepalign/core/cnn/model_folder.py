@@ -2,22 +2,28 @@
 
 Layout::
 
-    config.json          what training recorded (:meth:`ModelFolder.read_config`): the
-                         TrainConfig ("config"), "symmetry" (normalised), "spacing_deg",
-                         "n_regions", "box_px" and "particle_pixel_size_a" (the particles it
-                         was trained for), "input_box_px" and "input_pixel_size_a" (the
-                         network input), "n_particles", "poses_sha1", "keras_backend"
+    config.json          what training recorded (:meth:`ModelFolder.read_config`):
+                         "format_version" (:data:`~.fingerprint.FORMAT_VERSION`),
+                         "fingerprint" (what the model was trained for, :mod:`.fingerprint`:
+                         reused for data that match it, refused otherwise), the TrainConfig
+                         ("config"), "symmetry" (normalised), "spacing_deg", "n_regions",
+                         "box_px" and "particle_pixel_size_a" (the particles it was trained
+                         for), "input_box_px" and "input_pixel_size_a" (the network input),
+                         "n_particles", "poses_sha1", "keras_backend"
     regions.star         region centres (io.regions.write_regions_star)
     region_NNNN.keras    one binary classifier per region, NNNN 1-based as in regions.star
     history_NNNN.json    Keras History.history (loss, accuracy, val_loss, val_accuracy) plus
                          "region", "n_particles", "seconds"; a region skipped for having too
                          few particles has only this file, with "skipped" set
     shared.keras         the shared-trunk network instead (network="shared")
-    history_shared.json
+    history_shared.json  the same, plus "val_region_hit" (held-out region hit rate per epoch),
+                         "best_epoch" (0-based, the weights kept) and "stopped_epoch"
 
 Folders written before "particle_pixel_size_a" was recorded still load: their particle
 pixel size is unknown (the ``config`` pixel size when it was given) and the pixel-size check
-of :meth:`ModelFolder.check_particles` is skipped with a log line.
+of :meth:`ModelFolder.check_particles` is skipped with a log line. Folders without
+"format_version" (format 1) or "fingerprint" still predict; training on them again is
+refused (:meth:`ModelFolder.check_reuse`), since nothing says what they were trained for.
 
 Light module: no Keras, so that the command line and the protocols can read a model folder
 before (or without) loading a network.
@@ -31,11 +37,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..runtime.atomic import atomic_open
+from .fingerprint import FORMAT_VERSION, PIXEL_SIZE_TOLERANCE, fingerprint_differences
 from .history import best_validation_accuracy, near_chance_warnings
 
-__all__ = ["ModelFolder", "ModelGeometry", "CONFIG_FILE", "REGIONS_FILE", "SHARED_MODEL",
-           "SHARED_HISTORY", "PIXEL_SIZE_TOLERANCE", "particle_misfit", "model_path",
-           "history_path", "read_model_config", "write_json_atomic"]
+__all__ = ["ModelFolder", "ModelGeometry", "ModelMismatch", "FORMAT_VERSION", "CONFIG_FILE",
+           "REGIONS_FILE", "SHARED_MODEL", "SHARED_HISTORY", "PIXEL_SIZE_TOLERANCE",
+           "particle_misfit", "model_path", "history_path", "read_model_config",
+           "write_json_atomic"]
 
 logger = logging.getLogger(__name__)
 
@@ -43,8 +51,6 @@ CONFIG_FILE = "config.json"
 REGIONS_FILE = "regions.star"
 SHARED_MODEL = "shared.keras"
 SHARED_HISTORY = "history_shared.json"
-#: relative difference allowed between the particles' pixel size and the model's
-PIXEL_SIZE_TOLERANCE = 0.01
 _NOT_CHECKED = set()  # folders whose unchecked pixel size was logged (once per process)
 
 
@@ -86,6 +92,24 @@ def particle_misfit(box_px, pixel_size_a, model_box_px, model_pixel_size_a) -> s
 def read_model_config(model_dir) -> dict:
     """The ``config.json`` of a model folder (ValueError naming the folder if absent)."""
     return ModelFolder(model_dir).read_config()
+
+
+class ModelMismatch(ValueError):
+    """A model folder holds a model trained for other data or options.
+
+    Attributes
+    ----------
+    path : Path
+        The model folder.
+    differences : list of str
+        What differs, one entry per field (:func:`.fingerprint.fingerprint_differences`).
+    """
+
+    def __init__(self, path, differences):
+        self.path, self.differences = Path(path), list(differences)
+        super().__init__(f"model folder {self.path} holds a model trained for other data or "
+                         f"options (differs: {'; '.join(self.differences)}): use another "
+                         "folder, or retrain over it")
 
 
 @dataclass(frozen=True)
@@ -206,6 +230,45 @@ class ModelFolder:
                 f"was trained on {model_pixel:g} Å/px particles ({geometry.particle_box_px} "
                 "px box): use particles at the model's pixel size, or train a model for "
                 "these particles")
+
+    # ------------------------------------------------------------- reuse
+    def format_version(self, meta: dict | None = None) -> int:
+        """Format of the folder's ``config.json``: 1 for folders written before the version
+        was recorded (they load for prediction, but record no fingerprint)."""
+        meta = self.read_config() if meta is None else meta
+        return int(meta.get("format_version") or 1)
+
+    def fingerprint(self, meta: dict | None = None) -> dict | None:
+        """What the model was trained for (:mod:`.fingerprint`); None for older folders."""
+        meta = self.read_config() if meta is None else meta
+        return meta.get("fingerprint")
+
+    def check_reuse(self, fingerprint: dict, *, meta: dict | None = None) -> None:
+        """Refuse to reuse or continue this folder's model for data of ``fingerprint``.
+
+        Raises :class:`ModelMismatch` naming every field that differs
+        (:func:`.fingerprint.fingerprint_differences`), or naming the format when the folder
+        predates the fingerprint (format 1: nothing to compare with).
+        """
+        meta = self.read_config() if meta is None else meta
+        recorded = self.fingerprint(meta)
+        if recorded is None:
+            raise ModelMismatch(self.path, [
+                f"format (version {self.format_version(meta)} records no fingerprint of what "
+                f"it was trained for; version {FORMAT_VERSION} does: it still predicts, but "
+                "cannot be checked for reuse)"])
+        differences = fingerprint_differences(recorded, fingerprint)
+        if differences:
+            raise ModelMismatch(self.path, differences)
+
+    def clear(self) -> None:
+        """Delete the folder's model files (networks, histories, config.json, regions.star),
+        so that it can be trained again; other files are left alone."""
+        paths = [self.config_path, self.regions_path, self.shared_model_path]
+        paths += list(self.path.glob("history_*.json")) + list(self.path.glob("region_*.keras"))
+        for path in paths:
+            if path.exists():
+                path.unlink()
 
     # ------------------------------------------------------------- regions
     def read_regions(self):

@@ -34,7 +34,6 @@ import numpy as np
 from ..defaults import REGION_SPACING_DEG
 from ..regions import assign_regions, region_centres_deg
 from ..runtime.atomic import atomic_path
-from ..runtime.progress import Progress
 from ..runtime.stacks import as_stack
 from ..symmetry import normalise_symmetry
 from .checks import check_pixel_size, check_reference_box, check_regions, input_geometry
@@ -45,7 +44,9 @@ from .data import (
     region_validation_data,
     split_by_particle,
 )
-from .history import best_validation_accuracy, near_chance_warnings
+from .fingerprint import FORMAT_VERSION, training_fingerprint
+from .fit import fit_model
+from .history import best_region_hit_rate, best_validation_accuracy, near_chance_warnings
 from .model import build_regional_model, compile_model
 from .model_folder import ModelFolder, write_json_atomic
 from .train_shared import train_shared_network
@@ -53,9 +54,6 @@ from .train_shared import train_shared_network
 __all__ = ["TrainReport", "train_regions"]
 
 logger = logging.getLogger(__name__)
-_FORMAT_VERSION = 1
-#: config.json keys added after format 1: an older folder without them is still continued
-_LATER_KEYS = ("particle_pixel_size_a",)
 
 
 @dataclass
@@ -78,6 +76,8 @@ class TrainReport:
     seconds : float
     warnings : list of str
         Models whose held-out accuracy is near chance (:func:`near_chance_warnings`).
+
+    ``model_reused`` says whether the whole model was already there (nothing trained).
     """
 
     out_dir: str
@@ -90,8 +90,21 @@ class TrainReport:
     seconds: float = 0.0
     warnings: list = field(default_factory=list)
 
+    @property
+    def model_reused(self) -> bool:
+        """True when the folder held the whole model already and nothing was trained."""
+        return bool(self.reused) and not self.trained
+
+    def region_hit_rate(self) -> dict:
+        """Held-out region hit rate of each model trained now at its kept epoch
+        (:func:`.history.best_region_hit_rate`; the shared network only): ``"shared"`` -> rate.
+        """
+        return {key: best_region_hit_rate(history) for key, history in self.histories.items()
+                if best_region_hit_rate(history) is not None}
+
     def validation_accuracy(self) -> dict:
-        """Held-out accuracy of each model trained now, at its kept (lowest ``val_loss``) epoch.
+        """Held-out accuracy of each model trained now, at its kept epoch
+        (:func:`.history.kept_epoch`).
 
         Returns
         -------
@@ -138,14 +151,13 @@ def _check_reference(reference, images, config):
 
 
 def _metadata(config, images, angles, symmetry, spacing_deg, n_regions, input_box, input_px,
-              reference=None):
+              fingerprint):
     digest = hashlib.sha1(b"" if angles is None
                           else np.round(angles, 3).astype(np.float64).tobytes())
     digest.update(str(images.shape).encode())
-    if reference is not None:
-        digest.update(np.round(reference[::4, ::4, ::4], 4).astype(np.float64).tobytes())
     return {
-        "format_version": _FORMAT_VERSION,
+        "format_version": FORMAT_VERSION,
+        "fingerprint": fingerprint,
         "config": config.to_dict(),
         "symmetry": symmetry,
         "spacing_deg": float(spacing_deg),
@@ -160,26 +172,18 @@ def _metadata(config, images, angles, symmetry, spacing_deg, n_regions, input_bo
     }
 
 
-def _prepare_out_dir(folder: ModelFolder, meta: dict, centres) -> None:
+def _prepare_out_dir(folder: ModelFolder, meta: dict, centres, *, retrain: bool) -> None:
+    """A new folder gets ``config.json``; an existing one is reused if its fingerprint
+    matches (:meth:`ModelFolder.check_reuse`, which raises otherwise) or, with ``retrain``,
+    emptied of its models first."""
     folder.path.mkdir(parents=True, exist_ok=True)
     if folder.config_path.exists():
-        old = folder.read_config()
-        unrecorded = {k for k in _LATER_KEYS if k in meta and k not in old}
-        ignore = {"keras_backend"} | unrecorded  # unknown in an older folder, not different
-        differs = sorted(k for k in set(old) | set(meta)
-                         if k not in ignore and old.get(k) != meta.get(k))
-        if differs:
-            detail = ", ".join(differs)
-            if "config" in differs:
-                detail += " (" + ", ".join(
-                    k for k in meta["config"]
-                    if old.get("config", {}).get(k) != meta["config"][k]) + ")"
-            raise ValueError(f"out_dir {folder.path} holds models trained with another "
-                             f"configuration or data set (differs: {detail}); use a new folder")
-        if unrecorded:
-            logger.info("model folder %s predates %s: continuing it without",
-                        folder.path, ", ".join(sorted(unrecorded)))
-    else:
+        if retrain:
+            logger.info("model folder %s: retraining over the model it holds", folder.path)
+            folder.clear()
+        else:
+            folder.check_reuse(meta["fingerprint"])
+    if not folder.config_path.exists():
         folder.write_config(meta)
     folder.write_regions(centres, symmetry=meta["symmetry"], spacing_deg=meta["spacing_deg"])
 
@@ -189,44 +193,10 @@ def _save_model_atomic(model, path: Path) -> None:
         model.save(tmp)
 
 
-class _ProgressLogger(keras.callbacks.Callback):
-    """Reports every epoch (:class:`~..progress.Progress`: rate, ETA, loss and accuracy) and
-    forwards it to the user's ``progress`` callable."""
-
-    def __init__(self, label, position, total, epochs, progress):
-        super().__init__()
-        self.label, self.position, self.total = label, position, total
-        self.epochs, self.progress = epochs, progress
-        self.reporter = Progress(epochs, f"training {label} ({position} of {total})",
-                                 unit="epochs", log_step=1 / epochs)
-
-    def on_epoch_end(self, epoch, logs=None):
-        logs = {k: float(v) for k, v in (logs or {}).items()}
-        self.reporter.update(1, **dict(sorted(logs.items())))
-        if self.progress is not None:
-            self.progress({"model": self.label, "position": self.position,
-                           "total": self.total, "epoch": epoch + 1, "epochs": self.epochs,
-                           "logs": logs})
-
-    def on_train_end(self, logs=None):
-        self.reporter.close()
-
-
-def _fit(model, batches, validation, config, label, position, total, progress):
-    callbacks = [_ProgressLogger(label, position, total, config.epochs, progress)]
-    if validation is not None and config.patience > 0:
-        # not while the noise curriculum still makes the training images cleaner than these
-        callbacks.append(keras.callbacks.EarlyStopping(
-            monitor="val_loss", patience=config.patience, restore_best_weights=True,
-            start_from_epoch=config.ramp_epochs))
-    history = model.fit(batches, epochs=config.epochs, validation_data=validation,
-                        callbacks=callbacks, verbose=0)
-    return {k: [float(v) for v in values] for k, values in history.history.items()}
-
-
 def train_regions(images, angles_deg, *, out_dir, symmetry="c1", spacing_deg=REGION_SPACING_DEG,
                   config: TrainConfig | None = None, shifts_px=None, regions=None,
-                  progress=None, reference=None, ctf=None) -> TrainReport:
+                  progress=None, reference=None, ctf=None,
+                  retrain: bool = False) -> TrainReport:
     """Train the region classifiers, from aligned particles or from the reference map.
 
     Parameters
@@ -257,6 +227,12 @@ def train_regions(images, angles_deg, *, out_dir, symmetry="c1", spacing_deg=REG
         and ``both`` sources.
     ctf : CTFParams, optional
         CTFs of ``images``: the projections get CTFs drawn from them.
+    retrain : bool
+        Train again over a model already in ``out_dir`` (its files are deleted first).
+        Without it a folder whose fingerprint (:mod:`.fingerprint`) matches these data and
+        options is reused (nothing is trained again; ``report.model_reused``) or continued
+        (regional networks: the missing regions), and one that does not is refused
+        (:class:`~.model_folder.ModelMismatch`, naming what differs).
 
     Returns
     -------
@@ -276,15 +252,20 @@ def train_regions(images, angles_deg, *, out_dir, symmetry="c1", spacing_deg=REG
         target_resolution_a=config.target_resolution_a, target_box_px=config.target_box_px)
     folder = ModelFolder(out_dir)
     out_dir = folder.path
+    fingerprint = training_fingerprint(
+        config=config, box_px=images.shape[1], symmetry=symmetry, spacing_deg=spacing_deg,
+        reference=reference, ctf=ctf, angles_deg=angles, n_images=len(images))
     meta = _metadata(config, images, angles, symmetry, spacing_deg, n_regions, input_box,
-                     input_px, reference)
-    _prepare_out_dir(folder, meta, centres)
+                     input_px, fingerprint)
+    _prepare_out_dir(folder, meta, centres, retrain=retrain)
     report = TrainReport(out_dir=str(out_dir), network=config.network, n_regions=n_regions)
 
     if config.network == "shared":
         if folder.shared_model_path.exists():
             report.reused = list(range(1, n_regions + 1))
             report.seconds = time.perf_counter() - start
+            logger.info("model folder %s: reusing its shared network, trained for the same "
+                        "map, geometry, CTF range and options (not retrained)", out_dir)
             return report
         todo = ["shared"]
     else:
@@ -299,8 +280,9 @@ def train_regions(images, angles_deg, *, out_dir, symmetry="c1", spacing_deg=REG
             images, angles, out_dir=out_dir, centres_deg=centres, symmetry=symmetry,
             spacing_deg=spacing_deg, config=config, input_box=input_box, input_px=input_px,
             shifts_px=shifts_px, reference=reference, ctf=ctf,
-            fit=lambda model, batches, validation: _fit(
-                model, batches, validation, config, "shared network", 1, 1, progress),
+            fit=lambda model, batches, validation: fit_model(
+                model, batches, validation, config, label="shared network",
+                progress=progress, shared=True),
             save=_save_model_atomic)
         report.trained = list(range(1, n_regions + 1))
         report.histories["shared"] = history
@@ -349,8 +331,9 @@ def _train_each_region(todo, images, angles, shifts_px, *, folder, centres, symm
         batches = RegionBatches(x_train, is_pos, batch_size=config.batch_size,
                                 positives_per_epoch=config.positives_per_region,
                                 max_shift_px=max_shift, seed=config.seed * 10007 + region)
-        history = _fit(model, batches, region_validation_data(x_val, y_val == region - 1),
-                       config, f"region {region}", position, len(todo), progress)
+        history = fit_model(model, batches, region_validation_data(x_val, y_val == region - 1),
+                            config, label=f"region {region}", position=position,
+                            total=len(todo), progress=progress)
         history.update(region=region, n_particles=n_pos, seconds=time.perf_counter() - t0)
         write_json_atomic(folder.history_path(region), history)
         _save_model_atomic(model, folder.model_path(region))

@@ -2,6 +2,7 @@
 import json
 
 import numpy as np
+import pytest
 
 from scipion_deepalign.core.cnn.history import read_histories, region_accuracy
 from scipion_deepalign.core.io import write_regions_star
@@ -33,3 +34,77 @@ def test_shared_history_is_region_zero_and_has_no_per_region_accuracy(tmp_path):
     assert list(read_histories(tmp_path)) == [0]
     _, accuracy = region_accuracy(tmp_path)
     assert np.isnan(accuracy).all()
+
+
+def test_region_hit_rate_counts_the_regions_the_search_takes():
+    from scipion_deepalign.core.cnn.history import region_hit_rate
+
+    probs = np.array([[0.5, 0.45, 0.05],     # true 1: second, inside a 0.9 mass
+                      [0.05, 0.15, 0.8]])    # true 0: third, beyond the 0.9 mass
+    assert region_hit_rate(probs, [1, 0], probability_mass=0.9, max_regions=6) == 0.5
+    assert region_hit_rate(probs, [1, 0], probability_mass=1.0, max_regions=6) == 1.0
+    assert region_hit_rate(probs, [1, 0], probability_mass=1.0, max_regions=1) == 0.0
+    assert region_hit_rate(probs, [0, 2]) == 1.0  # the search's defaults: top-1 always taken
+    with pytest.raises(ValueError, match="true_regions"):
+        region_hit_rate(probs, [0, 1, 2])
+
+
+def test_early_stopping_stops_on_a_plateau_and_keeps_the_best_epoch():
+    from scipion_deepalign.core.cnn.history import plateau_epochs
+
+    rising_then_flat = [0.2, 0.5, 0.70, 0.80, 0.803, 0.801, 0.804, 0.9]
+    # 0.803 and 0.804 are not gains above 0.005: three flat epochs after epoch 3 stop it
+    assert plateau_epochs(rising_then_flat, patience=3) == (3, 6)
+    assert plateau_epochs(rising_then_flat, patience=5) == (7, None)  # it ran to the end
+    assert plateau_epochs(rising_then_flat, patience=0) == (7, None)  # 0: never stops
+    # the noise curriculum's epochs count neither as best nor as waiting
+    assert plateau_epochs([0.9, 0.5, 0.6, 0.6, 0.6], patience=2, start_epoch=1) == (2, 4)
+    # a history that keeps improving is never stopped
+    assert plateau_epochs(np.linspace(0.1, 0.9, 20), patience=2) == (19, None)
+
+
+def test_kept_epoch_is_the_recorded_best_else_the_lowest_validation_loss():
+    from scipion_deepalign.core.cnn.history import (
+        best_region_hit_rate,
+        best_validation_accuracy,
+        kept_epoch,
+    )
+
+    shared = {"val_loss": [2.0, 1.0, 1.5], "val_accuracy": [0.1, 0.3, 0.4],
+              "val_region_hit": [0.5, 0.7, 0.8], "best_epoch": 2}
+    assert kept_epoch(shared) == 2 and best_validation_accuracy(shared) == 0.4
+    assert best_region_hit_rate(shared) == 0.8
+    older = {k: v for k, v in shared.items() if k not in ("best_epoch", "val_region_hit")}
+    assert kept_epoch(older) == 1 and best_validation_accuracy(older) == 0.3
+    assert best_region_hit_rate(older) is None
+
+
+def test_held_out_scores_stop_a_network_that_no_longer_learns():
+    """A network that cannot change (learning rate ~0, no normalisation layers) has the same
+    hit rate every epoch: training stops ``patience`` epochs after the first counted one."""
+    keras = pytest.importorskip("keras")
+    from scipion_deepalign.core.cnn.config import TrainConfig
+    from scipion_deepalign.core.cnn.fit import fit_model
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 8, 8, 1)).astype(np.float32)
+    y = np.eye(4, dtype=np.float32)[rng.integers(0, 4, 64)]
+
+    class Batches(keras.utils.PyDataset):
+        def __len__(self):
+            return 2
+
+        def __getitem__(self, index):
+            return x[32 * index:32 * index + 32], y[32 * index:32 * index + 32]
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(),
+                              keras.layers.Dense(4, activation="softmax")])
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=1e-12),
+                  loss="categorical_crossentropy")
+    config = TrainConfig(epochs=20, patience=3, noise_ramp_epochs=2)
+    history = fit_model(model, Batches(), (x, y), config, label="test", shared=True)
+    assert config.ramp_epochs == 2
+    assert history["best_epoch"] == 2 and history["stopped_epoch"] == 5
+    assert len(history["loss"]) == len(history["val_region_hit"]) == 6
+    assert len(set(history["val_region_hit"])) == 1

@@ -124,3 +124,64 @@ def test_the_guard_can_fail():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             timeout=120)
     assert result.returncode != 0
+
+
+def _fingerprint(**extra):
+    fingerprint = {"map_sha1": "abc", "training_particles_sha1": None, "box_px": 64,
+                   "particle_pixel_size_a": 2.0, "symmetry": "c1", "spacing_deg": 30.0,
+                   "ctf": {"defocus_min_a": 10000.0, "defocus_max_a": 25000.0,
+                           "voltage_kv": [300.0, 300.0], "cs_mm": [2.7, 2.7],
+                           "amplitude_contrast": [0.1, 0.1]},
+                   "training": {"epochs": 12, "seed": 0}}
+    fingerprint.update(extra)
+    return fingerprint
+
+
+def test_an_old_folder_without_version_predicts_but_is_not_reused(tmp_path):
+    from scipion_deepalign.core.cnn.model_folder import ModelMismatch
+
+    meta = _meta()
+    del meta["format_version"]
+    folder = _folder(tmp_path, meta)
+    assert folder.format_version() == 1 and folder.fingerprint() is None
+    folder.check_particles(64, 2.0)  # prediction's checks still pass
+    assert folder.geometry().input_box_px == 16
+    with pytest.raises(ModelMismatch, match=r"format \(version 1 records no fingerprint"):
+        folder.check_reuse(_fingerprint())
+
+
+def test_a_recorded_fingerprint_is_checked_field_by_field(tmp_path):
+    from scipion_deepalign.core.cnn.model_folder import ModelMismatch
+
+    folder = _folder(tmp_path, _meta(format_version=2, fingerprint=_fingerprint()))
+    assert folder.format_version() == 2
+    folder.check_reuse(_fingerprint())
+    folder.check_reuse(_fingerprint(particle_pixel_size_a=2.0 * 1.009))  # 1 % tolerance
+    ctf = dict(_fingerprint()["ctf"], defocus_min_a=9500.0, defocus_max_a=15000.0)
+    folder.check_reuse(_fingerprint(ctf=ctf))  # inside the range widened by 1000 A
+    with pytest.raises(ModelMismatch) as info:
+        folder.check_reuse(_fingerprint(map_sha1="def", box_px=48, symmetry="d2"))
+    assert [d.split(" (")[0] for d in info.value.differences] == ["map", "box", "symmetry"]
+
+
+@pytest.mark.parametrize("ctf, named", [
+    (None, "CTF (trained with CTF, these particles without CTF)"),
+    (dict(defocus_min_a=5000.0), "defocus range (5000-25000 A outside the trained "
+                                 "10000-25000 A)"),
+    (dict(voltage_kv=[200.0, 200.0]), "voltage (200kV against the trained 300kV)"),
+    (dict(cs_mm=[0.01, 0.01]), "Cs"),
+], ids=["no-ctf", "defocus", "voltage", "cs"])
+def test_another_ctf_range_is_refused_naming_it(ctf, named):
+    from scipion_deepalign.core.cnn.fingerprint import fingerprint_differences
+
+    old = _fingerprint()
+    new = _fingerprint(ctf=None if ctf is None else dict(old["ctf"], **ctf))
+    differences = fingerprint_differences(old, new)
+    assert len(differences) == 1 and differences[0].startswith(named), differences
+
+
+def test_clear_removes_the_model_files_only(tmp_path):
+    folder = _folder(tmp_path)
+    (folder.path / "notes.txt").write_text("mine")
+    folder.clear()
+    assert sorted(p.name for p in folder.path.iterdir()) == ["notes.txt"]
