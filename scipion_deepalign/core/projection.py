@@ -65,6 +65,34 @@ def _sample_slices(spectrum, mats, out):  # pragma: no cover - compiled
                 out[i, y, x] = v
 
 
+@compiled
+def _sample_points(spectrum, mats, ky, kx, out):  # pragma: no cover - compiled
+    """``out[i, f]``: the centred spectrum (P, P, P) at ``A_i.T @ (kx_f, ky_f, 0)`` (padded
+    frequency units), trilinear as :func:`_sample_slices`; zero where a neighbour is outside."""
+    p = spectrum.shape[0]
+    half = np.float32(p // 2)
+    one = np.float32(1.0)
+    for i in range(mats.shape[0]):
+        m = mats[i]
+        for f in range(ky.shape[0]):
+            qx = m[0, 0] * kx[f] + m[1, 0] * ky[f] + half
+            qy = m[0, 1] * kx[f] + m[1, 1] * ky[f] + half
+            qz = m[0, 2] * kx[f] + m[1, 2] * ky[f] + half
+            fx, fy, fz = np.floor(qx), np.floor(qy), np.floor(qz)
+            ix, iy, iz = int(fx), int(fy), int(fz)
+            if ix < 0 or iy < 0 or iz < 0 or ix >= p - 1 or iy >= p - 1 or iz >= p - 1:
+                out[i, f] = 0
+                continue
+            tx, ty, tz = qx - fx, qy - fy, qz - fz
+            ux, uy, uz = one - tx, one - ty, one - tz
+            c = spectrum
+            out[i, f] = (uz * (uy * (ux * c[iz, iy, ix] + tx * c[iz, iy, ix + 1])
+                               + ty * (ux * c[iz, iy + 1, ix] + tx * c[iz, iy + 1, ix + 1]))
+                         + tz * (uy * (ux * c[iz + 1, iy, ix] + tx * c[iz + 1, iy, ix + 1])
+                                 + ty * (ux * c[iz + 1, iy + 1, ix]
+                                         + tx * c[iz + 1, iy + 1, ix + 1])))
+
+
 class VolumeSpectrum:
     """Padded, apodisation-corrected, centred 3D spectrum of a map, reusable for many projections.
 
@@ -123,6 +151,33 @@ class VolumeSpectrum:
                                               + kyy * sh[:, 1, None, None]))
             out *= ramp.astype(np.complex64)
         return out
+
+    def spectra_at(self, matrices, ky, kx) -> np.ndarray:
+        """The ``rfft2`` coefficients of the projections :meth:`project` gives, at chosen
+        frequencies only, read from the 3D spectrum without any 2D transform.
+
+        Exact where the projection lies inside the box (a map inside the sphere of radius
+        ``B / 2``): the crop of :meth:`project` then loses nothing.
+
+        Parameters
+        ----------
+        matrices : ndarray of shape (N, 3, 3)
+        ky, kx : ndarray of shape (F,)
+            Frequencies in cycles per box ``B`` (``kx >= 0``, as in an ``rfft2`` half plane).
+
+        Returns
+        -------
+        ndarray of shape (N, F), complex64
+        """
+        r = self.pad_box_px / self.box_px
+        ky, kx = np.asarray(ky, np.float64), np.asarray(kx, np.float64)
+        m = np.ascontiguousarray(matrices, dtype=np.float32).reshape(-1, 3, 3)
+        out = np.empty((len(m), len(ky)), dtype=np.complex64)
+        _sample_points(self.spectrum, m, (ky * r).astype(np.float32),
+                       (kx * r).astype(np.float32), out)
+        # the image's origin is pixel B // 2, the slice's the padded image's corner
+        centre = np.exp(-2j * np.pi * (self.box_px // 2) * (ky + kx) / self.box_px)
+        return out * centre.astype(np.complex64)
 
     def project(self, matrices, shifts_px=None) -> np.ndarray:
         """Projections (N, B, B) float32 for rotation matrices (N, 3, 3)."""

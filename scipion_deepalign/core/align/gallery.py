@@ -17,42 +17,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..defaults import GALLERY_STEP_PX
 from ..imageops import fourier_upsample2
 
 __all__ = [
-    "Gallery",
     "GalleryGroups",
     "group_galleries",
     "GalleryCache",
-    "STEP_PX",
     "default_step_deg",
     "global_directions_deg",
     "rotate_to_psi",
     "rotate_selected",
     "psi_grid_deg",
 ]
-
-
-@dataclass
-class Gallery:
-    """Projections of one region's direction grid.
-
-    Attributes
-    ----------
-    region : int
-        0-based region index, or -1 for the global (whole asymmetric unit) gallery.
-    directions_deg : ndarray of shape (M, 2)
-        ``(rot, tilt)`` in degrees.
-    projections : ndarray of shape (M, B, B) float32
-        Projections at ``(rot, tilt, 0)`` on the gallery box.
-    """
-
-    region: int
-    directions_deg: np.ndarray
-    projections: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.directions_deg)
 
 
 @dataclass
@@ -115,19 +92,11 @@ def group_galleries(plan, volume: np.ndarray, cache: GalleryCache) -> GalleryGro
                          [members for members, _ in groups.values()])
 
 
-#: automatic gallery step, as the pixels a point at the particle radius moves: 1 when the
-#: gallery's poses are final, 2 when the local refinement follows (it searches below the
-#: step). Measured on 1 800 particles at 32 px (bench_accuracy's four data sets, alone,
-#: 2026-12-04): the 2-px gallery + refinement beat the 1-px gallery alone in accuracy (median
-#: error 1.6-3.6 deg against 2.6-4.5, within 10 deg equal or better) and in time (1.2-1.8x
-#: less regional, 3.8-4.0x less global); 2.5 px lost 0.4-2.1 points within 10 deg on three of
-#: them (an exploratory run; docs/benchmarks_accuracy.md, "Local refinement by default")
-STEP_PX = {False: 1.0, True: 2.0}
-
 
 def default_step_deg(radius_px: float, *, refine: bool = False) -> float:
-    """Angular step that moves a point at ``radius_px`` from the centre by ``STEP_PX[refine]``
-    pixels (one without refinement, two when the local refinement follows).
+    """Angular step that moves a point at ``radius_px`` from the centre by
+    ``GALLERY_STEP_PX[refine]`` pixels (:data:`~scipion_deepalign.core.defaults.GALLERY_STEP_PX`:
+    one without refinement, two when the local refinement follows).
 
     Parameters
     ----------
@@ -139,11 +108,11 @@ def default_step_deg(radius_px: float, *, refine: bool = False) -> float:
     Returns
     -------
     float
-        ``degrees(STEP_PX[refine] / radius_px)``.
+        ``degrees(GALLERY_STEP_PX[refine] / radius_px)``.
     """
     if radius_px <= 0:
         raise ValueError(f"radius_px must be positive, got {radius_px}")
-    return float(np.rad2deg(STEP_PX[bool(refine)] / radius_px))
+    return float(np.rad2deg(GALLERY_STEP_PX[bool(refine)] / radius_px))
 
 
 def psi_grid_deg(psi_step_deg: float) -> np.ndarray:

@@ -2,11 +2,14 @@
 
 Around each particle's best pose, 27 candidate poses are made by small rotations
 ``R(d) @ A`` in the frame of the image (rotation vector ``d`` with components in
-``{-h, 0, h}`` about the image x, y (direction) and z (in-plane) axes), projected directly
-from the map and scored like the gallery (:class:`scipion_deepalign.core.align.search.Search`:
-same masks, band, CTF and normalisation; a finer shift grid in the same disc). The best
-candidate is kept and ``h`` is halved; every candidate counts as one comparison. Poses
-follow :mod:`scipion_deepalign.core.geometry`.
+``{-h, 0, h}`` about the image x, y (direction) and z (in-plane) axes), and scored like the
+gallery (:class:`scipion_deepalign.core.align.search.Search`: same masks, band, CTF and
+normalisation; a finer shift grid in the same disc). The candidates' band spectra are read
+straight from the map's 3D spectrum at the band's frequencies
+(:meth:`.projection.VolumeSpectrum.spectra_at`: no 2D transform), and the reference mask is
+applied there (:func:`_candidate_references`). The best candidate is kept and ``h`` is halved.
+Every candidate counts as one *refinement* comparison, kept apart from the gallery's
+(:mod:`.cost`). Poses follow :mod:`scipion_deepalign.core.geometry`.
 """
 from __future__ import annotations
 
@@ -65,7 +68,7 @@ def refine_poses(images, volume, angles_deg, *, search, ctf_half=None, iteration
         Correlation peak ``(dy, dx)`` in search pixels (the particle's shift is minus this).
     n_comparisons : int
     """
-    from ..projection import VolumeSpectrum, project
+    from ..projection import VolumeSpectrum
 
     spec = volume if isinstance(volume, VolumeSpectrum) else VolumeSpectrum(volume)
     angles = np.array(angles_deg, dtype=np.float64)
@@ -76,15 +79,16 @@ def refine_poses(images, volume, angles_deg, *, search, ctf_half=None, iteration
     peak = np.zeros((n, 2))
     n_comparisons = 0
     half = search.step_deg / 2.0
-    for it in range(max(1, int(iterations))):
-        last = it == max(1, int(iterations)) - 1
+    masking = _ReferenceMasking.of(search)
+    iterations = max(1, int(iterations))
+    for it in range(iterations):
         deltas = perturbation_matrices(half)
         c = len(deltas)
         for start in range(0, n, batch_size):
             sel = np.arange(start, min(n, start + batch_size))
-            cand = matrix_to_euler(deltas[None] @ euler_to_matrix(angles[sel])[:, None])
-            matrix, ref_power = search.references(project(spec, cand.reshape(-1, 3)),
-                                                  rotate=False)
+            cand = deltas[None] @ euler_to_matrix(angles[sel])[:, None]  # (n, c, 3, 3)
+            matrix, ref_power = _candidate_references(spec, cand.reshape(-1, 3, 3), search,
+                                                      masking)
             spectra, power = search.particles(
                 images[sel], None if ctf_half is None else ctf_half[sel])
             corr = to_numpy(matching.correlate_pairs(
@@ -94,15 +98,51 @@ def refine_poses(images, volume, angles_deg, *, search, ctf_half=None, iteration
             best, best_k = matching.best_over_shifts(corr, xp=np)
             rows = np.arange(len(sel))
             j = np.argmax(best, axis=1)
-            angles[sel] = cand[rows, j]
+            angles[sel] = matrix_to_euler(cand[rows, j])
             score[sel] = best[rows, j]
             k = best_k[rows, j]
             peak[sel] = window.offsets_px[k]
-            if last:
+            if it == iterations - 1:
                 peak[sel] += shift_step_px * _fine_peak(corr[rows, j], window, k)
             n_comparisons += len(sel) * c
         half /= 2.0
     return angles, score, peak, n_comparisons
+
+
+class _ReferenceMasking:
+    """The reference mask of :meth:`Search.masked` in Fourier space: a projection ``p``
+    inside the mask's flat part becomes ``(p - mean) * mask`` = ``p - mean * mask``, whose
+    band spectrum is ``P - P(0) / sum(mask) * M`` (``M`` the mask's band spectrum)."""
+
+    def __init__(self, mask_band, mask_sum, dc):
+        self.mask_band, self.mask_sum, self.dc = mask_band, mask_sum, dc
+
+    @classmethod
+    def of(cls, search):
+        import scipy.fft
+
+        mask = np.asarray(search.ref_mask, dtype=np.float32)
+        band = search.band
+        dc = int(np.flatnonzero((band.ky == 0) & (band.kx == 0))[0])
+        return cls(band.take(scipy.fft.rfft2(mask)).astype(np.complex64), float(mask.sum()), dc)
+
+    def apply(self, spectra):
+        return spectra - (spectra[:, self.dc:self.dc + 1] / self.mask_sum) * self.mask_band
+
+
+def _candidate_references(spec, matrices, search, masking):
+    """GEMM matrix ``(m, 2F)`` and CTF power of the projections at ``matrices`` (m, 3, 3), as
+    ``search.references(project(...), rotate=False)`` makes them (to float32 rounding for a
+    map inside the mask), from the band frequencies of the 3D spectrum alone."""
+    xp, band = search.xp, search.band
+    spectra = xp.asarray(masking.apply(spec.spectra_at(matrices, band.ky, band.kx)))
+    norm = xp.sqrt(xp.maximum(band.norm2(spectra, xp), 1e-24))
+    spectra = spectra / norm[:, None].astype(xp.float32)
+    matrix = xp.concatenate([spectra.real, spectra.imag], axis=1).astype(xp.float32)
+    power = None
+    if search.ctf_on_references:
+        power = (spectra.real ** 2 + spectra.imag ** 2).astype(xp.float32)
+    return matrix, power
 
 
 def _fine_peak(corr, window, k):

@@ -377,8 +377,21 @@ def correlate_pairs(particle_spectra, ref_matrix, phases, *, xp, particle_power=
     Returns
     -------
     float array of shape (n, c, K)
+
+    Notes
+    -----
+    The same value as :func:`correlate_block`'s, ``Re sum_k conj(R_j(k)) P_i(k) phases(k, s)``,
+    computed as the cross-spectra ``conj(R) P`` ``(n c, F)`` (one elementwise product) times
+    the phases: one GEMM of ``(n c, 2F)`` by ``(2F, K)`` for every pair at once.
     """
-    corr = ref_matrix @ shifted_particles(particle_spectra, phases, xp=xp)  # (n, c, K)
+    n, c, f2 = ref_matrix.shape
+    f = f2 // 2
+    p_re = particle_spectra.real[:, None, :]
+    p_im = particle_spectra.imag[:, None, :]
+    r_re, r_im = ref_matrix[..., :f], ref_matrix[..., f:]
+    cross = xp.concatenate([r_re * p_re + r_im * p_im, r_re * p_im - r_im * p_re], axis=2)
+    ph = xp.concatenate([phases.real, -phases.imag], axis=0).astype(xp.float32)
+    corr = (cross.reshape(n * c, f2).astype(xp.float32, copy=False) @ ph).reshape(n, c, -1)
     if particle_power is not None:
         norm2 = (particle_power[:, None, :] * ref_power).sum(axis=2)
         corr = _ctf_normalised(corr, norm2[:, :, None], xp)
