@@ -27,7 +27,8 @@ import numpy as np
 from ..defaults import ALIGN_BATCH
 from ..runtime.backend import is_out_of_memory, to_numpy
 from . import matching
-from .gallery import default_step_deg, psi_grid_deg, rotate_selected, rotate_to_psi
+from .gallery import rotate_selected, rotate_to_psi
+from .search_geometry import search_geometry
 
 __all__ = ["Search", "BestPoses", "peak_significance"]
 
@@ -173,18 +174,13 @@ class Search:
                refine=False) -> Search:
         """The search geometry for ``box_px`` images (arguments as ``align_particles``;
         ``refine``: the local refinement follows, so the automatic step is coarser)."""
-        small, pixel_small = box_px, float(pixel_size_a)
-        if target_resolution_a is not None:
-            from ..projection import downsampled_geometry
-            small, pixel_small = downsampled_geometry(box_px, pixel_size_a, target_resolution_a)
-            small = int(small)
-        scale = box_px / small
-        radius = (0.45 * box_px if mask_radius_px is None else mask_radius_px) / scale
-        step = default_step_deg(radius, refine=refine) if step_deg is None else float(step_deg)
-        psi = psi_grid_deg(step if psi_step_deg is None else float(psi_step_deg))
-        shift = max_shift_px / scale
+        g = search_geometry(box_px, pixel_size_a, max_shift_px=max_shift_px,
+                            target_resolution_a=target_resolution_a,
+                            mask_radius_px=mask_radius_px, step_deg=step_deg,
+                            psi_step_deg=psi_step_deg, refine=refine)
+        small, pixel_small, scale, radius = g.box_px, g.pixel_size_a, g.scale, g.radius_px
+        step, psi, shift, offsets = g.step_deg, g.psi_deg, g.max_shift_px, g.offsets
         band = matching.FourierBand.of_box(small)
-        offsets = matching.shift_window(small, shift)
         return cls(xp, small, pixel_small, scale, step, psi, shift, band, offsets,
                    band.shift_phases(offsets, xp), matching.soft_mask(small, radius),
                    matching.soft_mask(small, min(small / 2 - 1, radius + shift)),
