@@ -4,29 +4,28 @@ Particles whose poses agree (projection directions within a threshold, optionall
 angle and shifts too) go to one output set, the others to a second set; every particle
 carries its differences as ``_deepalign_*`` attributes. The heavy step is ``deepalign
 consensus`` run as a subprocess (see :mod:`.protocol_base`); its ``differences.csv`` and
-``summary.json`` (the one schema: :mod:`scipion_deepalign.core.io.results`) are what this
+``summary.json`` (:mod:`scipion_deepalign.cli.consensus`, the one schema) are what this
 protocol reads back. Each input goes to the command as a STAR of poses whose image names are
 ``<item id>@items``, so the command matches particles by Scipion id.
 """
+import json
+
 import numpy as np
 import pyworkflow.protocol.params as params
 from pwem.objects import Float, SetOfParticles
 from pwem.protocols import ProtProcessParticles
 from pyworkflow import BETA
 
+from scipion_deepalign.cli.consensus import OUTPUTS, REPORT_THRESHOLDS_DEG
 from scipion_deepalign.constants import CITE_DEEPALIGN
 from scipion_deepalign.core import defaults
-from scipion_deepalign.core.io import CONSENSUS_OUTPUTS, columns, read_differences_csv, read_json
-from scipion_deepalign.protocols.protocol_base import (
-    ShortPackageName,
-    SymmetryParam,
-    run_deepalign,
-)
+from scipion_deepalign.core.io import columns
+from scipion_deepalign.protocols.protocol_base import ShortPackageName, run_deepalign
 
 __all__ = ["DeepAlignProtConsensus", "DIFF_THRESHOLDS_DEG"]
 
 #: Angles (degrees) under which the summary reports the fraction of particles (the command's).
-DIFF_THRESHOLDS_DEG = defaults.CONSENSUS_REPORT_THRESHOLDS_DEG
+DIFF_THRESHOLDS_DEG = REPORT_THRESHOLDS_DEG
 
 #: Per-particle attributes written on both outputs (names of pwem ``Float`` attributes).
 ATTR_ANGLE = "_deepalign_angDiff"
@@ -34,7 +33,7 @@ ATTR_INPLANE = "_deepalign_inplaneDiff"
 ATTR_SHIFT = "_deepalign_shiftDiff"
 
 
-class DeepAlignProtConsensus(ShortPackageName, SymmetryParam, ProtProcessParticles):
+class DeepAlignProtConsensus(ShortPackageName, ProtProcessParticles):
     """Compare the 3D alignments of two or more sets of the same particles.
 
     Particles are matched by id. For each particle the angle between the projection
@@ -90,7 +89,7 @@ class DeepAlignProtConsensus(ShortPackageName, SymmetryParam, ProtProcessParticl
 
     # --------------------------- INSERT steps functions ------------------------------------
     def _createFilenameTemplates(self):
-        _, _, csv_name, json_name = CONSENSUS_OUTPUTS  # what `deepalign consensus` writes
+        _, _, csv_name, json_name = OUTPUTS  # what `deepalign consensus --out` writes
         self._updateFilenamesDict({
             "poses": self._getExtraPath("poses_%(index)02d.star"),
             "out_dir": self._getExtraPath("consensus"),
@@ -126,9 +125,9 @@ class DeepAlignProtConsensus(ShortPackageName, SymmetryParam, ProtProcessParticl
                                for i in range(len(self.inputSets))]
         args += ["--out", self._getFileName("out_dir"), "--symmetry", self._symmetry(),
                  "--max-angle", self.maxAngleDeg.get(), "--keep-from", self._keepIndex() + 1]
-        for option, value in (("--max-inplane", self.maxInplaneDeg.get()),
-                              ("--max-shift", self.maxShiftPx.get()),
-                              ("--min-agree", self.minAgree.get())):
+        for option, value in (("--max-inplane", _optional(self.maxInplaneDeg.get())),
+                              ("--max-shift", _optional(self.maxShiftPx.get())),
+                              ("--min-agree", _optional(self.minAgree.get()))):
             if value is not None:
                 args += [option, value]
         run_deepalign(self, "consensus", args, gpu_ids=[], threads=1)
@@ -177,7 +176,7 @@ class DeepAlignProtConsensus(ShortPackageName, SymmetryParam, ProtProcessParticl
                 errors.append(f"Input {number} ({particles_set.getObjLabel() or 'set'}) has no "
                               f"projection (3D) alignment.")
         sampling = [s.getSamplingRate() for s in sets]
-        if not all(defaults.same_pixel_size(a, sampling[0]) for a in sampling[1:]):
+        if any(abs(a - sampling[0]) > 1e-3 * sampling[0] for a in sampling[1:]):
             listed = ", ".join(f"{a:.4g}" for a in sampling)
             errors.append(f"Inputs have different pixel sizes ({listed} A/px): shifts and "
                           f"particles cannot be compared.")
@@ -187,17 +186,18 @@ class DeepAlignProtConsensus(ShortPackageName, SymmetryParam, ProtProcessParticl
         if not 1 <= self.keepPosesFrom.get() <= len(sets):
             errors.append(f"Poses kept from set number: must be between 1 and {len(sets)}, "
                           f"got {self.keepPosesFrom.get()}.")
-        inplane, shift = self.maxInplaneDeg.get(), self.maxShiftPx.get()
-        if inplane is not None and not inplane > 0:
+        if self.maxInplaneDeg.get() == 0:
             errors.append("In-plane threshold: must be positive, or empty for the angular "
                           "threshold.")
-        if shift is not None and not shift > 0:
-            errors.append("Shift threshold: must be positive, or empty (shifts not compared).")
-        min_agree = self.minAgree.get()
+        min_agree = _optional(self.minAgree.get())
         if min_agree is not None and not 2 <= min_agree <= len(sets):
             errors.append(f"Inputs that must agree: must be empty (all) or between 2 and "
                           f"{len(sets)}, got {min_agree}.")
-        return errors + self._symmetryErrors()
+        try:
+            self._symmetry()
+        except ValueError as exc:
+            errors.append(f"Symmetry: {exc}")
+        return errors
 
     def _warnings(self):
         sets = self._inputSets()
@@ -253,15 +253,21 @@ class DeepAlignProtConsensus(ShortPackageName, SymmetryParam, ProtProcessParticl
     def _keepIndex(self):
         return self.keepPosesFrom.get() - 1
 
+    def _symmetry(self):
+        from scipion_deepalign.core.symmetry import normalise_symmetry
+        return normalise_symmetry(self.symmetryGroup.get())
+
     def getStats(self):
         """Counts and fractions written by the consensus step (dict, see the summary)."""
         self._createFilenameTemplates()
-        return read_json(self._getFileName("stats"))
+        with open(self._getFileName("stats")) as fh:
+            return json.load(fh)
 
     def getDifferences(self):
         """Per matched particle: ``ids``, ``agree`` mask, ``pairs`` (0-based) and the pairwise
         ``direction_diff_deg``, ``inplane_diff_deg``, ``shift_diff_px`` (N, pairs), read from
         the command's ``differences.csv``."""
+        from scipion_deepalign.cli.consensus import read_differences_csv
         from scipion_deepalign.core.particles import split_image_name
 
         self._createFilenameTemplates()
@@ -269,3 +275,10 @@ class DeepAlignProtConsensus(ShortPackageName, SymmetryParam, ProtProcessParticl
         data["ids"] = np.array([split_image_name(n)[0] for n in data.pop("image_name")],
                                dtype=np.int64)
         return data
+
+
+def _optional(value, *, allow_zero=False):
+    """A form value, None when empty or negative (projects before 0.x stored -1 for "off")."""
+    if value is None or value < 0 or (value == 0 and not allow_zero):
+        return None
+    return value

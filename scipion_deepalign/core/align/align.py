@@ -32,7 +32,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..defaults import ALIGN_BATCH, REFINE
+from ..defaults import ALIGN_BATCH, REFINE, TARGET_RESOLUTION
+from ..resolution import search_resolution
 from ..runtime.backend import get_array_module
 from ..runtime.progress import Progress, advance
 from ..runtime.stacks import RowStack, stack_shape
@@ -134,8 +135,9 @@ def significance_weights(scores: np.ndarray, *, temperature: float = 0.01) -> np
 
 def align_particles(images, volume, *, pixel_size_a, max_shift_px, ctf=None, symmetry="c1",
                     region_hints=None, centres_deg=None, step_deg=None, psi_step_deg=None,
-                    target_resolution_a=None, device="auto", batch_size=ALIGN_BATCH, n_best=1,
-                    ctf_mode="apply", volume_pixel_size_a=None, mask_radius_px=None,
+                    target_resolution_a=TARGET_RESOLUTION, device="auto",
+                    batch_size=ALIGN_BATCH, n_best=1, ctf_mode="apply",
+                    volume_pixel_size_a=None, mask_radius_px=None,
                     cache_dir=None, refine=REFINE, region_probabilities=None,
                     search: SearchOptions | None = None, progress=None,
                     block_size: int = PARTICLE_BLOCK) -> AlignmentResult:
@@ -169,9 +171,12 @@ def align_particles(images, volume, *, pixel_size_a, max_shift_px, ctf=None, sym
         pixel of the search box, two with ``refine`` (:func:`.gallery.default_step_deg`).
     psi_step_deg : float or None
         In-plane step; default ``step_deg``.
-    target_resolution_a : float or None
-        Downsample images and map so that Nyquist matches this resolution (see
-        :func:`projection.downsampled_geometry`); ``None`` keeps the full box.
+    target_resolution_a : "auto", "full", float, None or resolution.SearchResolution
+        The search runs on images and map downsampled so that Nyquist matches this
+        resolution (:func:`projection.downsampled_geometry`), the refinement up to a finer one
+        (:func:`..resolution.search_resolution`): ``"auto"`` (default), the resolution the
+        reference supports (:func:`..resolution.estimate_map_resolution`); a number of
+        Angstrom; ``"full"``, 0 or ``None``, the full box. ``info["resolution"]`` says which.
     device : {"auto", "cpu", "gpu"}
     batch_size : int
         Particles per correlation block (lowered automatically to bound memory, halved on
@@ -237,12 +242,15 @@ def align_particles(images, volume, *, pixel_size_a, max_shift_px, ctf=None, sym
         volume_pixel_size_a=volume_pixel_size_a, mask_radius_px=mask_radius_px,
         block_size=block_size)
     n, block_size = shape[0], int(block_size)
+    resolution = search_resolution(target_resolution_a, volume=volume,
+                                   pixel_size_a=pixel_size_a, name="target_resolution_a")
     engine = Search.create(shape[-1], pixel_size_a, max_shift_px=max_shift_px,
-                           xp=get_array_module(device), target_resolution_a=target_resolution_a,
+                           xp=get_array_module(device), target_resolution_a=resolution.search_a,
                            mask_radius_px=mask_radius_px, step_deg=step_deg,
                            psi_step_deg=psi_step_deg, ctf=ctf, ctf_mode=ctf_mode,
                            batch_size=batch_size, refine=refine)
-    volume = engine.downsample_volume(volume)
+    refiner = engine.finer(resolution.refine_a) if refine else None
+    full_volume, volume = volume, engine.downsample_volume(volume)
     # --- plan and galleries: the tiles of directions each particle meets, projected once ---
     plan = plan_alignment(n, symmetry=symmetry, step_deg=engine.step_deg,
                           centres_deg=centres_deg, region_hints=region_hints,
@@ -255,7 +263,7 @@ def align_particles(images, volume, *, pixel_size_a, max_shift_px, ctf=None, sym
     spectrum = None
     if refine:
         from ..projection import VolumeSpectrum
-        spectrum = VolumeSpectrum(volume)
+        spectrum = VolumeSpectrum(refiner.downsample_volume(full_volume))
     chunk = max(1, _REFS_PER_CHUNK // engine.n_psi)
     bank = None  # every block meets every direction again: prepare the references once
     if n > block_size:
@@ -263,19 +271,27 @@ def align_particles(images, volume, *, pixel_size_a, max_shift_px, ctf=None, sym
     poses = _Poses(n, n_best)
     for start in range(0, n, block_size):
         rows = np.arange(start, min(n, start + block_size))
-        small = engine.downsample(_read_block(images, rows, shape))
+        block = _read_block(images, rows, shape)
+        small = engine.downsample(block)
         ctf_half = engine.ctf_half(rows)
+        fine = None
+        if refiner is not None:
+            fine = ((small, ctf_half) if refiner is engine
+                    else (refiner.downsample(block), refiner.ctf_half(rows)))
         spectra, power = engine.particles(small, ctf_half)
         best, count = _search_block(engine, galleries, bank, spectra, power, rows, n_best,
                                      progress)
         poses.significance[rows] = best.significance()
-        poses.add(rows, count, *_block_poses(engine, galleries, best, small, spectra,
-                                             ctf_half, spectrum))
+        poses.add(rows, count, *_block_poses(engine, galleries, best, spectra, refiner,
+                                             fine, spectrum))
     region = np.full(n, -1)
     if centres_deg is not None:
         from ..regions import assign_regions
         region = assign_regions(poses.gallery_directions, centres_deg, symmetry)[0]
-    info = dict(box_px=engine.box_px, pixel_size_a=engine.pixel_size_a, scale=engine.scale,
+    info = dict(resolution=resolution.describe(), resolution_source=resolution.source,
+                estimated_resolution_a=resolution.estimate_a,
+                refine_box_px=None if refiner is None else refiner.box_px,
+                box_px=engine.box_px, pixel_size_a=engine.pixel_size_a, scale=engine.scale,
                 step_deg=engine.step_deg, psi_step_deg=360.0 / engine.n_psi,
                 n_directions=len(galleries), n_psi=engine.n_psi, n_shifts=len(engine.offsets),
                 backend=engine.xp.__name__, gallery_seconds=t_gal,
@@ -377,7 +393,7 @@ def _search_block(engine, galleries, bank, spectra, power, rows, n_best, progres
     return best, n_comparisons
 
 
-def _block_poses(engine, galleries, best, images, spectra, ctf_half, spectrum):
+def _block_poses(engine, galleries, best, spectra, refiner, fine, spectrum):
     """Poses of one block: angles ``(n, k, 3)``, shifts ``(n, k, 2)`` in original pixels,
     scores ``(n, k)``, refinement comparisons and the gallery direction ``(n, 2)`` of the
     best pose. The best pose's shift is made sub-pixel, or the pose refined (``spectrum``)."""
@@ -391,8 +407,8 @@ def _block_poses(engine, galleries, best, images, spectra, ctf_half, spectrum):
         from .local_refinement import refine_poses
 
         angles[:, 0], score[:, 0], peak, n_refine = refine_poses(
-            images, spectrum, angles[:, 0], search=engine, ctf_half=ctf_half)
-        shifts[:, 0] = -peak[:, ::-1]
+            fine[0], spectrum, angles[:, 0], search=refiner, ctf_half=fine[1])
+        shifts[:, 0] = -peak[:, ::-1] * (refiner.scale / engine.scale)
     else:
         refs = engine.best_references(galleries.projections[dir_index[:, 0]], psi_index[:, 0])
         shifts[:, 0] -= engine.subpixel(spectra, refs,

@@ -73,11 +73,11 @@ def validate_inputs(images_shape, volume, *, pixel_size_a, max_shift_px, ctf, sy
         raise ValueError(f"max_shift_px must be in [0, {box / 2}] (half the {box}-px box), "
                          f"got {max_shift_px!r}")
     for name, value in (("step_deg", step_deg), ("psi_step_deg", psi_step_deg),
-                        ("target_resolution_a", target_resolution_a),
                         ("mask_radius_px", mask_radius_px)):
         _positive(name, value)
-    if target_resolution_a is not None and not nyquist_reaches(pixel_size_a,
-                                                               target_resolution_a):
+    from ..resolution import parse_target_resolution
+    target = parse_target_resolution(target_resolution_a, name="target_resolution_a")
+    if isinstance(target, float) and not nyquist_reaches(pixel_size_a, target):
         raise ValueError(f"target_resolution_a {target_resolution_a} A is finer than Nyquist "
                          f"({2 * pixel_size_a} A at pixel size {pixel_size_a} A)")
     _positive("batch_size", batch_size, allow_none=False)

@@ -45,7 +45,6 @@ import warnings
 
 import numpy as np
 
-from ..defaults import same_pixel_size
 from ..particles import CTFParams, Particles
 from .images import locate_stacks, stack_path
 from .mrc import read_mrc_header
@@ -132,8 +131,7 @@ def _pixel_sizes(block, table, rows, names, root, path, override, mixed):
     if override is not None:
         if not override > 0:
             raise ValueError(f"pixel_size_a must be positive, got {override}")
-        if file_px is not None and not all(same_pixel_size(p, override)
-                                           for p in np.unique(file_px)):
+        if file_px is not None and np.any(np.abs(file_px - override) > 1e-4 * override):
             warnings.warn(f"{path}: pixel size {file_px[0]:.4f} A in the file replaced by "
                           f"pixel_size_a={override}", UserWarning, stacklevel=3)
         if table is not None:

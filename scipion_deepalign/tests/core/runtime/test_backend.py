@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from scipion_deepalign.core.align import matching, shift_gemm
+from scipion_deepalign.core.align import matching
 from scipion_deepalign.core.particles import CTFParams
 from scipion_deepalign.core.runtime import backend
 from scipion_deepalign.tests.helpers import numpy_twin
@@ -164,14 +164,14 @@ def test_compiled_correlation_steps_equal_the_array_module_path():
     spectra = spectra.astype(np.complex64)[::-1][:n]  # a strided view, as spectra[rows]
     phases = (rng.normal(size=(f, k)) + 1j * rng.normal(size=(f, k))).astype(np.complex64)
     twin = numpy_twin()
-    compiled = shift_gemm.shift_columns(spectra, phases, xp=np)
-    generic = shift_gemm.shift_columns(spectra, phases, xp=twin)
+    compiled = matching.shift_columns(spectra, phases, xp=np)
+    generic = matching.shift_columns(spectra, phases, xp=twin)
     assert compiled.shape == (2 * f, n * k) and compiled.dtype == np.float32
     np.testing.assert_allclose(compiled, generic, rtol=1e-6, atol=1e-6)
     corr = rng.normal(size=(m, n * k)).astype(np.float32)
     corr[:, 3 * k + 1] = corr[:, 3 * k + 3] = 10.0  # particle 3: shifts 1 and 3 tie
-    score, index = shift_gemm.best_over_shift_columns(corr, k, xp=np)
-    twin_score, twin_index = shift_gemm.best_over_shift_columns(corr, k, xp=twin)
+    score, index = matching.best_over_shift_columns(corr, k, xp=np)
+    twin_score, twin_index = matching.best_over_shift_columns(corr, k, xp=twin)
     np.testing.assert_array_equal(score, twin_score)
     np.testing.assert_array_equal(index, twin_index)
     assert (index[3] == 1).all() and score.shape == (n, m)
