@@ -42,9 +42,11 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from machine import backend_words  # noqa: E402
 
 from scipion_deepalign.core.align.align import align_particles  # noqa: E402
-from scipion_deepalign.core.align.gallery import STEP_PX  # noqa: E402
 from scipion_deepalign.core.align.search_plan import SearchOptions  # noqa: E402
-from scipion_deepalign.core.defaults import REFINE  # noqa: E402
+from scipion_deepalign.core.defaults import (
+    GALLERY_STEP_PX,  # noqa: E402
+    REFINE,  # noqa: E402
+)
 from scipion_deepalign.core.geometry import random_angles_deg  # noqa: E402
 from scipion_deepalign.core.imageops import low_pass_volume  # noqa: E402
 from scipion_deepalign.core.io import read_volume  # noqa: E402
@@ -102,7 +104,7 @@ SEARCH = {
 }
 DEFAULT_SEARCH = "default (window 15, mass 0.9, max 6, significance s<1.2)"
 #: the automatic gallery step without / with the refinement, as the labels say it
-FINE_PX, COARSE_PX = (f"{STEP_PX[refine]:g}-px gallery" for refine in (False, True))
+FINE_PX, COARSE_PX = (f"{GALLERY_STEP_PX[refine]:g}-px gallery" for refine in (False, True))
 #: the baseline every ratio is taken against: the exhaustive search of the fine gallery
 BASELINE = f"global search, {FINE_PX} (baseline)"
 #: the global search as the alignment makes it by default (coarser gallery + refinement)

@@ -22,8 +22,6 @@ LOSS_CHOICES = [LOSS_LABELS[name] for name in LOSSES]
 #: options of every ``deepalign`` command a protocol step runs: progress lines every 5 % on
 #: stdout, so that the step's log (run.stdout) shows them and run.stderr keeps the errors
 STEP_LOG_OPTIONS = ("--progress-every", "5", "--log-stdout")
-#: fraction of a step between two progress lines of the steps that run in-process
-STEP_LOG_PROGRESS = 0.05
 
 #: names of the per-particle attributes written on output items
 REGION_ATTR = "_deepalign_region%d"

@@ -8,16 +8,14 @@ name); the inputs must share box and pixel size. Writes into ``--out``:
   agreeing particle gets the poses of the first input of its agreeing group (input 1 unless
   ``--min-agree`` lets it be outvoted) and a disagreeing one those of input 1;
 * ``differences.csv`` -- per particle: name, agree, and per pair of inputs ``i``-``j`` the
-  direction, in-plane and shift differences (:func:`write_differences_csv`, read back by
-  :func:`read_differences_csv`; the one schema, also what the Scipion protocol reads);
+  direction, in-plane and shift differences (the one schema, written and read back by
+  :mod:`scipion_deepalign.core.io.results`, also what the Scipion protocol reads);
 * ``summary.json`` -- the counts and per-pair numbers of the printed summary
   (:func:`consensus_stats`).
 """
 from __future__ import annotations
 
 import argparse
-import csv
-import json
 import logging
 import os
 from dataclasses import replace
@@ -37,10 +35,6 @@ from .common import (
 from .summary import Summary
 
 log = logging.getLogger("deepalign")
-
-OUTPUTS = ("agree.star", "disagree.star", "differences.csv", "summary.json")
-REPORT_THRESHOLDS_DEG = (5.0, 10.0, 15.0)
-
 
 def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--inputs", nargs="+", required=True, metavar="A.star",
@@ -90,52 +84,10 @@ def _with_poses(matched, shift_sets, source, keep_from):
     return replace(matched[0], angles_deg=angles, shifts_px=shifts)
 
 
-def write_differences_csv(path, names, result) -> None:
-    """``differences.csv``: ``image_name``, ``agree`` (0/1) and, per pair ``i_j`` of inputs
-    (1-based), ``direction_deg_i_j``, ``inplane_deg_i_j`` and (with shifts) ``shift_px_i_j``."""
-    header = ["image_name", "agree"]
-    columns = []
-    for p, (i, j) in enumerate(result.pairs):
-        tag = f"{i + 1}_{j + 1}"
-        header += [f"direction_deg_{tag}", f"inplane_deg_{tag}"]
-        columns += [result.direction_diff_deg[:, p], result.inplane_diff_deg[:, p]]
-        if result.shift_diff_px is not None:
-            header.append(f"shift_px_{tag}")
-            columns.append(result.shift_diff_px[:, p])
-    with open(path, "w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(header)
-        for row, name in enumerate(names):
-            writer.writerow([name, int(result.agree[row])]
-                            + [f"{c[row]:.4f}" for c in columns])
-
-
-def read_differences_csv(path) -> dict:
-    """What :func:`write_differences_csv` wrote: ``image_name`` (list), ``agree`` (N,) bool,
-    ``pairs`` (P, 2) 0-based, ``direction_diff_deg``, ``inplane_diff_deg`` and
-    ``shift_diff_px`` (N, P) (the last None when the file has no shift columns)."""
-    with open(path, newline="") as fh:
-        rows = list(csv.reader(fh))
-    header, body = rows[0], rows[1:]
-    tags = [c[len("direction_deg_"):] for c in header if c.startswith("direction_deg_")]
-    pairs = np.array([[int(k) - 1 for k in tag.split("_")] for tag in tags], dtype=np.int64)
-
-    def table(prefix):
-        if f"{prefix}{tags[0]}" not in header:
-            return None
-        cols = [header.index(f"{prefix}{tag}") for tag in tags]
-        return np.array([[float(r[c]) for c in cols] for r in body]).reshape(len(body), -1)
-
-    return {"image_name": [r[0] for r in body],
-            "agree": np.array([r[1] == "1" for r in body], dtype=bool),
-            "pairs": pairs.reshape(-1, 2), "direction_diff_deg": table("direction_deg_"),
-            "inplane_diff_deg": table("inplane_deg_"), "shift_diff_px": table("shift_px_")}
-
-
 def consensus_stats(inputs, common, result) -> dict:
     """The numbers of the summary: ``n_inputs``, ``n_common``, ``n_agree``, ``pairs``
     (1-based), ``fraction_under_deg`` (threshold -> per pair) and ``median_angle_diff_deg``."""
-    fractions = result.fraction_below(REPORT_THRESHOLDS_DEG)
+    fractions = result.fraction_below(defaults.CONSENSUS_REPORT_THRESHOLDS_DEG)
     return {"n_inputs": [len(p) for p in inputs], "n_common": len(common),
             "n_agree": int(result.agree.sum()),
             "pairs": [[int(i) + 1, int(j) + 1] for i, j in result.pairs],
@@ -145,7 +97,12 @@ def consensus_stats(inputs, common, result) -> dict:
 
 
 def main(args) -> int:
-    from ..core.io import write_particles_star
+    from ..core.io import (
+        CONSENSUS_OUTPUTS,
+        write_differences_csv,
+        write_json,
+        write_particles_star,
+    )
     from ..core.judge.consensus import angular_consensus, check_same_geometry, match_particles
 
     _check(args)
@@ -171,7 +128,7 @@ def main(args) -> int:
     out = ensure_out_dir(args.out)
     keep = _with_poses(matched, shift_sets, result.source, args.keep_from)
     agree_path, disagree_path, csv_path, json_path = (os.path.join(out, name)
-                                                      for name in OUTPUTS)
+                                                      for name in CONSENSUS_OUTPUTS)
     for path, mask in ((agree_path, result.agree), (disagree_path, ~result.agree)):
         if np.any(mask):
             write_particles_star(path, keep.subset(mask))
@@ -182,8 +139,7 @@ def main(args) -> int:
         labels = [f"{k + 1}:{label}" for k, label in enumerate(labels)]
     write_differences_csv(csv_path, common, result)
     stats = consensus_stats(inputs, common, result)
-    with open(json_path, "w") as fh:
-        json.dump(stats, fh, indent=1)
+    write_json(json_path, stats)
     if args.plot:
         from ..core.plots import plot_sorted_angular_differences
 

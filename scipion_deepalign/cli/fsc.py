@@ -11,11 +11,9 @@ import os
 
 import numpy as np
 
+from ..core.defaults import same_pixel_size
 from .common import CLIError, check_file_exists, check_positive
 from .summary import Summary
-
-# Header pixel sizes that differ by more than this fraction are refused.
-PIXEL_SIZE_TOLERANCE = 1e-3
 
 
 def add_args(parser: argparse.ArgumentParser) -> None:
@@ -37,8 +35,7 @@ def _pixel_size(args, px1, px2) -> float:
     if px1 is None and px2 is None:
         raise CLIError(f"{args.map1} and {args.map2} have no pixel size in their headers; "
                        "give it with --pixel-size")
-    if px1 is not None and px2 is not None and \
-            abs(px1 - px2) > PIXEL_SIZE_TOLERANCE * max(px1, px2):
+    if px1 is not None and px2 is not None and not same_pixel_size(px1, px2):
         raise CLIError(f"the maps have different pixel sizes ({px1:.4g} A in {args.map1}, "
                        f"{px2:.4g} A in {args.map2}); resample one or force --pixel-size")
     return px1 if px1 is not None else px2

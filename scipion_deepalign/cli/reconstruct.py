@@ -5,7 +5,7 @@ Reads a RELION STAR with angles (and shifts, CTF), reconstructs by direct Fourie
 ``--halves`` it also writes ``MAP_half1.mrc`` and ``MAP_half2.mrc`` (halves from the STAR's
 ``rlnRandomSubset`` when it holds 1 and 2, otherwise a random split drawn with ``--seed``) and
 prints their FSC 0.143 and 0.5 resolutions; ``--fsc-json`` writes that curve as JSON
-(:func:`write_fsc_json`, what the Scipion protocol reads).
+(:func:`scipion_deepalign.core.io.write_fsc_json`, what the Scipion protocol reads).
 
 Images are read from their stacks (memory-mapped) one gridding batch at a time, so the
 memory does not grow with the number of particles. ``--threads N`` grids the two half maps
@@ -14,7 +14,6 @@ memory does not grow with the number of particles. ``--threads N`` grids the two
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 
@@ -59,12 +58,6 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     add_particle_args(parser)
 
 
-def half_map_paths(out_path: str) -> tuple[str, str]:
-    """``MAP_half1.mrc`` and ``MAP_half2.mrc`` beside ``out_path``."""
-    stem, ext = os.path.splitext(out_path)
-    return f"{stem}_half1{ext or '.mrc'}", f"{stem}_half2{ext or '.mrc'}"
-
-
 def _subsets(particles, seed):
     from ..core.judge.reconstruct import half_subsets
 
@@ -75,20 +68,6 @@ def _subsets(particles, seed):
             log.info("half maps from rlnRandomSubset")
             return given.astype(np.int64)
     return half_subsets(len(particles), seed=seed)
-
-
-def write_fsc_json(path, result, n_particles: int) -> None:
-    """The FSC of the half maps as JSON: ``frequency_inv_a``, ``fsc``, ``resolution_0143_a``,
-    ``resolution_05_a`` (None when never crossed) and ``n_particles``."""
-    def number(value):
-        return None if value is None or not np.isfinite(value) else float(value)
-
-    with open(path, "w") as fh:
-        json.dump({"frequency_inv_a": np.asarray(result.frequency_inv_a).tolist(),
-                   "fsc": np.asarray(result.fsc).tolist(),
-                   "resolution_0143_a": number(result.resolution_0143_a),
-                   "resolution_05_a": number(result.resolution_05_a),
-                   "n_particles": int(n_particles)}, fh, indent=1)
 
 
 def main(args) -> int:
@@ -136,7 +115,7 @@ def _full_map(args, particles, images, kw, progress, summary) -> None:
 
 
 def _half_maps(args, particles, images, kw, progress, summary) -> None:
-    from ..core.io import write_mrc
+    from ..core.io import half_map_paths, write_fsc_json, write_mrc
     from ..core.judge.fsc import fsc_curve
     from ..core.judge.reconstruct import reconstruct_half_maps
 

@@ -16,7 +16,7 @@ __all__ = ["NETWORKS", "LOSSES", "HEADS", "TRUNKS", "TRAINING_SOURCES", "CTF_MOD
            "MAX_SHIFT_BOX_FRACTION", "CONSENSUS_MAX_ANGLE_DEG", "train_default",
            "default_max_shift_px", "RECONSTRUCT_THREADS", "REFINE", "ALIGN_BATCH",
            "CONSENSUS_REPORT_THRESHOLDS_DEG", "PIXEL_SIZE_RTOL", "same_pixel_size",
-           "TARGET_RESOLUTION", "FULL_RESOLUTION"]
+           "GALLERY_STEP_PX", "PARTICLE_RADIUS_BOX_FRACTION"]
 
 # --- choice lists ------------------------------------------------------------------------
 #: network kinds: one shared-trunk network over all regions, or one classifier per region
@@ -57,6 +57,13 @@ REFINE = True
 MAX_SHIFT_BOX_FRACTION = 1.0 / 8.0
 #: particles per correlation block of an alignment (halved on out-of-memory errors)
 ALIGN_BATCH = 256
+#: automatic gallery step, as the pixels a point at the particle radius moves: 1 when the
+#: gallery's poses are final, 2 when the local refinement follows (it searches below the
+#: step; measured: docs/benchmarks_accuracy.md, "Local refinement by default")
+GALLERY_STEP_PX = {False: 1.0, True: 2.0}
+#: particle radius as a fraction of the box when no mask radius is given (the automatic
+#: step's radius and the references' mask)
+PARTICLE_RADIUS_BOX_FRACTION = 0.45
 
 # --- judging -----------------------------------------------------------------------------
 #: threads of a reconstruction: the two half maps gridded side by side (docs/benchmarks.md)
@@ -98,10 +105,3 @@ def default_max_shift_px(box_px: int) -> float:
     """Largest shift searched when none is given: :data:`MAX_SHIFT_BOX_FRACTION` of the box."""
     return float(box_px) * MAX_SHIFT_BOX_FRACTION
 
-
-#: ``--target-resolution`` of every face (``deepalign train``, ``run``, ``align`` and the
-#: Train, Align and Refine forms): "auto" searches at the resolution the reference supports
-#: and refines finer (core/resolution.py), and trains the network on its measured input box;
-#: FULL_RESOLUTION ("full", or 0) keeps the full box; or a number of Angstrom
-TARGET_RESOLUTION = "auto"
-FULL_RESOLUTION = "full"

@@ -14,9 +14,11 @@ from pyworkflow import BETA
 from pyworkflow.protocol.constants import STEPS_PARALLEL
 
 from .. import constants as cts
+from ..core.defaults import same_pixel_size
 from ..core.io import columns
 
-__all__ = ["DeepAlignProtBase", "RESULT_COLUMNS", "run_deepalign"]
+__all__ = ["DeepAlignProtBase", "RESULT_COLUMNS", "run_deepalign", "ShortPackageName",
+           "SymmetryParam"]
 
 #: STAR columns written by ``deepalign predict`` / ``align`` and the item id column of convert
 RESULT_COLUMNS = {
@@ -56,7 +58,25 @@ class ShortPackageName:
         return cts.PLUGIN_NAME
 
 
-class DeepAlignProtBase(ShortPackageName, EMProtocol):
+class SymmetryParam:
+    """Mixin of the protocols with a ``symmetryGroup`` parameter: the point group as the core
+    names it, and the form's error when it is unknown."""
+
+    def _symmetry(self):
+        """The normalised point group (ValueError when unknown)."""
+        from ..core.symmetry import normalise_symmetry
+
+        return normalise_symmetry(self.symmetryGroup.get())
+
+    def _symmetryErrors(self):
+        try:
+            self._symmetry()
+        except ValueError as exc:
+            return [f"Unknown symmetry {self.symmetryGroup.get()!r}: {exc}"]
+        return []
+
+
+class DeepAlignProtBase(ShortPackageName, SymmetryParam, EMProtocol):
     """Base of the DeepAlign protocols (``_label = None``: not listed as a protocol)."""
 
     _label = None
@@ -115,15 +135,6 @@ class DeepAlignProtBase(ShortPackageName, EMProtocol):
         return self.hasAttribute("inputModel") and self.inputModel.hasValue()
 
     # ------------------------------------------------------------- checks
-    def _symmetryErrors(self):
-        from ..core.symmetry import normalise_symmetry
-
-        try:
-            normalise_symmetry(self.symmetryGroup.get())
-        except ValueError as exc:
-            return [f"Unknown symmetry {self.symmetryGroup.get()!r}: {exc}"]
-        return []
-
     @staticmethod
     def _emptySetErrors(**named_pointers):
         errors = []
@@ -142,7 +153,7 @@ class DeepAlignProtBase(ShortPackageName, EMProtocol):
             errors.append(f"The {label_a} box is {box_a} px but the {label_b} box is "
                           f"{box_b} px.")
         px_a, px_b = obj_a.getSamplingRate(), obj_b.getSamplingRate()
-        if px_a and px_b and abs(px_a - px_b) > 1e-3 * max(px_a, px_b):
+        if px_a and px_b and not same_pixel_size(px_a, px_b):
             errors.append(f"The {label_a} pixel size is {px_a:g} A but the {label_b} pixel "
                           f"size is {px_b:g} A.")
         return errors

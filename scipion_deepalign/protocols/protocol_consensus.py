@@ -4,28 +4,29 @@ Particles whose poses agree (projection directions within a threshold, optionall
 angle and shifts too) go to one output set, the others to a second set; every particle
 carries its differences as ``_deepalign_*`` attributes. The heavy step is ``deepalign
 consensus`` run as a subprocess (see :mod:`.protocol_base`); its ``differences.csv`` and
-``summary.json`` (:mod:`scipion_deepalign.cli.consensus`, the one schema) are what this
+``summary.json`` (the one schema: :mod:`scipion_deepalign.core.io.results`) are what this
 protocol reads back. Each input goes to the command as a STAR of poses whose image names are
 ``<item id>@items``, so the command matches particles by Scipion id.
 """
-import json
-
 import numpy as np
 import pyworkflow.protocol.params as params
 from pwem.objects import Float, SetOfParticles
 from pwem.protocols import ProtProcessParticles
 from pyworkflow import BETA
 
-from scipion_deepalign.cli.consensus import OUTPUTS, REPORT_THRESHOLDS_DEG
 from scipion_deepalign.constants import CITE_DEEPALIGN
 from scipion_deepalign.core import defaults
-from scipion_deepalign.core.io import columns
-from scipion_deepalign.protocols.protocol_base import ShortPackageName, run_deepalign
+from scipion_deepalign.core.io import CONSENSUS_OUTPUTS, columns, read_differences_csv, read_json
+from scipion_deepalign.protocols.protocol_base import (
+    ShortPackageName,
+    SymmetryParam,
+    run_deepalign,
+)
 
 __all__ = ["DeepAlignProtConsensus", "DIFF_THRESHOLDS_DEG"]
 
 #: Angles (degrees) under which the summary reports the fraction of particles (the command's).
-DIFF_THRESHOLDS_DEG = REPORT_THRESHOLDS_DEG
+DIFF_THRESHOLDS_DEG = defaults.CONSENSUS_REPORT_THRESHOLDS_DEG
 
 #: Per-particle attributes written on both outputs (names of pwem ``Float`` attributes).
 ATTR_ANGLE = "_deepalign_angDiff"
@@ -33,7 +34,7 @@ ATTR_INPLANE = "_deepalign_inplaneDiff"
 ATTR_SHIFT = "_deepalign_shiftDiff"
 
 
-class DeepAlignProtConsensus(ShortPackageName, ProtProcessParticles):
+class DeepAlignProtConsensus(ShortPackageName, SymmetryParam, ProtProcessParticles):
     """Compare the 3D alignments of two or more sets of the same particles.
 
     Particles are matched by id. For each particle the angle between the projection
@@ -89,7 +90,7 @@ class DeepAlignProtConsensus(ShortPackageName, ProtProcessParticles):
 
     # --------------------------- INSERT steps functions ------------------------------------
     def _createFilenameTemplates(self):
-        _, _, csv_name, json_name = OUTPUTS  # what `deepalign consensus --out` writes
+        _, _, csv_name, json_name = CONSENSUS_OUTPUTS  # what `deepalign consensus` writes
         self._updateFilenamesDict({
             "poses": self._getExtraPath("poses_%(index)02d.star"),
             "out_dir": self._getExtraPath("consensus"),
@@ -125,9 +126,9 @@ class DeepAlignProtConsensus(ShortPackageName, ProtProcessParticles):
                                for i in range(len(self.inputSets))]
         args += ["--out", self._getFileName("out_dir"), "--symmetry", self._symmetry(),
                  "--max-angle", self.maxAngleDeg.get(), "--keep-from", self._keepIndex() + 1]
-        for option, value in (("--max-inplane", _optional(self.maxInplaneDeg.get())),
-                              ("--max-shift", _optional(self.maxShiftPx.get())),
-                              ("--min-agree", _optional(self.minAgree.get()))):
+        for option, value in (("--max-inplane", self.maxInplaneDeg.get()),
+                              ("--max-shift", self.maxShiftPx.get()),
+                              ("--min-agree", self.minAgree.get())):
             if value is not None:
                 args += [option, value]
         run_deepalign(self, "consensus", args, gpu_ids=[], threads=1)
@@ -176,7 +177,7 @@ class DeepAlignProtConsensus(ShortPackageName, ProtProcessParticles):
                 errors.append(f"Input {number} ({particles_set.getObjLabel() or 'set'}) has no "
                               f"projection (3D) alignment.")
         sampling = [s.getSamplingRate() for s in sets]
-        if any(abs(a - sampling[0]) > 1e-3 * sampling[0] for a in sampling[1:]):
+        if not all(defaults.same_pixel_size(a, sampling[0]) for a in sampling[1:]):
             listed = ", ".join(f"{a:.4g}" for a in sampling)
             errors.append(f"Inputs have different pixel sizes ({listed} A/px): shifts and "
                           f"particles cannot be compared.")
@@ -186,18 +187,17 @@ class DeepAlignProtConsensus(ShortPackageName, ProtProcessParticles):
         if not 1 <= self.keepPosesFrom.get() <= len(sets):
             errors.append(f"Poses kept from set number: must be between 1 and {len(sets)}, "
                           f"got {self.keepPosesFrom.get()}.")
-        if self.maxInplaneDeg.get() == 0:
+        inplane, shift = self.maxInplaneDeg.get(), self.maxShiftPx.get()
+        if inplane is not None and not inplane > 0:
             errors.append("In-plane threshold: must be positive, or empty for the angular "
                           "threshold.")
-        min_agree = _optional(self.minAgree.get())
+        if shift is not None and not shift > 0:
+            errors.append("Shift threshold: must be positive, or empty (shifts not compared).")
+        min_agree = self.minAgree.get()
         if min_agree is not None and not 2 <= min_agree <= len(sets):
             errors.append(f"Inputs that must agree: must be empty (all) or between 2 and "
                           f"{len(sets)}, got {min_agree}.")
-        try:
-            self._symmetry()
-        except ValueError as exc:
-            errors.append(f"Symmetry: {exc}")
-        return errors
+        return errors + self._symmetryErrors()
 
     def _warnings(self):
         sets = self._inputSets()
@@ -253,21 +253,15 @@ class DeepAlignProtConsensus(ShortPackageName, ProtProcessParticles):
     def _keepIndex(self):
         return self.keepPosesFrom.get() - 1
 
-    def _symmetry(self):
-        from scipion_deepalign.core.symmetry import normalise_symmetry
-        return normalise_symmetry(self.symmetryGroup.get())
-
     def getStats(self):
         """Counts and fractions written by the consensus step (dict, see the summary)."""
         self._createFilenameTemplates()
-        with open(self._getFileName("stats")) as fh:
-            return json.load(fh)
+        return read_json(self._getFileName("stats"))
 
     def getDifferences(self):
         """Per matched particle: ``ids``, ``agree`` mask, ``pairs`` (0-based) and the pairwise
         ``direction_diff_deg``, ``inplane_diff_deg``, ``shift_diff_px`` (N, pairs), read from
         the command's ``differences.csv``."""
-        from scipion_deepalign.cli.consensus import read_differences_csv
         from scipion_deepalign.core.particles import split_image_name
 
         self._createFilenameTemplates()
@@ -275,10 +269,3 @@ class DeepAlignProtConsensus(ShortPackageName, ProtProcessParticles):
         data["ids"] = np.array([split_image_name(n)[0] for n in data.pop("image_name")],
                                dtype=np.int64)
         return data
-
-
-def _optional(value, *, allow_zero=False):
-    """A form value, None when empty or negative (projects before 0.x stored -1 for "off")."""
-    if value is None or value < 0 or (value == 0 and not allow_zero):
-        return None
-    return value

@@ -4,19 +4,17 @@ The heavy step is ``deepalign reconstruct --halves`` run as a subprocess (like e
 step, see :mod:`.protocol_base`); this file only converts the Scipion set once (with the
 chosen halves as ``rlnRandomSubset``), runs the command and registers what it wrote.
 """
-import json
 import os
 from enum import Enum
 
-import numpy as np
 import pyworkflow.protocol.params as params
 from pwem.objects import FSC, Volume
 from pwem.protocols import ProtReconstruct3D
 from pyworkflow import BETA
 
-from ..cli.reconstruct import half_map_paths
 from ..core.defaults import RECONSTRUCT_THREADS
-from .protocol_base import ShortPackageName, run_deepalign
+from ..core.io import half_map_paths, read_json
+from .protocol_base import ShortPackageName, SymmetryParam, run_deepalign
 
 __all__ = ["DeepAlignProtReconstruct"]
 
@@ -24,7 +22,7 @@ SPLIT_RANDOM = 0
 SPLIT_EVEN_ODD = 1
 
 
-class DeepAlignProtReconstruct(ShortPackageName, ProtReconstruct3D):
+class DeepAlignProtReconstruct(ShortPackageName, SymmetryParam, ProtReconstruct3D):
     """Reconstruct a map from particles with a 3D (projection) alignment.
 
     The particles are split in two halves, each half is reconstructed by direct Fourier
@@ -70,9 +68,8 @@ class DeepAlignProtReconstruct(ShortPackageName, ProtReconstruct3D):
                            "particles.")
         form.addParallelSection(threads=RECONSTRUCT_THREADS, mpi=0, binThreadsHelp=(
             "Threads of `deepalign reconstruct --threads`: the two half maps (and chunks of "
-            "particles) are gridded side by side, one Fourier grid in memory per thread. "
-            "Measured on 2 free cores (64 px, CTF): 538 particles/s on 1 thread, 829 on 2 "
-            "(docs/benchmarks.md)."))
+            "particles) are gridded side by side, one Fourier grid in memory per thread "
+            "(timings: docs/benchmarks.md)."))
 
     # --------------------------- INSERT steps functions ------------------------------------
     def _createFilenameTemplates(self):
@@ -101,8 +98,7 @@ class DeepAlignProtReconstruct(ShortPackageName, ProtReconstruct3D):
         star = self._getFileName("particles_star")
         particles = set_to_core(self.inputParticles.get(), self._getExtraPath(),
                                 star_name=os.path.basename(star))
-        particles.extra["rlnRandomSubset"] = self._halfIndex(
-            particles.extra[columns.ITEM_ID_COLUMN]) + 1
+        particles.extra["rlnRandomSubset"] = self._halves(particles.extra[columns.ITEM_ID_COLUMN])
         write_particles_star(star, particles)
 
     def reconstructStep(self):
@@ -113,7 +109,7 @@ class DeepAlignProtReconstruct(ShortPackageName, ProtReconstruct3D):
         if not self.correctCtf.get():
             args.append("--no-ctf")
         mask_radius_a = self.maskRadiusA.get()
-        if mask_radius_a is not None and mask_radius_a > 0:  # old projects: -1 for no mask
+        if mask_radius_a is not None:
             args += ["--mask-radius", mask_radius_a]
         run_deepalign(self, "reconstruct", args, gpu_ids=[],
                       threads=max(1, self.numberOfThreads.get()))
@@ -145,15 +141,17 @@ class DeepAlignProtReconstruct(ShortPackageName, ProtReconstruct3D):
                           "assignment (e.g. DeepAlign align) before reconstructing.")
         if particles_set.getSize() < 2:
             errors.append("Input particles: at least 2 particles are needed for two half maps.")
-        elif self.halfSplit.get() == SPLIT_EVEN_ODD and len(
-                {i % 2 for i in particles_set.getIdSet()}) < 2:
-            errors.append("Half-set split: every particle id is even or every one is odd, so "
-                          "one half would be empty; use the random split.")
-        try:
-            self._symmetry()
-        except ValueError as exc:
-            errors.append(f"Symmetry: {exc}")
-        return errors
+        elif self.halfSplit.get() == SPLIT_EVEN_ODD:
+            from scipion_deepalign.core.judge.reconstruct import even_odd_subsets
+            try:
+                even_odd_subsets(list(particles_set.getIdSet()))
+            except ValueError as exc:
+                errors.append(f"Half-set split: {exc}; use the random split.")
+        mask_radius_a = self.maskRadiusA.get()
+        if mask_radius_a is not None and not mask_radius_a > 0:
+            errors.append(f"FSC mask radius must be positive (or empty: no mask), got "
+                          f"{mask_radius_a:g} A.")
+        return errors + self._symmetryErrors()
 
     def _warnings(self):
         particles_set = self.inputParticles.get()
@@ -171,8 +169,7 @@ class DeepAlignProtReconstruct(ShortPackageName, ProtReconstruct3D):
                  f"{self.inputParticles.get().getSamplingRate():.3g} A/px."]
         lines.append(f"Resolution (FSC 0.143): {_format_res(fsc['resolution_0143_a'])}; "
                      f"(FSC 0.5): {_format_res(fsc['resolution_05_a'])}.")
-        nyquist_a = 2 * self.inputParticles.get().getSamplingRate()
-        if fsc["resolution_0143_a"] is not None and fsc["resolution_0143_a"] <= nyquist_a * 1.001:
+        if fsc.get("limited_by_sampling"):
             lines.append("The FSC stays above 0.143 up to Nyquist: the resolution is limited by "
                          "the sampling.")
         return lines
@@ -186,21 +183,17 @@ class DeepAlignProtReconstruct(ShortPackageName, ProtReconstruct3D):
                 f"{_format_res(fsc['resolution_0143_a'])}."]
 
     # --------------------------- UTILS functions -------------------------------------------
-    def _symmetry(self):
-        from scipion_deepalign.core.symmetry import normalise_symmetry
-        return normalise_symmetry(self.symmetryGroup.get())
+    def _halves(self, ids):
+        """Half (1 or 2, ``rlnRandomSubset``) of each particle, in the order of ``ids``."""
+        from scipion_deepalign.core.judge.reconstruct import even_odd_subsets, half_subsets
 
-    def _halfIndex(self, ids):
-        """Half-set label (0 or 1) of each particle, in the order of ``ids``."""
         if self.halfSplit.get() == SPLIT_EVEN_ODD:
-            return (np.asarray(ids) % 2 == 0).astype(np.int8)
-        from scipion_deepalign.core.judge.reconstruct import half_subsets
-        return half_subsets(len(ids), seed=self.splitSeed.get()) - 1
+            return even_odd_subsets(ids)
+        return half_subsets(len(ids), seed=self.splitSeed.get())
 
     def _readFsc(self):
         self._createFilenameTemplates()
-        with open(self._getFileName("fsc")) as fh:
-            return json.load(fh)
+        return read_json(self._getFileName("fsc"))
 
     def getResolution0143(self):
         """FSC 0.143 resolution in Angstrom (None before the run, or if never crossed)."""

@@ -1,6 +1,9 @@
 """The size of a correlation search per particle, as the Align form and its wizard show it.
 
-Pure (no Scipion import): the wizards in :mod:`scipion_deepalign.wizards` only display it.
+Counted on the alignment's own geometry (:func:`.search_geometry.search_geometry`: the same
+step, in-plane grid and shift window as :meth:`.search.Search.create`) and its global grid
+(:func:`.gallery.global_directions_deg`). Pure (no Scipion import): the wizards in
+:mod:`scipion_deepalign.wizards` only display it.
 """
 from __future__ import annotations
 
@@ -11,11 +14,6 @@ from ..particles import positive_float
 __all__ = ["SearchCost", "search_cost"]
 
 
-#: particle radius as a fraction of the box, as :func:`~.align.align_particles` assumes
-#: without a mask (for the automatic angular step)
-_RADIUS_BOX_FRACTION = 0.45
-
-
 @dataclass(frozen=True)
 class SearchCost:
     """Size of the correlation search for one particle.
@@ -23,8 +21,8 @@ class SearchCost:
     Attributes
     ----------
     step_deg : float
-        Angular step used (``automatic_step``: the default of the alignment, one pixel at the
-        particle radius of the search images, two before a local refinement).
+        Angular step used (``automatic_step``: the default of the alignment,
+        :func:`.gallery.default_step_deg` at the particle radius of the search images).
     search_box_px : int
         Box of the images compared (after downsampling to the search resolution).
     n_directions_unit : int
@@ -60,8 +58,10 @@ class SearchCost:
     def message(self) -> str:
         how = "chosen"
         if self.automatic_step:
-            how = ("automatic: two pixels at the particle radius, then local refinement"
-                   if self.refine else "automatic: one pixel at the particle radius")
+            from ..defaults import GALLERY_STEP_PX
+
+            how = (f"automatic: {GALLERY_STEP_PX[self.refine]:g} px at the particle radius"
+                   + (", then local refinement" if self.refine else ""))
         text = (f"Angular step {self.step_deg:.2g} deg ({how}) on {self.search_box_px} px "
                 f"images: {self.n_directions_unit} reference directions in the asymmetric "
                 f"unit")
@@ -104,27 +104,21 @@ def search_cost(box_px: int, pixel_size_a: float, *, symmetry: str = "c1",
     import numpy as np
 
     from ..defaults import REFINE, default_max_shift_px
-    from ..projection import downsampled_geometry
-    from ..regions import region_direction_grids
-    from .gallery import default_step_deg, psi_grid_deg
+    from .gallery import global_directions_deg
+    from .search_geometry import search_geometry
 
     if not box_px or int(box_px) < 2:
         raise ValueError(f"box_px must be at least 2, got {box_px!r}")
-    small = int(box_px)
-    if target_resolution_a is not None:
-        small = int(downsampled_geometry(box_px, pixel_size_a, target_resolution_a)[0])
-    scale = box_px / small
-    automatic = step_deg is None
+    if step_deg is not None:
+        positive_float(step_deg, "step_deg")
     refine = REFINE if refine is None else bool(refine)
-    step = default_step_deg(_RADIUS_BOX_FRACTION * box_px / scale, refine=refine) if automatic \
-        else positive_float(step_deg, "step_deg")
-    unit = len(region_direction_grids(np.zeros((1, 2)), symmetry, step)[0])
+    shift = default_max_shift_px(box_px) if max_shift_px is None else float(max_shift_px)
+    geometry = search_geometry(int(box_px), pixel_size_a, max_shift_px=shift,
+                               target_resolution_a=target_resolution_a, step_deg=step_deg,
+                               refine=refine)
+    unit = len(global_directions_deg(symmetry, geometry.step_deg))
     directions = unit
     if top_k and n_regions:
         directions = int(np.ceil(unit * min(top_k, n_regions) / n_regions))
-    shift = default_max_shift_px(box_px) if max_shift_px is None else float(max_shift_px)
-    radius = int(np.floor(shift / scale))
-    offsets = np.arange(-radius, radius + 1)
-    n_shifts = int(np.sum(offsets[:, None] ** 2 + offsets[None, :] ** 2 <= (shift / scale) ** 2))
-    return SearchCost(float(step), automatic, small, unit, directions,
-                      len(psi_grid_deg(step)), max(n_shifts, 1), refine)
+    return SearchCost(geometry.step_deg, geometry.automatic_step, geometry.box_px, unit,
+                      directions, len(geometry.psi_deg), len(geometry.offsets), refine)

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..geometry import euler_to_matrix, matrix_to_euler
 from ..runtime.backend import to_numpy
-from . import matching
+from . import matching, shift_gemm
 
 __all__ = ["perturbation_matrices", "refine_poses"]
 
@@ -95,7 +95,7 @@ def refine_poses(images, volume, angles_deg, *, search, ctf_half=None, iteration
                 spectra, matrix.reshape(len(sel), c, -1), phases, xp=search.xp,
                 particle_power=power,
                 ref_power=None if ref_power is None else ref_power.reshape(len(sel), c, -1)))
-            best, best_k = matching.best_over_shifts(corr, xp=np)
+            best, best_k = shift_gemm.best_over_shifts(corr, xp=np)
             rows = np.arange(len(sel))
             j = np.argmax(best, axis=1)
             angles[sel] = matrix_to_euler(cand[rows, j])

@@ -27,7 +27,8 @@ import numpy as np
 from ..defaults import ALIGN_BATCH
 from ..runtime.backend import is_out_of_memory, to_numpy
 from . import matching
-from .gallery import default_step_deg, psi_grid_deg, rotate_selected, rotate_to_psi
+from .gallery import rotate_selected, rotate_to_psi
+from .search_geometry import search_geometry
 
 __all__ = ["Search", "BestPoses", "peak_significance"]
 
@@ -165,7 +166,6 @@ class Search:
     ctf: object = None
     ctf_mode: str = "apply"
     batch: int = ALIGN_BATCH
-    mask_radius_px: float = 0.0
 
     @classmethod
     def create(cls, box_px: int, pixel_size_a: float, *, max_shift_px: float, xp=np,
@@ -174,35 +174,17 @@ class Search:
                refine=False) -> Search:
         """The search geometry for ``box_px`` images (arguments as ``align_particles``;
         ``refine``: the local refinement follows, so the automatic step is coarser)."""
-        small, pixel_small = box_px, float(pixel_size_a)
-        if target_resolution_a is not None:
-            from ..projection import downsampled_geometry
-            small, pixel_small = downsampled_geometry(box_px, pixel_size_a, target_resolution_a)
-            small = int(small)
-        scale = box_px / small
-        radius = (0.45 * box_px if mask_radius_px is None else mask_radius_px) / scale
-        step = default_step_deg(radius, refine=refine) if step_deg is None else float(step_deg)
-        psi = psi_grid_deg(step if psi_step_deg is None else float(psi_step_deg))
-        shift = max_shift_px / scale
+        g = search_geometry(box_px, pixel_size_a, max_shift_px=max_shift_px,
+                            target_resolution_a=target_resolution_a,
+                            mask_radius_px=mask_radius_px, step_deg=step_deg,
+                            psi_step_deg=psi_step_deg, refine=refine)
+        small, pixel_small, scale, radius = g.box_px, g.pixel_size_a, g.scale, g.radius_px
+        step, psi, shift, offsets = g.step_deg, g.psi_deg, g.max_shift_px, g.offsets
         band = matching.FourierBand.of_box(small)
-        offsets = matching.shift_window(small, shift)
         return cls(xp, small, pixel_small, scale, step, psi, shift, band, offsets,
                    band.shift_phases(offsets, xp), matching.soft_mask(small, radius),
                    matching.soft_mask(small, min(small / 2 - 1, radius + shift)),
-                   ctf, ctf_mode, int(batch_size), radius)
-
-    def finer(self, target_resolution_a) -> Search:
-        """The same search on the box of ``target_resolution_a`` (None: the full box): the
-        local refinement's. Same step, in-plane grid, shift disc and mask radius (in
-        Angstrom), CTF and batch; ``self`` when the box is the same."""
-        box = int(round(self.box_px * self.scale))
-        pixel = self.pixel_size_a / self.scale
-        finer = Search.create(box, pixel, max_shift_px=self.max_shift_px * self.scale,
-                              xp=self.xp, target_resolution_a=target_resolution_a,
-                              mask_radius_px=self.mask_radius_px * self.scale,
-                              step_deg=self.step_deg, psi_step_deg=360.0 / self.n_psi,
-                              ctf=self.ctf, ctf_mode=self.ctf_mode, batch_size=self.batch)
-        return self if finer.box_px == self.box_px else finer
+                   ctf, ctf_mode, int(batch_size))
 
     @property
     def n_psi(self) -> int:

@@ -11,6 +11,8 @@ never from the modules behind it:
 * :mod:`.images` -- ``index@stack`` names: where the stacks are, loading the images;
 * :mod:`.regions` -- ``regions.star`` of a model folder;
 * :mod:`.parts` -- part I of N of a particle STAR, the part record and the checked merge;
+* :mod:`.results` -- the other files the commands write and the protocols read back (JSON
+  summaries, the consensus differences, the half maps' names);
 * :mod:`.columns` -- the names of the STAR columns DeepAlign writes, and the 0-/1-based
   region border (imported as a module: ``from scipion_deepalign.core.io import columns``).
 
@@ -20,7 +22,8 @@ The modules import each other without a cycle: ``columns``, ``mrc``, ``star_opti
 ``star_tables`` import no other module of the package's IO; ``images`` imports ``mrc``;
 ``regions`` imports ``columns`` and ``star_tables``; ``star`` imports ``images``, ``mrc``,
 ``star_optics`` and ``star_tables``; ``star_write`` imports those (not ``star``); ``parts``
-imports ``columns``, ``images``, ``star``, ``star_tables`` and ``star_write``.
+imports ``columns``, ``images``, ``star``, ``star_tables`` and ``star_write``; ``results``
+imports none of them.
 """
 from ..particles import join_image_name, split_image_name
 from . import columns
@@ -62,6 +65,16 @@ from .parts import (
     write_part_star,
 )
 from .regions import read_regions_star, write_regions_star
+from .results import (
+    CONSENSUS_OUTPUTS,
+    half_map_paths,
+    read_differences_csv,
+    read_json,
+    summary_path,
+    write_differences_csv,
+    write_fsc_json,
+    write_json,
+)
 from .star import read_particles_star
 from .star_tables import column_values, float_column, read_star_blocks, write_star_blocks
 from .star_write import write_particles, write_particles_star
@@ -80,4 +93,6 @@ __all__ = [
     "DEFAULT_PART_SIZE", "PART_BLOCK", "PartRecord", "parse_part", "count_parts", "part_rows",
     "names_digest", "part_record", "part_path", "write_part_star", "read_part_record",
     "is_complete_part", "check_part_set", "merge_parts", "concatenate_particles",
+    "CONSENSUS_OUTPUTS", "write_differences_csv", "read_differences_csv", "half_map_paths",
+    "summary_path", "write_json", "read_json", "write_fsc_json",
 ]

@@ -45,8 +45,6 @@ REGION_SPACING_COLUMN = "deepalignRegionSpacingDeg"
 REGION_COUNT_COLUMN = "deepalignRegionCount"
 #: block ``data_regions``: 1-based region number of the row
 REGION_ID_COLUMN = "deepalignRegionId"
-#: what :data:`REGION_ID_COLUMN` was called in files written before (read only)
-OLD_REGION_ID_COLUMN = "deepalignRegion"
 
 # ------------------------------------------------------------------ part outputs
 #: block ``data_deepalign_part`` of a part output (core.parts): PartRecord field -> column
@@ -60,7 +58,7 @@ __all__ = ["REGION_COLUMN", "PROB_COLUMN", "SCORE_COLUMN", "SIGNIFICANCE_COLUMN"
            "GLOBAL_SEARCH_COLUMN", "REGIONS_SEARCHED_COLUMN", "ITEM_ID_COLUMN",
            "DIRECTION_CHANGE_COLUMN",
            "SYMMETRY_COLUMN", "REGION_SPACING_COLUMN", "REGION_COUNT_COLUMN",
-           "REGION_ID_COLUMN", "OLD_REGION_ID_COLUMN", "PART_RECORD_COLUMNS",
+           "REGION_ID_COLUMN", "PART_RECORD_COLUMNS",
            "regions_to_star", "regions_from_star", "region_columns", "set_region_hints",
            "region_hints", "region_probabilities", "set_alignment_columns"]
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 import numpy as np
 
 from .columns import (
-    OLD_REGION_ID_COLUMN,
     REGION_COUNT_COLUMN,
     REGION_ID_COLUMN,
     REGION_SPACING_COLUMN,
@@ -45,8 +44,7 @@ def write_regions_star(path, centres_deg, *, symmetry, spacing_deg) -> None:
 
 
 def read_regions_star(path) -> tuple[np.ndarray, str, float]:
-    """Read a file written by :func:`write_regions_star` (or by older versions, whose
-    region number column is :data:`~.columns.OLD_REGION_ID_COLUMN`).
+    """Read a file written by :func:`write_regions_star`.
 
     Returns
     -------
@@ -56,9 +54,7 @@ def read_regions_star(path) -> tuple[np.ndarray, str, float]:
     spacing_deg : float
     """
     blocks = read_star_blocks(path)
-    regions = blocks.get("regions", {})
-    id_column = OLD_REGION_ID_COLUMN if (OLD_REGION_ID_COLUMN in regions
-                                         and REGION_ID_COLUMN not in regions) else REGION_ID_COLUMN
+    id_column = REGION_ID_COLUMN
     for bname, cols in (("deepalign_general", (SYMMETRY_COLUMN, REGION_SPACING_COLUMN)),
                         ("regions", (id_column, "rlnAngleRot", "rlnAngleTilt"))):
         if bname not in blocks:

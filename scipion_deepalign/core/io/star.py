@@ -1,7 +1,7 @@
-"""RELION particle STAR files: read any RELION 3.0/3.1+ layout, write RELION 3.1.
+"""RELION particle STAR files read (:func:`read_particles_star`): any RELION 3.0/3.1+ layout.
 
-Particles are written as RELION 3.1 (``data_optics`` and ``data_particles``). Reading also
-accepts:
+They are written as RELION 3.1 (``data_optics`` and ``data_particles``) by :mod:`.star_write`.
+Reading accepts:
 
 * RELION 3.1+ with several optics groups. The optics table is kept whole in
   :attr:`Particles.optics` (every column, e.g. beam tilt) with each particle's group in
@@ -19,23 +19,14 @@ carry a placeholder). Box: ``rlnImageSize``, else the first stack's header. Rela
 paths are found as described in :mod:`.images` (STAR folder, its parents, the current
 folder, or ``datadir`` first).
 
-On writing, the optics table's pixel size and box of the groups used are those of the
-:class:`Particles` (which may have been changed), except for a column in which the groups
-used differ: it is written as read. Voltage, Cs and amplitude contrast of each group used
-are those of its particles (which must agree within a group). Particles without an optics
-table get one group per distinct (voltage, Cs, amplitude contrast).
-
 Poses follow :mod:`scipion_deepalign.core.geometry`: ``shifts_px = rlnOriginXAngst /
 pixel_size`` with RELION's sign. Every particle column not interpreted here (e.g.
 ``rlnRandomSubset``, ``rlnMicrographName``, the DeepAlign columns of :mod:`.columns`) is kept
-in :attr:`Particles.extra` and written back. emtable stores rows as named tuples, so custom
-column names work as long as they are Python identifiers (those of :mod:`.columns` are);
-:func:`write_particles_star` checks this.
-
-Writing lives in :mod:`.star_write`; the column names and optics rules both share live in
-:mod:`.star_optics`.
-Generic table IO lives in :mod:`.star_tables`, region tables in :mod:`.regions`, image
-loading and stack paths in :mod:`.images`. Import public names from
+in :attr:`Particles.extra` (and written back by :mod:`.star_write`). emtable stores rows as
+named tuples, so custom column names work as long as they are Python identifiers (those of
+:mod:`.columns` are). The column names and optics rules reading and writing share live in
+:mod:`.star_optics`. Generic table IO lives in :mod:`.star_tables`, region tables in
+:mod:`.regions`, image loading and stack paths in :mod:`.images`. Import public names from
 :mod:`scipion_deepalign.core.io` (the one front door), not from here.
 """
 from __future__ import annotations
@@ -45,6 +36,7 @@ import warnings
 
 import numpy as np
 
+from ..defaults import same_pixel_size
 from ..particles import CTFParams, Particles
 from .images import locate_stacks, stack_path
 from .mrc import read_mrc_header
@@ -131,7 +123,8 @@ def _pixel_sizes(block, table, rows, names, root, path, override, mixed):
     if override is not None:
         if not override > 0:
             raise ValueError(f"pixel_size_a must be positive, got {override}")
-        if file_px is not None and np.any(np.abs(file_px - override) > 1e-4 * override):
+        if file_px is not None and not all(same_pixel_size(p, override)
+                                           for p in np.unique(file_px)):
             warnings.warn(f"{path}: pixel size {file_px[0]:.4f} A in the file replaced by "
                           f"pixel_size_a={override}", UserWarning, stacklevel=3)
         if table is not None:

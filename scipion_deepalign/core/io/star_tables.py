@@ -34,22 +34,27 @@ def read_star_blocks(path) -> dict:
     dict of str to dict of str to ndarray of shape (rows,)
         Block names without ``data_`` (``""`` for a bare ``data_``); values are text, see
         :func:`column_values` to convert them.
+
+    Raises
+    ------
+    FileNotFoundError
+        When ``path`` is not a file.
+    ValueError
+        Naming ``path``: a file that is not text, has no ``data_`` block, has a block name
+        twice (e.g. two STAR files joined: one would silently hide the other), or a table
+        emtable cannot parse.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"STAR file not found: {path}")
-    offsets = []
-    with open(path) as f:
-        while True:
-            pos = f.tell()
-            line = f.readline()
-            if not line:
-                break
-            m = _DATA_LINE.match(line)
-            if m:
-                offsets.append((m.group(1), pos))
+    offsets = _block_offsets(path)
     if not offsets:
         raise ValueError(f"{path}: not a STAR file (no data_ block)")
+    names = [name for name, _ in offsets]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ValueError(f"{path}: block data_{repeated[0]} appears {names.count(repeated[0])} "
+                         "times (one table per block name: are two STAR files joined?)")
     blocks = {}
     with open(path) as f:
         for name, pos in offsets:
@@ -64,6 +69,26 @@ def read_star_blocks(path) -> dict:
             blocks[name] = {c: np.array([getattr(r, c) for r in rows], dtype=str)
                             for c in cols}
     return blocks
+
+
+def _block_offsets(path) -> list:
+    """``[(block name, offset of its data_ line)]`` in file order; ValueError naming ``path``
+    when it is not text."""
+    offsets = []
+    try:
+        with open(path) as f:
+            while True:
+                pos = f.tell()
+                line = f.readline()
+                if not line:
+                    break
+                m = _DATA_LINE.match(line)
+                if m:
+                    offsets.append((m.group(1), pos))
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not a STAR file (not {exc.encoding} text: byte "
+                         f"0x{exc.object[exc.start]:02x}, {exc.reason})") from None
+    return offsets
 
 
 def column_values(texts) -> np.ndarray:

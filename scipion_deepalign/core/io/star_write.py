@@ -3,8 +3,15 @@
 The layout is that of :mod:`.star` (its module docstring), the optics rules those of
 :mod:`.star_optics`: one
 ``data_optics`` table (the particles' own, or one group per distinct voltage, Cs and
-amplitude contrast) and ``data_particles``, every ``extra`` column written back. Import
-public names from :mod:`scipion_deepalign.core.io`.
+amplitude contrast) and ``data_particles``, every ``extra`` column written back (column
+names must be Python identifiers, checked here).
+
+The optics table's pixel size and box of the groups used are those of the
+:class:`~scipion_deepalign.core.particles.Particles` (which may have been changed), except for
+a column in which the groups used differ: it is written as read. Voltage, Cs and amplitude
+contrast of each group used are those of its particles (which must agree within a group).
+Particles without an optics table get one group per distinct (voltage, Cs, amplitude
+contrast). Import public names from :mod:`scipion_deepalign.core.io`.
 """
 from __future__ import annotations
 

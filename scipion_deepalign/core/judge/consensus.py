@@ -14,14 +14,12 @@ from itertools import combinations
 
 import numpy as np
 
+from scipion_deepalign.core import defaults
 from scipion_deepalign.core.geometry import angle_between_directions_deg, inplane_difference_deg
 from scipion_deepalign.core.particles import split_image_name
 
 __all__ = ["ConsensusResult", "angular_consensus", "pair_differences", "match_particles",
            "check_same_geometry"]
-
-# Relative tolerance on pixel sizes that count as equal.
-_PIXEL_RTOL = 1e-4
 
 # Equivalents whose direction distance is within this of the best one are treated as equally
 # close in direction; among them the smallest in-plane difference is taken.
@@ -63,7 +61,7 @@ class ConsensusResult:
         """Direction differences of one pair sorted from lowest to highest (shape (N,))."""
         return np.sort(self.direction_diff_deg[:, pair])
 
-    def fraction_below(self, thresholds_deg=(5.0, 10.0, 15.0)) -> dict:
+    def fraction_below(self, thresholds_deg=defaults.CONSENSUS_REPORT_THRESHOLDS_DEG) -> dict:
         """Fraction of particles whose direction difference is below each threshold.
 
         Returns
@@ -113,7 +111,8 @@ def pair_differences(angles_a_deg, angles_b_deg, *, symmetry: str = "c1"):
     return direction, inplane
 
 
-def angular_consensus(angle_sets, *, symmetry: str = "c1", max_angle_deg: float = 10.0,
+def angular_consensus(angle_sets, *, symmetry: str = "c1",
+                      max_angle_deg: float = defaults.CONSENSUS_MAX_ANGLE_DEG,
                       max_inplane_deg: float | None = None, shift_sets=None,
                       max_shift_px: float | None = None,
                       min_agree: int | None = None) -> ConsensusResult:
@@ -288,7 +287,7 @@ def check_same_geometry(particle_sets, labels) -> None:
         if other.box_px != first.box_px:
             raise ValueError(f"{label} and {other_label} differ in box size ({first.box_px} "
                              f"px vs {other.box_px} px): they are not the same particle images")
-        if abs(other.pixel_size_a - first.pixel_size_a) > _PIXEL_RTOL * first.pixel_size_a:
+        if not defaults.same_pixel_size(other.pixel_size_a, first.pixel_size_a):
             raise ValueError(f"{label} and {other_label} differ in pixel size "
                              f"({first.pixel_size_a:g} A vs {other.pixel_size_a:g} A): they "
                              "are not the same particle images")

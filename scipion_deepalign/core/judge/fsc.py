@@ -43,6 +43,12 @@ class FSCResult:
     shell_counts: np.ndarray
     pixel_size_a: float
 
+    @property
+    def limited_by_sampling(self) -> bool:
+        """Whether the curve stays at or above 0.143 up to Nyquist: the resolution is then
+        limited by the sampling, not measured."""
+        return not bool(np.any(np.asarray(self.fsc)[1:] < 0.143))
+
     def resolution_at(self, threshold: float) -> float:
         """Resolution in Angstrom where the curve first falls below ``threshold``."""
         return resolution_at_threshold(self.frequency_inv_a, self.fsc, threshold,

@@ -45,7 +45,7 @@ from ..imageops import finite_rows
 from ..runtime.progress import advance
 from .fourier_grid import FourierAccumulator
 
-__all__ = ["reconstruct", "reconstruct_half_maps", "half_subsets"]
+__all__ = ["reconstruct", "reconstruct_half_maps", "half_subsets", "even_odd_subsets"]
 
 # Fourier samples handled at once (all symmetry copies counted); bounds the working memory.
 _SAMPLES_PER_BATCH = 400_000
@@ -259,6 +259,22 @@ def half_subsets(n: int, *, seed: int = 0) -> np.ndarray:
     """Random balanced split of ``n`` particles into halves 1 and 2 (shape (n,), int)."""
     subsets = np.ones(n, dtype=np.int64)
     subsets[np.random.default_rng(seed).permutation(n)[n // 2:]] = 2
+    return subsets
+
+
+def even_odd_subsets(ids) -> np.ndarray:
+    """Halves 1 and 2 by particle id: odd ids in half 1, even ids in half 2 (shape (N,), int).
+
+    Raises
+    ------
+    ValueError
+        When every id is even or every one is odd (one half would be empty).
+    """
+    ids = np.asarray(ids, dtype=np.int64).ravel()
+    subsets = np.where(ids % 2 == 0, 2, 1).astype(np.int64)
+    if len(np.unique(subsets)) < 2:
+        raise ValueError("every particle id is even or every one is odd, so one half would "
+                         "be empty")
     return subsets
 
 

@@ -117,7 +117,7 @@ def test_consensus(data, capsys, tmp_path):
     # the reader of the one CSV schema, and the summary's numbers as JSON
     import json
 
-    from scipion_deepalign.cli.consensus import read_differences_csv
+    from scipion_deepalign.core.io import read_differences_csv
 
     table = read_differences_csv(out / "differences.csv")
     assert table["image_name"] == [r["image_name"] for r in rows]

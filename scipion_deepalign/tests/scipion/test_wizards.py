@@ -309,11 +309,18 @@ def test_search_cost_known_answers():
     auto = search_cost(128, 1.0, target_resolution_a=4.0, max_shift_px=0.0, refine=False)
     assert auto.search_box_px == 64 and auto.automatic_step
     assert auto.step_deg == pytest.approx(np.rad2deg(1.0 / (0.45 * 64)))
-    assert "one pixel" in auto.message()
+    assert "automatic: 1 px at the particle radius" in auto.message()
     coarse = search_cost(128, 1.0, target_resolution_a=4.0, max_shift_px=0.0, refine=True)
     assert coarse.step_deg == pytest.approx(2.0 * auto.step_deg)
     assert coarse.step_deg == pytest.approx(default_step_deg(0.45 * 64, refine=True))
-    assert "two pixels" in coarse.message() and "refinement" in coarse.message()
+    assert "automatic: 2 px at the particle radius, then local refinement" in coarse.message()
+    # the alignment's own search geometry: same step, in-plane grid and shift window
+    from scipion_deepalign.core.align.search import Search
+
+    search = Search.create(128, 1.0, max_shift_px=5.0, target_resolution_a=4.0, refine=True)
+    cost = search_cost(128, 1.0, target_resolution_a=4.0, max_shift_px=5.0, refine=True)
+    assert (cost.step_deg, cost.n_inplane, cost.n_shifts) == (
+        search.step_deg, search.n_psi, len(search.offsets))
     # two of 42 regions: about 2/42 of the unit
     regional = search_cost(64, 2.0, step_deg=5.0, top_k=2, n_regions=42)
     assert regional.n_directions == int(np.ceil(regional.n_directions_unit * 2 / 42))

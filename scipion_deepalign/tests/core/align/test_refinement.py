@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import scipy.fft
 
-from scipion_deepalign.core.align import local_refinement, matching
+from scipion_deepalign.core.align import local_refinement, matching, shift_gemm
 from scipion_deepalign.core.align.search import Search
 from scipion_deepalign.core.geometry import euler_to_matrix, matrix_to_euler
 from scipion_deepalign.core.projection import VolumeSpectrum, project
@@ -28,7 +28,7 @@ def test_pairs_correlation_equals_the_shifted_particle_product():
     spectra = (rng.normal(size=(n, f)) + 1j * rng.normal(size=(n, f))).astype(np.complex64)
     refs = rng.normal(size=(n, c, 2 * f)).astype(np.float32)
     phases = (rng.normal(size=(f, k)) + 1j * rng.normal(size=(f, k))).astype(np.complex64)
-    expected = refs @ matching.shifted_particles(spectra, phases, xp=np)  # (n, c, K)
+    expected = refs @ shift_gemm.shifted_particles(spectra, phases, xp=np)  # (n, c, K)
     got = matching.correlate_pairs(spectra, refs, phases, xp=np)
     assert got.shape == (n, c, k)
     np.testing.assert_allclose(got, expected, atol=1e-4 * np.abs(expected).max())

@@ -89,20 +89,18 @@ def test_alignment_columns():
     assert set(global_only) == {columns.SCORE_COLUMN}
 
 
-def test_regions_star_writes_region_id_and_reads_old_files(tmp_path):
+def test_regions_star_writes_region_id_column_in_region_order(tmp_path):
     centres = np.array([[0.0, 10.0], [90.0, 45.0], [180.0, 80.0]])
     path = tmp_path / "regions.star"
     write_regions_star(path, centres, symmetry="c2", spacing_deg=30.0)
     blocks = read_star_blocks(path)
-    assert columns.REGION_ID_COLUMN in blocks["regions"]
-    assert columns.OLD_REGION_ID_COLUMN not in blocks["regions"]
-    # a file of an older version: region numbers in "deepalignRegion", rows out of order
-    old = tmp_path / "old_regions.star"
+    np.testing.assert_array_equal(blocks["regions"][columns.REGION_ID_COLUMN], ["1", "2", "3"])
+    # rows out of order are put back in region order
     general = {c: v for c, v in blocks["deepalign_general"].items()}
-    rows = {columns.OLD_REGION_ID_COLUMN: np.array([3, 1, 2]),
+    rows = {columns.REGION_ID_COLUMN: np.array([3, 1, 2]),
             "rlnAngleRot": centres[[2, 0, 1], 0], "rlnAngleTilt": centres[[2, 0, 1], 1]}
-    write_star_blocks(old, {"deepalign_general": general, "regions": rows},
+    write_star_blocks(path, {"deepalign_general": general, "regions": rows},
                       single_row=("deepalign_general",))
-    got, symmetry, spacing = read_regions_star(old)
+    got, symmetry, spacing = read_regions_star(path)
     np.testing.assert_allclose(got, centres)
     assert (symmetry, spacing) == ("c2", 30.0)

@@ -332,6 +332,20 @@ def test_missing_and_non_star_files(tmp_path):
         read_particles_star(tmp_path / "x.star")
 
 
+def test_repeated_blocks_refused_naming_the_block(tmp_path):
+    write_particles_star(tmp_path / "p.star", _particles())
+    text = (tmp_path / "p.star").read_text()
+    (tmp_path / "joined.star").write_text(text + text)  # optics, particles, optics, particles
+    with pytest.raises(ValueError, match=r"joined.star: block data_optics appears 2 times"):
+        read_particles_star(tmp_path / "joined.star")
+
+
+def test_file_that_is_not_text_names_itself(tmp_path):
+    (tmp_path / "binary.star").write_bytes(b"data_\nloop_\n\xff\xfe\x00\x81 stack\n")
+    with pytest.raises(ValueError, match=r"binary.star: not a STAR file \(not .*text: byte 0x"):
+        read_particles_star(tmp_path / "binary.star")
+
+
 def test_partial_angles_stay_extra(tmp_path):
     (tmp_path / "p.star").write_text(
         "data_\nloop_\n_rlnImageName\n_rlnAnglePsi\n1@a.mrcs 12.5\n2@a.mrcs -3\n")

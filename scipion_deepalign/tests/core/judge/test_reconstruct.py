@@ -306,3 +306,11 @@ def test_bad_thread_count_refused(exact):
     images, parts = exact
     with pytest.raises(ValueError, match="threads must be a positive integer, got 0"):
         reconstruct(images[:4], parts.angles_deg[:4], pixel_size_a=PIXEL_A, threads=0)
+
+
+def test_even_odd_halves_by_particle_id():
+    from scipion_deepalign.core.judge.reconstruct import even_odd_subsets
+
+    np.testing.assert_array_equal(even_odd_subsets([3, 4, 7, 10]), [1, 2, 1, 2])
+    with pytest.raises(ValueError, match="every particle id is even or every one is odd"):
+        even_odd_subsets([2, 4, 6])

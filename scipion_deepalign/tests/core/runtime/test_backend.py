@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from scipion_deepalign.core.align import matching
+from scipion_deepalign.core.align import matching, shift_gemm
 from scipion_deepalign.core.particles import CTFParams
 from scipion_deepalign.core.runtime import backend
 from scipion_deepalign.tests.helpers import numpy_twin
@@ -64,10 +64,10 @@ def test_to_numpy_and_oom_detection():
 
 
 def test_shift_window_is_a_disc():
-    offsets = matching.shift_window(16, 2.0)
+    offsets = matching.shift_window(2.0)
     assert len(offsets) == 13  # integer points with dy^2 + dx^2 <= 4
     assert np.all((offsets ** 2).sum(1) <= 4)
-    assert len(matching.shift_window(16, 0.0)) == 1
+    assert len(matching.shift_window(0.0)) == 1
 
 
 def _band_limited_unit(images, mask):
@@ -112,7 +112,7 @@ def test_correlate_block_equals_direct_computation():
     particles = np.roll(refs[[2, 0]], (1, -2), (1, 2)) + 0.3 * rng.normal(size=(2, box, box))
     particles = particles.astype(np.float32)
     mask = matching.soft_mask(box, 5.0)
-    offsets = matching.shift_window(box, 2.5)
+    offsets = matching.shift_window(2.5)
     score, k = _fast_scores(particles, refs, offsets, mask)
     np.testing.assert_allclose(score, _slow_scores(particles, refs, offsets, mask), atol=2e-5)
     # The particle is the reference moved by +(1, -2): the peak is at s = (1, -2).
@@ -130,7 +130,7 @@ def test_apply_ctf_scores_equal_direct_computation():
     refs = rng.normal(size=(3, box, box)).astype(np.float32)
     particles = rng.normal(size=(2, box, box)).astype(np.float32)
     mask = matching.soft_mask(box, 6.0)
-    offsets = matching.shift_window(box, 1.0)
+    offsets = matching.shift_window(1.0)
     score, _ = _fast_scores(particles, refs, offsets, mask, ctf_half=half)
     expected = _slow_scores(particles, refs, offsets, mask, ctf_half=half)
     np.testing.assert_allclose(score, expected, rtol=1e-4, atol=1e-5)
@@ -146,7 +146,7 @@ def test_correlation_maps_agree_with_block_scores():
     spectra, _ = matching.prepare_particles(particles, xp=np, mask=mask, band=band)
     matrix, _ = matching.prepare_references(refs, xp=np, mask=mask, band=band)
     maps = matching.correlation_maps(spectra, matrix, band, xp=np)
-    offsets = matching.shift_window(box, 3.0)
+    offsets = matching.shift_window(3.0)
     score, k = matching.correlate_block(spectra, matrix, band.shift_phases(offsets), xp=np)
     for i in range(2):
         dy, dx = offsets[k[i, i]]
@@ -164,14 +164,14 @@ def test_compiled_correlation_steps_equal_the_array_module_path():
     spectra = spectra.astype(np.complex64)[::-1][:n]  # a strided view, as spectra[rows]
     phases = (rng.normal(size=(f, k)) + 1j * rng.normal(size=(f, k))).astype(np.complex64)
     twin = numpy_twin()
-    compiled = matching.shift_columns(spectra, phases, xp=np)
-    generic = matching.shift_columns(spectra, phases, xp=twin)
+    compiled = shift_gemm.shift_columns(spectra, phases, xp=np)
+    generic = shift_gemm.shift_columns(spectra, phases, xp=twin)
     assert compiled.shape == (2 * f, n * k) and compiled.dtype == np.float32
     np.testing.assert_allclose(compiled, generic, rtol=1e-6, atol=1e-6)
     corr = rng.normal(size=(m, n * k)).astype(np.float32)
     corr[:, 3 * k + 1] = corr[:, 3 * k + 3] = 10.0  # particle 3: shifts 1 and 3 tie
-    score, index = matching.best_over_shift_columns(corr, k, xp=np)
-    twin_score, twin_index = matching.best_over_shift_columns(corr, k, xp=twin)
+    score, index = shift_gemm.best_over_shift_columns(corr, k, xp=np)
+    twin_score, twin_index = shift_gemm.best_over_shift_columns(corr, k, xp=twin)
     np.testing.assert_array_equal(score, twin_score)
     np.testing.assert_array_equal(index, twin_index)
     assert (index[3] == 1).all() and score.shape == (n, m)
@@ -186,7 +186,7 @@ def test_cupy_matches_numpy():
     refs = rng.normal(size=(4, box, box)).astype(np.float32)
     particles = rng.normal(size=(3, box, box)).astype(np.float32)
     mask = matching.soft_mask(box, 6.0)
-    offsets = matching.shift_window(box, 2.0)
+    offsets = matching.shift_window(2.0)
     s_np, k_np = _fast_scores(particles, refs, offsets, mask)
     s_cp, k_cp = _fast_scores(particles, refs, offsets, mask, xp=cupy)
     np.testing.assert_allclose(s_np, backend.to_numpy(s_cp), atol=1e-5)
