@@ -16,7 +16,8 @@ __all__ = ["NETWORKS", "LOSSES", "HEADS", "TRUNKS", "TRAINING_SOURCES", "CTF_MOD
            "MAX_SHIFT_BOX_FRACTION", "CONSENSUS_MAX_ANGLE_DEG", "train_default",
            "default_max_shift_px", "RECONSTRUCT_THREADS", "REFINE", "ALIGN_BATCH",
            "CONSENSUS_REPORT_THRESHOLDS_DEG", "PIXEL_SIZE_RTOL", "same_pixel_size",
-           "GALLERY_STEP_PX", "PARTICLE_RADIUS_BOX_FRACTION"]
+           "GALLERY_STEP_PX", "PARTICLE_RADIUS_BOX_FRACTION",
+           "TARGET_RESOLUTION", "FULL_RESOLUTION"]
 
 # --- choice lists ------------------------------------------------------------------------
 #: network kinds: one shared-trunk network over all regions, or one classifier per region
@@ -105,3 +106,10 @@ def default_max_shift_px(box_px: int) -> float:
     """Largest shift searched when none is given: :data:`MAX_SHIFT_BOX_FRACTION` of the box."""
     return float(box_px) * MAX_SHIFT_BOX_FRACTION
 
+
+#: ``--target-resolution`` of every face (``deepalign train``, ``run``, ``align`` and the
+#: Train, Align and Refine forms): "auto" searches at the resolution the reference supports
+#: and refines finer (core/resolution.py), and trains the network on its measured input box;
+#: FULL_RESOLUTION ("full", or 0) keeps the full box; or a number of Angstrom
+TARGET_RESOLUTION = "auto"
+FULL_RESOLUTION = "full"

@@ -166,6 +166,7 @@ class Search:
     ctf: object = None
     ctf_mode: str = "apply"
     batch: int = ALIGN_BATCH
+    mask_radius_px: float = 0.0
 
     @classmethod
     def create(cls, box_px: int, pixel_size_a: float, *, max_shift_px: float, xp=np,
@@ -184,7 +185,20 @@ class Search:
         return cls(xp, small, pixel_small, scale, step, psi, shift, band, offsets,
                    band.shift_phases(offsets, xp), matching.soft_mask(small, radius),
                    matching.soft_mask(small, min(small / 2 - 1, radius + shift)),
-                   ctf, ctf_mode, int(batch_size))
+                   ctf, ctf_mode, int(batch_size), radius)
+
+    def finer(self, target_resolution_a) -> Search:
+        """The same search on the box of ``target_resolution_a`` (None: the full box): the
+        local refinement's. Same step, in-plane grid, shift disc and mask radius (in
+        Angstrom), CTF and batch; ``self`` when the box is the same."""
+        box = int(round(self.box_px * self.scale))
+        pixel = self.pixel_size_a / self.scale
+        finer = Search.create(box, pixel, max_shift_px=self.max_shift_px * self.scale,
+                              xp=self.xp, target_resolution_a=target_resolution_a,
+                              mask_radius_px=self.mask_radius_px * self.scale,
+                              step_deg=self.step_deg, psi_step_deg=360.0 / self.n_psi,
+                              ctf=self.ctf, ctf_mode=self.ctf_mode, batch_size=self.batch)
+        return self if finer.box_px == self.box_px else finer
 
     @property
     def n_psi(self) -> int:

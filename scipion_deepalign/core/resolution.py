@@ -1,0 +1,217 @@
+"""The resolution a reference map supports, and the resolutions an alignment runs at.
+
+An alignment goes coarse to fine (as RELION's auto-refine goes from global to local
+sampling): the correlation search runs on images and map downsampled to the resolution the
+reference supports, then the local refinement of each pose runs on a finer box, with
+frequencies up to what the reference and the data support.
+
+:func:`estimate_map_resolution` reads that resolution off the map alone: its radially
+averaged power spectrum, shell by shell from the lowest frequency, until the power
+
+1. falls into the noise: within a factor :data:`NOISE_FACTOR` of the floor, the median power
+   of the shells beyond Nyquist (the corners of the Fourier cube, where a map holds noise,
+   or nothing after a low-pass filter);
+2. drops off a low-pass edge: more than :data:`EDGE_DROP` times below the shell before; or
+3. is numerically nothing: :data:`EMPTY_DROP` times below the strongest shell.
+
+The last shell before is the estimate (Nyquist when none stops). An unfiltered map computed
+from a model, or one whose high frequencies are flat signal, is taken at Nyquist: one map
+cannot tell a flat signal from flat noise, and the search errs on the side of detail.
+
+:func:`search_resolution` turns the one option every face shares, ``--target-resolution``
+(``"auto"``, ``"full"`` or a number of Angstrom; default :data:`~.defaults.TARGET_RESOLUTION`),
+into the two resolutions of an alignment (:class:`SearchResolution`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .defaults import FULL_RESOLUTION, TARGET_RESOLUTION
+
+__all__ = ["estimate_map_resolution", "parse_target_resolution", "SearchResolution",
+           "search_resolution", "NOISE_FACTOR", "EDGE_DROP", "EMPTY_DROP", "REFINE_MARGIN"]
+
+#: a shell whose power is within this factor of the floor is noise (signal ~ noise)
+NOISE_FACTOR = 2.0
+#: a fall of the power by this factor from one shell to the next is a low-pass edge
+#: (amplitude 10x): natural spectra fall by at most ~10x per shell (measured on 8zpm,
+#: the 70S ribosome, TRPV1, 3j9g and the phantom at 48-64 px)
+EDGE_DROP = 100.0
+#: power this far below the strongest shell is numerically nothing (amplitude 1e-5)
+EMPTY_DROP = 1e10
+#: the local refinement runs up to this factor of the search's frequency, at most Nyquist
+#: (docs/benchmarks_accuracy.md, "Search resolution")
+REFINE_MARGIN = 1.25
+_MIN_BOX = 8
+
+
+def shell_power(volume: np.ndarray) -> np.ndarray:
+    """Radially averaged power ``|F(k)|**2`` of a cube, per integer shell (shell 0: the mean
+    removed). Shells reach the corners of the Fourier cube (``~ sqrt(3) * B / 2``)."""
+    n = volume.shape[0]
+    spectrum = np.fft.rfftn(volume - volume.mean())
+    kz = np.fft.fftfreq(n) * n
+    kx = np.fft.rfftfreq(n) * n
+    radius = np.sqrt(kz[:, None, None] ** 2 + kz[None, :, None] ** 2 + kx[None, None, :] ** 2)
+    shell = np.rint(radius).astype(np.int64).ravel()
+    weight = np.full(spectrum.shape, 2.0)  # rfft: each column but the first (and last) twice
+    weight[..., 0] = 1.0
+    if n % 2 == 0:
+        weight[..., -1] = 1.0
+    weight = weight.ravel()
+    power = (spectrum.real ** 2 + spectrum.imag ** 2).ravel()
+    return np.bincount(shell, power * weight) / np.maximum(np.bincount(shell, weight), 1e-30)
+
+
+def estimate_map_resolution(volume, pixel_size_a: float, *, name: str = "the map") -> float:
+    """The resolution ``volume`` supports, in Angstrom (rules in the module docstring).
+
+    Parameters
+    ----------
+    volume : ndarray of shape (B, B, B)
+        A reference map, ``B >= 8``.
+    pixel_size_a : float
+        Its pixel size.
+    name : str
+        The map in the user's words, for the messages.
+
+    Returns
+    -------
+    float
+        ``B * pixel_size_a / k`` of the last signal shell ``k``: between Nyquist
+        (``2 * pixel_size_a``) and the box (``B * pixel_size_a``).
+
+    Raises
+    ------
+    ValueError
+        Naming ``name``: not a cube of at least 8 voxels, a pixel size that is not positive,
+        values that are not finite, a constant map, or no shell above the noise floor.
+    """
+    vol = np.asarray(volume)
+    if vol.ndim != 3 or len(set(vol.shape)) != 1:
+        raise ValueError(f"{name} must be a cube (B, B, B), got shape {vol.shape}")
+    if vol.shape[0] < _MIN_BOX:
+        raise ValueError(f"{name} is {vol.shape[0]} voxels wide; at least {_MIN_BOX} are "
+                         "needed to estimate its resolution")
+    if not (np.isfinite(pixel_size_a) and pixel_size_a > 0):
+        raise ValueError(f"the pixel size of {name} must be > 0, got {pixel_size_a!r}")
+    vol = vol.astype(np.float64)
+    if not np.all(np.isfinite(vol)):
+        raise ValueError(f"{name} contains NaN or infinite values")
+    if np.ptp(vol) == 0:
+        raise ValueError(f"{name} is constant: it holds no structure to align against")
+    n = vol.shape[0]
+    nyquist = n // 2
+    with np.errstate(divide="ignore"):
+        level = np.log10(shell_power(vol))
+    floor = np.median(level[nyquist + 1:])
+    top = np.max(level[1:])
+    last = 0
+    for k in range(1, nyquist + 1):
+        if (level[k] <= floor + np.log10(NOISE_FACTOR) or level[k] < top - np.log10(EMPTY_DROP)
+                or (k > 1 and level[k] < level[k - 1] - np.log10(EDGE_DROP))):
+            break
+        last = k
+    if last == 0:
+        raise ValueError(f"{name} has no frequency above its noise floor (its lowest "
+                         "frequencies are as weak as its corners): is it a map of noise?")
+    return float(n * pixel_size_a / last)
+
+
+def parse_target_resolution(value, *, name: str = "--target-resolution"):
+    """``"auto"``, ``"full"`` or a positive float from what a user typed (or the core's
+    ``None``, taken as ``"full"``); ``0`` is ``"full"`` too. ValueError naming ``name``."""
+    if value is None:
+        return FULL_RESOLUTION
+    if isinstance(value, SearchResolution):
+        return value
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word in (TARGET_RESOLUTION, FULL_RESOLUTION):
+            return word
+        try:
+            value = float(word)
+        except ValueError:
+            raise ValueError(f"{name} must be auto, full or a resolution in Angstrom, got "
+                             f"{value!r}") from None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be auto, full or a resolution in Angstrom, got "
+                         f"{value!r}") from None
+    if number == 0:
+        return FULL_RESOLUTION
+    if not (np.isfinite(number) and number > 0):
+        raise ValueError(f"{name} must be auto, full (or 0) or a positive resolution in "
+                         f"Angstrom, got {value!r}")
+    return number
+
+
+@dataclass(frozen=True)
+class SearchResolution:
+    """The resolutions an alignment runs at (Angstrom; ``None``: the full box).
+
+    Attributes
+    ----------
+    search_a : float or None
+        The gallery search.
+    refine_a : float or None
+        The local refinement: never coarser than ``search_a``.
+    source : {"estimated", "given", "full"}
+        Where ``search_a`` comes from: the map (``"auto"``), the user, or the full box.
+    estimate_a : float or None
+        :func:`estimate_map_resolution` of the reference (None when not needed).
+    """
+
+    search_a: float | None
+    refine_a: float | None
+    source: str
+    estimate_a: float | None = None
+
+    def describe(self) -> str:
+        """One line for a summary: the two resolutions and why."""
+        def words(value):
+            return "full resolution" if value is None else f"{value:.3g} A"
+
+        why = {"estimated": "estimated from the reference map", "given": "given",
+               "full": "full resolution asked for"}[self.source]
+        return f"search at {words(self.search_a)} ({why}), refinement at {words(self.refine_a)}"
+
+
+def search_resolution(value, *, volume, pixel_size_a: float,
+                      name: str = "--target-resolution") -> SearchResolution:
+    """The resolutions of an alignment for ``--target-resolution value``.
+
+    ``"auto"``: the search at :func:`estimate_map_resolution` of ``volume``, never finer
+    than the data's Nyquist; a number: there (it must reach Nyquist); ``"full"``/``0``/None:
+    the full box. The refinement runs up to :data:`REFINE_MARGIN` times the frequency of
+    what the reference supports, at most Nyquist, never coarser than the search.
+
+    Raises
+    ------
+    ValueError
+        Naming ``name`` for a value that is none of those or finer than Nyquist.
+    """
+    if isinstance(value, SearchResolution):
+        return value
+    from .projection import nyquist_reaches
+
+    target = parse_target_resolution(value, name=name)
+    nyquist = 2.0 * float(pixel_size_a)
+    if target == FULL_RESOLUTION:
+        return SearchResolution(None, None, "full")
+    if target != TARGET_RESOLUTION and not nyquist_reaches(pixel_size_a, target):
+        raise ValueError(f"{name} {target:g} A is finer than the data allow: the Nyquist of "
+                         f"{pixel_size_a:g} A pixels is {nyquist:g} A")
+    estimate = estimate_map_resolution(volume, pixel_size_a, name="the reference map")
+    search = estimate if target == TARGET_RESOLUTION else float(target)
+    refine = min(search, estimate / REFINE_MARGIN)
+    return SearchResolution(_or_full(search, nyquist), _or_full(refine, nyquist),
+                            "estimated" if target == TARGET_RESOLUTION else "given", estimate)
+
+
+def _or_full(resolution_a: float, nyquist_a: float) -> float | None:
+    """``None`` (the full box) at or below Nyquist, else the resolution."""
+    return None if resolution_a <= nyquist_a * (1 + 1e-9) else float(resolution_a)
