@@ -4,7 +4,10 @@ Writes into ``--out DIR``:
 
 * ``model/`` -- the network (:func:`scipion_deepalign.core.cnn.train_regions`), trained by
   default from projections of ``--volume`` (no ``--train`` needed) or from the aligned
-  ``--train`` particles; an interrupted run resumes where it stopped;
+  ``--train`` particles; an interrupted run resumes where it stopped, and a model already
+  there that was trained for the same map, pixel size, box, symmetry, spacing, CTF range
+  and options is reused without training (a second data set: "train once, align many");
+  one trained for other data is refused, naming what differs (``--retrain`` trains over it);
 * ``predicted.star`` -- ``--particles`` with the columns of ``deepalign predict`` (top-k
   1-based regions of ``model/regions.star`` and their probabilities);
 * ``aligned.star`` -- the same with the poses found by correlation inside the windows of
@@ -39,8 +42,10 @@ from .shared_options import (
     add_region_search_args,
     add_schedule_args,
     add_search_args,
+    model_mismatch_error,
     search_options,
     summarise_alignment,
+    summarise_training,
     write_alignment_columns,
 )
 from .summary import Summary, spread
@@ -144,7 +149,8 @@ def _write_outputs(args, particles, outcome, paths, n_regions, summary) -> None:
     particles.angles_deg, particles.shifts_px = result.angles_deg, result.shifts_px
     write_alignment_columns(particles, result, regional=True)
     write_particles_star(paths["aligned"], particles)
-    summary.wrote(paths["model"], f"{n_regions} regions, {args.network} network")
+    summary.wrote(paths["model"], f"{n_regions} regions, {args.network} network"
+                  + (" (reused)" if outcome.train_report.model_reused else ""))
     summary.wrote(paths["predicted"], f"top-{hints.shape[1]} regions of {len(particles)} "
                                       "particles")
     summary.wrote(paths["aligned"], f"{len(particles)} particles with angles, shifts and "
@@ -152,8 +158,10 @@ def _write_outputs(args, particles, outcome, paths, n_regions, summary) -> None:
     counts = np.bincount(result.region[result.region >= 0], minlength=n_regions)
     summary.add("particles per region", f"{spread(counts)} over {n_regions} regions")
     summarise_alignment(summary, result, regional=True)
+    summarise_training(summary, outcome.train_report)  # its own stage: trained or reused
     for stage, seconds in outcome.seconds.items():
-        summary.stage(stage, seconds)
+        if stage != "train":
+            summary.stage(stage, seconds)
 
 
 def main(args) -> int:
@@ -177,17 +185,23 @@ def main(args) -> int:
                  args.training_source)
         train, train_images = lazy_particles_images(args, train)
         train_angles = train.angles_deg
-    outcome = run_deepalign(
-        train_images, train_angles, images, volume,
-        model_dir=paths["model"], pixel_size_a=particles.pixel_size_a,
-        max_shift_px=(defaults.default_max_shift_px(particles.box_px) if args.max_shift is None
-                      else args.max_shift),
-        symmetry=symmetry, spacing_deg=args.spacing, top_k=top_k, train_config=config,
-        train_shifts_px=None if args.train is None else train.shifts_px,
-        train_ctf=None if args.train is None or not args.ctf else train.ctf,
-        ctf=particles.ctf if args.ctf else None,
-        step_deg=args.step, target_resolution_a=args.target_resolution, device=args.device,
-        volume_pixel_size_a=volume_pixel, refine=args.refine, search=search)
+    from ..core.cnn.model_folder import ModelMismatch
+
+    try:
+        outcome = run_deepalign(
+            train_images, train_angles, images, volume,
+            model_dir=paths["model"], pixel_size_a=particles.pixel_size_a,
+            max_shift_px=(defaults.default_max_shift_px(particles.box_px)
+                          if args.max_shift is None else args.max_shift),
+            symmetry=symmetry, spacing_deg=args.spacing, top_k=top_k, train_config=config,
+            train_shifts_px=None if args.train is None else train.shifts_px,
+            train_ctf=None if args.train is None or not args.ctf else train.ctf,
+            ctf=particles.ctf if args.ctf else None,
+            step_deg=args.step, target_resolution_a=args.target_resolution,
+            device=args.device, volume_pixel_size_a=volume_pixel, refine=args.refine,
+            search=search, retrain=args.retrain)
+    except ModelMismatch as exc:  # refused before any training
+        raise model_mismatch_error(exc, "--out DIR/model") from None
     for message in outcome.train_report.warnings:
         log.warning(message)
     _write_outputs(args, particles, outcome, paths, n_regions, summary)

@@ -39,8 +39,8 @@ def add_schedule_args(parser: argparse.ArgumentParser) -> None:
                              "or on its polar resampling, invariant to the in-plane rotation; "
                              "default %(default)s")
     parser.add_argument("--epochs", type=positive_int, default=defaults.train_default("epochs"),
-                        help="maximum epochs (training stops when the validation loss stops "
-                             "improving); default %(default)d")
+                        help="maximum epochs (the shared network stops when its held-out "
+                             "region hit rate stops improving); default %(default)d")
     parser.add_argument("--images-per-epoch", type=positive_int,
                         default=defaults.train_default("images_per_epoch"), metavar="N",
                         help="training images per epoch of the shared network; "
@@ -54,6 +54,11 @@ def add_schedule_args(parser: argparse.ArgumentParser) -> None:
                         help="projections/both: the training projections' noise grows from a "
                              "tenth of the particles' to all of it over the first N epochs "
                              "(a curriculum; 0: off); default %(default)d")
+    parser.add_argument("--retrain", action="store_true",
+                        help="train again over a model already in the model folder; without "
+                             "it a model trained for the same map, pixel size, box, "
+                             "symmetry, spacing, CTF range and options is reused, and one "
+                             "trained for other data is refused, naming what differs")
 
 
 def add_search_args(parser: argparse.ArgumentParser) -> None:
@@ -168,3 +173,33 @@ def summarise_alignment(summary, result, *, regional: bool):
                         f"{100 * info['significance_fallback_fraction']:.1f} % of the particles "
                         "searched again globally (best pose of low significance)")
     return summary
+
+
+def model_mismatch_error(exc, folder_option: str) -> CLIError:
+    """The CLI's words for a :class:`~scipion_deepalign.core.cnn.model_folder.ModelMismatch`."""
+    return CLIError(f"{folder_option}: {exc.path} holds a model trained for other data or "
+                    f"options (differs: {'; '.join(exc.differences)}): use another "
+                    f"{folder_option.split()[0]} folder, or --retrain to train over it")
+
+
+def summarise_training(summary, report) -> None:
+    """The training lines of a summary (``deepalign train`` and ``run``): reused, or the
+    held-out region hit rate and accuracy of the networks trained now, and the time."""
+    if report.model_reused:
+        summary.add("model", f"reused from {report.out_dir} (trained for the same map, "
+                             "geometry, CTF range and options: not retrained)")
+        summary.stage("training (reused)", report.seconds)
+        return
+    hit_rate = report.region_hit_rate()
+    if hit_rate:
+        history = report.histories.get("shared", {})
+        epochs = len(history.get("loss", []))
+        kept = history.get("best_epoch")
+        summary.add("held-out region hit rate", f"{hit_rate['shared']:.3f} (true region "
+                    "among those the search takes" + (f"; epoch {kept + 1} of {epochs} kept"
+                                                      if kept is not None else "") + ")")
+    accuracy = report.validation_accuracy()
+    if accuracy:
+        values = list(accuracy.values())
+        summary.add("held-out accuracy", f"mean {np.mean(values):.3f} (min {np.min(values):.3f})")
+    summary.stage("training", report.seconds)

@@ -12,8 +12,6 @@ import argparse
 import logging
 import sys
 
-import numpy as np
-
 from ..core import defaults
 from .common import (
     CLIError,
@@ -32,7 +30,7 @@ from .common import (
     run_children,
     set_devices,
 )
-from .shared_options import add_schedule_args
+from .shared_options import add_schedule_args, model_mismatch_error, summarise_training
 from .summary import Summary
 
 log = logging.getLogger("deepalign")
@@ -78,7 +76,9 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                         default=defaults.train_default("validation_fraction"), metavar="F",
                         help="particles held out for early stopping; default %(default)g")
     parser.add_argument("--patience", type=int, default=defaults.train_default("patience"),
-                        help="early-stopping patience in epochs (0: off); default %(default)d")
+                        help="early stopping: epochs without a gain in the held-out region "
+                             "hit rate (shared network) or validation loss (regional) "
+                             "(0: off); default %(default)d")
     parser.add_argument("--min-particles", type=positive_int,
                         default=defaults.train_default("min_particles_per_region"), metavar="N",
                         help="regional network: regions with fewer training particles are "
@@ -157,6 +157,10 @@ def _fan_out(args, gpus, regions) -> int:
     Every child writes the same ``config.json`` (atomically), so the shared folder stays
     consistent; the exit code is the worst of the children's.
     """
+    if args.retrain:  # once, here: the children continue the emptied folder
+        from ..core.cnn.model_folder import ModelFolder
+
+        ModelFolder(args.out).clear()
     commands = []
     for i, gpu in enumerate(gpus):
         share = regions[i::len(gpus)]
@@ -176,11 +180,8 @@ def _summarise(summary, args, config, report) -> None:
     summary.wrote(args.out, f"{report.n_regions} regions, {args.network} network trained "
                             f"from {config.training_source}")
     summary.add("models", ", ".join(parts))
-    accuracy = report.validation_accuracy()
-    if accuracy:
-        values = list(accuracy.values())
-        summary.add("held-out accuracy", f"mean {np.mean(values):.3f} (min {np.min(values):.3f})")
-    summary.stage("training", report.seconds).print()
+    summarise_training(summary, report)
+    summary.print()
 
 
 def main(args) -> int:
@@ -236,9 +237,15 @@ def main(args) -> int:
         log.info("checking the %d particles of %s", len(particles), args.particles)
         particles, images = lazy_particles_images(args, particles)
         angles, shifts = particles.angles_deg, particles.shifts_px
-    report = train_regions(images, angles, out_dir=args.out, symmetry=symmetry,
-                           spacing_deg=args.spacing, config=config, shifts_px=shifts,
-                           regions=regions, reference=reference, ctf=particles.ctf)
+    from ..core.cnn.model_folder import ModelMismatch
+
+    try:
+        report = train_regions(images, angles, out_dir=args.out, symmetry=symmetry,
+                               spacing_deg=args.spacing, config=config, shifts_px=shifts,
+                               regions=regions, reference=reference, ctf=particles.ctf,
+                               retrain=args.retrain)
+    except ModelMismatch as exc:
+        raise model_mismatch_error(exc, "--out") from None
     _summarise(summary, args, config, report)
     for message in report.warnings:
         log.warning(message)

@@ -61,7 +61,8 @@ def run_deepalign(train_images, train_angles_deg, images, volume, *, model_dir,
                   train_config: TrainConfig | None = None, train_shifts_px=None, ctf=None,
                   step_deg=None, target_resolution_a=None, device="auto",
                   volume_pixel_size_a=None, ctf_mode="apply", refine=REFINE,
-                  search: SearchOptions | None = None, train_ctf=None) -> PipelineResult:
+                  search: SearchOptions | None = None, train_ctf=None,
+                  retrain: bool = False) -> PipelineResult:
     """Train the region classifier, then assign poses to ``images``.
 
     Parameters
@@ -77,7 +78,10 @@ def run_deepalign(train_images, train_angles_deg, images, volume, *, model_dir,
     volume : ndarray of shape (B, B, B)
         Reference map on the particles' box and pixel size.
     model_dir : str or Path
-        Model folder; an interrupted run continues, finished regions are not retrained.
+        Model folder; an interrupted run continues, finished regions are not retrained, and
+        a model trained for the same map, geometry, CTF range and options is reused without
+        training (``train_report.model_reused``); one trained for other data is refused
+        (:class:`~.cnn.model_folder.ModelMismatch`) unless ``retrain``.
     pixel_size_a : float
     max_shift_px : float
         Largest shift searched, original pixels.
@@ -95,6 +99,8 @@ def run_deepalign(train_images, train_angles_deg, images, volume, *, model_dir,
         As in :func:`~scipion_deepalign.core.align.align.align_particles`.
     train_ctf : CTFParams, optional
         CTFs of ``train_images``.
+    retrain : bool
+        Train over a model already in ``model_dir`` (:func:`~.cnn.train.train_regions`).
 
     Returns
     -------
@@ -110,10 +116,15 @@ def run_deepalign(train_images, train_angles_deg, images, volume, *, model_dir,
         train_images, train_angles_deg, train_shifts_px, train_ctf = images, None, None, ctf
     report = cnn.train_regions(train_images, train_angles_deg, out_dir=model_dir,
                                symmetry=symmetry, spacing_deg=spacing_deg, config=config,
-                               shifts_px=train_shifts_px, reference=volume, ctf=train_ctf)
+                               shifts_px=train_shifts_px, reference=volume, ctf=train_ctf,
+                               retrain=retrain)
     seconds["train"] = time.perf_counter() - start
-    log.info("trained the %s network(s) of %d regions (%d reused) in %.0f s", report.network,
-             report.n_regions, len(report.reused), seconds["train"])
+    if report.model_reused:
+        log.info("model reused from %s (not retrained; checked in %.1f s)", model_dir,
+                 seconds["train"])
+    else:
+        log.info("trained the %s network(s) of %d regions (%d reused) in %.0f s",
+                 report.network, report.n_regions, len(report.reused), seconds["train"])
 
     start = time.perf_counter()
     with Progress(len(images), "predict") as progress:

@@ -258,6 +258,23 @@ def test_run_without_a_training_subset_trains_from_the_map(tmp_path, capsys):
     _assert_poses_inside_the_windows(aligned.angles_deg, hints - 1, step_deg=12.0)
     err = symmetric_pose_distance_deg(aligned.angles_deg, truth, "c1")
     assert np.mean(err < 15.0) > 0.4, np.mean(err < 15.0)  # chance: a few percent
+    # train once, align many: the same command again reuses the model, untouched
+    args = ["run", "--particles", str(tmp_path / "all.star"), "--volume",
+            str(tmp_path / "ref.mrc"), "--out", str(out), "--epochs", "3",
+            "--images-per-epoch", "1024", "--step", "12", "--max-shift", "1", "--device", "cpu"]
+    stamp = (out / "model" / "shared.keras").stat().st_mtime_ns
+    assert main(args + ["--spacing", "60"]) == 0
+    assert "model: reused from" in capsys.readouterr().out
+    assert (out / "model" / "shared.keras").stat().st_mtime_ns == stamp
+    assert (out / "model" / "history_shared.json").read_text() == history
+    np.testing.assert_array_equal(read_particles_star(out / "predicted.star").extra[
+        "deepalignRegion1"], pred.extra["deepalignRegion1"])
+    # another spacing is refused, naming it, before any training; --retrain trains over it
+    assert main(args + ["--spacing", "90"]) == 2
+    err_text = capsys.readouterr().err
+    assert "region spacing (90 deg against the trained 60 deg)" in err_text
+    assert "--retrain" in err_text
+    assert (out / "model" / "shared.keras").stat().st_mtime_ns == stamp
     # without --train, training from particles is refused
     code = main(["run", "--particles", str(tmp_path / "all.star"), "--volume",
                  str(tmp_path / "ref.mrc"), "--out", str(tmp_path / "r2"),
