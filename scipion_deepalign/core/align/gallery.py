@@ -234,23 +234,33 @@ def _volume_digest(volume: np.ndarray) -> str:
 class GalleryCache:
     """Per-run cache of gallery projections, in memory and optionally as ``.npy`` files.
 
+    Every direction of a map is projected once per cache: a request for a set of directions
+    already met (a second search over other groupings of the same tiles, as the significance
+    fallback's global pass) takes the projections made before and projects only the new ones.
+
     Parameters
     ----------
     cache_dir : str or None
-        Folder for ``gallery_<digest>.npy`` files; ``None`` keeps everything in memory.
+        Folder for ``gallery_<digest>.npy`` files (one per requested set); ``None`` keeps
+        everything in memory.
+
+    Attributes
+    ----------
+    n_projected : int
+        Directions projected (not found in the cache) so far.
     """
 
     def __init__(self, cache_dir: str | None = None):
         self.cache_dir = cache_dir
         self._memory: dict = {}
+        self._directions: dict = {}  # map digest -> {rounded direction: projection}
         self._spectrum = (None, None)  # (digest, VolumeSpectrum) of the last map projected
+        self.n_projected = 0
         if cache_dir is not None:
             os.makedirs(cache_dir, exist_ok=True)
 
     def projections(self, volume: np.ndarray, directions_deg: np.ndarray) -> np.ndarray:
         """Projections ``(M, B, B)`` of ``volume`` at ``(rot, tilt, 0)``, computed once."""
-        from ..projection import VolumeSpectrum, project
-
         dirs = np.asarray(directions_deg, dtype=np.float64).reshape(-1, 2)
         digest = _volume_digest(volume)
         h = hashlib.sha1(digest.encode())
@@ -264,12 +274,30 @@ class GalleryCache:
             if os.path.exists(path):
                 self._memory[key] = np.load(path)
                 return self._memory[key]
-        angles = np.concatenate([dirs, np.zeros((len(dirs), 1))], axis=1)
-        if self._spectrum[0] != digest:
-            self._spectrum = (digest, VolumeSpectrum(volume))
-        proj = np.asarray(project(self._spectrum[1], angles), dtype=np.float32) if len(dirs) else \
-            np.zeros((0,) + volume.shape[1:], np.float32)
+        proj = self._by_direction(volume, digest, dirs)
         if path is not None:
             np.save(path, proj)
         self._memory[key] = proj
         return proj
+
+    def _by_direction(self, volume, digest, dirs) -> np.ndarray:
+        """Projections ``(M, B, B)`` at ``dirs``, projecting only the directions not met."""
+        from ..projection import VolumeSpectrum, project
+
+        known = self._directions.setdefault(digest, {})
+        keys = [d.tobytes() for d in np.round(dirs, 6)]
+        first: dict = {}
+        for i, key in enumerate(keys):
+            first.setdefault(key, i)
+        new = [i for key, i in first.items() if key not in known]
+        if new:
+            angles = np.zeros((len(new), 3))
+            angles[:, :2] = dirs[new]
+            if self._spectrum[0] != digest:
+                self._spectrum = (digest, VolumeSpectrum(volume))
+            made = np.asarray(project(self._spectrum[1], angles), dtype=np.float32)
+            known.update(zip((keys[i] for i in new), made))
+            self.n_projected += len(new)
+        if not keys:
+            return np.zeros((0,) + volume.shape[1:], np.float32)
+        return np.stack([known[key] for key in keys])

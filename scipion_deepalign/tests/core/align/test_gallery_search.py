@@ -1,0 +1,86 @@
+"""The gallery search by tile sets (batched, references from the bank) against the search by
+gallery groups (the reference path): the same comparisons, hence the same best poses."""
+import numpy as np
+import pytest
+
+from scipion_deepalign.core.align import gallery_search
+from scipion_deepalign.core.align.gallery import GalleryCache, group_galleries
+from scipion_deepalign.core.align.search import Search
+from scipion_deepalign.core.align.search_plan import SearchOptions, plan_alignment
+from scipion_deepalign.core.regions import nearest_regions, region_centres_deg
+from scipion_deepalign.core.simulate import make_phantom, simulate_particles
+from scipion_deepalign.tests.helpers import numpy_twin
+
+PIXEL_A = 4.0
+
+
+@pytest.fixture(scope="module")
+def block():
+    volume = make_phantom(32, seed=3)
+    images, parts = simulate_particles(volume, 24, pixel_size_a=PIXEL_A, snr=2.0, ctf=True,
+                                       max_shift_px=2.0, seed=5)
+    centres = region_centres_deg(45.0, "c1")
+    near = nearest_regions(parts.angles_deg, centres, "c1", k=3)
+    hints = near.copy()
+    hints[::3, 1:] = -1  # a third of the particles search one region: several tile sets
+    return volume, images, parts, centres, hints
+
+
+def _search(block, xp, *, regional=True, n_best=1):
+    volume, images, parts, centres, hints = block
+    engine = Search.create(32, PIXEL_A, max_shift_px=2.0, xp=xp, step_deg=12.0,
+                           ctf=parts.ctf, ctf_mode="apply")
+    plan = plan_alignment(len(images), symmetry="c1", step_deg=engine.step_deg,
+                          centres_deg=centres, region_hints=hints if regional else None,
+                          options=SearchOptions(overlap_deg=10.0, probability_mass=None))
+    galleries = group_galleries(plan, volume, GalleryCache())
+    rows = np.arange(len(images))
+    spectra, power = engine.particles(images, engine.ctf_half(rows))
+    local = [m for m in galleries.members]
+    bank = engine.reference_bank(galleries.projections, chunk=7)
+    tiles = gallery_search.search_by_tile_sets(engine, galleries, bank, spectra, power,
+                                               local, n_best)
+    groups = gallery_search.search_by_gallery_groups(engine, galleries, spectra, power, local,
+                                                     n_best)
+    return tiles, groups, len(galleries.bounds)
+
+
+@pytest.mark.parametrize("xp", [np, numpy_twin()], ids=["numpy", "cupy-path-on-numpy"])
+@pytest.mark.parametrize("regional,n_best", [(True, 1), (True, 3), (False, 2)],
+                         ids=["regional", "regional-3-best", "global-2-best"])
+def test_tile_sets_give_the_gallery_groups_answer(block, xp, regional, n_best):
+    (best, count), (ref, ref_count), n_groups = _search(block, xp, regional=regional,
+                                                        n_best=n_best)
+    if regional:
+        assert n_groups > 3  # the regional path really meets several gallery groups
+    assert count == ref_count > 0
+    np.testing.assert_array_equal(best.ref, ref.ref)
+    np.testing.assert_array_equal(best.shift, ref.shift)
+    np.testing.assert_allclose(best.score, ref.score, atol=1e-5)
+    np.testing.assert_array_equal(best.count, ref.count)
+    np.testing.assert_allclose(best.significance(), ref.significance(), atol=1e-6)
+
+
+def test_tile_set_groups_partition_the_searching_particles():
+    local = [np.array([0, 1, 2]), np.array([1, 2]), np.array([2, 4]), np.array([], int)]
+    groups = gallery_search.tile_set_groups(local, 6)
+    found = {tuple(who): tuple(tiles) for who, tiles in groups}
+    assert found == {(0,): (0,), (1,): (0, 1), (2,): (0, 1, 2), (4,): (2,)}
+    assert gallery_search.tile_set_groups([np.array([], int)], 3) == []
+
+
+def test_gallery_cache_projects_each_direction_once(block):
+    """A second request (other order, some new directions, as the fallback's global pass)
+    projects only the new ones, and every projection is the map's at that direction."""
+    from scipion_deepalign.core.projection import project
+
+    volume = block[0]
+    dirs = np.random.default_rng(7).uniform([0, 0], [360, 180], (12, 2))
+    cache = GalleryCache()
+    first = cache.projections(volume, dirs[:8])
+    assert cache.n_projected == 8
+    again = cache.projections(volume, dirs[::-1])  # 4 new, 8 met in another order
+    assert cache.n_projected == 12
+    np.testing.assert_array_equal(again[::-1][:8], first)
+    expected = project(volume, np.concatenate([dirs, np.zeros((12, 1))], axis=1))
+    np.testing.assert_allclose(again[::-1], expected, atol=1e-4 * np.abs(expected).max())
