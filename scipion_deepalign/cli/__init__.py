@@ -21,8 +21,8 @@ __all__ = ["main", "COMMANDS", "build_parser"]
 COMMANDS = {
     "simulate": "Simulate particles (phantom or a map, CTF, noise, shifts) with known poses",
     "subset": "A random or view-balanced fraction of a particle set (e.g. for training)",
-    "train": "Train the regional CNNs on particles with known poses",
-    "predict": "Predict the angular region of each particle with trained CNNs",
+    "train": "Train the region classifier (by default from projections of the map)",
+    "predict": "Predict the most probable angular regions of each particle",
     "align": "Assign angles and shifts locally within the predicted regions",
     "run": "Full pipeline: train, predict and align in one go",
     "reconstruct": "Reconstruct a 3D map (and half maps) from aligned particles",

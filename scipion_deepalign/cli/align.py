@@ -77,8 +77,8 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                         help="apply: CTF on the references (default); flip: phase-flip the "
                              "particles here; flipped: the particles are already phase-flipped "
                              "(|CTF| on the references)")
-    parser.add_argument("--batch-size", type=int, default=256, metavar="N",
-                        help="particles per correlation block; default 256")
+    parser.add_argument("--batch-size", type=int, default=defaults.ALIGN_BATCH, metavar="N",
+                        help="particles per correlation block; default %(default)d")
     parser.add_argument("--cache-dir", default=None, metavar="DIR",
                         help="keep gallery projections here as .npy between runs")
     add_particle_args(parser)

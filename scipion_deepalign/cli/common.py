@@ -15,8 +15,10 @@ import subprocess
 import sys
 import warnings
 
+from ..core import defaults
+
 __all__ = ["CLIError", "check_file_exists", "check_positive", "check_box",
-           "check_choice", "ensure_out_dir", "positive_int", "positive_float",
+           "check_choice", "ensure_out_dir", "positive_int", "positive_float", "step_deg",
            "setup_logging", "add_logging_args", "logging_options", "show_plain_warning",
            "LOG_NAME", "add_particle_args",
            "read_particles", "load_particles_images", "lazy_particles_images",
@@ -115,6 +117,9 @@ def _typed(kind, test, word):
 positive_int = _typed(int, lambda v: v > 0, "a positive integer")
 #: argparse ``type=`` that accepts floats > 0.
 positive_float = _typed(float, lambda v: v > 0, "positive")
+#: argparse ``type=`` of an angular step: in (0, ``defaults.MAX_STEP_DEG``] degrees.
+step_deg = _typed(float, lambda v: 0 < v <= defaults.MAX_STEP_DEG,
+                  f"in (0, {defaults.MAX_STEP_DEG:g}] degrees")
 
 
 def user_words(message: str) -> str:

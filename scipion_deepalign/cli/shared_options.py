@@ -15,7 +15,7 @@ import numpy as np
 
 from ..core import defaults
 from ..core.io import columns
-from .common import CLIError, positive_float, positive_int
+from .common import CLIError, positive_int, step_deg
 
 __all__ = ["add_schedule_args", "add_search_args", "add_region_search_args", "search_options",
            "write_alignment_columns", "summarise_alignment"]
@@ -63,10 +63,12 @@ def add_schedule_args(parser: argparse.ArgumentParser) -> None:
 
 def add_search_args(parser: argparse.ArgumentParser) -> None:
     """Options of the correlation search shared by ``deepalign align`` and ``deepalign run``."""
-    parser.add_argument("--step", type=positive_float, default=None, metavar="DEG",
-                        help="angular step of the reference gallery (directions and in-plane);"
-                             " default: two pixels at the particle radius before the local "
-                             "refinement, one with --no-refine")
+    step_px = defaults.GALLERY_STEP_PX
+    parser.add_argument("--step", type=step_deg, default=None, metavar="DEG",
+                        help="angular step of the reference gallery (directions and in-plane),"
+                             f" at most {defaults.MAX_STEP_DEG:g}; default: {step_px[True]:g} "
+                             "pixels at the particle radius before the local refinement, "
+                             f"{step_px[False]:g} with --no-refine")
     parser.add_argument("--max-shift", type=float, default=None, metavar="PX",
                         help="largest shift searched, original pixels; default box/8")
     parser.add_argument("--device", default="auto", help="auto, cpu or gpu; default auto")

@@ -13,6 +13,7 @@ import logging
 import sys
 
 from ..core import defaults
+from ..core.cnn.config import DEFAULT_INPUT_BOX_PX
 from .common import (
     CLIError,
     add_particle_args,
@@ -56,7 +57,8 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     size.add_argument("--target-resolution", type=positive_float, metavar="A",
                       help="downsample the particles to this resolution (Angstrom)")
     size.add_argument("--box", type=positive_int, metavar="B",
-                      help="or to this box size (pixels); default: the full box")
+                      help="or to this box size (pixels); neither: "
+                           f"{DEFAULT_INPUT_BOX_PX} px (or the particle box when smaller)")
     add_schedule_args(parser)
     parser.add_argument("--batch-size", type=positive_int,
                         default=defaults.train_default("batch_size"), help="default %(default)d")

@@ -16,7 +16,7 @@ __all__ = ["NETWORKS", "LOSSES", "HEADS", "TRUNKS", "TRAINING_SOURCES", "CTF_MOD
            "MAX_SHIFT_BOX_FRACTION", "CONSENSUS_MAX_ANGLE_DEG", "train_default",
            "default_max_shift_px", "RECONSTRUCT_THREADS", "REFINE", "ALIGN_BATCH",
            "CONSENSUS_REPORT_THRESHOLDS_DEG", "PIXEL_SIZE_RTOL", "same_pixel_size",
-           "GALLERY_STEP_PX", "PARTICLE_RADIUS_BOX_FRACTION",
+           "GALLERY_STEP_PX", "PARTICLE_RADIUS_BOX_FRACTION", "MAX_STEP_DEG",
            "TARGET_RESOLUTION", "FULL_RESOLUTION"]
 
 # --- choice lists ------------------------------------------------------------------------
@@ -65,6 +65,8 @@ GALLERY_STEP_PX = {False: 1.0, True: 2.0}
 #: particle radius as a fraction of the box when no mask radius is given (the automatic
 #: step's radius and the references' mask)
 PARTICLE_RADIUS_BOX_FRACTION = 0.45
+#: largest angular step of a gallery (degrees): coarser grids miss whole views
+MAX_STEP_DEG = 30.0
 
 # --- judging -----------------------------------------------------------------------------
 #: threads of a reconstruction: the two half maps gridded side by side (docs/benchmarks.md)

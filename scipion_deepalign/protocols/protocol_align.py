@@ -19,8 +19,8 @@ from .protocol_streaming import StreamSteps
 
 __all__ = ["AlignSteps", "DeepAlignProtAlign", "CTF_HANDLING"]
 
-#: references per particle above which an automatic angular step is worth a warning (the old
-#: GUI default, 5 deg in two of 42 regions, was about 6,000)
+#: references per particle above which an automatic angular step is worth a warning: a
+#: search whose cost the user should choose (search resolution or step) rather than accept
 MAX_REFERENCES_QUIETLY = 200_000
 
 class AlignSteps(AlignForm):
@@ -57,7 +57,7 @@ class AlignSteps(AlignForm):
         for option, value in (("--step", self.angularStepDeg.get()),
                               ("--max-shift", self.maxShiftPx.get()),
                               ("--target-resolution", self.alignResolutionA.get())):
-            if value is not None and value >= 0:  # old projects stored -1 for "not set"
+            if value is not None:
                 args += [option, value]
         refine = self.getAttributeValue("localRefinement", defaults.REFINE)
         args += ["--refine" if refine else "--no-refine"]
@@ -131,22 +131,30 @@ class AlignSteps(AlignForm):
                             "projections.")
         return warnings
 
-    def _searchCostWarnings(self, particles):
-        """A warning when the automatic angular step means a very large search."""
+    def searchCost(self, step_deg=None):
+        """:class:`~..core.align.cost.SearchCost` per particle of this form's search with
+        ``step_deg`` (None: the automatic step): what the warning below and the angular step
+        wizard report. ValueError when the input particles are not selected."""
         from ..core.align.cost import search_cost
 
+        particles = self.inputParticles.get()
+        if particles is None:
+            raise ValueError("Select the input particles first.")
+        n_regions = self._searchRegionCount()
+        return search_cost(
+            particles.getXDim() or particles.getDimensions()[0], particles.getSamplingRate(),
+            symmetry=self.symmetryGroup.get(), step_deg=step_deg,
+            target_resolution_a=self.alignResolutionA.get() or None,
+            max_shift_px=self.maxShiftPx.get(), n_regions=n_regions,
+            top_k=self.getAttributeValue("topK", defaults.TOP_K) if n_regions else None,
+            refine=self.getAttributeValue("localRefinement", defaults.REFINE))
+
+    def _searchCostWarnings(self, particles):
+        """A warning when the automatic angular step means a very large search."""
         if self.angularStepDeg.get() is not None:
             return []
-        resolution = self.alignResolutionA.get()
         try:
-            n_regions = self._searchRegionCount()
-            cost = search_cost(
-                particles.getXDim(), particles.getSamplingRate(),
-                symmetry=self.symmetryGroup.get(),
-                target_resolution_a=resolution if resolution and resolution > 0 else None,
-                max_shift_px=self.maxShiftPx.get(), n_regions=n_regions,
-                top_k=self.topK.get() if n_regions else None,
-                refine=self.getAttributeValue("localRefinement", defaults.REFINE))
+            cost = self.searchCost()
         except (ValueError, TypeError, AttributeError, OSError):
             return []  # reported by _validate
         if cost.references <= MAX_REFERENCES_QUIETLY:
@@ -186,8 +194,9 @@ class AlignSteps(AlignForm):
                 errors.append(f"Max shift {shift} px must be between 0 and "
                               f"half the box ({half:g} px).")
         step = self.angularStepDeg.get()
-        if step is not None and not 0 < step <= 30:
-            errors.append(f"Angular step must be in (0, 30] deg, got {step:g}.")
+        if step is not None and not 0 < step <= defaults.MAX_STEP_DEG:
+            errors.append(f"Angular step must be in (0, {defaults.MAX_STEP_DEG:g}] deg, got "
+                          f"{step:g}.")
         resolution = self.alignResolutionA.get()
         if particles is not None and resolution and resolution > 0 \
                 and not nyquist_reaches(particles.getSamplingRate(), resolution):

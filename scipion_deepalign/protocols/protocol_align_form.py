@@ -3,6 +3,7 @@ align and refine protocols, through :class:`.protocol_align.AlignSteps`)."""
 import pyworkflow.protocol.params as params
 
 from ..core import defaults
+from ..core.defaults import GALLERY_STEP_PX as _STEP_PX
 
 __all__ = ["AlignForm", "CTF_HANDLING"]
 
@@ -28,14 +29,17 @@ class AlignForm:
                       label="Angular step (deg)",
                       help="Spacing of the reference projections inside the chosen regions "
                            "(and of the in-plane search). Empty: the step that moves a point "
-                           "at the particle radius by one pixel of the search images (fine "
-                           "on large boxes: set a search resolution or a step). The wizard "
-                           "gives the number of references and comparisons per particle.")
+                           "at the particle radius by "
+                           f"{_STEP_PX[True]:g} pixels of the search images with the local "
+                           f"refinement, {_STEP_PX[False]:g} without (fine on large boxes: set "
+                           "a search resolution or a step). The wizard gives the number of "
+                           "references and comparisons per particle.")
         form.addParam("maxShiftPx", params.FloatParam, default=None, allowsNull=True,
                       label="Max shift (px)",
                       help="Largest particle shift searched, in pixels of the input "
-                           "particles; at most half the box. Empty: 1/8 of the box. The "
-                           "wizard converts Å to pixels.")
+                           "particles; at most half the box. Empty: "
+                           f"{defaults.MAX_SHIFT_BOX_FRACTION:.3g} of the box. The wizard "
+                           "converts Å to pixels.")
         form.addParam("alignResolutionA", params.FloatParam, default=None, allowsNull=True,
                       expertLevel=params.LEVEL_ADVANCED, label="Search resolution (Å)",
                       help="Compare images downsampled to this resolution (faster); the "
@@ -45,16 +49,18 @@ class AlignForm:
                       expertLevel=params.LEVEL_ADVANCED, label="Local refinement?",
                       help="Refine each pose below the angular step (local search of the "
                            "angles, half-pixel shifts). With it the automatic angular step "
-                           "is two pixels at the particle radius instead of one: measured, "
-                           "more accurate and faster than the finer gallery alone.")
+                           f"is {_STEP_PX[True]:g} pixels at the particle radius instead of "
+                           f"{_STEP_PX[False]:g}: more accurate and faster than the finer "
+                           "gallery alone (docs/benchmarks_accuracy.md).")
         form.addParam("ctfHandling", params.EnumParam, default=0,
                       choices=list(CTF_HANDLING), expertLevel=params.LEVEL_ADVANCED,
                       label="CTF handling",
                       help="How particles with a CTF are compared. Apply: the CTF is put on "
-                           "the reference projections (|CTF| when the particles are marked "
-                           "phase-flipped). Phase-flip: the particles are phase-flipped "
-                           "first and compared with |CTF| references. Particles without a "
-                           "CTF are compared with plain projections.")
+                           "the reference projections. Phase-flip: the particles are "
+                           "phase-flipped first and compared with plain projections. "
+                           "Particles marked phase-flipped are always compared with |CTF| "
+                           "references, whatever the choice. Particles without a CTF are "
+                           "compared with plain projections.")
 
     def _defineRegionSearchParams(self, form, *, condition=None):
         """How far the regional search reaches around the predicted regions (defaults and

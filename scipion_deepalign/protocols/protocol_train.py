@@ -168,20 +168,20 @@ class TrainSteps:
         return ModelFolder(self._getFileName("model_dir")).near_chance_warnings()
 
     def _fewParticlesWarnings(self):
+        """The regions wizard's rule and words (:func:`~..core.regions.regions_preview`), for
+        the regional networks (the shared network skips no region)."""
+        from ..core.regions import regions_preview
+
         train_set = self.inputTrainingParticles.get()
-        try:
-            n_regions = self._numberOfRegions()
-        except (ValueError, TypeError):
-            return []
         if train_set is None or self._networkKind() == "shared":
             return []
-        per_region = train_set.getSize() / n_regions
-        if per_region < 2 * self.minParticlesPerRegion.get():
-            return [f"Only {per_region:.0f} training particles per region on average "
-                    f"({train_set.getSize()} for {n_regions} regions): regions with fewer "
-                    f"than {self.minParticlesPerRegion.get()} get no network. Use more "
-                    "particles or a larger spacing."]
-        return []
+        try:
+            preview = regions_preview(self.regionSpacingDeg.get(), self.symmetryGroup.get(),
+                                      n_particles=train_set.getSize(),
+                                      min_particles_per_region=self.minParticlesPerRegion.get())
+        except (ValueError, TypeError):
+            return []
+        return [preview.message()] if preview.too_few_particles else []
 
     # ------------------------------------------------------------- info
     def _trainingReport(self, model_dir):

@@ -7,7 +7,6 @@ Parameter names served: ``regionSpacingDeg`` (deg) with ``symmetryGroup`` and
 position in ``inputSets``).
 """
 from scipion_deepalign.core import defaults
-from scipion_deepalign.core.align.cost import search_cost
 from scipion_deepalign.core.regions import regions_preview
 
 from .base import (
@@ -47,21 +46,6 @@ class DeepAlignRegionsWizard(DeepAlignWizard):
         return None
 
 
-def _number_of_regions(protocol):
-    """Regions of the model the alignment searches (None: unknown, or a global search)."""
-    if value_of(protocol, "globalSearch", False):
-        return None
-    model = value_of(protocol, "inputModel")
-    if model is not None and hasattr(model, "getNumberOfRegions"):
-        return model.getNumberOfRegions()
-    spacing = value_of(protocol, "regionSpacingDeg")
-    if spacing is not None and value_of(protocol, "trainModel", True):
-        from scipion_deepalign.core.regions import count_regions
-
-        return count_regions(spacing, value_of(protocol, "symmetryGroup", "c1"))
-    return None
-
-
 class DeepAlignAngularStepWizard(DeepAlignWizard):
     """Show how many reference directions and comparisons per particle the angular step
     (empty: automatic) means at the search resolution, maximum shift and k regions."""
@@ -70,23 +54,10 @@ class DeepAlignAngularStepWizard(DeepAlignWizard):
     _targets = targets(param_name)
 
     def preview(self, protocol):
-        box_px, pixel_size_a, _ = particle_geometry(protocol)
-        n_regions = _number_of_regions(protocol)
-        return search_cost(
-            box_px, pixel_size_a, symmetry=value_of(protocol, "symmetryGroup", "c1"),
-            step_deg=value_of(protocol, self.param_name),
-            target_resolution_a=_positive_or_none(value_of(protocol, "alignResolutionA")),
-            max_shift_px=_positive_or_none(value_of(protocol, "maxShiftPx"), allow_zero=True),
-            top_k=value_of(protocol, "topK", defaults.TOP_K) if n_regions else None,
-            n_regions=n_regions,
-            refine=value_of(protocol, "localRefinement", defaults.REFINE))
-
-
-def _positive_or_none(value, *, allow_zero=False):
-    """Form values of old projects: -1 meant "not set"."""
-    if value is None or value < 0 or (value == 0 and not allow_zero):
-        return None
-    return value
+        """The protocol's own :meth:`searchCost` (regions, k, resolution and shift as the
+        alignment and its warning count them) at the form's step."""
+        particle_geometry(protocol)  # asks for the particles first
+        return protocol.searchCost(step_deg=value_of(protocol, self.param_name))
 
 
 class _SetNames:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..defaults import CTF_MODES, DEVICES, same_pixel_size
+from ..defaults import CTF_MODES, DEVICES, MAX_STEP_DEG, same_pixel_size
 from ..projection import nyquist_reaches
 
 __all__ = ["validate_inputs"]
@@ -75,6 +75,8 @@ def validate_inputs(images_shape, volume, *, pixel_size_a, max_shift_px, ctf, sy
     for name, value in (("step_deg", step_deg), ("psi_step_deg", psi_step_deg),
                         ("mask_radius_px", mask_radius_px)):
         _positive(name, value)
+    if step_deg is not None and not float(step_deg) <= MAX_STEP_DEG:
+        raise ValueError(f"step_deg must be at most {MAX_STEP_DEG:g} degrees, got {step_deg}")
     from ..resolution import parse_target_resolution
     target = parse_target_resolution(target_resolution_a, name="target_resolution_a")
     if isinstance(target, float) and not nyquist_reaches(pixel_size_a, target):

@@ -65,11 +65,20 @@ def test_align_asks_for_k_only_when_it_predicts():
     assert prot.getParam("globalSearch").expertLevel.get() == params.LEVEL_ADVANCED
 
 
-def test_loss_choices_are_words_and_the_core_gets_its_names():
+def test_loss_choices_are_words_and_the_command_gets_the_core_name_of_each(tmp_path):
     prot = protocols.DeepAlignProtTrain()
     choices = prot.getParam("lossFunction").choices
     assert choices == ["binary cross-entropy", "mean absolute error (Xmipp)"]
-    assert [cts.LOSSES[i] for i in range(len(choices))] == list(defaults.LOSSES)
+    prot._getExtraPath = lambda *names: str(tmp_path.joinpath(*names))
+    prot._createFilenameTemplates()
+    prot._trainingStar = lambda: "particles.star"  # no input set in a bare form
+    commands = []
+    prot._runDeepAlign = lambda command, args: commands.append(args)
+    for index, words in enumerate(choices):
+        prot.lossFunction.set(index)
+        prot.trainRegionsStep([])
+        loss = commands[-1][commands[-1].index("--loss") + 1]
+        assert loss in defaults.LOSSES and cts.LOSS_LABELS[loss] == words
 
 
 def test_main_inputs_are_important():
@@ -168,12 +177,15 @@ SHARED_OPTIONS = [
     ("DeepAlignProtReconstruct", "correctCtf", None, [("reconstruct", "ctf")], None),
 ]
 #: deliberate differences, with the reason (a new one must be argued here)
+#: (protocol, parameter) -> (command, option dest, reason)
 KNOWN_DIFFERENCES = {
-    ("DeepAlignProtTrain", "targetResolutionA"):
+    ("DeepAlignProtTrain", "targetResolutionA"): (
+        "train", "target_resolution",
         "the CLI trains on a 24 px input unless --target-resolution or --box is given; the "
-        "form proposes 8 Å (and the wizard shows the box)",
-    ("DeepAlignProtConsensus", "keepPosesFrom"):
-        "the CLI lets each particle's agreeing group choose; a Scipion output keeps one set",
+        "form proposes 8 Å (and the wizard shows the box)"),
+    ("DeepAlignProtConsensus", "keepPosesFrom"): (
+        "consensus", "keep_from",
+        "the CLI lets each particle's agreeing group choose; a Scipion output keeps one set"),
 }
 
 
@@ -189,12 +201,12 @@ def test_cli_and_form_share_the_default(protocol, param, to_core, options, core_
                              f"--{dest.replace('_', '-')} = {cli!r}"
 
 
-def test_known_differences_are_still_different():
-    assert _form_value("DeepAlignProtTrain", "targetResolutionA") is not None
-    assert _cli_defaults("train")["target_resolution"] is None
-    assert _form_value("DeepAlignProtConsensus", "keepPosesFrom") == 1
-    assert _cli_defaults("consensus")["keep_from"] is None
-    assert len(KNOWN_DIFFERENCES) == 2
+@pytest.mark.parametrize("protocol, param", list(KNOWN_DIFFERENCES),
+                         ids=[f"{p}.{n}" for p, n in KNOWN_DIFFERENCES])
+def test_known_differences_are_still_different(protocol, param):
+    command, dest, _ = KNOWN_DIFFERENCES[protocol, param]
+    assert _form_value(protocol, param) != _cli_defaults(command)[dest]
+    assert (protocol, param) not in {(p, n) for p, n, *_ in SHARED_OPTIONS}
 
 
 def test_cli_choices_are_the_cores():

@@ -96,10 +96,12 @@ class TestTrainValidate(BaseTest):
         assert "Max epochs must be at least 1." in _errors_text(self._train(numberOfEpochs=0))
 
     def test_few_particles_per_region_warn(self):
-        # 30 particles for 12 regions: 2.5 per region, below 2 x 10
+        # 30 particles for 12 regions: 2.5 per region, below the minimum of 10 (the wizard's
+        # rule and words)
         regional = NETWORK_KINDS.index("regional")
         text = "\n".join(self._train(networkKind=regional).warnings())
-        assert "Only 2 training particles per region on average (30 for 12 regions)" in text
+        assert "gives 12 region(s)" in text and "about 2 per region" in text
+        assert "fewer than the minimum of 10 per region" in text
         # the shared network skips no region, so it has nothing to warn about
         assert self._train(networkKind=NETWORK_KINDS.index("shared")).warnings() == []
 

@@ -234,11 +234,20 @@ def test_shift_wizard_on_the_consensus_uses_the_first_set():
 def test_angular_step_wizard_counts_references_and_comparisons():
     from scipion_deepalign.core.align.cost import search_cost
     from scipion_deepalign.core.regions import count_regions
+    from scipion_deepalign.protocols.protocol_align import AlignSteps
     from scipion_deepalign.wizards import DeepAlignAngularStepWizard
 
-    protocol = _Protocol(particles=_Particles(64, 2.0, 10), angularStepDeg=5.0, topK=2,
-                         regionSpacingDeg=30.0, symmetryGroup="c1", maxShiftPx=3.0,
-                         alignResolutionA=None)
+    class _AlignProtocol(_Protocol):  # the alignment's own count, on stand-in values
+        searchCost = AlignSteps.searchCost
+        _searchRegionCount = AlignSteps._searchRegionCount
+
+        def getAttributeValue(self, name, default=None):
+            value = getattr(self, name, None)
+            return default if value is None or value.get() is None else value.get()
+
+    protocol = _AlignProtocol(particles=_Particles(64, 2.0, 10), angularStepDeg=5.0, topK=2,
+                              regionSpacingDeg=30.0, trainModel=True, symmetryGroup="c1",
+                              maxShiftPx=3.0, alignResolutionA=None)
     cost = DeepAlignAngularStepWizard().preview(protocol)
     expected = search_cost(64, 2.0, step_deg=5.0, max_shift_px=3.0, top_k=2,
                            n_regions=count_regions(30.0, "c1"))
