@@ -40,6 +40,7 @@ from .parts import add_part_args, job_count, part_is_done, run_jobs, select_part
 from .shared_options import (
     add_region_search_args,
     add_search_args,
+    add_target_resolution_arg,
     search_options,
     summarise_alignment,
     write_alignment_columns,
@@ -71,8 +72,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                         help="in-plane step; default --step")
     parser.add_argument("--top-k", type=int, default=None, metavar="K",
                         help="use the first K region columns; default all of them")
-    parser.add_argument("--target-resolution", type=positive_float, default=None, metavar="A",
-                        help="search on images downsampled to this resolution (faster)")
+    add_target_resolution_arg(parser, training=False, search=True)
     parser.add_argument("--ctf-mode", default="apply",
                         help="apply: CTF on the references (default); flip: phase-flip the "
                              "particles here; flipped: the particles are already phase-flipped "

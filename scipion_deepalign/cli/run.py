@@ -42,6 +42,7 @@ from .shared_options import (
     add_region_search_args,
     add_schedule_args,
     add_search_args,
+    add_target_resolution_arg,
     model_mismatch_error,
     search_options,
     summarise_alignment,
@@ -72,8 +73,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                              "all are searched unless --probability-mass picks fewer; "
                              "default %(default)d")
     add_schedule_args(parser)
-    parser.add_argument("--target-resolution", type=positive_float, default=None, metavar="A",
-                        help="downsample to this resolution for training and alignment")
+    add_target_resolution_arg(parser, training=True, search=True)
     add_search_args(parser)
     add_region_search_args(parser)
     parser.add_argument("--seed", type=int, default=0)
@@ -126,10 +126,12 @@ def _read_star_inputs(args):
 
 def _train_config(args, particles):
     from ..core.cnn.config import TrainConfig
+    from ..core.resolution import training_input
 
     try:
-        return TrainConfig(pixel_size_a=particles.pixel_size_a,
-                           target_resolution_a=args.target_resolution, epochs=args.epochs,
+        resolution, box = training_input(args.target_resolution, particles.box_px)
+        return TrainConfig(pixel_size_a=particles.pixel_size_a, target_resolution_a=resolution,
+                           target_box_px=box, epochs=args.epochs,
                            images_per_epoch=args.images_per_epoch,
                            noise_ramp_epochs=args.noise_ramp_epochs,
                            positives_per_region=args.positives,

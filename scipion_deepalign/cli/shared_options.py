@@ -5,7 +5,9 @@
 * :func:`add_search_args`, :func:`add_region_search_args`, :func:`search_options` -- the
   correlation search and its regional windows (``align``, ``run``);
 * :func:`write_alignment_columns`, :func:`summarise_alignment` -- an alignment's STAR columns
-  and its summary lines (``align``, ``run``).
+  and its summary lines (``align``, ``run``);
+* :func:`add_target_resolution_arg` -- ``--target-resolution`` (``train``, ``run``, ``align``:
+  one option, one default).
 """
 from __future__ import annotations
 
@@ -18,7 +20,8 @@ from ..core.io import columns
 from .common import CLIError, positive_int, step_deg
 
 __all__ = ["add_schedule_args", "add_search_args", "add_region_search_args", "search_options",
-           "write_alignment_columns", "summarise_alignment"]
+           "write_alignment_columns", "summarise_alignment", "add_target_resolution_arg",
+           "target_resolution"]
 
 
 def add_schedule_args(parser: argparse.ArgumentParser) -> None:
@@ -59,6 +62,35 @@ def add_schedule_args(parser: argparse.ArgumentParser) -> None:
                              "it a model trained for the same map, pixel size, box, "
                              "symmetry, spacing, CTF range and options is reused, and one "
                              "trained for other data is refused, naming what differs")
+
+
+def target_resolution(text):
+    """argparse type of ``--target-resolution``: ``"auto"``, ``"full"`` or Angstrom."""
+    from ..core.resolution import parse_target_resolution
+
+    try:
+        return parse_target_resolution(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_target_resolution_arg(parser, *, training: bool, search: bool):
+    """``--target-resolution`` (default :data:`~..core.defaults.TARGET_RESOLUTION`), with the
+    words of the stages it sets: the network's input and/or the correlation search."""
+    from ..core.cnn.config import DEFAULT_INPUT_BOX_PX
+
+    auto = []
+    if search:
+        auto.append("the search at the resolution the reference supports (estimated from "
+                    "--volume), the local refinement finer")
+    if training:
+        auto.append(f"the network on a {DEFAULT_INPUT_BOX_PX} px input")
+    return parser.add_argument(
+        "--target-resolution", type=target_resolution, default=defaults.TARGET_RESOLUTION,
+        metavar="A|auto|full",
+        help=f"images are Fourier-cropped so that Nyquist reaches A Angstrom (faster); "
+             f"{defaults.TARGET_RESOLUTION}: {'; '.join(auto)}; {defaults.FULL_RESOLUTION} "
+             f"(or 0): the full box; default {defaults.TARGET_RESOLUTION}")
 
 
 def add_search_args(parser: argparse.ArgumentParser) -> None:
@@ -163,6 +195,10 @@ def summarise_alignment(summary, result, *, regional: bool):
                                     "(about 1: no more than the best of noise scores)")
     summary.add("comparisons", f"{result.n_comparisons} ({info['backend']}), "
                                f"{info['n_directions']} directions x {info['n_psi']} in-plane")
+    if "resolution" in info:
+        refine = info.get("refine_box_px")
+        summary.add("resolution", f"{info['resolution']}; {info['box_px']} px search box"
+                    + (f", {refine} px refinement box" if refine else ""))
     if regional:
         summary.add("regions searched per particle",
                     f"{info['mean_regions_searched']:.2f} on average; "

@@ -31,7 +31,12 @@ from .common import (
     run_children,
     set_devices,
 )
-from .shared_options import add_schedule_args, model_mismatch_error, summarise_training
+from .shared_options import (
+    add_schedule_args,
+    add_target_resolution_arg,
+    model_mismatch_error,
+    summarise_training,
+)
 from .summary import Summary
 
 log = logging.getLogger("deepalign")
@@ -54,8 +59,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                         metavar="DEG", help="angular spacing of the region centres in "
                         "degrees; default %(default)g")
     size = parser.add_mutually_exclusive_group()
-    size.add_argument("--target-resolution", type=positive_float, metavar="A",
-                      help="downsample the particles to this resolution (Angstrom)")
+    add_target_resolution_arg(size, training=True, search=False)
     size.add_argument("--box", type=positive_int, metavar="B",
                       help="or to this box size (pixels); neither: "
                            f"{DEFAULT_INPUT_BOX_PX} px (or the particle box when smaller)")
@@ -126,12 +130,22 @@ def _check(args):
                        f"--training-source {args.training_source} needs particles with known "
                        "angles (--training-source projections does not)")
     try:
+        resolution, box = _input_size(args, particles.box_px)
         checks.input_geometry(particles.box_px, particles.pixel_size_a,
-                              target_resolution_a=args.target_resolution, target_box_px=args.box,
+                              target_resolution_a=resolution, target_box_px=box,
                               resolution_name="--target-resolution", box_name="--box")
     except ValueError as exc:
         raise CLIError(str(exc)) from None
     return particles, symmetry, n_regions, regions
+
+
+def _input_size(args, box_px):
+    """``(target_resolution_a, target_box_px)`` of the network input: ``--box`` when given,
+    else ``--target-resolution`` (:func:`~..core.resolution.training_input`)."""
+    from ..core.resolution import training_input
+
+    resolution, box = training_input(args.target_resolution, box_px)
+    return resolution, box if args.box is None else args.box
 
 
 def _child_command(args, regions, gpu) -> list[str]:
@@ -145,7 +159,9 @@ def _child_command(args, regions, gpu) -> list[str]:
            "--patience", str(args.patience), "--min-particles", str(args.min_particles),
            "--seed", str(args.seed), "--regions", ",".join(map(str, regions)),
            "--gpus", str(gpu)]
-    for option, value in (("--target-resolution", args.target_resolution), ("--box", args.box),
+    resolution = (None if args.target_resolution == defaults.TARGET_RESOLUTION
+                  else args.target_resolution)
+    for option, value in (("--target-resolution", resolution), ("--box", args.box),
                           ("--loss", args.loss), ("--learning-rate", args.learning_rate),
                           ("--threads", args.threads)):
         if value is not None:
@@ -196,8 +212,9 @@ def main(args) -> int:
 
     from ..core.cnn import TrainConfig, train_regions
 
+    resolution, box = _input_size(args, particles.box_px)
     options = dict(pixel_size_a=particles.pixel_size_a,
-                   target_resolution_a=args.target_resolution, target_box_px=args.box,
+                   target_resolution_a=resolution, target_box_px=box,
                    epochs=args.epochs, batch_size=args.batch_size,
                    images_per_epoch=args.images_per_epoch,
                    positives_per_region=args.positives, network=args.network,

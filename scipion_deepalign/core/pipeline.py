@@ -21,7 +21,7 @@ from .align.align import AlignmentResult, align_particles
 from .align.search_plan import SearchOptions
 from .cnn.config import TrainConfig
 from .cnn.model_folder import ModelFolder
-from .defaults import REFINE, REGION_SPACING_DEG, TOP_K
+from .defaults import REFINE, REGION_SPACING_DEG, TARGET_RESOLUTION, TOP_K
 from .runtime.progress import Progress
 from .symmetry import normalise_symmetry
 
@@ -59,7 +59,7 @@ def run_deepalign(train_images, train_angles_deg, images, volume, *, model_dir,
                   pixel_size_a, max_shift_px, symmetry="c1", spacing_deg=REGION_SPACING_DEG,
                   top_k=TOP_K,
                   train_config: TrainConfig | None = None, train_shifts_px=None, ctf=None,
-                  step_deg=None, target_resolution_a=None, device="auto",
+                  step_deg=None, target_resolution_a=TARGET_RESOLUTION, device="auto",
                   volume_pixel_size_a=None, ctf_mode="apply", refine=REFINE,
                   search: SearchOptions | None = None, train_ctf=None,
                   retrain: bool = False) -> PipelineResult:

@@ -31,7 +31,8 @@ import numpy as np
 from .defaults import FULL_RESOLUTION, TARGET_RESOLUTION
 
 __all__ = ["estimate_map_resolution", "parse_target_resolution", "SearchResolution",
-           "search_resolution", "NOISE_FACTOR", "EDGE_DROP", "EMPTY_DROP", "REFINE_MARGIN"]
+           "search_resolution", "training_input", "NOISE_FACTOR", "EDGE_DROP", "EMPTY_DROP",
+           "REFINE_MARGIN"]
 
 #: a shell whose power is within this factor of the floor is noise (signal ~ noise)
 NOISE_FACTOR = 2.0
@@ -210,6 +211,19 @@ def search_resolution(value, *, volume, pixel_size_a: float,
     refine = min(search, estimate / REFINE_MARGIN)
     return SearchResolution(_or_full(search, nyquist), _or_full(refine, nyquist),
                             "estimated" if target == TARGET_RESOLUTION else "given", estimate)
+
+
+def training_input(value, box_px: int):
+    """``(target_resolution_a, target_box_px)`` of a
+    :class:`~scipion_deepalign.core.cnn.config.TrainConfig` for ``--target-resolution value``:
+    ``"auto"``, the network's measured default input box (both None); ``"full"``, the particle
+    box; a number, that resolution. ValueError naming the option for any other value."""
+    target = parse_target_resolution(value)
+    if target == TARGET_RESOLUTION:
+        return None, None
+    if target == FULL_RESOLUTION:
+        return None, int(box_px)
+    return float(target), None
 
 
 def _or_full(resolution_a: float, nyquist_a: float) -> float | None:
