@@ -6,11 +6,12 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from ..core import plots
+from ..core import defaults, plots
 from ..core.cnn.history import read_histories, region_accuracy
 from ..core.projection import project
 
-THRESHOLDS_DEG = (5.0, 10.0, 15.0)
+#: angles under which the report counts particles (those of the consensus summaries)
+THRESHOLDS_DEG = defaults.CONSENSUS_REPORT_THRESHOLDS_DEG
 
 
 def plot_particle_gallery(result, *, n: int = 6, path=None) -> Figure:
@@ -61,13 +62,14 @@ def write_plots(result) -> dict:
     methods = list(result.methods.values())
     save("errors", "angular_errors.png", plots.plot_sorted_angular_differences,
          [m.error_deg[np.isin(m.index, result.compare_index)] for m in methods],
-         [f"{m.name} vs truth" for m in methods], threshold_deg=10.0)
+         [f"{m.name} vs truth" for m in methods],
+         threshold_deg=defaults.CONSENSUS_MAX_ANGLE_DEG)
     deep = result.methods["DeepAlign"]
     save("distribution", "deepalign_directions.png", plots.plot_angular_distribution,
          deep.angles_deg)
     save("consensus", "consensus_differences.png", plots.plot_sorted_angular_differences,
          [result.consensus.direction_diff_deg[:, 0]], ["DeepAlign vs global search"],
-         threshold_deg=10.0)
+         threshold_deg=defaults.CONSENSUS_MAX_ANGLE_DEG)
     return files
 
 

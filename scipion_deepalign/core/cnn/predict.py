@@ -13,6 +13,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+from ..defaults import TOP_K
 from ..runtime.progress import advance
 from ..runtime.stacks import as_stack
 from .data import mask_images, preprocess_images
@@ -141,7 +142,7 @@ def predict_probabilities(images, model_dir, *, pixel_size_a=None, batch_size: i
     return out
 
 
-def predict_regions(images, model_dir, *, top_k: int = 2, pixel_size_a=None,
+def predict_regions(images, model_dir, *, top_k: int = TOP_K, pixel_size_a=None,
                     batch_size: int = 256, chunk_size: int = 4096, progress=None):
     """The ``top_k`` most probable regions of each particle, best first.
 
