@@ -3,16 +3,19 @@
 Stages: checks (:mod:`validation_align`) -> **plan** the search geometry
 (:meth:`search.Search.create`) and the tiles each particle meets
 (:func:`search_plan.plan_alignment`) -> **galleries** (:func:`gallery.group_galleries`) ->
-for every block of particles, read end to end: downsample, **search** (:class:`search.Search`)
-and **poses** (indices to angles, sub-pixel shift or :mod:`local_refinement`). Only one block
+for every block of particles, read end to end: downsample, **search**
+(:func:`.gallery_search.search_block`) and **poses** (indices to angles, sub-pixel shift or
+:mod:`local_refinement`) -> the significance **fallback** (:mod:`.fallback`: the same steps,
+globally, for the particles whose pose stood out too little, on the same galleries). Only one block
 of images is in memory at a time, so ``images`` may be a memory map or any object with
 ``len()`` and slicing.
 
 Each particle is compared with the gallery of every region in its hint list (``region_hints``,
 typically the top-k regions predicted by the CNN) or, in global mode, with one gallery over
-the whole asymmetric unit. A comparison is one (particle, direction, in-plane angle) triple;
-the shift search inside a disc of ``max_shift_px`` is done at once by FFT cross-correlation
-and is not counted separately. The score is a normalised cross-correlation
+the whole asymmetric unit. A comparison is one (particle, direction, in-plane angle) triple
+(:mod:`.cost`, the one definition the forms show too); the shift search inside a disc of
+``max_shift_px`` is done at once and is not counted separately, and the refinement's
+candidates are counted apart (``n_refine_comparisons``). The score is a normalised cross-correlation
 (:mod:`scipion_deepalign.core.align.matching`); the best pose (optionally the N best, with
 weights) is kept, and the shift of the best pose is refined to sub-pixel precision. With
 ``refine=True`` (the default) the best pose is then refined below the gallery step
@@ -27,110 +30,27 @@ from __future__ import annotations
 
 import logging
 import time
-from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from ..defaults import ALIGN_BATCH, REFINE, TARGET_RESOLUTION
 from ..resolution import search_resolution
 from ..runtime.backend import get_array_module
-from ..runtime.progress import Progress, advance
 from ..runtime.stacks import RowStack, stack_shape
+from .fallback import significance_fallback
 from .gallery import GalleryCache, group_galleries
-from .search import BestPoses, Search
-from .search_plan import SearchOptions, plan_alignment
+from .gallery_search import REFS_PER_CHUNK, search_block
+from .poses import AlignmentResult, BlockPoses, block_poses, pose_weights, read_block
+from .search import Search
+from .search_plan import SearchOptions, plan_alignment, plan_search
 from .validation import validate_inputs
 
-__all__ = ["AlignmentResult", "align_particles", "significance_weights"]
+__all__ = ["AlignmentResult", "align_particles", "pose_weights"]
 
 logger = logging.getLogger(__name__)
 
-_REFS_PER_CHUNK = 2048  # rotated references prepared at once
 PARTICLE_BLOCK = 8192  # particles read, searched and posed together (default block_size)
-_SIGNIFICANCE_WARNING = 0.5  # share of particles the significance fallback warns about
-#: the significance fallback is used only when the best-posed quarter of the particles stands
-#: this many times above its threshold (75th percentile of the significance): measured, the
-#: 70S ribosome's quarter is at 1.78-1.94, 8zpm's (where good and bad poses have the same
-#: significance) at 0.91 (docs/benchmarks_accuracy.md)
-_SIGNIFICANCE_SEPARATION = 1.25
-
-
-@dataclass
-class AlignmentResult:
-    """Poses found by :func:`align_particles`.
-
-    Attributes
-    ----------
-    angles_deg : ndarray of shape (N, 3)
-        ``(rot, tilt, psi)`` in degrees.
-    shifts_px : ndarray of shape (N, 2)
-        ``(shift_x, shift_y)`` in pixels of the original images (RELION origin convention).
-    score : ndarray of shape (N,)
-        Normalised cross-correlation of the best pose.
-    region : ndarray of shape (N,) int
-        0-based region of the best pose's direction; -1 in global mode.
-    n_comparisons : int
-        Number of (particle, direction, in-plane angle) correlations computed.
-    n_best_angles_deg, n_best_shifts_px, n_best_scores, n_best_weights : ndarray or None
-        The ``n_best`` best poses, shapes (N, n, 3), (N, n, 2), (N, n), (N, n); weights sum to 1
-        per particle (see :func:`significance_weights`). ``None`` when ``n_best == 1``.
-    info : dict
-        Search settings actually used (box, pixel size, steps, backend, timings, fraction of
-        particles sent to the global fallback).
-    fallback : ndarray of shape (N,) bool
-        Particles searched globally: their prediction was unsure, or their best pose in
-        the predicted regions stood out too little (``SearchOptions.fallback_significance``;
-        all False in global mode).
-    n_regions_searched : ndarray of shape (N,) int or None
-        Regions searched per particle.
-    significance : ndarray of shape (N,) or None
-        :func:`~.search.peak_significance` of the best gallery pose among every pose the
-        particle was compared with (about 1: no more than the best of as many noise scores).
-    """
-
-    angles_deg: np.ndarray
-    shifts_px: np.ndarray
-    score: np.ndarray
-    region: np.ndarray
-    n_comparisons: int
-    n_best_angles_deg: np.ndarray | None = None
-    n_best_shifts_px: np.ndarray | None = None
-    n_best_scores: np.ndarray | None = None
-    n_best_weights: np.ndarray | None = None
-    info: dict = field(default_factory=dict)
-    fallback: np.ndarray | None = None
-    n_regions_searched: np.ndarray | None = None
-    significance: np.ndarray | None = None
-
-    def replace_rows(self, rows, other: AlignmentResult) -> None:
-        """Take the poses of ``other`` (an alignment of particles ``rows``) for those rows."""
-        for name in ("angles_deg", "shifts_px", "score", "region", "significance",
-                     "n_best_angles_deg", "n_best_shifts_px", "n_best_scores",
-                     "n_best_weights"):
-            mine = getattr(self, name)
-            if mine is not None:
-                mine[rows] = getattr(other, name)
-        self.n_comparisons += other.n_comparisons
-
-
-def significance_weights(scores: np.ndarray, *, temperature: float = 0.01) -> np.ndarray:
-    """Weights of the N best poses, ``exp((cc - cc_best) / temperature)`` normalised.
-
-    Parameters
-    ----------
-    scores : ndarray of shape (N, n)
-        Correlations, best first.
-    temperature : float
-        Correlation difference that lowers a weight by a factor e.
-
-    Returns
-    -------
-    ndarray of shape (N, n), rows summing to 1.
-    """
-    s = np.asarray(scores, dtype=np.float64)
-    w = np.exp((s - s.max(axis=1, keepdims=True)) / temperature)
-    return w / w.sum(axis=1, keepdims=True)
 
 
 def align_particles(images, volume, *, pixel_size_a, max_shift_px, ctf=None, symmetry="c1",
@@ -197,7 +117,8 @@ def align_particles(images, volume, *, pixel_size_a, max_shift_px, ctf=None, sym
         Folder to keep gallery projections as ``.npy`` between runs.
     refine : bool
         Refine the best pose below the gallery step by a local search with direct
-        projections (:mod:`local_refinement`; adds 54 comparisons per particle), after a
+        projections (:mod:`local_refinement`; 54 candidates per particle, counted in
+        ``n_refine_comparisons``), after a
         gallery twice as coarse when ``step_deg`` is automatic. Default
         :data:`~scipion_deepalign.core.defaults.REFINE` (on: more accurate and faster than
         the fine gallery alone). The N-best poses other than the first are not refined.
@@ -230,7 +151,6 @@ def align_particles(images, volume, *, pixel_size_a, max_shift_px, ctf=None, sym
         Naming the parameter, for inconsistent inputs (checked before any heavy work; the
         finiteness of the images as each block is read).
     """
-    call = dict(locals())  # every argument, for the significance fallback's second search
     t0 = time.perf_counter()
     volume = np.asarray(volume, dtype=np.float32)
     shape = stack_shape(images)
@@ -241,7 +161,7 @@ def align_particles(images, volume, *, pixel_size_a, max_shift_px, ctf=None, sym
         device=device, batch_size=batch_size, n_best=n_best, ctf_mode=ctf_mode,
         volume_pixel_size_a=volume_pixel_size_a, mask_radius_px=mask_radius_px,
         block_size=block_size)
-    n, block_size = shape[0], int(block_size)
+    n = shape[0]
     resolution = search_resolution(target_resolution_a, volume=volume,
                                    pixel_size_a=pixel_size_a, name="target_resolution_a")
     engine = Search.create(shape[-1], pixel_size_a, max_shift_px=max_shift_px,
@@ -249,197 +169,99 @@ def align_particles(images, volume, *, pixel_size_a, max_shift_px, ctf=None, sym
                            mask_radius_px=mask_radius_px, step_deg=step_deg,
                            psi_step_deg=psi_step_deg, ctf=ctf, ctf_mode=ctf_mode,
                            batch_size=batch_size, refine=refine)
-    refiner = engine.finer(resolution.refine_a) if refine else None
-    full_volume, volume = volume, engine.downsample_volume(volume)
-    # --- plan and galleries: the tiles of directions each particle meets, projected once ---
+    run = _Run.create(engine, volume, refine=refine, resolution=resolution,
+                      cache=GalleryCache(cache_dir), shape=shape, n_best=n_best,
+                      block_size=block_size, symmetry=symmetry, centres_deg=centres_deg)
+    # --- plan: the tiles of directions each particle meets --------------------------------
     plan = plan_alignment(n, symmetry=symmetry, step_deg=engine.step_deg,
                           centres_deg=centres_deg, region_hints=region_hints,
                           region_probabilities=region_probabilities, options=search)
-    t_gal = time.perf_counter()
-    galleries = group_galleries(plan, volume, GalleryCache(cache_dir))
-    galleries.check_covers(n, engine.step_deg)
-    t_gal = time.perf_counter() - t_gal
-    # --- search and poses, one block of particles at a time -------------------------------
-    spectrum = None
-    if refine:
-        from ..projection import VolumeSpectrum
-        spectrum = VolumeSpectrum(refiner.downsample_volume(full_volume))
-    chunk = max(1, _REFS_PER_CHUNK // engine.n_psi)
-    bank = None  # every block meets every direction again: prepare the references once
-    if n > block_size:
-        bank = engine.reference_bank(galleries.projections, chunk=chunk)
-    poses = _Poses(n, n_best)
-    for start in range(0, n, block_size):
-        rows = np.arange(start, min(n, start + block_size))
-        block = _read_block(images, rows, shape)
-        small = engine.downsample(block)
-        ctf_half = engine.ctf_half(rows)
-        fine = None
-        if refiner is not None:
-            fine = ((small, ctf_half) if refiner is engine
-                    else (refiner.downsample(block), refiner.ctf_half(rows)))
-        spectra, power = engine.particles(small, ctf_half)
-        best, count = _search_block(engine, galleries, bank, spectra, power, rows, n_best,
-                                     progress)
-        poses.significance[rows] = best.significance()
-        poses.add(rows, count, *_block_poses(engine, galleries, best, spectra, refiner,
-                                             fine, spectrum))
-    region = np.full(n, -1)
-    if centres_deg is not None:
-        from ..regions import assign_regions
-        region = assign_regions(poses.gallery_directions, centres_deg, symmetry)[0]
-    info = dict(resolution=resolution.describe(), resolution_source=resolution.source,
-                estimated_resolution_a=resolution.estimate_a,
-                refine_box_px=None if refiner is None else refiner.box_px,
-                box_px=engine.box_px, pixel_size_a=engine.pixel_size_a, scale=engine.scale,
-                step_deg=engine.step_deg, psi_step_deg=360.0 / engine.n_psi,
-                n_directions=len(galleries), n_psi=engine.n_psi, n_shifts=len(engine.offsets),
-                backend=engine.xp.__name__, gallery_seconds=t_gal,
-                seconds=time.perf_counter() - t0, ctf_mode=ctf_mode if ctf else None,
-                refined=bool(refine), n_tiles=len(plan.tiles), n_groups=len(galleries.bounds),
-                **plan.info)
-    result = poses.result(region, info, n_best=n_best)
+    # --- galleries, search and poses ------------------------------------------------------
+    result = run.search(plan, images, np.arange(n), progress)
+    result.info.update(resolution=resolution.describe(), resolution_source=resolution.source,
+                       estimated_resolution_a=resolution.estimate_a,
+                       refine_box_px=None if run.refiner is None else run.refiner.box_px,
+                       ctf_mode=ctf_mode if ctf else None, refined=bool(refine), **plan.info)
     result.fallback = plan.fallback if region_hints is not None else np.zeros(n, bool)
     result.n_regions_searched = plan.n_regions_searched
     if region_hints is not None:
-        _significance_fallback(result, call, search or SearchOptions(), len(centres_deg))
-    result.info["seconds"] = time.perf_counter() - t0
-    logger.info("aligned %d particles: %d comparisons in %.1f s (%s)", n, result.n_comparisons,
-                result.info["seconds"], info["backend"])
+        # --- the significance fallback: a global search of the unsure, same galleries ---
+        options = search or SearchOptions()
+        significance_fallback(
+            result, threshold=options.fallback_significance, n_regions=len(centres_deg),
+            search_globally=lambda redo, shown: run.search(
+                plan_search(plan.tiles, len(redo)), RowStack(images, redo), redo, shown),
+            show_progress=progress is not None)
+    result.info.update(seconds=time.perf_counter() - t0,
+                       n_refine_comparisons=result.n_refine_comparisons,
+                       n_projected=run.cache.n_projected)
+    logger.info("aligned %d particles: %d comparisons (and %d in the refinement) in %.1f s "
+                "(%s)", n, result.n_comparisons, result.n_refine_comparisons,
+                result.info["seconds"], engine.xp.__name__)
     return result
 
 
-def _significance_fallback(result, call, search, n_regions) -> None:
-    """Search globally, again, the particles whose best pose in their regions stood out too
-    little (:func:`~.search.peak_significance` below ``search.fallback_significance``), and
-    take those poses (in place). The global gallery holds every regional direction, so the
-    new pose is the best of everything these particles met."""
-    threshold = float(search.fallback_significance or 0.0)
-    result.info["significance_fallback_fraction"] = 0.0
-    if threshold <= 0 or len(result.score) == 0:
-        return
-    upper = float(np.percentile(result.significance, 75))
-    result.info["significance_separates"] = upper >= _SIGNIFICANCE_SEPARATION * threshold
-    if not result.info["significance_separates"]:
-        logger.info("significance fallback not used: the best-posed quarter of the particles "
-                    "has a significance of %.2f or less, too close to the threshold %g for the "
-                    "significance to tell good poses from bad ones on these data", upper,
-                    threshold)
-        return
-    redo = np.flatnonzero((result.significance < threshold) & ~result.fallback)
-    share = result.info["significance_fallback_fraction"] = len(redo) / len(result.score)
-    if len(redo) == 0:
-        return
-    logger.info("searching %d particles (%.1f %%) globally: their best pose in the predicted "
-                "regions stood out too little (significance < %g)", len(redo), 100.0 * share,
-                threshold)
-    if share > _SIGNIFICANCE_WARNING:
-        logger.warning(
-            "the significance fallback sends %.0f %% of the particles to the global search "
-            "(median significance %.2f, threshold %g): on these data the significance does not "
-            "tell good poses from bad ones (small particles searched at a coarse resolution "
-            "have significances below 1 even when right), and this costs more than the global "
-            "search itself; lower --fallback-significance or set it to 0", 100.0 * share,
-            float(np.median(result.significance)), threshold)
-    ctf = call["ctf"]
-    # when the caller shows progress, this second pass has a progress of its own
-    shown = (nullcontext() if call["progress"] is None
-             else Progress(len(redo), "align (global fallback)"))
-    with shown as progress:
-        again = align_particles(**dict(call, images=RowStack(call["images"], redo),
-                                       ctf=None if ctf is None else ctf.subset(redo),
-                                       region_hints=None, region_probabilities=None,
-                                       search=None, progress=progress))
-    result.replace_rows(redo, again)
-    result.fallback[redo] = True
-    result.n_regions_searched[redo] = n_regions
-    result.info["fallback_fraction"] = float(result.fallback.mean())
-    result.info["mean_regions_searched"] = float(result.n_regions_searched.mean())
+@dataclass
+class _Run:
+    """What every search of one alignment shares: the search and refinement settings, the
+    maps on their boxes and the gallery cache (so the fallback's global pass projects only
+    the directions the first pass did not meet)."""
 
+    engine: Search
+    refiner: Search | None
+    volume: np.ndarray  # on the search box
+    spectrum: object  # VolumeSpectrum of the map on the refinement's box, or None
+    cache: GalleryCache
+    shape: tuple
+    n_best: int
+    block_size: int
+    symmetry: str
+    centres_deg: np.ndarray | None
 
-def _read_block(images, rows, shape) -> np.ndarray:
-    """Images ``rows`` (consecutive) as float32, checked to be finite."""
-    block = np.asarray(images[rows[0]:rows[-1] + 1], dtype=np.float32)
-    if block.shape != (len(rows),) + tuple(shape[1:]):
-        raise ValueError(f"images[{rows[0]}:{rows[-1] + 1}] has shape {block.shape}, expected "
-                         f"{(len(rows),) + tuple(shape[1:])}")
-    if not np.all(np.isfinite(block)):
-        raise ValueError(f"images contain NaN or infinite values (among particles "
-                         f"{rows[0]}..{rows[-1]}, 0-based)")
-    return block
+    @classmethod
+    def create(cls, engine, volume, *, refine, resolution, **shared) -> _Run:
+        refiner = engine.finer(resolution.refine_a) if refine else None
+        spectrum = None
+        if refiner is not None:
+            from ..projection import VolumeSpectrum
+            spectrum = VolumeSpectrum(refiner.downsample_volume(volume))
+        return cls(engine, refiner, engine.downsample_volume(volume), spectrum, **shared)
 
-
-def _search_block(engine, galleries, bank, spectra, power, rows, n_best, progress):
-    """Running N best of one block of particles over its galleries, and the comparisons.
-
-    The references of each chunk are sliced from ``bank`` (a :class:`ReferenceBank`), or
-    prepared from the projections when there is none."""
-    best = BestPoses(len(rows), n_best)
-    local = [m[(m >= rows[0]) & (m <= rows[-1])] - rows[0] for m in galleries.members]
-    work = max(1, sum(len(i) * (hi - lo) for i, (lo, hi) in zip(local, galleries.bounds)))
-    chunk = max(1, _REFS_PER_CHUNK // engine.n_psi)
-    n_comparisons = 0
-    for idx, (lo, hi) in zip(local, galleries.bounds):
-        if len(idx) == 0:
-            continue
-        for d0 in range(lo, hi, chunk):
-            d1 = min(hi, d0 + chunk)
-            refs = (bank.take(d0, d1) if bank is not None
-                    else engine.references(galleries.projections[d0:d1]))
-            n_comparisons += engine.keep_best(spectra, power, idx, refs, best,
-                                              ref_base=d0 * engine.n_psi)
-            share = len(idx) * (d1 - d0) / work
-            advance(progress, len(rows) * share)  # the particles' share of this chunk
-    return best, n_comparisons
-
-
-def _block_poses(engine, galleries, best, spectra, refiner, fine, spectrum):
-    """Poses of one block: angles ``(n, k, 3)``, shifts ``(n, k, 2)`` in original pixels,
-    scores ``(n, k)``, refinement comparisons and the gallery direction ``(n, 2)`` of the
-    best pose. The best pose's shift is made sub-pixel, or the pose refined (``spectrum``)."""
-    dir_index, psi_index = best.ref // engine.n_psi, best.ref % engine.n_psi
-    gallery_direction = galleries.directions_deg[dir_index[:, 0]]
-    psi_deg = (engine.psi_deg[psi_index] + 180.0) % 360.0 - 180.0
-    angles = np.concatenate([galleries.directions_deg[dir_index], psi_deg[..., None]], axis=-1)
-    shifts = -engine.offsets[best.shift][..., ::-1].astype(np.float64)  # (x, y) = -(dx, dy)
-    score, n_refine = best.score, 0
-    if spectrum is not None:
-        from .local_refinement import refine_poses
-
-        angles[:, 0], score[:, 0], peak, n_refine = refine_poses(
-            fine[0], spectrum, angles[:, 0], search=refiner, ctf_half=fine[1])
-        shifts[:, 0] = -peak[:, ::-1] * (refiner.scale / engine.scale)
-    else:
-        refs = engine.best_references(galleries.projections[dir_index[:, 0]], psi_index[:, 0])
-        shifts[:, 0] -= engine.subpixel(spectra, refs,
-                                        engine.offsets[best.shift[:, 0]])[:, ::-1]
-    return angles, shifts * engine.scale, score, n_refine, gallery_direction
-
-
-class _Poses:
-    """The poses of all particles, filled block by block."""
-
-    def __init__(self, n, n_best):
-        self.angles = np.zeros((n, n_best, 3))
-        self.shifts = np.zeros((n, n_best, 2))
-        self.score = np.zeros((n, n_best), dtype=np.float32)
-        self.gallery_directions = np.zeros((n, 2))  # of the best pose, before refinement
-        self.significance = np.zeros(n)  # of the best gallery pose
-        self.n_comparisons = 0
-
-    def add(self, rows, n_search, angles, shifts, score, n_refine, gallery_direction):
-        self.gallery_directions[rows] = gallery_direction
-        self.angles[rows], self.shifts[rows], self.score[rows] = angles, shifts, score
-        self.n_comparisons += int(n_search) + int(n_refine)
-
-    def result(self, region, info, *, n_best) -> AlignmentResult:
-        result = AlignmentResult(
-            angles_deg=self.angles[:, 0], shifts_px=self.shifts[:, 0],
-            score=self.score[:, 0].astype(np.float64), region=region.astype(np.int64),
-            n_comparisons=self.n_comparisons, info=info, significance=self.significance)
-        if n_best > 1:
-            result.n_best_angles_deg = self.angles
-            result.n_best_shifts_px = self.shifts
-            result.n_best_scores = self.score.astype(np.float64)
-            result.n_best_weights = significance_weights(self.score)
-        return result
+    def search(self, plan, images, ctf_rows, progress) -> AlignmentResult:
+        """Poses of the particles ``images`` (``len(ctf_rows)``; their rows of the CTF are
+        ``ctf_rows``) over the galleries of ``plan``, read ``block_size`` at a time."""
+        t0, engine, n = time.perf_counter(), self.engine, len(ctf_rows)
+        galleries = group_galleries(plan, self.volume, self.cache)
+        galleries.check_covers(n, engine.step_deg)
+        t_gal = time.perf_counter() - t0
+        # the prepared references of every direction, when they fit: made once for all blocks
+        bank = engine.reference_bank(galleries.projections,
+                                     chunk=max(1, REFS_PER_CHUNK // engine.n_psi))
+        poses = BlockPoses(n, self.n_best)
+        for start in range(0, n, int(self.block_size)):
+            rows = np.arange(start, min(n, start + int(self.block_size)))
+            block = read_block(images, rows, self.shape)
+            small, ctf_half = engine.downsample(block), engine.ctf_half(ctf_rows[rows])
+            fine = None
+            if self.refiner is not None:
+                fine = ((small, ctf_half) if self.refiner is engine else
+                        (self.refiner.downsample(block), self.refiner.ctf_half(ctf_rows[rows])))
+            spectra, power = engine.particles(small, ctf_half)
+            best, count = search_block(engine, galleries, bank, spectra, power, rows,
+                                       self.n_best, progress)
+            poses.significance[rows] = best.significance()
+            poses.add(rows, count, *block_poses(engine, galleries, best, spectra,
+                                                self.refiner, fine, self.spectrum))
+        region = np.full(n, -1)
+        if self.centres_deg is not None:
+            from ..regions import assign_regions
+            region = assign_regions(poses.gallery_directions, self.centres_deg,
+                                    self.symmetry)[0]
+        info = dict(box_px=engine.box_px, pixel_size_a=engine.pixel_size_a,
+                    scale=engine.scale, step_deg=engine.step_deg,
+                    psi_step_deg=360.0 / engine.n_psi, n_directions=len(galleries),
+                    n_psi=engine.n_psi, n_shifts=len(engine.offsets),
+                    backend=engine.xp.__name__, gallery_seconds=t_gal,
+                    n_tiles=len(plan.tiles), n_groups=len(galleries.bounds),
+                    reference_bank=bank is not None)
+        return poses.result(region, info, n_best=self.n_best)

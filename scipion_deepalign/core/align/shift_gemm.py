@@ -23,8 +23,9 @@ def shifted_particles(particle_spectra, phases, *, xp):
 
 
 def shift_columns(particle_spectra, phases, *, xp):
-    """The ``(2F, n K)`` right-hand matrix of :func:`.matching.correlate_block`: column ``i K + s`` is
-    ``[Re Q_i(., s), Im Q_i(., s)]`` (:func:`shifted_particles`, laid out for the GEMM).
+    """The ``(2F, n K)`` right-hand matrix of :func:`.matching.correlate_block`: column
+    ``i K + s`` is ``[Re Q_i(., s), Im Q_i(., s)]`` (:func:`shifted_particles`, laid out for
+    the GEMM).
 
     On numpy one compiled pass writes it (ten times faster than the complex product and the
     transposed copy, which the cupy path keeps)."""
@@ -54,7 +55,8 @@ def _shift_columns(spectra, phases, out):  # pragma: no cover - compiled
 
 def best_over_shift_columns(corr, k: int, *, xp):
     """Best value ``(n, m)`` and its shift index ``(n, m)`` of ``corr`` ``(m, n K)``, whose
-    column ``i K + s`` is particle ``i`` at shift ``s`` (the :func:`.matching.correlate_block` layout).
+    column ``i K + s`` is particle ``i`` at shift ``s`` (the layout of
+    :func:`.matching.correlate_block`).
 
     On numpy one compiled pass reads each correlation once and writes the transposed results
     (the first of equal values wins, as ``argmax``)."""

@@ -241,15 +241,15 @@ def test_gallery_rotation_matches_projection_at_psi(volume):
 
 def test_step_too_coarse_for_the_regions(volume, noiseless):
     images = noiseless[0][:3]
-    centres = region_centres_deg(10.0, "c1")  # 400+ small regions, a 40 degree grid misses most
+    centres = region_centres_deg(10.0, "c1")  # 400+ small regions, a 30 degree grid misses most
     exact = SearchOptions(overlap_deg=0.0, probability_mass=None)  # windows = the regions
-    with pytest.raises(ValueError, match="step_deg 40 is too coarse for the regions"):
-        align_particles(images, volume, pixel_size_a=PIXEL_A, max_shift_px=2.0, step_deg=40.0,
+    with pytest.raises(ValueError, match="step_deg 30 is too coarse for the regions"):
+        align_particles(images, volume, pixel_size_a=PIXEL_A, max_shift_px=2.0, step_deg=30.0,
                         device="cpu", centres_deg=centres, search=exact,
                         region_hints=np.arange(3)[:, None] + 100)
     # windows reaching into the neighbours find directions for them
     res = align_particles(images, volume, pixel_size_a=PIXEL_A, max_shift_px=2.0,
-                          step_deg=40.0, device="cpu", centres_deg=centres,
+                          step_deg=30.0, device="cpu", centres_deg=centres,
                           search=SearchOptions(overlap_deg=40.0, probability_mass=None),
                           region_hints=np.arange(3)[:, None] + 100)
     assert res.n_comparisons > 0
@@ -301,5 +301,9 @@ def test_local_refinement_goes_below_the_grid_step(volume, noiseless, global_res
     assert np.median(after) < 0.75 * np.median(before)
     assert np.median(after) < STEP_DEG / 2
     assert np.all(refined.score >= global_result.score - 2e-3)  # the start pose is a candidate
-    assert refined.n_comparisons == global_result.n_comparisons + 2 * 27 * len(images)
+    # the gallery's comparisons as before; the refinement's candidates counted apart
+    assert refined.n_comparisons == global_result.n_comparisons
+    assert refined.n_refine_comparisons == 2 * 27 * len(images)
+    assert refined.info["n_refine_comparisons"] == refined.n_refine_comparisons
+    assert global_result.n_refine_comparisons == 0
     assert np.max(np.abs(refined.shifts_px - parts.shifts_px)) < 0.6

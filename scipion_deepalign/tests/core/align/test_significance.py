@@ -64,9 +64,9 @@ def _regional(phantom_case, threshold):
 
 def test_fallback_searches_again_exactly_the_particles_below_the_threshold(phantom_case,
                                                                           monkeypatch):
-    from scipion_deepalign.core.align import align as align_module
+    from scipion_deepalign.core.align import fallback as fallback_module
 
-    monkeypatch.setattr(align_module, "_SIGNIFICANCE_SEPARATION", 0.0)  # the mechanics only
+    monkeypatch.setattr(fallback_module, "SIGNIFICANCE_SEPARATION", 0.0)  # the mechanics only
     volume, images, _, kwargs = phantom_case
     off = _regional(phantom_case, 0.0)
     assert not off.fallback.any() and off.info["significance_fallback_fraction"] == 0
@@ -79,6 +79,9 @@ def test_fallback_searches_again_exactly_the_particles_below_the_threshold(phant
     np.testing.assert_allclose(gated.score[low], glob.score[low], atol=1e-6)  # other blocks
     np.testing.assert_allclose(gated.angles_deg[~low], off.angles_deg[~low])
     assert gated.n_comparisons == off.n_comparisons + glob.n_comparisons * low.sum() // 16
+    # the second pass reuses the first one's projections: each direction projected once
+    assert gated.info["n_projected"] == glob.info["n_directions"]
+    assert off.info["n_projected"] < glob.info["n_directions"]
     assert gated.info["fallback_fraction"] == pytest.approx(low.mean())
     assert (gated.n_regions_searched[low] == len(kwargs["centres_deg"])).all()
 
@@ -114,7 +117,7 @@ def test_not_used_where_the_significance_does_not_separate(phantom_case, caplog)
     significances below 1, so the fallback would search (nearly) everything again."""
     off = _regional(phantom_case, 0.0)
     assert np.percentile(off.significance, 75) < 1.0
-    with caplog.at_level("INFO", logger="scipion_deepalign.core.align.align"):
+    with caplog.at_level("INFO", logger="scipion_deepalign.core.align.fallback"):
         res = _regional(phantom_case, 1.2)
     assert not res.fallback.any() and res.info["significance_separates"] is False
     assert res.n_comparisons == off.n_comparisons
@@ -122,10 +125,10 @@ def test_not_used_where_the_significance_does_not_separate(phantom_case, caplog)
 
 
 def test_a_threshold_most_particles_miss_is_warned_about(phantom_case, caplog, monkeypatch):
-    from scipion_deepalign.core.align import align as align_module
+    from scipion_deepalign.core.align import fallback as fallback_module
 
-    monkeypatch.setattr(align_module, "_SIGNIFICANCE_SEPARATION", 0.0)
-    with caplog.at_level("WARNING", logger="scipion_deepalign.core.align.align"):
+    monkeypatch.setattr(fallback_module, "SIGNIFICANCE_SEPARATION", 0.0)
+    with caplog.at_level("WARNING", logger="scipion_deepalign.core.align.fallback"):
         res = _regional(phantom_case, 5.0)
     assert res.fallback.all()
     assert "the significance fallback sends 100 % of the particles" in caplog.text
@@ -133,10 +136,10 @@ def test_a_threshold_most_particles_miss_is_warned_about(phantom_case, caplog, m
 
 
 def test_the_second_pass_shows_its_own_progress(phantom_case, caplog, monkeypatch):
-    from scipion_deepalign.core.align import align as align_module
+    from scipion_deepalign.core.align import fallback as fallback_module
     from scipion_deepalign.core.runtime.progress import Progress
 
-    monkeypatch.setattr(align_module, "_SIGNIFICANCE_SEPARATION", 0.0)
+    monkeypatch.setattr(fallback_module, "SIGNIFICANCE_SEPARATION", 0.0)
     volume, images, truth, kwargs = phantom_case
     with caplog.at_level("INFO"), Progress(len(images), "align") as progress:
         res = align_particles(images, volume, region_hints=truth[:, None], progress=progress,
