@@ -193,8 +193,10 @@ def summarise_alignment(summary, result, *, regional: bool):
     if result.significance is not None:
         summary.add("significance", f"median {float(np.median(result.significance)):.2f} "
                                     "(about 1: no more than the best of noise scores)")
+    refined = result.n_refine_comparisons
     summary.add("comparisons", f"{result.n_comparisons} ({info['backend']}), "
-                               f"{info['n_directions']} directions x {info['n_psi']} in-plane")
+                               f"{info['n_directions']} directions x {info['n_psi']} in-plane"
+                + (f"; {refined} refinement candidates" if refined else ""))
     if "resolution" in info:
         refine = info.get("refine_box_px")
         summary.add("resolution", f"{info['resolution']}; {info['box_px']} px search box"

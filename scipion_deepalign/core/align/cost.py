@@ -34,6 +34,11 @@ class SearchCost:
         In-plane angles per direction.
     n_shifts : int
         Integer shifts within the maximum shift, at the search sampling.
+    refine : bool
+        Whether the local refinement follows.
+
+    A comparison is one (particle, reference direction, in-plane angle): the one definition
+    of :func:`.align.align_particles`, the CLI summary and the forms.
     """
 
     step_deg: float
@@ -52,8 +57,18 @@ class SearchCost:
 
     @property
     def comparisons(self) -> int:
-        """References x shifts: correlation values computed per particle."""
-        return self.references * self.n_shifts
+        """Gallery comparisons per particle, as the alignment counts them
+        (``AlignmentResult.n_comparisons``): one per (direction, in-plane angle), each scored
+        over all ``n_shifts`` shifts at once."""
+        return self.references
+
+    @property
+    def refine_comparisons(self) -> int:
+        """Candidate poses the local refinement scores per particle (counted apart, as
+        ``AlignmentResult.n_refine_comparisons``); 0 without refinement."""
+        from .local_refinement import CANDIDATES_PER_PARTICLE
+
+        return CANDIDATES_PER_PARTICLE if self.refine else 0
 
     def message(self) -> str:
         how = "chosen"
@@ -67,9 +82,11 @@ class SearchCost:
                 f"unit")
         if self.n_directions != self.n_directions_unit:
             text += f", about {self.n_directions} in the regions searched per particle"
-        return text + (f"; x {self.n_inplane} in-plane angles = {self.references:,} "
-                       f"references, x {self.n_shifts} shifts = {self.comparisons:,} "
-                       "comparisons per particle.")
+        text += (f"; x {self.n_inplane} in-plane angles = {self.comparisons:,} comparisons per "
+                 f"particle (each over {self.n_shifts} shifts at once)")
+        if self.refine_comparisons:
+            text += f", then {self.refine_comparisons} refinement candidates"
+        return text + "."
 
 
 def search_cost(box_px: int, pixel_size_a: float, *, symmetry: str = "c1",

@@ -21,7 +21,14 @@ from ..geometry import euler_to_matrix, matrix_to_euler
 from ..runtime.backend import to_numpy
 from . import matching, shift_gemm
 
-__all__ = ["perturbation_matrices", "refine_poses"]
+__all__ = ["ITERATIONS", "CANDIDATES_PER_PARTICLE", "perturbation_matrices", "refine_poses"]
+
+#: searches of the refinement (``h`` halves after each)
+ITERATIONS = 2
+#: candidate poses scored per particle by a refinement with the default iterations (27 per
+#: search): what ``AlignmentResult.n_refine_comparisons`` and the forms' cost preview count
+CANDIDATES_PER_PARTICLE = 27 * ITERATIONS
+
 
 def perturbation_matrices(half_step_deg: float) -> np.ndarray:
     """The 27 rotations with rotation vectors in ``{-h, 0, h}**3`` (degrees): (27, 3, 3).
@@ -36,7 +43,7 @@ def perturbation_matrices(half_step_deg: float) -> np.ndarray:
     return Rotation.from_rotvec(vectors).as_matrix()
 
 
-def refine_poses(images, volume, angles_deg, *, search, ctf_half=None, iterations=2,
+def refine_poses(images, volume, angles_deg, *, search, ctf_half=None, iterations=ITERATIONS,
                  shift_step_px=0.5, batch_size=128):
     """Refine poses and shifts by local search around each pose (see the module docstring).
 
