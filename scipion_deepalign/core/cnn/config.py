@@ -39,13 +39,18 @@ class TrainConfig:
         noise); ``"particles"`` uses the aligned subset (the paper); ``"both"`` mixes
         ``particle_fraction`` of aligned particles into every batch of projections.
     epochs : int
-        Maximum epochs per network; training stops earlier when the validation loss has not
-        improved for ``patience`` epochs.
+        Maximum epochs per network; training stops earlier when it has reached a plateau
+        (``patience``). The default schedule (``epochs``, ``images_per_epoch``,
+        ``noise_ramp_epochs``, ``patience``) is chosen to train the 42-region shared network
+        in under 2 minutes on 2 CPU cores at a 24 px input, as accurate after the regional
+        search as a long training (measured: docs/benchmarks_cnn.md, "Training that costs
+        minutes").
     batch_size : int
         Images per batch (regional networks: half positives and half negatives).
     images_per_epoch : int
         Images per epoch of the shared network (any source), so that an epoch costs the same
-        whatever the data set and the number of regions.
+        whatever the data set and the number of regions; also how often the held-out set
+        is scored (early stopping).
     positives_per_region : int
         Augmented positives per region and epoch of a regional network (as many negatives;
         paper: 10000).
@@ -70,10 +75,10 @@ class TrainConfig:
         training projections starts at 10 % of the particles' measured amplitude and grows
         geometrically to it over this many epochs (:func:`.synthetic.noise_ramp_scale`);
         early stopping only starts after it, and validation always uses the full noise.
-        At the particles' own SNR the network leaves chance slowly (70S ribosome, SNR 0.05,
-        20 epochs: held-out accuracy 0.06 without, 0.16 with a 10-epoch ramp; 40 epochs
-        with a 15-epoch ramp: 0.23; docs/benchmarks_accuracy.md). 0: no curriculum. A ramp
-        never takes more than the first half of ``epochs`` (:attr:`ramp_epochs`).
+        At the particles' own SNR the network leaves chance slowly without it (70S ribosome,
+        SNR 0.05, 20 epochs: held-out accuracy 0.06 without, 0.16 with a 10-epoch ramp;
+        docs/benchmarks_accuracy.md). 0: no curriculum. A ramp never takes more than the
+        first half of ``epochs`` (:attr:`ramp_epochs`).
     network : {"shared", "regional"}
         One shared-trunk network with an output per region (default; its head: ``head``)
         or one binary classifier per region (the paper's). The shared network won on region
@@ -90,8 +95,11 @@ class TrainConfig:
         Fraction of each region's particles held out (by particle) for validation and
         early stopping.
     patience : int
-        Epochs without a lower validation loss before stopping (best weights are kept);
-        0 disables early stopping.
+        Early stopping, after the noise ramp: epochs without a gain of more than
+        :data:`~.history.HIT_RATE_MIN_DELTA` in the held-out **region hit rate** (the true
+        region among those the default search takes, :func:`.history.region_hit_rate`;
+        shared network) or without a lower validation loss (regional networks) before
+        stopping; the best epoch's weights are kept. 0 disables early stopping.
     max_shift_fraction : float
         Random augmentation shifts up to this fraction of the input box.
     seed : int
@@ -104,16 +112,16 @@ class TrainConfig:
     target_resolution_a: float | None = None
     target_box_px: int | None = None
     training_source: str = "projections"
-    epochs: int = 60
+    epochs: int = 12
     batch_size: int = 128
-    images_per_epoch: int = 8192
+    images_per_epoch: int = 4096
     positives_per_region: int = 10000
     network: str = "shared"
     head: str = "softmax"
     trunk: str = "polar"
     label_softness: float = 0.4
     particle_fraction: float = 0.25
-    noise_ramp_epochs: int = 15
+    noise_ramp_epochs: int = 4
     loss: str = "bce"
     learning_rate: float = 0.002
     validation_fraction: float = 0.1
