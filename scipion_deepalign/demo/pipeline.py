@@ -34,8 +34,8 @@ class DemoConfig:
 
     The defaults fit ``make demo``'s 15 minutes on two CPU cores (measured in
     docs/benchmarks.md): the network is trained as ``deepalign run`` trains it by default (from
-    projections of the reference map: the training subset is then only held out from the
-    scores) but with half the images per epoch and at most 20 epochs; the global-search
+    projections of the reference map, :class:`TrainConfig`'s schedule: the training subset is
+    then only held out from the scores); the global-search
     baseline is run on ``compare_n`` test particles (DeepAlign on all of them) and both are
     compared there.
     """
@@ -51,8 +51,8 @@ class DemoConfig:
     cnn_resolution_a: float = 16.0
     align_resolution_a: float = 12.0
     training_source: str = train_default("training_source")
-    epochs: int = 20
-    images_per_epoch: int = 4096
+    epochs: int = train_default("epochs")
+    images_per_epoch: int = train_default("images_per_epoch")
     positives_per_region: int = 600
     network: str = "shared"
     min_particles_per_region: int = 5
