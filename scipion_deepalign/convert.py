@@ -43,6 +43,7 @@ __all__ = [
     "pose_to_matrix",
     "matrix_to_pose",
     "set_particle_pose",
+    "poses_at_sampling",
     "read_set_poses",
     "ctf_from_particles",
     "set_to_core",
@@ -115,6 +116,18 @@ def set_particle_pose(particle, angles_deg, shifts_px) -> None:
     from pwem.objects import Transform
 
     particle.setTransform(Transform(pose_to_matrix(angles_deg, shifts_px)))
+
+
+def poses_at_sampling(particles, sampling_a) -> tuple[np.ndarray, np.ndarray]:
+    """``(angles_deg (N, 3), shifts_px (N, 2))`` of core ``particles`` with the shifts in
+    pixels of ``sampling_a`` (the Scipion set's sampling; the STAR file may have another
+    pixel size). Particles without shifts get zero shifts; ValueError without angles.
+    """
+    if particles.angles_deg is None:
+        raise ValueError("the particles have no angles")
+    shifts = (particles.shifts_px if particles.shifts_px is not None
+              else np.zeros((len(particles), 2)))
+    return particles.angles_deg, shifts * (particles.pixel_size_a / float(sampling_a))
 
 
 def read_set_poses(set_of_particles) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

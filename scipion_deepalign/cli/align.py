@@ -12,7 +12,8 @@ whether the particle was searched globally and how many regions were searched (c
 and meanings: :mod:`scipion_deepalign.core.io.columns`).
 When the input particles have poses, each particle's angle between its input and its new
 projection direction (degrees, nearest symmetry mate) is written too, and the summary gives
-its median.
+its median. The summary's numbers are also written beside ``--out`` as ``NAME.summary.json``
+(:func:`write_summary`; what the Align and Refine protocols show).
 """
 from __future__ import annotations
 
@@ -118,6 +119,29 @@ def load_centres(args):
     return centres, symmetry
 
 
+def _direction_change(particles, result, symmetry):
+    """Angle between each particle's input and new projection direction (degrees, nearest
+    symmetry mate), also put in its column; None when the input has no poses."""
+    if particles.angles_deg is None:
+        return None
+    from ..core.symmetry import symmetric_direction_distance_deg
+
+    change = symmetric_direction_distance_deg(particles.angles_deg, result.angles_deg, symmetry)
+    particles.extra[columns.DIRECTION_CHANGE_COLUMN] = change
+    return change
+
+
+def write_summary(out, extra, *, n_input=None) -> str:
+    """``NAME.summary.json`` beside the output ``NAME.star``: the alignment's numbers
+    (:func:`~..core.align.summary.alignment_summary`, what the protocols show); its path."""
+    from ..core.align.summary import alignment_summary
+    from ..core.io import summary_path, write_json
+
+    path = summary_path(out)
+    write_json(path, alignment_summary(extra, n_input=n_input))
+    return path
+
+
 def check_args(args) -> None:
     """Checks that need no file content (run before anything is read)."""
     check_file_exists(args.particles, "--particles")
@@ -144,7 +168,10 @@ def main(args) -> int:
     search = search_options(args)
     n_jobs = job_count(args)
     if n_jobs:
-        return run_jobs(args, n_jobs)
+        code = run_jobs(args, n_jobs)
+        if code == 0:  # the merged output's summary
+            write_summary(args.out, read_particles(args, args.out).extra)
+        return code
     particles, part = select_part(args, read_particles(args, args.particles))
     if part_is_done(args, part):
         return 0
@@ -170,6 +197,7 @@ def main(args) -> int:
     if volume.shape[-1] != box:
         raise CLIError(f"--volume box {volume.shape[-1]} px differs from the particle box "
                        f"{box} px")
+    n_input = len(particles)
     particles, images = lazy_particles_images(args, particles)  # read block by block
     if hints is not None:  # again, for the particles kept by --skip-bad
         hints = region_hints_from_star(particles, args.top_k)
@@ -184,13 +212,7 @@ def main(args) -> int:
             batch_size=args.batch_size, ctf_mode=args.ctf_mode,
             volume_pixel_size_a=volume_pixel, cache_dir=args.cache_dir, refine=args.refine,
             region_probabilities=probs, search=search, progress=progress)
-    change = None
-    if particles.angles_deg is not None:
-        from ..core.symmetry import symmetric_direction_distance_deg
-
-        change = symmetric_direction_distance_deg(particles.angles_deg, result.angles_deg,
-                                                  symmetry)
-        particles.extra[columns.DIRECTION_CHANGE_COLUMN] = change
+    change = _direction_change(particles, result, symmetry)
     particles.angles_deg = result.angles_deg
     particles.shifts_px = result.shifts_px
     write_alignment_columns(particles, result, regional=hints is not None)
@@ -199,6 +221,7 @@ def main(args) -> int:
     write_output(args.out, particles, part)
     summary.wrote(args.out, f"{len(particles)} particles with angles, shifts and "
                             f"{columns.SCORE_COLUMN}")
+    summary.wrote(write_summary(args.out, particles.extra, n_input=n_input), "its numbers")
     if change is not None:
         summary.add("direction change from the input poses",
                     f"median {float(np.median(change)):.1f} deg")

@@ -77,6 +77,17 @@ def _check(args):
     return particles
 
 
+def _write_summary(out, extra) -> str:
+    """``NAME.summary.json`` beside the output ``NAME.star``: the prediction's numbers
+    (:func:`~..core.cnn.summary.prediction_summary`, what the protocol shows); its path."""
+    from ..core.cnn.summary import prediction_summary
+    from ..core.io import summary_path, write_json
+
+    path = summary_path(out)
+    write_json(path, prediction_summary(extra))
+    return path
+
+
 def main(args) -> int:
     summary = Summary("predict")
     particles, part = select_part(args, _check(args))
@@ -116,6 +127,7 @@ def main(args) -> int:
     write_output(args.out, particles, part)
     counts = np.bincount(regions[:, 0], minlength=models[0]["n_regions"])
     summary.wrote(args.out, f"top-{args.top_k} regions of {len(particles)} particles")
+    summary.wrote(_write_summary(args.out, particles.extra), "its numbers")
     if len(particles) < n:
         summary.add("left out (--skip-bad)", f"{n - len(particles)} particles")
     summary.add("particles per best region", f"{spread(counts)} over {len(counts)} regions")

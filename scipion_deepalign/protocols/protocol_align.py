@@ -1,12 +1,11 @@
 """Correlation alignment inside the predicted regions (``deepalign align``), as a protocol
 and as the mixin the refine protocol reuses."""
-import json
 import os
 from enum import Enum
 
-import numpy as np
 import pyworkflow.protocol.params as params
 from pwem.objects import SetOfParticles
+from pwem.protocols import ProtRefine3D
 
 from .. import constants as cts
 from ..core import defaults
@@ -73,16 +72,24 @@ class AlignSteps(AlignForm):
     def _finishAlignedOutput(self, out):
         """Relations and report of the aligned output (also of a streamed one, once closed).
 
-        The report's numbers come from the result STAR files the ``deepalign align`` steps
-        wrote (scores, regions searched, direction change from the input poses), not from
-        reading the sets again.
+        The report's numbers are those ``deepalign align`` wrote beside its output
+        (``aligned.summary.json``); an alignment in parts or stream batches is summarised
+        over its result files by the same core function
+        (:func:`~..core.align.summary.alignment_summary`), not by reading the sets again.
         """
+        from ..core.io import read_json, read_particles_star, summary_path, write_json
+
         self._defineSourceRelation(self.inputParticles, out)
         self._defineSourceRelation(self.inputVolume, out)
-        report = {"n_aligned": out.getSize(), "n_input": self.inputParticles.get().getSize()}
-        report.update(alignment_report(self._alignResultStars()))
-        with open(self._getFileName("align_report"), "w") as fh:
-            json.dump(report, fh)
+        stars = self._alignResultStars()
+        if len(stars) == 1 and os.path.exists(summary_path(stars[0])):
+            report = read_json(summary_path(stars[0]))
+        else:
+            from ..core.align.summary import alignment_summary
+
+            report = alignment_summary([read_particles_star(p).extra for p in stars])
+        report.update(n_aligned=out.getSize(), n_input=self.inputParticles.get().getSize())
+        write_json(self._getFileName("align_report"), report)
         return out
 
     def _alignResultStars(self):
@@ -95,11 +102,12 @@ class AlignSteps(AlignForm):
         return []
 
     def _alignmentReport(self):
+        from ..core.io import read_json
+
         path = self._getFileName("align_report")
         if not os.path.exists(path):
             return []
-        with open(path) as fh:
-            report = json.load(fh)
+        report = read_json(path)
         score = report.get("median_score")
         lines = [f"Aligned {report['n_aligned']} of {report['n_input']} particles"
                  + (f"; median correlation score {score:.3f}." if score is not None else ".")]
@@ -213,33 +221,8 @@ class AlignSteps(AlignForm):
         return errors
 
 
-def alignment_report(result_stars) -> dict:
-    """``median_score``, ``median_significance``, ``regions_searched`` and ``global_search``
-    (means) and ``median_direction_change_deg`` over the particles of ``deepalign align``
-    result STARs; a number is left out when its column is absent (e.g. no input poses)."""
-    from ..core.io import columns as star_columns
-    from ..core.io import read_particles_star
-
-    columns = {}
-    for path in result_stars:
-        for column, values in read_particles_star(path).extra.items():
-            columns.setdefault(column, []).append(np.asarray(values, dtype=float)
-                                                  if column != RESULT_COLUMNS["item_id"]
-                                                  else np.asarray(values))
-    out = {}
-    for key, column, reduce in (
-            ("median_score", RESULT_COLUMNS["score"], np.median),
-            ("median_significance", RESULT_COLUMNS["significance"], np.median),
-            ("regions_searched", RESULT_COLUMNS["regions_searched"], np.mean),
-            ("global_search", RESULT_COLUMNS["global_search"], np.mean),
-            ("median_direction_change_deg", star_columns.DIRECTION_CHANGE_COLUMN, np.median)):
-        if column in columns:
-            out[key] = float(reduce(np.concatenate(columns[column])))
-    out.setdefault("median_score", None)
-    return out
-
-
-class DeepAlignProtAlign(StreamSteps, PartSteps, AlignSteps, PredictSteps, DeepAlignProtBase):
+class DeepAlignProtAlign(StreamSteps, PartSteps, AlignSteps, PredictSteps, DeepAlignProtBase,
+                         ProtRefine3D):
     """Assign angles and shifts by correlation with a reference, searching only the regions
     DeepAlign predicted for each particle.
 

@@ -184,7 +184,7 @@ class DeepAlignProtBase(ShortPackageName, SymmetryParam, EMProtocol):
     def _resultUpdater(input_set, star_path, *, poses=False, top_k=0, score=False):
         """``update(item)`` giving an item its results from ``star_path`` (options as in
         :meth:`_particlesWithResults`); items without a result get ``_appendItem = False``."""
-        from ..convert import set_particle_pose
+        from ..convert import poses_at_sampling, set_particle_pose
         from ..core.io import read_particles_star
 
         result = read_particles_star(star_path)
@@ -194,13 +194,12 @@ class DeepAlignProtBase(ShortPackageName, SymmetryParam, EMProtocol):
             top_k = 0
             while RESULT_COLUMNS["region"] % (top_k + 1) in result.extra:
                 top_k += 1
-        shifts = None
+        angles = shifts = None
         if poses:
-            if result.angles_deg is None:
-                raise ValueError(f"{star_path} has no angles")
-            scale = result.pixel_size_a / input_set.getSamplingRate()
-            shifts = (result.shifts_px if result.shifts_px is not None
-                      else np.zeros((len(ids), 2))) * scale
+            try:
+                angles, shifts = poses_at_sampling(result, input_set.getSamplingRate())
+            except ValueError as exc:
+                raise ValueError(f"{star_path}: {exc}") from None
         regions = [np.asarray(result.extra[RESULT_COLUMNS["region"] % (j + 1)]).astype(int)
                    for j in range(top_k)]
         probs = [np.asarray(result.extra[RESULT_COLUMNS["region_prob"] % (j + 1)], float)
@@ -216,7 +215,7 @@ class DeepAlignProtBase(ShortPackageName, SymmetryParam, EMProtocol):
                 item._appendItem = False
                 return
             if poses:
-                set_particle_pose(item, result.angles_deg[r], shifts[r])
+                set_particle_pose(item, angles[r], shifts[r])
             for j in range(top_k):
                 setattr(item, cts.REGION_ATTR % (j + 1), Integer(int(regions[j][r])))
                 setattr(item, cts.REGION_PROB_ATTR % (j + 1), Float(float(probs[j][r])))

@@ -1,14 +1,11 @@
 """Region prediction with a trained model (``deepalign predict``), as a protocol and as the
 mixin the align and refine protocols reuse."""
-import json
 import os
 from enum import Enum
 
-import numpy as np
 import pyworkflow.protocol.params as params
 from pwem.objects import SetOfParticles
 
-from .. import constants as cts
 from ..core import defaults
 from .protocol_base import DeepAlignProtBase
 from .protocol_parts import PartSteps
@@ -63,21 +60,26 @@ class PredictSteps:
                     "the model."]
         return []
 
+    def _predictionReport(self, result_stars):
+        """The prediction's numbers: those ``deepalign predict`` wrote beside its output, or
+        (parts, stream batches) the same core summary of the result files."""
+        from ..core.io import read_json, read_particles_star, summary_path
+
+        if len(result_stars) == 1 and os.path.exists(summary_path(result_stars[0])):
+            return read_json(summary_path(result_stars[0]))
+        from ..core.cnn.summary import prediction_summary
+
+        return prediction_summary([read_particles_star(p).extra for p in result_stars])
+
     @staticmethod
-    def _predictionReport(out_set, k):
+    def _predictionLines(report):
         """Summary lines on predicted regions: how many distinct, mean top probability."""
-        if out_set is None or not k:
+        if not report.get("n_predicted"):
             return []
-        top, prob = [], []
-        for item in out_set.iterItems():
-            top.append(getattr(item, cts.REGION_ATTR % 1).get())
-            prob.append(getattr(item, cts.REGION_PROB_ATTR % 1).get())
-        if not top:
-            return []
-        counts = np.bincount(np.asarray(top))
-        return [f"{len(top)} particles: top region probability mean {np.mean(prob):.3f}, "
-                f"median {np.median(prob):.3f}; {np.count_nonzero(counts)} regions "
-                f"predicted first (largest holds {counts.max()} particles)."]
+        return [f"{report['n_predicted']} particles: top region probability mean "
+                f"{report['top_probability_mean']:.3f}, median "
+                f"{report['top_probability_median']:.3f}; {report['regions_first']} regions "
+                f"predicted first (largest holds {report['largest_region_count']} particles)."]
 
 
 class DeepAlignProtPredict(StreamSteps, PartSteps, PredictSteps, DeepAlignProtBase):
@@ -133,8 +135,12 @@ class DeepAlignProtPredict(StreamSteps, PartSteps, PredictSteps, DeepAlignProtBa
         """Relations and report of the output (also of a streamed one, once closed)."""
         self._defineSourceRelation(self.inputParticles, out)
         self._defineSourceRelation(self.inputModel, out)
-        with open(self._getFileName("predict_report"), "w") as fh:
-            json.dump(self._predictionReport(out, self.topK.get()), fh)
+        from ..core.io import write_json
+
+        stars = [self._getFileName("predicted_star")]
+        if not os.path.exists(stars[0]) and hasattr(self, "_streamResultStars"):
+            stars = [p for p in self._streamResultStars() if os.path.exists(p)]
+        write_json(self._getFileName("predict_report"), self._predictionReport(stars))
 
     # ------------------------------------------------------------- streaming hooks
     def _streamProcess(self, particles_star, result_star, folder):
@@ -165,8 +171,10 @@ class DeepAlignProtPredict(StreamSteps, PartSteps, PredictSteps, DeepAlignProtBa
         path = self._getFileName("predict_report")
         if not os.path.exists(path):
             return ["Prediction not finished yet."] + self._partsSummary()
-        with open(path) as fh:
-            return json.load(fh) + self._partsSummary() + self._streamSummary()
+        from ..core.io import read_json
+
+        return (self._predictionLines(read_json(path)) + self._partsSummary()
+                + self._streamSummary())
 
 
 def _modelGeometryErrors(model, particles):

@@ -3,6 +3,7 @@ from enum import Enum
 
 import pyworkflow.protocol.params as params
 from pwem.objects import SetOfParticles
+from pwem.protocols import ProtRefine3D
 
 from ..objects import DeepAlignModel
 from .protocol_align import AlignSteps
@@ -13,7 +14,7 @@ from .protocol_train import TrainSteps
 __all__ = ["DeepAlignProtRefine"]
 
 
-class DeepAlignProtRefine(TrainSteps, AlignSteps, PredictSteps, DeepAlignProtBase):
+class DeepAlignProtRefine(TrainSteps, AlignSteps, PredictSteps, DeepAlignProtBase, ProtRefine3D):
     """Angular assignment of a whole data set with DeepAlign in one protocol.
 
     Regional CNNs are trained on a pre-aligned subset (or a trained model is reused), the

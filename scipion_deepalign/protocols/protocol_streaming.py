@@ -9,6 +9,13 @@ batch's item ids in ``extra/stream/batch_NNNN/ids.json`` before processing it, r
 protocol's ``deepalign`` command(s) on it and appends its particles to the output. Continuing
 a run reprocesses no finished batch: a batch whose result STAR exists is only appended, and
 items already in the output are never appended twice.
+
+Why this mixin rather than pyworkflow's ``ProtStreamingBase`` (present since 3.11): that base
+makes a protocol a step generator (``stepsGeneratorStep``) that needs at least 3 threads in
+parallel mode and inserts steps while it runs; the predict and align protocols here also run
+closed sets as ordinary parts (:mod:`.protocol_parts`) on 1 thread per GPU, and a batch is one
+``deepalign`` command anyway. One watching step keeps both modes on the same steps, files and
+resume rules, with the threads the form asks for.
 """
 import json
 import os

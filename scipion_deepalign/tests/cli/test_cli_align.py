@@ -1,4 +1,6 @@
 """``deepalign align``: STAR in, STAR out, poses checked against the truth; clear errors."""
+import json
+
 import numpy as np
 import pytest
 
@@ -79,6 +81,12 @@ def test_direction_change_from_input_poses(inputs, tmp_path, capsys):
         posed.angles_deg, aligned.angles_deg, "c1"), atol=1e-3)
     assert f"direction change from the input poses: median {np.median(change):.1f} deg" \
         in capsys.readouterr().out
+    # the summary's numbers beside the output, as the protocols read them
+    summary = json.loads((tmp_path / "aligned.summary.json").read_text())
+    assert summary["median_direction_change_deg"] == pytest.approx(np.median(change))
+    assert summary["n_aligned"] == summary["n_input"] == len(aligned)
+    assert summary["median_score"] == pytest.approx(
+        np.median(np.asarray(aligned.extra["deepalignScore"], float)), abs=1e-5)
 
 
 def test_global_with_regions_file_and_top_k(inputs, capsys):

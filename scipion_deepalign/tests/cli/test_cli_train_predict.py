@@ -9,7 +9,7 @@ import pytest
 pytest.importorskip("keras")
 
 from scipion_deepalign.cli import build_parser, main  # noqa: E402
-from scipion_deepalign.core.io import read_particles_star, write_particles  # noqa: E402
+from scipion_deepalign.core.io import read_json, read_particles_star, write_particles  # noqa: E402
 from scipion_deepalign.core.simulate import make_phantom, simulate_particles  # noqa: E402
 
 
@@ -62,6 +62,11 @@ def test_train_then_predict_writes_region_columns(stars, tmp_path, capsys):
     assert regions.min() >= 1 and regions.max() <= 4
     assert np.all([len(set(row)) == 3 for row in regions])
     assert np.all(np.diff(probs, axis=1) <= 1e-6) and np.all((probs >= 0) & (probs <= 1))
+    # The summary's numbers beside the output, as the Predict protocol reads them
+    summary = read_json(out_dir / "pred.summary.json")
+    assert summary["n_predicted"] == 160
+    assert summary["regions_first"] == len(np.unique(regions[:, 0]))
+    assert summary["top_probability_median"] == pytest.approx(np.median(probs[:, 0]), abs=1e-5)
     # Image names still point at the stack from the new folder.
     from scipion_deepalign.core.io import load_images
     np.testing.assert_allclose(load_images(result.subset(slice(0, 3))),

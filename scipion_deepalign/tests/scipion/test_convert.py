@@ -329,3 +329,18 @@ def _read_set_images(parts):
     from scipion_deepalign import convert
 
     return convert._read_locations([p.getLocation() for p in parts])
+
+
+def test_poses_at_sampling_rescales_shifts_to_the_set():
+    from scipion_deepalign.convert import poses_at_sampling
+    from scipion_deepalign.core.particles import Particles
+
+    star = Particles(image_names=["1@a.mrcs", "2@a.mrcs"], pixel_size_a=2.0, box_px=16,
+                     angles_deg=np.zeros((2, 3)), shifts_px=np.array([[1.0, -2.0], [0, 0.5]]))
+    angles, shifts = poses_at_sampling(star, 1.0)  # the set at 1 A/px: twice the pixels
+    np.testing.assert_allclose(shifts, [[2.0, -4.0], [0, 1.0]])
+    star.shifts_px = None
+    np.testing.assert_allclose(poses_at_sampling(star, 1.0)[1], np.zeros((2, 2)))
+    star.angles_deg = None
+    with pytest.raises(ValueError, match="no angles"):
+        poses_at_sampling(star, 1.0)

@@ -3,7 +3,6 @@ end on simulated particles with known poses (the answer is checked against the t
 import os
 
 import numpy as np
-import pytest
 from pyworkflow.tests import BaseTest, setupTestProject
 
 from scipion_deepalign.core.defaults import TRAINING_SOURCES
@@ -270,25 +269,3 @@ class TestTrainPredictAlign(BaseTest):
         np.testing.assert_array_equal(ids2, ids)
         np.testing.assert_allclose(shifts2, shifts, atol=1e-4)
         assert symmetric_direction_distance_deg(angles2, angles, "c1").max() < 1e-3
-
-
-def test_alignment_report_comes_from_the_result_stars(tmp_path):
-    """The summary's medians are those of the steps' result STARs (one per stream batch)."""
-    from scipion_deepalign.core.io import write_particles_star
-    from scipion_deepalign.core.particles import Particles
-    from scipion_deepalign.protocols.protocol_align import alignment_report
-
-    paths = []
-    for k, (scores, change) in enumerate((([0.2, 0.4], [1.0, 3.0]), ([0.9], [50.0]))):
-        n = len(scores)
-        paths.append(tmp_path / f"batch{k}.star")
-        write_particles_star(paths[-1], Particles(
-            image_names=[f"{i + 1}@p.mrcs" for i in range(n)], pixel_size_a=2.0, box_px=16,
-            angles_deg=np.zeros((n, 3)), shifts_px=np.zeros((n, 2)),
-            extra={"deepalignScore": np.array(scores), "deepalignDirectionChange":
-                   np.array(change), "deepalignItemId": np.arange(n) + 10 * k}))
-    report = alignment_report(paths)
-    assert report["median_score"] == pytest.approx(0.4)
-    assert report["median_direction_change_deg"] == pytest.approx(3.0)
-    assert "regions_searched" not in report  # a global search has no such column
-    assert alignment_report([]) == {"median_score": None}
