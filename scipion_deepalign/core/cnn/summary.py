@@ -20,8 +20,9 @@ def prediction_summary(extras) -> dict:
     Parameters
     ----------
     extras : dict or sequence of dict
-        :attr:`Particles.extra` of the outputs (``deepalignRegion1`` and
-        ``deepalignRegionProb1`` at least), one per part or batch.
+        :attr:`Particles.extra` of the outputs (the first region column and its
+        probability at least, :mod:`~scipion_deepalign.core.io.columns`), one per part or
+        batch.
 
     Returns
     -------
