@@ -66,9 +66,10 @@ def _sample_slices(spectrum, mats, out):  # pragma: no cover - compiled
 
 
 @compiled
-def _sample_points(spectrum, mats, ky, kx, out):  # pragma: no cover - compiled
+def _sample_points(spectrum, mats, ky, kx, phase, out):  # pragma: no cover - compiled
     """``out[i, f]``: the centred spectrum (P, P, P) at ``A_i.T @ (kx_f, ky_f, 0)`` (padded
-    frequency units), trilinear as :func:`_sample_slices`; zero where a neighbour is outside."""
+    frequency units), trilinear as :func:`_sample_slices`, times ``phase[f]``; zero where a
+    neighbour is outside."""
     p = spectrum.shape[0]
     half = np.float32(p // 2)
     one = np.float32(1.0)
@@ -86,11 +87,11 @@ def _sample_points(spectrum, mats, ky, kx, out):  # pragma: no cover - compiled
             tx, ty, tz = qx - fx, qy - fy, qz - fz
             ux, uy, uz = one - tx, one - ty, one - tz
             c = spectrum
-            out[i, f] = (uz * (uy * (ux * c[iz, iy, ix] + tx * c[iz, iy, ix + 1])
-                               + ty * (ux * c[iz, iy + 1, ix] + tx * c[iz, iy + 1, ix + 1]))
-                         + tz * (uy * (ux * c[iz + 1, iy, ix] + tx * c[iz + 1, iy, ix + 1])
-                                 + ty * (ux * c[iz + 1, iy + 1, ix]
-                                         + tx * c[iz + 1, iy + 1, ix + 1])))
+            out[i, f] = phase[f] * (
+                uz * (uy * (ux * c[iz, iy, ix] + tx * c[iz, iy, ix + 1])
+                      + ty * (ux * c[iz, iy + 1, ix] + tx * c[iz, iy + 1, ix + 1]))
+                + tz * (uy * (ux * c[iz + 1, iy, ix] + tx * c[iz + 1, iy, ix + 1])
+                        + ty * (ux * c[iz + 1, iy + 1, ix] + tx * c[iz + 1, iy + 1, ix + 1])))
 
 
 class VolumeSpectrum:
@@ -173,11 +174,22 @@ class VolumeSpectrum:
         ky, kx = np.asarray(ky, np.float64), np.asarray(kx, np.float64)
         m = np.ascontiguousarray(matrices, dtype=np.float32).reshape(-1, 3, 3)
         out = np.empty((len(m), len(ky)), dtype=np.complex64)
-        _sample_points(self.spectrum, m, (ky * r).astype(np.float32),
-                       (kx * r).astype(np.float32), out)
         # the image's origin is pixel B // 2, the slice's the padded image's corner
         centre = np.exp(-2j * np.pi * (self.box_px // 2) * (ky + kx) / self.box_px)
-        return out * centre.astype(np.complex64)
+        args = (self.spectrum, (ky * r).astype(np.float32), (kx * r).astype(np.float32),
+                centre.astype(np.complex64))
+        threads = max(1, min(cpu_threads(), len(m) // 64))
+        size = -(-len(m) // threads)
+
+        def one(s):  # the compiled sampling releases the GIL: chunks side by side
+            _sample_points(args[0], m[s:s + size], *args[1:], out[s:s + size])
+
+        if threads > 1:
+            with ThreadPoolExecutor(max_workers=threads) as pool:
+                list(pool.map(one, range(0, len(m), size)))
+        else:
+            one(0)
+        return out
 
     def project(self, matrices, shifts_px=None) -> np.ndarray:
         """Projections (N, B, B) float32 for rotation matrices (N, 3, 3)."""

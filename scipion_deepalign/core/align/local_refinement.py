@@ -19,6 +19,7 @@ import numpy as np
 
 from ..geometry import euler_to_matrix, matrix_to_euler
 from ..runtime.backend import to_numpy
+from ..runtime.compiled import compiled
 from . import matching, shift_gemm
 
 __all__ = ["ITERATIONS", "CANDIDATES_PER_PARTICLE", "perturbation_matrices", "refine_poses"]
@@ -134,7 +135,17 @@ class _ReferenceMasking:
         return cls(band.take(scipy.fft.rfft2(mask)).astype(np.complex64), float(mask.sum()), dc)
 
     def apply(self, spectra):
-        return spectra - (spectra[:, self.dc:self.dc + 1] / self.mask_sum) * self.mask_band
+        """Masked band spectra, in place: ``(m, F)`` complex64 (numpy)."""
+        _subtract_masked_mean(spectra, self.dc, np.float32(1.0 / self.mask_sum), self.mask_band)
+        return spectra
+
+
+@compiled
+def _subtract_masked_mean(spectra, dc, scale, mask_band):  # pragma: no cover - compiled
+    for i in range(spectra.shape[0]):
+        mean = spectra[i, dc] * scale
+        for f in range(spectra.shape[1]):
+            spectra[i, f] -= mean * mask_band[f]
 
 
 def _candidate_references(spec, matrices, search, masking):
