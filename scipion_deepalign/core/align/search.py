@@ -105,8 +105,7 @@ def peak_significance(best, total, total_sq, count) -> np.ndarray:
     where the largest of ``count`` independent normal values lies. So about 1 (or below)
     says the best pose stands out no more than the best of as many pure-noise scores would:
     typically a particle whose true pose was not searched. A clear peak is well above 1
-    (1.3-1.7 for correctly posed particles of the 70S ribosome at SNR 0.05,
-    docs/benchmarks_accuracy.md). 0 where fewer than two scores were met.
+    (measured values: docs/benchmarks_accuracy.md). 0 where fewer than two scores were met.
     """
     count = np.asarray(count, dtype=np.float64)
     n = np.maximum(count, 1.0)
