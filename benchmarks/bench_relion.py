@@ -76,15 +76,13 @@ def parse_args(argv=None):
     p.add_argument("--target-resolution", type=float, default=None, metavar="A",
                    help="deepalign run / align --target-resolution (default: theirs)")
     p.add_argument("--quick", action="store_true",
-                   help="smoke run: 200 particles, caps of 3 min, 3 epochs, DeepAlign's "
-                        "search at 8 A, in WORK_quick")
+                   help="smoke run: 200 particles, caps of 3 min, 3 epochs, in WORK_quick")
     p.add_argument("--data", default=str(DATA), metavar="DIR", help="folder of " + MAP)
     p.add_argument("--out", default=None, metavar="FILE.md",
                    help="markdown report (raw numbers in FILE.json)")
     args = p.parse_args(argv)
     if args.quick:
         args.n, args.relion_cap_min, args.epochs = 200, 3.0, args.epochs or 3
-        args.target_resolution = args.target_resolution or 8.0
         args.work = args.work.rstrip("/") + "_quick"
     args.local_cap_min = args.local_cap_min or args.relion_cap_min
     wanted = STAGES if args.stages is None else tuple(args.stages.split(","))
