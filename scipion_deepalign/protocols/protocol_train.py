@@ -3,7 +3,6 @@ mixin that :class:`~.protocol_refine.DeepAlignProtRefine` reuses."""
 import os
 from enum import Enum
 
-import numpy as np
 import pyworkflow.protocol.params as params
 
 from .. import constants as cts
@@ -185,24 +184,25 @@ class TrainSteps:
 
     # ------------------------------------------------------------- info
     def _trainingReport(self, model_dir):
-        """Lines on trained regions, validation accuracy and time (empty before training)."""
-        folder = ModelFolder(model_dir)
-        trained = list(folder.histories().values())
-        if not trained:
+        """Lines on trained regions, validation accuracy and time (empty before training):
+        the model folder's numbers (:func:`~..core.cnn.summary.training_summary`)."""
+        from ..core.cnn.summary import training_summary
+
+        report = training_summary(model_dir)
+        if not report["n_networks"]:
             return []
-        skipped = folder.skipped_regions()
-        lines = [f"Networks trained: {len(trained)}"
+        skipped = report["skipped_regions"]
+        lines = [f"Networks trained: {report['n_networks']}"
                  + (f" (regions skipped for too few particles: {skipped})" if skipped else "")]
-        acc = list(folder.best_accuracy().values())
-        if acc:
-            lines.append(f"Validation accuracy: mean {np.mean(acc):.3f}, min {np.min(acc):.3f}")
-        if trained[0].get("training_source"):
-            lines.append(f"Trained from {trained[0]['training_source']}.")
-        lines += [f"WARNING: {m}" for m in folder.near_chance_warnings()]
-        secs = [h["seconds"] for h in trained if "seconds" in h]
-        if secs:
-            lines.append(f"Training time per network: {np.mean(secs):.1f} s "
-                         f"(total {np.sum(secs):.0f} s)")
+        if "accuracy_mean" in report:
+            lines.append(f"Validation accuracy: mean {report['accuracy_mean']:.3f}, min "
+                         f"{report['accuracy_min']:.3f}")
+        if "training_source" in report:
+            lines.append(f"Trained from {report['training_source']}.")
+        lines += [f"WARNING: {m}" for m in report["warnings"]]
+        if "seconds_mean" in report:
+            lines.append(f"Training time per network: {report['seconds_mean']:.1f} s "
+                         f"(total {report['seconds_total']:.0f} s)")
         return lines
 
     def _geometrySummary(self):
