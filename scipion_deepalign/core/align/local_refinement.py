@@ -22,13 +22,26 @@ from ..runtime.backend import to_numpy
 from ..runtime.compiled import compiled
 from . import matching, shift_gemm
 
-__all__ = ["ITERATIONS", "CANDIDATES_PER_PARTICLE", "perturbation_matrices", "refine_poses"]
+__all__ = ["ITERATIONS", "CANDIDATES_PER_PARTICLE", "LOCAL_SHIFT_MARGIN_PX",
+           "local_shift_radius_px", "perturbation_matrices", "refine_poses"]
 
 #: searches of the refinement (``h`` halves after each)
 ITERATIONS = 2
 #: candidate poses scored per particle by a refinement with the default iterations (27 per
 #: search): what ``AlignmentResult.n_refine_comparisons`` and the forms' cost preview count
 CANDIDATES_PER_PARTICLE = 27 * ITERATIONS
+
+
+#: margin of the refinement's local shift window beyond the gallery peak's half-pixel
+#: uncertainty (:func:`local_shift_radius_px`), in pixels of the refinement box
+LOCAL_SHIFT_MARGIN_PX = 1.0
+
+
+def local_shift_radius_px(gallery_pixel_px: float) -> float:
+    """Radius of the refinement's shift window around the gallery's peak: the peak's
+    uncertainty (half a gallery pixel along each axis, ``gallery_pixel_px`` refinement pixels
+    each) plus :data:`LOCAL_SHIFT_MARGIN_PX`."""
+    return 0.5 * np.sqrt(2.0) * float(gallery_pixel_px) + LOCAL_SHIFT_MARGIN_PX
 
 
 def perturbation_matrices(half_step_deg: float) -> np.ndarray:
@@ -45,7 +58,7 @@ def perturbation_matrices(half_step_deg: float) -> np.ndarray:
 
 
 def refine_poses(images, volume, angles_deg, *, search, ctf_half=None, iterations=ITERATIONS,
-                 shift_step_px=0.5, batch_size=128):
+                 shift_step_px=0.5, batch_size=128, start_peaks_yx=None, local_shift_px=None):
     """Refine poses and shifts by local search around each pose (see the module docstring).
 
     Parameters
@@ -67,6 +80,12 @@ def refine_poses(images, volume, angles_deg, *, search, ctf_half=None, iteration
         Spacing of the shift grid.
     batch_size : int
         Particles per block.
+    start_peaks_yx : ndarray of shape (N, 2), optional
+        Correlation peaks ``(dy, dx)`` of the starting poses, in pixels of ``images`` (the
+        gallery's); with ``local_shift_px``, each particle's shifts are searched only within
+        ``local_shift_px`` of its peak (and within the disc), re-centred after each search.
+    local_shift_px : float, optional
+        Radius of that local shift window (None: the whole disc of ``search.max_shift_px``).
 
     Returns
     -------
@@ -82,9 +101,12 @@ def refine_poses(images, volume, angles_deg, *, search, ctf_half=None, iteration
     angles = np.array(angles_deg, dtype=np.float64)
     n = len(angles)
     score = np.full(n, -np.inf)
-    window = matching.ShiftWindow.disc(search.max_shift_px, shift_step_px)
+    local = start_peaks_yx is not None and local_shift_px is not None
+    window = matching.ShiftWindow.disc(min(local_shift_px, search.max_shift_px) if local
+                                       else search.max_shift_px, shift_step_px)
     phases = search.band.shift_phases(window.offsets_px, search.xp)
-    peak = np.zeros((n, 2))
+    peak = np.array(start_peaks_yx, dtype=np.float64) if local else np.zeros((n, 2))
+    centre = peak.copy()  # of each particle's window (0: the disc)
     n_comparisons = 0
     half = search.step_deg / 2.0
     masking = _ReferenceMasking.of(search)
@@ -99,19 +121,27 @@ def refine_poses(images, volume, angles_deg, *, search, ctf_half=None, iteration
                                                       masking)
             spectra, power = search.particles(
                 images[sel], None if ctf_half is None else ctf_half[sel])
+            if local:
+                spectra = spectra * _centre_phases(search, centre[sel])
             corr = to_numpy(matching.correlate_pairs(
                 spectra, matrix.reshape(len(sel), c, -1), phases, xp=search.xp,
                 particle_power=power,
                 ref_power=None if ref_power is None else ref_power.reshape(len(sel), c, -1)))
+            if local:  # the disc bounds the shifts as in the gallery search
+                outside = (np.hypot(*(centre[sel][:, None] + window.offsets_px[None]).T).T
+                           > search.max_shift_px + 1e-6)
+                corr[np.broadcast_to(outside[:, None], corr.shape)] = -np.inf
             best, best_k = shift_gemm.best_over_shifts(corr, xp=np)
             rows = np.arange(len(sel))
             j = np.argmax(best, axis=1)
             angles[sel] = matrix_to_euler(cand[rows, j])
             score[sel] = best[rows, j]
             k = best_k[rows, j]
-            peak[sel] = window.offsets_px[k]
+            peak[sel] = centre[sel] + window.offsets_px[k]
             if it == iterations - 1:
                 peak[sel] += shift_step_px * _fine_peak(corr[rows, j], window, k)
+            elif local:
+                centre[sel] = peak[sel]
             n_comparisons += len(sel) * c
         half /= 2.0
     return angles, score, peak, n_comparisons
@@ -163,12 +193,22 @@ def _candidate_references(spec, matrices, search, masking):
     return matrix, power
 
 
+def _centre_phases(search, centres_yx):
+    """``exp(2 pi i k.s0 / B)`` per particle ``(n, F)``: a particle's spectrum times it
+    correlates at ``s0 + s`` where the plain one does at ``s``."""
+    band = search.band
+    arg = 2 * np.pi * (np.outer(centres_yx[:, 0], band.ky)
+                       + np.outer(centres_yx[:, 1], band.kx)) / band.box_px
+    return search.xp.asarray(np.exp(1j * arg).astype(np.complex64))
+
+
 def _fine_peak(corr, window, k):
     """Parabolic ``(dy, dx)`` in grid steps around the peaks at window positions ``k``."""
     rows = np.arange(len(corr))
 
     def value_at(dy, dx):
         idx = window.index(window.steps[k] + np.array([dy, dx]))
-        return np.where(idx >= 0, corr[rows, idx.clip(0)], np.nan)
+        value = np.where(idx >= 0, corr[rows, idx.clip(0)], np.nan)
+        return np.where(np.isfinite(value), value, np.nan)  # outside the disc: none
 
     return matching.parabolic_peak(value_at)

@@ -121,10 +121,13 @@ def block_poses(engine, galleries, best, spectra, refiner, fine, spectrum):
     shifts = -engine.offsets[best.shift][..., ::-1].astype(np.float64)  # (x, y) = -(dx, dy)
     score, n_refine = best.score, 0
     if spectrum is not None:
-        from .local_refinement import refine_poses
+        from .local_refinement import local_shift_radius_px, refine_poses
 
+        ratio = engine.scale / refiner.scale  # refinement pixels per gallery pixel
         angles[:, 0], score[:, 0], peak, n_refine = refine_poses(
-            fine[0], spectrum, angles[:, 0], search=refiner, ctf_half=fine[1])
+            fine[0], spectrum, angles[:, 0], search=refiner, ctf_half=fine[1],
+            start_peaks_yx=engine.offsets[best.shift[:, 0]] * ratio,
+            local_shift_px=local_shift_radius_px(ratio))
         shifts[:, 0] = -peak[:, ::-1] * (refiner.scale / engine.scale)
     else:
         refs = engine.best_references(galleries.projections[dir_index[:, 0]], psi_index[:, 0])

@@ -82,3 +82,23 @@ def test_refinement_recovers_poses_off_the_grid_as_the_projected_path(spectrum, 
                                                              search=search)
     assert np.median(symmetric_pose_distance_deg(angles, plain, "c1")) < 0.5
     np.testing.assert_allclose(score, plain_score, atol=2e-3)
+
+
+def test_a_local_shift_window_around_the_gallery_peak_finds_the_disc_search_answer(spectrum):
+    """Searched only around each particle's gallery peak (rounded to the pixel, as the gallery
+    finds it), the refinement gives the whole disc's poses and peaks."""
+    volume = make_phantom(32, seed=0)
+    images, parts = simulate_particles(volume, 10, pixel_size_a=4.0, snr=5.0, ctf=False,
+                                       max_shift_px=2.5, seed=4)
+    search = Search.create(32, 4.0, max_shift_px=3.0, step_deg=8.0)
+    start = parts.angles_deg + np.array([2.0, -2.0, 2.0])
+    gallery_peaks = np.round(-parts.shifts_px[:, ::-1])  # (dy, dx) = -(shift_y, shift_x)
+    disc = local_refinement.refine_poses(images, spectrum, start, search=search)
+    radius = local_refinement.local_shift_radius_px(1.0)
+    local = local_refinement.refine_poses(images, spectrum, start, search=search,
+                                          start_peaks_yx=gallery_peaks, local_shift_px=radius)
+    assert radius < search.max_shift_px  # a real restriction here
+    np.testing.assert_allclose(local[0], disc[0], atol=1e-6)
+    np.testing.assert_allclose(local[1], disc[1], atol=1e-5)
+    np.testing.assert_allclose(local[2], disc[2], atol=1e-4)
+    np.testing.assert_allclose(-local[2][:, ::-1], parts.shifts_px, atol=0.5)
