@@ -12,7 +12,7 @@ anyone may read it cheaply.
 from __future__ import annotations
 
 __all__ = ["NETWORKS", "LOSSES", "HEADS", "TRUNKS", "TRAINING_SOURCES", "CTF_MODES", "DEVICES",
-           "REGION_SPACING_DEG", "TOP_K", "PROPOSED_TARGET_RESOLUTION_A",
+           "REGION_SPACING_DEG", "TOP_K",
            "MAX_SHIFT_BOX_FRACTION", "CONSENSUS_MAX_ANGLE_DEG", "train_default",
            "default_max_shift_px", "RECONSTRUCT_THREADS", "REFINE", "ALIGN_BATCH",
            "CONSENSUS_REPORT_THRESHOLDS_DEG", "PIXEL_SIZE_RTOL", "same_pixel_size",
@@ -45,9 +45,6 @@ REGION_SPACING_DEG = 30.0
 #: regions kept per particle (with their probabilities) by the prediction: as many as the
 #: default adaptive search may use (``search_plan.SearchOptions.max_regions``)
 TOP_K = 6
-#: the training resolution the Train form proposes (Å); the CLI keeps the default input box
-#: unless --target-resolution or --box is given (tests/scipion/test_forms.py KNOWN_DIFFERENCES)
-PROPOSED_TARGET_RESOLUTION_A = 8.0
 
 # --- alignment ---------------------------------------------------------------------------
 #: whether alignments refine their poses below the gallery step by default (the automatic

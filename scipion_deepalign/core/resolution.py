@@ -213,12 +213,12 @@ def search_resolution(value, *, volume, pixel_size_a: float,
                             "estimated" if target == TARGET_RESOLUTION else "given", estimate)
 
 
-def training_input(value, box_px: int):
+def training_input(value, box_px: int, *, name: str = "--target-resolution"):
     """``(target_resolution_a, target_box_px)`` of a
     :class:`~scipion_deepalign.core.cnn.config.TrainConfig` for ``--target-resolution value``:
     ``"auto"``, the network's measured default input box (both None); ``"full"``, the particle
-    box; a number, that resolution. ValueError naming the option for any other value."""
-    target = parse_target_resolution(value)
+    box; a number, that resolution. ValueError naming ``name`` for any other value."""
+    target = parse_target_resolution(value, name=name)
     if target == TARGET_RESOLUTION:
         return None, None
     if target == FULL_RESOLUTION:

@@ -55,7 +55,7 @@ class AlignSteps(AlignForm):
                                                         *self._regionSearchArgs()]
         for option, value in (("--step", self.angularStepDeg.get()),
                               ("--max-shift", self.maxShiftPx.get()),
-                              ("--target-resolution", self.alignResolutionA.get())):
+                              ("--target-resolution", self._searchResolution())):
             if value is not None:
                 args += [option, value]
         refine = self.getAttributeValue("localRefinement", defaults.REFINE)
@@ -152,10 +152,33 @@ class AlignSteps(AlignForm):
         return search_cost(
             particles.getXDim() or particles.getDimensions()[0], particles.getSamplingRate(),
             symmetry=self.symmetryGroup.get(), step_deg=step_deg,
-            target_resolution_a=self.alignResolutionA.get() or None,
+            target_resolution_a=self.searchResolutionA(),
             max_shift_px=self.maxShiftPx.get(), n_regions=n_regions,
             top_k=self.getAttributeValue("topK", defaults.TOP_K) if n_regions else None,
             refine=self.getAttributeValue("localRefinement", defaults.REFINE))
+
+    def _searchResolution(self):
+        """The form's search resolution as ``--target-resolution`` reads it (empty: full)."""
+        value = self.alignResolutionA.get()
+        return defaults.FULL_RESOLUTION if value in (None, "") else str(value)
+
+    def searchResolutionA(self):
+        """The search resolution in Å this form's alignment uses (None: the full box): auto
+        is estimated from the input volume as ``deepalign align`` does (None when the volume
+        cannot be read yet). ValueError in the form's words for a bad value."""
+        from ..core.resolution import parse_target_resolution, search_resolution
+
+        value = parse_target_resolution(self._searchResolution(), name="Search resolution")
+        if value != defaults.TARGET_RESOLUTION:
+            return None if value == defaults.FULL_RESOLUTION else value
+        try:
+            from ..core.io import read_volume
+
+            volume, _ = read_volume(self.inputVolume.get().getFileName())
+            return search_resolution(value, volume=volume, pixel_size_a=self.inputParticles
+                                     .get().getSamplingRate()).search_a
+        except (ValueError, TypeError, AttributeError, OSError):
+            return None
 
     def _searchCostWarnings(self, particles):
         """A warning when the automatic angular step means a very large search."""
@@ -205,8 +228,15 @@ class AlignSteps(AlignForm):
         if step is not None and not 0 < step <= defaults.MAX_STEP_DEG:
             errors.append(f"Angular step must be in (0, {defaults.MAX_STEP_DEG:g}] deg, got "
                           f"{step:g}.")
-        resolution = self.alignResolutionA.get()
-        if particles is not None and resolution and resolution > 0 \
+        try:
+            from ..core.resolution import parse_target_resolution
+
+            resolution = parse_target_resolution(self._searchResolution(),
+                                                 name="Search resolution")
+        except ValueError as exc:
+            errors.append(f"{exc}.")
+            resolution = None
+        if particles is not None and isinstance(resolution, float) \
                 and not nyquist_reaches(particles.getSamplingRate(), resolution):
             errors.append(f"Search resolution {resolution:g} A is finer than the Nyquist of the "
                           f"particles ({2 * particles.getSamplingRate():g} A).")

@@ -40,11 +40,16 @@ class AlignForm:
                            "particles; at most half the box. Empty: "
                            f"{defaults.MAX_SHIFT_BOX_FRACTION:.3g} of the box. The wizard "
                            "converts Å to pixels.")
-        form.addParam("alignResolutionA", params.FloatParam, default=None, allowsNull=True,
-                      expertLevel=params.LEVEL_ADVANCED, label="Search resolution (Å)",
+        form.addParam("alignResolutionA", params.StringParam,
+                      default=defaults.TARGET_RESOLUTION, expertLevel=params.LEVEL_ADVANCED,
+                      label="Search resolution (Å)",
                       help="Compare images downsampled to this resolution (faster); the "
-                           "shifts are still given at the input sampling. Empty: full size. "
-                           "The wizard shows the box it gives.")
+                           "shifts are still given at the input sampling. "
+                           f"{defaults.TARGET_RESOLUTION} (default): the resolution the "
+                           "reference volume supports (estimated from its spectrum), the "
+                           "local refinement going finer; "
+                           f"{defaults.FULL_RESOLUTION} (0 or empty): the full box; or a "
+                           "resolution in Å. The wizard shows the box it gives.")
         form.addParam("localRefinement", params.BooleanParam, default=defaults.REFINE,
                       expertLevel=params.LEVEL_ADVANCED, label="Local refinement?",
                       help="Refine each pose below the angular step (local search of the "

@@ -87,7 +87,7 @@ class TrainSteps:
                 "--out", self._getFileName("model_dir"),
                 "--symmetry", self.symmetryGroup.get(),
                 "--spacing", self.regionSpacingDeg.get(),
-                "--target-resolution", self.targetResolutionA.get(),
+                "--target-resolution", self._targetResolution(),
                 "--epochs", self.numberOfEpochs.get(),
                 "--batch-size", self.batchSize.get(),
                 "--positives", self.positivesPerRegion.get(),
@@ -144,8 +144,7 @@ class TrainSteps:
         pixel, box = train_set.getSamplingRate(), train_set.getXDim()
         if pixel and box:
             try:
-                checks.input_geometry(box, pixel, target_resolution_a=self.targetResolutionA.get(),
-                                      resolution_name="Target resolution")
+                self._networkInput(box, pixel)
             except ValueError as exc:
                 errors.append(f"{exc}.")
         for name in ("numberOfEpochs", "batchSize", "positivesPerRegion", "regionsPerStep",
@@ -205,13 +204,26 @@ class TrainSteps:
                          f"(total {report['seconds_total']:.0f} s)")
         return lines
 
-    def _geometrySummary(self):
-        from ..core.projection import downsampled_geometry
+    def _targetResolution(self):
+        """The form's target resolution as ``--target-resolution`` reads it (empty: auto)."""
+        value = self.targetResolutionA.get()
+        return defaults.TARGET_RESOLUTION if value in (None, "") else str(value)
 
+    def _networkInput(self, box_px, pixel_size_a):
+        """``(box, pixel size)`` of the network input, by the rules of ``deepalign train``
+        (ValueError in the form's words)."""
+        from ..core.cnn.checks import input_geometry
+        from ..core.resolution import training_input
+
+        resolution, box = training_input(self._targetResolution(), box_px,
+                                         name="Target resolution")
+        return input_geometry(box_px, pixel_size_a, target_resolution_a=resolution,
+                              target_box_px=box, resolution_name="Target resolution")
+
+    def _geometrySummary(self):
         train_set = self.inputTrainingParticles.get()
         try:
-            box, pixel = downsampled_geometry(train_set.getXDim(), train_set.getSamplingRate(),
-                                              self.targetResolutionA.get())
+            box, pixel = self._networkInput(train_set.getXDim(), train_set.getSamplingRate())
             n_regions = self._numberOfRegions()
         except (ValueError, TypeError, AttributeError):
             return []

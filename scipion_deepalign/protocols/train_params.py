@@ -7,6 +7,7 @@ import pyworkflow.protocol.params as params
 
 from .. import constants as cts
 from ..core import defaults
+from ..core.cnn.config import DEFAULT_INPUT_BOX_PX
 from ..core.regions import MAX_SPACING_DEG, MIN_SPACING_DEG
 
 __all__ = ["define_train_params"]
@@ -39,12 +40,16 @@ def define_train_params(form, *, condition=None):
                        "regional networks one classifier each). 30 deg gives 42 regions "
                        f"for c1; fewer with symmetry. Allowed: {MIN_SPACING_DEG:g} to "
                        f"{MAX_SPACING_DEG:g} deg.")
-    form.addParam("targetResolutionA", params.FloatParam,
-                  default=defaults.PROPOSED_TARGET_RESOLUTION_A, condition=condition,
+    form.addParam("targetResolutionA", params.StringParam,
+                  default=defaults.TARGET_RESOLUTION, condition=condition,
                   label="Target resolution (Å)",
                   help="Particles are Fourier-cropped so that Nyquist reaches this "
-                       "resolution (smaller images, faster training); must be at least "
-                       "twice the pixel size. The wizard shows the box it gives.")
+                       "resolution (smaller images, faster training). "
+                       f"{defaults.TARGET_RESOLUTION} (default): the network's measured "
+                       f"input box ({DEFAULT_INPUT_BOX_PX} px, or the particle box when "
+                       f"smaller); {defaults.FULL_RESOLUTION} (or 0): the full box; or a "
+                       "resolution in Å, at least twice the pixel size. The wizard shows "
+                       "the box it gives.")
     form.addParam("numberOfEpochs", params.IntParam, default=defaults.train_default("epochs"),
                   condition=condition, label="Max epochs",
                   help="Maximum passes over the training data per network; training stops "

@@ -26,10 +26,21 @@ class DeepAlignDownsamplingWizard(DeepAlignWizard):
 
     def preview(self, protocol):
         box_px, pixel_size_a, _ = particle_geometry(protocol)
-        target = value_of(protocol, self.param_name)
-        if target is None:
-            target = 2.0 * pixel_size_a  # empty: the full box
-        return downsampling_preview(box_px, pixel_size_a, target)
+        return downsampling_preview(box_px, pixel_size_a,
+                                    self.resolution(protocol, box_px, pixel_size_a))
+
+    def resolution(self, protocol, box_px, pixel_size_a):
+        """The network input's resolution in Å, by the rules of ``deepalign train``."""
+        from scipion_deepalign.core.cnn.checks import input_geometry
+        from scipion_deepalign.core.resolution import training_input
+
+        value = value_of(protocol, self.param_name)
+        value = defaults.TARGET_RESOLUTION if value in (None, "") else value
+        target, box = training_input(value, box_px, name="Target resolution")
+        if target is not None:
+            return float(target)
+        new_box, _ = input_geometry(box_px, pixel_size_a, target_box_px=box)
+        return resolution_for_box(box_px, pixel_size_a, new_box)
 
     def choose(self, form, answer):
         new_box = ask_number(form, self.title, f"{answer.message()}\n\n{self.prompt}:",
@@ -40,11 +51,25 @@ class DeepAlignDownsamplingWizard(DeepAlignWizard):
 
 
 class DeepAlignSearchResolutionWizard(DeepAlignDownsamplingWizard):
-    """The same for the search resolution of the alignment (empty: the full box)."""
+    """The same for the search resolution of the alignment (auto: estimated from the input
+    volume; empty: the full box)."""
     param_name = "alignResolutionA"
     title = "Search image size"
-    prompt = "Search box (px); the full box empties the field"
+    prompt = f"Search box (px); the full box writes {defaults.FULL_RESOLUTION}"
     _targets = targets(param_name)
+
+    def resolution(self, protocol, box_px, pixel_size_a):
+        """The search resolution in Å the form's alignment uses (the full box: Nyquist)."""
+        ask = getattr(protocol, "searchResolutionA", None)
+        if callable(ask):
+            target = ask()
+        else:
+            from scipion_deepalign.core.resolution import parse_target_resolution
+
+            value = value_of(protocol, self.param_name)
+            target = parse_target_resolution(value, name="Search resolution")
+            target = target if isinstance(target, float) else None
+        return 2.0 * pixel_size_a if target is None else target
 
     def choose(self, form, answer):
         new_box = ask_number(form, self.title, f"{answer.message()}\n\n{self.prompt}:",
@@ -52,7 +77,7 @@ class DeepAlignSearchResolutionWizard(DeepAlignDownsamplingWizard):
         if new_box is None or int(new_box) == answer.new_box_px:
             return None
         if int(new_box) == answer.box_px:
-            return ""  # no downsampling
+            return defaults.FULL_RESOLUTION  # no downsampling
         return resolution_for_box(answer.box_px, answer.pixel_size_a, int(new_box))
 
 

@@ -144,7 +144,12 @@ SHARED_OPTIONS = [
     ("DeepAlignProtAlign", "angularStepDeg", None, [("align", "step"), ("run", "step")], None),
     ("DeepAlignProtAlign", "maxShiftPx", None, [("align", "max_shift"), ("run", "max_shift")],
      None),
-    ("DeepAlignProtAlign", "alignResolutionA", None, [("align", "target_resolution")], None),
+    ("DeepAlignProtAlign", "alignResolutionA", None,
+     [("align", "target_resolution"), ("run", "target_resolution")], None),
+    ("DeepAlignProtTrain", "targetResolutionA", None,
+     [("train", "target_resolution"), ("run", "target_resolution")], None),
+    ("DeepAlignProtRefine", "targetResolutionA", None, [("train", "target_resolution")], None),
+    ("DeepAlignProtRefine", "alignResolutionA", None, [("align", "target_resolution")], None),
     ("DeepAlignProtAlign", "localRefinement", None, [("align", "refine"), ("run", "refine")],
      None),
     ("DeepAlignProtAlign", "ctfHandling", _ctf, [("align", "ctf_mode")], None),
@@ -179,10 +184,6 @@ SHARED_OPTIONS = [
 #: deliberate differences, with the reason (a new one must be argued here)
 #: (protocol, parameter) -> (command, option dest, reason)
 KNOWN_DIFFERENCES = {
-    ("DeepAlignProtTrain", "targetResolutionA"): (
-        "train", "target_resolution",
-        "the CLI trains on a 24 px input unless --target-resolution or --box is given; the "
-        "form proposes 8 Å (and the wizard shows the box)"),
     ("DeepAlignProtConsensus", "keepPosesFrom"): (
         "consensus", "keep_from",
         "the CLI lets each particle's agreeing group choose; a Scipion output keeps one set"),

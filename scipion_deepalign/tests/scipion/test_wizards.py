@@ -168,7 +168,7 @@ def test_downsampling_wizard_warns_without_particles_or_below_nyquist():
     assert "even number" in form.warnings[0] and form.values == {}
 
 
-def test_search_resolution_wizard_full_box_empties_the_field():
+def test_search_resolution_wizard_full_box_writes_full():
     from scipion_deepalign.wizards import DeepAlignSearchResolutionWizard
 
     protocol = _Protocol(particles=_Particles(64, 2.0, 10), alignResolutionA=None)
@@ -179,7 +179,7 @@ def test_search_resolution_wizard_full_box_empties_the_field():
     form = _Form(_Protocol(particles=_Particles(64, 2.0, 10), alignResolutionA=8.0),
                  answer="64")
     DeepAlignSearchResolutionWizard().show(form, "alignResolutionA")
-    assert form.values["alignResolutionA"] == ""
+    assert form.values["alignResolutionA"] == "full"
 
 
 def test_regions_wizard_counts_regions():
@@ -239,6 +239,8 @@ def test_angular_step_wizard_counts_references_and_comparisons():
 
     class _AlignProtocol(_Protocol):  # the alignment's own count, on stand-in values
         searchCost = AlignSteps.searchCost
+        searchResolutionA = AlignSteps.searchResolutionA
+        _searchResolution = AlignSteps._searchResolution
         _searchRegionCount = AlignSteps._searchRegionCount
 
         def getAttributeValue(self, name, default=None):
