@@ -92,7 +92,7 @@ class TrainSteps:
                 "--batch-size", self.batchSize.get(),
                 "--positives", self.positivesPerRegion.get(),
                 "--network", self._networkKind(),
-                "--loss", cts.LOSSES[self.lossFunction.get()],  # the core's name
+                "--loss", defaults.LOSSES[self.lossFunction.get()],  # the core's name
                 "--learning-rate", self.learningRate.get(),
                 "--min-particles", self.minParticlesPerRegion.get(),
                 "--images-per-epoch", self.imagesPerEpoch.get(),

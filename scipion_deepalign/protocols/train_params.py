@@ -71,7 +71,7 @@ def _network_params(form, condition, shared):
                           "benchmarks; regional: one binary classifier per region (the "
                           "paper's), trained in parallel steps, one per GPU.")
     network.addParam("lossFunction", params.EnumParam,
-                     default=cts.LOSSES.index(defaults.train_default("loss")),
+                     default=defaults.LOSSES.index(defaults.train_default("loss")),
                      condition=condition, choices=cts.LOSS_CHOICES,
                      expertLevel=params.LEVEL_ADVANCED, label="Loss",
                      help="Binary cross-entropy (default) gave the better region accuracy; "

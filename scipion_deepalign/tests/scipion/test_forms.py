@@ -102,7 +102,7 @@ def _network(index):
 
 
 def _loss(index):
-    return cts.LOSSES[index]
+    return defaults.LOSSES[index]
 
 
 def _ctf(index):
