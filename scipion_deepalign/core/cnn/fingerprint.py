@@ -13,7 +13,8 @@ refused with the fields that differ. The fields and their rules:
    particles (``particles`` and ``both``; None for ``projections``, whose particles only lend
    their noise and CTFs).
 3. ``box_px`` -- the particles' box, equal.
-4. ``particle_pixel_size_a`` -- within :data:`PIXEL_SIZE_TOLERANCE` (relative).
+4. ``particle_pixel_size_a`` -- the same pixel size
+   (:func:`~scipion_deepalign.core.defaults.same_pixel_size`, the rule of every face).
 5. ``symmetry`` and ``spacing_deg`` (the regions), equal.
 6. ``ctf`` -- the CTF range (:func:`ctf_range`): the new data's defocus range inside the
    trained one widened by :data:`DEFOCUS_TOLERANCE_A` on each side; voltage, Cs and
@@ -33,15 +34,15 @@ import math
 
 import numpy as np
 
-__all__ = ["FORMAT_VERSION", "PIXEL_SIZE_TOLERANCE", "DEFOCUS_TOLERANCE_A",
+from ..defaults import same_pixel_size
+
+__all__ = ["FORMAT_VERSION", "DEFOCUS_TOLERANCE_A",
            "training_fingerprint", "fingerprint_differences", "ctf_range", "map_digest",
            "poses_digest"]
 
 #: Version of the model folder's layout and config.json. 1: no fingerprint (folders written
 #: before train-once-align-many); 2: ``fingerprint`` recorded.
 FORMAT_VERSION = 2
-#: relative difference allowed between the particles' pixel size and the model's
-PIXEL_SIZE_TOLERANCE = 0.01
 #: defocus a new data set may reach beyond the trained range, on each side (Angstrom)
 DEFOCUS_TOLERANCE_A = 1000.0
 _OPTICS_TOLERANCE = 0.01
@@ -171,7 +172,7 @@ def fingerprint_differences(old: dict, new: dict) -> list:
         out.append(f"box ({new.get('box_px')} px against the trained {old.get('box_px')} px)")
     pixel_old, pixel_new = old.get("particle_pixel_size_a"), new.get("particle_pixel_size_a")
     if (pixel_old is None) != (pixel_new is None) or (
-            pixel_old is not None and not _close(pixel_old, pixel_new, PIXEL_SIZE_TOLERANCE)):
+            pixel_old is not None and not same_pixel_size(pixel_old, pixel_new)):
         out.append(f"pixel size ({pixel_new} A/px against the trained {pixel_old} A/px)")
     if old.get("symmetry") != new.get("symmetry"):
         out.append(f"symmetry ({new.get('symmetry')} against the trained {old.get('symmetry')})")

@@ -32,16 +32,16 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..defaults import same_pixel_size
 from ..runtime.atomic import atomic_open
-from .fingerprint import FORMAT_VERSION, PIXEL_SIZE_TOLERANCE, fingerprint_differences
+from .fingerprint import FORMAT_VERSION, fingerprint_differences
 from .history import best_validation_accuracy, near_chance_warnings
 
 __all__ = ["ModelFolder", "ModelGeometry", "ModelMismatch", "FORMAT_VERSION", "CONFIG_FILE",
-           "REGIONS_FILE", "SHARED_MODEL", "SHARED_HISTORY", "PIXEL_SIZE_TOLERANCE",
+           "REGIONS_FILE", "SHARED_MODEL", "SHARED_HISTORY",
            "particle_misfit", "model_path", "history_path", "read_model_config",
            "write_json_atomic"]
 
@@ -76,15 +76,14 @@ def particle_misfit(box_px, pixel_size_a, model_box_px, model_pixel_size_a) -> s
 
     ``"box"`` when the box differs from the model's particle box (the images are
     Fourier-cropped from it to the network input); ``"pixel size"`` when the pixel size
-    differs by more than :data:`PIXEL_SIZE_TOLERANCE`. A pixel size that is None on
-    either side is not compared.
+    is not the same (:func:`~scipion_deepalign.core.defaults.same_pixel_size`). A pixel size
+    that is None on either side is not compared.
     """
     if int(box_px) != int(model_box_px):
         return "box"
     if pixel_size_a is None or model_pixel_size_a is None:
         return None
-    if not math.isclose(float(pixel_size_a), float(model_pixel_size_a),
-                        rel_tol=PIXEL_SIZE_TOLERANCE):
+    if not same_pixel_size(pixel_size_a, model_pixel_size_a):
         return "pixel size"
     return None
 
@@ -204,7 +203,7 @@ class ModelFolder:
 
         1. the particle box is the box the model was trained for (the images are
            Fourier-cropped from it to the network input);
-        2. the particle pixel size is the model's within :data:`PIXEL_SIZE_TOLERANCE`.
+        2. the particle pixel size is the model's (:func:`~..defaults.same_pixel_size`).
            Skipped (with a log line) when either is unknown: ``pixel_size_a`` None, or a
            folder written before the pixel size was recorded.
         """

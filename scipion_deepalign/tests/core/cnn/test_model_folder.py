@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from scipion_deepalign.core.cnn.model_folder import ModelFolder, write_json_atomic
+from scipion_deepalign.core.defaults import PIXEL_SIZE_RTOL
 
 CENTRES = np.array([[0.0, 0.0], [90.0, 90.0], [0.0, 180.0]])
 
@@ -70,7 +71,9 @@ def test_wrong_pixel_size_is_refused_with_the_folder_and_both_sizes(tmp_path):
     assert f"the particles have 2.5 Å/px but the model in {folder.path} was trained on 2 Å/px" \
         in message
     assert "train a model for these particles" in message
-    folder.check_particles(64, 2.0 * 1.009)  # inside the 1 % tolerance
+    folder.check_particles(64, 2.0 * (1 + PIXEL_SIZE_RTOL / 2))  # the same pixel size
+    with pytest.raises(ValueError, match="pixel"):
+        folder.check_particles(64, 2.0 * 1.009)  # one rule: 0.9 % is another pixel size
 
 
 def test_wrong_box_is_refused(tmp_path):
@@ -156,7 +159,7 @@ def test_a_recorded_fingerprint_is_checked_field_by_field(tmp_path):
     folder = _folder(tmp_path, _meta(format_version=2, fingerprint=_fingerprint()))
     assert folder.format_version() == 2
     folder.check_reuse(_fingerprint())
-    folder.check_reuse(_fingerprint(particle_pixel_size_a=2.0 * 1.009))  # 1 % tolerance
+    folder.check_reuse(_fingerprint(particle_pixel_size_a=2.0 * (1 + PIXEL_SIZE_RTOL / 2)))
     ctf = dict(_fingerprint()["ctf"], defocus_min_a=9500.0, defocus_max_a=15000.0)
     folder.check_reuse(_fingerprint(ctf=ctf))  # inside the range widened by 1000 A
     with pytest.raises(ModelMismatch) as info:
