@@ -13,7 +13,9 @@ align --global``, defaults) -> ``relion`` (auto-refine with the pinned options o
 :func:`relion_tools.refine_options`, stopped at ``--relion-cap-min``; each iteration's
 ``run_itNNN_data.star`` scored as it appears, its time the file's mtime from the start) ->
 ``relion_local`` (RELION's local refinement from DeepAlign's poses) -> ``interop``
-(``relion_reconstruct`` and ``deepalign reconstruct`` of DeepAlign's STAR: the same map?).
+(``relion_reconstruct`` and ``deepalign reconstruct`` of DeepAlign's STAR, and of a
+noise-free control: the same map?). A stage run again (``--stages``) does not rerun the
+stages after it that read its output.
 
 Scores: rotation angle to the true pose (within 5/10/15 deg, median); FSC 0.5 against the true
 map of each pose set's map, every one made by ``deepalign reconstruct``. The report (``--out``,
@@ -24,7 +26,7 @@ enters ``make test``.
 
 Usage::
 
-    .venv/bin/python benchmarks/bench_relion.py --out docs/benchmarks_relion.md   # > 2 h
+    .venv/bin/python benchmarks/bench_relion.py --out docs/benchmarks_relion.md   # ~2.5 h
     .venv/bin/python benchmarks/bench_relion.py --quick      # 200 particles, caps 3 min
     .venv/bin/python benchmarks/bench_relion.py --stages relion_local,interop   # redo two
 """

@@ -41,7 +41,8 @@ def ensure_relion(log) -> str:
         if shutil.which("apt-get") is None:
             raise RelionMissing(f"RELION skipped: {', '.join(missing)} not found and apt-get "
                                 "is not available; install RELION 3.1 and Open MPI (mpirun) "
-                                "and rerun with --stages for the RELION stages")
+                                "and rerun in a new --work folder (the stack is normalised "
+                                "by RELION)")
         if os.geteuid() != 0:
             raise RelionMissing(f"RELION skipped: {', '.join(missing)} not found; installing "
                                 "it needs root (`apt-get install relion`)")
