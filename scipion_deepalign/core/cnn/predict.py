@@ -110,7 +110,8 @@ def predict_probabilities(images, model_dir, *, pixel_size_a=None, batch_size: i
     model_dir : str or Path
     pixel_size_a : float, optional
         The particles' pixel size (Å/px): refused when it is not the model's
-        (:func:`~scipion_deepalign.core.defaults.same_pixel_size`). None (an array has no pixel size): not checked, logged.
+        (:func:`~scipion_deepalign.core.defaults.same_pixel_size`). None (an array has no
+        pixel size): not checked, logged.
     batch_size : int
         Images per network call.
     chunk_size : int
