@@ -131,14 +131,19 @@ def _direction_change(particles, result, symmetry):
     return change
 
 
-def write_summary(out, extra, *, n_input=None) -> str:
+def write_summary(out, extra, *, n_input=None, info=None) -> str:
     """``NAME.summary.json`` beside the output ``NAME.star``: the alignment's numbers
-    (:func:`~..core.align.summary.alignment_summary`, what the protocols show); its path."""
+    (:func:`~..core.align.summary.alignment_summary`, what the protocols show) and, from the
+    alignment's ``info``, which resolution it searched and refined at, and why; its path."""
     from ..core.align.summary import alignment_summary
     from ..core.io import summary_path, write_json
 
     path = summary_path(out)
-    write_json(path, alignment_summary(extra, n_input=n_input))
+    report = alignment_summary(extra, n_input=n_input)
+    if info is not None and "resolution" in info:
+        report.update(resolution=info["resolution"], search_box_px=info["box_px"],
+                      refine_box_px=info.get("refine_box_px"))
+    write_json(path, report)
     return path
 
 
@@ -221,7 +226,8 @@ def main(args) -> int:
     write_output(args.out, particles, part)
     summary.wrote(args.out, f"{len(particles)} particles with angles, shifts and "
                             f"{columns.SCORE_COLUMN}")
-    summary.wrote(write_summary(args.out, particles.extra, n_input=n_input), "its numbers")
+    summary.wrote(write_summary(args.out, particles.extra, n_input=n_input, info=result.info),
+                  "its numbers")
     if change is not None:
         summary.add("direction change from the input poses",
                     f"median {float(np.median(change)):.1f} deg")

@@ -123,6 +123,10 @@ class AlignSteps(AlignForm):
         if "median_direction_change_deg" in report:
             lines.append("Median change of projection direction from the input alignment: "
                          f"{report['median_direction_change_deg']:.1f} deg.")
+        if "resolution" in report:  # which resolution, and why (deepalign align's words)
+            refine = report.get("refine_box_px")
+            lines.append(f"Resolution: {report['resolution']}; {report['search_box_px']} px "
+                         "search box" + (f", {refine} px refinement box." if refine else "."))
         return lines
 
     def _ctfMode(self):

@@ -61,6 +61,16 @@ def test_the_summary_says_which_resolution_and_why(inputs, capsys, extra, words)
         assert "estimated from the reference map" in line and "refinement box" in line
 
 
+def test_the_summary_file_says_it_too(inputs):
+    """What the Align and Refine protocols show (NAME.summary.json beside the output)."""
+    from scipion_deepalign.core.io import read_json, summary_path
+
+    assert _align(inputs) == 0
+    report = read_json(summary_path(str(inputs / "aligned.star")))
+    assert "estimated from the reference map" in report["resolution"]
+    assert report["search_box_px"] < report["refine_box_px"] <= 32
+
+
 @pytest.mark.parametrize("value, message", [
     ("fine", "--target-resolution must be auto, full"),
     ("-2", "--target-resolution must be auto, full"),
