@@ -13,9 +13,10 @@ particles outside the training subset:
 * **within 5 / 10 deg** after the default regional search with the network's predictions
   (``bench_accuracy.align``), and its median error.
 
-The first schedule is the reference (the long training); the others are candidates for the
-default. A last row times the **reuse** of the default schedule's model (a second training
-call on the same folder with the same data: the fingerprint check and nothing else).
+The long training (:data:`LONG`, the schedule before 2026-12-06) is the reference; the
+default schedule and the others are candidates. A last row times the **reuse** of the
+default schedule's model (a second training call on the same folder with the same data: the
+fingerprint check and nothing else).
 
 Usage::
 
@@ -141,8 +142,8 @@ def render(rows, args, loads, seconds) -> str:
              f"{args.map} at SNR {args.snr:g}, {args.n} particles, "
              f"{len(region_centres_deg(args.spacing, 'c1'))} regions, {args.input_box} px "
              "input, training from projections (softmax head, polar trunk); judged on the "
-             f"{int(round(args.n * (1 - args.train_fraction)))} test particles; first row: "
-             "the long training.", "",
+             f"{int(round(args.n * (1 - args.train_fraction)))} test particles; the long "
+             f"training is {LONG}, the default {_default_label()}.", "",
              "| schedule (epochs x images, ramp, patience) | training (s) | epochs run (kept) "
              "| images seen | held-out hit rate | test top-1 / hit rate | within 5 / 10 deg "
              "| median (deg) |", "|---|---|---|---|---|---|---|---|"]
