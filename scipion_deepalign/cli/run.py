@@ -46,6 +46,7 @@ from .shared_options import (
     model_mismatch_error,
     search_options,
     summarise_alignment,
+    summarise_network_input,
     summarise_training,
     write_alignment_columns,
 )
@@ -159,6 +160,7 @@ def _write_outputs(args, particles, outcome, paths, n_regions, summary) -> None:
                                     f"{columns.SCORE_COLUMN}")
     counts = np.bincount(result.region[result.region >= 0], minlength=n_regions)
     summary.add("particles per region", f"{spread(counts)} over {n_regions} regions")
+    summarise_network_input(summary, args, particles)
     summarise_alignment(summary, result, regional=True)
     summarise_training(summary, outcome.train_report)  # its own stage: trained or reused
     for stage, seconds in outcome.seconds.items():

@@ -21,7 +21,7 @@ from .common import CLIError, positive_int, step_deg
 
 __all__ = ["add_schedule_args", "add_search_args", "add_region_search_args", "search_options",
            "write_alignment_columns", "summarise_alignment", "add_target_resolution_arg",
-           "target_resolution"]
+           "target_resolution", "summarise_network_input"]
 
 
 def add_schedule_args(parser: argparse.ArgumentParser) -> None:
@@ -91,6 +91,25 @@ def add_target_resolution_arg(parser, *, training: bool, search: bool):
         help=f"images are Fourier-cropped so that Nyquist reaches A Angstrom (faster); "
              f"{defaults.TARGET_RESOLUTION}: {'; '.join(auto)}; {defaults.FULL_RESOLUTION} "
              f"(or 0): the full box; default {defaults.TARGET_RESOLUTION}")
+
+
+def summarise_network_input(summary, args, particles) -> None:
+    """The network input's size and why (``--box``, or ``--target-resolution``'s rule)."""
+    from ..core.cnn.checks import input_geometry
+    from ..core.resolution import training_input
+
+    box = getattr(args, "box", None)
+    if box is not None:
+        resolution, why = None, "--box given"
+    else:
+        resolution, box = training_input(args.target_resolution, particles.box_px)
+        why = {defaults.TARGET_RESOLUTION: "auto: the network's measured input box",
+               defaults.FULL_RESOLUTION: "full: the particle box"}.get(
+            args.target_resolution, "--target-resolution given")
+    side, pixel = input_geometry(particles.box_px, particles.pixel_size_a,
+                                 target_resolution_a=resolution, target_box_px=box)
+    summary.add("network input", f"{side} px at {pixel:.3g} A/px (Nyquist {2 * pixel:.3g} A; "
+                                 f"{why})")
 
 
 def add_search_args(parser: argparse.ArgumentParser) -> None:

@@ -35,6 +35,7 @@ from .shared_options import (
     add_schedule_args,
     add_target_resolution_arg,
     model_mismatch_error,
+    summarise_network_input,
     summarise_training,
 )
 from .summary import Summary
@@ -265,6 +266,7 @@ def main(args) -> int:
                                retrain=args.retrain)
     except ModelMismatch as exc:
         raise model_mismatch_error(exc, "--out") from None
+    summarise_network_input(summary, args, particles)
     _summarise(summary, args, config, report)
     for message in report.warnings:
         log.warning(message)

@@ -89,6 +89,24 @@ def test_training_reads_auto_as_the_default_input_box():
         training_input("coarse", 64)
 
 
+@pytest.mark.parametrize("target, box, words", [
+    ("auto", None, "24 px at 5.33 A/px (Nyquist 10.7 A; auto: the network's measured input"),
+    ("full", None, "64 px at 2 A/px (Nyquist 4 A; full: the particle box)"),
+    (16.0, None, "16 px at 8 A/px (Nyquist 16 A; --target-resolution given)"),
+    ("auto", 32, "32 px at 4 A/px (Nyquist 8 A; --box given)"),
+], ids=["auto", "full", "given", "box"])
+def test_train_and_run_say_the_network_input_and_why(target, box, words):
+    from types import SimpleNamespace
+
+    from scipion_deepalign.cli.shared_options import summarise_network_input
+
+    lines = {}
+    summary = SimpleNamespace(add=lambda key, value: lines.__setitem__(key, value))
+    summarise_network_input(summary, SimpleNamespace(target_resolution=target, box=box),
+                            SimpleNamespace(box_px=64, pixel_size_a=2.0))
+    assert words in lines["network input"]
+
+
 def test_train_children_get_the_option_only_when_given():
     from scipion_deepalign.cli.train import _child_command
 
