@@ -9,9 +9,11 @@ Two schedules give the same comparisons, hence the same poses:
   meets all its references in large GEMMs, the references gathered from the bank by index. No
   loop over regions or tiles: one GEMM per group and chunk of references, the same code on
   numpy and cupy (the bank lives on the device).
-* **by gallery groups** (:func:`search_by_gallery_groups`, the fallback when the bank would be
-  too large): for every group of tiles, its particles against its references, prepared chunk by
-  chunk.
+* **by gallery groups** (:func:`search_by_gallery_groups`): for every group of tiles, its
+  particles against its references (sliced from the bank, or prepared chunk by chunk when the
+  bank would be too large). Used when the tile sets hold few particles each (fewer than
+  :data:`MIN_PARTICLES_PER_SET` on average: a GEMM over a handful of particles reads all the
+  references for little work, and gathering them costs more than it saves), and without a bank.
 
 A comparison is one (particle, reference direction, in-plane angle) triple, counted as the
 search makes it (:mod:`.cost`).
@@ -23,11 +25,16 @@ import numpy as np
 from ..runtime.progress import advance
 from .search import BestPoses
 
-__all__ = ["REFS_PER_CHUNK", "search_block", "search_by_tile_sets", "search_by_gallery_groups",
-           "tile_set_groups"]
+__all__ = ["REFS_PER_CHUNK", "MIN_PARTICLES_PER_SET", "search_block", "search_by_tile_sets",
+           "search_by_gallery_groups", "tile_set_groups"]
 
 #: references (direction x in-plane angle) met by a GEMM at once
 REFS_PER_CHUNK = 2048
+#: particles per tile set, on average, from which the search by tile sets is used: below it,
+#: each GEMM reads a set's references for a handful of particles (memory-bound) and the gather
+#: is a fifth of the time; on 2 shared CPU cores at 17 particles per set the two schedules were
+#: within the load's noise (docs/benchmarks_align.md); the GPU's case is many particles per set
+MIN_PARTICLES_PER_SET = 32
 
 
 def search_block(engine, galleries, bank, spectra, power, rows, n_best, progress=None):
@@ -55,9 +62,12 @@ def search_block(engine, galleries, bank, spectra, power, rows, n_best, progress
     """
     local = [m[(m >= rows[0]) & (m <= rows[-1])] - rows[0] for m in galleries.members]
     if bank is not None:
-        return search_by_tile_sets(engine, galleries, bank, spectra, power, local, n_best,
-                                   progress)
-    return search_by_gallery_groups(engine, galleries, spectra, power, local, n_best, progress)
+        sets = tile_set_groups(local, len(spectra))
+        if len(spectra) >= MIN_PARTICLES_PER_SET * max(1, len(sets)):
+            return search_by_tile_sets(engine, galleries, bank, spectra, power, local, n_best,
+                                       progress, sets=sets)
+    return search_by_gallery_groups(engine, galleries, spectra, power, local, n_best, progress,
+                                    bank=bank)
 
 
 def tile_set_groups(local, n: int) -> list:
@@ -90,12 +100,13 @@ def tile_set_groups(local, n: int) -> list:
 
 
 def search_by_tile_sets(engine, galleries, bank, spectra, power, local, n_best,
-                        progress=None):
+                        progress=None, *, sets=None):
     """:func:`search_block` with the references of each particle group gathered from ``bank``
-    (``local``: the block's particles of every gallery group)."""
+    (``local``: the block's particles of every gallery group; ``sets``: their
+    :func:`tile_set_groups`, computed when None)."""
     n = len(spectra)
     best = BestPoses(n, n_best)
-    groups = tile_set_groups(local, n)
+    groups = tile_set_groups(local, n) if sets is None else sets
     p = engine.n_psi
     work = max(1, sum(len(who) * sum(galleries.bounds[g][1] - galleries.bounds[g][0]
                                      for g in tiles) for who, tiles in groups))
@@ -126,9 +137,10 @@ def _gather(bank, refs, xp):
     return matrix, matrix[:, :f] ** 2 + matrix[:, f:] ** 2
 
 
-def search_by_gallery_groups(engine, galleries, spectra, power, local, n_best, progress=None):
+def search_by_gallery_groups(engine, galleries, spectra, power, local, n_best, progress=None,
+                             *, bank=None):
     """:func:`search_block` group of tiles by group of tiles, the references of each chunk of
-    directions prepared from the projections as it is met."""
+    directions sliced from ``bank`` or, without one, prepared from the projections."""
     n = len(spectra)
     best = BestPoses(n, n_best)
     work = max(1, sum(len(i) * (hi - lo) for i, (lo, hi) in zip(local, galleries.bounds)))
@@ -139,7 +151,8 @@ def search_by_gallery_groups(engine, galleries, spectra, power, local, n_best, p
             continue
         for d0 in range(lo, hi, chunk):
             d1 = min(hi, d0 + chunk)
-            refs = engine.references(galleries.projections[d0:d1])
+            refs = (bank.take(d0, d1) if bank is not None
+                    else engine.references(galleries.projections[d0:d1]))
             n_comparisons += engine.keep_best(spectra, power, idx, refs, best,
                                               ref_base=d0 * engine.n_psi)
             advance(progress, n * len(idx) * (d1 - d0) / work)  # the particles' share

@@ -42,6 +42,10 @@ def _search(block, xp, *, regional=True, n_best=1):
                                                local, n_best)
     groups = gallery_search.search_by_gallery_groups(engine, galleries, spectra, power, local,
                                                      n_best)
+    sliced = gallery_search.search_by_gallery_groups(engine, galleries, spectra, power, local,
+                                                     n_best, bank=bank)
+    np.testing.assert_array_equal(sliced[0].ref, groups[0].ref)  # the bank's slices: the same
+    np.testing.assert_allclose(sliced[0].score, groups[0].score, atol=1e-6)
     return tiles, groups, len(galleries.bounds)
 
 
