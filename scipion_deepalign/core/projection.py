@@ -153,7 +153,7 @@ class VolumeSpectrum:
             out *= ramp.astype(np.complex64)
         return out
 
-    def spectra_at(self, matrices, ky, kx) -> np.ndarray:
+    def spectra_at(self, matrices, ky, kx, *, xp=np):
         """The ``rfft2`` coefficients of the projections :meth:`project` gives, at chosen
         frequencies only, read from the 3D spectrum without any 2D transform.
 
@@ -165,19 +165,24 @@ class VolumeSpectrum:
         matrices : ndarray of shape (N, 3, 3)
         ky, kx : ndarray of shape (F,)
             Frequencies in cycles per box ``B`` (``kx >= 0``, as in an ``rfft2`` half plane).
+        xp : module
+            ``numpy`` (a compiled pass on the process's threads) or ``cupy`` (the same
+            trilinear sampling as array gathers on the device, the spectrum copied there once).
 
         Returns
         -------
-        ndarray of shape (N, F), complex64
+        array of shape (N, F), complex64, on ``xp``
         """
         r = self.pad_box_px / self.box_px
         ky, kx = np.asarray(ky, np.float64), np.asarray(kx, np.float64)
         m = np.ascontiguousarray(matrices, dtype=np.float32).reshape(-1, 3, 3)
-        out = np.empty((len(m), len(ky)), dtype=np.complex64)
         # the image's origin is pixel B // 2, the slice's the padded image's corner
         centre = np.exp(-2j * np.pi * (self.box_px // 2) * (ky + kx) / self.box_px)
         args = (self.spectrum, (ky * r).astype(np.float32), (kx * r).astype(np.float32),
                 centre.astype(np.complex64))
+        if xp is not np:
+            return self._spectra_at_on(xp, m, *args[1:])
+        out = np.empty((len(m), len(ky)), dtype=np.complex64)
         threads = max(1, min(cpu_threads(), len(m) // 64))
         size = -(-len(m) // threads)
 
@@ -190,6 +195,31 @@ class VolumeSpectrum:
         else:
             one(0)
         return out
+
+    def _spectra_at_on(self, xp, mats, ky, kx, phase):
+        """:meth:`spectra_at` as array operations on ``xp`` (what ``_sample_points`` does)."""
+        if getattr(self, "_device", (None,))[0] is not xp:
+            self._device = (xp, xp.asarray(self.spectrum).ravel())
+        flat, p = self._device[1], self.pad_box_px
+        m = xp.asarray(mats)
+        # q[..., j] = A[0, j] kx + A[1, j] ky + P // 2: (x, y, z) in the centred spectrum
+        q = (xp.asarray(kx)[None, :, None] * m[:, None, 0, :]
+             + xp.asarray(ky)[None, :, None] * m[:, None, 1, :] + np.float32(p // 2))
+        lower = xp.floor(q)
+        t = (q - lower).astype(xp.float32)
+        index = lower.astype(xp.int64)
+        inside = ((index >= 0) & (index < p - 1)).all(axis=-1)
+        index = xp.clip(index, 0, p - 2)
+        base = (index[..., 2] * p + index[..., 1]) * p + index[..., 0]
+        out = xp.zeros(base.shape, dtype=xp.complex64)
+        for dz in (0, 1):
+            wz = t[..., 2] if dz else 1 - t[..., 2]
+            for dy in (0, 1):
+                wy = wz * (t[..., 1] if dy else 1 - t[..., 1])
+                for dx in (0, 1):
+                    w = wy * (t[..., 0] if dx else 1 - t[..., 0])
+                    out += w * flat[base + (dz * p + dy) * p + dx]
+        return xp.where(inside, out, 0) * xp.asarray(phase)[None]
 
     def project(self, matrices, shifts_px=None) -> np.ndarray:
         """Projections (N, B, B) float32 for rotation matrices (N, 3, 3)."""

@@ -164,8 +164,11 @@ class _ReferenceMasking:
         dc = int(np.flatnonzero((band.ky == 0) & (band.kx == 0))[0])
         return cls(band.take(scipy.fft.rfft2(mask)).astype(np.complex64), float(mask.sum()), dc)
 
-    def apply(self, spectra):
-        """Masked band spectra, in place: ``(m, F)`` complex64 (numpy)."""
+    def apply(self, spectra, xp=np):
+        """Masked band spectra ``(m, F)`` complex64 (on numpy: in place, one compiled pass)."""
+        if xp is not np:
+            mean = spectra[:, self.dc:self.dc + 1] * np.float32(1.0 / self.mask_sum)
+            return spectra - mean * xp.asarray(self.mask_band)[None]
         _subtract_masked_mean(spectra, self.dc, np.float32(1.0 / self.mask_sum), self.mask_band)
         return spectra
 
@@ -183,7 +186,7 @@ def _candidate_references(spec, matrices, search, masking):
     ``search.references(project(...), rotate=False)`` makes them (to float32 rounding for a
     map inside the mask), from the band frequencies of the 3D spectrum alone."""
     xp, band = search.xp, search.band
-    spectra = xp.asarray(masking.apply(spec.spectra_at(matrices, band.ky, band.kx)))
+    spectra = masking.apply(spec.spectra_at(matrices, band.ky, band.kx, xp=xp), xp)
     norm = xp.sqrt(xp.maximum(band.norm2(spectra, xp), 1e-24))
     spectra = spectra / norm[:, None].astype(xp.float32)
     matrix = xp.concatenate([spectra.real, spectra.imag], axis=1).astype(xp.float32)

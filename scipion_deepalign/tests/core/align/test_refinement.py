@@ -102,3 +102,22 @@ def test_a_local_shift_window_around_the_gallery_peak_finds_the_disc_search_answ
     np.testing.assert_allclose(local[1], disc[1], atol=1e-5)
     np.testing.assert_allclose(local[2], disc[2], atol=1e-4)
     np.testing.assert_allclose(-local[2][:, ::-1], parts.shifts_px, atol=0.5)
+
+
+def test_the_device_sampling_path_equals_the_compiled_one(spectrum):
+    """The array-gather sampling written for cupy ("numpy under another name" here) gives the
+    compiled pass's band spectra, and the refinement's references with them."""
+    from scipion_deepalign.tests.helpers import numpy_twin
+
+    twin = numpy_twin()
+    band = matching.FourierBand.of_box(32)
+    matrices = euler_to_matrix(np.random.default_rng(5).uniform(0, 180, (9, 3)))
+    compiled = spectrum.spectra_at(matrices, band.ky, band.kx)
+    arrays = spectrum.spectra_at(matrices, band.ky, band.kx, xp=twin)
+    np.testing.assert_allclose(arrays, compiled, atol=1e-4 * np.abs(compiled).max())
+    search = Search.create(32, 4.0, max_shift_px=2.0)
+    masking = local_refinement._ReferenceMasking.of(search)
+    expected, _ = local_refinement._candidate_references(spectrum, matrices, search, masking)
+    search.xp = twin
+    got, _ = local_refinement._candidate_references(spectrum, matrices, search, masking)
+    np.testing.assert_allclose(got, expected, atol=1e-5 * np.abs(expected).max())
