@@ -50,20 +50,30 @@ _MIN_BOX = 8
 
 def shell_power(volume: np.ndarray) -> np.ndarray:
     """Radially averaged power ``|F(k)|**2`` of a cube, per integer shell (shell 0: the mean
-    removed). Shells reach the corners of the Fourier cube (``~ sqrt(3) * B / 2``)."""
-    n = volume.shape[0]
-    spectrum = np.fft.rfftn(volume - volume.mean())
-    kz = np.fft.fftfreq(n) * n
-    kx = np.fft.rfftfreq(n) * n
-    radius = np.sqrt(kz[:, None, None] ** 2 + kz[None, :, None] ** 2 + kx[None, None, :] ** 2)
-    shell = np.rint(radius).astype(np.int64).ravel()
-    weight = np.full(spectrum.shape, 2.0)  # rfft: each column but the first (and last) twice
-    weight[..., 0] = 1.0
+    removed). Shells reach the corners of the Fourier cube (``~ sqrt(3) * B / 2``). A float32
+    transform, summed plane by plane: memory about that of the map."""
+    import scipy.fft
+
+    vol = np.asarray(volume, dtype=np.float32)
+    n = vol.shape[0]
+    spectrum = scipy.fft.rfftn(vol - np.float32(vol.mean(dtype=np.float64)))
+    k = np.fft.fftfreq(n) * n
+    plane = k[:, None] ** 2 + (np.fft.rfftfreq(n) * n)[None, :] ** 2  # (ky, kx)
+    weight = np.full(plane.shape, 2.0)  # rfft: each column but the first (and last) twice
+    weight[:, 0] = 1.0
     if n % 2 == 0:
-        weight[..., -1] = 1.0
+        weight[:, -1] = 1.0
     weight = weight.ravel()
-    power = (spectrum.real ** 2 + spectrum.imag ** 2).ravel()
-    return np.bincount(shell, power * weight) / np.maximum(np.bincount(shell, weight), 1e-30)
+    size = int(np.ceil(np.sqrt(3.0) * (n // 2 + 1))) + 2
+    total, count = np.zeros(size), np.zeros(size)
+    for z in range(n):
+        shell = np.rint(np.sqrt(k[z] ** 2 + plane)).astype(np.int64).ravel()
+        values = spectrum[z].ravel()
+        power = values.real.astype(np.float64) ** 2 + values.imag.astype(np.float64) ** 2
+        total += np.bincount(shell, power * weight, minlength=size)
+        count += np.bincount(shell, weight, minlength=size)
+    last = int(np.flatnonzero(count)[-1]) + 1
+    return total[:last] / count[:last]
 
 
 def estimate_map_resolution(volume, pixel_size_a: float, *, name: str = "the map") -> float:
@@ -98,7 +108,6 @@ def estimate_map_resolution(volume, pixel_size_a: float, *, name: str = "the map
                          "needed to estimate its resolution")
     if not (np.isfinite(pixel_size_a) and pixel_size_a > 0):
         raise ValueError(f"the pixel size of {name} must be > 0, got {pixel_size_a!r}")
-    vol = vol.astype(np.float64)
     if not np.all(np.isfinite(vol)):
         raise ValueError(f"{name} contains NaN or infinite values")
     if np.ptp(vol) == 0:
