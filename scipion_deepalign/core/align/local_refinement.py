@@ -6,7 +6,7 @@ Around each particle's best pose, 27 candidate poses are made by small rotations
 gallery (:class:`scipion_deepalign.core.align.search.Search`: same masks, band, CTF and
 normalisation; a finer shift grid in the same disc). The candidates' band spectra are read
 straight from the map's 3D spectrum at the band's frequencies
-(:meth:`.projection.VolumeSpectrum.spectra_at`: no 2D transform), and the reference mask is
+(:func:`..central_slices.band_spectra`: no 2D transform), and the reference mask is
 applied there (:func:`_candidate_references`). The best candidate is kept and ``h`` is halved.
 Every candidate counts as one *refinement* comparison, kept apart from the gallery's
 (:mod:`.cost`). Poses follow :mod:`scipion_deepalign.core.geometry`.
@@ -17,6 +17,7 @@ import itertools
 
 import numpy as np
 
+from ..central_slices import band_spectra
 from ..geometry import euler_to_matrix, matrix_to_euler
 from ..runtime.backend import to_numpy
 from ..runtime.compiled import compiled
@@ -186,7 +187,7 @@ def _candidate_references(spec, matrices, search, masking):
     ``search.references(project(...), rotate=False)`` makes them (to float32 rounding for a
     map inside the mask), from the band frequencies of the 3D spectrum alone."""
     xp, band = search.xp, search.band
-    spectra = masking.apply(spec.spectra_at(matrices, band.ky, band.kx, xp=xp), xp)
+    spectra = masking.apply(band_spectra(spec, matrices, band.ky, band.kx, xp=xp), xp)
     norm = xp.sqrt(xp.maximum(band.norm2(spectra, xp), 1e-24))
     spectra = spectra / norm[:, None].astype(xp.float32)
     matrix = xp.concatenate([spectra.real, spectra.imag], axis=1).astype(xp.float32)

@@ -5,6 +5,7 @@ import scipy.fft
 
 from scipion_deepalign.core.align import local_refinement, matching, shift_gemm
 from scipion_deepalign.core.align.search import Search
+from scipion_deepalign.core.central_slices import band_spectra
 from scipion_deepalign.core.geometry import euler_to_matrix, matrix_to_euler
 from scipion_deepalign.core.projection import VolumeSpectrum, project
 from scipion_deepalign.core.simulate import make_phantom, simulate_particles
@@ -35,12 +36,12 @@ def test_pairs_correlation_equals_the_shifted_particle_product():
 
 
 @pytest.mark.parametrize("box", [32, 33])
-def test_spectra_at_band_frequencies_are_those_of_the_projections(box):
+def test_band_spectra_are_those_of_the_projections(box):
     spec = VolumeSpectrum(make_phantom(box, seed=0))
     band = matching.FourierBand.of_box(box)
     angles = np.random.default_rng(1).uniform(0, 180, (6, 3))
     expected = band.take(scipy.fft.rfft2(project(spec, angles)))
-    got = spec.spectra_at(euler_to_matrix(angles), band.ky, band.kx)
+    got = band_spectra(spec, euler_to_matrix(angles), band.ky, band.kx)
     assert got.shape == expected.shape and got.dtype == np.complex64
     # the same projection up to the projector's interpolation (both within 3 % of the peak)
     assert np.abs(got - expected).max() < 0.03 * np.abs(expected).max()
@@ -112,8 +113,8 @@ def test_the_device_sampling_path_equals_the_compiled_one(spectrum):
     twin = numpy_twin()
     band = matching.FourierBand.of_box(32)
     matrices = euler_to_matrix(np.random.default_rng(5).uniform(0, 180, (9, 3)))
-    compiled = spectrum.spectra_at(matrices, band.ky, band.kx)
-    arrays = spectrum.spectra_at(matrices, band.ky, band.kx, xp=twin)
+    compiled = band_spectra(spectrum, matrices, band.ky, band.kx)
+    arrays = band_spectra(spectrum, matrices, band.ky, band.kx, xp=twin)
     np.testing.assert_allclose(arrays, compiled, atol=1e-4 * np.abs(compiled).max())
     search = Search.create(32, 4.0, max_shift_px=2.0)
     masking = local_refinement._ReferenceMasking.of(search)
