@@ -88,3 +88,25 @@ def test_gallery_cache_projects_each_direction_once(block):
     np.testing.assert_array_equal(again[::-1][:8], first)
     expected = project(volume, np.concatenate([dirs, np.zeros((12, 1))], axis=1))
     np.testing.assert_allclose(again[::-1], expected, atol=1e-4 * np.abs(expected).max())
+
+
+def test_align_particles_gives_the_same_poses_on_either_schedule(block, monkeypatch):
+    """Whole alignments (regional windows, refinement): tile sets forced against gallery
+    groups forced, the same poses, scores and counts."""
+    from scipion_deepalign.core.align.align import align_particles
+
+    volume, images, parts, centres, hints = block
+    hints = np.where(hints >= 0, hints, hints[:, :1])  # one region: repeated, not -1
+    kwargs = dict(pixel_size_a=PIXEL_A, max_shift_px=2.0, step_deg=12.0, ctf=parts.ctf,
+                  centres_deg=centres, region_hints=hints, device="cpu",
+                  target_resolution_a=None, search=SearchOptions(probability_mass=None))
+    results = []
+    for least in (0, 10 ** 9):  # every block by tile sets; every block by gallery groups
+        monkeypatch.setattr(gallery_search, "MIN_PARTICLES_PER_SET", least)
+        results.append(align_particles(images, volume, **kwargs))
+    sets, groups = results
+    np.testing.assert_allclose(sets.angles_deg, groups.angles_deg, atol=1e-6)
+    np.testing.assert_allclose(sets.shifts_px, groups.shifts_px, atol=1e-6)
+    np.testing.assert_allclose(sets.score, groups.score, atol=1e-6)
+    assert sets.n_comparisons == groups.n_comparisons
+    assert sets.n_refine_comparisons == groups.n_refine_comparisons > 0
