@@ -40,7 +40,7 @@ from ..runtime.backend import get_array_module
 from ..runtime.stacks import RowStack, stack_shape
 from .fallback import significance_fallback
 from .gallery import GalleryCache, group_galleries
-from .gallery_search import REFS_PER_CHUNK, search_block
+from .gallery_search import REFS_PER_CHUNK, search_block, wants_bank
 from .poses import AlignmentResult, BlockPoses, block_poses, pose_weights, read_block
 from .search import Search
 from .search_plan import SearchOptions, plan_alignment, plan_search
@@ -234,9 +234,12 @@ class _Run:
         galleries = group_galleries(plan, self.volume, self.cache)
         galleries.check_covers(n, engine.step_deg)
         t_gal = time.perf_counter() - t0
-        # the prepared references of every direction, when they fit: made once for all blocks
-        bank = engine.reference_bank(galleries.projections,
-                                     chunk=max(1, REFS_PER_CHUNK // engine.n_psi))
+        # the prepared references of every direction, made once (when they fit) where they
+        # are met more than once: by several blocks, or gathered by tile sets
+        bank = None
+        if wants_bank(galleries, n, int(self.block_size)):
+            bank = engine.reference_bank(galleries.projections,
+                                         chunk=max(1, REFS_PER_CHUNK // engine.n_psi))
         poses = BlockPoses(n, self.n_best)
         for start in range(0, n, int(self.block_size)):
             rows = np.arange(start, min(n, start + int(self.block_size)))

@@ -25,8 +25,8 @@ import numpy as np
 from ..runtime.progress import advance
 from .search import BestPoses
 
-__all__ = ["REFS_PER_CHUNK", "MIN_PARTICLES_PER_SET", "search_block", "search_by_tile_sets",
-           "search_by_gallery_groups", "tile_set_groups"]
+__all__ = ["REFS_PER_CHUNK", "MIN_PARTICLES_PER_SET", "wants_bank", "search_block",
+           "search_by_tile_sets", "search_by_gallery_groups", "tile_set_groups"]
 
 #: references (direction x in-plane angle) met by a GEMM at once
 REFS_PER_CHUNK = 2048
@@ -68,6 +68,18 @@ def search_block(engine, galleries, bank, spectra, power, rows, n_best, progress
                                        progress, sets=sets)
     return search_by_gallery_groups(engine, galleries, spectra, power, local, n_best, progress,
                                     bank=bank)
+
+
+def wants_bank(galleries, n: int, block_size: int) -> bool:
+    """Whether a :class:`.search.ReferenceBank` pays for its memory: when several blocks meet
+    the same references, or when the one block is searched by tile sets (each reference met
+    by several sets) over more than one gallery group. Otherwise every chunk of references is
+    prepared once anyway, as it is met."""
+    if n > block_size:
+        return True
+    if len(galleries.bounds) < 2:
+        return False
+    return n >= MIN_PARTICLES_PER_SET * max(1, len(tile_set_groups(galleries.members, n)))
 
 
 def tile_set_groups(local, n: int) -> list:

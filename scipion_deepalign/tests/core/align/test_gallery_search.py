@@ -110,3 +110,15 @@ def test_align_particles_gives_the_same_poses_on_either_schedule(block, monkeypa
     np.testing.assert_allclose(sets.score, groups.score, atol=1e-6)
     assert sets.n_comparisons == groups.n_comparisons
     assert sets.n_refine_comparisons == groups.n_refine_comparisons > 0
+
+
+def test_a_bank_is_made_only_where_references_are_met_again():
+    from types import SimpleNamespace
+
+    one_group = SimpleNamespace(bounds=[(0, 10)], members=[np.arange(100)])
+    assert not gallery_search.wants_bank(one_group, 100, block_size=8192)
+    assert gallery_search.wants_bank(one_group, 100, block_size=50)  # two blocks
+    crowded = SimpleNamespace(bounds=[(0, 5), (5, 9)], members=[np.arange(100), np.arange(50)])
+    assert gallery_search.wants_bank(crowded, 100, block_size=8192)  # 2 sets of 50
+    sparse = SimpleNamespace(bounds=[(0, 5), (5, 9)], members=[np.arange(10), np.arange(5)])
+    assert not gallery_search.wants_bank(sparse, 10, block_size=8192)  # 2 sets of 5
