@@ -121,6 +121,10 @@ def _filter(images, weights) -> np.ndarray:
 def apply_ctf(images, ctf_imgs) -> np.ndarray:
     """Multiply the spectra of images by their CTFs (what the microscope does).
 
+    The CTF multiplies the box's own discrete spectrum, a circular filter of the box (as
+    ``relion_project`` applies it); :mod:`scipion_deepalign.core.judge.reconstruct` undoes
+    it at those same samples.
+
     Parameters
     ----------
     images : ndarray of shape (N, B, B)

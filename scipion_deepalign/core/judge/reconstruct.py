@@ -1,18 +1,33 @@
 """Direct Fourier inversion: a map from particle images and their poses.
 
-Each image is centred (translated by ``+shift``, done as a Fourier phase ramp), zero-padded
-``padding`` times and Fourier transformed. By the central-slice theorem its transform is the
-map's transform on the plane ``A.T @ (kx, ky, 0)`` (see :mod:`scipion_deepalign.core.geometry`);
-every sample is spread onto the 8 surrounding voxels of a 3D Fourier grid with trilinear weights
-``w``. Only the half space ``qx >= 0`` is stored (``numpy.fft.rfftn`` layout); a sample with
-``qx < 0`` goes in as the complex conjugate at ``-q``.
+Each image is centred (translated by ``+shift``, done as a Fourier phase ramp) and Fourier
+transformed. By the central-slice theorem its transform is the map's transform on the plane
+``A.T @ (kx, ky, 0)`` (see :mod:`scipion_deepalign.core.geometry`); every sample is spread onto
+the 8 surrounding voxels of a 3D Fourier grid ``padding`` times finer than the box, with
+trilinear weights ``w``. Only the half space ``qx >= 0`` is stored (``numpy.fft.rfftn``
+layout); a sample with ``qx < 0`` goes in as the complex conjugate at ``-q``.
+
+Which 2D samples go in:
+
+* without CTF, those of the image zero-padded ``padding`` times: the projection lies inside
+  the box, so they are its exact transform between the box's own samples too;
+* with CTF, the box's own ``rfft2`` samples (spaced ``padding`` voxels on the grid), as
+  RELION's ``relion_reconstruct`` does. The CTF acts on the box's discrete spectrum: the
+  image is ``projection * CTF`` there (the circular filter of
+  :func:`scipion_deepalign.core.ctf.apply_ctf` and of ``relion_project``). The zero-padded
+  image's samples in between mix the neighbouring ``c F`` (the CTF's point spread leaves the
+  box), so at high defocus they are not ``c F`` at their own frequency and would cost the
+  map its high resolution.
 
 Per voxel the estimate is
 
 * without CTF: ``sum(w F) / sum(w)``;
-* with CTF ``c``: ``sum(w c F) / (sum(w c^2) + wiener_constant * sum(w))`` (Wiener-like; the
-  constant is relative to the voxel's sampling, so it acts like ``1 / SNR`` per particle and
-  keeps voxels where every contributing CTF is near a zero from blowing up).
+* with CTF ``c``: ``sum(w c F) / (sum(w c^2) + wiener_constant * sum(w))``. The constant is a
+  floor only (default :data:`WIENER_CONSTANT`, relative to the voxel's sampling): it keeps
+  voxels where every contributing CTF is near a zero from blowing up. A large one is a filter
+  that varies from voxel to voxel: near the origin ``c^2`` is only about ``Q^2`` (amplitude
+  contrast 0.1: 0.01), so ``0.1`` damps the lowest shells by about ten times and unevenly,
+  which lowers their FSC against the truth and moves the map's centre of mass.
 
 Symmetry: every particle is inserted at all its symmetric-equivalent poses ``A @ S``. The
 spread onto the grid is a convolution with a triangle kernel, undone at the end by dividing the
@@ -45,10 +60,15 @@ from ..imageops import finite_rows
 from ..runtime.progress import advance
 from .fourier_grid import FourierAccumulator
 
-__all__ = ["reconstruct", "reconstruct_half_maps", "half_subsets", "even_odd_subsets"]
+__all__ = ["reconstruct", "reconstruct_half_maps", "half_subsets", "even_odd_subsets",
+           "WIENER_CONSTANT"]
 
 # Fourier samples handled at once (all symmetry copies counted); bounds the working memory.
 _SAMPLES_PER_BATCH = 400_000
+
+#: Regulariser of the CTF division, relative to a voxel's sampling weight (a floor).
+WIENER_CONSTANT = 1e-3
+
 
 def _image_source(images):
     """``images`` as given when it is an array (memory maps stay maps) or a loader with
@@ -104,26 +124,27 @@ def _check_finite(images, angles, shifts_px, ctf) -> None:
                              f"{bad[:5].tolist()}, 0-based); nothing reconstructed")
 
 
-def _kept_samples(pad_box: int):
-    """The half-plane Fourier samples inside the padded Nyquist circle: their (kx, ky, 0) in
-    pixel units (S, 3) and their flat index in an ``rfft2`` image of the padded box."""
-    half = pad_box // 2 + 1
-    ky = np.fft.fftfreq(pad_box) * pad_box
-    kx = np.arange(half, dtype=np.float64)
+def _kept_samples(sample_box: int, pad_box: int):
+    """The half-plane Fourier samples of an ``rfft2`` image of ``sample_box`` pixels whose
+    place on the padded grid stays inside its Nyquist circle: their (kx, ky, 0) in cycles per
+    ``sample_box`` (S, 3) and their flat index in that ``rfft2`` image."""
+    ky = np.fft.fftfreq(sample_box) * sample_box
+    kx = np.arange(sample_box // 2 + 1, dtype=np.float64)
     kyy, kxx = np.meshgrid(ky, kx, indexing="ij")
-    keep = np.hypot(kxx, kyy) < pad_box // 2 - 1
+    keep = np.hypot(kxx, kyy) * (pad_box / sample_box) < pad_box // 2 - 1
     k3 = np.stack([kxx[keep], kyy[keep], np.zeros(keep.sum())], axis=1)
     return k3, np.flatnonzero(keep)
 
 
-def _shift_phases(shifts_px, k3, pad_box):
-    """``exp(-2 pi i k . shift / P)`` (B, S): translate by +shift, one factor per axis."""
+def _shift_phases(shifts_px, k3, sample_box):
+    """``exp(-2 pi i k . shift / P)`` (B, S) for ``P = sample_box``: translate by +shift, one
+    factor per axis."""
     kx, ky = k3[:, 0].astype(np.int64), k3[:, 1].astype(np.int64)
-    axis_x = np.arange(pad_box // 2 + 1)
-    axis_y = np.fft.fftfreq(pad_box) * pad_box  # signed ky, indexed by ky mod P
-    ex = np.exp(-2j * np.pi * np.outer(shifts_px[:, 0], axis_x) / pad_box)
-    ey = np.exp(-2j * np.pi * np.outer(shifts_px[:, 1], axis_y) / pad_box)
-    return ex[:, kx] * ey[:, ky % pad_box]
+    axis_x = np.arange(sample_box // 2 + 1)
+    axis_y = np.fft.fftfreq(sample_box) * sample_box  # signed ky, indexed by ky mod P
+    ex = np.exp(-2j * np.pi * np.outer(shifts_px[:, 0], axis_x) / sample_box)
+    ey = np.exp(-2j * np.pi * np.outer(shifts_px[:, 1], axis_y) / sample_box)
+    return ex[:, kx] * ey[:, ky % sample_box]
 
 
 def _accumulate(images, rows, angles_deg, shifts_px, ctf, *, pixel_size_a, symmetry, padding,
@@ -136,13 +157,16 @@ def _accumulate(images, rows, angles_deg, shifts_px, ctf, *, pixel_size_a, symme
     pad_box = int(padding * box)
     pad_box += pad_box % 2
     ops = symmetry_matrices(symmetry)  # (G, 3, 3)
-    k3, flat_keep = _kept_samples(pad_box)  # (S, 3), (S,)
-    freq = k3[:, :2] / (pad_box * pixel_size_a)  # 1/Angstrom
+    # With a CTF, the box's own samples (see the module docstring); without, the padded image's.
+    sample_box = box if ctf is not None else pad_box
+    k3, flat_keep = _kept_samples(sample_box, pad_box)  # (S, 3), (S,)
+    freq = k3[:, :2] / (sample_box * pixel_size_a)  # 1/Angstrom
+    k_grid = k3 * (pad_box / sample_box)  # the samples on the padded grid
     if batch_size is None:
         batch_size = max(1, _SAMPLES_PER_BATCH // (len(k3) * len(ops)))
     acc = FourierAccumulator(pad_box, with_ctf=ctf is not None)
-    offset = pad_box // 2 - box // 2
-    padded = np.zeros((min(n, batch_size), pad_box, pad_box), dtype=np.float64)
+    offset = sample_box // 2 - box // 2
+    padded = np.zeros((min(n, batch_size), sample_box, sample_box), dtype=np.float64)
     for start in range(0, n, batch_size):
         stop = min(n, start + batch_size)
         batch = rows[start:stop]
@@ -151,7 +175,7 @@ def _accumulate(images, rows, angles_deg, shifts_px, ctf, *, pixel_size_a, symme
         spec = np.fft.rfft2(np.fft.ifftshift(window, axes=(1, 2)))  # centre at [0, 0]
         values = spec.reshape(len(batch), -1)[:, flat_keep]  # (b, S)
         if shifts_px is not None:
-            values *= _shift_phases(shifts_px[batch], k3, pad_box)
+            values *= _shift_phases(shifts_px[batch], k3, sample_box)
         ctf2 = None
         if ctf is not None:
             ctf_vals = ctf_at_frequencies(freq[:, 0], freq[:, 1], ctf.subset(batch))
@@ -160,7 +184,7 @@ def _accumulate(images, rows, angles_deg, shifts_px, ctf, *, pixel_size_a, symme
         mats = euler_to_matrix(angles_deg[batch])  # (b, 3, 3)
         for op in ops:
             # pose A @ S: q = (A S)^T k, the row vector k times (A S)
-            acc.insert_planes(k3, mats @ op, values, ctf2)
+            acc.insert_planes(k_grid, mats @ op, values, ctf2)
         advance(progress, stop - start)
     return acc
 
@@ -205,7 +229,7 @@ def _accumulate_groups(groups, chunks, args, kw, threads):
 
 
 def reconstruct(images, angles_deg, *, shifts_px=None, ctf=None, pixel_size_a: float,
-                symmetry: str = "c1", padding: int = 2, wiener_constant: float = 0.1,
+                symmetry: str = "c1", padding: int = 2, wiener_constant: float = WIENER_CONSTANT,
                 batch_size: int | None = None, threads: int = RECONSTRUCT_THREADS,
                 progress=None) -> np.ndarray:
     """Map from particle images with known poses, by direct Fourier inversion.
@@ -230,7 +254,8 @@ def reconstruct(images, angles_deg, *, shifts_px=None, ctf=None, pixel_size_a: f
     padding : int, keyword-only
         Zero-padding factor of the Fourier grid.
     wiener_constant : float, keyword-only
-        Regulariser of the CTF division, relative to the voxel's sampling weight.
+        Regulariser of the CTF division, relative to the voxel's sampling weight (see the
+        module docstring); default :data:`WIENER_CONSTANT`.
     batch_size : int or None, keyword-only
         Particles per batch (None: chosen from the box size to bound memory).
     threads : int, keyword-only
@@ -280,7 +305,7 @@ def even_odd_subsets(ids) -> np.ndarray:
 
 def reconstruct_half_maps(images, angles_deg, *, shifts_px=None, ctf=None, pixel_size_a: float,
                           symmetry: str = "c1", subsets=None, half_index=None, seed: int = 0,
-                          padding: int = 2, wiener_constant: float = 0.1,
+                          padding: int = 2, wiener_constant: float = WIENER_CONSTANT,
                           batch_size: int | None = None, threads: int = RECONSTRUCT_THREADS,
                           progress=None):
     """Two independent half maps and the map of all particles.

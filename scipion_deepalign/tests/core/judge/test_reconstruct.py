@@ -67,6 +67,32 @@ def test_ctf_and_noise(phantom, noisy_ctf):
     assert fsc_corr[8:12].mean() > fsc_plain[8:12].mean() + 0.3
 
 
+def _centre_of_mass(vol):
+    """(z, y, x) in voxels of the voxels above 10 % of the maximum (the particle, not the
+    background)."""
+    strong = np.where(vol > 0.1 * vol.max(), vol, 0.0)
+    grids = np.indices(vol.shape)
+    return np.array([(g * strong).sum() for g in grids]) / strong.sum()
+
+
+def test_exact_ctf_projections_reproduce_the_map():
+    """Noise-free CTF'd particles at their true poses give back the map, as
+    relion_reconstruct does (FSC 0.995 to 0.94 Nyquist on 1,000 particles of 64 px):
+    high shells need the CTF applied to the box's own Fourier samples (2 A pixels, defocus
+    1-3 um: the CTF rings are finer than the zero-padded image's samples), the lowest shells
+    and the centre of mass a Wiener constant that is only a floor."""
+    box, pixel_a = 40, 2.0
+    vol = make_phantom(box, seed=0)
+    images, parts = simulate_particles(vol, 300, pixel_size_a=pixel_a, snr=np.inf, ctf=True,
+                                       max_shift_px=2.0, seed=4)
+    rec = reconstruct(images, parts.angles_deg, shifts_px=parts.shifts_px, ctf=parts.ctf,
+                      pixel_size_a=pixel_a)
+    fsc = fsc_curve(rec, vol, pixel_size_a=pixel_a).fsc
+    last = int(0.9 * box // 2)  # shell 18 of 20
+    assert fsc[1:last + 1].min() >= 0.99, fsc.round(3)
+    np.testing.assert_allclose(_centre_of_mass(rec), _centre_of_mass(vol), atol=0.1)
+
+
 @pytest.mark.parametrize("symmetry", ["c4", "d2"])
 def test_symmetry_improves_and_is_pose_invariant(symmetry):
     from scipion_deepalign.core.symmetry import to_asymmetric_unit
