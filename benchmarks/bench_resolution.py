@@ -27,7 +27,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from bench_accuracy import DATA, errors, make_dataset  # noqa: E402
+from bench_accuracy import DATA, MAPS, errors, make_dataset  # noqa: E402
 
 from scipion_deepalign.core.align.align import align_particles  # noqa: E402
 from scipion_deepalign.core.resolution import (  # noqa: E402
@@ -68,19 +68,23 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--n", type=int, default=300)
     p.add_argument("--snr", type=float, default=0.05)
-    p.add_argument("--coarse", type=float, default=8.0, help="coarse search resolution (A)")
+    p.add_argument("--map", default="8zpm", choices=sorted(MAPS),
+                   help="data set of bench_accuracy (reference low-passed to 8 A, or 3 pixels)")
+    p.add_argument("--coarse", type=float, default=None,
+                   help="coarse search resolution (A); default the map's in bench_accuracy")
     p.add_argument("--only", default=None, help="comma-separated row numbers (1-based)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data", default=str(DATA))
     args = p.parse_args(argv)
-    ds = make_dataset("8zpm", args.snr, SimpleNamespace(
+    ds = make_dataset(args.map, args.snr, SimpleNamespace(
         data=args.data, n=args.n, seed=args.seed, reference_resolution=8.0,
         train_fraction=0.0, wrong=0.0, device="cpu"))
     pixel = ds["pixel"]
     estimate = estimate_map_resolution(ds["reference"], pixel)
     print(f"reference low-passed to {ds['ref_res']:g} A: estimate {estimate:.3g} A; "
           f"load {os.getloadavg()[0]:.2f}", flush=True)
-    rows = list(schedules(estimate, args.coarse, 2 * pixel).items())
+    coarse = ds["align_res"] if args.coarse is None else args.coarse
+    rows = list(schedules(estimate, coarse, 2 * pixel).items())
     keep = range(len(rows)) if not args.only else [int(i) - 1 for i in args.only.split(",")]
     parts = ds["parts"]
     print("| schedule | search / refinement box (px) | within 5 | within 10 | median (deg) | "
