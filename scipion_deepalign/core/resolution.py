@@ -187,6 +187,8 @@ class SearchResolution:
 
         why = {"estimated": "estimated from the reference map", "given": "given",
                "full": "full resolution asked for"}[self.source]
+        if self.source == "estimated" and self.estimate_a is not None:
+            why += f": {self.estimate_a:.3g} A"  # at Nyquist or coarser
         return f"search at {words(self.search_a)} ({why}), refinement at {words(self.refine_a)}"
 
 
