@@ -42,8 +42,10 @@ NOISE_FACTOR = 2.0
 EDGE_DROP = 100.0
 #: power this far below the strongest shell is numerically nothing (amplitude 1e-5)
 EMPTY_DROP = 1e10
-#: the local refinement runs up to this factor of the search's frequency, at most Nyquist
-#: (docs/benchmarks_accuracy.md, "Search resolution")
+#: the local refinement runs up to this factor of the frequency the reference supports, at
+#: most Nyquist, never coarser than the search (docs/benchmarks_accuracy.md, "Search
+#: resolution": on 8zpm and the 70S ribosome it beat refining on the search box, and the full
+#: box did no better)
 REFINE_MARGIN = 1.25
 _MIN_BOX = 8
 
@@ -106,7 +108,11 @@ def estimate_map_resolution(volume, pixel_size_a: float, *, name: str = "the map
     if vol.shape[0] < _MIN_BOX:
         raise ValueError(f"{name} is {vol.shape[0]} voxels wide; at least {_MIN_BOX} are "
                          "needed to estimate its resolution")
-    if not (np.isfinite(pixel_size_a) and pixel_size_a > 0):
+    try:
+        good = np.isfinite(pixel_size_a) and pixel_size_a > 0
+    except TypeError:
+        good = False
+    if not good:
         raise ValueError(f"the pixel size of {name} must be > 0, got {pixel_size_a!r}")
     if not np.all(np.isfinite(vol)):
         raise ValueError(f"{name} contains NaN or infinite values")
