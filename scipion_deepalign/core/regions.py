@@ -39,13 +39,11 @@ nearest direction; exact ties go to the lower label.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
 
 import numpy as np
 from scipy.spatial import cKDTree
 
 from .geometry import angle_between_unit_vectors_deg, direction_to_euler, projection_direction
-from .particles import positive_float
 from .symmetry import (
     in_asymmetric_unit,
     normalise_symmetry,
@@ -54,7 +52,6 @@ from .symmetry import (
 )
 
 __all__ = [
-    "RegionsPreview", "regions_preview",
     "MIN_SPACING_DEG",
     "check_spacing",
     "MAX_SPACING_DEG",
@@ -392,83 +389,3 @@ def region_direction_grids(centres_deg, symmetry="c1", step_deg=5.0) -> list:
     best = np.argmax(np.einsum("ngi,ni->ng", images, centre_dirs[labels]), axis=1)
     moved = images[np.arange(len(fine)), best]
     return [direction_to_euler(moved[labels == r]) for r in range(len(centre_dirs))]
-
-
-@dataclass(frozen=True)
-class RegionsPreview:
-    """How many regions (one CNN each) a region spacing gives.
-
-    Attributes
-    ----------
-    spacing_deg : float
-    symmetry : str
-    n_regions : int
-    n_particles : int or None
-        Training particles, when known.
-    """
-
-    spacing_deg: float
-    symmetry: str
-    n_regions: int
-    n_particles: int | None = None
-    min_particles_per_region: int | None = None
-
-    @property
-    def particles_per_region(self) -> float | None:
-        """Mean training particles per region (None when ``n_particles`` is unknown)."""
-        if self.n_particles is None:
-            return None
-        return self.n_particles / self.n_regions
-
-    @property
-    def too_few_particles(self) -> bool:
-        """Whether the mean count per region is below the minimum (False when unknown)."""
-        per_region = self.particles_per_region
-        return (per_region is not None and self.min_particles_per_region is not None
-                and per_region < self.min_particles_per_region)
-
-    def message(self) -> str:
-        text = (f"A spacing of {self.spacing_deg:g} deg with symmetry {self.symmetry} gives "
-                f"{self.n_regions} region(s): the shared network has one output per region, "
-                f"the regional networks are one network each.")
-        if self.n_particles is not None:
-            text += (f" With {self.n_particles} training particles that is about "
-                     f"{self.particles_per_region:.0f} per region.")
-        if self.too_few_particles:
-            text += (f" WARNING: fewer than the minimum of {self.min_particles_per_region} per "
-                     "region (regional networks skip such regions; the shared network sees "
-                     "few examples of them). Use more particles or a larger spacing; training "
-                     "from projections of the reference map avoids the limit.")
-        return text
-
-
-def regions_preview(spacing_deg: float, symmetry: str = "c1", *,
-                    n_particles: int | None = None,
-                    min_particles_per_region: int | None = None) -> RegionsPreview:
-    """Number of regions for a spacing and symmetry (:func:`core.regions.count_regions`).
-
-    Parameters
-    ----------
-    spacing_deg : float
-        Angular distance between region centres, in degrees (> 0).
-    symmetry : str
-        Point group (``c1``, ``c4``, ``d2``, ``i``...).
-    n_particles : int, optional
-        Number of training particles, to report how many fall in each region on average.
-    min_particles_per_region : int, optional
-        Minimum of the training; the message warns when the mean count is below it.
-
-    Raises
-    ------
-    ValueError
-        If ``spacing_deg`` is not positive, ``n_particles`` is negative or the symmetry is
-        unknown.
-    """
-    spacing_deg = positive_float(spacing_deg, "spacing_deg")
-    symmetry = normalise_symmetry(symmetry)
-    if n_particles is not None and int(n_particles) < 0:
-        raise ValueError(f"n_particles must be >= 0, got {n_particles}")
-    return RegionsPreview(spacing_deg, symmetry, int(count_regions(spacing_deg, symmetry)),
-                          None if n_particles is None else int(n_particles),
-                          None if min_particles_per_region is None
-                          else int(min_particles_per_region))

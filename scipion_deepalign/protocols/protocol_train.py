@@ -166,9 +166,9 @@ class TrainSteps:
         return ModelFolder(self._getFileName("model_dir")).near_chance_warnings()
 
     def _fewParticlesWarnings(self):
-        """The regions wizard's rule and words (:func:`~..core.regions.regions_preview`), for
+        """The regions wizard's rule and words (:func:`~..core.cnn.checks.regions_preview`), for
         the regional networks (the shared network skips no region)."""
-        from ..core.regions import regions_preview
+        from ..core.cnn.checks import regions_preview
 
         train_set = self.inputTrainingParticles.get()
         if train_set is None or self._networkKind() == "shared":

@@ -7,7 +7,7 @@ Parameter names served: ``regionSpacingDeg`` (deg) with ``symmetryGroup`` and
 position in ``inputSets``).
 """
 from scipion_deepalign.core import defaults
-from scipion_deepalign.core.regions import regions_preview
+from scipion_deepalign.core.cnn.checks import regions_preview
 
 from .base import (
     DeepAlignWizard,

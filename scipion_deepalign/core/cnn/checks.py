@@ -13,17 +13,24 @@ Rules:
 4. the network input is at least :data:`MIN_INPUT_BOX_PX` and at most the particle box,
    and a target resolution is not finer than Nyquist (:func:`~..projection.nyquist_reaches`);
 5. a reference map has the particles' box.
+
+:func:`regions_preview` says, before any work, how many regions a spacing gives and whether
+the training particles are few per region (the regions wizard and the Train form's warning).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
+from ..particles import positive_float
 from ..projection import downsampled_geometry, nyquist_reaches
 from ..regions import check_spacing, count_regions
+from ..symmetry import normalise_symmetry
 from .config import DEFAULT_INPUT_BOX_PX
 
 __all__ = ["MIN_INPUT_BOX_PX", "check_pixel_size", "check_spacing", "check_regions",
-           "input_geometry", "check_reference_box"]
+           "input_geometry", "check_reference_box", "RegionsPreview", "regions_preview"]
 
 #: smallest network input side
 MIN_INPUT_BOX_PX = 8
@@ -130,3 +137,83 @@ def check_reference_box(reference_shape, box_px: int, *, name: str = "the refere
     if shape != (int(box_px),) * 3:
         raise ValueError(f"{name} has shape {shape} but the particles a {int(box_px)} px box: "
                          "give the map on the particles' box")
+
+
+@dataclass(frozen=True)
+class RegionsPreview:
+    """How many regions (one CNN each) a region spacing gives.
+
+    Attributes
+    ----------
+    spacing_deg : float
+    symmetry : str
+    n_regions : int
+    n_particles : int or None
+        Training particles, when known.
+    """
+
+    spacing_deg: float
+    symmetry: str
+    n_regions: int
+    n_particles: int | None = None
+    min_particles_per_region: int | None = None
+
+    @property
+    def particles_per_region(self) -> float | None:
+        """Mean training particles per region (None when ``n_particles`` is unknown)."""
+        if self.n_particles is None:
+            return None
+        return self.n_particles / self.n_regions
+
+    @property
+    def too_few_particles(self) -> bool:
+        """Whether the mean count per region is below the minimum (False when unknown)."""
+        per_region = self.particles_per_region
+        return (per_region is not None and self.min_particles_per_region is not None
+                and per_region < self.min_particles_per_region)
+
+    def message(self) -> str:
+        text = (f"A spacing of {self.spacing_deg:g} deg with symmetry {self.symmetry} gives "
+                f"{self.n_regions} region(s): the shared network has one output per region, "
+                f"the regional networks are one network each.")
+        if self.n_particles is not None:
+            text += (f" With {self.n_particles} training particles that is about "
+                     f"{self.particles_per_region:.0f} per region.")
+        if self.too_few_particles:
+            text += (f" WARNING: fewer than the minimum of {self.min_particles_per_region} per "
+                     "region (regional networks skip such regions; the shared network sees "
+                     "few examples of them). Use more particles or a larger spacing; training "
+                     "from projections of the reference map avoids the limit.")
+        return text
+
+
+def regions_preview(spacing_deg: float, symmetry: str = "c1", *,
+                    n_particles: int | None = None,
+                    min_particles_per_region: int | None = None) -> RegionsPreview:
+    """Number of regions for a spacing and symmetry (:func:`core.regions.count_regions`).
+
+    Parameters
+    ----------
+    spacing_deg : float
+        Angular distance between region centres, in degrees (> 0).
+    symmetry : str
+        Point group (``c1``, ``c4``, ``d2``, ``i``...).
+    n_particles : int, optional
+        Number of training particles, to report how many fall in each region on average.
+    min_particles_per_region : int, optional
+        Minimum of the training; the message warns when the mean count is below it.
+
+    Raises
+    ------
+    ValueError
+        If ``spacing_deg`` is not positive, ``n_particles`` is negative or the symmetry is
+        unknown.
+    """
+    spacing_deg = positive_float(spacing_deg, "spacing_deg")
+    symmetry = normalise_symmetry(symmetry)
+    if n_particles is not None and int(n_particles) < 0:
+        raise ValueError(f"n_particles must be >= 0, got {n_particles}")
+    return RegionsPreview(spacing_deg, symmetry, int(count_regions(spacing_deg, symmetry)),
+                          None if n_particles is None else int(n_particles),
+                          None if min_particles_per_region is None
+                          else int(min_particles_per_region))

@@ -1,9 +1,9 @@
 """Wizard computations (core.wizard_math) and the wizards' headless ``preview``/``show``."""
 import pytest
 
+from scipion_deepalign.core.cnn.checks import regions_preview
 from scipion_deepalign.core.particles import shift_angstrom_to_px, shift_px_to_angstrom
 from scipion_deepalign.core.projection import downsampling_preview
-from scipion_deepalign.core.regions import regions_preview
 
 
 # ----------------------------------------------------------------------------- core maths
