@@ -63,46 +63,13 @@ MAPS = {
     "70S": ("clean70SRibosome_vol_65p.mrc", 5.0, 20.0),
 }
 
-#: training variants: label -> TrainConfig options
-TRAINING = {
-    "projections, softmax": dict(training_source="projections", head="softmax"),
-    "projections, softmax, no noise curriculum": dict(training_source="projections",
-                                                      head="softmax", noise_ramp_epochs=0),
-    "projections, softmax, cartesian": dict(training_source="projections", head="softmax",
-                                            trunk="cartesian"),
-    "projections, sigmoid": dict(training_source="projections", head="sigmoid"),
-    "both, softmax": dict(training_source="both", head="softmax"),
-    "particles, softmax": dict(training_source="particles", head="softmax"),
-    "particles, sigmoid (0.1.0)": dict(training_source="particles", head="sigmoid"),
-}
-DEFAULT_TRAINING = "projections, softmax"
+from accuracy_variants import (  # noqa: E402
+    DEFAULT_SEARCH,
+    DEFAULT_TRAINING,
+    SEARCH,
+    TRAINING,
+)
 
-#: search variants: label -> (regions predicted per particle, SearchOptions); every option
-#: spelled out, so that a label keeps its meaning when a default changes
-_NO_FALLBACK = dict(fallback_probability=0.0, fallback_significance=0.0)
-SEARCH = {
-    "top-2, no window (0.1.0)": (2, SearchOptions(overlap_deg=0.0, probability_mass=None,
-                                                  **_NO_FALLBACK)),
-    "window 15, mass 0.8, max 4": (4, SearchOptions(probability_mass=0.8, max_regions=4,
-                                                    **_NO_FALLBACK)),
-    "window 15, mass 0.8, max 4 + fallback p<0.2": (
-        4, SearchOptions(probability_mass=0.8, max_regions=4, fallback_probability=0.2,
-                         fallback_significance=0.0)),
-    "window 15, mass 0.9, max 6 (default until 2026-12-04)": (
-        6, SearchOptions(overlap_deg=15.0, probability_mass=0.9, max_regions=6,
-                         **_NO_FALLBACK)),
-    "default (window 15, mass 0.9, max 6, significance s<1.2)": (
-        6, SearchOptions(overlap_deg=15.0, probability_mass=0.9, max_regions=6,
-                         fallback_probability=0.0, fallback_significance=1.2)),
-    "window 15, mass 0.8, max 4 + significance s<1.2": (
-        4, SearchOptions(probability_mass=0.8, max_regions=4, fallback_significance=1.2)),
-    "window 10, mass 0.8, max 3": (3, SearchOptions(overlap_deg=10.0, probability_mass=0.8,
-                                                    max_regions=3, **_NO_FALLBACK)),
-    "window 10, mass 0.8, max 3 + significance s<1.2": (
-        3, SearchOptions(overlap_deg=10.0, probability_mass=0.8, max_regions=3,
-                         fallback_significance=1.2)),
-}
-DEFAULT_SEARCH = "default (window 15, mass 0.9, max 6, significance s<1.2)"
 #: the automatic gallery step without / with the refinement, as the labels say it
 FINE_PX, COARSE_PX = (f"{GALLERY_STEP_PX[refine]:g}-px gallery" for refine in (False, True))
 #: the baseline every ratio is taken against: the exhaustive search of the fine gallery
