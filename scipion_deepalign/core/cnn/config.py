@@ -112,7 +112,7 @@ class TrainConfig:
     target_resolution_a: float | None = None
     target_box_px: int | None = None
     training_source: str = "projections"
-    epochs: int = 12
+    epochs: int = 20
     batch_size: int = 128
     images_per_epoch: int = 4096
     positives_per_region: int = 10000
@@ -121,7 +121,7 @@ class TrainConfig:
     trunk: str = "polar"
     label_softness: float = 0.4
     particle_fraction: float = 0.25
-    noise_ramp_epochs: int = 4
+    noise_ramp_epochs: int = 6
     loss: str = "bce"
     learning_rate: float = 0.002
     validation_fraction: float = 0.1
