@@ -53,8 +53,10 @@ def define_train_params(form, *, condition=None):
     form.addParam("numberOfEpochs", params.IntParam, default=defaults.train_default("epochs"),
                   condition=condition, label="Max epochs",
                   help="Maximum passes over the training data per network; training stops "
-                       "earlier when the validation loss has not improved for a few epochs "
-                       "(the best weights are kept).")
+                       "earlier when the held-out region hit rate (shared network: the share "
+                       "of held-out images whose true region is among those the search "
+                       "takes) or the validation loss (regional networks) has not improved "
+                       "for a few epochs (the best weights are kept).")
     _network_params(form, condition, shared)
     _schedule_params(form, condition, shared, regional)
 
