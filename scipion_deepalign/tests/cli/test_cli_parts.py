@@ -62,7 +62,8 @@ def test_jobs_run_parts_and_merge(folder):
     out = folder / "jobs.star"
     assert _align(folder, "--jobs", "2", "--out", str(out)) == 0
     _same_poses(out, folder / "whole.star")
-    assert len(os.listdir(folder / "jobs_parts")) == 2
+    assert sorted(os.listdir(folder / "jobs_parts")) == [
+        f"part_00{i}_of_002.{kind}" for i in (1, 2) for kind in ("star", "summary.json")]
 
 
 def test_done_part_is_not_recomputed(folder, capsys):
