@@ -1,4 +1,6 @@
 """convert: Scipion ALIGN_PROJ matrices <-> core poses, checked against pwem's own Euler code."""
+import importlib.util
+
 import numpy as np
 import pytest
 
@@ -14,6 +16,10 @@ from scipion_deepalign.core.geometry import euler_to_matrix, random_angles_deg
 from scipion_deepalign.core.particles import CTFParams, Particles
 
 N_POSES = 250
+
+#: the tests that build Scipion objects; the pure conversions run without pwem
+needs_pwem = pytest.mark.skipif(importlib.util.find_spec("pwem") is None,
+                                reason="needs pwem (Scipion)")
 
 
 @pytest.fixture(scope="module")
@@ -135,6 +141,7 @@ def _write_set(tmp_path, truth, *, with_poses=True):
     return parts, images
 
 
+@needs_pwem
 def test_set_poses_round_trip_through_sqlite(tmp_path):
     truth = _truth()
     parts, _ = _write_set(tmp_path, truth)
@@ -144,6 +151,7 @@ def test_set_poses_round_trip_through_sqlite(tmp_path):
     np.testing.assert_allclose(shifts, truth.shifts_px, atol=1e-6)
 
 
+@needs_pwem
 def test_set_particle_pose_writes_inverse_transform():
     from pwem.objects import Particle
 
@@ -153,12 +161,14 @@ def test_set_particle_pose_writes_inverse_transform():
                                pose_to_matrix([10.0, 20.0, 30.0], [1.5, -0.5]))
 
 
+@needs_pwem
 def test_read_set_poses_needs_projection_alignment(tmp_path):
     parts, _ = _write_set(tmp_path, _truth(), with_poses=False)
     with pytest.raises(ValueError, match="projection alignment"):
         read_set_poses(parts)
 
 
+@needs_pwem
 def test_ctf_from_particles(tmp_path):
     truth = _truth()
     parts, _ = _write_set(tmp_path, truth)
@@ -169,6 +179,7 @@ def test_ctf_from_particles(tmp_path):
     assert (ctf.voltage_kv, ctf.cs_mm, ctf.amplitude_contrast) == (200.0, 2.0, 0.07)
 
 
+@needs_pwem
 def test_set_to_core_writes_stack_and_star(tmp_path):
     pytest.importorskip("scipion_deepalign.core.io.images")
     from scipion_deepalign.core.io import load_images, read_particles_star
@@ -189,6 +200,7 @@ def test_set_to_core_writes_stack_and_star(tmp_path):
     np.testing.assert_allclose(load_images(back), images, atol=1e-6)
 
 
+@needs_pwem
 def test_set_to_core_copies_the_images_a_chunk_at_a_time(tmp_path, monkeypatch):
     import scipion_deepalign.convert as convert
     import scipion_deepalign.core.io.images as images_module
@@ -207,6 +219,7 @@ def test_set_to_core_copies_the_images_a_chunk_at_a_time(tmp_path, monkeypatch):
     np.testing.assert_allclose(load_images(back), images, atol=1e-6)
 
 
+@needs_pwem
 def test_set_to_core_rejects_empty_set(tmp_path):
     from pwem.objects import SetOfParticles
 
@@ -216,6 +229,7 @@ def test_set_to_core_rejects_empty_set(tmp_path):
         set_to_core(empty, str(tmp_path / "out"))
 
 
+@needs_pwem
 def test_set_to_core_copies_named_attributes(tmp_path):
     from pwem.objects import Integer
 
@@ -244,6 +258,7 @@ def test_set_to_core_copies_named_attributes(tmp_path):
         set_to_core(hinted, str(tmp_path / "core2"), extra_attributes={"_missing": "x"})
 
 
+@needs_pwem
 def test_volume_to_core(tmp_path):
     import mrcfile
     from pwem.objects import Volume
@@ -270,6 +285,7 @@ def test_volume_to_core(tmp_path):
         volume_to_core(bad, str(tmp_path / "bad.mrc"))
 
 
+@needs_pwem
 def test_read_set_images_mrc_and_spider(tmp_path):
     """MRC stacks are read with mrcfile, other formats through pwem's ImageHandler."""
     import mrcfile
@@ -287,6 +303,7 @@ def test_read_set_images_mrc_and_spider(tmp_path):
     np.testing.assert_allclose(_read_set_images(parts), data[[2, 0, 1]], atol=1e-6)
 
 
+@needs_pwem
 def test_ctf_from_particles_keeps_each_particles_acquisition():
     """Particles of two optics groups (300 and 200 kV acquisitions) keep their own."""
     from pwem.objects import Acquisition, CTFModel, Particle
@@ -309,6 +326,7 @@ def test_ctf_from_particles_keeps_each_particles_acquisition():
     assert ctf.amplitude_contrast == 0.1  # the same for all: one float
 
 
+@needs_pwem
 def test_set_images_go_through_the_validated_reader(tmp_path):
     """A broken stack gets core.io.mrc's message naming the file, not a raw mrcfile error."""
     from pwem.objects import Particle, SetOfParticles

@@ -1,7 +1,10 @@
+# ruff: noqa: E402  (pyworkflow is imported after the skip where it is absent)
 """pyworkflow discovers the plugin through its entry point and lists every protocol."""
 import os
 
 import pytest
+
+pytest.importorskip("pyworkflow", reason="the Scipion tests need pyworkflow")
 
 EXPECTED = ["DeepAlignProtTrain", "DeepAlignProtPredict", "DeepAlignProtAlign",
             "DeepAlignProtRefine", "DeepAlignProtReconstruct", "DeepAlignProtConsensus"]

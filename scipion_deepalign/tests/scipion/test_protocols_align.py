@@ -1,5 +1,10 @@
+# ruff: noqa: E402  (pyworkflow is imported after the skip where it is absent)
 """DeepAlignProtPredict / DeepAlignProtAlign: form checks, and train -> predict -> align end to
 end on simulated particles with known poses (the answer is checked against the truth)."""
+import pytest
+
+pytest.importorskip("pyworkflow", reason="the Scipion tests need pyworkflow")
+
 import os
 
 import numpy as np

@@ -1,5 +1,10 @@
+# ruff: noqa: E402  (pyworkflow is imported after the skip where it is absent)
 """Align protocol in parts: 3 parallel part steps and a merge give the poses of one part,
 bit for bit (CPU, global search on a tiny set)."""
+import pytest
+
+pytest.importorskip("pyworkflow", reason="the Scipion tests need pyworkflow")
+
 import numpy as np
 from pyworkflow.tests import BaseTest, setupTestProject
 

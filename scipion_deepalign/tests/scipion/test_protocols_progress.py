@@ -1,3 +1,4 @@
+# ruff: noqa: E402  (pyworkflow is imported after the skip where it is absent)
 """The protocols' step logs show the same progress lines as the command line.
 
 A global alignment of 40 simulated particles (a ``deepalign align`` subprocess) and a
@@ -5,6 +6,10 @@ reconstruction from its poses (a ``deepalign reconstruct`` subprocess): each run
 ``logs/run.stdout`` holds progress lines every few percent and the command's summary; errors
 stay in ``run.stderr``.
 """
+import pytest
+
+pytest.importorskip("pyworkflow", reason="the Scipion tests need pyworkflow")
+
 import re
 
 from pyworkflow.tests import BaseTest, setupTestProject

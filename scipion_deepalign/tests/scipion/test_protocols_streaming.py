@@ -1,6 +1,11 @@
+# ruff: noqa: E402  (pyworkflow is imported after the skip where it is absent)
 """Streaming: the align protocol on an input set that grows in three batches and then
 closes processes each batch as it arrives; the output grows and ends with every particle
 exactly once, with the poses of a run on the closed set."""
+import pytest
+
+pytest.importorskip("pyworkflow", reason="the Scipion tests need pyworkflow")
+
 import time
 
 import numpy as np

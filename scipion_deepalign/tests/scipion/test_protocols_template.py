@@ -1,9 +1,14 @@
+# ruff: noqa: E402  (pyworkflow is imported after the skip where it is absent)
 """The Scipion workflow template: listed by pyworkflow, and it runs end to end.
 
 The template is loaded the way Scipion's template browser loads it (environment variables,
 fields, ``Project.loadProtocols``) into a fresh headless project and run protocol by protocol
 on 60 simulated particles (box 32, no CTF) with tiny training and search settings.
 """
+import pytest
+
+pytest.importorskip("pyworkflow", reason="the Scipion tests need pyworkflow")
+
 import os
 
 import numpy as np

@@ -1,3 +1,4 @@
+# ruff: noqa: E402  (pyworkflow is imported after the skip where it is absent)
 """DeepAlignProtTrain / DeepAlignProtRefine: form checks and one end-to-end refine run.
 
 Inputs are simulated (box 32, 4 A/px) and imported with pwem's own import protocols; the
@@ -7,6 +8,8 @@ import os
 
 import numpy as np
 import pytest
+
+pytest.importorskip("pyworkflow", reason="the Scipion tests need pyworkflow")
 from pyworkflow.tests import BaseTest, setupTestProject
 
 from scipion_deepalign.constants import NETWORK_KINDS
