@@ -127,6 +127,7 @@ class Bench:
         cmd = [sys.executable, "-m", "scipion_deepalign.cli", *words]
         env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
         log_path = self.work / log_name
+        log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(log_path, "w") as log:
             start = time.perf_counter()
             done = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
