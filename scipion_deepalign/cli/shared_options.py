@@ -257,8 +257,10 @@ def summarise_training(summary, report) -> None:
         summary.add("held-out region hit rate", f"{hit_rate['shared']:.3f} (true region "
                     "among those the search takes" + (f"; epoch {kept + 1} of {epochs} kept"
                                                       if kept is not None else "") + ")")
-    accuracy = report.validation_accuracy()
-    if accuracy:
-        values = list(accuracy.values())
-        summary.add("held-out accuracy", f"mean {np.mean(values):.3f} (min {np.min(values):.3f})")
+    from ..core.cnn.summary import training_summary  # the numbers the Train protocol shows
+
+    numbers = training_summary(report.out_dir)
+    if "accuracy_mean" in numbers:
+        summary.add("held-out accuracy", f"mean {numbers['accuracy_mean']:.3f} "
+                                         f"(min {numbers['accuracy_min']:.3f})")
     summary.stage("training", report.seconds)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 __all__ = ["NETWORKS", "LOSSES", "HEADS", "TRUNKS", "TRAINING_SOURCES", "CTF_MODES", "DEVICES",
            "REGION_SPACING_DEG", "TOP_K",
-           "MAX_SHIFT_BOX_FRACTION", "CONSENSUS_MAX_ANGLE_DEG", "train_default",
+           "MAX_SHIFT_BOX_FRACTION", "CONSENSUS_MAX_ANGLE_DEG", "TRAIN_DEFAULTS", "train_default",
            "default_max_shift_px", "RECONSTRUCT_THREADS", "REFINE", "ALIGN_BATCH",
            "CONSENSUS_REPORT_THRESHOLDS_DEG", "PIXEL_SIZE_RTOL", "same_pixel_size",
            "GALLERY_STEP_PX", "PARTICLE_RADIUS_BOX_FRACTION", "MAX_STEP_DEG",
@@ -88,17 +88,26 @@ def same_pixel_size(a_a: float, b_a: float) -> bool:
     return abs(a_a - b_a) <= PIXEL_SIZE_RTOL * max(abs(a_a), abs(b_a))
 
 
+#: the training defaults, one per :class:`~scipion_deepalign.core.cnn.config.TrainConfig`
+#: field (its fields read them here); the measurements that chose the schedule (epochs,
+#: images per epoch, noise ramp, patience) are in docs/benchmarks_cnn.md
+TRAIN_DEFAULTS = {
+    "pixel_size_a": None, "target_resolution_a": None, "target_box_px": None,
+    "training_source": "projections", "epochs": 20, "batch_size": 128,
+    "images_per_epoch": 4096, "positives_per_region": 10000, "network": "shared",
+    "head": "softmax", "trunk": "polar", "label_softness": 0.4, "particle_fraction": 0.25,
+    "noise_ramp_epochs": 6, "loss": "bce", "learning_rate": 0.002, "validation_fraction": 0.1,
+    "patience": 3, "max_shift_fraction": 0.05, "seed": 0, "min_particles_per_region": 10,
+}
+
+
 def train_default(name: str):
     """Default of the :class:`~scipion_deepalign.core.cnn.config.TrainConfig` field ``name``
-    (KeyError naming it if unknown). Imports the (light, Keras-free) config on first use."""
-    from dataclasses import fields
-
-    from .cnn.config import TrainConfig
-
-    for field in fields(TrainConfig):
-        if field.name == name:
-            return field.default
-    raise KeyError(f"TrainConfig has no field {name!r}")
+    (:data:`TRAIN_DEFAULTS`; KeyError naming it if unknown)."""
+    try:
+        return TRAIN_DEFAULTS[name]
+    except KeyError:
+        raise KeyError(f"TrainConfig has no field {name!r}") from None
 
 
 def default_max_shift_px(box_px: int) -> float:

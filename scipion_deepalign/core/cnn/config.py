@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
-from ..defaults import HEADS, LOSSES, NETWORKS, TRAINING_SOURCES, TRUNKS
+from ..defaults import HEADS, LOSSES, NETWORKS, TRAIN_DEFAULTS, TRAINING_SOURCES, TRUNKS
 
 __all__ = ["TrainConfig", "DEFAULT_INPUT_BOX_PX"]
 
@@ -17,6 +17,8 @@ __all__ = ["TrainConfig", "DEFAULT_INPUT_BOX_PX"]
 #: region top-4 0.83 after 27 epochs against 0.79 for 32 px, at half the time per epoch.
 DEFAULT_INPUT_BOX_PX = 24
 
+
+_D = TRAIN_DEFAULTS  # every field's default is defined in core/defaults.py
 
 @dataclass
 class TrainConfig:
@@ -108,27 +110,27 @@ class TrainConfig:
         probability is 0 at prediction.
     """
 
-    pixel_size_a: float | None = None
-    target_resolution_a: float | None = None
-    target_box_px: int | None = None
-    training_source: str = "projections"
-    epochs: int = 20
-    batch_size: int = 128
-    images_per_epoch: int = 4096
-    positives_per_region: int = 10000
-    network: str = "shared"
-    head: str = "softmax"
-    trunk: str = "polar"
-    label_softness: float = 0.4
-    particle_fraction: float = 0.25
-    noise_ramp_epochs: int = 6
-    loss: str = "bce"
-    learning_rate: float = 0.002
-    validation_fraction: float = 0.1
-    patience: int = 3
-    max_shift_fraction: float = 0.05
-    seed: int = 0
-    min_particles_per_region: int = 10
+    pixel_size_a: float | None = _D["pixel_size_a"]
+    target_resolution_a: float | None = _D["target_resolution_a"]
+    target_box_px: int | None = _D["target_box_px"]
+    training_source: str = _D["training_source"]
+    epochs: int = _D["epochs"]
+    batch_size: int = _D["batch_size"]
+    images_per_epoch: int = _D["images_per_epoch"]
+    positives_per_region: int = _D["positives_per_region"]
+    network: str = _D["network"]
+    head: str = _D["head"]
+    trunk: str = _D["trunk"]
+    label_softness: float = _D["label_softness"]
+    particle_fraction: float = _D["particle_fraction"]
+    noise_ramp_epochs: int = _D["noise_ramp_epochs"]
+    loss: str = _D["loss"]
+    learning_rate: float = _D["learning_rate"]
+    validation_fraction: float = _D["validation_fraction"]
+    patience: int = _D["patience"]
+    max_shift_fraction: float = _D["max_shift_fraction"]
+    seed: int = _D["seed"]
+    min_particles_per_region: int = _D["min_particles_per_region"]
 
     def __post_init__(self):
         if self.network not in NETWORKS:

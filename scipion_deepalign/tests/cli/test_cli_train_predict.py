@@ -42,7 +42,13 @@ def test_train_then_predict_writes_region_columns(stars, tmp_path, capsys):
                  *TRAIN_FAST]) == 0
     assert sorted(p.name for p in model.glob("region_*.keras")) == [
         f"region_{r:04d}.keras" for r in range(1, 5)]
-    assert "4 trained" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "4 trained" in out
+    from scipion_deepalign.core.cnn.summary import training_summary
+
+    numbers = training_summary(model)  # the summary's numbers are the Train protocol's
+    assert f"held-out accuracy: mean {numbers['accuracy_mean']:.3f} " \
+           f"(min {numbers['accuracy_min']:.3f})" in out
     # A second run finds everything done.
     assert main(["train", "--particles", str(train_star), "--out", str(model), "--loss", "mae",
                  "--learning-rate", "0.002", *TRAIN_FAST]) == 0

@@ -97,3 +97,25 @@ def test_same_pixel_size_is_one_relative_rule():
     assert defaults.same_pixel_size(1.0, 1.0 + 0.5 * defaults.PIXEL_SIZE_RTOL)
     assert not defaults.same_pixel_size(1.0, 1.0 + 2 * defaults.PIXEL_SIZE_RTOL)
     assert defaults.same_pixel_size(200.0, 200.1) and not defaults.same_pixel_size(2.0, 2.01)
+
+
+def test_every_training_default_is_defined_in_defaults():
+    from dataclasses import fields
+
+    from scipion_deepalign.core.cnn.config import TrainConfig
+
+    assert {f.name: f.default for f in fields(TrainConfig)} == defaults.TRAIN_DEFAULTS
+    assert defaults.train_default("epochs") == TrainConfig().epochs
+    with pytest.raises(KeyError, match="no field 'epoch'"):
+        defaults.train_default("epoch")
+
+
+@pytest.mark.parametrize("command, dest, name", [
+    ("train", "epochs", "epochs"), ("run", "epochs", "epochs"),
+    ("train", "images_per_epoch", "images_per_epoch"), ("train", "patience", "patience"),
+    ("run", "noise_ramp_epochs", "noise_ramp_epochs")])
+def test_cli_training_options_take_their_defaults_from_defaults(command, dest, name):
+    parser = argparse.ArgumentParser()
+    importlib.import_module(f"scipion_deepalign.cli.{command}").add_args(parser)
+    action = next(a for a in parser._actions if a.dest == dest)
+    assert action.default == defaults.TRAIN_DEFAULTS[name]
