@@ -10,6 +10,10 @@ One meaning per name: ``deepalignRegion<i>`` is the i-th most probable region of
 ``deepalignBestRegion`` the region of the pose found, ``deepalignRegionId`` the number of a
 row of ``regions.star`` (files written before it was named so used ``deepalignRegion``; they
 are still read).
+
+Classes (several reference maps, :mod:`scipion_deepalign.core.classes`) follow RELION:
+``rlnClassNumber`` is **1-based** in files, 0-based in the core; :func:`set_class_columns`
+and :func:`class_numbers` are the only conversions.
 """
 from __future__ import annotations
 
@@ -32,6 +36,11 @@ GLOBAL_SEARCH_COLUMN = "deepalignGlobalSearch"
 REGIONS_SEARCHED_COLUMN = "deepalignRegionsSearched"
 #: Scipion item id of a particle converted from a set (convert.set_to_core)
 ITEM_ID_COLUMN = "deepalignItemId"
+#: RELION's class of a particle (1-based: the i-th --volume), written by a several-map alignment
+CLASS_COLUMN = "rlnClassNumber"
+#: the probability of that class (core.classes.assign: the classes' best scores, weighted
+#: as pose_weights weighs poses); RELION's rlnMaxValueProbDistribution means something else
+CLASS_PROB_COLUMN = "deepalignClassProb"
 #: aligned.star: angle (deg) between the input and the new projection direction, nearest
 #: symmetry mate (when the input had poses)
 DIRECTION_CHANGE_COLUMN = "deepalignDirectionChange"
@@ -56,11 +65,12 @@ PART_RECORD_COLUMNS = {"index": "deepalignPart", "n_parts": "deepalignParts",
 __all__ = ["REGION_COLUMN", "PROB_COLUMN", "SCORE_COLUMN", "SIGNIFICANCE_COLUMN",
            "BEST_REGION_COLUMN",
            "GLOBAL_SEARCH_COLUMN", "REGIONS_SEARCHED_COLUMN", "ITEM_ID_COLUMN",
-           "DIRECTION_CHANGE_COLUMN",
+           "DIRECTION_CHANGE_COLUMN", "CLASS_COLUMN", "CLASS_PROB_COLUMN",
            "SYMMETRY_COLUMN", "REGION_SPACING_COLUMN", "REGION_COUNT_COLUMN",
            "REGION_ID_COLUMN", "PART_RECORD_COLUMNS",
            "regions_to_star", "regions_from_star", "region_columns", "set_region_hints",
-           "region_hints", "region_probabilities", "set_alignment_columns"]
+           "region_hints", "region_probabilities", "set_alignment_columns", "set_class_columns",
+           "class_numbers"]
 
 
 # ------------------------------------------------------------------ the 0-/1-based border
@@ -135,3 +145,23 @@ def set_alignment_columns(extra, *, score, significance=None, region=None, fallb
         extra[GLOBAL_SEARCH_COLUMN] = np.asarray(fallback).astype(int)
     if n_regions_searched is not None:
         extra[REGIONS_SEARCHED_COLUMN] = np.asarray(n_regions_searched)
+
+
+# ------------------------------------------------------------------ class columns
+def set_class_columns(extra, classes, probability) -> None:
+    """Write the 0-based ``classes`` (N,) as 1-based ``rlnClassNumber`` and their probability."""
+    extra[CLASS_COLUMN] = np.asarray(classes, dtype=np.int64) + 1
+    extra[CLASS_PROB_COLUMN] = np.asarray(probability, dtype=np.float64)
+
+
+def class_numbers(extra) -> np.ndarray:
+    """0-based classes (N,) int64 from the 1-based ``rlnClassNumber`` column.
+
+    ``ValueError`` when the column is absent, or a value is not an integer >= 1.
+    """
+    if CLASS_COLUMN not in extra:
+        raise ValueError(f"no {CLASS_COLUMN} column")
+    values = np.asarray(extra[CLASS_COLUMN], dtype=np.float64)
+    if not np.all(np.equal(np.mod(values, 1), 0)) or np.any(values < 1):
+        raise ValueError(f"{CLASS_COLUMN} must hold integers from 1")
+    return values.astype(np.int64) - 1

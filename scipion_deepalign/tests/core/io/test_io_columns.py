@@ -44,7 +44,8 @@ def test_names_are_distinct_and_one_meaning_each():
              columns.BEST_REGION_COLUMN, columns.GLOBAL_SEARCH_COLUMN,
              columns.REGIONS_SEARCHED_COLUMN, columns.ITEM_ID_COLUMN, columns.SYMMETRY_COLUMN,
              columns.REGION_SPACING_COLUMN, columns.REGION_COUNT_COLUMN,
-             columns.REGION_ID_COLUMN, *columns.PART_RECORD_COLUMNS.values()]
+             columns.REGION_ID_COLUMN, columns.CLASS_COLUMN, columns.CLASS_PROB_COLUMN,
+             *columns.PART_RECORD_COLUMNS.values()]
     assert len(set(names)) == len(names)
     # regions.star's region number is not a prefix of a particle's region columns
     assert not (columns.REGION_COLUMN % 1).startswith(columns.REGION_ID_COLUMN)

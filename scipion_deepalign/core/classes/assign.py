@@ -1,0 +1,176 @@
+"""Each particle's class and pose against K reference maps: one alignment per map, the class
+whose best pose scores highest wins.
+
+:func:`align_classes` checks the maps (:func:`.references.class_references`), fixes one search
+and refinement resolution for all of them (the finest any map supports, so that every class is
+scored on the same Fourier band), runs :func:`~..align.align.align_particles` once per map with
+the same options (global, or inside the same region windows when region hints are given) and
+:func:`pick_classes` keeps, per particle, the class of the highest best-pose score with that
+class's pose. Scores compare across classes because each is a normalised cross-correlation with
+a unit-norm, zero-mean reference (:mod:`..align.matching`): the maps' scale and mass do not
+enter.
+
+The class probability is the weight :func:`~..align.poses.pose_weights` gives the classes'
+best scores, ``exp((cc_k - cc_best) / 0.01)`` normalised over the classes: a relative
+confidence (a score lead of 0.01 is a factor e), not a calibrated posterior.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from ..align.align import align_particles
+from ..align.poses import AlignmentResult, pose_weights
+from ..defaults import TARGET_RESOLUTION
+from ..resolution import search_resolution
+from ..runtime.stacks import stack_shape
+from .references import class_references
+
+__all__ = ["ClassAlignment", "align_classes", "pick_classes", "shared_resolution"]
+
+#: AlignmentResult fields with one row per particle, taken from the particle's class
+_ROW_FIELDS = ("angles_deg", "shifts_px", "score", "region", "fallback", "n_regions_searched",
+               "significance", "n_best_angles_deg", "n_best_shifts_px", "n_best_scores",
+               "n_best_weights")
+
+
+@dataclass
+class ClassAlignment:
+    """Classes and poses of N particles against K maps.
+
+    Attributes
+    ----------
+    classes : ndarray of shape (N,) int64
+        0-based class (the index of the map) whose best pose scored highest.
+    probability : ndarray of shape (N,)
+        Weight of that class among the K (see the module docstring).
+    scores : ndarray of shape (N, K)
+        Each class's best-pose score.
+    alignment : AlignmentResult
+        Each particle's pose, score and region columns in its class; ``n_comparisons`` and
+        ``n_refine_comparisons`` summed over the classes.
+    n_comparisons_per_class, n_refine_comparisons_per_class : list of int
+        What each class's alignment compared (:mod:`..align.cost`'s definition).
+    seconds_per_class : list of float
+    """
+
+    classes: np.ndarray
+    probability: np.ndarray
+    scores: np.ndarray
+    alignment: AlignmentResult
+    n_comparisons_per_class: list = field(default_factory=list)
+    n_refine_comparisons_per_class: list = field(default_factory=list)
+    seconds_per_class: list = field(default_factory=list)
+
+    def class_sizes(self) -> np.ndarray:
+        """Particles per class, ``(K,)``."""
+        return np.bincount(self.classes, minlength=self.scores.shape[1])
+
+
+def shared_resolution(target_resolution_a, references, *, pixel_size_a):
+    """One :class:`~..resolution.SearchResolution` for every class: ``target_resolution_a``
+    resolved for each map, the finest search (and its refinement) kept."""
+    options = [search_resolution(target_resolution_a, volume=ref, pixel_size_a=pixel_size_a,
+                                 name="target_resolution_a") for ref in references]
+    return min(options, key=lambda r: 0.0 if r.search_a is None else r.search_a)
+
+
+def align_classes(images, volumes, *, pixel_size_a, volume_pixel_sizes_a=None, names=None,
+                  target_resolution_a=TARGET_RESOLUTION, progress=None,
+                  **align_options) -> ClassAlignment:
+    """Class and pose of every particle against the maps ``volumes``.
+
+    Parameters
+    ----------
+    images : array_like of shape (N, B, B)
+        Particles, as :func:`~..align.align.align_particles` takes them (read once per map).
+    volumes : sequence of ndarray of shape (B, B, B)
+        One reference map per class (K >= 1), same box and pixel size as the particles.
+    pixel_size_a : float
+        Pixel size of ``images`` (Å).
+    volume_pixel_sizes_a : sequence of (float or None), optional
+        Each map's own pixel size, checked against the particles' and each other's.
+    names : sequence of str, optional
+        The maps' names in messages (their file names).
+    target_resolution_a : "auto", "full", float or None
+        As in ``align_particles``; resolved once for all maps (:func:`shared_resolution`).
+    progress : callable, optional
+        Called with the particles done, each map's alignment counting ``1 / K``.
+    **align_options
+        Every other keyword of ``align_particles`` (``max_shift_px``, ``ctf``, ``symmetry``,
+        ``region_hints``, ``centres_deg``, ``step_deg``, ...), the same for every class.
+
+    Returns
+    -------
+    ClassAlignment
+
+    Raises
+    ------
+    ValueError
+        Naming the map, when the maps differ in box or pixel size or one does not match the
+        particles (before any search); otherwise as ``align_particles``.
+    """
+    references = class_references(volumes, pixel_sizes_a=volume_pixel_sizes_a, names=names,
+                                  pixel_size_a=pixel_size_a)
+    box = stack_shape(images)[-1]
+    if references.shape[-1] != box:
+        raise ValueError(f"the maps' box {references.shape[-1]} px differs from the particles' "
+                         f"{box} px")
+    resolution = shared_resolution(target_resolution_a, references, pixel_size_a=pixel_size_a)
+    k = len(references)
+    share = None if progress is None else (lambda done: progress(done / k))
+    results, seconds = [], []
+    for reference in references:
+        t0 = time.perf_counter()
+        results.append(align_particles(images, reference, pixel_size_a=pixel_size_a,
+                                       target_resolution_a=resolution, progress=share,
+                                       **align_options))
+        seconds.append(time.perf_counter() - t0)
+    picked = pick_classes(results)
+    picked.seconds_per_class = seconds
+    return picked
+
+
+def pick_classes(results) -> ClassAlignment:
+    """Per particle, the class whose alignment (``results[k]``, same particles) scored highest.
+
+    Parameters
+    ----------
+    results : sequence of AlignmentResult
+        One per class, of the same N particles.
+
+    Returns
+    -------
+    ClassAlignment
+    """
+    results = list(results)
+    scores = np.stack([np.asarray(r.score, dtype=np.float64) for r in results], axis=1)
+    if not all(len(r.score) == scores.shape[0] for r in results):
+        raise ValueError("every class's alignment must hold the same particles")
+    classes = np.argmax(scores, axis=1).astype(np.int64)
+    rows = np.arange(len(classes))
+    probability = pose_weights(scores)[rows, classes]
+    merged = {}
+    for name in _ROW_FIELDS:
+        values = [getattr(r, name) for r in results]
+        merged[name] = (np.stack([np.asarray(v) for v in values])[classes, rows]
+                        if all(v is not None for v in values) else None)
+    comparisons = [int(r.n_comparisons) for r in results]
+    refined = [int(r.n_refine_comparisons) for r in results]
+    info = dict(results[0].info, n_classes=len(results),
+                seconds=sum(r.info.get("seconds", 0.0) for r in results),
+                gallery_seconds=sum(r.info.get("gallery_seconds", 0.0) for r in results))
+    for key, name in (("fallback_fraction", "fallback"),
+                      ("mean_regions_searched", "n_regions_searched")):
+        if key in info and merged[name] is not None:  # of the classes kept, not map 1's
+            info[key] = float(np.mean(merged[name]))
+    if "significance_fallback_fraction" in info:  # the mean over the classes' searches
+        info["significance_fallback_fraction"] = float(np.mean(
+            [r.info.get("significance_fallback_fraction", 0.0) for r in results]))
+    alignment = replace(results[0], n_comparisons=sum(comparisons),
+                        n_refine_comparisons=sum(refined), info=info, **merged)
+    return ClassAlignment(classes=classes, probability=probability, scores=scores,
+                          alignment=alignment, n_comparisons_per_class=comparisons,
+                          n_refine_comparisons_per_class=refined)
