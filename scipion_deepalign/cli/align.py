@@ -12,8 +12,11 @@ whether the particle was searched globally and how many regions were searched (c
 and meanings: :mod:`scipion_deepalign.core.io.columns`).
 When the input particles have poses, each particle's angle between its input and its new
 projection direction (degrees, nearest symmetry mate) is written too, and the summary gives
-its median. The summary's numbers are also written beside ``--out`` as ``NAME.summary.json``
-(:func:`write_summary`; what the Align and Refine protocols show).
+its median. With several ``--volume`` maps (same box and pixel size) each particle is aligned
+against every map and takes the class whose best pose scores highest
+(:mod:`scipion_deepalign.core.classes`): ``rlnClassNumber`` (1-based, the i-th ``--volume``)
+and its probability are written too. The summary's numbers are also written beside ``--out``
+as ``NAME.summary.json`` (:func:`write_summary`; what the Align and Refine protocols show).
 """
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ import numpy as np
 
 from ..core import defaults
 from ..core.io import columns
+from .classes import align_against_maps, read_class_maps, summarise_classes, write_class_columns
 from .common import (
     CLIError,
     add_particle_args,
@@ -57,8 +61,10 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--particles", required=True, metavar="PRED.star",
                         help=f"RELION STAR of the particles (with {columns.REGION_COLUMN % 1}"
                              "..k columns unless --global)")
-    parser.add_argument("--volume", required=True, metavar="REF.mrc",
-                        help="reference map, same box and pixel size as the particles")
+    parser.add_argument("--volume", required=True, action="append", metavar="REF.mrc",
+                        help="reference map, same box and pixel size as the particles; "
+                             "repeat it for several classes (one map each: every particle "
+                             "takes the class of its best score, written as rlnClassNumber)")
     parser.add_argument("--out", required=True, metavar="ALIGNED.star", help="output STAR")
     hints = parser.add_mutually_exclusive_group()
     hints.add_argument("--model", metavar="MODEL_DIR",
@@ -150,7 +156,8 @@ def write_summary(out, extra, *, n_input=None, info=None) -> str:
 def check_args(args) -> None:
     """Checks that need no file content (run before anything is read)."""
     check_file_exists(args.particles, "--particles")
-    check_file_exists(args.volume, "--volume")
+    for path in args.volume:
+        check_file_exists(path, "--volume")
     if not args.out.lower().endswith(".star"):
         raise CLIError(f"--out must be a .star file name, got {args.out}")
     check_choice(args.device, defaults.DEVICES, "--device")
@@ -163,8 +170,6 @@ def check_args(args) -> None:
 
 def main(args) -> int:
     summary = Summary("align")
-    from ..core.align.align import align_particles
-    from ..core.io import read_volume
     from ..core.runtime.progress import Progress
     from ..core.symmetry import normalise_symmetry
 
@@ -196,12 +201,10 @@ def main(args) -> int:
                         "is searched (no --probability-mass, no --fallback-probability)",
                         columns.PROB_COLUMN % 1, hints.shape[1])
             search = replace(search, probability_mass=None, fallback_probability=0.0)
-    volume, volume_pixel = read_volume(args.volume)
     box = particles.box_px
+    volumes, volume_pixels = read_class_maps(args.volume, box_px=box,
+                                             pixel_size_a=particles.pixel_size_a)
     max_shift = defaults.default_max_shift_px(box) if args.max_shift is None else args.max_shift
-    if volume.shape[-1] != box:
-        raise CLIError(f"--volume box {volume.shape[-1]} px differs from the particle box "
-                       f"{box} px")
     n_input = len(particles)
     particles, images = lazy_particles_images(args, particles)  # read block by block
     if hints is not None:  # again, for the particles kept by --skip-bad
@@ -209,18 +212,21 @@ def main(args) -> int:
     log.info("aligning %d particles (%s mode, box %d px)", len(particles),
              "global" if hints is None else f"regional, top {hints.shape[1]}", box)
     with Progress(len(particles), "align") as progress:
-        result = align_particles(
-            images, volume, pixel_size_a=particles.pixel_size_a, max_shift_px=max_shift,
+        result, classes = align_against_maps(
+            images, volumes, volume_pixels, names=args.volume,
+            pixel_size_a=particles.pixel_size_a, max_shift_px=max_shift,
             ctf=particles.ctf if args.ctf else None, symmetry=symmetry, region_hints=hints,
             centres_deg=centres, step_deg=args.step, psi_step_deg=args.psi_step,
             target_resolution_a=args.target_resolution, device=args.device,
-            batch_size=args.batch_size, ctf_mode=args.ctf_mode,
-            volume_pixel_size_a=volume_pixel, cache_dir=args.cache_dir, refine=args.refine,
-            region_probabilities=probs, search=search, progress=progress)
+            batch_size=args.batch_size, ctf_mode=args.ctf_mode, cache_dir=args.cache_dir,
+            refine=args.refine, region_probabilities=probs, search=search, progress=progress)
     change = _direction_change(particles, result, symmetry)
     particles.angles_deg = result.angles_deg
     particles.shifts_px = result.shifts_px
     write_alignment_columns(particles, result, regional=hints is not None)
+    if classes is not None:
+        write_class_columns(particles, classes)
+        summarise_classes(summary, classes, args.volume)
     out_dir = os.path.dirname(os.path.abspath(args.out))
     os.makedirs(out_dir, exist_ok=True)
     write_output(args.out, particles, part)

@@ -40,7 +40,8 @@ def alignment_summary(extras, *, n_input: int | None = None) -> dict:
         ``median_significance``, ``regions_searched`` and ``global_search`` (means: regions
         searched per particle, fraction searched globally) and
         ``median_direction_change_deg`` (from the input poses), each only when its column is
-        there (e.g. no regions in a global search, no change without input poses).
+        there (e.g. no regions in a global search, no change without input poses);
+        ``class_sizes`` (particles per class, class 1 first) after a several-map alignment.
     """
     if isinstance(extras, dict):
         extras = [extras]
@@ -51,5 +52,8 @@ def alignment_summary(extras, *, n_input: int | None = None) -> dict:
         values = [np.asarray(e[column], dtype=float) for e in extras if column in e]
         if values:
             out[key] = float(reduce(np.concatenate(values)))
+    classes = [columns.class_numbers(e) for e in extras if columns.CLASS_COLUMN in e]
+    if classes:
+        out["class_sizes"] = np.bincount(np.concatenate(classes)).tolist()
     out.setdefault("median_score", None)
     return out

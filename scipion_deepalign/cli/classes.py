@@ -1,0 +1,75 @@
+"""Several ``--volume`` maps, one class per particle: what ``deepalign align`` adds for them.
+
+* :func:`read_class_maps` -- the maps, checked against each other and the particles (box,
+  pixel size) with the file named, before any search;
+* :func:`align_against_maps` -- one map: :func:`~..core.align.align.align_particles` as
+  always; several: :func:`~..core.classes.assign.align_classes`;
+* :func:`write_class_columns`, :func:`summarise_classes` -- ``rlnClassNumber`` (1-based, the
+  i-th ``--volume``), its probability, and the class sizes and comparisons per class.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..core.io import columns
+from .common import CLIError
+
+__all__ = ["read_class_maps", "align_against_maps", "write_class_columns",
+           "summarise_classes"]
+
+
+def read_class_maps(paths, *, box_px: int, pixel_size_a: float):
+    """``(volumes, pixel_sizes)`` of the ``--volume`` files, CLIError naming a misfit one."""
+    from ..core.classes import class_references
+    from ..core.io import read_volume
+
+    volumes, pixels = [], []
+    for path in paths:
+        try:
+            volume, pixel = read_volume(path)
+        except ValueError as exc:
+            raise CLIError(f"--volume: {exc}") from None
+        if volume.shape[-1] != box_px:
+            raise CLIError(f"--volume box {volume.shape[-1]} px differs from the particle box "
+                           f"{box_px} px ({path})")
+        volumes.append(volume)
+        pixels.append(pixel)
+    if len(volumes) > 1:  # the maps against each other (cheap: before any search)
+        try:
+            class_references(volumes, pixel_sizes_a=pixels, names=list(paths),
+                             pixel_size_a=pixel_size_a)
+        except ValueError as exc:
+            raise CLIError(f"--volume {exc}") from None
+    return volumes, pixels
+
+
+def align_against_maps(images, volumes, pixel_sizes, *, names, **options):
+    """``(AlignmentResult, ClassAlignment or None)``: the poses against one map, or each
+    particle's class and its pose against several (``options``: ``align_particles``')."""
+    if len(volumes) == 1:
+        from ..core.align.align import align_particles
+
+        return align_particles(images, volumes[0], volume_pixel_size_a=pixel_sizes[0],
+                               **options), None
+    from ..core.classes import align_classes
+
+    classes = align_classes(images, volumes, volume_pixel_sizes_a=pixel_sizes, names=names,
+                            **options)
+    return classes.alignment, classes
+
+
+def write_class_columns(particles, classes) -> None:
+    """``rlnClassNumber`` and the class probability on ``particles.extra``."""
+    columns.set_class_columns(particles.extra, classes.classes, classes.probability)
+
+
+def summarise_classes(summary, classes, names) -> None:
+    """Class sizes (with each class's map) and comparisons per class into ``summary``."""
+    sizes = classes.class_sizes()
+    n = max(1, int(sizes.sum()))
+    summary.add("classes", "; ".join(
+        f"{k + 1} ({name}): {size} ({100 * size / n:.1f} %)"
+        for k, (name, size) in enumerate(zip(names, sizes))))
+    summary.add("comparisons per class", ", ".join(
+        f"{k + 1}: {c}" for k, c in enumerate(classes.n_comparisons_per_class)))
+    summary.add("class probability", f"median {float(np.median(classes.probability)):.3f}")

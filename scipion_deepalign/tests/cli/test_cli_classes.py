@@ -1,0 +1,73 @@
+"""``deepalign align --volume A --volume B``: a two-class mixture in, rlnClassNumber out, the
+classes right; a second map of another box or pixel size refused naming its file."""
+import json
+
+import numpy as np
+import pytest
+
+from scipion_deepalign.cli import main
+from scipion_deepalign.core.classes import simulate_mixture
+from scipion_deepalign.core.io import columns, read_particles_star, write_mrc, write_particles
+from scipion_deepalign.tests.helpers import phantom_pair
+
+PIXEL_A = 4.0
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("classes_cli")
+    a, b = phantom_pair()
+    images, particles, classes = simulate_mixture([a, b], 16, pixel_size_a=PIXEL_A, snr=0.5,
+                                                  ctf=True, max_shift_px=2.0, seed=7)
+    particles.angles_deg = particles.shifts_px = None
+    write_particles(folder / "particles.mrcs", folder / "in.star", images, particles)
+    write_mrc(folder / "A.mrc", a, pixel_size_a=PIXEL_A)
+    write_mrc(folder / "B.mrc", b, pixel_size_a=PIXEL_A)
+    return folder, classes
+
+
+def _align(folder, *volumes, out="aligned.star"):
+    words = ["align", "--particles", str(folder / "in.star"), "--global", "--step", "10",
+             "--max-shift", "3", "--device", "cpu", "--out", str(folder / out)]
+    for volume in volumes:
+        words += ["--volume", str(folder / volume)]
+    return main(words)
+
+
+def test_two_classes_end_to_end(inputs, capsys):
+    folder, truth = inputs
+    capsys.readouterr()
+    assert _align(folder, "A.mrc", "B.mrc") == 0
+    printed = capsys.readouterr().out
+    aligned = read_particles_star(folder / "aligned.star")
+    classes = columns.class_numbers(aligned.extra)
+    assert np.mean(classes == truth) >= 0.9
+    assert set(np.asarray(aligned.extra[columns.CLASS_COLUMN], float)) <= {1.0, 2.0}
+    prob = np.asarray(aligned.extra[columns.CLASS_PROB_COLUMN], float)
+    assert np.all((prob >= 0.5) & (prob <= 1.0))
+    assert aligned.angles_deg is not None and columns.SCORE_COLUMN in aligned.extra
+    sizes = np.bincount(classes, minlength=2)
+    assert f"1 ({folder / 'A.mrc'}): {sizes[0]}" in printed
+    assert "comparisons per class: 1: " in printed
+    summary = json.loads((folder / "aligned.summary.json").read_text())
+    assert summary["class_sizes"] == sizes.tolist()
+
+
+def test_one_volume_writes_no_class(inputs):
+    folder, _ = inputs
+    assert _align(folder, "A.mrc", out="one.star") == 0
+    assert columns.CLASS_COLUMN not in read_particles_star(folder / "one.star").extra
+
+
+@pytest.mark.parametrize("box, pixel, words", [
+    (24, PIXEL_A, "box 24 px differs from the particle box 32 px"),
+    (32, 5.0, "pixel size 5 A differs from the particles' 4 A"),
+], ids=["box", "pixel_size"])
+def test_invalid_second_volume_names_its_file(inputs, capsys, box, pixel, words):
+    folder, _ = inputs
+    write_mrc(folder / "bad.mrc", np.random.default_rng(0).random((box,) * 3, np.float32),
+              pixel_size_a=pixel)
+    assert _align(folder, "A.mrc", "bad.mrc", out="bad.star") != 0
+    err = capsys.readouterr().err
+    assert "bad.mrc" in err and words in err
+    assert not (folder / "bad.star").exists()
