@@ -14,6 +14,11 @@ Writes into ``--out DIR``:
   those regions (:func:`scipion_deepalign.core.align.align.align_particles`, options of
   :class:`~scipion_deepalign.core.align.search_plan.SearchOptions`) and the columns of
   ``deepalign align``. Column names: :mod:`scipion_deepalign.core.io.columns`.
+
+Several ``--volume`` maps are several classes (:mod:`scipion_deepalign.core.classes`): the
+network learns the regions from the first map only, every particle is aligned in its
+predicted regions against each map, and ``aligned.star`` gets ``rlnClassNumber`` (1-based,
+the i-th ``--volume``) and its probability.
 """
 from __future__ import annotations
 
@@ -25,6 +30,7 @@ import numpy as np
 
 from ..core import defaults
 from ..core.io import columns
+from .classes import read_class_maps, summarise_classes, write_class_columns
 from .common import (
     CLIError,
     add_particle_args,
@@ -63,7 +69,9 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                              "--training-source projections)")
     parser.add_argument("--particles", required=True, metavar="ALL.star",
                         help="particles to align")
-    parser.add_argument("--volume", required=True, metavar="REF.mrc", help="reference map")
+    parser.add_argument("--volume", required=True, action="append", metavar="REF.mrc",
+                        help="reference map; repeat it for several classes (the network "
+                             "learns the regions from the first)")
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
     parser.add_argument("--symmetry", default="c1", help="point group; default c1")
     parser.add_argument("--spacing", type=positive_float, default=defaults.REGION_SPACING_DEG,
@@ -89,7 +97,8 @@ def _check_options(args):
     if args.train is not None:
         check_file_exists(args.train, "--train")
     check_file_exists(args.particles, "--particles")
-    check_file_exists(args.volume, "--volume")
+    for path in args.volume:
+        check_file_exists(path, "--volume")
     check_choice(args.device, defaults.DEVICES, "--device")
     check_positive(args.max_shift, "--max-shift", allow_zero=True)
     search = search_options(args)
@@ -108,9 +117,7 @@ def _check_options(args):
 
 
 def _read_star_inputs(args):
-    """The particles, the training particles and the volume, checked against each other."""
-    from ..core.io import read_volume
-
+    """The particles, the training particles and the maps, checked against each other."""
     particles = read_particles(args, args.particles)
     train = particles if args.train is None else read_particles(args, args.train, "--train")
     if args.train is not None and not train.has_poses:
@@ -118,11 +125,9 @@ def _read_star_inputs(args):
     if train.box_px != particles.box_px:
         raise CLIError(f"--train box {train.box_px} px differs from --particles box "
                        f"{particles.box_px} px")
-    volume, volume_pixel = read_volume(args.volume)
-    if volume.shape[-1] != particles.box_px:
-        raise CLIError(f"--volume box {volume.shape[-1]} px differs from the particle box "
-                       f"{particles.box_px} px")
-    return particles, train, volume, volume_pixel
+    volumes, volume_pixels = read_class_maps(args.volume, box_px=particles.box_px,
+                                             pixel_size_a=particles.pixel_size_a)
+    return particles, train, volumes, volume_pixels
 
 
 def _train_config(args, particles):
@@ -151,6 +156,9 @@ def _write_outputs(args, particles, outcome, paths, n_regions, summary) -> None:
     write_particles_star(paths["predicted"], particles)
     particles.angles_deg, particles.shifts_px = result.angles_deg, result.shifts_px
     write_alignment_columns(particles, result, regional=True)
+    if outcome.classes is not None:
+        write_class_columns(particles, outcome.classes)
+        summarise_classes(summary, outcome.classes, args.volume)
     write_particles_star(paths["aligned"], particles)
     summary.wrote(paths["model"], f"{n_regions} regions, {args.network} network"
                   + (" (reused)" if outcome.train_report.model_reused else ""))
@@ -171,7 +179,7 @@ def _write_outputs(args, particles, outcome, paths, n_regions, summary) -> None:
 def main(args) -> int:
     summary = Summary("run")
     search, symmetry, n_regions, top_k = _check_options(args)
-    particles, train, volume, volume_pixel = _read_star_inputs(args)
+    particles, train, volumes, volume_pixels = _read_star_inputs(args)
     out = ensure_out_dir(args.out)
     paths = {k: os.path.join(out, v) for k, v in OUTPUTS.items()}
 
@@ -182,7 +190,7 @@ def main(args) -> int:
     particles, images = lazy_particles_images(args, particles)
     if args.train is None:
         log.info("training the %s network of %d regions from projections of %s",
-                 args.network, n_regions, args.volume)
+                 args.network, n_regions, args.volume[0])
         train, train_images, train_angles = particles, None, None
     else:
         log.info("training %d regions on %d particles (%s)", n_regions, len(train),
@@ -191,9 +199,10 @@ def main(args) -> int:
         train_angles = train.angles_deg
     from ..core.cnn.model_folder import ModelMismatch
 
+    one = len(volumes) == 1  # one map, or several classes
     try:
         outcome = run_deepalign(
-            train_images, train_angles, images, volume,
+            train_images, train_angles, images, volumes[0] if one else volumes,
             model_dir=paths["model"], pixel_size_a=particles.pixel_size_a,
             max_shift_px=(defaults.default_max_shift_px(particles.box_px)
                           if args.max_shift is None else args.max_shift),
@@ -202,8 +211,8 @@ def main(args) -> int:
             train_ctf=None if args.train is None or not args.ctf else train.ctf,
             ctf=particles.ctf if args.ctf else None,
             step_deg=args.step, target_resolution_a=args.target_resolution,
-            device=args.device, volume_pixel_size_a=volume_pixel, refine=args.refine,
-            search=search, retrain=args.retrain)
+            device=args.device, volume_pixel_size_a=volume_pixels[0] if one else volume_pixels,
+            refine=args.refine, search=search, retrain=args.retrain)
     except ModelMismatch as exc:  # refused before any training
         raise model_mismatch_error(exc, "--out DIR/model") from None
     for message in outcome.train_report.warnings:

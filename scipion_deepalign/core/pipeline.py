@@ -45,6 +45,8 @@ class PipelineResult:
     alignment : AlignmentResult
     seconds : dict
         Wall time of each stage (``train``, ``predict``, ``align``).
+    classes : ClassAlignment or None
+        Each particle's class, with several maps (:mod:`.classes`); None with one.
     """
 
     train_report: object
@@ -53,6 +55,7 @@ class PipelineResult:
     probabilities: np.ndarray
     alignment: AlignmentResult
     seconds: dict = field(default_factory=dict)
+    classes: object = None
 
 
 def run_deepalign(train_images, train_angles_deg, images, volume, *, model_dir,
@@ -75,8 +78,11 @@ def run_deepalign(train_images, train_angles_deg, images, volume, *, model_dir,
         Their poses (:mod:`~scipion_deepalign.core.geometry` convention).
     images : ndarray of shape (N, B, B)
         Particles to align (may include the training ones).
-    volume : ndarray of shape (B, B, B)
-        Reference map on the particles' box and pixel size.
+    volume : ndarray of shape (B, B, B), or a sequence of K such maps
+        Reference map on the particles' box and pixel size. Several maps are several classes
+        (:mod:`.classes`): the network learns the regions from the first map only, and every
+        particle is aligned inside its predicted regions against each map and takes the class
+        of its best score (``classes``); ``volume_pixel_size_a`` is then one per map.
     model_dir : str or Path
         Model folder; an interrupted run continues, finished regions are not retrained, and
         a model trained for the same map, geometry, CTF range and options is reused without
@@ -107,6 +113,11 @@ def run_deepalign(train_images, train_angles_deg, images, volume, *, model_dir,
     PipelineResult
     """
     symmetry = normalise_symmetry(symmetry)
+    maps = [volume] if np.ndim(volume) == 3 else list(volume)
+    if len(maps) > 1:  # the maps' checks, before any training
+        from .classes import class_references
+
+        class_references(maps, pixel_sizes_a=volume_pixel_size_a, pixel_size_a=pixel_size_a)
     config = train_config or TrainConfig(pixel_size_a=pixel_size_a)
     if config.pixel_size_a is None:
         config.pixel_size_a = pixel_size_a
@@ -116,7 +127,7 @@ def run_deepalign(train_images, train_angles_deg, images, volume, *, model_dir,
         train_images, train_angles_deg, train_shifts_px, train_ctf = images, None, None, ctf
     report = cnn.train_regions(train_images, train_angles_deg, out_dir=model_dir,
                                symmetry=symmetry, spacing_deg=spacing_deg, config=config,
-                               shifts_px=train_shifts_px, reference=volume, ctf=train_ctf,
+                               shifts_px=train_shifts_px, reference=maps[0], ctf=train_ctf,
                                retrain=retrain)
     seconds["train"] = time.perf_counter() - start
     if report.model_reused:
@@ -136,13 +147,23 @@ def run_deepalign(train_images, train_angles_deg, images, volume, *, model_dir,
     centres, _, _ = ModelFolder(model_dir).read_regions()
 
     start = time.perf_counter()
+    options = dict(pixel_size_a=pixel_size_a, max_shift_px=max_shift_px, ctf=ctf,
+                   symmetry=symmetry, region_hints=regions, centres_deg=centres,
+                   step_deg=step_deg, target_resolution_a=target_resolution_a, device=device,
+                   ctf_mode=ctf_mode, refine=refine, region_probabilities=probabilities,
+                   search=search)
+    classes = None
     with Progress(len(images), "align") as progress:
-        alignment = align_particles(
-            images, volume, pixel_size_a=pixel_size_a, max_shift_px=max_shift_px, ctf=ctf,
-            symmetry=symmetry, region_hints=regions, centres_deg=centres, step_deg=step_deg,
-            target_resolution_a=target_resolution_a, device=device,
-            volume_pixel_size_a=volume_pixel_size_a, ctf_mode=ctf_mode, refine=refine,
-            region_probabilities=probabilities, search=search, progress=progress)
+        if len(maps) == 1:
+            alignment = align_particles(images, maps[0], volume_pixel_size_a=volume_pixel_size_a,
+                                        progress=progress, **options)
+        else:
+            from .classes import align_classes
+
+            classes = align_classes(images, maps, volume_pixel_sizes_a=volume_pixel_size_a,
+                                    progress=progress, **options)
+            alignment = classes.alignment
     seconds["align"] = time.perf_counter() - start
     return PipelineResult(train_report=report, centres_deg=centres, regions=regions,
-                          probabilities=probabilities, alignment=alignment, seconds=seconds)
+                          probabilities=probabilities, alignment=alignment, seconds=seconds,
+                          classes=classes)

@@ -71,3 +71,18 @@ def test_invalid_second_volume_names_its_file(inputs, capsys, box, pixel, words)
     err = capsys.readouterr().err
     assert "bad.mrc" in err and words in err
     assert not (folder / "bad.star").exists()
+
+
+def test_run_with_two_volumes(inputs, capsys):
+    """deepalign run --volume A --volume B: the network from A's projections, the classes."""
+    pytest.importorskip("keras")
+    folder, truth = inputs
+    out = folder / "run"
+    assert main(["run", "--particles", str(folder / "in.star"), "--volume",
+                 str(folder / "A.mrc"), "--volume", str(folder / "B.mrc"), "--out", str(out),
+                 "--spacing", "60", "--epochs", "2", "--images-per-epoch", "512",
+                 "--step", "10", "--max-shift", "3", "--device", "cpu"]) == 0
+    assert "comparisons per class" in capsys.readouterr().out
+    aligned = read_particles_star(out / "aligned.star")
+    assert np.mean(columns.class_numbers(aligned.extra) == truth) >= 0.75
+    assert columns.CLASS_COLUMN not in read_particles_star(out / "predicted.star").extra

@@ -119,3 +119,19 @@ def test_pick_classes_takes_each_particle_from_its_class():
     assert 0.5 < picked.probability[2] < 0.52
     assert picked.alignment.n_comparisons == 60
     assert picked.n_comparisons_per_class == [30, 30]
+
+
+def test_regional_windows_take_each_class_too(maps):
+    """With region hints every class is searched in the same windows; the class still wins."""
+    from scipion_deepalign.core.regions import nearest_regions, region_centres_deg
+
+    images, particles, classes = simulate_mixture(maps, 20, pixel_size_a=PIXEL_A, snr=0.5,
+                                                  ctf=True, seed=9)
+    centres = region_centres_deg(30.0, "c1")
+    hints = nearest_regions(particles.angles_deg, centres, "c1", k=2)
+    result = align_classes(images, maps, pixel_size_a=PIXEL_A, region_hints=hints,
+                           centres_deg=centres, ctf=particles.ctf, **SEARCH)
+    assert np.mean(result.classes == classes) >= 0.9
+    assert np.all(result.alignment.region >= 0)
+    assert result.alignment.n_regions_searched is not None
+    assert "mean_regions_searched" in result.alignment.info
