@@ -1,8 +1,10 @@
 """Regional CNN classifiers of DeepAlign (Keras 3, any backend).
 
 Public API: :class:`TrainConfig`, :func:`train_regions` / :class:`TrainReport`,
-:func:`predict_regions`, :func:`predict_probabilities`, :func:`load_models`, and the model
-builders in :mod:`.model`. The names are loaded lazily, so that ``import
+:func:`predict_regions`, :func:`predict_probabilities`, :func:`load_models`, the model
+builders in :mod:`.model`, and the class x region output of a network of several maps
+(:func:`select_pairs`, :func:`class_probabilities`, :func:`region_marginal`, :mod:`.joint`).
+The names are loaded lazily, so that ``import
 scipion_deepalign.core.cnn.config`` (file names, options) does not import Keras.
 """
 import importlib
@@ -11,7 +13,8 @@ _EXPORTS = {
     "TrainConfig": "config", "TrainReport": "train", "train_regions": "train",
     "predict_regions": "predict", "predict_probabilities": "predict", "load_models": "predict",
     "build_regional_model": "model", "build_shared_model": "model", "compile_model": "model",
-    "kernel_sizes": "model", "top_k_regions": "predict",
+    "kernel_sizes": "model", "top_k_regions": "predict", "select_pairs": "joint",
+    "class_probabilities": "joint", "region_marginal": "joint",
 }
 __all__ = sorted(_EXPORTS)
 

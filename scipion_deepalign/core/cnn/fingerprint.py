@@ -8,7 +8,9 @@ retraining (or, for regional networks, the missing regions are trained); differe
 refused with the fields that differ. The fields and their rules:
 
 1. ``map_sha1`` -- the reference map the projections were made of (``projections`` and
-   ``both`` sources; None for ``particles``): byte-identical values and shape.
+   ``both`` sources; None for ``particles``): byte-identical values and shape. A network of
+   K classes digests the stack of its K maps (:mod:`.joint`), so other maps, another order
+   or another number of maps differ.
 2. ``training_particles_sha1`` -- the poses (and the stack's shape) of the aligned training
    particles (``particles`` and ``both``; None for ``projections``, whose particles only lend
    their noise and CTFs).

@@ -7,6 +7,8 @@ Layout::
                          "fingerprint" (what the model was trained for, :mod:`.fingerprint`:
                          reused for data that match it, refused otherwise), the TrainConfig
                          ("config"), "symmetry" (normalised), "spacing_deg", "n_regions",
+                         "n_classes" (reference maps the network tells apart, :mod:`.joint`;
+                         absent in older folders: 1),
                          "box_px" and "particle_pixel_size_a" (the particles it was trained
                          for), "input_box_px" and "input_pixel_size_a" (the network input),
                          "n_particles", "poses_sha1", "keras_backend"
@@ -337,7 +339,17 @@ class ModelFolder:
                 raise
             return default
 
+    def n_classes(self, meta: dict | None = None) -> int:
+        """Classes of the network (``"n_classes"`` of ``config.json``; 1 when not recorded):
+        its output has ``n_classes * n_regions`` columns (:mod:`.joint`)."""
+        meta = self.read_config() if meta is None else meta
+        return int(meta.get("n_classes") or 1)
+
     def near_chance_warnings(self) -> list:
         """:func:`.history.near_chance_warnings` of the trained networks."""
         histories = {("shared" if key == 0 else key): h for key, h in self.histories().items()}
-        return near_chance_warnings(histories, self.n_regions(default=1))
+        try:
+            n_classes = self.n_classes()
+        except ValueError:
+            n_classes = 1
+        return near_chance_warnings(histories, self.n_regions(default=1) * n_classes)

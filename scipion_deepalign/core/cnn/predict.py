@@ -17,6 +17,7 @@ from ..defaults import TOP_K
 from ..runtime.progress import advance
 from ..runtime.stacks import as_stack
 from .data import mask_images, preprocess_images
+from .joint import region_marginal
 from .model_folder import SHARED_MODEL, ModelFolder
 
 __all__ = ["load_models", "predict_probabilities", "predict_regions", "top_k_regions"]
@@ -123,17 +124,18 @@ def predict_probabilities(images, model_dir, *, pixel_size_a=None, batch_size: i
 
     Returns
     -------
-    ndarray of shape (N, R) float32
-        Column ``r`` is region ``r + 1`` of ``regions.star``.
+    ndarray of shape (N, R) float32, or (N, K * R) for a model of K classes
+        Column ``r`` is region ``r + 1`` of ``regions.star``; with K classes column
+        ``k * R + r`` is class ``k`` and region ``r`` (:mod:`.joint`).
     """
     if int(batch_size) < 1 or int(chunk_size) < 1:
         raise ValueError("batch_size and chunk_size must be positive, "
                          f"got {batch_size} and {chunk_size}")
     meta, nets = models if models is not None else load_models(model_dir)
     images = _check_images(images, model_dir, meta, pixel_size_a)
-    n_regions = meta["n_regions"]
+    n_outputs = meta["n_regions"] * ModelFolder(model_dir).n_classes(meta)
     combined, present = _combine(nets, meta["input_box_px"])
-    out = np.zeros((len(images), n_regions), np.float32)
+    out = np.zeros((len(images), n_outputs), np.float32)
     for start in range(0, len(images), int(chunk_size)):
         stop = min(start + int(chunk_size), len(images))
         x = mask_images(preprocess_images(images[start:stop],
@@ -162,7 +164,8 @@ def predict_regions(images, model_dir, *, top_k: int = TOP_K, pixel_size_a=None,
     regions : ndarray of shape (N, top_k) int
         **0-based** region indices (add 1 for the numbers of ``regions.star``).
     probabilities : ndarray of shape (N, top_k) float32
-        Their probabilities, non-increasing along each row.
+        Their probabilities, non-increasing along each row. For a model of K classes, each
+        region's probability summed over the classes (:func:`.joint.region_marginal`).
     """
     n_regions = ModelFolder(model_dir).n_regions()
     if int(top_k) != top_k or not 1 <= top_k <= n_regions:
@@ -171,6 +174,9 @@ def predict_regions(images, model_dir, *, top_k: int = TOP_K, pixel_size_a=None,
     probs = predict_probabilities(images, model_dir, pixel_size_a=pixel_size_a,
                                   batch_size=batch_size,
                                   chunk_size=chunk_size, progress=progress)
+    n_classes = ModelFolder(model_dir).n_classes()
+    if n_classes > 1:  # the regions whatever the class
+        probs = region_marginal(probs, n_classes)
     return top_k_regions(probs, int(top_k))
 
 

@@ -65,6 +65,8 @@ class TrainReport:
     out_dir : str
     network : str
     n_regions : int
+    n_classes : int
+        Reference maps the network tells apart (1: a region classifier, :mod:`.joint`).
     trained : list of int
         1-based regions trained by this call (all regions when the shared network was).
     reused : list of int
@@ -83,6 +85,7 @@ class TrainReport:
     out_dir: str
     network: str
     n_regions: int
+    n_classes: int = 1
     trained: list = field(default_factory=list)
     reused: list = field(default_factory=list)
     too_few: list = field(default_factory=list)
@@ -139,14 +142,24 @@ def _check_inputs(images, angles_deg, shifts_px, *, poses_needed=True):
 
 
 def _check_reference(reference, images, config):
+    """The map (B, B, B), or K >= 2 maps (K, B, B, B) for a network of K classes."""
     if config.training_source == "particles":
         return None
     if reference is None:
         raise ValueError(f"training_source {config.training_source!r} needs the reference map")
     ref = np.asarray(reference, dtype=np.float32)
-    check_reference_box(ref.shape, images.shape[1])
-    if not np.all(np.isfinite(ref)) or not ref.std() > 0:
-        raise ValueError("the reference map is constant or holds NaN/infinite values")
+    if ref.ndim == 4 and len(ref) == 1:
+        ref = ref[0]
+    if ref.ndim == 4 and (config.training_source != "projections"
+                          or config.network != "shared"):
+        raise ValueError(f"several reference maps train the shared network from projections: "
+                         f"got network {config.network!r}, training source "
+                         f"{config.training_source!r}")
+    for k, volume in enumerate([ref] if ref.ndim == 3 else ref):
+        check_reference_box(volume.shape, images.shape[1])
+        if not np.all(np.isfinite(volume)) or not volume.std() > 0:
+            raise ValueError(f"the reference map{'' if ref.ndim == 3 else f' {k + 1}'} is "
+                             "constant or holds NaN/infinite values")
     return ref
 
 
@@ -222,9 +235,11 @@ def train_regions(images, angles_deg, *, out_dir, symmetry="c1", spacing_deg=REG
         1-based regions to train (all by default); ``network="shared"`` ignores it.
     progress : callable, optional
         Called after every epoch with a dict ``model, position, total, epoch, epochs, logs``.
-    reference : ndarray of shape (B, B, B), optional
+    reference : ndarray of shape (B, B, B) or (K, B, B, B), optional
         Reference map on the particles' box and pixel size; needed by the ``projections``
-        and ``both`` sources.
+        and ``both`` sources. K >= 2 maps (``projections``, shared network) train one network
+        of K classes: its output is the joint class x region softmax of :mod:`.joint`, and
+        ``config.json`` records ``n_classes``.
     ctf : CTFParams, optional
         CTFs of ``images``: the projections get CTFs drawn from them.
     retrain : bool
@@ -257,8 +272,10 @@ def train_regions(images, angles_deg, *, out_dir, symmetry="c1", spacing_deg=REG
         reference=reference, ctf=ctf, angles_deg=angles, n_images=len(images))
     meta = _metadata(config, images, angles, symmetry, spacing_deg, n_regions, input_box,
                      input_px, fingerprint)
+    meta["n_classes"] = 1 if reference is None or reference.ndim == 3 else len(reference)
     _prepare_out_dir(folder, meta, centres, retrain=retrain)
-    report = TrainReport(out_dir=str(out_dir), network=config.network, n_regions=n_regions)
+    report = TrainReport(out_dir=str(out_dir), network=config.network, n_regions=n_regions,
+                         n_classes=meta["n_classes"])
 
     if config.network == "shared":
         if folder.shared_model_path.exists():
@@ -342,7 +359,8 @@ def _train_each_region(todo, images, angles, shifts_px, *, folder, centres, symm
 
 
 def _finish(report: TrainReport, start: float) -> TrainReport:
-    report.warnings = near_chance_warnings(report.histories, report.n_regions)
+    report.warnings = near_chance_warnings(report.histories,
+                                           report.n_regions * report.n_classes)
     for message in report.warnings:
         logger.warning(message)
     report.seconds = time.perf_counter() - start

@@ -8,6 +8,10 @@ report). The validation set that early stopping watches is
   (seeded apart from them), since the aligned poses may be partly wrong. Held-out aligned
   particles, when there are any, are still scored at the end (``particle_accuracy`` in the
   history), which measures how well the training transfers to real images.
+
+With K reference maps (``reference`` of shape (K, B, B, B), ``projections`` only) the output
+is the joint class x region softmax of :mod:`.joint`; the history adds ``n_classes`` and
+``class_accuracy`` (held-out projections whose most probable class is theirs).
 """
 from __future__ import annotations
 
@@ -28,6 +32,7 @@ from .data import (
     region_targets,
     split_by_particle,
 )
+from .joint import ClassProjectionBatches, ClassProjectionSource, class_probabilities
 from .model import build_shared_model, compile_model
 from .model_folder import SHARED_HISTORY, SHARED_MODEL, write_json_atomic
 from .synthetic import ProjectionSource, noise_model_of_particles, noise_sample_rows
@@ -41,14 +46,19 @@ VALIDATION_PROJECTIONS = 2048
 
 
 def _projection_source(images, reference, *, input_box, input_px, ctf, max_shift_px):
-    small = fourier_crop_volume(reference, input_box) if input_box < reference.shape[0] \
-        else reference
-    radius = min(input_box / 2 - 1, signal_mask_radius_px(small) + max_shift_px)
+    """The projections of the map, or of K maps (``reference`` of shape (K, B, B, B)) with
+    their classes (:class:`~.joint.ClassProjectionSource`); one noise model for all."""
+    maps = [reference] if reference.ndim == 3 else list(reference)
+    small = [fourier_crop_volume(m, input_box) if input_box < m.shape[0] else m for m in maps]
+    radius = min(input_box / 2 - 1,
+                 max(signal_mask_radius_px(m) for m in small) + max_shift_px)
     noise = noise_model_of_particles(images, input_box_px=input_box, mask_radius_px=radius)
     logger.info("noise measured on %d particles: SNR %.3g at %d px inside a %.1f px disc",
                 len(noise_sample_rows(len(images))), noise.snr, input_box, radius)
-    return ProjectionSource(small, input_box_px=input_box, input_pixel_size_a=input_px,
-                            noise=noise, ctf=ctf, max_shift_px=max_shift_px)
+    sources = [ProjectionSource(m, input_box_px=input_box, input_pixel_size_a=input_px,
+                                noise=noise, ctf=ctf, max_shift_px=max_shift_px)
+               for m in small]
+    return sources[0] if len(sources) == 1 else ClassProjectionSource(sources)
 
 
 def train_shared_network(images, angles, *, out_dir, centres_deg, symmetry, spacing_deg,
@@ -60,6 +70,7 @@ def train_shared_network(images, angles, *, out_dir, centres_deg, symmetry, spac
     :mod:`.train` (progress logging, early stopping, atomic writes).
     """
     n_regions = len(centres_deg)
+    n_classes = 1 if reference is None or reference.ndim == 3 else len(reference)
     sigma = (config.label_softness * float(spacing_deg)
              if config.head == "softmax" and config.label_softness > 0 else None)
     max_shift = config.max_shift_fraction * input_box
@@ -74,12 +85,12 @@ def train_shared_network(images, angles, *, out_dir, centres_deg, symmetry, spac
         targets = region_targets(angles, centres_deg, symmetry, label_sigma_deg=sigma)
         x_train, x_val = x[train_idx], x[val_idx]
     keras.utils.set_random_seed(config.seed)
-    model = compile_model(build_shared_model(input_box, n_regions, head=config.head,
-                                             trunk=config.trunk),
+    model = compile_model(build_shared_model(input_box, n_classes * n_regions,
+                                             head=config.head, trunk=config.trunk),
                           loss=config.loss, learning_rate=config.learning_rate, shared=True,
                           head=config.head)
     extra = {"training_source": config.training_source, "head": config.head,
-             "chance_accuracy": 1.0 / n_regions}
+             "chance_accuracy": 1.0 / (n_classes * n_regions)}
     if config.training_source == "particles":
         batches = SharedBatches(x_train, labels[train_idx], n_regions=n_regions,
                                 batch_size=config.batch_size,
@@ -96,20 +107,21 @@ def train_shared_network(images, angles, *, out_dir, centres_deg, symmetry, spac
         mixed = None
         if config.training_source == "both":
             mixed = (x_train, angles[train_idx])
-        batches = ProjectionBatches(source, centres_deg, symmetry,
-                                    batch_size=config.batch_size,
-                                    n_images=config.images_per_epoch, seed=config.seed,
-                                    label_sigma_deg=sigma, particles=mixed,
-                                    particle_fraction=config.particle_fraction,
-                                    max_shift_px=max_shift,
-                                    noise_ramp_epochs=config.ramp_epochs)
-        held_out = ProjectionBatches(source, centres_deg, symmetry,
-                                     batch_size=VALIDATION_PROJECTIONS,
-                                     n_images=VALIDATION_PROJECTIONS,
-                                     seed=config.seed + 7919, label_sigma_deg=sigma)
+        kind = ProjectionBatches if n_classes == 1 else ClassProjectionBatches
+        batches = kind(source, centres_deg, symmetry, batch_size=config.batch_size,
+                       n_images=config.images_per_epoch, seed=config.seed,
+                       label_sigma_deg=sigma, particles=mixed,
+                       particle_fraction=config.particle_fraction, max_shift_px=max_shift,
+                       noise_ramp_epochs=config.ramp_epochs)
+        held_out = kind(source, centres_deg, symmetry, batch_size=VALIDATION_PROJECTIONS,
+                        n_images=VALIDATION_PROJECTIONS, seed=config.seed + 7919,
+                        label_sigma_deg=sigma)
         validation = held_out[0]
     t0 = time.perf_counter()
     history = fit(model, batches, validation)
+    if n_classes > 1:  # the joint output's class marginal on the held-out projections
+        extra.update(n_classes=n_classes, class_accuracy=_class_accuracy(
+            model, validation, n_classes))
     if x_val is not None and len(x_val):
         predicted = np.argmax(model.predict(mask_images(x_val), batch_size=256, verbose=0),
                               axis=1)
@@ -120,3 +132,12 @@ def train_shared_network(images, angles, *, out_dir, centres_deg, symmetry, spac
     write_json_atomic(out_dir / SHARED_HISTORY, history)
     save(model, out_dir / SHARED_MODEL)
     return history
+
+
+def _class_accuracy(model, validation, n_classes) -> float:
+    """Fraction of held-out images whose most probable class (the sum over its regions,
+    :func:`~.joint.class_probabilities`) is their class."""
+    images, targets = validation
+    predicted = model.predict(images, batch_size=256, verbose=0)
+    truth = class_probabilities(targets, n_classes).argmax(axis=1)
+    return float(np.mean(class_probabilities(predicted, n_classes).argmax(axis=1) == truth))

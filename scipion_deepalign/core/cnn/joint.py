@@ -1,0 +1,218 @@
+"""The joint class x region output of a network trained from K reference maps (issue 25).
+
+Layout (the one place it is written): a network of K classes and R regions ends in one
+softmax over ``K * R`` outputs; output ``k * R + r`` is the probability that the particle is
+of class ``k`` (the ``k``-th map, 0-based) **and** its direction lies in region ``r``. With
+K = 1 this is the region softmax of every single-map model, unchanged.
+
+Training (:class:`ClassProjectionSource`, :class:`ClassProjectionBatches`): every image draws
+its class uniformly, then a pose, CTF, shift and noise as a single map's projections do
+(:class:`~.synthetic.ProjectionSource`); the target is the region target (softened as
+``label_softness`` says, :func:`~.data.region_targets`) placed in the block of its class,
+zeros elsewhere (:func:`joint_targets`): soft over regions, hard over classes. The K maps'
+projections share one signal scale (:meth:`ClassProjectionSource.from_sources`), so a map of
+less mass gives weaker images, as its particles are.
+
+Prediction (:func:`split_joint`, :func:`class_probabilities`, :func:`region_marginal`,
+:func:`select_pairs`): a class's probability is the sum over its regions; a region's the sum
+over the classes; the (class, region) pairs a particle is searched in are its most probable
+ones until their probabilities reach the search's probability mass, as regions are for a
+single map (:func:`~..align.search_plan.select_regions`, the same rule).
+
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .data import ProjectionBatches, mask_images, normalise_input, region_targets
+from .synthetic import noise_ramp_scale
+
+__all__ = ["joint_targets", "split_joint", "class_probabilities", "region_marginal",
+           "ClassPairs", "select_pairs", "ClassProjectionSource", "ClassProjectionBatches"]
+
+
+def joint_targets(targets, classes, n_classes: int) -> np.ndarray:
+    """Region targets placed in the block of each image's class.
+
+    Parameters
+    ----------
+    targets : ndarray of shape (N, R)
+        Region targets (one-hot or softened).
+    classes : int ndarray of shape (N,)
+        0-based class of each image.
+    n_classes : int
+
+    Returns
+    -------
+    ndarray of shape (N, K * R) float32
+        Row ``i`` holds ``targets[i]`` in columns ``classes[i] * R + r``.
+    """
+    targets = np.asarray(targets, dtype=np.float32)
+    classes = np.asarray(classes, dtype=np.int64)
+    n, r = targets.shape
+    out = np.zeros((n, int(n_classes), r), np.float32)
+    out[np.arange(n), classes] = targets
+    return out.reshape(n, int(n_classes) * r)
+
+
+def split_joint(probabilities, n_classes: int) -> np.ndarray:
+    """The joint output as ``(N, K, R)`` (ValueError when its width is not a multiple of K)."""
+    probabilities = np.asarray(probabilities)
+    n, width = probabilities.shape
+    if int(n_classes) < 1 or width % int(n_classes):
+        raise ValueError(f"{width} outputs cannot be {n_classes} classes of equal regions")
+    return probabilities.reshape(n, int(n_classes), width // int(n_classes))
+
+
+def class_probabilities(probabilities, n_classes: int) -> np.ndarray:
+    """Each class's probability, the sum over its regions: ``(N, K)``."""
+    return split_joint(probabilities, n_classes).sum(axis=2)
+
+
+def region_marginal(probabilities, n_classes: int) -> np.ndarray:
+    """Each region's probability, the sum over the classes: ``(N, R)``."""
+    return split_joint(probabilities, n_classes).sum(axis=1)
+
+
+@dataclass
+class ClassPairs:
+    """The (class, region) pairs each particle is searched in, best first.
+
+    Attributes
+    ----------
+    classes, regions : int ndarray of shape (N, m)
+        0-based; -1 after a particle's last pair.
+    probabilities : ndarray of shape (N, m)
+        Joint probabilities of the pairs (0 after the last).
+    class_probabilities : ndarray of shape (N, K)
+        Each class's probability (:func:`class_probabilities`).
+    """
+
+    classes: np.ndarray
+    regions: np.ndarray
+    probabilities: np.ndarray
+    class_probabilities: np.ndarray
+
+    @property
+    def n_classes(self) -> int:
+        return int(self.class_probabilities.shape[1])
+
+    def members(self, k: int):
+        """``(rows, hints, probabilities)`` of class ``k``: the particles with a pair of
+        class ``k``, and their regions of that class (best first, each row padded with its
+        first region, probability 0)."""
+        mine = self.classes == int(k)
+        rows = np.flatnonzero(mine.any(axis=1))
+        mine = mine[rows]
+        width = max(1, int(mine.sum(axis=1).max())) if len(rows) else 1
+        order = np.argsort(~mine, axis=1, kind="stable")[:, :width]  # class-k pairs first
+        hints = np.take_along_axis(self.regions[rows], order, axis=1)
+        probs = np.take_along_axis(self.probabilities[rows], order, axis=1)
+        kept = np.take_along_axis(mine, order, axis=1)
+        hints = np.where(kept, hints, hints[:, :1])
+        return rows, hints, np.where(kept, probs, 0.0)
+
+
+def select_pairs(probabilities, n_classes: int, *, probability_mass=None,
+                 max_pairs=None) -> ClassPairs:
+    """Each particle's most probable (class, region) pairs (module docstring).
+
+    Parameters
+    ----------
+    probabilities : ndarray of shape (N, K * R)
+        The network's joint output (:func:`~.predict.predict_probabilities`).
+    n_classes : int
+    probability_mass : float in (0, 1], optional
+        Pairs are kept, best first, until their probabilities reach it (the search's
+        ``SearchOptions.probability_mass``); None: ``max_pairs`` pairs.
+    max_pairs : int, optional
+        At most this many pairs (``SearchOptions.max_regions``); None: the search's default.
+
+    Returns
+    -------
+    ClassPairs
+    """
+    from ..align.search_plan import SearchOptions, select_regions
+    from .predict import top_k_regions
+
+    joint = split_joint(probabilities, n_classes)
+    n_regions = joint.shape[2]
+    flat = joint.reshape(len(joint), -1)
+    limit = SearchOptions.default("max_regions") if max_pairs is None else max_pairs
+    k = min(flat.shape[1], int(limit or flat.shape[1]))
+    order, probs = top_k_regions(flat, k)
+    kept = select_regions(order, probs, probability_mass=probability_mass, max_regions=k)
+    return ClassPairs(classes=np.where(kept >= 0, kept // n_regions, -1),
+                      regions=np.where(kept >= 0, kept % n_regions, -1),
+                      probabilities=np.where(kept >= 0, probs, 0.0),
+                      class_probabilities=joint.sum(axis=2))
+
+
+class ClassProjectionSource:
+    """Projections of K maps, the class of each image drawn uniformly (module docstring).
+
+    Parameters
+    ----------
+    sources : sequence of ProjectionSource
+        One per class, built alike (:class:`~.synthetic.ProjectionSource`); their signal
+        scales are replaced by one common scale (:meth:`from_sources`).
+    """
+
+    def __init__(self, sources):
+        self.sources = list(sources)
+        if len(self.sources) < 2:
+            raise ValueError("a class source needs at least two maps")
+        # each source's scale matches the particles' signal variance alone; one common
+        # scale, the harmonic mean of their squares, keeps the maps' relative strength
+        inverse = [1.0 / s.scale ** 2 for s in self.sources if s.scale > 0]
+        common = float(np.sqrt(len(inverse) / sum(inverse))) if inverse else 0.0
+        for source in self.sources:
+            source.scale = common
+        first = self.sources[0]
+        self.box, self.noise = first.box, first.noise
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.sources)
+
+    def draw(self, rng: np.random.Generator, n: int, *, noise_scale: float = 1.0):
+        """``n`` images (classes uniform), their poses and 0-based classes."""
+        classes = rng.integers(0, self.n_classes, int(n))
+        images = np.empty((int(n), self.box, self.box), np.float32)
+        angles = np.empty((int(n), 3))
+        for k in range(self.n_classes):
+            rows = np.flatnonzero(classes == k)
+            if len(rows):
+                images[rows], angles[rows] = self.sources[k].draw(rng, len(rows),
+                                                                  noise_scale=noise_scale)
+        return images, angles, classes
+
+
+class ClassProjectionBatches(ProjectionBatches):
+    """:class:`~.data.ProjectionBatches` of a :class:`ClassProjectionSource`: joint targets
+    (:func:`joint_targets`); projections only (no aligned particles mixed in).
+
+    Parameters
+    ----------
+    source : ClassProjectionSource
+    centres_deg, symmetry, **options
+        As :class:`~.data.ProjectionBatches` (``particles`` refused).
+    """
+
+    def __init__(self, source, centres_deg, symmetry, **options):
+        if options.get("particles") is not None:
+            raise ValueError("training from several maps takes projections only, not "
+                             "particles")
+        super().__init__(source, centres_deg, symmetry, **options)
+
+    def __getitem__(self, index):
+        rng = self._rng(index)
+        images, angles, classes = self.source.draw(
+            rng, self.batch_size, noise_scale=noise_ramp_scale(self.epoch,
+                                                               self.noise_ramp_epochs))
+        targets = region_targets(angles, self.centres, self.symmetry,
+                                 label_sigma_deg=self.label_sigma_deg)
+        return (mask_images(normalise_input(images)),
+                joint_targets(targets, classes, self.source.n_classes))
