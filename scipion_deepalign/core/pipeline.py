@@ -47,6 +47,9 @@ class PipelineResult:
         Wall time of each stage (``train``, ``predict``, ``align``).
     classes : ClassAlignment or None
         Each particle's class, with several maps (:mod:`.classes`); None with one.
+    pairs : ClassPairs or None
+        With several maps, each particle's predicted (class, region) pairs
+        (:func:`~.cnn.joint.select_pairs`), the ones it was searched in.
     """
 
     train_report: object
@@ -56,6 +59,7 @@ class PipelineResult:
     alignment: AlignmentResult
     seconds: dict = field(default_factory=dict)
     classes: object = None
+    pairs: object = None
 
 
 def run_deepalign(train_images, train_angles_deg, images, volume, *, model_dir,
@@ -80,9 +84,12 @@ def run_deepalign(train_images, train_angles_deg, images, volume, *, model_dir,
         Particles to align (may include the training ones).
     volume : ndarray of shape (B, B, B), or a sequence of K such maps
         Reference map on the particles' box and pixel size. Several maps are several classes
-        (:mod:`.classes`): the network learns the regions from the first map only, and every
-        particle is aligned inside its predicted regions against each map and takes the class
-        of its best score (``classes``); ``volume_pixel_size_a`` is then one per map.
+        (:mod:`.classes`): one network learns class and region from projections of every map
+        (:mod:`.cnn.joint`; the training source must be ``projections``), each particle is
+        aligned against the maps of its predicted (class, region) pairs only, in those
+        regions, and takes the class of its best score (``classes``,
+        :func:`~.classes.regional.align_class_pairs`); ``regions`` and ``probabilities`` are
+        then the regions whatever the class, and ``volume_pixel_size_a`` is one per map.
     model_dir : str or Path
         Model folder; an interrupted run continues, finished regions are not retrained, and
         a model trained for the same map, geometry, CTF range and options is reused without
@@ -95,7 +102,8 @@ def run_deepalign(train_images, train_angles_deg, images, volume, *, model_dir,
         Point group (normalised here once and passed down) and region spacing.
     top_k : int
         Regions predicted per particle: all are searched, or, with
-        ``search.probability_mass``, as many as that mass needs.
+        ``search.probability_mass``, as many as that mass needs (with several maps: the
+        (class, region) pairs, at most ``search.max_regions``).
     train_config : TrainConfig, optional
         Its ``pixel_size_a`` is filled in when missing.
     train_shifts_px : ndarray of shape (M, 2), optional
@@ -114,10 +122,12 @@ def run_deepalign(train_images, train_angles_deg, images, volume, *, model_dir,
     """
     symmetry = normalise_symmetry(symmetry)
     maps = [volume] if np.ndim(volume) == 3 else list(volume)
-    if len(maps) > 1:  # the maps' checks, before any training
+    reference = maps[0]
+    if len(maps) > 1:  # the maps' checks before any training; the network learns them all
         from .classes import class_references
 
-        class_references(maps, pixel_sizes_a=volume_pixel_size_a, pixel_size_a=pixel_size_a)
+        reference = class_references(maps, pixel_sizes_a=volume_pixel_size_a,
+                                     pixel_size_a=pixel_size_a)
     config = train_config or TrainConfig(pixel_size_a=pixel_size_a)
     if config.pixel_size_a is None:
         config.pixel_size_a = pixel_size_a
@@ -127,7 +137,7 @@ def run_deepalign(train_images, train_angles_deg, images, volume, *, model_dir,
         train_images, train_angles_deg, train_shifts_px, train_ctf = images, None, None, ctf
     report = cnn.train_regions(train_images, train_angles_deg, out_dir=model_dir,
                                symmetry=symmetry, spacing_deg=spacing_deg, config=config,
-                               shifts_px=train_shifts_px, reference=maps[0], ctf=train_ctf,
+                               shifts_px=train_shifts_px, reference=reference, ctf=train_ctf,
                                retrain=retrain)
     seconds["train"] = time.perf_counter() - start
     if report.model_reused:
@@ -138,32 +148,53 @@ def run_deepalign(train_images, train_angles_deg, images, volume, *, model_dir,
                  report.network, report.n_regions, len(report.reused), seconds["train"])
 
     start = time.perf_counter()
-    with Progress(len(images), "predict") as progress:
-        regions, probabilities = cnn.predict_regions(images, model_dir, top_k=top_k,
-                                                     pixel_size_a=pixel_size_a,
-                                                     chunk_size=max(256, len(images) // 20),
-                                                     progress=progress)
+    regions, probabilities, pairs = _predict(images, model_dir, pixel_size_a=pixel_size_a,
+                                             top_k=top_k, n_classes=len(maps), search=search)
     seconds["predict"] = time.perf_counter() - start
     centres, _, _ = ModelFolder(model_dir).read_regions()
 
     start = time.perf_counter()
     options = dict(pixel_size_a=pixel_size_a, max_shift_px=max_shift_px, ctf=ctf,
-                   symmetry=symmetry, region_hints=regions, centres_deg=centres,
-                   step_deg=step_deg, target_resolution_a=target_resolution_a, device=device,
-                   ctf_mode=ctf_mode, refine=refine, region_probabilities=probabilities,
-                   search=search)
+                   symmetry=symmetry, centres_deg=centres, step_deg=step_deg,
+                   target_resolution_a=target_resolution_a, device=device,
+                   ctf_mode=ctf_mode, refine=refine, search=search)
     classes = None
     with Progress(len(images), "align") as progress:
         if len(maps) == 1:
             alignment = align_particles(images, maps[0], volume_pixel_size_a=volume_pixel_size_a,
+                                        region_hints=regions,
+                                        region_probabilities=probabilities,
                                         progress=progress, **options)
         else:
-            from .classes import align_classes
+            from .classes import align_class_pairs
 
-            classes = align_classes(images, maps, volume_pixel_sizes_a=volume_pixel_size_a,
-                                    progress=progress, **options)
+            classes = align_class_pairs(images, maps, pairs,
+                                        volume_pixel_sizes_a=volume_pixel_size_a,
+                                        progress=progress, **options)
             alignment = classes.alignment
     seconds["align"] = time.perf_counter() - start
     return PipelineResult(train_report=report, centres_deg=centres, regions=regions,
                           probabilities=probabilities, alignment=alignment, seconds=seconds,
-                          classes=classes)
+                          classes=classes, pairs=pairs)
+
+
+def _predict(images, model_dir, *, pixel_size_a, top_k, n_classes, search):
+    """``(regions, probabilities, pairs)``: the top-k regions (whatever the class) and, with
+    several classes, the (class, region) pairs the search takes (None with one)."""
+    chunk = max(256, len(images) // 20)
+    with Progress(len(images), "predict") as progress:
+        if n_classes == 1:
+            regions, probabilities = cnn.predict_regions(
+                images, model_dir, top_k=top_k, pixel_size_a=pixel_size_a, chunk_size=chunk,
+                progress=progress)
+            return regions, probabilities, None
+        joint = cnn.predict_probabilities(images, model_dir, pixel_size_a=pixel_size_a,
+                                          chunk_size=chunk, progress=progress)
+    regions, probabilities = cnn.top_k_regions(cnn.region_marginal(joint, n_classes), top_k)
+    search = search or SearchOptions()
+    pairs = cnn.select_pairs(joint, n_classes, probability_mass=search.probability_mass,
+                             max_pairs=search.max_regions if search.probability_mass else top_k)
+    log.info("predicted %.2f (class, region) pairs per particle, %.2f classes",
+             float(np.mean((pairs.classes >= 0).sum(axis=1))),
+             float(np.mean([len(set(row[row >= 0])) for row in pairs.classes])))
+    return regions, probabilities, pairs

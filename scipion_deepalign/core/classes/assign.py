@@ -68,6 +68,12 @@ class ClassAlignment:
         """Particles per class, ``(K,)``."""
         return np.bincount(self.classes, minlength=self.scores.shape[1])
 
+    def comparisons_per_particle(self) -> float:
+        """Comparisons of every class's search (not the refinement's) per particle: K full
+        searches cost K times one map's; a search in predicted pairs
+        (:mod:`.regional`) grows with the pairs."""
+        return sum(self.n_comparisons_per_class) / max(1, len(self.classes))
+
 
 def shared_resolution(target_resolution_a, references, *, pixel_size_a):
     """One :class:`~..resolution.SearchResolution` for every class: ``target_resolution_a``

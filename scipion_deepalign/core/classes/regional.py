@@ -1,0 +1,127 @@
+"""Each particle against its predicted classes only: the regional class search (issue 25).
+
+A network of K classes (:mod:`..cnn.joint`) gives each particle its most probable
+(class, region) pairs (:class:`~..cnn.joint.ClassPairs`). :func:`align_class_pairs` runs,
+for each class ``k``, :func:`~..align.align.align_particles` against map ``k`` on the
+particles that have a pair of class ``k`` only, with those pairs' regions as their hints
+(the windows around them, and the significance fallback's global search of that map); a
+particle's class is the class whose best pose scores highest among the classes it was
+searched in (:func:`~.assign.pick_classes`, the other classes' scores being ``-inf``).
+
+The cost grows with the predicted pairs, not with K full searches: the comparisons are
+counted per class (``n_comparisons_per_class``) and per particle
+(:meth:`~.assign.ClassAlignment.comparisons_per_particle`). The class probability is the
+weight of the class among the classes searched (:mod:`.assign`; the classes the network did
+not predict count 0).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+
+import numpy as np
+
+from ..align.align import align_particles
+from ..align.poses import AlignmentResult
+from ..align.search_plan import SearchOptions
+from ..defaults import TARGET_RESOLUTION
+from ..runtime.stacks import RowStack, stack_shape
+from .assign import pick_classes, shared_resolution
+from .references import class_references
+
+__all__ = ["align_class_pairs"]
+
+
+def align_class_pairs(images, volumes, pairs, *, pixel_size_a, centres_deg,
+                      volume_pixel_sizes_a=None, names=None,
+                      target_resolution_a=TARGET_RESOLUTION, search=None, ctf=None,
+                      progress=None, **align_options):
+    """Class and pose of every particle, searched in its predicted (class, region) pairs.
+
+    Parameters
+    ----------
+    images : array_like of shape (N, B, B)
+        Particles, as :func:`~..align.align.align_particles` takes them.
+    volumes : sequence of K ndarray of shape (B, B, B)
+        One map per class, in the order the network was trained with.
+    pairs : ClassPairs
+        Each particle's pairs (:func:`~..cnn.joint.select_pairs`), at least one per particle.
+    pixel_size_a : float
+    centres_deg : ndarray of shape (R, 2)
+        The model's region centres.
+    volume_pixel_sizes_a, names, target_resolution_a
+        As in :func:`~.assign.align_classes`.
+    search : SearchOptions, optional
+        Its window overlap and significance fallback; the pairs are already chosen, so its
+        probability mass, number of regions and probability fallback are not applied again.
+    ctf : CTFParams, optional
+        CTFs of ``images``.
+    progress : callable, optional
+        Called with the particles done, each class's share weighing its particles.
+    **align_options
+        Every other keyword of ``align_particles`` (``max_shift_px``, ``symmetry``,
+        ``step_deg``, ...), the same for every class.
+
+    Returns
+    -------
+    ClassAlignment
+        As :func:`~.assign.align_classes`; ``scores[i, k]`` is ``-inf`` where particle ``i``
+        was not searched in class ``k``, and ``n_regions_searched`` counts its pairs.
+    """
+    references = class_references(volumes, pixel_sizes_a=volume_pixel_sizes_a, names=names,
+                                  pixel_size_a=pixel_size_a)
+    n = stack_shape(images)[0]
+    if len(references) != pairs.n_classes or len(pairs.classes) != n:
+        raise ValueError(f"{len(references)} maps and {n} particles, but pairs of "
+                         f"{pairs.n_classes} classes for {len(pairs.classes)} particles")
+    if not np.all(pairs.classes[:, 0] >= 0):
+        raise ValueError("every particle needs at least one (class, region) pair")
+    resolution = shared_resolution(target_resolution_a, references, pixel_size_a=pixel_size_a)
+    options = replace(search or SearchOptions(), probability_mass=None, max_regions=None,
+                      fallback_probability=0.0)
+    members = [pairs.members(k)[:2] for k in range(len(references))]
+    total = sum(len(rows) for rows, _ in members)
+    share = None if progress is None else (lambda done: progress(done * n / total))
+    results, seconds = [], []
+    for reference, (rows, hints) in zip(references, members):
+        t0 = time.perf_counter()
+        part = None
+        if len(rows):
+            part = align_particles(
+                RowStack(images, rows), reference, pixel_size_a=pixel_size_a,
+                target_resolution_a=resolution, region_hints=hints, centres_deg=centres_deg,
+                search=options, ctf=None if ctf is None else ctf.subset(rows),
+                progress=share, **align_options)
+        results.append(_full_rows(part, rows, n))
+        seconds.append(time.perf_counter() - t0)
+    picked = pick_classes(results)
+    picked.seconds_per_class = seconds
+    picked.alignment.n_regions_searched = (pairs.classes >= 0).sum(axis=1)
+    picked.alignment.info["mean_regions_searched"] = float(
+        np.mean(picked.alignment.n_regions_searched))
+    picked.alignment.info["mode"] = "class pairs"
+    return picked
+
+
+def _full_rows(part: AlignmentResult | None, rows, n: int) -> AlignmentResult:
+    """``part`` (of the particles ``rows``) spread over all ``n`` particles: the others get
+    score ``-inf`` (never the best class) and zeros; None (no particle): all of them."""
+    def spread(values, fill=0):
+        if values is None:
+            return None
+        values = np.asarray(values)
+        out = np.full((n,) + values.shape[1:], fill, dtype=values.dtype)
+        out[rows] = values
+        return out
+
+    if part is None:
+        return AlignmentResult(angles_deg=np.zeros((n, 3)), shifts_px=np.zeros((n, 2)),
+                               score=np.full(n, -np.inf), region=np.full(n, -1),
+                               n_comparisons=0, fallback=np.zeros(n, bool),
+                               n_regions_searched=np.zeros(n, int),
+                               significance=np.zeros(n))
+    fields = {name: spread(getattr(part, name)) for name in (
+        "angles_deg", "shifts_px", "region", "fallback", "n_regions_searched", "significance",
+        "n_best_angles_deg", "n_best_shifts_px", "n_best_scores", "n_best_weights")}
+    fields["region"] = spread(part.region, -1)
+    return replace(part, score=spread(np.asarray(part.score, np.float64), -np.inf), **fields)
