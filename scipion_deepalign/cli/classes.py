@@ -1,7 +1,8 @@
 """Several ``--volume`` maps, one class per particle: what ``deepalign align`` adds for them.
 
 * :func:`read_class_maps` -- the maps, checked against each other and the particles (box,
-  pixel size) with the file named, before any search;
+  pixel size) with the file named, before any search; :func:`training_references` -- the
+  same, as the (K, B, B, B) stack ``deepalign train`` teaches one network of K classes;
 * :func:`align_against_maps` -- one map: :func:`~..core.align.align.align_particles` as
   always; several: :func:`~..core.classes.assign.align_classes`;
 * :func:`write_class_columns`, :func:`summarise_classes` -- ``rlnClassNumber`` (1-based, the
@@ -14,8 +15,8 @@ import numpy as np
 from ..core.io import columns
 from .common import CLIError
 
-__all__ = ["read_class_maps", "align_against_maps", "write_class_columns",
-           "summarise_classes"]
+__all__ = ["read_class_maps", "training_references", "align_against_maps",
+           "write_class_columns", "summarise_classes"]
 
 
 def read_class_maps(paths, *, box_px: int, pixel_size_a: float):
@@ -41,6 +42,16 @@ def read_class_maps(paths, *, box_px: int, pixel_size_a: float):
         except ValueError as exc:
             raise CLIError(f"--volume {exc}") from None
     return volumes, pixels
+
+
+def training_references(paths, *, box_px: int, pixel_size_a: float):
+    """The ``--volume`` maps scaled alike (:func:`~..core.classes.class_references`), shape
+    (K, B, B, B): what a network of K classes is trained from (and fingerprinted by)."""
+    from ..core.classes import class_references
+
+    volumes, pixels = read_class_maps(paths, box_px=box_px, pixel_size_a=pixel_size_a)
+    return class_references(volumes, pixel_sizes_a=pixels, names=list(paths),
+                            pixel_size_a=pixel_size_a)
 
 
 def align_against_maps(images, volumes, pixel_sizes, *, names, **options):
@@ -72,4 +83,7 @@ def summarise_classes(summary, classes, names) -> None:
         for k, (name, size) in enumerate(zip(names, sizes))))
     summary.add("comparisons per class", ", ".join(
         f"{k + 1}: {c}" for k, c in enumerate(classes.n_comparisons_per_class)))
+    searched = np.isfinite(classes.scores).sum(axis=1)  # -inf: a class not predicted
+    summary.add("classes searched per particle", f"{float(np.mean(searched)):.2f} of "
+                                                 f"{classes.scores.shape[1]}")
     summary.add("class probability", f"median {float(np.median(classes.probability)):.3f}")

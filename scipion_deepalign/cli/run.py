@@ -15,10 +15,12 @@ Writes into ``--out DIR``:
   :class:`~scipion_deepalign.core.align.search_plan.SearchOptions`) and the columns of
   ``deepalign align``. Column names: :mod:`scipion_deepalign.core.io.columns`.
 
-Several ``--volume`` maps are several classes (:mod:`scipion_deepalign.core.classes`): the
-network learns the regions from the first map only, every particle is aligned in its
-predicted regions against each map, and ``aligned.star`` gets ``rlnClassNumber`` (1-based,
-the i-th ``--volume``) and its probability.
+Several ``--volume`` maps are several classes (:mod:`scipion_deepalign.core.classes`): one
+network learns the class and the region from projections of every map
+(:mod:`scipion_deepalign.core.cnn.joint`), each particle is aligned against the maps of its
+predicted (class, region) pairs only, inside those regions, and ``aligned.star`` gets
+``rlnClassNumber`` (1-based, the i-th ``--volume``) and its probability;
+``predicted.star`` holds the regions whatever the class.
 """
 from __future__ import annotations
 
@@ -70,8 +72,8 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--particles", required=True, metavar="ALL.star",
                         help="particles to align")
     parser.add_argument("--volume", required=True, action="append", metavar="REF.mrc",
-                        help="reference map; repeat it for several classes (the network "
-                             "learns the regions from the first)")
+                        help="reference map; repeat it for several classes (one network "
+                             "learns the class and the region from projections of each)")
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
     parser.add_argument("--symmetry", default="c1", help="point group; default c1")
     parser.add_argument("--spacing", type=positive_float, default=defaults.REGION_SPACING_DEG,
@@ -94,6 +96,9 @@ def _check_options(args):
     if args.train is None and args.training_source != "projections":
         raise CLIError(f"--training-source {args.training_source} needs --train TRAIN.star "
                        "(aligned particles); without it use --training-source projections")
+    if len(args.volume) > 1 and args.training_source != "projections":
+        raise CLIError(f"several --volume maps train from projections of each map: use "
+                       f"--training-source projections, not {args.training_source}")
     if args.train is not None:
         check_file_exists(args.train, "--train")
     check_file_exists(args.particles, "--particles")
@@ -160,7 +165,8 @@ def _write_outputs(args, particles, outcome, paths, n_regions, summary) -> None:
         write_class_columns(particles, outcome.classes)
         summarise_classes(summary, outcome.classes, args.volume)
     write_particles_star(paths["aligned"], particles)
-    summary.wrote(paths["model"], f"{n_regions} regions, {args.network} network"
+    classes = f"{len(args.volume)} classes x " if len(args.volume) > 1 else ""
+    summary.wrote(paths["model"], f"{classes}{n_regions} regions, {args.network} network"
                   + (" (reused)" if outcome.train_report.model_reused else ""))
     summary.wrote(paths["predicted"], f"top-{hints.shape[1]} regions of {len(particles)} "
                                       "particles")
@@ -190,7 +196,7 @@ def main(args) -> int:
     particles, images = lazy_particles_images(args, particles)
     if args.train is None:
         log.info("training the %s network of %d regions from projections of %s",
-                 args.network, n_regions, args.volume[0])
+                 args.network, n_regions, ", ".join(args.volume))
         train, train_images, train_angles = particles, None, None
     else:
         log.info("training %d regions on %d particles (%s)", n_regions, len(train),

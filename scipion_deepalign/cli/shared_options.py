@@ -216,6 +216,9 @@ def summarise_alignment(summary, result, *, regional: bool):
     summary.add("comparisons", f"{result.n_comparisons} ({info['backend']}), "
                                f"{info['n_directions']} directions x {info['n_psi']} in-plane"
                 + (f"; {refined} refinement candidates" if refined else ""))
+    per_particle = result.n_comparisons / max(1, len(result.score))
+    summary.add("comparisons per particle", f"{per_particle:.0f} (with several maps: every "
+                                            "class searched, summed)")
     if "resolution" in info:
         refine = info.get("refine_box_px")
         summary.add("resolution", f"{info['resolution']}; {info['box_px']} px search box"
@@ -257,6 +260,10 @@ def summarise_training(summary, report) -> None:
         summary.add("held-out region hit rate", f"{hit_rate['shared']:.3f} (true region "
                     "among those the search takes" + (f"; epoch {kept + 1} of {epochs} kept"
                                                       if kept is not None else "") + ")")
+        if "class_accuracy" in history:  # a network of several maps (core.cnn.joint)
+            summary.add("held-out class accuracy", f"{history['class_accuracy']:.3f} of "
+                        f"{history['n_classes']} classes (projections whose most probable "
+                        "class is theirs)")
     from ..core.cnn.summary import training_summary  # the numbers the Train protocol shows
 
     numbers = training_summary(report.out_dir)

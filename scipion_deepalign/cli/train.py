@@ -50,9 +50,11 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                         help="training particles with poses (RELION STAR); with "
                              "--training-source projections any particles of the data set "
                              "(they give the CTFs and the noise to match, no poses needed)")
-    parser.add_argument("--volume", metavar="REF.mrc", default=None,
+    parser.add_argument("--volume", metavar="REF.mrc", default=None, action="append",
                         help="reference map (needed by the projections and both sources), "
-                             "same box and pixel size as the particles")
+                             "same box and pixel size as the particles; repeat it for "
+                             "several classes: one network learns the class and the region "
+                             "(--training-source projections)")
     parser.add_argument("--out", required=True, metavar="MODEL_DIR",
                         help="model folder (created; reused to continue a training)")
     parser.add_argument("--symmetry", default="c1", help="point group; default c1")
@@ -121,10 +123,15 @@ def _check(args):
     if args.training_source != "particles":
         if args.volume is None:
             raise CLIError(f"--training-source {args.training_source} needs --volume REF.mrc")
-        check_file_exists(args.volume, "--volume")
+        for path in args.volume:
+            check_file_exists(path, "--volume")
         if args.network != "shared":
             raise CLIError(f"--training-source {args.training_source} trains the shared "
                            "network: use --network shared or --training-source particles")
+    if args.volume is not None and len(args.volume) > 1 \
+            and args.training_source != "projections":
+        raise CLIError(f"several --volume maps train from projections of each map: use "
+                       f"--training-source projections, not {args.training_source}")
     particles = read_particles(args, args.particles)
     if not particles.has_poses and args.training_source != "projections":
         raise CLIError(f"--particles {args.particles} has no poses (rlnAngleRot/Tilt/Psi): "
@@ -147,6 +154,27 @@ def _input_size(args, box_px):
 
     resolution, box = training_input(args.target_resolution, box_px)
     return resolution, box if args.box is None else args.box
+
+
+def _reference(args, config, particles):
+    """The ``--volume`` map, or the K maps scaled alike ((K, B, B, B): one network of K
+    classes); None for the particles source."""
+    if config.training_source == "particles":
+        return None
+    if len(args.volume) > 1:
+        from .classes import training_references
+
+        return training_references(args.volume, box_px=particles.box_px,
+                                   pixel_size_a=particles.pixel_size_a)
+    from ..core.cnn.checks import check_reference_box
+    from ..core.io import read_volume
+
+    reference, _ = read_volume(args.volume[0])
+    try:
+        check_reference_box(reference.shape, particles.box_px, name=f"--volume {args.volume[0]}")
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
+    return reference
 
 
 def _child_command(args, regions, gpu) -> list[str]:
@@ -196,8 +224,9 @@ def _summarise(summary, args, config, report) -> None:
     if report.too_few:
         parts.append(f"{len(report.too_few)} skipped for too few particles "
                      f"({','.join(map(str, report.too_few))})")
-    summary.wrote(args.out, f"{report.n_regions} regions, {args.network} network trained "
-                            f"from {config.training_source}")
+    classes = f"{report.n_classes} classes x " if report.n_classes > 1 else ""
+    summary.wrote(args.out, f"{classes}{report.n_regions} regions, {args.network} network "
+                            f"trained from {config.training_source}")
     summary.add("models", ", ".join(parts))
     summarise_training(summary, report)
     summary.print()
@@ -232,16 +261,7 @@ def main(args) -> int:
         config = TrainConfig(**options)
     except ValueError as exc:
         raise CLIError(f"training options: {exc}") from None
-    reference = None
-    if config.training_source != "particles":
-        from ..core.cnn.checks import check_reference_box
-        from ..core.io import read_volume
-
-        reference, _ = read_volume(args.volume)
-        try:
-            check_reference_box(reference.shape, particles.box_px, name=f"--volume {args.volume}")
-        except ValueError as exc:
-            raise CLIError(str(exc)) from None
+    reference = _reference(args, config, particles)
     if config.training_source == "projections":
         # the particles give the noise to match (a sample of their images) and the CTFs to
         # draw from (all of them, from the STAR file): memory does not grow with the set

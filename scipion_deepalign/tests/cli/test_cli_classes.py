@@ -1,5 +1,7 @@
-"""``deepalign align --volume A --volume B``: a two-class mixture in, rlnClassNumber out, the
-classes right; a second map of another box or pixel size refused naming its file."""
+"""``deepalign align|run|train --volume A --volume B``: a two-class mixture in, rlnClassNumber
+out, the classes right; a second map of another box or pixel size refused naming its file;
+train and run teach one network both maps (its folder records 2 classes and refuses other
+maps)."""
 import json
 
 import numpy as np
@@ -74,15 +76,49 @@ def test_invalid_second_volume_names_its_file(inputs, capsys, box, pixel, words)
 
 
 def test_run_with_two_volumes(inputs, capsys):
-    """deepalign run --volume A --volume B: the network from A's projections, the classes."""
+    """deepalign run --volume A --volume B: one network of both maps' projections, each
+    particle searched in its predicted (class, region) pairs, the classes right."""
     pytest.importorskip("keras")
     folder, truth = inputs
     out = folder / "run"
     assert main(["run", "--particles", str(folder / "in.star"), "--volume",
                  str(folder / "A.mrc"), "--volume", str(folder / "B.mrc"), "--out", str(out),
-                 "--spacing", "60", "--epochs", "2", "--images-per-epoch", "512",
+                 "--spacing", "60", "--epochs", "4", "--images-per-epoch", "1024",
                  "--step", "10", "--max-shift", "3", "--device", "cpu"]) == 0
-    assert "comparisons per class" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "comparisons per class" in printed and "comparisons per particle" in printed
+    assert "2 classes x 12 regions" in printed and "held-out class accuracy" in printed
+    assert "classes searched per particle" in printed
+    assert json.loads((out / "model" / "config.json").read_text())["n_classes"] == 2
     aligned = read_particles_star(out / "aligned.star")
     assert np.mean(columns.class_numbers(aligned.extra) == truth) >= 0.75
     assert columns.CLASS_COLUMN not in read_particles_star(out / "predicted.star").extra
+
+
+def _train(folder, *volumes, out="model2"):
+    words = ["train", "--particles", str(folder / "in.star"), "--out", str(folder / out),
+             "--spacing", "60", "--epochs", "1", "--images-per-epoch", "128", "--box", "16"]
+    for volume in volumes:
+        words += ["--volume", str(folder / volume)]
+    return main(words)
+
+
+def test_train_with_two_volumes_records_the_classes_and_refuses_other_maps(inputs, capsys):
+    pytest.importorskip("keras")
+    folder, _ = inputs
+    assert _train(folder, "A.mrc", "B.mrc") == 0
+    assert "2 classes x 12 regions" in capsys.readouterr().out
+    assert json.loads((folder / "model2" / "config.json").read_text())["n_classes"] == 2
+    assert _train(folder, "A.mrc", "B.mrc") == 0
+    assert "model: reused from" in capsys.readouterr().out
+    assert _train(folder, "B.mrc", "A.mrc") != 0  # another order: other classes
+    assert "map (the reference map's values differ)" in capsys.readouterr().err
+
+
+def test_two_volumes_train_from_projections_only(inputs, capsys):
+    folder, _ = inputs
+    words = ["train", "--particles", str(folder / "in.star"), "--out", str(folder / "m3"),
+             "--volume", str(folder / "A.mrc"), "--volume", str(folder / "B.mrc"),
+             "--training-source", "both"]
+    assert main(words) != 0
+    assert "use --training-source projections, not both" in capsys.readouterr().err
