@@ -16,7 +16,7 @@ __all__ = ["NETWORKS", "LOSSES", "HEADS", "TRUNKS", "TRAINING_SOURCES", "CTF_MOD
            "MAX_SHIFT_BOX_FRACTION", "CONSENSUS_MAX_ANGLE_DEG", "TRAIN_DEFAULTS", "train_default",
            "default_max_shift_px", "RECONSTRUCT_THREADS", "REFINE", "ALIGN_BATCH",
            "CONSENSUS_REPORT_THRESHOLDS_DEG", "PIXEL_SIZE_RTOL", "same_pixel_size",
-           "GALLERY_STEP_PX", "PARTICLE_RADIUS_BOX_FRACTION", "MAX_STEP_DEG",
+           "GALLERY_STEP_PX", "REFINE_STARTS", "PARTICLE_RADIUS_BOX_FRACTION", "MAX_STEP_DEG",
            "TARGET_RESOLUTION", "FULL_RESOLUTION"]
 
 # --- choice lists ------------------------------------------------------------------------
@@ -59,6 +59,10 @@ ALIGN_BATCH = 256
 #: gallery's poses are final, 2 when the local refinement follows (it searches below the
 #: step; measured: docs/benchmarks_accuracy.md, "Local refinement by default")
 GALLERY_STEP_PX = {False: 1.0, True: 2.0}
+#: distinct gallery poses per particle the local refinement starts from (the best of their
+#: refined poses is kept; measured: docs/benchmarks_accuracy.md, "Refinement from several
+#: starts")
+REFINE_STARTS = 3
 #: particle radius as a fraction of the box when no mask radius is given (the automatic
 #: step's radius and the references' mask)
 PARTICLE_RADIUS_BOX_FRACTION = 0.45

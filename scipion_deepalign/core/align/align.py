@@ -41,7 +41,8 @@ from ..runtime.stacks import RowStack, stack_shape
 from .fallback import significance_fallback
 from .gallery import GalleryCache, group_galleries
 from .gallery_search import REFS_PER_CHUNK, search_block, wants_bank
-from .poses import AlignmentResult, BlockPoses, block_poses, pose_weights, read_block
+from .poses import (AlignmentResult, BlockPoses, block_poses, gallery_poses_kept, pose_weights,
+                    read_block)
 from .search import Search
 from .search_plan import SearchOptions, plan_alignment, plan_search
 from .validation import validate_inputs
@@ -251,10 +252,12 @@ class _Run:
                         (self.refiner.downsample(block), self.refiner.ctf_half(ctf_rows[rows])))
             spectra, power = engine.particles(small, ctf_half)
             best, count = search_block(engine, galleries, bank, spectra, power, rows,
-                                       self.n_best, progress)
+                                       gallery_poses_kept(self.n_best, fine is not None),
+                                       progress)
             poses.significance[rows] = best.significance()
             poses.add(rows, count, *block_poses(engine, galleries, best, spectra,
-                                                self.refiner, fine, self.spectrum))
+                                                self.refiner, fine, self.spectrum,
+                                                n_best=self.n_best))
         region = np.full(n, -1)
         if self.centres_deg is not None:
             from ..regions import assign_regions

@@ -8,6 +8,11 @@ normalisation; a finer shift grid in the same disc). The candidates' band spectr
 straight from the map's 3D spectrum at the band's frequencies
 (:func:`..central_slices.band_spectra`: no 2D transform), and the reference mask is
 applied there (:func:`_candidate_references`). The best candidate is kept and ``h`` is halved.
+The first search starts from each of :data:`~..defaults.REFINE_STARTS` distinct good gallery
+poses (:func:`distinct_starts`: the best, then the next best at least
+:data:`START_SEPARATION_STEPS` gallery steps from those taken, among the :data:`START_POOL`
+best), and the best of their refined candidates goes on (on a coarse gallery a noisy particle's
+best gallery pose is often not the one nearest the truth).
 Every candidate counts as one *refinement* comparison, kept apart from the gallery's
 (:mod:`.cost`). Poses follow :mod:`scipion_deepalign.core.geometry`.
 """
@@ -18,19 +23,27 @@ import itertools
 import numpy as np
 
 from ..central_slices import band_spectra
+from ..defaults import REFINE_STARTS
 from ..geometry import euler_to_matrix, matrix_to_euler
 from ..runtime.backend import to_numpy
 from ..runtime.compiled import compiled
 from . import matching, shift_gemm
 
 __all__ = ["ITERATIONS", "CANDIDATES_PER_PARTICLE", "LOCAL_SHIFT_MARGIN_PX",
-           "local_shift_radius_px", "perturbation_matrices", "refine_poses"]
+           "local_shift_radius_px", "perturbation_matrices", "refine_poses", "refine_starts",
+           "distinct_starts", "START_POOL", "START_SEPARATION_STEPS"]
 
 #: searches of the refinement (``h`` halves after each)
 ITERATIONS = 2
-#: candidate poses scored per particle by a refinement with the default iterations (27 per
-#: search): what ``AlignmentResult.n_refine_comparisons`` and the forms' cost preview count
-CANDIDATES_PER_PARTICLE = 27 * ITERATIONS
+#: best gallery poses kept per particle to choose the refinement's starts from
+START_POOL = 4 * REFINE_STARTS
+#: least rotation between two starts, in gallery steps (nearer poses are one start's
+#: neighbourhood)
+START_SEPARATION_STEPS = 1.5
+#: candidate poses scored per particle by a refinement with the default iterations and
+#: starts (27 per search and start): what ``AlignmentResult.n_refine_comparisons`` and the
+#: forms' cost preview count
+CANDIDATES_PER_PARTICLE = 27 * (REFINE_STARTS + ITERATIONS - 1)
 
 
 #: margin of the refinement's local shift window beyond the gallery peak's half-pixel
@@ -59,7 +72,8 @@ def perturbation_matrices(half_step_deg: float) -> np.ndarray:
 
 
 def refine_poses(images, volume, angles_deg, *, search, ctf_half=None, iterations=ITERATIONS,
-                 shift_step_px=0.5, batch_size=128, start_peaks_yx=None, local_shift_px=None):
+                 shift_step_px=0.5, batch_size=128, start_peaks_yx=None, local_shift_px=None,
+                 first_half_deg=None, fine_peak=True):
     """Refine poses and shifts by local search around each pose (see the module docstring).
 
     Parameters
@@ -87,6 +101,11 @@ def refine_poses(images, volume, angles_deg, *, search, ctf_half=None, iteration
         ``local_shift_px`` of its peak (and within the disc), re-centred after each search.
     local_shift_px : float, optional
         Radius of that local shift window (None: the whole disc of ``search.max_shift_px``).
+    first_half_deg : float, optional
+        ``h`` of the first search (default ``search.step_deg / 2``).
+    fine_peak : bool
+        Make the last search's peak sub-pixel (parabolic); off where another search follows
+        from the returned peaks (its shift grid then stays on the gallery's).
 
     Returns
     -------
@@ -109,7 +128,7 @@ def refine_poses(images, volume, angles_deg, *, search, ctf_half=None, iteration
     peak = np.array(start_peaks_yx, dtype=np.float64) if local else np.zeros((n, 2))
     centre = peak.copy()  # of each particle's window (0: the disc)
     n_comparisons = 0
-    half = search.step_deg / 2.0
+    half = search.step_deg / 2.0 if first_half_deg is None else float(first_half_deg)
     masking = _ReferenceMasking.of(search)
     iterations = max(1, int(iterations))
     for it in range(iterations):
@@ -139,13 +158,92 @@ def refine_poses(images, volume, angles_deg, *, search, ctf_half=None, iteration
             score[sel] = best[rows, j]
             k = best_k[rows, j]
             peak[sel] = centre[sel] + window.offsets_px[k]
-            if it == iterations - 1:
+            if it == iterations - 1 and fine_peak:
                 peak[sel] += shift_step_px * _fine_peak(corr[rows, j], window, k)
             elif local:
                 centre[sel] = peak[sel]
             n_comparisons += len(sel) * c
         half /= 2.0
     return angles, score, peak, n_comparisons
+
+
+def refine_starts(images, volume, angles_deg, start_peaks_yx, *, search, ctf_half=None,
+                  iterations=ITERATIONS, local_shift_px=None, **options):
+    """:func:`refine_poses` from several starting poses per particle: the first search around
+    each start, then the remaining searches around the best of them.
+
+    Parameters
+    ----------
+    angles_deg : ndarray of shape (N, S, 3)
+        Starting poses of each particle, best gallery pose first.
+    start_peaks_yx : ndarray of shape (N, S, 2)
+        Their correlation peaks (as :func:`refine_poses`'s ``start_peaks_yx``).
+    images, volume, search, ctf_half, iterations, local_shift_px, options
+        As :func:`refine_poses`.
+
+    Returns
+    -------
+    As :func:`refine_poses` (``n_comparisons`` counts every start's candidates).
+    """
+    angles_deg = np.asarray(angles_deg, dtype=np.float64)
+    n, starts = angles_deg.shape[:2]
+    best = None
+    total = 0
+    for s in range(starts):
+        found = refine_poses(images, volume, angles_deg[:, s], search=search, ctf_half=ctf_half,
+                             iterations=1, start_peaks_yx=start_peaks_yx[:, s],
+                             local_shift_px=local_shift_px, fine_peak=iterations <= 1,
+                             **options)
+        total += found[3]
+        if best is None:
+            best = [np.array(found[0]), np.array(found[1]), np.array(found[2])]
+            continue
+        better = found[1] > best[1]
+        for mine, theirs in zip(best, found[:3]):
+            mine[better] = theirs[better]
+    if iterations <= 1:
+        return best[0], best[1], best[2], total
+    angles, score, peak, count = refine_poses(
+        images, volume, best[0], search=search, ctf_half=ctf_half, iterations=iterations - 1,
+        start_peaks_yx=best[2], local_shift_px=local_shift_px,
+        first_half_deg=search.step_deg / 4.0, **options)
+    return angles, score, peak, total + count
+
+
+def distinct_starts(angles_deg, order_scores, *, starts=REFINE_STARTS, min_angle_deg):
+    """Indices ``(N, starts)`` of each particle's best poses that are at least
+    ``min_angle_deg`` apart (rotation angle), taken greedily in score order; where fewer are
+    distinct, the best is repeated.
+
+    Parameters
+    ----------
+    angles_deg : ndarray of shape (N, K, 3)
+        Poses, best first.
+    order_scores : ndarray of shape (N, K)
+        Their scores (``-inf``: not met, never taken).
+    starts : int
+    min_angle_deg : float
+
+    Returns
+    -------
+    int ndarray of shape (N, starts), column 0 the best pose (0).
+    """
+    from ..geometry import euler_to_matrix
+
+    n, k = angles_deg.shape[:2]
+    mats = euler_to_matrix(angles_deg.reshape(-1, 3)).reshape(n, k, 3, 3)
+    chosen = np.zeros((n, starts), dtype=np.int64)
+    count = np.ones(n, dtype=np.int64)
+    cos_min = np.cos(np.deg2rad(min_angle_deg))
+    for j in range(1, k):
+        trace = np.einsum("nsab,nab->ns", mats[np.arange(n)[:, None], chosen], mats[:, j])
+        cos = (trace - 1.0) / 2.0
+        taken = np.arange(starts)[None] < count[:, None]
+        far = np.where(taken, cos < cos_min, True).all(axis=1)
+        ok = far & (count < starts) & np.isfinite(order_scores[:, j])
+        chosen[ok, count[ok]] = j
+        count[ok] += 1
+    return chosen
 
 
 class _ReferenceMasking:

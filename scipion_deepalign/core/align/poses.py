@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["AlignmentResult", "pose_weights", "read_block", "block_poses", "BlockPoses"]
+__all__ = ["AlignmentResult", "pose_weights", "read_block", "block_poses", "BlockPoses",
+           "gallery_poses_kept"]
 
 
 @dataclass
@@ -110,10 +111,11 @@ def read_block(images, rows, shape) -> np.ndarray:
     return block
 
 
-def block_poses(engine, galleries, best, spectra, refiner, fine, spectrum):
-    """Poses of one block: angles ``(n, k, 3)``, shifts ``(n, k, 2)`` in original pixels,
-    scores ``(n, k)``, refinement comparisons and the gallery direction ``(n, 2)`` of the
-    best pose. The best pose's shift is made sub-pixel, or the pose refined (``spectrum``)."""
+def block_poses(engine, galleries, best, spectra, refiner, fine, spectrum, *, n_best):
+    """Poses of one block: angles ``(n, n_best, 3)``, shifts ``(n, n_best, 2)`` in original
+    pixels, scores ``(n, n_best)``, refinement comparisons and the gallery direction ``(n, 2)``
+    of the best gallery pose. The best pose's shift is made sub-pixel, or the pose refined
+    (``spectrum``) from the best of ``best``'s poses (:func:`gallery_poses_kept`)."""
     dir_index, psi_index = best.ref // engine.n_psi, best.ref % engine.n_psi
     gallery_direction = galleries.directions_deg[dir_index[:, 0]]
     psi_deg = (engine.psi_deg[psi_index] + 180.0) % 360.0 - 180.0
@@ -121,19 +123,33 @@ def block_poses(engine, galleries, best, spectra, refiner, fine, spectrum):
     shifts = -engine.offsets[best.shift][..., ::-1].astype(np.float64)  # (x, y) = -(dx, dy)
     score, n_refine = best.score, 0
     if spectrum is not None:
-        from .local_refinement import local_shift_radius_px, refine_poses
+        from .local_refinement import (START_SEPARATION_STEPS, distinct_starts,
+                                       local_shift_radius_px, refine_starts)
 
         ratio = engine.scale / refiner.scale  # refinement pixels per gallery pixel
-        angles[:, 0], score[:, 0], peak, n_refine = refine_poses(
-            fine[0], spectrum, angles[:, 0], search=refiner, ctf_half=fine[1],
-            start_peaks_yx=engine.offsets[best.shift[:, 0]] * ratio,
+        take = distinct_starts(angles, best.score,
+                               min_angle_deg=START_SEPARATION_STEPS * engine.step_deg)
+        rows = np.arange(len(angles))[:, None]
+        angles[:, 0], score[:, 0], peak, n_refine = refine_starts(
+            fine[0], spectrum, angles[rows, take],
+            engine.offsets[best.shift[rows, take]] * ratio, search=refiner, ctf_half=fine[1],
             local_shift_px=local_shift_radius_px(ratio))
         shifts[:, 0] = -peak[:, ::-1] * (refiner.scale / engine.scale)
     else:
         refs = engine.best_references(galleries.projections[dir_index[:, 0]], psi_index[:, 0])
         shifts[:, 0] -= engine.subpixel(spectra, refs,
                                         engine.offsets[best.shift[:, 0]])[:, ::-1]
-    return angles, shifts * engine.scale, score, n_refine, gallery_direction
+    return (angles[:, :n_best], shifts[:, :n_best] * engine.scale, score[:, :n_best], n_refine,
+            gallery_direction)
+
+
+def gallery_poses_kept(n_best: int, refine: bool) -> int:
+    """Gallery poses a search keeps per particle: the ``n_best`` reported and, when it
+    refines, the pool the refinement's starts are chosen from
+    (:data:`.local_refinement.START_POOL`)."""
+    from .local_refinement import START_POOL
+
+    return max(int(n_best), START_POOL if refine else 1)
 
 
 class BlockPoses:

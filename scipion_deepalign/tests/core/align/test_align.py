@@ -2,8 +2,10 @@
 import numpy as np
 import pytest
 
+from scipion_deepalign.core.align import local_refinement
 from scipion_deepalign.core.align.align import align_particles
 from scipion_deepalign.core.align.search_plan import SearchOptions
+from scipion_deepalign.core.defaults import REFINE_STARTS
 from scipion_deepalign.core.imageops import translate_images
 from scipion_deepalign.core.projection import project
 from scipion_deepalign.core.regions import nearest_regions, region_centres_deg
@@ -303,7 +305,9 @@ def test_local_refinement_goes_below_the_grid_step(volume, noiseless, global_res
     assert np.all(refined.score >= global_result.score - 2e-3)  # the start pose is a candidate
     # the gallery's comparisons as before; the refinement's candidates counted apart
     assert refined.n_comparisons == global_result.n_comparisons
-    assert refined.n_refine_comparisons == 2 * 27 * len(images)
+    # 27 candidates around each of the distinct starts, then 27 per further search
+    starts, searches = REFINE_STARTS, local_refinement.ITERATIONS
+    assert refined.n_refine_comparisons == 27 * (starts + searches - 1) * len(images)
     assert refined.info["n_refine_comparisons"] == refined.n_refine_comparisons
     assert global_result.n_refine_comparisons == 0
     assert np.max(np.abs(refined.shifts_px - parts.shifts_px)) < 0.6

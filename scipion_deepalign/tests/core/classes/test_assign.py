@@ -53,7 +53,9 @@ def test_probability_and_comparisons_per_class(mixture):
 
 def test_a_class_b_particle_takes_b(maps):
     a, b = maps
-    images, particles, classes = simulate_mixture([b], 3, pixel_size_a=PIXEL_A, snr=1.0,
+    # SNR 3: at SNR 1 one of these particles correlates better with A at another pose (0.699
+    # against 0.693 for B near its own): the noise, not the search, decides there
+    images, particles, classes = simulate_mixture([b], 3, pixel_size_a=PIXEL_A, snr=3.0,
                                                   ctf=False, seed=5)
     result = align_classes(images, [a, b], pixel_size_a=PIXEL_A, **SEARCH)
     np.testing.assert_array_equal(result.classes, [1, 1, 1])
