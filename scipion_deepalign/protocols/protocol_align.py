@@ -53,14 +53,7 @@ class AlignSteps(AlignForm):
                  else self._partWords(part, out_star))
         args += ["--global"] if model_dir is None else ["--model", model_dir,
                                                         *self._regionSearchArgs()]
-        for option, value in (("--step", self.angularStepDeg.get()),
-                              ("--max-shift", self.maxShiftPx.get()),
-                              ("--target-resolution", self._searchResolution())):
-            if value is not None:
-                args += [option, value]
-        refine = self.getAttributeValue("localRefinement", defaults.REFINE)
-        args += ["--refine" if refine else "--no-refine"]
-        self._runDeepAlign("align", args)
+        self._runDeepAlign("align", args + self._searchArgs())
 
     def _createAlignedOutput(self, outputs_enum):
         particles = self.inputParticles.get()
@@ -129,12 +122,6 @@ class AlignSteps(AlignForm):
                          "search box" + (f", {refine} px refinement box." if refine else "."))
         return lines
 
-    def _ctfMode(self):
-        """The core's CTF mode (``deepalign align --ctf-mode``) for the form's choice."""
-        if self.inputParticles.get().isPhaseFlipped():
-            return "flipped"
-        return list(CTF_HANDLING.values())[self.getAttributeValue("ctfHandling", 0) or 0]
-
     def _alignmentWarnings(self):
         particles = self.inputParticles.get()
         warnings = self._searchCostWarnings(particles) if particles is not None else []
@@ -160,11 +147,6 @@ class AlignSteps(AlignForm):
             max_shift_px=self.maxShiftPx.get(), n_regions=n_regions,
             top_k=self.getAttributeValue("topK", defaults.TOP_K) if n_regions else None,
             refine=self.getAttributeValue("localRefinement", defaults.REFINE))
-
-    def _searchResolution(self):
-        """The form's search resolution as ``--target-resolution`` reads it (empty: full)."""
-        value = self.alignResolutionA.get()
-        return defaults.FULL_RESOLUTION if value in (None, "") else str(value)
 
     def searchResolutionA(self):
         """The search resolution in Å this form's alignment uses (None: the full box): auto
@@ -214,7 +196,6 @@ class AlignSteps(AlignForm):
         return model.getNumberOfRegions() if model is not None else None
 
     def _validateAlignment(self, model_symmetry=None):
-        from ..core.projection import nyquist_reaches
         from ..core.symmetry import normalise_symmetry
 
         errors = self._emptySetErrors(input=self.inputParticles)
@@ -222,28 +203,7 @@ class AlignSteps(AlignForm):
         if particles is not None and volume is not None:
             errors += self._geometryMismatch("reference volume", volume, "particles",
                                              particles)
-        if particles is not None and particles.getXDim():
-            half = particles.getXDim() / 2
-            shift = self.maxShiftPx.get()
-            if shift is not None and not 0 <= shift <= half:
-                errors.append(f"Max shift {shift} px must be between 0 and "
-                              f"half the box ({half:g} px).")
-        step = self.angularStepDeg.get()
-        if step is not None and not 0 < step <= defaults.MAX_STEP_DEG:
-            errors.append(f"Angular step must be in (0, {defaults.MAX_STEP_DEG:g}] deg, got "
-                          f"{step:g}.")
-        try:
-            from ..core.resolution import parse_target_resolution
-
-            resolution = parse_target_resolution(self._searchResolution(),
-                                                 name="Search resolution")
-        except ValueError as exc:
-            errors.append(f"{exc}.")
-            resolution = None
-        if particles is not None and isinstance(resolution, float) \
-                and not nyquist_reaches(particles.getSamplingRate(), resolution):
-            errors.append(f"Search resolution {resolution:g} A is finer than the Nyquist of the "
-                          f"particles ({2 * particles.getSamplingRate():g} A).")
+        errors += self._searchParamErrors(particles)
         if model_symmetry:
             try:
                 if normalise_symmetry(model_symmetry) != normalise_symmetry(

@@ -1,5 +1,6 @@
-"""The alignment's form: search parameters and the regional search window (mixin of the
-align and refine protocols, through :class:`.protocol_align.AlignSteps`)."""
+"""The alignment's form: search parameters, the regional search window and their command
+words and checks (mixin of the align and refine protocols, through
+:class:`.protocol_align.AlignSteps`, and of the 3D classes protocol)."""
 import pyworkflow.protocol.params as params
 
 from ..core import defaults
@@ -129,3 +130,58 @@ class AlignForm:
         else:
             args += ["--probability-mass", 0]
         return args
+
+    # ------------------------------------------------------------- the form's words
+    # (the form -> command words and checks of the search, shared by every protocol with
+    # this form: align, refine, 3D classes; they need ``inputParticles``)
+    def _searchArgs(self):
+        """``--step``, ``--max-shift``, ``--target-resolution`` and ``--refine`` words of
+        ``deepalign align|run`` (empty fields left to the command's defaults)."""
+        args = []
+        for option, value in (("--step", self.angularStepDeg.get()),
+                              ("--max-shift", self.maxShiftPx.get()),
+                              ("--target-resolution", self._searchResolution())):
+            if value is not None:
+                args += [option, value]
+        refine = self.getAttributeValue("localRefinement", defaults.REFINE)
+        return args + ["--refine" if refine else "--no-refine"]
+
+    def _searchResolution(self):
+        """The form's search resolution as ``--target-resolution`` reads it (empty: full)."""
+        value = self.alignResolutionA.get()
+        return defaults.FULL_RESOLUTION if value in (None, "") else str(value)
+
+    def _ctfMode(self):
+        """The core's CTF mode (``deepalign align --ctf-mode``) for the form's choice."""
+        if self.inputParticles.get().isPhaseFlipped():
+            return "flipped"
+        return list(CTF_HANDLING.values())[self.getAttributeValue("ctfHandling", 0) or 0]
+
+    def _searchParamErrors(self, particles):
+        """Errors of the max shift, angular step and search resolution (``particles``: the
+        input set or None)."""
+        from ..core.projection import nyquist_reaches
+        from ..core.resolution import parse_target_resolution
+
+        errors = []
+        if particles is not None and particles.getXDim():
+            half = particles.getXDim() / 2
+            shift = self.maxShiftPx.get()
+            if shift is not None and not 0 <= shift <= half:
+                errors.append(f"Max shift {shift} px must be between 0 and "
+                              f"half the box ({half:g} px).")
+        step = self.angularStepDeg.get()
+        if step is not None and not 0 < step <= defaults.MAX_STEP_DEG:
+            errors.append(f"Angular step must be in (0, {defaults.MAX_STEP_DEG:g}] deg, got "
+                          f"{step:g}.")
+        try:
+            resolution = parse_target_resolution(self._searchResolution(),
+                                                 name="Search resolution")
+        except ValueError as exc:
+            errors.append(f"{exc}.")
+            resolution = None
+        if particles is not None and isinstance(resolution, float) \
+                and not nyquist_reaches(particles.getSamplingRate(), resolution):
+            errors.append(f"Search resolution {resolution:g} A is finer than the Nyquist of the "
+                          f"particles ({2 * particles.getSamplingRate():g} A).")
+        return errors
