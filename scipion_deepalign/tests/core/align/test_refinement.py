@@ -122,3 +122,39 @@ def test_the_device_sampling_path_equals_the_compiled_one(spectrum):
     search.xp = twin
     got, _ = local_refinement._candidate_references(spectrum, matrices, search, masking)
     np.testing.assert_allclose(got, expected, atol=1e-5 * np.abs(expected).max())
+
+
+def test_distinct_starts_skip_near_poses_and_unmet_ones():
+    """Greedy in score order: a pose within the separation of one taken is skipped, an unmet
+    pose (-inf) never taken, and the best repeated where too few are distinct."""
+    angles = np.array([[[10.0, 40.0, 0.0], [12.0, 40.0, 0.0], [60.0, 40.0, 0.0],
+                        [10.0, 90.0, 30.0]],
+                       [[10.0, 40.0, 0.0], [11.0, 40.0, 0.0], [70.0, 90.0, 0.0],
+                        [0.0, 0.0, 0.0]]])
+    scores = np.array([[0.9, 0.8, 0.7, 0.6], [0.9, 0.8, 0.7, -np.inf]])
+    take = local_refinement.distinct_starts(angles, scores, starts=3, min_angle_deg=5.0)
+    np.testing.assert_array_equal(take, [[0, 2, 3], [0, 2, 0]])
+
+
+def test_refining_from_several_starts_keeps_the_best_refined_one(spectrum):
+    """A wrong start ranked first does not hide the right one ranked second: the refinement
+    from both ends at the truth, with the first start's score no higher than the kept one."""
+    volume = make_phantom(32, seed=0)
+    images, parts = simulate_particles(volume, 8, pixel_size_a=4.0, snr=np.inf, ctf=False,
+                                       max_shift_px=1.0, seed=5)
+    search = Search.create(32, 4.0, max_shift_px=2.0, step_deg=8.0)
+    near = parts.angles_deg + np.array([2.0, -2.0, 2.0])
+    wrong = parts.angles_deg + np.array([0.0, 50.0, 90.0])
+    starts = np.stack([wrong, near], axis=1)
+    peaks = np.zeros((len(images), 2, 2))
+    angles, score, _, count = local_refinement.refine_starts(images, spectrum, starts, peaks,
+                                                              search=search)
+    wrong_only = local_refinement.refine_poses(images, spectrum, wrong, search=search)
+    near_only = local_refinement.refine_poses(images, spectrum, near, search=search)
+    before = symmetric_pose_distance_deg(near, parts.angles_deg, "c1")
+    after = symmetric_pose_distance_deg(angles, parts.angles_deg, "c1")
+    assert np.all(after < 4.0) and np.median(after) < np.median(before), (before, after)
+    assert np.all(symmetric_pose_distance_deg(wrong_only[0], parts.angles_deg, "c1") > 20.0)
+    np.testing.assert_allclose(score, near_only[1], atol=2e-3)
+    assert np.all(score > wrong_only[1])
+    assert count == 27 * (2 + local_refinement.ITERATIONS - 1) * len(images)
