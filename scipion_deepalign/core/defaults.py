@@ -125,3 +125,14 @@ def default_max_shift_px(box_px: int) -> float:
 #: FULL_RESOLUTION ("full", or 0) keeps the full box; or a number of Angstrom
 TARGET_RESOLUTION = "auto"
 FULL_RESOLUTION = "full"
+
+# --- classes: deepalign classify (core/classes/iterate.py) --------------------------------
+#: most iterations of a classification (it stops earlier by CLASSIFY_STOP_FRACTION)
+CLASSIFY_ITERATIONS = 10
+#: a classification stops once fewer than this fraction of the particles change class
+CLASSIFY_STOP_FRACTION = 0.01
+#: the next references are the class maps low-passed where their half maps' FSC falls below
+#: this: 0.5, not 0.143, because both halves are aligned against one shared reference (not
+#: independently), so their FSC is inflated by that reference's noise
+CLASSIFY_FILTER_FSC = 0.5
+__all__ += ["CLASSIFY_ITERATIONS", "CLASSIFY_STOP_FRACTION", "CLASSIFY_FILTER_FSC"]

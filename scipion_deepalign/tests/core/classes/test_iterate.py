@@ -1,0 +1,133 @@
+"""deepalign classify's core (core/classes/iterate.py): on a two-map mixture started from the
+true maps low-passed the classes stay right and the changes fall; the stop rule; a random
+start of 2 classes on a homogeneous set (the negative control) and what its report shows;
+resume; the focus mask's checks.
+
+Measured (60 particles, 32 px, SNR 1, CTF; 0.7 s a run of 4 iterations on two cores): class
+accuracy 1.0 in the first iteration (the true maps at 20 A), 0.917 from the second on (class
+maps from 30 particles), changed 0.083 -> 0.033 -> 0; class maps' correlation 0.75 against
+half-map correlations 0.95-0.97. Homogeneous, 2 classes from one map: converges too (changed
+0.23 -> 0.05 -> 0) with a median class probability 0.94, but the class maps correlate 0.97,
+at least as well as either class's half maps (0.95-0.97): one structure split in two.
+"""
+import numpy as np
+import pytest
+
+from scipion_deepalign.core.classes import simulate_mixture
+from scipion_deepalign.core.classes.class_maps import check_mask, reconstruct_class_maps
+from scipion_deepalign.core.classes.iterate import ClassState, classify
+from scipion_deepalign.core.imageops import low_pass_volume
+from scipion_deepalign.tests.helpers import phantom_pair
+
+PIXEL_A = 4.0
+SEARCH = dict(max_shift_px=3.0, device="cpu")
+REPORT_KEYS = {"iteration", "class_sizes", "changed_fraction", "resolution_0143_a",
+               "resolution_05_a", "filter_a", "kept_previous_map", "median_class_probability",
+               "half_map_correlation", "map_correlation", "seconds"}
+
+
+@pytest.fixture(scope="module")
+def starts():
+    return [low_pass_volume(v, pixel_size_a=PIXEL_A, resolution_a=20.0) for v in phantom_pair()]
+
+
+@pytest.fixture(scope="module")
+def mixture(starts):
+    a, b = phantom_pair()
+    images, particles, truth = simulate_mixture([a, b], 60, pixel_size_a=PIXEL_A, snr=1.0,
+                                                ctf=True, max_shift_px=2.0, seed=11)
+    result = classify(images, starts, pixel_size_a=PIXEL_A, ctf=particles.ctf, iterations=5,
+                      **SEARCH)
+    return images, particles, truth, result
+
+
+def test_two_maps_stay_apart_and_changes_fall(mixture):
+    _, _, truth, result = mixture
+    accuracy = [float(np.mean(it.classes == truth)) for it in result.iterations]
+    assert min(accuracy) >= 0.9, accuracy  # chance is 0.5
+    changed = [it.changed_fraction for it in result.iterations]
+    assert changed[0] is None and changed[-1] < changed[1], changed
+    assert result.stopped == "converged" and len(result.iterations) < 5  # the stop rule
+    last = result.iterations[-1]
+    half = min(last.class_maps.half_correlation)
+    assert last.map_correlation()[0, 1] < half - 0.1  # two structures
+
+
+def test_report_keys_and_numbers(mixture):
+    _, _, _, result = mixture
+    for it in result.iterations:
+        report = it.report()
+        assert set(report) == REPORT_KEYS
+        assert sum(report["class_sizes"]) == 60 and report["kept_previous_map"] == []
+        for r143, r05, cut in zip(report["resolution_0143_a"], report["resolution_05_a"],
+                                  report["filter_a"]):
+            assert 2 * PIXEL_A <= r143 <= r05 == cut <= 32 * PIXEL_A  # the 0.5 filter
+        assert np.allclose(np.diag(report["map_correlation"]), 1.0)
+
+
+def test_nothing_changes_stops_at_the_second_iteration(starts):
+    images, particles, _ = simulate_mixture(phantom_pair(), 20, pixel_size_a=PIXEL_A,
+                                            snr=20.0, ctf=False, seed=4)
+    result = classify(images, starts, pixel_size_a=PIXEL_A, iterations=6, **SEARCH)
+    assert [it.changed_fraction for it in result.iterations] == [None, 0.0]
+    assert result.stopped == "converged"
+
+
+def test_homogeneous_set_split_in_two_is_one_structure(starts):
+    """The negative control: what a random start of 2 classes on one map's particles gives."""
+    images, particles, _ = simulate_mixture(phantom_pair()[:1], 60, pixel_size_a=PIXEL_A,
+                                            snr=1.0, ctf=True, max_shift_px=2.0, seed=1)
+    seen = []
+    result = classify(images, starts[:1], n_classes=2, pixel_size_a=PIXEL_A, ctf=particles.ctf,
+                      iterations=6, on_iteration=seen.append, **SEARCH)
+    assert seen == result.iterations
+    first, last = result.iterations[0], result.iterations[-1]
+    assert first.changed_fraction is None and np.all(first.probability == 0.5)
+    assert abs(int(first.class_sizes()[0]) - 30) <= 1  # random and balanced
+    # the class probability is no evidence: it looks confident on one structure
+    assert np.median(last.probability) > 0.8
+    # the maps are: they correlate at least as well as a class's half maps
+    assert last.map_correlation()[0, 1] >= min(last.class_maps.half_correlation)
+
+
+def test_resume_runs_only_what_is_left(mixture, starts):
+    images, particles, truth, result = mixture
+    first = result.iterations[0]
+    state = ClassState(first.iteration, first.classes, first.maps, first.changed_fraction)
+    resumed = classify(images, starts, pixel_size_a=PIXEL_A, ctf=particles.ctf, iterations=5,
+                       start=state, **SEARCH)
+    assert [it.iteration for it in resumed.iterations] == [
+        it.iteration for it in result.iterations[1:]]
+    np.testing.assert_array_equal(resumed.iterations[-1].classes, result.iterations[-1].classes)
+    done = classify(images, starts, pixel_size_a=PIXEL_A, iterations=5, start=ClassState(
+        3, first.classes, first.maps, 0.0), **SEARCH)
+    assert done.iterations == [] and done.stopped == "converged"
+
+
+def test_empty_class_keeps_its_map(mixture, starts):
+    images, particles, _, result = mixture
+    it = result.iterations[-1]
+    classes = np.zeros(60, dtype=np.int64)
+    classes[:1] = 1  # one particle: no half maps
+    maps = reconstruct_class_maps(images, classes, it.alignment.angles_deg, previous=it.maps,
+                                  subsets=it.subsets, shifts_px=it.alignment.shifts_px,
+                                  ctf=particles.ctf, pixel_size_a=PIXEL_A)
+    assert maps.kept_previous == [False, True]
+    np.testing.assert_array_equal(maps.maps[1], it.maps[1])
+    assert maps.resolution_05_a[1] is None and maps.resolution_05_a[0] > 0
+
+
+@pytest.mark.parametrize("mask, words", [
+    (np.ones((24, 24, 24)), "differs from the particles' box"),
+    (np.full((32, 32, 32), 2.0), "values from 0 to 1"),
+    (np.zeros((32, 32, 32)), "empty"),
+])
+def test_bad_mask_is_refused(mask, words):
+    with pytest.raises(ValueError, match=f"mask.mrc.*{words}"):
+        check_mask(mask, box_px=32, name="mask.mrc")
+
+
+def test_mask_of_another_pixel_size_is_refused():
+    with pytest.raises(ValueError, match="pixel size 5 A differs"):
+        check_mask(np.ones((32, 32, 32)), box_px=32, pixel_size_a=4.0, mask_pixel_size_a=5.0,
+                   name="mask.mrc")
