@@ -45,6 +45,7 @@ __all__ = [
     "set_particle_pose",
     "poses_at_sampling",
     "read_set_poses",
+    "item_class_ids",
     "ctf_from_particles",
     "set_to_core",
     "volume_to_core",
@@ -157,6 +158,23 @@ def read_set_poses(set_of_particles) -> tuple[np.ndarray, np.ndarray, np.ndarray
         return np.zeros(0, int), np.zeros((0, 3)), np.zeros((0, 2))
     angles, shifts = matrix_to_pose(np.array(matrices))
     return np.asarray(ids, dtype=np.int64), angles, shifts
+
+
+def item_class_ids(particles) -> dict[int, int]:
+    """``{Scipion item id: class id}`` of core ``particles`` read from a ``deepalign`` STAR.
+
+    The class id is RELION's 1-based ``rlnClassNumber`` unchanged (class ``k`` = the k-th
+    reference map), which is also Scipion's ``Particle.getClassId()`` and the ``objId`` of its
+    ``Class3D``; items are those of :func:`set_to_core`'s item id column. ValueError when a
+    column is absent.
+    """
+    from .core.io import columns
+
+    if columns.ITEM_ID_COLUMN not in particles.extra:
+        raise ValueError(f"no {columns.ITEM_ID_COLUMN} column (not converted by set_to_core)")
+    ids = np.asarray(particles.extra[columns.ITEM_ID_COLUMN]).astype(np.int64)
+    classes = columns.class_numbers(particles.extra) + 1  # the column's 1-based numbers
+    return {int(i): int(k) for i, k in zip(ids, classes)}
 
 
 def ctf_from_particles(particles, acquisition=None) -> CTFParams | None:

@@ -7,7 +7,8 @@ import pytest
 pytest.importorskip("pyworkflow", reason="the Scipion tests need pyworkflow")
 
 EXPECTED = ["DeepAlignProtTrain", "DeepAlignProtPredict", "DeepAlignProtAlign",
-            "DeepAlignProtRefine", "DeepAlignProtReconstruct", "DeepAlignProtConsensus"]
+            "DeepAlignProtRefine", "DeepAlignProtReconstruct", "DeepAlignProtConsensus",
+            "DeepAlignProtClasses3D"]
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,293 @@
+"""3D classification against several reference maps (``deepalign run|align --volume A
+--volume B ...``): each particle takes the class of the map it fits best, with its pose
+against that map; each class is reconstructed from its particles.
+
+The heavy steps are ``deepalign`` commands (see :mod:`.protocol_base`): the classification
+(:meth:`DeepAlignProtClasses3D._classifyCommand`, the one place its command line is built)
+and one ``deepalign reconstruct --halves`` per class. This file converts the sets, writes
+each class's particles as a STAR file (a selection by ``rlnClassNumber``, nothing computed)
+and registers what the commands wrote.
+"""
+import os
+from enum import Enum
+
+import pyworkflow.protocol.params as params
+from pwem.objects import SetOfClasses3D, SetOfVolumes, Volume
+from pwem.protocols import ProtClassify3D
+
+from ..core import defaults
+from .protocol_align_form import AlignForm
+from .protocol_base import DeepAlignProtBase
+
+__all__ = ["DeepAlignProtClasses3D"]
+
+
+class DeepAlignProtClasses3D(AlignForm, DeepAlignProtBase, ProtClassify3D):
+    """Classify particles against K reference maps (K >= 2) and align them.
+
+    With the network (default), one network learns the class and the region from
+    projections of every map and each particle is searched in its predicted (class, region)
+    pairs only (``deepalign run``); without it, every particle is searched globally against
+    every map (``deepalign align --global``, K full searches). A particle takes the class of
+    its best score. Outputs: a SetOfClasses3D (class k = the k-th map, RELION's
+    ``rlnClassNumber``; its particles with their poses against that map; its representative
+    volume reconstructed from them) and the class volumes.
+    """
+
+    _label = "3D classes"
+
+    class outputs(Enum):
+        outputClasses = SetOfClasses3D
+        outputVolumes = SetOfVolumes
+
+    _possibleOutputs = outputs
+
+    # ------------------------------------------------------------- params
+    def _defineParams(self, form):
+        form.addSection(label="Input")
+        form.addParam("inputParticles", params.PointerParam, pointerClass="SetOfParticles",
+                      important=True, label="Particles",
+                      help="Particles to classify; poses they may carry are replaced.")
+        form.addParam("inputVolumes", params.MultiPointerParam,
+                      pointerClass="Volume,SetOfVolumes", minNumObjects=1, important=True,
+                      label="Reference volumes",
+                      help="At least two maps (volumes, or sets of volumes taken map by "
+                           "map, in this order): class k is the k-th map. Same box and pixel "
+                           "size as the particles; each map is scaled to zero mean and unit "
+                           "deviation, so maps of different mass compare fairly.")
+        self._defineSymmetryParam(form)
+        form.addParam("useNetwork", params.BooleanParam, default=True,
+                      label="Train a network of the classes?",
+                      help="Yes: one network learns class and region from projections of "
+                           "every map; each particle is searched in its predicted (class, "
+                           "region) pairs only. No: every particle is searched globally "
+                           "against every map (K full searches: slower, no training).")
+        form.addSection(label="Training")
+        form.addParam("regionSpacingDeg", params.FloatParam, condition="useNetwork",
+                      default=defaults.REGION_SPACING_DEG, label="Region spacing (deg)",
+                      help="Angular distance between neighbouring region centres; the "
+                           "network has one output per class and region.")
+        form.addParam("numberOfEpochs", params.IntParam, condition="useNetwork",
+                      default=defaults.train_default("epochs"), label="Max epochs",
+                      help="Training stops earlier when the held-out hit rate of (class, "
+                           "region) pairs stops improving.")
+        form.addParam("imagesPerEpoch", params.IntParam, condition="useNetwork",
+                      default=defaults.train_default("images_per_epoch"),
+                      expertLevel=params.LEVEL_ADVANCED, label="Images per epoch",
+                      help="Training projections per epoch (each draws its class uniformly).")
+        form.addSection(label="Alignment")
+        self._defineAlignParams(form)
+        self._defineRegionSearchParams(form, condition="useNetwork")
+        self._defineComputeParams(form, threads=1)
+
+    # ------------------------------------------------------------- steps
+    def _createFilenameTemplates(self):
+        self._updateFilenamesDict({
+            "input_dir": self._getExtraPath("input"),
+            "input_star": self._getExtraPath("input", "particles.star"),
+            "reference": self._getExtraPath("reference_%(k)02d.mrc"),
+            "classify_dir": self._getExtraPath("classify"),
+            "classified_star": self._getExtraPath("classify", "aligned.star"),
+            "class_star": self._getExtraPath("class_%(k)03d.star"),
+            "class_volume": self._getExtraPath("class_%(k)03d.mrc"),
+            "class_fsc": self._getExtraPath("class_%(k)03d_fsc.json"),
+        })
+
+    def _insertAllSteps(self):
+        self._createFilenameTemplates()
+        # every Scipion set is read in ONE serial step (sqlite is not thread-safe)
+        convert = self._insertFunctionStep(self.convertInputStep, needsGPU=False)
+        classify = self._insertFunctionStep(self.classifyStep, prerequisites=[convert],
+                                            needsGPU=self._needsGpu())
+        split = self._insertFunctionStep(self.splitClassesStep, prerequisites=[classify],
+                                         needsGPU=False)
+        maps = [self._insertFunctionStep(self.reconstructClassStep, k, prerequisites=[split],
+                                         needsGPU=False)
+                for k in range(1, self._numberOfClasses() + 1)]
+        self._insertFunctionStep(self.createOutputStep, prerequisites=maps, needsGPU=False)
+
+    # ------------------------------------------------------------- step functions
+    def convertInputStep(self):
+        from ..convert import set_to_core, volume_to_core
+
+        set_to_core(self.inputParticles.get(), self._getFileName("input_dir"))
+        for k, volume in enumerate(self._inputVolumes(), start=1):
+            volume_to_core(volume, self._getFileName("reference", k=k))
+
+    def classifyStep(self):
+        command, args = self._classifyCommand()
+        self._runDeepAlign(command, args)
+
+    def splitClassesStep(self):
+        """One STAR per class with its particles (``class_kkk.star``; none for an empty
+        class): the rows of the classified STAR with ``rlnClassNumber == k``."""
+        from ..core.io import columns, read_particles_star, write_particles_star
+
+        classified = read_particles_star(self._getFileName("classified_star"))
+        classes = columns.class_numbers(classified.extra) + 1
+        for k in range(1, self._numberOfClasses() + 1):
+            rows = [i for i, c in enumerate(classes) if c == k]
+            if rows:
+                write_particles_star(self._getFileName("class_star", k=k),
+                                     classified.subset(rows))
+
+    def reconstructClassStep(self, k):
+        """``deepalign reconstruct`` of class ``k`` (half maps and their FSC when it has two
+        particles or more; nothing for an empty class)."""
+        from ..core.io import read_particles_star
+
+        star = self._getFileName("class_star", k=k)
+        if not os.path.exists(star):
+            return
+        args = ["--particles", star, "--out", self._getFileName("class_volume", k=k),
+                "--symmetry", self._symmetry(), "--threads", 1]
+        if len(read_particles_star(star)) >= 2:
+            args += ["--halves", "--fsc-json", self._getFileName("class_fsc", k=k)]
+        self._runDeepAlign("reconstruct", args)
+
+    def createOutputStep(self):
+        from ..convert import item_class_ids
+        from ..core.io import read_particles_star
+
+        particles = self.inputParticles.get()
+        star = self._getFileName("classified_star")
+        class_of = item_class_ids(read_particles_star(star))
+        update_pose = self._resultUpdater(particles, star, poses=True, score=True)
+
+        def update_item(item, _row=None):
+            update_pose(item)
+            if getattr(item, "_appendItem", True):
+                item.setClassId(class_of[int(item.getObjId())])
+
+        classes = self._createSetOfClasses3D(particles)
+        classes.classifyItems(updateItemCallback=update_item,
+                              updateClassCallback=self._updateClass)
+        volumes = self._createSetOfVolumes()
+        volumes.setSamplingRate(particles.getSamplingRate())
+        for cls in classes.iterItems():
+            volumes.append(self._classVolume(cls.getObjId()))
+        self._defineOutputs(**{self.outputs.outputClasses.name: classes,
+                               self.outputs.outputVolumes.name: volumes})
+        for output in (classes, volumes):
+            self._defineSourceRelation(self.inputParticles, output)
+            for pointer in self.inputVolumes:
+                self._defineSourceRelation(pointer, output)
+
+    def _updateClass(self, cls):
+        cls.setAlignmentProj()
+        cls.setRepresentative(self._classVolume(cls.getObjId()))
+
+    # ------------------------------------------------------------- the command line
+    def _classifyCommand(self):
+        """``(command, args)`` of the classification: the one place its command line is
+        built (the network: ``deepalign run``; without it ``deepalign align --global``)."""
+        self._createFilenameTemplates()
+        args = ["--particles", self._getFileName("input_star"),
+                "--symmetry", self._symmetry(),
+                "--device", "auto" if self._gpuIds() else "cpu"]
+        for k in range(1, self._numberOfClasses() + 1):
+            args += ["--volume", self._getFileName("reference", k=k)]
+        args += self._searchArgs()
+        if not self.useNetwork.get():
+            return "align", args + ["--global", "--ctf-mode", self._ctfMode(),
+                                    "--out", self._getFileName("classified_star")]
+        return "run", args + ["--out", self._getFileName("classify_dir"),
+                              "--spacing", self.regionSpacingDeg.get(),
+                              "--epochs", self.numberOfEpochs.get(),
+                              "--images-per-epoch", self.imagesPerEpoch.get(),
+                              *self._regionSearchArgs()]
+
+    # ------------------------------------------------------------- info
+    def _validate(self):
+        errors = self._symmetryErrors()
+        particles = self.inputParticles.get()
+        errors += self._emptySetErrors(input=self.inputParticles)
+        volumes = self._inputVolumes()
+        if len(volumes) < 2:
+            errors.append(f"Give at least two reference volumes (one per class); "
+                          f"{len(volumes)} given.")
+        if particles is not None:
+            for k, volume in enumerate(volumes, start=1):
+                errors += self._geometryMismatch(f"reference volume {k} ({_name(volume)})",
+                                                 volume, "particles", particles)
+        return errors + self._searchParamErrors(particles)
+
+    def _warnings(self):
+        particles = self.inputParticles.get()
+        if particles is not None and not particles.hasCTF():
+            return ["The particles have no CTF: they are compared with plain projections."]
+        return []
+
+    def _summary(self):
+        report = self._classReport()
+        if report is None:
+            return ["Classification not finished yet."]
+        sizes, n = report
+        lines = [f"{n} particles in {len(sizes)} classes "
+                 f"({'network of the classes' if self.useNetwork.get() else 'global search'}"
+                 f" against {self._numberOfClasses()} maps):"]
+        for k, size in sizes.items():
+            resolution = self._classResolution(k)
+            lines.append(f"class {k}: {size} particles ({100 * size / max(n, 1):.1f} %)"
+                         + (f", FSC 0.143 of its half maps {resolution:.1f} A"
+                            if resolution else ""))
+        return lines
+
+    def _methods(self):
+        report = self._classReport()
+        if report is None:
+            return []
+        sizes, n = report
+        how = ("one network trained on projections of every map predicted each particle's "
+               "class and regions, searched by correlation" if self.useNetwork.get() else
+               "each particle was aligned globally against every map by correlation")
+        return [f"{n} particles were classified against {self._numberOfClasses()} reference "
+                f"maps with DeepAlign: {how}, and each particle took the class of its best "
+                f"score. Class sizes: {', '.join(str(s) for s in sizes.values())}."]
+
+    # ------------------------------------------------------------- utils
+    def _inputVolumes(self):
+        """The reference maps in the form's order (a set of volumes gives each of its maps)."""
+        volumes = []
+        for pointer in self.inputVolumes:
+            obj = pointer.get()
+            if isinstance(obj, SetOfVolumes):
+                volumes += [v.clone() for v in obj.iterItems(orderBy="id")]
+            elif obj is not None:
+                volumes.append(obj)
+        return volumes
+
+    def _numberOfClasses(self):
+        return len(self._inputVolumes())
+
+    def _classVolume(self, k):
+        volume = Volume(location=self._getFileName("class_volume", k=k))
+        volume.setSamplingRate(self.inputParticles.get().getSamplingRate())
+        volume.setObjId(k)
+        fsc = self._getFileName("class_fsc", k=k)
+        if os.path.exists(fsc):
+            from ..core.io import half_map_paths
+
+            volume.setHalfMaps(list(half_map_paths(self._getFileName("class_volume", k=k))))
+        return volume
+
+    def _classReport(self):
+        """``({class id: size}, n)`` of the output classes (None before the output)."""
+        classes = getattr(self, self.outputs.outputClasses.name, None)
+        if classes is None:
+            return None
+        self._createFilenameTemplates()
+        sizes = {cls.getObjId(): cls.getSize() for cls in classes.iterItems(orderBy="id")}
+        return sizes, sum(sizes.values())
+
+    def _classResolution(self, k):
+        """FSC 0.143 resolution (A) of class ``k``'s half maps, None when unknown."""
+        from ..core.io import read_json
+
+        path = self._getFileName("class_fsc", k=k)
+        return read_json(path).get("resolution_0143_a") if os.path.exists(path) else None
+
+
+def _name(volume):
+    """A volume's label or file, for messages."""
+    return volume.getObjLabel() or os.path.basename(volume.getFileName() or "") or "unnamed"
