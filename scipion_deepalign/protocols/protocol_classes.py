@@ -87,6 +87,7 @@ class DeepAlignProtClasses3D(AlignForm, DeepAlignProtBase, ProtClassify3D):
             "input_star": self._getExtraPath("input", "particles.star"),
             "reference": self._getExtraPath("reference_%(k)02d.mrc"),
             "classify_dir": self._getExtraPath("classify"),
+            # the STAR of the classified particles (both commands' name for it)
             "classified_star": self._getExtraPath("classify", "aligned.star"),
             "class_star": self._getExtraPath("class_%(k)03d.star"),
             "class_volume": self._getExtraPath("class_%(k)03d.mrc"),
@@ -180,7 +181,10 @@ class DeepAlignProtClasses3D(AlignForm, DeepAlignProtBase, ProtClassify3D):
     # ------------------------------------------------------------- the command line
     def _classifyCommand(self):
         """``(command, args)`` of the classification: the one place its command line is
-        built (the network: ``deepalign run``; without it ``deepalign align --global``)."""
+        built (the network: ``deepalign run``; without it ``deepalign align --global``).
+        Both write ``classified_star`` (``run --out classify_dir`` names it aligned.star);
+        ``deepalign classify --iterations N`` will replace ``run`` here, with the name of the
+        STAR it writes as ``classified_star``."""
         self._createFilenameTemplates()
         args = ["--particles", self._getFileName("input_star"),
                 "--symmetry", self._symmetry(),

@@ -68,6 +68,17 @@ class TestClasses3D(BaseTest):
     def test_valid_form_has_no_errors(self):
         assert self._classes(self.volumes).validate() == []
 
+    def test_a_set_of_volumes_gives_its_maps_in_order(self):
+        from pwem.protocols import ProtImportVolumes
+
+        imported = self.newProtocol(ProtImportVolumes, filesPath=self.getOutputPath("sim"),
+                                    filesPattern="[AB].mrc", samplingRate=PIXEL_SIZE_A)
+        self.launchProtocol(imported)
+        prot = self._classes([imported.outputVolumes])
+        assert prot.validate() == []
+        names = [os.path.basename(v.getFileName()) for v in prot._inputVolumes()]
+        assert len(names) == 2 and names[0] < names[1], names
+
     def test_one_volume_is_refused(self):
         text = "\n".join(self._classes(self.volumes[:1]).validate())
         assert "Give at least two reference volumes (one per class); 1 given." in text
