@@ -25,6 +25,7 @@ COMMANDS = {
     "predict": "Predict the most probable angular regions of each particle",
     "align": "Assign angles and shifts locally within the predicted regions",
     "run": "Full pipeline: train, predict and align in one go",
+    "classify": "3D classes by iteration: align against K class maps, reconstruct, repeat",
     "reconstruct": "Reconstruct a 3D map (and half maps) from aligned particles",
     "fsc": "Fourier shell correlation between two maps and its resolution",
     "consensus": "Agreement between two or more angular assignments",

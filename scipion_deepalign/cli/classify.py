@@ -1,0 +1,192 @@
+"""``deepalign classify``: 3D classes by iteration (:mod:`scipion_deepalign.core.classes.iterate`).
+
+Reads ``--particles`` (RELION STAR, with CTF) and either several ``--volume`` maps (one per
+class) or one ``--volume`` with ``--classes K`` (every class from that map, the particles in
+random classes in the first iteration, as RELION does). Each iteration aligns every particle
+globally against the K class maps (at the resolution they support), gives it the class of
+its best score, reconstructs each class's half maps and low-passes its map at their FSC 0.5;
+it stops after ``--iterations`` or once fewer than ``--stop-fraction`` of the particles
+change class. ``--mask`` focuses the comparison: the class maps are multiplied by it before
+the search. Writes ``--out FOLDER`` (layout:
+:class:`~scipion_deepalign.core.classes.classify_folder.ClassifyFolder`): ``classes.star``,
+``class_NNN.mrc``, ``classify.json`` and one ``itNNN/`` folder per iteration; a run killed
+and started again with the same inputs resumes after its last finished iteration.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+
+from ..core import defaults
+from .classes import read_class_maps
+from .common import (
+    CLIError,
+    add_particle_args,
+    check_choice,
+    check_file_exists,
+    check_positive,
+    check_symmetry,
+    ensure_out_dir,
+    lazy_particles_images,
+    positive_int,
+    read_particles,
+)
+from .shared_options import add_search_args, add_target_resolution_arg
+from .summary import Summary
+
+log = logging.getLogger("deepalign")
+
+
+def add_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--particles", required=True, metavar="PARTICLES.star",
+                        help="RELION STAR of the particles (with CTF)")
+    parser.add_argument("--volume", required=True, action="append", metavar="REF.mrc",
+                        help="starting map of a class (repeat it, one per class), or one map "
+                             "with --classes K; same box and pixel size as the particles")
+    parser.add_argument("--classes", type=positive_int, default=None, metavar="K",
+                        help="K classes started from the one --volume (random classes in the "
+                             "first iteration)")
+    parser.add_argument("--iterations", type=positive_int, default=defaults.CLASSIFY_ITERATIONS,
+                        metavar="N", help="most iterations; default %(default)d")
+    parser.add_argument("--stop-fraction", type=float, default=defaults.CLASSIFY_STOP_FRACTION,
+                        metavar="F", help="stop once fewer than this fraction of the particles "
+                                          "change class; default %(default)g")
+    parser.add_argument("--mask", default=None, metavar="MASK.mrc",
+                        help="focus the comparison of the classes on this part (0..1, the "
+                             "particles' box): the class maps are multiplied by it")
+    parser.add_argument("--out", required=True, metavar="FOLDER", help="output folder")
+    parser.add_argument("--symmetry", default="c1", help="point group; default c1")
+    parser.add_argument("--seed", type=int, default=0, metavar="S",
+                        help="seed of the half maps' split and of a random start; default 0")
+    add_search_args(parser)
+    add_target_resolution_arg(parser, training=False, search=True)
+    add_particle_args(parser)
+
+
+def _check_args(args):
+    check_file_exists(args.particles, "--particles")
+    for path in args.volume:
+        check_file_exists(path, "--volume")
+    if args.mask is not None:
+        check_file_exists(args.mask, "--mask")
+    if args.classes is not None and len(args.volume) != 1:
+        raise CLIError(f"--classes starts every class from one --volume; {len(args.volume)} "
+                       "given (give one map, or one map per class without --classes)")
+    if args.classes is None and len(args.volume) < 2:
+        raise CLIError("give one --volume per class (at least 2), or one --volume and "
+                       "--classes K")
+    if args.classes is not None and args.classes < 2:
+        raise CLIError(f"--classes must be at least 2, got {args.classes}")
+    if not 0 <= args.stop_fraction < 1:
+        raise CLIError(f"--stop-fraction must be in [0, 1), got {args.stop_fraction}")
+    check_choice(args.device, defaults.DEVICES, "--device")
+    check_positive(args.max_shift, "--max-shift", allow_zero=True)
+    return check_symmetry(args.symmetry)
+
+
+def _read_mask(args, particles):
+    """The focus mask, checked against the particles (CLIError naming the file)."""
+    if args.mask is None:
+        return None
+    from ..core.classes.class_maps import check_mask
+    from ..core.io import read_volume
+
+    try:
+        mask, pixel = read_volume(args.mask)
+        return check_mask(mask, box_px=particles.box_px, pixel_size_a=particles.pixel_size_a,
+                          mask_pixel_size_a=pixel, name=args.mask)
+    except ValueError as exc:
+        raise CLIError(f"--mask: {exc}") from None
+
+
+def main(args) -> int:
+    from ..core.classes.classify_folder import ClassifyFolder
+    from ..core.classes.iterate import classify
+    from ..core.runtime.progress import Progress
+
+    symmetry = _check_args(args)
+    particles = read_particles(args, args.particles)
+    volumes, _ = read_class_maps(args.volume, box_px=particles.box_px,
+                                 pixel_size_a=particles.pixel_size_a)
+    mask = _read_mask(args, particles)
+    n_classes = args.classes or len(volumes)
+    folder = ClassifyFolder(ensure_out_dir(args.out))
+    inputs = dict(particles=len(particles), volumes=list(args.volume), classes=n_classes,
+                  from_one_map=args.classes is not None, mask=args.mask, seed=args.seed,
+                  symmetry=symmetry)
+    reports, start = folder.resume_state(inputs=inputs, n_classes=n_classes)
+    if start is not None:
+        log.info("resuming after iteration %d (%s)", start.iteration,
+                 folder.iteration_dir(start.iteration))
+    full, images = lazy_particles_images(args, particles)
+    if len(full) != len(particles):
+        raise CLIError("--skip-bad dropped particles: classify needs every particle (remove "
+                       "them from --particles)")
+    max_shift = (defaults.default_max_shift_px(particles.box_px) if args.max_shift is None
+                 else args.max_shift)
+    left = max(0, args.iterations - (start.iteration if start else 0))
+    summary = Summary("classify")
+
+    def finished(it):
+        folder.write_iteration(it, particles, inputs=inputs)
+        reports.append(dict(it.report(), inputs=inputs))
+        log.info("%s", _iteration_line(reports[-1], args.iterations))
+
+    with Progress(len(particles) * left, "classify") as progress:
+        result = classify(images, volumes, n_classes=args.classes, iterations=args.iterations,
+                          stop_fraction=args.stop_fraction, mask=mask,
+                          ctf=particles.ctf if args.ctf else None, symmetry=symmetry,
+                          seed=args.seed, start=start, on_iteration=finished, progress=progress,
+                          pixel_size_a=particles.pixel_size_a, max_shift_px=max_shift,
+                          step_deg=args.step, target_resolution_a=args.target_resolution,
+                          device=args.device, refine=args.refine)
+    folder.write_final(reports, stopped=result.stopped, n_classes=n_classes)
+    _summarise(summary, folder, reports, result, n_resumed=len(reports) - len(result.iterations),
+               n_classes=n_classes).print()
+    return 0
+
+
+def _iteration_line(report, iterations) -> str:
+    changed = report["changed_fraction"]
+    return (f"classify: iteration {report['iteration']} of {iterations}: classes "
+            f"{', '.join(map(str, report['class_sizes']))}; changed class "
+            f"{_percent(changed)}; FSC 0.143 "
+            + ", ".join(_angstrom(r) for r in report["resolution_0143_a"]))
+
+
+def _percent(fraction) -> str:
+    return "-" if fraction is None else f"{100 * fraction:.1f} %"
+
+
+def _angstrom(value) -> str:
+    return "-" if value is None else f"{value:.1f} A"
+
+
+def _summarise(summary, folder, reports, result, *, n_resumed, n_classes):
+    summary.wrote(folder.star_path(), f"{sum(reports[-1]['class_sizes'])} particles with "
+                                      "class, probability and pose")
+    summary.wrote(folder.map_path(0), f"and {n_classes - 1} more class maps "
+                                      f"(low-passed at FSC {defaults.CLASSIFY_FILTER_FSC})")
+    summary.wrote(folder.report_path, "every iteration's numbers")
+    why = {"converged": "fewer than the stop fraction changed class",
+           "iterations": "the iterations given ran"}[result.stopped]
+    summary.add("stopped", f"after iteration {reports[-1]['iteration']} ({why}"
+                + (f"; {n_resumed} resumed from the folder" if n_resumed else "") + ")")
+    summary.add("iterations", "\n    it  sizes            changed  FSC 0.143 per class" + "".join(
+        f"\n    {r['iteration']:>2}  {', '.join(map(str, r['class_sizes'])):<15}  "
+        f"{_percent(r['changed_fraction']):>7}"
+        f"  {', '.join(_angstrom(x) for x in r['resolution_0143_a'])}" for r in reports))
+    kept = reports[-1]["kept_previous_map"]
+    if kept:
+        summary.add("emptied", f"classes {', '.join(map(str, kept))} kept their previous map "
+                               "(too few particles for two half maps)")
+    corr = reports[-1]["map_correlation"]
+    summary.add("class maps' correlation", "; ".join(
+        f"{k + 1}-{m + 1}: {corr[k][m]:.3f}" for k in range(n_classes)
+        for m in range(k + 1, n_classes)) + " (half maps: " + ", ".join(
+        "-" if c is None else f"{c:.3f}" for c in reports[-1]["half_map_correlation"])
+        + "; two classes whose maps correlate about as well as their half maps hardly "
+          "differ)")
+    for it in result.iterations:
+        summary.stage(f"iteration {it.iteration}", it.seconds)
+    return summary

@@ -1,0 +1,102 @@
+"""``deepalign classify``: a two-map mixture classed right from the true maps low-passed, its
+per-iteration report (classify.json, the summary's table), resume after a finished
+iteration, and the arguments refused before any search (a mask of another box, naming it)."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from scipion_deepalign.cli import main
+from scipion_deepalign.core.classes import simulate_mixture
+from scipion_deepalign.core.imageops import low_pass_volume
+from scipion_deepalign.core.io import columns, read_particles_star, write_mrc, write_particles
+from scipion_deepalign.tests.helpers import phantom_pair
+
+PIXEL_A = 4.0
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("classify_cli")
+    a, b = phantom_pair()
+    images, particles, truth = simulate_mixture([a, b], 60, pixel_size_a=PIXEL_A, snr=1.0,
+                                                ctf=True, max_shift_px=2.0, seed=11)
+    particles.angles_deg = particles.shifts_px = None
+    write_particles(folder / "particles.mrcs", folder / "in.star", images, particles)
+    for name, volume in (("A.mrc", a), ("B.mrc", b)):
+        write_mrc(folder / name, low_pass_volume(volume, pixel_size_a=PIXEL_A, resolution_a=20),
+                  pixel_size_a=PIXEL_A)
+    write_mrc(folder / "mask40.mrc", np.ones((40, 40, 40), np.float32), pixel_size_a=PIXEL_A)
+    return folder, truth
+
+
+def _classify(folder, *extra, out="cls"):
+    return main(["classify", "--particles", str(folder / "in.star"), "--volume",
+                 str(folder / "A.mrc"), "--volume", str(folder / "B.mrc"), "--max-shift", "3",
+                 "--device", "cpu", "--out", str(folder / out), *extra])
+
+
+@pytest.fixture(scope="module")
+def classified(inputs):
+    folder, truth = inputs
+    assert _classify(folder, "--iterations", "1") == 0  # killed after iteration 1, say
+    first = os.path.getmtime(folder / "cls" / "it001" / "iteration.json")
+    assert _classify(folder, "--iterations", "5") == 0
+    return folder, truth, first
+
+
+def test_classes_right_and_written(classified):
+    folder, truth, _ = classified
+    out = read_particles_star(folder / "cls" / "classes.star")
+    assert np.mean(columns.class_numbers(out.extra) == truth) >= 0.9
+    assert out.angles_deg is not None and len(out) == 60
+    for k in (1, 2):
+        assert (folder / "cls" / f"class_{k:03d}.mrc").is_file()
+
+
+def test_report_per_iteration(classified):
+    folder, _, _ = classified
+    report = json.loads((folder / "cls" / "classify.json").read_text())
+    its = report["iterations"]
+    assert [r["iteration"] for r in its] == list(range(1, len(its) + 1))
+    assert report["stopped"] == "converged" and len(its) < 5
+    assert its[0]["changed_fraction"] is None and its[-1]["changed_fraction"] < 0.01
+    assert its[1]["changed_fraction"] < 0.2  # resumed with iteration 1's classes
+    for r in its:
+        assert sum(r["class_sizes"]) == 60 and len(r["resolution_0143_a"]) == 2
+    assert report["inputs"]["classes"] == 2
+
+
+def test_resume_skips_the_finished_iteration(classified, capsys):
+    folder, _, first = classified
+    assert os.path.getmtime(folder / "cls" / "it001" / "iteration.json") == first
+    capsys.readouterr()
+    assert _classify(folder, "--iterations", "5") == 0  # finished: nothing left to run
+    printed = capsys.readouterr().out
+    assert "stopped: after iteration" in printed and "resumed from the folder" in printed
+    assert "changed  FSC 0.143 per class" in printed
+
+
+def test_other_inputs_in_the_folder_are_refused(classified, capsys):
+    folder, _, _ = classified
+    assert _classify(folder, "--seed", "3") == 2
+    assert "holds a classification of other inputs (differs: seed)" in capsys.readouterr().err
+
+
+def test_mask_of_another_box_is_refused_naming_it(inputs, capsys):
+    folder, _ = inputs
+    assert _classify(folder, "--mask", str(folder / "mask40.mrc"), out="masked") == 2
+    err = capsys.readouterr().err
+    assert "mask40.mrc" in err and "differs from the particles' box" in err
+    assert not (folder / "masked" / "it001").exists()  # before any search
+
+
+@pytest.mark.parametrize("extra, words", [
+    (("--classes", "2"), "--classes starts every class from one --volume"),
+    (("--stop-fraction", "1.5"), "--stop-fraction must be in [0, 1)"),
+])
+def test_bad_options_are_refused(inputs, capsys, extra, words):
+    folder, _ = inputs
+    assert _classify(folder, *extra, out="bad") == 2
+    assert words in capsys.readouterr().err
