@@ -1,6 +1,7 @@
-"""3D classification against several reference maps (``deepalign run|align --volume A
---volume B ...``): each particle takes the class of the map it fits best, with its pose
-against that map; each class is reconstructed from its particles.
+"""3D classification against several reference maps (``deepalign run --volume A --volume B
+...`` with the network, ``deepalign classify --iterations N`` without it): each particle takes
+the class of the map it fits best, with its pose against that map; each class is
+reconstructed from its particles.
 
 The heavy steps are ``deepalign`` commands (see :mod:`.protocol_base`): the classification
 (:meth:`DeepAlignProtClasses3D._classifyCommand`, the one place its command line is built)
@@ -27,11 +28,13 @@ class DeepAlignProtClasses3D(AlignForm, DeepAlignProtBase, ProtClassify3D):
 
     With the network (default), one network learns the class and the region from
     projections of every map and each particle is searched in its predicted (class, region)
-    pairs only (``deepalign run``); without it, every particle is searched globally against
-    every map (``deepalign align --global``, K full searches). A particle takes the class of
-    its best score. Outputs: a SetOfClasses3D (class k = the k-th map, RELION's
-    ``rlnClassNumber``; its particles with their poses against that map; its representative
-    volume reconstructed from them) and the class volumes.
+    pairs only (``deepalign run``, one pass); without it, ``deepalign classify`` iterates:
+    every particle is searched globally against every class map (K full searches), takes the
+    class of its best score, and each class's map is reconstructed and low-passed at its FSC
+    0.5 for the next iteration, up to "iterations" or until fewer than 1 % change class.
+    Outputs: a SetOfClasses3D (class k = the k-th map, RELION's ``rlnClassNumber``; its
+    particles with their poses against that map; its representative volume reconstructed
+    from them) and the class volumes.
     """
 
     _label = "3D classes"
@@ -61,7 +64,15 @@ class DeepAlignProtClasses3D(AlignForm, DeepAlignProtBase, ProtClassify3D):
                       help="Yes: one network learns class and region from projections of "
                            "every map; each particle is searched in its predicted (class, "
                            "region) pairs only. No: every particle is searched globally "
-                           "against every map (K full searches: slower, no training).")
+                           "against every map (K full searches: slower, no training), and "
+                           "the class maps are reconstructed and searched again, iteration "
+                           "after iteration (deepalign classify).")
+        form.addParam("iterations", params.IntParam, condition="not useNetwork",
+                      default=defaults.CLASSIFY_ITERATIONS, label="Iterations",
+                      help="Most iterations of the classification (align against the class "
+                           "maps, reconstruct them); it stops earlier once fewer than "
+                           f"{100 * defaults.CLASSIFY_STOP_FRACTION:g} % of the particles "
+                           "change class.")
         form.addSection(label="Training")
         form.addParam("regionSpacingDeg", params.FloatParam, condition="useNetwork",
                       default=defaults.REGION_SPACING_DEG, label="Region spacing (deg)",
@@ -86,9 +97,11 @@ class DeepAlignProtClasses3D(AlignForm, DeepAlignProtBase, ProtClassify3D):
             "input_dir": self._getExtraPath("input"),
             "input_star": self._getExtraPath("input", "particles.star"),
             "reference": self._getExtraPath("reference_%(k)02d.mrc"),
-            "classify_dir": self._getExtraPath("classify"),
-            # the STAR of the classified particles (both commands' name for it)
-            "classified_star": self._getExtraPath("classify", "aligned.star"),
+            "classify_dir": self._classifyFolder().path,
+            # the STAR of the classified particles (each command's name for it)
+            "classified_star": (self._getExtraPath("classify", "aligned.star")
+                                if self.useNetwork.get() else
+                                self._classifyFolder().star_path()),
             "class_star": self._getExtraPath("class_%(k)03d.star"),
             "class_volume": self._getExtraPath("class_%(k)03d.mrc"),
             "class_fsc": self._getExtraPath("class_%(k)03d_fsc.json"),
@@ -181,10 +194,10 @@ class DeepAlignProtClasses3D(AlignForm, DeepAlignProtBase, ProtClassify3D):
     # ------------------------------------------------------------- the command line
     def _classifyCommand(self):
         """``(command, args)`` of the classification: the one place its command line is
-        built (the network: ``deepalign run``; without it ``deepalign align --global``).
-        Both write ``classified_star`` (``run --out classify_dir`` names it aligned.star);
-        ``deepalign classify --iterations N`` will replace ``run`` here, with the name of the
-        STAR it writes as ``classified_star``."""
+        built (the network: ``deepalign run``, one pass; without it ``deepalign classify
+        --iterations N``). Both write ``classified_star`` in ``classify_dir`` (``run`` names
+        it aligned.star, ``classify`` the name its folder class owns). ``classify`` has no
+        network, so the network's branch stays ``run``."""
         self._createFilenameTemplates()
         args = ["--particles", self._getFileName("input_star"),
                 "--symmetry", self._symmetry(),
@@ -193,8 +206,8 @@ class DeepAlignProtClasses3D(AlignForm, DeepAlignProtBase, ProtClassify3D):
             args += ["--volume", self._getFileName("reference", k=k)]
         args += self._searchArgs()
         if not self.useNetwork.get():
-            return "align", args + ["--global", "--ctf-mode", self._ctfMode(),
-                                    "--out", self._getFileName("classified_star")]
+            return "classify", args + ["--iterations", self.iterations.get(),
+                                       "--out", self._getFileName("classify_dir")]
         return "run", args + ["--out", self._getFileName("classify_dir"),
                               "--spacing", self.regionSpacingDeg.get(),
                               "--epochs", self.numberOfEpochs.get(),
@@ -214,6 +227,14 @@ class DeepAlignProtClasses3D(AlignForm, DeepAlignProtBase, ProtClassify3D):
             for k, volume in enumerate(volumes, start=1):
                 errors += self._geometryMismatch(f"reference volume {k} ({_name(volume)})",
                                                  volume, "particles", particles)
+        if not self.useNetwork.get():
+            iterations = self.iterations.get()
+            if iterations is None or iterations < 1:
+                errors.append(f"Iterations must be at least 1, got {iterations}.")
+            if particles is not None and particles.hasCTF() and self._ctfMode() != "apply":
+                errors.append("Without the network (deepalign classify) the CTF is applied to "
+                              "the references: phase-flipped particles, or the phase-flip "
+                              "CTF handling, need the network.")
         return errors + self._searchParamErrors(particles)
 
     def _warnings(self):
@@ -227,14 +248,36 @@ class DeepAlignProtClasses3D(AlignForm, DeepAlignProtBase, ProtClassify3D):
         if report is None:
             return ["Classification not finished yet."]
         sizes, n = report
-        lines = [f"{n} particles in {len(sizes)} classes "
-                 f"({'network of the classes' if self.useNetwork.get() else 'global search'}"
-                 f" against {self._numberOfClasses()} maps):"]
+        how = ("network of the classes" if self.useNetwork.get() else
+               "deepalign classify, iterated global search")
+        lines = [f"{n} particles in {len(sizes)} classes ({how} against "
+                 f"{self._numberOfClasses()} maps):"]
         for k, size in sizes.items():
             resolution = self._classResolution(k)
             lines.append(f"class {k}: {size} particles ({100 * size / max(n, 1):.1f} %)"
                          + (f", FSC 0.143 of its half maps {resolution:.1f} A"
                             if resolution else ""))
+        return lines + self._iterationLines()
+
+    def _iterationLines(self):
+        """One summary line per iteration of ``deepalign classify`` (none with the network)."""
+        report = self.classifyReport()
+        if report is None:
+            return []
+        lines = [f"deepalign classify: {len(report['iterations'])} iterations (stopped: "
+                 + {"converged": "fewer than "
+                                 f"{100 * defaults.CLASSIFY_STOP_FRACTION:g} % changed class",
+                    "iterations": "the iterations given ran"}.get(report.get("stopped"),
+                                                                   str(report.get("stopped")))
+                 + ")"]
+        for it in report["iterations"]:
+            changed = it["changed_fraction"]
+            lines.append(
+                f"iteration {it['iteration']}: class sizes "
+                f"{', '.join(map(str, it['class_sizes']))}; changed class "
+                + ("-" if changed is None else f"{100 * changed:.1f} %") + "; FSC 0.143 "
+                + ", ".join("-" if r is None else f"{r:.1f} A"
+                            for r in it["resolution_0143_a"]))
         return lines
 
     def _methods(self):
@@ -242,9 +285,13 @@ class DeepAlignProtClasses3D(AlignForm, DeepAlignProtBase, ProtClassify3D):
         if report is None:
             return []
         sizes, n = report
+        report = None if self.useNetwork.get() else self.classifyReport()
         how = ("one network trained on projections of every map predicted each particle's "
                "class and regions, searched by correlation" if self.useNetwork.get() else
-               "each particle was aligned globally against every map by correlation")
+               "each particle was aligned globally against every class map by correlation, "
+               "and the class maps were reconstructed from their particles and low-passed at "
+               f"their FSC {defaults.CLASSIFY_FILTER_FSC} for the next iteration"
+               + (f" ({len(report['iterations'])} iterations)" if report else ""))
         return [f"{n} particles were classified against {self._numberOfClasses()} reference "
                 f"maps with DeepAlign: {how}, and each particle took the class of its best "
                 f"score. Class sizes: {', '.join(str(s) for s in sizes.values())}."]
@@ -260,6 +307,22 @@ class DeepAlignProtClasses3D(AlignForm, DeepAlignProtBase, ProtClassify3D):
             elif obj is not None:
                 volumes.append(obj)
         return volumes
+
+    def _classifyFolder(self):
+        """The layout of ``deepalign classify``'s output folder (the core's)."""
+        from ..core.classes.classify_folder import ClassifyFolder
+
+        return ClassifyFolder(self._getExtraPath("classify"))
+
+    def classifyReport(self):
+        """``deepalign classify``'s report (``{"iterations": [per-iteration dicts], "stopped",
+        "inputs"}``), None with the network or before it is written."""
+        from ..core.io import read_json
+
+        if self.useNetwork.get():
+            return None
+        path = self._classifyFolder().report_path
+        return read_json(path) if os.path.exists(path) else None
 
     def _numberOfClasses(self):
         return len(self._inputVolumes())

@@ -1,5 +1,5 @@
-"""The 3D classes of a DeepAlign classification: class sizes, each class's half-map FSC and
-its particles' projection directions."""
+"""The 3D classes of a DeepAlign classification: class sizes (and, for ``deepalign classify``,
+per iteration), each class's half-map FSC and its particles' projection directions."""
 import os
 
 import numpy as np
@@ -10,7 +10,7 @@ from scipion_deepalign.protocols.protocol_classes import DeepAlignProtClasses3D
 
 from .plot_views import DeepAlignPlotViewer, plotter_of
 
-__all__ = ["DeepAlignClassesViewer", "plot_class_sizes"]
+__all__ = ["DeepAlignClassesViewer", "plot_class_sizes", "plot_class_sizes_per_iteration"]
 
 
 def plot_class_sizes(class_ids, sizes, *, title=None, fig):
@@ -41,18 +41,56 @@ def plot_class_sizes(class_ids, sizes, *, title=None, fig):
     return fig
 
 
+def plot_class_sizes_per_iteration(iterations, *, title=None, fig):
+    """Particles per class after each iteration (one line per class) and, on the right axis,
+    the percentage of particles that changed class.
+
+    Parameters
+    ----------
+    iterations : list of dict
+        ``deepalign classify``'s per-iteration reports (``iteration``, ``class_sizes``,
+        ``changed_fraction``, None in iteration 1 of a start from maps).
+    title : str or None, keyword-only
+    fig : matplotlib Figure, keyword-only
+    """
+    x = [it["iteration"] for it in iterations]
+    sizes = np.array([it["class_sizes"] for it in iterations], dtype=np.int64)
+    ax = fig.add_subplot(1, 1, 1)
+    for k in range(sizes.shape[1]):
+        ax.plot(x, sizes[:, k], marker="o", label=f"class {k + 1}")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("particles")
+    ax.set_xticks(x)
+    ax.set_ylim(0, max(int(sizes.max(initial=0)), 1) * 1.15)
+    changed = [(i, 100 * it["changed_fraction"]) for i, it in zip(x, iterations)
+               if it.get("changed_fraction") is not None]
+    if changed:
+        right = ax.twinx()
+        right.plot(*zip(*changed), color="grey", linestyle="--", marker="x",
+                   label="changed class (%)")
+        right.set_ylabel("changed class (%)")
+        right.set_ylim(0, max(max(c for _, c in changed), 1) * 1.15)
+        right.legend(loc="upper right", fontsize=9)
+    ax.legend(loc="upper left", fontsize=9)
+    ax.set_title(title or f"Class sizes per iteration ({int(sizes[-1].sum())} particles)")
+    return fig
+
+
 class DeepAlignClassesViewer(DeepAlignPlotViewer):
-    """Class sizes (bars), the FSC of each class's half maps, and each class's angular
-    distribution, of a DeepAlign 3D classification."""
+    """Class sizes (bars; per iteration for ``deepalign classify``), the FSC of each class's
+    half maps, and each class's angular distribution, of a DeepAlign 3D classification."""
     _label = "DeepAlign 3D classes"
     _targets = [DeepAlignProtClasses3D]
     _environments = [DESKTOP_TKINTER, WEB_DJANGO]
     _plots = {"doShowClassSizes": "plotClassSizes", "doShowFsc": "plotClassFsc",
-              "doShowDistribution": "plotClassDistributions"}
+              "doShowDistribution": "plotClassDistributions",
+              "doShowIterations": "plotClassSizesPerIteration"}
 
     def _defineParams(self, form):
         form.addSection(label="Visualization")
         form.addParam("doShowClassSizes", params.LabelParam, label="Show class sizes")
+        form.addParam("doShowIterations", params.LabelParam,
+                      label="Show class sizes per iteration (without the network)")
         form.addParam("doShowFsc", params.LabelParam, label="Show the classes' FSC")
         form.addParam("doShowDistribution", params.LabelParam,
                       label="Show each class's angular distribution")
@@ -75,6 +113,21 @@ class DeepAlignClassesViewer(DeepAlignPlotViewer):
         title = f"{self.protocol.getRunName()}: {sum(sizes)} particles in {len(ids)} classes"
         return [plotter_of(plot_class_sizes, ids, sizes, title=title, path=path,
                            window_title="DeepAlign class sizes")]
+
+    def classSizesPerIteration(self):
+        """``deepalign classify``'s per-iteration reports ([] with the network or before)."""
+        report = self.protocol.classifyReport()
+        return [] if report is None else report["iterations"]
+
+    def plotClassSizesPerIteration(self, path=None):
+        iterations = self.classSizesPerIteration()
+        if not iterations:
+            return [self.errorMessage("No iterations: the classification used the network "
+                                      "(one pass) or has not finished.")]
+        title = (f"{self.protocol.getRunName()}: class sizes over {len(iterations)} "
+                 "iterations")
+        return [plotter_of(plot_class_sizes_per_iteration, iterations, title=title, path=path,
+                           window_title="DeepAlign class sizes per iteration")]
 
     def classFscs(self):
         """``(labels, FSCResult list)`` of the classes whose half maps were reconstructed."""

@@ -1,7 +1,8 @@
 # ruff: noqa: E402  (pyworkflow is imported after the skip where it is absent)
 """DeepAlignProtClasses3D: its form's checks, and a two-map mixture classified end to end
-(global search, coarse step: the fastest settings) with the answer checked against the truth;
-its viewer draws the class sizes."""
+without the network (``deepalign classify``, 2 iterations, coarse step: the fastest settings)
+with the answer checked against the truth and the per-iteration summary; its viewer draws the
+class sizes, also per iteration."""
 import pytest
 
 pytest.importorskip("pyworkflow", reason="the Scipion tests need pyworkflow")
@@ -58,7 +59,7 @@ class TestClasses3D(BaseTest):
 
         options = dict(inputParticles=self.particles, symmetryGroup="c1", useNetwork=False,
                        angularStepDeg=15.0, maxShiftPx=1.0, alignResolutionA="16",
-                       localRefinement=False, useGpu=False)
+                       localRefinement=False, useGpu=False, iterations=2)
         options.update(kwargs)
         prot = self.newProtocol(DeepAlignProtClasses3D, **options)
         for volume in volumes:
@@ -100,14 +101,19 @@ class TestClasses3D(BaseTest):
         assert prot.imagesPerEpoch.get() == defaults.train_default("images_per_epoch")
         assert prot.alignResolutionA.get() == defaults.TARGET_RESOLUTION
         assert prot.localRefinement.get() == defaults.REFINE
+        assert prot.iterations.get() == defaults.CLASSIFY_ITERATIONS
 
     def test_command_line_with_and_without_the_network(self):
-        command, args = self._classes(self.volumes)._classifyCommand()
-        assert command == "align" and "--global" in args
+        prot = self._classes(self.volumes)
+        command, args = prot._classifyCommand()
+        assert command == "classify" and "--global" not in args
+        assert args[args.index("--iterations") + 1] == 2
+        assert args[args.index("--out") + 1] == prot._classifyFolder().path
         assert [a for a in args if str(a).endswith(".mrc")][-2:] == [
             a for i, a in enumerate(args) if i and args[i - 1] == "--volume"]
         command, args = self._classes(self.volumes, useNetwork=True)._classifyCommand()
         assert command == "run" and "--global" not in args and "--epochs" in args
+        assert "--iterations" not in args
 
     def test_classifies_a_mixture(self):
         prot = self._classes(self.volumes)
@@ -145,10 +151,21 @@ class TestClasses3D(BaseTest):
         assert prot.outputVolumes.getSize() == 2
         summary = "\n".join(prot.summary())
         assert f"class 1: {sizes[0]} particles ({100 * sizes[0] / N:.1f} %)" in summary
-        assert "Class sizes" in "\n".join(prot.methods())
-        self._check_viewer(prot, sizes)
+        # the per-iteration report of deepalign classify, in the summary
+        report = prot.classifyReport()
+        iterations = report["iterations"]
+        assert [it["iteration"] for it in iterations] == [1, 2] or (
+            report["stopped"] == "converged" and len(iterations) == 1), report
+        assert iterations[-1]["class_sizes"] == sizes
+        assert "deepalign classify: " in summary
+        for it in iterations:
+            assert (f"iteration {it['iteration']}: class sizes "
+                    f"{', '.join(map(str, it['class_sizes']))}; changed class ") in summary
+        assert " iterations)" in "\n".join(prot.methods())
+        print(summary)
+        self._check_viewer(prot, sizes, iterations)
 
-    def _check_viewer(self, prot, sizes):
+    def _check_viewer(self, prot, sizes, iterations):
         from scipion_deepalign.viewers import DeepAlignClassesViewer
 
         viewer = DeepAlignClassesViewer(project=self.proj, protocol=prot)
@@ -158,6 +175,7 @@ class TestClasses3D(BaseTest):
         paths = viewer.savePngs(self.getOutputPath("pngs"))
         names = sorted(os.path.basename(p) for p in paths)
         assert names[:2] == ["doShowClassSizes.png", "doShowDistribution.png"], names
-        assert "doShowFsc.png" in names
+        assert "doShowFsc.png" in names and "doShowIterations.png" in names
+        assert viewer.classSizesPerIteration() == iterations
         assert all(os.path.getsize(p) > 10_000 for p in paths)
         print("viewer PNGs:", paths)
