@@ -52,7 +52,7 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 import relion_tools as relion  # noqa: E402
-from bench_relion import Bench  # noqa: E402
+from bench_relion import Bench, run_stages  # noqa: E402
 from classes_report import score_classes, write_report  # noqa: E402
 
 ROOT = str(Path(__file__).resolve().parents[1])
@@ -179,20 +179,21 @@ def stage_oracle(b) -> dict:
     return {"seconds": time.perf_counter() - start, "classes_npy": str(out)}
 
 
-def stage_deepalign(b) -> dict:
-    shutil.rmtree(b.work / "deepalign", ignore_errors=True)
-    return b.deepalign(["run", "--particles", str(b.star), "--volume",
+def _with_both_maps(b, command: str, folder: str, star=None) -> dict:
+    """``deepalign COMMAND --particles STAR --volume A --volume B --out WORK/FOLDER``, cold."""
+    shutil.rmtree(b.work / folder, ignore_errors=True)
+    return b.deepalign([command, "--particles", str(star or b.star), "--volume",
                         str(b.work / "reference_A.mrc"), "--volume",
-                        str(b.work / "reference_B.mrc"), "--out", str(b.work / "deepalign")],
-                       "deepalign.log")
+                        str(b.work / "reference_B.mrc"), "--out", str(b.work / folder)],
+                       f"{folder}.log")
+
+
+def stage_deepalign(b) -> dict:
+    return _with_both_maps(b, "run", "deepalign")
 
 
 def stage_classify(b) -> dict:
-    shutil.rmtree(b.work / "classify", ignore_errors=True)
-    return b.deepalign(["classify", "--particles", str(b.star), "--volume",
-                        str(b.work / "reference_A.mrc"), "--volume",
-                        str(b.work / "reference_B.mrc"), "--out", str(b.work / "classify")],
-                       "classify.log")
+    return _with_both_maps(b, "classify", "classify")
 
 
 def relion_options(b) -> list:
@@ -239,54 +240,18 @@ def stage_negative(b) -> dict:
     rows = np.flatnonzero(truth == 0)
     star = b.input / "class_A_only.star"
     write_particles_star(str(star), replace(parts.subset(rows), root=str(b.input)))
-    shutil.rmtree(b.work / "negative", ignore_errors=True)
-    rec = b.deepalign(["run", "--particles", str(star), "--volume",
-                       str(b.work / "reference_A.mrc"), "--volume",
-                       str(b.work / "reference_B.mrc"), "--out", str(b.work / "negative")],
-                      "negative.log")
-    return dict(rec, n=int(len(rows)))
+    return dict(_with_both_maps(b, "run", "negative", star), n=int(len(rows)))
 
 
 RUNNERS = {name: globals()[f"stage_{name}"] for name in STAGES}
 
 
-class ClassBench(Bench):
-    """bench_relion's work folder (paths, records, ``deepalign`` runs) for this set."""
-
-    def __init__(self, args):
-        args.data = args.data  # the map's folder, as bench_relion's
-        super().__init__(args)
-        self.bg_radius_px = int(round(0.75 * BOX / 2))
-
-
-def run_stages(b) -> dict:
-    version, missing = None, None
-    for name in STAGES:
-        if name not in b.args.wanted or (b.record(name) and not b.args.redo):
-            continue
-        if name in NEEDS_RELION and version is None and missing is None:
-            try:
-                version = relion.ensure_relion(b.log)
-            except relion.RelionMissing as exc:
-                missing = str(exc)
-                b.log(missing)
-        if missing and name == "relion":
-            continue
-        b.relion_missing = missing
-        b.log(f"stage {name}")
-        rec = RUNNERS[name](b)
-        rec["relion_version"] = version
-        b.save(name, rec)
-        b.log(f"stage {name}: {rec.get('seconds', 0.0):.1f} s")
-    return {**{s: b.record(s) for s in STAGES}, "relion_missing": missing}
-
-
 def main(argv=None) -> int:
     args = parse_args(argv)
-    b = ClassBench(args)
+    b = Bench(args)  # bench_relion's work folder: paths, records, deepalign runs
     load = os.getloadavg()
     b.log(f"work folder {b.work}; load average {load[0]:.2f}")
-    stages = run_stages(b)
+    stages = run_stages(b, STAGES, RUNNERS, NEEDS_RELION)
     scores = score_classes(b, stages)
     (b.results / "scores.json").write_text(json.dumps(scores, indent=1))
     write_report(b, stages, scores, load_before=load,

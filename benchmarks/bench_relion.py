@@ -308,28 +308,32 @@ RUNNERS = {name: globals()[f"stage_{name}"] for name in STAGES}
 NEEDS_RELION = {"normalise", "relion", "relion_local", "interop"}
 
 
-def run_stages(b: Bench) -> dict:
+def run_stages(b: Bench, stages=STAGES, runners=None, needs_relion=None) -> dict:
     """Run the stages asked for (or not yet recorded); ``{stage: record}`` of all. Without
-    RELION its stages are skipped (the report says why) and the stack is not normalised."""
+    RELION its stages are skipped (the report says why) and the stack is not normalised.
+    ``stages``, ``runners`` (name -> function of ``b``) and ``needs_relion`` default to this
+    benchmark's."""
+    runners = RUNNERS if runners is None else runners
+    needs_relion = NEEDS_RELION if needs_relion is None else needs_relion
     relion_version, missing = None, None
-    for name in STAGES:
+    for name in stages:
         if name not in b.args.wanted or (b.record(name) and not b.args.redo):
             continue
-        if name in NEEDS_RELION and relion_version is None and missing is None:
+        if name in needs_relion and relion_version is None and missing is None:
             try:
                 relion_version = relion.ensure_relion(b.log)
             except relion.RelionMissing as exc:
                 missing = str(exc)
                 b.log(missing)
-        if missing and name in NEEDS_RELION - {"normalise"}:
+        if missing and name in needs_relion - {"normalise"}:
             continue
         b.relion_missing = missing
         b.log(f"stage {name}")
-        rec = RUNNERS[name](b)
+        rec = runners[name](b)
         rec["relion_version"] = relion_version
         b.save(name, rec)
         b.log(f"stage {name}: {rec.get('seconds', 0.0):.1f} s")
-    return {**{s: b.record(s) for s in STAGES}, "relion_missing": missing}
+    return {**{s: b.record(s) for s in stages}, "relion_missing": missing}
 
 
 def main(argv=None) -> int:

@@ -8,8 +8,8 @@ import time
 from itertools import permutations
 
 import numpy as np
-
 from relion_report import image_index
+
 from scipion_deepalign.core.io import load_particle_images, read_particles_star, read_volume
 from scipion_deepalign.core.io.columns import class_numbers
 from scipion_deepalign.core.judge.fsc import fsc_curve
@@ -136,10 +136,12 @@ def write_report(b, stages: dict, scores: dict, *, load_before, machine: str) ->
         return
     a = b.args
     sim = stages.get("simulate") or {}
+    change = ("a part masked away" if a.pair == "compositional"
+              else f"a part turned {a.turn_deg:g}°")
     lines = [f"# DeepAlign's classes beside RELION 3D classification ({a.pair} pair)", "",
              f"`benchmarks/bench_classes.py`, {time.strftime('%Y-%m-%d')}: {a.n} particles of "
              f"the 70S ribosome (64 px, 5 Å) and its {a.pair} change "
-             f"({'a part masked away' if a.pair == 'compositional' else f'a part turned {a.turn_deg:g}°'}; "
+             f"({change}; "
              f"|A − B| / |A| = {sim.get('map_change', 0):.3f}), class A fraction {a.fraction:g} "
              f"(sizes {sim.get('class_sizes')}), SNR {a.snr:g}, CTF, shifts ≤ 3 px; "
              f"normalised by `relion_preprocess`; both references low-passed to "

@@ -93,3 +93,24 @@ def phantom_pair(box_px: int = 32, *, radius_px: float = 4.0):
     grid = np.indices(a.shape)
     r = np.sqrt(sum((g - c) ** 2 for g, c in zip(grid, centre)))
     return a, (a * np.clip((r - radius_px) / 2.0, 0.0, 1.0)).astype(np.float32)
+
+
+def write_pair_mixture(folder, n, *, snr, seed, pixel_size_a=4.0, reference_resolution_a=None):
+    """A mixture of :func:`phantom_pair`'s maps written for the command line: ``in.star`` with
+    ``particles.mrcs`` (CTF, shifts up to 2 px, no poses) and the maps ``A.mrc``, ``B.mrc``
+    (low-passed to ``reference_resolution_a`` when given); the true 0-based classes (n,)."""
+    from scipion_deepalign.core.classes import simulate_mixture
+    from scipion_deepalign.core.imageops import low_pass_volume
+    from scipion_deepalign.core.io import write_mrc, write_particles
+
+    a, b = phantom_pair()
+    images, particles, classes = simulate_mixture([a, b], n, pixel_size_a=pixel_size_a, snr=snr,
+                                                  ctf=True, max_shift_px=2.0, seed=seed)
+    particles.angles_deg = particles.shifts_px = None
+    write_particles(folder / "particles.mrcs", folder / "in.star", images, particles)
+    for name, volume in (("A.mrc", a), ("B.mrc", b)):
+        if reference_resolution_a:
+            volume = low_pass_volume(volume, pixel_size_a=pixel_size_a,
+                                     resolution_a=reference_resolution_a)
+        write_mrc(folder / name, volume, pixel_size_a=pixel_size_a)
+    return classes

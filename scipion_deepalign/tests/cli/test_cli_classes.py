@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 
 from scipion_deepalign.cli import main
-from scipion_deepalign.core.classes import simulate_mixture
-from scipion_deepalign.core.io import columns, read_particles_star, write_mrc, write_particles
-from scipion_deepalign.tests.helpers import phantom_pair
+from scipion_deepalign.core.io import columns, read_particles_star, write_mrc
+from scipion_deepalign.tests.helpers import write_pair_mixture
 
 PIXEL_A = 4.0
 
@@ -18,13 +17,7 @@ PIXEL_A = 4.0
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
     folder = tmp_path_factory.mktemp("classes_cli")
-    a, b = phantom_pair()
-    images, particles, classes = simulate_mixture([a, b], 16, pixel_size_a=PIXEL_A, snr=0.5,
-                                                  ctf=True, max_shift_px=2.0, seed=7)
-    particles.angles_deg = particles.shifts_px = None
-    write_particles(folder / "particles.mrcs", folder / "in.star", images, particles)
-    write_mrc(folder / "A.mrc", a, pixel_size_a=PIXEL_A)
-    write_mrc(folder / "B.mrc", b, pixel_size_a=PIXEL_A)
+    classes = write_pair_mixture(folder, 16, snr=0.5, seed=7, pixel_size_a=PIXEL_A)
     return folder, classes
 
 

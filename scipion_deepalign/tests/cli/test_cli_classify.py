@@ -8,10 +8,8 @@ import numpy as np
 import pytest
 
 from scipion_deepalign.cli import main
-from scipion_deepalign.core.classes import simulate_mixture
-from scipion_deepalign.core.imageops import low_pass_volume
-from scipion_deepalign.core.io import columns, read_particles_star, write_mrc, write_particles
-from scipion_deepalign.tests.helpers import phantom_pair
+from scipion_deepalign.core.io import columns, read_particles_star, write_mrc
+from scipion_deepalign.tests.helpers import write_pair_mixture
 
 PIXEL_A = 4.0
 
@@ -19,14 +17,8 @@ PIXEL_A = 4.0
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
     folder = tmp_path_factory.mktemp("classify_cli")
-    a, b = phantom_pair()
-    images, particles, truth = simulate_mixture([a, b], 60, pixel_size_a=PIXEL_A, snr=1.0,
-                                                ctf=True, max_shift_px=2.0, seed=11)
-    particles.angles_deg = particles.shifts_px = None
-    write_particles(folder / "particles.mrcs", folder / "in.star", images, particles)
-    for name, volume in (("A.mrc", a), ("B.mrc", b)):
-        write_mrc(folder / name, low_pass_volume(volume, pixel_size_a=PIXEL_A, resolution_a=20),
-                  pixel_size_a=PIXEL_A)
+    truth = write_pair_mixture(folder, 60, snr=1.0, seed=11, pixel_size_a=PIXEL_A,
+                               reference_resolution_a=20)
     write_mrc(folder / "mask40.mrc", np.ones((40, 40, 40), np.float32), pixel_size_a=PIXEL_A)
     return folder, truth
 
