@@ -209,8 +209,8 @@ class TestTrainPredictAlign(BaseTest):
         # --- train the shared-trunk network (one step: the fastest kind to test)
         train = self.newProtocol(
             DeepAlignProtTrain, inputTrainingParticles=self.train_set, symmetryGroup="c1",
-            regionSpacingDeg=60.0, targetResolutionA=16.0, numberOfEpochs=5, batchSize=32,
-            imagesPerEpoch=256 * 12, networkKind=1, useGpu=False,
+            regionSpacingDeg=60.0, targetResolutionA=16.0, numberOfEpochs=3, batchSize=32,
+            imagesPerEpoch=2048, networkKind=1, useGpu=False,
             trainingSource=TRAINING_SOURCES.index("particles"))
         self._launch(train)
         model = train.outputModel
