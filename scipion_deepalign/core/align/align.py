@@ -41,8 +41,14 @@ from ..runtime.stacks import RowStack, stack_shape
 from .fallback import significance_fallback
 from .gallery import GalleryCache, group_galleries
 from .gallery_search import REFS_PER_CHUNK, search_block, wants_bank
-from .poses import (AlignmentResult, BlockPoses, block_poses, gallery_poses_kept, pose_weights,
-                    read_block)
+from .poses import (
+    AlignmentResult,
+    BlockPoses,
+    block_poses,
+    gallery_poses_kept,
+    pose_weights,
+    read_block,
+)
 from .search import Search
 from .search_plan import SearchOptions, plan_alignment, plan_search
 from .validation import validate_inputs

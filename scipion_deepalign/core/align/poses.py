@@ -123,8 +123,12 @@ def block_poses(engine, galleries, best, spectra, refiner, fine, spectrum, *, n_
     shifts = -engine.offsets[best.shift][..., ::-1].astype(np.float64)  # (x, y) = -(dx, dy)
     score, n_refine = best.score, 0
     if spectrum is not None:
-        from .local_refinement import (START_SEPARATION_STEPS, distinct_starts,
-                                       local_shift_radius_px, refine_starts)
+        from .local_refinement import (
+            START_SEPARATION_STEPS,
+            distinct_starts,
+            local_shift_radius_px,
+            refine_starts,
+        )
 
         ratio = engine.scale / refiner.scale  # refinement pixels per gallery pixel
         take = distinct_starts(angles, best.score,

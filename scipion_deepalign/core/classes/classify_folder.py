@@ -20,8 +20,15 @@ import shutil
 
 import numpy as np
 
-from ..io import columns, read_json, read_particles_star, read_volume, write_json, write_mrc
-from ..io import write_particles_star
+from ..io import (
+    columns,
+    read_json,
+    read_particles_star,
+    read_volume,
+    write_json,
+    write_mrc,
+    write_particles_star,
+)
 from ..runtime.atomic import atomic_path
 from .iterate import ClassState
 
