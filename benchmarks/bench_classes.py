@@ -166,11 +166,11 @@ def stage_oracle(b) -> dict:
     radius = 0.45 * BOX
     yy, xx = np.mgrid[:BOX, :BOX] - BOX // 2
     disc = np.hypot(yy, xx) <= radius
+    x = images[:, disc] - images[:, disc].mean(axis=1, keepdims=True)
     scores = []
     for name in ("A", "B"):
         true_map, _ = read_volume(str(b.sim / f"true_{name}.mrc"))
         model = clean_particle_images(true_map, truth)
-        x = images[:, disc] - images[:, disc].mean(axis=1, keepdims=True)
         y = model[:, disc] - model[:, disc].mean(axis=1, keepdims=True)
         scores.append((x * y).sum(1) / np.sqrt((x * x).sum(1) * (y * y).sum(1)))
     classes = np.argmax(np.stack(scores, axis=1), axis=1)

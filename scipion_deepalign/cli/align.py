@@ -55,8 +55,6 @@ from .summary import Summary
 log = logging.getLogger("deepalign")
 
 
-
-
 def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--particles", required=True, metavar="PRED.star",
                         help=f"RELION STAR of the particles (with {columns.REGION_COLUMN % 1}"

@@ -228,8 +228,6 @@ def distinct_starts(angles_deg, order_scores, *, starts=REFINE_STARTS, min_angle
     -------
     int ndarray of shape (N, starts), column 0 the best pose (0).
     """
-    from ..geometry import euler_to_matrix
-
     n, k = angles_deg.shape[:2]
     mats = euler_to_matrix(angles_deg.reshape(-1, 3)).reshape(n, k, 3, 3)
     chosen = np.zeros((n, starts), dtype=np.int64)

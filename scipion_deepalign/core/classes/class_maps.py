@@ -167,7 +167,6 @@ def map_correlation(maps, weight=None) -> np.ndarray:
     return (weighted @ weighted.T) / np.maximum(np.outer(norms, norms), 1e-30)
 
 
-
 def sphere_weight(box_px: int) -> np.ndarray:
     """The particle's soft sphere (radius :data:`PARTICLE_RADIUS_BOX_FRACTION` of the box):
     where the maps are compared."""
