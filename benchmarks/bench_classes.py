@@ -156,6 +156,8 @@ def stage_normalise(b) -> dict:
 def stage_oracle(b) -> dict:
     """Every particle against both true maps at its true pose, shift and CTF: the class of the
     higher normalised correlation inside the particle disc."""
+    from scipion_deepalign.core.defaults import PARTICLE_RADIUS_BOX_FRACTION
+    from scipion_deepalign.core.imageops import circular_mask
     from scipion_deepalign.core.io import load_particle_images, read_particles_star, read_volume
     from scipion_deepalign.core.simulate import clean_particle_images
 
@@ -163,9 +165,7 @@ def stage_oracle(b) -> dict:
     truth = read_particles_star(str(b.sim / "particles.star"))
     parts = read_particles_star(str(b.star))
     _, images = load_particle_images(parts, np.arange(len(parts.image_names)))
-    radius = 0.45 * BOX
-    yy, xx = np.mgrid[:BOX, :BOX] - BOX // 2
-    disc = np.hypot(yy, xx) <= radius
+    disc = circular_mask(BOX, PARTICLE_RADIUS_BOX_FRACTION * BOX)
     x = images[:, disc] - images[:, disc].mean(axis=1, keepdims=True)
     scores = []
     for name in ("A", "B"):
