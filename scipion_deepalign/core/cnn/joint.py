@@ -19,9 +19,23 @@ over the classes; the (class, region) pairs a particle is searched in are its mo
 ones until their probabilities reach the search's probability mass, as regions are for a
 single map (:func:`~..align.search_plan.select_regions`, the same rule).
 
+Class fractions (:func:`estimate_class_fractions`): the network learnt its classes drawn
+uniformly, so its outputs are posteriors under a prior of ``1/K`` per class, while a data set
+holds its classes in its own proportions. Before the pairs are chosen, ``deepalign run``
+estimates those proportions from the outputs themselves by the EM prior adjustment of
+Saerens, Latinne & Decaestecker (2002, "Adjusting the outputs of a classifier to new a priori
+probabilities", Neural Computation 14:21-41): each particle's joint probabilities
+``p(k, r | x)`` are weighted by ``pi_k / (1/K)`` and renormalised, the fractions ``pi`` become
+the mean class probability of the reweighted outputs, and the two steps repeat until the
+fractions change by less than :data:`CLASS_FRACTION_TOLERANCE` (at most
+:data:`CLASS_FRACTION_MAX_ITERATIONS` times). The fixed point maximises the likelihood of the
+data under a mixture of the classes; the regions within a class keep their relative
+probabilities, and with the data's fractions uniform the outputs barely change.
+
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,7 +44,16 @@ from .data import ProjectionBatches, mask_images, normalise_input, region_target
 from .synthetic import noise_ramp_scale
 
 __all__ = ["joint_targets", "split_joint", "class_probabilities", "region_marginal",
-           "ClassPairs", "select_pairs", "ClassProjectionSource", "ClassProjectionBatches"]
+           "estimate_class_fractions", "CLASS_FRACTION_TOLERANCE",
+           "CLASS_FRACTION_MAX_ITERATIONS", "ClassPairs", "select_pairs",
+           "ClassProjectionSource", "ClassProjectionBatches"]
+
+log = logging.getLogger(__name__)
+
+#: the EM estimate of the class fractions stops once no fraction changes by more than this
+CLASS_FRACTION_TOLERANCE = 1e-6
+#: ... or after this many iterations (an uninformative classifier converges slowly)
+CLASS_FRACTION_MAX_ITERATIONS = 1000
 
 
 def joint_targets(targets, classes, n_classes: int) -> np.ndarray:
@@ -74,6 +97,69 @@ def class_probabilities(probabilities, n_classes: int) -> np.ndarray:
 def region_marginal(probabilities, n_classes: int) -> np.ndarray:
     """Each region's probability, the sum over the classes: ``(N, R)``."""
     return split_joint(probabilities, n_classes).sum(axis=1)
+
+
+def estimate_class_fractions(probabilities, n_classes: int):
+    """The classes' fractions in the data, and the outputs under them (module docstring).
+
+    Parameters
+    ----------
+    probabilities : ndarray of shape (N, K * R)
+        The network's joint output (:func:`~.predict.predict_probabilities`), posteriors
+        under the uniform class prior it was trained with; each row sums to 1.
+    n_classes : int
+        K.
+
+    Returns
+    -------
+    fractions : ndarray of shape (K,)
+        The estimated fraction of the particles in each class (sums to 1).
+    adjusted : ndarray of shape (N, K * R)
+        ``probabilities`` with class ``k``'s block weighted by ``K * fractions[k]``, each row
+        renormalised to sum to 1 (the layout of the input).
+
+    Raises
+    ------
+    ValueError
+        When the width is not K blocks (:func:`split_joint`), or a probability is negative
+        or not finite, or a particle's probabilities sum to 0.
+
+    Notes
+    -----
+    The EM of Saerens et al. (2002), iterated on the class probabilities (the sums over
+    each class's regions) until :data:`CLASS_FRACTION_TOLERANCE` or
+    :data:`CLASS_FRACTION_MAX_ITERATIONS` (a warning then). With K = 1: ``[1.0]`` and the
+    rows renormalised.
+    """
+    joint = split_joint(probabilities, n_classes).astype(np.float64)
+    if not np.all(np.isfinite(joint)) or np.any(joint < 0):
+        raise ValueError("probabilities must be finite and non-negative")
+    posterior = joint.sum(axis=2)  # (N, K): the classes under the uniform prior
+    totals = posterior.sum(axis=1, keepdims=True)
+    if np.any(totals <= 0):
+        raise ValueError(f"probabilities of {int(np.sum(totals <= 0))} particle(s) sum to 0")
+    posterior /= totals
+    k = posterior.shape[1]
+    fractions = np.full(k, 1.0 / k)
+    iterations, change = 0, np.inf
+    while len(posterior) and change >= CLASS_FRACTION_TOLERANCE:
+        if iterations == CLASS_FRACTION_MAX_ITERATIONS:
+            log.warning("the class fractions changed by %.2g in the last of %d iterations "
+                        "(tolerance %g): the classifier tells the classes apart too little "
+                        "for a firm estimate", change, iterations, CLASS_FRACTION_TOLERANCE)
+            break
+        weighted = posterior * (fractions * k)
+        weighted /= weighted.sum(axis=1, keepdims=True)
+        new = weighted.mean(axis=0)
+        change, fractions, iterations = float(np.max(np.abs(new - fractions))), new, iterations + 1
+    if len(posterior):
+        log.info("class fractions estimated from the network's outputs in %d iterations: "
+                 "%s (the mean class probability: %s)", iterations,
+                 ", ".join(f"{f:.3f}" for f in fractions),
+                 ", ".join(f"{f:.3f}" for f in posterior.mean(axis=0)))
+    adjusted = joint * (fractions * k)[None, :, None]
+    adjusted /= adjusted.sum(axis=(1, 2), keepdims=True)
+    return fractions, adjusted.reshape(len(adjusted), -1)
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """The joint class x region output (core/cnn/joint.py): targets in their class's block, the
 marginals, the pairs taken until the probability mass, each class's members and hints, one
-signal scale for the K maps' projections. No training (fast)."""
+signal scale for the K maps' projections, the class fractions estimated from the outputs.
+No training (fast)."""
 import numpy as np
 import pytest
 
@@ -9,6 +10,7 @@ pytest.importorskip("keras")
 from scipion_deepalign.core.cnn.joint import (  # noqa: E402
     ClassProjectionSource,
     class_probabilities,
+    estimate_class_fractions,
     joint_targets,
     region_marginal,
     select_pairs,
@@ -53,6 +55,71 @@ def test_pairs_are_taken_best_first_until_the_mass():
     rows, hints, _ = pairs.members(0)
     np.testing.assert_array_equal(rows, [1])
     np.testing.assert_array_equal(hints, [[0]])
+
+
+def _uniform_prior_outputs(fractions, n, *, separation, n_regions=4, seed=0):
+    """``(classes, joint)``: ``n`` particles drawn from a mixture of ``fractions`` and the
+    (N, K * R) output of a classifier trained with uniform classes: a Gaussian score of mean
+    ``separation * class`` and unit spread, turned into class posteriors under a uniform
+    prior (noisy but informative), spread over regions by a random Dirichlet row."""
+    rng = np.random.default_rng(seed)
+    k = len(fractions)
+    classes = rng.choice(k, size=n, p=fractions)
+    score = separation * classes + rng.normal(size=n)
+    loglik = -0.5 * (score[:, None] - separation * np.arange(k)[None, :]) ** 2
+    posterior = np.exp(loglik - loglik.max(axis=1, keepdims=True))
+    posterior /= posterior.sum(axis=1, keepdims=True)
+    regions = rng.dirichlet(np.ones(n_regions), size=(n, k))
+    return classes, (posterior[:, :, None] * regions).reshape(n, k * n_regions)
+
+
+def test_class_fractions_of_an_80_20_mixture_are_recovered():
+    classes, joint = _uniform_prior_outputs([0.8, 0.2], 4000, separation=2.0)
+    truth = np.bincount(classes, minlength=2) / len(classes)  # 0.80 / 0.20 as drawn
+    naive = class_probabilities(joint, 2).mean(axis=0)  # pulled towards 1/2
+    fractions, adjusted = estimate_class_fractions(joint, 2)
+    assert abs(naive[0] - truth[0]) > 0.08, naive  # measured 0.66 for 0.80 (estimate 0.799)
+    assert abs(fractions[0] - truth[0]) < 0.02, (fractions, truth)
+    assert abs(fractions[0] - truth[0]) < 0.2 * abs(naive[0] - truth[0])
+    assert fractions.sum() == pytest.approx(1.0)
+    np.testing.assert_allclose(adjusted.sum(axis=1), 1.0, rtol=1e-12)
+    # the fixed point: the fractions are the mean class probability of the adjusted outputs
+    np.testing.assert_allclose(class_probabilities(adjusted, 2).mean(axis=0), fractions,
+                               atol=1e-5)
+    # the regions within a class keep their proportions; the rare class is less probable
+    split = adjusted.reshape(-1, 2, 4) / adjusted.reshape(-1, 2, 4).sum(axis=2, keepdims=True)
+    before = joint.reshape(-1, 2, 4) / joint.reshape(-1, 2, 4).sum(axis=2, keepdims=True)
+    np.testing.assert_allclose(split, before, rtol=1e-9)
+    assert np.all(class_probabilities(adjusted, 2)[:, 1] <= class_probabilities(joint, 2)[:, 1])
+
+
+def test_class_fractions_of_uniform_data_stay_uniform():
+    classes, joint = _uniform_prior_outputs([1 / 3] * 3, 6000, separation=1.5, seed=1)
+    truth = np.bincount(classes, minlength=3) / len(classes)
+    fractions, adjusted = estimate_class_fractions(joint, 3)
+    np.testing.assert_allclose(fractions, truth, atol=0.03)
+    np.testing.assert_allclose(adjusted.sum(axis=1), 1.0, rtol=1e-12)
+    np.testing.assert_allclose(adjusted, joint, atol=0.05)  # barely moved
+
+
+def test_sure_outputs_give_the_class_counts():
+    joint = np.zeros((5, 2 * 3))
+    joint[[0, 1, 2], [0, 1, 2]] = 1.0  # class 0, regions 0, 1, 2
+    joint[[3, 4], [4, 5]] = 1.0  # class 1
+    fractions, adjusted = estimate_class_fractions(joint, 2)
+    np.testing.assert_allclose(fractions, [0.6, 0.4])
+    np.testing.assert_allclose(adjusted, joint)
+
+
+@pytest.mark.parametrize("bad, message", [
+    (np.array([[0.5, -0.1, 0.3, 0.3]]), "finite and non-negative"),
+    (np.array([[0.5, np.nan, 0.3, 0.2]]), "finite and non-negative"),
+    (np.array([[0.5, 0.5, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]]), "1 particle.s. sum to 0"),
+    (np.ones((2, 5)) / 5, "5 outputs cannot be 2 classes"),
+], ids=["negative", "nan", "empty-row", "width"])
+def test_invalid_probabilities_for_the_class_fractions(bad, message):
+    with pytest.raises(ValueError, match=message):
+        estimate_class_fractions(bad, 2)
 
 
 class _Source:
