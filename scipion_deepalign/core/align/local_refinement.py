@@ -12,7 +12,9 @@ The first search starts from each of :data:`~..defaults.REFINE_STARTS` distinct 
 poses (:func:`distinct_starts`: the best, then the next best at least
 :data:`START_SEPARATION_STEPS` gallery steps from those taken, among the :data:`START_POOL`
 best), and the best of their refined candidates goes on (on a coarse gallery a noisy particle's
-best gallery pose is often not the one nearest the truth).
+best gallery pose is often not the one nearest the truth). ``h`` follows :func:`half_step_deg`
+alone; the particle side (masked, transformed, CTF-weighted band spectra) is made once per
+block of particles for every start and search, only its shift window's centre changes.
 Every candidate counts as one *refinement* comparison, kept apart from the gallery's
 (:mod:`.cost`). Poses follow :mod:`scipion_deepalign.core.geometry`.
 """
@@ -27,11 +29,12 @@ from ..defaults import REFINE_STARTS
 from ..geometry import euler_to_matrix, matrix_to_euler
 from ..runtime.backend import to_numpy
 from ..runtime.compiled import compiled
+from ..runtime.progress import advance
 from . import matching, shift_gemm
 
 __all__ = ["ITERATIONS", "CANDIDATES_PER_PARTICLE", "LOCAL_SHIFT_MARGIN_PX",
-           "local_shift_radius_px", "perturbation_matrices", "refine_poses", "refine_starts",
-           "distinct_starts", "START_POOL", "START_SEPARATION_STEPS"]
+           "local_shift_radius_px", "half_step_deg", "perturbation_matrices", "refine_poses",
+           "refine_starts", "distinct_starts", "START_POOL", "START_SEPARATION_STEPS"]
 
 #: searches of the refinement (``h`` halves after each)
 ITERATIONS = 2
@@ -71,9 +74,16 @@ def perturbation_matrices(half_step_deg: float) -> np.ndarray:
     return Rotation.from_rotvec(vectors).as_matrix()
 
 
+def half_step_deg(step_deg: float, search_index: int) -> float:
+    """``h`` of the refinement's search ``search_index`` (0: the first, around the starts):
+    half the gallery step ``step_deg``, halved after each search. The one statement of the
+    schedule."""
+    return float(step_deg) / 2.0 ** (int(search_index) + 1)
+
+
 def refine_poses(images, volume, angles_deg, *, search, ctf_half=None, iterations=ITERATIONS,
                  shift_step_px=0.5, batch_size=128, start_peaks_yx=None, local_shift_px=None,
-                 first_half_deg=None, fine_peak=True):
+                 fine_peak=True, progress=None):
     """Refine poses and shifts by local search around each pose (see the module docstring).
 
     Parameters
@@ -82,11 +92,13 @@ def refine_poses(images, volume, angles_deg, *, search, ctf_half=None, iteration
         Particles on the search box.
     volume : ndarray of shape (B, B, B) or projection.VolumeSpectrum
         Map on the search box (a spectrum is reused as it is).
-    angles_deg : ndarray of shape (N, 3)
-        Starting poses.
+    angles_deg : ndarray of shape (N, 3) or (N, S, 3)
+        Starting poses: one per particle, or ``S`` per particle (best gallery pose first):
+        the first search then runs around each start and the remaining searches around the
+        best of them.
     search : search.Search
-        Backend, band, masks, CTF mode, gallery step (the first search uses rotations of
-        ``step_deg / 2``) and shift disc radius of the alignment.
+        Backend, band, masks, CTF mode, gallery step (``h`` follows :func:`half_step_deg`)
+        and shift disc radius of the alignment.
     ctf_half : ndarray of shape (N, B, B // 2 + 1) or None
         CTF of ``images`` (:meth:`Search.ctf_half`).
     iterations : int
@@ -94,18 +106,21 @@ def refine_poses(images, volume, angles_deg, *, search, ctf_half=None, iteration
     shift_step_px : float
         Spacing of the shift grid.
     batch_size : int
-        Particles per block.
-    start_peaks_yx : ndarray of shape (N, 2), optional
+        Particles per block: their spectra (masked, transformed, CTF-weighted) are made once
+        for every start and search.
+    start_peaks_yx : ndarray of shape (N, 2) or (N, S, 2), optional
         Correlation peaks ``(dy, dx)`` of the starting poses, in pixels of ``images`` (the
         gallery's); with ``local_shift_px``, each particle's shifts are searched only within
-        ``local_shift_px`` of its peak (and within the disc), re-centred after each search.
+        ``local_shift_px`` of its start's peak (and within the disc), re-centred after each
+        search.
     local_shift_px : float, optional
         Radius of that local shift window (None: the whole disc of ``search.max_shift_px``).
-    first_half_deg : float, optional
-        ``h`` of the first search (default ``search.step_deg / 2``).
     fine_peak : bool
         Make the last search's peak sub-pixel (parabolic); off where another search follows
         from the returned peaks (its shift grid then stays on the gallery's).
+    progress : callable, optional
+        Called with the particles' share of each search as it is done (adds up to ``N``;
+        :mod:`..runtime.progress`).
 
     Returns
     -------
@@ -114,61 +129,47 @@ def refine_poses(images, volume, angles_deg, *, search, ctf_half=None, iteration
     offsets_yx : ndarray of shape (N, 2)
         Correlation peak ``(dy, dx)`` in search pixels (the particle's shift is minus this).
     n_comparisons : int
+        Candidate poses scored (27 per search and start).
     """
     from ..projection import VolumeSpectrum
 
     spec = volume if isinstance(volume, VolumeSpectrum) else VolumeSpectrum(volume)
-    angles = np.array(angles_deg, dtype=np.float64)
-    n = len(angles)
-    score = np.full(n, -np.inf)
+    starts = np.array(angles_deg, dtype=np.float64)
+    if starts.ndim == 2:
+        starts = starts[:, None]
+    n, n_starts = starts.shape[:2]
     local = start_peaks_yx is not None and local_shift_px is not None
+    centres = np.zeros((n, n_starts, 2))  # of each start's window (0: the disc)
+    if local:
+        centres[:] = np.asarray(start_peaks_yx, dtype=np.float64).reshape(n, n_starts, 2)
     window = matching.ShiftWindow.disc(min(local_shift_px, search.max_shift_px) if local
                                        else search.max_shift_px, shift_step_px)
-    phases = search.band.shift_phases(window.offsets_px, search.xp)
-    peak = np.array(start_peaks_yx, dtype=np.float64) if local else np.zeros((n, 2))
-    centre = peak.copy()  # of each particle's window (0: the disc)
+    scoring = _Scoring(spec, search, window, local)
+    fresh = np.ones((n, n_starts), dtype=bool)
+    searches = max(1, int(iterations))
+    planned = n_starts + searches - 1  # searches per particle, repeated starts included
+    angles, score, peak = np.zeros((n, 3)), np.full(n, -np.inf), np.zeros((n, 2))
     n_comparisons = 0
-    half = search.step_deg / 2.0 if first_half_deg is None else float(first_half_deg)
-    masking = _ReferenceMasking.of(search)
-    iterations = max(1, int(iterations))
-    for it in range(iterations):
-        deltas = perturbation_matrices(half)
-        c = len(deltas)
-        for start in range(0, n, batch_size):
-            sel = np.arange(start, min(n, start + batch_size))
-            cand = deltas[None] @ euler_to_matrix(angles[sel])[:, None]  # (n, c, 3, 3)
-            matrix, ref_power = _candidate_references(spec, cand.reshape(-1, 3, 3), search,
-                                                      masking)
-            spectra, power = search.particles(
-                images[sel], None if ctf_half is None else ctf_half[sel])
-            if local:
-                spectra = spectra * _centre_phases(search, centre[sel])
-            corr = to_numpy(matching.correlate_pairs(
-                spectra, matrix.reshape(len(sel), c, -1), phases, xp=search.xp,
-                particle_power=power,
-                ref_power=None if ref_power is None else ref_power.reshape(len(sel), c, -1)))
-            if local:  # the disc bounds the shifts as in the gallery search
-                outside = (np.hypot(*(centre[sel][:, None] + window.offsets_px[None]).T).T
-                           > search.max_shift_px + 1e-6)
-                corr[np.broadcast_to(outside[:, None], corr.shape)] = -np.inf
-            best, best_k = shift_gemm.best_over_shifts(corr, xp=np)
-            rows = np.arange(len(sel))
-            j = np.argmax(best, axis=1)
-            angles[sel] = matrix_to_euler(cand[rows, j])
-            score[sel] = best[rows, j]
-            k = best_k[rows, j]
-            peak[sel] = centre[sel] + window.offsets_px[k]
-            if it == iterations - 1 and fine_peak:
-                peak[sel] += shift_step_px * _fine_peak(corr[rows, j], window, k)
-            elif local:
-                centre[sel] = peak[sel]
-            n_comparisons += len(sel) * c
-        half /= 2.0
+    for b0 in range(0, n, batch_size):
+        sel = np.arange(b0, min(n, b0 + batch_size))
+        particles = search.particles(images[sel], None if ctf_half is None else ctf_half[sel])
+        trials = [(starts[sel, s], centres[sel, s], fresh[sel, s]) for s in range(n_starts)]
+        for it in range(searches):
+            last = it == searches - 1 and fine_peak
+            best = None
+            for pose, centre, rows in trials:
+                found = scoring.best_candidates(particles, pose, centre, rows, half_step_deg(
+                    search.step_deg, it), fine_peak=last)
+                n_comparisons += found[3]
+                best = found[:3] if best is None else _keep_better(best, found)
+            advance(progress, len(sel) * len(trials) / planned)
+            pose, found_score, found_peak = best
+            trials = [(pose, found_peak if local else np.zeros_like(found_peak), None)]
+        angles[sel], score[sel], peak[sel] = pose, found_score, found_peak
     return angles, score, peak, n_comparisons
 
 
-def refine_starts(images, volume, angles_deg, start_peaks_yx, *, search, ctf_half=None,
-                  iterations=ITERATIONS, local_shift_px=None, **options):
+def refine_starts(images, volume, angles_deg, start_peaks_yx, *, search, **options):
     """:func:`refine_poses` from several starting poses per particle: the first search around
     each start, then the remaining searches around the best of them.
 
@@ -178,7 +179,7 @@ def refine_starts(images, volume, angles_deg, start_peaks_yx, *, search, ctf_hal
         Starting poses of each particle, best gallery pose first.
     start_peaks_yx : ndarray of shape (N, S, 2)
         Their correlation peaks (as :func:`refine_poses`'s ``start_peaks_yx``).
-    images, volume, search, ctf_half, iterations, local_shift_px, options
+    images, volume, search, options
         As :func:`refine_poses`.
 
     Returns
@@ -186,28 +187,72 @@ def refine_starts(images, volume, angles_deg, start_peaks_yx, *, search, ctf_hal
     As :func:`refine_poses` (``n_comparisons`` counts every start's candidates).
     """
     angles_deg = np.asarray(angles_deg, dtype=np.float64)
-    n, starts = angles_deg.shape[:2]
-    best = None
-    total = 0
-    for s in range(starts):
-        found = refine_poses(images, volume, angles_deg[:, s], search=search, ctf_half=ctf_half,
-                             iterations=1, start_peaks_yx=start_peaks_yx[:, s],
-                             local_shift_px=local_shift_px, fine_peak=iterations <= 1,
-                             **options)
-        total += found[3]
-        if best is None:
-            best = [np.array(found[0]), np.array(found[1]), np.array(found[2])]
-            continue
-        better = found[1] > best[1]
-        for mine, theirs in zip(best, found[:3]):
-            mine[better] = theirs[better]
-    if iterations <= 1:
-        return best[0], best[1], best[2], total
-    angles, score, peak, count = refine_poses(
-        images, volume, best[0], search=search, ctf_half=ctf_half, iterations=iterations - 1,
-        start_peaks_yx=best[2], local_shift_px=local_shift_px,
-        first_half_deg=search.step_deg / 4.0, **options)
-    return angles, score, peak, total + count
+    if angles_deg.ndim != 3:
+        raise ValueError(f"angles_deg must be (N, S, 3), got shape {angles_deg.shape}")
+    return refine_poses(images, volume, angles_deg, search=search,
+                        start_peaks_yx=start_peaks_yx, **options)
+
+
+def _keep_better(best, found):
+    """``best`` (angles, score, peak) of a block, taking ``found``'s rows that score higher
+    (ties keep the earlier start)."""
+    better = found[1] > best[1]
+    for mine, theirs in zip(best, found[:3]):
+        mine[better] = theirs[better]
+    return best
+
+
+class _Scoring:
+    """One search of the refinement on a block of particles: the 27 candidates around each
+    pose scored over the shift window (centred per particle) and the best kept. What does
+    not depend on the poses (the map's spectrum, the reference mask in Fourier space, the
+    window's phases) is made once per refinement."""
+
+    def __init__(self, spec, search, window, local):
+        self.spec, self.search, self.window, self.local = spec, search, window, local
+        self.phases = search.band.shift_phases(window.offsets_px, search.xp)
+        self.masking = _ReferenceMasking.of(search)
+
+    def best_candidates(self, particles, pose, centre, rows, half, *, fine_peak):
+        """Best candidate around ``pose`` (n, 3) with the window centred at ``centre`` (n, 2),
+        for the particles ``rows`` (bool (n,), None: all; the others get ``-inf``).
+
+        ``particles`` are :meth:`Search.particles` of the block. Returns angles (n, 3), score
+        (n,), peak (n, 2) (sub-pixel with ``fine_peak``) and the candidates scored."""
+        search, window, xp = self.search, self.window, self.search.xp
+        n = len(pose)
+        angles, score, peak = np.array(pose), np.full(n, -np.inf), np.array(centre)
+        idx = np.arange(n) if rows is None else np.flatnonzero(rows)
+        if len(idx) == 0:
+            return angles, score, peak, 0
+        spectra, power = particles
+        if len(idx) < n:
+            spectra = spectra[xp.asarray(idx)]
+            power = None if power is None else power[xp.asarray(idx)]
+        deltas = perturbation_matrices(half)
+        c = len(deltas)
+        cand = deltas[None] @ euler_to_matrix(pose[idx])[:, None]  # (n, c, 3, 3)
+        matrix, ref_power = _candidate_references(self.spec, cand.reshape(-1, 3, 3), search,
+                                                  self.masking)
+        if self.local:
+            spectra = spectra * _centre_phases(search, centre[idx])
+        corr = to_numpy(matching.correlate_pairs(
+            spectra, matrix.reshape(len(idx), c, -1), self.phases, xp=xp, particle_power=power,
+            ref_power=None if ref_power is None else ref_power.reshape(len(idx), c, -1)))
+        if self.local:  # the disc bounds the shifts as in the gallery search
+            outside = (np.hypot(*(centre[idx][:, None] + window.offsets_px[None]).T).T
+                       > search.max_shift_px + 1e-6)
+            corr[np.broadcast_to(outside[:, None], corr.shape)] = -np.inf
+        best, best_k = shift_gemm.best_over_shifts(corr, xp=np)
+        r = np.arange(len(idx))
+        j = np.argmax(best, axis=1)
+        angles[idx] = matrix_to_euler(cand[r, j])
+        score[idx] = best[r, j]
+        k = best_k[r, j]
+        peak[idx] = centre[idx] + window.offsets_px[k]
+        if fine_peak:
+            peak[idx] += window.step_px * _fine_peak(corr[r, j], window, k)
+        return angles, score, peak, len(idx) * c
 
 
 def distinct_starts(angles_deg, order_scores, *, starts=REFINE_STARTS, min_angle_deg):
