@@ -65,7 +65,8 @@ class SearchCost:
     @property
     def refine_comparisons(self) -> int:
         """Candidate poses the local refinement scores per particle (counted apart, as
-        ``AlignmentResult.n_refine_comparisons``); 0 without refinement."""
+        ``AlignmentResult.n_refine_comparisons``, which is at most this: a repeated start is
+        searched once); 0 without refinement."""
         from .local_refinement import CANDIDATES_PER_PARTICLE
 
         return CANDIDATES_PER_PARTICLE if self.refine else 0

@@ -44,8 +44,9 @@ START_POOL = 4 * REFINE_STARTS
 #: neighbourhood)
 START_SEPARATION_STEPS = 1.5
 #: candidate poses scored per particle by a refinement with the default iterations and
-#: starts (27 per search and start): what ``AlignmentResult.n_refine_comparisons`` and the
-#: forms' cost preview count
+#: starts (27 per search and start): what the forms' cost preview counts, and at most what
+#: ``AlignmentResult.n_refine_comparisons`` counts (a particle with fewer distinct starts,
+#: :func:`distinct_starts`, is searched once from each)
 CANDIDATES_PER_PARTICLE = 27 * (REFINE_STARTS + ITERATIONS - 1)
 
 
@@ -95,7 +96,8 @@ def refine_poses(images, volume, angles_deg, *, search, ctf_half=None, iteration
     angles_deg : ndarray of shape (N, 3) or (N, S, 3)
         Starting poses: one per particle, or ``S`` per particle (best gallery pose first):
         the first search then runs around each start and the remaining searches around the
-        best of them.
+        best of them. A start equal to an earlier one of its particle (pose and shift window)
+        is searched once.
     search : search.Search
         Backend, band, masks, CTF mode, gallery step (``h`` follows :func:`half_step_deg`)
         and shift disc radius of the alignment.
@@ -129,7 +131,7 @@ def refine_poses(images, volume, angles_deg, *, search, ctf_half=None, iteration
     offsets_yx : ndarray of shape (N, 2)
         Correlation peak ``(dy, dx)`` in search pixels (the particle's shift is minus this).
     n_comparisons : int
-        Candidate poses scored (27 per search and start).
+        Candidate poses scored (27 per search and distinct start).
     """
     from ..projection import VolumeSpectrum
 
@@ -145,7 +147,7 @@ def refine_poses(images, volume, angles_deg, *, search, ctf_half=None, iteration
     window = matching.ShiftWindow.disc(min(local_shift_px, search.max_shift_px) if local
                                        else search.max_shift_px, shift_step_px)
     scoring = _Scoring(spec, search, window, local)
-    fresh = np.ones((n, n_starts), dtype=bool)
+    fresh = _fresh_starts(starts, centres)
     searches = max(1, int(iterations))
     planned = n_starts + searches - 1  # searches per particle, repeated starts included
     angles, score, peak = np.zeros((n, 3)), np.full(n, -np.inf), np.zeros((n, 2))
@@ -184,13 +186,24 @@ def refine_starts(images, volume, angles_deg, start_peaks_yx, *, search, **optio
 
     Returns
     -------
-    As :func:`refine_poses` (``n_comparisons`` counts every start's candidates).
+    As :func:`refine_poses` (``n_comparisons`` counts every distinct start's candidates).
     """
     angles_deg = np.asarray(angles_deg, dtype=np.float64)
     if angles_deg.ndim != 3:
         raise ValueError(f"angles_deg must be (N, S, 3), got shape {angles_deg.shape}")
     return refine_poses(images, volume, angles_deg, search=search,
                         start_peaks_yx=start_peaks_yx, **options)
+
+
+def _fresh_starts(starts, centres):
+    """``(N, S)`` bool: start ``s`` of a particle differs (pose or window centre) from all its
+    earlier ones; a repeated start would give the same candidates and scores again."""
+    n, n_starts = starts.shape[:2]
+    fresh = np.ones((n, n_starts), dtype=bool)
+    key = np.concatenate([starts, centres], axis=2)
+    for s in range(1, n_starts):
+        fresh[:, s] = ~(key[:, :s] == key[:, s:s + 1]).all(axis=2).any(axis=1)
+    return fresh
 
 
 def _keep_better(best, found):
@@ -258,7 +271,7 @@ class _Scoring:
 def distinct_starts(angles_deg, order_scores, *, starts=REFINE_STARTS, min_angle_deg):
     """Indices ``(N, starts)`` of each particle's best poses that are at least
     ``min_angle_deg`` apart (rotation angle), taken greedily in score order; where fewer are
-    distinct, the best is repeated.
+    distinct, the best is repeated (:func:`refine_poses` searches a repeated start once).
 
     Parameters
     ----------
@@ -330,8 +343,8 @@ def _candidate_references(spec, matrices, search, masking):
     xp, band = search.xp, search.band
     spectra = masking.apply(band_spectra(spec, matrices, band.ky, band.kx, xp=xp), xp)
     norm = xp.sqrt(xp.maximum(band.norm2(spectra, xp), 1e-24))
-    spectra = spectra / norm[:, None].astype(xp.float32)
-    matrix = xp.concatenate([spectra.real, spectra.imag], axis=1).astype(xp.float32)
+    spectra /= norm[:, None].astype(xp.float32)  # in place: the sampled spectra are ours
+    matrix = xp.concatenate([spectra.real, spectra.imag], axis=1)  # float32 already
     power = None
     if search.ctf_on_references:
         power = (spectra.real ** 2 + spectra.imag ** 2).astype(xp.float32)
