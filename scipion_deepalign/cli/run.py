@@ -147,7 +147,7 @@ def _train_config(args, particles):
                            noise_ramp_epochs=args.noise_ramp_epochs,
                            positives_per_region=args.positives,
                            network=args.network, training_source=args.training_source,
-                           trunk=args.trunk,
+                           trunk=args.trunk, class_output=args.class_output,
                            seed=args.seed)
     except ValueError as exc:
         raise CLIError(f"training options: {exc}") from None

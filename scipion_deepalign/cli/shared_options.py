@@ -41,6 +41,11 @@ def add_schedule_args(parser: argparse.ArgumentParser) -> None:
                         help="convolutions of the shared network on the image (the paper's) "
                              "or on its polar resampling, invariant to the in-plane rotation; "
                              "default %(default)s")
+    parser.add_argument("--class-output", choices=defaults.CLASS_OUTPUTS,
+                        default=defaults.train_default("class_output"),
+                        help="several --volume maps: one softmax over the (class, region) "
+                             "pairs (joint), or a class softmax beside the region softmax "
+                             "(head); one map: ignored; default %(default)s")
     parser.add_argument("--epochs", type=positive_int, default=defaults.train_default("epochs"),
                         help="maximum epochs (the shared network stops when its held-out "
                              "region hit rate stops improving); default %(default)d")
@@ -262,8 +267,8 @@ def summarise_training(summary, report) -> None:
                                                       if kept is not None else "") + ")")
         if "class_accuracy" in history:  # a network of several maps (core.cnn.joint)
             summary.add("held-out class accuracy", f"{history['class_accuracy']:.3f} of "
-                        f"{history['n_classes']} classes (projections whose most probable "
-                        "class is theirs)")
+                        f"{history['n_classes']} classes, {history.get('class_output', 'joint')} "
+                        "class output (projections whose most probable class is theirs)")
     from ..core.cnn.summary import training_summary  # the numbers the Train protocol shows
 
     numbers = training_summary(report.out_dir)

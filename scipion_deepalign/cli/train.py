@@ -249,6 +249,7 @@ def main(args) -> int:
                    images_per_epoch=args.images_per_epoch,
                    positives_per_region=args.positives, network=args.network,
                    training_source=args.training_source, head=args.head, trunk=args.trunk,
+                   class_output=args.class_output,
                    label_softness=args.label_softness,
                    noise_ramp_epochs=args.noise_ramp_epochs,
                    validation_fraction=args.validation_fraction, patience=args.patience,

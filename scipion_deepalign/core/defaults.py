@@ -11,7 +11,8 @@ anyone may read it cheaply.
 """
 from __future__ import annotations
 
-__all__ = ["NETWORKS", "LOSSES", "HEADS", "TRUNKS", "TRAINING_SOURCES", "CTF_MODES", "DEVICES",
+__all__ = ["NETWORKS", "LOSSES", "HEADS", "TRUNKS", "CLASS_OUTPUTS", "TRAINING_SOURCES",
+           "CTF_MODES", "DEVICES",
            "REGION_SPACING_DEG", "TOP_K",
            "MAX_SHIFT_BOX_FRACTION", "CONSENSUS_MAX_ANGLE_DEG", "TRAIN_DEFAULTS", "train_default",
            "default_max_shift_px", "RECONSTRUCT_THREADS", "REFINE", "ALIGN_BATCH",
@@ -28,6 +29,11 @@ HEADS = ("softmax", "sigmoid")
 #: convolutional trunk of the shared network: on a polar resampling of the image (invariant
 #: to the in-plane rotation) or on the image itself (the paper's)
 TRUNKS = ("polar", "cartesian")
+#: class output of a shared network trained from K >= 2 maps (core/cnn/joint.py): one softmax
+#: over the K x R (class, region) pairs, or a softmax over the K classes beside the region
+#: softmax on the same trunk, p(k, r) = p(k) p(r) (measured: docs/benchmarks_classes.md,
+#: "Class head or joint softmax")
+CLASS_OUTPUTS = ("joint", "head")
 #: where training images come from: projections of the reference map made on the fly, the
 #: aligned subset (the paper), or both mixed in every batch
 TRAINING_SOURCES = ("projections", "particles", "both")
@@ -99,7 +105,8 @@ TRAIN_DEFAULTS = {
     "pixel_size_a": None, "target_resolution_a": None, "target_box_px": None,
     "training_source": "projections", "epochs": 20, "batch_size": 128,
     "images_per_epoch": 4096, "positives_per_region": 10000, "network": "shared",
-    "head": "softmax", "trunk": "polar", "label_softness": 0.4, "particle_fraction": 0.25,
+    "head": "softmax", "class_output": "joint", "trunk": "polar", "label_softness": 0.4,
+    "particle_fraction": 0.25,
     "noise_ramp_epochs": 6, "loss": "bce", "learning_rate": 0.002, "validation_fraction": 0.1,
     "patience": 3, "max_shift_fraction": 0.05, "seed": 0, "min_particles_per_region": 10,
 }

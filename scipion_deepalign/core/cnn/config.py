@@ -1,14 +1,22 @@
 """Training options (:class:`TrainConfig`), checked when made.
 
-The choice lists of its fields (``NETWORKS``, ``HEADS``, ``TRUNKS``, ``TRAINING_SOURCES``,
-``LOSSES``) are defined in :mod:`scipion_deepalign.core.defaults`; the model folder's layout
-and reading belong to :mod:`.model_folder`.
+The choice lists of its fields (``NETWORKS``, ``HEADS``, ``CLASS_OUTPUTS``, ``TRUNKS``,
+``TRAINING_SOURCES``, ``LOSSES``) are defined in :mod:`scipion_deepalign.core.defaults`; the
+model folder's layout and reading belong to :mod:`.model_folder`.
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
-from ..defaults import HEADS, LOSSES, NETWORKS, TRAIN_DEFAULTS, TRAINING_SOURCES, TRUNKS
+from ..defaults import (
+    CLASS_OUTPUTS,
+    HEADS,
+    LOSSES,
+    NETWORKS,
+    TRAIN_DEFAULTS,
+    TRAINING_SOURCES,
+    TRUNKS,
+)
 
 __all__ = ["TrainConfig", "DEFAULT_INPUT_BOX_PX"]
 
@@ -60,6 +68,13 @@ class TrainConfig:
         Output of the shared network: one softmax over the regions (default) trained with
         labels softened towards neighbouring regions (``label_softness``), or one sigmoid per
         region (one-hot labels).
+    class_output : {"joint", "head"}
+        Class output of a shared network trained from K >= 2 maps (:mod:`.joint`): one
+        softmax over the K x R (class, region) pairs, or a class softmax over K beside the
+        region softmax on the same trunk, trained with the sum of the two cross-entropies,
+        whose pair probability is ``p(k) * p(r)`` (it needs ``head="softmax"``). Ignored by a
+        network of one map. Measured: docs/benchmarks_classes.md, "Class head or joint
+        softmax".
     trunk : {"polar", "cartesian"}
         Convolutions of the shared network on a polar resampling of the image, invariant
         to the in-plane rotation (default), or on the image (the paper's; the regional
@@ -120,6 +135,7 @@ class TrainConfig:
     positives_per_region: int = _D["positives_per_region"]
     network: str = _D["network"]
     head: str = _D["head"]
+    class_output: str = _D["class_output"]
     trunk: str = _D["trunk"]
     label_softness: float = _D["label_softness"]
     particle_fraction: float = _D["particle_fraction"]
@@ -140,6 +156,9 @@ class TrainConfig:
                              f"got {self.training_source!r}")
         if self.head not in HEADS:
             raise ValueError(f"head must be one of {HEADS}, got {self.head!r}")
+        if self.class_output not in CLASS_OUTPUTS:
+            raise ValueError(f"class_output must be one of {CLASS_OUTPUTS}, "
+                             f"got {self.class_output!r}")
         if self.trunk not in TRUNKS:
             raise ValueError(f"trunk must be one of {TRUNKS}, got {self.trunk!r}")
         if self.network == "regional":  # the paper's networks: its Cartesian trunk
@@ -179,6 +198,12 @@ class TrainConfig:
         if self.training_source == "particles":
             return 0
         return min(int(self.noise_ramp_epochs), int(self.epochs) // 2)
+
+    def class_output_of(self, n_classes: int) -> str:
+        """The class output a shared network of ``n_classes`` maps is built with:
+        :attr:`class_output` for K >= 2, ``"joint"`` for one map (its plain region output,
+        whatever the option says)."""
+        return self.class_output if int(n_classes) > 1 else "joint"
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -22,6 +22,9 @@ refused with the fields that differ. The fields and their rules:
    trained one widened by :data:`DEFOCUS_TOLERANCE_A` on each side; voltage, Cs and
    amplitude contrast equal within 1 %; with CTF on one side only, different.
 7. ``training`` -- the training options (:class:`~.config.TrainConfig` fields), equal.
+   ``class_output`` is left out for one map (it only shapes a network of several); an option
+   that an older folder did not record reads as what that folder was trained with
+   (:data:`LEGACY_OPTIONS`: ``class_output`` ``"joint"``, the only output before format 3).
 
 The noise level of the new particles is not compared: the network was trained on the
 particles' measured noise, and a noisier data set lowers its hit rate rather than making
@@ -38,19 +41,22 @@ import numpy as np
 
 from ..defaults import same_pixel_size
 
-__all__ = ["FORMAT_VERSION", "DEFOCUS_TOLERANCE_A",
+__all__ = ["FORMAT_VERSION", "DEFOCUS_TOLERANCE_A", "LEGACY_OPTIONS",
            "training_fingerprint", "fingerprint_differences", "ctf_range", "map_digest",
            "poses_digest"]
 
 #: Version of the model folder's layout and config.json. 1: no fingerprint (folders written
-#: before train-once-align-many); 2: ``fingerprint`` recorded.
-FORMAT_VERSION = 2
+#: before train-once-align-many); 2: ``fingerprint`` recorded; 3: ``class_output`` recorded
+#: (the class output of a network of several maps, :mod:`.joint`; absent: ``"joint"``).
+FORMAT_VERSION = 3
 #: defocus a new data set may reach beyond the trained range, on each side (Angstrom)
 DEFOCUS_TOLERANCE_A = 1000.0
 _OPTICS_TOLERANCE = 0.01
 #: TrainConfig fields that are recorded on their own (``particle_pixel_size_a``) or say how
 #: training ran, not what it learnt
 _NOT_OPTIONS = ("pixel_size_a",)
+#: training options added after folders were written, and the value those folders had
+LEGACY_OPTIONS = {"class_output": "joint"}
 
 
 def map_digest(volume) -> str:
@@ -98,8 +104,9 @@ def training_fingerprint(*, config, box_px: int, symmetry: str, spacing_deg: flo
     symmetry : str
         Normalised point group.
     spacing_deg : float
-    reference : ndarray of shape (B, B, B), optional
-        The map the projections are made of (ignored by the ``particles`` source).
+    reference : ndarray of shape (B, B, B) or (K, B, B, B), optional
+        The map (or K maps) the projections are made of (ignored by the ``particles``
+        source).
     ctf : CTFParams, optional
         CTFs of the training particles (the projections' CTFs are drawn from them).
     angles_deg : ndarray of shape (N, 3), optional
@@ -114,6 +121,10 @@ def training_fingerprint(*, config, box_px: int, symmetry: str, spacing_deg: flo
     """
     source = config.training_source
     options = {k: v for k, v in config.to_dict().items() if k not in _NOT_OPTIONS}
+    several = (source != "particles" and reference is not None
+               and np.ndim(reference) == 4 and len(reference) > 1)
+    if not several:  # one map: the class output shapes nothing
+        options.pop("class_output", None)
     return {
         "map_sha1": (map_digest(reference)
                      if source != "particles" and reference is not None else None),
@@ -182,7 +193,10 @@ def fingerprint_differences(old: dict, new: dict) -> list:
         out.append(f"region spacing ({new.get('spacing_deg'):g} deg against the trained "
                    f"{old.get('spacing_deg'):g} deg)")
     out += _ctf_differences(old.get("ctf"), new.get("ctf"))
-    options_old, options_new = old.get("training") or {}, new.get("training") or {}
+    options_old, options_new = dict(old.get("training") or {}), new.get("training") or {}
+    for name, value in LEGACY_OPTIONS.items():
+        if name in options_new and name not in options_old:
+            options_old[name] = value
     changed = [f"{k} {options_new.get(k)!r} against {options_old.get(k)!r}"
                for k in sorted(set(options_old) | set(options_new))
                if options_old.get(k) != options_new.get(k)]

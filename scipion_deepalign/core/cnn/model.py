@@ -21,6 +21,15 @@ The shared-trunk network (beyond the paper) keeps the same convolutional trunk a
 layer but ends in ``R`` sigmoid outputs, one per region (multi-label output), so one
 network is trained once for all regions.
 
+With K >= 2 reference maps (:mod:`.joint`) the shared network's output has ``K * R`` columns,
+column ``k * R + r`` the probability of class ``k`` and region ``r``, made one of two ways
+(``class_output``, :data:`~..defaults.CLASS_OUTPUTS`): ``"joint"``, one softmax over the
+``K * R`` pairs; ``"head"``, a softmax over the K classes beside the softmax over the R
+regions on the same dense layer, and their outer product (:class:`PairProbabilities`), so that
+``p(k, r) = p(k) p(r)`` and everything downstream reads the same ``K * R`` columns. The head
+model is trained with the class cross-entropy plus the region cross-entropy
+(:class:`ClassRegionLoss`, on the output's two marginals).
+
 The polar trunk (``trunk="polar"``, beyond the paper) makes the network invariant to the
 in-plane rotation by construction instead of by learning: a fixed (non-trainable) linear
 layer resamples the image on ``box/2`` rings of ``POLAR_ANGLES`` angles (bilinear
@@ -36,10 +45,11 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from ..defaults import HEADS, TRUNKS
+from ..defaults import CLASS_OUTPUTS, HEADS, TRUNKS
 
 __all__ = ["kernel_sizes", "build_regional_model", "build_shared_model", "compile_model",
-           "polar_matrix", "LOSSES", "HEADS", "TRUNKS", "POLAR_ANGLES"]
+           "polar_matrix", "check_class_output", "PairProbabilities", "ClassRegionLoss",
+           "LOSSES", "HEADS", "TRUNKS", "CLASS_OUTPUTS", "POLAR_ANGLES"]
 
 #: Angular samples per ring of the polar trunk (5.6 deg; 1.3 px apart on the outer ring of a
 #: 24 px input).
@@ -169,9 +179,11 @@ def build_regional_model(box_px: int, *, name: str = "deepalign_region") -> kera
 
 
 def build_shared_model(box_px: int, n_regions: int, *, head: str = "sigmoid",
-                       trunk: str = "cartesian",
+                       trunk: str = "cartesian", n_classes: int = 1,
+                       class_output: str = "joint",
                        name: str = "deepalign_shared") -> keras.Model:
-    """Shared-trunk network with one output per region (uncompiled).
+    """Shared-trunk network with one output per region, or per (class, region) pair
+    (uncompiled).
 
     Parameters
     ----------
@@ -186,27 +198,93 @@ def build_shared_model(box_px: int, n_regions: int, *, head: str = "sigmoid",
     trunk : {"cartesian", "polar"}
         The paper's convolutions on the image, or the rotation-invariant polar trunk (module
         docstring).
+    n_classes : int
+        Reference maps ``K`` the network tells apart (1: the region network).
+    class_output : {"joint", "head"}
+        With ``K >= 2``: one ``head`` over the ``K * R`` pairs, or a class softmax beside the
+        region softmax (module docstring; needs ``head="softmax"``).
 
     Returns
     -------
     keras.Model
-        Maps ``(N, box_px, box_px, 1)`` to ``(N, R)`` probabilities.
+        Maps ``(N, box_px, box_px, 1)`` to ``(N, K * R)`` probabilities.
     """
-    if int(n_regions) < 1:
-        raise ValueError(f"n_regions must be at least 1, got {n_regions}")
+    n_regions, n_classes = int(n_regions), int(n_classes)
+    if n_regions < 1 or n_classes < 1:
+        raise ValueError(f"n_regions and n_classes must be at least 1, got {n_regions} and "
+                         f"{n_classes}")
     if head not in HEADS:
         raise ValueError(f"head must be one of {HEADS}, got {head!r}")
     if trunk not in TRUNKS:
         raise ValueError(f"trunk must be one of {TRUNKS}, got {trunk!r}")
+    check_class_output(class_output, head=head, n_classes=n_classes)
     inputs = keras.Input(shape=(int(box_px), int(box_px), 1), name="image")
     features = (_polar_trunk if trunk == "polar" else _trunk)(inputs, int(box_px))
-    outputs = keras.layers.Dense(int(n_regions), activation=head, name="probabilities")(
-        features)
+    if n_classes > 1 and class_output == "head":
+        classes = keras.layers.Dense(n_classes, activation="softmax",
+                                     name="class_probabilities")(features)
+        regions = keras.layers.Dense(n_regions, activation="softmax",
+                                     name="region_probabilities")(features)
+        outputs = PairProbabilities(name="probabilities")([classes, regions])
+    else:
+        outputs = keras.layers.Dense(n_classes * n_regions, activation=head,
+                                     name="probabilities")(features)
     return keras.Model(inputs, outputs, name=name)
 
 
+def check_class_output(class_output: str, *, head: str = "softmax", n_classes: int = 2) -> None:
+    """Refuse an unknown class output (ValueError naming the known ones), and a class head
+    beside sigmoid region outputs (their product would not be a distribution)."""
+    if class_output not in CLASS_OUTPUTS:
+        raise ValueError(f"class output must be one of {CLASS_OUTPUTS}, got {class_output!r}")
+    if int(n_classes) > 1 and class_output == "head" and head != "softmax":
+        raise ValueError(f"a class head beside the region output needs head 'softmax', "
+                         f"got {head!r}")
+
+
+@keras.saving.register_keras_serializable(package="deepalign")
+class PairProbabilities(keras.layers.Layer):
+    """``[p(k) (N, K), p(r) (N, R)]`` to ``p(k) p(r)`` as ``(N, K * R)``, column ``k * R + r``
+    (the layout of :mod:`.joint`)."""
+
+    def call(self, inputs):
+        classes, regions = inputs
+        width = classes.shape[-1] * regions.shape[-1]
+        return keras.ops.reshape(classes[:, :, None] * regions[:, None, :], (-1, width))
+
+    def compute_output_shape(self, input_shapes):
+        (n, k), (_, r) = input_shapes
+        return (n, k * r)
+
+
+@keras.saving.register_keras_serializable(package="deepalign")
+class ClassRegionLoss(keras.losses.Loss):
+    """Class cross-entropy plus region cross-entropy of a ``(N, K * R)`` pair output.
+
+    Both on the marginals (the sums over regions, over classes) of the targets and of the
+    output; for the class-head network the output's marginals are its two softmaxes exactly.
+    """
+
+    def __init__(self, n_classes: int, name: str = "class_region_crossentropy", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.n_classes = int(n_classes)
+
+    def call(self, y_true, y_pred):
+        k = self.n_classes
+        width = y_pred.shape[-1]
+        t = keras.ops.reshape(keras.ops.cast(y_true, y_pred.dtype), (-1, k, width // k))
+        p = keras.ops.reshape(y_pred, (-1, k, width // k))
+        cross = keras.losses.categorical_crossentropy
+        return (cross(keras.ops.sum(t, axis=2), keras.ops.sum(p, axis=2))
+                + cross(keras.ops.sum(t, axis=1), keras.ops.sum(p, axis=1)))
+
+    def get_config(self):
+        return {**super().get_config(), "n_classes": self.n_classes}
+
+
 def compile_model(model: keras.Model, *, loss: str = "bce", learning_rate: float = 0.001,
-                  shared: bool = False, head: str = "sigmoid") -> keras.Model:
+                  shared: bool = False, head: str = "sigmoid", n_classes: int = 1,
+                  class_output: str = "joint") -> keras.Model:
     """Compile with Adam, the chosen loss and an ``accuracy`` metric.
 
     Parameters
@@ -221,6 +299,9 @@ def compile_model(model: keras.Model, *, loss: str = "bce", learning_rate: float
         the true region); otherwise the binary accuracy at 0.5.
     head : {"sigmoid", "softmax"}
         A softmax head is trained with categorical cross-entropy whatever ``loss`` says.
+    n_classes, class_output
+        As :func:`build_shared_model`: a class head (``K >= 2``) is trained with
+        :class:`ClassRegionLoss`, whatever ``loss`` says.
 
     Returns
     -------
@@ -233,7 +314,10 @@ def compile_model(model: keras.Model, *, loss: str = "bce", learning_rate: float
         raise ValueError(f"learning_rate must be positive, got {learning_rate}")
     metric = (keras.metrics.CategoricalAccuracy(name="accuracy") if shared
               else keras.metrics.BinaryAccuracy(name="accuracy"))
+    check_class_output(class_output, head=head, n_classes=n_classes)
     keras_loss = "categorical_crossentropy" if head == "softmax" else LOSSES[loss]
+    if int(n_classes) > 1 and class_output == "head":
+        keras_loss = ClassRegionLoss(n_classes)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate=float(learning_rate)),
                   loss=keras_loss, weighted_metrics=[metric])
     return model

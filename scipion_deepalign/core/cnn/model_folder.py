@@ -8,7 +8,10 @@ Layout::
                          reused for data that match it, refused otherwise), the TrainConfig
                          ("config"), "symmetry" (normalised), "spacing_deg", "n_regions",
                          "n_classes" (reference maps the network tells apart, :mod:`.joint`;
-                         absent in older folders: 1),
+                         absent in older folders: 1), "class_output" (how a network
+                         of several maps makes its class x region output: "joint" or
+                         "head", :data:`~..defaults.CLASS_OUTPUTS`; absent in folders
+                         before format 3: "joint"),
                          "box_px" and "particle_pixel_size_a" (the particles it was trained
                          for), "input_box_px" and "input_pixel_size_a" (the network input),
                          "n_particles", "poses_sha1", "keras_backend"
@@ -37,7 +40,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..defaults import same_pixel_size
+from ..defaults import CLASS_OUTPUTS, same_pixel_size
 from ..runtime.atomic import atomic_open
 from .fingerprint import FORMAT_VERSION, fingerprint_differences
 from .history import best_validation_accuracy, near_chance_warnings
@@ -344,6 +347,19 @@ class ModelFolder:
         its output has ``n_classes * n_regions`` columns (:mod:`.joint`)."""
         meta = self.read_config() if meta is None else meta
         return int(meta.get("n_classes") or 1)
+
+    def class_output(self, meta: dict | None = None) -> str:
+        """How the network makes its class x region output (``"class_output"`` of
+        ``config.json``, :data:`~..defaults.CLASS_OUTPUTS`; ``"joint"`` when not recorded).
+        ValueError naming the folder for a kind this version does not know."""
+        meta = self.read_config() if meta is None else meta
+        kind = meta.get("class_output") or "joint"
+        if kind not in CLASS_OUTPUTS:
+            raise ValueError(f"model folder {self.path} records the class output {kind!r}, "
+                             f"which this DeepAlign does not know (it knows "
+                             f"{', '.join(CLASS_OUTPUTS)}): a newer DeepAlign wrote it, or "
+                             f"{CONFIG_FILE} was edited")
+        return kind
 
     def near_chance_warnings(self) -> list:
         """:func:`.history.near_chance_warnings` of the trained networks."""

@@ -37,9 +37,12 @@ def load_models(model_dir):
     models : keras.Model or list of (keras.Model or None)
         The shared network, or one model per region (None for a region skipped at training).
     """
+    from . import model as _layers  # noqa: F401  (registers the class head's layers)
+
     folder = ModelFolder(model_dir)
     model_dir = folder.path
     meta = folder.read_config()
+    folder.class_output(meta)  # a kind this version cannot read is refused here
     if meta["config"]["network"] == "shared":
         path = folder.shared_model_path
         if not path.exists():

@@ -47,7 +47,7 @@ from .data import (
 from .fingerprint import FORMAT_VERSION, training_fingerprint
 from .fit import fit_model
 from .history import best_region_hit_rate, best_validation_accuracy, near_chance_warnings
-from .model import build_regional_model, compile_model
+from .model import build_regional_model, check_class_output, compile_model
 from .model_folder import ModelFolder, write_json_atomic
 from .train_shared import train_shared_network
 
@@ -238,8 +238,9 @@ def train_regions(images, angles_deg, *, out_dir, symmetry="c1", spacing_deg=REG
     reference : ndarray of shape (B, B, B) or (K, B, B, B), optional
         Reference map on the particles' box and pixel size; needed by the ``projections``
         and ``both`` sources. K >= 2 maps (``projections``, shared network) train one network
-        of K classes: its output is the joint class x region softmax of :mod:`.joint`, and
-        ``config.json`` records ``n_classes``.
+        of K classes: its output is the class x region output of :mod:`.joint` (one joint
+        softmax, or a class head beside the region head: ``config.class_output``), and
+        ``config.json`` records ``n_classes`` and ``class_output``.
     ctf : CTFParams, optional
         CTFs of ``images``: the projections get CTFs drawn from them.
     retrain : bool
@@ -273,6 +274,8 @@ def train_regions(images, angles_deg, *, out_dir, symmetry="c1", spacing_deg=REG
     meta = _metadata(config, images, angles, symmetry, spacing_deg, n_regions, input_box,
                      input_px, fingerprint)
     meta["n_classes"] = 1 if reference is None or reference.ndim == 3 else len(reference)
+    meta["class_output"] = config.class_output_of(meta["n_classes"])
+    check_class_output(meta["class_output"], head=config.head, n_classes=meta["n_classes"])
     _prepare_out_dir(folder, meta, centres, retrain=retrain)
     report = TrainReport(out_dir=str(out_dir), network=config.network, n_regions=n_regions,
                          n_classes=meta["n_classes"])

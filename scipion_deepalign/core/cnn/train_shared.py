@@ -10,8 +10,10 @@ report). The validation set that early stopping watches is
   history), which measures how well the training transfers to real images.
 
 With K reference maps (``reference`` of shape (K, B, B, B), ``projections`` only) the output
-is the joint class x region softmax of :mod:`.joint`; the history adds ``n_classes`` and
-``class_accuracy`` (held-out projections whose most probable class is theirs).
+has the ``K * R`` class x region columns of :mod:`.joint`, made as ``config.class_output``
+says (one joint softmax, or a class head beside the region head: :mod:`.model`); the history
+adds ``n_classes``, ``class_output`` and ``class_accuracy`` (held-out projections whose most
+probable class is theirs).
 """
 from __future__ import annotations
 
@@ -85,10 +87,12 @@ def train_shared_network(images, angles, *, out_dir, centres_deg, symmetry, spac
         targets = region_targets(angles, centres_deg, symmetry, label_sigma_deg=sigma)
         x_train, x_val = x[train_idx], x[val_idx]
     keras.utils.set_random_seed(config.seed)
-    model = compile_model(build_shared_model(input_box, n_classes * n_regions,
-                                             head=config.head, trunk=config.trunk),
+    class_output = config.class_output_of(n_classes)
+    model = compile_model(build_shared_model(input_box, n_regions, head=config.head,
+                                             trunk=config.trunk, n_classes=n_classes,
+                                             class_output=class_output),
                           loss=config.loss, learning_rate=config.learning_rate, shared=True,
-                          head=config.head)
+                          head=config.head, n_classes=n_classes, class_output=class_output)
     extra = {"training_source": config.training_source, "head": config.head,
              "chance_accuracy": 1.0 / (n_classes * n_regions)}
     if config.training_source == "particles":
@@ -120,8 +124,8 @@ def train_shared_network(images, angles, *, out_dir, centres_deg, symmetry, spac
     t0 = time.perf_counter()
     history = fit(model, batches, validation)
     if n_classes > 1:  # the joint output's class marginal on the held-out projections
-        extra.update(n_classes=n_classes, class_accuracy=_class_accuracy(
-            model, validation, n_classes))
+        extra.update(n_classes=n_classes, class_output=class_output,
+                     class_accuracy=_class_accuracy(model, validation, n_classes))
     if x_val is not None and len(x_val):
         predicted = np.argmax(model.predict(mask_images(x_val), batch_size=256, verbose=0),
                               axis=1)

@@ -54,8 +54,10 @@ def test_the_folder_records_its_format_and_fingerprint(trained):
     folder, report = trained
     assert report.trained and not report.model_reused
     meta = json.loads((folder / "config.json").read_text())
-    assert meta["format_version"] == FORMAT_VERSION == 2
-    assert ModelFolder(folder).format_version() == 2
+    assert meta["format_version"] == FORMAT_VERSION == 3
+    assert ModelFolder(folder).format_version() == 3
+    assert meta["class_output"] == "joint"  # one map: its region output
+    assert "class_output" not in meta["fingerprint"]["training"]  # shapes nothing for one map
     fingerprint = meta["fingerprint"]
     assert fingerprint["box_px"] == BOX and fingerprint["particle_pixel_size_a"] == PIXEL
     assert (fingerprint["symmetry"], fingerprint["spacing_deg"]) == ("c1", SPACING)
