@@ -6,7 +6,8 @@
 * :func:`align_against_maps` -- one map: :func:`~..core.align.align.align_particles` as
   always; several: :func:`~..core.classes.assign.align_classes`;
 * :func:`write_class_columns`, :func:`summarise_classes` -- ``rlnClassNumber`` (1-based, the
-  i-th ``--volume``), its probability, and the class sizes and comparisons per class.
+  i-th ``--volume``), its probability, and the class sizes and comparisons per class (with
+  ``deepalign run``, the class fractions the network's outputs gave beside the ones assigned).
 """
 from __future__ import annotations
 
@@ -74,13 +75,20 @@ def write_class_columns(particles, classes) -> None:
     columns.set_class_columns(particles.extra, classes.classes, classes.probability)
 
 
-def summarise_classes(summary, classes, names) -> None:
-    """Class sizes (with each class's map) and comparisons per class into ``summary``."""
+def summarise_classes(summary, classes, names, *, estimated=None) -> None:
+    """Class sizes (with each class's map) and comparisons per class into ``summary``; with
+    ``estimated`` (the fractions estimated from the network's outputs before alignment,
+    :func:`~..core.cnn.joint.estimate_class_fractions`), those beside the fractions the
+    alignment assigned."""
     sizes = classes.class_sizes()
     n = max(1, int(sizes.sum()))
     summary.add("classes", "; ".join(
         f"{k + 1} ({name}): {size} ({100 * size / n:.1f} %)"
         for k, (name, size) in enumerate(zip(names, sizes))))
+    if estimated is not None:
+        summary.add("class fractions (network estimate -> assigned)", ", ".join(
+            f"{k + 1}: {e:.3f} -> {size / n:.3f}"
+            for k, (e, size) in enumerate(zip(estimated, sizes))))
     summary.add("comparisons per class", ", ".join(
         f"{k + 1}: {c}" for k, c in enumerate(classes.n_comparisons_per_class)))
     searched = np.isfinite(classes.scores).sum(axis=1)  # -inf: a class not predicted

@@ -18,7 +18,9 @@ Writes into ``--out DIR``:
 Several ``--volume`` maps are several classes (:mod:`scipion_deepalign.core.classes`): one
 network learns the class and the region from projections of every map
 (:mod:`scipion_deepalign.core.cnn.joint`), each particle is aligned against the maps of its
-predicted (class, region) pairs only, inside those regions, and ``aligned.star`` gets
+predicted (class, region) pairs only, inside those regions (the summary gives the classes'
+fractions estimated from the network's outputs beside those assigned; ``--class-prior
+estimated`` chooses the pairs under the estimated fractions), and ``aligned.star`` gets
 ``rlnClassNumber`` (1-based, the i-th ``--volume``) and its probability;
 ``predicted.star`` holds the regions whatever the class.
 """
@@ -87,6 +89,13 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     add_target_resolution_arg(parser, training=True, search=True)
     add_search_args(parser)
     add_region_search_args(parser)
+    parser.add_argument("--class-prior", default=defaults.CLASS_PRIOR,
+                        choices=defaults.CLASS_PRIORS,
+                        help="with several --volume maps, the class prior each particle's "
+                             "(class, region) pairs are chosen under: the network's outputs as "
+                             "trained (classes drawn uniformly), or reweighted by the classes' "
+                             "fractions estimated from them (always estimated and reported); "
+                             "default %(default)s")
     parser.add_argument("--seed", type=int, default=0)
     add_particle_args(parser)
 
@@ -163,7 +172,8 @@ def _write_outputs(args, particles, outcome, paths, n_regions, summary) -> None:
     write_alignment_columns(particles, result, regional=True)
     if outcome.classes is not None:
         write_class_columns(particles, outcome.classes)
-        summarise_classes(summary, outcome.classes, args.volume)
+        summarise_classes(summary, outcome.classes, args.volume,
+                          estimated=outcome.class_fractions)
     write_particles_star(paths["aligned"], particles)
     classes = f"{len(args.volume)} classes x " if len(args.volume) > 1 else ""
     summary.wrote(paths["model"], f"{classes}{n_regions} regions, {args.network} network"
@@ -218,7 +228,8 @@ def main(args) -> int:
             ctf=particles.ctf if args.ctf else None,
             step_deg=args.step, target_resolution_a=args.target_resolution,
             device=args.device, volume_pixel_size_a=volume_pixels[0] if one else volume_pixels,
-            refine=args.refine, search=search, retrain=args.retrain)
+            refine=args.refine, search=search, retrain=args.retrain,
+            class_prior=args.class_prior)
     except ModelMismatch as exc:  # refused before any training
         raise model_mismatch_error(exc, "--out DIR/model") from None
     for message in outcome.train_report.warnings:

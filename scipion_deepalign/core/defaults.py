@@ -143,3 +143,15 @@ CLASSIFY_STOP_FRACTION = 0.01
 #: independently), so their FSC is inflated by that reference's noise
 CLASSIFY_FILTER_FSC = 0.5
 __all__ += ["CLASSIFY_ITERATIONS", "CLASSIFY_STOP_FRACTION", "CLASSIFY_FILTER_FSC"]
+
+# --- classes: deepalign run with several maps (core/cnn/joint.py) ----------------------------
+#: the class prior the (class, region) pairs are chosen under: the uniform one the network of
+#: K maps was trained with, or the classes' fractions estimated from its outputs
+#: (estimate_class_fractions; always estimated and reported)
+CLASS_PRIORS = ("uniform", "estimated")
+#: uniform, measured: the network's class output is not calibrated on particles (tests'
+#: phantom pair, 8-epoch network: mean class probability 0.64 / 0.36 on a 51 / 49 set), the
+#: estimate amplifies that bias (0.80 / 0.20) and the search in the reweighted pairs classes
+#: 0.79 of the particles right instead of 0.90 (0.85 instead of 0.94 on a 79 / 21 set)
+CLASS_PRIOR = "uniform"
+__all__ += ["CLASS_PRIORS", "CLASS_PRIOR"]

@@ -21,7 +21,14 @@ from .align.align import AlignmentResult, align_particles
 from .align.search_plan import SearchOptions
 from .cnn.config import TrainConfig
 from .cnn.model_folder import ModelFolder
-from .defaults import REFINE, REGION_SPACING_DEG, TARGET_RESOLUTION, TOP_K
+from .defaults import (
+    CLASS_PRIOR,
+    CLASS_PRIORS,
+    REFINE,
+    REGION_SPACING_DEG,
+    TARGET_RESOLUTION,
+    TOP_K,
+)
 from .runtime.progress import Progress
 from .symmetry import normalise_symmetry
 
@@ -50,6 +57,10 @@ class PipelineResult:
     pairs : ClassPairs or None
         With several maps, each particle's predicted (class, region) pairs
         (:func:`~.cnn.joint.select_pairs`), the ones it was searched in.
+    class_fractions : ndarray of shape (K,) or None
+        With several maps, each class's fraction of the particles estimated from the
+        network's outputs (:func:`~.cnn.joint.estimate_class_fractions`), before alignment,
+        whatever ``class_prior``; None with one map.
     """
 
     train_report: object
@@ -60,6 +71,7 @@ class PipelineResult:
     seconds: dict = field(default_factory=dict)
     classes: object = None
     pairs: object = None
+    class_fractions: np.ndarray | None = None
 
 
 def run_deepalign(train_images, train_angles_deg, images, volume, *, model_dir,
@@ -69,7 +81,8 @@ def run_deepalign(train_images, train_angles_deg, images, volume, *, model_dir,
                   step_deg=None, target_resolution_a=TARGET_RESOLUTION, device="auto",
                   volume_pixel_size_a=None, ctf_mode="apply", refine=REFINE,
                   search: SearchOptions | None = None, train_ctf=None,
-                  retrain: bool = False) -> PipelineResult:
+                  retrain: bool = False,
+                  class_prior: str = CLASS_PRIOR) -> PipelineResult:
     """Train the region classifier, then assign poses to ``images``.
 
     Parameters
@@ -85,11 +98,13 @@ def run_deepalign(train_images, train_angles_deg, images, volume, *, model_dir,
     volume : ndarray of shape (B, B, B), or a sequence of K such maps
         Reference map on the particles' box and pixel size. Several maps are several classes
         (:mod:`.classes`): one network learns class and region from projections of every map
-        (:mod:`.cnn.joint`; the training source must be ``projections``), each particle is
-        aligned against the maps of its predicted (class, region) pairs only, in those
-        regions, and takes the class of its best score (``classes``,
-        :func:`~.classes.regional.align_class_pairs`); ``regions`` and ``probabilities`` are
-        then the regions whatever the class, and ``volume_pixel_size_a`` is one per map.
+        (:mod:`.cnn.joint`; the training source must be ``projections``), the classes'
+        fractions are estimated from its outputs (``class_fractions``; the prior of the pairs
+        with ``class_prior`` "estimated"), each particle is aligned against the maps of its
+        predicted (class, region) pairs only, in those regions, and takes the class of its
+        best score (``classes``, :func:`~.classes.regional.align_class_pairs`); ``regions``
+        and ``probabilities`` are then the regions whatever the class, and
+        ``volume_pixel_size_a`` is one per map.
     model_dir : str or Path
         Model folder; an interrupted run continues, finished regions are not retrained, and
         a model trained for the same map, geometry, CTF range and options is reused without
@@ -115,12 +130,21 @@ def run_deepalign(train_images, train_angles_deg, images, volume, *, model_dir,
         CTFs of ``train_images``.
     retrain : bool
         Train over a model already in ``model_dir`` (:func:`~.cnn.train.train_regions`).
+    class_prior : {"uniform", "estimated"}
+        With several maps, the class prior the (class, region) pairs are chosen under: the
+        network's outputs as they are (trained with classes drawn uniformly), or reweighted
+        by the classes' fractions estimated from them
+        (:func:`~.cnn.joint.estimate_class_fractions`; why uniform is the default:
+        :data:`~.defaults.CLASS_PRIOR`).
 
     Returns
     -------
     PipelineResult
     """
     symmetry = normalise_symmetry(symmetry)
+    if class_prior not in CLASS_PRIORS:
+        raise ValueError(f"class_prior must be one of {', '.join(CLASS_PRIORS)}, got "
+                         f"{class_prior!r}")
     maps = [volume] if np.ndim(volume) == 3 else list(volume)
     reference = maps[0]
     if len(maps) > 1:  # the maps' checks before any training; the network learns them all
@@ -148,8 +172,9 @@ def run_deepalign(train_images, train_angles_deg, images, volume, *, model_dir,
                  report.network, report.n_regions, len(report.reused), seconds["train"])
 
     start = time.perf_counter()
-    regions, probabilities, pairs = _predict(images, model_dir, pixel_size_a=pixel_size_a,
-                                             top_k=top_k, n_classes=len(maps), search=search)
+    regions, probabilities, pairs, fractions = _predict(
+        images, model_dir, pixel_size_a=pixel_size_a, top_k=top_k, n_classes=len(maps),
+        search=search, class_prior=class_prior)
     seconds["predict"] = time.perf_counter() - start
     centres, _, _ = ModelFolder(model_dir).read_regions()
 
@@ -175,21 +200,29 @@ def run_deepalign(train_images, train_angles_deg, images, volume, *, model_dir,
     seconds["align"] = time.perf_counter() - start
     return PipelineResult(train_report=report, centres_deg=centres, regions=regions,
                           probabilities=probabilities, alignment=alignment, seconds=seconds,
-                          classes=classes, pairs=pairs)
+                          classes=classes, pairs=pairs, class_fractions=fractions)
 
 
-def _predict(images, model_dir, *, pixel_size_a, top_k, n_classes, search):
-    """``(regions, probabilities, pairs)``: the top-k regions (whatever the class) and, with
-    several classes, the (class, region) pairs the search takes (None with one)."""
+def _predict(images, model_dir, *, pixel_size_a, top_k, n_classes, search, class_prior):
+    """``(regions, probabilities, pairs, fractions)``: the top-k regions (whatever the class)
+    and, with several classes, the (class, region) pairs the search takes and the classes'
+    estimated fractions (both None with one class). With ``class_prior`` "estimated" the
+    regions and pairs come from the outputs reweighted by the fractions
+    (:func:`~.cnn.joint.estimate_class_fractions`)."""
     chunk = max(256, len(images) // 20)
     with Progress(len(images), "predict") as progress:
         if n_classes == 1:
             regions, probabilities = cnn.predict_regions(
                 images, model_dir, top_k=top_k, pixel_size_a=pixel_size_a, chunk_size=chunk,
                 progress=progress)
-            return regions, probabilities, None
+            return regions, probabilities, None, None
         joint = cnn.predict_probabilities(images, model_dir, pixel_size_a=pixel_size_a,
                                           chunk_size=chunk, progress=progress)
+    from .cnn.joint import estimate_class_fractions
+
+    fractions, adjusted = estimate_class_fractions(joint, n_classes)
+    if class_prior == "estimated":  # the data's class prior, not the uniform one of training
+        joint = adjusted
     regions, probabilities = cnn.top_k_regions(cnn.region_marginal(joint, n_classes), top_k)
     search = search or SearchOptions()
     pairs = cnn.select_pairs(joint, n_classes, probability_mass=search.probability_mass,
@@ -197,4 +230,4 @@ def _predict(images, model_dir, *, pixel_size_a, top_k, n_classes, search):
     log.info("predicted %.2f (class, region) pairs per particle, %.2f classes",
              float(np.mean((pairs.classes >= 0).sum(axis=1))),
              float(np.mean([len(set(row[row >= 0])) for row in pairs.classes])))
-    return regions, probabilities, pairs
+    return regions, probabilities, pairs, fractions

@@ -21,8 +21,9 @@ single map (:func:`~..align.search_plan.select_regions`, the same rule).
 
 Class fractions (:func:`estimate_class_fractions`): the network learnt its classes drawn
 uniformly, so its outputs are posteriors under a prior of ``1/K`` per class, while a data set
-holds its classes in its own proportions. Before the pairs are chosen, ``deepalign run``
-estimates those proportions from the outputs themselves by the EM prior adjustment of
+holds its classes in its own proportions. ``deepalign run`` estimates those proportions
+from the outputs themselves (reported beside the fractions the alignment assigns; the pairs'
+prior with ``--class-prior estimated``) by the EM prior adjustment of
 Saerens, Latinne & Decaestecker (2002, "Adjusting the outputs of a classifier to new a priori
 probabilities", Neural Computation 14:21-41): each particle's joint probabilities
 ``p(k, r | x)`` are weighted by ``pi_k / (1/K)`` and renormalised, the fractions ``pi`` become
@@ -30,7 +31,10 @@ the mean class probability of the reweighted outputs, and the two steps repeat u
 fractions change by less than :data:`CLASS_FRACTION_TOLERANCE` (at most
 :data:`CLASS_FRACTION_MAX_ITERATIONS` times). The fixed point maximises the likelihood of the
 data under a mixture of the classes; the regions within a class keep their relative
-probabilities, and with the data's fractions uniform the outputs barely change.
+probabilities, and with the data's fractions uniform the outputs barely change. The EM
+assumes the outputs calibrated on the particles: where they lean to one class on all
+particles alike (a network trained on projections, used on particles), it amplifies that
+lean (measured: :data:`~..defaults.CLASS_PRIOR`).
 
 """
 from __future__ import annotations

@@ -84,7 +84,17 @@ def test_run_with_two_volumes(inputs, capsys):
     assert "classes searched per particle" in printed
     assert json.loads((out / "model" / "config.json").read_text())["n_classes"] == 2
     aligned = read_particles_star(out / "aligned.star")
-    assert np.mean(columns.class_numbers(aligned.extra) == truth) >= 0.75
+    assigned = columns.class_numbers(aligned.extra)
+    assert np.mean(assigned == truth) >= 0.75
+    # the fractions the network's outputs gave (estimated, before alignment) beside the
+    # fractions the alignment assigned, read back from the printed summary
+    line = next(text for text in printed.splitlines()
+                if "class fractions (network estimate -> assigned): " in text)
+    shown = np.array([[float(v) for v in item.split(": ")[1].split(" -> ")]
+                      for item in line.split("assigned): ")[1].split(", ")])
+    assert shown.shape == (2, 2) and shown[:, 0].sum() == pytest.approx(1.0, abs=0.002)
+    np.testing.assert_allclose(shown[:, 1], np.bincount(assigned, minlength=2) / len(truth),
+                               atol=5e-4)
     assert columns.CLASS_COLUMN not in read_particles_star(out / "predicted.star").extra
 
 

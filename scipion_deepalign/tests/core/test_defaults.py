@@ -25,6 +25,7 @@ SIGNATURES = [
     ("core.pipeline", "run_deepalign", "spacing_deg", "REGION_SPACING_DEG"),
     ("core.pipeline", "run_deepalign", "top_k", "TOP_K"),
     ("core.pipeline", "run_deepalign", "refine", "REFINE"),
+    ("core.pipeline", "run_deepalign", "class_prior", "CLASS_PRIOR"),
     ("core.subset", "balanced_subset", "spacing_deg", "REGION_SPACING_DEG"),
     ("core.judge.consensus", "angular_consensus", "max_angle_deg", "CONSENSUS_MAX_ANGLE_DEG"),
     ("core.judge.consensus", "ConsensusResult.fraction_below", "thresholds_deg",
@@ -42,6 +43,7 @@ CLI_OPTIONS = [
     ("predict", "top_k", "TOP_K"), ("align", "batch_size", "ALIGN_BATCH"),
     ("align", "refine", "REFINE"), ("consensus", "max_angle", "CONSENSUS_MAX_ANGLE_DEG"),
     ("reconstruct", "threads", "RECONSTRUCT_THREADS"),
+    ("run", "class_prior", "CLASS_PRIOR"),
 ]
 
 
