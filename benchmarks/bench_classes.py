@@ -97,8 +97,9 @@ def parse_args(argv=None):
 
 
 # ----------------------------------------------------------------------------- the maps
-def class_maps(volume, *, pair: str, turn_deg: float):
-    """``(A, B)``: the map and its changed copy (module docstring)."""
+def class_maps(volume, *, pair: str, turn_deg: float, part_radius_a: float = PART_RADIUS_A):
+    """``(A, B)``: the map and its changed copy (module docstring); the part is a ball of
+    ``part_radius_a`` (benchmarks/bench_class_output.py also removes a bigger one)."""
     from scipy.ndimage import affine_transform
     from scipy.spatial.transform import Rotation
 
@@ -106,7 +107,7 @@ def class_maps(volume, *, pair: str, turn_deg: float):
     centre = np.array([box // 2, box // 2, box // 2 + PART_OFFSET * box / 2])  # z, y, x
     grid = np.indices(volume.shape).reshape(3, -1).T
     r = np.linalg.norm(grid - centre, axis=1).reshape(volume.shape)
-    radius = PART_RADIUS_A / PIXEL_A
+    radius = part_radius_a / PIXEL_A
     inside = np.clip((radius + 1.0 - r) / 2.0, 0.0, 1.0)  # soft 2-px edge
     if pair == "compositional":
         return volume, (volume * (1.0 - inside)).astype(np.float32)

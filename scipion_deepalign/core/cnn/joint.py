@@ -1,9 +1,12 @@
 """The joint class x region output of a network trained from K reference maps (issue 25).
 
-Layout (the one place it is written): a network of K classes and R regions ends in one
-softmax over ``K * R`` outputs; output ``k * R + r`` is the probability that the particle is
-of class ``k`` (the ``k``-th map, 0-based) **and** its direction lies in region ``r``. With
-K = 1 this is the region softmax of every single-map model, unchanged.
+Layout (the one place it is written): a network of K classes and R regions has ``K * R``
+outputs; output ``k * R + r`` is the probability that the particle is of class ``k`` (the
+``k``-th map, 0-based) **and** its direction lies in region ``r``. With K = 1 this is the
+region softmax of every single-map model, unchanged. The outputs are one softmax over the
+``K * R`` pairs (``class_output="joint"``), or the product ``p(k) p(r)`` of a class softmax
+and a region softmax on the same trunk (``"head"``, :func:`~.model.build_shared_model`,
+trained with the class plus the region cross-entropy): everything here reads both alike.
 
 Training (:class:`ClassProjectionSource`, :class:`ClassProjectionBatches`): every image draws
 its class uniformly, then a pose, CTF, shift and noise as a single map's projections do
