@@ -37,10 +37,12 @@ import numpy as np
 from ..defaults import ALIGN_BATCH, REFINE, TARGET_RESOLUTION
 from ..resolution import search_resolution
 from ..runtime.backend import get_array_module
+from ..runtime.progress import share
 from ..runtime.stacks import RowStack, stack_shape
+from .cost import gallery_work, refine_work
 from .fallback import significance_fallback
 from .gallery import GalleryCache, group_galleries
-from .gallery_search import REFS_PER_CHUNK, search_block, wants_bank
+from .gallery_search import REFS_PER_CHUNK, block_comparisons, search_block, wants_bank
 from .poses import (
     AlignmentResult,
     BlockPoses,
@@ -124,7 +126,8 @@ def align_particles(images, volume, *, pixel_size_a, max_shift_px, ctf=None, sym
         Folder to keep gallery projections as ``.npy`` between runs.
     refine : bool
         Refine the best pose below the gallery step by a local search with direct
-        projections (:mod:`local_refinement`; 54 candidates per particle, counted in
+        projections (:mod:`local_refinement`; at most
+        :data:`~.local_refinement.CANDIDATES_PER_PARTICLE` candidates per particle, counted in
         ``n_refine_comparisons``), after a
         gallery twice as coarse when ``step_deg`` is automatic. Default
         :data:`~scipion_deepalign.core.defaults.REFINE` (on: more accurate and faster than
@@ -142,8 +145,10 @@ def align_particles(images, volume, *, pixel_size_a, max_shift_px, ctf=None, sym
         quarter of the particles stands clearly above its threshold (else the significance
         does not tell good poses from bad ones: ``info["significance_separates"]``).
     progress : callable, optional
-        Called with the particles done (their share of each chunk of references;
-        :mod:`.progress`).
+        Called with the particles done (:mod:`.progress`): each block's particles split
+        between its gallery search (their share of each chunk of references) and its local
+        refinement (of each search) by the work of the two (:meth:`_Run.search_share`), so
+        the whole is reached only when the last block is refined.
     block_size : int
         Particles read, downsampled, searched and posed together: only this many images
         (and their spectra) are in memory at once. Poses do not depend on it.
@@ -234,6 +239,21 @@ class _Run:
             spectrum = VolumeSpectrum(refiner.downsample_volume(volume))
         return cls(engine, refiner, engine.downsample_volume(volume), spectrum, **shared)
 
+    def search_share(self, galleries, rows) -> float:
+        """The gallery search's share of the work on the block of particles ``rows``, the
+        rest the local refinement's (:func:`.cost.gallery_work`, :func:`.cost.refine_work`):
+        how each particle's progress is split between the two."""
+        if self.refiner is None:
+            return 1.0
+        from .local_refinement import CANDIDATES_PER_PARTICLE, local_window_size
+
+        engine = self.engine
+        searched = gallery_work(block_comparisons(galleries, rows, engine.n_psi),
+                                len(engine.band), len(engine.offsets))
+        refined = refine_work(len(rows) * CANDIDATES_PER_PARTICLE, len(self.refiner.band),
+                              local_window_size(engine, self.refiner))
+        return searched / (searched + refined)
+
     def search(self, plan, images, ctf_rows, progress) -> AlignmentResult:
         """Poses of the particles ``images`` (``len(ctf_rows)``; their rows of the CTF are
         ``ctf_rows``) over the galleries of ``plan``, read ``block_size`` at a time."""
@@ -257,13 +277,15 @@ class _Run:
                 fine = ((small, ctf_half) if self.refiner is engine else
                         (self.refiner.downsample(block), self.refiner.ctf_half(ctf_rows[rows])))
             spectra, power = engine.particles(small, ctf_half)
+            searched = self.search_share(galleries, rows)
             best, count = search_block(engine, galleries, bank, spectra, power, rows,
                                        gallery_poses_kept(self.n_best, fine is not None),
-                                       progress)
+                                       share(progress, searched))
             poses.significance[rows] = best.significance()
             poses.add(rows, count, *block_poses(engine, galleries, best, spectra,
                                                 self.refiner, fine, self.spectrum,
-                                                n_best=self.n_best))
+                                                n_best=self.n_best,
+                                                progress=share(progress, 1.0 - searched)))
         region = np.full(n, -1)
         if self.centres_deg is not None:
             from ..regions import assign_regions

@@ -26,7 +26,8 @@ from ..runtime.progress import advance
 from .search import BestPoses
 
 __all__ = ["REFS_PER_CHUNK", "MIN_PARTICLES_PER_SET", "wants_bank", "search_block",
-           "search_by_tile_sets", "search_by_gallery_groups", "tile_set_groups"]
+           "block_comparisons", "search_by_tile_sets", "search_by_gallery_groups",
+           "tile_set_groups"]
 
 #: references (direction x in-plane angle) met by a GEMM at once
 REFS_PER_CHUNK = 2048
@@ -68,6 +69,13 @@ def search_block(engine, galleries, bank, spectra, power, rows, n_best, progress
                                        progress, sets=sets)
     return search_by_gallery_groups(engine, galleries, spectra, power, local, n_best, progress,
                                     bank=bank)
+
+
+def block_comparisons(galleries, rows, n_psi: int) -> int:
+    """The comparisons :func:`search_block` makes for the block of particles ``rows``
+    (consecutive), known before it runs: every (direction, in-plane angle) of their tiles."""
+    return int(n_psi) * sum(int(((m >= rows[0]) & (m <= rows[-1])).sum()) * (hi - lo)
+                            for m, (lo, hi) in zip(galleries.members, galleries.bounds))
 
 
 def wants_bank(galleries, n: int, block_size: int) -> bool:

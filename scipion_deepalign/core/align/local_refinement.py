@@ -34,7 +34,8 @@ from . import matching, shift_gemm
 
 __all__ = ["ITERATIONS", "CANDIDATES_PER_PARTICLE", "LOCAL_SHIFT_MARGIN_PX",
            "local_shift_radius_px", "half_step_deg", "perturbation_matrices", "refine_poses",
-           "refine_starts", "distinct_starts", "START_POOL", "START_SEPARATION_STEPS"]
+           "refine_starts", "distinct_starts", "START_POOL", "START_SEPARATION_STEPS",
+           "SHIFT_STEP_PX", "local_window_size"]
 
 #: searches of the refinement (``h`` halves after each)
 ITERATIONS = 2
@@ -62,6 +63,18 @@ def local_shift_radius_px(gallery_pixel_px: float) -> float:
     return 0.5 * np.sqrt(2.0) * float(gallery_pixel_px) + LOCAL_SHIFT_MARGIN_PX
 
 
+#: spacing of the refinement's shift grid, in pixels of its box
+SHIFT_STEP_PX = 0.5
+
+
+def local_window_size(gallery, refiner) -> int:
+    """Shifts each candidate is scored over when the refinement ``refiner`` (a
+    :class:`~.search.Search`) follows the gallery search ``gallery``: the grid of
+    :data:`SHIFT_STEP_PX` in :func:`local_shift_radius_px` of the gallery's peak."""
+    radius = local_shift_radius_px(gallery.scale / refiner.scale)
+    return len(matching.ShiftWindow.disc(min(radius, refiner.max_shift_px), SHIFT_STEP_PX))
+
+
 def perturbation_matrices(half_step_deg: float) -> np.ndarray:
     """The 27 rotations with rotation vectors in ``{-h, 0, h}**3`` (degrees): (27, 3, 3).
 
@@ -83,8 +96,8 @@ def half_step_deg(step_deg: float, search_index: int) -> float:
 
 
 def refine_poses(images, volume, angles_deg, *, search, ctf_half=None, iterations=ITERATIONS,
-                 shift_step_px=0.5, batch_size=128, start_peaks_yx=None, local_shift_px=None,
-                 fine_peak=True, progress=None):
+                 shift_step_px=SHIFT_STEP_PX, batch_size=128, start_peaks_yx=None,
+                 local_shift_px=None, fine_peak=True, progress=None):
     """Refine poses and shifts by local search around each pose (see the module docstring).
 
     Parameters

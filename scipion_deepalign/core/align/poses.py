@@ -111,11 +111,13 @@ def read_block(images, rows, shape) -> np.ndarray:
     return block
 
 
-def block_poses(engine, galleries, best, spectra, refiner, fine, spectrum, *, n_best):
+def block_poses(engine, galleries, best, spectra, refiner, fine, spectrum, *, n_best,
+                progress=None):
     """Poses of one block: angles ``(n, n_best, 3)``, shifts ``(n, n_best, 2)`` in original
     pixels, scores ``(n, n_best)``, refinement comparisons and the gallery direction ``(n, 2)``
     of the best gallery pose. The best pose's shift is made sub-pixel, or the pose refined
-    (``spectrum``) from the best of ``best``'s poses (:func:`gallery_poses_kept`)."""
+    (``spectrum``) from the best of ``best``'s poses (:func:`gallery_poses_kept`), reporting
+    the block's particles to ``progress`` as it goes (not without a refinement)."""
     dir_index, psi_index = best.ref // engine.n_psi, best.ref % engine.n_psi
     gallery_direction = galleries.directions_deg[dir_index[:, 0]]
     psi_deg = (engine.psi_deg[psi_index] + 180.0) % 360.0 - 180.0
@@ -137,7 +139,7 @@ def block_poses(engine, galleries, best, spectra, refiner, fine, spectrum, *, n_
         angles[:, 0], score[:, 0], peak, n_refine = refine_starts(
             fine[0], spectrum, angles[rows, take],
             engine.offsets[best.shift[rows, take]] * ratio, search=refiner, ctf_half=fine[1],
-            local_shift_px=local_shift_radius_px(ratio))
+            local_shift_px=local_shift_radius_px(ratio), progress=progress)
         shifts[:, 0] = -peak[:, ::-1] * (refiner.scale / engine.scale)
     else:
         refs = engine.best_references(galleries.projections[dir_index[:, 0]], psi_index[:, 0])

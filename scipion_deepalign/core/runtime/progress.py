@@ -20,7 +20,8 @@ import logging
 import sys
 import time
 
-__all__ = ["Progress", "DEFAULT_LOG_STEP", "set_log_step", "format_duration", "advance"]
+__all__ = ["Progress", "DEFAULT_LOG_STEP", "set_log_step", "format_duration", "advance",
+           "share"]
 
 DEFAULT_LOG_STEP = 0.10
 _settings = {"log_step": DEFAULT_LOG_STEP}
@@ -47,6 +48,16 @@ def advance(progress, n: int = 1, **info) -> None:
     """Call ``progress(n, **info)`` unless ``progress`` is None (for core loops)."""
     if progress is not None:
         progress(n, **info)
+
+
+def share(progress, fraction: float):
+    """``progress`` for a part of the work that counts as ``fraction`` of its items: called
+    with ``n``, it reports ``n * fraction`` (None stays None). Phases of one loop (a search,
+    then a refinement) weighted by their work add up to the whole this way."""
+    if progress is None:
+        return None
+    fraction = float(fraction)
+    return lambda n=1, **info: progress(n * fraction, **info)
 
 
 class Progress:
@@ -104,7 +115,8 @@ class Progress:
 
         ``n`` may be fractional (a share of a block of work); whole items are shown."""
         self._exact += n
-        before, self.done = self.done, min(int(round(self._exact)), self.total)
+        # whole items only once done (not rounded up: 100 % only at the very end)
+        before, self.done = self.done, min(int(self._exact + 1e-6), self.total)
         if self._bar is not None:
             if info:
                 self._bar.set_postfix({k: _short(v) for k, v in info.items()}, refresh=False)

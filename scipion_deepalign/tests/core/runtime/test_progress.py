@@ -101,3 +101,20 @@ def test_summary_lists_files_numbers_and_stages():
     assert lines[1:] == ["  wrote run1/aligned.star (300 particles)", "  wrote run1/model",
                          "  score: median 0.5", "  time per stage: train 12.0 s, align 1.5 min"]
     assert spread([1, 2, 6]) == "1-6 (median 2)" and spread([]) == "none"
+
+
+def test_shares_add_up_and_the_whole_is_shown_only_when_done(logger, caplog):
+    """Two weighted phases of one block (a search at 0.3, a refinement at 0.7) add up to the
+    block; a remainder under one item is not rounded up to 100 %."""
+    from scipion_deepalign.core.runtime.progress import share
+
+    p = Progress(10, "align", logger=logger, stream=io.StringIO(), log_step=0.5)
+    assert share(None, 0.5) is None
+    search, refine = share(p, 0.3), share(p, 0.7)
+    for _ in range(10):
+        search(1)
+    for _ in range(3):
+        refine(10 / 3 - 0.2)  # 9.6 of 10 done
+    assert p.done == 9 and not any("100%" in line for line in _messages(caplog))
+    refine(0.6 / 0.7)
+    assert p.done == 10 and _messages(caplog)[-1].startswith("align: 100% (10 of 10")

@@ -81,3 +81,39 @@ def test_training_logs_each_epoch_with_rate_eta_and_metrics(caplog, tmp_path):
     assert "ETA" in lines[0] and "val_accuracy=" in lines[0] and "loss=" in lines[0]
     assert lines[1].startswith("training region 1 (1 of 1): 100% (2 of 2 epochs), ")
 
+
+
+def test_alignment_progress_counts_the_refinement_and_reaches_the_whole_at_its_end(
+        volume, monkeypatch):
+    """The local refinement is part of the progress (weighted by its work against the gallery
+    search's, block by block): the reports only increase, each block's search stops short of
+    the block, and the whole is reached by the last refinement's last report, not before."""
+    from scipion_deepalign.core.align import local_refinement
+
+    images, parts = simulate_particles(volume, 12, pixel_size_a=PIXEL_A, snr=np.inf, ctf=False,
+                                       seed=1)
+    events = []
+    refine_poses = local_refinement.refine_poses
+
+    def refine(*args, **kwargs):
+        events.append("refine")
+        out = refine_poses(*args, **kwargs)
+        events.append("refined")
+        return out
+
+    monkeypatch.setattr(local_refinement, "refine_poses", refine)
+    align_particles(images, volume, pixel_size_a=PIXEL_A, max_shift_px=2.0, step_deg=8.0,
+                    device="cpu", refine=True, block_size=6, progress=events.append)
+    steps = [e for e in events if not isinstance(e, str)]
+    assert all(n > 0 for n in steps)
+    done = np.cumsum([0.0 if isinstance(e, str) else e for e in events])
+    assert done[-1] == pytest.approx(12)
+    starts = [i for i, e in enumerate(events) if e == "refine"]
+    ends = [i for i, e in enumerate(events) if e == "refined"]
+    assert len(starts) == 2  # one refinement per block of 6
+    for block, (i, j) in enumerate(zip(starts, ends)):
+        assert done[i] < 6 * block + 6 - 1  # the search left the refinement's share
+        assert done[j] == pytest.approx(6 * block + 6)  # the block done with its refinement
+        assert any(not isinstance(e, str) for e in events[i:j])  # reported as it refined
+    assert ends[-1] == len(events) - 1  # nothing after the last refinement ...
+    assert np.all(done[:starts[-1] + 1] < 12 - 1)  # ... and the whole only within it
