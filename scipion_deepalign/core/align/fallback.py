@@ -17,7 +17,7 @@ import numpy as np
 
 from ..runtime.progress import Progress
 
-__all__ = ["SIGNIFICANCE_SEPARATION", "significance_fallback"]
+__all__ = ["SIGNIFICANCE_SEPARATION", "significance_fallback", "fallback_catches"]
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +27,35 @@ _SIGNIFICANCE_WARNING = 0.5  # share of particles the significance fallback warn
 #: 70S ribosome's quarter is at 1.78-1.94, 8zpm's (where good and bad poses have the same
 #: significance) at 0.91 (docs/benchmarks_accuracy.md)
 SIGNIFICANCE_SEPARATION = 1.25
+
+
+def fallback_catches(significance, threshold):
+    """The particles the significance fallback sends to the global search: the one rule.
+
+    Parameters
+    ----------
+    significance : ndarray of shape (N,)
+        Each particle's best-pose significance (``AlignmentResult.significance``).
+    threshold : float or None
+        ``SearchOptions.fallback_significance``; 0 or None: never.
+
+    Returns
+    -------
+    caught : bool ndarray of shape (N,)
+        Significance below ``threshold``, where the significance separates (else none).
+    separates : bool or None
+        Whether the best-posed quarter stands :data:`SIGNIFICANCE_SEPARATION` times above
+        ``threshold``; None without a threshold or particles.
+    upper : float or None
+        That quarter's significance (its 75th percentile).
+    """
+    significance = np.asarray(significance, dtype=np.float64)
+    threshold = float(threshold or 0.0)
+    if threshold <= 0 or len(significance) == 0:
+        return np.zeros(len(significance), bool), None, None
+    upper = float(np.percentile(significance, 75))
+    separates = upper >= SIGNIFICANCE_SEPARATION * threshold
+    return (significance < threshold) & separates, separates, upper
 
 
 def significance_fallback(result, *, threshold, n_regions, search_globally,
@@ -55,19 +84,18 @@ def significance_fallback(result, *, threshold, n_regions, search_globally,
     quarter of the particles must stand :data:`SIGNIFICANCE_SEPARATION` times above the
     threshold (``info["significance_separates"]``).
     """
-    threshold = float(threshold or 0.0)
     result.info["significance_fallback_fraction"] = 0.0
-    if threshold <= 0 or len(result.score) == 0:
+    caught, separates, upper = fallback_catches(result.significance, threshold)
+    if separates is None:
         return
-    upper = float(np.percentile(result.significance, 75))
-    result.info["significance_separates"] = upper >= SIGNIFICANCE_SEPARATION * threshold
-    if not result.info["significance_separates"]:
+    result.info["significance_separates"] = separates
+    if not separates:
         logger.info("significance fallback not used: the best-posed quarter of the particles "
                     "has a significance of %.2f or less, too close to the threshold %g for the "
                     "significance to tell good poses from bad ones on these data", upper,
                     threshold)
         return
-    redo = np.flatnonzero((result.significance < threshold) & ~result.fallback)
+    redo = np.flatnonzero(caught & ~result.fallback)
     share = result.info["significance_fallback_fraction"] = len(redo) / len(result.score)
     if len(redo) == 0:
         return

@@ -8,8 +8,18 @@ particles that have a pair of class ``k`` only, with those pairs' regions as the
 particle's class is the class whose best pose scores highest among the classes it was
 searched in (:func:`~.assign.pick_classes`, the other classes' scores being ``-inf``).
 
+The significance fallback searches the particles it catches globally over every class: a
+particle whose pose in its chosen class stood out too little (that class's fallback searched
+it globally, or the fallback's rule, :func:`~..align.fallback.fallback_catches`, applied to
+the chosen poses of all the particles catches it) was probably given the wrong pairs, its
+class perhaps among them. It is then searched globally against every map it was not yet
+searched globally in, and :func:`~.assign.pick_classes` decides again over all the classes;
+a particle of class B given only class A pairs is found that way. The other particles are not
+searched again.
+
 The cost grows with the predicted pairs, not with K full searches: the comparisons are
-counted per class (``n_comparisons_per_class``) and per particle
+counted per class (``n_comparisons_per_class``, the fallback's global searches of every
+class included) and per particle
 (:meth:`~.assign.ClassAlignment.comparisons_per_particle`). The class probability is the
 weight of the class among the classes searched (:mod:`.assign`; the classes the network did
 not predict count 0).
@@ -22,6 +32,7 @@ from dataclasses import replace
 import numpy as np
 
 from ..align.align import align_particles
+from ..align.fallback import fallback_catches
 from ..align.poses import AlignmentResult
 from ..align.search_plan import SearchOptions
 from ..defaults import TARGET_RESOLUTION
@@ -52,8 +63,9 @@ def align_class_pairs(images, volumes, pairs, *, pixel_size_a, centres_deg,
     volume_pixel_sizes_a, names, target_resolution_a
         As in :func:`~.assign.align_classes`.
     search : SearchOptions, optional
-        Its window overlap and significance fallback; the pairs are already chosen, so its
-        probability mass, number of regions and probability fallback are not applied again.
+        Its window overlap and significance fallback (over every class for the particles it
+        catches: module docstring); the pairs are already chosen, so its probability mass,
+        number of regions and probability fallback are not applied again.
     ctf : CTFParams, optional
         CTFs of ``images``.
     progress : callable, optional
@@ -66,7 +78,9 @@ def align_class_pairs(images, volumes, pairs, *, pixel_size_a, centres_deg,
     -------
     ClassAlignment
         As :func:`~.assign.align_classes`; ``scores[i, k]`` is ``-inf`` where particle ``i``
-        was not searched in class ``k``, and ``n_regions_searched`` counts its pairs.
+        was not searched in class ``k``; ``n_regions_searched`` counts its pairs, or all the
+        regions for the particles the significance fallback searched globally over every
+        class (``alignment.fallback``; their share: ``info["class_fallback_fraction"]``).
     """
     references = class_references(volumes, pixel_sizes_a=volume_pixel_sizes_a, names=names,
                                   pixel_size_a=pixel_size_a)
@@ -95,12 +109,39 @@ def align_class_pairs(images, volumes, pairs, *, pixel_size_a, centres_deg,
         results.append(_full_rows(part, rows, n))
         seconds.append(time.perf_counter() - t0)
     picked = pick_classes(results)
+    caught = _caught(picked.alignment, options.fallback_significance)
+    if caught.any():  # the significance fallback over every class
+        for k, reference in enumerate(references):
+            rows = np.flatnonzero(caught & ~results[k].fallback)
+            if len(rows):
+                t0 = time.perf_counter()
+                again = align_particles(
+                    RowStack(images, rows), reference, pixel_size_a=pixel_size_a,
+                    target_resolution_a=resolution, centres_deg=centres_deg, search=options,
+                    ctf=None if ctf is None else ctf.subset(rows), **align_options)
+                results[k].replace_rows(rows, again)
+                results[k].fallback[rows] = True
+                seconds[k] += time.perf_counter() - t0
+        picked = pick_classes(results)
     picked.seconds_per_class = seconds
-    picked.alignment.n_regions_searched = (pairs.classes >= 0).sum(axis=1)
+    picked.alignment.fallback = caught
+    picked.alignment.info["class_fallback_fraction"] = float(caught.mean())
+    picked.alignment.n_regions_searched = np.where(caught, len(centres_deg),
+                                                   (pairs.classes >= 0).sum(axis=1))
     picked.alignment.info["mean_regions_searched"] = float(
         np.mean(picked.alignment.n_regions_searched))
     picked.alignment.info["mode"] = "class pairs"
     return picked
+
+
+def _caught(alignment: AlignmentResult, threshold) -> np.ndarray:
+    """The particles to search globally over every class: those the significance fallback
+    searched globally in their chosen class, or that its rule catches among the chosen poses
+    (:func:`~..align.fallback.fallback_catches`)."""
+    caught = np.asarray(alignment.fallback, bool).copy()
+    if alignment.significance is not None:
+        caught |= fallback_catches(alignment.significance, threshold)[0]
+    return caught
 
 
 def _full_rows(part: AlignmentResult | None, rows, n: int) -> AlignmentResult:
