@@ -115,9 +115,28 @@ def test_every_training_default_is_defined_in_defaults():
 @pytest.mark.parametrize("command, dest, name", [
     ("train", "epochs", "epochs"), ("run", "epochs", "epochs"),
     ("train", "images_per_epoch", "images_per_epoch"), ("train", "patience", "patience"),
-    ("run", "noise_ramp_epochs", "noise_ramp_epochs")])
+    ("run", "noise_ramp_epochs", "noise_ramp_epochs"), ("train", "class_output", "class_output"),
+    ("run", "class_output", "class_output")])
 def test_cli_training_options_take_their_defaults_from_defaults(command, dest, name):
     parser = argparse.ArgumentParser()
     importlib.import_module(f"scipion_deepalign.cli.{command}").add_args(parser)
     action = next(a for a in parser._actions if a.dest == dest)
     assert action.default == defaults.TRAIN_DEFAULTS[name]
+
+
+def test_run_trains_the_class_output_it_is_given():
+    """``deepalign run --class-output head`` reaches the TrainConfig; the choices are the core's."""
+    from types import SimpleNamespace
+
+    run = importlib.import_module("scipion_deepalign.cli.run")
+    parser = argparse.ArgumentParser()
+    run.add_args(parser)
+    words = ["--particles", "p.star", "--volume", "a.mrc", "--out", "o"]
+    action = next(a for a in parser._actions if a.dest == "class_output")
+    assert tuple(action.choices) == defaults.CLASS_OUTPUTS
+    particles = SimpleNamespace(pixel_size_a=4.0, box_px=32)
+    for kind in defaults.CLASS_OUTPUTS:
+        args = parser.parse_args(words + ["--class-output", kind])
+        assert run._train_config(args, particles).class_output == kind
+    with pytest.raises(SystemExit):
+        parser.parse_args(words + ["--class-output", "mixture"])
