@@ -19,8 +19,9 @@ $(STAMP): setup.py
 demo: $(STAMP)
 	MPLBACKEND=Agg $(BIN)/deepalign demo --out $(DEMO_OUT)
 
+# One test file per worker, a worker per core: the two CI cores halve the suite's time.
 test: $(STAMP)
-	MPLBACKEND=Agg $(BIN)/python -m pytest -q scipion_deepalign/tests
+	MPLBACKEND=Agg $(BIN)/python -m pytest -q -n auto --dist loadfile scipion_deepalign/tests
 
 lint: $(STAMP)
 	$(BIN)/ruff check scipion_deepalign benchmarks

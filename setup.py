@@ -35,7 +35,7 @@ setup(
     ],
     extras_require={
         "gpu": ["cupy-cuda12x<14"],
-        "dev": ["pytest", "ruff"],
+        "dev": ["pytest", "pytest-xdist", "ruff"],
     },
     entry_points={
         "pyworkflow.plugin": ["scipion_deepalign = scipion_deepalign"],
