@@ -12,7 +12,8 @@ a process timed by its wall time, each recorded in ``WORK/results/<stage>.json``
 align --global``, defaults) -> ``relion`` (auto-refine with the pinned options of
 :func:`relion_tools.refine_options`, stopped at ``--relion-cap-min``; each iteration's
 ``run_itNNN_data.star`` scored as it appears, its time the file's mtime from the start) ->
-``relion_local`` (RELION's local refinement from DeepAlign's poses) -> ``interop``
+``relion_local`` (RELION's local refinement from DeepAlign's poses) -> ``relion_local_ml``
+(the same without ``--firstiter_cc``) -> ``interop``
 (``relion_reconstruct`` and ``deepalign reconstruct`` of DeepAlign's STAR, and of a
 noise-free control: the same map?). A stage run again (``--stages``) does not rerun the
 stages after it that read its output.
@@ -52,7 +53,7 @@ ROOT = str(Path(__file__).resolve().parents[1])
 DATA = Path(ROOT).parent / "shared" / "data"
 MAP, BOX, PIXEL_A = "8zpm_64_2A.mrc", 64, 2.0
 STAGES = ("simulate", "normalise", "deepalign", "reuse", "global", "relion", "relion_local",
-          "interop")
+          "relion_local_ml", "interop")
 #: the local refinement's prior on the three angles (deg; searched to 3 sigma)
 LOCAL_SIGMA_DEG = 3.0
 
@@ -240,13 +241,15 @@ def stage_global(b: Bench) -> dict:
                        "global.log")
 
 
-def _refine(b: Bench, name: str, star: Path, cap_min: float, sigma=None) -> dict:
+def _refine(b: Bench, name: str, star: Path, cap_min: float, sigma=None,
+            first_iteration_cc=True) -> dict:
     from scipion_deepalign.core.io import read_particles_star
 
     truth = read_particles_star(str(b.sim / "particles.star"))
     options = relion.refine_options(resolution_a=b.args.reference_resolution,
                                     diameter_a=2 * b.bg_radius_px * PIXEL_A,
-                                    local_sigma_deg=sigma)
+                                    local_sigma_deg=sigma,
+                                    first_iteration_cc=first_iteration_cc)
     shutil.rmtree(b.work / name, ignore_errors=True)
     cmd = relion.refine_command(star, b.reference, b.work / name / "run", options)
     b.log(f"{name}: {relion.shown(cmd)} (cap {cap_min:g} min)")
@@ -262,6 +265,13 @@ def stage_relion(b: Bench) -> dict:
 def stage_relion_local(b: Bench) -> dict:
     return _refine(b, "relion_local", b.work / "deepalign" / "cold.star", b.args.local_cap_min,
                    sigma=LOCAL_SIGMA_DEG)
+
+
+def stage_relion_local_ml(b: Bench) -> dict:
+    """The local refinement again without ``--firstiter_cc``: does the first iteration's
+    cross-correlation scramble DeepAlign's poses?"""
+    return _refine(b, "relion_local_ml", b.work / "deepalign" / "cold.star",
+                   b.args.local_cap_min, sigma=LOCAL_SIGMA_DEG, first_iteration_cc=False)
 
 
 #: the noise-free control of the interoperation check: particles, SNR
@@ -305,7 +315,7 @@ def stage_interop(b: Bench) -> dict:
 
 
 RUNNERS = {name: globals()[f"stage_{name}"] for name in STAGES}
-NEEDS_RELION = {"normalise", "relion", "relion_local", "interop"}
+NEEDS_RELION = {"normalise", "relion", "relion_local", "relion_local_ml", "interop"}
 
 
 def run_stages(b: Bench, stages=STAGES, runners=None, needs_relion=None) -> dict:

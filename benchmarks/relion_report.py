@@ -21,7 +21,9 @@ POSE_SETS = {"DeepAlign end to end (cold training)": ("deepalign", "deepalign/co
              "global search": ("global", "global/aligned.star")}
 #: the refinements: label -> stage
 REFINEMENTS = {"RELION 3D auto-refine": "relion",
-               "RELION local refinement from DeepAlign": "relion_local"}
+               "RELION local refinement from DeepAlign": "relion_local",
+               "RELION local refinement from DeepAlign, without --firstiter_cc":
+                   "relion_local_ml"}
 
 
 def image_index(names) -> np.ndarray:

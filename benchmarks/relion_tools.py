@@ -61,14 +61,17 @@ def ensure_relion(log) -> str:
     return match.group(1) if match else "unknown"
 
 
-def refine_options(*, resolution_a: float, diameter_a: float, local_sigma_deg=None) -> list:
+def refine_options(*, resolution_a: float, diameter_a: float, local_sigma_deg=None,
+                   first_iteration_cc: bool = True) -> list:
     """The pinned options of the 3D auto-refinement (RELION's GUI defaults where the issue
     pins nothing): global from HEALPix order 2 with local searches from order 4, or, with
     ``local_sigma_deg``, local searches from the input poses at order 4 (Gaussian prior of
-    that width on the three angles, searched to 3 sigma)."""
+    that width on the three angles, searched to 3 sigma). ``first_iteration_cc`` False drops
+    ``--firstiter_cc`` (the first iteration then weighs the poses by likelihood too)."""
     start = ["--healpix_order", "2"] if local_sigma_deg is None else [
         "--healpix_order", "4", "--sigma_ang", f"{local_sigma_deg:g}"]
-    return ["--auto_refine", "--split_random_halves", "--firstiter_cc",
+    cc = ["--firstiter_cc"] if first_iteration_cc else []
+    return ["--auto_refine", "--split_random_halves", *cc,
             "--ini_high", f"{resolution_a:g}", "--dont_combine_weights_via_disc",
             "--pool", "3", "--pad", "2", "--ctf", "--particle_diameter", f"{diameter_a:g}",
             "--flatten_solvent", "--zero_mask", "--oversampling", "1", *start,
