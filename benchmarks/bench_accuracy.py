@@ -43,9 +43,11 @@ from machine import backend_words  # noqa: E402
 
 from scipion_deepalign.core.align.align import align_particles  # noqa: E402
 from scipion_deepalign.core.align.search_plan import SearchOptions  # noqa: E402
-from scipion_deepalign.core.defaults import (
-    GALLERY_STEP_PX,  # noqa: E402
-    REFINE,  # noqa: E402
+from scipion_deepalign.core.defaults import (  # noqa: E402
+    GALLERY_STEP_PX,
+    REFINE,
+    TARGET_RESOLUTION,
+    default_max_shift_px,
 )
 from scipion_deepalign.core.geometry import random_angles_deg  # noqa: E402
 from scipion_deepalign.core.imageops import low_pass_volume  # noqa: E402
@@ -57,7 +59,8 @@ from scipion_deepalign.core.symmetry import symmetric_pose_distance_deg  # noqa:
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
-#: name -> (file, pixel size if the header has none, alignment resolution in A)
+#: name -> (file, pixel size if the header has none, search resolution in A of
+#: ``--align-resolution map``)
 MAPS = {
     "8zpm": ("8zpm_64_2A.mrc", 2.0, 8.0),
     "70S": ("clean70SRibosome_vol_65p.mrc", 5.0, 20.0),
@@ -90,7 +93,18 @@ def parse_args(argv=None):
     p.add_argument("--wrong", type=float, default=0.2, help="fraction of wrong training poses")
     p.add_argument("--reference-resolution", type=float, default=8.0, metavar="A")
     p.add_argument("--spacing", type=float, default=30.0)
-    p.add_argument("--input-box", type=int, default=24, help="network input (px)")
+    p.add_argument("--input-box", type=int, default=None,
+                   help="network input (px); default: the network's own, as deepalign run")
+    p.add_argument("--align-resolution", default="auto", metavar="auto|map|A",
+                   help="search resolution: auto (the default of every face: what the "
+                        "reference supports), map (each map's fixed value in MAPS, as the "
+                        "tables before 2026-12-06) or a resolution in A")
+    p.add_argument("--max-shift", type=float, default=None, metavar="PX",
+                   help="largest shift searched (default: the CLI's, box / 8)")
+    p.add_argument("--search-variants", default=None, metavar="LABELS",
+                   help="semicolon-separated search variants of the default training, or "
+                        "'default' for the default search alone (default: all of "
+                        + "; ".join(SEARCH) + ")")
     p.add_argument("--epochs", type=int, default=None, help="default: TrainConfig's")
     p.add_argument("--all-variants-on", default=None,
                    help="data set (map@snr) that gets every training variant, 'none' for no "
@@ -146,7 +160,13 @@ def make_dataset(name, snr, args):
     train_angles = parts.angles_deg[train].copy()
     wrong = rng.random(n_train) < args.wrong
     train_angles[wrong] = random_angles_deg(int(wrong.sum()), rng)
+    if args.align_resolution == "auto":
+        align_res = TARGET_RESOLUTION
+    elif args.align_resolution != "map":
+        align_res = float(args.align_resolution)
+    max_shift = args.max_shift or default_max_shift_px(volume.shape[0])
     return dict(name=f"{name}@{snr:g}", images=images, parts=parts, reference=reference,
+                max_shift=max_shift,
                 pixel=pixel, align_res=align_res, train=train, test=test, device=args.device,
                 train_angles=train_angles, ref_res=resolution, n_wrong=int(wrong.sum()))
 
@@ -162,7 +182,8 @@ def align(ds, hints=None, probs=None, search=None, centres=None, refine=REFINE):
     parts = ds["parts"]
     t0, c0 = time.perf_counter(), time.process_time()
     res = align_particles(ds["images"][test], ds["reference"], pixel_size_a=ds["pixel"],
-                          max_shift_px=4.0, ctf=parts.ctf.subset(test), symmetry="c1",
+                          max_shift_px=ds["max_shift"], ctf=parts.ctf.subset(test),
+                          symmetry="c1",
                           region_hints=hints, centres_deg=centres,
                           target_resolution_a=ds["align_res"], region_probabilities=probs,
                           search=search, refine=refine, device=ds["device"])
@@ -269,7 +290,7 @@ def run_dataset(ds, args, labels):
         order = np.argsort(-probs, axis=1, kind="stable")
         if label == labels[0]:
             extra["reliability"] = reliability(probs, truth_regions)
-        variants = dict(SEARCH) if label == DEFAULT_TRAINING else {
+        variants = _search_variants(args) if label == DEFAULT_TRAINING else {
             k: SEARCH[k] for k in ("top-2, no window (0.1.0)", DEFAULT_SEARCH)}
         for name, (k, search) in variants.items():
             hints = order[:, :k]
@@ -290,13 +311,29 @@ def run_dataset(ds, args, labels):
     return rows, extra
 
 
+def _search_variants(args) -> dict:
+    """The search variants of the default training: all, or those ``--search-variants``
+    names ('default': the default search alone)."""
+    if not args.search_variants:
+        return dict(SEARCH)
+    names = [DEFAULT_SEARCH if n.strip() == "default" else n.strip()
+             for n in args.search_variants.split(";")]
+    unknown = [n for n in names if n not in SEARCH]
+    if unknown:
+        raise SystemExit(f"--search-variants: unknown {unknown}; choose from {list(SEARCH)}")
+    return {n: SEARCH[n] for n in names}
+
+
 def render(results, args, loads, seconds):
     lines = [f"Command: `benchmarks/bench_accuracy.py {' '.join(sys.argv[1:])}`".strip(), "",
              f"{args.n} particles per data set, 64 px, CTF (defocus 1-2.5 um), shifts up to "
              f"3 px; {args.train_fraction:.0%} form the training subset with {args.wrong:.0%} "
              f"of their poses random; reference low-passed (8 A, or 3 px for the 5 A map); "
              f"{len(region_centres_deg(args.spacing, 'c1'))} regions (spacing "
-             f"{args.spacing:g} deg); network input {args.input_box} px; judged on the "
+             f"{args.spacing:g} deg); network input "
+             f"{args.input_box or 'the default'} px; search resolution "
+             f"{args.align_resolution}; shifts searched up to "
+             f"{args.max_shift or 'the default (box / 8)'} px; judged on the "
              "particles outside the training subset. Every row but the baseline searches "
              + (f"the {COARSE_PX} and refines the poses locally (the alignment's default), "
                 "unless it says otherwise." if REFINE else f"the {FINE_PX}.")
