@@ -86,9 +86,28 @@ class DeepAlignProtClasses3D(AlignForm, DeepAlignProtBase, ProtClassify3D):
                       default=defaults.train_default("images_per_epoch"),
                       expertLevel=params.LEVEL_ADVANCED, label="Images per epoch",
                       help="Training projections per epoch (each draws its class uniformly).")
+        form.addParam("classOutput", params.EnumParam, condition="useNetwork",
+                      choices=list(defaults.CLASS_OUTPUTS),
+                      default=defaults.CLASS_OUTPUTS.index(
+                          defaults.train_default("class_output")),
+                      expertLevel=params.LEVEL_ADVANCED, label="Class output of the network",
+                      help="joint (default): one softmax over every (class, region) pair; "
+                           "head: a softmax over the classes beside the softmax over the "
+                           "regions, on the same trunk, p(class, region) = p(class) "
+                           "p(region) (deepalign run --class-output).")
         form.addSection(label="Alignment")
         self._defineAlignParams(form)
         self._defineRegionSearchParams(form, condition="useNetwork")
+        form.addParam("classPrior", params.EnumParam, condition="useNetwork",
+                      choices=list(defaults.CLASS_PRIORS),
+                      default=defaults.CLASS_PRIORS.index(defaults.CLASS_PRIOR),
+                      expertLevel=params.LEVEL_ADVANCED, label="Class prior of the search",
+                      help="The class prior each particle's (class, region) pairs are chosen "
+                           "under: uniform (default), the network's outputs as trained "
+                           "(classes drawn in equal numbers); estimated: reweighted by the "
+                           "classes' fractions estimated from those outputs, which amplifies "
+                           "a network that leans to one class (the estimate is always "
+                           "reported in the log) (deepalign run --class-prior).")
         self._defineComputeParams(form, threads=1)
 
     # ------------------------------------------------------------- steps
@@ -212,6 +231,8 @@ class DeepAlignProtClasses3D(AlignForm, DeepAlignProtBase, ProtClassify3D):
                               "--spacing", self.regionSpacingDeg.get(),
                               "--epochs", self.numberOfEpochs.get(),
                               "--images-per-epoch", self.imagesPerEpoch.get(),
+                              "--class-output", defaults.CLASS_OUTPUTS[self.classOutput.get()],
+                              "--class-prior", defaults.CLASS_PRIORS[self.classPrior.get()],
                               *self._regionSearchArgs()]
 
     # ------------------------------------------------------------- info

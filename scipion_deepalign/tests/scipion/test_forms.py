@@ -121,6 +121,14 @@ def _trunk(index):
     return defaults.TRUNKS[index]
 
 
+def _class_output(index):
+    return defaults.CLASS_OUTPUTS[index]
+
+
+def _class_prior(index):
+    return defaults.CLASS_PRIORS[index]
+
+
 #: (protocol, parameter, how the form value reads for the core, [(command, option dest)],
 #: the core's value when an option's default is None meaning "the core's")
 SHARED_OPTIONS = [
@@ -173,6 +181,9 @@ SHARED_OPTIONS = [
      [("align", "fallback_probability"), ("run", "fallback_probability")], None),
     ("DeepAlignProtAlign", "fallbackSignificance", None,
      [("align", "fallback_significance"), ("run", "fallback_significance")], None),
+    ("DeepAlignProtClasses3D", "classOutput", _class_output,
+     [("train", "class_output"), ("run", "class_output")], None),
+    ("DeepAlignProtClasses3D", "classPrior", _class_prior, [("run", "class_prior")], None),
     ("DeepAlignProtConsensus", "maxAngleDeg", None, [("consensus", "max_angle")], None),
     ("DeepAlignProtConsensus", "maxInplaneDeg", None, [("consensus", "max_inplane")], None),
     ("DeepAlignProtConsensus", "maxShiftPx", None, [("consensus", "max_shift")], None),
@@ -218,6 +229,12 @@ def test_cli_choices_are_the_cores():
     for parser in (train, run):
         network = next(a for a in parser._actions if a.dest in ("network",))
         assert tuple(network.choices) == defaults.NETWORKS
+    for dest, choices, param in (("class_output", defaults.CLASS_OUTPUTS, "classOutput"),
+                                 ("class_prior", defaults.CLASS_PRIORS, "classPrior")):
+        option = next(a for a in run._actions if a.dest == dest)
+        assert tuple(option.choices) == choices
+        # the form offers the same words, in the same order (it stores the index)
+        assert protocols.DeepAlignProtClasses3D().getParam(param).choices == list(choices)
     with pytest.raises(SystemExit):
         run.parse_args(["--train", "a", "--particles", "b", "--volume", "c", "--out", "d",
                         "--network", "shraed"])

@@ -104,6 +104,8 @@ class TestClasses3D(BaseTest):
         assert prot.iterations.get() == defaults.CLASSIFY_ITERATIONS
 
     def test_command_line_with_and_without_the_network(self):
+        from scipion_deepalign.core import defaults
+
         prot = self._classes(self.volumes)
         command, args = prot._classifyCommand()
         assert command == "classify" and "--global" not in args
@@ -114,6 +116,23 @@ class TestClasses3D(BaseTest):
         command, args = self._classes(self.volumes, useNetwork=True)._classifyCommand()
         assert command == "run" and "--global" not in args and "--epochs" in args
         assert "--iterations" not in args
+        assert args[args.index("--class-output") + 1] == defaults.train_default("class_output")
+        assert args[args.index("--class-prior") + 1] == defaults.CLASS_PRIOR
+        _, args = self._classes(self.volumes, useNetwork=True, classOutput=1,
+                                classPrior=1)._classifyCommand()
+        assert args[args.index("--class-output") + 1] == "head"
+        assert args[args.index("--class-prior") + 1] == "estimated"
+        import argparse
+
+        from scipion_deepalign.cli import run
+
+        parser = argparse.ArgumentParser()
+        run.add_args(parser)
+        parsed = parser.parse_args([str(a) for a in args])  # deepalign run takes the line
+        assert (parsed.class_output, parsed.class_prior) == ("head", "estimated")
+        # deepalign classify has no network: neither option reaches it
+        _, args = self._classes(self.volumes, classOutput=1, classPrior=1)._classifyCommand()
+        assert "--class-output" not in args and "--class-prior" not in args
 
     def test_classifies_a_mixture(self):
         prot = self._classes(self.volumes)
