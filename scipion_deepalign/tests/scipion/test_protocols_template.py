@@ -20,10 +20,14 @@ from scipion_deepalign.tests import scipion_helpers as sh
 PIXEL_SIZE_A = 4.0
 TEMPLATE_ID = "deepalign-deepalign_workflow"
 CLASSES_TEMPLATE_ID = "deepalign-deepalign_classes_workflow"
-TINY = {"particlesPattern": "*.mrcs", "samplingRate": str(PIXEL_SIZE_A),
-        "volumeSamplingRate": str(PIXEL_SIZE_A), "trainingSplit": "2", "regionSpacing": "90",
-        "epochs": "1", "imagesPerEpoch": "256", "angularStep": "15", "maxShift": "1",
-        "baselineAngularStep": "15", "baselineMaxShift": "1", "maxAngle": "20"}
+FIELDS = {"particlesPattern": "*.mrcs", "samplingRate": str(PIXEL_SIZE_A),
+          "volumeSamplingRate": str(PIXEL_SIZE_A), "trainingSplit": "2"}
+#: what the test changes in the forms after loading (the template sets none of these: the
+#: forms' defaults, read from core/defaults.py, hold), protocol id -> {parameter: value}
+TINY = {"5": dict(regionSpacingDeg=90.0, numberOfEpochs=1, imagesPerEpoch=256),
+        "7": dict(angularStepDeg=15.0, maxShiftPx=1.0),
+        "8": dict(angularStepDeg=15.0, maxShiftPx=1.0),
+        "9": dict(maxAngleDeg=20.0)}
 
 
 def _template(template_id=TEMPLATE_ID):
@@ -54,12 +58,17 @@ class TestWorkflowTemplate(BaseTest):
         template = _template()
         template.replaceEnvVariables()
         template.parseContent()
-        values = dict(TINY, particlesFolder=os.path.dirname(self.data.stack_path),
+        values = dict(FIELDS, particlesFolder=os.path.dirname(self.data.stack_path),
                       volumeFile=self.data.volume_path)
         for alias, value in values.items():
             assert template.setParamValue(alias, value) == 1, alias
         protocols = self.proj.loadProtocols(template.createTemplateFile())
         assert len(protocols) == 9
+        self._check_form_defaults(protocols)
+        for prot_id, params in TINY.items():  # what a user changes in the forms
+            for name, value in params.items():
+                getattr(protocols[prot_id], name).set(value)
+            self.proj.saveProtocol(protocols[prot_id])
         for prot_id in sorted(protocols, key=int):
             prot = self.proj.getProtocol(protocols[prot_id].getObjId())
             try:
@@ -69,6 +78,19 @@ class TestWorkflowTemplate(BaseTest):
                 raise
             protocols[prot_id] = prot
         self._check_outputs(protocols)
+
+    @staticmethod
+    def _check_form_defaults(protocols):
+        """The template fixes no training or search setting: the forms' defaults hold."""
+        from scipion_deepalign.core import defaults
+
+        train = protocols["5"]
+        assert train.numberOfEpochs.get() == defaults.train_default("epochs")
+        assert train.imagesPerEpoch.get() == defaults.train_default("images_per_epoch")
+        assert train.regionSpacingDeg.get() == defaults.REGION_SPACING_DEG
+        for key in ("7", "8"):
+            assert protocols[key].angularStepDeg.get() is None  # automatic
+        assert protocols["9"].maxAngleDeg.get() == defaults.CONSENSUS_MAX_ANGLE_DEG
 
     def _check_outputs(self, protocols):
         assert protocols["2"].outputParticles.getSize() == 60
