@@ -69,17 +69,17 @@ def parse_args(argv=None):
     p.add_argument("--refine", action=argparse.BooleanOptionalAction, default=REFINE,
                    help="local refinement of the poses (the alignment's default: "
                         + ("on" if REFINE else "off") + ")")
-    p.add_argument("--target-resolution", type=float, default=8.0,
-                   help="resolution of training and search (A)")
+    p.add_argument("--target-resolution", default=None, metavar="A|auto|full",
+                   help="--target-resolution of training and search (default: not given, "
+                        "the CLI's own, as a user gets it; the runs before 2026-12-06 gave 8)")
     p.add_argument("--train-fraction", type=float, default=0.1)
     p.add_argument("--max-train", type=int, default=10000)
-    # the network is trained as make demo trains it (DemoConfig: fixed images per epoch, so
-    # the training time does not depend on N)
-    from scipion_deepalign.demo.pipeline import DemoConfig
-    p.add_argument("--epochs", type=int, default=DemoConfig.epochs,
-                   help=f"at most; default {DemoConfig.epochs} (make demo's)")
-    p.add_argument("--images-per-epoch", type=int, default=DemoConfig.images_per_epoch,
-                   help=f"default {DemoConfig.images_per_epoch} (make demo's)")
+    # the network is trained as deepalign train trains it by default (fixed images per
+    # epoch, so the training time does not depend on N)
+    p.add_argument("--epochs", type=int, default=None,
+                   help="at most (default: not given, deepalign train's own)")
+    p.add_argument("--images-per-epoch", type=int, default=None,
+                   help="default: not given, deepalign train's own")
     p.add_argument("--global-sample", type=int, default=1000,
                    help="particles of the global-search sample")
     p.add_argument("--batch", type=int, default=5000, help="particles simulated at once")
@@ -145,16 +145,16 @@ def _joined(metas, folder):
 def stage_commands(folder, args):
     """``{stage: deepalign words}`` for one size's folder."""
     f = lambda name: os.path.join(folder, name)  # noqa: E731
-    search = ["--volume", f("reference.mrc"), "--device", args.device,
-              "--target-resolution", str(args.target_resolution),
+    resolution = _given("--target-resolution", args.target_resolution)
+    search = ["--volume", f("reference.mrc"), "--device", args.device, *resolution,
               "--refine" if args.refine else "--no-refine"]
     if args.step is not None:
         search += ["--step", str(args.step)]
     return {
         "train": ["train", "--particles", f("train.star"), "--volume", f("reference.mrc"),
-                  "--out", f("model"), "--spacing", str(args.spacing), "--epochs",
-                  str(args.epochs), "--images-per-epoch", str(args.images_per_epoch),
-                  "--target-resolution", str(args.target_resolution)],
+                  "--out", f("model"), "--spacing", str(args.spacing),
+                  *_given("--epochs", args.epochs),
+                  *_given("--images-per-epoch", args.images_per_epoch), *resolution],
         "predict": ["predict", "--particles", f("all.star"), "--model", f("model"),
                     "--out", f("pred.star")],
         "align": ["align", "--particles", f("pred.star"), "--model", f("model"),
@@ -164,6 +164,11 @@ def stage_commands(folder, args):
         "reconstruct": ["reconstruct", "--particles", f("aligned.star"),
                         "--out", f("map.mrc")],
     }
+
+
+def _given(flag, value) -> list:
+    """``[flag, value]``, or nothing where the option was not given (the CLI's default)."""
+    return [] if value is None else [flag, str(value)]
 
 
 def run_measured(words, log_path):
