@@ -38,6 +38,19 @@ def _template(template_id=TEMPLATE_ID):
     return templates[template_id]
 
 
+def _launch_in_order(test, protocols):
+    """Launch a loaded template's protocols by id (``protocols`` gets the launched ones); a
+    failing protocol's log is printed."""
+    for prot_id in sorted(protocols, key=int):
+        prot = test.proj.getProtocol(protocols[prot_id].getObjId())
+        try:
+            test.launchProtocol(prot)
+        except Exception:
+            print(sh.run_log(prot))
+            raise
+        protocols[prot_id] = prot
+
+
 class TestWorkflowTemplate(BaseTest):
     @classmethod
     def setUpClass(cls):
@@ -69,14 +82,7 @@ class TestWorkflowTemplate(BaseTest):
             for name, value in params.items():
                 getattr(protocols[prot_id], name).set(value)
             self.proj.saveProtocol(protocols[prot_id])
-        for prot_id in sorted(protocols, key=int):
-            prot = self.proj.getProtocol(protocols[prot_id].getObjId())
-            try:
-                self.launchProtocol(prot)
-            except Exception:
-                print(sh.run_log(prot))
-                raise
-            protocols[prot_id] = prot
+        _launch_in_order(self, protocols)
         self._check_outputs(protocols)
 
     @staticmethod
@@ -196,14 +202,7 @@ class TestClassesWorkflowTemplate(BaseTest):
                                 useGpu=False).items():
             getattr(classes, name).set(value)  # what a user changes in the form
         self.proj.saveProtocol(classes)
-        for prot_id in sorted(protocols, key=int):
-            prot = self.proj.getProtocol(protocols[prot_id].getObjId())
-            try:
-                self.launchProtocol(prot)
-            except Exception:
-                print(sh.run_log(prot))
-                raise
-            protocols[prot_id] = prot
+        _launch_in_order(self, protocols)
         assert protocols["2"].outputParticles.getSize() == 60
         classes = protocols["5"]
         found = {}
