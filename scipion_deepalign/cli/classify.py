@@ -11,11 +11,22 @@ the search. Writes ``--out FOLDER`` (layout:
 :class:`~scipion_deepalign.core.classes.classify_folder.ClassifyFolder`): ``classes.star``,
 ``class_NNN.mrc``, ``classify.json`` and one ``itNNN/`` folder per iteration; a run killed
 and started again with the same inputs resumes after its last finished iteration.
+
+``--cnn`` searches each particle in the (class, region) pairs a network predicts instead of
+globally in every map (:mod:`scipion_deepalign.core.classes.network`): the network of
+``deepalign run --volume A --volume B`` is trained on the starting maps (``--epochs``,
+``--images-per-epoch``, ``--spacing``) into ``itNNN/model/``, and each later iteration
+fine-tunes the previous one's for ``--finetune-epochs`` on projections of the new filtered
+class maps before predicting and searching again (``--top-k`` pairs, or
+``--probability-mass``; the significance fallback searches the particles it catches globally
+over every class). The summary's table gives each iteration's training seconds and
+comparisons per particle.
 """
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 
 from ..core import defaults
 from .classes import read_class_maps
@@ -28,10 +39,17 @@ from .common import (
     check_symmetry,
     ensure_out_dir,
     lazy_particles_images,
+    positive_float,
     positive_int,
     read_particles,
 )
-from .shared_options import add_search_args, add_target_resolution_arg
+from .shared_options import (
+    add_region_search_args,
+    add_search_args,
+    add_target_resolution_arg,
+    model_mismatch_error,
+    search_options,
+)
 from .summary import Summary
 
 log = logging.getLogger("deepalign")
@@ -61,6 +79,31 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     add_search_args(parser)
     add_target_resolution_arg(parser, training=False, search=True)
     add_particle_args(parser)
+    net = parser.add_argument_group("network (--cnn)")
+    net.add_argument("--cnn", action="store_true",
+                     help="search each particle in the (class, region) pairs of a network "
+                          "trained on the starting maps and fine-tuned on each iteration's "
+                          "maps (itNNN/model/), not globally in every map")
+    for flag, kind, default, metavar, words in _NETWORK_OPTIONS:
+        net.add_argument(flag, type=kind, default=None, metavar=metavar,
+                         help=f"--cnn: {words}; default {default}")
+    add_region_search_args(net)
+
+
+#: the --cnn options: (flag, type, default, metavar, help); None by default, so that one
+#: given without --cnn is refused, naming it
+_NETWORK_OPTIONS = (
+    ("--spacing", positive_float, defaults.REGION_SPACING_DEG, "DEG",
+     "angular spacing of the network's region centres"),
+    ("--top-k", positive_int, defaults.TOP_K, "K",
+     "(class, region) pairs searched per particle (the most, with --probability-mass)"),
+    ("--epochs", positive_int, defaults.train_default("epochs"), "N",
+     "maximum epochs of the first network"),
+    ("--images-per-epoch", positive_int, defaults.train_default("images_per_epoch"), "N",
+     "training projections per epoch"),
+    ("--finetune-epochs", positive_int, defaults.CLASSIFY_FINETUNE_EPOCHS, "N",
+     "epochs each later iteration fine-tunes the previous network for"),
+)
 
 
 def _check_args(args):
@@ -81,7 +124,59 @@ def _check_args(args):
         raise CLIError(f"--stop-fraction must be in [0, 1), got {args.stop_fraction}")
     check_choice(args.device, defaults.DEVICES, "--device")
     check_positive(args.max_shift, "--max-shift", allow_zero=True)
-    return check_symmetry(args.symmetry)
+    symmetry = check_symmetry(args.symmetry)
+    _check_network_args(args, symmetry)
+    return symmetry
+
+
+def _check_network_args(args, symmetry) -> None:
+    """Without --cnn, no network option; with it, the defaults filled in and checked."""
+    names = [flag for flag, *_ in _NETWORK_OPTIONS]
+    if not args.cnn:
+        given = [flag for flag in names if getattr(args, _dest(flag)) is not None]
+        if given:
+            raise CLIError(f"{given[0]} sets the network of --cnn: add --cnn, or leave it out")
+        return
+    for flag, _, default, _, _ in _NETWORK_OPTIONS:
+        if getattr(args, _dest(flag)) is None:
+            setattr(args, _dest(flag), default)
+    from ..core.cnn.checks import check_regions
+
+    try:
+        n_regions, _ = check_regions(args.spacing, symmetry, spacing_name="--spacing")
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
+    if args.top_k > n_regions * (args.classes or len(args.volume)):
+        raise CLIError(f"--top-k must be at most the {n_regions} regions of --spacing "
+                       f"{args.spacing} ({symmetry}) times the classes, got {args.top_k}")
+
+
+def _dest(flag: str) -> str:
+    return flag.lstrip("-").replace("-", "_")
+
+
+def _network(args, particles, folder):
+    """The :class:`~..core.classes.network.ClassNetwork` of --cnn (None without it) and the
+    options the run's inputs record (resuming with others is refused)."""
+    if not args.cnn:
+        return None, None
+    from ..core.classes.network import ClassNetwork
+    from ..core.cnn.config import TrainConfig
+
+    search = search_options(args)
+    try:
+        config = TrainConfig(pixel_size_a=particles.pixel_size_a, epochs=args.epochs,
+                             images_per_epoch=args.images_per_epoch, seed=args.seed)
+        network = ClassNetwork(config=config, model_dir=folder.model_dir,
+                               spacing_deg=args.spacing, top_k=args.top_k,
+                               finetune_epochs=args.finetune_epochs, search=search)
+    except ValueError as exc:
+        raise CLIError(f"--cnn options: {exc}") from None
+    recorded = {_dest(flag): getattr(args, _dest(flag)) for flag, *_ in _NETWORK_OPTIONS}
+    recorded.update(probability_mass=search.probability_mass, max_regions=search.max_regions,
+                    overlap=search.overlap_deg,
+                    fallback_significance=search.fallback_significance)
+    return network, recorded
 
 
 def _read_mask(args, particles):
@@ -114,6 +209,9 @@ def main(args) -> int:
     inputs = dict(particles=len(particles), volumes=list(args.volume), classes=n_classes,
                   from_one_map=args.classes is not None, mask=args.mask, seed=args.seed,
                   symmetry=symmetry)
+    network, recorded = _network(args, particles, folder)
+    if network is not None:  # without --cnn the inputs are those of the global search
+        inputs["network"] = recorded
     reports, start = folder.resume_state(inputs=inputs, n_classes=n_classes)
     if start is not None:
         log.info("resuming after iteration %d (%s)", start.iteration,
@@ -132,14 +230,20 @@ def main(args) -> int:
         reports.append(dict(it.report(), inputs=inputs))
         log.info("%s", _iteration_line(reports[-1], args.iterations))
 
+    from ..core.cnn.model_folder import ModelMismatch
+
     with Progress(len(particles) * left, "classify") as progress:
-        result = classify(images, volumes, n_classes=args.classes, iterations=args.iterations,
-                          stop_fraction=args.stop_fraction, mask=mask,
-                          ctf=particles.ctf if args.ctf else None, symmetry=symmetry,
-                          seed=args.seed, start=start, on_iteration=finished, progress=progress,
-                          pixel_size_a=particles.pixel_size_a, max_shift_px=max_shift,
-                          step_deg=args.step, target_resolution_a=args.target_resolution,
-                          device=args.device, refine=args.refine)
+        try:
+            result = classify(images, volumes, n_classes=args.classes,
+                              iterations=args.iterations, stop_fraction=args.stop_fraction,
+                              mask=mask, ctf=particles.ctf if args.ctf else None,
+                              symmetry=symmetry, seed=args.seed, start=start,
+                              on_iteration=finished, progress=progress,
+                              pixel_size_a=particles.pixel_size_a, max_shift_px=max_shift,
+                              step_deg=args.step, target_resolution_a=args.target_resolution,
+                              device=args.device, refine=args.refine, network=network)
+        except ModelMismatch as exc:  # an itNNN/model of other maps or options
+            raise model_mismatch_error(exc, "--out FOLDER/itNNN/model") from None
     folder.write_final(reports, stopped=result.stopped, n_classes=n_classes)
     _summarise(summary, folder, reports, result, n_resumed=len(reports) - len(result.iterations),
                n_classes=n_classes).print()
@@ -162,6 +266,26 @@ def _angstrom(value) -> str:
     return "-" if value is None else f"{value:.1f} A"
 
 
+def _count(value) -> str:
+    return "-" if value is None else f"{value:.0f}"
+
+
+def _training(network) -> str:
+    if not network:
+        return "-"
+    return f"{network['train_seconds']:.1f} s"
+
+
+def _network_words(report) -> str:
+    net = report["network"]
+    how = ("reused (resumed)" if net["reused"] else
+           f"fine-tuned {net['epochs']} epochs from "
+           f"{os.path.basename(os.path.dirname(net['fine_tuned_from']))}"
+           if net["fine_tuned_from"] else f"trained {net['epochs']} epochs")
+    return (f"it {report['iteration']} {how}, {net['pairs_per_particle']:.2f} pairs per "
+            "particle")
+
+
 def _summarise(summary, folder, reports, result, *, n_resumed, n_classes):
     summary.wrote(folder.star_path(), f"{sum(reports[-1]['class_sizes'])} particles with "
                                       "class, probability and pose")
@@ -172,10 +296,18 @@ def _summarise(summary, folder, reports, result, *, n_resumed, n_classes):
            "iterations": "the iterations given ran"}[result.stopped]
     summary.add("stopped", f"after iteration {reports[-1]['iteration']} ({why}"
                 + (f"; {n_resumed} resumed from the folder" if n_resumed else "") + ")")
-    summary.add("iterations", "\n    it  sizes            changed  FSC 0.143 per class" + "".join(
-        f"\n    {r['iteration']:>2}  {', '.join(map(str, r['class_sizes'])):<15}  "
-        f"{_percent(r['changed_fraction']):>7}"
-        f"  {', '.join(_angstrom(x) for x in r['resolution_0143_a'])}" for r in reports))
+    summary.add("iterations", "\n    it  comparisons/particle  training  sizes            "
+                "changed  FSC 0.143 per class" + "".join(
+                    f"\n    {r['iteration']:>2}  {_count(r.get('comparisons_per_particle')):>20}"
+                    f"  {_training(r.get('network')):>8}"
+                    f"  {', '.join(map(str, r['class_sizes'])):<15}  "
+                    f"{_percent(r['changed_fraction']):>7}"
+                    f"  {', '.join(_angstrom(x) for x in r['resolution_0143_a'])}"
+                    for r in reports))
+    networks = [r for r in reports if r.get("network")]
+    if networks:
+        summary.add("network", "; ".join(_network_words(r) for r in networks)
+                    + " (training: seconds of each iteration's network; -: global search)")
     kept = reports[-1]["kept_previous_map"]
     if kept:
         summary.add("emptied", f"classes {', '.join(map(str, kept))} kept their previous map "

@@ -144,7 +144,13 @@ CLASSIFY_STOP_FRACTION = 0.01
 #: this: 0.5, not 0.143, because both halves are aligned against one shared reference (not
 #: independently), so their FSC is inflated by that reference's noise
 CLASSIFY_FILTER_FSC = 0.5
-__all__ += ["CLASSIFY_ITERATIONS", "CLASSIFY_STOP_FRACTION", "CLASSIFY_FILTER_FSC"]
+#: deepalign classify --cnn: epochs each iteration after the network's first fine-tunes it
+#: for, from the previous iteration's weights, on projections of the new class maps (few: the
+#: maps change little between iterations, and training is the network path's main cost;
+#: not measured beyond the tests' phantom pair, where 2 keep the classes right)
+CLASSIFY_FINETUNE_EPOCHS = 2
+__all__ += ["CLASSIFY_ITERATIONS", "CLASSIFY_STOP_FRACTION", "CLASSIFY_FILTER_FSC",
+            "CLASSIFY_FINETUNE_EPOCHS"]
 
 # --- classes: deepalign run with several maps (core/cnn/joint.py) ----------------------------
 #: the class prior the (class, region) pairs are chosen under: the uniform one the network of

@@ -4,6 +4,8 @@
 
     FOLDER/it001/class_001.mrc ...   each class's map after iteration 1 (the next references)
     FOLDER/it001/classes.star        the particles: class, probability, pose, half
+    FOLDER/it001/model/              with --cnn: the iteration's class network (trained, or
+                                     fine-tuned from the previous iteration's; :mod:`.network`)
     FOLDER/it001/iteration.json      the iteration's report and the run's inputs (written
                                      last: an iteration is finished when it exists)
     FOLDER/class_001.mrc ...         the last iteration's maps
@@ -49,12 +51,18 @@ class ClassifyFolder:
     STAR = "classes.star"
     ITERATION = "iteration.json"
     REPORT = "classify.json"
+    MODEL = "model"
 
     def __init__(self, path):
         self.path = os.fspath(path)
 
     def iteration_dir(self, iteration: int) -> str:
         return os.path.join(self.path, f"it{iteration:03d}")
+
+    def model_dir(self, iteration: int) -> str:
+        """The model folder of iteration ``iteration``'s network (``deepalign classify --cnn``;
+        written before the iteration's ``iteration.json``: a killed iteration reuses it)."""
+        return os.path.join(self.iteration_dir(iteration), self.MODEL)
 
     def map_path(self, k: int, iteration: int | None = None) -> str:
         """Class ``k``'s map (0-based ``k``, 1-based in the name), of an iteration or final."""

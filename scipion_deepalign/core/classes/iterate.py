@@ -12,6 +12,14 @@ Each iteration of :func:`classify`:
    next iteration's references. A class left without particles in both halves keeps its
    previous map (its resolution is None, the report lists it).
 
+With a ``network`` (:class:`.network.ClassNetwork`, ``deepalign classify --cnn``) step 1
+searches each particle in its predicted (class, region) pairs only
+(:func:`.regional.align_class_pairs`) instead of globally in every map: the first network is
+trained on the starting maps, each later one fine-tuned from the previous iteration's on
+projections of the new filtered maps (:mod:`.network`); the report gives each iteration's
+training seconds, epochs, the model it was fine-tuned from, and the comparisons per particle
+(those of the global search too).
+
 It stops after ``iterations`` or, from the second iteration on, as soon as fewer than
 ``stop_fraction`` (:data:`~..defaults.CLASSIFY_STOP_FRACTION`) of the particles changed class.
 
@@ -45,6 +53,7 @@ from .class_maps import (
     reconstruct_class_maps,
     sphere_weight,
 )
+from .regional import align_class_pairs
 
 __all__ = ["ClassState", "ClassIteration", "Classification", "classify", "changed_fraction"]
 
@@ -85,6 +94,11 @@ class ClassIteration(ClassState):
     subsets : ndarray of shape (N,) of 1 and 2
         Each particle's half (the same in every iteration; RELION's ``rlnRandomSubset``).
     seconds : float
+        The whole iteration (the network's training included).
+    comparisons_per_particle : float or None
+        Projection comparisons of the search per particle, over all the classes.
+    network : NetworkStep or None
+        The iteration's network (:mod:`.network`); None: the global search.
     """
 
     probability: np.ndarray = None
@@ -92,6 +106,8 @@ class ClassIteration(ClassState):
     class_maps: ClassMaps = None
     subsets: np.ndarray = None
     seconds: float = 0.0
+    comparisons_per_particle: float | None = None
+    network: object = None
 
     def class_sizes(self) -> np.ndarray:
         """Particles per class, ``(K,)``."""
@@ -115,6 +131,8 @@ class ClassIteration(ClassState):
                 "median_class_probability": float(np.median(self.probability)),
                 "half_map_correlation": maps.half_correlation,
                 "map_correlation": np.round(self.map_correlation(), 4).tolist(),
+                "comparisons_per_particle": self.comparisons_per_particle,
+                "network": None if self.network is None else self.network.report(),
                 "seconds": round(self.seconds, 3)}
 
 
@@ -144,7 +162,8 @@ def classify(images, volumes, *, pixel_size_a: float, n_classes: int | None = No
              iterations: int = CLASSIFY_ITERATIONS,
              stop_fraction: float = CLASSIFY_STOP_FRACTION, mask=None, ctf=None,
              symmetry: str = "c1", seed: int = 0, start: ClassState | None = None,
-             on_iteration=None, progress=None, **align_options) -> Classification:
+             on_iteration=None, progress=None, network=None,
+             **align_options) -> Classification:
     """Classify the particles by iteration (see the module docstring).
 
     Parameters
@@ -173,6 +192,9 @@ def classify(images, volumes, *, pixel_size_a: float, n_classes: int | None = No
         Called with each :class:`ClassIteration` when it is done (e.g. to write it).
     progress : callable, optional
         Called with the particles aligned (each iteration aligns N).
+    network : ClassNetwork, optional
+        Search each particle in the (class, region) pairs of a network trained, then
+        fine-tuned, on the class maps (:mod:`.network`); None: globally in every map.
     **align_options
         Every other keyword of :func:`~..align.align.align_particles` (``max_shift_px``,
         ``step_deg``, ``target_resolution_a``, ``device``, ...) except region hints.
@@ -209,7 +231,7 @@ def classify(images, volumes, *, pixel_size_a: float, n_classes: int | None = No
         if state.iteration == 0 and n_classes:
             state = _random_start(images, maps[0], k, seed=seed, **common)
         else:
-            state = _iteration(images, state, **common)
+            state = _iteration(images, state, network=network, **common)
         done.append(state)
         if on_iteration is not None:
             on_iteration(state)
@@ -217,14 +239,26 @@ def classify(images, volumes, *, pixel_size_a: float, n_classes: int | None = No
     return Classification(done, "converged" if converged else "iterations")
 
 
-def _iteration(images, state, *, pixel_size_a, ctf, symmetry, mask, subsets, progress,
+def _iteration(images, state, *, network, pixel_size_a, ctf, symmetry, mask, subsets, progress,
                align_options) -> ClassIteration:
-    """Align against ``state.maps``, assign, reconstruct and filter the class maps."""
+    """Align against ``state.maps`` (globally, or in the network's pairs), assign,
+    reconstruct and filter the class maps."""
     t0 = time.perf_counter()
-    found = align_classes(images, focus_maps(state.maps, mask), pixel_size_a=pixel_size_a,
-                          ctf=ctf, symmetry=symmetry, progress=progress, **align_options)
+    step = None
+    if network is None:
+        found = align_classes(images, focus_maps(state.maps, mask), pixel_size_a=pixel_size_a,
+                              ctf=ctf, symmetry=symmetry, progress=progress, **align_options)
+    else:
+        step = network.predict_pairs(images, state.maps, iteration=state.iteration + 1,
+                                     pixel_size_a=pixel_size_a, symmetry=symmetry, ctf=ctf)
+        search = network.search
+        found = align_class_pairs(images, focus_maps(state.maps, mask), step.pairs,
+                                  pixel_size_a=pixel_size_a, centres_deg=step.centres_deg,
+                                  search=search, ctf=ctf, symmetry=symmetry,
+                                  progress=progress, **align_options)
     return _finish(images, state, found.classes, found.probability, found.alignment, t0,
-                   pixel_size_a=pixel_size_a, ctf=ctf, symmetry=symmetry, subsets=subsets)
+                   pixel_size_a=pixel_size_a, ctf=ctf, symmetry=symmetry, subsets=subsets,
+                   comparisons=found.comparisons_per_particle(), network=step)
 
 
 def _random_start(images, volume, k, *, seed, pixel_size_a, ctf, symmetry, mask, subsets,
@@ -237,15 +271,17 @@ def _random_start(images, volume, k, *, seed, pixel_size_a, ctf, symmetry, mask,
     classes = (np.random.default_rng([seed, 2]).permutation(n) % k).astype(np.int64)
     start = ClassState(0, None, np.repeat(volume[None], k, axis=0))
     return _finish(images, start, classes, np.full(n, 1.0 / k), found.alignment, t0,
-                   pixel_size_a=pixel_size_a, ctf=ctf, symmetry=symmetry, subsets=subsets)
+                   pixel_size_a=pixel_size_a, ctf=ctf, symmetry=symmetry, subsets=subsets,
+                   comparisons=found.comparisons_per_particle())
 
 
 def _finish(images, state, classes, probability, alignment, t0, *, pixel_size_a, ctf,
-            symmetry, subsets) -> ClassIteration:
+            symmetry, subsets, comparisons=None, network=None) -> ClassIteration:
     maps = reconstruct_class_maps(images, classes, alignment.angles_deg, previous=state.maps,
                                   subsets=subsets, shifts_px=alignment.shifts_px, ctf=ctf,
                                   pixel_size_a=pixel_size_a, symmetry=symmetry)
     return ClassIteration(iteration=state.iteration + 1, classes=classes, maps=maps.maps,
                           changed_fraction=changed_fraction(state.classes, classes),
                           probability=probability, alignment=alignment, class_maps=maps,
-                          subsets=subsets, seconds=time.perf_counter() - t0)
+                          subsets=subsets, seconds=time.perf_counter() - t0,
+                          comparisons_per_particle=comparisons, network=network)

@@ -25,6 +25,9 @@ refused with the fields that differ. The fields and their rules:
    ``class_output`` is left out for one map (it only shapes a network of several); an option
    that an older folder did not record reads as what that folder was trained with
    (:data:`LEGACY_OPTIONS`: ``class_output`` ``"joint"``, the only output before format 3).
+8. ``start_model`` -- only in a fine-tuned folder (:func:`~.train.train_regions`'s
+   ``start_from``): the fingerprint of the model whose weights the training started from,
+   equal (absent on both sides for a network trained from scratch).
 
 The noise level of the new particles is not compared: the network was trained on the
 particles' measured noise, and a noisier data set lowers its hit rate rather than making
@@ -202,4 +205,7 @@ def fingerprint_differences(old: dict, new: dict) -> list:
                if options_old.get(k) != options_new.get(k)]
     if changed:
         out.append("training options (" + ", ".join(changed) + ")")
+    if old.get("start_model") != new.get("start_model"):
+        out.append("start model (fine-tuned from " + ("another model" if new.get("start_model")
+                                                      else "no model") + " than the trained)")
     return out

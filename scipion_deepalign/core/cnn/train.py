@@ -209,7 +209,7 @@ def _save_model_atomic(model, path: Path) -> None:
 def train_regions(images, angles_deg, *, out_dir, symmetry="c1", spacing_deg=REGION_SPACING_DEG,
                   config: TrainConfig | None = None, shifts_px=None, regions=None,
                   progress=None, reference=None, ctf=None,
-                  retrain: bool = False) -> TrainReport:
+                  retrain: bool = False, start_from=None) -> TrainReport:
     """Train the region classifiers, from aligned particles or from the reference map.
 
     Parameters
@@ -249,6 +249,12 @@ def train_regions(images, angles_deg, *, out_dir, symmetry="c1", spacing_deg=REG
         options is reused (nothing is trained again; ``report.model_reused``) or continued
         (regional networks: the missing regions), and one that does not is refused
         (:class:`~.model_folder.ModelMismatch`, naming what differs).
+    start_from : str or Path, optional
+        Fine-tune: a model folder holding a shared network of the same geometry and classes
+        whose weights the training starts from (``network="shared"`` only; ``config.epochs``
+        then counts the fine-tuning epochs). Recorded in ``config.json`` and the history
+        (``fine_tuned_from``) and in the fingerprint (``start_model``: that folder's
+        fingerprint), so a folder fine-tuned from another start is not reused.
 
     Returns
     -------
@@ -271,8 +277,18 @@ def train_regions(images, angles_deg, *, out_dir, symmetry="c1", spacing_deg=REG
     fingerprint = training_fingerprint(
         config=config, box_px=images.shape[1], symmetry=symmetry, spacing_deg=spacing_deg,
         reference=reference, ctf=ctf, angles_deg=angles, n_images=len(images))
+    start_model = None
+    if start_from is not None:
+        if config.network != "shared":
+            raise ValueError(f"start_from fine-tunes the shared network, not {config.network!r}")
+        start_model = ModelFolder(start_from)
+        if not start_model.shared_model_path.exists():
+            raise ValueError(f"start_from: {start_model.path} holds no trained shared network")
+        fingerprint["start_model"] = start_model.fingerprint()
     meta = _metadata(config, images, angles, symmetry, spacing_deg, n_regions, input_box,
                      input_px, fingerprint)
+    if start_model is not None:
+        meta["fine_tuned_from"] = str(start_model.path)
     meta["n_classes"] = 1 if reference is None or reference.ndim == 3 else len(reference)
     meta["class_output"] = config.class_output_of(meta["n_classes"])
     check_class_output(meta["class_output"], head=config.head, n_classes=meta["n_classes"])
@@ -303,7 +319,8 @@ def train_regions(images, angles_deg, *, out_dir, symmetry="c1", spacing_deg=REG
             fit=lambda model, batches, validation: fit_model(
                 model, batches, validation, config, label="shared network",
                 progress=progress, shared=True),
-            save=_save_model_atomic)
+            save=_save_model_atomic,
+            start_weights=None if start_model is None else start_model.shared_model_path)
         report.trained = list(range(1, n_regions + 1))
         report.histories["shared"] = history
         return _finish(report, start)

@@ -14,6 +14,13 @@ has the ``K * R`` class x region columns of :mod:`.joint`, made as ``config.clas
 says (one joint softmax, or a class head beside the region head: :mod:`.model`); the history
 adds ``n_classes``, ``class_output`` and ``class_accuracy`` (held-out projections whose most
 probable class is theirs).
+
+Fine-tuning (``start_weights``, :func:`~.train.train_regions`'s ``start_from``): the network
+is built as always, then takes the weights of a saved shared network of the same input box,
+regions and classes (a ValueError names what differs) before it trains on; the history
+records ``fine_tuned_from``. ``deepalign classify --cnn`` fine-tunes each iteration's network
+from the previous one on projections of the new class maps
+(:mod:`~..classes.network`).
 """
 from __future__ import annotations
 
@@ -65,11 +72,12 @@ def _projection_source(images, reference, *, input_box, input_px, ctf, max_shift
 
 def train_shared_network(images, angles, *, out_dir, centres_deg, symmetry, spacing_deg,
                          config, input_box, input_px, shifts_px, reference, ctf, fit,
-                         save) -> dict:
+                         save, start_weights=None) -> dict:
     """Train, save and return the history of the shared network (see the module docstring).
 
     ``fit(model, batches, validation) -> history`` and ``save(model, path)`` come from
-    :mod:`.train` (progress logging, early stopping, atomic writes).
+    :mod:`.train` (progress logging, early stopping, atomic writes); ``start_weights``, the
+    path of a saved shared network whose weights the training starts from (fine-tuning).
     """
     n_regions = len(centres_deg)
     n_classes = 1 if reference is None or reference.ndim == 3 else len(reference)
@@ -95,6 +103,9 @@ def train_shared_network(images, angles, *, out_dir, centres_deg, symmetry, spac
                           head=config.head, n_classes=n_classes, class_output=class_output)
     extra = {"training_source": config.training_source, "head": config.head,
              "chance_accuracy": 1.0 / (n_classes * n_regions)}
+    if start_weights is not None:
+        _load_start_weights(model, start_weights)
+        extra["fine_tuned_from"] = str(start_weights)
     if config.training_source == "particles":
         batches = SharedBatches(x_train, labels[train_idx], n_regions=n_regions,
                                 batch_size=config.batch_size,
@@ -136,6 +147,17 @@ def train_shared_network(images, angles, *, out_dir, centres_deg, symmetry, spac
     write_json_atomic(out_dir / SHARED_HISTORY, history)
     save(model, out_dir / SHARED_MODEL)
     return history
+
+
+def _load_start_weights(model, path) -> None:
+    """``model`` takes the weights of the saved network at ``path`` (same architecture)."""
+    start = keras.models.load_model(path)
+    old, new = start.get_weights(), model.get_weights()
+    if len(old) != len(new) or any(a.shape != b.shape for a, b in zip(old, new)):
+        raise ValueError(f"cannot fine-tune from {path}: its network differs (input box, "
+                         "regions, classes or trunk) from the one to train")
+    model.set_weights(old)
+    logger.info("fine-tuning from the weights of %s", path)
 
 
 def _class_accuracy(model, validation, n_classes) -> float:

@@ -23,7 +23,8 @@ PIXEL_A = 4.0
 SEARCH = dict(max_shift_px=3.0, device="cpu")
 REPORT_KEYS = {"iteration", "class_sizes", "changed_fraction", "resolution_0143_a",
                "resolution_05_a", "filter_a", "kept_previous_map", "median_class_probability",
-               "half_map_correlation", "map_correlation", "seconds"}
+               "half_map_correlation", "map_correlation", "seconds",
+               "comparisons_per_particle", "network"}
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +64,7 @@ def test_report_keys_and_numbers(mixture):
                                   report["filter_a"]):
             assert 2 * PIXEL_A <= r143 <= r05 == cut <= 32 * PIXEL_A  # the 0.5 filter
         assert np.allclose(np.diag(report["map_correlation"]), 1.0)
+        assert report["network"] is None and report["comparisons_per_particle"] > 0  # global
 
 
 def test_nothing_changes_stops_at_the_second_iteration(starts):

@@ -167,6 +167,20 @@ def test_a_recorded_fingerprint_is_checked_field_by_field(tmp_path):
     assert [d.split(" (")[0] for d in info.value.differences] == ["map", "box", "symmetry"]
 
 
+def test_a_fine_tuned_folder_is_reused_only_from_the_same_start(tmp_path):
+    """deepalign classify --cnn: a network fine-tuned from another model (or trained from
+    scratch) is not the one asked for, even on the same maps and options."""
+    from scipion_deepalign.core.cnn.model_folder import ModelMismatch
+
+    start = _fingerprint(map_sha1="previous")
+    folder = _folder(tmp_path, _meta(format_version=3,
+                                      fingerprint=_fingerprint(start_model=start)))
+    folder.check_reuse(_fingerprint(start_model=start))
+    for other in (_fingerprint(start_model=_fingerprint(map_sha1="other")), _fingerprint()):
+        with pytest.raises(ModelMismatch, match="start model"):
+            folder.check_reuse(other)
+
+
 @pytest.mark.parametrize("ctf, named", [
     (None, "CTF (trained with CTF, these particles without CTF)"),
     (dict(defocus_min_a=5000.0), "defocus range (5000-25000 A outside the trained "
