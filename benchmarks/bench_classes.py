@@ -1,16 +1,20 @@
-"""DeepAlign's classes beside RELION 3.1's 3D classification and an oracle, on one simulated
-mixture made from a real map.
+"""DeepAlign's classes beside RELION 3.1's 3D classification and an oracle, on simulated
+mixtures made from a real map, one condition per run.
 
 The maps: the 70S ribosome (``../shared/data/clean70SRibosome_vol_65p.mrc``, cropped to 64 px
 at 5 A) as class A, and as class B either the same map with one part masked away
-(``--pair compositional``: a ball of ``PART_RADIUS_A`` around a point ``PART_OFFSET`` of the
-way out along x, a subunit-sized change) or that part turned rigidly by ``--turn-deg`` about an
-axis through its centre (``--pair conformational``). ``--n`` particles of the two maps in the
-proportions ``--fraction`` (of A) by :func:`~scipion_deepalign.core.classes.simulate_mixture`
-(CTF, SNR ``--snr``, shifts up to 3 px, known poses and classes), normalised as RELION's
-extraction would; that one stack goes to every tool, with the two maps low-passed to
-``--reference-resolution`` as the references. Stages, each timed by its wall time and recorded
-in ``WORK/results/<stage>.json``:
+(``--pair compositional``: a ball of ``--part-radius`` A, default ``PART_RADIUS_A``, around a
+point ``PART_OFFSET`` of the way out along x, a subunit-sized change) or that part turned
+rigidly by ``--turn-deg`` about an axis through a hinge (``--pair conformational``; the hinge
+the ball's point nearest the box centre, ``--hinge edge``, or its centre; soft edge; see
+:func:`class_maps`). ``--n`` particles of the two maps in the proportions ``--fractions A,B``
+by :func:`~scipion_deepalign.core.classes.simulate_mixture` (CTF, SNR ``--snr``, shifts up to
+3 px, known poses and classes), normalised as RELION's extraction would; that one stack goes to
+every tool, with the two maps low-passed to ``--reference-resolution`` as the references. The
+condition (pair, part, proportions, SNR, N, seed) names the work folder
+(``/tmp/bench_classes/<condition>`` unless ``--work``) and keys the report's rows: each run adds
+its condition to ``--out`` and its ``.json`` and leaves the others. Stages, each timed by its
+wall time and recorded in ``WORK/results/<stage>.json``:
 
 ``simulate`` -> ``normalise`` -> ``oracle`` (each particle compared with both TRUE maps at its
 TRUE pose and CTF: the best class any method can give at this noise) -> ``deepalign``
@@ -23,6 +27,13 @@ iteration's ``run_itNNN_data.star`` scored as it appears) -> ``negative`` (a hom
 class A only, classified by ``deepalign run`` against both maps: it must not report two
 confident classes).
 
+``ksweep`` (only when ``--stages`` names it; its own work folder when it is the only stage):
+for K in ``--ks`` (default 1, 2, 4), ``--ksweep-n`` particles of K maps (:func:`ksweep_maps`:
+the 70S, then the 70S with the part masked away at +x, +y, +z) in equal proportions, through
+``deepalign run --volume ...`` and ``deepalign align --global --volume ...`` (defaults):
+comparisons per particle of the search and of the refinement (from the run's summary), class
+accuracy, wall time; its own table in the report.
+
 Scores: **balanced** class accuracy against the truth (the mean over true classes of the
 fraction given that class, after matching labels), the fraction of particles that changed
 class since the previous iteration (RELION), poses within 10 deg of the truth among the
@@ -34,6 +45,12 @@ method's classes, poses and the CTFs), wall time. Run it alone on the machine; i
 Usage::
 
     .venv/bin/python benchmarks/bench_classes.py --out docs/benchmarks_classes.md
+    .venv/bin/python benchmarks/bench_classes.py --pair conformational --turn-deg 10 \\
+        --fractions 0.5,0.5 --snr 0.1 --out docs/benchmarks_classes.md
+    .venv/bin/python benchmarks/bench_classes.py --pair compositional --fractions 0.8,0.2 \\
+        --snr 0.05 --stages simulate,normalise,oracle,deepalign,classify,negative \\
+        --out docs/benchmarks_classes.md                        # RELION left out
+    .venv/bin/python benchmarks/bench_classes.py --stages ksweep --out docs/benchmarks_classes.md
     .venv/bin/python benchmarks/bench_classes.py --quick     # 300 particles, cap 3 min
 """
 from __future__ import annotations
@@ -42,6 +59,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import shutil
 import sys
 import time
@@ -62,58 +80,179 @@ MAP, BOX, PIXEL_A = "clean70SRibosome_vol_65p.mrc", 64, 5.0
 #: along x (a fraction of the box's half width)
 PART_RADIUS_A, PART_OFFSET = 45.0, 0.35
 STAGES = ("simulate", "normalise", "oracle", "deepalign", "classify", "relion", "negative")
+#: stages run only when ``--stages`` names them (not part of a condition's default run)
+EXTRA_STAGES = ("ksweep",)
 NEEDS_RELION = {"normalise", "relion"}
+WORK_ROOT = "/tmp/bench_classes"
+
+
+def _numbers(text: str, kind=float) -> tuple:
+    return tuple(kind(w) for w in text.split(",") if w.strip())
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--work", default="/tmp/bench_classes", metavar="DIR")
+    p.add_argument("--work", default=None, metavar="DIR",
+                   help=f"work folder (default {WORK_ROOT}/<condition>, one per condition, or "
+                        f"{WORK_ROOT}/ksweep-... for --stages ksweep; WORK_quick with --quick)")
     p.add_argument("--stages", default=None, metavar="LIST",
-                   help="comma-separated stages to run again (" + ", ".join(STAGES) + "), or "
-                        "'report'; default: every stage not yet recorded in WORK/results")
+                   help="comma-separated stages to run again (" + ", ".join(STAGES) + "; and "
+                        "ksweep, run only when named), or 'report'; default: every stage of "
+                        "the condition not yet recorded in WORK/results")
     p.add_argument("--pair", default="compositional", choices=("compositional", "conformational"))
+    p.add_argument("--part-radius", type=float, default=PART_RADIUS_A, metavar="A",
+                   help=f"radius of the part that changes (default {PART_RADIUS_A:g} A)")
     p.add_argument("--turn-deg", type=float, default=10.0,
                    help="rotation of the part for --pair conformational (default 10)")
-    p.add_argument("--fraction", type=float, default=0.5, help="fraction of class A")
+    p.add_argument("--hinge", default="edge", choices=("edge", "centre"),
+                   help="--pair conformational: the axis goes through the part's point nearest "
+                        "the box centre (edge, default: the part swings) or its centre")
+    p.add_argument("--fractions", default=None, metavar="FA,FB",
+                   help="proportions of classes A and B, e.g. 0.8,0.2 (default 0.5,0.5)")
+    p.add_argument("--fraction", type=float, default=None,
+                   help="fraction of class A (the same as --fractions F,1-F)")
     p.add_argument("--n", type=int, default=2000)
     p.add_argument("--snr", type=float, default=0.1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--reference-resolution", type=float, default=20.0, metavar="A")
     p.add_argument("--relion-cap-min", type=float, default=30.0, metavar="MIN")
     p.add_argument("--relion-iterations", type=int, default=25)
-    p.add_argument("--quick", action="store_true")
+    p.add_argument("--ks", default="1,2,4", metavar="LIST",
+                   help="ksweep: the numbers of maps K (default 1,2,4; at most 4)")
+    p.add_argument("--ksweep-n", type=int, default=1000, metavar="N",
+                   help="ksweep: particles per K, equal fractions (default 1000)")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="deepalign run --epochs (default: the run's own; --quick: 3)")
+    p.add_argument("--quick", action="store_true",
+                   help="smoke run: 300 particles (ksweep 200), RELION cap 3 min, 3 epochs")
     p.add_argument("--data", default=str(DATA), metavar="DIR")
-    p.add_argument("--out", default=None, metavar="FILE.md")
+    p.add_argument("--out", default=None, metavar="FILE.md",
+                   help="markdown report; its .json beside it keeps every condition's numbers "
+                        "(a run adds or replaces its own condition, the others stay)")
     args = p.parse_args(argv)
+    if args.fractions is not None and args.fraction is not None:
+        p.error("give --fractions or --fraction, not both")
+    if args.fraction is not None:
+        args.fractions = f"{args.fraction},{1.0 - args.fraction}"
+    try:
+        fractions = _numbers(args.fractions or "0.5,0.5")
+        args.ks = _numbers(args.ks, int)
+    except ValueError as exc:
+        p.error(f"--fractions / --ks: {exc}")
+    if len(fractions) != 2 or min(fractions) <= 0:
+        p.error(f"--fractions: two positive proportions (A, B), got {args.fractions}")
+    args.fractions = tuple(f / sum(fractions) for f in fractions)
+    args.fraction = args.fractions[0]
+    if not args.ks or min(args.ks) < 1 or max(args.ks) > 4:
+        p.error("--ks: numbers of maps from 1 to 4")
     if args.quick:
         args.n, args.relion_cap_min = 300, 3.0
-        args.work = args.work.rstrip("/") + "_quick"
+        args.ksweep_n, args.epochs = 200, args.epochs or 3
     wanted = STAGES if args.stages is None else tuple(args.stages.split(","))
-    unknown = sorted(set(wanted) - set(STAGES) - {"report"})
+    unknown = sorted(set(wanted) - set(STAGES) - set(EXTRA_STAGES) - {"report"})
     if unknown:
-        p.error(f"--stages: unknown {', '.join(unknown)}; choose from {', '.join(STAGES)}")
+        p.error(f"--stages: unknown {', '.join(unknown)}; choose from "
+                f"{', '.join(STAGES + EXTRA_STAGES)}")
     args.redo, args.wanted = args.stages is not None, wanted
+    args.condition = condition(args)
+    if args.work is None:
+        only_ksweep = set(wanted) == {"ksweep"}
+        slug = ksweep_slug(args) if only_ksweep else args.condition["slug"]
+        args.work = os.path.join(WORK_ROOT + ("_quick" if args.quick else ""), slug)
     return args
 
 
+def condition(args) -> dict:
+    """The condition of a run (what the report's rows are keyed by): the pair, its part, the
+    class proportions, the SNR, the number of particles and the seed."""
+    fa, fb = args.fractions
+    c = {"pair": args.pair, "part_radius_a": args.part_radius, "fractions": [fa, fb],
+         "snr": args.snr, "n": args.n, "seed": args.seed}
+    part = f"{args.part_radius:g} Å part masked away"
+    slug = f"{args.pair}-r{args.part_radius:g}"
+    if args.pair == "conformational":
+        c.update(turn_deg=args.turn_deg, hinge=args.hinge)
+        part = f"{args.part_radius:g} Å part turned {args.turn_deg:g}° about its {args.hinge}"
+        slug += f"-t{args.turn_deg:g}" + ("-c" if args.hinge == "centre" else "")
+    split = f"{100 * fa:.0f}/{100 * fb:.0f}"
+    c["label"] = f"{args.pair} ({part}), {split}, SNR {args.snr:g}, {args.n} particles" + (
+        f", seed {args.seed}" if args.seed else "")
+    c["slug"] = (slug + f"-f{100 * fa:.0f}_{100 * fb:.0f}-snr{args.snr:g}-n{args.n}"
+                 f"-s{args.seed}")
+    return c
+
+
+def ksweep_slug(args) -> str:
+    return (f"ksweep-k{'_'.join(map(str, args.ks))}-n{args.ksweep_n}-snr{args.snr:g}"
+            f"-s{args.seed}")
+
+
 # ----------------------------------------------------------------------------- the maps
-def class_maps(volume, *, pair: str, turn_deg: float, part_radius_a: float = PART_RADIUS_A):
+#: the part's direction from the box centre for each class of the K sweep beyond A: (z, y, x)
+KSWEEP_DIRECTIONS = ((0, 0, 1), (0, 1, 0), (1, 0, 0))
+
+
+def part_mask(shape, *, part_radius_a: float = PART_RADIUS_A, direction=(0, 0, 1)):
+    """``(inside, centre)``: a ball of ``part_radius_a`` with a soft 2-px edge, centred
+    ``PART_OFFSET`` of the box's half width from the box centre along ``direction`` (z, y, x)."""
+    box = shape[0]
+    direction = np.asarray(direction, float) / np.linalg.norm(direction)
+    centre = np.full(3, box // 2, float) + PART_OFFSET * box / 2 * direction
+    grid = np.indices(shape).reshape(3, -1).T
+    r = np.linalg.norm(grid - centre, axis=1).reshape(shape)
+    radius = part_radius_a / PIXEL_A
+    return np.clip((radius + 1.0 - r) / 2.0, 0.0, 1.0), centre
+
+
+def class_maps(volume, *, pair: str, turn_deg: float, part_radius_a: float = PART_RADIUS_A,
+               direction=(0, 0, 1), hinge: str = "edge"):
     """``(A, B)``: the map and its changed copy (module docstring); the part is a ball of
-    ``part_radius_a`` (benchmarks/bench_class_output.py also removes a bigger one)."""
+    ``part_radius_a`` (benchmarks/bench_class_output.py also removes a bigger one).
+
+    ``pair="compositional"``: B is A with the part masked away (soft edge).
+    ``pair="conformational"``: B is A with the part (the map times the soft ball) cut out and
+    put back turned rigidly by ``turn_deg`` about an axis perpendicular to ``direction``,
+    through the hinge: the ball's point nearest the box centre (``hinge="edge"``, where the
+    part joins the rest: the part swings, its far side moves by about 2 R sin(D/2)) or the
+    ball's centre (``hinge="centre"``: the part spins in place). Resampled by
+    ``scipy.ndimage.affine_transform`` (trilinear; core has no 3D map rotation)."""
     from scipy.ndimage import affine_transform
     from scipy.spatial.transform import Rotation
 
-    box = volume.shape[0]
-    centre = np.array([box // 2, box // 2, box // 2 + PART_OFFSET * box / 2])  # z, y, x
-    grid = np.indices(volume.shape).reshape(3, -1).T
-    r = np.linalg.norm(grid - centre, axis=1).reshape(volume.shape)
-    radius = part_radius_a / PIXEL_A
-    inside = np.clip((radius + 1.0 - r) / 2.0, 0.0, 1.0)  # soft 2-px edge
+    volume = np.asarray(volume, np.float32)
+    inside, centre = part_mask(volume.shape, part_radius_a=part_radius_a, direction=direction)
     if pair == "compositional":
         return volume, (volume * (1.0 - inside)).astype(np.float32)
-    turn = Rotation.from_rotvec(np.deg2rad(turn_deg) * np.array([1.0, 0.0, 0.0])).as_matrix()
-    moved = affine_transform(volume * inside, turn, offset=centre - turn @ centre, order=1)
+    if pair != "conformational":
+        raise ValueError(f"pair must be compositional or conformational, got {pair!r}")
+    unit = np.asarray(direction, float) / np.linalg.norm(direction)
+    # the axis: perpendicular to the direction (the first box axis least along it, made
+    # orthogonal)
+    other = np.eye(3)[int(np.argmin(np.abs(unit)))]
+    axis = other - unit * (other @ unit)
+    axis /= np.linalg.norm(axis)
+    if hinge == "edge":
+        point = centre - unit * part_radius_a / PIXEL_A
+    elif hinge == "centre":
+        point = centre
+    else:
+        raise ValueError(f"hinge must be edge or centre, got {hinge!r}")
+    turn = Rotation.from_rotvec(np.deg2rad(turn_deg) * axis).as_matrix()
+    # output(o) = part(turn^T (o - point) + point): the part turned by +turn about the point
+    moved = affine_transform(volume * inside, turn.T, offset=point - turn.T @ point, order=1)
     return volume, (volume * (1.0 - inside) + moved).astype(np.float32)
+
+
+def ksweep_maps(volume, k: int, *, part_radius_a: float = PART_RADIUS_A):
+    """The K sweep's maps: A, then A with the part of each of ``KSWEEP_DIRECTIONS`` masked
+    away (compositional), as many as ``k`` asks for."""
+    if not 1 <= k <= 1 + len(KSWEEP_DIRECTIONS):
+        raise ValueError(f"the K sweep makes 1 to {1 + len(KSWEEP_DIRECTIONS)} maps, not {k}")
+    maps = [np.asarray(volume, np.float32)]
+    for direction in KSWEEP_DIRECTIONS[:k - 1]:
+        maps.append(class_maps(volume, pair="compositional", turn_deg=0.0,
+                               part_radius_a=part_radius_a, direction=direction)[1])
+    return maps
 
 
 # ----------------------------------------------------------------------------- stages
@@ -124,11 +263,11 @@ def stage_simulate(b) -> dict:
 
     start = time.perf_counter()
     volume, _ = read_volume(str(Path(b.args.data) / MAP))
-    a, bmap = class_maps(volume[:BOX, :BOX, :BOX], pair=b.args.pair, turn_deg=b.args.turn_deg)
+    a, bmap = class_maps(volume[:BOX, :BOX, :BOX], pair=b.args.pair, turn_deg=b.args.turn_deg,
+                         part_radius_a=b.args.part_radius, hinge=b.args.hinge)
     b.sim.mkdir(parents=True, exist_ok=True)
     images, parts, classes = simulate_mixture(
-        [a, bmap], b.args.n, pixel_size_a=PIXEL_A, fractions=[b.args.fraction,
-                                                              1.0 - b.args.fraction],
+        [a, bmap], b.args.n, pixel_size_a=PIXEL_A, fractions=list(b.args.fractions),
         snr=b.args.snr, ctf=True, max_shift_px=3.0, seed=b.args.seed)
     write_mrc(str(b.sim / "particles.mrcs"), images, pixel_size_a=PIXEL_A, stack=True)
     names = [f"{i + 1:06d}@particles.mrcs" for i in range(len(images))]
@@ -145,7 +284,7 @@ def stage_simulate(b) -> dict:
                   pixel_size_a=PIXEL_A)
     change = float(np.linalg.norm(a - bmap) / np.linalg.norm(a))
     return {"seconds": time.perf_counter() - start, "class_sizes": np.bincount(
-        classes, minlength=2).tolist(), "map_change": change}
+        classes, minlength=2).tolist(), "map_change": change, "condition": b.args.condition}
 
 
 def stage_normalise(b) -> dict:
@@ -183,10 +322,11 @@ def stage_oracle(b) -> dict:
 def _with_both_maps(b, command: str, folder: str, star=None) -> dict:
     """``deepalign COMMAND --particles STAR --volume A --volume B --out WORK/FOLDER``, cold."""
     shutil.rmtree(b.work / folder, ignore_errors=True)
+    epochs = ["--epochs", str(b.args.epochs)] if b.args.epochs and command == "run" else []
     return b.deepalign([command, "--particles", str(star or b.star), "--volume",
                         str(b.work / "reference_A.mrc"), "--volume",
-                        str(b.work / "reference_B.mrc"), "--out", str(b.work / folder)],
-                       f"{folder}.log")
+                        str(b.work / "reference_B.mrc"), "--out", str(b.work / folder),
+                        *epochs], f"{folder}.log")
 
 
 def stage_deepalign(b) -> dict:
@@ -244,7 +384,89 @@ def stage_negative(b) -> dict:
     return dict(_with_both_maps(b, "run", "negative", star), n=int(len(rows)))
 
 
-RUNNERS = {name: globals()[f"stage_{name}"] for name in STAGES}
+_COMPARISONS = re.compile(r"^\s*comparisons: (\d+)\b.*?(?:; (\d+) refinement candidates)?$",
+                          re.MULTILINE)
+
+
+def comparisons_of_log(text: str, n: int) -> dict:
+    """Comparisons per particle of a ``deepalign run`` / ``align`` log (its summary's
+    ``comparisons: N (...); R refinement candidates`` line): search and refinement apart."""
+    found = _COMPARISONS.findall(text)
+    if not found:
+        return {"search_per_particle": None, "refine_per_particle": None}
+    search, refine = found[-1]
+    return {"search_per_particle": int(search) / n,
+            "refine_per_particle": int(refine or 0) / n}
+
+
+def stage_ksweep(b) -> dict:
+    """For each K of ``--ks``: ``--ksweep-n`` particles of the K maps of :func:`ksweep_maps`
+    (equal proportions, SNR ``--snr``, not normalised: no RELION here), each map low-passed as
+    a reference; ``deepalign run --volume ...`` (defaults, cold) and ``deepalign align --global
+    --volume ...`` (defaults). Comparisons per particle (search, refinement), balanced class
+    accuracy, wall time."""
+    from dataclasses import replace
+
+    from classes_report import balanced_accuracy
+
+    from scipion_deepalign.core.classes import simulate_mixture
+    from scipion_deepalign.core.imageops import low_pass_volume
+    from scipion_deepalign.core.io import (
+        read_particles_star,
+        read_volume,
+        write_mrc,
+        write_particles_star,
+    )
+    from scipion_deepalign.core.io.columns import class_numbers
+
+    start = time.perf_counter()
+    volume, _ = read_volume(str(Path(b.args.data) / MAP))
+    volume = volume[:BOX, :BOX, :BOX]
+    rows = []
+    for k in b.args.ks:
+        folder = b.work / "ksweep" / f"K{k}"
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        maps = ksweep_maps(volume, k, part_radius_a=b.args.part_radius)
+        images, parts, classes = simulate_mixture(
+            maps, b.args.ksweep_n, pixel_size_a=PIXEL_A, snr=b.args.snr, ctf=True,
+            max_shift_px=3.0, seed=b.args.seed)
+        write_mrc(str(folder / "particles.mrcs"), images, pixel_size_a=PIXEL_A, stack=True)
+        names = [f"{i + 1:06d}@particles.mrcs" for i in range(len(images))]
+        star = folder / "particles.star"
+        write_particles_star(str(star), replace(parts, image_names=names, root=str(folder),
+                                                angles_deg=None, shifts_px=None))
+        volumes = []
+        for i, m in enumerate(maps):
+            path = folder / f"reference_{i + 1}.mrc"
+            write_mrc(str(path), low_pass_volume(m, pixel_size_a=PIXEL_A,
+                                                 resolution_a=b.args.reference_resolution),
+                      pixel_size_a=PIXEL_A)
+            volumes += ["--volume", str(path)]
+        epochs = ["--epochs", str(b.args.epochs)] if b.args.epochs else []
+        ways = (("run", ["run", "--particles", str(star), *volumes, "--out",
+                         str(folder / "run"), *epochs], folder / "run" / "aligned.star"),
+                ("global", ["align", "--global", "--particles", str(star), *volumes, "--out",
+                            str(folder / "global.star")], folder / "global.star"))
+        for way, words, out in ways:
+            b.log(f"ksweep: K = {k}, {way}")
+            rec = b.deepalign(words, f"ksweep/K{k}/{way}.log")
+            text = (b.work / "ksweep" / f"K{k}" / f"{way}.log").read_text()
+            acc = None
+            if k > 1:
+                found = class_numbers(read_particles_star(str(out), datadir=str(folder)).extra)
+                acc = balanced_accuracy(np.asarray(found), classes, k)[0]
+            rows.append({"k": k, "way": way, "n": int(len(images)), **rec,
+                         **comparisons_of_log(text, len(images)), "balanced_accuracy": acc,
+                         "map_change": [float(np.linalg.norm(maps[0] - m)
+                                              / np.linalg.norm(maps[0])) for m in maps]})
+    return {"seconds": time.perf_counter() - start, "rows": rows,
+            "settings": {"ks": list(b.args.ks), "n": b.args.ksweep_n, "snr": b.args.snr,
+                         "seed": b.args.seed, "part_radius_a": b.args.part_radius,
+                         "epochs": b.args.epochs, "slug": ksweep_slug(b.args)}}
+
+
+RUNNERS = {name: globals()[f"stage_{name}"] for name in STAGES + EXTRA_STAGES}
 
 
 def main(argv=None) -> int:
@@ -252,7 +474,14 @@ def main(argv=None) -> int:
     b = Bench(args)  # bench_relion's work folder: paths, records, deepalign runs
     load = os.getloadavg()
     b.log(f"work folder {b.work}; load average {load[0]:.2f}")
-    stages = run_stages(b, STAGES, RUNNERS, NEEDS_RELION)
+    sim = b.record("simulate")
+    made = (sim or {}).get("condition", {}).get("slug")
+    if made and made != args.condition["slug"] and not (
+            args.redo and "simulate" in args.wanted):
+        raise SystemExit(f"{b.work} holds the condition {made}, not "
+                         f"{args.condition['slug']}: give another --work (or none: one folder "
+                         "per condition), or --stages simulate,... to make it again")
+    stages = run_stages(b, STAGES + EXTRA_STAGES, RUNNERS, NEEDS_RELION)
     scores = score_classes(b, stages)
     (b.results / "scores.json").write_text(json.dumps(scores, indent=1))
     write_report(b, stages, scores, load_before=load,

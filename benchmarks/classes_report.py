@@ -1,5 +1,6 @@
 """Scores and tables of ``bench_classes.py``: classes and poses against the truth, class maps
-against the true maps, RELION's accuracy-against-time curve."""
+against the true maps, RELION's accuracy-against-time curve; one report of every condition run
+so far (keyed in its ``.json`` by the condition) and of the K sweep."""
 from __future__ import annotations
 
 import json
@@ -130,40 +131,103 @@ def _row(label, s) -> str:
             f"| {poses} | {maps} |")
 
 
-def write_report(b, stages: dict, scores: dict, *, load_before, machine: str) -> None:
-    """The markdown report (``--out``) and its numbers beside it (``.json``)."""
-    if not b.args.out:
-        return
-    a = b.args
-    sim = stages.get("simulate") or {}
-    change = ("a part masked away" if a.pair == "compositional"
-              else f"a part turned {a.turn_deg:g}°")
-    lines = [f"# DeepAlign's classes beside RELION 3D classification ({a.pair} pair)", "",
-             f"`benchmarks/bench_classes.py`, {time.strftime('%Y-%m-%d')}: {a.n} particles of "
-             f"the 70S ribosome (64 px, 5 Å) and its {a.pair} change "
-             f"({change}; "
-             f"|A − B| / |A| = {sim.get('map_change', 0):.3f}), class A fraction {a.fraction:g} "
-             f"(sizes {sim.get('class_sizes')}), SNR {a.snr:g}, CTF, shifts ≤ 3 px; "
-             f"normalised by `relion_preprocess`; both references low-passed to "
-             f"{a.reference_resolution:g} Å. Machine: {machine}; load average "
-             f"{load_before[0]:.2f} before, {os.getloadavg()[0]:.2f} after (alone).", "",
-             "| way | wall time | balanced class accuracy | particles in A / B | within 10° "
-             "of the correctly classed, A / B | FSC 0.5 of each class map vs its true map, "
-             "A / B |", "|---|---|---|---|---|---|"]
+#: headings of the sections write_report makes (any other ``## `` section of the report, written
+#: by hand or by another benchmark, is kept as it is, after them)
+GENERATED = ("## All conditions", "## Condition:", "## K sweep")
+
+
+def _old_condition(md: str) -> dict:
+    """The condition of a report written before conditions were keyed (one per file), read
+    from its first paragraph."""
+    import re
+
+    def find(pattern, default, kind=str):
+        m = re.search(pattern, md)
+        return kind(m.group(1)) if m else default
+
+    pair = find(r"\((compositional|conformational) pair\)", "compositional")
+    fa = find(r"class A fraction ([\d.]+)", 0.5, float)
+    c = {"pair": pair, "part_radius_a": 45.0, "fractions": [fa, 1.0 - fa],
+         "snr": find(r"SNR ([\d.]+)", 0.1, float), "n": find(r"`[^`]*`, \S+: (\d+) particles",
+                                                             2000, int), "seed": 0}
+    if pair == "conformational":
+        c.update(turn_deg=find(r"a part turned ([\d.]+)", 10.0, float), hinge="centre")
+    c["label"] = (f"{pair} ({c['part_radius_a']:g} Å part "
+                  + (f"turned {c['turn_deg']:g}° about its centre" if pair == "conformational"
+                     else "masked away")
+                  + f"), {100 * fa:.0f}/{100 * (1 - fa):.0f}, SNR {c['snr']:g}, {c['n']} "
+                  "particles")
+    c["slug"] = (f"{pair}-r45" + (f"-t{c['turn_deg']:g}-c" if pair == "conformational" else "")
+                 + f"-f{100 * fa:.0f}_{100 * (1 - fa):.0f}-snr{c['snr']:g}-n{c['n']}-s0")
+    return {"condition": c, "date": find(r"`benchmarks/bench_classes.py`, ([\d-]+)", None),
+            "machine": find(r"Machine: ([^;]+);", None),
+            "load_before": find(r"load average ([\d.]+) before", None, float),
+            "load_after": find(r"([\d.]+) after", None, float),
+            "reference_resolution_a": find(r"low-passed to ([\d.]+) Å", None, float)}
+
+
+def load_records(out: str) -> dict:
+    """The report's numbers so far (``{"conditions": {slug: ...}, "ksweep": {slug: ...}}``);
+    a file of one unkeyed condition (before conditions were keyed) becomes that condition."""
+    path = os.path.splitext(out)[0] + ".json"
+    data = {}
+    if os.path.exists(path):
+        with open(path) as f:
+            data = json.load(f)
+    if "stages" in data and "conditions" not in data:
+        md = open(out).read() if os.path.exists(out) else ""
+        old = _old_condition(md)
+        old.update(stages=data["stages"], scores=data["scores"])
+        data = {"conditions": {old["condition"]["slug"]: old}}
+    data.setdefault("conditions", {})
+    data.setdefault("ksweep", {})
+    return data
+
+
+def _kept_sections(out: str) -> list:
+    """The lines of the report's ``## `` sections that write_report does not make."""
+    if not os.path.exists(out):
+        return []
+    kept, keep = [], False
+    for line in open(out).read().splitlines():
+        if line.startswith("## "):
+            keep = not line.startswith(GENERATED)
+        if keep:
+            kept.append(line)
+    return kept
+
+
+def _condition_rows(entry) -> list:
+    """The summary table's rows of one condition."""
+    c, scores, stages = entry["condition"], entry["scores"], entry["stages"]
+    label = c["label"]
+    rows = []
     if "oracle" in scores:
-        o = scores["oracle"]
-        lines.append(f"| oracle (true maps at the true poses) | - | {o['balanced_accuracy']:.3f}"
-                     " | - | - | - |")
-    if "deepalign" in scores:
-        lines.append(_row("`deepalign run --volume A --volume B` (defaults, cold training)",
-                          scores["deepalign"]))
-    if "classify" in scores:
-        lines.append(_row("`deepalign classify --volume A --volume B` (defaults)",
-                          scores["classify"]))
+        rows.append(f"| {label} | oracle (true maps at the true poses) | - | "
+                    f"{scores['oracle']['balanced_accuracy']:.3f} | - | - | - |")
+    for key, way in (("deepalign", "`deepalign run --volume A --volume B` (defaults, cold)"),
+                     ("classify", "`deepalign classify --volume A --volume B` (defaults)")):
+        if key in scores:
+            rows.append(f"| {label} |{_row(way, scores[key])[1:]}")
     if "relion" in scores:
-        r = stages["relion"]
-        lines.append(_row(f"RELION 3D classification, iteration {scores['relion']['iteration']}"
-                          f" ({r['stopped']})", scores["relion"]))
+        way = (f"RELION 3D classification, iteration {scores['relion']['iteration']} "
+               f"({stages['relion']['stopped']})")
+        rows.append(f"| {label} |{_row(way, scores['relion'])[1:]}")
+    return rows
+
+
+def _condition_section(entry) -> list:
+    """One condition's details: the maps, the machine, the negative control, RELION's
+    iterations, DeepAlign's command."""
+    c, scores, stages = entry["condition"], entry["scores"], entry["stages"]
+    sim = stages.get("simulate") or {}
+    load = (f"load average {_fmt(entry.get('load_before'), '.2f')} before, "
+            f"{_fmt(entry.get('load_after'), '.2f')} after")
+    lines = ["", f"## Condition: {c['label']}", "",
+             f"{entry.get('date') or '-'}; |A − B| / |A| = {sim.get('map_change', 0):.3f}; "
+             f"class sizes {sim.get('class_sizes')}; references low-passed to "
+             f"{_fmt(entry.get('reference_resolution_a'), 'g')} Å; machine: "
+             f"{entry.get('machine') or '-'}; {load}; work folder `{c['slug']}`."]
     if "negative" in scores:
         n = scores["negative"]
         lines += ["", f"Negative control: {n['n']} particles of class A only, `deepalign run` "
@@ -185,7 +249,75 @@ def write_report(b, stages: dict, scores: dict, *, load_before, machine: str) ->
     if da:
         lines += ["", f"DeepAlign: `{da['command']}`; stages: "
                   + ", ".join(f"{k} {v:.0f} s" for k, v in da["stage_seconds"].items())]
+    return lines
+
+
+def _ksweep_section(entry) -> list:
+    st = entry["settings"]
+    ks = ", ".join(map(str, st["ks"]))
+    lines = ["", f"## K sweep: comparisons per particle for K = {ks}", "",
+             f"{entry.get('date') or '-'}; for each K, {st['n']} particles of K maps in equal "
+             f"proportions (the 70S as map 1, then the 70S with a {st['part_radius_a']:g} Å part "
+             "masked away at +x, +y, +z), SNR "
+             f"{st['snr']:g}, CTF, shifts ≤ 3 px, not normalised; references low-passed to "
+             f"{_fmt(entry.get('reference_resolution_a'), 'g')} Å"
+             + (f"; `--epochs {st['epochs']}`" if st.get("epochs") else "")
+             + f". Machine: {entry.get('machine') or '-'}; load average "
+             f"{_fmt(entry.get('load_before'), '.2f')} before, "
+             f"{_fmt(entry.get('load_after'), '.2f')} after. Comparisons as the run's summary "
+             "counts them (one particle x direction x in-plane angle, every class's search "
+             "summed); refinement: the local refinement's candidates.", "",
+             "| K | way | comparisons per particle, search | refinement | balanced class "
+             "accuracy | wall time |", "|---|---|---|---|---|---|"]
+    words = {"run": "`deepalign run` (defaults, cold)", "global": "`deepalign align --global`"}
+    for r in entry["rows"]:
+        lines.append(f"| {r['k']} | {words.get(r['way'], r['way'])} | "
+                     f"{_fmt(r['search_per_particle'], ',.0f')} | "
+                     f"{_fmt(r['refine_per_particle'], ',.0f')} | "
+                     f"{_fmt(r['balanced_accuracy'])} | {r['seconds'] / 60:.1f} min |")
+    return lines
+
+
+def write_report(b, stages: dict, scores: dict, *, load_before, machine: str) -> None:
+    """The markdown report (``--out``) and its numbers beside it (``.json``): this run's
+    condition (and K sweep) added to, or put in place of the same one in, those there."""
+    if not b.args.out:
+        return
+    a = b.args
+    data = load_records(a.out)
+    meta = {"date": time.strftime("%Y-%m-%d"), "machine": machine,
+            "load_before": load_before[0], "load_after": os.getloadavg()[0],
+            "reference_resolution_a": a.reference_resolution}
+    condition_stages = {k: v for k, v in stages.items() if k != "ksweep"}
+    if scores:
+        data["conditions"][a.condition["slug"]] = {"condition": a.condition, **meta,
+                                                    "stages": condition_stages,
+                                                    "scores": scores}
+    if stages.get("ksweep"):
+        k = stages["ksweep"]
+        data["ksweep"][k["settings"]["slug"]] = {**meta, **k}
+    conditions = sorted(data["conditions"].values(), key=lambda e: e["condition"]["label"])
+    lines = ["# DeepAlign's classes beside RELION 3D classification", "",
+             "`benchmarks/bench_classes.py`: the 70S ribosome (64 px, 5 Å) as class A and as "
+             "class B the same map with one part changed: masked away (compositional) or turned "
+             "rigidly about a hinge (conformational); the particles of both in the condition's "
+             "proportions, CTF, shifts ≤ 3 px, normalised by `relion_preprocess`; both "
+             "references low-passed. One run per condition, each alone on the machine; a run "
+             "adds its condition (or replaces the same one) and leaves the others.", "",
+             "## All conditions", "",
+             "| condition | way | wall time | balanced class accuracy | particles in A / B | "
+             "within 10° of the correctly classed, A / B | FSC 0.5 of each class map vs its "
+             "true map, A / B |", "|---|---|---|---|---|---|---|"]
+    for entry in conditions:
+        lines += _condition_rows(entry)
+    for entry in conditions:
+        lines += _condition_section(entry)
+    for entry in data["ksweep"].values():
+        lines += _ksweep_section(entry)
+    kept = _kept_sections(a.out)
+    if kept:
+        lines += [""] + kept
     with atomic_open(a.out, "w") as f:
         f.write("\n".join(lines) + "\n")
     with atomic_open(os.path.splitext(a.out)[0] + ".json", "w") as f:
-        json.dump({"stages": stages, "scores": scores}, f, indent=1, default=str)
+        json.dump(data, f, indent=1, default=str)
