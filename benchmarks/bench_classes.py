@@ -79,7 +79,8 @@ MAP, BOX, PIXEL_A = "clean70SRibosome_vol_65p.mrc", 64, 5.0
 #: the part of the ribosome that changes: a ball of this radius around a point this far out
 #: along x (a fraction of the box's half width)
 PART_RADIUS_A, PART_OFFSET = 45.0, 0.35
-STAGES = ("simulate", "normalise", "oracle", "deepalign", "classify", "relion", "negative")
+STAGES = ("simulate", "normalise", "oracle", "deepalign", "classify", "classify_cnn", "relion",
+          "negative")
 #: stages run only when ``--stages`` names them (not part of a condition's default run)
 EXTRA_STAGES = ("ksweep",)
 NEEDS_RELION = {"normalise", "relion"}
@@ -319,14 +320,16 @@ def stage_oracle(b) -> dict:
     return {"seconds": time.perf_counter() - start, "classes_npy": str(out)}
 
 
-def _with_both_maps(b, command: str, folder: str, star=None) -> dict:
-    """``deepalign COMMAND --particles STAR --volume A --volume B --out WORK/FOLDER``, cold."""
+def _with_both_maps(b, command: str, folder: str, star=None, options=()) -> dict:
+    """``deepalign COMMAND --particles STAR --volume A --volume B --out WORK/FOLDER OPTIONS``,
+    cold (a network's ``--epochs`` from the benchmark's, where given)."""
     shutil.rmtree(b.work / folder, ignore_errors=True)
-    epochs = ["--epochs", str(b.args.epochs)] if b.args.epochs and command == "run" else []
+    trains = command == "run" or "--cnn" in options
+    epochs = ["--epochs", str(b.args.epochs)] if b.args.epochs and trains else []
     return b.deepalign([command, "--particles", str(star or b.star), "--volume",
                         str(b.work / "reference_A.mrc"), "--volume",
                         str(b.work / "reference_B.mrc"), "--out", str(b.work / folder),
-                        *epochs], f"{folder}.log")
+                        *options, *epochs], f"{folder}.log")
 
 
 def stage_deepalign(b) -> dict:
@@ -335,6 +338,10 @@ def stage_deepalign(b) -> dict:
 
 def stage_classify(b) -> dict:
     return _with_both_maps(b, "classify", "classify")
+
+
+def stage_classify_cnn(b) -> dict:
+    return _with_both_maps(b, "classify", "classify_cnn", options=["--cnn"])
 
 
 def relion_options(b) -> list:

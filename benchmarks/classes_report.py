@@ -97,11 +97,12 @@ def score_classes(b, stages: dict) -> dict:
     if stages.get("deepalign"):
         scores["deepalign"] = score_set(b, b.work / "deepalign" / "aligned.star",
                                         stages["deepalign"]["seconds"])
-    if stages.get("classify"):
-        from scipion_deepalign.core.classes.classify_folder import ClassifyFolder
+    for key in ("classify", "classify_cnn"):
+        if stages.get(key):
+            from scipion_deepalign.core.classes.classify_folder import ClassifyFolder
 
-        scores["classify"] = score_set(b, b.work / "classify" / ClassifyFolder.STAR,
-                                       stages["classify"]["seconds"])
+            scores[key] = score_set(b, b.work / key / ClassifyFolder.STAR,
+                                    stages[key]["seconds"])
     rel = stages.get("relion")
     if rel and rel.get("iterations"):
         last = rel["iterations"][-1]
@@ -206,7 +207,9 @@ def _condition_rows(entry) -> list:
         rows.append(f"| {label} | oracle (true maps at the true poses) | - | "
                     f"{scores['oracle']['balanced_accuracy']:.3f} | - | - | - |")
     for key, way in (("deepalign", "`deepalign run --volume A --volume B` (defaults, cold)"),
-                     ("classify", "`deepalign classify --volume A --volume B` (defaults)")):
+                     ("classify", "`deepalign classify --volume A --volume B` (defaults)"),
+                     ("classify_cnn", "`deepalign classify --cnn --volume A --volume B` "
+                                      "(defaults, cold)")):
         if key in scores:
             rows.append(f"| {label} |{_row(way, scores[key])[1:]}")
     if "relion" in scores:
