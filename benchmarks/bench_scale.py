@@ -72,6 +72,10 @@ def parse_args(argv=None):
     p.add_argument("--target-resolution", default=None, metavar="A|auto|full",
                    help="--target-resolution of training and search (default: not given, "
                         "the CLI's own, as a user gets it; the runs before 2026-12-06 gave 8)")
+    p.add_argument("--reference-resolution", type=float, default=8.0, metavar="A",
+                   help="the reference handed to deepalign: the phantom low-passed to this "
+                        "resolution (default 8, as bench_relion and bench_accuracy; the runs "
+                        "before 2026-12-06 gave the exact phantom with --target-resolution 8)")
     p.add_argument("--train-fraction", type=float, default=0.1)
     p.add_argument("--max-train", type=int, default=10000)
     # the network is trained as deepalign train trains it by default (fixed images per
@@ -95,13 +99,17 @@ def parse_args(argv=None):
 def simulate(folder, n, args):
     """``all.star`` (true poses), ``train.star``, ``sample.star`` and ``reference.mrc`` of
     ``n`` particles; images written batch by batch (the stack is never all in memory)."""
+    from scipion_deepalign.core.imageops import low_pass_volume
     from scipion_deepalign.core.io import write_mrc, write_mrc_stack_chunks, write_particles_star
     from scipion_deepalign.core.simulate import make_phantom, simulate_particles
 
     os.makedirs(folder, exist_ok=True)
     star = os.path.join(folder, "all.star")
     volume = make_phantom(args.box, seed=args.seed)
-    write_mrc(os.path.join(folder, "reference.mrc"), volume, pixel_size_a=args.pixel_size)
+    # never the exact map: a user's reference is a lower-resolution map of the structure
+    reference = low_pass_volume(volume, pixel_size_a=args.pixel_size,
+                                resolution_a=args.reference_resolution)
+    write_mrc(os.path.join(folder, "reference.mrc"), reference, pixel_size_a=args.pixel_size)
     metas = []
 
     def batches():
