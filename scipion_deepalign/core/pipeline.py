@@ -224,9 +224,7 @@ def _predict(images, model_dir, *, pixel_size_a, top_k, n_classes, search, class
     if class_prior == "estimated":  # the data's class prior, not the uniform one of training
         joint = adjusted
     regions, probabilities = cnn.top_k_regions(cnn.region_marginal(joint, n_classes), top_k)
-    search = search or SearchOptions()
-    pairs = cnn.select_pairs(joint, n_classes, probability_mass=search.probability_mass,
-                             max_pairs=search.max_regions if search.probability_mass else top_k)
+    pairs = cnn.search_pairs(joint, n_classes, search, top_k=top_k)
     log.info("predicted %.2f (class, region) pairs per particle, %.2f classes",
              float(np.mean((pairs.classes >= 0).sum(axis=1))),
              float(np.mean([len(set(row[row >= 0])) for row in pairs.classes])))

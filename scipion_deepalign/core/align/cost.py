@@ -34,6 +34,7 @@ def refine_work(candidates, band_size: int, n_shifts: int) -> float:
     on ``band_size`` coefficients and ``n_shifts`` shifts, in :func:`gallery_work`'s units."""
     return float(candidates) * int(band_size) * (int(n_shifts) + REFINE_CANDIDATE_WORK)
 
+
 @dataclass(frozen=True)
 class SearchCost:
     """Size of the correlation search for one particle.

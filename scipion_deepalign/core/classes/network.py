@@ -145,7 +145,6 @@ class ClassNetwork:
         ctf : CTFParams, optional
         """
         from .. import cnn
-        from ..align.search_plan import SearchOptions
         from ..cnn.model_folder import ModelFolder
 
         start = self.previous_model(iteration)
@@ -167,10 +166,7 @@ class ClassNetwork:
         k = len(maps)
         joint = cnn.predict_probabilities(images, folder, pixel_size_a=pixel_size_a,
                                           chunk_size=max(256, len(images) // 20))
-        search = self.search or SearchOptions()
-        pairs = cnn.select_pairs(joint, k, probability_mass=search.probability_mass,
-                                 max_pairs=(search.max_regions if search.probability_mass
-                                            else self.top_k))
+        pairs = cnn.search_pairs(joint, k, self.search, top_k=self.top_k)
         centres, _, _ = ModelFolder(folder).read_regions()
         return NetworkStep(pairs=pairs, centres_deg=centres, model_dir=str(folder),
                            seconds=seconds, epochs=len(history.get("loss", [])),

@@ -52,7 +52,7 @@ from .synthetic import noise_ramp_scale
 
 __all__ = ["joint_targets", "split_joint", "class_probabilities", "region_marginal",
            "estimate_class_fractions", "CLASS_FRACTION_TOLERANCE",
-           "CLASS_FRACTION_MAX_ITERATIONS", "ClassPairs", "select_pairs",
+           "CLASS_FRACTION_MAX_ITERATIONS", "ClassPairs", "select_pairs", "search_pairs",
            "ClassProjectionSource", "ClassProjectionBatches"]
 
 log = logging.getLogger(__name__)
@@ -241,6 +241,19 @@ def select_pairs(probabilities, n_classes: int, *, probability_mass=None,
                       regions=np.where(kept >= 0, kept % n_regions, -1),
                       probabilities=np.where(kept >= 0, probs, 0.0),
                       class_probabilities=joint.sum(axis=2))
+
+
+def search_pairs(probabilities, n_classes: int, search=None, *, top_k: int) -> ClassPairs:
+    """The (class, region) pairs the search takes: :func:`select_pairs` with ``search``'s
+    probability mass and most regions, or the ``top_k`` best pairs where the search has no
+    mass (``search`` None: the default :class:`~..align.search_plan.SearchOptions`). The one
+    rule of ``deepalign run`` and ``classify --cnn``."""
+    from ..align.search_plan import SearchOptions
+
+    search = search or SearchOptions()
+    mass = search.probability_mass
+    return select_pairs(probabilities, n_classes, probability_mass=mass,
+                        max_pairs=search.max_regions if mass else top_k)
 
 
 class ClassProjectionSource:
