@@ -15,7 +15,9 @@ align --global``, defaults) -> ``relion`` (auto-refine with the pinned options o
 ``relion_local`` (RELION's local refinement from DeepAlign's poses) -> ``relion_local_ml``
 (the same without ``--firstiter_cc``) -> ``interop``
 (``relion_reconstruct`` and ``deepalign reconstruct`` of DeepAlign's STAR, and of a
-noise-free control: the same map?). A stage run again (``--stages``) does not rerun the
+noise-free control: the same map?) -> ``relion_wide`` and ``relion_local_wide`` (the two
+refinements with ``--particle_diameter`` holding the whole particle, read off the reference:
+8ZPM's side views reach beyond the extraction's background circle). A stage run again (``--stages``) does not rerun the
 stages after it that read its output.
 
 Scores: rotation angle to the true pose (within 5/10/15 deg, median); FSC 0.5 against the true
@@ -53,7 +55,7 @@ ROOT = str(Path(__file__).resolve().parents[1])
 DATA = Path(ROOT).parent / "shared" / "data"
 MAP, BOX, PIXEL_A = "8zpm_64_2A.mrc", 64, 2.0
 STAGES = ("simulate", "normalise", "deepalign", "reuse", "global", "relion", "relion_local",
-          "relion_local_ml", "interop")
+          "relion_local_ml", "interop", "relion_wide", "relion_local_wide")
 #: the local refinement's prior on the three angles (deg; searched to 3 sigma)
 LOCAL_SIGMA_DEG = 3.0
 
@@ -242,12 +244,14 @@ def stage_global(b: Bench) -> dict:
 
 
 def _refine(b: Bench, name: str, star: Path, cap_min: float, sigma=None,
-            first_iteration_cc=True) -> dict:
+            first_iteration_cc=True, diameter_a=None) -> dict:
+    """RELION's refinement ``name`` under a cap; ``diameter_a`` its ``--particle_diameter``
+    (default: the normalisation's background circle, RELION extraction's default)."""
     from scipion_deepalign.core.io import read_particles_star
 
     truth = read_particles_star(str(b.sim / "particles.star"))
     options = relion.refine_options(resolution_a=b.args.reference_resolution,
-                                    diameter_a=2 * b.bg_radius_px * PIXEL_A,
+                                    diameter_a=diameter_a or 2 * b.bg_radius_px * PIXEL_A,
                                     local_sigma_deg=sigma,
                                     first_iteration_cc=first_iteration_cc)
     shutil.rmtree(b.work / name, ignore_errors=True)
@@ -272,6 +276,31 @@ def stage_relion_local_ml(b: Bench) -> dict:
     cross-correlation scramble DeepAlign's poses?"""
     return _refine(b, "relion_local_ml", b.work / "deepalign" / "cold.star",
                    b.args.local_cap_min, sigma=LOCAL_SIGMA_DEG, first_iteration_cc=False)
+
+
+def _whole_particle_diameter_a(b: Bench) -> float:
+    """The ``--particle_diameter`` that holds the whole particle, as a user would read it off
+    the reference (:func:`relion_tools.particle_diameter_a`): 8ZPM is elongated, its side views
+    reach beyond the extraction's background circle."""
+    from scipion_deepalign.core.io import read_volume
+
+    volume, pixel = read_volume(str(b.reference))
+    return relion.particle_diameter_a(volume, pixel)
+
+
+def stage_relion_wide(b: Bench) -> dict:
+    """The auto-refinement again with a mask that holds the whole particle."""
+    diameter = _whole_particle_diameter_a(b)
+    rec = _refine(b, "relion_wide", b.star, b.args.relion_cap_min, diameter_a=diameter)
+    return {**rec, "particle_diameter_a": diameter}
+
+
+def stage_relion_local_wide(b: Bench) -> dict:
+    """The local refinement from DeepAlign's poses with that mask."""
+    diameter = _whole_particle_diameter_a(b)
+    rec = _refine(b, "relion_local_wide", b.work / "deepalign" / "cold.star",
+                  b.args.local_cap_min, sigma=LOCAL_SIGMA_DEG, diameter_a=diameter)
+    return {**rec, "particle_diameter_a": diameter}
 
 
 #: the noise-free control of the interoperation check: particles, SNR
@@ -315,7 +344,8 @@ def stage_interop(b: Bench) -> dict:
 
 
 RUNNERS = {name: globals()[f"stage_{name}"] for name in STAGES}
-NEEDS_RELION = {"normalise", "relion", "relion_local", "relion_local_ml", "interop"}
+NEEDS_RELION = {"normalise", "relion", "relion_local", "relion_local_ml", "interop",
+                "relion_wide", "relion_local_wide"}
 
 
 def run_stages(b: Bench, stages=STAGES, runners=None, needs_relion=None) -> dict:

@@ -23,7 +23,10 @@ POSE_SETS = {"DeepAlign end to end (cold training)": ("deepalign", "deepalign/co
 REFINEMENTS = {"RELION 3D auto-refine": "relion",
                "RELION local refinement from DeepAlign": "relion_local",
                "RELION local refinement from DeepAlign, without --firstiter_cc":
-                   "relion_local_ml"}
+                   "relion_local_ml",
+               "RELION 3D auto-refine, mask holding the whole particle": "relion_wide",
+               "RELION local refinement from DeepAlign, mask holding the whole particle":
+                   "relion_local_wide"}
 
 
 def image_index(names) -> np.ndarray:
@@ -105,7 +108,9 @@ def cost_model(stages: dict, n: int) -> dict:
                                 "how": "gallery fixed; search (and start-up) and "
                                 "reconstruction per particle"}
     for label, key in (("RELION 3D auto-refine", "relion"),
-                       ("RELION local refinement from DeepAlign", "relion_local")):
+                       ("RELION local refinement from DeepAlign", "relion_local"),
+                       ("RELION 3D auto-refine, mask holding the whole particle",
+                        "relion_wide")):
         st = stages.get(key)
         if st and st.get("iterations"):
             first = st["iterations"][0]["seconds"]

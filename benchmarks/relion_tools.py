@@ -61,6 +61,24 @@ def ensure_relion(log) -> str:
     return match.group(1) if match else "unknown"
 
 
+def particle_diameter_a(volume, pixel_size_a: float, *, outside: float = 1e-3) -> float:
+    """The diameter (A) a RELION user would give ``--particle_diameter``: twice the smallest
+    radius outside which every projection along the three axes holds less than ``outside``
+    of its mass, at most the box less two pixels (RELION needs the mask inside the box)."""
+    import numpy as np
+
+    box = volume.shape[0]
+    yy, xx = np.indices((box, box)) - box // 2
+    r = np.hypot(yy, xx)
+    need = 0.0
+    for axis in range(3):
+        p = np.clip(volume.sum(axis=axis), 0.0, None)
+        order = np.argsort(r, axis=None)
+        inside = np.cumsum(p.ravel()[order]) / p.sum()
+        need = max(need, float(r.ravel()[order][np.searchsorted(inside, 1.0 - outside)]))
+    return min(2.0 * np.ceil(need), box - 2.0) * pixel_size_a
+
+
 def refine_options(*, resolution_a: float, diameter_a: float, local_sigma_deg=None,
                    first_iteration_cc: bool = True) -> list:
     """The pinned options of the 3D auto-refinement (RELION's GUI defaults where the issue
