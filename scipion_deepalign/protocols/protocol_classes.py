@@ -1,6 +1,7 @@
 """3D classification against several reference maps (``deepalign run --volume A --volume B
-...`` with the network, ``deepalign classify --iterations N`` without it): each particle takes
-the class of the map it fits best, with its pose against that map; each class is
+...`` with the network in one pass, ``deepalign classify --cnn --iterations N`` with the
+network refined by iterations, ``deepalign classify --iterations N`` without it): each particle
+takes the class of the map it fits best, with its pose against that map; each class is
 reconstructed from its particles.
 
 The heavy steps are ``deepalign`` commands (see :mod:`.protocol_base`): the classification
@@ -31,7 +32,10 @@ class DeepAlignProtClasses3D(AlignForm, DeepAlignProtBase, ProtClassify3D):
     pairs only (``deepalign run``, one pass); without it, ``deepalign classify`` iterates:
     every particle is searched globally against every class map (K full searches), takes the
     class of its best score, and each class's map is reconstructed and low-passed at its FSC
-    0.5 for the next iteration, up to "iterations" or until fewer than 1 % change class.
+    0.5 for the next iteration, up to "iterations" or until fewer than 1 % change class. With
+    the network and "Refine the classes by iterations?", ``deepalign classify --cnn`` iterates
+    the same way but searches each particle in its predicted pairs: the network is trained in
+    the first iteration and fine-tuned on projections of each iteration's new class maps.
     Outputs: a SetOfClasses3D (class k = the k-th map, RELION's ``rlnClassNumber``; its
     particles with their poses against that map; its representative volume reconstructed
     from them) and the class volumes.
@@ -67,7 +71,17 @@ class DeepAlignProtClasses3D(AlignForm, DeepAlignProtBase, ProtClassify3D):
                            "against every map (K full searches: slower, no training), and "
                            "the class maps are reconstructed and searched again, iteration "
                            "after iteration (deepalign classify).")
-        form.addParam("iterations", params.IntParam, condition="not useNetwork",
+        form.addParam("iterateNetwork", params.BooleanParam, default=False,
+                      condition="useNetwork", label="Refine the classes by iterations?",
+                      help="Yes: the network is trained on the reference maps in the first "
+                           "iteration; each iteration searches each particle in its predicted "
+                           "(class, region) pairs, reconstructs the class maps (low-passed at "
+                           "their FSC "
+                           f"{defaults.CLASSIFY_FILTER_FSC:g}) and fine-tunes the network on "
+                           "projections of them for the next one (deepalign classify --cnn; "
+                           "slower than one pass by the fine-tuning and the reconstructions). "
+                           "No: one pass against the reference maps (deepalign run).")
+        form.addParam("iterations", params.IntParam, condition="not useNetwork or iterateNetwork",
                       default=defaults.CLASSIFY_ITERATIONS, label="Iterations",
                       help="Most iterations of the classification (align against the class "
                            "maps, reconstruct them); it stops earlier once fewer than "
@@ -81,12 +95,21 @@ class DeepAlignProtClasses3D(AlignForm, DeepAlignProtBase, ProtClassify3D):
         form.addParam("numberOfEpochs", params.IntParam, condition="useNetwork",
                       default=defaults.train_default("epochs"), label="Max epochs",
                       help="Training stops earlier when the held-out hit rate of (class, "
-                           "region) pairs stops improving.")
+                           "region) pairs stops improving. With iterations: the first "
+                           "iteration's network.")
+        form.addParam("finetuneEpochs", params.IntParam,
+                      condition="useNetwork and iterateNetwork",
+                      default=defaults.CLASSIFY_FINETUNE_EPOCHS,
+                      expertLevel=params.LEVEL_ADVANCED, label="Fine-tuning epochs",
+                      help="Epochs each iteration after the first fine-tunes the previous "
+                           "iteration's network for, on projections of the new class maps "
+                           "(deepalign classify --finetune-epochs).")
         form.addParam("imagesPerEpoch", params.IntParam, condition="useNetwork",
                       default=defaults.train_default("images_per_epoch"),
                       expertLevel=params.LEVEL_ADVANCED, label="Images per epoch",
                       help="Training projections per epoch (each draws its class uniformly).")
-        form.addParam("classOutput", params.EnumParam, condition="useNetwork",
+        form.addParam("classOutput", params.EnumParam,
+                      condition="useNetwork and not iterateNetwork",
                       choices=list(defaults.CLASS_OUTPUTS),
                       default=defaults.CLASS_OUTPUTS.index(
                           defaults.train_default("class_output")),
@@ -94,11 +117,13 @@ class DeepAlignProtClasses3D(AlignForm, DeepAlignProtBase, ProtClassify3D):
                       help="joint (default): one softmax over every (class, region) pair; "
                            "head: a softmax over the classes beside the softmax over the "
                            "regions, on the same trunk, p(class, region) = p(class) "
-                           "p(region) (deepalign run --class-output).")
+                           "p(region) (deepalign run --class-output; one pass only: the "
+                           "iterations train the joint one).")
         form.addSection(label="Alignment")
         self._defineAlignParams(form)
         self._defineRegionSearchParams(form, condition="useNetwork")
-        form.addParam("classPrior", params.EnumParam, condition="useNetwork",
+        form.addParam("classPrior", params.EnumParam,
+                      condition="useNetwork and not iterateNetwork",
                       choices=list(defaults.CLASS_PRIORS),
                       default=defaults.CLASS_PRIORS.index(defaults.CLASS_PRIOR),
                       expertLevel=params.LEVEL_ADVANCED, label="Class prior of the search",
@@ -107,7 +132,8 @@ class DeepAlignProtClasses3D(AlignForm, DeepAlignProtBase, ProtClassify3D):
                            "(classes drawn in equal numbers); estimated: reweighted by the "
                            "classes' fractions estimated from those outputs, which amplifies "
                            "a network that leans to one class (the estimate is always "
-                           "reported in the log) (deepalign run --class-prior).")
+                           "reported in the log) (deepalign run --class-prior; one pass "
+                           "only: the iterations search under the uniform one).")
         self._defineComputeParams(form, threads=1)
 
     # ------------------------------------------------------------- steps
@@ -118,9 +144,8 @@ class DeepAlignProtClasses3D(AlignForm, DeepAlignProtBase, ProtClassify3D):
             "reference": self._getExtraPath("reference_%(k)02d.mrc"),
             "classify_dir": self._classifyFolder().path,
             # the STAR of the classified particles (each command's name for it)
-            "classified_star": (self._getExtraPath("classify", "aligned.star")
-                                if self.useNetwork.get() else
-                                self._classifyFolder().star_path()),
+            "classified_star": (self._classifyFolder().star_path() if self._iterates()
+                                else self._getExtraPath("classify", "aligned.star")),
             "class_star": self._getExtraPath("class_%(k)03d.star"),
             "class_volume": self._getExtraPath("class_%(k)03d.mrc"),
             "class_fsc": self._getExtraPath("class_%(k)03d_fsc.json"),
@@ -213,10 +238,13 @@ class DeepAlignProtClasses3D(AlignForm, DeepAlignProtBase, ProtClassify3D):
     # ------------------------------------------------------------- the command line
     def _classifyCommand(self):
         """``(command, args)`` of the classification: the one place its command line is
-        built (the network: ``deepalign run``, one pass; without it ``deepalign classify
-        --iterations N``). Both write ``classified_star`` in ``classify_dir`` (``run`` names
-        it aligned.star, ``classify`` the name its folder class owns). ``classify`` has no
-        network, so the network's branch stays ``run``."""
+        built. The network in one pass: ``deepalign run``; the network refined by iterations:
+        ``deepalign classify --cnn --iterations N`` (the network's options that ``classify``
+        takes: region spacing, epochs of the first network, images per epoch, fine-tuning
+        epochs, the regional search; the class output and prior are ``run``'s only); without
+        the network: ``deepalign classify --iterations N``. Each writes ``classified_star`` in
+        ``classify_dir`` (``run`` names it aligned.star, ``classify`` the name its folder
+        class owns)."""
         self._createFilenameTemplates()
         args = ["--particles", self._getFileName("input_star"),
                 "--symmetry", self._symmetry(),
@@ -224,13 +252,18 @@ class DeepAlignProtClasses3D(AlignForm, DeepAlignProtBase, ProtClassify3D):
         for k in range(1, self._numberOfClasses() + 1):
             args += ["--volume", self._getFileName("reference", k=k)]
         args += self._searchArgs()
-        if not self.useNetwork.get():
-            return "classify", args + ["--iterations", self.iterations.get(),
-                                       "--out", self._getFileName("classify_dir")]
-        return "run", args + ["--out", self._getFileName("classify_dir"),
-                              "--spacing", self.regionSpacingDeg.get(),
-                              "--epochs", self.numberOfEpochs.get(),
-                              "--images-per-epoch", self.imagesPerEpoch.get(),
+        network = ["--spacing", self.regionSpacingDeg.get(),
+                   "--epochs", self.numberOfEpochs.get(),
+                   "--images-per-epoch", self.imagesPerEpoch.get()]
+        if self._iterates():
+            args += ["--iterations", self.iterations.get(),
+                     "--out", self._getFileName("classify_dir")]
+            if not self.useNetwork.get():
+                return "classify", args
+            return "classify", args + ["--cnn", *network,
+                                       "--finetune-epochs", self.finetuneEpochs.get(),
+                                       *self._regionSearchArgs()]
+        return "run", args + ["--out", self._getFileName("classify_dir"), *network,
                               "--class-output", defaults.CLASS_OUTPUTS[self.classOutput.get()],
                               "--class-prior", defaults.CLASS_PRIORS[self.classPrior.get()],
                               *self._regionSearchArgs()]
@@ -248,14 +281,18 @@ class DeepAlignProtClasses3D(AlignForm, DeepAlignProtBase, ProtClassify3D):
             for k, volume in enumerate(volumes, start=1):
                 errors += self._geometryMismatch(f"reference volume {k} ({_name(volume)})",
                                                  volume, "particles", particles)
-        if not self.useNetwork.get():
+        if self._iterates():
             iterations = self.iterations.get()
             if iterations is None or iterations < 1:
                 errors.append(f"Iterations must be at least 1, got {iterations}.")
             if particles is not None and particles.hasCTF() and self._ctfMode() != "apply":
-                errors.append("Without the network (deepalign classify) the CTF is applied to "
-                              "the references: phase-flipped particles, or the phase-flip "
-                              "CTF handling, need the network.")
+                errors.append("The iterations (deepalign classify) apply the CTF to the "
+                              "references: phase-flipped particles, or the phase-flip CTF "
+                              "handling, need the network in one pass.")
+        if self._path() == "cnn":
+            epochs = self.finetuneEpochs.get()
+            if epochs is None or epochs < 1:
+                errors.append(f"Fine-tuning epochs must be at least 1, got {epochs}.")
         return errors + self._searchParamErrors(particles)
 
     def _warnings(self):
@@ -269,8 +306,10 @@ class DeepAlignProtClasses3D(AlignForm, DeepAlignProtBase, ProtClassify3D):
         if report is None:
             return ["Classification not finished yet."]
         sizes, n = report
-        how = ("network of the classes" if self.useNetwork.get() else
-               "deepalign classify, iterated global search")
+        how = {"run": "network of the classes",
+               "cnn": "deepalign classify --cnn, network of the classes fine-tuned by "
+                      "iterations",
+               "global": "deepalign classify, iterated global search"}[self._path()]
         lines = [f"{n} particles in {len(sizes)} classes ({how} against "
                  f"{self._numberOfClasses()} maps):"]
         for k, size in sizes.items():
@@ -281,7 +320,8 @@ class DeepAlignProtClasses3D(AlignForm, DeepAlignProtBase, ProtClassify3D):
         return lines + self._iterationLines()
 
     def _iterationLines(self):
-        """One summary line per iteration of ``deepalign classify`` (none with the network)."""
+        """One summary line per iteration of ``deepalign classify`` (none with the network
+        in one pass); with ``--cnn`` each says how its network was trained."""
         report = self.classifyReport()
         if report is None:
             return []
@@ -298,7 +338,8 @@ class DeepAlignProtClasses3D(AlignForm, DeepAlignProtBase, ProtClassify3D):
                 f"{', '.join(map(str, it['class_sizes']))}; changed class "
                 + ("-" if changed is None else f"{100 * changed:.1f} %") + "; FSC 0.143 "
                 + ", ".join("-" if r is None else f"{r:.1f} A"
-                            for r in it["resolution_0143_a"]))
+                            for r in it["resolution_0143_a"])
+                + _network_words(it.get("network")))
         return lines
 
     def _methods(self):
@@ -306,13 +347,19 @@ class DeepAlignProtClasses3D(AlignForm, DeepAlignProtBase, ProtClassify3D):
         if report is None:
             return []
         sizes, n = report
-        report = None if self.useNetwork.get() else self.classifyReport()
-        how = ("one network trained on projections of every map predicted each particle's "
-               "class and regions, searched by correlation" if self.useNetwork.get() else
-               "each particle was aligned globally against every class map by correlation, "
-               "and the class maps were reconstructed from their particles and low-passed at "
-               f"their FSC {defaults.CLASSIFY_FILTER_FSC} for the next iteration"
-               + (f" ({len(report['iterations'])} iterations)" if report else ""))
+        report = self.classifyReport()
+        iterations = f" ({len(report['iterations'])} iterations)" if report else ""
+        rebuilt = ("the class maps were reconstructed from their particles and low-passed at "
+                   f"their FSC {defaults.CLASSIFY_FILTER_FSC}")
+        how = {"run": "one network trained on projections of every map predicted each "
+                      "particle's class and regions, searched by correlation",
+               "cnn": "one network trained on projections of every map predicted each "
+                      "particle's class and regions, searched by correlation; "
+                      f"{rebuilt}, and the network was fine-tuned on their projections, for "
+                      f"the next iteration{iterations}",
+               "global": "each particle was aligned globally against every class map by "
+                         f"correlation, and {rebuilt} for the next iteration"
+                         f"{iterations}"}[self._path()]
         return [f"{n} particles were classified against {self._numberOfClasses()} reference "
                 f"maps with DeepAlign: {how}, and each particle took the class of its best "
                 f"score. Class sizes: {', '.join(str(s) for s in sizes.values())}."]
@@ -335,12 +382,24 @@ class DeepAlignProtClasses3D(AlignForm, DeepAlignProtBase, ProtClassify3D):
 
         return ClassifyFolder(self._getExtraPath("classify"))
 
+    def _iterates(self):
+        """Whether the classification is ``deepalign classify`` (iterated): without the
+        network, or with it and "Refine the classes by iterations?"."""
+        return self._path() != "run"
+
+    def _path(self):
+        """Which classification the form asks for: "run" (the network, one pass), "cnn"
+        (``classify --cnn``, the network refined by iterations) or "global" (``classify``)."""
+        if not self.useNetwork.get():
+            return "global"
+        return "cnn" if self.iterateNetwork.get() else "run"
+
     def classifyReport(self):
         """``deepalign classify``'s report (``{"iterations": [per-iteration dicts], "stopped",
-        "inputs"}``), None with the network or before it is written."""
+        "inputs"}``), None with the network in one pass or before it is written."""
         from ..core.io import read_json
 
-        if self.useNetwork.get():
+        if not self._iterates():
             return None
         path = self._classifyFolder().report_path
         return read_json(path) if os.path.exists(path) else None
@@ -374,6 +433,18 @@ class DeepAlignProtClasses3D(AlignForm, DeepAlignProtBase, ProtClassify3D):
 
         path = self._getFileName("class_fsc", k=k)
         return read_json(path).get("resolution_0143_a") if os.path.exists(path) else None
+
+
+def _network_words(network):
+    """``"; network ..."`` of an iteration of ``classify --cnn`` (its report's ``network``
+    entry; empty for the global search)."""
+    if not network:
+        return ""
+    epochs = f"{network['epochs']} epoch" + ("" if network["epochs"] == 1 else "s")
+    how = ("reused" if network.get("reused") else
+           f"fine-tuned {epochs}" if network.get("fine_tuned_from") else f"trained {epochs}")
+    return (f"; network {how} ({network['train_seconds']:.0f} s), "
+            f"{network['pairs_per_particle']:.2f} (class, region) pairs per particle")
 
 
 def _name(volume):

@@ -2,7 +2,10 @@
 """DeepAlignProtClasses3D: its form's checks, and a two-map mixture classified end to end
 without the network (``deepalign classify``, 2 iterations, coarse step: the fastest settings)
 with the answer checked against the truth and the per-iteration summary; its viewer draws the
-class sizes, also per iteration."""
+class sizes, also per iteration. The network refined by iterations ("Refine the classes by
+iterations?", ``deepalign classify --cnn``): its command line (the defaults' values, parsed by
+``classify``'s own parser), the STAR its output reads, its checks and summary lines, and the
+same mixture classified end to end by a tiny network (about 30 s on two cores)."""
 import pytest
 
 pytest.importorskip("pyworkflow", reason="the Scipion tests need pyworkflow")
@@ -102,6 +105,8 @@ class TestClasses3D(BaseTest):
         assert prot.alignResolutionA.get() == defaults.TARGET_RESOLUTION
         assert prot.localRefinement.get() == defaults.REFINE
         assert prot.iterations.get() == defaults.CLASSIFY_ITERATIONS
+        assert prot.iterateNetwork.get() is False  # one pass of the network by default
+        assert prot.finetuneEpochs.get() == defaults.CLASSIFY_FINETUNE_EPOCHS
 
     def test_command_line_with_and_without_the_network(self):
         from scipion_deepalign.core import defaults
@@ -133,6 +138,119 @@ class TestClasses3D(BaseTest):
         # deepalign classify has no network: neither option reaches it
         _, args = self._classes(self.volumes, classOutput=1, classPrior=1)._classifyCommand()
         assert "--class-output" not in args and "--class-prior" not in args
+
+    def test_iterated_network_command_line_is_classify_cnn_with_the_defaults(self):
+        import argparse
+
+        from scipion_deepalign.cli import classify
+        from scipion_deepalign.core import defaults
+        from scipion_deepalign.core.align.search_plan import SearchOptions
+        from scipion_deepalign.protocols import DeepAlignProtClasses3D
+
+        prot = DeepAlignProtClasses3D()  # the form's defaults, then the iterated network
+        prot.useNetwork.set(True)
+        prot.iterateNetwork.set(True)
+        prot.inputParticles.set(self.particles)
+        for volume in self.volumes:
+            prot.inputVolumes.append(volume)
+        command, args = prot._classifyCommand()
+        assert command == "classify" and "--cnn" in args
+
+        def value(option):
+            return args[args.index(option) + 1]
+
+        assert value("--iterations") == defaults.CLASSIFY_ITERATIONS
+        assert value("--spacing") == defaults.REGION_SPACING_DEG
+        assert value("--epochs") == defaults.train_default("epochs")
+        assert value("--images-per-epoch") == defaults.train_default("images_per_epoch")
+        assert value("--finetune-epochs") == defaults.CLASSIFY_FINETUNE_EPOCHS
+        assert value("--overlap") == SearchOptions.default("overlap_deg")
+        assert value("--probability-mass") == SearchOptions.default("probability_mass")
+        assert value("--max-regions") == SearchOptions.default("max_regions")
+        assert value("--out") == prot._classifyFolder().path
+        # run's options only: classify --cnn trains the joint output, searches uniformly
+        assert "--class-output" not in args and "--class-prior" not in args
+        # deepalign classify takes the line, and its network checks pass
+        parser = argparse.ArgumentParser()
+        classify.add_args(parser)
+        parsed = parser.parse_args([str(a) for a in args])
+        classify._check_network_args(parsed, "c1")
+        assert parsed.cnn and parsed.iterations == defaults.CLASSIFY_ITERATIONS
+        assert (parsed.spacing, parsed.epochs, parsed.images_per_epoch,
+                parsed.finetune_epochs) == (defaults.REGION_SPACING_DEG,
+                                            defaults.train_default("epochs"),
+                                            defaults.train_default("images_per_epoch"),
+                                            defaults.CLASSIFY_FINETUNE_EPOCHS)
+        assert parsed.top_k == defaults.TOP_K  # left to the command's default
+        # the global search's line has no network option (classify refuses them without --cnn)
+        prot.useNetwork.set(False)
+        command, args = prot._classifyCommand()
+        assert command == "classify" and "--cnn" not in args
+        assert "--spacing" not in args and "--finetune-epochs" not in args
+        classify._check_network_args(parser.parse_args([str(a) for a in args]), "c1")
+
+    def test_classified_star_is_the_classify_folders_when_iterating(self):
+        folder = self._classes(self.volumes, useNetwork=True, iterateNetwork=True)
+        one_pass = self._classes(self.volumes, useNetwork=True)
+        for prot in (folder, one_pass):
+            prot._createFilenameTemplates()
+        star = folder._getFileName("classified_star")
+        assert star == folder._classifyFolder().star_path()
+        assert os.path.dirname(star) == folder._getFileName("classify_dir")
+        assert one_pass._getFileName("classified_star") == os.path.join(
+            one_pass._getFileName("classify_dir"), "aligned.star")
+
+    def test_form_shows_the_options_of_each_path(self):
+        def shown(prot, name):
+            return prot.evalParamCondition(name)
+
+        for network, iterate, iterations, finetune, one_pass in (
+                (False, False, True, False, False), (False, True, True, False, False),
+                (True, False, False, False, True), (True, True, True, True, False)):
+            prot = self._classes(self.volumes, useNetwork=network, iterateNetwork=iterate)
+            assert shown(prot, "iterateNetwork") == network
+            assert shown(prot, "iterations") == iterations, (network, iterate)
+            assert shown(prot, "finetuneEpochs") == finetune, (network, iterate)
+            assert shown(prot, "regionSpacingDeg") == network
+            for name in ("classOutput", "classPrior"):
+                assert shown(prot, name) == one_pass, (name, network, iterate)
+            assert prot._iterates() == iterations
+
+    def test_iterated_network_bad_iterations_and_finetune_epochs_are_refused(self):
+        errors = self._classes(self.volumes, useNetwork=True, iterateNetwork=True,
+                               iterations=0, finetuneEpochs=0).validate()
+        assert "Iterations must be at least 1, got 0." in errors
+        assert "Fine-tuning epochs must be at least 1, got 0." in errors
+        # both hidden in one pass of the network: not checked
+        assert self._classes(self.volumes, useNetwork=True, iterations=0,
+                             finetuneEpochs=0).validate() == []
+
+    def test_iterated_network_summary_says_how_each_network_was_trained(self):
+        from scipion_deepalign.core.io import write_json
+
+        prot = self._classes(self.volumes, useNetwork=True, iterateNetwork=True)
+        self.proj.saveProtocol(prot)
+        path = prot._classifyFolder().report_path
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        net = dict(train_seconds=12.4, predict_seconds=1.0, class_accuracy=None,
+                   pairs_per_particle=1.5, reused=False, model_dir="m")
+        its = [dict(iteration=1, class_sizes=[40, 20], changed_fraction=None,
+                    resolution_0143_a=[20.0, None],
+                    network=dict(net, epochs=20, fine_tuned_from=None)),
+               dict(iteration=2, class_sizes=[42, 18], changed_fraction=0.05,
+                    resolution_0143_a=[18.0, 21.0],
+                    network=dict(net, epochs=2, fine_tuned_from="it001/model/shared.keras"))]
+        write_json(path, {"iterations": its, "inputs": {}, "stopped": "iterations"})
+        assert prot.classifyReport()["iterations"] == its
+        lines = prot._iterationLines()
+        assert lines[0] == ("deepalign classify: 2 iterations (stopped: the iterations given "
+                            "ran)")
+        assert lines[1] == ("iteration 1: class sizes 40, 20; changed class -; FSC 0.143 "
+                            "20.0 A, -; network trained 20 epochs (12 s), 1.50 (class, "
+                            "region) pairs per particle")
+        assert "; network fine-tuned 2 epochs (12 s)" in lines[2]
+        # one pass of the network has no iterations (the same folder, not read)
+        assert self._classes(self.volumes, useNetwork=True).classifyReport() is None
 
     def test_classifies_a_mixture(self):
         prot = self._classes(self.volumes)
@@ -183,6 +301,42 @@ class TestClasses3D(BaseTest):
         assert " iterations)" in "\n".join(prot.methods())
         print(summary)
         self._check_viewer(prot, sizes, iterations)
+
+    def test_classifies_a_mixture_with_the_iterated_network(self):
+        """``classify --cnn`` through the form: a tiny network (12 regions, 2 epochs of 512
+        projections, 1 fine-tuning epoch), 2 iterations; the output read from the classify
+        folder's STAR."""
+        pytest.importorskip("keras")
+        prot = self._classes(self.volumes, useNetwork=True, iterateNetwork=True,
+                             regionSpacingDeg=60.0, numberOfEpochs=2, imagesPerEpoch=512,
+                             finetuneEpochs=1)
+        try:
+            self.launchProtocol(prot)
+        except Exception:
+            print(sh.run_log(prot))
+            raise
+        found = {p.getObjId(): cls.getObjId()
+                 for cls in prot.outputClasses.iterItems(orderBy="id") for p in cls.iterItems()}
+        assert sorted(found) == list(range(1, N + 1))
+        labels = np.array([found[i] for i in range(1, N + 1)]) - 1
+        accuracy = np.mean(labels == self.true_classes)
+        print(f"class accuracy {accuracy:.3f}")
+        assert accuracy >= 0.8, accuracy  # chance 0.5 (0.7 by always answering A)
+        from scipion_deepalign.convert import item_class_ids
+        from scipion_deepalign.core.io import read_particles_star
+
+        prot._createFilenameTemplates()
+        assert prot._getFileName("classified_star") == prot._classifyFolder().star_path()
+        assert item_class_ids(read_particles_star(prot._getFileName("classified_star"))) \
+            == found
+        report = prot.classifyReport()
+        nets = [it["network"] for it in report["iterations"]]
+        assert nets[0]["epochs"] <= 2 and nets[0]["fine_tuned_from"] is None
+        assert all(n["fine_tuned_from"] for n in nets[1:])
+        summary = "\n".join(prot.summary())
+        assert "deepalign classify --cnn" in summary and "; network trained " in summary
+        assert "network was fine-tuned" in "\n".join(prot.methods())
+        print(summary)
 
     def _check_viewer(self, prot, sizes, iterations):
         from scipion_deepalign.viewers import DeepAlignClassesViewer
