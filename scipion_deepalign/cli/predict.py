@@ -2,7 +2,10 @@
 
 Writes ``--out`` (RELION STAR): the input particles with, for ``i = 1..top-k`` (best first),
 the i-th most probable region (1-based, the numbers of the model's ``regions.star``) and its
-probability (column names: :mod:`scipion_deepalign.core.io.columns`). Particles are read and
+probability (column names: :mod:`scipion_deepalign.core.io.columns`). With a model trained
+from several maps (``deepalign train --volume A --volume B``) the regions are those whatever the
+class, and the top-k (class, region) pairs (1-based class: the i-th map) and their joint
+probabilities are written too, what ``deepalign align --model`` searches. Particles are read and
 predicted in chunks, so memory stays bounded; with ``--skip-bad`` particles whose images are
 not finite are left out.
 """
@@ -95,13 +98,16 @@ def main(args) -> int:
         return 0
     set_devices(parse_int_list(args.gpus, "--gpus"), args.threads)
 
+    from ..core.cnn.joint import region_marginal, top_pairs
+    from ..core.cnn.model_folder import ModelFolder
     from ..core.cnn.predict import load_models, predict_probabilities, top_k_regions
     from ..core.io import load_particle_images
     from ..core.runtime.progress import Progress
 
     models = load_models(args.model)
+    n_classes = ModelFolder(args.model).n_classes()
     n = len(particles)
-    kept, regions, probs = [], [], []
+    kept, regions, probs, pairs = [], [], [], []
     piece = max(args.batch_size, min(args.chunk // 8, -(-n // 10)))  # for ~10 % steps
     with Progress(n, "predict") as progress:
         for start in range(0, n, args.chunk):
@@ -115,6 +121,9 @@ def main(args) -> int:
                                       batch_size=args.batch_size,
                                       chunk_size=piece,
                                       models=models, progress=progress)
+            if n_classes > 1:  # the pairs, and the regions whatever the class
+                pairs.append(top_pairs(p, n_classes, args.top_k))
+                p = region_marginal(p, n_classes)
             top, prob = top_k_regions(p, args.top_k)
             kept.append(rows)
             regions.append(top)
@@ -124,9 +133,14 @@ def main(args) -> int:
     particles = particles.subset(np.concatenate(kept))
     regions, probs = np.concatenate(regions), np.concatenate(probs)
     columns.set_region_hints(particles.extra, regions, probs)
+    if pairs:
+        columns.set_pair_columns(particles.extra,
+                                 *(np.concatenate(block) for block in zip(*pairs)))
     write_output(args.out, particles, part)
     counts = np.bincount(regions[:, 0], minlength=models[0]["n_regions"])
-    summary.wrote(args.out, f"top-{args.top_k} regions of {len(particles)} particles")
+    summary.wrote(args.out, f"top-{args.top_k} regions "
+                  + (f"and (class, region) pairs of {n_classes} classes " if pairs else "")
+                  + f"of {len(particles)} particles")
     summary.wrote(_write_summary(args.out, particles.extra), "its numbers")
     if len(particles) < n:
         summary.add("left out (--skip-bad)", f"{n - len(particles)} particles")

@@ -22,7 +22,9 @@ predicted (class, region) pairs only, inside those regions (the summary gives th
 fractions estimated from the network's outputs beside those assigned; ``--class-prior
 estimated`` chooses the pairs under the estimated fractions), and ``aligned.star`` gets
 ``rlnClassNumber`` (1-based, the i-th ``--volume``) and its probability;
-``predicted.star`` holds the regions whatever the class.
+``predicted.star`` holds the regions whatever the class and the top-k (class, region) pairs
+(the columns of ``deepalign predict``; ``deepalign align --model DIR/model --volume A --volume
+B`` searches them again as run does).
 """
 from __future__ import annotations
 
@@ -167,6 +169,8 @@ def _write_outputs(args, particles, outcome, paths, n_regions, summary) -> None:
 
     hints, probs, result = outcome.regions, outcome.probabilities, outcome.alignment
     columns.set_region_hints(particles.extra, hints, probs)
+    if outcome.top_pairs is not None:  # what deepalign align --model reads back
+        columns.set_pair_columns(particles.extra, *outcome.top_pairs)
     write_particles_star(paths["predicted"], particles)
     particles.angles_deg, particles.shifts_px = result.angles_deg, result.shifts_px
     write_alignment_columns(particles, result, regional=True)

@@ -57,6 +57,10 @@ class PipelineResult:
     pairs : ClassPairs or None
         With several maps, each particle's predicted (class, region) pairs
         (:func:`~.cnn.joint.select_pairs`), the ones it was searched in.
+    top_pairs : tuple of three ndarray of shape (N, k) or None
+        With several maps, each particle's ``top_k`` most probable pairs, 0-based classes and
+        regions and their probabilities (:func:`~.cnn.joint.top_pairs`), of which ``pairs``
+        are chosen (``deepalign run`` writes them to ``predicted.star``).
     class_fractions : ndarray of shape (K,) or None
         With several maps, each class's fraction of the particles estimated from the
         network's outputs (:func:`~.cnn.joint.estimate_class_fractions`), before alignment,
@@ -71,6 +75,7 @@ class PipelineResult:
     seconds: dict = field(default_factory=dict)
     classes: object = None
     pairs: object = None
+    top_pairs: tuple | None = None
     class_fractions: np.ndarray | None = None
 
 
@@ -172,7 +177,7 @@ def run_deepalign(train_images, train_angles_deg, images, volume, *, model_dir,
                  report.network, report.n_regions, len(report.reused), seconds["train"])
 
     start = time.perf_counter()
-    regions, probabilities, pairs, fractions = _predict(
+    regions, probabilities, pairs, top, fractions = _predict(
         images, model_dir, pixel_size_a=pixel_size_a, top_k=top_k, n_classes=len(maps),
         search=search, class_prior=class_prior)
     seconds["predict"] = time.perf_counter() - start
@@ -200,14 +205,15 @@ def run_deepalign(train_images, train_angles_deg, images, volume, *, model_dir,
     seconds["align"] = time.perf_counter() - start
     return PipelineResult(train_report=report, centres_deg=centres, regions=regions,
                           probabilities=probabilities, alignment=alignment, seconds=seconds,
-                          classes=classes, pairs=pairs, class_fractions=fractions)
+                          classes=classes, pairs=pairs, top_pairs=top,
+                          class_fractions=fractions)
 
 
 def _predict(images, model_dir, *, pixel_size_a, top_k, n_classes, search, class_prior):
-    """``(regions, probabilities, pairs, fractions)``: the top-k regions (whatever the class)
-    and, with several classes, the (class, region) pairs the search takes and the classes'
-    estimated fractions (both None with one class). With ``class_prior`` "estimated" the
-    regions and pairs come from the outputs reweighted by the fractions
+    """``(regions, probabilities, pairs, top, fractions)``: the top-k regions (whatever the
+    class) and, with several classes, the (class, region) pairs the search takes, the top-k
+    pairs and the classes' estimated fractions (None with one class). With ``class_prior``
+    "estimated" the regions and pairs come from the outputs reweighted by the fractions
     (:func:`~.cnn.joint.estimate_class_fractions`)."""
     chunk = max(256, len(images) // 20)
     with Progress(len(images), "predict") as progress:
@@ -215,7 +221,7 @@ def _predict(images, model_dir, *, pixel_size_a, top_k, n_classes, search, class
             regions, probabilities = cnn.predict_regions(
                 images, model_dir, top_k=top_k, pixel_size_a=pixel_size_a, chunk_size=chunk,
                 progress=progress)
-            return regions, probabilities, None, None
+            return regions, probabilities, None, None, None
         joint = cnn.predict_probabilities(images, model_dir, pixel_size_a=pixel_size_a,
                                           chunk_size=chunk, progress=progress)
     from .cnn.joint import estimate_class_fractions
@@ -224,8 +230,9 @@ def _predict(images, model_dir, *, pixel_size_a, top_k, n_classes, search, class
     if class_prior == "estimated":  # the data's class prior, not the uniform one of training
         joint = adjusted
     regions, probabilities = cnn.top_k_regions(cnn.region_marginal(joint, n_classes), top_k)
+    top = cnn.top_pairs(joint, n_classes, top_k)  # written; search_top_pairs reads them back
     pairs = cnn.search_pairs(joint, n_classes, search, top_k=top_k)
     log.info("predicted %.2f (class, region) pairs per particle, %.2f classes",
              float(np.mean((pairs.classes >= 0).sum(axis=1))),
              float(np.mean([len(set(row[row >= 0])) for row in pairs.classes])))
-    return regions, probabilities, pairs, fractions
+    return regions, probabilities, pairs, top, fractions

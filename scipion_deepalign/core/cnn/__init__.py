@@ -14,7 +14,7 @@ _EXPORTS = {
     "predict_regions": "predict", "predict_probabilities": "predict", "load_models": "predict",
     "build_regional_model": "model", "build_shared_model": "model", "compile_model": "model",
     "kernel_sizes": "model", "top_k_regions": "predict", "select_pairs": "joint",
-    "search_pairs": "joint",
+    "search_pairs": "joint", "top_pairs": "joint", "search_top_pairs": "joint",
     "class_probabilities": "joint", "region_marginal": "joint",
 }
 __all__ = sorted(_EXPORTS)

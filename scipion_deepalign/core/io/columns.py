@@ -13,7 +13,10 @@ are still read).
 
 Classes (several reference maps, :mod:`scipion_deepalign.core.classes`) follow RELION:
 ``rlnClassNumber`` is **1-based** in files, 0-based in the core; :func:`set_class_columns`
-and :func:`class_numbers` are the only conversions.
+and :func:`class_numbers` are the only conversions. A network of several maps
+(:mod:`scipion_deepalign.core.cnn.joint`) predicts (class, region) pairs: ``deepalignPairClass<i>``,
+``deepalignPairRegion<i>`` and ``deepalignPairProb<i>`` are a particle's i-th most probable pair
+(1-based class and region in files; :func:`set_pair_columns` and :func:`class_pairs` convert).
 """
 from __future__ import annotations
 
@@ -41,6 +44,13 @@ CLASS_COLUMN = "rlnClassNumber"
 #: the probability of that class (core.classes.assign: the classes' best scores, weighted
 #: as pose_weights weighs poses); RELION's rlnMaxValueProbDistribution means something else
 CLASS_PROB_COLUMN = "deepalignClassProb"
+#: a model of several maps: the class (1-based, the i-th --volume) of the i-th most probable
+#: (class, region) pair of a particle, i = 1..k (deepalign predict, deepalign run's predicted.star)
+PAIR_CLASS_COLUMN = "deepalignPairClass%d"
+#: its region (1-based region number)
+PAIR_REGION_COLUMN = "deepalignPairRegion%d"
+#: its joint probability (class and region)
+PAIR_PROB_COLUMN = "deepalignPairProb%d"
 #: aligned.star: angle (deg) between the input and the new projection direction, nearest
 #: symmetry mate (when the input had poses)
 DIRECTION_CHANGE_COLUMN = "deepalignDirectionChange"
@@ -66,11 +76,12 @@ __all__ = ["REGION_COLUMN", "PROB_COLUMN", "SCORE_COLUMN", "SIGNIFICANCE_COLUMN"
            "BEST_REGION_COLUMN",
            "GLOBAL_SEARCH_COLUMN", "REGIONS_SEARCHED_COLUMN", "ITEM_ID_COLUMN",
            "DIRECTION_CHANGE_COLUMN", "CLASS_COLUMN", "CLASS_PROB_COLUMN",
+           "PAIR_CLASS_COLUMN", "PAIR_REGION_COLUMN", "PAIR_PROB_COLUMN",
            "SYMMETRY_COLUMN", "REGION_SPACING_COLUMN", "REGION_COUNT_COLUMN",
            "REGION_ID_COLUMN", "PART_RECORD_COLUMNS",
            "regions_to_star", "regions_from_star", "region_columns", "set_region_hints",
            "region_hints", "region_probabilities", "set_alignment_columns", "set_class_columns",
-           "class_numbers"]
+           "class_numbers", "pair_columns", "set_pair_columns", "class_pairs"]
 
 
 # ------------------------------------------------------------------ the 0-/1-based border
@@ -165,3 +176,52 @@ def class_numbers(extra) -> np.ndarray:
     if not np.all(np.equal(np.mod(values, 1), 0)) or np.any(values < 1):
         raise ValueError(f"{CLASS_COLUMN} must hold integers from 1")
     return values.astype(np.int64) - 1
+
+
+# ------------------------------------------------------------------ (class, region) pairs
+def pair_columns(extra) -> list[str]:
+    """Names ``deepalignPairClass1..k`` present in ``extra``, in order."""
+    cols = []
+    while PAIR_CLASS_COLUMN % (len(cols) + 1) in extra:
+        cols.append(PAIR_CLASS_COLUMN % (len(cols) + 1))
+    return cols
+
+
+def set_pair_columns(extra, classes, regions, probabilities) -> None:
+    """Write the ``(N, k)`` 0-based (class, region) pairs (best first) and their probabilities."""
+    classes, regions = np.asarray(classes), np.asarray(regions)
+    probabilities = np.asarray(probabilities)
+    for j in range(classes.shape[1]):
+        extra[PAIR_CLASS_COLUMN % (j + 1)] = np.asarray(classes[:, j], dtype=np.int64) + 1
+        extra[PAIR_REGION_COLUMN % (j + 1)] = regions_to_star(regions[:, j])
+        extra[PAIR_PROB_COLUMN % (j + 1)] = probabilities[:, j]
+
+
+def class_pairs(extra, k=None):
+    """``(classes, regions, probabilities)``, each ``(N, k)``: the 0-based (class, region) pairs
+    of the first ``k`` (default all) pair columns and their probabilities.
+
+    ``ValueError`` when there is none, fewer than ``k``, a class, region or probability
+    column is missing, or a class or region is not an integer >= 1.
+    """
+    cols = pair_columns(extra)
+    if not cols:
+        raise ValueError(f"no {PAIR_CLASS_COLUMN % 1} column")
+    if k is not None:
+        if not 1 <= k <= len(cols):
+            raise ValueError(f"k must be between 1 and the {len(cols)} pair columns, got {k}")
+        cols = cols[:k]
+    names = [(PAIR_CLASS_COLUMN % j, PAIR_REGION_COLUMN % j, PAIR_PROB_COLUMN % j)
+             for j in range(1, len(cols) + 1)]
+    missing = [name for row in names for name in row if name not in extra]
+    if missing:
+        raise ValueError(f"no {missing[0]} column")
+
+    def stack(i):
+        return np.stack([np.asarray(extra[row[i]], dtype=np.float64) for row in names], axis=1)
+
+    classes = regions_from_star(stack(0), f"columns {[row[0] for row in names]}")
+    regions = regions_from_star(stack(1), f"columns {[row[1] for row in names]}")
+    if np.any(classes < 0) or np.any(regions < 0):
+        raise ValueError("pair classes and regions must be integers from 1")
+    return classes, regions, stack(2)

@@ -35,7 +35,7 @@ def _predict(monkeypatch, joint, class_prior):
 
 def test_the_pairs_follow_the_estimated_fractions(monkeypatch):
     classes, joint = _outputs()
-    _, _, pairs, fractions = _predict(monkeypatch, joint, "estimated")
+    _, _, pairs, _, fractions = _predict(monkeypatch, joint, "estimated")
     truth = np.bincount(classes, minlength=2) / len(classes)
     assert abs(fractions[0] - truth[0]) < 0.04, (fractions, truth)  # raw mean: 0.62
     np.testing.assert_allclose(pairs.class_probabilities.sum(axis=1), 1.0)
@@ -51,7 +51,7 @@ def test_the_pairs_follow_the_estimated_fractions(monkeypatch):
 
 def test_under_the_uniform_prior_the_pairs_are_the_raw_outputs(monkeypatch):
     classes, joint = _outputs()
-    _, _, pairs, fractions = _predict(monkeypatch, joint, "uniform")
+    _, _, pairs, _, fractions = _predict(monkeypatch, joint, "uniform")
     assert abs(fractions[0] - np.mean(classes == 0)) < 0.04  # estimated all the same
     raw = class_probabilities(joint, 2)
     np.testing.assert_allclose(pairs.class_probabilities, raw)

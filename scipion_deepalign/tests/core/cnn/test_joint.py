@@ -13,8 +13,11 @@ from scipion_deepalign.core.cnn.joint import (  # noqa: E402
     estimate_class_fractions,
     joint_targets,
     region_marginal,
+    search_pairs,
+    search_top_pairs,
     select_pairs,
     split_joint,
+    top_pairs,
 )
 
 
@@ -139,3 +142,32 @@ def test_class_source_draws_classes_uniformly_on_one_scale():
     assert abs(np.mean(classes) - 0.5) < 0.04
     np.testing.assert_allclose(images[:, 0, 0], np.where(classes == 1, 2.0, 1.0) * expected,
                                rtol=1e-6)
+
+
+@pytest.mark.parametrize("mass, max_regions, top_k", [(0.5, 3, 3), (0.9, 6, 6), (None, 6, 4)],
+                         ids=["mass_0.5", "mass_0.9", "no_mass"])
+def test_pairs_from_the_written_top_pairs_are_the_searched_pairs(mass, max_regions, top_k):
+    """deepalign align --model (the top pairs written to STAR) takes the pairs deepalign run
+    takes from the whole output."""
+    from scipion_deepalign.core.align.search_plan import SearchOptions
+
+    joint = np.random.default_rng(3).dirichlet(np.full(2 * 5, 0.3), size=40)
+    search = SearchOptions(probability_mass=mass, max_regions=max_regions)
+    whole = search_pairs(joint, 2, search, top_k=top_k)
+    width = max(top_k, max_regions)  # what deepalign run writes
+    top = top_pairs(joint, 2, width)
+    assert top[0].shape == (40, width)
+    np.testing.assert_array_equal(top[0] * 5 + top[1], np.argsort(-joint, axis=1)[:, :width])
+    written = search_top_pairs(*top, 2, search, top_k=top_k)
+    np.testing.assert_array_equal(written.classes, whole.classes)
+    np.testing.assert_array_equal(written.regions, whole.regions)
+    np.testing.assert_allclose(written.probabilities, whole.probabilities)
+    assert written.n_classes == 2
+    assert np.all(written.class_probabilities <= whole.class_probabilities + 1e-12)
+
+
+def test_invalid_top_pairs_are_refused():
+    with pytest.raises(ValueError, match="pair classes must be in 0..1"):
+        search_top_pairs(np.array([[2]]), np.array([[0]]), np.array([[1.0]]), 2)
+    with pytest.raises(ValueError, match="three"):
+        search_top_pairs(np.array([[0, 1]]), np.array([[0]]), np.array([[1.0]]), 2)

@@ -45,7 +45,8 @@ def test_names_are_distinct_and_one_meaning_each():
              columns.REGIONS_SEARCHED_COLUMN, columns.ITEM_ID_COLUMN, columns.SYMMETRY_COLUMN,
              columns.REGION_SPACING_COLUMN, columns.REGION_COUNT_COLUMN,
              columns.REGION_ID_COLUMN, columns.CLASS_COLUMN, columns.CLASS_PROB_COLUMN,
-             *columns.PART_RECORD_COLUMNS.values()]
+             columns.PAIR_CLASS_COLUMN % 1, columns.PAIR_REGION_COLUMN % 1,
+             columns.PAIR_PROB_COLUMN % 1, *columns.PART_RECORD_COLUMNS.values()]
     assert len(set(names)) == len(names)
     # regions.star's region number is not a prefix of a particle's region columns
     assert not (columns.REGION_COLUMN % 1).startswith(columns.REGION_ID_COLUMN)
@@ -77,6 +78,29 @@ def test_region_hints_write_read():
         columns.region_hints(extra, 3)
     with pytest.raises(ValueError, match="no deepalignRegion1"):
         columns.region_hints({})
+
+
+def test_class_pairs_write_read():
+    extra = {}
+    classes, regions = np.array([[1, 0], [0, 0]]), np.array([[3, 3], [0, 2]])
+    probs = np.array([[0.6, 0.3], [0.5, 0.4]])
+    columns.set_pair_columns(extra, classes, regions, probs)
+    assert columns.pair_columns(extra) == [columns.PAIR_CLASS_COLUMN % 1,
+                                           columns.PAIR_CLASS_COLUMN % 2]
+    np.testing.assert_array_equal(extra[columns.PAIR_CLASS_COLUMN % 1], [2, 1])  # 1-based
+    np.testing.assert_array_equal(extra[columns.PAIR_REGION_COLUMN % 1], [4, 1])
+    assert not columns.region_columns(extra)  # pairs are not region columns
+    read = columns.class_pairs(extra)
+    for got, want in zip(read, (classes, regions, probs)):
+        np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(columns.class_pairs(extra, 1)[0], classes[:, :1])
+    with pytest.raises(ValueError, match="between 1 and the 2"):
+        columns.class_pairs(extra, 3)
+    with pytest.raises(ValueError, match="no deepalignPairClass1"):
+        columns.class_pairs({})
+    del extra[columns.PAIR_PROB_COLUMN % 2]
+    with pytest.raises(ValueError, match="no deepalignPairProb2"):
+        columns.class_pairs(extra)
 
 
 def test_alignment_columns():
