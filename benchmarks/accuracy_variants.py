@@ -1,8 +1,10 @@
-"""The variants ``bench_accuracy.py`` compares: training options and search options by label.
+"""The variants ``bench_accuracy.py`` compares: training options and search options by label,
+and the labels of the two global searches.
 
 Every option is spelled out, so that a label keeps its meaning when a default changes.
 """
 from scipion_deepalign.core.align.search_plan import SearchOptions
+from scipion_deepalign.core.defaults import GALLERY_STEP_PX
 
 #: training variants: label -> TrainConfig options
 TRAINING = {
@@ -44,3 +46,11 @@ SEARCH = {
                          fallback_significance=1.2)),
 }
 DEFAULT_SEARCH = "default (window 15, mass 0.9, max 6, significance s<1.2)"
+
+#: the automatic gallery step without / with the refinement, as the labels say it
+FINE_PX, COARSE_PX = (f"{GALLERY_STEP_PX[refine]:g}-px gallery" for refine in (False, True))
+#: the baseline every ratio is taken against: the exhaustive search of the fine gallery
+BASELINE = f"global search, {FINE_PX} (baseline)"
+#: the global search as the alignment makes it by default (coarser gallery + refinement)
+GLOBAL_DEFAULT = f"global search, default ({COARSE_PX} + refinement)"
+assert SEARCH[DEFAULT_SEARCH][1] == SearchOptions(), "DEFAULT_SEARCH must be the core default"
