@@ -69,6 +69,10 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stop-fraction", type=float, default=defaults.CLASSIFY_STOP_FRACTION,
                         metavar="F", help="stop once fewer than this fraction of the particles "
                                           "change class; default %(default)g")
+    parser.add_argument("--filter-fsc", type=float, default=defaults.CLASSIFY_FILTER_FSC,
+                        metavar="F", help="low-pass each class map where its half maps' FSC "
+                                          "falls below F (the next iteration's reference); "
+                                          "default %(default)g")
     parser.add_argument("--mask", default=None, metavar="MASK.mrc",
                         help="focus the comparison of the classes on this part (0..1, the "
                              "particles' box): the class maps are multiplied by it")
@@ -122,6 +126,8 @@ def _check_args(args):
         raise CLIError(f"--classes must be at least 2, got {args.classes}")
     if not 0 <= args.stop_fraction < 1:
         raise CLIError(f"--stop-fraction must be in [0, 1), got {args.stop_fraction}")
+    if not 0 < args.filter_fsc < 1:
+        raise CLIError(f"--filter-fsc must be in (0, 1), got {args.filter_fsc:g}")
     check_choice(args.device, defaults.DEVICES, "--device")
     check_positive(args.max_shift, "--max-shift", allow_zero=True)
     symmetry = check_symmetry(args.symmetry)
@@ -208,7 +214,7 @@ def main(args) -> int:
     folder = ClassifyFolder(ensure_out_dir(args.out))
     inputs = dict(particles=len(particles), volumes=list(args.volume), classes=n_classes,
                   from_one_map=args.classes is not None, mask=args.mask, seed=args.seed,
-                  symmetry=symmetry)
+                  symmetry=symmetry, filter_fsc=args.filter_fsc)
     network, recorded = _network(args, particles, folder)
     if network is not None:  # without --cnn the inputs are those of the global search
         inputs["network"] = recorded
@@ -241,12 +247,13 @@ def main(args) -> int:
                               on_iteration=finished, progress=progress,
                               pixel_size_a=particles.pixel_size_a, max_shift_px=max_shift,
                               step_deg=args.step, target_resolution_a=args.target_resolution,
-                              device=args.device, refine=args.refine, network=network)
+                              device=args.device, refine=args.refine, network=network,
+                              filter_fsc=args.filter_fsc)
         except ModelMismatch as exc:  # an itNNN/model of other maps or options
             raise model_mismatch_error(exc, "--out FOLDER/itNNN/model") from None
     folder.write_final(reports, stopped=result.stopped, n_classes=n_classes)
     _summarise(summary, folder, reports, result, n_resumed=len(reports) - len(result.iterations),
-               n_classes=n_classes).print()
+               n_classes=n_classes, filter_fsc=args.filter_fsc).print()
     return 0
 
 
@@ -286,11 +293,11 @@ def _network_words(report) -> str:
             "particle")
 
 
-def _summarise(summary, folder, reports, result, *, n_resumed, n_classes):
+def _summarise(summary, folder, reports, result, *, n_resumed, n_classes, filter_fsc):
     summary.wrote(folder.star_path(), f"{sum(reports[-1]['class_sizes'])} particles with "
                                       "class, probability and pose")
     summary.wrote(folder.map_path(0), f"and {n_classes - 1} more class maps "
-                                      f"(low-passed at FSC {defaults.CLASSIFY_FILTER_FSC})")
+                                      f"(low-passed at FSC {filter_fsc:g})")
     summary.wrote(folder.report_path, "every iteration's numbers")
     why = {"converged": "fewer than the stop fraction changed class",
            "iterations": "the iterations given ran"}[result.stopped]

@@ -42,7 +42,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..defaults import CLASSIFY_ITERATIONS, CLASSIFY_STOP_FRACTION
+from ..defaults import CLASSIFY_FILTER_FSC, CLASSIFY_ITERATIONS, CLASSIFY_STOP_FRACTION
 from ..judge.reconstruct import half_subsets
 from ..runtime.stacks import stack_shape
 from .assign import align_classes
@@ -163,7 +163,7 @@ def classify(images, volumes, *, pixel_size_a: float, n_classes: int | None = No
              stop_fraction: float = CLASSIFY_STOP_FRACTION, mask=None, ctf=None,
              symmetry: str = "c1", seed: int = 0, start: ClassState | None = None,
              on_iteration=None, progress=None, network=None,
-             **align_options) -> Classification:
+             filter_fsc: float = CLASSIFY_FILTER_FSC, **align_options) -> Classification:
     """Classify the particles by iteration (see the module docstring).
 
     Parameters
@@ -195,6 +195,9 @@ def classify(images, volumes, *, pixel_size_a: float, n_classes: int | None = No
     network : ClassNetwork, optional
         Search each particle in the (class, region) pairs of a network trained, then
         fine-tuned, on the class maps (:mod:`.network`); None: globally in every map.
+    filter_fsc : float
+        Each class map is low-passed where its half maps' FSC falls below it
+        (:func:`.class_maps.reconstruct_class_maps`).
     **align_options
         Every other keyword of :func:`~..align.align.align_particles` (``max_shift_px``,
         ``step_deg``, ``target_resolution_a``, ``device``, ...) except region hints.
@@ -219,10 +222,13 @@ def classify(images, volumes, *, pixel_size_a: float, n_classes: int | None = No
         raise ValueError(f"iterations must be at least 1, got {iterations}")
     if not 0 <= stop_fraction < 1:
         raise ValueError(f"stop_fraction must be in [0, 1), got {stop_fraction}")
+    if not 0 < filter_fsc < 1:
+        raise ValueError(f"filter_fsc must be in (0, 1), got {filter_fsc}")
     n = stack_shape(images)[0]
     subsets = half_subsets(n, seed=seed)
     common = dict(pixel_size_a=pixel_size_a, ctf=ctf, symmetry=symmetry, mask=mask,
-                  subsets=subsets, progress=progress, align_options=align_options)
+                  subsets=subsets, progress=progress, align_options=align_options,
+                  filter_fsc=filter_fsc)
     state = start or ClassState(0, None, np.repeat(maps, k, axis=0) if n_classes else maps)
     done = []
     while state.iteration < iterations:
@@ -240,7 +246,7 @@ def classify(images, volumes, *, pixel_size_a: float, n_classes: int | None = No
 
 
 def _iteration(images, state, *, network, pixel_size_a, ctf, symmetry, mask, subsets, progress,
-               align_options) -> ClassIteration:
+               align_options, filter_fsc) -> ClassIteration:
     """Align against ``state.maps`` (globally, or in the network's pairs), assign,
     reconstruct and filter the class maps."""
     t0 = time.perf_counter()
@@ -258,11 +264,12 @@ def _iteration(images, state, *, network, pixel_size_a, ctf, symmetry, mask, sub
                                   progress=progress, **align_options)
     return _finish(images, state, found.classes, found.probability, found.alignment, t0,
                    pixel_size_a=pixel_size_a, ctf=ctf, symmetry=symmetry, subsets=subsets,
-                   comparisons=found.comparisons_per_particle(), network=step)
+                   comparisons=found.comparisons_per_particle(), network=step,
+                   filter_fsc=filter_fsc)
 
 
 def _random_start(images, volume, k, *, seed, pixel_size_a, ctf, symmetry, mask, subsets,
-                  progress, align_options) -> ClassIteration:
+                  progress, align_options, filter_fsc) -> ClassIteration:
     """The first iteration from one map: poses against it, classes at random (balanced)."""
     t0 = time.perf_counter()
     found = align_classes(images, focus_maps(volume[None], mask), pixel_size_a=pixel_size_a,
@@ -272,14 +279,15 @@ def _random_start(images, volume, k, *, seed, pixel_size_a, ctf, symmetry, mask,
     start = ClassState(0, None, np.repeat(volume[None], k, axis=0))
     return _finish(images, start, classes, np.full(n, 1.0 / k), found.alignment, t0,
                    pixel_size_a=pixel_size_a, ctf=ctf, symmetry=symmetry, subsets=subsets,
-                   comparisons=found.comparisons_per_particle())
+                   comparisons=found.comparisons_per_particle(), filter_fsc=filter_fsc)
 
 
 def _finish(images, state, classes, probability, alignment, t0, *, pixel_size_a, ctf,
-            symmetry, subsets, comparisons=None, network=None) -> ClassIteration:
+            symmetry, subsets, filter_fsc, comparisons=None, network=None) -> ClassIteration:
     maps = reconstruct_class_maps(images, classes, alignment.angles_deg, previous=state.maps,
                                   subsets=subsets, shifts_px=alignment.shifts_px, ctf=ctf,
-                                  pixel_size_a=pixel_size_a, symmetry=symmetry)
+                                  pixel_size_a=pixel_size_a, symmetry=symmetry,
+                                  filter_fsc=filter_fsc)
     return ClassIteration(iteration=state.iteration + 1, classes=classes, maps=maps.maps,
                           changed_fraction=changed_fraction(state.classes, classes),
                           probability=probability, alignment=alignment, class_maps=maps,

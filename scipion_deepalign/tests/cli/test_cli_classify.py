@@ -87,6 +87,7 @@ def test_mask_of_another_box_is_refused_naming_it(inputs, capsys):
 @pytest.mark.parametrize("extra, words", [
     (("--classes", "2"), "--classes starts every class from one --volume"),
     (("--stop-fraction", "1.5"), "--stop-fraction must be in [0, 1)"),
+    (("--filter-fsc", "1"), "--filter-fsc must be in (0, 1)"),
 ])
 def test_bad_options_are_refused(inputs, capsys, extra, words):
     folder, _ = inputs

@@ -67,6 +67,17 @@ def test_report_keys_and_numbers(mixture):
         assert report["network"] is None and report["comparisons_per_particle"] > 0  # global
 
 
+def test_filter_fsc_sets_where_the_class_maps_are_cut(mixture, starts):
+    images, particles, _, _ = mixture
+    result = classify(images, starts, pixel_size_a=PIXEL_A, ctf=particles.ctf, iterations=1,
+                      filter_fsc=0.143, **SEARCH)
+    report = result.iterations[0].report()
+    assert report["filter_a"] == report["resolution_0143_a"]  # cut at 0.143, not at 0.5
+    assert min(report["resolution_05_a"]) > min(report["filter_a"])
+    with pytest.raises(ValueError, match="filter_fsc must be in"):
+        classify(images, starts, pixel_size_a=PIXEL_A, filter_fsc=0.0, **SEARCH)
+
+
 def test_nothing_changes_stops_at_the_second_iteration(starts):
     images, particles, _ = simulate_mixture(phantom_pair(), 20, pixel_size_a=PIXEL_A,
                                             snr=20.0, ctf=False, seed=4)
