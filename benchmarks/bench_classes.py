@@ -59,7 +59,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import shutil
 import sys
 import time
@@ -71,18 +70,24 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import relion_tools as relion  # noqa: E402
 from bench_relion import Bench, run_stages  # noqa: E402
+from classes_ksweep import ksweep_slug, stage_ksweep  # noqa: E402,F401 (RUNNERS)
+from classes_maps import (  # noqa: E402,F401 (PART_RADIUS_A, class_maps: bench_class_output's)
+    BOX,
+    MAP,
+    PART_OFFSET,
+    PART_RADIUS_A,
+    PIXEL_A,
+    class_maps,
+    ksweep_maps,
+)
 from classes_report import score_classes, write_report  # noqa: E402
 
 ROOT = str(Path(__file__).resolve().parents[1])
 DATA = Path(ROOT).parent / "shared" / "data"
-MAP, BOX, PIXEL_A = "clean70SRibosome_vol_65p.mrc", 64, 5.0
-#: the part of the ribosome that changes: a ball of this radius around a point this far out
-#: along x (a fraction of the box's half width)
-PART_RADIUS_A, PART_OFFSET = 45.0, 0.35
 STAGES = ("simulate", "normalise", "oracle", "deepalign", "classify", "classify_cnn", "relion",
           "negative")
 #: stages run only when ``--stages`` names them (not part of a condition's default run)
-EXTRA_STAGES = ("ksweep",)
+EXTRA_STAGES = ("ksweep", "classify_filter")
 NEEDS_RELION = {"normalise", "relion"}
 WORK_ROOT = "/tmp/bench_classes"
 
@@ -116,6 +121,9 @@ def parse_args(argv=None):
     p.add_argument("--snr", type=float, default=0.1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--reference-resolution", type=float, default=20.0, metavar="A")
+    p.add_argument("--filter-fsc", type=float, default=0.143, metavar="F",
+                   help="stage classify_filter: deepalign classify --filter-fsc F (default "
+                        "0.143), beside classify at its default")
     p.add_argument("--relion-cap-min", type=float, default=30.0, metavar="MIN")
     p.add_argument("--relion-iterations", type=int, default=25)
     p.add_argument("--ks", default="1,2,4", metavar="LIST",
@@ -181,79 +189,6 @@ def condition(args) -> dict:
     c["slug"] = (slug + f"-f{100 * fa:.0f}_{100 * fb:.0f}-snr{args.snr:g}-n{args.n}"
                  f"-s{args.seed}")
     return c
-
-
-def ksweep_slug(args) -> str:
-    return (f"ksweep-k{'_'.join(map(str, args.ks))}-n{args.ksweep_n}-snr{args.snr:g}"
-            f"-s{args.seed}")
-
-
-# ----------------------------------------------------------------------------- the maps
-#: the part's direction from the box centre for each class of the K sweep beyond A: (z, y, x)
-KSWEEP_DIRECTIONS = ((0, 0, 1), (0, 1, 0), (1, 0, 0))
-
-
-def part_mask(shape, *, part_radius_a: float = PART_RADIUS_A, direction=(0, 0, 1)):
-    """``(inside, centre)``: a ball of ``part_radius_a`` with a soft 2-px edge, centred
-    ``PART_OFFSET`` of the box's half width from the box centre along ``direction`` (z, y, x)."""
-    box = shape[0]
-    direction = np.asarray(direction, float) / np.linalg.norm(direction)
-    centre = np.full(3, box // 2, float) + PART_OFFSET * box / 2 * direction
-    grid = np.indices(shape).reshape(3, -1).T
-    r = np.linalg.norm(grid - centre, axis=1).reshape(shape)
-    radius = part_radius_a / PIXEL_A
-    return np.clip((radius + 1.0 - r) / 2.0, 0.0, 1.0), centre
-
-
-def class_maps(volume, *, pair: str, turn_deg: float, part_radius_a: float = PART_RADIUS_A,
-               direction=(0, 0, 1), hinge: str = "edge"):
-    """``(A, B)``: the map and its changed copy (module docstring); the part is a ball of
-    ``part_radius_a`` (benchmarks/bench_class_output.py also removes a bigger one).
-
-    ``pair="compositional"``: B is A with the part masked away (soft edge).
-    ``pair="conformational"``: B is A with the part (the map times the soft ball) cut out and
-    put back turned rigidly by ``turn_deg`` about an axis perpendicular to ``direction``,
-    through the hinge: the ball's point nearest the box centre (``hinge="edge"``, where the
-    part joins the rest: the part swings, its far side moves by about 2 R sin(D/2)) or the
-    ball's centre (``hinge="centre"``: the part spins in place). Resampled by
-    ``scipy.ndimage.affine_transform`` (trilinear; core has no 3D map rotation)."""
-    from scipy.ndimage import affine_transform
-    from scipy.spatial.transform import Rotation
-
-    volume = np.asarray(volume, np.float32)
-    inside, centre = part_mask(volume.shape, part_radius_a=part_radius_a, direction=direction)
-    if pair == "compositional":
-        return volume, (volume * (1.0 - inside)).astype(np.float32)
-    if pair != "conformational":
-        raise ValueError(f"pair must be compositional or conformational, got {pair!r}")
-    unit = np.asarray(direction, float) / np.linalg.norm(direction)
-    # the axis: perpendicular to the direction (the first box axis least along it, made
-    # orthogonal)
-    other = np.eye(3)[int(np.argmin(np.abs(unit)))]
-    axis = other - unit * (other @ unit)
-    axis /= np.linalg.norm(axis)
-    if hinge == "edge":
-        point = centre - unit * part_radius_a / PIXEL_A
-    elif hinge == "centre":
-        point = centre
-    else:
-        raise ValueError(f"hinge must be edge or centre, got {hinge!r}")
-    turn = Rotation.from_rotvec(np.deg2rad(turn_deg) * axis).as_matrix()
-    # output(o) = part(turn^T (o - point) + point): the part turned by +turn about the point
-    moved = affine_transform(volume * inside, turn.T, offset=point - turn.T @ point, order=1)
-    return volume, (volume * (1.0 - inside) + moved).astype(np.float32)
-
-
-def ksweep_maps(volume, k: int, *, part_radius_a: float = PART_RADIUS_A):
-    """The K sweep's maps: A, then A with the part of each of ``KSWEEP_DIRECTIONS`` masked
-    away (compositional), as many as ``k`` asks for."""
-    if not 1 <= k <= 1 + len(KSWEEP_DIRECTIONS):
-        raise ValueError(f"the K sweep makes 1 to {1 + len(KSWEEP_DIRECTIONS)} maps, not {k}")
-    maps = [np.asarray(volume, np.float32)]
-    for direction in KSWEEP_DIRECTIONS[:k - 1]:
-        maps.append(class_maps(volume, pair="compositional", turn_deg=0.0,
-                               part_radius_a=part_radius_a, direction=direction)[1])
-    return maps
 
 
 # ----------------------------------------------------------------------------- stages
@@ -344,6 +279,13 @@ def stage_classify_cnn(b) -> dict:
     return _with_both_maps(b, "classify", "classify_cnn", options=["--cnn"])
 
 
+def stage_classify_filter(b) -> dict:
+    """``deepalign classify`` with the class maps low-passed at another FSC threshold."""
+    rec = _with_both_maps(b, "classify", "classify_filter",
+                          options=["--filter-fsc", f"{b.args.filter_fsc:g}"])
+    return {**rec, "filter_fsc": b.args.filter_fsc}
+
+
 def relion_options(b) -> list:
     """RELION 3.1 3D classification as the issue pins it (GUI defaults where it pins
     nothing)."""
@@ -389,88 +331,6 @@ def stage_negative(b) -> dict:
     star = b.input / "class_A_only.star"
     write_particles_star(str(star), replace(parts.subset(rows), root=str(b.input)))
     return dict(_with_both_maps(b, "run", "negative", star), n=int(len(rows)))
-
-
-_COMPARISONS = re.compile(r"^\s*comparisons: (\d+)\b.*?(?:; (\d+) refinement candidates)?$",
-                          re.MULTILINE)
-
-
-def comparisons_of_log(text: str, n: int) -> dict:
-    """Comparisons per particle of a ``deepalign run`` / ``align`` log (its summary's
-    ``comparisons: N (...); R refinement candidates`` line): search and refinement apart."""
-    found = _COMPARISONS.findall(text)
-    if not found:
-        return {"search_per_particle": None, "refine_per_particle": None}
-    search, refine = found[-1]
-    return {"search_per_particle": int(search) / n,
-            "refine_per_particle": int(refine or 0) / n}
-
-
-def stage_ksweep(b) -> dict:
-    """For each K of ``--ks``: ``--ksweep-n`` particles of the K maps of :func:`ksweep_maps`
-    (equal proportions, SNR ``--snr``, not normalised: no RELION here), each map low-passed as
-    a reference; ``deepalign run --volume ...`` (defaults, cold) and ``deepalign align --global
-    --volume ...`` (defaults). Comparisons per particle (search, refinement), balanced class
-    accuracy, wall time."""
-    from dataclasses import replace
-
-    from classes_report import balanced_accuracy
-
-    from scipion_deepalign.core.classes import simulate_mixture
-    from scipion_deepalign.core.imageops import low_pass_volume
-    from scipion_deepalign.core.io import (
-        read_particles_star,
-        read_volume,
-        write_mrc,
-        write_particles_star,
-    )
-    from scipion_deepalign.core.io.columns import class_numbers
-
-    start = time.perf_counter()
-    volume, _ = read_volume(str(Path(b.args.data) / MAP))
-    volume = volume[:BOX, :BOX, :BOX]
-    rows = []
-    for k in b.args.ks:
-        folder = b.work / "ksweep" / f"K{k}"
-        shutil.rmtree(folder, ignore_errors=True)
-        folder.mkdir(parents=True)
-        maps = ksweep_maps(volume, k, part_radius_a=b.args.part_radius)
-        images, parts, classes = simulate_mixture(
-            maps, b.args.ksweep_n, pixel_size_a=PIXEL_A, snr=b.args.snr, ctf=True,
-            max_shift_px=3.0, seed=b.args.seed)
-        write_mrc(str(folder / "particles.mrcs"), images, pixel_size_a=PIXEL_A, stack=True)
-        names = [f"{i + 1:06d}@particles.mrcs" for i in range(len(images))]
-        star = folder / "particles.star"
-        write_particles_star(str(star), replace(parts, image_names=names, root=str(folder),
-                                                angles_deg=None, shifts_px=None))
-        volumes = []
-        for i, m in enumerate(maps):
-            path = folder / f"reference_{i + 1}.mrc"
-            write_mrc(str(path), low_pass_volume(m, pixel_size_a=PIXEL_A,
-                                                 resolution_a=b.args.reference_resolution),
-                      pixel_size_a=PIXEL_A)
-            volumes += ["--volume", str(path)]
-        epochs = ["--epochs", str(b.args.epochs)] if b.args.epochs else []
-        ways = (("run", ["run", "--particles", str(star), *volumes, "--out",
-                         str(folder / "run"), *epochs], folder / "run" / "aligned.star"),
-                ("global", ["align", "--global", "--particles", str(star), *volumes, "--out",
-                            str(folder / "global.star")], folder / "global.star"))
-        for way, words, out in ways:
-            b.log(f"ksweep: K = {k}, {way}")
-            rec = b.deepalign(words, f"ksweep/K{k}/{way}.log")
-            text = (b.work / "ksweep" / f"K{k}" / f"{way}.log").read_text()
-            acc = None
-            if k > 1:
-                found = class_numbers(read_particles_star(str(out), datadir=str(folder)).extra)
-                acc = balanced_accuracy(np.asarray(found), classes, k)[0]
-            rows.append({"k": k, "way": way, "n": int(len(images)), **rec,
-                         **comparisons_of_log(text, len(images)), "balanced_accuracy": acc,
-                         "map_change": [float(np.linalg.norm(maps[0] - m)
-                                              / np.linalg.norm(maps[0])) for m in maps]})
-    return {"seconds": time.perf_counter() - start, "rows": rows,
-            "settings": {"ks": list(b.args.ks), "n": b.args.ksweep_n, "snr": b.args.snr,
-                         "seed": b.args.seed, "part_radius_a": b.args.part_radius,
-                         "epochs": b.args.epochs, "slug": ksweep_slug(b.args)}}
 
 
 RUNNERS = {name: globals()[f"stage_{name}"] for name in STAGES + EXTRA_STAGES}

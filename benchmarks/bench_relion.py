@@ -17,8 +17,8 @@ align --global``, defaults) -> ``relion`` (auto-refine with the pinned options o
 (``relion_reconstruct`` and ``deepalign reconstruct`` of DeepAlign's STAR, and of a
 noise-free control: the same map?) -> ``relion_wide`` and ``relion_local_wide`` (the two
 refinements with ``--particle_diameter`` holding the whole particle, read off the reference:
-8ZPM's side views reach beyond the extraction's background circle). A stage run again (``--stages``) does not rerun the
-stages after it that read its output.
+8ZPM's side views reach beyond the extraction's background circle). A stage run again
+(``--stages``) does not rerun the stages after it that read its output.
 
 Scores: rotation angle to the true pose (within 5/10/15 deg, median); FSC 0.5 against the true
 map of each pose set's map, every one made by ``deepalign reconstruct``. The report (``--out``,

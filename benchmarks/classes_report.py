@@ -97,7 +97,7 @@ def score_classes(b, stages: dict) -> dict:
     if stages.get("deepalign"):
         scores["deepalign"] = score_set(b, b.work / "deepalign" / "aligned.star",
                                         stages["deepalign"]["seconds"])
-    for key in ("classify", "classify_cnn"):
+    for key in ("classify", "classify_cnn", "classify_filter"):
         if stages.get(key):
             from scipion_deepalign.core.classes.classify_folder import ClassifyFolder
 
@@ -209,7 +209,9 @@ def _condition_rows(entry) -> list:
     for key, way in (("deepalign", "`deepalign run --volume A --volume B` (defaults, cold)"),
                      ("classify", "`deepalign classify --volume A --volume B` (defaults)"),
                      ("classify_cnn", "`deepalign classify --cnn --volume A --volume B` "
-                                      "(defaults, cold)")):
+                                      "(defaults, cold)"),
+                     ("classify_filter", "`deepalign classify --volume A --volume B "
+                                         f"--filter-fsc {_filter_fsc(stages)}`")):
         if key in scores:
             rows.append(f"| {label} |{_row(way, scores[key])[1:]}")
     if "relion" in scores:
@@ -217,6 +219,11 @@ def _condition_rows(entry) -> list:
                f"({stages['relion']['stopped']})")
         rows.append(f"| {label} |{_row(way, scores['relion'])[1:]}")
     return rows
+
+
+def _filter_fsc(stages) -> str:
+    """The FSC threshold of stage ``classify_filter`` as the table writes it."""
+    return f"{(stages.get('classify_filter') or {}).get('filter_fsc', 0):g}"
 
 
 def _condition_section(entry) -> list:
