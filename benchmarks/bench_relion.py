@@ -17,7 +17,8 @@ align --global``, defaults) -> ``relion`` (auto-refine with the pinned options o
 (``relion_reconstruct`` and ``deepalign reconstruct`` of DeepAlign's STAR, and of a
 noise-free control: the same map?) -> ``relion_wide`` and ``relion_local_wide`` (the two
 refinements with ``--particle_diameter`` holding the whole particle, read off the reference:
-8ZPM's side views reach beyond the extraction's background circle). A stage run again
+8ZPM's side views reach beyond the extraction's background circle) -> ``relion_local_truth``
+(that local refinement from the true poses: a control of RELION's options). A stage run again
 (``--stages``) does not rerun the stages after it that read its output.
 
 Scores: rotation angle to the true pose (within 5/10/15 deg, median); FSC 0.5 against the true
@@ -55,7 +56,7 @@ ROOT = str(Path(__file__).resolve().parents[1])
 DATA = Path(ROOT).parent / "shared" / "data"
 MAP, BOX, PIXEL_A = "8zpm_64_2A.mrc", 64, 2.0
 STAGES = ("simulate", "normalise", "deepalign", "reuse", "global", "relion", "relion_local",
-          "relion_local_ml", "interop", "relion_wide", "relion_local_wide")
+          "relion_local_ml", "interop", "relion_wide", "relion_local_wide", "relion_local_truth")
 #: the local refinement's prior on the three angles (deg; searched to 3 sigma)
 LOCAL_SIGMA_DEG = 3.0
 
@@ -303,6 +304,23 @@ def stage_relion_local_wide(b: Bench) -> dict:
     return {**rec, "particle_diameter_a": diameter}
 
 
+def stage_relion_local_truth(b) -> dict:
+    """The local refinement (whole-particle mask) started from the TRUE poses: does RELION
+    keep even them? (A control of the refinement's options, not of DeepAlign's poses.)"""
+    from dataclasses import replace
+
+    from scipion_deepalign.core.io import read_particles_star, write_particles_star
+
+    truth = read_particles_star(str(b.sim / "particles.star"))
+    star = b.input / "true_poses.star"
+    names = [f"{name.split('@', 1)[0]}@norm.mrcs" for name in truth.image_names]
+    write_particles_star(str(star), replace(truth, image_names=names, root=str(b.input)))
+    diameter = _whole_particle_diameter_a(b)
+    rec = _refine(b, "relion_local_truth", star, b.args.local_cap_min, sigma=LOCAL_SIGMA_DEG,
+                  diameter_a=diameter)
+    return {**rec, "particle_diameter_a": diameter}
+
+
 #: the noise-free control of the interoperation check: particles, SNR
 CLEAN_N, CLEAN_SNR = 1000, 1000.0
 
@@ -345,7 +363,7 @@ def stage_interop(b: Bench) -> dict:
 
 RUNNERS = {name: globals()[f"stage_{name}"] for name in STAGES}
 NEEDS_RELION = {"normalise", "relion", "relion_local", "relion_local_ml", "interop",
-                "relion_wide", "relion_local_wide"}
+                "relion_wide", "relion_local_wide", "relion_local_truth"}
 
 
 def run_stages(b: Bench, stages=STAGES, runners=None, needs_relion=None) -> dict:

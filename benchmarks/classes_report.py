@@ -86,14 +86,25 @@ def score_set(b, star, seconds) -> dict:
                                    b.bg_radius_px * 5.0)}
 
 
+#: the stages of a condition's main run (whose date and load the report gives): the others
+#: (controls, the K sweep, a report) keep those of the run that made it
+MAIN_STAGES = ("simulate", "normalise", "deepalign", "classify", "classify_cnn", "relion",
+               "negative")
+#: the oracle and its controls: stage -> what the table calls it (None: written apart)
+ORACLES = {"oracle": "oracle (true maps at the true poses)", "oracle_lowpass": None,
+           "oracle_class_maps": "oracle with `classify`'s class maps (at the true poses)",
+           "oracle_found_poses": "oracle at `classify`'s poses (true maps)"}
+
+
 def score_classes(b, stages: dict) -> dict:
     """Scores of the oracle, DeepAlign, RELION's last iteration and the negative control."""
     true_classes = np.load(b.sim / "classes.npy") if (b.sim / "classes.npy").exists() else None
     scores = {}
-    if stages.get("oracle"):
-        found = np.load(stages["oracle"]["classes_npy"])
-        scores["oracle"] = {"balanced_accuracy": balanced_accuracy(found, true_classes)[0],
-                            "seconds": stages["oracle"]["seconds"]}
+    for key in ORACLES:
+        if stages.get(key):
+            found = np.load(stages[key]["classes_npy"])
+            scores[key] = {"balanced_accuracy": balanced_accuracy(found, true_classes)[0],
+                           "seconds": stages[key]["seconds"]}
     if stages.get("deepalign"):
         scores["deepalign"] = score_set(b, b.work / "deepalign" / "aligned.star",
                                         stages["deepalign"]["seconds"])
@@ -203,9 +214,12 @@ def _condition_rows(entry) -> list:
     c, scores, stages = entry["condition"], entry["scores"], entry["stages"]
     label = c["label"]
     rows = []
-    if "oracle" in scores:
-        rows.append(f"| {label} | oracle (true maps at the true poses) | - | "
-                    f"{scores['oracle']['balanced_accuracy']:.3f} | - | - | - |")
+    for key, way in ORACLES.items():
+        if key in scores:
+            way = way or (f"oracle, true maps low-passed to "
+                          f"{stages[key]['resolution_a']:g} Å (the references')")
+            rows.append(f"| {label} | {way} | - | {scores[key]['balanced_accuracy']:.3f} | - "
+                        "| - | - |")
     for key, way in (("deepalign", "`deepalign run --volume A --volume B` (defaults, cold)"),
                      ("classify", "`deepalign classify --volume A --volume B` (defaults)"),
                      ("classify_cnn", "`deepalign classify --cnn --volume A --volume B` "
@@ -299,6 +313,9 @@ def write_report(b, stages: dict, scores: dict, *, load_before, machine: str) ->
             "load_before": load_before[0], "load_after": os.getloadavg()[0],
             "reference_resolution_a": a.reference_resolution}
     condition_stages = {k: v for k, v in stages.items() if k != "ksweep"}
+    old = data["conditions"].get(a.condition["slug"])
+    if old and not set(a.wanted) & set(MAIN_STAGES):  # only extra stages ran: the condition's
+        meta.update({k: old[k] for k in ("date", "load_before", "load_after") if k in old})
     if scores:
         data["conditions"][a.condition["slug"]] = {"condition": a.condition, **meta,
                                                     "stages": condition_stages,

@@ -26,7 +26,9 @@ REFINEMENTS = {"RELION 3D auto-refine": "relion",
                    "relion_local_ml",
                "RELION 3D auto-refine, mask holding the whole particle": "relion_wide",
                "RELION local refinement from DeepAlign, mask holding the whole particle":
-                   "relion_local_wide"}
+                   "relion_local_wide",
+               "RELION local refinement from the TRUE poses (control), whole-particle mask":
+                   "relion_local_truth"}
 
 
 def image_index(names) -> np.ndarray:
