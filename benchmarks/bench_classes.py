@@ -87,8 +87,8 @@ DATA = Path(ROOT).parent / "shared" / "data"
 STAGES = ("simulate", "normalise", "oracle", "deepalign", "classify", "classify_cnn", "relion",
           "negative")
 #: stages run only when ``--stages`` names them (not part of a condition's default run)
-EXTRA_STAGES = ("ksweep", "classify_filter", "oracle_lowpass", "oracle_class_maps",
-                "oracle_found_poses")
+EXTRA_STAGES = ("ksweep", "classify_filter", "classify_one_map", "oracle_lowpass",
+                "oracle_class_maps", "oracle_found_poses")
 NEEDS_RELION = {"normalise", "relion"}
 WORK_ROOT = "/tmp/bench_classes"
 
@@ -320,6 +320,17 @@ def stage_classify(b) -> dict:
 
 def stage_classify_cnn(b) -> dict:
     return _with_both_maps(b, "classify", "classify_cnn", options=["--cnn"])
+
+
+def stage_classify_one_map(b) -> dict:
+    """``deepalign classify --classes 2`` from map A alone (RELION's start: every class from
+    the same map, the particles in random classes in the first iteration): what the
+    iterations find without being given map B."""
+    folder = "classify_one_map"
+    shutil.rmtree(b.work / folder, ignore_errors=True)
+    return b.deepalign(["classify", "--particles", str(b.star), "--volume",
+                        str(b.work / "reference_A.mrc"), "--classes", "2", "--out",
+                        str(b.work / folder)], f"{folder}.log")
 
 
 def stage_classify_filter(b) -> dict:

@@ -108,7 +108,7 @@ def score_classes(b, stages: dict) -> dict:
     if stages.get("deepalign"):
         scores["deepalign"] = score_set(b, b.work / "deepalign" / "aligned.star",
                                         stages["deepalign"]["seconds"])
-    for key in ("classify", "classify_cnn", "classify_filter"):
+    for key in ("classify", "classify_cnn", "classify_filter", "classify_one_map"):
         if stages.get(key):
             from scipion_deepalign.core.classes.classify_folder import ClassifyFolder
 
@@ -225,7 +225,9 @@ def _condition_rows(entry) -> list:
                      ("classify_cnn", "`deepalign classify --cnn --volume A --volume B` "
                                       "(defaults, cold)"),
                      ("classify_filter", "`deepalign classify --volume A --volume B "
-                                         f"--filter-fsc {_filter_fsc(stages)}`")):
+                                         f"--filter-fsc {_filter_fsc(stages)}`"),
+                     ("classify_one_map", "`deepalign classify --volume A --classes 2` (from "
+                                          "map A alone, random first classes)")):
         if key in scores:
             rows.append(f"| {label} |{_row(way, scores[key])[1:]}")
     if "relion" in scores:
