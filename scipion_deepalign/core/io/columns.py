@@ -102,12 +102,36 @@ def regions_from_star(values, what="region numbers") -> np.ndarray:
 
 
 # ------------------------------------------------------------------ particle columns
+def _numbered_columns(extra, pattern: str) -> list[str]:
+    """Names ``pattern % 1, pattern % 2, ...`` present in ``extra``, in order, up to the first
+    absent one."""
+    cols = []
+    while pattern % (len(cols) + 1) in extra:
+        cols.append(pattern % (len(cols) + 1))
+    return cols
+
+
+def _first_columns(extra, pattern: str, k, what: str) -> list[str]:
+    """The first ``k`` (default all) of :func:`_numbered_columns`; ``ValueError`` when there
+    is none or fewer than ``k`` (``what``: the columns' name in the message)."""
+    cols = _numbered_columns(extra, pattern)
+    if not cols:
+        raise ValueError(f"no {pattern % 1} column")
+    if k is not None:
+        if not 1 <= k <= len(cols):
+            raise ValueError(f"k must be between 1 and the {len(cols)} {what} columns, got {k}")
+        cols = cols[:k]
+    return cols
+
+
+def _stacked(extra, cols) -> np.ndarray:
+    """``(N, len(cols))`` float64: the columns ``cols`` of ``extra`` side by side."""
+    return np.stack([np.asarray(extra[c], dtype=np.float64) for c in cols], axis=1)
+
+
 def region_columns(extra) -> list[str]:
     """Names ``deepalignRegion1..k`` present in ``extra`` (a particle ``extra`` dict), in order."""
-    cols = []
-    while REGION_COLUMN % (len(cols) + 1) in extra:
-        cols.append(REGION_COLUMN % (len(cols) + 1))
-    return cols
+    return _numbered_columns(extra, REGION_COLUMN)
 
 
 def set_region_hints(extra, regions, probabilities) -> None:
@@ -123,15 +147,8 @@ def region_hints(extra, k=None) -> np.ndarray:
 
     ``ValueError`` when there is none, fewer than ``k``, or a value is not an integer.
     """
-    cols = region_columns(extra)
-    if not cols:
-        raise ValueError(f"no {REGION_COLUMN % 1} column")
-    if k is not None:
-        if not 1 <= k <= len(cols):
-            raise ValueError(f"k must be between 1 and the {len(cols)} region columns, got {k}")
-        cols = cols[:k]
-    values = np.stack([np.asarray(extra[c], dtype=np.float64) for c in cols], axis=1)
-    return regions_from_star(values, f"columns {cols}")
+    cols = _first_columns(extra, REGION_COLUMN, k, "region")
+    return regions_from_star(_stacked(extra, cols), f"columns {cols}")
 
 
 def region_probabilities(extra, k) -> np.ndarray | None:
@@ -139,7 +156,7 @@ def region_probabilities(extra, k) -> np.ndarray | None:
     cols = [PROB_COLUMN % (j + 1) for j in range(k)]
     if not all(c in extra for c in cols):
         return None
-    return np.stack([np.asarray(extra[c], dtype=np.float64) for c in cols], axis=1)
+    return _stacked(extra, cols)
 
 
 def set_alignment_columns(extra, *, score, significance=None, region=None, fallback=None,
@@ -181,10 +198,7 @@ def class_numbers(extra) -> np.ndarray:
 # ------------------------------------------------------------------ (class, region) pairs
 def pair_columns(extra) -> list[str]:
     """Names ``deepalignPairClass1..k`` present in ``extra``, in order."""
-    cols = []
-    while PAIR_CLASS_COLUMN % (len(cols) + 1) in extra:
-        cols.append(PAIR_CLASS_COLUMN % (len(cols) + 1))
-    return cols
+    return _numbered_columns(extra, PAIR_CLASS_COLUMN)
 
 
 def set_pair_columns(extra, classes, regions, probabilities) -> None:
@@ -204,24 +218,14 @@ def class_pairs(extra, k=None):
     ``ValueError`` when there is none, fewer than ``k``, a class, region or probability
     column is missing, or a class or region is not an integer >= 1.
     """
-    cols = pair_columns(extra)
-    if not cols:
-        raise ValueError(f"no {PAIR_CLASS_COLUMN % 1} column")
-    if k is not None:
-        if not 1 <= k <= len(cols):
-            raise ValueError(f"k must be between 1 and the {len(cols)} pair columns, got {k}")
-        cols = cols[:k]
-    names = [(PAIR_CLASS_COLUMN % j, PAIR_REGION_COLUMN % j, PAIR_PROB_COLUMN % j)
-             for j in range(1, len(cols) + 1)]
-    missing = [name for row in names for name in row if name not in extra]
+    n = len(_first_columns(extra, PAIR_CLASS_COLUMN, k, "pair"))
+    cols = [[pattern % j for j in range(1, n + 1)]
+            for pattern in (PAIR_CLASS_COLUMN, PAIR_REGION_COLUMN, PAIR_PROB_COLUMN)]
+    missing = [name for names in zip(*cols) for name in names if name not in extra]
     if missing:
         raise ValueError(f"no {missing[0]} column")
-
-    def stack(i):
-        return np.stack([np.asarray(extra[row[i]], dtype=np.float64) for row in names], axis=1)
-
-    classes = regions_from_star(stack(0), f"columns {[row[0] for row in names]}")
-    regions = regions_from_star(stack(1), f"columns {[row[1] for row in names]}")
+    classes = regions_from_star(_stacked(extra, cols[0]), f"columns {cols[0]}")
+    regions = regions_from_star(_stacked(extra, cols[1]), f"columns {cols[1]}")
     if np.any(classes < 0) or np.any(regions < 0):
         raise ValueError("pair classes and regions must be integers from 1")
-    return classes, regions, stack(2)
+    return classes, regions, _stacked(extra, cols[2])
