@@ -298,16 +298,17 @@ def _oracle(b, name: str, resolution_a=None, maps=None, poses=None) -> dict:
     return {"seconds": time.perf_counter() - start, "classes_npy": str(out)}
 
 
-def _with_both_maps(b, command: str, folder: str, star=None, options=()) -> dict:
-    """``deepalign COMMAND --particles STAR --volume A --volume B --out WORK/FOLDER OPTIONS``,
-    cold (a network's ``--epochs`` from the benchmark's, where given)."""
+def _with_both_maps(b, command: str, folder: str, star=None, options=(),
+                    maps=("A", "B")) -> dict:
+    """``deepalign COMMAND --particles STAR --volume A --volume B --out WORK/FOLDER OPTIONS``
+    (the references of ``maps``), cold (a network's ``--epochs`` from the benchmark's, where
+    given)."""
     shutil.rmtree(b.work / folder, ignore_errors=True)
     trains = command == "run" or "--cnn" in options
     epochs = ["--epochs", str(b.args.epochs)] if b.args.epochs and trains else []
-    return b.deepalign([command, "--particles", str(star or b.star), "--volume",
-                        str(b.work / "reference_A.mrc"), "--volume",
-                        str(b.work / "reference_B.mrc"), "--out", str(b.work / folder),
-                        *options, *epochs], f"{folder}.log")
+    volumes = [w for m in maps for w in ("--volume", str(b.work / f"reference_{m}.mrc"))]
+    return b.deepalign([command, "--particles", str(star or b.star), *volumes, "--out",
+                        str(b.work / folder), *options, *epochs], f"{folder}.log")
 
 
 def stage_deepalign(b) -> dict:
@@ -326,11 +327,8 @@ def stage_classify_one_map(b) -> dict:
     """``deepalign classify --classes 2`` from map A alone (RELION's start: every class from
     the same map, the particles in random classes in the first iteration): what the
     iterations find without being given map B."""
-    folder = "classify_one_map"
-    shutil.rmtree(b.work / folder, ignore_errors=True)
-    return b.deepalign(["classify", "--particles", str(b.star), "--volume",
-                        str(b.work / "reference_A.mrc"), "--classes", "2", "--out",
-                        str(b.work / folder)], f"{folder}.log")
+    return _with_both_maps(b, "classify", "classify_one_map", options=["--classes", "2"],
+                           maps=("A",))
 
 
 def stage_classify_filter(b) -> dict:

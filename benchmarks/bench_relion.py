@@ -57,6 +57,8 @@ DATA = Path(ROOT).parent / "shared" / "data"
 MAP, BOX, PIXEL_A = "8zpm_64_2A.mrc", 64, 2.0
 STAGES = ("simulate", "normalise", "deepalign", "reuse", "global", "relion", "relion_local",
           "relion_local_ml", "interop", "relion_wide", "relion_local_wide", "relion_local_truth")
+#: the one normalised stack every tool reads (in WORK/input)
+NORMALISED_STACK = "norm.mrcs"
 #: the local refinement's prior on the three angles (deg; searched to 3 sigma)
 LOCAL_SIGMA_DEG = 3.0
 
@@ -185,24 +187,30 @@ def stage_simulate(b: Bench) -> dict:
 def stage_normalise(b: Bench) -> dict:
     """The one stack every tool reads, as RELION's extraction normalises; the STAR without
     poses (nothing of the truth reaches a tool)."""
+    b.input.mkdir(exist_ok=True)
+    start = time.perf_counter()
+    stack = b.input / NORMALISED_STACK
+    if b.relion_missing:  # the simulated stack as it is: DeepAlign and the global search only
+        shutil.copy2(b.sim / "particles.mrcs", stack)
+        cmd = ["cp", "particles.mrcs", NORMALISED_STACK, "(RELION missing: not normalised)"]
+    else:
+        cmd = relion.normalise(b.sim / "particles.mrcs", stack, bg_radius_px=b.bg_radius_px,
+                               log_path=b.work / "normalise.log")
+    _write_normalised_star(b, b.star, poses=False)
+    return {"seconds": time.perf_counter() - start, "command": relion.shown(cmd)}
+
+
+def _write_normalised_star(b: Bench, path: Path, *, poses: bool) -> None:
+    """The simulated particles' STAR naming the normalised stack, with their true poses or
+    without any (what every tool is given: nothing of the truth)."""
     from dataclasses import replace
 
     from scipion_deepalign.core.io import read_particles_star, write_particles_star
 
-    b.input.mkdir(exist_ok=True)
-    start = time.perf_counter()
-    stack = b.input / "norm.mrcs"
-    if b.relion_missing:  # the simulated stack as it is: DeepAlign and the global search only
-        shutil.copy2(b.sim / "particles.mrcs", stack)
-        cmd = ["cp", "particles.mrcs", "norm.mrcs", "(RELION missing: not normalised)"]
-    else:
-        cmd = relion.normalise(b.sim / "particles.mrcs", stack, bg_radius_px=b.bg_radius_px,
-                               log_path=b.work / "normalise.log")
     truth = read_particles_star(str(b.sim / "particles.star"))
-    names = [f"{name.split('@', 1)[0]}@{stack.name}" for name in truth.image_names]
-    write_particles_star(str(b.star), replace(truth, image_names=names, root=str(b.input),
-                                              angles_deg=None, shifts_px=None))
-    return {"seconds": time.perf_counter() - start, "command": relion.shown(cmd)}
+    names = [f"{name.split('@', 1)[0]}@{NORMALISED_STACK}" for name in truth.image_names]
+    kept = {} if poses else {"angles_deg": None, "shifts_px": None}
+    write_particles_star(str(path), replace(truth, image_names=names, root=str(b.input), **kept))
 
 
 def _options(b: Bench, *, epochs: bool) -> list:
@@ -245,22 +253,26 @@ def stage_global(b: Bench) -> dict:
 
 
 def _refine(b: Bench, name: str, star: Path, cap_min: float, sigma=None,
-            first_iteration_cc=True, diameter_a=None) -> dict:
-    """RELION's refinement ``name`` under a cap; ``diameter_a`` its ``--particle_diameter``
-    (default: the normalisation's background circle, RELION extraction's default)."""
+            first_iteration_cc=True, whole_particle=False) -> dict:
+    """RELION's refinement ``name`` under a cap; its ``--particle_diameter`` the
+    normalisation's background circle (RELION extraction's default), or with
+    ``whole_particle`` one that holds the whole particle (recorded in the result)."""
     from scipion_deepalign.core.io import read_particles_star
 
     truth = read_particles_star(str(b.sim / "particles.star"))
+    diameter = (_whole_particle_diameter_a(b) if whole_particle
+                else 2 * b.bg_radius_px * PIXEL_A)
     options = relion.refine_options(resolution_a=b.args.reference_resolution,
-                                    diameter_a=diameter_a or 2 * b.bg_radius_px * PIXEL_A,
+                                    diameter_a=diameter,
                                     local_sigma_deg=sigma,
                                     first_iteration_cc=first_iteration_cc)
     shutil.rmtree(b.work / name, ignore_errors=True)
     cmd = relion.refine_command(star, b.reference, b.work / name / "run", options)
     b.log(f"{name}: {relion.shown(cmd)} (cap {cap_min:g} min)")
-    return relion.run_capped(cmd, star=str(star), cap_s=cap_min * 60.0,
-                             score=lambda path: report.pose_scores(path, truth, b.input),
-                             log_path=b.work / f"{name}.log", log=b.log)
+    rec = relion.run_capped(cmd, star=str(star), cap_s=cap_min * 60.0,
+                            score=lambda path: report.pose_scores(path, truth, b.input),
+                            log_path=b.work / f"{name}.log", log=b.log)
+    return {**rec, "particle_diameter_a": diameter} if whole_particle else rec
 
 
 def stage_relion(b: Bench) -> dict:
@@ -291,34 +303,22 @@ def _whole_particle_diameter_a(b: Bench) -> float:
 
 def stage_relion_wide(b: Bench) -> dict:
     """The auto-refinement again with a mask that holds the whole particle."""
-    diameter = _whole_particle_diameter_a(b)
-    rec = _refine(b, "relion_wide", b.star, b.args.relion_cap_min, diameter_a=diameter)
-    return {**rec, "particle_diameter_a": diameter}
+    return _refine(b, "relion_wide", b.star, b.args.relion_cap_min, whole_particle=True)
 
 
 def stage_relion_local_wide(b: Bench) -> dict:
     """The local refinement from DeepAlign's poses with that mask."""
-    diameter = _whole_particle_diameter_a(b)
-    rec = _refine(b, "relion_local_wide", b.work / "deepalign" / "cold.star",
-                  b.args.local_cap_min, sigma=LOCAL_SIGMA_DEG, diameter_a=diameter)
-    return {**rec, "particle_diameter_a": diameter}
+    return _refine(b, "relion_local_wide", b.work / "deepalign" / "cold.star",
+                   b.args.local_cap_min, sigma=LOCAL_SIGMA_DEG, whole_particle=True)
 
 
 def stage_relion_local_truth(b) -> dict:
     """The local refinement (whole-particle mask) started from the TRUE poses: does RELION
     keep even them? (A control of the refinement's options, not of DeepAlign's poses.)"""
-    from dataclasses import replace
-
-    from scipion_deepalign.core.io import read_particles_star, write_particles_star
-
-    truth = read_particles_star(str(b.sim / "particles.star"))
     star = b.input / "true_poses.star"
-    names = [f"{name.split('@', 1)[0]}@norm.mrcs" for name in truth.image_names]
-    write_particles_star(str(star), replace(truth, image_names=names, root=str(b.input)))
-    diameter = _whole_particle_diameter_a(b)
-    rec = _refine(b, "relion_local_truth", star, b.args.local_cap_min, sigma=LOCAL_SIGMA_DEG,
-                  diameter_a=diameter)
-    return {**rec, "particle_diameter_a": diameter}
+    _write_normalised_star(b, star, poses=True)
+    return _refine(b, "relion_local_truth", star, b.args.local_cap_min, sigma=LOCAL_SIGMA_DEG,
+                   whole_particle=True)
 
 
 #: the noise-free control of the interoperation check: particles, SNR
