@@ -90,6 +90,8 @@ STAGES = ("simulate", "normalise", "oracle", "deepalign", "classify", "classify_
 EXTRA_STAGES = ("ksweep", "classify_filter", "classify_one_map", "oracle_lowpass",
                 "oracle_class_maps", "oracle_found_poses")
 NEEDS_RELION = {"normalise", "relion"}
+#: stages of a condition that are controls: run alone, they keep the condition's date and load
+CONTROL_STAGES = {"oracle"}
 WORK_ROOT = "/tmp/bench_classes"
 
 
@@ -404,7 +406,8 @@ def main(argv=None) -> int:
     scores = score_classes(b, stages)
     (b.results / "scores.json").write_text(json.dumps(scores, indent=1))
     write_report(b, stages, scores, load_before=load,
-                 machine=f"{platform.machine()}, {os.cpu_count()} CPU cores")
+                 machine=f"{platform.machine()}, {os.cpu_count()} CPU cores",
+                 main_run=bool(set(args.wanted) & (set(STAGES) - CONTROL_STAGES)))
     return 0
 
 

@@ -86,10 +86,6 @@ def score_set(b, star, seconds) -> dict:
                                    b.bg_radius_px * 5.0)}
 
 
-#: the stages of a condition's main run (whose date and load the report gives): the others
-#: (controls, the K sweep, a report) keep those of the run that made it
-MAIN_STAGES = ("simulate", "normalise", "deepalign", "classify", "classify_cnn", "relion",
-               "negative")
 #: the oracle and its controls: stage -> what the table calls it (None: written apart)
 ORACLES = {"oracle": "oracle (true maps at the true poses)", "oracle_lowpass": None,
            "oracle_class_maps": "oracle with `classify`'s class maps (at the true poses)",
@@ -304,9 +300,12 @@ def _ksweep_section(entry) -> list:
     return lines
 
 
-def write_report(b, stages: dict, scores: dict, *, load_before, machine: str) -> None:
+def write_report(b, stages: dict, scores: dict, *, load_before, machine: str,
+                 main_run: bool = True) -> None:
     """The markdown report (``--out``) and its numbers beside it (``.json``): this run's
-    condition (and K sweep) added to, or put in place of the same one in, those there."""
+    condition (and K sweep) added to, or put in place of the same one in, those there.
+    ``main_run`` False (only controls or the report ran): the condition keeps the date and
+    load of the run that made it."""
     if not b.args.out:
         return
     a = b.args
@@ -316,7 +315,7 @@ def write_report(b, stages: dict, scores: dict, *, load_before, machine: str) ->
             "reference_resolution_a": a.reference_resolution}
     condition_stages = {k: v for k, v in stages.items() if k != "ksweep"}
     old = data["conditions"].get(a.condition["slug"])
-    if old and not set(a.wanted) & set(MAIN_STAGES):  # only extra stages ran: the condition's
+    if old and not main_run:  # only controls ran: the date and load of the run that made it
         meta.update({k: old[k] for k in ("date", "load_before", "load_after") if k in old})
     if scores:
         data["conditions"][a.condition["slug"]] = {"condition": a.condition, **meta,

@@ -69,13 +69,13 @@ def particle_diameter_a(volume, pixel_size_a: float, *, outside: float = 1e-3) -
 
     box = volume.shape[0]
     yy, xx = np.indices((box, box)) - box // 2
-    r = np.hypot(yy, xx)
+    order = np.argsort(np.hypot(yy, xx), axis=None)  # pixels from the centre outwards
+    radius = np.hypot(yy, xx).ravel()[order]
     need = 0.0
     for axis in range(3):
-        p = np.clip(volume.sum(axis=axis), 0.0, None)
-        order = np.argsort(r, axis=None)
-        inside = np.cumsum(p.ravel()[order]) / p.sum()
-        need = max(need, float(r.ravel()[order][np.searchsorted(inside, 1.0 - outside)]))
+        p = np.clip(volume.sum(axis=axis), 0.0, None).ravel()[order]
+        inside = np.cumsum(p) / p.sum()
+        need = max(need, float(radius[np.searchsorted(inside, 1.0 - outside)]))
     return min(2.0 * np.ceil(need), box - 2.0) * pixel_size_a
 
 
