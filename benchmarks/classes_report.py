@@ -223,7 +223,8 @@ def _condition_rows(entry) -> list:
                      ("classify_filter", "`deepalign classify --volume A --volume B "
                                          f"--filter-fsc {_filter_fsc(stages)}`"),
                      ("classify_one_map", "`deepalign classify --volume A --classes 2` (from "
-                                          "map A alone, random first classes)")):
+                                          "map A alone, first classes by the variance "
+                                          "split)")):
         if key in scores:
             rows.append(f"| {label} |{_row(way, scores[key])[1:]}")
     if "relion" in scores:

@@ -62,8 +62,16 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                         help="starting map of a class (repeat it, one per class), or one map "
                              "with --classes K; same box and pixel size as the particles")
     parser.add_argument("--classes", type=positive_int, default=None, metavar="K",
-                        help="K classes started from the one --volume (random classes in the "
-                             "first iteration)")
+                        help="K classes started from the one --volume (the first classes "
+                             "drawn by --start)")
+    parser.add_argument("--start", choices=defaults.CLASSIFY_STARTS, default=None,
+                        help="--classes: how the first classes are drawn: variance (by how the "
+                             "particles' differences from the map vary), random (RELION's "
+                             f"start); default {defaults.CLASSIFY_START}")
+    parser.add_argument("--split-resolution", type=positive_float, default=None, metavar="A",
+                        help="--start variance: compare the particles' differences from the map "
+                             "up to this resolution (finer for a small changing part); default "
+                             f"{defaults.CLASSIFY_SPLIT_RESOLUTION:g}")
     parser.add_argument("--iterations", type=positive_int, default=defaults.CLASSIFY_ITERATIONS,
                         metavar="N", help="most iterations; default %(default)d")
     parser.add_argument("--stop-fraction", type=float, default=defaults.CLASSIFY_STOP_FRACTION,
@@ -79,7 +87,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, metavar="FOLDER", help="output folder")
     parser.add_argument("--symmetry", default="c1", help="point group; default c1")
     parser.add_argument("--seed", type=int, default=0, metavar="S",
-                        help="seed of the half maps' split and of a random start; default 0")
+                        help="seed of the half maps' split and of the first classes; default 0")
     add_search_args(parser)
     add_target_resolution_arg(parser, training=False, search=True)
     add_particle_args(parser)
@@ -122,6 +130,13 @@ def _check_args(args):
     if args.classes is None and len(args.volume) < 2:
         raise CLIError("give one --volume per class (at least 2), or one --volume and "
                        "--classes K")
+    for flag, value in (("--start", args.start), ("--split-resolution", args.split_resolution)):
+        if value is not None and args.classes is None:
+            raise CLIError(f"{flag} draws the first classes of a one-map start; give it with "
+                           "--classes K")
+    if args.split_resolution is not None and args.start == "random":
+        raise CLIError("--split-resolution sets the variance split; --start random draws the "
+                       "first classes without it")
     if args.classes is not None and args.classes < 2:
         raise CLIError(f"--classes must be at least 2, got {args.classes}")
     if not 0 <= args.stop_fraction < 1:
@@ -211,10 +226,16 @@ def main(args) -> int:
                                  pixel_size_a=particles.pixel_size_a)
     mask = _read_mask(args, particles)
     n_classes = args.classes or len(volumes)
+    first_split = args.start or defaults.CLASSIFY_START
+    split_resolution = args.split_resolution or defaults.CLASSIFY_SPLIT_RESOLUTION
     folder = ClassifyFolder(ensure_out_dir(args.out))
     inputs = dict(particles=len(particles), volumes=list(args.volume), classes=n_classes,
                   from_one_map=args.classes is not None, mask=args.mask, seed=args.seed,
                   symmetry=symmetry, filter_fsc=args.filter_fsc)
+    if args.classes is not None:  # the start matters to a one-map run only
+        inputs["start"] = first_split
+        if first_split == "variance":
+            inputs["split_resolution_a"] = split_resolution
     network, recorded = _network(args, particles, folder)
     if network is not None:  # without --cnn the inputs are those of the global search
         inputs["network"] = recorded
@@ -248,7 +269,8 @@ def main(args) -> int:
                               pixel_size_a=particles.pixel_size_a, max_shift_px=max_shift,
                               step_deg=args.step, target_resolution_a=args.target_resolution,
                               device=args.device, refine=args.refine, network=network,
-                              filter_fsc=args.filter_fsc)
+                              filter_fsc=args.filter_fsc, first_split=first_split,
+                              split_resolution_a=split_resolution)
         except ModelMismatch as exc:  # an itNNN/model of other maps or options
             raise model_mismatch_error(exc, "--out FOLDER/itNNN/model") from None
     folder.write_final(reports, stopped=result.stopped, n_classes=n_classes)
@@ -262,7 +284,19 @@ def _iteration_line(report, iterations) -> str:
     return (f"classify: iteration {report['iteration']} of {iterations}: classes "
             f"{', '.join(map(str, report['class_sizes']))}; changed class "
             f"{_percent(changed)}; FSC 0.143 "
-            + ", ".join(_angstrom(r) for r in report["resolution_0143_a"]))
+            + ", ".join(_angstrom(r) for r in report["resolution_0143_a"])
+            + _split_words(report.get("first_split")))
+
+
+def _split_words(split) -> str:
+    """How a one-map start drew its first classes, for the iteration's line."""
+    if not split:
+        return ""
+    if split["kind"] != "variance":
+        return "; first classes at random"
+    return (f"; first classes by the variance split ({split['iterations']} power iterations "
+            f"at {split['resolution_a']:.0f} A"
+            + ("" if split["converged"] else ", not converged") + ")")
 
 
 def _percent(fraction) -> str:

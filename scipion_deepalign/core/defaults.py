@@ -149,8 +149,18 @@ CLASSIFY_FILTER_FSC = 0.5
 #: maps change little between iterations, and training is the network path's main cost;
 #: not measured beyond the tests' phantom pair, where 2 keep the classes right)
 CLASSIFY_FINETUNE_EPOCHS = 2
+#: deepalign classify --classes K (one map): how the first classes are drawn: "variance" (the
+#: residuals' 3D covariance, core/classes/split.py) or "random" (RELION's start); measured in
+#: docs/benchmarks_classes.md ("From one map")
+CLASSIFY_START = "variance"
+CLASSIFY_STARTS = ("variance", "random")
+#: the variance split compares the residuals up to this resolution (Angstrom) ...
+CLASSIFY_SPLIT_RESOLUTION = 30.0
+#: ... for at most this many power iterations
+CLASSIFY_SPLIT_ITERATIONS = 40
 __all__ += ["CLASSIFY_ITERATIONS", "CLASSIFY_STOP_FRACTION", "CLASSIFY_FILTER_FSC",
-            "CLASSIFY_FINETUNE_EPOCHS"]
+            "CLASSIFY_FINETUNE_EPOCHS", "CLASSIFY_START", "CLASSIFY_STARTS",
+            "CLASSIFY_SPLIT_RESOLUTION", "CLASSIFY_SPLIT_ITERATIONS"]
 
 # --- classes: deepalign run with several maps (core/cnn/joint.py) ----------------------------
 #: the class prior the (class, region) pairs are chosen under: the uniform one the network of

@@ -18,14 +18,16 @@ from pwem.objects import SetOfClasses3D, SetOfVolumes, Volume
 from pwem.protocols import ProtClassify3D
 
 from ..core import defaults
+from .classes_info import ClassesInfo
 from .protocol_align_form import AlignForm
 from .protocol_base import DeepAlignProtBase
 
 __all__ = ["DeepAlignProtClasses3D"]
 
 
-class DeepAlignProtClasses3D(AlignForm, DeepAlignProtBase, ProtClassify3D):
-    """Classify particles against K reference maps (K >= 2) and align them.
+class DeepAlignProtClasses3D(ClassesInfo, AlignForm, DeepAlignProtBase, ProtClassify3D):
+    """Classify particles against K reference maps (K >= 2), or in K classes started from one
+    map, and align them.
 
     With the network (default), one network learns the class and the region from
     projections of every map and each particle is searched in its predicted (class, region)
@@ -36,6 +38,8 @@ class DeepAlignProtClasses3D(AlignForm, DeepAlignProtBase, ProtClassify3D):
     the network and "Refine the classes by iterations?", ``deepalign classify --cnn`` iterates
     the same way but searches each particle in its predicted pairs: the network is trained in
     the first iteration and fine-tuned on projections of each iteration's new class maps.
+    With one reference map (without the network): ``deepalign classify --classes K``, every
+    class started from that map and the first classes drawn by the variance split.
     Outputs: a SetOfClasses3D (class k = the k-th map, RELION's ``rlnClassNumber``; its
     particles with their poses against that map; its representative volume reconstructed
     from them) and the class volumes.
@@ -58,10 +62,11 @@ class DeepAlignProtClasses3D(AlignForm, DeepAlignProtBase, ProtClassify3D):
         form.addParam("inputVolumes", params.MultiPointerParam,
                       pointerClass="Volume,SetOfVolumes", minNumObjects=1, important=True,
                       label="Reference volumes",
-                      help="At least two maps (volumes, or sets of volumes taken map by "
-                           "map, in this order): class k is the k-th map. Same box and pixel "
-                           "size as the particles; each map is scaled to zero mean and unit "
-                           "deviation, so maps of different mass compare fairly.")
+                      help="One map per class (volumes, or sets of volumes taken map by "
+                           "map, in this order): class k is the k-th map; or one map and "
+                           "\"Classes from one map\". Same box and pixel size as the "
+                           "particles; each map is scaled to zero mean and unit deviation, so "
+                           "maps of different mass compare fairly.")
         self._defineSymmetryParam(form)
         form.addParam("useNetwork", params.BooleanParam, default=True,
                       label="Train a network of the classes?",
@@ -87,6 +92,14 @@ class DeepAlignProtClasses3D(AlignForm, DeepAlignProtBase, ProtClassify3D):
                            "maps, reconstruct them); it stops earlier once fewer than "
                            f"{100 * defaults.CLASSIFY_STOP_FRACTION:g} % of the particles "
                            "change class.")
+        form.addParam("oneMapClasses", params.IntParam, default=2,
+                      condition="not useNetwork", label="Classes from one map",
+                      help="Used when one reference volume is given: this many classes, "
+                           "all started from it; the first classes are drawn by how the "
+                           "particles' differences from the map vary (the leading directions "
+                           "of their 3D covariance; deepalign classify --classes K). Needs "
+                           "\"Train a network of the classes?\" = No (the network learns "
+                           "one map per class).")
         form.addSection(label="Training")
         form.addParam("regionSpacingDeg", params.FloatParam, condition="useNetwork",
                       default=defaults.REGION_SPACING_DEG, label="Region spacing (deg)",
@@ -249,8 +262,10 @@ class DeepAlignProtClasses3D(AlignForm, DeepAlignProtBase, ProtClassify3D):
         args = ["--particles", self._getFileName("input_star"),
                 "--symmetry", self._symmetry(),
                 "--device", "auto" if self._gpuIds() else "cpu"]
-        for k in range(1, self._numberOfClasses() + 1):
+        for k in range(1, len(self._inputVolumes()) + 1):
             args += ["--volume", self._getFileName("reference", k=k)]
+        if self._fromOneMap():
+            args += ["--classes", self.oneMapClasses.get()]
         args += self._searchArgs()
         network = ["--spacing", self.regionSpacingDeg.get(),
                    "--epochs", self.numberOfEpochs.get(),
@@ -274,9 +289,16 @@ class DeepAlignProtClasses3D(AlignForm, DeepAlignProtBase, ProtClassify3D):
         particles = self.inputParticles.get()
         errors += self._emptySetErrors(input=self.inputParticles)
         volumes = self._inputVolumes()
-        if len(volumes) < 2:
-            errors.append(f"Give at least two reference volumes (one per class); "
-                          f"{len(volumes)} given.")
+        if not volumes:
+            errors.append("Give one reference volume per class (at least two), or one "
+                          "volume and \"Classes from one map\".")
+        elif len(volumes) == 1 and self.useNetwork.get():
+            errors.append("One reference volume: the network learns one map per class. Give "
+                          "one volume per class, or set \"Train a network of the classes?\" "
+                          "to No to start \"Classes from one map\" from it.")
+        elif self._fromOneMap() and (self.oneMapClasses.get() or 0) < 2:
+            errors.append(f"Classes from one map must be at least 2, got "
+                          f"{self.oneMapClasses.get()}.")
         if particles is not None:
             for k, volume in enumerate(volumes, start=1):
                 errors += self._geometryMismatch(f"reference volume {k} ({_name(volume)})",
@@ -300,69 +322,6 @@ class DeepAlignProtClasses3D(AlignForm, DeepAlignProtBase, ProtClassify3D):
         if particles is not None and not particles.hasCTF():
             return ["The particles have no CTF: they are compared with plain projections."]
         return []
-
-    def _summary(self):
-        report = self._classReport()
-        if report is None:
-            return ["Classification not finished yet."]
-        sizes, n = report
-        how = {"run": "network of the classes",
-               "cnn": "deepalign classify --cnn, network of the classes fine-tuned by "
-                      "iterations",
-               "global": "deepalign classify, iterated global search"}[self._path()]
-        lines = [f"{n} particles in {len(sizes)} classes ({how} against "
-                 f"{self._numberOfClasses()} maps):"]
-        for k, size in sizes.items():
-            resolution = self._classResolution(k)
-            lines.append(f"class {k}: {size} particles ({100 * size / max(n, 1):.1f} %)"
-                         + (f", FSC 0.143 of its half maps {resolution:.1f} A"
-                            if resolution else ""))
-        return lines + self._iterationLines()
-
-    def _iterationLines(self):
-        """One summary line per iteration of ``deepalign classify`` (none with the network
-        in one pass); with ``--cnn`` each says how its network was trained."""
-        report = self.classifyReport()
-        if report is None:
-            return []
-        lines = [f"deepalign classify: {len(report['iterations'])} iterations (stopped: "
-                 + {"converged": "fewer than "
-                                 f"{100 * defaults.CLASSIFY_STOP_FRACTION:g} % changed class",
-                    "iterations": "the iterations given ran"}.get(report.get("stopped"),
-                                                                   str(report.get("stopped")))
-                 + ")"]
-        for it in report["iterations"]:
-            changed = it["changed_fraction"]
-            lines.append(
-                f"iteration {it['iteration']}: class sizes "
-                f"{', '.join(map(str, it['class_sizes']))}; changed class "
-                + ("-" if changed is None else f"{100 * changed:.1f} %") + "; FSC 0.143 "
-                + ", ".join("-" if r is None else f"{r:.1f} A"
-                            for r in it["resolution_0143_a"])
-                + _network_words(it.get("network")))
-        return lines
-
-    def _methods(self):
-        report = self._classReport()
-        if report is None:
-            return []
-        sizes, n = report
-        report = self.classifyReport()
-        iterations = f" ({len(report['iterations'])} iterations)" if report else ""
-        rebuilt = ("the class maps were reconstructed from their particles and low-passed at "
-                   f"their FSC {defaults.CLASSIFY_FILTER_FSC}")
-        how = {"run": "one network trained on projections of every map predicted each "
-                      "particle's class and regions, searched by correlation",
-               "cnn": "one network trained on projections of every map predicted each "
-                      "particle's class and regions, searched by correlation; "
-                      f"{rebuilt}, and the network was fine-tuned on their projections, for "
-                      f"the next iteration{iterations}",
-               "global": "each particle was aligned globally against every class map by "
-                         f"correlation, and {rebuilt} for the next iteration"
-                         f"{iterations}"}[self._path()]
-        return [f"{n} particles were classified against {self._numberOfClasses()} reference "
-                f"maps with DeepAlign: {how}, and each particle took the class of its best "
-                f"score. Class sizes: {', '.join(str(s) for s in sizes.values())}."]
 
     # ------------------------------------------------------------- utils
     def _inputVolumes(self):
@@ -405,7 +364,11 @@ class DeepAlignProtClasses3D(AlignForm, DeepAlignProtBase, ProtClassify3D):
         return read_json(path) if os.path.exists(path) else None
 
     def _numberOfClasses(self):
-        return len(self._inputVolumes())
+        return self.oneMapClasses.get() if self._fromOneMap() else len(self._inputVolumes())
+
+    def _fromOneMap(self):
+        """Whether every class starts from the one reference volume (``--classes K``)."""
+        return len(self._inputVolumes()) == 1 and not self.useNetwork.get()
 
     def _classVolume(self, k):
         volume = Volume(location=self._getFileName("class_volume", k=k))
@@ -417,34 +380,6 @@ class DeepAlignProtClasses3D(AlignForm, DeepAlignProtBase, ProtClassify3D):
 
             volume.setHalfMaps(list(half_map_paths(self._getFileName("class_volume", k=k))))
         return volume
-
-    def _classReport(self):
-        """``({class id: size}, n)`` of the output classes (None before the output)."""
-        classes = getattr(self, self.outputs.outputClasses.name, None)
-        if classes is None:
-            return None
-        self._createFilenameTemplates()
-        sizes = {cls.getObjId(): cls.getSize() for cls in classes.iterItems(orderBy="id")}
-        return sizes, sum(sizes.values())
-
-    def _classResolution(self, k):
-        """FSC 0.143 resolution (A) of class ``k``'s half maps, None when unknown."""
-        from ..core.io import read_json
-
-        path = self._getFileName("class_fsc", k=k)
-        return read_json(path).get("resolution_0143_a") if os.path.exists(path) else None
-
-
-def _network_words(network):
-    """``"; network ..."`` of an iteration of ``classify --cnn`` (its report's ``network``
-    entry; empty for the global search)."""
-    if not network:
-        return ""
-    epochs = f"{network['epochs']} epoch" + ("" if network["epochs"] == 1 else "s")
-    how = ("reused" if network.get("reused") else
-           f"fine-tuned {epochs}" if network.get("fine_tuned_from") else f"trained {epochs}")
-    return (f"; network {how} ({network['train_seconds']:.0f} s), "
-            f"{network['pairs_per_particle']:.2f} (class, region) pairs per particle")
 
 
 def _name(volume):

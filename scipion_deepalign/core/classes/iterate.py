@@ -23,10 +23,14 @@ training seconds, epochs, the model it was fine-tuned from, and the comparisons 
 It stops after ``iterations`` or, from the second iteration on, as soon as fewer than
 ``stop_fraction`` (:data:`~..defaults.CLASSIFY_STOP_FRACTION`) of the particles changed class.
 
-``n_classes=K`` with one map starts as RELION's classification does: the first iteration
-aligns every particle against that map and puts it in a random class (balanced), and each
-class's map is then reconstructed from its particles. The particles' halves are drawn once
-(``seed``) and kept for the whole run. ``start`` resumes after a finished iteration.
+``n_classes=K`` with one map starts with every class from that map: the first iteration
+aligns every particle against it and draws the first classes by ``first_split``
+(:data:`~..defaults.CLASSIFY_START`): ``"variance"`` splits the particles by how their
+residuals against the map vary (:func:`.split.variance_split`), ``"random"`` puts each in a
+random class (balanced; RELION's start, which on the benchmark's mixtures never found the
+classes); each class's map is then reconstructed from its particles. The particles' halves
+are drawn once (``seed``) and kept for the whole run. ``start`` resumes after a finished
+iteration.
 
 What a result means: the class probability (:mod:`.assign`) is relative, and a homogeneous
 set split in K classes converges too, with confident probabilities, because each particle
@@ -42,7 +46,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..defaults import CLASSIFY_FILTER_FSC, CLASSIFY_ITERATIONS, CLASSIFY_STOP_FRACTION
+from ..defaults import (
+    CLASSIFY_FILTER_FSC,
+    CLASSIFY_ITERATIONS,
+    CLASSIFY_SPLIT_RESOLUTION,
+    CLASSIFY_START,
+    CLASSIFY_STARTS,
+    CLASSIFY_STOP_FRACTION,
+)
 from ..judge.reconstruct import half_subsets
 from ..runtime.stacks import stack_shape
 from .assign import align_classes
@@ -54,6 +65,7 @@ from .class_maps import (
     sphere_weight,
 )
 from .regional import align_class_pairs
+from .split import variance_split
 
 __all__ = ["ClassState", "ClassIteration", "Classification", "classify", "changed_fraction"]
 
@@ -99,6 +111,9 @@ class ClassIteration(ClassState):
         Projection comparisons of the search per particle, over all the classes.
     network : NetworkStep or None
         The iteration's network (:mod:`.network`); None: the global search.
+    split : dict or None
+        How the first classes of a one-map start were drawn (:meth:`.split.VarianceSplit.report`,
+        or ``{"kind": "random"}``); None in every other iteration.
     """
 
     probability: np.ndarray = None
@@ -108,6 +123,7 @@ class ClassIteration(ClassState):
     seconds: float = 0.0
     comparisons_per_particle: float | None = None
     network: object = None
+    split: dict | None = None
 
     def class_sizes(self) -> np.ndarray:
         """Particles per class, ``(K,)``."""
@@ -133,6 +149,7 @@ class ClassIteration(ClassState):
                 "map_correlation": np.round(self.map_correlation(), 4).tolist(),
                 "comparisons_per_particle": self.comparisons_per_particle,
                 "network": None if self.network is None else self.network.report(),
+                "first_split": self.split,
                 "seconds": round(self.seconds, 3)}
 
 
@@ -163,7 +180,9 @@ def classify(images, volumes, *, pixel_size_a: float, n_classes: int | None = No
              stop_fraction: float = CLASSIFY_STOP_FRACTION, mask=None, ctf=None,
              symmetry: str = "c1", seed: int = 0, start: ClassState | None = None,
              on_iteration=None, progress=None, network=None,
-             filter_fsc: float = CLASSIFY_FILTER_FSC, **align_options) -> Classification:
+             filter_fsc: float = CLASSIFY_FILTER_FSC, first_split: str = CLASSIFY_START,
+             split_resolution_a: float = CLASSIFY_SPLIT_RESOLUTION,
+             **align_options) -> Classification:
     """Classify the particles by iteration (see the module docstring).
 
     Parameters
@@ -198,6 +217,11 @@ def classify(images, volumes, *, pixel_size_a: float, n_classes: int | None = No
     filter_fsc : float
         Each class map is low-passed where its half maps' FSC falls below it
         (:func:`.class_maps.reconstruct_class_maps`).
+    first_split : {"variance", "random"}
+        How the first classes of a one-map start (``n_classes``) are drawn (module docstring).
+    split_resolution_a : float
+        The variance split compares the particles up to this resolution
+        (:func:`.split.variance_split`).
     **align_options
         Every other keyword of :func:`~..align.align.align_particles` (``max_shift_px``,
         ``step_deg``, ``target_resolution_a``, ``device``, ...) except region hints.
@@ -224,6 +248,9 @@ def classify(images, volumes, *, pixel_size_a: float, n_classes: int | None = No
         raise ValueError(f"stop_fraction must be in [0, 1), got {stop_fraction}")
     if not 0 < filter_fsc < 1:
         raise ValueError(f"filter_fsc must be in (0, 1), got {filter_fsc}")
+    if first_split not in CLASSIFY_STARTS:
+        raise ValueError(f"first_split must be one of {', '.join(CLASSIFY_STARTS)}, "
+                         f"got {first_split!r}")
     n = stack_shape(images)[0]
     subsets = half_subsets(n, seed=seed)
     common = dict(pixel_size_a=pixel_size_a, ctf=ctf, symmetry=symmetry, mask=mask,
@@ -235,7 +262,8 @@ def classify(images, volumes, *, pixel_size_a: float, n_classes: int | None = No
         if state.changed_fraction is not None and state.changed_fraction < stop_fraction:
             return Classification(done, "converged")
         if state.iteration == 0 and n_classes:
-            state = _random_start(images, maps[0], k, seed=seed, **common)
+            state = _one_map_start(images, maps[0], k, seed=seed, kind=first_split,
+                                   split_resolution_a=split_resolution_a, **common)
         else:
             state = _iteration(images, state, network=network, **common)
         done.append(state)
@@ -268,18 +296,31 @@ def _iteration(images, state, *, network, pixel_size_a, ctf, symmetry, mask, sub
                    filter_fsc=filter_fsc)
 
 
-def _random_start(images, volume, k, *, seed, pixel_size_a, ctf, symmetry, mask, subsets,
-                  progress, align_options, filter_fsc) -> ClassIteration:
-    """The first iteration from one map: poses against it, classes at random (balanced)."""
+def _one_map_start(images, volume, k, *, seed, kind, split_resolution_a, pixel_size_a, ctf,
+                   symmetry, mask, subsets, progress, align_options,
+                   filter_fsc) -> ClassIteration:
+    """The first iteration from one map: poses against it, the first classes by ``kind``
+    (the variance split, its directions inside the focus mask, or at random, balanced)."""
     t0 = time.perf_counter()
-    found = align_classes(images, focus_maps(volume[None], mask), pixel_size_a=pixel_size_a,
-                          ctf=ctf, symmetry=symmetry, progress=progress, **align_options)
-    n = len(found.classes)
-    classes = (np.random.default_rng([seed, 2]).permutation(n) % k).astype(np.int64)
+    focused = focus_maps(volume[None], mask)
+    found = align_classes(images, focused, pixel_size_a=pixel_size_a, ctf=ctf,
+                          symmetry=symmetry, progress=progress, **align_options)
+    n, aligned = len(found.classes), found.alignment
+    if kind == "variance":
+        split = variance_split(images, volume, aligned.angles_deg, k=k,
+                               pixel_size_a=pixel_size_a, shifts_px=aligned.shifts_px, ctf=ctf,
+                               symmetry=symmetry, seed=seed, mask=mask,
+                               resolution_a=split_resolution_a)
+        classes, report = split.classes, split.report()
+    else:
+        classes = (np.random.default_rng([seed, 2]).permutation(n) % k).astype(np.int64)
+        report = {"kind": "random"}
     start = ClassState(0, None, np.repeat(volume[None], k, axis=0))
-    return _finish(images, start, classes, np.full(n, 1.0 / k), found.alignment, t0,
+    done = _finish(images, start, classes, np.full(n, 1.0 / k), aligned, t0,
                    pixel_size_a=pixel_size_a, ctf=ctf, symmetry=symmetry, subsets=subsets,
                    comparisons=found.comparisons_per_particle(), filter_fsc=filter_fsc)
+    done.split = report
+    return done
 
 
 def _finish(images, state, classes, probability, alignment, t0, *, pixel_size_a, ctf,

@@ -84,10 +84,33 @@ def test_mask_of_another_box_is_refused_naming_it(inputs, capsys):
     assert not (folder / "masked" / "it001").exists()  # before any search
 
 
+def test_two_classes_from_one_map(inputs, capsys):
+    """``--volume A --classes 2``: the variance split draws the first classes (said in the
+    iteration's line and in classify.json), far above chance (measured 0.75 on these 60
+    particles and a 20-A map A; tests/core/classes/test_split.py measures the split itself)."""
+    folder, truth = inputs
+    capsys.readouterr()
+    assert main(["classify", "--particles", str(folder / "in.star"), "--volume",
+                 str(folder / "A.mrc"), "--classes", "2", "--split-resolution", "16",
+                 "--iterations", "2", "--max-shift", "3", "--device", "cpu", "--out",
+                 str(folder / "one")]) == 0
+    assert "first classes by the variance split" in capsys.readouterr().err
+    out = columns.class_numbers(read_particles_star(folder / "one" / "classes.star").extra)
+    assert max(np.mean(out == truth), np.mean(out != truth)) >= 0.7
+    report = json.loads((folder / "one" / "classify.json").read_text())
+    assert report["inputs"]["start"] == "variance"
+    assert report["inputs"]["split_resolution_a"] == 16
+    assert report["iterations"][0]["first_split"]["kind"] == "variance"
+
+
 @pytest.mark.parametrize("extra, words", [
     (("--classes", "2"), "--classes starts every class from one --volume"),
     (("--stop-fraction", "1.5"), "--stop-fraction must be in [0, 1)"),
     (("--filter-fsc", "1"), "--filter-fsc must be in (0, 1)"),
+    (("--start", "random"), "--start draws the first classes of a one-map start; give it "
+                            "with --classes K"),
+    (("--split-resolution", "20"), "--split-resolution draws the first classes of a one-map "
+                                   "start"),
 ])
 def test_bad_options_are_refused(inputs, capsys, extra, words):
     folder, _ = inputs

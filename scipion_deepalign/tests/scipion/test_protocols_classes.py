@@ -83,9 +83,21 @@ class TestClasses3D(BaseTest):
         names = [os.path.basename(v.getFileName()) for v in prot._inputVolumes()]
         assert len(names) == 2 and names[0] < names[1], names
 
-    def test_one_volume_is_refused(self):
-        text = "\n".join(self._classes(self.volumes[:1]).validate())
-        assert "Give at least two reference volumes (one per class); 1 given." in text
+    def test_one_volume_starts_the_classes_from_it(self):
+        """One volume without the network: ``classify --classes K`` from it; with the network
+        (one map per class) or fewer than 2 classes it is refused, saying what to change."""
+        prot = self._classes(self.volumes[:1], oneMapClasses=3)
+        assert prot.validate() == [] and prot._fromOneMap() and prot._numberOfClasses() == 3
+        command, args = prot._classifyCommand()
+        assert command == "classify" and args[args.index("--classes") + 1] == 3
+        assert args.count("--volume") == 1
+        assert "--classes" not in self._classes(self.volumes)._classifyCommand()[1]
+        text = "\n".join(self._classes(self.volumes[:1], useNetwork=True).validate())
+        assert "One reference volume: the network learns one map per class." in text
+        assert ("Classes from one map must be at least 2, got 1."
+                in self._classes(self.volumes[:1], oneMapClasses=1).validate())
+        assert "Give one reference volume per class" in "\n".join(
+            self._classes([]).validate())
 
     def test_volume_of_another_box_is_refused_by_name(self):
         text = "\n".join(self._classes([self.volumes[0], self.small]).validate())
@@ -212,6 +224,7 @@ class TestClasses3D(BaseTest):
             assert shown(prot, "iterations") == iterations, (network, iterate)
             assert shown(prot, "finetuneEpochs") == finetune, (network, iterate)
             assert shown(prot, "regionSpacingDeg") == network
+            assert shown(prot, "oneMapClasses") == (not network)
             for name in ("classOutput", "classPrior"):
                 assert shown(prot, name) == one_pass, (name, network, iterate)
             assert prot._iterates() == iterations

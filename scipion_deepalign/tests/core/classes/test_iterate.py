@@ -24,7 +24,7 @@ SEARCH = dict(max_shift_px=3.0, device="cpu")
 REPORT_KEYS = {"iteration", "class_sizes", "changed_fraction", "resolution_0143_a",
                "resolution_05_a", "filter_a", "kept_previous_map", "median_class_probability",
                "half_map_correlation", "map_correlation", "seconds",
-               "comparisons_per_particle", "network"}
+               "comparisons_per_particle", "network", "first_split"}
 
 
 @pytest.fixture(scope="module")
@@ -86,21 +86,46 @@ def test_nothing_changes_stops_at_the_second_iteration(starts):
     assert result.stopped == "converged"
 
 
-def test_homogeneous_set_split_in_two_is_one_structure(starts):
-    """The negative control: what a random start of 2 classes on one map's particles gives."""
+@pytest.mark.parametrize("first_split", ["random", "variance"])
+def test_homogeneous_set_split_in_two_is_one_structure(starts, first_split):
+    """The negative control: what a start of 2 classes on one map's particles gives."""
     images, particles, _ = simulate_mixture(phantom_pair()[:1], 60, pixel_size_a=PIXEL_A,
                                             snr=1.0, ctf=True, max_shift_px=2.0, seed=1)
     seen = []
     result = classify(images, starts[:1], n_classes=2, pixel_size_a=PIXEL_A, ctf=particles.ctf,
-                      iterations=6, on_iteration=seen.append, **SEARCH)
+                      iterations=6, on_iteration=seen.append, first_split=first_split,
+                      **SEARCH)
     assert seen == result.iterations
     first, last = result.iterations[0], result.iterations[-1]
     assert first.changed_fraction is None and np.all(first.probability == 0.5)
-    assert abs(int(first.class_sizes()[0]) - 30) <= 1  # random and balanced
+    assert first.report()["first_split"]["kind"] == first_split
+    assert all(it.split is None for it in result.iterations[1:])
+    if first_split == "random":
+        assert abs(int(first.class_sizes()[0]) - 30) <= 1  # random and balanced
     # the class probability is no evidence: it looks confident on one structure
     assert np.median(last.probability) > 0.8
     # the maps are: they correlate at least as well as a class's half maps
     assert last.map_correlation()[0, 1] >= min(last.class_maps.half_correlation)
+
+
+def test_one_map_start_finds_the_classes_a_random_start_misses(starts):
+    """Two classes from map A alone: the variance split draws the first classes far above
+    chance and the iterations keep them; RELION's random start on the same particles does not
+    find them (measured: 0.858 against 0.583, chance 0.5; the split at its default 30 A sees the
+    phantom's 16-A part only coarsely)."""
+    a, b = phantom_pair()
+    images, particles, truth = simulate_mixture([a, b], 120, pixel_size_a=PIXEL_A, snr=1.0,
+                                                ctf=True, max_shift_px=2.0, seed=3)
+    found = {}
+    for kind in ("variance", "random"):
+        result = classify(images, starts[:1], n_classes=2, pixel_size_a=PIXEL_A,
+                          ctf=particles.ctf, iterations=3, first_split=kind, **SEARCH)
+        classes = result.iterations[-1].classes
+        found[kind] = max(float(np.mean(classes == truth)), float(np.mean(classes != truth)))
+    assert found["variance"] >= 0.8 and found["random"] < 0.7, found
+    with pytest.raises(ValueError, match="first_split must be one of variance, random"):
+        classify(images, starts[:1], n_classes=2, pixel_size_a=PIXEL_A, first_split="pca",
+                 **SEARCH)
 
 
 def test_resume_runs_only_what_is_left(mixture, starts):
