@@ -16,7 +16,7 @@ epochs and seed, then scored on the held-out particles:
 
 * class accuracy: the most probable class (sum over its regions) is the true one;
 * pair hit rate: the true (class, region) pair is among the pairs the default search takes
-  (:func:`~scipion_deepalign.core.cnn.joint.select_pairs` at the default probability mass);
+  (:func:`~scipion_deepalign.core.cnn.pairs.select_pairs` at the default probability mass);
 * region hit rate: the true region is among those pairs' regions (any class);
 * mean pairs per particle taken by that search;
 * the held-out projections' class accuracy and pair hit rate from the training history.
@@ -86,7 +86,8 @@ def make_data(args):
 
 def score(probs, classes, true_regions, n_classes=2) -> dict:
     """The held-out scores of the module docstring."""
-    from scipion_deepalign.core.cnn.joint import class_probabilities, select_pairs
+    from scipion_deepalign.core.cnn.joint import class_probabilities
+    from scipion_deepalign.core.cnn.pairs import select_pairs
 
     predicted = class_probabilities(probs, n_classes).argmax(axis=1)
     pairs = select_pairs(probs, n_classes)  # the search's default mass and pair limit

@@ -23,7 +23,7 @@ order the model was trained with: each particle is searched in the (class, regio
 ``deepalign predict --model`` wrote (the pair columns of
 :mod:`scipion_deepalign.core.io.columns`; ``deepalign run``'s ``predicted.star`` has them
 too), those the search takes by the rule of ``deepalign run``
-(:func:`~scipion_deepalign.core.cnn.joint.search_top_pairs`), against each class's map inside
+(:func:`~scipion_deepalign.core.cnn.pairs.search_top_pairs`), against each class's map inside
 those regions, with the significance fallback over every class
 (:func:`~scipion_deepalign.core.classes.regional.align_class_pairs`, what ``deepalign run``
 calls): the same classes and poses as ``run`` on the same particles. The number of maps must
@@ -159,9 +159,9 @@ def check_model_particles(args, particles) -> None:
 
 
 def class_pairs_from_star(particles, n_classes, n_regions, search, top_k=None):
-    """The (class, region) pairs the search takes (:func:`~..core.cnn.joint.search_top_pairs`)
+    """The (class, region) pairs the search takes (:func:`~..core.cnn.pairs.search_top_pairs`)
     from the 1-based pair columns of ``--particles``."""
-    from ..core.cnn.joint import search_top_pairs
+    from ..core.cnn.pairs import search_top_pairs
 
     n_cols = len(columns.pair_columns(particles.extra))
     if not n_cols:

@@ -98,8 +98,9 @@ def main(args) -> int:
         return 0
     set_devices(parse_int_list(args.gpus, "--gpus"), args.threads)
 
-    from ..core.cnn.joint import region_marginal, top_pairs
+    from ..core.cnn.joint import region_marginal
     from ..core.cnn.model_folder import ModelFolder
+    from ..core.cnn.pairs import top_pairs
     from ..core.cnn.predict import load_models, predict_probabilities, top_k_regions
     from ..core.io import load_particle_images
     from ..core.runtime.progress import Progress

@@ -56,10 +56,10 @@ class PipelineResult:
         Each particle's class, with several maps (:mod:`.classes`); None with one.
     pairs : ClassPairs or None
         With several maps, each particle's predicted (class, region) pairs
-        (:func:`~.cnn.joint.select_pairs`), the ones it was searched in.
+        (:func:`~.cnn.pairs.select_pairs`), the ones it was searched in.
     top_pairs : tuple of three ndarray of shape (N, k) or None
         With several maps, each particle's ``top_k`` most probable pairs, 0-based classes and
-        regions and their probabilities (:func:`~.cnn.joint.top_pairs`), of which ``pairs``
+        regions and their probabilities (:func:`~.cnn.pairs.top_pairs`), of which ``pairs``
         are chosen (``deepalign run`` writes them to ``predicted.star``).
     class_fractions : ndarray of shape (K,) or None
         With several maps, each class's fraction of the particles estimated from the

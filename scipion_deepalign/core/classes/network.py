@@ -12,7 +12,7 @@ searched in the (class, region) pairs a network of the K class maps predicts.
    :data:`~..defaults.CLASSIFY_FINETUNE_EPOCHS` epochs (``finetune_epochs``), without the
    noise ramp, on projections of the new, FSC-filtered class maps;
 2. it predicts each particle's joint probabilities and takes its most probable pairs
-   (:func:`~..cnn.joint.select_pairs`, under the uniform class prior the network was trained
+   (:func:`~..cnn.pairs.select_pairs`, under the uniform class prior the network was trained
    with, the rule of ``deepalign run``).
 
 :func:`.iterate.classify` then aligns each particle in its pairs only

@@ -1,7 +1,7 @@
 """Each particle against its predicted classes only: the regional class search (issue 25).
 
 A network of K classes (:mod:`..cnn.joint`) gives each particle its most probable
-(class, region) pairs (:class:`~..cnn.joint.ClassPairs`). :func:`align_class_pairs` runs,
+(class, region) pairs (:class:`~..cnn.pairs.ClassPairs`). :func:`align_class_pairs` runs,
 for each class ``k``, :func:`~..align.align.align_particles` against map ``k`` on the
 particles that have a pair of class ``k`` only, with those pairs' regions as their hints
 (the windows around them, and the significance fallback's global search of that map); a
@@ -56,7 +56,7 @@ def align_class_pairs(images, volumes, pairs, *, pixel_size_a, centres_deg,
     volumes : sequence of K ndarray of shape (B, B, B)
         One map per class, in the order the network was trained with.
     pairs : ClassPairs
-        Each particle's pairs (:func:`~..cnn.joint.select_pairs`), at least one per particle.
+        Each particle's pairs (:func:`~..cnn.pairs.select_pairs`), at least one per particle.
     pixel_size_a : float
     centres_deg : ndarray of shape (R, 2)
         The model's region centres.

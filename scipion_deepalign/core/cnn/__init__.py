@@ -3,7 +3,8 @@
 Public API: :class:`TrainConfig`, :func:`train_regions` / :class:`TrainReport`,
 :func:`predict_regions`, :func:`predict_probabilities`, :func:`load_models`, the model
 builders in :mod:`.model`, and the class x region output of a network of several maps
-(:func:`select_pairs`, :func:`class_probabilities`, :func:`region_marginal`, :mod:`.joint`).
+(:func:`class_probabilities`, :func:`region_marginal`, :mod:`.joint`) and its searched pairs
+(:func:`select_pairs`, :mod:`.pairs`).
 The names are loaded lazily, so that ``import
 scipion_deepalign.core.cnn.config`` (file names, options) does not import Keras.
 """
@@ -13,8 +14,8 @@ _EXPORTS = {
     "TrainConfig": "config", "TrainReport": "train", "train_regions": "train",
     "predict_regions": "predict", "predict_probabilities": "predict", "load_models": "predict",
     "build_regional_model": "model", "build_shared_model": "model", "compile_model": "model",
-    "kernel_sizes": "model", "top_k_regions": "predict", "select_pairs": "joint",
-    "search_pairs": "joint", "top_pairs": "joint", "search_top_pairs": "joint",
+    "kernel_sizes": "model", "top_k_regions": "predict", "select_pairs": "pairs",
+    "search_pairs": "pairs", "top_pairs": "pairs", "search_top_pairs": "pairs",
     "class_probabilities": "joint", "region_marginal": "joint",
 }
 __all__ = sorted(_EXPORTS)

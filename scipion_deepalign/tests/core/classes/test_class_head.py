@@ -23,9 +23,10 @@ from scipion_deepalign.core.cnn.fingerprint import (  # noqa: E402
     fingerprint_differences,
     training_fingerprint,
 )
-from scipion_deepalign.core.cnn.joint import class_probabilities, select_pairs, split_joint  # noqa: E402
+from scipion_deepalign.core.cnn.joint import class_probabilities, split_joint  # noqa: E402
 from scipion_deepalign.core.cnn.model import ClassRegionLoss, build_shared_model  # noqa: E402
 from scipion_deepalign.core.cnn.model_folder import ModelFolder, ModelMismatch  # noqa: E402
+from scipion_deepalign.core.cnn.pairs import select_pairs  # noqa: E402
 from scipion_deepalign.core.cnn.predict import load_models  # noqa: E402
 from scipion_deepalign.tests.helpers import phantom_pair  # noqa: E402
 

@@ -25,12 +25,9 @@ from scipion_deepalign.core.classes import (  # noqa: E402
 )
 from scipion_deepalign.core.cnn import TrainConfig, predict_probabilities, train_regions  # noqa: E402
 from scipion_deepalign.core.cnn.fingerprint import map_digest  # noqa: E402
-from scipion_deepalign.core.cnn.joint import (  # noqa: E402
-    class_probabilities,
-    region_marginal,
-    select_pairs,
-)
+from scipion_deepalign.core.cnn.joint import class_probabilities, region_marginal  # noqa: E402
 from scipion_deepalign.core.cnn.model_folder import ModelFolder, ModelMismatch  # noqa: E402
+from scipion_deepalign.core.cnn.pairs import select_pairs  # noqa: E402
 from scipion_deepalign.core.cnn.predict import top_k_regions  # noqa: E402
 from scipion_deepalign.tests.helpers import phantom_pair  # noqa: E402
 

@@ -16,7 +16,7 @@ import pytest
 from scipion_deepalign.core.align.align import align_particles
 from scipion_deepalign.core.align.search_plan import SearchOptions
 from scipion_deepalign.core.classes import align_class_pairs, simulate_mixture
-from scipion_deepalign.core.cnn.joint import ClassPairs
+from scipion_deepalign.core.cnn.pairs import ClassPairs
 from scipion_deepalign.core.regions import region_centres_deg, region_distances_deg
 from scipion_deepalign.tests.helpers import phantom_pair
 

@@ -13,10 +13,12 @@ from scipion_deepalign.core.cnn.joint import (  # noqa: E402
     estimate_class_fractions,
     joint_targets,
     region_marginal,
+    split_joint,
+)
+from scipion_deepalign.core.cnn.pairs import (  # noqa: E402
     search_pairs,
     search_top_pairs,
     select_pairs,
-    split_joint,
     top_pairs,
 )
 
