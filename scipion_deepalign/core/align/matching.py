@@ -33,7 +33,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .shift_gemm import best_over_shift_columns, shift_columns
+from .shift_gemm import (
+    best_over_shift_columns,
+    best_over_shift_rows,
+    particle_rows,
+    shift_columns,
+)
 
 __all__ = [
     "FourierBand",
@@ -259,7 +264,7 @@ def _ctf_normalised(score, norm2, xp):
 
 
 def correlate_block(particle_spectra, ref_matrix, phases, *, xp, particle_power=None,
-                    ref_power=None):
+                    ref_power=None, shifted_refs=None):
     """Best normalised correlation over the shift window for every particle-reference pair.
 
     Parameters
@@ -271,6 +276,11 @@ def correlate_block(particle_spectra, ref_matrix, phases, *, xp, particle_power=
     particle_power, ref_power : arrays of shape (n, F), (m, F) or None
         Given together in ``"apply"`` CTF mode; the score is then divided by the exact norm
         of ``CTF_i * ref_j``.
+    shifted_refs : array of shape (m K, 2F), optional
+        :func:`.shift_gemm.shift_rows` of ``ref_matrix`` (made once for every block that meets
+        these references): the product is then taken in that layout, the shift on the
+        references' side (the same correlations; cheaper where the references are fewer than
+        the particles that meet them).
 
     Returns
     -------
@@ -279,8 +289,12 @@ def correlate_block(particle_spectra, ref_matrix, phases, *, xp, particle_power=
         Index of the best shift in the window.
     """
     k = phases.shape[1]
-    corr = ref_matrix @ shift_columns(particle_spectra, phases, xp=xp)  # (m, n K)
-    score, shift_index = best_over_shift_columns(corr, k, xp=xp)
+    if shifted_refs is not None:
+        corr = shifted_refs @ particle_rows(particle_spectra, xp=xp)  # (m K, n)
+        score, shift_index = best_over_shift_rows(corr, k, xp=xp)
+    else:
+        corr = ref_matrix @ shift_columns(particle_spectra, phases, xp=xp)  # (m, n K)
+        score, shift_index = best_over_shift_columns(corr, k, xp=xp)
     if particle_power is not None:
         score = _ctf_normalised(score, particle_power @ ref_power.T, xp)
     return (xp.ascontiguousarray(score.astype(xp.float32, copy=False)),

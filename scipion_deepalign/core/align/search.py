@@ -37,6 +37,8 @@ logger = logging.getLogger(__name__)
 #: prepared references kept for a whole alignment (:meth:`Search.reference_bank`) at most
 _BANK_BYTES = 1 << 30
 _BLOCK_ELEMENTS = 1 << 23  # bound on n * m * K (correlations held at once, 32 MB float32)
+#: bound on the shifted references of :meth:`Search.keep_best` (``m K x 2F`` float32)
+_SHIFTED_REFS_BYTES = 64 << 20
 _SUBPIXEL_CHUNK = 1024  # particles whose full correlation maps are held at once
 
 
@@ -148,6 +150,10 @@ class Search:
     ctf_mode : {"apply", "flip", "flipped"}
     batch : int
         Particles per correlation block (halved on out-of-memory errors, for good).
+    block_elements : int
+        Most correlations (particles x references x shifts) held at once (halved on
+        out-of-memory errors too): with the shift on the references' side
+        (:func:`.shift_gemm.shift_rows`) the only bound on a block's particles.
     """
 
     xp: object
@@ -166,6 +172,7 @@ class Search:
     ctf_mode: str = "apply"
     batch: int = ALIGN_BATCH
     mask_radius_px: float = 0.0
+    block_elements: int = _BLOCK_ELEMENTS
 
     @classmethod
     def create(cls, box_px: int, pixel_size_a: float, *, max_shift_px: float, xp=np,
@@ -281,22 +288,33 @@ class Search:
         """
         ref_matrix, ref_power = references
         xp, m, k = self.xp, ref_matrix.shape[0], self.phases.shape[1]
+        # fewer references than particles (a regional group of directions): shift the
+        # references once for all the blocks, not each block's particles (shift_gemm)
+        shifted = None
+        if m < len(rows) and m * k * ref_matrix.shape[1] * 4 <= _SHIFTED_REFS_BYTES:
+            from .shift_gemm import shift_rows
+            shifted = shift_rows(ref_matrix, self.phases, xp=xp)
         start = 0
         while start < len(rows):
-            nb = max(1, min(self.batch, _BLOCK_ELEMENTS // (m * k)))
+            # the correlations held at once are bounded in both layouts; the particles at
+            # every shift (shift columns) only in the particles' one
+            nb = max(1, self.block_elements // (m * k))
+            nb = nb if shifted is not None else min(self.batch, nb)
             sel = rows[start:start + nb]
             local = xp.asarray(sel)
             try:
                 score, shift = matching.correlate_block(
                     spectra[local], ref_matrix, self.phases, xp=xp,
-                    particle_power=None if power is None else power[local], ref_power=ref_power)
+                    particle_power=None if power is None else power[local], ref_power=ref_power,
+                    shifted_refs=shifted)
                 score, shift = to_numpy(score), to_numpy(shift)
             except Exception as exc:
                 if not is_out_of_memory(exc) or nb == 1:
                     raise
                 self.batch = max(1, nb // 2)
+                self.block_elements = max(1, self.block_elements // 2)
                 logger.warning("out of memory with %d particles per block; retrying with %d",
-                               nb, self.batch)
+                               nb, nb // 2)
                 self._free_gpu_memory()
                 continue
             best.merge(score, shift, sel, ref_base)

@@ -1,10 +1,14 @@
-"""The shift search's GEMM layout: particle spectra at every shift of the window as the
-right-hand matrix, and the best shift of each correlation (numpy/cupy).
+"""The shift search's GEMM layouts and the best shift of each correlation (numpy/cupy).
 
-:func:`.matching.correlate_block` multiplies the references ``(m, 2F)`` by
-:func:`shift_columns` ``(2F, n K)`` and reduces the ``(m, n K)`` product with
-:func:`best_over_shift_columns`. On numpy both passes are compiled (numba); on cupy they are
-array expressions, the same maths.
+:func:`.matching.correlate_block` either multiplies the references ``(m, 2F)`` by the
+particles at every shift of the window, :func:`shift_columns` ``(2F, n K)``, and reduces the
+``(m, n K)`` product with :func:`best_over_shift_columns`; or, where the references are the
+fewer (a regional search's small groups of directions met by many particles), multiplies the
+references at every shift, :func:`shift_rows` ``(m K, 2F)`` (made once for all the particles
+that meet them), by the particles ``(2F, n)`` and reduces the ``(m K, n)`` product with
+:func:`best_over_shift_rows`. The two give the same correlations (``Re sum_k conj(R(k)) P(k)
+phase(k, s)``, the phase put on either side). On numpy the passes are compiled (numba); on
+cupy they are array expressions, the same maths.
 """
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ import numpy as np
 from ..runtime.compiled import compiled
 
 __all__ = ["shifted_particles", "shift_columns", "best_over_shift_columns",
-           "best_over_shifts"]
+           "best_over_shifts", "shift_rows", "particle_rows", "best_over_shift_rows"]
 
 
 def shifted_particles(particle_spectra, phases, *, xp):
@@ -86,3 +90,68 @@ def best_over_shifts(corr, *, xp):
     """Best value and its index along the last (shift) axis of ``corr``."""
     index = xp.argmax(corr, axis=-1)
     return xp.take_along_axis(corr, index[..., None], axis=-1)[..., 0], index
+
+
+def shift_rows(ref_matrix, phases, *, xp):
+    """The ``(m K, 2F)`` left-hand matrix of the shifted-references layout: row ``j K + s`` is
+    ``[Re T_j(., s), -Im T_j(., s)]`` with ``T_j(k, s) = conj(R_j(k)) phases(k, s)``, so that
+    its product with :func:`particle_rows` is the correlation of :func:`shift_columns`'s."""
+    m, f2 = ref_matrix.shape
+    f, k = f2 // 2, phases.shape[1]
+    if xp is not np:
+        r = ref_matrix[:, :f] - 1j * ref_matrix[:, f:]  # conj(R): (m, F)
+        t = r[:, None, :] * phases.T[None]  # (m, K, F)
+        return xp.ascontiguousarray(xp.concatenate([t.real, -t.imag], axis=2).reshape(
+            m * k, f2).astype(xp.float32))
+    out = np.empty((m * k, f2), dtype=np.float32)
+    _shift_rows(np.ascontiguousarray(ref_matrix, dtype=np.float32),
+                np.ascontiguousarray(np.asarray(phases, dtype=np.complex64).T), out)
+    return out
+
+
+@compiled
+def _shift_rows(refs, phases_t, out):  # pragma: no cover - compiled
+    m, f2 = refs.shape
+    f = f2 // 2
+    k = phases_t.shape[0]
+    for j in range(m):
+        for s in range(k):
+            row = j * k + s
+            for q in range(f):
+                a_re, a_im = refs[j, q], -refs[j, f + q]  # conj(R)
+                b_re, b_im = phases_t[s, q].real, phases_t[s, q].imag
+                out[row, q] = a_re * b_re - a_im * b_im
+                out[row, f + q] = -(a_re * b_im + a_im * b_re)
+
+
+def particle_rows(particle_spectra, *, xp):
+    """The ``(2F, n)`` right-hand matrix of the shifted-references layout: ``[Re P; Im P]``."""
+    return xp.ascontiguousarray(xp.concatenate([particle_spectra.real.T,
+                                                particle_spectra.imag.T]).astype(xp.float32))
+
+
+def best_over_shift_rows(corr, k: int, *, xp):
+    """Best value ``(n, m)`` and its shift index ``(n, m)`` of ``corr`` ``(m K, n)``, whose
+    row ``j K + s`` is reference ``j`` at shift ``s`` (the first of equal values wins, as
+    ``argmax``)."""
+    mk, n = corr.shape
+    m = mk // k
+    if xp is not np:
+        score, index = best_over_shifts(corr.reshape(m, k, n).transpose(2, 0, 1), xp=xp)
+        return score, index
+    score = np.empty((m, n), dtype=corr.dtype)
+    index = np.empty((m, n), dtype=np.int64)
+    _best_over_shift_rows(np.ascontiguousarray(corr), k, score, index)
+    return score.T, index.T
+
+
+@compiled
+def _best_over_shift_rows(corr, k, score, index):  # pragma: no cover - compiled
+    n = corr.shape[1]
+    for j in range(corr.shape[0] // k):  # score, index: (m, n), read and written by rows
+        for i in range(n):
+            score[j, i], index[j, i] = corr[j * k, i], 0
+        for s in range(1, k):
+            for i in range(n):
+                if corr[j * k + s, i] > score[j, i]:
+                    score[j, i], index[j, i] = corr[j * k + s, i], s

@@ -224,6 +224,50 @@ def test_out_of_memory_halves_the_batch(volume, noiseless, monkeypatch, caplog):
     assert res.n_comparisons == reference.n_comparisons
 
 
+def test_out_of_memory_halves_the_block_of_shifted_references(monkeypatch, caplog):
+    """With fewer references than particles the shift goes on the references' side, and a
+    block is bounded by the correlations held at once: an out-of-memory error halves that
+    bound (40 -> 20 -> 10 particles), with the same best poses."""
+    from scipion_deepalign.core.align import matching
+    from scipion_deepalign.core.align.search import BestPoses, Search
+
+    rng = np.random.default_rng(0)
+    images = rng.normal(size=(40, 16, 16)).astype(np.float32)
+    gallery = rng.normal(size=(1, 16, 16)).astype(np.float32)
+
+    def search(engine):
+        spectra, power = engine.particles(images)
+        refs = engine.references(gallery)  # one direction: P in-plane copies
+        best = BestPoses(len(images), 2)
+        engine.keep_best(spectra, power, np.arange(len(images)), refs, best, ref_base=0)
+        return best, refs[0].shape[0] * len(engine.offsets)
+
+    def engine():
+        return Search.create(16, PIXEL_A, max_shift_px=2.0, xp=np, step_deg=15.0)
+
+    reference, mk = search(engine())
+    assert mk // len(engine().offsets) < 40  # fewer references than particles
+    real, sizes = matching.correlate_block, []
+
+    def limited(spectra, *args, **kw):
+        sizes.append(len(spectra))
+        assert kw.get("shifted_refs") is not None  # the references' layout
+        if len(spectra) > 10:
+            raise MemoryError("simulated out of memory")
+        return real(spectra, *args, **kw)
+
+    monkeypatch.setattr(matching, "correlate_block", limited)
+    small = engine()
+    small.block_elements = 40 * mk  # one block of all 40 particles at first
+    with caplog.at_level("WARNING"):
+        found, _ = search(small)
+    assert sizes[:3] == [40, 20, 10] and max(sizes[2:]) <= 10
+    assert "out of memory" in caplog.text
+    np.testing.assert_array_equal(found.ref, reference.ref)
+    np.testing.assert_array_equal(found.shift, reference.shift)
+    np.testing.assert_allclose(found.score, reference.score, rtol=1e-5)
+
+
 def test_gallery_rotation_matches_projection_at_psi(volume):
     """rotate_to_psi(project at psi 0) == project at psi, and == imageops.rotate_images."""
     from scipion_deepalign.core.align.gallery import default_step_deg, rotate_to_psi

@@ -177,6 +177,36 @@ def test_compiled_correlation_steps_equal_the_array_module_path():
     assert (index[3] == 1).all() and score.shape == (n, m)
 
 
+def test_shifted_references_layout_gives_the_same_correlations():
+    """correlate_block with the shift on the references' side (shift_rows, the regional
+    groups' layout) gives the scores and best shifts of the particles' side, on numpy
+    (compiled) and on the array-module path, including ties (the first shift wins)."""
+    rng = np.random.default_rng(5)
+    n, f, k, m = 9, 23, 5, 4
+    spectra = (rng.normal(size=(n, f)) + 1j * rng.normal(size=(n, f))).astype(np.complex64)
+    phases = (rng.normal(size=(f, k)) + 1j * rng.normal(size=(f, k))).astype(np.complex64)
+    refs = rng.normal(size=(m, 2 * f)).astype(np.float32)
+    power = rng.random(size=(n, f)).astype(np.float32)
+    ref_power = refs[:, :f] ** 2 + refs[:, f:] ** 2
+    score, index = matching.correlate_block(spectra, refs, phases, xp=np,
+                                            particle_power=power, ref_power=ref_power)
+    twin = numpy_twin()
+    for xp in (np, twin):
+        rows = shift_gemm.shift_rows(refs, phases, xp=xp)
+        assert rows.shape == (m * k, 2 * f) and rows.dtype == np.float32
+        s2, i2 = matching.correlate_block(spectra, refs, phases, xp=xp, particle_power=power,
+                                          ref_power=ref_power, shifted_refs=rows)
+        np.testing.assert_allclose(s2, score, rtol=1e-5, atol=1e-5)
+        np.testing.assert_array_equal(i2, index)
+    corr = rng.normal(size=(m * k, n)).astype(np.float32)
+    corr[2 * k + 1] = corr[2 * k + 3] = 10.0  # reference 2: shifts 1 and 3 tie
+    s_np, i_np = shift_gemm.best_over_shift_rows(corr, k, xp=np)
+    s_tw, i_tw = shift_gemm.best_over_shift_rows(corr, k, xp=twin)
+    np.testing.assert_array_equal(s_np, s_tw)
+    np.testing.assert_array_equal(i_np, i_tw)
+    assert (i_np[:, 2] == 1).all() and s_np.shape == (n, m)
+
+
 def test_cupy_matches_numpy():
     cupy = pytest.importorskip("cupy")
     if not backend.gpu_available():
