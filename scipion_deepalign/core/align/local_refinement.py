@@ -354,14 +354,45 @@ def _candidate_references(spec, matrices, search, masking):
     ``search.references(project(...), rotate=False)`` makes them (to float32 rounding for a
     map inside the mask), from the band frequencies of the 3D spectrum alone."""
     xp, band = search.xp, search.band
-    spectra = masking.apply(band_spectra(spec, matrices, band.ky, band.kx, xp=xp), xp)
+    sampled = band_spectra(spec, matrices, band.ky, band.kx, xp=xp)
+    with_power = search.ctf_on_references
+    if xp is np:  # one compiled pass: mask, unit norm, matrix and power
+        matrix = np.empty((len(sampled), 2 * len(band)), dtype=np.float32)
+        power = np.empty((len(sampled), len(band)) if with_power else (0, 0), np.float32)
+        _masked_unit_rows(sampled, masking.dc, np.float32(1.0 / masking.mask_sum),
+                          masking.mask_band, band.weight, np.float32(1.0 / band.box_px ** 2),
+                          matrix, power, with_power)
+        return matrix, power if with_power else None
+    spectra = masking.apply(sampled, xp)
     norm = xp.sqrt(xp.maximum(band.norm2(spectra, xp), 1e-24))
     spectra /= norm[:, None].astype(xp.float32)  # in place: the sampled spectra are ours
     matrix = xp.concatenate([spectra.real, spectra.imag], axis=1)  # float32 already
     power = None
-    if search.ctf_on_references:
+    if with_power:
         power = (spectra.real ** 2 + spectra.imag ** 2).astype(xp.float32)
     return matrix, power
+
+
+@compiled
+def _masked_unit_rows(spectra, dc, scale, mask_band, weight, inv_box2, matrix, power,
+                      with_power):  # pragma: no cover - compiled
+    """:meth:`_ReferenceMasking.apply`, the unit band norm and the ``[Re, Im]`` rows (and
+    their power) of :func:`_candidate_references`, in one pass per candidate."""
+    f = spectra.shape[1]
+    for i in range(spectra.shape[0]):
+        mean = spectra[i, dc] * scale
+        total = 0.0
+        for q in range(f):
+            v = spectra[i, q] - mean * mask_band[q]
+            spectra[i, q] = v
+            total += weight[q] * (v.real * v.real + v.imag * v.imag)
+        inv = 1.0 / np.sqrt(max(total * inv_box2, 1e-24))
+        for q in range(f):
+            re, im = spectra[i, q].real * inv, spectra[i, q].imag * inv
+            matrix[i, q] = re
+            matrix[i, f + q] = im
+            if with_power:
+                power[i, q] = re * re + im * im
 
 
 def _centre_phases(search, centres_yx):

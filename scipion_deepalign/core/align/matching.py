@@ -36,6 +36,7 @@ import numpy as np
 from .shift_gemm import (
     best_over_shift_columns,
     best_over_shift_rows,
+    pair_cross_spectra,
     particle_rows,
     shift_columns,
 )
@@ -324,14 +325,9 @@ def correlate_pairs(particle_spectra, ref_matrix, phases, *, xp, particle_power=
     computed as the cross-spectra ``conj(R) P`` ``(n c, F)`` (one elementwise product) times
     the phases: one GEMM of ``(n c, 2F)`` by ``(2F, K)`` for every pair at once.
     """
-    n, c, f2 = ref_matrix.shape
-    f = f2 // 2
-    p_re = particle_spectra.real[:, None, :]
-    p_im = particle_spectra.imag[:, None, :]
-    r_re, r_im = ref_matrix[..., :f], ref_matrix[..., f:]
-    cross = xp.concatenate([r_re * p_re + r_im * p_im, r_re * p_im - r_im * p_re], axis=2)
+    n, c, _ = ref_matrix.shape
     ph = xp.concatenate([phases.real, -phases.imag], axis=0).astype(xp.float32)
-    corr = (cross.reshape(n * c, f2).astype(xp.float32, copy=False) @ ph).reshape(n, c, -1)
+    corr = (pair_cross_spectra(particle_spectra, ref_matrix, xp=xp) @ ph).reshape(n, c, -1)
     if particle_power is not None:
         norm2 = (particle_power[:, None, :] * ref_power).sum(axis=2)
         corr = _ctf_normalised(corr, norm2[:, :, None], xp)

@@ -17,7 +17,8 @@ import numpy as np
 from ..runtime.compiled import compiled
 
 __all__ = ["shifted_particles", "shift_columns", "best_over_shift_columns",
-           "best_over_shifts", "shift_rows", "particle_rows", "best_over_shift_rows"]
+           "best_over_shifts", "shift_rows", "particle_rows", "best_over_shift_rows",
+           "pair_cross_spectra"]
 
 
 def shifted_particles(particle_spectra, phases, *, xp):
@@ -155,3 +156,35 @@ def _best_over_shift_rows(corr, k, score, index):  # pragma: no cover - compiled
             for i in range(n):
                 if corr[j * k + s, i] > score[j, i]:
                     score[j, i], index[j, i] = corr[j * k + s, i], s
+
+
+def pair_cross_spectra(particle_spectra, ref_matrix, *, xp):
+    """``[Re X, Im X]`` with ``X = conj(R_ij) P_i`` for particle ``i`` and each of its own
+    references ``j``: ``(n c, 2F)`` float32 from spectra ``(n, F)`` and references
+    ``(n, c, 2F)`` (the left-hand matrix of :func:`.matching.correlate_pairs`; on numpy one
+    compiled pass instead of four products and a concatenation)."""
+    n, c, f2 = ref_matrix.shape
+    f = f2 // 2
+    if xp is not np:
+        p_re, p_im = particle_spectra.real[:, None, :], particle_spectra.imag[:, None, :]
+        r_re, r_im = ref_matrix[..., :f], ref_matrix[..., f:]
+        cross = xp.concatenate([r_re * p_re + r_im * p_im, r_re * p_im - r_im * p_re], axis=2)
+        return cross.reshape(n * c, f2).astype(xp.float32, copy=False)
+    out = np.empty((n * c, f2), dtype=np.float32)
+    _pair_cross_spectra(np.ascontiguousarray(particle_spectra, dtype=np.complex64),
+                        np.ascontiguousarray(ref_matrix, dtype=np.float32), out)
+    return out
+
+
+@compiled
+def _pair_cross_spectra(spectra, refs, out):  # pragma: no cover - compiled
+    n, c, f2 = refs.shape
+    f = f2 // 2
+    for i in range(n):
+        for j in range(c):
+            row = i * c + j
+            for q in range(f):
+                p_re, p_im = spectra[i, q].real, spectra[i, q].imag
+                r_re, r_im = refs[i, j, q], refs[i, j, f + q]
+                out[row, q] = r_re * p_re + r_im * p_im
+                out[row, f + q] = r_re * p_im - r_im * p_re

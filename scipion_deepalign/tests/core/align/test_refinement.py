@@ -33,6 +33,10 @@ def test_pairs_correlation_equals_the_shifted_particle_product():
     got = matching.correlate_pairs(spectra, refs, phases, xp=np)
     assert got.shape == (n, c, k)
     np.testing.assert_allclose(got, expected, atol=1e-4 * np.abs(expected).max())
+    from scipion_deepalign.tests.helpers import numpy_twin  # the array path (cupy's)
+
+    twin = matching.correlate_pairs(spectra, refs, phases, xp=numpy_twin())
+    np.testing.assert_allclose(twin, got, atol=1e-5 * np.abs(expected).max())
 
 
 @pytest.mark.parametrize("box", [32, 33])
@@ -122,6 +126,26 @@ def test_the_device_sampling_path_equals_the_compiled_one(spectrum):
     search.xp = twin
     got, _ = local_refinement._candidate_references(spectrum, matrices, search, masking)
     np.testing.assert_allclose(got, expected, atol=1e-5 * np.abs(expected).max())
+
+
+def test_candidate_power_is_that_of_the_rows_on_both_paths(spectrum):
+    """With the CTF on the references the candidates' power ``|R(k)|**2`` comes with their
+    rows: the compiled pass and the array path agree, and it is the rows' own power."""
+    from scipion_deepalign.tests.helpers import numpy_twin
+
+    search = Search.create(32, 4.0, max_shift_px=2.0)
+    search.ctf = object()  # any CTF: the "apply" mode needs the references' power
+    assert search.ctf_on_references
+    masking = local_refinement._ReferenceMasking.of(search)
+    matrices = euler_to_matrix(np.random.default_rng(6).uniform(0, 180, (7, 3)))
+    matrix, power = local_refinement._candidate_references(spectrum, matrices, search, masking)
+    f = power.shape[1]
+    np.testing.assert_allclose(power, matrix[:, :f] ** 2 + matrix[:, f:] ** 2, rtol=1e-5)
+    search.xp = numpy_twin()
+    twin_matrix, twin_power = local_refinement._candidate_references(spectrum, matrices,
+                                                                     search, masking)
+    np.testing.assert_allclose(twin_matrix, matrix, atol=1e-5 * np.abs(matrix).max())
+    np.testing.assert_allclose(twin_power, power, atol=1e-5 * power.max())
 
 
 def test_distinct_starts_skip_near_poses_and_unmet_ones():
