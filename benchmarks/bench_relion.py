@@ -37,11 +37,9 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -50,9 +48,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import relion_report as report  # noqa: E402
 import relion_tools as relion  # noqa: E402
+from bench_folder import ROOT, Bench, run_stages, training_seconds  # noqa: E402
 from machine import backend_words  # noqa: E402
 
-ROOT = str(Path(__file__).resolve().parents[1])
 DATA = Path(ROOT).parent / "shared" / "data"
 MAP, BOX, PIXEL_A = "8zpm_64_2A.mrc", 64, 2.0
 STAGES = ("simulate", "normalise", "deepalign", "reuse", "global", "relion", "relion_local",
@@ -100,72 +98,6 @@ def parse_args(argv=None):
     args.redo = args.stages is not None
     args.wanted = wanted
     return args
-
-
-class Bench:
-    """The work folder: paths, stage records, logging."""
-
-    def __init__(self, args):
-        self.args = args
-        self.work = Path(args.work).resolve()
-        self.results = self.work / "results"
-        self.results.mkdir(parents=True, exist_ok=True)
-        self.sim = self.work / "sim"
-        self.input = self.work / "input"
-        self.star = self.input / "particles.star"
-        self.reference = self.work / "reference_lowpass.mrc"
-        self.bg_radius_px = int(round(0.75 * BOX / 2))  # RELION extraction's default
-        self.relion_missing = None
-
-    def log(self, message: str) -> None:
-        print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-    def record(self, stage: str):
-        path = self.results / f"{stage}.json"
-        return json.loads(path.read_text()) if path.exists() else None
-
-    def save(self, stage: str, data: dict) -> dict:
-        (self.results / f"{stage}.json").write_text(json.dumps(data, indent=1))
-        return data
-
-    def deepalign(self, words, log_name) -> dict:
-        """``deepalign <words>`` in a child process: wall seconds and its stage times."""
-        cmd = [sys.executable, "-m", "scipion_deepalign.cli", *words]
-        env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-        log_path = self.work / log_name
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(log_path, "w") as log:
-            start = time.perf_counter()
-            done = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-            seconds = time.perf_counter() - start
-        if done.returncode != 0:
-            last = log_path.read_text().strip().splitlines()[-1:] or [""]
-            raise RuntimeError(f"deepalign {words[0]} failed ({last[0][:300]}), see {log_path}")
-        return {"seconds": seconds, "stage_seconds": _stage_times(log_path.read_text()),
-                "command": "deepalign " + " ".join(map(self.shown, words))}
-
-    def shown(self, word: str) -> str:
-        """A path as the report prints it: inside the work folder relative to it, any other
-        by its name."""
-        if not os.path.isabs(word):
-            return word
-        inside = word.startswith(str(self.work) + os.sep)
-        return os.path.relpath(word, self.work) if inside else os.path.basename(word)
-
-
-def _stage_times(text: str) -> dict:
-    """``{stage: seconds}`` from a summary's ``time per stage: a 4.2 s, b 3.5 min`` line."""
-    unit = {"s": 1.0, "min": 60.0, "h": 3600.0}
-    for line in text.splitlines():
-        if line.strip().startswith("time per stage:"):
-            words = [item.rsplit(None, 2) for item in line.split(":", 1)[1].split(",")]
-            return {name.strip(): float(value) * unit[u] for name, value, u in words}
-    return {}
-
-
-def _training_seconds(record: dict) -> float:
-    """The training stage's seconds (``train``, ``training`` or ``training (reused)``)."""
-    return sum(v for k, v in record["stage_seconds"].items() if k.startswith("train"))
 
 
 # ----------------------------------------------------------------------------- stages
@@ -240,7 +172,7 @@ def stage_reuse(b: Bench) -> dict:
         b.log(f"no model-reuse row: {exc}")
         return {"model_reused": False, "error": str(exc)}
     rec["model_reused"] = (any("reused" in k for k in rec["stage_seconds"])
-                           or _training_seconds(rec) < 0.2 * _training_seconds(
+                           or training_seconds(rec) < 0.2 * training_seconds(
                                b.record("deepalign")))
     return rec
 
@@ -366,40 +298,12 @@ NEEDS_RELION = {"normalise", "relion", "relion_local", "relion_local_ml", "inter
                 "relion_wide", "relion_local_wide", "relion_local_truth"}
 
 
-def run_stages(b: Bench, stages=STAGES, runners=None, needs_relion=None) -> dict:
-    """Run the stages asked for (or not yet recorded); ``{stage: record}`` of all. Without
-    RELION its stages are skipped (the report says why) and the stack is not normalised.
-    ``stages``, ``runners`` (name -> function of ``b``) and ``needs_relion`` default to this
-    benchmark's."""
-    runners = RUNNERS if runners is None else runners
-    needs_relion = NEEDS_RELION if needs_relion is None else needs_relion
-    relion_version, missing = None, None
-    for name in stages:
-        if name not in b.args.wanted or (b.record(name) and not b.args.redo):
-            continue
-        if name in needs_relion and relion_version is None and missing is None:
-            try:
-                relion_version = relion.ensure_relion(b.log)
-            except relion.RelionMissing as exc:
-                missing = str(exc)
-                b.log(missing)
-        if missing and name in needs_relion - {"normalise"}:
-            continue
-        b.relion_missing = missing
-        b.log(f"stage {name}")
-        rec = runners[name](b)
-        rec["relion_version"] = relion_version
-        b.save(name, rec)
-        b.log(f"stage {name}: {rec.get('seconds', 0.0):.1f} s")
-    return {**{s: b.record(s) for s in stages}, "relion_missing": missing}
-
-
 def main(argv=None) -> int:
     args = parse_args(argv)
-    b = Bench(args)
+    b = Bench(args, box_px=BOX)
     load_before = os.getloadavg()
     b.log(f"work folder {b.work}; load average {load_before[0]:.2f}")
-    stages = run_stages(b)
+    stages = run_stages(b, STAGES, RUNNERS, NEEDS_RELION)
     report.write_report(b, stages, load_before=load_before,
                         machine=f"{platform.machine()}, {os.cpu_count()} CPU cores, "
                                 f"{backend_words('numpy')} (DeepAlign device auto)")
