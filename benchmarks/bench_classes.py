@@ -93,8 +93,8 @@ DATA = Path(ROOT).parent / "shared" / "data"
 STAGES = ("simulate", "normalise", "oracle", "deepalign", "classify", "classify_cnn", "relion",
           "negative")
 #: stages run only when ``--stages`` names them (not part of a condition's default run)
-EXTRA_STAGES = ("ksweep", "classify_filter", "classify_one_map", "oracle_lowpass",
-                "oracle_class_maps", "oracle_found_poses")
+EXTRA_STAGES = ("ksweep", "classify_filter", "classify_one_map", "negative_one_map",
+                "oracle_lowpass", "oracle_class_maps", "oracle_found_poses")
 NEEDS_RELION = {"normalise", "relion"}
 #: stages of a condition that are controls: run alone, they keep the condition's date and load
 CONTROL_STAGES = {"oracle"}
@@ -271,6 +271,15 @@ def stage_classify_one_map(b) -> dict:
                            maps=("A",))
 
 
+def stage_negative_one_map(b) -> dict:
+    """The negative control of a one-map start: the class-A particles alone,
+    ``deepalign classify --volume A --classes 2``."""
+    star = _class_a_only_star(b)
+    return dict(_with_both_maps(b, "classify", "negative_one_map", star,
+                                options=["--classes", "2"], maps=("A",)),
+                n=len(_star_rows(star)))
+
+
 def stage_classify_filter(b) -> dict:
     """``deepalign classify`` with the class maps low-passed at another FSC threshold."""
     rec = _with_both_maps(b, "classify", "classify_filter",
@@ -311,18 +320,30 @@ def stage_relion(b) -> dict:
                              score=score, log_path=b.work / "relion.log", log=b.log)
 
 
-def stage_negative(b) -> dict:
-    """The class-A particles alone, classified against both maps."""
+def _class_a_only_star(b):
+    """``input/class_A_only.star``: the class-A particles of the condition."""
     from dataclasses import replace
 
     from scipion_deepalign.core.io import read_particles_star, write_particles_star
 
     truth = np.load(b.sim / "classes.npy")
     parts = read_particles_star(str(b.star))
-    rows = np.flatnonzero(truth == 0)
     star = b.input / "class_A_only.star"
-    write_particles_star(str(star), replace(parts.subset(rows), root=str(b.input)))
-    return dict(_with_both_maps(b, "run", "negative", star), n=int(len(rows)))
+    write_particles_star(str(star), replace(parts.subset(np.flatnonzero(truth == 0)),
+                                            root=str(b.input)))
+    return star
+
+
+def _star_rows(star):
+    from scipion_deepalign.core.io import read_particles_star
+
+    return read_particles_star(str(star)).image_names
+
+
+def stage_negative(b) -> dict:
+    """The class-A particles alone, classified against both maps."""
+    star = _class_a_only_star(b)
+    return dict(_with_both_maps(b, "run", "negative", star), n=len(_star_rows(star)))
 
 
 RUNNERS = {name: globals()[f"stage_{name}"] for name in STAGES + EXTRA_STAGES}

@@ -123,6 +123,21 @@ def score_classes(b, stages: dict) -> dict:
         scores["negative"] = {"fraction_A": float(np.mean(classes == 0)), "n": neg["n"],
                               "confident_B": float(np.mean((classes == 1) & (prob > 0.9))),
                               "seconds": neg["seconds"]}
+    one = stages.get("negative_one_map")
+    if one:
+        from scipion_deepalign.core.classes.classify_folder import ClassifyFolder
+        from scipion_deepalign.core.io import read_json
+
+        report = read_json(str(b.work / "negative_one_map" / "classify.json"))
+        last = report["iterations"][-1]
+        halves = [h for h in last["half_map_correlation"] if h is not None]
+        scores["negative_one_map"] = {
+            "n": one["n"], "seconds": one["seconds"], "iterations": len(report["iterations"]),
+            "class_sizes": last["class_sizes"],
+            "first_sizes": report["iterations"][0]["class_sizes"],
+            "map_correlation": last["map_correlation"][0][1],
+            "half_map_correlation": min(halves) if halves else None,
+            "star": str(b.work / "negative_one_map" / ClassifyFolder.STAR)}
     return scores
 
 
@@ -257,6 +272,14 @@ def _condition_section(entry) -> list:
                   f"against both maps: {n['fraction_A']:.3f} classed A, "
                   f"{n['confident_B']:.3f} classed B with probability > 0.9 "
                   f"({n['seconds'] / 60:.1f} min)."]
+    if "negative_one_map" in scores:
+        n = scores["negative_one_map"]
+        lines += ["", f"Negative control from one map: the {n['n']} class-A particles, "
+                  "`deepalign classify --volume A --classes 2`: first classes "
+                  f"{' / '.join(map(str, n['first_sizes']))}, after {n['iterations']} "
+                  f"iterations {' / '.join(map(str, n['class_sizes']))}; the class maps "
+                  f"correlate {n['map_correlation']:.3f}, a class's half maps "
+                  f"{_fmt(n['half_map_correlation'])} ({n['seconds'] / 60:.1f} min)."]
     rel = stages.get("relion")
     if rel:
         lines += ["", "RELION: `" + rel["command"] + "`", "",
