@@ -7,7 +7,8 @@ gallery (:class:`scipion_deepalign.core.align.search.Search`: same masks, band, 
 normalisation; a finer shift grid in the same disc). The candidates' band spectra are read
 straight from the map's 3D spectrum at the band's frequencies
 (:func:`..central_slices.band_spectra`: no 2D transform), and the reference mask is
-applied there (:func:`_candidate_references`). The best candidate is kept and ``h`` is halved.
+applied there (:func:`.candidates.candidate_references`). The best candidate is kept and
+``h`` is halved.
 The first search starts from each of :data:`~..defaults.REFINE_STARTS` distinct good gallery
 poses (:func:`distinct_starts`: the best, then the next best at least
 :data:`START_SEPARATION_STEPS` gallery steps from those taken, among the :data:`START_POOL`
@@ -24,13 +25,12 @@ import itertools
 
 import numpy as np
 
-from ..central_slices import band_spectra
 from ..defaults import REFINE_STARTS
 from ..geometry import euler_to_matrix, matrix_to_euler
 from ..runtime.backend import to_numpy
-from ..runtime.compiled import compiled
 from ..runtime.progress import advance
 from . import matching, shift_gemm
+from .candidates import ReferenceMasking, candidate_references
 
 __all__ = ["ITERATIONS", "CANDIDATES_PER_PARTICLE", "LOCAL_SHIFT_MARGIN_PX",
            "local_shift_radius_px", "half_step_deg", "perturbation_matrices", "refine_poses",
@@ -237,7 +237,7 @@ class _Scoring:
     def __init__(self, spec, search, window, local):
         self.spec, self.search, self.window, self.local = spec, search, window, local
         self.phases = search.band.shift_phases(window.offsets_px, search.xp)
-        self.masking = _ReferenceMasking.of(search)
+        self.masking = ReferenceMasking.of(search)
 
     def best_candidates(self, particles, pose, centre, rows, half, *, fine_peak):
         """Best candidate around ``pose`` (n, 3) with the window centred at ``centre`` (n, 2),
@@ -258,7 +258,7 @@ class _Scoring:
         deltas = perturbation_matrices(half)
         c = len(deltas)
         cand = deltas[None] @ euler_to_matrix(pose[idx])[:, None]  # (n, c, 3, 3)
-        matrix, ref_power = _candidate_references(self.spec, cand.reshape(-1, 3, 3), search,
+        matrix, ref_power = candidate_references(self.spec, cand.reshape(-1, 3, 3), search,
                                                   self.masking)
         if self.local:
             spectra = spectra * _centre_phases(search, centre[idx])
@@ -313,86 +313,6 @@ def distinct_starts(angles_deg, order_scores, *, starts=REFINE_STARTS, min_angle
         chosen[ok, count[ok]] = j
         count[ok] += 1
     return chosen
-
-
-class _ReferenceMasking:
-    """The reference mask of :meth:`Search.masked` in Fourier space: a projection ``p``
-    inside the mask's flat part becomes ``(p - mean) * mask`` = ``p - mean * mask``, whose
-    band spectrum is ``P - P(0) / sum(mask) * M`` (``M`` the mask's band spectrum)."""
-
-    def __init__(self, mask_band, mask_sum, dc):
-        self.mask_band, self.mask_sum, self.dc = mask_band, mask_sum, dc
-
-    @classmethod
-    def of(cls, search):
-        import scipy.fft
-
-        mask = np.asarray(search.ref_mask, dtype=np.float32)
-        band = search.band
-        dc = int(np.flatnonzero((band.ky == 0) & (band.kx == 0))[0])
-        return cls(band.take(scipy.fft.rfft2(mask)).astype(np.complex64), float(mask.sum()), dc)
-
-    def apply(self, spectra, xp=np):
-        """Masked band spectra ``(m, F)`` complex64 (on numpy: in place, one compiled pass)."""
-        if xp is not np:
-            mean = spectra[:, self.dc:self.dc + 1] * np.float32(1.0 / self.mask_sum)
-            return spectra - mean * xp.asarray(self.mask_band)[None]
-        _subtract_masked_mean(spectra, self.dc, np.float32(1.0 / self.mask_sum), self.mask_band)
-        return spectra
-
-
-@compiled
-def _subtract_masked_mean(spectra, dc, scale, mask_band):  # pragma: no cover - compiled
-    for i in range(spectra.shape[0]):
-        mean = spectra[i, dc] * scale
-        for f in range(spectra.shape[1]):
-            spectra[i, f] -= mean * mask_band[f]
-
-
-def _candidate_references(spec, matrices, search, masking):
-    """GEMM matrix ``(m, 2F)`` and CTF power of the projections at ``matrices`` (m, 3, 3), as
-    ``search.references(project(...), rotate=False)`` makes them (to float32 rounding for a
-    map inside the mask), from the band frequencies of the 3D spectrum alone."""
-    xp, band = search.xp, search.band
-    sampled = band_spectra(spec, matrices, band.ky, band.kx, xp=xp)
-    with_power = search.ctf_on_references
-    if xp is np:  # one compiled pass: mask, unit norm, matrix and power
-        matrix = np.empty((len(sampled), 2 * len(band)), dtype=np.float32)
-        power = np.empty((len(sampled), len(band)) if with_power else (0, 0), np.float32)
-        _masked_unit_rows(sampled, masking.dc, np.float32(1.0 / masking.mask_sum),
-                          masking.mask_band, band.weight, np.float32(1.0 / band.box_px ** 2),
-                          matrix, power, with_power)
-        return matrix, power if with_power else None
-    spectra = masking.apply(sampled, xp)
-    norm = xp.sqrt(xp.maximum(band.norm2(spectra, xp), 1e-24))
-    spectra /= norm[:, None].astype(xp.float32)  # in place: the sampled spectra are ours
-    matrix = xp.concatenate([spectra.real, spectra.imag], axis=1)  # float32 already
-    power = None
-    if with_power:
-        power = (spectra.real ** 2 + spectra.imag ** 2).astype(xp.float32)
-    return matrix, power
-
-
-@compiled
-def _masked_unit_rows(spectra, dc, scale, mask_band, weight, inv_box2, matrix, power,
-                      with_power):  # pragma: no cover - compiled
-    """:meth:`_ReferenceMasking.apply`, the unit band norm and the ``[Re, Im]`` rows (and
-    their power) of :func:`_candidate_references`, in one pass per candidate."""
-    f = spectra.shape[1]
-    for i in range(spectra.shape[0]):
-        mean = spectra[i, dc] * scale
-        total = 0.0
-        for q in range(f):
-            v = spectra[i, q] - mean * mask_band[q]
-            spectra[i, q] = v
-            total += weight[q] * (v.real * v.real + v.imag * v.imag)
-        inv = 1.0 / np.sqrt(max(total * inv_box2, 1e-24))
-        for q in range(f):
-            re, im = spectra[i, q].real * inv, spectra[i, q].imag * inv
-            matrix[i, q] = re
-            matrix[i, f + q] = im
-            if with_power:
-                power[i, q] = re * re + im * im
 
 
 def _centre_phases(search, centres_yx):

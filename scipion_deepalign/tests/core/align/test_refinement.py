@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import scipy.fft
 
-from scipion_deepalign.core.align import local_refinement, matching, shift_gemm
+from scipion_deepalign.core.align import candidates, local_refinement, matching, shift_gemm
 from scipion_deepalign.core.align.search import Search
 from scipion_deepalign.core.central_slices import band_spectra
 from scipion_deepalign.core.geometry import euler_to_matrix, matrix_to_euler
@@ -56,8 +56,8 @@ def test_candidate_references_equal_the_masked_projections(spectrum):
     search = Search.create(32, 4.0, max_shift_px=2.0)
     angles = np.random.default_rng(2).uniform(0, 180, (40, 3))
     expected, _ = search.references(project(spectrum, angles), rotate=False)
-    got, power = local_refinement._candidate_references(
-        spectrum, euler_to_matrix(angles), search, local_refinement._ReferenceMasking.of(search))
+    got, power = candidates.candidate_references(
+        spectrum, euler_to_matrix(angles), search, candidates.ReferenceMasking.of(search))
     assert got.shape == expected.shape and power is None
     assert _cosines(got, expected).min() > 0.9995
 
@@ -82,7 +82,7 @@ def test_refinement_recovers_poses_off_the_grid_as_the_projected_path(spectrum, 
     def projected(spec, matrices, search, masking):
         return search.references(project(spec, matrix_to_euler(matrices)), rotate=False)
 
-    monkeypatch.setattr(local_refinement, "_candidate_references", projected)
+    monkeypatch.setattr(local_refinement, "candidate_references", projected)
     plain, plain_score, _, _ = local_refinement.refine_poses(images, spectrum, start,
                                                              search=search)
     assert np.median(symmetric_pose_distance_deg(angles, plain, "c1")) < 0.5
@@ -121,10 +121,10 @@ def test_the_device_sampling_path_equals_the_compiled_one(spectrum):
     arrays = band_spectra(spectrum, matrices, band.ky, band.kx, xp=twin)
     np.testing.assert_allclose(arrays, compiled, atol=1e-4 * np.abs(compiled).max())
     search = Search.create(32, 4.0, max_shift_px=2.0)
-    masking = local_refinement._ReferenceMasking.of(search)
-    expected, _ = local_refinement._candidate_references(spectrum, matrices, search, masking)
+    masking = candidates.ReferenceMasking.of(search)
+    expected, _ = candidates.candidate_references(spectrum, matrices, search, masking)
     search.xp = twin
-    got, _ = local_refinement._candidate_references(spectrum, matrices, search, masking)
+    got, _ = candidates.candidate_references(spectrum, matrices, search, masking)
     np.testing.assert_allclose(got, expected, atol=1e-5 * np.abs(expected).max())
 
 
@@ -136,13 +136,13 @@ def test_candidate_power_is_that_of_the_rows_on_both_paths(spectrum):
     search = Search.create(32, 4.0, max_shift_px=2.0)
     search.ctf = object()  # any CTF: the "apply" mode needs the references' power
     assert search.ctf_on_references
-    masking = local_refinement._ReferenceMasking.of(search)
+    masking = candidates.ReferenceMasking.of(search)
     matrices = euler_to_matrix(np.random.default_rng(6).uniform(0, 180, (7, 3)))
-    matrix, power = local_refinement._candidate_references(spectrum, matrices, search, masking)
+    matrix, power = candidates.candidate_references(spectrum, matrices, search, masking)
     f = power.shape[1]
     np.testing.assert_allclose(power, matrix[:, :f] ** 2 + matrix[:, f:] ** 2, rtol=1e-5)
     search.xp = numpy_twin()
-    twin_matrix, twin_power = local_refinement._candidate_references(spectrum, matrices,
+    twin_matrix, twin_power = candidates.candidate_references(spectrum, matrices,
                                                                      search, masking)
     np.testing.assert_allclose(twin_matrix, matrix, atol=1e-5 * np.abs(matrix).max())
     np.testing.assert_allclose(twin_power, power, atol=1e-5 * power.max())
