@@ -100,6 +100,14 @@ class DeepAlignProtClasses3D(ClassesInfo, AlignForm, DeepAlignProtBase, ProtClas
                            "of their 3D covariance; deepalign classify --classes K). Needs "
                            "\"Train a network of the classes?\" = No (the network learns "
                            "one map per class).")
+        form.addParam("splitResolutionA", params.FloatParam, condition="not useNetwork",
+                      default=defaults.CLASSIFY_SPLIT_RESOLUTION,
+                      expertLevel=params.LEVEL_ADVANCED,
+                      label="Split resolution from one map (A)",
+                      help="With one reference volume: the first classes are drawn by comparing "
+                           "the particles' differences from the map up to this resolution "
+                           "(finer for a small changing part; deepalign classify "
+                           "--split-resolution).")
         form.addSection(label="Training")
         form.addParam("regionSpacingDeg", params.FloatParam, condition="useNetwork",
                       default=defaults.REGION_SPACING_DEG, label="Region spacing (deg)",
@@ -265,7 +273,8 @@ class DeepAlignProtClasses3D(ClassesInfo, AlignForm, DeepAlignProtBase, ProtClas
         for k in range(1, len(self._inputVolumes()) + 1):
             args += ["--volume", self._getFileName("reference", k=k)]
         if self._fromOneMap():
-            args += ["--classes", self.oneMapClasses.get()]
+            args += ["--classes", self.oneMapClasses.get(),
+                     "--split-resolution", self.splitResolutionA.get()]
         args += self._searchArgs()
         network = ["--spacing", self.regionSpacingDeg.get(),
                    "--epochs", self.numberOfEpochs.get(),
@@ -299,6 +308,9 @@ class DeepAlignProtClasses3D(ClassesInfo, AlignForm, DeepAlignProtBase, ProtClas
         elif self._fromOneMap() and (self.oneMapClasses.get() or 0) < 2:
             errors.append(f"Classes from one map must be at least 2, got "
                           f"{self.oneMapClasses.get()}.")
+        if self._fromOneMap() and not (self.splitResolutionA.get() or 0) > 0:
+            errors.append(f"The split resolution must be a positive number of Angstrom, got "
+                          f"{self.splitResolutionA.get()}.")
         if particles is not None:
             for k, volume in enumerate(volumes, start=1):
                 errors += self._geometryMismatch(f"reference volume {k} ({_name(volume)})",

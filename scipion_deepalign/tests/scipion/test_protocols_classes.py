@@ -86,10 +86,13 @@ class TestClasses3D(BaseTest):
     def test_one_volume_starts_the_classes_from_it(self):
         """One volume without the network: ``classify --classes K`` from it; with the network
         (one map per class) or fewer than 2 classes it is refused, saying what to change."""
+        from scipion_deepalign.core import defaults
+
         prot = self._classes(self.volumes[:1], oneMapClasses=3)
         assert prot.validate() == [] and prot._fromOneMap() and prot._numberOfClasses() == 3
         command, args = prot._classifyCommand()
         assert command == "classify" and args[args.index("--classes") + 1] == 3
+        assert args[args.index("--split-resolution") + 1] == defaults.CLASSIFY_SPLIT_RESOLUTION
         assert args.count("--volume") == 1
         assert "--classes" not in self._classes(self.volumes)._classifyCommand()[1]
         text = "\n".join(self._classes(self.volumes[:1], useNetwork=True).validate())
@@ -98,6 +101,29 @@ class TestClasses3D(BaseTest):
                 in self._classes(self.volumes[:1], oneMapClasses=1).validate())
         assert "Give one reference volume per class" in "\n".join(
             self._classes([]).validate())
+        assert ("The split resolution must be a positive number of Angstrom, got 0.0."
+                in self._classes(self.volumes[:1], splitResolutionA=0.0).validate())
+
+    def test_classifies_from_one_map(self):
+        """One volume, "Classes from one map" 2: deepalign classify --classes 2 end to end,
+        two classes out (the first ones by the variance split, at 16 A for this 24-A part)."""
+        prot = self._classes(self.volumes[:1], oneMapClasses=2, splitResolutionA=16.0)
+        try:
+            self.launchProtocol(prot)
+        except Exception:
+            print(sh.run_log(prot))
+            raise
+        assert prot.outputClasses.getSize() == 2 and prot.outputVolumes.getSize() == 2
+        found = {p.getObjId(): cls.getObjId() for cls in prot.outputClasses.iterItems()
+                 for p in cls.iterItems()}
+        labels = np.array([found[i] for i in range(1, N + 1)]) - 1
+        accuracy = max(np.mean(labels == self.true_classes),
+                       np.mean(labels != self.true_classes))
+        print(f"class accuracy from one map {accuracy:.3f}")
+        assert accuracy >= 0.8, accuracy  # chance 0.5
+        summary = "\n".join(prot.summary())
+        assert "from one map" in summary and "first classes by the variance split" in summary
+        assert "started from the one reference map" in "\n".join(prot.methods())
 
     def test_volume_of_another_box_is_refused_by_name(self):
         text = "\n".join(self._classes([self.volumes[0], self.small]).validate())
