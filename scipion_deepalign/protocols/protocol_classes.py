@@ -103,7 +103,7 @@ class DeepAlignProtClasses3D(ClassesInfo, AlignForm, DeepAlignProtBase, ProtClas
         form.addParam("splitResolutionA", params.FloatParam, condition="not useNetwork",
                       default=defaults.CLASSIFY_SPLIT_RESOLUTION,
                       expertLevel=params.LEVEL_ADVANCED,
-                      label="Split resolution from one map (A)",
+                      label="Split resolution from one map (Å)",
                       help="With one reference volume: the first classes are drawn by comparing "
                            "the particles' differences from the map up to this resolution "
                            "(finer for a small changing part; deepalign classify "
