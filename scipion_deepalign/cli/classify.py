@@ -360,6 +360,14 @@ def _summarise(summary, folder, reports, result, *, n_resumed, n_classes, filter
         "-" if c is None else f"{c:.3f}" for c in reports[-1]["half_map_correlation"])
         + "; two classes whose maps correlate about as well as their half maps hardly "
           "differ)")
+    from ..core.classes.iterate import alike_classes
+
+    for k, m, corr_km, half in alike_classes(reports[-1]):
+        words = (f"classes {k} and {m}: their maps correlate {corr_km:.3f}, at least as well as "
+                 f"their half maps ({half:.3f}): one structure split in two, whatever the class "
+                 "probability says")
+        log.warning("%s", words)
+        summary.add("alike", words)
     for it in result.iterations:
         summary.stage(f"iteration {it.iteration}", it.seconds)
     return summary

@@ -67,7 +67,8 @@ from .class_maps import (
 from .regional import align_class_pairs
 from .split import variance_split
 
-__all__ = ["ClassState", "ClassIteration", "Classification", "classify", "changed_fraction"]
+__all__ = ["ClassState", "ClassIteration", "Classification", "classify", "changed_fraction",
+           "alike_classes"]
 
 
 @dataclass
@@ -135,6 +136,13 @@ class ClassIteration(ClassState):
         set split in two; the class probability does not tell it, see the module docstring)."""
         return map_correlation(self.maps, sphere_weight(self.maps.shape[-1]))
 
+    def alike_classes(self) -> list:
+        """``(k, m, map correlation, half-map correlation)`` (classes 1-based) of every pair
+        of non-empty classes whose maps correlate at least as well as the less consistent of
+        their own half maps: one structure split in two, however confident the class
+        probability looks (the negative control, docs/benchmarks_classes.md)."""
+        return alike_classes(self.report())
+
     def report(self) -> dict:
         """The iteration's numbers, JSON-ready (classes 1-based, as ``rlnClassNumber``)."""
         maps = self.class_maps
@@ -166,6 +174,19 @@ class Classification:
 
     iterations: list
     stopped: str
+
+
+def alike_classes(report: dict) -> list:
+    """:meth:`ClassIteration.alike_classes` from an iteration's report (``classify.json``)."""
+    corr, halves = report["map_correlation"], report["half_map_correlation"]
+    sizes = report["class_sizes"]
+    out = []
+    for k in range(len(sizes)):
+        for m in range(k + 1, len(sizes)):
+            if (sizes[k] and sizes[m] and halves[k] is not None and halves[m] is not None
+                    and corr[k][m] >= min(halves[k], halves[m])):
+                out.append((k + 1, m + 1, corr[k][m], min(halves[k], halves[m])))
+    return out
 
 
 def changed_fraction(previous, classes) -> float | None:

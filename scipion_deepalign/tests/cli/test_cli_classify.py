@@ -103,6 +103,31 @@ def test_two_classes_from_one_map(inputs, capsys):
     assert report["iterations"][0]["first_split"]["kind"] == "variance"
 
 
+def test_one_structure_split_in_two_is_said(tmp_path, capsys):
+    """One structure's particles (the phantom, SNR 1), two random classes from its map: the
+    summary and a warning say the two class maps correlate as well as their half maps,
+    whatever the class probability (the core's negative control, through the command)."""
+    from scipion_deepalign.core.classes import simulate_mixture
+    from scipion_deepalign.core.imageops import low_pass_volume
+    from scipion_deepalign.core.io import write_particles
+    from scipion_deepalign.tests.helpers import phantom_pair
+
+    a = phantom_pair()[0]
+    images, particles, _ = simulate_mixture([a], 60, pixel_size_a=PIXEL_A, snr=1.0, ctf=True,
+                                            max_shift_px=2.0, seed=1)
+    particles.angles_deg = particles.shifts_px = None
+    write_particles(tmp_path / "particles.mrcs", tmp_path / "one.star", images, particles)
+    write_mrc(tmp_path / "A.mrc", low_pass_volume(a, pixel_size_a=PIXEL_A, resolution_a=20.0),
+              pixel_size_a=PIXEL_A)
+    capsys.readouterr()
+    assert main(["classify", "--particles", str(tmp_path / "one.star"), "--volume",
+                 str(tmp_path / "A.mrc"), "--classes", "2", "--start", "random", "--iterations",
+                 "6", "--max-shift", "3", "--device", "cpu", "--out", str(tmp_path / "cls")]) == 0
+    printed = capsys.readouterr()
+    assert "alike: classes 1 and 2: their maps correlate" in printed.out
+    assert "one structure split in two" in printed.err  # the warning too
+
+
 @pytest.mark.parametrize("extra, words", [
     (("--classes", "2"), "--classes starts every class from one --volume"),
     (("--stop-fraction", "1.5"), "--stop-fraction must be in [0, 1)"),

@@ -52,6 +52,7 @@ def test_two_maps_stay_apart_and_changes_fall(mixture):
     last = result.iterations[-1]
     half = min(last.class_maps.half_correlation)
     assert last.map_correlation()[0, 1] < half - 0.1  # two structures
+    assert last.alike_classes() == []
 
 
 def test_report_keys_and_numbers(mixture):
@@ -110,6 +111,7 @@ def test_homogeneous_set_split_in_two_is_one_structure(starts, first_split):
     assert np.median(last.probability) > 0.8
     # the maps are: they correlate at least as well as a class's half maps
     assert last.map_correlation()[0, 1] >= min(last.class_maps.half_correlation)
+    assert [pair[:2] for pair in last.alike_classes()] == [(1, 2)]  # said, with the numbers
 
 
 def test_one_map_start_finds_the_classes_a_random_start_misses(starts):
