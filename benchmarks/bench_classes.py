@@ -274,10 +274,9 @@ def stage_classify_one_map(b) -> dict:
 def stage_negative_one_map(b) -> dict:
     """The negative control of a one-map start: the class-A particles alone,
     ``deepalign classify --volume A --classes 2``."""
-    star = _class_a_only_star(b)
+    star, n = _class_a_only_star(b)
     return dict(_with_both_maps(b, "classify", "negative_one_map", star,
-                                options=["--classes", "2"], maps=("A",)),
-                n=len(_star_rows(star)))
+                                options=["--classes", "2"], maps=("A",)), n=n)
 
 
 def stage_classify_filter(b) -> dict:
@@ -321,29 +320,24 @@ def stage_relion(b) -> dict:
 
 
 def _class_a_only_star(b):
-    """``input/class_A_only.star``: the class-A particles of the condition."""
+    """``input/class_A_only.star``, the class-A particles of the condition, and their
+    number."""
     from dataclasses import replace
 
     from scipion_deepalign.core.io import read_particles_star, write_particles_star
 
     truth = np.load(b.sim / "classes.npy")
     parts = read_particles_star(str(b.star))
+    rows = np.flatnonzero(truth == 0)
     star = b.input / "class_A_only.star"
-    write_particles_star(str(star), replace(parts.subset(np.flatnonzero(truth == 0)),
-                                            root=str(b.input)))
-    return star
-
-
-def _star_rows(star):
-    from scipion_deepalign.core.io import read_particles_star
-
-    return read_particles_star(str(star)).image_names
+    write_particles_star(str(star), replace(parts.subset(rows), root=str(b.input)))
+    return star, len(rows)
 
 
 def stage_negative(b) -> dict:
     """The class-A particles alone, classified against both maps."""
-    star = _class_a_only_star(b)
-    return dict(_with_both_maps(b, "run", "negative", star), n=len(_star_rows(star)))
+    star, n = _class_a_only_star(b)
+    return dict(_with_both_maps(b, "run", "negative", star), n=n)
 
 
 RUNNERS = {name: globals()[f"stage_{name}"] for name in STAGES + EXTRA_STAGES}

@@ -280,23 +280,14 @@ def main(args) -> int:
 
 
 def _iteration_line(report, iterations) -> str:
+    from ..core.classes.split import split_words
+
     changed = report["changed_fraction"]
     return (f"classify: iteration {report['iteration']} of {iterations}: classes "
             f"{', '.join(map(str, report['class_sizes']))}; changed class "
             f"{_percent(changed)}; FSC 0.143 "
             + ", ".join(_angstrom(r) for r in report["resolution_0143_a"])
-            + _split_words(report.get("first_split")))
-
-
-def _split_words(split) -> str:
-    """How a one-map start drew its first classes, for the iteration's line."""
-    if not split:
-        return ""
-    if split["kind"] != "variance":
-        return "; first classes at random"
-    return (f"; first classes by the variance split ({split['iterations']} power iterations "
-            f"at {split['resolution_a']:.0f} A"
-            + ("" if split["converged"] else ", not converged") + ")")
+            + split_words(report.get("first_split")))
 
 
 def _percent(fraction) -> str:

@@ -42,6 +42,8 @@ class ClassesInfo:
                     "iterations": "the iterations given ran"}.get(report.get("stopped"),
                                                                    str(report.get("stopped")))
                  + ")"]
+        from ..core.classes.split import split_words
+
         for it in report["iterations"]:
             changed = it["changed_fraction"]
             lines.append(
@@ -50,7 +52,7 @@ class ClassesInfo:
                 + ("-" if changed is None else f"{100 * changed:.1f} %") + "; FSC 0.143 "
                 + ", ".join("-" if r is None else f"{r:.1f} A"
                             for r in it["resolution_0143_a"])
-                + _network_words(it.get("network")) + _split_words(it.get("first_split")))
+                + _network_words(it.get("network")) + split_words(it.get("first_split")))
         return lines
 
     def _methods(self):
@@ -104,7 +106,6 @@ class ClassesInfo:
         return read_json(path).get("resolution_0143_a") if os.path.exists(path) else None
 
 
-
 def _network_words(network):
     """``"; network ..."`` of an iteration of ``classify --cnn`` (its report's ``network``
     entry; empty for the global search)."""
@@ -115,13 +116,3 @@ def _network_words(network):
            f"fine-tuned {epochs}" if network.get("fine_tuned_from") else f"trained {epochs}")
     return (f"; network {how} ({network['train_seconds']:.0f} s), "
             f"{network['pairs_per_particle']:.2f} (class, region) pairs per particle")
-
-
-def _split_words(split):
-    """``"; first classes ..."`` of a one-map start's first iteration (empty otherwise)."""
-    if not split:
-        return ""
-    if split.get("kind") != "variance":
-        return "; first classes at random"
-    return (f"; first classes by the variance split ({split['iterations']} power iterations "
-            f"at {split['resolution_a']:.0f} A)")

@@ -34,20 +34,10 @@ class ReferenceMasking:
         return cls(band.take(scipy.fft.rfft2(mask)).astype(np.complex64), float(mask.sum()), dc)
 
     def apply(self, spectra, xp=np):
-        """Masked band spectra ``(m, F)`` complex64 (on numpy: in place, one compiled pass)."""
-        if xp is not np:
-            mean = spectra[:, self.dc:self.dc + 1] * np.float32(1.0 / self.mask_sum)
-            return spectra - mean * xp.asarray(self.mask_band)[None]
-        _subtract_masked_mean(spectra, self.dc, np.float32(1.0 / self.mask_sum), self.mask_band)
-        return spectra
-
-
-@compiled
-def _subtract_masked_mean(spectra, dc, scale, mask_band):  # pragma: no cover - compiled
-    for i in range(spectra.shape[0]):
-        mean = spectra[i, dc] * scale
-        for f in range(spectra.shape[1]):
-            spectra[i, f] -= mean * mask_band[f]
+        """Masked band spectra ``(m, F)`` complex64, as array operations on ``xp`` (the
+        numpy path does it inside :func:`_masked_unit_rows`)."""
+        mean = spectra[:, self.dc:self.dc + 1] * np.float32(1.0 / self.mask_sum)
+        return spectra - mean * xp.asarray(self.mask_band)[None]
 
 
 def candidate_references(spec, matrices, search, masking):

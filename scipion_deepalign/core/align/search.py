@@ -29,6 +29,7 @@ from ..runtime.backend import is_out_of_memory, to_numpy
 from . import matching
 from .gallery import rotate_selected, rotate_to_psi
 from .search_geometry import search_geometry
+from .shift_gemm import shift_rows
 
 __all__ = ["Search", "BestPoses", "peak_significance"]
 
@@ -292,7 +293,6 @@ class Search:
         # references once for all the blocks, not each block's particles (shift_gemm)
         shifted = None
         if m < len(rows) and m * k * ref_matrix.shape[1] * 4 <= _SHIFTED_REFS_BYTES:
-            from .shift_gemm import shift_rows
             shifted = shift_rows(ref_matrix, self.phases, xp=xp)
         start = 0
         while start < len(rows):
@@ -311,7 +311,7 @@ class Search:
             except Exception as exc:
                 if not is_out_of_memory(exc) or nb == 1:
                     raise
-                self.batch = max(1, nb // 2)
+                self.batch = max(1, min(self.batch, nb) // 2)  # never more than before
                 self.block_elements = max(1, self.block_elements // 2)
                 logger.warning("out of memory with %d particles per block; retrying with %d",
                                nb, nb // 2)

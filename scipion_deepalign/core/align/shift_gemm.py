@@ -138,8 +138,7 @@ def best_over_shift_rows(corr, k: int, *, xp):
     mk, n = corr.shape
     m = mk // k
     if xp is not np:
-        score, index = best_over_shifts(corr.reshape(m, k, n).transpose(2, 0, 1), xp=xp)
-        return score, index
+        return best_over_shifts(corr.reshape(m, k, n).transpose(2, 0, 1), xp=xp)
     score = np.empty((m, n), dtype=corr.dtype)
     index = np.empty((m, n), dtype=np.int64)
     _best_over_shift_rows(np.ascontiguousarray(corr), k, score, index)

@@ -32,7 +32,7 @@ The measurements that chose the defaults are in docs/benchmarks_classes.md ("Fro
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -43,14 +43,16 @@ from ..defaults import (
     PARTICLE_RADIUS_BOX_FRACTION,
 )
 from ..imageops import circular_mask, fourier_crop, fourier_crop_volume
+from ..judge.fsc import soft_sphere_mask
 from ..judge.reconstruct import reconstruct
 from ..projection import VolumeSpectrum, downsampled_geometry, nyquist_reaches, project
 from ..runtime.stacks import stack_shape
 
-__all__ = ["VarianceSplit", "variance_split", "kmeans", "SPLIT_TOLERANCE", "KMEANS_STARTS"]
+__all__ = ["VarianceSplit", "variance_split", "split_words", "kmeans", "SPLIT_TOLERANCE",
+           "KMEANS_STARTS"]
 
-#: the power iteration stops when every direction's cosine with its previous value exceeds
-#: ``1 - SPLIT_TOLERANCE``
+#: a bisection's power iteration stops when the direction's cosine with its previous value
+#: exceeds ``1 - SPLIT_TOLERANCE``
 SPLIT_TOLERANCE = 1e-3
 _READ_BLOCK = 4096  # particles read and cut down at once
 
@@ -133,7 +135,8 @@ def variance_split(images, volume, angles_deg, *, k: int, pixel_size_a: float,
         raise ValueError(f"a split needs at least 2 classes, got {k}")
     if not int(iterations) >= 1:
         raise ValueError(f"the split's iterations must be at least 1, got {iterations}")
-    n, box = stack_shape(images)[0], stack_shape(images)[-1]
+    shape = stack_shape(images)
+    n, box = shape[0], shape[-1]
     small, pixel = box, float(pixel_size_a)
     if nyquist_reaches(pixel_size_a, resolution_a):
         small, pixel = downsampled_geometry(box, pixel_size_a, resolution_a)
@@ -174,13 +177,13 @@ def _bisect(data, *, iterations: int, seed: int) -> _Bisection:
     """The particles of ``data`` in two by the leading direction of their residuals'
     covariance (power iteration from their mean residual) and a weighted 2-means of their
     coefficients on it."""
-    direction = data.orthonormal(data.reconstruct(np.ones(len(data.residuals)))[None])
+    direction = data.off_map(data.reconstruct(np.ones(len(data.residuals))))[None]
     done, converged = 0, False
     while done < int(iterations):
         coef, weight = data.scores(direction)
         projected = coef * np.sqrt(weight)  # <residual, unit projection>: bounded noise
         projected -= projected.mean(axis=0)
-        new = data.orthonormal(data.reconstruct(projected[:, 0])[None])
+        new = data.off_map(data.reconstruct(projected[:, 0]))[None]
         done += 1
         cosine = abs(float(np.sum(new * direction)))
         direction = new
@@ -213,7 +216,7 @@ class _Residuals:
            focus=None):
         radius = PARTICLE_RADIUS_BOX_FRACTION * small
         mask = circular_mask(small, radius).astype(np.float32)
-        sphere = _sphere(small, radius)
+        sphere = soft_sphere_mask(small, radius, soft_edge_px=0)
         if focus is not None:
             sphere = sphere * np.clip(np.asarray(focus, dtype=np.float32), 0.0, 1.0)
         ctf_imgs = None if ctf is None else ctf_images(small, pixel, ctf).astype(np.float32)
@@ -240,8 +243,6 @@ class _Residuals:
 
     def subset(self, rows) -> _Residuals:
         """The same, for the particles ``rows`` only."""
-        from dataclasses import replace
-
         return replace(self, residuals=self.residuals[rows],
                        ctf_images=None if self.ctf_images is None else self.ctf_images[rows],
                        angles=self.angles[rows],
@@ -273,18 +274,27 @@ class _Residuals:
         mean = (coef * weight).sum(axis=0) / weight.sum(axis=0)
         return coef - mean, weight
 
-    def orthonormal(self, directions) -> np.ndarray:
-        """``directions`` without their part along the map (inside the sphere and the focus
-        mask, so they stay there), orthonormal (Gram-Schmidt, in order)."""
-        flat = directions.reshape(len(directions), -1).astype(np.float64)
+    def off_map(self, direction) -> np.ndarray:
+        """``direction`` without its part along the map (inside the sphere and the focus
+        mask, so it stays there), unit norm."""
+        v = direction.ravel().astype(np.float64)
         m = self.map_direction.ravel().astype(np.float64)
-        out = []
-        for v in flat:
-            v = v - (v @ m) * m
-            for u in out:
-                v = v - (v @ u) * u
-            out.append(v / max(float(np.linalg.norm(v)), 1e-20))
-        return np.asarray(out, dtype=np.float32).reshape(directions.shape)
+        v = v - (v @ m) * m
+        return (v / max(float(np.linalg.norm(v)), 1e-20)).astype(np.float32).reshape(
+            direction.shape)
+
+
+def split_words(split) -> str:
+    """``"; first classes ..."``: how a one-map start drew its first classes (an iteration
+    report's ``first_split``: :meth:`VarianceSplit.report` or ``{"kind": "random"}``), for
+    the command's and the protocol's lines; empty for every other iteration."""
+    if not split:
+        return ""
+    if split["kind"] != "variance":
+        return "; first classes at random"
+    return (f"; first classes by the variance split ({split['iterations']} power iterations "
+            f"at {split['resolution_a']:.0f} A"
+            + ("" if split["converged"] else ", not converged") + ")")
 
 
 def _resampled(mask, small: int) -> np.ndarray:
@@ -299,11 +309,6 @@ def _resampled(mask, small: int) -> np.ndarray:
     axis = (np.arange(small) - small // 2) * (box / small) + box // 2
     grid = np.meshgrid(axis, axis, axis, indexing="ij")
     return map_coordinates(mask, grid, order=1, mode="constant", cval=0.0).astype(np.float32)
-
-
-def _sphere(box: int, radius: float) -> np.ndarray:
-    z, y, x = np.mgrid[:box, :box, :box] - box // 2
-    return (np.sqrt(z ** 2 + y ** 2 + x ** 2) <= radius).astype(np.float32)
 
 
 #: k-means starts (k-means++, seeded); the grouping of least weighted spread is kept
