@@ -164,12 +164,9 @@ def _check_network_args(args, symmetry) -> None:
     from ..core.cnn.checks import check_regions
 
     try:
-        n_regions, _ = check_regions(args.spacing, symmetry, spacing_name="--spacing")
+        check_regions(args.spacing, symmetry, spacing_name="--spacing")
     except ValueError as exc:
         raise CLIError(str(exc)) from None
-    if args.top_k > n_regions * (args.classes or len(args.volume)):
-        raise CLIError(f"--top-k must be at most the {n_regions} regions of --spacing "
-                       f"{args.spacing} ({symmetry}) times the classes, got {args.top_k}")
 
 
 def _dest(flag: str) -> str:

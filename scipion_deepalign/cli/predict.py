@@ -42,7 +42,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--top-k", type=positive_int, default=defaults.TOP_K, metavar="K",
                         help="regions kept per particle, with their probabilities (the "
                              "alignment searches them all, or as many as its probability "
-                             "mass needs); default %(default)d")
+                             "mass needs); at most the model's regions; default %(default)d")
     parser.add_argument("--out", required=True, metavar="PRED.star", help="output STAR file")
     parser.add_argument("--batch-size", type=positive_int, default=256, help="default 256")
     parser.add_argument("--chunk", type=positive_int, default=4096, metavar="N",
@@ -66,9 +66,6 @@ def _check(args):
         meta = folder.read_config()
     except ValueError as exc:
         raise CLIError(f"--model: {exc}") from None
-    if args.top_k > meta["n_regions"]:
-        raise CLIError(f"--top-k must be at most the number of regions ({meta['n_regions']}), "
-                       f"got {args.top_k}")
     particles = read_particles(args, args.particles)
     try:
         folder.check_particles(particles.box_px, particles.pixel_size_a, meta=meta)

@@ -85,8 +85,8 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                         "default %(default)g")
     parser.add_argument("--top-k", type=positive_int, default=defaults.TOP_K, metavar="K",
                         help="regions predicted per particle (written to predicted.star); "
-                             "all are searched unless --probability-mass picks fewer; "
-                             "default %(default)d")
+                             "all are searched unless --probability-mass picks fewer; at "
+                             "most the regions of --spacing; default %(default)d")
     add_schedule_args(parser)
     add_target_resolution_arg(parser, training=True, search=True)
     add_search_args(parser)
@@ -125,11 +125,10 @@ def _check_options(args):
         n_regions, _ = check_regions(args.spacing, symmetry, spacing_name="--spacing")
     except ValueError as exc:
         raise CLIError(str(exc)) from None
-    if not 1 <= args.top_k <= n_regions:
-        raise CLIError(f"--top-k must be between 1 and the {n_regions} regions of "
-                       f"--spacing {args.spacing} ({symmetry}), got {args.top_k}")
     top_k = max(args.top_k, search.max_regions or 0) if search.probability_mass else args.top_k
-    return search, symmetry, n_regions, min(top_k, n_regions)
+    # a most: every output of the network where it has fewer (with several maps, the
+    # (class, region) pairs, so that the pairs written are the pairs searched)
+    return search, symmetry, n_regions, min(top_k, n_regions * max(1, len(args.volume or [])))
 
 
 def _read_star_inputs(args):

@@ -51,8 +51,10 @@ DEVICES = ("auto", "cpu", "gpu")
 #: angular distance between neighbouring region centres (degrees); 30 gives 42 regions in c1
 REGION_SPACING_DEG = 30.0
 #: regions kept per particle (with their probabilities) by the prediction: as many as the
-#: default adaptive search may use (``search_plan.SearchOptions.max_regions``)
-TOP_K = 6
+#: default adaptive search may use (``search_plan.SearchOptions.max_regions``: up to 16 for
+#: the particles the network is unsure of, measured in docs/benchmarks_accuracy.md, "Regions
+#: searched: probability mass and cap")
+TOP_K = 16
 
 # --- alignment ---------------------------------------------------------------------------
 #: whether alignments refine their poses below the gallery step by default (the automatic

@@ -324,7 +324,7 @@ class DeepAlignProtAlign(StreamSteps, PartSteps, AlignSteps, PredictSteps, DeepA
         model = self.inputModel.get() if self._usesInputModel() else None
         symmetry = None
         if model is not None:
-            errors += self._validatePrediction(model.getNumberOfRegions())
+            errors += self._validatePrediction()
             if particles is not None:
                 errors += _modelGeometryErrors(model, particles)
             symmetry = model.getSymmetry()

@@ -89,12 +89,13 @@ class AlignForm:
                             "one region, an unsure one several). No: search all k kept "
                             "regions.")
         group.addParam("probabilityMass", params.FloatParam,
-                       default=default("probability_mass") or 0.9,
+                       default=default("probability_mass"),
                        condition="useProbabilityMass", label="Probability mass",
                        help="Between 0 and 1: the regions searched must together hold this "
-                            "much of the network's probability (0.9 with the default window "
-                            "gave the best accuracy in docs/benchmarks_accuracy.md).")
-        group.addParam("maxRegions", params.IntParam, default=default("max_regions") or 6,
+                            "much of the network's probability (the default, with the "
+                            "default most regions, was measured best in "
+                            "docs/benchmarks_accuracy.md).")
+        group.addParam("maxRegions", params.IntParam, default=default("max_regions"),
                        condition="useProbabilityMass", label="Max regions per particle",
                        help="Upper limit of the regions searched per particle (at most the "
                             "regions kept per particle).")

@@ -50,14 +50,11 @@ class PredictSteps:
             "--model", self._modelDir(),
             "--top-k", self.topK.get(), *out])
 
-    def _validatePrediction(self, n_regions):
-        """Errors about ``topK`` given the number of regions of the model (None: unknown)."""
+    def _validatePrediction(self):
+        """Errors about ``topK`` (a most: more than the model's regions keeps them all)."""
         k = self.topK.get()
         if k is None or k < 1:
             return ["The number of regions kept per particle (k) must be at least 1."]
-        if n_regions is not None and k > n_regions:
-            return [f"k = {k} regions per particle is more than the {n_regions} regions of "
-                    "the model."]
         return []
 
     def _predictionReport(self, result_stars):
@@ -127,7 +124,7 @@ class DeepAlignProtPredict(StreamSteps, PartSteps, PredictSteps, DeepAlignProtBa
     def createOutputStep(self):
         out = self._particlesWithResults(self.inputParticles.get(),
                                          self._getFileName("predicted_star"),
-                                         top_k=self.topK.get(), model_dir=self._modelDir())
+                                         top_k=None, model_dir=self._modelDir())
         self._defineOutputs(**{self.outputs.outputParticles.name: out})
         self._streamFinish(out)
 
@@ -147,7 +144,7 @@ class DeepAlignProtPredict(StreamSteps, PartSteps, PredictSteps, DeepAlignProtBa
         self.predictStep(out_star=result_star, particles_star=particles_star)
 
     def _streamResultOptions(self):
-        return {"top_k": self.topK.get()}
+        return {"top_k": None}  # k is a most: the columns the file has
 
     def _streamConvertAttributes(self):
         return {}
@@ -161,7 +158,7 @@ class DeepAlignProtPredict(StreamSteps, PartSteps, PredictSteps, DeepAlignProtBa
         model = self.inputModel.get()
         particles = self.inputParticles.get()
         if model is not None:
-            errors += self._validatePrediction(model.getNumberOfRegions())
+            errors += self._validatePrediction()
             if particles is not None:
                 errors += _modelGeometryErrors(model, particles)
         return errors

@@ -109,7 +109,7 @@ class DeepAlignProtRefine(TrainSteps, AlignSteps, PredictSteps, DeepAlignProtBas
         if self.trainModel.get():
             errors += self._validateTraining()
             if not errors:
-                errors += self._validatePrediction(self._numberOfRegions())
+                errors += self._validatePrediction()
             train_set, particles = self.inputTrainingParticles.get(), self.inputParticles.get()
             if train_set is not None and particles is not None:
                 errors += self._geometryMismatch("training particles", train_set,
@@ -119,7 +119,7 @@ class DeepAlignProtRefine(TrainSteps, AlignSteps, PredictSteps, DeepAlignProtBas
             if model is None:
                 errors.append("Choose a trained model, or train a new one.")
             else:
-                errors += self._validatePrediction(model.getNumberOfRegions())
+                errors += self._validatePrediction()
                 model_symmetry = model.getSymmetry()
                 if self.inputParticles.get() is not None:
                     errors += _modelGeometryErrors(model, self.inputParticles.get())

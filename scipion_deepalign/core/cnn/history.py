@@ -13,7 +13,8 @@ import numpy as np
 
 __all__ = ["read_histories", "region_accuracy", "shared_region_counts",
            "best_validation_accuracy", "best_region_hit_rate", "kept_epoch",
-           "near_chance_warnings", "NEAR_CHANCE_FACTOR", "HIT_RATE_MIN_DELTA",
+           "near_chance_warnings", "NEAR_CHANCE_FACTOR", "HIT_RATE_MIN_DELTA", "HIT_RATE_MASS",
+           "HIT_RATE_MAX_REGIONS",
            "region_hit_rate", "PlateauStop", "plateau_epochs"]
 
 
@@ -154,16 +155,21 @@ def best_region_hit_rate(history: dict):
 #: region hit rate is higher by more than this (about the sampling error of a rate near 0.9
 #: measured on the 2 048 validation projections).
 HIT_RATE_MIN_DELTA = 0.005
+#: the regions the hit rate counts: best first until their probabilities reach this mass,
+#: at most HIT_RATE_MAX_REGIONS (the search's defaults when the stopping rule was measured,
+#: docs/benchmarks_cnn.md; kept when the search's own became 0.75 and 16, which would move
+#: every training's stopping epoch: docs/benchmarks_accuracy.md, "Regions searched")
+HIT_RATE_MASS = 0.9
+HIT_RATE_MAX_REGIONS = 6
 
 
 def region_hit_rate(probabilities, true_regions, *, probability_mass=None,
                     max_regions=None) -> float:
-    """Fraction of images whose true region is among the regions the search would take.
+    """Fraction of images whose true region is among the regions a search would take.
 
-    The regions taken are those of the alignment's default search
-    (:class:`~scipion_deepalign.core.align.search_plan.SearchOptions`:
-    ``probability_mass`` and ``max_regions``, chosen by
-    :func:`~scipion_deepalign.core.align.search_plan.select_regions`), best first.
+    The regions taken are those a search of mass :data:`HIT_RATE_MASS` and at most
+    :data:`HIT_RATE_MAX_REGIONS` regions would take
+    (:func:`~scipion_deepalign.core.align.search_plan.select_regions`), best first.
 
     Parameters
     ----------
@@ -172,7 +178,7 @@ def region_hit_rate(probabilities, true_regions, *, probability_mass=None,
     true_regions : int ndarray of shape (N,)
         0-based true region of each image.
     probability_mass, max_regions : float, int, optional
-        Default: the search's defaults.
+        Default: :data:`HIT_RATE_MASS` and :data:`HIT_RATE_MAX_REGIONS`.
 
     Returns
     -------
@@ -180,7 +186,7 @@ def region_hit_rate(probabilities, true_regions, *, probability_mass=None,
         In [0, 1]; NaN for no image.
     """
     # imported here: reading a model folder needs no alignment code
-    from ..align.search_plan import SearchOptions, select_regions
+    from ..align.search_plan import select_regions
 
     probs = np.asarray(probabilities, dtype=np.float64)
     truth = np.asarray(true_regions, dtype=np.int64)
@@ -189,9 +195,8 @@ def region_hit_rate(probabilities, true_regions, *, probability_mass=None,
                          f"{probs.shape} and {truth.shape}")
     if not len(probs):
         return float("nan")
-    mass = SearchOptions.default("probability_mass") if probability_mass is None \
-        else probability_mass
-    limit = SearchOptions.default("max_regions") if max_regions is None else max_regions
+    mass = HIT_RATE_MASS if probability_mass is None else probability_mass
+    limit = HIT_RATE_MAX_REGIONS if max_regions is None else max_regions
     k = min(probs.shape[1], int(limit or probs.shape[1]))
     order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
     taken = select_regions(order, np.take_along_axis(probs, order, axis=1),

@@ -158,7 +158,8 @@ def predict_regions(images, model_dir, *, top_k: int = TOP_K, pixel_size_a=None,
         As in :func:`predict_probabilities`.
     model_dir : str or Path
     top_k : int
-        Regions kept per particle, ``1 <= top_k <= R``.
+        Regions kept per particle, at least 1 (more than the ``R`` regions keeps them all:
+        ``--top-k`` is a most, so that its default suits every region spacing).
     pixel_size_a, batch_size, chunk_size, progress
         See :func:`predict_probabilities`.
 
@@ -170,10 +171,8 @@ def predict_regions(images, model_dir, *, top_k: int = TOP_K, pixel_size_a=None,
         Their probabilities, non-increasing along each row. For a model of K classes, each
         region's probability summed over the classes (:func:`.joint.region_marginal`).
     """
-    n_regions = ModelFolder(model_dir).n_regions()
-    if int(top_k) != top_k or not 1 <= top_k <= n_regions:
-        raise ValueError(f"top_k must be between 1 and the number of regions ({n_regions}), "
-                         f"got {top_k}")
+    if int(top_k) != top_k or top_k < 1:
+        raise ValueError(f"top_k must be a whole number of at least 1, got {top_k}")
     probs = predict_probabilities(images, model_dir, pixel_size_a=pixel_size_a,
                                   batch_size=batch_size,
                                   chunk_size=chunk_size, progress=progress)

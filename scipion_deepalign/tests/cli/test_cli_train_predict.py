@@ -168,9 +168,8 @@ def test_predict_bad_arguments(stars, tmp_path, capsys):
     code, err = _error(["predict", "--particles", str(stars[1]), "--model", str(tmp_path),
                         "--out", str(tmp_path / "p.star")], capsys)
     assert code == 2 and "--model" in err and "config.json" in err
-    (tmp_path / "config.json").write_text('{"n_regions": 4, "box_px": 32}')
     code, err = _error(["predict", "--particles", str(stars[1]), "--model", str(tmp_path),
-                        "--top-k", "5", "--out", str(tmp_path / "p.star")], capsys)
+                        "--top-k", "0", "--out", str(tmp_path / "p.star")], capsys)
     assert code == 2 and "--top-k" in err
 
 

@@ -69,11 +69,12 @@ class TestAlignValidate(BaseTest):
         assert self._predict().validate() == []
         assert self._align(_model()).validate() == []
 
-    def test_k_larger_than_number_of_regions(self):
-        text = _errors_text(self._predict(_model(numberOfRegions=4), topK=5))
-        assert "k = 5 regions per particle is more than the 4 regions of the model." in text
-        text = _errors_text(self._align(_model(numberOfRegions=4), topK=5))
-        assert "more than the 4 regions" in text
+    def test_k_is_a_most_and_at_least_one(self):
+        # the default k (16) suits a model of 4 regions: a most, all 4 kept
+        assert self._predict(_model(numberOfRegions=4), topK=5).validate() == []
+        assert self._align(_model(numberOfRegions=4), topK=5).validate() == []
+        text = _errors_text(self._predict(_model(numberOfRegions=4), topK=0))
+        assert "The number of regions kept per particle (k) must be at least 1." in text
 
     def test_model_of_another_field_of_view(self):
         text = _errors_text(self._predict(_model(particleBoxPx=64)))

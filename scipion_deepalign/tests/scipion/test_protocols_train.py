@@ -146,9 +146,10 @@ class TestTrainValidate(BaseTest):
     def test_refine_valid_form_has_no_errors(self):
         assert self._refine().validate() == []
 
-    def test_refine_k_larger_than_number_of_regions(self):
-        text = _errors_text(self._refine(topK=13))
-        assert "k = 13 regions per particle is more than the 12 regions" in text
+    def test_refine_k_is_a_most_and_at_least_one(self):
+        assert self._refine(topK=13).validate() == []  # more than the 12 regions: all kept
+        text = _errors_text(self._refine(topK=0))
+        assert "The number of regions kept per particle (k) must be at least 1." in text
 
     def test_refine_max_shift_larger_than_half_box(self):
         text = _errors_text(self._refine(maxShiftPx=20.0))

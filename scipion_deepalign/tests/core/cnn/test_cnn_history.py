@@ -44,7 +44,7 @@ def test_region_hit_rate_counts_the_regions_the_search_takes():
     assert region_hit_rate(probs, [1, 0], probability_mass=0.9, max_regions=6) == 0.5
     assert region_hit_rate(probs, [1, 0], probability_mass=1.0, max_regions=6) == 1.0
     assert region_hit_rate(probs, [1, 0], probability_mass=1.0, max_regions=1) == 0.0
-    assert region_hit_rate(probs, [0, 2]) == 1.0  # the search's defaults: top-1 always taken
+    assert region_hit_rate(probs, [0, 2]) == 1.0  # HIT_RATE_MASS, ..._MAX_REGIONS: top-1 taken
     with pytest.raises(ValueError, match="true_regions"):
         region_hit_rate(probs, [0, 1, 2])
 

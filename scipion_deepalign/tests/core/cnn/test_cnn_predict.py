@@ -93,10 +93,17 @@ def test_probabilities_match_top_k_and_do_not_depend_on_chunking(data, regional_
     assert np.all(np.diff(top, axis=1) <= 0)
 
 
-@pytest.mark.parametrize("top_k", [0, 5, 2.5])
+@pytest.mark.parametrize("top_k", [0, 2.5])
 def test_top_k_out_of_range(data, regional_dir, top_k):
     with pytest.raises(ValueError, match="top_k"):
         predict_regions(data[0][:3], regional_dir, top_k=top_k)
+
+
+def test_top_k_beyond_the_regions_keeps_them_all(data, regional_dir):
+    """--top-k is a most: its default (16) suits a model of fewer regions."""
+    regions, probs = predict_regions(data[0][:3], regional_dir, top_k=5)
+    assert regions.shape == probs.shape == (3, 4)
+    np.testing.assert_array_equal(np.sort(regions, axis=1), np.tile(np.arange(4), (3, 1)))
 
 
 def test_wrong_box_is_an_error(data, regional_dir):
