@@ -277,6 +277,7 @@ def main(args) -> int:
 
 
 def _iteration_line(report, iterations) -> str:
+    from ..core.classes.class_maps import focus_words
     from ..core.classes.split import split_words
 
     changed = report["changed_fraction"]
@@ -284,7 +285,8 @@ def _iteration_line(report, iterations) -> str:
             f"{', '.join(map(str, report['class_sizes']))}; changed class "
             f"{_percent(changed)}; FSC 0.143 "
             + ", ".join(_angstrom(r) for r in report["resolution_0143_a"])
-            + split_words(report.get("first_split")))
+            + split_words(report.get("first_split"))
+            + focus_words(report.get("focus_fraction")))
 
 
 def _percent(fraction) -> str:

@@ -160,9 +160,15 @@ CLASSIFY_STARTS = ("variance", "random")
 CLASSIFY_SPLIT_RESOLUTION = 30.0
 #: ... for at most this many power iterations
 CLASSIFY_SPLIT_ITERATIONS = 40
+#: classes from one map, without a focus mask: after the first classes, the particles are
+#: compared with maps that share the class maps' mean and differ only where they differ
+#: most, this fraction of the box's voxels (class_maps.difference_focus): against the whole
+#: maps the hard assignment keeps the first split's classes; measured on the benchmark's
+#: three mixtures (docs/benchmarks_classes.md, "From one map")
+CLASSIFY_FOCUS_FRACTION = 0.02
 __all__ += ["CLASSIFY_ITERATIONS", "CLASSIFY_STOP_FRACTION", "CLASSIFY_FILTER_FSC",
             "CLASSIFY_FINETUNE_EPOCHS", "CLASSIFY_START", "CLASSIFY_STARTS",
-            "CLASSIFY_SPLIT_RESOLUTION", "CLASSIFY_SPLIT_ITERATIONS"]
+            "CLASSIFY_SPLIT_RESOLUTION", "CLASSIFY_SPLIT_ITERATIONS", "CLASSIFY_FOCUS_FRACTION"]
 
 # --- classes: deepalign run with several maps (core/cnn/joint.py) ----------------------------
 #: the class prior the (class, region) pairs are chosen under: the uniform one the network of

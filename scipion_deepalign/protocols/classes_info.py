@@ -42,6 +42,7 @@ class ClassesInfo:
                     "iterations": "the iterations given ran"}.get(report.get("stopped"),
                                                                    str(report.get("stopped")))
                  + ")"]
+        from ..core.classes.class_maps import focus_words
         from ..core.classes.split import split_words
 
         for it in report["iterations"]:
@@ -52,7 +53,8 @@ class ClassesInfo:
                 + ("-" if changed is None else f"{100 * changed:.1f} %") + "; FSC 0.143 "
                 + ", ".join("-" if r is None else f"{r:.1f} A"
                             for r in it["resolution_0143_a"])
-                + _network_words(it.get("network")) + split_words(it.get("first_split")))
+                + _network_words(it.get("network")) + split_words(it.get("first_split"))
+                + focus_words(it.get("focus_fraction")))
         return lines
 
     def _methods(self):
@@ -77,7 +79,8 @@ class ClassesInfo:
         if self._fromOneMap():
             start = (" Every class started from the one reference map; the first classes were "
                      "drawn by how the particles' differences from it vary (the leading "
-                     "directions of their 3D covariance).")
+                     "directions of their 3D covariance), and later iterations compared the "
+                     "particles with the class maps only where these differ most.")
         return [f"{n} particles were classified into {self._numberOfClasses()} classes "
                 f"{self._mapsWords()} with DeepAlign: {how}, and each particle took the class "
                 f"of its best score.{start} Class sizes: "

@@ -12,6 +12,9 @@ previous map and reports no resolution.
 
 :func:`check_mask` validates a focus mask (rules in its docstring); :func:`focus_maps`
 multiplies the maps by it, so that the comparison of the classes sees the masked part only.
+Without one, classes drawn from one map are compared on maps that keep the class maps' mean
+and differ only where they differ most (:func:`difference_focus`, a focus the maps draw
+themselves).
 """
 from __future__ import annotations
 
@@ -26,7 +29,16 @@ from ..judge.reconstruct import reconstruct_half_maps
 from ..runtime.stacks import RowStack
 
 __all__ = ["ClassMaps", "reconstruct_class_maps", "check_mask", "focus_maps", "map_correlation",
-           "sphere_weight"]
+           "sphere_weight", "difference_mask", "difference_focus", "focus_words",
+           "DIFFERENCE_RESOLUTION_A",
+           "DIFFERENCE_DILATION_PX", "DIFFERENCE_SOFTENING_PX"]
+
+#: resolution (Å) at which :func:`difference_mask` reads where the class maps differ
+DIFFERENCE_RESOLUTION_A = 20.0
+#: the voxels of largest difference are grown by this many voxels, then softened by a
+#: Gaussian of this width (voxels)
+DIFFERENCE_DILATION_PX = 2
+DIFFERENCE_SOFTENING_PX = 1.5
 
 
 @dataclass
@@ -154,6 +166,60 @@ def focus_maps(maps, mask) -> np.ndarray:
     """The maps as the classes are compared: each multiplied by ``mask`` (None: unchanged)."""
     maps = np.asarray(maps, dtype=np.float32)
     return maps if mask is None else maps * np.asarray(mask, dtype=np.float32)[None]
+
+
+def difference_mask(maps, *, fraction: float, pixel_size_a: float) -> np.ndarray | None:
+    """Soft mask ``(B, B, B)`` where the maps differ most: the ``fraction`` of the box's voxels
+    of largest difference from the maps' mean (each map's, low-passed to
+    :data:`DIFFERENCE_RESOLUTION_A`; the largest over the maps), grown by
+    :data:`DIFFERENCE_DILATION_PX` voxels and softened (:data:`DIFFERENCE_SOFTENING_PX`).
+    None where the maps do not differ."""
+    from scipy import ndimage
+
+    maps = np.asarray(maps, dtype=np.float32)
+    if not 0 < fraction < 1:
+        raise ValueError(f"the focus fraction must be in (0, 1), got {fraction}")
+    mean = maps.mean(axis=0)
+    diff = np.max([np.abs(low_pass_volume(m - mean, pixel_size_a=pixel_size_a,
+                                          resolution_a=DIFFERENCE_RESOLUTION_A))
+                   for m in maps], axis=0)
+    if not np.any(diff > 0):
+        return None
+    core = diff >= np.quantile(diff, 1.0 - fraction)
+    grown = ndimage.binary_dilation(core, iterations=DIFFERENCE_DILATION_PX)
+    return ndimage.gaussian_filter(grown.astype(np.float32), DIFFERENCE_SOFTENING_PX)
+
+
+def difference_focus(maps, *, fraction: float, pixel_size_a: float) -> np.ndarray:
+    """The maps as classes drawn from one map are compared: their mean, plus each map's
+    difference from it inside :func:`difference_mask` (unchanged where they do not differ),
+    low-passed where the finest of the maps ends
+    (:func:`~..resolution.estimate_map_resolution`): the mask's edge adds no detail, so the
+    search still runs at the resolution the maps support.
+
+    Compared on the whole maps, a partition of the particles is its own fixed point: its
+    class maps carry its errors in every view and reassign the same particles; confined to
+    where the classes really differ, the comparison leaves it (docs/benchmarks_classes.md).
+    """
+    maps = np.asarray(maps, dtype=np.float32)
+    mask = difference_mask(maps, fraction=fraction, pixel_size_a=pixel_size_a)
+    if mask is None:
+        return maps
+    from ..resolution import estimate_map_resolution
+
+    cut = min(estimate_map_resolution(m, pixel_size_a) for m in maps)
+    mean = maps.mean(axis=0)
+    return np.stack([low_pass_volume(mean + mask * (m - mean), pixel_size_a=pixel_size_a,
+                                     resolution_a=cut) for m in maps]).astype(np.float32)
+
+
+def focus_words(fraction) -> str:
+    """``"; compared where the class maps differ most (...)"``: an iteration report's
+    ``focus_fraction``, for the command's and the protocol's lines; empty without it."""
+    if not fraction:
+        return ""
+    return (f"; compared where the class maps differ most ({100 * fraction:g} % of the box, "
+            "grown and softened)")
 
 
 def map_correlation(maps, weight=None) -> np.ndarray:

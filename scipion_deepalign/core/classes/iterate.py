@@ -28,9 +28,12 @@ aligns every particle against it and draws the first classes by ``first_split``
 (:data:`~..defaults.CLASSIFY_START`): ``"variance"`` splits the particles by how their
 residuals against the map vary (:func:`.split.variance_split`), ``"random"`` puts each in a
 random class (balanced; RELION's start, which on the benchmark's mixtures never found the
-classes); each class's map is then reconstructed from its particles. The particles' halves
-are drawn once (``seed``) and kept for the whole run. ``start`` resumes after a finished
-iteration.
+classes); each class's map is then reconstructed from its particles. Without a focus mask,
+the later iterations of a one-map start compare the particles with the class maps confined
+to where they differ most (:func:`.class_maps.difference_focus`,
+:data:`~..defaults.CLASSIFY_FOCUS_FRACTION` of the box): against the whole maps the hard
+assignment keeps the first classes, errors included. The particles' halves are drawn once
+(``seed``) and kept for the whole run. ``start`` resumes after a finished iteration.
 
 What a result means: the class probability (:mod:`.assign`) is relative, and a homogeneous
 set split in K classes converges too, with confident probabilities, because each particle
@@ -48,6 +51,7 @@ import numpy as np
 
 from ..defaults import (
     CLASSIFY_FILTER_FSC,
+    CLASSIFY_FOCUS_FRACTION,
     CLASSIFY_ITERATIONS,
     CLASSIFY_SPLIT_RESOLUTION,
     CLASSIFY_START,
@@ -59,6 +63,7 @@ from ..runtime.stacks import stack_shape
 from .assign import align_classes
 from .class_maps import (
     ClassMaps,
+    difference_focus,
     focus_maps,
     map_correlation,
     reconstruct_class_maps,
@@ -115,6 +120,9 @@ class ClassIteration(ClassState):
     split : dict or None
         How the first classes of a one-map start were drawn (:meth:`.split.VarianceSplit.report`,
         or ``{"kind": "random"}``); None in every other iteration.
+    focus_fraction : float
+        The particles were compared with the class maps confined to this fraction of the box
+        where they differ most (:func:`.class_maps.difference_focus`); 0: the whole maps.
     """
 
     probability: np.ndarray = None
@@ -125,6 +133,7 @@ class ClassIteration(ClassState):
     comparisons_per_particle: float | None = None
     network: object = None
     split: dict | None = None
+    focus_fraction: float = 0.0
 
     def class_sizes(self) -> np.ndarray:
         """Particles per class, ``(K,)``."""
@@ -157,7 +166,7 @@ class ClassIteration(ClassState):
                 "map_correlation": np.round(self.map_correlation(), 4).tolist(),
                 "comparisons_per_particle": self.comparisons_per_particle,
                 "network": None if self.network is None else self.network.report(),
-                "first_split": self.split,
+                "first_split": self.split, "focus_fraction": self.focus_fraction,
                 "seconds": round(self.seconds, 3)}
 
 
@@ -203,7 +212,7 @@ def classify(images, volumes, *, pixel_size_a: float, n_classes: int | None = No
              on_iteration=None, progress=None, network=None,
              filter_fsc: float = CLASSIFY_FILTER_FSC, first_split: str = CLASSIFY_START,
              split_resolution_a: float = CLASSIFY_SPLIT_RESOLUTION,
-             **align_options) -> Classification:
+             focus_fraction: float | None = None, **align_options) -> Classification:
     """Classify the particles by iteration (see the module docstring).
 
     Parameters
@@ -243,6 +252,11 @@ def classify(images, volumes, *, pixel_size_a: float, n_classes: int | None = No
     split_resolution_a : float
         The variance split compares the particles up to this resolution
         (:func:`.split.variance_split`).
+    focus_fraction : float, optional
+        Compare the particles with the class maps confined to this fraction of the box where
+        they differ most (:func:`.class_maps.difference_focus`; 0: the whole maps). None:
+        :data:`~..defaults.CLASSIFY_FOCUS_FRACTION` for a one-map start without ``mask``,
+        else 0.
     **align_options
         Every other keyword of :func:`~..align.align.align_particles` (``max_shift_px``,
         ``step_deg``, ``target_resolution_a``, ``device``, ...) except region hints.
@@ -272,6 +286,11 @@ def classify(images, volumes, *, pixel_size_a: float, n_classes: int | None = No
     if first_split not in CLASSIFY_STARTS:
         raise ValueError(f"first_split must be one of {', '.join(CLASSIFY_STARTS)}, "
                          f"got {first_split!r}")
+    if focus_fraction is None:
+        focus_fraction = CLASSIFY_FOCUS_FRACTION if n_classes and mask is None else 0.0
+    if not 0 <= focus_fraction < 1 or (focus_fraction and mask is not None):
+        raise ValueError("focus_fraction must be in [0, 1) and 0 with a focus mask, got "
+                         f"{focus_fraction}")
     n = stack_shape(images)[0]
     subsets = half_subsets(n, seed=seed)
     common = dict(pixel_size_a=pixel_size_a, ctf=ctf, symmetry=symmetry, mask=mask,
@@ -286,7 +305,8 @@ def classify(images, volumes, *, pixel_size_a: float, n_classes: int | None = No
             state = _one_map_start(images, maps[0], k, seed=seed, kind=first_split,
                                    split_resolution_a=split_resolution_a, **common)
         else:
-            state = _iteration(images, state, network=network, **common)
+            state = _iteration(images, state, network=network, focus_fraction=focus_fraction,
+                               **common)
         done.append(state)
         if on_iteration is not None:
             on_iteration(state)
@@ -295,26 +315,30 @@ def classify(images, volumes, *, pixel_size_a: float, n_classes: int | None = No
 
 
 def _iteration(images, state, *, network, pixel_size_a, ctf, symmetry, mask, subsets, progress,
-               align_options, filter_fsc) -> ClassIteration:
-    """Align against ``state.maps`` (globally, or in the network's pairs), assign,
-    reconstruct and filter the class maps."""
+               align_options, filter_fsc, focus_fraction) -> ClassIteration:
+    """Align against ``state.maps`` (globally, or in the network's pairs; focused by the
+    mask or on where they differ), assign, reconstruct and filter the class maps."""
     t0 = time.perf_counter()
     step = None
+    compared = (difference_focus(state.maps, fraction=focus_fraction, pixel_size_a=pixel_size_a)
+                if focus_fraction else focus_maps(state.maps, mask))
     if network is None:
-        found = align_classes(images, focus_maps(state.maps, mask), pixel_size_a=pixel_size_a,
+        found = align_classes(images, compared, pixel_size_a=pixel_size_a,
                               ctf=ctf, symmetry=symmetry, progress=progress, **align_options)
     else:
         step = network.predict_pairs(images, state.maps, iteration=state.iteration + 1,
                                      pixel_size_a=pixel_size_a, symmetry=symmetry, ctf=ctf)
         search = network.search
-        found = align_class_pairs(images, focus_maps(state.maps, mask), step.pairs,
+        found = align_class_pairs(images, compared, step.pairs,
                                   pixel_size_a=pixel_size_a, centres_deg=step.centres_deg,
                                   search=search, ctf=ctf, symmetry=symmetry,
                                   progress=progress, **align_options)
-    return _finish(images, state, found.classes, found.probability, found.alignment, t0,
+    done = _finish(images, state, found.classes, found.probability, found.alignment, t0,
                    pixel_size_a=pixel_size_a, ctf=ctf, symmetry=symmetry, subsets=subsets,
                    comparisons=found.comparisons_per_particle(), network=step,
                    filter_fsc=filter_fsc)
+    done.focus_fraction = float(focus_fraction)
+    return done
 
 
 def _one_map_start(images, volume, k, *, seed, kind, split_resolution_a, pixel_size_a, ctf,
