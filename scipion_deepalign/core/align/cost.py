@@ -103,7 +103,8 @@ class SearchCost:
                 f"images: {self.n_directions_unit} reference directions in the asymmetric "
                 f"unit")
         if self.n_directions != self.n_directions_unit:
-            text += f", about {self.n_directions} in the regions searched per particle"
+            text += (f", about {self.n_directions} in the k regions a particle searches at "
+                     "most (the probability mass usually takes fewer)")
         text += (f"; x {self.n_inplane} in-plane angles = {self.comparisons:,} comparisons per "
                  f"particle (each over {self.n_shifts} shifts at once)")
         if self.refine_comparisons:
