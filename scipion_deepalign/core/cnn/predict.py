@@ -165,9 +165,9 @@ def predict_regions(images, model_dir, *, top_k: int = TOP_K, pixel_size_a=None,
 
     Returns
     -------
-    regions : ndarray of shape (N, top_k) int
+    regions : ndarray of shape (N, min(top_k, R)) int
         **0-based** region indices (add 1 for the numbers of ``regions.star``).
-    probabilities : ndarray of shape (N, top_k) float32
+    probabilities : ndarray of shape (N, min(top_k, R)) float32
         Their probabilities, non-increasing along each row. For a model of K classes, each
         region's probability summed over the classes (:func:`.joint.region_marginal`).
     """
@@ -189,11 +189,12 @@ def top_k_regions(probabilities, top_k: int):
     ----------
     probabilities : ndarray of shape (N, R)
     top_k : int
+        A most: all ``R`` where ``top_k`` is larger.
 
     Returns
     -------
-    regions : ndarray of shape (N, top_k) int, 0-based
-    probabilities : ndarray of shape (N, top_k)
+    regions : ndarray of shape (N, min(top_k, R)) int, 0-based
+    probabilities : ndarray of shape (N, min(top_k, R))
     """
     probabilities = np.asarray(probabilities)
     order = np.argsort(-probabilities, axis=1, kind="stable")[:, :int(top_k)]
