@@ -20,6 +20,7 @@ from .particles import CTFParams
 __all__ = [
     "electron_wavelength_a",
     "ctf_images",
+    "ctf_half_images",
     "ctf_at_frequencies",
     "apply_ctf",
 ]
@@ -55,14 +56,25 @@ def ctf_images(box_px: int, pixel_size_a: float, ctf: CTFParams) -> np.ndarray:
     ndarray of shape (N, box_px, box_px), float32
         In ``np.fft.fft2`` layout (DC at ``[0, 0]``); real and even in frequency.
     """
+    return _ctf_grid(box_px, pixel_size_a, ctf, columns=int(box_px))
+
+
+def ctf_half_images(box_px: int, pixel_size_a: float, ctf: CTFParams) -> np.ndarray:
+    """:func:`ctf_images` in ``np.fft.rfft2`` layout ``(N, B, B // 2 + 1)``: the same values
+    at the columns an ``rfft2`` keeps, computed there only (half the work)."""
+    return _ctf_grid(box_px, pixel_size_a, ctf, columns=int(box_px) // 2 + 1)
+
+
+def _ctf_grid(box_px, pixel_size_a, ctf, *, columns: int) -> np.ndarray:
+    """The CTFs on the first ``columns`` columns of the ``fft2`` grid of a ``box_px`` image."""
     if int(box_px) != box_px or box_px < 1:
         raise ValueError(f"box_px must be a positive integer, got {box_px!r}")
     if not pixel_size_a > 0:
         raise ValueError(f"pixel_size_a must be > 0, got {pixel_size_a!r}")
     freq = np.fft.fftfreq(int(box_px), d=pixel_size_a)
-    sx, sy = np.meshgrid(freq, freq)
+    sx, sy = np.meshgrid(freq[:columns], freq)
     return ctf_at_frequencies(sx.ravel(), sy.ravel(), ctf).reshape(
-        len(ctf), int(box_px), int(box_px)).astype(np.float32)
+        len(ctf), int(box_px), columns).astype(np.float32)
 
 
 def ctf_at_frequencies(freq_x, freq_y, ctf: CTFParams) -> np.ndarray:

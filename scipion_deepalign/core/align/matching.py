@@ -46,7 +46,6 @@ __all__ = [
     "ShiftWindow",
     "fft_module",
     "shift_window",
-    "ctf_half_plane",
     "soft_mask",
     "mask_zero_mean",
     "prepare_particles",
@@ -167,12 +166,6 @@ class ShiftWindow:
 def shift_window(max_shift_px: float) -> np.ndarray:
     """Integer shifts ``(dy, dx)`` in a disc of radius ``max_shift_px``: (K, 2) int."""
     return ShiftWindow.disc(max_shift_px).steps
-
-
-def ctf_half_plane(ctf_full) -> np.ndarray:
-    """CTF images in ``fft2`` layout ``(n, B, B)`` -> ``rfft2`` layout ``(n, B, B // 2 + 1)``."""
-    ctf_full = np.asarray(ctf_full, dtype=np.float32)
-    return np.ascontiguousarray(ctf_full[..., : ctf_full.shape[-1] // 2 + 1])
 
 
 def soft_mask(box_px: int, radius_px: float, *, edge_px: float = 2.0) -> np.ndarray:

@@ -234,9 +234,8 @@ class Search:
         """CTF of particles ``rows`` in ``rfft2`` layout on the search box (None without CTF)."""
         if self.ctf is None:
             return None
-        from ..ctf import ctf_images
-        return matching.ctf_half_plane(ctf_images(self.box_px, self.pixel_size_a,
-                                                  self.ctf.subset(rows)))
+        from ..ctf import ctf_half_images
+        return ctf_half_images(self.box_px, self.pixel_size_a, self.ctf.subset(rows))
 
     def particles(self, images, ctf_half=None):
         """Band spectra and CTF power of search-box particles (``prepare_particles``)."""

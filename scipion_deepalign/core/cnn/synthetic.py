@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..ctf import ctf_images
+from ..ctf import ctf_half_images
 from ..geometry import euler_to_matrix, random_angles_deg
 from ..imageops import circular_mask, fourier_crop, fourier_crop_volume
 from ..projection import VolumeSpectrum
@@ -191,8 +191,8 @@ class ProjectionSource:
         images = self.spectrum.project(euler_to_matrix(angles), shifts)
         if self.ctf is not None:
             pick = rng.integers(0, len(self.ctf), size=n)
-            ctf = ctf_images(self.box, self.pixel_size_a, self.ctf.subset(pick))
-            images = np.fft.irfft2(np.fft.rfft2(images) * ctf[..., :self.box // 2 + 1],
+            ctf = ctf_half_images(self.box, self.pixel_size_a, self.ctf.subset(pick))
+            images = np.fft.irfft2(np.fft.rfft2(images) * ctf,
                                    s=(self.box, self.box))
         return np.asarray(images, dtype=np.float32), angles
 

@@ -4,6 +4,7 @@ import pytest
 
 from scipion_deepalign.core.ctf import (
     apply_ctf,
+    ctf_half_images,
     ctf_images,
     electron_wavelength_a,
 )
@@ -81,6 +82,16 @@ def test_astigmatism_follows_the_angle(angle):
 def test_ctf_is_even_in_frequency():
     c = ctf_images(33, 1.5, _ctf(20000.0, 17000.0, 33.0))[0]
     np.testing.assert_allclose(c, np.roll(c[::-1, ::-1], 1, axis=(0, 1)), atol=1e-6)
+
+
+@pytest.mark.parametrize("box", [32, 33])
+def test_half_plane_ctf_is_the_full_grid_s_rfft2_columns(box):
+    params = CTFParams([12000.0, 21000.0], [10000.0, 20500.0], [20.0, 75.0])
+    half = ctf_half_images(box, 1.7, params)
+    assert half.shape == (2, box, box // 2 + 1) and half.dtype == np.float32
+    np.testing.assert_array_equal(half, ctf_images(box, 1.7, params)[..., :box // 2 + 1])
+    with pytest.raises(ValueError, match="box_px"):
+        ctf_half_images(0, 1.7, params)
 
 
 def test_apply_ctf_multiplies_the_spectrum():

@@ -121,12 +121,12 @@ def test_correlate_block_equals_direct_computation():
 
 
 def test_apply_ctf_scores_equal_direct_computation():
-    from scipion_deepalign.core.ctf import ctf_images
+    from scipion_deepalign.core.ctf import ctf_half_images
 
     rng = np.random.default_rng(1)
     box, pixel = 16, 3.0
     ctf = CTFParams([12000.0, 20000.0], [14000.0, 19000.0], [30.0, 0.0])
-    half = matching.ctf_half_plane(ctf_images(box, pixel, ctf))
+    half = ctf_half_images(box, pixel, ctf)
     refs = rng.normal(size=(3, box, box)).astype(np.float32)
     particles = rng.normal(size=(2, box, box)).astype(np.float32)
     mask = matching.soft_mask(box, 6.0)
