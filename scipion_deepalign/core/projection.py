@@ -116,12 +116,13 @@ class VolumeSpectrum:
         if shifts_px is not None:
             ky = (np.fft.fftfreq(p) * p).astype(np.float32)
             kx = np.arange(p // 2 + 1, dtype=np.float32)
-            kyy, kxx = np.meshgrid(ky, kx, indexing="ij")
             sh = np.asarray(shifts_px, dtype=np.float32)
-            # image = translate(projection, -shift): multiply by exp(+2 pi i k.shift / P)
-            ramp = np.exp((2j * np.pi / p) * (kxx * sh[:, 0, None, None]
-                                              + kyy * sh[:, 1, None, None]))
-            out *= ramp.astype(np.complex64)
+            # image = translate(projection, -shift): multiply by exp(+2 pi i k.shift / P),
+            # the product of a ramp along x and one along y (two small exponentials)
+            ramp_x = np.exp((2j * np.pi / p) * sh[:, 0, None] * kx).astype(np.complex64)
+            ramp_y = np.exp((2j * np.pi / p) * sh[:, 1, None] * ky).astype(np.complex64)
+            out *= ramp_y[:, :, None]
+            out *= ramp_x[:, None, :]
         return out
 
     def project(self, matrices, shifts_px=None) -> np.ndarray:
