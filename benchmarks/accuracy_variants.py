@@ -34,9 +34,12 @@ SEARCH = {
     "window 15, mass 0.9, max 6 (default until 2026-12-04)": (
         6, SearchOptions(overlap_deg=15.0, probability_mass=0.9, max_regions=6,
                          **_NO_FALLBACK)),
-    "default (window 15, mass 0.9, max 6, significance s<1.2)": (
+    "window 15, mass 0.9, max 6, significance s<1.2 (default until 2026-12-06)": (
         6, SearchOptions(overlap_deg=15.0, probability_mass=0.9, max_regions=6,
                          fallback_probability=0.0, fallback_significance=1.2)),
+    "default (window 15, mass 0.75, max 16, significance s<1.2)": (
+        16, SearchOptions(overlap_deg=15.0, probability_mass=0.75, max_regions=16,
+                          fallback_probability=0.0, fallback_significance=1.2)),
     "window 15, mass 0.8, max 4 + significance s<1.2": (
         4, SearchOptions(probability_mass=0.8, max_regions=4, fallback_significance=1.2)),
     "window 10, mass 0.8, max 3": (3, SearchOptions(overlap_deg=10.0, probability_mass=0.8,
@@ -45,7 +48,7 @@ SEARCH = {
         3, SearchOptions(overlap_deg=10.0, probability_mass=0.8, max_regions=3,
                          fallback_significance=1.2)),
 }
-DEFAULT_SEARCH = "default (window 15, mass 0.9, max 6, significance s<1.2)"
+DEFAULT_SEARCH = "default (window 15, mass 0.75, max 16, significance s<1.2)"
 
 #: the automatic gallery step without / with the refinement, as the labels say it
 FINE_PX, COARSE_PX = (f"{GALLERY_STEP_PX[refine]:g}-px gallery" for refine in (False, True))
