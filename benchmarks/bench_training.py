@@ -8,10 +8,13 @@ particles outside the training subset:
 
 * training wall time and epochs run (early stopping on the held-out region hit rate);
 * the held-out **region hit rate** at the kept epoch (validation projections; the fraction
-  whose true region is among the regions the default search takes) and, on the test
+  whose true region is among the regions of mass 0.9, at most 6: the stopping rule's
+  ``history.region_hit_rate``) and, on the test
   particles, the region top-1 and the same hit rate;
 * **within 5 / 10 deg** after the default regional search with the network's predictions
-  (``bench_accuracy.align``), and its median error.
+  (``bench_accuracy.align``), its median error, and what that search cost: the regions it
+  searched per particle, its comparisons per particle and its wall time (a sharper network
+  searches fewer regions).
 
 The long training (:data:`LONG`, the schedule before 2026-12-06) is the reference; the
 default schedule and the others are candidates. A last row times the **reuse** of the
@@ -80,16 +83,17 @@ def parse_args(argv=None):
     p.add_argument("--out", default=None, help="markdown file for the table")
     p.add_argument("--json", default=None, help="raw numbers")
     args = p.parse_args(argv)
-    # what bench_accuracy.make_dataset / align read
+    # what bench_accuracy.make_dataset / align read: every option of bench_accuracy at its
+    # default (a new one there reaches this script without a list to keep up to date)
     base = bench_accuracy.parse_args(["--n", str(args.n)])
-    for name in ("train_fraction", "wrong", "reference_resolution", "spacing", "input_box",
-                 "seed", "data", "device"):
-        setattr(args, name, getattr(base, name))
+    for name, value in vars(base).items():
+        if not hasattr(args, name):
+            setattr(args, name, value)
     return args
 
 
 #: other candidates for a default that trains in under 2 minutes on 2 cores
-CANDIDATES = ("12x4096 r4 p3", "24x4096 r7 p3", "10x8192 r3 p3")
+CANDIDATES = ("12x8192 r3 p3", "16x8192 r3 p3", "20x8192 r3 p3")
 
 
 def train_schedule(ds, label, args, folder):
@@ -133,31 +137,37 @@ def measure(ds, label, args, truth):
         result, _ = bench_accuracy.align(ds, hints, np.take_along_axis(probs, hints, axis=1),
                                          search, centres)
         row.update(within5=result["within5"], within10=result["within10"],
-                   median_err=result["median_err"], align_s=result["seconds"])
+                   median_err=result["median_err"], align_s=result["seconds"],
+                   regions_searched=result["regions_searched"],
+                   comparisons_per_particle=result["comparisons"] / len(hints))
     return row
 
 
 def render(rows, args, loads, seconds) -> str:
     lines = [f"Command: `benchmarks/bench_training.py {' '.join(sys.argv[1:])}`".strip(), "",
              f"{args.map} at SNR {args.snr:g}, {args.n} particles, "
-             f"{len(region_centres_deg(args.spacing, 'c1'))} regions, {args.input_box} px "
-             "input, training from projections (softmax head, polar trunk); judged on the "
+             f"{len(region_centres_deg(args.spacing, 'c1'))} regions, "
+             f"{f'{args.input_box} px input' if args.input_box else 'the automatic input box'}"
+             ", training from projections (softmax head, polar trunk); judged on the "
              f"{int(round(args.n * (1 - args.train_fraction)))} test particles; the long "
              f"training is {LONG}, the default {_default_label()}.", "",
              "| schedule (epochs x images, ramp, patience) | training (s) | epochs run (kept) "
              "| images seen | held-out hit rate | test top-1 / hit rate | within 5 / 10 deg "
-             "| median (deg) |", "|---|---|---|---|---|---|---|---|"]
+             "| median (deg) | regions searched | comparisons per particle | alignment (s) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         within = (f"{r['within5']:.3f} / {r['within10']:.3f}" if "within10" in r else "-")
         median = f"{r['median_err']:.1f}" if "median_err" in r else "-"
+        search = (f"{r['regions_searched']:.2f} | {r['comparisons_per_particle']:.0f} | "
+                  f"{r['align_s']:.1f}" if "regions_searched" in r else "- | - | -")
         lines.append(
             f"| {r['schedule']} | {r['train_s']:.0f} | {r['epochs_run']} ({r['kept_epoch']}) "
             f"| {r['images']} | {r['val_hit']:.3f} | {r['top1']:.3f} / {r['test_hit']:.3f} "
-            f"| {within} | {median} |")
+            f"| {within} | {median} | {search} |")
     for r in rows:
         if "reuse_s" in r:
             lines.append(f"| {r['schedule']}, reused (second call, same folder) | "
-                         f"{r['reuse_s']:.1f} | 0 | 0 | - | - | - | - |")
+                         f"{r['reuse_s']:.1f} | 0 | 0 | - | - | - | - | - | - | - |")
     lines += ["", f"Machine: {platform.machine()}, {os.cpu_count()} cores; load average "
               f"{loads[0]:.1f} before, {loads[1]:.1f} after; {seconds / 60:.0f} min in all."]
     return "\n".join(lines) + "\n"
