@@ -87,6 +87,7 @@ def run_stages(b: Bench, stages, runners, needs_relion) -> dict:
     ``{stage: record}`` of all. Without RELION the ``needs_relion`` stages are skipped (the
     report says why) and the stack is not normalised."""
     relion_version, missing = None, None
+    run_load = os.getloadavg()[0]  # before this run's first stage: what "alone" is judged on
     for name in stages:
         if name not in b.args.wanted or (b.record(name) and not b.args.redo):
             continue
@@ -102,6 +103,7 @@ def run_stages(b: Bench, stages, runners, needs_relion) -> dict:
         b.log(f"stage {name}")
         rec = runners[name](b)
         rec["relion_version"] = relion_version
+        rec["run_load_before"] = run_load  # reports made later name the measuring run's load
         b.save(name, rec)
         b.log(f"stage {name}: {rec.get('seconds', 0.0):.1f} s")
     return {**{s: b.record(s) for s in stages}, "relion_missing": missing}

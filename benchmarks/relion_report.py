@@ -305,6 +305,13 @@ def write_report(b, stages: dict, *, load_before, machine: str) -> None:
                     if isinstance(s, dict) and s.get("relion_version")), "not run")
     cmds = [f"{k}: `{s['command']}`" for k, s in stages.items()
             if isinstance(s, dict) and "command" in s]
+    # the load before the runs that measured the rows (a report made later, alone, would
+    # otherwise show the load the measurements themselves left behind)
+    measured = [s["run_load_before"] for s in stages.values()
+                if isinstance(s, dict) and "run_load_before" in s]
+    load_before = (max(measured),) if measured else load_before
+    when = ("the measuring runs (the highest)" if measured
+            else f"and {load_after[0]:.2f} after")
     alone = ("alone" if load_before[0] < 1.5 else
              "**the machine was busy (other jobs): times are pessimistic**")
     lines = ["# DeepAlign beside the global search and RELION", "",
@@ -313,7 +320,7 @@ def write_report(b, stages: dict, *, load_before, machine: str) -> None:
              f"low-passed to {b.args.reference_resolution:g} Å; particles normalised by "
              f"`relion_preprocess` (bg radius {b.bg_radius_px} px), the same stack for every "
              f"tool. Machine: {machine}; RELION {version}; load average "
-             f"{load_before[0]:.2f} before, {load_after[0]:.2f} after ({alone}). FSC against "
+             f"{load_before[0]:.2f} before {when} ({alone}). FSC against "
              f"the true map under a soft sphere of {b.bg_radius_px} px, every map made by "
              "`deepalign reconstruct`.", ""]
     if stages.get("relion_missing"):
