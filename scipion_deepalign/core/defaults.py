@@ -108,10 +108,10 @@ def same_pixel_size(a_a: float, b_a: float) -> bool:
 TRAIN_DEFAULTS = {
     "pixel_size_a": None, "target_resolution_a": None, "target_box_px": None,
     "training_source": "projections", "epochs": 20, "batch_size": 128,
-    "images_per_epoch": 4096, "positives_per_region": 10000, "network": "shared",
+    "images_per_epoch": 8192, "positives_per_region": 10000, "network": "shared",
     "head": "softmax", "class_output": "joint", "trunk": "polar", "label_softness": 0.4,
     "particle_fraction": 0.25,
-    "noise_ramp_epochs": 6, "loss": "bce", "learning_rate": 0.002, "validation_fraction": 0.1,
+    "noise_ramp_epochs": 3, "loss": "bce", "learning_rate": 0.002, "validation_fraction": 0.1,
     "patience": 3, "max_shift_fraction": 0.05, "seed": 0, "min_particles_per_region": 10,
 }
 
