@@ -24,7 +24,7 @@ setup(
         "scipion-em>=3.0",
         "numpy>=1.22",          # pyworkflow pins its own exact version; we follow it
         "scipy",
-        "numba",                # the Fourier gridding loop of the reconstruction (core/fourier_grid.py)
+        "numba",                # the gridding loop (core/judge/fourier_grid.py) and others
         "matplotlib",
         "tensorflow-cpu>=2.16; platform_machine=='x86_64'",
         "tensorflow>=2.16; platform_machine!='x86_64'",
