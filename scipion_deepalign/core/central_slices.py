@@ -92,21 +92,23 @@ def _on_device(xp, spectrum, mats, ky, kx, phase):
     return xp.where(inside, out, 0) * xp.asarray(phase)[None]
 
 
-@compiled
+@compiled(contract=True)
 def _sample_points(spectrum, mats, ky, kx, phase, out):  # pragma: no cover - compiled
     """``out[i, f]``: the centred spectrum (P, P, P) at ``A_i.T @ (kx_f, ky_f, 0)`` (padded
     frequency units), trilinear as
     :func:`.projection._sample_slices`, times ``phase[f]``; zero where a
-    neighbour is outside."""
+    neighbour is outside. The matrix entries are read by index in the inner loop (a view
+    ``mats[i]`` there made the loop 1.6x slower)."""
     p = spectrum.shape[0]
     half = np.float32(p // 2)
     one = np.float32(1.0)
+    c = spectrum  # a short name for the eight neighbours
     for i in range(mats.shape[0]):
-        m = mats[i]
         for f in range(ky.shape[0]):
-            qx = m[0, 0] * kx[f] + m[1, 0] * ky[f] + half
-            qy = m[0, 1] * kx[f] + m[1, 1] * ky[f] + half
-            qz = m[0, 2] * kx[f] + m[1, 2] * ky[f] + half
+            kyf, kxf = ky[f], kx[f]
+            qx = mats[i, 0, 0] * kxf + mats[i, 1, 0] * kyf + half
+            qy = mats[i, 0, 1] * kxf + mats[i, 1, 1] * kyf + half
+            qz = mats[i, 0, 2] * kxf + mats[i, 1, 2] * kyf + half
             fx, fy, fz = np.floor(qx), np.floor(qy), np.floor(qz)
             ix, iy, iz = int(fx), int(fy), int(fz)
             if ix < 0 or iy < 0 or iz < 0 or ix >= p - 1 or iy >= p - 1 or iz >= p - 1:
@@ -114,7 +116,6 @@ def _sample_points(spectrum, mats, ky, kx, phase, out):  # pragma: no cover - co
                 continue
             tx, ty, tz = qx - fx, qy - fy, qz - fz
             ux, uy, uz = one - tx, one - ty, one - tz
-            c = spectrum
             out[i, f] = phase[f] * (
                 uz * (uy * (ux * c[iz, iy, ix] + tx * c[iz, iy, ix + 1])
                       + ty * (ux * c[iz, iy + 1, ix] + tx * c[iz, iy + 1, ix + 1]))
