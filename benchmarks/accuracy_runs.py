@@ -26,8 +26,10 @@ from scipion_deepalign.core.defaults import REFINE
 from scipion_deepalign.core.regions import region_centres_deg, region_distances_deg
 
 
-def align(ds, hints=None, probs=None, search=None, centres=None, refine=REFINE):
-    test = ds["test"]
+def align(ds, hints=None, probs=None, search=None, centres=None, refine=REFINE, sample=None):
+    """One alignment of the test particles (``sample``: of those at these positions of the
+    test set only) and its row of scores and costs."""
+    test = ds["test"] if sample is None else ds["test"][sample]
     parts = ds["parts"]
     t0, c0 = time.perf_counter(), time.process_time()
     res = align_particles(ds["images"][test], ds["reference"], pixel_size_a=ds["pixel"],
@@ -88,12 +90,27 @@ def _trained(ds, label, args):
     return probs, info
 
 
-def _global_search(ds, centres, args):
-    """The baseline row (with ``--cache``, reused from an earlier run on the same data set)."""
-    cache = Path(args.cache) / f"{ds['name']}_global.json" if args.cache else None
+def baseline_sample(n_test: int, size: int):
+    """Positions in the test set of the baseline's sample: ``size`` spread evenly (every
+    particle when ``size`` is 0 or at least ``n_test``); None for all."""
+    if not size or size >= n_test:
+        return None
+    return np.unique(np.linspace(0, n_test - 1, int(size)).round().astype(int))
+
+
+def _global_search(ds, centres, args, sample=None):
+    """The baseline row (with ``--cache``, reused from an earlier run on the same data set).
+    On a ``sample`` of the test particles its costs are scaled to the whole test set (per
+    particle times its size): the exhaustive search costs the same for every particle."""
+    tag = "" if sample is None else f"_sample{len(sample)}"
+    cache = Path(args.cache) / f"{ds['name']}_global{tag}.json" if args.cache else None
     if cache is not None and cache.exists():
         return json.loads(cache.read_text())
-    base, _ = align(ds, centres=centres, refine=False)
+    base, _ = align(ds, centres=centres, refine=False, sample=sample)
+    if sample is not None:
+        scale = len(ds["test"]) / len(sample)
+        base.update(sample=len(sample), comparisons=int(base["comparisons"] * scale),
+                    seconds=base["seconds"] * scale, cpu_seconds=base["cpu_seconds"] * scale)
     base.update(variant=BASELINE, training="-")
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
@@ -106,12 +123,13 @@ def run_dataset(ds, args, labels):
     truth_regions = np.argmin(region_distances_deg(ds["parts"].angles_deg[ds["test"]],
                                                    centres, "c1"), axis=1)
     rows = []
-    base = _global_search(ds, centres, args)
+    sample = baseline_sample(len(ds["test"]), args.baseline_sample)
+    base = _global_search(ds, centres, args, sample)
     rows.append(base)
     print(f"[{ds['name']}] global: {base}", flush=True)
     if REFINE:  # the global search as users get it
-        row, _ = align(ds, centres=centres)
-        row.update(variant=GLOBAL_DEFAULT, training="-")
+        row, res = align(ds, centres=centres)
+        row.update(variant=GLOBAL_DEFAULT, training="-", **_on_sample(ds, res, sample))
         rows.append(row)
         print(f"[{ds['name']}] {GLOBAL_DEFAULT}: {row}", flush=True)
     extra = {}
@@ -126,20 +144,31 @@ def run_dataset(ds, args, labels):
         for name, (k, search) in variants.items():
             hints = order[:, :k]
             p = np.take_along_axis(probs, hints, axis=1)
-            row, _ = align(ds, hints, p, search, centres)
-            row.update(variant=name, training=label, top1=top1, top2=top2, **info)
+            row, res = align(ds, hints, p, search, centres)
+            row.update(variant=name, training=label, top1=top1, top2=top2, **info,
+                       **_on_sample(ds, res, sample))
             rows.append(row)
             print(f"[{ds['name']}] {label} / {name}: {row}", flush=True)
         if args.fine_gallery and label == DEFAULT_TRAINING:
             k, search = SEARCH[DEFAULT_SEARCH]
             hints = order[:, :k]
             name = f"default search, {FINE_PX}, no refinement (default until 2026-12-04)"
-            row, _ = align(ds, hints, np.take_along_axis(probs, hints, axis=1), search,
-                           centres, refine=False)
-            row.update(variant=name, training=label, top1=top1, top2=top2, **info)
+            row, res = align(ds, hints, np.take_along_axis(probs, hints, axis=1), search,
+                             centres, refine=False)
+            row.update(variant=name, training=label, top1=top1, top2=top2, **info,
+                       **_on_sample(ds, res, sample))
             rows.append(row)
             print(f"[{ds['name']}] {label} / {name}: {row}", flush=True)
     return rows, extra
+
+
+def _on_sample(ds, res, sample) -> dict:
+    """The scores of an alignment of every test particle on the baseline's sample alone (the
+    paired comparison with a baseline measured on a sample); empty without one."""
+    if sample is None:
+        return {}
+    truth = ds["parts"].angles_deg[ds["test"][sample]]
+    return {"on_sample": errors(res.angles_deg[sample], truth)}
 
 
 def _search_variants(args) -> dict:

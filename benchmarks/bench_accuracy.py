@@ -92,6 +92,11 @@ def parse_args(argv=None):
     p.add_argument("--fine-gallery", action="store_true",
                    help="also the default search on the 1-px gallery without local refinement "
                         "(the default until 2026-12-04)")
+    p.add_argument("--baseline-sample", type=int, default=0, metavar="N",
+                   help="run the exhaustive baseline on N test particles spread evenly (its "
+                        "time scaled to all; every other row also scored on them, paired); "
+                        "default 0: on all (on the 70S ribosome it takes over 30 min on 2 "
+                        "cores)")
     p.add_argument("--quick", action="store_true",
                    help="small smoke run (400 particles, 3 epochs; the data sets asked for, "
                         "else 8zpm at SNR 0.1 with every training variant)")
