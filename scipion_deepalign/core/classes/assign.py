@@ -10,9 +10,14 @@ class's pose. Scores compare across classes because each is a normalised cross-c
 a unit-norm, zero-mean reference (:mod:`..align.matching`): the maps' scale and mass do not
 enter.
 
-The class probability is the weight :func:`~..align.poses.pose_weights` gives the classes'
-best scores, ``exp((cc_k - cc_best) / 0.01)`` normalised over the classes: a relative
-confidence (a score lead of 0.01 is a factor e), not a calibrated posterior.
+With ``common_pose`` (the default, :data:`~..defaults.CLASS_COMMON_POSE`) the searches
+only find the poses: the class is then decided by every map at one pose, that of the best
+search score (:mod:`.common_pose`), and its probability is the likelihood of the class at that
+pose among the K (:func:`.common_pose.class_posteriors`); each particle keeps its pose in the
+class decided. Without it, the class of the highest best-pose score wins, and the class
+probability is the weight :func:`~..align.poses.pose_weights` gives the classes' best scores,
+``exp((cc_k - cc_best) / 0.01)`` normalised over the classes: a relative confidence (a score
+lead of 0.01 is a factor e), not a calibrated posterior.
 """
 from __future__ import annotations
 
@@ -23,12 +28,13 @@ import numpy as np
 
 from ..align.align import align_particles
 from ..align.poses import AlignmentResult, pose_weights
-from ..defaults import TARGET_RESOLUTION
+from ..defaults import CLASS_COMMON_POSE, TARGET_RESOLUTION
 from ..resolution import search_resolution
 from ..runtime.stacks import stack_shape
 from .references import class_references
 
-__all__ = ["ClassAlignment", "align_classes", "pick_classes", "shared_resolution"]
+__all__ = ["ClassAlignment", "align_classes", "pick_classes", "shared_resolution",
+           "decide_classes"]
 
 #: AlignmentResult fields with one row per particle, taken from the particle's class
 _ROW_FIELDS = ("angles_deg", "shifts_px", "score", "region", "fallback", "n_regions_searched",
@@ -48,6 +54,9 @@ class ClassAlignment:
         Weight of that class among the K (see the module docstring).
     scores : ndarray of shape (N, K)
         Each class's best-pose score.
+    common_pose_cc : ndarray of shape (N, K) or None
+        Each map's correlation with the particle at one pose (:mod:`.common_pose`), when the
+        class was decided there; None when decided by ``scores``.
     alignment : AlignmentResult
         Each particle's pose, score and region columns in its class; ``n_comparisons`` and
         ``n_refine_comparisons`` summed over the classes.
@@ -63,6 +72,7 @@ class ClassAlignment:
     n_comparisons_per_class: list = field(default_factory=list)
     n_refine_comparisons_per_class: list = field(default_factory=list)
     seconds_per_class: list = field(default_factory=list)
+    common_pose_cc: np.ndarray | None = None
 
     def class_sizes(self) -> np.ndarray:
         """Particles per class, ``(K,)``."""
@@ -85,7 +95,7 @@ def shared_resolution(target_resolution_a, references, *, pixel_size_a):
 
 def align_classes(images, volumes, *, pixel_size_a, volume_pixel_sizes_a=None, names=None,
                   target_resolution_a=TARGET_RESOLUTION, progress=None,
-                  **align_options) -> ClassAlignment:
+                  common_pose: bool = CLASS_COMMON_POSE, **align_options) -> ClassAlignment:
     """Class and pose of every particle against the maps ``volumes``.
 
     Parameters
@@ -104,6 +114,8 @@ def align_classes(images, volumes, *, pixel_size_a, volume_pixel_sizes_a=None, n
         As in ``align_particles``; resolved once for all maps (:func:`shared_resolution`).
     progress : callable, optional
         Called with the particles done, each map's alignment counting ``1 / K``.
+    common_pose : bool
+        Decide the class by every map at the best search score's pose (module docstring).
     **align_options
         Every other keyword of ``align_particles`` (``max_shift_px``, ``ctf``, ``symmetry``,
         ``region_hints``, ``centres_deg``, ``step_deg``, ...), the same for every class.
@@ -135,17 +147,43 @@ def align_classes(images, volumes, *, pixel_size_a, volume_pixel_sizes_a=None, n
                                        **align_options))
         seconds.append(time.perf_counter() - t0)
     picked = pick_classes(results)
+    if common_pose and k > 1:
+        picked = decide_classes(results, picked, images, references,
+                                pixel_size_a=pixel_size_a, ctf=align_options.get("ctf"),
+                                ctf_mode=align_options.get("ctf_mode", "apply"),
+                                mask_radius_px=align_options.get("mask_radius_px"))
     picked.seconds_per_class = seconds
     return picked
 
 
-def pick_classes(results) -> ClassAlignment:
+def decide_classes(results, picked: ClassAlignment, images, references, *, pixel_size_a,
+                   ctf=None, ctf_mode="apply", mask_radius_px=None) -> ClassAlignment:
+    """``picked`` (the classes' searches, :func:`pick_classes`) with each particle's class
+    decided by every map at the pose of its best search score
+    (:func:`.common_pose.decide_at_common_pose`), its pose the one found in that class (the
+    common pose where that class was not searched)."""
+    from .common_pose import decide_at_common_pose
+
+    chosen = picked.alignment
+    classes, probability, cc = decide_at_common_pose(
+        images, references, chosen.angles_deg, chosen.shifts_px, pixel_size_a=pixel_size_a,
+        ctf=ctf, ctf_mode=ctf_mode, mask_radius_px=mask_radius_px)
+    again = pick_classes(results, classes=classes, probability=probability)
+    again.common_pose_cc = cc
+    return again
+
+
+def pick_classes(results, *, classes=None, probability=None) -> ClassAlignment:
     """Per particle, the class whose alignment (``results[k]``, same particles) scored highest.
 
     Parameters
     ----------
     results : sequence of AlignmentResult
         One per class, of the same N particles.
+    classes, probability : ndarrays of shape (N,), optional
+        The classes decided otherwise (:func:`decide_classes`) and their probabilities: each
+        particle then takes the pose of that class's search, or that of its best search score
+        where that class was not searched (score ``-inf``).
 
     Returns
     -------
@@ -155,13 +193,17 @@ def pick_classes(results) -> ClassAlignment:
     scores = np.stack([np.asarray(r.score, dtype=np.float64) for r in results], axis=1)
     if not all(len(r.score) == scores.shape[0] for r in results):
         raise ValueError("every class's alignment must hold the same particles")
-    classes = np.argmax(scores, axis=1).astype(np.int64)
-    rows = np.arange(len(classes))
-    probability = pose_weights(scores)[rows, classes]
+    best = np.argmax(scores, axis=1).astype(np.int64)
+    rows = np.arange(len(best))
+    if classes is None:
+        classes = best
+        probability = pose_weights(scores)[rows, classes]
+    classes = np.asarray(classes, dtype=np.int64)
+    source = np.where(np.isfinite(scores[rows, classes]), classes, best)
     merged = {}
     for name in _ROW_FIELDS:
         values = [getattr(r, name) for r in results]
-        merged[name] = (np.stack([np.asarray(v) for v in values])[classes, rows]
+        merged[name] = (np.stack([np.asarray(v) for v in values])[source, rows]
                         if all(v is not None for v in values) else None)
     comparisons = [int(r.n_comparisons) for r in results]
     refined = [int(r.n_refine_comparisons) for r in results]

@@ -35,9 +35,10 @@ to where they differ most (:func:`.class_maps.difference_focus`,
 assignment keeps the first classes, errors included. The particles' halves are drawn once
 (``seed``) and kept for the whole run. ``start`` resumes after a finished iteration.
 
-What a result means: the class probability (:mod:`.assign`) is relative, and a homogeneous
-set split in K classes converges too, with confident probabilities, because each particle
-joins the map its own noise helped make. Compare the class maps' correlation
+What a result means: the class probability (:mod:`.assign`, :mod:`.common_pose`) says how
+much better the particle fits its class's map than the others, not whether the maps are
+right, and a homogeneous set split in K classes converges too, with confident probabilities,
+because each particle joins the map its own noise helped make. Compare the class maps' correlation
 (:meth:`ClassIteration.map_correlation`) with the classes' half-map correlations: two classes
 of one structure correlate about as well as a class's half maps
 (``tests/core/classes/test_iterate.py`` gives the numbers measured).

@@ -20,9 +20,11 @@ searched again.
 The cost grows with the predicted pairs, not with K full searches: the comparisons are
 counted per class (``n_comparisons_per_class``, the fallback's global searches of every
 class included) and per particle
-(:meth:`~.assign.ClassAlignment.comparisons_per_particle`). The class probability is the
-weight of the class among the classes searched (:mod:`.assign`; the classes the network did
-not predict count 0).
+(:meth:`~.assign.ClassAlignment.comparisons_per_particle`). At last every map is compared
+with the particle at the pose of its best search score (:func:`~.assign.decide_classes`, the
+default): the class and its probability are decided there, over all the K classes, those the
+network did not predict included (without it, the class probability is the weight of the class
+among the classes searched, :mod:`.assign`, those not predicted counting 0).
 """
 from __future__ import annotations
 
@@ -35,9 +37,9 @@ from ..align.align import align_particles
 from ..align.fallback import fallback_catches
 from ..align.poses import AlignmentResult
 from ..align.search_plan import SearchOptions
-from ..defaults import TARGET_RESOLUTION
+from ..defaults import CLASS_COMMON_POSE, TARGET_RESOLUTION
 from ..runtime.stacks import RowStack, stack_shape
-from .assign import pick_classes, shared_resolution
+from .assign import decide_classes, pick_classes, shared_resolution
 from .references import class_references
 
 __all__ = ["align_class_pairs"]
@@ -46,7 +48,7 @@ __all__ = ["align_class_pairs"]
 def align_class_pairs(images, volumes, pairs, *, pixel_size_a, centres_deg,
                       volume_pixel_sizes_a=None, names=None,
                       target_resolution_a=TARGET_RESOLUTION, search=None, ctf=None,
-                      progress=None, **align_options):
+                      progress=None, common_pose: bool = CLASS_COMMON_POSE, **align_options):
     """Class and pose of every particle, searched in its predicted (class, region) pairs.
 
     Parameters
@@ -70,6 +72,9 @@ def align_class_pairs(images, volumes, pairs, *, pixel_size_a, centres_deg,
         CTFs of ``images``.
     progress : callable, optional
         Called with the particles done, each class's share weighing its particles.
+    common_pose : bool
+        Decide the class by every map at the best search score's pose, the classes not
+        searched included (:func:`~.assign.decide_classes`), after the fallback.
     **align_options
         Every other keyword of ``align_particles`` (``max_shift_px``, ``symmetry``,
         ``step_deg``, ...), the same for every class.
@@ -123,6 +128,10 @@ def align_class_pairs(images, volumes, pairs, *, pixel_size_a, centres_deg,
                 results[k].fallback[rows] = True
                 seconds[k] += time.perf_counter() - t0
         picked = pick_classes(results)
+    if common_pose and len(references) > 1:
+        picked = decide_classes(results, picked, images, references, pixel_size_a=pixel_size_a,
+                                ctf=ctf, ctf_mode=align_options.get("ctf_mode", "apply"),
+                                mask_radius_px=align_options.get("mask_radius_px"))
     picked.seconds_per_class = seconds
     picked.alignment.fallback = caught
     picked.alignment.info["class_fallback_fraction"] = float(caught.mean())
