@@ -13,9 +13,9 @@ and meanings: :mod:`scipion_deepalign.core.io.columns`).
 When the input particles have poses, each particle's angle between its input and its new
 projection direction (degrees, nearest symmetry mate) is written too, and the summary gives
 its median. With several ``--volume`` maps (same box and pixel size) each particle is aligned
-against every map and takes the class whose best pose scores highest
-(:mod:`scipion_deepalign.core.classes`): ``rlnClassNumber`` (1-based, the i-th ``--volume``)
-and its probability are written too.
+against every map and takes the class that fits it best at the pose of its best score
+(:mod:`scipion_deepalign.core.classes.common_pose`): ``rlnClassNumber`` (1-based, the i-th
+``--volume``) and its probability are written too.
 
 With ``--model`` of a network trained from several maps (``deepalign train --volume A
 --volume B``, or ``deepalign run``'s ``DIR/model``), give one ``--volume`` per class, in the
@@ -78,7 +78,8 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--volume", required=True, action="append", metavar="REF.mrc",
                         help="reference map, same box and pixel size as the particles; "
                              "repeat it for several classes (one map each: every particle "
-                             "takes the class of its best score, written as rlnClassNumber); "
+                             "takes the class that fits best at its best score's pose, "
+                             "written as rlnClassNumber); "
                              "with a --model trained from several maps, one per class of the "
                              "model, in its training order (searched in the predicted "
                              "(class, region) pairs, as deepalign run does)")

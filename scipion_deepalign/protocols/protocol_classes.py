@@ -33,11 +33,12 @@ class DeepAlignProtClasses3D(ClassesInfo, AlignForm, DeepAlignProtBase, ProtClas
     projections of every map and each particle is searched in its predicted (class, region)
     pairs only (``deepalign run``, one pass); without it, ``deepalign classify`` iterates:
     every particle is searched globally against every class map (K full searches), takes the
-    class of its best score, and each class's map is reconstructed and low-passed at its FSC
-    0.5 for the next iteration, up to "iterations" or until fewer than 1 % change class. With
-    the network and "Refine the classes by iterations?", ``deepalign classify --cnn`` iterates
-    the same way but searches each particle in its predicted pairs: the network is trained in
-    the first iteration and fine-tuned on projections of each iteration's new class maps.
+    class that fits it best at its best score's pose, and each class's map is reconstructed
+    and low-passed at its FSC 0.5 for the next iteration, up to "iterations" or until fewer
+    than 1 % change class. With the network and "Refine the classes by iterations?",
+    ``deepalign classify --cnn`` iterates the same way but searches each particle in its
+    predicted pairs: the network is trained in the first iteration and fine-tuned on
+    projections of each iteration's new class maps.
     With one reference map (without the network): ``deepalign classify --classes K``, every
     class started from that map and the first classes drawn by the variance split.
     Outputs: a SetOfClasses3D (class k = the k-th map, RELION's ``rlnClassNumber``; its
