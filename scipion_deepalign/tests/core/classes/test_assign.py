@@ -124,6 +124,16 @@ def test_pick_classes_takes_each_particle_from_its_class():
     assert picked.n_comparisons_per_class == [30, 30]
 
 
+def test_decided_classes_take_their_own_search_or_the_best_one():
+    results = [_result([0.3, 0.1, -np.inf], 1.0), _result([0.2, 0.4, 0.25], 2.0)]
+    picked = pick_classes(results, classes=np.array([1, 0, 0]),
+                          probability=np.array([0.6, 0.7, 0.8]))
+    np.testing.assert_array_equal(picked.classes, [1, 0, 0])
+    # particle 3 was not searched in class 1 (score -inf): it keeps its best search's pose
+    np.testing.assert_array_equal(picked.alignment.angles_deg[:, 0], [2.0, 1.0, 2.0])
+    np.testing.assert_allclose(picked.probability, [0.6, 0.7, 0.8])
+
+
 def test_regional_windows_take_each_class_too(maps):
     """With region hints every class is searched in the same windows; the class still wins."""
     from scipion_deepalign.core.regions import nearest_regions, region_centres_deg

@@ -1,11 +1,9 @@
 """The class decided by every map at one pose (core/classes/common_pose.py): at the true pose
 two maps are told apart and the probability means what it says; identical maps are a coin
-toss; a particle is taken from its class's search, or from the best one where its class was
-not searched."""
+toss (how a decided class takes its pose: test_assign.py)."""
 import numpy as np
 
-from scipion_deepalign.core.align.poses import AlignmentResult
-from scipion_deepalign.core.classes import pick_classes, simulate_mixture
+from scipion_deepalign.core.classes import simulate_mixture
 from scipion_deepalign.core.classes.common_pose import (
     class_posteriors,
     common_pose_correlations,
@@ -48,20 +46,3 @@ def test_identical_maps_are_a_coin_toss_and_a_negative_correlation_explains_noth
     p = class_posteriors(np.array([[0.2, -0.2, 0.0]]), 1000)
     np.testing.assert_allclose(p[0, 1], p[0, 2])  # -0.2 explains as little as 0
     assert p[0, 0] > 0.99
-
-
-def _result(score, angle):
-    n = len(score)
-    return AlignmentResult(angles_deg=np.full((n, 3), angle), shifts_px=np.zeros((n, 2)),
-                           score=np.asarray(score, float), region=np.full(n, -1),
-                           n_comparisons=10 * n, significance=np.ones(n))
-
-
-def test_decided_classes_take_their_own_search_or_the_best_one():
-    results = [_result([0.3, 0.1, -np.inf], 1.0), _result([0.2, 0.4, 0.25], 2.0)]
-    picked = pick_classes(results, classes=np.array([1, 0, 0]),
-                          probability=np.array([0.6, 0.7, 0.8]))
-    np.testing.assert_array_equal(picked.classes, [1, 0, 0])
-    # particle 3 was not searched in class 1 (score -inf): it keeps its best search's pose
-    np.testing.assert_array_equal(picked.alignment.angles_deg[:, 0], [2.0, 1.0, 2.0])
-    np.testing.assert_allclose(picked.probability, [0.6, 0.7, 0.8])
