@@ -198,6 +198,8 @@ def pick_classes(results, *, classes=None, probability=None) -> ClassAlignment:
     if classes is None:
         classes = best
         probability = pose_weights(scores)[rows, classes]
+    elif probability is None:
+        raise ValueError("pick_classes: classes decided otherwise need their probability")
     classes = np.asarray(classes, dtype=np.int64)
     source = np.where(np.isfinite(scores[rows, classes]), classes, best)
     merged = {}

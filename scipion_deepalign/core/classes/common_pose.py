@@ -16,7 +16,10 @@ best fit, ``sigma^2 = |x|^2 (1 - max cc^2) / n``, the log-likelihood of class ``
 ``n cc_k^2 / (2 (1 - max cc^2))`` up to a constant; the probabilities are its softmax over the
 classes (equal priors: the classes are told apart on the data alone). Measured on the
 benchmark's 80/20 mixture: particles given 0.9-0.99 were right for 0.935, 0.99 and above for
-0.998 (docs/benchmarks_classes.md, "One pose for every class").
+0.998 (docs/benchmarks_classes.md, "One pose for every class"). That holds for maps the
+user gives; class maps reconstructed from the particles themselves (``deepalign classify``)
+hold each particle's own noise, which the likelihood counts as evidence: there the
+probability is over-confident (mean 0.99 against 0.90-0.97 classed right, measured).
 """
 from __future__ import annotations
 

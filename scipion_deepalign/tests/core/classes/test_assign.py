@@ -132,6 +132,8 @@ def test_decided_classes_take_their_own_search_or_the_best_one():
     # particle 3 was not searched in class 1 (score -inf): it keeps its best search's pose
     np.testing.assert_array_equal(picked.alignment.angles_deg[:, 0], [2.0, 1.0, 2.0])
     np.testing.assert_allclose(picked.probability, [0.6, 0.7, 0.8])
+    with pytest.raises(ValueError, match="need their probability"):
+        pick_classes(results, classes=np.array([1, 0, 0]))
 
 
 def test_regional_windows_take_each_class_too(maps):
