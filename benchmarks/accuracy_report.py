@@ -15,11 +15,6 @@ from scipion_deepalign.core.regions import region_centres_deg
 from scipion_deepalign.core.runtime.backend import get_array_module
 
 
-def _test_size(args) -> int:
-    """Particles judged per data set (those outside the training subset)."""
-    return args.n - int(round(args.train_fraction * args.n))
-
-
 def render(results, args, loads, seconds):
     lines = [f"Command: `benchmarks/bench_accuracy.py {' '.join(sys.argv[1:])}`".strip(), "",
              f"{args.n} particles per data set, 64 px, CTF (defocus 1-2.5 um), shifts up to "
@@ -53,7 +48,7 @@ def render(results, args, loads, seconds):
                 f"{ratio_t:.1f}x / {ratio_cpu:.1f}x | {train_s} |")
         if base.get("sample"):
             lines += ["", f"The baseline was run on {base['sample']} of the "
-                      f"{_test_size(args)} particles, spread evenly (its comparisons and times "
+                      f"{base['n_test']} particles, spread evenly (its comparisons and times "
                       "scaled to all of them). On those particles, within 5 / 10 / 15 deg "
                       "and median:", ""]
             for r in rows:

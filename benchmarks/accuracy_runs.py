@@ -109,7 +109,8 @@ def _global_search(ds, centres, args, sample=None):
     base, _ = align(ds, centres=centres, refine=False, sample=sample)
     if sample is not None:
         scale = len(ds["test"]) / len(sample)
-        base.update(sample=len(sample), comparisons=int(base["comparisons"] * scale),
+        base.update(sample=len(sample), n_test=len(ds["test"]),
+                    comparisons=int(base["comparisons"] * scale),
                     seconds=base["seconds"] * scale, cpu_seconds=base["cpu_seconds"] * scale)
     base.update(variant=BASELINE, training="-")
     if cache is not None:

@@ -15,7 +15,8 @@ __all__ = ["NETWORKS", "LOSSES", "HEADS", "TRUNKS", "CLASS_OUTPUTS", "TRAINING_S
            "CTF_MODES", "DEVICES",
            "REGION_SPACING_DEG", "TOP_K",
            "MAX_SHIFT_BOX_FRACTION", "CONSENSUS_MAX_ANGLE_DEG", "TRAIN_DEFAULTS", "train_default",
-           "default_max_shift_px", "RECONSTRUCT_THREADS", "REFINE", "ALIGN_BATCH",
+           "default_max_shift_px", "mask_radius_or_default_px", "RECONSTRUCT_THREADS", "REFINE",
+           "ALIGN_BATCH",
            "CONSENSUS_REPORT_THRESHOLDS_DEG", "PIXEL_SIZE_RTOL", "same_pixel_size",
            "GALLERY_STEP_PX", "REFINE_STARTS", "PARTICLE_RADIUS_BOX_FRACTION", "MAX_STEP_DEG",
            "TARGET_RESOLUTION", "FULL_RESOLUTION"]
@@ -128,6 +129,14 @@ def train_default(name: str):
 def default_max_shift_px(box_px: int) -> float:
     """Largest shift searched when none is given: :data:`MAX_SHIFT_BOX_FRACTION` of the box."""
     return float(box_px) * MAX_SHIFT_BOX_FRACTION
+
+
+def mask_radius_or_default_px(box_px: int, mask_radius_px=None) -> float:
+    """The particle's radius in pixels: ``mask_radius_px`` when given, else
+    :data:`PARTICLE_RADIUS_BOX_FRACTION` of the box."""
+    if mask_radius_px is None:
+        return float(box_px) * PARTICLE_RADIUS_BOX_FRACTION
+    return float(mask_radius_px)
 
 
 #: ``--target-resolution`` of every face (``deepalign train``, ``run``, ``align`` and the

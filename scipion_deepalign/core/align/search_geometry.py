@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..defaults import PARTICLE_RADIUS_BOX_FRACTION
+from ..defaults import mask_radius_or_default_px
 from .gallery import default_step_deg, psi_grid_deg
 from .matching import shift_window
 
@@ -60,7 +60,7 @@ def search_geometry(box_px: int, pixel_size_a: float, *, max_shift_px: float,
     :func:`~.align.align_particles`; ``target_resolution_a`` a number of Å or None for the
     full box; ``refine``: the local refinement follows, so the automatic step is coarser).
 
-    ``mask_radius_px`` None: :data:`~scipion_deepalign.core.defaults.PARTICLE_RADIUS_BOX_FRACTION`
+    ``mask_radius_px`` None: :func:`~scipion_deepalign.core.defaults.mask_radius_or_default_px`
     of the box.
     """
     small, pixel_small = int(box_px), float(pixel_size_a)
@@ -70,8 +70,7 @@ def search_geometry(box_px: int, pixel_size_a: float, *, max_shift_px: float,
         small, pixel_small = downsampled_geometry(box_px, pixel_size_a, target_resolution_a)
         small = int(small)
     scale = box_px / small
-    radius = (PARTICLE_RADIUS_BOX_FRACTION * box_px if mask_radius_px is None
-              else mask_radius_px) / scale
+    radius = mask_radius_or_default_px(box_px, mask_radius_px) / scale
     automatic = step_deg is None
     step = default_step_deg(radius, refine=refine) if automatic else float(step_deg)
     psi = psi_grid_deg(step if psi_step_deg is None else float(psi_step_deg))

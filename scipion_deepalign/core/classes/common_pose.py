@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..ctf import apply_ctf, ctf_images
-from ..defaults import PARTICLE_RADIUS_BOX_FRACTION
+from ..defaults import mask_radius_or_default_px
 from ..imageops import circular_mask, translate_images
 from ..projection import VolumeSpectrum, project
 
@@ -55,7 +55,7 @@ def common_pose_correlations(images, references, angles_deg, shifts_px, *, pixel
         ``|CTF|`` to the model.
     mask_radius_px : float, optional
         Radius of the disc compared; default the particle radius of the search
-        (:data:`~..defaults.PARTICLE_RADIUS_BOX_FRACTION` of the box).
+        (:func:`~..defaults.mask_radius_or_default_px`).
 
     Returns
     -------
@@ -64,8 +64,7 @@ def common_pose_correlations(images, references, angles_deg, shifts_px, *, pixel
     angles_deg = np.asarray(angles_deg, dtype=np.float64)
     shifts_px = np.asarray(shifts_px, dtype=np.float64)
     n, box = len(angles_deg), np.shape(references[0])[-1]
-    radius = PARTICLE_RADIUS_BOX_FRACTION * box if mask_radius_px is None else mask_radius_px
-    disc = circular_mask(box, float(radius))
+    disc = _particle_disc(box, mask_radius_px)
     spectra = [VolumeSpectrum(np.asarray(ref, dtype=np.float32)) for ref in references]
     out = np.zeros((n, len(references)))
     for start in range(0, n, _BLOCK):
@@ -87,6 +86,11 @@ def common_pose_correlations(images, references, angles_deg, shifts_px, *, pixel
             out[rows, k] = (x * y).sum(axis=1) / np.sqrt(
                 np.maximum((x * x).sum(axis=1) * (y * y).sum(axis=1), 1e-30))
     return out
+
+
+def _particle_disc(box_px: int, mask_radius_px=None) -> np.ndarray:
+    """The pixels compared: the disc of the particle's radius (bool ``(B, B)``)."""
+    return circular_mask(box_px, mask_radius_or_default_px(box_px, mask_radius_px))
 
 
 def _zero_mean_in(images, disc) -> np.ndarray:
@@ -122,8 +126,7 @@ def decide_at_common_pose(images, references, angles_deg, shifts_px, *, pixel_si
     cc = common_pose_correlations(images, references, angles_deg, shifts_px,
                                   pixel_size_a=pixel_size_a, ctf=ctf, ctf_mode=ctf_mode,
                                   mask_radius_px=mask_radius_px)
-    box = np.shape(references[0])[-1]
-    radius = PARTICLE_RADIUS_BOX_FRACTION * box if mask_radius_px is None else mask_radius_px
-    posterior = class_posteriors(cc, int(circular_mask(box, float(radius)).sum()))
+    n_pixels = int(_particle_disc(np.shape(references[0])[-1], mask_radius_px).sum())
+    posterior = class_posteriors(cc, n_pixels)
     classes = np.argmax(posterior, axis=1).astype(np.int64)
     return classes, posterior[np.arange(len(classes)), classes], cc
