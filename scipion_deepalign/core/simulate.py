@@ -18,7 +18,7 @@ from .particles import CTFParams, Particles, stack_image_names
 from .projection import VolumeSpectrum, project
 from .runtime.progress import advance
 
-__all__ = ["make_phantom", "simulate_particles", "clean_particle_images",
+__all__ = ["make_phantom", "simulate_particles", "clean_particle_images", "model_images",
            "signal_mask_radius_px"]
 
 _N_ATOMS = 300
@@ -147,12 +147,36 @@ def clean_particle_images(volume, particles: Particles) -> np.ndarray:
     """
     if particles.angles_deg is None:
         raise ValueError("particles have no angles_deg to project at")
-    images = project(volume, particles.angles_deg)
-    if particles.ctf is not None:
-        images = apply_ctf(images, ctf_images(images.shape[-1], particles.pixel_size_a,
-                                              particles.ctf))
-    if particles.shifts_px is not None:
-        images = translate_images(images, -np.asarray(particles.shifts_px))
+    box = volume.box_px if isinstance(volume, VolumeSpectrum) else np.shape(volume)[-1]
+    weight = (None if particles.ctf is None
+              else ctf_images(box, particles.pixel_size_a, particles.ctf))
+    return model_images(volume, particles.angles_deg, ctf_weight=weight,
+                        shifts_px=particles.shifts_px)
+
+
+def model_images(volume, angles_deg, *, ctf_weight=None, shifts_px=None) -> np.ndarray:
+    """What a particle of ``volume`` at each pose looks like without noise: the projection,
+    times the CTF ``ctf_weight`` (any weight in Fourier space: the CTF, its absolute value),
+    translated by ``-shifts_px`` (RELION origins). The one statement of the image model that
+    :func:`clean_particle_images` and the class decision at one pose
+    (:mod:`.classes.common_pose`) compare particles with.
+
+    Parameters
+    ----------
+    volume : ndarray of shape (B, B, B) or VolumeSpectrum
+    angles_deg : ndarray of shape (N, 3)
+    ctf_weight : ndarray of shape (N, B, B // 2 + 1), optional
+    shifts_px : ndarray of shape (N, 2), optional
+
+    Returns
+    -------
+    ndarray of shape (N, B, B), float32
+    """
+    images = project(volume, angles_deg)
+    if ctf_weight is not None:
+        images = apply_ctf(images, ctf_weight)
+    if shifts_px is not None:
+        images = translate_images(images, -np.asarray(shifts_px))
     return images
 
 

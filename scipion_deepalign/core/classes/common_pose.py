@@ -27,8 +27,9 @@ import numpy as np
 
 from ..ctf import apply_ctf, ctf_images
 from ..defaults import mask_radius_or_default_px
-from ..imageops import circular_mask, translate_images
-from ..projection import VolumeSpectrum, project
+from ..imageops import circular_mask
+from ..projection import VolumeSpectrum
+from ..simulate import model_images
 
 __all__ = ["common_pose_correlations", "class_posteriors", "decide_at_common_pose"]
 
@@ -79,10 +80,8 @@ def common_pose_correlations(images, references, angles_deg, shifts_px, *, pixel
                 weight = np.abs(weight)
         x = _zero_mean_in(x, disc)
         for k, spectrum in enumerate(spectra):
-            y = project(spectrum, angles_deg[rows])
-            if weight is not None:
-                y = apply_ctf(y, weight)
-            y = _zero_mean_in(translate_images(y, -shifts_px[rows]), disc)
+            y = _zero_mean_in(model_images(spectrum, angles_deg[rows], ctf_weight=weight,
+                                           shifts_px=shifts_px[rows]), disc)
             out[rows, k] = (x * y).sum(axis=1) / np.sqrt(
                 np.maximum((x * x).sum(axis=1) * (y * y).sum(axis=1), 1e-30))
     return out
