@@ -57,6 +57,7 @@ from .common import (
 )
 from .parts import add_part_args, job_count, part_is_done, run_jobs, select_part, write_output
 from .shared_options import (
+    add_class_search_arg,
     add_region_search_args,
     add_search_args,
     add_target_resolution_arg,
@@ -95,6 +96,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--symmetry", default="c1", help="point group; default c1")
     add_search_args(parser)
     add_region_search_args(parser)
+    add_class_search_arg(parser)
     parser.add_argument("--psi-step", type=positive_float, default=None, metavar="DEG",
                         help="in-plane step; default --step")
     parser.add_argument("--top-k", type=int, default=None, metavar="K",
@@ -242,7 +244,7 @@ def _align_pairs(args, images, volumes, volume_pixels, pairs, particles, *, cent
         ctf=particles.ctf if args.ctf else None, progress=progress, max_shift_px=max_shift,
         symmetry=symmetry, step_deg=args.step, psi_step_deg=args.psi_step,
         device=args.device, batch_size=args.batch_size, ctf_mode=args.ctf_mode,
-        cache_dir=args.cache_dir, refine=args.refine)
+        cache_dir=args.cache_dir, refine=args.refine, class_search=args.class_search)
 
 
 def check_args(args) -> None:
@@ -326,7 +328,7 @@ def main(args) -> int:
                 target_resolution_a=args.target_resolution, device=args.device,
                 batch_size=args.batch_size, ctf_mode=args.ctf_mode, cache_dir=args.cache_dir,
                 refine=args.refine, region_probabilities=probs, search=search,
-                progress=progress)
+                progress=progress, class_search=args.class_search)
     change = _direction_change(particles, result, symmetry)
     particles.angles_deg = result.angles_deg
     particles.shifts_px = result.shifts_px

@@ -55,7 +55,7 @@ def training_references(paths, *, box_px: int, pixel_size_a: float):
                             pixel_size_a=pixel_size_a)
 
 
-def align_against_maps(images, volumes, pixel_sizes, *, names, **options):
+def align_against_maps(images, volumes, pixel_sizes, *, names, class_search=None, **options):
     """``(AlignmentResult, ClassAlignment or None)``: the poses against one map, or each
     particle's class and its pose against several (``options``: ``align_particles``')."""
     if len(volumes) == 1:
@@ -66,7 +66,7 @@ def align_against_maps(images, volumes, pixel_sizes, *, names, **options):
     from ..core.classes import align_classes
 
     classes = align_classes(images, volumes, volume_pixel_sizes_a=pixel_sizes, names=names,
-                            **options)
+                            class_search=class_search, **options)
     return classes.alignment, classes
 
 
@@ -89,9 +89,13 @@ def summarise_classes(summary, classes, names, *, estimated=None) -> None:
         summary.add("class fractions (network estimate -> assigned)", ", ".join(
             f"{k + 1}: {e:.3f} -> {size / n:.3f}"
             for k, (e, size) in enumerate(zip(estimated, sizes))))
-    summary.add("comparisons per class", ", ".join(
-        f"{k + 1}: {c}" for k, c in enumerate(classes.n_comparisons_per_class)))
-    searched = np.isfinite(classes.scores).sum(axis=1)  # -inf: a class not predicted
-    summary.add("classes searched per particle", f"{float(np.mean(searched)):.2f} of "
-                                                 f"{classes.scores.shape[1]}")
+    if classes.mean_map_search:
+        summary.add("classes searched", "one search against the classes' mean map, "
+                                        "every class compared at its poses")
+    else:
+        summary.add("comparisons per class", ", ".join(
+            f"{k + 1}: {c}" for k, c in enumerate(classes.n_comparisons_per_class)))
+        searched = np.isfinite(classes.scores).sum(axis=1)  # -inf: a class not predicted
+        summary.add("classes searched per particle", f"{float(np.mean(searched)):.2f} of "
+                                                     f"{classes.scores.shape[1]}")
     summary.add("class probability", f"median {float(np.median(classes.probability)):.3f}")

@@ -44,6 +44,7 @@ from .common import (
     read_particles,
 )
 from .shared_options import (
+    add_class_search_arg,
     add_region_search_args,
     add_search_args,
     add_target_resolution_arg,
@@ -89,6 +90,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, metavar="S",
                         help="seed of the half maps' split and of the first classes; default 0")
     add_search_args(parser)
+    add_class_search_arg(parser)
     add_target_resolution_arg(parser, training=False, search=True)
     add_particle_args(parser)
     net = parser.add_argument_group("network (--cnn)")
@@ -267,7 +269,8 @@ def main(args) -> int:
                               step_deg=args.step, target_resolution_a=args.target_resolution,
                               device=args.device, refine=args.refine, network=network,
                               filter_fsc=args.filter_fsc, first_split=first_split,
-                              split_resolution_a=split_resolution)
+                              split_resolution_a=split_resolution,
+                              class_search=args.class_search)
         except ModelMismatch as exc:  # an itNNN/model of other maps or options
             raise model_mismatch_error(exc, "--out FOLDER/itNNN/model") from None
     folder.write_final(reports, stopped=result.stopped, n_classes=n_classes)

@@ -51,6 +51,7 @@ from .common import (
     read_particles,
 )
 from .shared_options import (
+    add_class_search_arg,
     add_region_search_args,
     add_schedule_args,
     add_search_args,
@@ -91,6 +92,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     add_target_resolution_arg(parser, training=True, search=True)
     add_search_args(parser)
     add_region_search_args(parser)
+    add_class_search_arg(parser)
     parser.add_argument("--class-prior", default=defaults.CLASS_PRIOR,
                         choices=defaults.CLASS_PRIORS,
                         help="with several --volume maps, the class prior each particle's "
@@ -232,7 +234,7 @@ def main(args) -> int:
             step_deg=args.step, target_resolution_a=args.target_resolution,
             device=args.device, volume_pixel_size_a=volume_pixels[0] if one else volume_pixels,
             refine=args.refine, search=search, retrain=args.retrain,
-            class_prior=args.class_prior)
+            class_prior=args.class_prior, class_search=args.class_search)
     except ModelMismatch as exc:  # refused before any training
         raise model_mismatch_error(exc, "--out DIR/model") from None
     for message in outcome.train_report.warnings:

@@ -6,6 +6,7 @@
   correlation search and its regional windows (``align``, ``run``);
 * :func:`write_alignment_columns`, :func:`summarise_alignment` -- an alignment's STAR columns
   and its summary lines (``align``, ``run``);
+* :func:`add_class_search_arg` -- ``--class-search`` (``run``, ``align``, ``classify``);
 * :func:`add_target_resolution_arg` -- ``--target-resolution`` (``train``, ``run``, ``align``:
   one option, one default).
 """
@@ -21,7 +22,7 @@ from .common import CLIError, positive_int, step_deg
 
 __all__ = ["add_schedule_args", "add_search_args", "add_region_search_args", "search_options",
            "write_alignment_columns", "summarise_alignment", "add_target_resolution_arg",
-           "target_resolution", "summarise_network_input"]
+           "target_resolution", "summarise_network_input", "add_class_search_arg"]
 
 
 def add_schedule_args(parser: argparse.ArgumentParser) -> None:
@@ -135,6 +136,20 @@ def add_search_args(parser: argparse.ArgumentParser) -> None:
                              + ("on" if defaults.REFINE else "off"))
     parser.add_argument("--ctf", action=argparse.BooleanOptionalAction, default=True,
                         help="use the particles' CTF when the STAR has one (default)")
+
+
+def add_class_search_arg(parser: argparse.ArgumentParser) -> None:
+    """``--class-search`` of ``run``, ``align`` and ``classify`` (several ``--volume`` maps)."""
+    parser.add_argument("--class-search", default=defaults.CLASS_SEARCH,
+                        choices=defaults.CLASS_SEARCHES,
+                        help="with several maps: search each class's map on its own (each: "
+                             "K searches, or each class's predicted pairs), or once against "
+                             "the maps' mean, every map then compared with the particle at "
+                             "the pose found and the pose searched again in its class's map "
+                             "in that pose's region (mean: about one search whatever the "
+                             "number of classes), or mean where every two maps correlate at "
+                             f"least {defaults.CLASS_MEAN_MIN_CORRELATION:g} (auto); default "
+                             "%(default)s")
 
 
 def add_region_search_args(parser: argparse.ArgumentParser) -> None:

@@ -194,4 +194,13 @@ CLASS_PRIOR = "uniform"
 #: points of balanced accuracy over the best score of each class's own search
 #: (docs/benchmarks_classes.md, "One pose for every class")
 CLASS_COMMON_POSE = True
-__all__ += ["CLASS_PRIORS", "CLASS_PRIOR", "CLASS_COMMON_POSE"]
+#: how several classes' poses are searched (classes/mean_map.py): "each" class's map in its
+#: own search (K searches, or the predicted pairs'), one search against the classes' "mean"
+#: map (the class decided at its pose, then searched in its map in that pose's region), or
+#: "auto": the mean map where every pair of references correlates at least
+#: CLASS_MEAN_MIN_CORRELATION
+CLASS_SEARCHES = ("each", "mean", "auto")
+CLASS_SEARCH = "each"
+CLASS_MEAN_MIN_CORRELATION = 0.9
+__all__ += ["CLASS_PRIORS", "CLASS_PRIOR", "CLASS_COMMON_POSE", "CLASS_SEARCHES", "CLASS_SEARCH",
+            "CLASS_MEAN_MIN_CORRELATION"]

@@ -87,7 +87,8 @@ def run_deepalign(train_images, train_angles_deg, images, volume, *, model_dir,
                   volume_pixel_size_a=None, ctf_mode="apply", refine=REFINE,
                   search: SearchOptions | None = None, train_ctf=None,
                   retrain: bool = False,
-                  class_prior: str = CLASS_PRIOR) -> PipelineResult:
+                  class_prior: str = CLASS_PRIOR,
+                  class_search: str | None = None) -> PipelineResult:
     """Train the region classifier, then assign poses to ``images``.
 
     Parameters
@@ -135,6 +136,10 @@ def run_deepalign(train_images, train_angles_deg, images, volume, *, model_dir,
         CTFs of ``train_images``.
     retrain : bool
         Train over a model already in ``model_dir`` (:func:`~.cnn.train.train_regions`).
+    class_search : {"each", "mean"}, optional
+        With several maps: each class's pairs searched in its map, or one search against the
+        maps' mean (:func:`~.classes.regional.align_class_pairs`); default
+        :data:`~.defaults.CLASS_SEARCH`.
     class_prior : {"uniform", "estimated"}
         With several maps, the class prior the (class, region) pairs are chosen under: the
         network's outputs as they are (trained with classes drawn uniformly), or reweighted
@@ -200,6 +205,7 @@ def run_deepalign(train_images, train_angles_deg, images, volume, *, model_dir,
 
             classes = align_class_pairs(images, maps, pairs,
                                         volume_pixel_sizes_a=volume_pixel_size_a,
+                                        class_search=class_search,
                                         progress=progress, **options)
             alignment = classes.alignment
     seconds["align"] = time.perf_counter() - start

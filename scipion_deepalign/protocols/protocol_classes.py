@@ -156,6 +156,18 @@ class DeepAlignProtClasses3D(ClassesInfo, AlignForm, DeepAlignProtBase, ProtClas
                            "a network that leans to one class (the estimate is always "
                            "reported in the log) (deepalign run --class-prior; one pass "
                            "only: the iterations search under the uniform one).")
+        form.addParam("classSearch", params.EnumParam, choices=list(defaults.CLASS_SEARCHES),
+                      default=defaults.CLASS_SEARCHES.index(defaults.CLASS_SEARCH),
+                      expertLevel=params.LEVEL_ADVANCED, label="Class search",
+                      help="each: every particle searched in each class's map (or in each "
+                           "predicted class's regions); mean: one search against the classes' "
+                           "mean map, every map then compared with the particle at the pose "
+                           "found and the pose searched again in its class's map in that "
+                           "pose's region (about one search whatever the number of classes; "
+                           "for maps that share most of their structure); auto: mean where "
+                           "every two maps correlate at least "
+                           f"{defaults.CLASS_MEAN_MIN_CORRELATION:g} "
+                           "(deepalign run|classify --class-search).")
         self._defineComputeParams(form, threads=1)
 
     # ------------------------------------------------------------- steps
@@ -277,6 +289,7 @@ class DeepAlignProtClasses3D(ClassesInfo, AlignForm, DeepAlignProtBase, ProtClas
             args += ["--classes", self.oneMapClasses.get(),
                      "--split-resolution", self.splitResolutionA.get()]
         args += self._searchArgs()
+        args += ["--class-search", defaults.CLASS_SEARCHES[self.classSearch.get()]]
         network = ["--spacing", self.regionSpacingDeg.get(),
                    "--epochs", self.numberOfEpochs.get(),
                    "--images-per-epoch", self.imagesPerEpoch.get()]

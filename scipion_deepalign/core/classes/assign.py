@@ -18,6 +18,9 @@ class decided. Without it, the class of the highest best-pose score wins, and th
 probability is the weight :func:`~..align.poses.pose_weights` gives the classes' best scores,
 ``exp((cc_k - cc_best) / 0.01)`` normalised over the classes: a relative confidence (a score
 lead of 0.01 is a factor e), not a calibrated posterior.
+
+With ``class_search`` ``"mean"`` (or ``"auto"`` on maps alike, :mod:`.mean_map`) the K searches
+are replaced by one against the maps' mean, the class decided at its pose.
 """
 from __future__ import annotations
 
@@ -63,6 +66,9 @@ class ClassAlignment:
     n_comparisons_per_class, n_refine_comparisons_per_class : list of int
         What each class's alignment compared (:mod:`..align.cost`'s definition).
     seconds_per_class : list of float
+    mean_map_search : bool
+        The poses come from one search against the classes' mean map (:mod:`.mean_map`):
+        the comparisons lists then hold that one search's.
     """
 
     classes: np.ndarray
@@ -73,6 +79,7 @@ class ClassAlignment:
     n_refine_comparisons_per_class: list = field(default_factory=list)
     seconds_per_class: list = field(default_factory=list)
     common_pose_cc: np.ndarray | None = None
+    mean_map_search: bool = False
 
     def class_sizes(self) -> np.ndarray:
         """Particles per class, ``(K,)``."""
@@ -95,7 +102,8 @@ def shared_resolution(target_resolution_a, references, *, pixel_size_a):
 
 def align_classes(images, volumes, *, pixel_size_a, volume_pixel_sizes_a=None, names=None,
                   target_resolution_a=TARGET_RESOLUTION, progress=None,
-                  common_pose: bool = CLASS_COMMON_POSE, **align_options) -> ClassAlignment:
+                  common_pose: bool = CLASS_COMMON_POSE, class_search: str | None = None,
+                  **align_options) -> ClassAlignment:
     """Class and pose of every particle against the maps ``volumes``.
 
     Parameters
@@ -116,6 +124,10 @@ def align_classes(images, volumes, *, pixel_size_a, volume_pixel_sizes_a=None, n
         Called with the particles done, each map's alignment counting ``1 / K``.
     common_pose : bool
         Decide the class by every map at the best search score's pose (module docstring).
+    class_search : {"each", "mean", "auto"}, optional
+        Search each map on its own (K searches), or once against the maps' mean and decide
+        the class at that pose (:mod:`.mean_map`), or choose by the maps' correlation
+        (:func:`.mean_map.choose_class_search`); default :data:`~..defaults.CLASS_SEARCH`.
     **align_options
         Every other keyword of ``align_particles`` (``max_shift_px``, ``ctf``, ``symmetry``,
         ``region_hints``, ``centres_deg``, ``step_deg``, ...), the same for every class.
@@ -138,6 +150,14 @@ def align_classes(images, volumes, *, pixel_size_a, volume_pixel_sizes_a=None, n
                          f"{box} px")
     resolution = shared_resolution(target_resolution_a, references, pixel_size_a=pixel_size_a)
     k = len(references)
+    from .mean_map import align_at_mean_map, choose_class_search
+
+    if choose_class_search(class_search, references) == "mean":
+
+        options = dict(align_options)
+        return align_at_mean_map(images, references, pixel_size_a=pixel_size_a,
+                                 target_resolution_a=resolution, ctf=options.pop("ctf", None),
+                                 progress=progress, **options)
     share = None if progress is None else (lambda done: progress(done / k))
     results, seconds = [], []
     for reference in references:

@@ -25,6 +25,10 @@ with the particle at the pose of its best search score (:func:`~.assign.decide_c
 default): the class and its probability are decided there, over all the K classes, those the
 network did not predict included (without it, the class probability is the weight of the class
 among the classes searched, :mod:`.assign`, those not predicted counting 0).
+
+With ``class_search`` ``"mean"`` (or ``"auto"`` on maps alike) a particle is searched once, in
+the regions of all its pairs, against the maps' mean (:mod:`.mean_map`): the classes named by
+its pairs then only widen its regions, and the class is decided over all K at the pose found.
 """
 from __future__ import annotations
 
@@ -40,6 +44,7 @@ from ..align.search_plan import SearchOptions
 from ..defaults import CLASS_COMMON_POSE, TARGET_RESOLUTION
 from ..runtime.stacks import RowStack, stack_shape
 from .assign import decide_classes, pick_classes, shared_resolution
+from .mean_map import align_at_mean_map, choose_class_search
 from .references import class_references
 
 __all__ = ["align_class_pairs"]
@@ -48,7 +53,8 @@ __all__ = ["align_class_pairs"]
 def align_class_pairs(images, volumes, pairs, *, pixel_size_a, centres_deg,
                       volume_pixel_sizes_a=None, names=None,
                       target_resolution_a=TARGET_RESOLUTION, search=None, ctf=None,
-                      progress=None, common_pose: bool = CLASS_COMMON_POSE, **align_options):
+                      progress=None, common_pose: bool = CLASS_COMMON_POSE,
+                      class_search: str | None = None, **align_options):
     """Class and pose of every particle, searched in its predicted (class, region) pairs.
 
     Parameters
@@ -75,6 +81,11 @@ def align_class_pairs(images, volumes, pairs, *, pixel_size_a, centres_deg,
     common_pose : bool
         Decide the class by every map at the best search score's pose, the classes not
         searched included (:func:`~.assign.decide_classes`), after the fallback.
+    class_search : {"each", "mean", "auto"}, optional
+        ``"mean"``: one search against the maps' mean in the regions of all a particle's
+        pairs, the class decided at its pose (:mod:`.mean_map`); ``"auto"``: that where the
+        maps correlate enough (:func:`.mean_map.choose_class_search`); default
+        :data:`~..defaults.CLASS_SEARCH`.
     **align_options
         Every other keyword of ``align_particles`` (``max_shift_px``, ``symmetry``,
         ``step_deg``, ...), the same for every class.
@@ -98,6 +109,13 @@ def align_class_pairs(images, volumes, pairs, *, pixel_size_a, centres_deg,
     resolution = shared_resolution(target_resolution_a, references, pixel_size_a=pixel_size_a)
     options = replace(search or SearchOptions(), probability_mass=None, max_regions=None,
                       fallback_probability=0.0)
+    if choose_class_search(class_search, references) == "mean":
+        picked = align_at_mean_map(
+            images, references, pixel_size_a=pixel_size_a, target_resolution_a=resolution,
+            ctf=ctf, progress=progress, region_hints=pair_regions(pairs),
+            centres_deg=centres_deg, search=options, **align_options)
+        picked.alignment.info["mode"] = "class pairs, one search (mean map)"
+        return picked
     members = [pairs.members(k)[:2] for k in range(len(references))]
     total = sum(len(rows) for rows, _ in members)
     share = None if progress is None else (lambda done: progress(done * n / total))
@@ -141,6 +159,13 @@ def align_class_pairs(images, volumes, pairs, *, pixel_size_a, centres_deg,
         np.mean(picked.alignment.n_regions_searched))
     picked.alignment.info["mode"] = "class pairs"
     return picked
+
+
+def pair_regions(pairs) -> np.ndarray:
+    """Each particle's regions of all its (class, region) pairs, best pair first, ``(N, m)``
+    (a region in several pairs, or a row's end, repeats its first region: searched once)."""
+    regions = np.asarray(pairs.regions)
+    return np.where(regions >= 0, regions, regions[:, :1])
 
 
 def _caught(alignment: AlignmentResult, threshold) -> np.ndarray:

@@ -21,9 +21,9 @@ def inputs(tmp_path_factory):
     return folder, classes
 
 
-def _align(folder, *volumes, out="aligned.star"):
+def _align(folder, *volumes, out="aligned.star", options=()):
     words = ["align", "--particles", str(folder / "in.star"), "--global", "--step", "10",
-             "--max-shift", "3", "--device", "cpu", "--out", str(folder / out)]
+             "--max-shift", "3", "--device", "cpu", "--out", str(folder / out), *options]
     for volume in volumes:
         words += ["--volume", str(folder / volume)]
     return main(words)
@@ -46,6 +46,23 @@ def test_two_classes_end_to_end(inputs, capsys):
     assert "comparisons per class: 1: " in printed
     summary = json.loads((folder / "aligned.summary.json").read_text())
     assert summary["class_sizes"] == sizes.tolist()
+
+
+def test_class_search_mean_and_auto(inputs, capsys):
+    """``--class-search mean``: one search against the maps' mean (said in the summary), the
+    classes still told apart; ``auto`` keeps each map's own search for these maps (a third of
+    the mass removed: they correlate 0.79, below the mean map's least correlation)."""
+    folder, truth = inputs
+    capsys.readouterr()
+    assert _align(folder, "A.mrc", "B.mrc", out="mean.star",
+                  options=("--class-search", "mean")) == 0
+    printed = capsys.readouterr().out
+    assert "one search against the classes' mean map" in printed
+    classes = columns.class_numbers(read_particles_star(folder / "mean.star").extra)
+    assert np.mean(classes == truth) >= 0.75  # chance 0.5
+    assert _align(folder, "A.mrc", "B.mrc", out="auto.star",
+                  options=("--class-search", "auto")) == 0
+    assert "comparisons per class: 1: " in capsys.readouterr().out
 
 
 def test_one_volume_writes_no_class(inputs):

@@ -47,6 +47,20 @@ def test_classes_right_and_written(classified):
         assert (folder / "cls" / f"class_{k:03d}.mrc").is_file()
 
 
+def test_class_search_mean_searches_once(classified):
+    """``--class-search mean``: each iteration searches the class maps' mean once (and one
+    region of each particle's class map) instead of every class map, fewer comparisons a
+    particle, the classes still told apart."""
+    folder, truth, _ = classified
+    assert _classify(folder, "--iterations", "1", "--class-search", "mean",
+                     out="cls_mean") == 0
+    out = read_particles_star(folder / "cls_mean" / "classes.star")
+    assert np.mean(columns.class_numbers(out.extra) == truth) >= 0.8  # chance 0.5
+    mean = json.loads((folder / "cls_mean" / "classify.json").read_text())["iterations"][0]
+    each = json.loads((folder / "cls" / "classify.json").read_text())["iterations"][0]
+    assert mean["comparisons_per_particle"] < 0.75 * each["comparisons_per_particle"]
+
+
 def test_report_per_iteration(classified):
     folder, _, _ = classified
     report = json.loads((folder / "cls" / "classify.json").read_text())

@@ -129,6 +129,10 @@ def _class_prior(index):
     return defaults.CLASS_PRIORS[index]
 
 
+def _class_search(index):
+    return defaults.CLASS_SEARCHES[index]
+
+
 #: (protocol, parameter, how the form value reads for the core, [(command, option dest)],
 #: the core's value when an option's default is None meaning "the core's")
 SHARED_OPTIONS = [
@@ -184,6 +188,8 @@ SHARED_OPTIONS = [
     ("DeepAlignProtClasses3D", "classOutput", _class_output,
      [("train", "class_output"), ("run", "class_output")], None),
     ("DeepAlignProtClasses3D", "classPrior", _class_prior, [("run", "class_prior")], None),
+    ("DeepAlignProtClasses3D", "classSearch", _class_search,
+     [("run", "class_search"), ("align", "class_search"), ("classify", "class_search")], None),
     ("DeepAlignProtConsensus", "maxAngleDeg", None, [("consensus", "max_angle")], None),
     ("DeepAlignProtConsensus", "maxInplaneDeg", None, [("consensus", "max_inplane")], None),
     ("DeepAlignProtConsensus", "maxShiftPx", None, [("consensus", "max_shift")], None),
@@ -230,7 +236,8 @@ def test_cli_choices_are_the_cores():
         network = next(a for a in parser._actions if a.dest in ("network",))
         assert tuple(network.choices) == defaults.NETWORKS
     for dest, choices, param in (("class_output", defaults.CLASS_OUTPUTS, "classOutput"),
-                                 ("class_prior", defaults.CLASS_PRIORS, "classPrior")):
+                                 ("class_prior", defaults.CLASS_PRIORS, "classPrior"),
+                                 ("class_search", defaults.CLASS_SEARCHES, "classSearch")):
         option = next(a for a in run._actions if a.dest == dest)
         assert tuple(option.choices) == choices
         # the form offers the same words, in the same order (it stores the index)

@@ -161,8 +161,10 @@ class TestClasses3D(BaseTest):
         assert "--iterations" not in args
         assert args[args.index("--class-output") + 1] == defaults.train_default("class_output")
         assert args[args.index("--class-prior") + 1] == defaults.CLASS_PRIOR
+        assert args[args.index("--class-search") + 1] == defaults.CLASS_SEARCH
         _, args = self._classes(self.volumes, useNetwork=True, classOutput=1,
-                                classPrior=1)._classifyCommand()
+                                classPrior=1, classSearch=1)._classifyCommand()
+        assert args[args.index("--class-search") + 1] == "mean"
         assert args[args.index("--class-output") + 1] == "head"
         assert args[args.index("--class-prior") + 1] == "estimated"
         import argparse
@@ -172,7 +174,8 @@ class TestClasses3D(BaseTest):
         parser = argparse.ArgumentParser()
         run.add_args(parser)
         parsed = parser.parse_args([str(a) for a in args])  # deepalign run takes the line
-        assert (parsed.class_output, parsed.class_prior) == ("head", "estimated")
+        assert (parsed.class_output, parsed.class_prior, parsed.class_search) == (
+            "head", "estimated", "mean")
         # deepalign classify has no network: neither option reaches it
         _, args = self._classes(self.volumes, classOutput=1, classPrior=1)._classifyCommand()
         assert "--class-output" not in args and "--class-prior" not in args
