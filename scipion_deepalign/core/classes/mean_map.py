@@ -16,8 +16,10 @@ its probability. The cost is about 1 + 1 / (regions a particle searches) searche
 projections a particle, whatever K.
 
 The mean map stands for the classes only where they share most of their structure: on the
-tests' phantom pair whose maps correlate 0.79 (a third of the mass removed), its poses were a
-median 16 degrees off and a particle in eight was classed wrong (docs/benchmarks_classes.md).
+tests' phantom pair whose maps correlate 0.79 (a third of the mass removed) a particle in eight
+was classed wrong where each map's own search classed all right; at 0.93 the classes and the
+median pose error were those of each map's search (docs/benchmarks_classes.md, "One search for
+every class").
 ``class_search "auto"`` takes it only where every pair of references correlates at least
 :data:`~..defaults.CLASS_MEAN_MIN_CORRELATION` (:func:`choose_class_search`).
 """
