@@ -18,7 +18,7 @@ from ..core.defaults import same_pixel_size
 from ..core.io import columns
 
 __all__ = ["DeepAlignProtBase", "RESULT_COLUMNS", "run_deepalign", "ShortPackageName",
-           "SymmetryParam"]
+           "SymmetryParam", "core_choice"]
 
 #: STAR columns written by ``deepalign predict`` / ``align`` and the item id column of convert
 RESULT_COLUMNS = {
@@ -46,6 +46,14 @@ def run_deepalign(protocol, command, args, *, gpu_ids=None, threads=None):
     protocol.runJob(Plugin.getPython(), Plugin.getCommandArgs(command, args),
                     env=Plugin.getEnviron(gpu_ids=gpu_ids, threads=threads),
                     numberOfMpi=1, numberOfThreads=1)
+
+
+def core_choice(group, name, choices, default, **options):
+    """An advanced choice among the core's words ``choices`` (the form stores the index), its
+    default the core's ``default`` (the same word the CLI's default is)."""
+    group.addParam(name, params.EnumParam, choices=list(choices),
+                   default=list(choices).index(default), expertLevel=params.LEVEL_ADVANCED,
+                   **options)
 
 
 class ShortPackageName:

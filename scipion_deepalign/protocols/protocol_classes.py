@@ -20,7 +20,7 @@ from pwem.protocols import ProtClassify3D
 from ..core import defaults
 from .classes_info import ClassesInfo
 from .protocol_align_form import AlignForm
-from .protocol_base import DeepAlignProtBase
+from .protocol_base import DeepAlignProtBase, core_choice
 
 __all__ = ["DeepAlignProtClasses3D"]
 
@@ -130,39 +130,39 @@ class DeepAlignProtClasses3D(ClassesInfo, AlignForm, DeepAlignProtBase, ProtClas
                       default=defaults.train_default("images_per_epoch"),
                       expertLevel=params.LEVEL_ADVANCED, label="Images per epoch",
                       help="Training projections per epoch (each draws its class uniformly).")
-        _addChoiceParam(form, "classOutput", defaults.CLASS_OUTPUTS,
-                        defaults.train_default("class_output"),
-                        condition="useNetwork and not iterateNetwork",
-                        label="Class output of the network",
-                        help="joint (default): one softmax over every (class, region) pair; "
-                             "head: a softmax over the classes beside the softmax over the "
-                             "regions, on the same trunk, p(class, region) = p(class) "
-                             "p(region) (deepalign run --class-output; one pass only: the "
-                             "iterations train the joint one).")
+        core_choice(form, "classOutput", defaults.CLASS_OUTPUTS,
+                    defaults.train_default("class_output"),
+                    condition="useNetwork and not iterateNetwork",
+                    label="Class output of the network",
+                    help="joint (default): one softmax over every (class, region) pair; "
+                         "head: a softmax over the classes beside the softmax over the "
+                         "regions, on the same trunk, p(class, region) = p(class) "
+                         "p(region) (deepalign run --class-output; one pass only: the "
+                         "iterations train the joint one).")
         form.addSection(label="Alignment")
         self._defineAlignParams(form)
         self._defineRegionSearchParams(form, condition="useNetwork")
-        _addChoiceParam(form, "classPrior", defaults.CLASS_PRIORS, defaults.CLASS_PRIOR,
-                        condition="useNetwork and not iterateNetwork",
-                        label="Class prior of the search",
-                        help="The class prior each particle's (class, region) pairs are chosen "
-                             "under: uniform (default), the network's outputs as trained "
-                             "(classes drawn in equal numbers); estimated: reweighted by the "
-                             "classes' fractions estimated from those outputs, which amplifies "
-                             "a network that leans to one class (the estimate is always "
-                             "reported in the log) (deepalign run --class-prior; one pass "
-                             "only: the iterations search under the uniform one).")
-        _addChoiceParam(form, "classSearch", defaults.CLASS_SEARCHES, defaults.CLASS_SEARCH,
-                        label="Class search",
-                        help="each: every particle searched in each class's map (or in each "
-                             "predicted class's regions); mean: one search against the classes' "
-                             "mean map, every map then compared with the particle at the pose "
-                             "found and the pose searched again in its class's map in that "
-                             "pose's region (about one search whatever the number of classes; "
-                             "for maps that share most of their structure); auto: mean where "
-                             "every two maps correlate at least "
-                             f"{defaults.CLASS_MEAN_MIN_CORRELATION:g} "
-                             "(deepalign run|classify --class-search).")
+        core_choice(form, "classPrior", defaults.CLASS_PRIORS, defaults.CLASS_PRIOR,
+                    condition="useNetwork and not iterateNetwork",
+                    label="Class prior of the search",
+                    help="The class prior each particle's (class, region) pairs are chosen "
+                         "under: uniform (default), the network's outputs as trained "
+                         "(classes drawn in equal numbers); estimated: reweighted by the "
+                         "classes' fractions estimated from those outputs, which amplifies "
+                         "a network that leans to one class (the estimate is always "
+                         "reported in the log) (deepalign run --class-prior; one pass "
+                         "only: the iterations search under the uniform one).")
+        core_choice(form, "classSearch", defaults.CLASS_SEARCHES, defaults.CLASS_SEARCH,
+                    label="Class search",
+                    help="each: every particle searched in each class's map (or in each "
+                         "predicted class's regions); mean: one search against the classes' "
+                         "mean map, every map then compared with the particle at the pose "
+                         "found and the pose searched again in its class's map in that "
+                         "pose's region (about one search whatever the number of classes; "
+                         "for maps that share most of their structure); auto: mean where "
+                         "every two maps correlate at least "
+                         f"{defaults.CLASS_MEAN_MIN_CORRELATION:g} "
+                         "(deepalign run|classify --class-search).")
         self._defineComputeParams(form, threads=1)
 
     # ------------------------------------------------------------- steps
@@ -406,11 +406,3 @@ class DeepAlignProtClasses3D(ClassesInfo, AlignForm, DeepAlignProtBase, ProtClas
 def _name(volume):
     """A volume's label or file, for messages."""
     return volume.getObjLabel() or os.path.basename(volume.getFileName() or "") or "unnamed"
-
-
-def _addChoiceParam(form, name, choices, default, **options):
-    """An advanced choice of the core's words ``choices`` (the form stores the index), its
-    default the core's ``default``."""
-    form.addParam(name, params.EnumParam, choices=list(choices),
-                  default=list(choices).index(default), expertLevel=params.LEVEL_ADVANCED,
-                  **options)

@@ -9,6 +9,7 @@ from .. import constants as cts
 from ..core import defaults
 from ..core.cnn.config import DEFAULT_INPUT_BOX_PX
 from ..core.regions import MAX_SPACING_DEG, MIN_SPACING_DEG
+from .protocol_base import core_choice
 
 __all__ = ["define_train_params"]
 
@@ -84,29 +85,22 @@ def _network_params(form, condition, shared):
                      expertLevel=params.LEVEL_ADVANCED, label="Learning rate",
                      help="Step size of the Adam optimiser (the paper's 0.002 by default; "
                           "Xmipp's code used 0.001).")
-    _core_choice(network, "networkHead", "head", defaults.HEADS, condition=shared,
-                 label="Output of the shared network",
-                 help="softmax: one probability distribution over the regions, trained "
-                      "with labels softened towards neighbouring regions (calibrated "
-                      "probabilities); sigmoid: one independent probability per region.")
-    _core_choice(network, "networkTrunk", "trunk", defaults.TRUNKS, condition=shared,
-                 label="Convolutions of the shared network",
-                 help="polar (default): convolutions on the image resampled on rings, "
-                      "invariant to the in-plane rotation by construction; cartesian: the "
-                      "paper's convolutions on the image, which learn every in-plane "
-                      "rotation of every view (see docs/benchmarks_accuracy.md).")
+    core_choice(network, "networkHead", defaults.HEADS, defaults.train_default("head"),
+                condition=shared, label="Output of the shared network",
+                help="softmax: one probability distribution over the regions, trained "
+                     "with labels softened towards neighbouring regions (calibrated "
+                     "probabilities); sigmoid: one independent probability per region.")
+    core_choice(network, "networkTrunk", defaults.TRUNKS, defaults.train_default("trunk"),
+                condition=shared, label="Convolutions of the shared network",
+                help="polar (default): convolutions on the image resampled on rings, "
+                     "invariant to the in-plane rotation by construction; cartesian: the "
+                     "paper's convolutions on the image, which learn every in-plane "
+                     "rotation of every view (see docs/benchmarks_accuracy.md).")
     network.addParam("labelSoftness", params.FloatParam,
                      default=defaults.train_default("label_softness"), condition=shared,
                      expertLevel=params.LEVEL_ADVANCED, label="Label softness",
                      help="Width of the softened labels of the softmax output, as a "
                           "fraction of the region spacing (0: one-hot labels).")
-
-
-def _core_choice(group, name, field, choices, *, condition, label, help):
-    """An advanced choice among the core's ``choices``, defaulting to ``TrainConfig.field``."""
-    group.addParam(name, params.EnumParam, choices=list(choices), condition=condition,
-                   default=choices.index(defaults.train_default(field)),
-                   expertLevel=params.LEVEL_ADVANCED, label=label, help=help)
 
 
 def _schedule_params(form, condition, shared, regional):
