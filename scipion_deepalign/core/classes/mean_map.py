@@ -105,7 +105,7 @@ def align_at_mean_map(images, references, *, pixel_size_a, target_resolution_a, 
     search = align_options.get("search") or SearchOptions()
     one_region = replace(search, probability_mass=None, max_regions=None,
                          fallback_probability=0.0, fallback_significance=0.0)
-    second = {"n_comparisons": 0, "n_refine_comparisons": 0}
+    first_search = found.n_comparisons
     for c in range(k):
         rows = np.flatnonzero(classes == c)
         if not len(rows):
@@ -119,16 +119,14 @@ def align_at_mean_map(images, references, *, pixel_size_a, target_resolution_a, 
             **options)
         for name in ("angles_deg", "shifts_px", "score"):
             getattr(found, name)[rows] = getattr(again, name)
-        second["n_comparisons"] += again.n_comparisons
-        second["n_refine_comparisons"] += again.n_refine_comparisons
+        found.n_comparisons += again.n_comparisons
+        found.n_refine_comparisons += again.n_refine_comparisons
     classes, probability, cc = decide_at_common_pose(images, references, found.angles_deg,
                                                      found.shifts_px, **decide)
-    found.n_comparisons += second["n_comparisons"]
-    found.n_refine_comparisons += second["n_refine_comparisons"]
     scores = np.full((n, k), -np.inf)
     scores[np.arange(n), classes] = np.asarray(found.score, dtype=np.float64)
     found.info = dict(found.info, n_classes=k, class_search="mean",
-                      class_second_search_comparisons=second["n_comparisons"])
+                      class_second_search_comparisons=found.n_comparisons - first_search)
     return ClassAlignment(classes=classes, probability=probability, scores=scores,
                           alignment=found, n_comparisons_per_class=[int(found.n_comparisons)],
                           n_refine_comparisons_per_class=[int(found.n_refine_comparisons)],
