@@ -202,5 +202,9 @@ CLASS_COMMON_POSE = True
 CLASS_SEARCHES = ("each", "mean", "auto")
 CLASS_SEARCH = "each"
 CLASS_MEAN_MIN_CORRELATION = 0.9
+#: with the mean map, the pose is searched again in the maps of this many classes, those that
+#: correlate best with the particle at the mean map's pose (docs/benchmarks_classes.md, "One
+#: search for every class")
+CLASS_MEAN_SECOND_CLASSES = 2
 __all__ += ["CLASS_PRIORS", "CLASS_PRIOR", "CLASS_COMMON_POSE", "CLASS_SEARCHES", "CLASS_SEARCH",
-            "CLASS_MEAN_MIN_CORRELATION"]
+            "CLASS_MEAN_MIN_CORRELATION", "CLASS_MEAN_SECOND_CLASSES"]

@@ -1,5 +1,5 @@
-"""One search for every class: the poses found against the classes' mean map, the class decided
-at that pose, the pose then searched again in the class's own map, in one region.
+"""One search for every class: the poses found against the classes' mean map, the classes ranked
+at that pose, the pose then searched again in the best classes' own maps, in one region.
 
 Where the classes' maps share most of the structure (a subunit bound or not, a domain turned by
 a few degrees), a particle's pose is set by what they share, and every class's own search finds
@@ -8,12 +8,15 @@ nearly the same pose: K searches buy K times the cost for one answer. With ``cla
 of the class references (:func:`.references.class_references` scales them alike), in the
 regions of all their predicted (class, region) pairs or globally, with the same windows,
 significance fallback and refinement as one map's search; every class's map is then compared
-with the particle at that pose (:func:`.common_pose.decide_at_common_pose`), which decides the
-class. The mean map blurs what differs, so its pose is biased towards neither class and a little
-off for both: each particle is searched again in its class's map, in the one region (with its
-window) of the mean map's pose, and the class is decided once more at that pose, which gives
-its probability. The cost is about 1 + 1 / (regions a particle searches) searches and 2 K
-projections a particle, whatever K.
+with the particle at that pose (:func:`.common_pose.decide_at_common_pose`), which ranks the
+classes. The mean map blurs what differs, so its pose is biased towards neither class and a little
+off for both, and where many classes differ in many places the class it points to is wrong a
+little more often: each particle is searched again in the maps of its
+:data:`~..defaults.CLASS_MEAN_SECOND_CLASSES` classes that correlate best at the mean map's pose,
+in the one region (with its window) of that pose; the class is decided again at the best of
+those poses (as :func:`.assign.decide_classes` does after K searches), which gives its
+probability, and the particle keeps the pose found in the class decided. The cost is about
+1 + 2 / (regions a particle searches) searches and 2 K projections a particle, whatever K.
 
 The mean map stands for the classes only where they share most of their structure: on the
 tests' phantom pair whose maps correlate 0.79 (a third of the mass removed) a particle in eight
@@ -67,8 +70,9 @@ def align_at_mean_map(images, references, *, pixel_size_a, target_resolution_a, 
                       progress=None, centres_deg=None, **align_options) -> ClassAlignment:
     """Poses against :func:`mean_map` of ``references`` (one
     :func:`~..align.align.align_particles` with ``align_options``: region hints or global),
-    each particle's class at its pose, its pose searched again in that class's map in the
-    region of the first pose, and the class decided again there (module docstring).
+    every class's map compared with each particle at its pose, its pose searched again in its
+    best classes' maps in the region of the first pose, and the class decided at the best of
+    those poses (module docstring).
 
     Parameters
     ----------
@@ -79,9 +83,9 @@ def align_at_mean_map(images, references, *, pixel_size_a, target_resolution_a, 
     Returns
     -------
     ClassAlignment
-        ``scores[i, k]``: the second search's score in the class decided, ``-inf`` in the
-        others (no class was searched on its own over all its regions); the comparisons
-        lists hold the two searches' sums (``mean_map_search`` True).
+        ``scores[i, k]``: the second search's score in the classes searched again, ``-inf``
+        in the others (no class was searched on its own over all its regions); the
+        comparisons lists hold the two searches' sums (``mean_map_search`` True).
     """
     from .common_pose import decide_at_common_pose
 
@@ -94,8 +98,8 @@ def align_at_mean_map(images, references, *, pixel_size_a, target_resolution_a, 
     decide = dict(pixel_size_a=pixel_size_a, ctf=ctf,
                   ctf_mode=align_options.get("ctf_mode", "apply"),
                   mask_radius_px=align_options.get("mask_radius_px"))
-    classes, _, _ = decide_at_common_pose(images, references, found.angles_deg,
-                                          found.shifts_px, **decide)
+    _, _, cc_first = decide_at_common_pose(images, references, found.angles_deg,
+                                           found.shifts_px, **decide)
     symmetry = align_options.get("symmetry", "c1")
     centres = (region_centres_deg(defaults.REGION_SPACING_DEG, symmetry)
                if centres_deg is None else centres_deg)
@@ -106,8 +110,11 @@ def align_at_mean_map(images, references, *, pixel_size_a, target_resolution_a, 
     one_region = replace(search, probability_mass=None, max_regions=None,
                          fallback_probability=0.0, fallback_significance=0.0)
     first_search = found.n_comparisons
+    searched = _best_classes(cc_first, defaults.CLASS_MEAN_SECOND_CLASSES)
+    scores = np.full((n, k), -np.inf)
+    poses = [None] * k
     for c in range(k):
-        rows = np.flatnonzero(classes == c)
+        rows = np.flatnonzero((searched == c).any(axis=1))
         if not len(rows):
             continue
         again = align_particles(
@@ -117,14 +124,17 @@ def align_at_mean_map(images, references, *, pixel_size_a, target_resolution_a, 
             centres_deg=centres, search=one_region,
             progress=None if progress is None else (lambda done: progress(done * 0.2)),
             **options)
-        for name in ("angles_deg", "shifts_px", "score"):
-            getattr(found, name)[rows] = getattr(again, name)
+        scores[rows, c] = np.asarray(again.score, dtype=np.float64)
+        poses[c] = (rows, again)
         found.n_comparisons += again.n_comparisons
         found.n_refine_comparisons += again.n_refine_comparisons
+    best = scores.argmax(axis=1)
+    for c, (rows, again) in ((c, p) for c, p in enumerate(poses) if p is not None):
+        found.take_poses(rows, again, best[rows] == c)
     classes, probability, cc = decide_at_common_pose(images, references, found.angles_deg,
                                                      found.shifts_px, **decide)
-    scores = np.full((n, k), -np.inf)
-    scores[np.arange(n), classes] = np.asarray(found.score, dtype=np.float64)
+    for c, (rows, again) in ((c, p) for c, p in enumerate(poses) if p is not None):
+        found.take_poses(rows, again, classes[rows] == c)
     found.info = dict(found.info, n_classes=k, class_search="mean",
                       class_second_search_comparisons=found.n_comparisons - first_search)
     return ClassAlignment(classes=classes, probability=probability, scores=scores,
@@ -132,3 +142,9 @@ def align_at_mean_map(images, references, *, pixel_size_a, target_resolution_a, 
                           n_refine_comparisons_per_class=[int(found.n_refine_comparisons)],
                           seconds_per_class=[time.perf_counter() - t0], common_pose_cc=cc,
                           mean_map_search=True)
+
+
+def _best_classes(cc, count) -> np.ndarray:
+    """Each particle's ``count`` classes of highest correlation ``cc`` (N, K), best first."""
+    return np.argsort(-np.asarray(cc), axis=1, kind="stable")[:, :max(1, min(count, cc.shape[1]))]
+
