@@ -295,6 +295,10 @@ def _condition_section(entry) -> list:
     if da:
         lines += ["", f"DeepAlign: `{da['command']}`; stages: "
                   + ", ".join(f"{k} {v:.0f} s" for k, v in da["stage_seconds"].items())]
+    again = sorted({stages[k]["measured"] for k in stages
+                    if isinstance(stages[k], dict) and stages[k].get("measured")})
+    if again:
+        lines += ["", "Measured again (the rest as above): " + "; ".join(again) + "."]
     return lines
 
 

@@ -145,8 +145,9 @@ def add_class_search_arg(parser: argparse.ArgumentParser) -> None:
                         help="with several maps: search each class's map on its own (each: "
                              "K searches, or each class's predicted pairs), or once against "
                              "the maps' mean, every map then compared with the particle at "
-                             "the pose found and the pose searched again in its class's map "
-                             "in that pose's region (mean: about one search whatever the "
+                             "the pose found and the pose searched again in the two best "
+                             "classes' maps in that pose's region (mean: about one search "
+                             "whatever the "
                              "number of classes), or mean where every two maps correlate at "
                              f"least {defaults.CLASS_MEAN_MIN_CORRELATION:g} (auto); default "
                              "%(default)s")

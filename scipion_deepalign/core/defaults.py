@@ -196,11 +196,14 @@ CLASS_PRIOR = "uniform"
 CLASS_COMMON_POSE = True
 #: how several classes' poses are searched (classes/mean_map.py): "each" class's map in its
 #: own search (K searches, or the predicted pairs'), one search against the classes' "mean"
-#: map (the class decided at its pose, then searched in its map in that pose's region), or
-#: "auto": the mean map where every pair of references correlates at least
-#: CLASS_MEAN_MIN_CORRELATION
+#: map (the classes ranked at its pose, the pose then searched in the best classes' maps in
+#: that pose's region), or "auto": the mean map where every pair of references correlates at
+#: least CLASS_MEAN_MIN_CORRELATION. auto, measured on bench_classes's three conditions and
+#: K = 1/2/4: balanced accuracy within 0.5 point of "each" everywhere (-0.5 at K = 4), 15-30 %
+#: less time, comparisons a particle flat in K (10 692 / 10 799 for K = 2 / 4, each 12 946 /
+#: 27 336) (docs/benchmarks_classes.md, "One search for every class")
 CLASS_SEARCHES = ("each", "mean", "auto")
-CLASS_SEARCH = "each"
+CLASS_SEARCH = "auto"
 CLASS_MEAN_MIN_CORRELATION = 0.9
 #: with the mean map, the pose is searched again in the maps of this many classes, those that
 #: correlate best with the particle at the mean map's pose (docs/benchmarks_classes.md, "One

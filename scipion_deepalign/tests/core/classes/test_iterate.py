@@ -104,10 +104,12 @@ def test_homogeneous_set_split_in_two_is_one_structure(starts, first_split):
     assert all(it.split is None for it in result.iterations[1:])
     if first_split == "variance":
         # measured: the split's 34 / 26 drain into one class (36/24, 41/19, 43/17, 47/13,
-        # 55/5 with the class decided at one pose; 60/0 by each class's best score): one
-        # structure, its second class emptying, and said so while it is not empty
+        # 55/5 with the class decided at one pose after each class's search; 26, 23, 13, 0, 0
+        # in the smaller class with one search against the mean map, the default; 60/0 by
+        # each class's best score): one structure, its second class emptying, and said so
+        # while it is not empty
         sizes = [it.class_sizes().min() for it in result.iterations]
-        assert sizes[-1] <= sizes[0] // 4 and sizes[-1] < min(sizes[:-1])
+        assert sizes[-1] <= sizes[0] // 4 and sizes[-1] <= min(sizes[:-1]) < sizes[0]
         assert last.class_maps.kept_previous[1] or [
             pair[:2] for pair in last.alike_classes()] == [(1, 2)]
         return
