@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..core import defaults
 from ..core.io import columns
 from .common import CLIError
 
@@ -89,9 +90,13 @@ def summarise_classes(summary, classes, names, *, estimated=None) -> None:
         summary.add("class fractions (network estimate -> assigned)", ", ".join(
             f"{k + 1}: {e:.3f} -> {size / n:.3f}"
             for k, (e, size) in enumerate(zip(estimated, sizes))))
+    if classes.class_search:
+        summary.add("class search", classes.class_search)
     if classes.mean_map_search:
-        summary.add("classes searched", "one search against the classes' mean map, "
-                                        "every class compared at its poses")
+        summary.add("classes searched", "one search against the classes' mean map, every "
+                                        "class compared at its poses, the pose searched again "
+                                        f"in the {defaults.CLASS_MEAN_SECOND_CLASSES} best "
+                                        "classes' maps")
     else:
         summary.add("comparisons per class", ", ".join(
             f"{k + 1}: {c}" for k, c in enumerate(classes.n_comparisons_per_class)))

@@ -69,6 +69,8 @@ class ClassAlignment:
     mean_map_search : bool
         The poses come from one search against the classes' mean map (:mod:`.mean_map`):
         the comparisons lists then hold that one search's.
+    class_search : str
+        How the classes were searched, in words (:func:`.mean_map.choose_class_search`).
     """
 
     classes: np.ndarray
@@ -80,6 +82,7 @@ class ClassAlignment:
     seconds_per_class: list = field(default_factory=list)
     common_pose_cc: np.ndarray | None = None
     mean_map_search: bool = False
+    class_search: str = ""
 
     def class_sizes(self) -> np.ndarray:
         """Particles per class, ``(K,)``."""
@@ -152,12 +155,14 @@ def align_classes(images, volumes, *, pixel_size_a, volume_pixel_sizes_a=None, n
     k = len(references)
     from .mean_map import align_at_mean_map, choose_class_search
 
-    if choose_class_search(class_search, references) == "mean":
-
+    kind, words = choose_class_search(class_search, references)
+    if kind == "mean":
         options = dict(align_options)
-        return align_at_mean_map(images, references, pixel_size_a=pixel_size_a,
-                                 target_resolution_a=resolution, ctf=options.pop("ctf", None),
-                                 progress=progress, **options)
+        picked = align_at_mean_map(images, references, pixel_size_a=pixel_size_a,
+                                   target_resolution_a=resolution, ctf=options.pop("ctf", None),
+                                   progress=progress, **options)
+        picked.class_search = words
+        return picked
     share = None if progress is None else (lambda done: progress(done / k))
     results, seconds = [], []
     for reference in references:
@@ -173,6 +178,7 @@ def align_classes(images, volumes, *, pixel_size_a, volume_pixel_sizes_a=None, n
                                 ctf_mode=align_options.get("ctf_mode", "apply"),
                                 mask_radius_px=align_options.get("mask_radius_px"))
     picked.seconds_per_class = seconds
+    picked.class_search = words
     return picked
 
 

@@ -48,10 +48,11 @@ def mean_map(references) -> np.ndarray:
     return np.mean(np.asarray(references, dtype=np.float64), axis=0).astype(np.float32)
 
 
-def choose_class_search(class_search, references) -> str:
-    """``"each"`` or ``"mean"``: ``class_search`` (None: :data:`~..defaults.CLASS_SEARCH`),
-    ``"auto"`` resolved by the references' least pairwise correlation against
-    :data:`~..defaults.CLASS_MEAN_MIN_CORRELATION`; anything else refused."""
+def choose_class_search(class_search, references) -> tuple:
+    """``("each" or "mean", the choice in words)``: ``class_search`` (None:
+    :data:`~..defaults.CLASS_SEARCH`), ``"auto"`` resolved by the references' least pairwise
+    correlation against :data:`~..defaults.CLASS_MEAN_MIN_CORRELATION` (the words say which
+    and why, for the run's summary); anything else refused."""
     from .class_maps import map_correlation
 
     chosen = defaults.CLASS_SEARCH if class_search is None else class_search
@@ -59,11 +60,14 @@ def choose_class_search(class_search, references) -> str:
         raise ValueError(f"class search must be one of {', '.join(defaults.CLASS_SEARCHES)}, "
                          f"got {chosen!r}")
     if len(references) < 2:
-        return "each"
+        return "each", "one map"
     if chosen != "auto":
-        return chosen
+        return chosen, chosen
     least = float(map_correlation(references).min())
-    return "mean" if least >= defaults.CLASS_MEAN_MIN_CORRELATION else "each"
+    gate = defaults.CLASS_MEAN_MIN_CORRELATION
+    if least >= gate:
+        return "mean", f"mean (auto: every two maps correlate at least {least:.3f} >= {gate:g})"
+    return "each", f"each (auto: two maps correlate only {least:.3f} < {gate:g})"
 
 
 def align_at_mean_map(images, references, *, pixel_size_a, target_resolution_a, ctf=None,

@@ -109,12 +109,14 @@ def align_class_pairs(images, volumes, pairs, *, pixel_size_a, centres_deg,
     resolution = shared_resolution(target_resolution_a, references, pixel_size_a=pixel_size_a)
     options = replace(search or SearchOptions(), probability_mass=None, max_regions=None,
                       fallback_probability=0.0)
-    if choose_class_search(class_search, references) == "mean":
+    kind, words = choose_class_search(class_search, references)
+    if kind == "mean":
         picked = align_at_mean_map(
             images, references, pixel_size_a=pixel_size_a, target_resolution_a=resolution,
             ctf=ctf, progress=progress, region_hints=pair_regions(pairs),
             centres_deg=centres_deg, search=options, **align_options)
         picked.alignment.info["mode"] = "class pairs, one search (mean map)"
+        picked.class_search = words
         return picked
     members = [pairs.members(k)[:2] for k in range(len(references))]
     total = sum(len(rows) for rows, _ in members)
@@ -158,6 +160,7 @@ def align_class_pairs(images, volumes, pairs, *, pixel_size_a, centres_deg,
     picked.alignment.info["mean_regions_searched"] = float(
         np.mean(picked.alignment.n_regions_searched))
     picked.alignment.info["mode"] = "class pairs"
+    picked.class_search = words
     return picked
 
 

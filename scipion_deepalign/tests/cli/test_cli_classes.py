@@ -58,11 +58,14 @@ def test_class_search_mean_and_auto(inputs, capsys):
                   options=("--class-search", "mean")) == 0
     printed = capsys.readouterr().out
     assert "one search against the classes' mean map" in printed
+    assert "class search: mean\n" in printed
     classes = columns.class_numbers(read_particles_star(folder / "mean.star").extra)
     assert np.mean(classes == truth) >= 0.75  # chance 0.5
     assert _align(folder, "A.mrc", "B.mrc", out="auto.star",
                   options=("--class-search", "auto")) == 0
-    assert "comparisons per class: 1: " in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "comparisons per class: 1: " in printed
+    assert "class search: each (auto: two maps correlate only 0.7" in printed  # said, and why
 
 
 def test_one_volume_writes_no_class(inputs):

@@ -6,6 +6,8 @@ about half their comparisons for K = 2; a class-B particle given only class-A pa
 region is classed B; "auto" takes the mean map only for maps that correlate enough (not for
 the phantom pair of a third of the mass removed, 0.79, where it classes worse); a bad choice
 is refused by name; the default is read when called."""
+import re
+
 import numpy as np
 import pytest
 
@@ -134,9 +136,17 @@ def test_pairs_of_both_classes_cost_one_search_and_two_regions(maps, clean_pair_
 def test_auto_takes_the_mean_map_only_for_maps_alike(maps, mixture):
     images, particles, _ = mixture
     few = dict(pixel_size_a=PIXEL_A, ctf=particles.ctf.subset(np.arange(4)), **SEARCH)
-    assert align_classes(images[:4], maps, class_search="auto", **few).mean_map_search
+    alike = align_classes(images[:4], maps, class_search="auto", **few)
+    assert alike.mean_map_search
+    said = re.fullmatch(r"mean \(auto: every two maps correlate at least (0\.\d+) >= 0\.9\)",
+                        alike.class_search)
+    assert said and 0.92 <= float(said.group(1)) <= 0.94  # the pair's 0.93, and the gate
     apart = phantom_pair()  # a third of the mass removed: correlation 0.79
-    assert not align_classes(images[:4], apart, class_search="auto", **few).mean_map_search
+    apart = align_classes(images[:4], apart, class_search="auto", **few)
+    assert not apart.mean_map_search
+    said = re.fullmatch(r"each \(auto: two maps correlate only (0\.\d+) < 0\.9\)",
+                        apart.class_search)
+    assert said and 0.77 <= float(said.group(1)) <= 0.81
 
 
 def test_a_bad_class_search_is_refused_by_name(maps, mixture):
