@@ -37,6 +37,7 @@ from .. import defaults
 from ..align.align import align_particles
 from ..align.search_plan import SearchOptions
 from ..regions import assign_regions, region_centres_deg
+from ..runtime.progress import share
 from ..runtime.stacks import RowStack
 from .assign import ClassAlignment
 
@@ -95,10 +96,10 @@ def align_at_mean_map(images, references, *, pixel_size_a, target_resolution_a, 
 
     t0 = time.perf_counter()
     n, k = len(images), len(references)
-    share = None if progress is None else (lambda done: progress(done * 0.8))
     found = align_particles(images, mean_map(references), pixel_size_a=pixel_size_a,
                             target_resolution_a=target_resolution_a, ctf=ctf,
-                            centres_deg=centres_deg, progress=share, **align_options)
+                            centres_deg=centres_deg, progress=share(progress, 0.8),
+                            **align_options)
     decide = dict(pixel_size_a=pixel_size_a, ctf=ctf,
                   ctf_mode=align_options.get("ctf_mode", "apply"),
                   mask_radius_px=align_options.get("mask_radius_px"))
@@ -115,6 +116,7 @@ def align_at_mean_map(images, references, *, pixel_size_a, target_resolution_a, 
                          fallback_probability=0.0, fallback_significance=0.0)
     first_search = found.n_comparisons
     searched = _best_classes(cc_first, defaults.CLASS_MEAN_SECOND_CLASSES)
+    again_share = share(progress, 0.2 / searched.shape[1])  # every particle counted once
     scores = np.full((n, k), -np.inf)
     poses = [None] * k
     for c in range(k):
@@ -126,8 +128,7 @@ def align_at_mean_map(images, references, *, pixel_size_a, target_resolution_a, 
             target_resolution_a=target_resolution_a,
             ctf=None if ctf is None else ctf.subset(rows), region_hints=region[rows, None],
             centres_deg=centres, search=one_region,
-            progress=None if progress is None else (lambda done: progress(done * 0.2)),
-            **options)
+            progress=again_share, **options)
         scores[rows, c] = np.asarray(again.score, dtype=np.float64)
         poses[c] = (rows, again)
         found.n_comparisons += again.n_comparisons

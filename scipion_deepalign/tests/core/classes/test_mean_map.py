@@ -65,6 +65,16 @@ def test_one_search_tells_two_maps_apart_at_the_cost_of_one(maps, mixture):
     assert np.all(np.isfinite(result.scores).sum(axis=1) == 2)
 
 
+def test_progress_counts_every_particle_once(maps, mixture):
+    """The one search and the second searches (two classes a particle) report the particles
+    once in all: a progress bar ends at 100 %, not beyond."""
+    images, particles, _ = mixture
+    done = []
+    align_classes(images[:8], maps, pixel_size_a=PIXEL_A, ctf=particles.ctf.subset(np.arange(8)),
+                  class_search="mean", progress=lambda n, **info: done.append(n), **SEARCH)
+    assert sum(done) == pytest.approx(8.0)
+
+
 def test_the_second_search_in_the_best_class_only(maps, mixture, monkeypatch):
     """With one class searched again (the mean map's best at its pose), each particle holds one
     score, that of its class, and the classes are still told apart, for fewer comparisons."""
