@@ -69,24 +69,17 @@ class AlignmentResult:
     n_refine_comparisons: int = 0
 
     def replace_rows(self, rows, other: AlignmentResult) -> None:
-        """Take the poses of ``other`` (an alignment of particles ``rows``) for those rows, and
-        add its comparisons."""
-        self.take_poses(rows, other)
-        self.n_comparisons += other.n_comparisons
-        self.n_refine_comparisons += other.n_refine_comparisons
-
-    def take_poses(self, rows, other: AlignmentResult, where=None) -> None:
         """Rows ``rows`` take their poses, and the columns that go with them (region,
-        significance, n best), from ``other`` (an alignment of particles ``rows``); with
-        ``where`` (bool, one per row of ``other``) only those rows. Comparisons not counted."""
-        rows = np.asarray(rows)
-        pick = slice(None) if where is None else np.flatnonzero(where)
+        significance, n best, where both have them), from ``other`` (an alignment of particles
+        ``rows``); its comparisons are added."""
         for name in ("angles_deg", "shifts_px", "score", "region", "significance",
                      "n_best_angles_deg", "n_best_shifts_px", "n_best_scores",
                      "n_best_weights"):
             mine, theirs = getattr(self, name), getattr(other, name)
             if mine is not None and theirs is not None:
-                mine[rows[pick]] = theirs[pick]
+                mine[rows] = theirs
+        self.n_comparisons += other.n_comparisons
+        self.n_refine_comparisons += other.n_refine_comparisons
 
 
 def pose_weights(scores: np.ndarray, *, temperature: float = 0.01) -> np.ndarray:

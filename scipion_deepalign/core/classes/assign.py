@@ -37,7 +37,7 @@ from ..runtime.stacks import stack_shape
 from .references import class_references
 
 __all__ = ["ClassAlignment", "align_classes", "pick_classes", "shared_resolution",
-           "decide_classes"]
+           "decide_classes", "full_rows"]
 
 #: AlignmentResult fields with one row per particle, taken from the particle's class
 _ROW_FIELDS = ("angles_deg", "shifts_px", "score", "region", "fallback", "n_regions_searched",
@@ -250,3 +250,27 @@ def pick_classes(results, *, classes=None, probability=None) -> ClassAlignment:
     return ClassAlignment(classes=classes, probability=probability, scores=scores,
                           alignment=alignment, n_comparisons_per_class=comparisons,
                           n_refine_comparisons_per_class=refined)
+
+
+def full_rows(part: AlignmentResult | None, rows, n: int) -> AlignmentResult:
+    """``part`` (of the particles ``rows``) spread over all ``n`` particles: the others get
+    score ``-inf`` (never the best class) and zeros; None (no particle): all of them."""
+    def spread(values, fill=0):
+        if values is None:
+            return None
+        values = np.asarray(values)
+        out = np.full((n,) + values.shape[1:], fill, dtype=values.dtype)
+        out[rows] = values
+        return out
+
+    if part is None:
+        return AlignmentResult(angles_deg=np.zeros((n, 3)), shifts_px=np.zeros((n, 2)),
+                               score=np.full(n, -np.inf), region=np.full(n, -1),
+                               n_comparisons=0, fallback=np.zeros(n, bool),
+                               n_regions_searched=np.zeros(n, int),
+                               significance=np.zeros(n))
+    fields = {name: spread(getattr(part, name)) for name in (
+        "angles_deg", "shifts_px", "region", "fallback", "n_regions_searched", "significance",
+        "n_best_angles_deg", "n_best_shifts_px", "n_best_scores", "n_best_weights")}
+    fields["region"] = spread(part.region, -1)
+    return replace(part, score=spread(np.asarray(part.score, np.float64), -np.inf), **fields)

@@ -39,7 +39,7 @@ from ..align.search_plan import SearchOptions
 from ..regions import assign_regions, region_centres_deg
 from ..runtime.progress import share
 from ..runtime.stacks import RowStack
-from .assign import ClassAlignment
+from .assign import ClassAlignment, decide_classes, full_rows, pick_classes
 
 __all__ = ["mean_map", "align_at_mean_map", "choose_class_search"]
 
@@ -114,39 +114,26 @@ def align_at_mean_map(images, references, *, pixel_size_a, target_resolution_a, 
     search = align_options.get("search") or SearchOptions()
     one_region = replace(search, probability_mass=None, max_regions=None,
                          fallback_probability=0.0, fallback_significance=0.0)
-    first_search = found.n_comparisons
     searched = _best_classes(cc_first, defaults.CLASS_MEAN_SECOND_CLASSES)
     again_share = share(progress, 0.2 / searched.shape[1])  # every particle counted once
-    scores = np.full((n, k), -np.inf)
-    poses = [None] * k
+    results = []
     for c in range(k):
         rows = np.flatnonzero((searched == c).any(axis=1))
-        if not len(rows):
-            continue
-        again = align_particles(
+        again = None if not len(rows) else align_particles(
             RowStack(images, rows), references[c], pixel_size_a=pixel_size_a,
             target_resolution_a=target_resolution_a,
             ctf=None if ctf is None else ctf.subset(rows), region_hints=region[rows, None],
-            centres_deg=centres, search=one_region,
-            progress=again_share, **options)
-        scores[rows, c] = np.asarray(again.score, dtype=np.float64)
-        poses[c] = (rows, again)
-        found.n_comparisons += again.n_comparisons
-        found.n_refine_comparisons += again.n_refine_comparisons
-    best = scores.argmax(axis=1)
-    for c, (rows, again) in ((c, p) for c, p in enumerate(poses) if p is not None):
-        found.take_poses(rows, again, best[rows] == c)
-    classes, probability, cc = decide_at_common_pose(images, references, found.angles_deg,
-                                                     found.shifts_px, **decide)
-    for c, (rows, again) in ((c, p) for c, p in enumerate(poses) if p is not None):
-        found.take_poses(rows, again, classes[rows] == c)
+            centres_deg=centres, search=one_region, progress=again_share, **options)
+        results.append(full_rows(again, rows, n))
+    # the class decided at the best of those poses, each particle in its class's (as after
+    # K searches); the first search's regions, fallback and info stay
+    decided = decide_classes(results, pick_classes(results), images, references, **decide)
+    found.replace_rows(np.arange(n), decided.alignment)
     found.info = dict(found.info, n_classes=k, class_search="mean",
-                      class_second_search_comparisons=found.n_comparisons - first_search)
-    return ClassAlignment(classes=classes, probability=probability, scores=scores,
-                          alignment=found, n_comparisons_per_class=[int(found.n_comparisons)],
-                          n_refine_comparisons_per_class=[int(found.n_refine_comparisons)],
-                          seconds_per_class=[time.perf_counter() - t0], common_pose_cc=cc,
-                          mean_map_search=True)
+                      class_second_search_comparisons=decided.alignment.n_comparisons)
+    return replace(decided, alignment=found, n_comparisons_per_class=[int(found.n_comparisons)],
+                   n_refine_comparisons_per_class=[int(found.n_refine_comparisons)],
+                   seconds_per_class=[time.perf_counter() - t0], mean_map_search=True)
 
 
 def _best_classes(cc, count) -> np.ndarray:

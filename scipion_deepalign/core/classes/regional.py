@@ -43,7 +43,7 @@ from ..align.poses import AlignmentResult
 from ..align.search_plan import SearchOptions
 from ..defaults import CLASS_COMMON_POSE, TARGET_RESOLUTION
 from ..runtime.stacks import RowStack, stack_shape
-from .assign import decide_classes, pick_classes, shared_resolution
+from .assign import decide_classes, full_rows, pick_classes, shared_resolution
 from .mean_map import align_at_mean_map, choose_class_search
 from .references import class_references
 
@@ -131,7 +131,7 @@ def align_class_pairs(images, volumes, pairs, *, pixel_size_a, centres_deg,
                 target_resolution_a=resolution, region_hints=hints, centres_deg=centres_deg,
                 search=options, ctf=None if ctf is None else ctf.subset(rows),
                 progress=share, **align_options)
-        results.append(_full_rows(part, rows, n))
+        results.append(full_rows(part, rows, n))
         seconds.append(time.perf_counter() - t0)
     picked = pick_classes(results)
     caught = _caught(picked.alignment, options.fallback_significance)
@@ -179,27 +179,3 @@ def _caught(alignment: AlignmentResult, threshold) -> np.ndarray:
     if alignment.significance is not None:
         caught |= fallback_catches(alignment.significance, threshold)[0]
     return caught
-
-
-def _full_rows(part: AlignmentResult | None, rows, n: int) -> AlignmentResult:
-    """``part`` (of the particles ``rows``) spread over all ``n`` particles: the others get
-    score ``-inf`` (never the best class) and zeros; None (no particle): all of them."""
-    def spread(values, fill=0):
-        if values is None:
-            return None
-        values = np.asarray(values)
-        out = np.full((n,) + values.shape[1:], fill, dtype=values.dtype)
-        out[rows] = values
-        return out
-
-    if part is None:
-        return AlignmentResult(angles_deg=np.zeros((n, 3)), shifts_px=np.zeros((n, 2)),
-                               score=np.full(n, -np.inf), region=np.full(n, -1),
-                               n_comparisons=0, fallback=np.zeros(n, bool),
-                               n_regions_searched=np.zeros(n, int),
-                               significance=np.zeros(n))
-    fields = {name: spread(getattr(part, name)) for name in (
-        "angles_deg", "shifts_px", "region", "fallback", "n_regions_searched", "significance",
-        "n_best_angles_deg", "n_best_shifts_px", "n_best_scores", "n_best_weights")}
-    fields["region"] = spread(part.region, -1)
-    return replace(part, score=spread(np.asarray(part.score, np.float64), -np.inf), **fields)

@@ -1,6 +1,6 @@
-"""AlignmentResult.replace_rows / take_poses: the rows given take the other alignment's poses
-and the columns that go with them (region, significance, n best), only the rows chosen, and
-only replace_rows adds the other's comparisons."""
+"""AlignmentResult.replace_rows: the rows given take the other alignment's poses and the
+columns that go with them (region, significance, n best), the other rows keep theirs, and the
+other's comparisons are added."""
 import numpy as np
 
 from scipion_deepalign.core.align.poses import AlignmentResult
@@ -14,18 +14,18 @@ def _result(n, angle, *, n_best=True):
         significance=np.full(n, float(angle)), n_refine_comparisons=n)
 
 
-def test_take_poses_takes_the_chosen_rows_and_their_columns_only():
-    mine, other = _result(5, 1), _result(3, 7)
-    mine.take_poses(np.array([4, 0, 2]), other, where=np.array([True, False, True]))
+def test_replace_rows_takes_the_rows_given_and_their_columns_only():
+    mine, other = _result(5, 1), _result(2, 7)
+    mine.replace_rows(np.array([4, 2]), other)
     np.testing.assert_array_equal(mine.angles_deg[:, 0], [1, 1, 7, 1, 7])
     np.testing.assert_array_equal(mine.region, [1, 1, 7, 1, 7])
     np.testing.assert_array_equal(mine.significance, [1, 1, 7, 1, 7])
     np.testing.assert_array_equal(mine.n_best_angles_deg[:, 0, 0], [1, 1, 7, 1, 7])
     np.testing.assert_allclose(mine.score, [0.1, 0.1, 0.7, 0.1, 0.7])
-    assert (mine.n_comparisons, mine.n_refine_comparisons) == (50, 5)  # not counted
+    assert (mine.n_comparisons, mine.n_refine_comparisons) == (50 + 20, 5 + 2)
 
 
-def test_replace_rows_takes_every_row_and_adds_the_comparisons():
+def test_replace_rows_keeps_columns_the_other_lacks():
     mine, other = _result(4, 1), _result(2, 3, n_best=False)  # the other has no n best
     mine.replace_rows(np.array([1, 3]), other)
     np.testing.assert_array_equal(mine.shifts_px[:, 1], [1, 3, 1, 3])
