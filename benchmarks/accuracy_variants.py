@@ -23,32 +23,38 @@ DEFAULT_TRAINING = "projections, softmax"
 #: search variants: label -> (regions predicted per particle, SearchOptions); every option
 #: spelled out, so that a label keeps its meaning when a default changes
 _NO_FALLBACK = dict(fallback_probability=0.0, fallback_significance=0.0)
+#: the windows of every variant before the search around the kept poses (2026-12-07)
+_W15, _W10 = dict(overlap_deg=15.0, follow_deg=0.0), dict(overlap_deg=10.0, follow_deg=0.0)
 SEARCH = {
-    "top-2, no window (0.1.0)": (2, SearchOptions(overlap_deg=0.0, probability_mass=None,
-                                                  **_NO_FALLBACK)),
+    "top-2, no window (0.1.0)": (2, SearchOptions(overlap_deg=0.0, follow_deg=0.0,
+                                                  probability_mass=None, **_NO_FALLBACK)),
     "window 15, mass 0.8, max 4": (4, SearchOptions(probability_mass=0.8, max_regions=4,
-                                                    **_NO_FALLBACK)),
+                                                    **_W15, **_NO_FALLBACK)),
     "window 15, mass 0.8, max 4 + fallback p<0.2": (
         4, SearchOptions(probability_mass=0.8, max_regions=4, fallback_probability=0.2,
-                         fallback_significance=0.0)),
+                         fallback_significance=0.0, **_W15)),
     "window 15, mass 0.9, max 6 (default until 2026-12-04)": (
-        6, SearchOptions(overlap_deg=15.0, probability_mass=0.9, max_regions=6,
-                         **_NO_FALLBACK)),
+        6, SearchOptions(probability_mass=0.9, max_regions=6, **_W15, **_NO_FALLBACK)),
     "window 15, mass 0.9, max 6, significance s<1.2 (default until 2026-12-06)": (
-        6, SearchOptions(overlap_deg=15.0, probability_mass=0.9, max_regions=6,
-                         fallback_probability=0.0, fallback_significance=1.2)),
-    "default (window 15, mass 0.75, max 16, significance s<1.2)": (
-        16, SearchOptions(overlap_deg=15.0, probability_mass=0.75, max_regions=16,
-                          fallback_probability=0.0, fallback_significance=1.2)),
+        6, SearchOptions(probability_mass=0.9, max_regions=6, fallback_probability=0.0,
+                         fallback_significance=1.2, **_W15)),
+    "window 15, mass 0.75, max 16, significance s<1.2 (default until 2026-12-07)": (
+        16, SearchOptions(probability_mass=0.75, max_regions=16, fallback_probability=0.0,
+                          fallback_significance=1.2, **_W15)),
+    "default (cells + 15 around the kept poses, mass 0.75, max 16, significance s<1.2)": (
+        16, SearchOptions(overlap_deg=0.0, follow_deg=15.0, probability_mass=0.75,
+                          max_regions=16, fallback_probability=0.0, fallback_significance=1.2)),
     "window 15, mass 0.8, max 4 + significance s<1.2": (
-        4, SearchOptions(probability_mass=0.8, max_regions=4, fallback_significance=1.2)),
-    "window 10, mass 0.8, max 3": (3, SearchOptions(overlap_deg=10.0, probability_mass=0.8,
-                                                    max_regions=3, **_NO_FALLBACK)),
+        4, SearchOptions(probability_mass=0.8, max_regions=4, fallback_significance=1.2,
+                         **_W15)),
+    "window 10, mass 0.8, max 3": (3, SearchOptions(probability_mass=0.8, max_regions=3,
+                                                    **_W10, **_NO_FALLBACK)),
     "window 10, mass 0.8, max 3 + significance s<1.2": (
-        3, SearchOptions(overlap_deg=10.0, probability_mass=0.8, max_regions=3,
-                         fallback_significance=1.2)),
+        3, SearchOptions(probability_mass=0.8, max_regions=3, fallback_significance=1.2,
+                         **_W10)),
 }
-DEFAULT_SEARCH = "default (window 15, mass 0.75, max 16, significance s<1.2)"
+DEFAULT_SEARCH = ("default (cells + 15 around the kept poses, mass 0.75, max 16, "
+                  "significance s<1.2)")
 
 #: the automatic gallery step without / with the refinement, as the labels say it
 FINE_PX, COARSE_PX = (f"{GALLERY_STEP_PX[refine]:g}-px gallery" for refine in (False, True))

@@ -194,7 +194,7 @@ def _network(args, particles, folder):
         raise CLIError(f"--cnn options: {exc}") from None
     recorded = {_dest(flag): getattr(args, _dest(flag)) for flag, *_ in _NETWORK_OPTIONS}
     recorded.update(probability_mass=search.probability_mass, max_regions=search.max_regions,
-                    overlap=search.overlap_deg,
+                    overlap=search.overlap_deg, follow=search.follow_deg,
                     fallback_significance=search.fallback_significance)
     return network, recorded
 

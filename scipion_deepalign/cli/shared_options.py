@@ -164,7 +164,13 @@ def add_region_search_args(parser: argparse.ArgumentParser) -> None:
     default = SearchOptions.default
     parser.add_argument("--overlap", type=float, default=default("overlap_deg"), metavar="DEG",
                         help="how far each region's search window reaches into its "
-                             f"neighbours, degrees; default {default('overlap_deg'):g}")
+                             f"neighbours, degrees (0: the regions' own cells); default "
+                             f"{default('overlap_deg'):g}")
+    parser.add_argument("--follow", type=float, default=default("follow_deg"), metavar="DEG",
+                        help="after the regions' search, also search the directions within "
+                             "DEG of each particle's best pose that it did not search, so "
+                             "that a view just across a region border is found (0: never); "
+                             f"default {default('follow_deg'):g}")
     parser.add_argument("--probability-mass", type=float,
                         default=default("probability_mass"), metavar="P",
                         help="search regions, best first, until their probabilities add up "
@@ -195,7 +201,7 @@ def search_options(args):
 
     mass = args.probability_mass
     try:
-        return SearchOptions(overlap_deg=args.overlap,
+        return SearchOptions(overlap_deg=args.overlap, follow_deg=args.follow,
                              probability_mass=None if not mass else mass,
                              max_regions=args.max_regions,
                              fallback_probability=args.fallback_probability or 0.0,
@@ -205,7 +211,8 @@ def search_options(args):
 
 
 def _search_option_name(message: str) -> str:
-    for words, option in (("overlap", "--overlap"), ("mass", "--probability-mass"),
+    for words, option in (("overlap", "--overlap"), ("best pose", "--follow"),
+                          ("mass", "--probability-mass"),
                           ("maximum number", "--max-regions"),
                           ("fallback significance", "--fallback-significance"),
                           ("fallback", "--fallback-probability")):
@@ -245,9 +252,12 @@ def summarise_alignment(summary, result, *, regional: bool):
         summary.add("resolution", f"{info['resolution']}; {info['box_px']} px search box"
                     + (f", {refine} px refinement box" if refine else ""))
     if regional:
+        followed = info.get("mean_tiles_followed")
         summary.add("regions searched per particle",
-                    f"{info['mean_regions_searched']:.2f} on average; "
-                    f"{100 * info['fallback_fraction']:.1f} % sent to the global fallback")
+                    f"{info['mean_regions_searched']:.2f} on average"
+                    + ("" if followed is None else
+                       f", then {followed:.1f} tiles around the kept poses")
+                    + f"; {100 * info['fallback_fraction']:.1f} % sent to the global fallback")
         if info.get("significance_separates") is False:
             summary.add("significance fallback", "not used (on these data the significance "
                                                  "does not tell good poses from bad ones)")

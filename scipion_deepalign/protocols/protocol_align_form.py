@@ -80,7 +80,14 @@ class AlignForm:
                        default=default("overlap_deg"), label="Window overlap (deg)",
                        help="How far each region's search window reaches into its "
                             "neighbours, so that a particle near a region border is searched "
-                            "on both sides. 0: the region only.")
+                            "on both sides. 0: the region only (the reach around the best "
+                            "pose below finds such particles for fewer comparisons).")
+        group.addParam("followDeg", params.FloatParam, default=default("follow_deg"),
+                       label="Search around the best pose (deg)",
+                       help="After the regions' search, the directions within this angle of "
+                            "each particle's best pose that it did not search are searched "
+                            "too, so that a view just across a region border is found. "
+                            "0: never.")
         group.addParam("useProbabilityMass", params.BooleanParam,
                        default=default("probability_mass") is not None,
                        label="Adapt the regions searched to the network's confidence?",
@@ -122,7 +129,7 @@ class AlignForm:
                             "is reported in the summary. 0: never.")
 
     def _regionSearchArgs(self):
-        args = ["--overlap", self.windowOverlapDeg.get(),
+        args = ["--overlap", self.windowOverlapDeg.get(), "--follow", self.followDeg.get(),
                 "--fallback-probability", self.fallbackProbability.get() or 0,
                 "--fallback-significance", self.fallbackSignificance.get() or 0]
         if self.useProbabilityMass.get():

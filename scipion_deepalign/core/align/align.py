@@ -267,7 +267,7 @@ class _Run:
         if wants_bank(galleries, n, int(self.block_size)):
             bank = engine.reference_bank(galleries.projections,
                                          chunk=max(1, REFS_PER_CHUNK // engine.n_psi))
-        poses = BlockPoses(n, self.n_best)
+        poses, n_followed = BlockPoses(n, self.n_best), 0.0
         for start in range(0, n, int(self.block_size)):
             rows = np.arange(start, min(n, start + int(self.block_size)))
             block = read_block(images, rows, self.shape)
@@ -278,11 +278,27 @@ class _Run:
                         (self.refiner.downsample(block), self.refiner.ctf_half(ctf_rows[rows])))
             spectra, power = engine.particles(small, ctf_half)
             searched = self.search_share(galleries, rows)
-            best, count = search_block(engine, galleries, bank, spectra, power, rows,
-                                       gallery_poses_kept(self.n_best, fine is not None),
+            kept = gallery_poses_kept(self.n_best, fine is not None)
+            best, count = search_block(engine, galleries, bank, spectra, power, rows, kept,
                                        share(progress, searched))
+            # --- the tiles around each particle's kept poses that it did not search -------
+            kept_refs = np.where(np.isfinite(best.score), best.ref, best.ref[:, :1])
+            block_galleries, followed = galleries, plan.follow(
+                rows, galleries.directions_deg[kept_refs // engine.n_psi])
+            if followed is not None:
+                t_follow = time.perf_counter()
+                around = group_galleries(followed, self.volume, self.cache)
+                more, more_count = search_block(engine, around, None, spectra, power, rows,
+                                                kept)
+                best.absorb(more, ref_base=len(galleries) * engine.n_psi)
+                block_galleries = galleries.joined(around)
+                count += more_count
+                n_followed += len(rows) * followed.info["mean_tiles_followed"]
+                logger.debug("around the kept poses: %.2f tiles a particle, %d comparisons in "
+                             "%d groups, %.2f s", followed.info["mean_tiles_followed"],
+                             more_count, len(around.bounds), time.perf_counter() - t_follow)
             poses.significance[rows] = best.significance()
-            poses.add(rows, count, *block_poses(engine, galleries, best, spectra,
+            poses.add(rows, count, *block_poses(engine, block_galleries, best, spectra,
                                                 self.refiner, fine, self.spectrum,
                                                 n_best=self.n_best,
                                                 progress=share(progress, 1.0 - searched)))
@@ -297,5 +313,6 @@ class _Run:
                     n_psi=engine.n_psi, n_shifts=len(engine.offsets),
                     backend=engine.xp.__name__, gallery_seconds=t_gal,
                     n_tiles=len(plan.tiles), n_groups=len(galleries.bounds),
+                    mean_tiles_followed=n_followed / max(n, 1) if plan.follow_deg else None,
                     reference_bank=bank is not None)
         return poses.result(region, info, n_best=self.n_best)

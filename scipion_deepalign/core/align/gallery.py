@@ -58,6 +58,17 @@ class GalleryGroups:
     def __len__(self) -> int:
         return len(self.directions_deg)
 
+    def joined(self, other: GalleryGroups) -> GalleryGroups:
+        """These groups followed by ``other``'s (its direction ``i`` becomes ``len(self) + i``):
+        the galleries of a search and of its second search around the best poses
+        (:meth:`.search_plan.SearchPlan.follow`), as one for the poses of both."""
+        base = len(self)
+        return GalleryGroups(np.concatenate([self.directions_deg, other.directions_deg]),
+                             np.concatenate([self.projections, other.projections]),
+                             list(self.bounds) + [(lo + base, hi + base)
+                                                  for lo, hi in other.bounds],
+                             list(self.members) + list(other.members))
+
     def check_covers(self, n: int, step_deg: float) -> None:
         """``ValueError`` unless each of the ``n`` particles meets at least one direction."""
         uncovered = np.ones(n, dtype=bool)

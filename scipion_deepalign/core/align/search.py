@@ -101,6 +101,21 @@ class BestPoses:
         self.shift[sel] = np.take_along_axis(all_h, order, 1)
 
 
+    def absorb(self, other: BestPoses, *, ref_base: int) -> None:
+        """Take in the poses of a second search of the same particles (in place): its scores
+        counted with these, its references offset by ``ref_base``, the N best of both kept."""
+        self.total += other.total
+        self.total_sq += other.total_sq
+        self.count += other.count
+        score = np.concatenate([self.score, other.score], axis=1)
+        ref = np.concatenate([self.ref, other.ref + int(ref_base)], axis=1)
+        shift = np.concatenate([self.shift, other.shift], axis=1)
+        order = np.argsort(-score, axis=1, kind="stable")[:, :self.score.shape[1]]
+        self.score = np.take_along_axis(score, order, 1)
+        self.ref = np.take_along_axis(ref, order, 1)
+        self.shift = np.take_along_axis(shift, order, 1)
+
+
 def peak_significance(best, total, total_sq, count) -> np.ndarray:
     """How far a best score stands out from the ``count`` scores it was chosen among.
 

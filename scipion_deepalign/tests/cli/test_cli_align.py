@@ -152,20 +152,26 @@ def test_volume_box_mismatch(inputs, tmp_path, capsys):
     assert "--volume box 24 px differs from the particle box 32 px" in capsys.readouterr().err
 
 
-def _assert_poses_inside_the_windows(angles_deg, hints, *, step_deg):
-    """Every pose lies in a tile of the search windows of its hinted regions, or within the
-    reach of the local refinement (on by default: rotations of step/2 then step/4 about the
-    image's x and y axes, at most 0.75 * sqrt(2) of a step) of one of their directions."""
+def _assert_poses_inside_the_windows(angles_deg, hints, *, step_deg, follow=None):
+    """Every pose lies in a tile the regional search can reach from its hinted regions (their
+    windows, and the tiles whose centre is within ``follow`` (default: the default reach)
+    around the poses kept there), or within the reach of the local refinement (on by default: rotations of step/2
+    then step/4 about the image's x and y axes, at most 0.75 * sqrt(2) of a step) of one of
+    their directions."""
     from scipion_deepalign.core.align.search_plan import SearchOptions, build_tiles
     from scipion_deepalign.core.regions import region_distances_deg
 
     centres = region_centres_deg(60.0, "c1")
     tiles = build_tiles(centres, "c1", step_deg,
                         overlap_deg=SearchOptions.default("overlap_deg"))
+    follow = SearchOptions.default("follow_deg") if follow is None else follow
     reach = 0.75 * np.sqrt(2.0) * step_deg + 1e-6
     for i, pose in enumerate(np.asarray(angles_deg)):
-        allowed = {t for r in hints[i] for t in tiles.windows[r]}
-        dirs = np.concatenate([tiles.directions_deg[t] for t in sorted(allowed)])
+        windows = sorted({t for r in hints[i] for t in tiles.windows[r]})
+        kept = np.concatenate([tiles.directions_deg[t] for t in windows])
+        followed = region_distances_deg(kept, tiles.centres_deg, "c1").min(axis=0) <= follow
+        allowed = sorted(set(windows) | set(np.flatnonzero(followed)))
+        dirs = np.concatenate([tiles.directions_deg[t] for t in allowed])
         assert region_distances_deg(pose[None], dirs, "c1").min() <= reach, i
 
 
@@ -188,7 +194,7 @@ def test_run_chains_train_predict_align(tmp_path):
                  "--out", str(out), "--spacing", "60", "--top-k", "3", "--epochs", "1",
                  "--training-source", "particles", "--images-per-epoch", "512",
                  "--network", "shared", "--step", "12", "--max-shift", "1",
-                 "--device", "cpu"])
+                 "--device", "cpu", "--follow", "0"])
     assert code == 0
     assert (out / "model" / "regions.star").exists()
     pred = read_particles_star(out / "predicted.star")
@@ -200,7 +206,7 @@ def test_run_chains_train_predict_align(tmp_path):
     hints = np.stack([np.asarray(pred.extra[f"deepalignRegion{j}"]).astype(int)
                       for j in range(1, k + 1)], axis=1)
     aligned = read_particles_star(out / "aligned.star")
-    _assert_poses_inside_the_windows(aligned.angles_deg, hints - 1, step_deg=12.0)
+    _assert_poses_inside_the_windows(aligned.angles_deg, hints - 1, step_deg=12.0, follow=0)
     # Where the CNN's hints hold the true region, the pose is found.
     centres = region_centres_deg(60.0, "c1")
     true_region = nearest_regions(truth, centres, "c1", k=1)[:, 0] + 1
@@ -258,6 +264,7 @@ def test_run_without_a_training_subset_trains_from_the_map(tmp_path, capsys):
                  "--max-shift", "1", "--device", "cpu"]) == 0
     printed = capsys.readouterr().out
     assert "regions searched per particle" in printed and "global fallback" in printed
+    assert "tiles around the kept poses" in printed
     history = (out / "model" / "history_shared.json").read_text()
     assert '"training_source": "projections"' in history
     aligned = read_particles_star(out / "aligned.star")

@@ -177,6 +177,7 @@ SHARED_OPTIONS = [
      [("train", "noise_ramp_epochs"), ("run", "noise_ramp_epochs")], None),
     ("DeepAlignProtAlign", "windowOverlapDeg", None, [("align", "overlap"), ("run", "overlap")],
      None),
+    ("DeepAlignProtAlign", "followDeg", None, [("align", "follow"), ("run", "follow")], None),
     ("DeepAlignProtAlign", "probabilityMass", None,
      [("align", "probability_mass"), ("run", "probability_mass")], None),
     ("DeepAlignProtAlign", "maxRegions", None,

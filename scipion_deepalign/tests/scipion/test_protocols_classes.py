@@ -206,6 +206,7 @@ class TestClasses3D(BaseTest):
         assert value("--images-per-epoch") == defaults.train_default("images_per_epoch")
         assert value("--finetune-epochs") == defaults.CLASSIFY_FINETUNE_EPOCHS
         assert value("--overlap") == SearchOptions.default("overlap_deg")
+        assert value("--follow") == SearchOptions.default("follow_deg")
         assert value("--probability-mass") == SearchOptions.default("probability_mass")
         assert value("--max-regions") == SearchOptions.default("max_regions")
         assert value("--out") == prot._classifyFolder().path

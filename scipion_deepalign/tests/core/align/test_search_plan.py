@@ -109,6 +109,73 @@ def test_adaptive_search_needs_probabilities(data):
 
 def test_search_options_are_checked():
     for bad in (dict(overlap_deg=-1), dict(probability_mass=1.5), dict(max_regions=0),
-                dict(fallback_probability=1.0), dict(fallback_significance=-0.5)):
+                dict(fallback_probability=1.0), dict(fallback_significance=-0.5),
+                dict(follow_deg=-1), dict(follow_deg=200)):
         with pytest.raises(ValueError):
             SearchOptions(**bad)
+
+
+def _across_the_border(centres, fraction, n=6, seed=1):
+    """Views a ``fraction`` of the way from a region's centre to a neighbour's (0.5: on
+    the border), with the region each starts from."""
+    from scipion_deepalign.core.geometry import direction_to_euler, projection_direction
+    from scipion_deepalign.core.regions import region_distances_deg
+
+    rng = np.random.default_rng(seed)
+    dist = region_distances_deg(centres, centres, "c1")
+    np.fill_diagonal(dist, np.inf)
+    start = rng.choice(len(centres), n, replace=False)
+    towards = np.argmin(dist[start], axis=1)
+    a = projection_direction(np.c_[centres[start], np.zeros(n)])
+    b = projection_direction(np.c_[centres[towards], np.zeros(n)])
+    view = (1 - fraction) * a + fraction * b
+    view /= np.linalg.norm(view, axis=1, keepdims=True)
+    angles = np.c_[direction_to_euler(view)[:, :2], rng.uniform(0, 360, n)]
+    return angles, start
+
+
+def test_following_the_best_pose_finds_a_view_across_the_border(data):
+    """Particles searched in the region next to their own, their views nine tenths of the way
+    to their own region's centre: the searched region's cell ends at the border, following
+    the best pose found there crosses it."""
+    volume = data[0]
+    centres = region_centres_deg(30.0, "c1")
+    angles, hinted = _across_the_border(centres, 0.9)
+    images, parts = simulate_particles(volume, len(angles), pixel_size_a=PIXEL, snr=np.inf,
+                                       ctf=False, angles_deg=angles, seed=2)
+    kwargs = dict(pixel_size_a=PIXEL, max_shift_px=2.0, region_hints=hinted[:, None],
+                  centres_deg=centres, step_deg=6.0, device="cpu")
+    cells = align_particles(images, volume, search=SearchOptions(
+        overlap_deg=0.0, follow_deg=0.0, probability_mass=None), **kwargs)
+    followed = align_particles(images, volume, search=SearchOptions(
+        overlap_deg=0.0, probability_mass=None), **kwargs)
+    err_cells = symmetric_direction_distance_deg(cells.angles_deg, parts.angles_deg, "c1")
+    err_followed = symmetric_direction_distance_deg(followed.angles_deg, parts.angles_deg, "c1")
+    assert np.all(err_cells > 6) and np.all(err_followed < 2.5)
+    assert followed.n_comparisons > cells.n_comparisons
+    assert followed.info["mean_tiles_followed"] > 1
+
+
+def test_follow_adds_the_tiles_near_the_kept_poses_not_yet_searched():
+    from scipion_deepalign.core.regions import region_distances_deg
+
+    centres = region_centres_deg(30.0, "c1")
+    tiles = build_tiles(centres, "c1", 6.0)
+    lists = np.array([[0], [5], [9]])
+    plan = plan_search(tiles, 3, region_lists=lists, follow_deg=15.0)
+    # particle 0 kept poses at the centre of region 0 only, 1 and 2 near other regions
+    kept = np.stack([np.repeat(centres[[0]], 2, 0), centres[[7, 7]], centres[[9, 20]]])
+    more = plan.follow(np.arange(3), kept)
+    added = np.zeros((3, len(tiles)), bool)
+    for t, members in enumerate(more.members):
+        added[members, t] = True
+    searched = np.zeros((3, len(tiles)), bool)
+    for t, members in enumerate(plan.members):
+        searched[members, t] = True
+    reach = region_distances_deg(kept.reshape(-1, 2), tiles.centres_deg, "c1").reshape(3, 2, -1)
+    expected = (reach <= 15.0).any(axis=1) & ~searched
+    np.testing.assert_array_equal(added, expected)
+    assert not added[0].any() and added[1].any() and added[2].any()
+    assert not (added & searched).any()  # never a tile twice
+    assert plan_search(tiles, 3, region_lists=lists).follow(np.arange(3), kept) is None
+    assert plan_search(tiles, 3).follow(np.arange(3), kept) is None  # a global search
