@@ -4,9 +4,11 @@ Stages: checks (:mod:`validation_align`) -> **plan** the search geometry
 (:meth:`search.Search.create`) and the tiles each particle meets
 (:func:`search_plan.plan_alignment`) -> **galleries** (:func:`gallery.group_galleries`) ->
 for every block of particles, read end to end: downsample, **search**
-(:func:`.gallery_search.search_block`) and **poses** (indices to angles, sub-pixel shift or
-:mod:`local_refinement`) -> the significance **fallback** (:mod:`.fallback`: the same steps,
-globally, for the particles whose pose stood out too little, on the same galleries). Only one block
+(:func:`.gallery_search.search_block`), the search **around the kept poses** (the tiles near
+them that the block's particles did not meet: :meth:`_Run.follow`) and **poses** (indices to
+angles, sub-pixel shift or :mod:`local_refinement`) -> the significance **fallback**
+(:mod:`.fallback`: the same steps, globally, for the particles whose pose stood out too little,
+on the same galleries). Only one block
 of images is in memory at a time, so ``images`` may be a memory map or any object with
 ``len()`` and slicing.
 
@@ -254,6 +256,27 @@ class _Run:
                               local_window_size(engine, self.refiner))
         return searched / (searched + refined)
 
+    def follow(self, plan, galleries, best, spectra, power, rows, kept):
+        """The second search of the block ``rows``: the tiles around the gallery poses its
+        first search kept that it did not meet (:meth:`.search_plan.SearchPlan.follow`),
+        taken into ``best`` (in place).
+
+        Returns the galleries of both searches (the first's alone when nothing was followed),
+        the second search's comparisons and its tiles summed over the block's particles."""
+        engine = self.engine
+        kept_refs = np.where(np.isfinite(best.score), best.ref, best.ref[:, :1])
+        followed = plan.follow(rows, galleries.directions_deg[kept_refs // engine.n_psi])
+        if followed is None:
+            return galleries, 0, 0.0
+        t0 = time.perf_counter()
+        around = group_galleries(followed, self.volume, self.cache)
+        more, count = search_block(engine, around, None, spectra, power, rows, kept)
+        best.absorb(more, ref_base=len(galleries) * engine.n_psi)
+        tiles = followed.info["mean_tiles_followed"]
+        logger.debug("around the kept poses: %.2f tiles a particle, %d comparisons in %d "
+                     "groups, %.2f s", tiles, count, len(around.bounds), time.perf_counter() - t0)
+        return galleries.joined(around), count, tiles * len(rows)
+
     def search(self, plan, images, ctf_rows, progress) -> AlignmentResult:
         """Poses of the particles ``images`` (``len(ctf_rows)``; their rows of the CTF are
         ``ctf_rows``) over the galleries of ``plan``, read ``block_size`` at a time."""
@@ -281,22 +304,9 @@ class _Run:
             kept = gallery_poses_kept(self.n_best, fine is not None)
             best, count = search_block(engine, galleries, bank, spectra, power, rows, kept,
                                        share(progress, searched))
-            # --- the tiles around each particle's kept poses that it did not search -------
-            kept_refs = np.where(np.isfinite(best.score), best.ref, best.ref[:, :1])
-            block_galleries, followed = galleries, plan.follow(
-                rows, galleries.directions_deg[kept_refs // engine.n_psi])
-            if followed is not None:
-                t_follow = time.perf_counter()
-                around = group_galleries(followed, self.volume, self.cache)
-                more, more_count = search_block(engine, around, None, spectra, power, rows,
-                                                kept)
-                best.absorb(more, ref_base=len(galleries) * engine.n_psi)
-                block_galleries = galleries.joined(around)
-                count += more_count
-                n_followed += len(rows) * followed.info["mean_tiles_followed"]
-                logger.debug("around the kept poses: %.2f tiles a particle, %d comparisons in "
-                             "%d groups, %.2f s", followed.info["mean_tiles_followed"],
-                             more_count, len(around.bounds), time.perf_counter() - t_follow)
+            block_galleries, more, followed = self.follow(plan, galleries, best, spectra,
+                                                          power, rows, kept)
+            count, n_followed = count + more, n_followed + followed
             poses.significance[rows] = best.significance()
             poses.add(rows, count, *block_poses(engine, block_galleries, best, spectra,
                                                 self.refiner, fine, self.spectrum,

@@ -47,9 +47,9 @@ class SearchOptions:
     ----------
     overlap_deg : float
         Reach of each region's window into its neighbours (:func:`build_tiles`). Default 0
-        (the regions' own cells): ``follow_deg`` reaches across their borders where the best
-        pose lies, for about 40 % fewer comparisons than windows of 15 deg at the same
-        accuracy (docs/benchmarks_accuracy.md, "Following the best pose").
+        (the regions' own cells): ``follow_deg`` reaches across their borders where the kept
+        poses lie, for a third fewer comparisons than windows of 15 deg and the same poses
+        (docs/benchmarks_accuracy.md, "Following the kept poses").
     follow_deg : float
         After the regions' search, the tiles within this angle of the gallery poses each
         particle's search kept (its best and the pool of the refinement's starts) that it did

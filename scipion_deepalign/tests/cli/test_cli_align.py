@@ -155,9 +155,9 @@ def test_volume_box_mismatch(inputs, tmp_path, capsys):
 def _assert_poses_inside_the_windows(angles_deg, hints, *, step_deg, follow=None):
     """Every pose lies in a tile the regional search can reach from its hinted regions (their
     windows, and the tiles whose centre is within ``follow`` (default: the default reach)
-    around the poses kept there), or within the reach of the local refinement (on by default: rotations of step/2
-    then step/4 about the image's x and y axes, at most 0.75 * sqrt(2) of a step) of one of
-    their directions."""
+    around the poses kept there), or within the reach of the local refinement (on by
+    default: rotations of step/2 then step/4 about the image's x and y axes, at most
+    0.75 * sqrt(2) of a step) of one of their directions."""
     from scipion_deepalign.core.align.search_plan import SearchOptions, build_tiles
     from scipion_deepalign.core.regions import region_distances_deg
 

@@ -43,6 +43,25 @@ def test_best_poses_accumulate_the_statistics_of_every_score_met():
         np.testing.assert_allclose(best.significance()[row], expected, rtol=1e-5)
 
 
+def test_a_second_search_absorbed_is_as_if_met_in_the_first():
+    """BestPoses.absorb (the search around the kept poses): the N best of both searches, the
+    second's references offset, the statistics of every score met."""
+    rng = np.random.default_rng(2)
+    score_a, score_b = (rng.normal(size=(4, n)).astype(np.float32) for n in (9, 5))
+    shifts_a, shifts_b = rng.integers(0, 13, (4, 9)), rng.integers(0, 13, (4, 5))
+    rows = np.arange(4)
+    one = BestPoses(4, 3)
+    one.merge(score_a, shifts_a, rows, 0)
+    one.merge(score_b, shifts_b, rows, 100)
+    first, second = BestPoses(4, 3), BestPoses(4, 3)
+    first.merge(score_a, shifts_a, rows, 0)
+    second.merge(score_b, shifts_b, rows, 0)
+    first.absorb(second, ref_base=100)
+    for name in ("score", "ref", "shift", "total", "total_sq", "count"):
+        np.testing.assert_allclose(getattr(first, name), getattr(one, name), rtol=1e-12)
+    np.testing.assert_allclose(first.significance(), one.significance())
+
+
 @pytest.fixture(scope="module")
 def phantom_case():
     volume = make_phantom(32, seed=3)
