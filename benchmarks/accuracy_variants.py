@@ -41,8 +41,11 @@ SEARCH = {
     "window 15, mass 0.75, max 16, significance s<1.2 (default until 2026-12-07)": (
         16, SearchOptions(probability_mass=0.75, max_regions=16, fallback_probability=0.0,
                           fallback_significance=1.2, **_W15)),
-    "default (cells + 15 around the kept poses, mass 0.75, max 16, significance s<1.2)": (
+    "cells + 15 around the kept poses, mass 0.75, max 16, significance s<1.2": (
         16, SearchOptions(overlap_deg=0.0, follow_deg=15.0, probability_mass=0.75,
+                          max_regions=16, fallback_probability=0.0, fallback_significance=1.2)),
+    "default (cells + 15 around the kept poses, mass 0.8, max 16, significance s<1.2)": (
+        16, SearchOptions(overlap_deg=0.0, follow_deg=15.0, probability_mass=0.8,
                           max_regions=16, fallback_probability=0.0, fallback_significance=1.2)),
     "window 15, mass 0.8, max 4 + significance s<1.2": (
         4, SearchOptions(probability_mass=0.8, max_regions=4, fallback_significance=1.2,
@@ -53,7 +56,7 @@ SEARCH = {
         3, SearchOptions(probability_mass=0.8, max_regions=3, fallback_significance=1.2,
                          **_W10)),
 }
-DEFAULT_SEARCH = ("default (cells + 15 around the kept poses, mass 0.75, max 16, "
+DEFAULT_SEARCH = ("default (cells + 15 around the kept poses, mass 0.8, max 16, "
                   "significance s<1.2)")
 
 #: the automatic gallery step without / with the refinement, as the labels say it

@@ -59,12 +59,14 @@ class SearchOptions:
         Search regions, best first, until their probabilities add up to this mass
         (None: the ``k`` regions given).
     max_regions : int or None
-        At most this many regions per particle with ``probability_mass``. Defaults 0.75 and
-        16 (were 0.9 and 6), measured: the network's probabilities are calibrated enough
-        that a lower mass with a higher cap spends the regions on the particles it is unsure
-        of; on 8zpm / the 70S ribosome at SNR 0.05 within 10 deg 0.928 -> 0.932 / 0.964 ->
-        0.983 against 0.942 / 0.993 for the global search, for the same comparisons / 29 %
-        more (docs/benchmarks_accuracy.md, "Regions searched: probability mass and cap").
+        At most this many regions per particle with ``probability_mass``. Defaults 0.8 and
+        16 (were 0.9 and 6, then 0.75 and 16), measured: the network's probabilities are
+        calibrated enough that a lower mass with a higher cap spends the regions on the
+        particles it is unsure of (docs/benchmarks_accuracy.md, "Regions searched: probability
+        mass and cap"); with the search around the kept poses, 0.8 is the least mass within
+        one point of the global search on bench_relion's 8zpm (0.9325 against 0.942, 4 962
+        comparisons a particle; 0.75: 0.9295, 4 350; the windows of before: 0.930, 6 776;
+        docs/benchmarks_accuracy.md, "Following the kept poses").
     fallback_probability : float
         Particles whose best region probability is below it are searched globally
         (0: never, the default: measured, it bought little accuracy for its cost).
@@ -81,7 +83,7 @@ class SearchOptions:
 
     overlap_deg: float = 0.0
     follow_deg: float = 15.0
-    probability_mass: float | None = 0.75
+    probability_mass: float | None = 0.8
     max_regions: int | None = TOP_K
     fallback_probability: float = 0.0
     fallback_significance: float = 1.2
