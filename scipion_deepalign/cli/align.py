@@ -3,9 +3,10 @@
 Reads ``--particles`` (RELION STAR; the region columns written by ``deepalign predict``
 are the 1-based region numbers of the model's ``regions.star``, given by
 ``--model MODEL_DIR`` or ``--regions REGIONS.star``), compares every particle with projections
-of ``--volume`` in the search windows of its most probable regions
-(:func:`scipion_deepalign.core.align.align.align_particles`; windows, adaptive number of regions
-and fallback: :mod:`scipion_deepalign.core.align.search_plan`), or over the whole asymmetric unit
+of ``--volume`` in its most probable regions and around the poses found there
+(:func:`scipion_deepalign.core.align.align.align_particles`; windows, adaptive number of
+regions, the search around the kept poses and fallback:
+:mod:`scipion_deepalign.core.align.search_plan`), or over the whole asymmetric unit
 with ``--global``, and writes ``--out`` (RELION 3.1 STAR) with ``rlnAngleRot/Tilt/Psi``,
 ``rlnOriginXAngst/YAngst``, the score and, in regional mode, the region of the best pose,
 whether the particle was searched globally and how many regions were searched (column names

@@ -147,8 +147,8 @@ def write_report(result, files: dict) -> Path:
         if key in files:
             lines += [f"![{key}]({files[key]})", ""]
     lines += [
-        "## Alignment: DeepAlign (predicted regions, windows, adaptive number) against a "
-        "global search", "",
+        "## Alignment: DeepAlign (predicted regions, adaptive number, around the kept poses) "
+        "against a global search", "",
         f"DeepAlign aligned all {len(deep.index)} particles; the global search over the whole "
         f"asymmetric unit (the same direction grid, in-plane angles and shifts) aligned a random "
         f"sample of {len(glob.index)} test particles, and both are compared on that sample. "

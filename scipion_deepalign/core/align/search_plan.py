@@ -1,4 +1,5 @@
-"""Which reference directions each particle is compared with: windows, adaptive k, fallback.
+"""Which reference directions each particle is compared with: windows, adaptive k, the search
+around the kept poses, fallback.
 
 The asymmetric unit is cut into **tiles**, small patches around the centres of a grid three
 times finer than the regions (:func:`build_tiles`); every fine gallery direction belongs to
