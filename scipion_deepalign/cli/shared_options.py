@@ -168,7 +168,8 @@ def add_region_search_args(parser: argparse.ArgumentParser) -> None:
                              f"{default('overlap_deg'):g}")
     parser.add_argument("--follow", type=float, default=default("follow_deg"), metavar="DEG",
                         help="after the regions' search, also search the directions within "
-                             "DEG of each particle's best pose that it did not search, so "
+                             "DEG of the poses that search kept for each particle (its best "
+                             "and the refinement's candidate starts) that it did not meet, so "
                              "that a view just across a region border is found (0: never); "
                              f"default {default('follow_deg'):g}")
     parser.add_argument("--probability-mass", type=float,
@@ -211,7 +212,7 @@ def search_options(args):
 
 
 def _search_option_name(message: str) -> str:
-    for words, option in (("overlap", "--overlap"), ("best pose", "--follow"),
+    for words, option in (("overlap", "--overlap"), ("kept poses", "--follow"),
                           ("mass", "--probability-mass"),
                           ("maximum number", "--max-regions"),
                           ("fallback significance", "--fallback-significance"),

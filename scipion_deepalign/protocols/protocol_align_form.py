@@ -80,12 +80,13 @@ class AlignForm:
                        default=default("overlap_deg"), label="Window overlap (deg)",
                        help="How far each region's search window reaches into its "
                             "neighbours, so that a particle near a region border is searched "
-                            "on both sides. 0: the region only (the reach around the best "
-                            "pose below finds such particles for fewer comparisons).")
+                            "on both sides. 0: the region only (the search around the kept "
+                            "poses below finds such particles for fewer comparisons).")
         group.addParam("followDeg", params.FloatParam, default=default("follow_deg"),
-                       label="Search around the best pose (deg)",
+                       label="Search around the kept poses (deg)",
                        help="After the regions' search, the directions within this angle of "
-                            "each particle's best pose that it did not search are searched "
+                            "the poses it kept for each particle (its best and the "
+                            "refinement's candidate starts) that it did not meet are searched "
                             "too, so that a view just across a region border is found. "
                             "0: never.")
         group.addParam("useProbabilityMass", params.BooleanParam,

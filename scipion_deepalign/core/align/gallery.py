@@ -60,7 +60,7 @@ class GalleryGroups:
 
     def joined(self, other: GalleryGroups) -> GalleryGroups:
         """These groups followed by ``other``'s (its direction ``i`` becomes ``len(self) + i``):
-        the galleries of a search and of its second search around the best poses
+        the galleries of a search and of its second search around the kept poses
         (:meth:`.search_plan.SearchPlan.follow`), as one for the poses of both."""
         base = len(self)
         return GalleryGroups(np.concatenate([self.directions_deg, other.directions_deg]),

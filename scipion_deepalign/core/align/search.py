@@ -92,14 +92,8 @@ class BestPoses:
             return
         take = min(k, score.shape[1])
         top = np.argpartition(-score, take - 1, axis=1)[:, :take]
-        all_s = np.concatenate([self.score[sel], np.take_along_axis(score, top, 1)], axis=1)
-        all_r = np.concatenate([self.ref[sel], ref_base + top], axis=1)
-        all_h = np.concatenate([self.shift[sel], np.take_along_axis(shift, top, 1)], axis=1)
-        order = np.argsort(-all_s, axis=1, kind="stable")[:, :k]
-        self.score[sel] = np.take_along_axis(all_s, order, 1)
-        self.ref[sel] = np.take_along_axis(all_r, order, 1)
-        self.shift[sel] = np.take_along_axis(all_h, order, 1)
-
+        self._keep_best(sel, np.take_along_axis(score, top, 1), ref_base + top,
+                        np.take_along_axis(shift, top, 1))
 
     def absorb(self, other: BestPoses, *, ref_base: int) -> None:
         """Take in the poses of a second search of the same particles (in place): its scores
@@ -107,13 +101,18 @@ class BestPoses:
         self.total += other.total
         self.total_sq += other.total_sq
         self.count += other.count
-        score = np.concatenate([self.score, other.score], axis=1)
-        ref = np.concatenate([self.ref, other.ref + int(ref_base)], axis=1)
-        shift = np.concatenate([self.shift, other.shift], axis=1)
-        order = np.argsort(-score, axis=1, kind="stable")[:, :self.score.shape[1]]
-        self.score = np.take_along_axis(score, order, 1)
-        self.ref = np.take_along_axis(ref, order, 1)
-        self.shift = np.take_along_axis(shift, order, 1)
+        self._keep_best(slice(None), other.score, other.ref + int(ref_base), other.shift)
+
+    def _keep_best(self, sel, score, ref, shift) -> None:
+        """The N best of the rows ``sel`` and the candidates ``(score, ref, shift)`` (arrays
+        of those rows, any number of columns), best first; the earlier first among equals."""
+        all_s = np.concatenate([self.score[sel], score], axis=1)
+        all_r = np.concatenate([self.ref[sel], ref], axis=1)
+        all_h = np.concatenate([self.shift[sel], shift], axis=1)
+        order = np.argsort(-all_s, axis=1, kind="stable")[:, :self.score.shape[1]]
+        self.score[sel] = np.take_along_axis(all_s, order, 1)
+        self.ref[sel] = np.take_along_axis(all_r, order, 1)
+        self.shift[sel] = np.take_along_axis(all_h, order, 1)
 
 
 def peak_significance(best, total, total_sq, count) -> np.ndarray:

@@ -93,7 +93,7 @@ class SearchOptions:
         if not self.overlap_deg >= 0:
             raise ValueError(f"the window overlap must be >= 0 degrees, got {self.overlap_deg}")
         if not 0 <= self.follow_deg <= 180:
-            raise ValueError("the reach around the best pose must be in [0, 180] degrees, "
+            raise ValueError("the reach around the kept poses must be in [0, 180] degrees, "
                              f"got {self.follow_deg}")
         if self.probability_mass is not None and not 0 < self.probability_mass <= 1:
             raise ValueError("the probability mass must be in (0, 1], "

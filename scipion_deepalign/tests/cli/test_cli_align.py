@@ -121,8 +121,10 @@ def test_global_with_regions_file_and_top_k(inputs, capsys):
     (["--out", "a.star", "--model", "MODEL", "--symmetry", "c2"], "differs from the model"),
     (["--out", "a.star", "--model", "MODEL", "--fallback-significance", "-1"],
      "--fallback-significance: the fallback significance must be in [0, 10)"),
+    (["--out", "a.star", "--model", "MODEL", "--follow", "-5"],
+     "--follow: the reach around the kept poses must be in [0, 180] degrees, got -5"),
 ], ids=["out", "no-regions", "device", "symmetry", "regions-file", "top-k", "model-symmetry",
-        "significance"])
+        "significance", "follow"])
 def test_bad_arguments_exit_2(inputs, capsys, extra, message):
     folder = inputs[0]
     extra = [str(folder / "model") if e == "MODEL" else e for e in extra]

@@ -134,10 +134,10 @@ def _across_the_border(centres, fraction, n=6, seed=1):
     return angles, start
 
 
-def test_following_the_best_pose_finds_a_view_across_the_border(data):
+def test_following_the_kept_poses_finds_a_view_across_the_border(data):
     """Particles searched in the region next to their own, their views nine tenths of the way
     to their own region's centre: the searched region's cell ends at the border, following
-    the best pose found there crosses it."""
+    the poses kept there crosses it."""
     volume = data[0]
     centres = region_centres_deg(30.0, "c1")
     angles, hinted = _across_the_border(centres, 0.9)
