@@ -3,12 +3,18 @@
 pyworkflow reads its environment once, at import, so everything is set here before any
 test module is collected.
 """
+import atexit
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
 
 _ROOT = Path(tempfile.mkdtemp(prefix="deepalign-scipion-"))
+# each process of the suite (every xdist worker imports this file) removes its own home
+# when it ends (pytest_unconfigure; atexit where pytest stops before it): a run leaves
+# nothing in the temporary folder
+atexit.register(shutil.rmtree, _ROOT, ignore_errors=True)
 _HOME = _ROOT / "scipion_home"
 (_HOME / "config").mkdir(parents=True)
 (_HOME / "config" / "hosts.conf").write_text(
@@ -35,3 +41,7 @@ _defaults = {
 for _key, _value in _defaults.items():
     os.environ.setdefault(_key, _value)
 os.environ["SCIPION_HOME"] = str(_HOME)
+
+
+def pytest_unconfigure(config):
+    shutil.rmtree(_ROOT, ignore_errors=True)
