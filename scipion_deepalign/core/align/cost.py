@@ -87,7 +87,7 @@ class SearchCost:
     def refine_comparisons(self) -> int:
         """Candidate poses the local refinement scores per particle (counted apart, as
         ``AlignmentResult.n_refine_comparisons``, which is at most this: a repeated start is
-        searched once); 0 without refinement."""
+        searched once, a start far below the best not at all); 0 without refinement."""
         from .local_refinement import CANDIDATES_PER_PARTICLE
 
         return CANDIDATES_PER_PARTICLE if self.refine else 0
@@ -108,7 +108,7 @@ class SearchCost:
         text += (f"; x {self.n_inplane} in-plane angles = {self.comparisons:,} comparisons per "
                  f"particle (each over {self.n_shifts} shifts at once)")
         if self.refine_comparisons:
-            text += f", then {self.refine_comparisons} refinement candidates"
+            text += f", then up to {self.refine_comparisons} refinement candidates"
         return text + "."
 
 

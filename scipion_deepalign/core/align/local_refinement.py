@@ -12,7 +12,8 @@ applied there (:func:`.candidates.candidate_references`). The best candidate is 
 The first search starts from each of :data:`~..defaults.REFINE_STARTS` distinct good gallery
 poses (:func:`distinct_starts`: the best, then the next best at least
 :data:`START_SEPARATION_STEPS` gallery steps from those taken, among the :data:`START_POOL`
-best), and the best of their refined candidates goes on (on a coarse gallery a noisy particle's
+best, scoring no more than :func:`start_score_gap` below the best), and the best of their
+refined candidates goes on (on a coarse gallery a noisy particle's
 best gallery pose is often not the one nearest the truth). ``h`` follows :func:`half_step_deg`
 alone; the particle side (masked, transformed, CTF-weighted band spectra) is made once per
 block of particles for every start and search, only its shift window's centre changes.
@@ -34,8 +35,8 @@ from .candidates import ReferenceMasking, candidate_references
 
 __all__ = ["ITERATIONS", "CANDIDATES_PER_PARTICLE", "LOCAL_SHIFT_MARGIN_PX",
            "local_shift_radius_px", "half_step_deg", "perturbation_matrices", "refine_poses",
-           "refine_starts", "distinct_starts", "START_POOL", "START_SEPARATION_STEPS",
-           "SHIFT_STEP_PX", "local_window_size"]
+           "refine_starts", "distinct_starts", "START_POOL", "START_SCORE_GAP",
+           "start_score_gap", "START_SEPARATION_STEPS", "SHIFT_STEP_PX", "local_window_size"]
 
 #: searches of the refinement (``h`` halves after each)
 ITERATIONS = 2
@@ -44,6 +45,11 @@ START_POOL = 4 * REFINE_STARTS
 #: least rotation between two starts, in gallery steps (nearer poses are one start's
 #: neighbourhood)
 START_SEPARATION_STEPS = 1.5
+#: how far below a particle's best gallery score another start may score and still be refined,
+#: in units of a normalised correlation's noise on the search band (:func:`start_score_gap`):
+#: a pose further below seldom wins (measured: docs/benchmarks_accuracy.md, "Refinement starts
+#: near the best score"); None refines every distinct start of the pool
+START_SCORE_GAP = 0.5
 #: candidate poses scored per particle by a refinement with the default iterations and
 #: starts (27 per search and start): what the forms' cost preview counts, and at most what
 #: ``AlignmentResult.n_refine_comparisons`` counts (a particle with fewer distinct starts,
@@ -281,10 +287,24 @@ class _Scoring:
         return angles, score, peak, len(idx) * c
 
 
-def distinct_starts(angles_deg, order_scores, *, starts=REFINE_STARTS, min_angle_deg):
+def start_score_gap(band_weight) -> float | None:
+    """:data:`START_SCORE_GAP` in correlation units for a search band of weights
+    ``band_weight`` (:attr:`.matching.FourierBand.weight`): the noise of a normalised
+    correlation between unit-norm spectra is about one over the root of the band's real
+    degrees of freedom (the weights' sum), whatever the signal, so one gap carries across
+    boxes and resolutions. None where :data:`START_SCORE_GAP` is None."""
+    if START_SCORE_GAP is None:
+        return None
+    return float(START_SCORE_GAP) / float(np.sqrt(np.sum(band_weight, dtype=np.float64)))
+
+
+def distinct_starts(angles_deg, order_scores, *, starts=REFINE_STARTS, min_angle_deg,
+                    max_gap=None):
     """Indices ``(N, starts)`` of each particle's best poses that are at least
     ``min_angle_deg`` apart (rotation angle), taken greedily in score order; where fewer are
     distinct, the best is repeated (:func:`refine_poses` searches a repeated start once).
+    With ``max_gap``, a pose scoring more than ``max_gap`` below its particle's best is not
+    taken.
 
     Parameters
     ----------
@@ -294,6 +314,7 @@ def distinct_starts(angles_deg, order_scores, *, starts=REFINE_STARTS, min_angle
         Their scores (``-inf``: not met, never taken).
     starts : int
     min_angle_deg : float
+    max_gap : float, optional
 
     Returns
     -------
@@ -304,12 +325,15 @@ def distinct_starts(angles_deg, order_scores, *, starts=REFINE_STARTS, min_angle
     chosen = np.zeros((n, starts), dtype=np.int64)
     count = np.ones(n, dtype=np.int64)
     cos_min = np.cos(np.deg2rad(min_angle_deg))
+    lowest = (np.full(n, -np.inf) if max_gap is None
+              else np.asarray(order_scores[:, 0], np.float64) - float(max_gap))
     for j in range(1, k):
         trace = np.einsum("nsab,nab->ns", mats[np.arange(n)[:, None], chosen], mats[:, j])
         cos = (trace - 1.0) / 2.0
         taken = np.arange(starts)[None] < count[:, None]
         far = np.where(taken, cos < cos_min, True).all(axis=1)
-        ok = far & (count < starts) & np.isfinite(order_scores[:, j])
+        ok = (far & (count < starts) & np.isfinite(order_scores[:, j])
+              & (order_scores[:, j] >= lowest))
         chosen[ok, count[ok]] = j
         count[ok] += 1
     return chosen

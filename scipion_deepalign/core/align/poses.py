@@ -132,11 +132,13 @@ def block_poses(engine, galleries, best, spectra, refiner, fine, spectrum, *, n_
             distinct_starts,
             local_shift_radius_px,
             refine_starts,
+            start_score_gap,
         )
 
         ratio = engine.scale / refiner.scale  # refinement pixels per gallery pixel
         take = distinct_starts(angles, best.score,
-                               min_angle_deg=START_SEPARATION_STEPS * engine.step_deg)
+                               min_angle_deg=START_SEPARATION_STEPS * engine.step_deg,
+                               max_gap=start_score_gap(engine.band.weight))
         rows = np.arange(len(angles))[:, None]
         angles[:, 0], score[:, 0], peak, n_refine = refine_starts(
             fine[0], spectrum, angles[rows, take],

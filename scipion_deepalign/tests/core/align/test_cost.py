@@ -16,7 +16,9 @@ def test_preview_counts_the_alignments_comparisons_per_particle():
     assert cost.n_directions == result.info["n_directions"]
     assert cost.n_inplane == result.info["n_psi"] and cost.n_shifts == result.info["n_shifts"]
     assert result.n_comparisons == len(images) * cost.comparisons
-    assert result.n_refine_comparisons == len(images) * cost.refine_comparisons > 0
+    # the preview counts every start; the alignment skips repeated starts and those far
+    # below the best
+    assert 0 < result.n_refine_comparisons <= len(images) * cost.refine_comparisons
     assert search_cost(32, refine=False, **kwargs).refine_comparisons == 0
     assert f"{cost.comparisons:,} comparisons per particle" in cost.message()
-    assert f"then {cost.refine_comparisons} refinement candidates" in cost.message()
+    assert f"then up to {cost.refine_comparisons} refinement candidates" in cost.message()

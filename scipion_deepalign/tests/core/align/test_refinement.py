@@ -158,6 +158,13 @@ def test_distinct_starts_skip_near_poses_and_unmet_ones():
     scores = np.array([[0.9, 0.8, 0.7, 0.6], [0.9, 0.8, 0.7, -np.inf]])
     take = local_refinement.distinct_starts(angles, scores, starts=3, min_angle_deg=5.0)
     np.testing.assert_array_equal(take, [[0, 2, 3], [0, 2, 0]])
+    # a pose scoring more than max_gap below the particle's best is no start
+    near_best = local_refinement.distinct_starts(angles, scores, starts=3, min_angle_deg=5.0,
+                                                 max_gap=0.25)
+    np.testing.assert_array_equal(near_best, [[0, 2, 0], [0, 2, 0]])
+    only_best = local_refinement.distinct_starts(angles, scores, starts=3, min_angle_deg=5.0,
+                                                 max_gap=0.15)
+    np.testing.assert_array_equal(only_best, [[0, 0, 0], [0, 0, 0]])
 
 
 def test_refining_from_several_starts_keeps_the_best_refined_one(spectrum):
@@ -182,3 +189,14 @@ def test_refining_from_several_starts_keeps_the_best_refined_one(spectrum):
     np.testing.assert_allclose(score, near_only[1], atol=2e-3)
     assert np.all(score > wrong_only[1])
     assert count == 27 * (2 + local_refinement.ITERATIONS - 1) * len(images)
+
+
+def test_start_score_gap_is_the_noise_of_a_correlation_on_the_band(monkeypatch):
+    """The gap scales as one over the root of the band's degrees of freedom: a band with four
+    times the weight has half the gap; no gap when the setting is None."""
+    small = Search.create(32, 4.0, max_shift_px=2.0, step_deg=8.0).band.weight
+    gap = local_refinement.start_score_gap(small)
+    assert gap == pytest.approx(local_refinement.START_SCORE_GAP / np.sqrt(small.sum()))
+    assert local_refinement.start_score_gap(np.tile(small, 4)) == pytest.approx(gap / 2)
+    monkeypatch.setattr(local_refinement, "START_SCORE_GAP", None)
+    assert local_refinement.start_score_gap(small) is None

@@ -156,7 +156,7 @@ def test_invalid_config_option(option, value):
 def test_target_resolution_sets_the_input_box(particles, tmp_path):
     # 32 px at 4 A; 12 A needs Nyquist 6 A/px -> the even box >= 32 * 8 / 12 = 21.3 is 22.
     config = TrainConfig(pixel_size_a=4.0, target_resolution_a=12.0,
-                         training_source="particles")
+                         training_source="particles", epochs=1, images_per_epoch=256)
     train_regions(particles[0], particles[1].angles_deg, out_dir=tmp_path, symmetry=SYM,
                   spacing_deg=SPACING, config=config, regions=[])
     meta = json.loads((tmp_path / "config.json").read_text())
