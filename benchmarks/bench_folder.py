@@ -24,6 +24,8 @@ class Bench:
         self.work = Path(args.work).resolve()
         self.results = self.work / "results"
         self.results.mkdir(parents=True, exist_ok=True)
+        if getattr(args, "out", None):  # the report's folder, made before hours of stages
+            Path(args.out).resolve().parent.mkdir(parents=True, exist_ok=True)
         self.sim = self.work / "sim"
         self.input = self.work / "input"
         self.star = self.input / "particles.star"
