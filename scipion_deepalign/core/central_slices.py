@@ -50,11 +50,13 @@ def band_spectra(spectrum, matrices, ky, kx, *, xp=np):
     if xp is not np:
         return _on_device(xp, spectrum, m, *args)
     out = np.empty((len(m), len(ky)), dtype=np.complex64)
+    grid = np.ascontiguousarray(spectrum.spectrum)  # the kernel reads it flat
+    pairs = out.view(np.float32).reshape(len(m), len(ky), 2)  # (re, im), written in place
     threads = max(1, min(cpu_threads(), len(m) // 64))
     size = -(-len(m) // threads)
 
     def one(s):  # the compiled sampling releases the GIL: chunks side by side
-        _sample_points(spectrum.spectrum, m[s:s + size], *args, out[s:s + size])
+        _sample_points(grid, m[s:s + size], *args, pairs[s:s + size])
 
     if threads > 1:
         with ThreadPoolExecutor(max_workers=threads) as pool:
@@ -95,29 +97,46 @@ def _on_device(xp, spectrum, mats, ky, kx, phase):
 @compiled(contract=True)
 def _sample_points(spectrum, mats, ky, kx, phase, out):  # pragma: no cover - compiled
     """``out[i, f]``: the centred spectrum (P, P, P) at ``A_i.T @ (kx_f, ky_f, 0)`` (padded
-    frequency units), trilinear as
-    :func:`.projection._sample_slices`, times ``phase[f]``; zero where a
-    neighbour is outside. The matrix entries are read by index in the inner loop (a view
-    ``mats[i]`` there made the loop 1.6x slower)."""
+    frequency units), trilinear as :func:`.projection._sample_slices`, times ``phase[f]``;
+    zero where a neighbour is outside. ``out`` is the complex64 result seen as float32
+    ``(N, F, 2)``. Branch-free, in real arithmetic: the corner index is clamped into the box
+    and a point outside is multiplied by zero, so LLVM vectorises the loop over the
+    frequencies (docs/benchmarks_accuracy.md, "The refinement's sampling, branch-free")."""
     p = spectrum.shape[0]
+    flat = spectrum.ravel()
+    sy, sz = p, p * p
     half = np.float32(p // 2)
-    one = np.float32(1.0)
-    c = spectrum  # a short name for the eight neighbours
+    one, zero = np.float32(1.0), np.float32(0.0)
+    edge = np.float32(p - 1)  # a point needs its corner below it on every axis
+    top = np.float32(p - 2)  # the highest corner index
     for i in range(mats.shape[0]):
+        a00, a01, a02 = mats[i, 0, 0], mats[i, 0, 1], mats[i, 0, 2]
+        a10, a11, a12 = mats[i, 1, 0], mats[i, 1, 1], mats[i, 1, 2]
         for f in range(ky.shape[0]):
             kyf, kxf = ky[f], kx[f]
-            qx = mats[i, 0, 0] * kxf + mats[i, 1, 0] * kyf + half
-            qy = mats[i, 0, 1] * kxf + mats[i, 1, 1] * kyf + half
-            qz = mats[i, 0, 2] * kxf + mats[i, 1, 2] * kyf + half
-            fx, fy, fz = np.floor(qx), np.floor(qy), np.floor(qz)
-            ix, iy, iz = int(fx), int(fy), int(fz)
-            if ix < 0 or iy < 0 or iz < 0 or ix >= p - 1 or iy >= p - 1 or iz >= p - 1:
-                out[i, f] = 0
-                continue
+            qx = a00 * kxf + a10 * kyf + half
+            qy = a01 * kxf + a11 * kyf + half
+            qz = a02 * kxf + a12 * kyf + half
+            inside = ((qx >= zero) & (qy >= zero) & (qz >= zero)
+                      & (qx < edge) & (qy < edge) & (qz < edge))
+            fx = min(max(np.floor(qx), zero), top)
+            fy = min(max(np.floor(qy), zero), top)
+            fz = min(max(np.floor(qz), zero), top)
+            b = np.int64(fz) * sz + np.int64(fy) * sy + np.int64(fx)
             tx, ty, tz = qx - fx, qy - fy, qz - fz
             ux, uy, uz = one - tx, one - ty, one - tz
-            out[i, f] = phase[f] * (
-                uz * (uy * (ux * c[iz, iy, ix] + tx * c[iz, iy, ix + 1])
-                      + ty * (ux * c[iz, iy + 1, ix] + tx * c[iz, iy + 1, ix + 1]))
-                + tz * (uy * (ux * c[iz + 1, iy, ix] + tx * c[iz + 1, iy, ix + 1])
-                        + ty * (ux * c[iz + 1, iy + 1, ix] + tx * c[iz + 1, iy + 1, ix + 1])))
+            w000, w001, w010, w011 = uz * uy * ux, uz * uy * tx, uz * ty * ux, uz * ty * tx
+            w100, w101, w110, w111 = tz * uy * ux, tz * uy * tx, tz * ty * ux, tz * ty * tx
+            c000, c001 = flat[b], flat[b + 1]
+            c010, c011 = flat[b + sy], flat[b + sy + 1]
+            c100, c101 = flat[b + sz], flat[b + sz + 1]
+            c110, c111 = flat[b + sz + sy], flat[b + sz + sy + 1]
+            re = (w000 * c000.real + w001 * c001.real + w010 * c010.real + w011 * c011.real
+                  + w100 * c100.real + w101 * c101.real + w110 * c110.real + w111 * c111.real)
+            im = (w000 * c000.imag + w001 * c001.imag + w010 * c010.imag + w011 * c011.imag
+                  + w100 * c100.imag + w101 * c101.imag + w110 * c110.imag + w111 * c111.imag)
+            keep = one if inside else zero
+            re, im = re * keep, im * keep
+            pr, pi = phase[f].real, phase[f].imag
+            out[i, f, 0] = re * pr - im * pi
+            out[i, f, 1] = re * pi + im * pr

@@ -128,6 +128,26 @@ def test_the_device_sampling_path_equals_the_compiled_one(spectrum):
     np.testing.assert_allclose(got, expected, atol=1e-5 * np.abs(expected).max())
 
 
+def test_points_at_and_beyond_the_padded_box_edge(spectrum):
+    """Frequencies from inside the padded spectrum to past its edge: the compiled pass (no
+    branch: clamped corners, zero outside) equals the array path point by point, inside
+    and at the edge, and gives exactly zero where a neighbour lies outside."""
+    from scipion_deepalign.tests.helpers import numpy_twin
+
+    box = spectrum.box_px
+    kx = np.linspace(0.0, 0.75 * box, 97)  # x in the padded box: P/2 + 2 kx, past P - 1
+    ky = np.linspace(-0.3 * box, 0.3 * box, 97)
+    matrices = euler_to_matrix(np.array([[0.0, 0.0, 0.0], [20.0, 35.0, 10.0],
+                                         [90.0, 90.0, 0.0]]))
+    compiled = band_spectra(spectrum, matrices, ky, kx)
+    arrays = band_spectra(spectrum, matrices, ky, kx, xp=numpy_twin())
+    np.testing.assert_allclose(compiled, arrays, atol=1e-5 * np.abs(compiled).max())
+    q = spectrum.pad_box_px // 2 + kx * spectrum.pad_box_px / box  # x of the identity's points
+    outside = q >= spectrum.pad_box_px - 1
+    assert outside.any() and (~outside).any()
+    assert np.all(compiled[0, outside] == 0) and np.all(compiled[0, ~outside][1:] != 0)
+
+
 def test_candidate_power_is_that_of_the_rows_on_both_paths(spectrum):
     """With the CTF on the references the candidates' power ``|R(k)|**2`` comes with their
     rows: the compiled pass and the array path agree, and it is the rows' own power."""
