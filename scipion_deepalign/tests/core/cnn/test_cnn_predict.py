@@ -126,7 +126,8 @@ def test_not_a_model_folder(data, tmp_path):
 
 def test_shared_network_trains_and_predicts(data, tmp_path):
     images, _, truth = data
-    out = _train(data, tmp_path, network="shared", epochs=4, positives_per_region=512)
+    out = _train(data, tmp_path, network="shared", epochs=4, positives_per_region=512,
+                 images_per_epoch=4096)
     assert (out / "shared.keras").exists() and (out / "history_shared.json").exists()
     assert not list(out.glob("region_*.keras"))
     probs = predict_probabilities(images[N_TRAIN:], out)
