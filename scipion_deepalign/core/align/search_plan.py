@@ -61,13 +61,10 @@ class SearchOptions:
         (None: the ``k`` regions given).
     max_regions : int or None
         At most this many regions per particle with ``probability_mass``. Defaults 0.8 and
-        16 (were 0.9 and 6, then 0.75 and 16), measured: the network's probabilities are
-        calibrated enough that a lower mass with a higher cap spends the regions on the
-        particles it is unsure of (docs/benchmarks_accuracy.md, "Regions searched: probability
-        mass and cap"); with the search around the kept poses, 0.8 is the least mass within
-        one point of the global search on bench_relion's 8zpm (0.9325 against 0.942, 4 962
-        comparisons a particle; 0.75: 0.9295, 4 350; the windows of before: 0.930, 6 776;
-        docs/benchmarks_accuracy.md, "Following the kept poses").
+        16, chosen by measurement: a low mass with a high cap spends the regions on the
+        particles the network is unsure of, and 0.8 is the least mass within one point of
+        the global search with the search around the kept poses (docs/benchmarks_accuracy.md,
+        "Regions searched: probability mass and cap" and "Following the kept poses").
     fallback_probability : float
         Particles whose best region probability is below it are searched globally
         (0: never, the default: measured, it bought little accuracy for its cost).
