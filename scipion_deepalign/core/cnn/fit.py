@@ -12,12 +12,18 @@
   epochs after the noise curriculum), keeping the weights of the best epoch;
 * for a **regional network**, Keras's early stopping on ``val_loss`` (balanced binary
   validation with sample weights; a region hit rate needs all regions at once).
+
+After the first batch, :class:`_ReuseFreedMemory` puts back glibc's allocation thresholds,
+which TensorFlow's generator dataset pins at 128 KiB (:mod:`..runtime.heap`): the training
+images made on the fly and everything after the training in the same process (prediction,
+alignment) then reuse freed memory instead of page-faulting fresh memory for every array.
 """
 from __future__ import annotations
 
 import keras
 import numpy as np
 
+from ..runtime.heap import reuse_freed_memory
 from ..runtime.progress import Progress
 from .history import PlateauStop, region_hit_rate
 
@@ -45,6 +51,20 @@ class _ProgressLogger(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         self.reporter.close()
+
+
+class _ReuseFreedMemory(keras.callbacks.Callback):
+    """:func:`~..runtime.heap.reuse_freed_memory` once the first batch has run (the backend's
+    data pipeline is made by then)."""
+
+    def __init__(self):
+        super().__init__()
+        self.done = False
+
+    def on_train_batch_end(self, batch, logs=None):
+        if not self.done:
+            self.done = True
+            reuse_freed_memory()
 
 
 class HeldOutScores(keras.callbacks.Callback):
@@ -135,7 +155,7 @@ def fit_model(model, batches, validation, config, *, label, position=1, total=1,
                 monitor="val_loss", patience=config.patience, restore_best_weights=True,
                 start_from_epoch=config.ramp_epochs))
     history = model.fit(batches, epochs=config.epochs, validation_data=validation,
-                        callbacks=callbacks, verbose=0)
+                        callbacks=[_ReuseFreedMemory(), *callbacks], verbose=0)
     out = {k: [float(v) for v in values] for k, values in history.history.items()}
     if scores is not None:
         kept = scores.best_epoch if config.patience > 0 else len(out["loss"]) - 1
