@@ -256,10 +256,11 @@ class _Run:
                               local_window_size(engine, self.refiner))
         return searched / (searched + refined)
 
-    def follow(self, plan, galleries, best, spectra, power, rows, kept):
+    def follow(self, plan, galleries, bank, best, spectra, power, rows, kept):
         """The second search of the block ``rows``: the tiles around the gallery poses its
         first search kept that it did not meet (:meth:`.search_plan.SearchPlan.follow`),
-        taken into ``best`` (in place).
+        taken into ``best`` (in place). Their references are gathered from the first
+        search's ``bank`` (when there is one and it holds their directions).
 
         Returns the galleries of both searches (the first's alone when nothing was followed),
         the second search's comparisons and its tiles summed over the block's particles."""
@@ -270,7 +271,9 @@ class _Run:
             return galleries, 0, 0.0
         t0 = time.perf_counter()
         around = group_galleries(followed, self.volume, self.cache)
-        more, count = search_block(engine, around, None, spectra, power, rows, kept)
+        index = None if bank is None else galleries.indices_of(around.directions_deg)
+        around_bank = None if index is None else bank.subset(index, xp=engine.xp)
+        more, count = search_block(engine, around, around_bank, spectra, power, rows, kept)
         best.absorb(more, ref_base=len(galleries) * engine.n_psi)
         tiles = followed.info["mean_tiles_followed"]
         logger.debug("around the kept poses: %.2f tiles a particle, %d comparisons in %d "
@@ -285,9 +288,10 @@ class _Run:
         galleries.check_covers(n, engine.step_deg)
         t_gal = time.perf_counter() - t0
         # the prepared references of every direction, made once (when they fit) where they
-        # are met more than once: by several blocks, or gathered by tile sets
+        # are met more than once: by several blocks, by the second search around the kept
+        # poses, or gathered by tile sets
         bank = None
-        if wants_bank(galleries, n, int(self.block_size)):
+        if wants_bank(galleries, n, int(self.block_size), follows=bool(plan.follow_deg)):
             bank = engine.reference_bank(galleries.projections,
                                          chunk=max(1, REFS_PER_CHUNK // engine.n_psi))
         poses, n_followed = BlockPoses(n, self.n_best), 0.0
@@ -304,8 +308,8 @@ class _Run:
             kept = gallery_poses_kept(self.n_best, fine is not None)
             best, count = search_block(engine, galleries, bank, spectra, power, rows, kept,
                                        share(progress, searched))
-            block_galleries, more, followed = self.follow(plan, galleries, best, spectra,
-                                                          power, rows, kept)
+            block_galleries, more, followed = self.follow(plan, galleries, bank, best,
+                                                          spectra, power, rows, kept)
             count, n_followed = count + more, n_followed + followed
             poses.significance[rows] = best.significance()
             poses.add(rows, count, *block_poses(engine, block_galleries, best, spectra,

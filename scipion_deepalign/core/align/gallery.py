@@ -23,6 +23,7 @@ from ..imageops import fourier_upsample2
 __all__ = [
     "GalleryGroups",
     "group_galleries",
+    "direction_keys",
     "GalleryCache",
     "default_step_deg",
     "global_directions_deg",
@@ -69,6 +70,15 @@ class GalleryGroups:
                                                   for lo, hi in other.bounds],
                              list(self.members) + list(other.members))
 
+    def indices_of(self, directions_deg: np.ndarray) -> np.ndarray | None:
+        """Index in these galleries of each of ``directions_deg`` (the same directions, as the
+        gallery cache matches them), or None when one of them is not here."""
+        index = {key: i for i, key in enumerate(direction_keys(self.directions_deg))}
+        found = [index.get(key) for key in direction_keys(directions_deg)]
+        if any(i is None for i in found):
+            return None
+        return np.asarray(found, dtype=np.int64)
+
     def check_covers(self, n: int, step_deg: float) -> None:
         """``ValueError`` unless each of the ``n`` particles meets at least one direction."""
         uncovered = np.ones(n, dtype=bool)
@@ -78,6 +88,13 @@ class GalleryGroups:
             raise ValueError(
                 f"step_deg {step_deg:g} is too coarse for the regions: {int(uncovered.sum())} "
                 "particles have no gallery direction in their regions; use a smaller step_deg")
+
+
+def direction_keys(directions_deg: np.ndarray) -> list:
+    """A key per direction ``(rot, tilt)`` that is the same for the same direction met again
+    (rounded to 1e-6 degree): how the galleries and their cache match directions."""
+    dirs = np.asarray(directions_deg, dtype=np.float64).reshape(-1, 2)
+    return [d.tobytes() for d in np.round(dirs, 6)]
 
 
 def group_galleries(plan, volume: np.ndarray, cache: GalleryCache) -> GalleryGroups:
@@ -275,7 +292,7 @@ class GalleryCache:
         dirs = np.asarray(directions_deg, dtype=np.float64).reshape(-1, 2)
         digest = _volume_digest(volume)
         h = hashlib.sha1(digest.encode())
-        h.update(np.round(dirs, 6).tobytes())
+        h.update(b"".join(direction_keys(dirs)))
         key = h.hexdigest()[:20]
         if key in self._memory:
             return self._memory[key]
@@ -296,7 +313,7 @@ class GalleryCache:
         from ..projection import VolumeSpectrum, project
 
         known = self._directions.setdefault(digest, {})
-        keys = [d.tobytes() for d in np.round(dirs, 6)]
+        keys = direction_keys(dirs)
         first: dict = {}
         for i, key in enumerate(keys):
             first.setdefault(key, i)

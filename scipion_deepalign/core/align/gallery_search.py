@@ -78,12 +78,13 @@ def block_comparisons(galleries, rows, n_psi: int) -> int:
                             for m, (lo, hi) in zip(galleries.members, galleries.bounds))
 
 
-def wants_bank(galleries, n: int, block_size: int) -> bool:
+def wants_bank(galleries, n: int, block_size: int, *, follows: bool = False) -> bool:
     """Whether a :class:`.search.ReferenceBank` pays for its memory: when several blocks meet
-    the same references, or when the one block is searched by tile sets (each reference met
-    by several sets) over more than one gallery group. Otherwise every chunk of references is
-    prepared once anyway, as it is met."""
-    if n > block_size:
+    the same references, when a second search around the kept poses (``follows``) meets them
+    again, or when the one block is searched by tile sets (each reference met by several
+    sets) over more than one gallery group. Otherwise every chunk of references is prepared
+    once anyway, as it is met."""
+    if n > block_size or follows:
         return True
     if len(galleries.bounds) < 2:
         return False

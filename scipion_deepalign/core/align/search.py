@@ -377,6 +377,15 @@ class ReferenceBank:
     def __init__(self, matrix, n_psi: int, *, with_power: bool):
         self.matrix, self.n_psi, self.with_power = matrix, int(n_psi), with_power
 
+    def subset(self, directions, *, xp) -> ReferenceBank:
+        """The bank of gallery directions ``directions`` (indices into this one), in that
+        order, gathered on the bank's device (``xp``): the references of a second search over
+        directions this bank holds, instead of preparing them again."""
+        directions = np.asarray(directions, dtype=np.int64)
+        rows = (directions[:, None] * self.n_psi + np.arange(self.n_psi)).ravel()
+        return ReferenceBank(self.matrix[xp.asarray(rows)], self.n_psi,
+                             with_power=self.with_power)
+
     def take(self, start: int, stop: int):
         """``(matrix, power)`` of the in-plane copies of gallery directions ``start:stop``, in
         the layout of :meth:`Search.references` (direction-major, then in-plane angle)."""

@@ -122,3 +122,63 @@ def test_a_bank_is_made_only_where_references_are_met_again():
     assert gallery_search.wants_bank(crowded, 100, block_size=8192)  # 2 sets of 50
     sparse = SimpleNamespace(bounds=[(0, 5), (5, 9)], members=[np.arange(10), np.arange(5)])
     assert not gallery_search.wants_bank(sparse, 10, block_size=8192)  # 2 sets of 5
+    # the search around the kept poses meets the references again
+    assert gallery_search.wants_bank(one_group, 100, block_size=8192, follows=True)
+
+
+@pytest.mark.parametrize("xp", [np, numpy_twin()], ids=["numpy", "cupy-path-on-numpy"])
+def test_a_subset_of_the_bank_holds_the_references_of_those_directions(block, xp):
+    """The second search's bank, gathered from the first's by direction, equals the
+    references prepared from those projections; directions are found by value."""
+    volume, images, parts, centres, hints = block
+    engine = Search.create(32, PIXEL_A, max_shift_px=2.0, xp=xp, step_deg=12.0,
+                           ctf=parts.ctf, ctf_mode="apply")
+    plan = plan_alignment(len(images), symmetry="c1", step_deg=engine.step_deg,
+                          centres_deg=centres, region_hints=hints,
+                          options=SearchOptions(overlap_deg=10.0, probability_mass=None))
+    galleries = group_galleries(plan, volume, GalleryCache())
+    picked = np.array([5, 2, len(galleries) - 1, 9])
+    found = galleries.indices_of(galleries.directions_deg[picked] + 1e-9)  # rounding
+    np.testing.assert_array_equal(found, picked)
+    assert galleries.indices_of(np.array([[1.234, 56.789]])) is None
+    bank = engine.reference_bank(galleries.projections, chunk=7)
+    matrix, power = bank.subset(picked, xp=xp).take(0, len(picked))
+    ref_matrix, ref_power = engine.references(galleries.projections[picked])
+    assert matrix.shape == ref_matrix.shape == (len(picked) * engine.n_psi,
+                                                2 * len(engine.band))
+    np.testing.assert_allclose(matrix, ref_matrix, atol=1e-6)
+    np.testing.assert_allclose(power, ref_power, rtol=1e-5, atol=1e-9)
+
+
+def test_the_search_around_the_kept_poses_takes_its_references_from_the_bank(block,
+                                                                             monkeypatch):
+    """A regional alignment that follows its kept poses prepares every direction's
+    references once (the bank) and gathers the second search's from it: the same poses,
+    scores and counts as preparing them again."""
+    from scipion_deepalign.core.align import align as align_module, search as search_module
+    from scipion_deepalign.core.align.align import align_particles
+
+    volume, images, parts, centres, hints = block
+    hints = np.where(hints >= 0, hints, hints[:, :1])
+    kwargs = dict(pixel_size_a=PIXEL_A, max_shift_px=2.0, step_deg=12.0, ctf=parts.ctf,
+                  centres_deg=centres, region_hints=hints, device="cpu",
+                  target_resolution_a=None,
+                  search=SearchOptions(probability_mass=None, overlap_deg=0.0, follow_deg=30.0))
+    prepared = []
+    real = search_module.Search.references
+
+    def counting(self, projections, **kw):
+        prepared.append(len(projections))
+        return real(self, projections, **kw)
+
+    monkeypatch.setattr(search_module.Search, "references", counting)
+    with_bank = align_particles(images, volume, **kwargs)
+    banked = sum(prepared)
+    prepared.clear()
+    monkeypatch.setattr(align_module, "wants_bank", lambda *a, **k: False)
+    again = align_particles(images, volume, **kwargs)
+    assert with_bank.info["mean_tiles_followed"] > 0 and with_bank.info["reference_bank"]
+    assert banked == with_bank.info["n_directions"] < sum(prepared)
+    np.testing.assert_allclose(with_bank.angles_deg, again.angles_deg, atol=1e-6)
+    np.testing.assert_allclose(with_bank.score, again.score, atol=1e-6)
+    assert with_bank.n_comparisons == again.n_comparisons
