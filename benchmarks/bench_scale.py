@@ -36,7 +36,11 @@ sys.path.insert(0, ROOT)
 
 from scipion_deepalign.core.defaults import REFINE  # noqa: E402
 
-STAGES = ("train", "predict", "align", "global", "reconstruct")
+#: the global search's sample is timed first and again after the alignment: the machine's
+#: speed drifts by up to a third over a run (2 CPU cores shared by virtual machines), and the
+#: mean of the two brackets the drift the regional stages ran in
+STAGES = ("global-first", "train", "predict", "align", "global", "reconstruct")
+GLOBAL_STAGES = ("global-first", "global")
 #: what each stage holds in memory, from reading the code (the measured slope says how much)
 MEMORY_NOTES = {
     "train": "from projections: a spread sample of particles (the noise to match) and the "
@@ -47,6 +51,7 @@ MEMORY_NOTES = {
     "align": "blocks of 8192 particles of the memory-mapped stack (cli/align.py "
              "lazy_particles_images -> core.align, block by block): grows until the first "
              "block is full, then flat except the metadata and the per-particle results",
+    "global-first": "the same fixed sample, before the training: flat in N",
     "global": "a fixed sample: flat in N",
     "reconstruct": "gridding batches read from the memory map (cli/reconstruct.py "
                    "lazy_particles_images) into two half maps: flat in N except the "
@@ -158,7 +163,10 @@ def stage_commands(folder, args):
               "--refine" if args.refine else "--no-refine"]
     if args.step is not None:
         search += ["--step", str(args.step)]
+    global_words = ["align", "--particles", f("sample.star"), "--global",
+                    "--out", f("global.star"), *search]
     return {
+        "global-first": global_words,
         "train": ["train", "--particles", f("train.star"), "--volume", f("reference.mrc"),
                   "--out", f("model"), "--spacing", str(args.spacing),
                   *_given("--epochs", args.epochs),
@@ -167,8 +175,7 @@ def stage_commands(folder, args):
                     "--out", f("pred.star")],
         "align": ["align", "--particles", f("pred.star"), "--model", f("model"),
                   "--out", f("aligned.star"), *search],
-        "global": ["align", "--particles", f("sample.star"), "--global",
-                   "--out", f("global.star"), *search],
+        "global": global_words,
         "reconstruct": ["reconstruct", "--particles", f("aligned.star"),
                         "--out", f("map.mrc")],
     }
@@ -271,6 +278,19 @@ def growth(rows, stage, key):
     return float(np.polyfit(x, y, 1)[0])
 
 
+def end_to_end(rows, n, global_sample):
+    """DeepAlign's measured end to end against the global search extrapolated to ``n`` (the
+    mean of its two timings on the sample, per particle), or None when a stage is missing."""
+    by = {r["stage"]: r["seconds"] for r in rows if r["n"] == n}
+    if any(stage not in by for stage in STAGES):
+        return None
+    per_global = np.mean([by[s] for s in GLOBAL_STAGES]) / min(n, global_sample)
+    deepalign = by["train"] + by["predict"] + by["align"] + by["reconstruct"]
+    global_s = per_global * n + by["reconstruct"]
+    return {"deepalign_s": deepalign, "global_s": global_s, "ratio": global_s / deepalign,
+            "align_ms": 1000 * by["align"] / n, "global_ms": 1000 * per_global}
+
+
 def markdown(rows, args):
     sizes = sorted({r["n"] for r in rows})
     lines = [f"# Scale benchmark ({args.box} px, {platform.node()}, "
@@ -279,10 +299,22 @@ def markdown(rows, args):
              + ", local refinement " + ("on" if args.refine else "off") + ".", "",
              "| N | stage | seconds | ms / particle | peak MB |", "|---|---|---|---|---|"]
     for r in rows:
-        per = r["n"] if r["stage"] != "global" else min(r["n"], args.global_sample)
+        per = r["n"] if r["stage"] not in GLOBAL_STAGES else min(r["n"], args.global_sample)
         peak = "" if r["peak_mb"] is None else f"{r['peak_mb']:.0f}"
         lines.append(f"| {r['n']} | {r['stage']} | {r['seconds']:.1f} | "
                      f"{1000 * r['seconds'] / per:.2f} | {peak} |")
+    lines += ["", "End to end (training, prediction, alignment and reconstruction) against "
+              "the global search made the same way, extrapolated to N from the mean of its "
+              "two timings on the sample (before the training, after the alignment) plus "
+              "the same reconstruction:", "",
+              "| N | DeepAlign end to end (min) | global (min) | ratio | alignment ms / "
+              "particle: regional / global (ratio) |", "|---|---|---|---|---|"]
+    for n in sizes:
+        row = end_to_end(rows, n, args.global_sample)
+        if row is not None:
+            lines.append(f"| {n} | {row['deepalign_s'] / 60:.1f} | {row['global_s'] / 60:.1f} | "
+                         f"{row['ratio']:.1f}x | {row['align_ms']:.2f} / "
+                         f"{row['global_ms']:.2f} ({row['global_ms'] / row['align_ms']:.1f}x) |")
     lines += ["", f"Poses on the global search's sample (the first {args.global_sample} "
               "particles): fraction within 10 deg of the truth.", "",
               "| N | regional | global | regions searched per particle |", "|---|---|---|---|"]
