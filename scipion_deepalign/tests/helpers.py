@@ -10,7 +10,9 @@
 * :func:`phantom_pair` -- the 32 px phantom and the same phantom with its densest blob masked
   away (a compositional change: the two maps of the class tests);
 * :func:`numpy_twin` -- numpy under another module name: the code paths written for cupy
-  (``xp is not np``), run on the CPU.
+  (``xp is not np``), run on the CPU;
+* :func:`tiny_region_network` -- a 4-region softmax network of 8 px inputs with its
+  ``PyDataset`` of two batches: the training loop's tests (``fit_model``).
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ import types
 import numpy as np
 
 __all__ = ["translate_volume", "rodrigues", "phase_flip", "phantom_particles", "phantom_pair",
-           "numpy_twin"]
+           "numpy_twin", "tiny_region_network"]
 
 
 def numpy_twin() -> types.ModuleType:
@@ -27,6 +29,28 @@ def numpy_twin() -> types.ModuleType:
     twin = types.ModuleType("numpy_twin")
     twin.__dict__.update({k: v for k, v in vars(np).items() if not k.startswith("__")})
     return twin
+
+
+def tiny_region_network(keras, *, learning_rate: float = 0.01):
+    """``(model, batches, x, y)``: a compiled 4-region softmax network of 8 px inputs (SGD at
+    ``learning_rate``), a ``PyDataset`` of two batches of 32 random images and their one-hot
+    regions ``x`` ``(64, 8, 8, 1)`` and ``y`` ``(64, 4)`` (also usable as held-out data)."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 8, 8, 1)).astype(np.float32)
+    y = np.eye(4, dtype=np.float32)[rng.integers(0, 4, 64)]
+
+    class Batches(keras.utils.PyDataset):
+        def __len__(self):
+            return 2
+
+        def __getitem__(self, index):
+            return x[32 * index:32 * index + 32], y[32 * index:32 * index + 32]
+
+    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(),
+                              keras.layers.Dense(4, activation="softmax")])
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=learning_rate),
+                  loss="categorical_crossentropy")
+    return model, Batches(), x, y
 
 
 def translate_volume(volume, offset_xyz_px) -> np.ndarray:

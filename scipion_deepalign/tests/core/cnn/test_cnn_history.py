@@ -86,24 +86,12 @@ def test_held_out_scores_stop_a_network_that_no_longer_learns():
     from scipion_deepalign.core.cnn.config import TrainConfig
     from scipion_deepalign.core.cnn.fit import fit_model
 
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(64, 8, 8, 1)).astype(np.float32)
-    y = np.eye(4, dtype=np.float32)[rng.integers(0, 4, 64)]
-
-    class Batches(keras.utils.PyDataset):
-        def __len__(self):
-            return 2
-
-        def __getitem__(self, index):
-            return x[32 * index:32 * index + 32], y[32 * index:32 * index + 32]
+    from scipion_deepalign.tests.helpers import tiny_region_network
 
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(),
-                              keras.layers.Dense(4, activation="softmax")])
-    model.compile(optimizer=keras.optimizers.SGD(learning_rate=1e-12),
-                  loss="categorical_crossentropy")
+    model, batches, x, y = tiny_region_network(keras, learning_rate=1e-12)
     config = TrainConfig(epochs=20, patience=3, noise_ramp_epochs=2)
-    history = fit_model(model, Batches(), (x, y), config, label="test", shared=True)
+    history = fit_model(model, batches, (x, y), config, label="test", shared=True)
     assert config.ramp_epochs == 2
     assert history["best_epoch"] == 2 and history["stopped_epoch"] == 5
     assert len(history["loss"]) == len(history["val_region_hit"]) == 6

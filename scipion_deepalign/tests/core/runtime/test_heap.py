@@ -66,23 +66,11 @@ def test_a_training_puts_the_thresholds_back():
         import keras
         from scipion_deepalign.core.cnn.config import TrainConfig
         from scipion_deepalign.core.cnn.fit import fit_model
+        from scipion_deepalign.tests.helpers import tiny_region_network
 
-        rng = np.random.default_rng(0)
-        x = rng.normal(size=(64, 8, 8, 1)).astype(np.float32)
-        y = np.eye(4, dtype=np.float32)[rng.integers(0, 4, 64)]
-
-        class Batches(keras.utils.PyDataset):
-            def __len__(self):
-                return 2
-
-            def __getitem__(self, index):
-                return x[32 * index:32 * index + 32], y[32 * index:32 * index + 32]
-
-        model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(),
-                                  keras.layers.Dense(4, activation="softmax")])
-        model.compile(optimizer="sgd", loss="categorical_crossentropy")
+        model, batches, x, y = tiny_region_network(keras)
         pin_threshold_as_tensorflow_does()
-        fit_model(model, Batches(), (x, y), TrainConfig(epochs=1, patience=0), label="test",
+        fit_model(model, batches, (x, y), TrainConfig(epochs=1, patience=0), label="test",
                   shared=True)
         faults()
         print(json.dumps({"after_training": faults()}))
