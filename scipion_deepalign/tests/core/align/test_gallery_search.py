@@ -26,14 +26,20 @@ def block():
     return volume, images, parts, centres, hints
 
 
-def _search(block, xp, *, regional=True, n_best=1):
+def _engine_and_galleries(block, xp, *, regional=True):
+    """The search of the block's particles and the galleries of their regions (or global)."""
     volume, images, parts, centres, hints = block
     engine = Search.create(32, PIXEL_A, max_shift_px=2.0, xp=xp, step_deg=12.0,
                            ctf=parts.ctf, ctf_mode="apply")
     plan = plan_alignment(len(images), symmetry="c1", step_deg=engine.step_deg,
                           centres_deg=centres, region_hints=hints if regional else None,
                           options=SearchOptions(overlap_deg=10.0, probability_mass=None))
-    galleries = group_galleries(plan, volume, GalleryCache())
+    return engine, group_galleries(plan, volume, GalleryCache())
+
+
+def _search(block, xp, *, regional=True, n_best=1):
+    images = block[1]
+    engine, galleries = _engine_and_galleries(block, xp, regional=regional)
     rows = np.arange(len(images))
     spectra, power = engine.particles(images, engine.ctf_half(rows))
     local = [m for m in galleries.members]
@@ -130,13 +136,7 @@ def test_a_bank_is_made_only_where_references_are_met_again():
 def test_a_subset_of_the_bank_holds_the_references_of_those_directions(block, xp):
     """The second search's bank, gathered from the first's by direction, equals the
     references prepared from those projections; directions are found by value."""
-    volume, images, parts, centres, hints = block
-    engine = Search.create(32, PIXEL_A, max_shift_px=2.0, xp=xp, step_deg=12.0,
-                           ctf=parts.ctf, ctf_mode="apply")
-    plan = plan_alignment(len(images), symmetry="c1", step_deg=engine.step_deg,
-                          centres_deg=centres, region_hints=hints,
-                          options=SearchOptions(overlap_deg=10.0, probability_mass=None))
-    galleries = group_galleries(plan, volume, GalleryCache())
+    engine, galleries = _engine_and_galleries(block, xp)
     picked = np.array([5, 2, len(galleries) - 1, 9])
     found = galleries.indices_of(galleries.directions_deg[picked] + 1e-9)  # rounding
     np.testing.assert_array_equal(found, picked)
