@@ -155,7 +155,8 @@ def test_the_search_around_the_kept_poses_takes_its_references_from_the_bank(blo
     """A regional alignment that follows its kept poses prepares every direction's
     references once (the bank) and gathers the second search's from it: the same poses,
     scores and counts as preparing them again."""
-    from scipion_deepalign.core.align import align as align_module, search as search_module
+    from scipion_deepalign.core.align import align as align_module
+    from scipion_deepalign.core.align import search as search_module
     from scipion_deepalign.core.align.align import align_particles
 
     volume, images, parts, centres, hints = block

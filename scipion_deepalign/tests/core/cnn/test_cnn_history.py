@@ -85,7 +85,6 @@ def test_held_out_scores_stop_a_network_that_no_longer_learns():
     keras = pytest.importorskip("keras")
     from scipion_deepalign.core.cnn.config import TrainConfig
     from scipion_deepalign.core.cnn.fit import fit_model
-
     from scipion_deepalign.tests.helpers import tiny_region_network
 
     keras.utils.set_random_seed(0)
