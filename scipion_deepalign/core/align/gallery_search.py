@@ -152,10 +152,7 @@ def _gather(bank, refs, xp):
         matrix = bank.matrix[int(refs[0]):int(refs[-1]) + 1]
     else:
         matrix = bank.matrix[xp.asarray(refs)]
-    if not bank.with_power:
-        return matrix, None
-    f = matrix.shape[1] // 2
-    return matrix, matrix[:, :f] ** 2 + matrix[:, f:] ** 2
+    return bank.references(matrix)
 
 
 def search_by_gallery_groups(engine, galleries, spectra, power, local, n_best, progress=None,

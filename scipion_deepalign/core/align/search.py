@@ -389,7 +389,11 @@ class ReferenceBank:
     def take(self, start: int, stop: int):
         """``(matrix, power)`` of the in-plane copies of gallery directions ``start:stop``, in
         the layout of :meth:`Search.references` (direction-major, then in-plane angle)."""
-        matrix = self.matrix[start * self.n_psi:stop * self.n_psi]
+        return self.references(self.matrix[start * self.n_psi:stop * self.n_psi])
+
+    def references(self, matrix):
+        """``(matrix, power)`` of rows taken from this bank: the power ``|R(k)|**2`` where the
+        bank carries it, else None."""
         if not self.with_power:
             return matrix, None
         f = matrix.shape[1] // 2
