@@ -11,12 +11,18 @@ averaged power spectrum, shell by shell from the lowest frequency, until the pow
 1. falls into the noise: within a factor :data:`NOISE_FACTOR` of the floor, the median power
    of the shells beyond Nyquist (the corners of the Fourier cube, where a map holds noise,
    or nothing after a low-pass filter);
-2. drops off a low-pass edge: more than :data:`EDGE_DROP` times below the shell before; or
-3. is numerically nothing: :data:`EMPTY_DROP` times below the strongest shell.
+2. drops off a low-pass edge: more than :data:`EDGE_DROP` times below the shell before;
+3. is numerically nothing: :data:`EMPTY_DROP` times below the strongest shell; or
+4. is as strong in the map's solvent as in its particle: the shell's power per voxel inside
+   the box's inscribed sphere is within :data:`SOLVENT_FACTOR` of that in the corners outside
+   it (:func:`solvent_contrast`), where a particle that fits its box has no density and an
+   unfiltered reconstruction has the same noise as inside. Such a map's power is flat beyond
+   its resolution (its noise), so rules 1-3 would take it at Nyquist.
 
 The last shell before is the estimate (Nyquist when none stops). An unfiltered map computed
-from a model, or one whose high frequencies are flat signal, is taken at Nyquist: one map
-cannot tell a flat signal from flat noise, and the search errs on the side of detail.
+from a model, or one whose high frequencies are flat signal, is taken at Nyquist: with
+nothing in its corners, one map cannot tell a flat signal from flat noise inside a mask, and
+the search errs on the side of detail.
 
 :func:`search_resolution` turns the one option every face shares, ``--target-resolution``
 (``"auto"``, ``"full"`` or a number of Angstrom; default :data:`~.defaults.TARGET_RESOLUTION`),
@@ -30,9 +36,9 @@ import numpy as np
 
 from .defaults import FULL_RESOLUTION, TARGET_RESOLUTION
 
-__all__ = ["estimate_map_resolution", "parse_target_resolution", "SearchResolution",
-           "search_resolution", "training_input", "NOISE_FACTOR", "EDGE_DROP", "EMPTY_DROP",
-           "REFINE_MARGIN"]
+__all__ = ["estimate_map_resolution", "solvent_contrast", "parse_target_resolution",
+           "SearchResolution", "search_resolution", "training_input", "NOISE_FACTOR",
+           "EDGE_DROP", "EMPTY_DROP", "SOLVENT_FACTOR", "REFINE_MARGIN"]
 
 #: a shell whose power is within this factor of the floor is noise (signal ~ noise)
 NOISE_FACTOR = 2.0
@@ -42,6 +48,17 @@ NOISE_FACTOR = 2.0
 EDGE_DROP = 100.0
 #: power this far below the strongest shell is numerically nothing (amplitude 1e-5)
 EMPTY_DROP = 1e10
+#: a shell whose power per voxel inside the particle's sphere is within this factor of that in
+#: the solvent corners is noise: signal-to-noise 1/3 there, an FSC of 0.5 against the truth
+#: (docs/benchmarks_accuracy.md, "A reconstruction as the reference")
+SOLVENT_FACTOR = 4.0 / 3.0
+#: shells below this one are never taken for noise by the solvent rule (the masks' own
+#: spectra mix the lowest shells)
+_SOLVENT_FIRST_SHELL = 2
+#: the sphere of :func:`solvent_contrast` ends this far (voxels) inside the box's inscribed
+#: sphere, where the corners begin; each falls to 0 over this width (voxels) from there
+_SOLVENT_INSET_PX = 2.0
+_SOLVENT_EDGE_PX = 3.0
 #: the local refinement runs up to this factor of the frequency the reference supports, at
 #: most Nyquist, never coarser than the search (docs/benchmarks_accuracy.md, "Search
 #: resolution": on 8zpm and the 70S ribosome it beat refining on the search box, and the full
@@ -76,6 +93,40 @@ def shell_power(volume: np.ndarray) -> np.ndarray:
         count += np.bincount(shell, weight, minlength=size)
     last = int(np.flatnonzero(count)[-1]) + 1
     return total[:last] / count[:last]
+
+
+def solvent_contrast(volume) -> np.ndarray:
+    """Per shell, the power per voxel of a cube inside its inscribed sphere over that in the
+    corners outside it (both with soft edges): about 1 where the map holds noise as much
+    in its solvent as in its particle, large where it holds a particle's signal and little
+    else; ``inf`` for shells with nothing in the corners. The corners' mean is removed first
+    (a flat solvent level is not noise).
+
+    Parameters
+    ----------
+    volume : ndarray of shape (B, B, B)
+
+    Returns
+    -------
+    ndarray
+        One ratio per shell of :func:`shell_power`.
+    """
+    vol = np.asarray(volume, dtype=np.float32)
+    n = vol.shape[0]
+    axis = np.arange(n, dtype=np.float32) - n // 2
+    radius = np.sqrt(axis[:, None, None] ** 2 + axis[None, :, None] ** 2
+                     + axis[None, None, :] ** 2)
+    edge = np.float32(n / 2.0 - _SOLVENT_INSET_PX)  # the sphere ends, the corners begin there
+    inside = np.clip((edge - radius) / _SOLVENT_EDGE_PX, 0.0, 1.0)
+    corners = np.clip((radius - edge) / _SOLVENT_EDGE_PX, 0.0, 1.0)
+    del radius
+    solvent = vol - np.float32(np.sum(vol * corners, dtype=np.float64) / corners.sum())
+    particle = shell_power(solvent * inside) / np.mean(inside ** 2)
+    noise = shell_power(solvent * corners) / np.mean(corners ** 2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = particle / noise
+    ratio[noise <= 0] = np.inf
+    return ratio
 
 
 def estimate_map_resolution(volume, pixel_size_a: float, *, name: str = "the map") -> float:
@@ -124,10 +175,12 @@ def estimate_map_resolution(volume, pixel_size_a: float, *, name: str = "the map
         level = np.log10(shell_power(vol))
     floor = np.median(level[nyquist + 1:])
     top = np.max(level[1:])
+    contrast = solvent_contrast(vol)
     last = 0
     for k in range(1, nyquist + 1):
         if (level[k] <= floor + np.log10(NOISE_FACTOR) or level[k] < top - np.log10(EMPTY_DROP)
-                or (k > 1 and level[k] < level[k - 1] - np.log10(EDGE_DROP))):
+                or (k > 1 and level[k] < level[k - 1] - np.log10(EDGE_DROP))
+                or (k >= _SOLVENT_FIRST_SHELL and contrast[k] < SOLVENT_FACTOR)):
             break
         last = k
     if last == 0:

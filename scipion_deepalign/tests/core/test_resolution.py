@@ -4,14 +4,17 @@ import pytest
 
 from scipion_deepalign.core import defaults
 from scipion_deepalign.core.imageops import low_pass_volume
+from scipion_deepalign.core.judge.fsc import fsc_curve
+from scipion_deepalign.core.judge.reconstruct import reconstruct
 from scipion_deepalign.core.resolution import (
     REFINE_MARGIN,
     SearchResolution,
     estimate_map_resolution,
     parse_target_resolution,
     search_resolution,
+    solvent_contrast,
 )
-from scipion_deepalign.core.simulate import make_phantom
+from scipion_deepalign.core.simulate import make_phantom, simulate_particles
 from scipion_deepalign.tests.shared_data import shared_file
 
 PIXEL_A = 2.0
@@ -60,6 +63,27 @@ def test_8zpm_unfiltered_and_low_passed(map_8zpm):
     assert estimate_map_resolution(volume, pixel) <= 1.1 * 2 * pixel  # blurred to ~5 A
     assert 7.0 <= estimate_map_resolution(_low_pass(volume, 8.0, pixel), pixel) <= 8.5
     assert 11.0 <= estimate_map_resolution(_low_pass(volume, 12.0, pixel), pixel) <= 13.0
+
+
+@pytest.mark.parametrize("snr", [0.05, 0.2])
+def test_an_unfiltered_reconstruction_is_taken_where_its_noise_begins(snr):
+    """Its noise is flat to Nyquist and fills the box: the estimate lies between its FSC 0.5
+    and 0.143 against the truth, not at Nyquist (where the power alone would put it)."""
+    truth = make_phantom(32, seed=0)
+    images, parts = simulate_particles(truth, 300, pixel_size_a=PIXEL_A, snr=snr, seed=3,
+                                       defocus_range_a=(5000.0, 15000.0))
+    rec = reconstruct(images, parts.angles_deg, shifts_px=parts.shifts_px, ctf=parts.ctf,
+                      pixel_size_a=PIXEL_A)
+    against_truth = fsc_curve(rec, truth, pixel_size_a=PIXEL_A)
+    estimate = estimate_map_resolution(rec, PIXEL_A)
+    assert against_truth.resolution_0143_a <= estimate <= against_truth.resolution_05_a
+    assert estimate >= 1.5 * 2 * PIXEL_A
+
+
+def test_solvent_contrast_tells_a_particle_from_noise(phantom):
+    noise = np.random.default_rng(0).normal(size=phantom.shape)
+    assert np.all(np.abs(solvent_contrast(noise)[4:24] - 1.0) < 0.2)  # the same everywhere
+    assert np.all(solvent_contrast(phantom)[1:24] > 100.0)  # nothing in its corners
 
 
 @pytest.mark.parametrize("volume, message", [
