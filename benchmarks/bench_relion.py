@@ -269,19 +269,21 @@ def _two_maps(b: Bench, star: Path, folder: Path) -> dict:
     rec = b.deepalign(["reconstruct", "--particles", str(star), "--out",
                        str(folder / "deepalign.mrc")], str(folder / "deepalign.log"))
     true_map, _ = read_volume(str(b.sim / "reference.mrc"))
+    mask_radius_a = b.bg_radius_px * PIXEL_A
     vs_truth = {tool: report.map_fsc(folder / f"{tool}.mrc", true_map, pixel_size_a=PIXEL_A,
-                                     mask_radius_a=b.bg_radius_px * PIXEL_A)
+                                     mask_radius_a=mask_radius_a)
                 for tool in ("relion", "deepalign")}
     return {"relion_command": relion.shown(cmd), "relion_seconds": seconds,
             "deepalign_seconds": rec["seconds"], "vs_truth": vs_truth,
             **report.agreement(folder / "relion.mrc", folder / "deepalign.mrc",
-                               pixel_size_a=PIXEL_A)}
+                               pixel_size_a=PIXEL_A, mask_radius_a=mask_radius_a)}
 
 
 def stage_interop(b: Bench) -> dict:
     """The two reconstructions of DeepAlign's STAR, and of a noise-free control (true poses,
-    SNR 1000): where noise dominates the two CTF corrections weight it differently, so the
-    control is the test of conventions (Euler angles, origins, CTF)."""
+    SNR 1000), compared over the whole box and inside the particle's sphere (RELION zeroes
+    its map's corners, ours keeps their noise); the control tests the conventions (Euler
+    angles, origins, CTF) alone."""
     clean = b.work / "interop" / "clean"
     b.deepalign(["simulate", "--out", str(clean), "--volume", str(Path(b.args.data) / MAP),
                  "--n", str(min(CLEAN_N, b.args.n)), "--box", str(BOX), "--snr",
