@@ -45,15 +45,21 @@ def candidate_references(spec, matrices, search, masking):
     ``search.references(project(...), rotate=False)`` makes them (to float32 rounding for a
     map inside the mask), from the band frequencies of the 3D spectrum alone."""
     xp, band = search.xp, search.band
-    sampled = band_spectra(spec, matrices, band.ky, band.kx, xp=xp)
     with_power = search.ctf_on_references
-    if xp is np:  # one compiled pass: mask, unit norm, matrix and power
-        matrix = np.empty((len(sampled), 2 * len(band)), dtype=np.float32)
-        power = np.empty((len(sampled), len(band)) if with_power else (0, 0), np.float32)
-        _masked_unit_rows(sampled, masking.dc, np.float32(1.0 / masking.mask_sum),
-                          masking.mask_band, band.weight, np.float32(1.0 / band.box_px ** 2),
-                          matrix, power, with_power)
+    if xp is np:  # one compiled pass after the sampling, on its threads: mask, norm, rows
+        count = len(np.reshape(matrices, (-1, 9)))
+        matrix = np.empty((count, 2 * len(band)), dtype=np.float32)
+        power = np.empty((count, len(band)) if with_power else (0, 0), np.float32)
+
+        def finish(rows, sampled):
+            _masked_unit_rows(sampled, masking.dc, np.float32(1.0 / masking.mask_sum),
+                              masking.mask_band, band.weight,
+                              np.float32(1.0 / band.box_px ** 2), matrix[rows],
+                              power[rows] if with_power else power, with_power)
+
+        band_spectra(spec, matrices, band.ky, band.kx, finish=finish)
         return matrix, power if with_power else None
+    sampled = band_spectra(spec, matrices, band.ky, band.kx, xp=xp)
     spectra = masking.apply(sampled, xp)
     norm = xp.sqrt(xp.maximum(band.norm2(spectra, xp), 1e-24))
     spectra /= norm[:, None].astype(xp.float32)  # in place: the sampled spectra are ours

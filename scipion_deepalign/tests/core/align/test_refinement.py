@@ -128,6 +128,31 @@ def test_the_device_sampling_path_equals_the_compiled_one(spectrum):
     np.testing.assert_allclose(got, expected, atol=1e-5 * np.abs(expected).max())
 
 
+def test_many_candidates_are_finished_chunk_by_chunk_on_the_threads(spectrum):
+    """Over several chunks and threads, the rows the sampling's threads finish (mask, norm,
+    power) equal the array path's, and each chunk is finished once, by its own rows."""
+    from scipion_deepalign.core import central_slices
+    from scipion_deepalign.tests.helpers import numpy_twin
+
+    n = 2 * central_slices.CHUNK + 7
+    matrices = euler_to_matrix(np.random.default_rng(8).uniform(0, 180, (n, 3)))
+    search = Search.create(32, 4.0, max_shift_px=2.0)
+    search.ctf, search.ctf_mode = object(), "apply"  # the references' power is made too
+    masking = candidates.ReferenceMasking.of(search)
+    matrix, power = candidates.candidate_references(spectrum, matrices, search, masking)
+    search.xp = numpy_twin()
+    twin_matrix, twin_power = candidates.candidate_references(spectrum, matrices, search,
+                                                              masking)
+    np.testing.assert_allclose(matrix, twin_matrix, atol=1e-5 * np.abs(matrix).max())
+    np.testing.assert_allclose(power, twin_power, atol=1e-5 * np.abs(power).max())
+    seen = []
+    band = search.band
+    band_spectra(spectrum, matrices, band.ky, band.kx,
+                 finish=lambda rows, sampled: seen.append((rows.start, rows.stop, len(sampled))))
+    size = central_slices.CHUNK
+    assert sorted(seen) == [(0, size, size), (size, 2 * size, size), (2 * size, n, 7)]
+
+
 def test_points_at_and_beyond_the_padded_box_edge(spectrum):
     """Frequencies from inside the padded spectrum to past its edge: the compiled pass (no
     branch: clamped corners, zero outside) equals the array path point by point, inside
