@@ -114,19 +114,27 @@ def solvent_contrast(volume) -> np.ndarray:
     vol = np.asarray(volume, dtype=np.float32)
     n = vol.shape[0]
     axis = np.arange(n, dtype=np.float32) - n // 2
-    radius = np.sqrt(axis[:, None, None] ** 2 + axis[None, :, None] ** 2
-                     + axis[None, None, :] ** 2)
-    edge = np.float32(n / 2.0 - _SOLVENT_INSET_PX)  # the sphere ends, the corners begin there
-    inside = np.clip((edge - radius) / _SOLVENT_EDGE_PX, 0.0, 1.0)
-    corners = np.clip((radius - edge) / _SOLVENT_EDGE_PX, 0.0, 1.0)
-    del radius
-    solvent = vol - np.float32(np.sum(vol * corners, dtype=np.float64) / corners.sum())
-    particle = shell_power(solvent * inside) / np.mean(inside ** 2)
-    noise = shell_power(solvent * corners) / np.mean(corners ** 2)
+    # the distance past the sphere's edge in edge widths, then each mask from it in place
+    past = np.sqrt(axis[:, None, None] ** 2 + axis[None, :, None] ** 2 + axis[None, None, :] ** 2)
+    past -= np.float32(n / 2.0 - _SOLVENT_INSET_PX)
+    past /= np.float32(_SOLVENT_EDGE_PX)
+    corners = np.clip(past, 0.0, 1.0)
+    level = np.float32(np.sum(vol * corners, dtype=np.float64) / corners.sum())
+    noise = _masked_power(vol, level, corners)
+    del corners
+    np.negative(past, out=past)
+    particle = _masked_power(vol, level, np.clip(past, 0.0, 1.0, out=past))
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = particle / noise
     ratio[noise <= 0] = np.inf
     return ratio
+
+
+def _masked_power(vol, level, mask) -> np.ndarray:
+    """:func:`shell_power` of ``(vol - level) * mask``, per voxel of the mask."""
+    masked = vol - level
+    masked *= mask
+    return shell_power(masked) / np.mean(np.square(mask, dtype=np.float64))
 
 
 def estimate_map_resolution(volume, pixel_size_a: float, *, name: str = "the map") -> float:
