@@ -62,7 +62,8 @@ def band_spectra(spectrum, matrices, ky, kx, *, xp=np, finish=None):
     out = np.empty((len(m), len(ky)), dtype=np.complex64)
     grid = np.ascontiguousarray(spectrum.spectrum)  # the kernel reads it flat
     pairs = out.view(np.float32).reshape(len(m), len(ky), 2)  # (re, im), written in place
-    threads = max(1, min(cpu_threads(), len(m) // 64))
+    starts = range(0, len(m), CHUNK)
+    threads = max(1, min(cpu_threads(), len(starts)))
 
     def one(start):  # the compiled sampling releases the GIL: chunks side by side
         rows = slice(start, min(len(m), start + CHUNK))
@@ -70,7 +71,6 @@ def band_spectra(spectrum, matrices, ky, kx, *, xp=np, finish=None):
         if finish is not None:
             finish(rows, out[rows])
 
-    starts = range(0, len(m), CHUNK)
     if threads > 1:
         with ThreadPoolExecutor(max_workers=threads) as pool:
             list(pool.map(one, starts))
