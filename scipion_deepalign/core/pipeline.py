@@ -221,7 +221,7 @@ def _predict(images, model_dir, *, pixel_size_a, top_k, n_classes, search, class
     pairs and the classes' estimated fractions (None with one class). With ``class_prior``
     "estimated" the regions and pairs come from the outputs reweighted by the fractions
     (:func:`~.cnn.joint.estimate_class_fractions`)."""
-    chunk = max(256, len(images) // 20)
+    chunk = cnn.progress_chunk(len(images))
     with Progress(len(images), "predict") as progress:
         if n_classes == 1:
             regions, probabilities = cnn.predict_regions(

@@ -165,7 +165,7 @@ class ClassNetwork:
         t0 = time.perf_counter()
         k = len(maps)
         joint = cnn.predict_probabilities(images, folder, pixel_size_a=pixel_size_a,
-                                          chunk_size=max(256, len(images) // 20))
+                                          chunk_size=cnn.progress_chunk(len(images)))
         pairs = cnn.search_pairs(joint, k, self.search, top_k=self.top_k)
         centres, _, _ = ModelFolder(folder).read_regions()
         return NetworkStep(pairs=pairs, centres_deg=centres, model_dir=str(folder),

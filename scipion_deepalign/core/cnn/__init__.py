@@ -14,7 +14,8 @@ _EXPORTS = {
     "TrainConfig": "config", "TrainReport": "train", "train_regions": "train",
     "predict_regions": "predict", "predict_probabilities": "predict", "load_models": "predict",
     "build_regional_model": "model", "build_shared_model": "model", "compile_model": "model",
-    "kernel_sizes": "model", "top_k_regions": "predict", "select_pairs": "pairs",
+    "kernel_sizes": "model", "top_k_regions": "predict", "progress_chunk": "predict",
+    "select_pairs": "pairs",
     "search_pairs": "pairs", "top_pairs": "pairs", "search_top_pairs": "pairs",
     "class_probabilities": "joint", "region_marginal": "joint",
 }

@@ -20,7 +20,19 @@ from .data import mask_images, preprocess_images
 from .joint import region_marginal
 from .model_folder import SHARED_MODEL, ModelFolder
 
-__all__ = ["load_models", "predict_probabilities", "predict_regions", "top_k_regions"]
+__all__ = ["load_models", "predict_probabilities", "predict_regions", "top_k_regions",
+           "progress_chunk", "MIN_CHUNK"]
+
+#: images a prediction that reports its progress hands the network at least per call: each
+#: Keras ``predict`` call costs about 60 ms of its own (2 000 particles of 64 px: 0.99 s in
+#: calls of 256, 0.55 s in one; docs/benchmarks_cnn.md, "Prediction in fewer calls")
+MIN_CHUNK = 2048
+
+
+def progress_chunk(n: int) -> int:
+    """``chunk_size`` of :func:`predict_probabilities` for ``n`` particles whose progress is
+    reported: a twentieth of them (the progress's steps), at least :data:`MIN_CHUNK`."""
+    return max(MIN_CHUNK, int(n) // 20)
 
 
 def load_models(model_dir):
