@@ -134,7 +134,7 @@ def search_by_tile_sets(engine, galleries, bank, spectra, power, local, n_best,
     n_comparisons = 0
     for who, tiles in groups:
         directions = np.concatenate([np.arange(*galleries.bounds[g]) for g in tiles])
-        refs = (directions[:, None] * p + np.arange(p)).ravel()  # direction-major
+        refs = bank.rows_of(directions)
         for r0 in range(0, len(refs), REFS_PER_CHUNK):
             chunk = refs[r0:r0 + REFS_PER_CHUNK]
             references = _gather(bank, chunk, engine.xp)

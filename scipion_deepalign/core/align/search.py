@@ -381,10 +381,14 @@ class ReferenceBank:
         """The bank of gallery directions ``directions`` (indices into this one), in that
         order, gathered on the bank's device (``xp``): the references of a second search over
         directions this bank holds, instead of preparing them again."""
-        directions = np.asarray(directions, dtype=np.int64)
-        rows = (directions[:, None] * self.n_psi + np.arange(self.n_psi)).ravel()
-        return ReferenceBank(self.matrix[xp.asarray(rows)], self.n_psi,
+        return ReferenceBank(self.matrix[xp.asarray(self.rows_of(directions))], self.n_psi,
                              with_power=self.with_power)
+
+    def rows_of(self, directions) -> np.ndarray:
+        """The bank's rows of gallery directions ``directions`` (indices), every in-plane copy
+        of each, direction-major as :meth:`Search.references` lays them out."""
+        directions = np.asarray(directions, dtype=np.int64)
+        return (directions[:, None] * self.n_psi + np.arange(self.n_psi)).ravel()
 
     def take(self, start: int, stop: int):
         """``(matrix, power)`` of the in-plane copies of gallery directions ``start:stop``, in
