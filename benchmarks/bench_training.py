@@ -53,16 +53,24 @@ LONG = "60x8192 r15 p3"
 
 
 def parse_schedule(label: str) -> dict:
-    """``"EPOCHSxIMAGES rRAMP pPATIENCE"`` -> TrainConfig options."""
+    """``"EPOCHSxIMAGES rRAMP pPATIENCE [sSOFTNESS]"`` -> TrainConfig options.
+
+    The optional fourth part sets the label softness (``s0.2``: sigma 0.2 of the spacing;
+    ``s0``: one-hot labels); without it the training's default.
+    """
     try:
-        size, ramp, patience = label.split()
+        size, ramp, patience, *rest = label.split()
         epochs, images = size.split("x")
-        assert ramp[0] == "r" and patience[0] == "p"
-        return dict(epochs=int(epochs), images_per_epoch=int(images),
-                    noise_ramp_epochs=int(ramp[1:]), patience=int(patience[1:]))
+        assert ramp[0] == "r" and patience[0] == "p" and len(rest) <= 1
+        options = dict(epochs=int(epochs), images_per_epoch=int(images),
+                       noise_ramp_epochs=int(ramp[1:]), patience=int(patience[1:]))
+        if rest:
+            assert rest[0][0] == "s"
+            options["label_softness"] = float(rest[0][1:])
+        return options
     except (ValueError, AssertionError):
-        raise SystemExit(f"--schedules: {label!r} is not 'EPOCHSxIMAGES rRAMP pPATIENCE' "
-                         "(e.g. '12x4096 r4 p3')") from None
+        raise SystemExit(f"--schedules: {label!r} is not 'EPOCHSxIMAGES rRAMP pPATIENCE "
+                         "[sSOFTNESS]' (e.g. '12x4096 r4 p3' or '20x8192 r3 p3 s0.2')") from None
 
 
 def _default_label() -> str:
@@ -74,7 +82,8 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--schedules", default=None, metavar="LABELS",
                    help=f"semicolon-separated schedules (default: {LONG}; the default; "
-                        "the other candidates)")
+                        "the other candidates); an optional fourth part sets the label "
+                        "softness, e.g. '20x8192 r3 p3 s0.2'")
     p.add_argument("--map", default="8zpm", choices=tuple(bench_accuracy.MAPS))
     p.add_argument("--snr", type=float, default=0.05)
     p.add_argument("--n", type=int, default=2000)
@@ -151,7 +160,7 @@ def render(rows, args, loads, seconds) -> str:
              ", training from projections (softmax head, polar trunk); judged on the "
              f"{int(round(args.n * (1 - args.train_fraction)))} test particles; the long "
              f"training is {LONG}, the default {_default_label()}.", "",
-             "| schedule (epochs x images, ramp, patience) | training (s) | epochs run (kept) "
+             "| schedule (epochs x images, ramp, patience[, label softness]) | training (s) | epochs run (kept) "
              "| images seen | held-out hit rate | test top-1 / hit rate | within 5 / 10 deg "
              "| median (deg) | regions searched | comparisons per particle | alignment (s) |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
