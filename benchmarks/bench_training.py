@@ -160,9 +160,10 @@ def render(rows, args, loads, seconds) -> str:
              ", training from projections (softmax head, polar trunk); judged on the "
              f"{int(round(args.n * (1 - args.train_fraction)))} test particles; the long "
              f"training is {LONG}, the default {_default_label()}.", "",
-             "| schedule (epochs x images, ramp, patience[, label softness]) | training (s) | epochs run (kept) "
-             "| images seen | held-out hit rate | test top-1 / hit rate | within 5 / 10 deg "
-             "| median (deg) | regions searched | comparisons per particle | alignment (s) |",
+             "| schedule (epochs x images, ramp, patience[, label softness]) | training (s) "
+             "| epochs run (kept) | images seen | held-out hit rate | test top-1 / hit rate "
+             "| within 5 / 10 deg | median (deg) | regions searched | comparisons per particle "
+             "| alignment (s) |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         within = (f"{r['within5']:.3f} / {r['within10']:.3f}" if "within10" in r else "-")
