@@ -22,8 +22,9 @@ __all__ = ["read_class_maps", "training_references", "align_against_maps",
 
 
 def read_class_maps(paths, *, box_px: int, pixel_size_a: float):
-    """``(volumes, pixel_sizes)`` of the ``--volume`` files, CLIError naming a misfit one."""
-    from ..core.classes import class_references
+    """``(volumes, pixel_sizes)`` of the ``--volume`` files, CLIError naming a misfit one
+    (box or pixel size against the particles', or, with several, against each other)."""
+    from ..core.classes.references import check_pixel_sizes, class_references
     from ..core.io import read_volume
 
     volumes, pixels = [], []
@@ -37,7 +38,12 @@ def read_class_maps(paths, *, box_px: int, pixel_size_a: float):
                            f"{box_px} px ({path})")
         volumes.append(volume)
         pixels.append(pixel)
-    if len(volumes) > 1:  # the maps against each other (cheap: before any search)
+    try:  # cheap, before any training or search
+        check_pixel_sizes(pixels, list(paths), pixel_size_a)
+    except ValueError as exc:
+        raise CLIError(f"--volume {exc} (resample the map, or give the particles' pixel "
+                       "size with --pixel-size)") from None
+    if len(volumes) > 1:  # the maps against each other
         try:
             class_references(volumes, pixel_sizes_a=pixels, names=list(paths),
                              pixel_size_a=pixel_size_a)

@@ -156,15 +156,21 @@ def add_particle_args(parser: argparse.ArgumentParser, *, images: bool = True) -
 
 def read_particles(args, path, option: str = "--particles"):
     """Particles of the STAR ``path`` given by ``option``, read with ``--datadir`` and
-    ``--pixel-size``; :class:`CLIError` for a missing file or ``--datadir``."""
+    ``--pixel-size``; :class:`CLIError` for a missing file or ``--datadir``. A command with
+    ``--ctf`` on says so when the file has no CTF."""
     from ..core.io import read_particles_star
 
     check_file_exists(path, option)
     datadir = getattr(args, "datadir", None)
     if datadir is not None and not os.path.isdir(datadir):
         raise CLIError(f"--datadir: folder not found: {datadir}")
-    return read_particles_star(path, pixel_size_a=getattr(args, "pixel_size", None),
-                               datadir=datadir)
+    particles = read_particles_star(path, pixel_size_a=getattr(args, "pixel_size", None),
+                                    datadir=datadir)
+    if particles.ctf is None and getattr(args, "ctf", False):  # a command that uses the CTF
+        logging.getLogger(LOG_NAME).warning(
+            "%s (%s) has no CTF (no rlnDefocusU column): its particles are compared without "
+            "one - right for simulated or CTF-corrected images only", path, option)
+    return particles
 
 
 def load_particles_images(args, particles, index=None):

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..defaults import same_pixel_size
 
-__all__ = ["class_references"]
+__all__ = ["class_references", "check_pixel_sizes"]
 
 
 def class_references(volumes, *, pixel_sizes_a=None, names=None,
@@ -61,7 +61,7 @@ def class_references(volumes, *, pixel_sizes_a=None, names=None,
     first = np.asarray(volumes[0])
     _check_cube(first, names[0])
     box = first.shape[0]
-    _check_pixel_sizes(pixels, names, pixel_size_a)
+    check_pixel_sizes(pixels, names, pixel_size_a)
     out = np.empty((k, box, box, box), dtype=np.float32)
     for i, (volume, name) in enumerate(zip(volumes, names)):
         volume = np.asarray(volume, dtype=np.float64)
@@ -81,7 +81,9 @@ def _check_cube(volume, name) -> None:
         raise ValueError(f"{name}: a cubic 3D map was expected, got shape {volume.shape}")
 
 
-def _check_pixel_sizes(pixels, names, pixel_size_a) -> None:
+def check_pixel_sizes(pixels, names, pixel_size_a=None) -> None:
+    """ValueError naming the first map whose pixel size (None: unknown, not checked) differs
+    from the particles' ``pixel_size_a`` or from the first known map's."""
     known = [(p, n) for p, n in zip(pixels, names) if p is not None]
     if pixel_size_a is not None:
         for pixel, name in known:

@@ -154,6 +154,46 @@ def test_volume_box_mismatch(inputs, tmp_path, capsys):
     assert "--volume box 24 px differs from the particle box 32 px" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("command", ["run", "align"])
+def test_volume_pixel_size_mismatch_stops_before_any_training(inputs, tmp_path, capsys,
+                                                              monkeypatch, command):
+    """One map of another pixel size than the particles': refused with the file and both
+    sizes named, before the network is trained (it was found after training and prediction)."""
+    from scipion_deepalign.core import cnn
+
+    folder = inputs[0]
+    write_mrc(tmp_path / "coarse.mrc", make_phantom(32, seed=0), pixel_size_a=2 * PIXEL_A)
+    monkeypatch.setattr(cnn, "train_regions", lambda *a, **k: pytest.fail("trained"))
+    out = tmp_path / ("o.star" if command == "align" else "o")
+    extra = ["--global"] if command == "align" else []
+    code = main([command, "--particles", str(folder / "pred.star"), "--volume",
+                 str(tmp_path / "coarse.mrc"), "--out", str(out), *extra])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert (f"coarse.mrc: pixel size {2 * PIXEL_A:g} A differs from the particles' "
+            f"{PIXEL_A:g} A") in err and "--pixel-size" in err
+    assert not out.exists()
+
+
+def test_particles_without_ctf_are_said_to_be_compared_without_one(inputs, tmp_path, capsys):
+    """A STAR without defocus columns aligns (simulated or CTF-corrected images), and the
+    command says that it compares them without a CTF; --no-ctf asked for it: no word."""
+    folder = inputs[0]
+    images, parts = simulate_particles(make_phantom(32, seed=0), 4, pixel_size_a=PIXEL_A,
+                                       snr=np.inf, ctf=False, seed=3)
+    write_particles(tmp_path / "p.mrcs", tmp_path / "noctf.star", images, parts)
+    argv = ["align", "--particles", str(tmp_path / "noctf.star"), "--volume",
+            str(folder / "ref.mrc"), "--global", "--step", "20", "--max-shift", "1",
+            "--device", "cpu", "--out", str(tmp_path / "o.star")]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "noctf.star (--particles) has no CTF (no rlnDefocusU column)" in err
+    assert main(argv + ["--no-ctf"]) == 0
+    assert "has no CTF" not in capsys.readouterr().err
+    assert main(argv[:2] + [str(folder / "pred.star")] + argv[3:]) == 0  # with a CTF
+    assert "has no CTF" not in capsys.readouterr().err
+
+
 def _assert_poses_inside_the_windows(angles_deg, hints, *, step_deg, follow=None):
     """Every pose lies in a tile the regional search can reach from its hinted regions (their
     windows, and the tiles whose centre is within ``follow`` (default: the default reach)
