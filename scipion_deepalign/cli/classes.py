@@ -23,9 +23,11 @@ __all__ = ["read_class_maps", "training_references", "align_against_maps",
 
 def read_class_maps(paths, *, box_px: int, pixel_size_a: float):
     """``(volumes, pixel_sizes)`` of the ``--volume`` files, CLIError naming a misfit one
-    (box or pixel size against the particles', or, with several, against each other)."""
+    (box or pixel size against the particles', or, with several, against each other) or an
+    empty one (constant, or not finite), before any work."""
     from ..core.classes.references import check_pixel_sizes, class_references
     from ..core.io import read_volume
+    from ..core.resolution import check_map_values
 
     volumes, pixels = [], []
     for path in paths:
@@ -36,6 +38,10 @@ def read_class_maps(paths, *, box_px: int, pixel_size_a: float):
         if volume.shape[-1] != box_px:
             raise CLIError(f"--volume box {volume.shape[-1]} px differs from the particle box "
                            f"{box_px} px ({path})")
+        try:
+            check_map_values(volume, path)
+        except ValueError as exc:
+            raise CLIError(f"--volume {exc}") from None
         volumes.append(volume)
         pixels.append(pixel)
     try:  # cheap, before any training or search

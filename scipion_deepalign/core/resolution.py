@@ -37,9 +37,9 @@ import numpy as np
 
 from .defaults import FULL_RESOLUTION, TARGET_RESOLUTION
 
-__all__ = ["estimate_map_resolution", "solvent_contrast", "parse_target_resolution",
-           "SearchResolution", "search_resolution", "training_input", "NOISE_FACTOR",
-           "EDGE_DROP", "EMPTY_DROP", "SOLVENT_FACTOR", "REFINE_MARGIN"]
+__all__ = ["estimate_map_resolution", "check_map_values", "solvent_contrast",
+           "parse_target_resolution", "SearchResolution", "search_resolution", "training_input",
+           "NOISE_FACTOR", "EDGE_DROP", "EMPTY_DROP", "SOLVENT_FACTOR", "REFINE_MARGIN"]
 
 #: a shell whose power is within this factor of the floor is noise (signal ~ noise)
 NOISE_FACTOR = 2.0
@@ -163,6 +163,18 @@ def _masked_power(vol, level, mask) -> np.ndarray:
     return shell_power(masked) / np.mean(np.square(mask, dtype=np.float64))
 
 
+def check_map_values(volume, name: str = "the reference map") -> None:
+    """ValueError naming ``name`` when the map holds NaN or infinite values or is constant
+    (nothing to train from or align against): the one statement of the rule, asked by the
+    resolution estimate, the training, the class maps and the command line (before any
+    work)."""
+    vol = np.asarray(volume)
+    if not np.all(np.isfinite(vol)):
+        raise ValueError(f"{name} contains NaN or infinite values")
+    if np.ptp(vol) == 0:
+        raise ValueError(f"{name} is constant: it holds no structure to align against")
+
+
 def estimate_map_resolution(volume, pixel_size_a: float, *, name: str = "the map") -> float:
     """The resolution ``volume`` supports, in Angstrom (rules in the module docstring).
 
@@ -199,10 +211,7 @@ def estimate_map_resolution(volume, pixel_size_a: float, *, name: str = "the map
         good = False
     if not good:
         raise ValueError(f"the pixel size of {name} must be > 0, got {pixel_size_a!r}")
-    if not np.all(np.isfinite(vol)):
-        raise ValueError(f"{name} contains NaN or infinite values")
-    if np.ptp(vol) == 0:
-        raise ValueError(f"{name} is constant: it holds no structure to align against")
+    check_map_values(vol, name)
     n = vol.shape[0]
     nyquist = n // 2
     with np.errstate(divide="ignore"):

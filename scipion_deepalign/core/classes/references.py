@@ -7,7 +7,7 @@ Rules, each with its own message naming the map (its file name when the caller g
 2. every map a cube of the first map's box;
 3. every known pixel size the same as the first known one (:func:`~..defaults.same_pixel_size`),
    and as the particles' when given;
-4. no map is constant (nothing to compare with).
+4. no map is constant or holds non-finite values (:func:`~..resolution.check_map_values`).
 
 Each map is then scaled to zero mean and unit standard deviation over its box, so that maps of
 different mass (a complex with and without a subunit) enter the search on one scale. The
@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..defaults import same_pixel_size
+from ..resolution import check_map_values
 
 __all__ = ["class_references", "check_pixel_sizes"]
 
@@ -69,10 +70,8 @@ def class_references(volumes, *, pixel_sizes_a=None, names=None,
         if volume.shape[0] != box:
             raise ValueError(f"{name}: box {volume.shape[0]} px differs from {names[0]}'s "
                              f"{box} px (every class map needs the same box)")
-        std = volume.std()
-        if not std > 0:
-            raise ValueError(f"{name}: the map is constant (nothing to compare particles with)")
-        out[i] = (volume - volume.mean()) / std
+        check_map_values(volume, name)
+        out[i] = (volume - volume.mean()) / volume.std()
     return out
 
 

@@ -33,6 +33,7 @@ import numpy as np
 
 from ..defaults import REGION_SPACING_DEG
 from ..regions import assign_regions, region_centres_deg
+from ..resolution import check_map_values
 from ..runtime.atomic import atomic_path
 from ..runtime.stacks import as_stack
 from ..symmetry import normalise_symmetry
@@ -157,9 +158,7 @@ def _check_reference(reference, images, config):
                          f"{config.training_source!r}")
     for k, volume in enumerate([ref] if ref.ndim == 3 else ref):
         check_reference_box(volume.shape, images.shape[1])
-        if not np.all(np.isfinite(volume)) or not volume.std() > 0:
-            raise ValueError(f"the reference map{'' if ref.ndim == 3 else f' {k + 1}'} is "
-                             "constant or holds NaN/infinite values")
+        check_map_values(volume, "the reference map" if ref.ndim == 3 else f"reference map {k + 1}")
     return ref
 
 

@@ -155,23 +155,34 @@ def test_volume_box_mismatch(inputs, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("command", ["run", "align"])
-def test_volume_pixel_size_mismatch_stops_before_any_training(inputs, tmp_path, capsys,
-                                                              monkeypatch, command):
-    """One map of another pixel size than the particles': refused with the file and both
-    sizes named, before the network is trained (it was found after training and prediction)."""
+@pytest.mark.parametrize("flaw", ["pixel_size", "constant", "nan"])
+def test_a_flawed_map_stops_the_command_before_any_training(inputs, tmp_path, capsys,
+                                                            monkeypatch, command, flaw):
+    """One map of another pixel size than the particles', or one without structure: refused
+    with the file named, before the network is trained (deepalign run found the pixel size
+    after training and prediction, and named no file for a constant map)."""
     from scipion_deepalign.core import cnn
 
     folder = inputs[0]
-    write_mrc(tmp_path / "coarse.mrc", make_phantom(32, seed=0), pixel_size_a=2 * PIXEL_A)
+    volume = make_phantom(32, seed=0)
+    if flaw == "constant":
+        volume[:] = 1.0
+    elif flaw == "nan":
+        volume[3, 4, 5] = np.nan
+    write_mrc(tmp_path / "flawed.mrc", volume,
+              pixel_size_a=2 * PIXEL_A if flaw == "pixel_size" else PIXEL_A)
     monkeypatch.setattr(cnn, "train_regions", lambda *a, **k: pytest.fail("trained"))
     out = tmp_path / ("o.star" if command == "align" else "o")
     extra = ["--global"] if command == "align" else []
     code = main([command, "--particles", str(folder / "pred.star"), "--volume",
-                 str(tmp_path / "coarse.mrc"), "--out", str(out), *extra])
+                 str(tmp_path / "flawed.mrc"), "--out", str(out), *extra])
     assert code == 2
     err = capsys.readouterr().err
-    assert (f"coarse.mrc: pixel size {2 * PIXEL_A:g} A differs from the particles' "
-            f"{PIXEL_A:g} A") in err and "--pixel-size" in err
+    words = {"pixel_size": f"flawed.mrc: pixel size {2 * PIXEL_A:g} A differs from the "
+                           f"particles' {PIXEL_A:g} A",
+             "constant": "flawed.mrc is constant", "nan": "flawed.mrc contains NaN"}[flaw]
+    assert words in err
+    assert flaw != "pixel_size" or "--pixel-size" in err
     assert not out.exists()
 
 

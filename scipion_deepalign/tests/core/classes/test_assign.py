@@ -96,7 +96,7 @@ def test_invalid_pixel_size_names_the_map(maps):
 
 
 def test_invalid_constant_map(maps):
-    with pytest.raises(ValueError, match="map 2: the map is constant"):
+    with pytest.raises(ValueError, match="map 2 is constant"):
         class_references([maps[0], np.zeros_like(maps[0])])
 
 
