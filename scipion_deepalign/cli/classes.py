@@ -26,6 +26,7 @@ def read_class_maps(paths, *, box_px: int, pixel_size_a: float):
     (box or pixel size against the particles', or, with several, against each other) or an
     empty one (constant, or not finite), before any work."""
     from ..core.classes.references import check_pixel_sizes, class_references
+    from ..core.cnn.checks import check_reference_box
     from ..core.io import read_volume
     from ..core.resolution import check_map_values
 
@@ -35,10 +36,8 @@ def read_class_maps(paths, *, box_px: int, pixel_size_a: float):
             volume, pixel = read_volume(path)
         except ValueError as exc:
             raise CLIError(f"--volume: {exc}") from None
-        if volume.shape[-1] != box_px:
-            raise CLIError(f"--volume box {volume.shape[-1]} px differs from the particle box "
-                           f"{box_px} px ({path})")
         try:
+            check_reference_box(volume.shape, box_px, name=path)
             check_map_values(volume, path)
         except ValueError as exc:
             raise CLIError(f"--volume {exc}") from None

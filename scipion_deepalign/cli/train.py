@@ -161,20 +161,14 @@ def _reference(args, config, particles):
     classes); None for the particles source."""
     if config.training_source == "particles":
         return None
-    if len(args.volume) > 1:
-        from .classes import training_references
+    from .classes import read_class_maps, training_references
 
+    if len(args.volume) > 1:
         return training_references(args.volume, box_px=particles.box_px,
                                    pixel_size_a=particles.pixel_size_a)
-    from ..core.cnn.checks import check_reference_box
-    from ..core.io import read_volume
-
-    reference, _ = read_volume(args.volume[0])
-    try:
-        check_reference_box(reference.shape, particles.box_px, name=f"--volume {args.volume[0]}")
-    except ValueError as exc:
-        raise CLIError(str(exc)) from None
-    return reference
+    volumes, _ = read_class_maps(args.volume, box_px=particles.box_px,
+                                 pixel_size_a=particles.pixel_size_a)
+    return volumes[0]
 
 
 def _child_command(args, regions, gpu) -> list[str]:

@@ -133,6 +133,10 @@ class TrainSteps:
                 return errors  # the particles to align give the CTFs and the noise
             return errors + ["Choose the training particles."]
         errors += self._emptySetErrors(training=self.inputTrainingParticles)
+        volume = self.inputVolume.get()
+        if source != "particles" and volume is not None:
+            errors += self._geometryMismatch("reference volume", volume, "training particles",
+                                             train_set)
         if source != "projections" and not train_set.hasAlignmentProj():
             errors.append("The training particles have no 3D projection alignment "
                           "(angles): align them first (e.g. RELION, cryoSPARC, Xmipp), or "

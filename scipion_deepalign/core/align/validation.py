@@ -4,7 +4,8 @@ Every rule raises a ``ValueError`` that names the parameter and says exactly wha
 
 * ``images`` is a non-empty ``(N, B, B)`` stack (its shape is checked here; that its values
   are finite is checked as each block is read, so that a memory map is not read twice);
-* ``volume`` is ``(B, B, B)`` with the same ``B`` as the images;
+* ``volume`` is ``(B, B, B)`` with the same ``B`` as the images
+  (:func:`~..cnn.checks.check_reference_box`);
 * ``pixel_size_a`` is positive and, when ``volume_pixel_size_a`` is given, equal to it
   (:func:`~scipion_deepalign.core.defaults.same_pixel_size`);
 * ``max_shift_px`` is in ``[0, B / 2]``;
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..cnn.checks import check_reference_box
 from ..defaults import CTF_MODES, DEVICES, MAX_STEP_DEG, same_pixel_size
 from ..projection import nyquist_reaches
 
@@ -58,11 +60,7 @@ def validate_inputs(images_shape, volume, *, pixel_size_a, max_shift_px, ctf, sy
         raise ValueError(f"images must be a non-empty stack of square images (N, B, B), "
                          f"got shape {shape}")
     n, box = shape[0], shape[-1]
-    if volume.ndim != 3 or len(set(volume.shape)) != 1:
-        raise ValueError(f"volume must be a cube (B, B, B), got shape {volume.shape}")
-    if volume.shape[0] != box:
-        raise ValueError(f"volume box {volume.shape[0]} px differs from the particle box "
-                         f"{box} px: resample one of them first")
+    check_reference_box(volume.shape, box, name="volume")
     _positive("pixel_size_a", pixel_size_a, allow_none=False)
     if volume_pixel_size_a is not None:
         _positive("volume_pixel_size_a", volume_pixel_size_a)

@@ -132,11 +132,14 @@ def input_geometry(box_px: int, pixel_size_a: float, *, target_resolution_a=None
 
 
 def check_reference_box(reference_shape, box_px: int, *, name: str = "the reference map"):
-    """Rule 5: the reference map is a cube on the particles' box."""
+    """Rule 5: the reference map is a cube on the particles' box (the one statement of the
+    rule: the training, the alignment and the command line's ``--volume`` ask it)."""
     shape = tuple(int(s) for s in reference_shape)
-    if shape != (int(box_px),) * 3:
-        raise ValueError(f"{name} has shape {shape} but the particles a {int(box_px)} px box: "
-                         "give the map on the particles' box")
+    if len(shape) != 3 or len(set(shape)) != 1:
+        raise ValueError(f"{name} must be a cube (B, B, B), got shape {shape}")
+    if shape[0] != int(box_px):
+        raise ValueError(f"{name}: box {shape[0]} px differs from the particle box "
+                         f"{int(box_px)} px: resample one of them first")
 
 
 @dataclass(frozen=True)

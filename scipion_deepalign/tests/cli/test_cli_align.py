@@ -151,7 +151,7 @@ def test_volume_box_mismatch(inputs, tmp_path, capsys):
     code = main(["align", "--particles", str(folder / "pred.star"), "--volume",
                  str(tmp_path / "small.mrc"), "--global", "--out", str(tmp_path / "o.star")])
     assert code == 2
-    assert "--volume box 24 px differs from the particle box 32 px" in capsys.readouterr().err
+    assert "small.mrc: box 24 px differs from the particle box 32 px" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("command", ["run", "align"])

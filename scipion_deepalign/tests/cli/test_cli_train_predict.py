@@ -98,6 +98,24 @@ def test_train_without_poses(stars, tmp_path, capsys):
     assert not (tmp_path / "m").exists()
 
 
+@pytest.mark.parametrize("pixel, values, words", [
+    (8.0, None, "coarse.mrc: pixel size 8 A differs from the particles' 4 A"),
+    (4.0, 0.0, "coarse.mrc is constant"),
+], ids=["pixel_size", "constant"])
+def test_train_refuses_a_flawed_map_naming_it(stars, tmp_path, capsys, pixel, values, words):
+    """One --volume is checked as several are (box, pixel size, values), before training."""
+    from scipion_deepalign.core.io import write_mrc
+    from scipion_deepalign.core.simulate import make_phantom
+
+    volume = make_phantom(32, symmetry="d2", seed=0)
+    write_mrc(tmp_path / "coarse.mrc", volume if values is None else volume * values,
+              pixel_size_a=pixel)
+    code, err = _error(["train", "--particles", str(stars[2]), "--volume",
+                        str(tmp_path / "coarse.mrc"), "--out", str(tmp_path / "m")], capsys)
+    assert code == 2 and words in err
+    assert not (tmp_path / "m").exists()
+
+
 def test_train_from_projections_needs_no_poses(stars, tmp_path, capsys):
     from scipion_deepalign.core.io import write_mrc
     from scipion_deepalign.core.simulate import make_phantom

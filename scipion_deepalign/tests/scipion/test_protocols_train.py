@@ -67,6 +67,15 @@ class TestTrainValidate(BaseTest):
                                         inputVolume=self.volume))
         assert "no 3D projection alignment" in text
 
+    def test_volume_of_another_pixel_size_than_the_training_particles(self):
+        other = sh.import_volume(self, self.volume.getFileName(), 2 * PIXEL_SIZE_A,
+                                 label="coarse")
+        text = _errors_text(self._train(trainingSource=TRAINING_SOURCES.index("projections"),
+                                        inputTrainingParticles=self.unaligned,
+                                        inputVolume=other))
+        assert (f"The reference volume pixel size is {2 * PIXEL_SIZE_A:g} A but the training "
+                f"particles pixel size is {PIXEL_SIZE_A:g} A.") in text
+
     def test_training_set_without_projection_alignment(self):
         text = _errors_text(self._train(inputTrainingParticles=self.unaligned))
         assert "no 3D projection alignment" in text

@@ -47,5 +47,7 @@ def test_regions_out_of_range():
 
 def test_reference_box():
     checks.check_reference_box((32, 32, 32), 32)
-    with pytest.raises(ValueError, match=r"shape \(24, 24, 24\) but the particles a 32 px"):
+    with pytest.raises(ValueError, match=r"box 24 px differs from the particle box 32 px"):
         checks.check_reference_box((24, 24, 24), 32)
+    with pytest.raises(ValueError, match=r"must be a cube \(B, B, B\), got shape \(32, 32, 24\)"):
+        checks.check_reference_box((32, 32, 24), 32)
