@@ -25,8 +25,9 @@ def read_class_maps(paths, *, box_px: int, pixel_size_a: float):
     """``(volumes, pixel_sizes)`` of the ``--volume`` files, CLIError naming a misfit one
     (box or pixel size against the particles', or, with several, against each other) or an
     empty one (constant, or not finite), before any work."""
-    from ..core.classes.references import check_pixel_sizes, class_references
+    from ..core.classes.references import class_references
     from ..core.cnn.checks import check_reference_box
+    from ..core.defaults import check_pixel_sizes
     from ..core.io import read_volume
     from ..core.resolution import check_map_values
 

@@ -18,6 +18,7 @@ __all__ = ["NETWORKS", "LOSSES", "HEADS", "TRUNKS", "CLASS_OUTPUTS", "TRAINING_S
            "default_max_shift_px", "mask_radius_or_default_px", "RECONSTRUCT_THREADS", "REFINE",
            "ALIGN_BATCH",
            "CONSENSUS_REPORT_THRESHOLDS_DEG", "PIXEL_SIZE_RTOL", "same_pixel_size",
+           "check_pixel_sizes",
            "GALLERY_STEP_PX", "REFINE_STARTS", "PARTICLE_RADIUS_BOX_FRACTION", "MAX_STEP_DEG",
            "TARGET_RESOLUTION", "FULL_RESOLUTION"]
 
@@ -101,6 +102,22 @@ def same_pixel_size(a_a: float, b_a: float) -> bool:
     """
     a_a, b_a = float(a_a), float(b_a)
     return abs(a_a - b_a) <= PIXEL_SIZE_RTOL * max(abs(a_a), abs(b_a))
+
+
+def check_pixel_sizes(pixels, names, pixel_size_a=None) -> None:
+    """ValueError naming the first map whose pixel size (None: unknown, not checked) is not
+    :func:`same_pixel_size` as the particles' ``pixel_size_a`` or as the first known map's:
+    the one message of the rule (the alignment, the class maps, the command line)."""
+    known = [(p, n) for p, n in zip(pixels, names) if p is not None]
+    if pixel_size_a is not None:
+        for pixel, name in known:
+            if not same_pixel_size(pixel, pixel_size_a):
+                raise ValueError(f"{name}: pixel size {pixel:g} A differs from the "
+                                 f"particles' {pixel_size_a:g} A")
+    for pixel, name in known[1:]:
+        if not same_pixel_size(pixel, known[0][0]):
+            raise ValueError(f"{name}: pixel size {pixel:g} A differs from {known[0][1]}'s "
+                             f"{known[0][0]:g} A (every class map needs the same pixel size)")
 
 
 #: the training defaults, one per :class:`~scipion_deepalign.core.cnn.config.TrainConfig`

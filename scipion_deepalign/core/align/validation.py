@@ -7,7 +7,7 @@ Every rule raises a ``ValueError`` that names the parameter and says exactly wha
 * ``volume`` is ``(B, B, B)`` with the same ``B`` as the images
   (:func:`~..cnn.checks.check_reference_box`);
 * ``pixel_size_a`` is positive and, when ``volume_pixel_size_a`` is given, equal to it
-  (:func:`~scipion_deepalign.core.defaults.same_pixel_size`);
+  (:func:`~scipion_deepalign.core.defaults.check_pixel_sizes`);
 * ``max_shift_px`` is in ``[0, B / 2]``;
 * ``symmetry`` is a known point group (:func:`symmetry.normalise_symmetry`);
 * ``region_hints`` is ``(N, k)`` integers in ``[0, R)`` and comes with ``centres_deg (R, 2)``;
@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..cnn.checks import check_reference_box
-from ..defaults import CTF_MODES, DEVICES, MAX_STEP_DEG, same_pixel_size
+from ..defaults import CTF_MODES, DEVICES, MAX_STEP_DEG, check_pixel_sizes
 from ..projection import nyquist_reaches
 
 __all__ = ["validate_inputs"]
@@ -64,9 +64,7 @@ def validate_inputs(images_shape, volume, *, pixel_size_a, max_shift_px, ctf, sy
     _positive("pixel_size_a", pixel_size_a, allow_none=False)
     if volume_pixel_size_a is not None:
         _positive("volume_pixel_size_a", volume_pixel_size_a)
-        if not same_pixel_size(volume_pixel_size_a, pixel_size_a):
-            raise ValueError(f"volume pixel size {volume_pixel_size_a} A differs from the "
-                             f"particle pixel size {pixel_size_a} A (pixel_size_a)")
+        check_pixel_sizes([volume_pixel_size_a], ["volume"], pixel_size_a)
     if max_shift_px is None or not 0 <= float(max_shift_px) <= box / 2:
         raise ValueError(f"max_shift_px must be in [0, {box / 2}] (half the {box}-px box), "
                          f"got {max_shift_px!r}")

@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..defaults import same_pixel_size
+from ..defaults import check_pixel_sizes
 from ..resolution import check_map_values
 
-__all__ = ["class_references", "check_pixel_sizes"]
+__all__ = ["class_references"]
 
 
 def class_references(volumes, *, pixel_sizes_a=None, names=None,
@@ -78,18 +78,3 @@ def class_references(volumes, *, pixel_sizes_a=None, names=None,
 def _check_cube(volume, name) -> None:
     if volume.ndim != 3 or not volume.shape[0] == volume.shape[1] == volume.shape[2]:
         raise ValueError(f"{name}: a cubic 3D map was expected, got shape {volume.shape}")
-
-
-def check_pixel_sizes(pixels, names, pixel_size_a=None) -> None:
-    """ValueError naming the first map whose pixel size (None: unknown, not checked) differs
-    from the particles' ``pixel_size_a`` or from the first known map's."""
-    known = [(p, n) for p, n in zip(pixels, names) if p is not None]
-    if pixel_size_a is not None:
-        for pixel, name in known:
-            if not same_pixel_size(pixel, pixel_size_a):
-                raise ValueError(f"{name}: pixel size {pixel:g} A differs from the "
-                                 f"particles' {pixel_size_a:g} A")
-    for pixel, name in known[1:]:
-        if not same_pixel_size(pixel, known[0][0]):
-            raise ValueError(f"{name}: pixel size {pixel:g} A differs from {known[0][1]}'s "
-                             f"{known[0][0]:g} A (every class map needs the same pixel size)")

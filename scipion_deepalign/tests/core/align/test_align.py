@@ -174,7 +174,7 @@ def test_gallery_cache_on_disk(volume, noiseless, tmp_path):
 
 @pytest.mark.parametrize("kwargs, message", [
     (dict(volume_box=24), "volume: box 24 px differs from the particle box 32 px"),
-    (dict(volume_pixel_size_a=5.0), "volume pixel size 5.0 A differs from the particle"),
+    (dict(volume_pixel_size_a=5.0), "volume: pixel size 5 A differs from the particles' 4 A"),
     (dict(max_shift_px=17.0), r"max_shift_px must be in \[0, 16.0\]"),
     (dict(symmetry="x7"), "symmetry"),
     (dict(region_hints=np.array([[0], [42]])), r"region_hints must be in \[0, 42\)"),
