@@ -25,7 +25,6 @@ def read_class_maps(paths, *, box_px: int, pixel_size_a: float):
     """``(volumes, pixel_sizes)`` of the ``--volume`` files, CLIError naming a misfit one
     (box or pixel size against the particles', or, with several, against each other) or an
     empty one (constant, or not finite), before any work."""
-    from ..core.classes.references import class_references
     from ..core.cnn.checks import check_reference_box
     from ..core.defaults import check_pixel_sizes
     from ..core.io import read_volume
@@ -44,17 +43,11 @@ def read_class_maps(paths, *, box_px: int, pixel_size_a: float):
             raise CLIError(f"--volume {exc}") from None
         volumes.append(volume)
         pixels.append(pixel)
-    try:  # cheap, before any training or search
+    try:  # with the checks above, every rule of class_references: cheap, before any work
         check_pixel_sizes(pixels, list(paths), pixel_size_a)
     except ValueError as exc:
         raise CLIError(f"--volume {exc} (resample the map, or give the particles' pixel "
                        "size with --pixel-size)") from None
-    if len(volumes) > 1:  # the maps against each other
-        try:
-            class_references(volumes, pixel_sizes_a=pixels, names=list(paths),
-                             pixel_size_a=pixel_size_a)
-        except ValueError as exc:
-            raise CLIError(f"--volume {exc}") from None
     return volumes, pixels
 
 

@@ -157,8 +157,9 @@ def _check_reference(reference, images, config):
                          f"got network {config.network!r}, training source "
                          f"{config.training_source!r}")
     for k, volume in enumerate([ref] if ref.ndim == 3 else ref):
-        check_reference_box(volume.shape, images.shape[1])
-        check_map_values(volume, "the reference map" if ref.ndim == 3 else f"reference map {k + 1}")
+        name = "the reference map" if ref.ndim == 3 else f"reference map {k + 1}"
+        check_reference_box(volume.shape, images.shape[1], name=name)
+        check_map_values(volume, name)
     return ref
 
 
