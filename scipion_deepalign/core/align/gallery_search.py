@@ -4,10 +4,10 @@ tiles, the running N best kept (:class:`.search.BestPoses`).
 Two schedules give the same comparisons, hence the same poses:
 
 * **by tile sets** (:func:`search_by_tile_sets`, whenever the prepared references of every
-  direction fit in a :class:`.search.ReferenceBank`): the particles are grouped by the set of
-  gallery groups they search (identical for particles with the same regions), and each group
-  meets all its references in large GEMMs, the references gathered from the bank by index. No
-  loop over regions or tiles: one GEMM per group and chunk of references, the same code on
+  direction fit in a :class:`.reference_bank.ReferenceBank`): the particles are grouped by the
+  set of gallery groups they search (identical for particles with the same regions), and each
+  group meets all its references in large GEMMs, the references gathered from the bank by
+  index. No loop over regions or tiles: one GEMM per group and chunk of references, the same code on
   numpy and cupy (the bank lives on the device).
 * **by gallery groups** (:func:`search_by_gallery_groups`): for every group of tiles, its
   particles against its references (sliced from the bank, or prepared chunk by chunk when the
@@ -45,7 +45,7 @@ def search_block(engine, galleries, bank, spectra, power, rows, n_best, progress
     ----------
     engine : search.Search
     galleries : gallery.GalleryGroups
-    bank : search.ReferenceBank or None
+    bank : reference_bank.ReferenceBank or None
         Prepared references of every gallery direction; ``None`` prepares them chunk by chunk
         (:func:`search_by_gallery_groups`).
     spectra, power : arrays of shape (n, F)
@@ -79,9 +79,9 @@ def block_comparisons(galleries, rows, n_psi: int) -> int:
 
 
 def wants_bank(galleries, n: int, block_size: int, *, follows: bool = False) -> bool:
-    """Whether a :class:`.search.ReferenceBank` pays for its memory: when several blocks meet
-    the same references, when a second search around the kept poses (``follows``) meets them
-    again, or when the one block is searched by tile sets (each reference met by several
+    """Whether a :class:`.reference_bank.ReferenceBank` pays for its memory: when several
+    blocks meet the same references, when a second search around the kept poses (``follows``)
+    meets them again, or when the one block is searched by tile sets (each reference met by several
     sets) over more than one gallery group. Otherwise every chunk of references is prepared
     once anyway, as it is met."""
     if n > block_size or follows:

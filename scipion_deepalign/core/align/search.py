@@ -28,6 +28,7 @@ from ..defaults import ALIGN_BATCH
 from ..runtime.backend import is_out_of_memory, to_numpy
 from . import matching
 from .gallery import rotate_selected, rotate_to_psi
+from .reference_bank import ReferenceBank
 from .search_geometry import search_geometry
 from .shift_gemm import shift_rows
 
@@ -275,9 +276,9 @@ class Search:
                                            with_power=self.ctf_on_references)
 
     def reference_bank(self, projections, *, chunk: int):
-        """:class:`ReferenceBank` of ``projections`` (every in-plane copy, prepared once), or
-        None when it would take more than 1 GB (then each chunk is prepared as it is met).
-        """
+        """:class:`~.reference_bank.ReferenceBank` of ``projections`` (every in-plane copy,
+        prepared once), or None when it would take more than 1 GB (then each chunk is prepared
+        as it is met)."""
         if len(projections) * self.n_psi * 2 * len(self.band) * 4 > _BANK_BYTES:
             return None
         xp = self.xp
@@ -364,41 +365,3 @@ def _on_maps(corr, peaks_yx, box):
     """``value_at(dy, dx)`` of :func:`matching.parabolic_peak` on periodic correlation maps."""
     rows = np.arange(len(peaks_yx))
     return lambda dy, dx: corr[rows, (peaks_yx[:, 0] + dy) % box, (peaks_yx[:, 1] + dx) % box]
-
-
-class ReferenceBank:
-    """The prepared references of every gallery direction, made once per alignment.
-
-    Every block of particles meets the same directions again: slicing their rows is much
-    cheaper than rotating and transforming them for each block. The power ``|R(k)|**2`` is
-    recomputed from the rows taken.
-    """
-
-    def __init__(self, matrix, n_psi: int, *, with_power: bool):
-        self.matrix, self.n_psi, self.with_power = matrix, int(n_psi), with_power
-
-    def subset(self, directions, *, xp) -> ReferenceBank:
-        """The bank of gallery directions ``directions`` (indices into this one), in that
-        order, gathered on the bank's device (``xp``): the references of a second search over
-        directions this bank holds, instead of preparing them again."""
-        return ReferenceBank(self.matrix[xp.asarray(self.rows_of(directions))], self.n_psi,
-                             with_power=self.with_power)
-
-    def rows_of(self, directions) -> np.ndarray:
-        """The bank's rows of gallery directions ``directions`` (indices), every in-plane copy
-        of each, direction-major as :meth:`Search.references` lays them out."""
-        directions = np.asarray(directions, dtype=np.int64)
-        return (directions[:, None] * self.n_psi + np.arange(self.n_psi)).ravel()
-
-    def take(self, start: int, stop: int):
-        """``(matrix, power)`` of the in-plane copies of gallery directions ``start:stop``, in
-        the layout of :meth:`Search.references` (direction-major, then in-plane angle)."""
-        return self.references(self.matrix[start * self.n_psi:stop * self.n_psi])
-
-    def references(self, matrix):
-        """``(matrix, power)`` of rows taken from this bank: the power ``|R(k)|**2`` where the
-        bank carries it, else None."""
-        if not self.with_power:
-            return matrix, None
-        f = matrix.shape[1] // 2
-        return matrix, matrix[:, :f] ** 2 + matrix[:, f:] ** 2
